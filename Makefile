@@ -1,0 +1,154 @@
+# runjob: one non-recursive Makefile (STYLE.md §13).
+#   make            bin/runjob (static) + bin/jobmanager, bin/jobctl symlinks
+#   make asan|tsan  build/asan/runjob, build/tsan/runjob (dynamic: sanitizers cannot be static)
+#   make test       every test tier; ends with "N passed, N failed"
+#   make certs      certificates into certs/ (runjob certs)
+#   make fmt / fmt-check / clean / install PREFIX=/usr/local
+# V selects the variant: release (default), asan, tsan, debug.
+
+VERSION := 0.1.0
+V ?= release
+ifeq ($(V),release)
+B := build
+else
+B := build/$(V)
+endif
+
+CC ?= gcc
+PKGS := grpc libprotobuf-c openssl libseccomp
+PREFIX ?= /usr/local
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \
+        -Wswitch-enum
+CPPFLAGS := -D_GNU_SOURCE -DRUNJOB_VERSION='"$(VERSION)"' -I. -Icore -I$(B)/proto
+OPT := -O2 -g
+SAN :=
+ifeq ($(V),asan)
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1 -g
+endif
+ifeq ($(V),tsan)
+SAN := -fsanitize=thread
+OPT := -O1 -g
+endif
+ifeq ($(V),debug)
+OPT := -O0 -g
+endif
+CFLAGS := -std=gnu11 $(OPT) $(SAN) $(WARN) -MMD -MP
+# Generated protobuf-c code gets looser flags (it is not ours to fix).
+PROTO_CFLAGS := -std=gnu11 $(OPT) $(SAN) -MMD -MP -w
+
+# The TLS 1.3-only enforcement wraps OpenSSL entry points at link time in the static binary;
+# dynamic builds (tests, sanitizers) interpose them instead (core/tls.c explains).
+TLS_WRAP := -Wl,--wrap=SSL_CTX_new,--wrap=SSL_CTX_ctrl,--wrap=SSL_ctrl
+LIBS_STATIC := $(shell pkg-config --static --libs $(PKGS) 2>/dev/null) -lstdc++ -lm
+LIBS_DYN := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
+TEST_LIBS := -lcriterion
+
+CORE_SRC := $(sort $(wildcard core/*.c))
+APPLET_SRC := $(sort $(wildcard applets/*.c))
+PROTO_C := $(B)/proto/jobmanager.pb-c.c
+PROTO_H := $(B)/proto/jobmanager.pb-c.h
+CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o) $(B)/proto/jobmanager.pb-c.o
+APPLET_OBJ := $(APPLET_SRC:%.c=$(B)/%.o)
+UNIT_SRC := $(sort $(wildcard test/unit/test_*.c))
+HOST_SRC := $(sort $(wildcard test/host/test_*.c))
+UNIT_BIN := $(UNIT_SRC:%.c=$(B)/%)
+HOST_BIN := $(HOST_SRC:%.c=$(B)/%)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:%.c=$(B)/%)
+
+ifeq ($(V),release)
+RUNJOB := bin/runjob
+else
+RUNJOB := $(B)/runjob
+endif
+
+.PHONY: all asan tsan debug test test-unit test-host test-vm certs demo bench fmt fmt-check \
+        clean install deps tests
+.DEFAULT_GOAL := all
+
+all: $(RUNJOB) $(if $(filter release,$(V)),bin/jobmanager bin/jobctl)
+
+asan tsan debug:
+	$(MAKE) V=$@ all tests
+
+# Every object waits for the generated header: any file may include core/rpc.h.
+$(B)/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(PROTO_C) $(PROTO_H): proto/jobmanager.proto
+	@mkdir -p $(B)/proto
+	protoc-c --proto_path=proto --c_out=$(B)/proto $<
+
+$(B)/proto/jobmanager.pb-c.o: $(PROTO_C)
+	$(CC) $(CPPFLAGS) $(PROTO_CFLAGS) -c $< -o $@
+
+$(B)/libcore.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libapplets.a: $(APPLET_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+bin/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a
+	@mkdir -p bin
+	$(CC) -static $(CFLAGS) -o $@ $(B)/main.o $(B)/libapplets.a $(B)/libcore.a $(TLS_WRAP) \
+	    $(LIBS_STATIC) 2> $(B)/link.log || { cat $(B)/link.log; exit 1; }
+	@# glibc's NSS warns that getaddrinfo in a static binary needs the same glibc at run time;
+	@# runjob resolves only numeric addresses and localhost, so the warning is expected.
+	@grep -v -e 'statically linked applications requires at runtime' -e 'in function' \
+	    $(B)/link.log || true
+
+$(B)/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a
+	$(CC) $(CFLAGS) -rdynamic -o $@ $(B)/main.o $(B)/libapplets.a $(B)/libcore.a $(LIBS_DYN)
+
+bin/jobmanager bin/jobctl: bin/runjob
+	ln -sf runjob $@
+
+tests: $(UNIT_BIN) $(HOST_BIN) $(BENCH_BIN) $(RUNJOB)
+
+$(B)/test/%: test/%.c $(B)/libapplets.a $(B)/libcore.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -rdynamic -o $@ $< $(B)/libapplets.a $(B)/libcore.a $(TEST_LIBS) \
+	    $(LIBS_DYN)
+
+$(B)/bench/%: bench/%.c $(B)/libcore.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libcore.a $(LIBS_DYN)
+
+# Installs the Debian packages the build and the tests need, once (install.sh is idempotent).
+deps:
+	@./install.sh --deps-only --quiet
+
+test: deps
+	$(MAKE) all tests
+	test/run.sh
+
+test-unit: all tests
+	test/run.sh unit
+
+test-host: all tests
+	test/run.sh host
+
+certs: all
+	bin/runjob certs --out certs
+
+fmt:
+	clang-format -i $(CORE_SRC) $(wildcard core/*.h) $(APPLET_SRC) applets/*.h main.c
+
+fmt-check:
+	clang-format --dry-run --Werror $(CORE_SRC) $(wildcard core/*.h) $(APPLET_SRC) applets/*.h main.c
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 bin/runjob $(DESTDIR)$(PREFIX)/bin/runjob
+	ln -sf runjob $(DESTDIR)$(PREFIX)/bin/jobmanager
+	ln -sf runjob $(DESTDIR)$(PREFIX)/bin/jobctl
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

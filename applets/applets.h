@@ -1,0 +1,34 @@
+#pragma once
+/* The applet table: every front door of the one runjob binary. */
+#include <stdio.h>
+
+/* Which front lists an applet in its --help. Internal applets are callable, never listed. */
+enum applet_flags {
+    AP_RUNJOB = 1 << 0,     /* listed by `runjob --help` */
+    AP_JOBMANAGER = 1 << 1, /* listed by `jobmanager --help` */
+    AP_INTERNAL = 1 << 2,   /* never listed (the shim) */
+};
+
+typedef int (*applet_main_fn)(int argc, char **argv);
+
+struct applet {
+    const char *name;
+    applet_main_fn main;
+    unsigned flags;
+    const char *help; /* one line for the command list */
+};
+
+#define APPLET(name, fn, flags, help) int applet_##fn##_main(int argc, char **argv);
+#include "applets.def"
+#undef APPLET
+
+/* The applet called name, or NULL. */
+const struct applet *applet_find(const char *name);
+/* The whole table and its length (for --list, --help and the sortedness test). */
+const struct applet *applet_table_get(size_t *ret_n);
+/* Prints "Usage: <front> <command> ..." and the commands visible in that front. */
+void applet_print_commands(FILE *f, const char *front);
+/* Prints "runjob <version> (gRPC <v>, <OpenSSL v>)". */
+void applet_print_version(FILE *f);
+/* Runs the binary as front `front` (runjob / jobmanager) with argv[0] the front name. */
+int applet_run_front(const char *front, int argc, char **argv);

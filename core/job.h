@@ -1,0 +1,115 @@
+#pragma once
+/* A job's life: spawn under isolation (namespaces, cgroups, job user, seccomp), pump its output
+ * into an outlog, wait, stop, status, usage. Knows nothing of gRPC or protobuf: any program can
+ * link it (ARCHITECTURE.md "Process tree of one job").
+ *
+ * One struct job_runner owns an event thread (epoll over every job's stdout/stderr pipes, status
+ * fds, pidfds, a timerfd for stop grace periods). Output is appended to each job's outlog on
+ * that thread; job-end callbacks run on that thread and must not block.
+ *
+ * CONTRACT NOTE: core/server and core/jobtable code against this header; extend it, don't
+ * break it. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct outlog;
+struct job;
+struct job_runner;
+
+enum job_state {
+    JOB_STARTING = 0,
+    JOB_RUNNING = 1,
+    JOB_EXITED = 2,
+    JOB_KILLED = 3,
+    JOB_FAILED_TO_START = 4,
+    JOB_LOST = 5,
+};
+
+enum job_network {
+    JOB_NET_NONE = 0, /* private netns with lo only */
+    JOB_NET_HOST = 1, /* the server's netns */
+};
+
+/* 0 in any field = no limit from this struct (the caller applies its defaults first). */
+struct job_limits {
+    uint64_t cpu_millis;   /* 1000 = one CPU */
+    uint64_t memory_bytes; /* swap off */
+    uint64_t io_riops, io_wiops, io_rbps, io_wbps; /* per device */
+    uint64_t pids;
+};
+
+struct job_runner_config {
+    const char *shim_exe;    /* the runjob binary to re-exec as "shim"; NULL = /proc/self/exe */
+    const char *cgroup_root; /* NULL = default (v2: child of our cgroup; v1: <hier>/runjob) */
+    const char *const *io_devices; /* "MAJ:MIN" list, NULL-terminated; NULL = every real disk */
+    bool allow_root_user;    /* may a job run as uid 0 */
+};
+
+struct job_spec {
+    const char *id;               /* unique id (UUID); names the cgroup and the hostname */
+    const char *path;             /* absolute path of the command */
+    const char *const *args;      /* arguments without argv[0]; n_args of them */
+    size_t n_args;
+    const char *const *env;       /* NULL-terminated "K=V"; NULL = minimal (PATH, HOME=/) */
+    const char *cwd;              /* NULL = "/" */
+    struct job_limits limits;
+    enum job_network network;
+    uid_t uid;                    /* job user; default nobody (65534) is the caller's choice */
+    gid_t gid;
+    struct outlog *log;           /* output goes here; caller owns, keeps it alive past the job */
+};
+
+struct job_status {
+    enum job_state state;
+    pid_t pid;              /* host pid of the shim while running, else 0 */
+    int exit_code;          /* JOB_EXITED */
+    int signal;             /* JOB_KILLED: terminating signal (9 when force-killed) */
+    bool oom_killed;
+    char error[256];        /* JOB_FAILED_TO_START / JOB_LOST: why, in plain words */
+    int64_t start_ms, end_ms; /* Unix epoch ms; end 0 while running */
+    uint64_t cpu_usec;      /* live while running, final after */
+    uint64_t memory_peak_bytes;
+};
+
+/* Probes cgroups (v2 with cpu,memory,io,pids, else v1) and starts the event thread.
+ * 0 or -errno; -ENOTSUP when neither cgroup layout is usable (log names what is missing). */
+int job_runner_new(const struct job_runner_config *cfg, struct job_runner **ret);
+/* Kills every running job (whole cgroup), waits for them, stops the thread. NULL-safe. */
+void job_runner_free(struct job_runner *r);
+/* "v1" or "v2". */
+const char *job_runner_cgroup_mode(struct job_runner *r);
+/* Empties and removes the cgroup a previous server made for id (restart: LOST jobs). 0 if
+ * there was none. */
+int job_runner_cleanup_stale(struct job_runner *r, const char *id);
+
+typedef void (*job_event_fn)(struct job *j, void *userdata);
+
+/* Starts a job and returns once the command has been exec'd (JOB_RUNNING), with *ret set.
+ * on_end(j, userdata) runs once, on the event thread, after the final status is set and then
+ * the outlog closed. On failure returns -errno and writes a plain-words reason into
+ * errbuf ("'/bin/nope': no such file", "'/etc/passwd': not executable", ...) and leaves nothing
+ * behind (no cgroup, process or fd). Thread-safe. */
+int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on_end,
+              void *userdata, struct job **ret, char *errbuf, size_t errlen);
+
+/* Sends sig (0 = SIGTERM) to the command's process group via the shim; after grace_ms
+ * (< 0: at once) kills the whole cgroup. done(j, userdata) runs once on the event thread when
+ * the job has ended (immediately, on the caller's thread, if it already had). Concurrent stops
+ * are safe: the earliest deadline wins. 0 or -errno. Thread-safe. */
+int job_stop_async(struct job *j, int sig, int64_t grace_ms, job_event_fn done, void *userdata);
+/* Blocking stop: returns when every process is gone and the cgroup removed. Not on the event
+ * thread. */
+int job_stop(struct job *j, int sig, int64_t grace_ms);
+/* Blocks until the job has ended. Not on the event thread. */
+void job_wait(struct job *j);
+
+/* A consistent snapshot; live usage read from the cgroup while running. Thread-safe. */
+void job_get_status(struct job *j, struct job_status *ret);
+bool job_is_running(struct job *j);
+/* Frees an ended job's memory (its outlog is the caller's). Must not be running. NULL-safe. */
+void job_free(struct job *j);
+
+/* "STARTING", "RUNNING", ... */
+const char *job_state_name(enum job_state s);

@@ -1,0 +1,81 @@
+#pragma once
+/* Append-only, file-backed job output (ARCHITECTURE.md "Data flow of output").
+ * One writer appends framed records (stream, length, arrival time, bytes); any number of
+ * readers, each with its own cursor, read stdout, stderr or both in arrival order. Memory does
+ * not grow with output size. Knows nothing of gRPC.
+ *
+ * Offsets: a reader's offset counts the payload bytes of the streams it selected, from the
+ * first byte (a stdout-only reader's offset 10 is the 11th stdout byte; an all-streams reader's
+ * offset 10 is the 11th byte of either stream in arrival order). Resume = offset + bytes read.
+ *
+ * CONTRACT NOTE: core/server codes against this header; extend it, don't break it. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum outlog_stream {
+    OUTLOG_STDOUT = 1,
+    OUTLOG_STDERR = 2,
+};
+
+/* Reader selection masks. */
+#define OUTLOG_SELECT_STDOUT (1u << OUTLOG_STDOUT)
+#define OUTLOG_SELECT_STDERR (1u << OUTLOG_STDERR)
+#define OUTLOG_SELECT_ALL (OUTLOG_SELECT_STDOUT | OUTLOG_SELECT_STDERR)
+
+struct outlog;
+struct outlog_reader;
+
+/* Metadata of the bytes one read returned: they all come from one stream. */
+struct outlog_chunk_info {
+    enum outlog_stream stream;
+    uint64_t offset;  /* offset of the first byte, in the reader's selection (see above) */
+    int64_t time_ms;  /* arrival time of the first byte, Unix epoch ms */
+};
+
+/* Creates a new, writable log at path (O_EXCL: fails -EEXIST if it exists). cap_bytes > 0 caps
+ * the payload recorded; past it output is dropped and the log marked truncated. */
+int outlog_create(const char *path, uint64_t cap_bytes, struct outlog **ret);
+/* Opens an existing log (after a restart): read-only, already closed for appends; a torn last
+ * record (crash mid-write) is ignored. */
+int outlog_open(const char *path, struct outlog **ret);
+
+/* Appends n bytes of one stream. Writer thread only (one writer). Never blocks on readers.
+ * Returns 0 (also when the bytes were dropped by the cap) or -errno (e.g. -ENOSPC: the log is
+ * then marked truncated and later appends are dropped). Wakes waiting readers. */
+int outlog_append(struct outlog *l, enum outlog_stream s, const void *buf, size_t n);
+/* Marks the end of output: no more appends; readers at the end get 0 (EOF). Idempotent. */
+void outlog_close(struct outlog *l);
+/* Frees the log. Every reader must have been freed first. NULL-safe. */
+void outlog_free(struct outlog *l);
+
+/* Thread-safe getters. */
+uint64_t outlog_get_bytes(struct outlog *l);   /* payload bytes recorded, both streams */
+bool outlog_is_truncated(struct outlog *l);
+bool outlog_is_closed(struct outlog *l);
+
+/* A cursor over the log's selected streams from offset (beyond the end: waits there).
+ * The caller keeps the log alive until the reader is freed. */
+int outlog_reader_new(struct outlog *l, unsigned select_mask, uint64_t offset,
+                      struct outlog_reader **ret);
+void outlog_reader_free(struct outlog_reader *r); /* NULL-safe; cancels a pending wait first */
+
+/* Non-blocking: copies up to cap bytes of the next record(s) of one stream into buf.
+ * Returns >0 bytes (info filled), 0 at the end of a closed log, -EAGAIN when nothing is there
+ * yet, other -errno on I/O error. One reader is used by one thread at a time. */
+ssize_t outlog_reader_read(struct outlog_reader *r, void *buf, size_t cap,
+                           struct outlog_chunk_info *ret_info);
+/* Blocking version of outlog_reader_read: waits (no polling) for data or close. */
+ssize_t outlog_reader_next(struct outlog_reader *r, void *buf, size_t cap,
+                           struct outlog_chunk_info *ret_info);
+
+typedef void (*outlog_wake_fn)(void *userdata);
+/* Arms a one-shot wake-up: fn(userdata) is called once, from the appending (or closing)
+ * thread, after the next append or close that gives this reader something to read.
+ * Returns 0 when armed, or -EAGAIN when data (or EOF) is already available: read now, nothing
+ * was armed. This check-and-arm is atomic with appends, so no wake-up is ever lost. */
+int outlog_reader_wait(struct outlog_reader *r, outlog_wake_fn fn, void *userdata);
+/* Disarms a pending wake-up. On return fn is not running and will not be called. Returns
+ * true if it was disarmed before firing. Must not be called from inside fn. */
+bool outlog_reader_cancel_wait(struct outlog_reader *r);
