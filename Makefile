@@ -8,10 +8,14 @@
 
 VERSION := 0.1.0
 V ?= release
+# BUILD and BIN may be overridden so that several people can build one tree at once
+# (make BUILD=/tmp/me/build BIN=/tmp/me/bin).
+BUILD ?= build
+BIN ?= bin
 ifeq ($(V),release)
-B := build
+B := $(BUILD)
 else
-B := build/$(V)
+B := $(BUILD)/$(V)
 endif
 
 CC ?= gcc
@@ -59,7 +63,7 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:%.c=$(B)/%)
 
 ifeq ($(V),release)
-RUNJOB := bin/runjob
+RUNJOB := $(BIN)/runjob
 else
 RUNJOB := $(B)/runjob
 endif
@@ -68,10 +72,10 @@ endif
         clean install deps tests
 .DEFAULT_GOAL := all
 
-all: $(RUNJOB) $(if $(filter release,$(V)),bin/jobmanager bin/jobctl)
+all: $(RUNJOB) $(if $(filter release,$(V)),$(BIN)/jobmanager $(BIN)/jobctl)
 
 asan tsan debug:
-	$(MAKE) V=$@ all tests
+	$(MAKE) V=$@ BUILD=$(BUILD) all tests
 
 # Every object waits for the generated header: any file may include core/rpc.h.
 $(B)/%.o: %.c | $(PROTO_H)
@@ -93,8 +97,8 @@ $(B)/libapplets.a: $(APPLET_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-bin/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a
-	@mkdir -p bin
+$(BIN)/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a
+	@mkdir -p $(BIN)
 	$(CC) -static $(CFLAGS) -o $@ $(B)/main.o $(B)/libapplets.a $(B)/libcore.a $(TLS_WRAP) \
 	    $(LIBS_STATIC) 2> $(B)/link.log || { cat $(B)/link.log; exit 1; }
 	@# glibc's NSS warns that getaddrinfo in a static binary needs the same glibc at run time;
@@ -105,7 +109,7 @@ bin/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a
 $(B)/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a
 	$(CC) $(CFLAGS) -rdynamic -o $@ $(B)/main.o $(B)/libapplets.a $(B)/libcore.a $(LIBS_DYN)
 
-bin/jobmanager bin/jobctl: bin/runjob
+$(BIN)/jobmanager $(BIN)/jobctl: $(BIN)/runjob
 	ln -sf runjob $@
 
 tests: $(UNIT_BIN) $(HOST_BIN) $(BENCH_BIN) $(RUNJOB)
@@ -151,4 +155,4 @@ install: all
 clean:
 	rm -rf build bin
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
