@@ -1,0 +1,147 @@
+#pragma once
+/* Job cgroups: one interface over two backends (ARCHITECTURE.md "cgroups").
+ *
+ *   v2: one directory per job in the unified hierarchy, controllers cpu, memory, io, pids.
+ *   v1: one directory per job in each of the cpu, cpuacct, memory, blkio, pids and freezer
+ *       hierarchies (/sys/fs/cgroup/<name>; co-mounted hierarchies such as "cpu,cpuacct"
+ *       are detected and used once).
+ *
+ * The layout is probed once, in cg_manager_new(). Every path is computed relative to the
+ * manager's base directory (default /sys/fs/cgroup), so tests can point the whole module at a
+ * fake cgroupfs in a temp dir (cg_config.base + cg_config.mode).
+ *
+ * How the job engineer uses it:
+ *   cg_manager_new()                          once, at server start
+ *   cg_cleanup_stale(m, id)                   for each job a previous server left RUNNING
+ *   cg_create(m, id, &limits, &cg)            before spawning the shim
+ *   v2: clone3(CLONE_INTO_CGROUP, .cgroup = cg_get_dirfd(cg))
+ *   v1: cg_get_dirfd() returns -EOPNOTSUPP; the parent calls cg_attach(cg, shim_pid) while the
+ *       shim waits on its sync pipe, then releases it.
+ *   cg_read_usage(cg, &u)                     any time while it runs, and once after it ended
+ *   cg_kill(cg)                               stop after the grace period (whole cgroup)
+ *   cg_destroy(cg, timeout_ms); cg_free(cg)   after the shim was reaped
+ *
+ * Thread-safety: a struct cg_manager is immutable after cg_manager_new() and may be shared by
+ * any number of threads. Calls on one struct cg may run concurrently with each other except
+ * cg_destroy() and cg_free(), which the caller must serialise against everything else on
+ * that cg. Errors are negative errno; core logs at debug level only.
+ *
+ * CONTRACT NOTE: core/job codes against this header; extend it, don't break it. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct cg_manager; /* the probed layout and where job cgroups live; one per server */
+struct cg;         /* one job's cgroup (v2: one directory; v1: one per hierarchy) */
+
+enum cg_mode {
+    CG_PROBE = 0, /* cg_config.mode only: detect */
+    CG_V1 = 1,
+    CG_V2 = 2,
+};
+
+struct cg_config {
+    /* Where cgroupfs is mounted. NULL = "/sys/fs/cgroup". Tests: a temp dir. */
+    const char *base;
+    /* CG_PROBE (default): statfs(base) == CGROUP2_SUPER_MAGIC and base/cgroup.controllers has
+     * cpu, memory, io, pids -> v2; else the v1 hierarchies base/<name> (each must be a cgroup
+     * v1 mount) -> v1. CG_V1 / CG_V2 skip the filesystem-type checks (a fake cgroupfs is
+     * tmpfs) but still require the controllers / hierarchy directories to be there. */
+    enum cg_mode mode;
+    /* Where job cgroups live, relative to the hierarchy root (leading '/' optional).
+     * NULL = default:
+     *   v2: <server's own cgroup>/runjob. If the server's cgroup holds processes (and is not the
+     *       root cgroup), they are first moved into a leaf sibling <server's cgroup>/server so
+     *       that controllers can be enabled in its cgroup.subtree_control (the no-internal-
+     *       process rule; crun and systemd do the same).
+     *   v1: "runjob" in every hierarchy, i.e. /sys/fs/cgroup/<name>/runjob/<id>.
+     * Missing directories are created (never removed: another server may share them). */
+    const char *root;
+    /* v2 only: the server's own cgroup path ("/a/b"). NULL = read from /proc/self/cgroup.
+     * Tests set it to exercise the default root against a fake cgroupfs. */
+    const char *self_cgroup;
+    /* "MAJ:MIN" devices the io limits apply to, NULL-terminated. NULL = every real block
+     * device under sys_block: each entry with a "dev" file except loop*, ram*, zram* (virtual
+     * or memory-backed; throttling them double-counts or means nothing). dm-* and md* are kept.
+     * Devices are resolved once, in cg_manager_new(). */
+    const char *const *io_devices;
+    /* NULL = "/sys/block". Tests: a temp dir with <name>/dev files. */
+    const char *sys_block;
+};
+
+/* Probes the layout, prepares the job root (v2: may move the server's processes into the
+ * "server" leaf and enable controllers; v1: creates <hier>/runjob) and resolves io devices.
+ * 0 or -errno. -ENOTSUP when neither layout is usable; then errbuf (if not NULL) names what is
+ * missing, e.g. "cgroup v2 at /sys/fs/cgroup/unified lacks cpu, memory, io, pids; cgroup v1
+ * lacks blkio". Other failures also leave a short reason in errbuf. */
+int cg_manager_new(const struct cg_config *cfg, struct cg_manager **ret, char *errbuf,
+                   size_t errlen);
+/* NULL-safe. Does not touch any cgroup. */
+void cg_manager_free(struct cg_manager *m);
+enum cg_mode cg_manager_mode(const struct cg_manager *m);
+/* "v1" or "v2". */
+const char *cg_mode_name(enum cg_mode mode);
+
+/* 0 in any field = no limit. */
+struct cg_limits {
+    uint64_t cpu_millis;                           /* 1000 = one CPU; period 100 ms, min 10 */
+    uint64_t memory_bytes;                         /* swap off: see cg_create() */
+    uint64_t io_riops, io_wiops, io_rbps, io_wbps; /* per device, on the manager's devices */
+    uint64_t pids;                                 /* pids.max */
+};
+
+/* Is id usable as a cgroup directory name: 1..128 bytes of [A-Za-z0-9._-], not "." or "..".
+ * Every function taking an id checks it (-EINVAL), since ids come back from the state dir. */
+bool cg_id_is_valid(const char *id);
+
+/* Creates the job's cgroup(s) and applies lim. Swap: v2 memory.swap.max = 0 whenever that
+ * file exists; v1 memory.memsw.limit_in_bytes = memory_bytes where present and a memory limit
+ * is set. -EEXIST if a cgroup of that id exists (call cg_cleanup_stale() first). On failure
+ * nothing is left behind. *ret owns open directory fds; free with cg_free(). */
+int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim, struct cg **ret);
+
+/* v2: an O_DIRECTORY|O_CLOEXEC fd of the job cgroup for clone3's CLONE_INTO_CGROUP; owned by
+ * cg (do not close), valid until cg_free(). v1: -EOPNOTSUPP (use cg_attach()). */
+int cg_get_dirfd(const struct cg *cg);
+
+/* Moves pid (a whole process) into the job cgroup: v1 writes it to cgroup.procs of every
+ * hierarchy; v2 writes cgroup.procs (fallback for kernels without CLONE_INTO_CGROUP).
+ * 0 or -errno (-ESRCH if pid is gone). */
+int cg_attach(struct cg *cg, pid_t pid);
+
+/* SIGKILLs every process in the job cgroup and its descendants, repeating until none is left
+ * or timeout_ms (< 0: 5000) passes. v2: cgroup.kill (kernel >= 5.14), else freeze + kill every
+ * pid + thaw; v1: freezer FROZEN + kill every pid in cgroup.procs + THAWED. Killed processes
+ * that are our own children stay zombies until reaped; they no longer count as members.
+ * 0 when empty, -ETIMEDOUT if processes remain, other -errno on failure. */
+int cg_kill(struct cg *cg, int timeout_ms);
+
+/* 1 if any process is in the cgroup (or a descendant), 0 if none, -errno. */
+int cg_is_populated(struct cg *cg);
+
+struct cg_usage {
+    uint64_t cpu_usec;          /* v2 cpu.stat usage_usec; v1 cpuacct.usage / 1000 */
+    uint64_t memory_peak_bytes; /* memory.peak; v1 max_usage_in_bytes; else max of
+                                 * memory.current over every cg_read_usage() (best effort) */
+    bool oom_killed;            /* v2 memory.events oom_kill > 0; v1 memory.oom_control oom_kill */
+};
+/* Reads usage now. Read the final values before cg_destroy() (they vanish with the cgroup).
+ * A counter this kernel lacks reads as 0. 0 or -errno. */
+int cg_read_usage(struct cg *cg, struct cg_usage *ret);
+
+/* Kills what is left (cg_kill), waits until empty (at most timeout_ms; < 0: 5000) and removes
+ * the job cgroup (every hierarchy, descendants first). Idempotent: a cgroup already gone is
+ * success. 0 or -errno (-EBUSY if it could not be emptied in time). cg stays allocated. */
+int cg_destroy(struct cg *cg, int timeout_ms);
+
+/* Closes the fds and frees cg; does not remove any cgroup. NULL-safe. */
+void cg_free(struct cg *cg);
+
+/* A previous server's job id: if its cgroup exists in any hierarchy, kill everything in it and
+ * remove it. 1 if something was removed, 0 if there was nothing, -errno. */
+int cg_cleanup_stale(struct cg_manager *m, const char *id);
+
+#include "cleanup.h"
+DEFINE_CLEANUP(struct cg_manager *, cg_manager_free)
+DEFINE_CLEANUP(struct cg *, cg_free)
