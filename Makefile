@@ -138,7 +138,12 @@ test-host: all tests
 	test/run.sh host
 
 certs: all
-	bin/runjob certs --out certs
+	$(RUNJOB) certs --out certs
+
+# The README's first command: dependencies, build, then a real server and client round trip.
+demo: deps
+	$(MAKE) all
+	test/demo.sh
 
 fmt:
 	clang-format -i $(CORE_SRC) $(wildcard core/*.h) $(APPLET_SRC) applets/*.h main.c
