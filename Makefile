@@ -127,15 +127,21 @@ $(B)/bench/%: bench/%.c $(B)/libcore.a
 deps:
 	@./install.sh --deps-only --quiet
 
+# Builds the release, ASan+UBSan and TSan variants, then runs every tier (test/run.sh).
 test: deps
 	$(MAKE) all tests
-	test/run.sh
+	$(MAKE) V=asan BUILD=$(BUILD) all tests
+	$(MAKE) V=tsan BUILD=$(BUILD) all tests
+	BUILD=$(BUILD) test/run.sh
+
+test-vm: all
+	BUILD=$(BUILD) test/run.sh vm
 
 test-unit: all tests
-	test/run.sh unit
+	BUILD=$(BUILD) test/run.sh unit
 
 test-host: all tests
-	test/run.sh host
+	BUILD=$(BUILD) test/run.sh host
 
 certs: all
 	$(RUNJOB) certs --out certs

@@ -43,11 +43,15 @@ int outlog_open(const char *path, struct outlog **ret);
 
 /* Appends n bytes of one stream. Writer thread only (one writer). Never blocks on readers.
  * Returns 0 (also when the bytes were dropped by the cap) or -errno (e.g. -ENOSPC: the log is
- * then marked truncated and later appends are dropped). Wakes waiting readers. */
+ * then marked truncated and later appends are dropped; any write error does the same), -EPIPE
+ * after close, -EINVAL for a bad stream. Wakes waiting readers: armed outlog_reader_wait
+ * callbacks run on this thread, inside this call, with no outlog lock held. */
 int outlog_append(struct outlog *l, enum outlog_stream s, const void *buf, size_t n);
-/* Marks the end of output: no more appends; readers at the end get 0 (EOF). Idempotent. */
+/* Marks the end of output: no more appends; readers at the end get 0 (EOF). Idempotent.
+ * Fires every armed wake-up (on this thread, inside this call). Does not fsync. */
 void outlog_close(struct outlog *l);
-/* Frees the log. Every reader must have been freed first. NULL-safe. */
+/* Frees the log. Every reader must have been freed first, and no append/close may be running.
+ * NULL-safe. */
 void outlog_free(struct outlog *l);
 
 /* Thread-safe getters. */
@@ -74,8 +78,18 @@ typedef void (*outlog_wake_fn)(void *userdata);
 /* Arms a one-shot wake-up: fn(userdata) is called once, from the appending (or closing)
  * thread, after the next append or close that gives this reader something to read.
  * Returns 0 when armed, or -EAGAIN when data (or EOF) is already available: read now, nothing
- * was armed. This check-and-arm is atomic with appends, so no wake-up is ever lost. */
+ * was armed. This check-and-arm is atomic with appends, so no wake-up is ever lost.
+ * -EBUSY if a wake-up is already armed and has not been called yet.
+ * fn is called with no outlog lock held: it (or another thread, while fn still runs) may call
+ * outlog_reader_read and outlog_reader_wait on this reader again. fn must not block for long:
+ * it runs on the writer thread, and other readers' wake-ups wait behind it. */
 int outlog_reader_wait(struct outlog_reader *r, outlog_wake_fn fn, void *userdata);
 /* Disarms a pending wake-up. On return fn is not running and will not be called. Returns
- * true if it was disarmed before firing. Must not be called from inside fn. */
+ * true if it was disarmed before firing. Must not be called from inside fn. May block while
+ * an fn of this reader runs on the writer thread (so it must not be called while holding a
+ * lock that fn takes). Thread-safe against append/close. */
 bool outlog_reader_cancel_wait(struct outlog_reader *r);
+
+#include "cleanup.h"
+DEFINE_CLEANUP(struct outlog *, outlog_free)
+DEFINE_CLEANUP(struct outlog_reader *, outlog_reader_free)
