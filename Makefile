@@ -143,6 +143,10 @@ test-unit: all tests
 test-host: all tests
 	BUILD=$(BUILD) test/run.sh host
 
+# Benchmarks against ssh and the bare isolated spawn (not part of make test; ~10 minutes).
+bench: all tests
+	BUILD=$(BUILD) bench/run.sh
+
 certs: all
 	$(RUNJOB) certs --out certs
 
