@@ -35,6 +35,18 @@
 struct cg_manager; /* the probed layout and where job cgroups live; one per server */
 struct cg;         /* one job's cgroup (v2: one directory; v1: one per hierarchy) */
 
+/* Tests only (NULL in production): a fake cgroupfs in a temp dir has no kernel behind it, so the
+ * test plays the kernel's part. after_mkdir runs after this module creates a cgroup directory
+ * (dirfd: the new directory, borrowed; hier: the v1 hierarchy directory name, "" on v2) and
+ * should create the interface files the kernel would (cgroup.procs, memory.max, ...); leaving
+ * one out simulates a kernel without it. rmdir replaces unlinkat(AT_REMOVEDIR) on cgroup
+ * directories (a real cgroup directory can be removed while its interface files exist). */
+struct cg_test_hooks {
+    void (*after_mkdir)(int dirfd, const char *hier, void *userdata);
+    int (*rmdir)(int parent_fd, const char *name, void *userdata); /* 0 or -errno */
+    void *userdata;
+};
+
 enum cg_mode {
     CG_PROBE = 0, /* cg_config.mode only: detect */
     CG_V1 = 1,
@@ -68,6 +80,8 @@ struct cg_config {
     const char *const *io_devices;
     /* NULL = "/sys/block". Tests: a temp dir with <name>/dev files. */
     const char *sys_block;
+    /* NULL in production. */
+    const struct cg_test_hooks *test_hooks;
 };
 
 /* Probes the layout, prepares the job root (v2: may move the server's processes into the

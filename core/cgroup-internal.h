@@ -1,0 +1,95 @@
+#pragma once
+/* Private to core/cgroup*.c: the manager and job structs, the backend ops table, and the
+ * helpers the backends share (STYLE.md §1, after crun's cgroup-internal.h). */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cgroup.h"
+
+/* What a v1 hierarchy does for us; a co-mounted "cpu,cpuacct" hierarchy has two roles. */
+enum {
+    CG_ROLE_CPU = 1u << 0,
+    CG_ROLE_CPUACCT = 1u << 1,
+    CG_ROLE_MEMORY = 1u << 2,
+    CG_ROLE_BLKIO = 1u << 3,
+    CG_ROLE_PIDS = 1u << 4,
+    CG_ROLE_FREEZER = 1u << 5,
+    CG_ROLE_ALL_V1 = (1u << 6) - 1,
+};
+
+#define CG_MAX_HIER 6
+
+struct cg_hier {
+    char *name;      /* v1: hierarchy directory under base ("memory"); v2: "" */
+    int rootfd;      /* O_DIRECTORY fd of the job root in this hierarchy (<hier>/<root>) */
+    unsigned roles;  /* CG_ROLE_*; v2: CG_ROLE_ALL_V1 minus nothing, unused */
+};
+
+struct cg_dev {
+    unsigned major, minor;
+};
+
+struct cg_backend;
+
+struct cg_manager {
+    enum cg_mode mode;
+    const struct cg_backend *ops;
+    char *base;  /* v1: where the hierarchies are; v2: the unified mount */
+    char *root;  /* job root relative to each hierarchy root, no leading '/', may be "" */
+    struct cg_hier hier[CG_MAX_HIER];
+    size_t n_hier;
+    struct cg_dev *devs;
+    size_t n_devs;
+    struct cg_test_hooks hooks; /* zeroed in production */
+};
+
+struct cg {
+    struct cg_manager *m;
+    char *id;
+    int fd[CG_MAX_HIER]; /* job directory in m->hier[i]; -1 if absent */
+    uint64_t peak_seen;  /* v2 without memory.peak: max memory.current seen (atomic) */
+};
+
+struct cg_backend {
+    /* After probing: prepare the job root (m->hier[].rootfd, m->root). errbuf as in
+     * cg_manager_new(). */
+    int (*init)(struct cg_manager *m, const struct cg_config *cfg, char *errbuf, size_t errlen);
+    /* Writes the limits into the freshly made job directories. */
+    int (*set_limits)(struct cg *cg, const struct cg_limits *lim);
+    int (*attach)(struct cg *cg, pid_t pid);
+    /* One round of killing: SIGKILL everything in the cgroup now. */
+    int (*kill_once)(struct cg *cg);
+    /* 1, 0 or -errno. */
+    int (*is_populated)(struct cg *cg);
+    int (*read_usage)(struct cg *cg, struct cg_usage *ret);
+};
+
+extern const struct cg_backend cg_backend_v1;
+extern const struct cg_backend cg_backend_v2;
+
+/* Shared helpers (cgroup.c). */
+
+/* mkdirat(dirfd, name, 0755) then the test hook; 0 or -errno (-EEXIST if it was there). */
+int cg_mkdir_at(const struct cg_manager *m, int dirfd, const char *name, const char *hier);
+/* Creates every missing component of the relative path rel below dirfd (mkdir -p, calling the
+ * hook for each directory made) and returns an O_DIRECTORY fd of the last one. */
+int cg_mkdir_p_at(const struct cg_manager *m, int dirfd, const char *rel, const char *hier,
+                  int *ret_fd);
+/* Removes the cgroup directory parent_fd/name and its descendant cgroups (depth first).
+ * 0 if it is gone (or was never there), else -errno (-EBUSY while processes remain). */
+int cg_rmdir_tree(const struct cg_manager *m, int parent_fd, const char *name);
+/* Calls fn(pid, userdata) for every pid in dirfd/cgroup.procs and in descendant cgroups.
+ * A cgroup vanishing underneath is not an error. Returns the number of pids seen or -errno. */
+int cg_for_each_pid(int dirfd, void (*fn)(pid_t pid, void *userdata), void *userdata);
+/* snprintf into errbuf if it is not NULL. */
+void cg_set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sleeps ms milliseconds. */
+void cg_sleep_ms(unsigned ms);
+/* Monotonic milliseconds. */
+int64_t cg_now_ms(void);
+/* cpu_millis -> CFS quota in usec for a 100 ms period (min 1000 us, the kernel's floor). */
+uint64_t cg_cpu_quota_usec(uint64_t cpu_millis);
+#define CG_CPU_PERIOD_USEC 100000u

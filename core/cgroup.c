@@ -1,0 +1,726 @@
+#include "cgroup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup-internal.h"
+#include "cleanup.h"
+#include "log.h"
+#include "proc.h"
+
+#define CG_DEFAULT_BASE "/sys/fs/cgroup"
+#define CG_DEFAULT_SYS_BLOCK "/sys/block"
+#define CG_DEFAULT_TIMEOUT_MS 5000
+#define CG_MAX_DEPTH 16
+
+void cg_set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!errbuf || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- shared helpers ---------------------------------------------------------------------- */
+
+void cg_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+int64_t cg_now_ms(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t cg_cpu_quota_usec(uint64_t cpu_millis)
+{
+    /* millis/1000 CPUs for a period of CG_CPU_PERIOD_USEC: quota = millis * 100 us. */
+    uint64_t q = cpu_millis > UINT64_MAX / 100 ? UINT64_MAX / 100 : cpu_millis * 100;
+    return q < 1000 ? 1000 : q;
+}
+
+int cg_mkdir_at(const struct cg_manager *m, int dirfd, const char *name, const char *hier)
+{
+    if (mkdirat(dirfd, name, 0755) < 0)
+        return -errno;
+    if (m->hooks.after_mkdir) {
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        m->hooks.after_mkdir(fd, hier, m->hooks.userdata);
+    }
+    return 0;
+}
+
+int cg_mkdir_p_at(const struct cg_manager *m, int dirfd, const char *rel, const char *hier,
+                  int *ret_fd)
+{
+    _cleanup_close_ int cur = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_free_ char *copy = strdup(rel);
+    char *save = NULL;
+
+    if (cur < 0)
+        return -errno;
+    if (!copy)
+        return -ENOMEM;
+    for (char *comp = strtok_r(copy, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+        if (strcmp(comp, ".") == 0 || strcmp(comp, "..") == 0)
+            return -EINVAL;
+        int r = cg_mkdir_at(m, cur, comp, hier);
+        if (r < 0 && r != -EEXIST)
+            return r;
+        int next = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (next < 0)
+            return -errno;
+        (void)close(cur);
+        cur = next;
+    }
+    *ret_fd = TAKE_FD(cur);
+    return 0;
+}
+
+static int rmdir_one(const struct cg_manager *m, int parent_fd, const char *name)
+{
+    if (m->hooks.rmdir)
+        return m->hooks.rmdir(parent_fd, name, m->hooks.userdata);
+    if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0)
+        return -errno;
+    return 0;
+}
+
+static int rmdir_tree(const struct cg_manager *m, int parent_fd, const char *name, int depth)
+{
+    _cleanup_close_ int fd = -1;
+    DIR *d;
+    int r = 0;
+
+    if (depth > CG_MAX_DEPTH)
+        return -ELOOP;
+    fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    d = fdopendir(fd);
+    if (!d)
+        return -errno;
+    fd = -1; /* owned by d now */
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_type != DT_DIR || strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        int q = rmdir_tree(m, dirfd(d), e->d_name, depth + 1);
+        if (q < 0 && r == 0)
+            r = q;
+    }
+    (void)closedir(d);
+    if (r < 0)
+        return r;
+    r = rmdir_one(m, parent_fd, name);
+    return r == -ENOENT ? 0 : r;
+}
+
+int cg_rmdir_tree(const struct cg_manager *m, int parent_fd, const char *name)
+{
+    return rmdir_tree(m, parent_fd, name, 0);
+}
+
+static int for_each_pid(int fd, void (*fn)(pid_t, void *), void *userdata, int depth)
+{
+    _cleanup_free_ pid_t *pids = NULL;
+    size_t n = 0;
+    int total, r;
+    DIR *d;
+
+    if (depth > CG_MAX_DEPTH)
+        return -ELOOP;
+    r = proc_read_pids_at(fd, "cgroup.procs", &pids, &n);
+    if (r == -ENOENT || r == -ENODEV) /* removed underneath us */
+        return 0;
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        fn(pids[i], userdata);
+    total = (int)n;
+
+    int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return errno == ENOENT ? total : -errno;
+    d = fdopendir(dfd);
+    if (!d) {
+        r = -errno;
+        (void)close(dfd);
+        return r;
+    }
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_type != DT_DIR || strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        _cleanup_close_ int child =
+            openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (child < 0)
+            continue; /* gone */
+        r = for_each_pid(child, fn, userdata, depth + 1);
+        if (r < 0) {
+            (void)closedir(d);
+            return r;
+        }
+        total += r;
+    }
+    (void)closedir(d);
+    return total;
+}
+
+int cg_for_each_pid(int dirfd, void (*fn)(pid_t pid, void *userdata), void *userdata)
+{
+    return for_each_pid(dirfd, fn, userdata, 0);
+}
+
+/* ---- probe ------------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    unsigned role;
+} v1_controllers[] = {
+    {"cpu", CG_ROLE_CPU},     {"cpuacct", CG_ROLE_CPUACCT}, {"memory", CG_ROLE_MEMORY},
+    {"blkio", CG_ROLE_BLKIO}, {"pids", CG_ROLE_PIDS},       {"freezer", CG_ROLE_FREEZER},
+};
+
+static bool is_fs_type(const char *path, unsigned long magic)
+{
+    struct statfs sfs;
+    return statfs(path, &sfs) == 0 && (unsigned long)sfs.f_type == magic;
+}
+
+/* v2 candidate: the unified mount at base (pure v2) or base/unified (hybrid). Fills *ret_path
+ * and the controller mask of its root; 0, or -ENOENT if there is no unified hierarchy. */
+static int probe_v2(const char *base, bool check_fs, char **ret_path, unsigned *ret_mask)
+{
+    _cleanup_free_ char *unified = NULL;
+    _cleanup_free_ char *buf = NULL;
+    const char *path = NULL;
+    unsigned mask = 0;
+    int r;
+
+    if (asprintf(&unified, "%s/unified", base) < 0) {
+        unified = NULL;
+        return -ENOMEM;
+    }
+    if (!check_fs)
+        path = base;
+    else if (is_fs_type(base, CGROUP2_SUPER_MAGIC))
+        path = base;
+    else if (is_fs_type(unified, CGROUP2_SUPER_MAGIC))
+        path = unified;
+    else
+        return -ENOENT;
+
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    r = proc_read_file_at(fd, "cgroup.controllers", &buf);
+    if (r == 0)
+        r = proc_parse_controllers(buf, &mask);
+    if (r < 0 && r != -ENOENT)
+        return r;
+    *ret_path = strdup(path);
+    if (!*ret_path)
+        return -ENOMEM;
+    *ret_mask = mask;
+    return 0;
+}
+
+static void mask_names(unsigned mask, char *buf, size_t len)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {
+        {PROC_CG_CPU, "cpu"}, {PROC_CG_MEMORY, "memory"}, {PROC_CG_IO, "io"},
+        {PROC_CG_PIDS, "pids"}};
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+        if (!(mask & names[i].bit))
+            continue;
+        int n = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", names[i].name);
+        if (n < 0 || (size_t)n >= len - off)
+            break;
+        off += (size_t)n;
+    }
+}
+
+#define V2_NEEDED (PROC_CG_CPU | PROC_CG_MEMORY | PROC_CG_IO | PROC_CG_PIDS)
+
+/* Finds the v1 hierarchies under base. Co-mounted hierarchies (base/cpu and base/cpuacct
+ * both leading to "cpu,cpuacct") are recognised by inode and kept once with both roles.
+ * Returns the mask of roles found. */
+static int probe_v1(struct cg_manager *m, bool check_fs, unsigned *ret_found)
+{
+    struct stat st[CG_MAX_HIER];
+    unsigned found = 0;
+
+    for (size_t i = 0; i < ELEMENTSOF(v1_controllers); i++) {
+        _cleanup_free_ char *path = NULL;
+        struct stat s;
+
+        if (asprintf(&path, "%s/%s", m->base, v1_controllers[i].name) < 0) {
+            path = NULL;
+            return -ENOMEM;
+        }
+        if (stat(path, &s) < 0 || !S_ISDIR(s.st_mode))
+            continue;
+        if (check_fs && !is_fs_type(path, CGROUP_SUPER_MAGIC))
+            continue;
+        found |= v1_controllers[i].role;
+        size_t j;
+        for (j = 0; j < m->n_hier; j++)
+            if (st[j].st_dev == s.st_dev && st[j].st_ino == s.st_ino)
+                break;
+        if (j < m->n_hier) {
+            m->hier[j].roles |= v1_controllers[i].role;
+            continue;
+        }
+        m->hier[m->n_hier].name = strdup(v1_controllers[i].name);
+        if (!m->hier[m->n_hier].name)
+            return -ENOMEM;
+        m->hier[m->n_hier].roles = v1_controllers[i].role;
+        st[m->n_hier] = s;
+        m->n_hier++;
+    }
+    *ret_found = found;
+    return 0;
+}
+
+static bool skip_block_device(const char *name)
+{
+    /* Virtual or memory-backed: loop IO is charged again on its backing file's disk, ram and
+     * zram are memory. dm-* and md* stay: they are how LVM and RAID disks appear. */
+    return strncmp(name, "loop", 4) == 0 || strncmp(name, "ram", 3) == 0 ||
+           strncmp(name, "zram", 4) == 0;
+}
+
+static int cmp_dev(const void *a, const void *b)
+{
+    const struct cg_dev *x = a, *y = b;
+    if (x->major != y->major)
+        return x->major < y->major ? -1 : 1;
+    return x->minor < y->minor ? -1 : x->minor > y->minor;
+}
+
+static int add_dev(struct cg_manager *m, unsigned major, unsigned minor)
+{
+    for (size_t i = 0; i < m->n_devs; i++)
+        if (m->devs[i].major == major && m->devs[i].minor == minor)
+            return 0;
+    struct cg_dev *nd = realloc(m->devs, (m->n_devs + 1) * sizeof(*nd));
+    if (!nd)
+        return -ENOMEM;
+    m->devs = nd;
+    m->devs[m->n_devs++] = (struct cg_dev){major, minor};
+    return 0;
+}
+
+static int resolve_devices(struct cg_manager *m, const struct cg_config *cfg, char *errbuf,
+                           size_t errlen)
+{
+    int r;
+
+    if (cfg->io_devices) {
+        for (const char *const *d = cfg->io_devices; *d; d++) {
+            unsigned maj, min;
+            r = proc_parse_devnum(*d, &maj, &min);
+            if (r < 0) {
+                cg_set_err(errbuf, errlen, "io device '%s' is not MAJ:MIN", *d);
+                return r;
+            }
+            r = add_dev(m, maj, min);
+            if (r < 0)
+                return r;
+        }
+    } else {
+        const char *sys_block = cfg->sys_block ? cfg->sys_block : CG_DEFAULT_SYS_BLOCK;
+        int fd = open(sys_block, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+            r = -errno;
+            cg_set_err(errbuf, errlen, "cannot list block devices in %s", sys_block);
+            return r;
+        }
+        DIR *d = fdopendir(fd);
+        if (!d) {
+            r = -errno;
+            (void)close(fd);
+            return r;
+        }
+        for (struct dirent *e; (e = readdir(d));) {
+            _cleanup_free_ char *buf = NULL;
+            _cleanup_free_ char *path = NULL;
+            unsigned maj, min;
+
+            if (e->d_name[0] == '.' || skip_block_device(e->d_name))
+                continue;
+            if (asprintf(&path, "%s/dev", e->d_name) < 0) {
+                path = NULL;
+                (void)closedir(d);
+                return -ENOMEM;
+            }
+            /* Entries without a readable "dev" are not block devices; skip them. */
+            if (proc_read_file_at(dirfd(d), path, &buf) < 0 ||
+                proc_parse_devnum(buf, &maj, &min) < 0) {
+                log_debug("cgroup: %s/%s has no usable dev file, ignoring", sys_block,
+                          e->d_name);
+                continue;
+            }
+            r = add_dev(m, maj, min);
+            if (r < 0) {
+                (void)closedir(d);
+                return r;
+            }
+        }
+        (void)closedir(d);
+    }
+    if (m->n_devs > 1)
+        qsort(m->devs, m->n_devs, sizeof(*m->devs), cmp_dev);
+    return 0;
+}
+
+/* ---- public API -------------------------------------------------------------------------- */
+
+bool cg_id_is_valid(const char *id)
+{
+    size_t n;
+
+    if (!id)
+        return false;
+    n = strlen(id);
+    if (n == 0 || n > 128 || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            return false;
+    return true;
+}
+
+const char *cg_mode_name(enum cg_mode mode)
+{
+    switch (mode) {
+    case CG_V1:
+        return "v1";
+    case CG_V2:
+        return "v2";
+    case CG_PROBE:
+        break;
+    }
+    return "unknown";
+}
+
+enum cg_mode cg_manager_mode(const struct cg_manager *m)
+{
+    return m->mode;
+}
+
+void cg_manager_free(struct cg_manager *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < CG_MAX_HIER; i++) {
+        free(m->hier[i].name);
+        if (m->hier[i].rootfd >= 0)
+            (void)close(m->hier[i].rootfd);
+    }
+    free(m->base);
+    free(m->root);
+    free(m->devs);
+    free(m);
+}
+
+static const char *v1_role_name(unsigned role)
+{
+    for (size_t i = 0; i < ELEMENTSOF(v1_controllers); i++)
+        if (v1_controllers[i].role == role)
+            return v1_controllers[i].name;
+    return "?";
+}
+
+int cg_manager_new(const struct cg_config *cfg, struct cg_manager **ret, char *errbuf,
+                   size_t errlen)
+{
+    _cleanup_(cg_manager_freep) struct cg_manager *m = calloc(1, sizeof(*m));
+    const char *base = cfg && cfg->base ? cfg->base : CG_DEFAULT_BASE;
+    enum cg_mode want = cfg ? cfg->mode : CG_PROBE;
+    static const struct cg_config empty;
+    int r;
+
+    if (!cfg)
+        cfg = &empty;
+    if (!m)
+        return -ENOMEM;
+    for (size_t i = 0; i < CG_MAX_HIER; i++)
+        m->hier[i].rootfd = -1;
+    if (cfg->test_hooks)
+        m->hooks = *cfg->test_hooks;
+
+    /* v2 first: one statfs decides it (STYLE.md §11). */
+    _cleanup_free_ char *v2_path = NULL;
+    unsigned v2_mask = 0;
+    bool have_v2 = false;
+    if (want == CG_PROBE || want == CG_V2) {
+        r = probe_v2(base, want == CG_PROBE, &v2_path, &v2_mask);
+        if (r < 0 && r != -ENOENT)
+            return r;
+        have_v2 = r == 0;
+        if (have_v2 && (v2_mask & V2_NEEDED) == V2_NEEDED) {
+            m->mode = CG_V2;
+            m->base = TAKE_PTR(v2_path);
+        }
+    }
+    unsigned v1_found = 0;
+    if (!m->mode && (want == CG_PROBE || want == CG_V1)) {
+        m->base = strdup(base);
+        if (!m->base)
+            return -ENOMEM;
+        r = probe_v1(m, want == CG_PROBE, &v1_found);
+        if (r < 0)
+            return r;
+        if (v1_found == CG_ROLE_ALL_V1)
+            m->mode = CG_V1;
+    }
+    if (!m->mode) {
+        char v2_missing[64], v1_missing[96] = "";
+        size_t off = 0;
+
+        mask_names(V2_NEEDED & ~v2_mask, v2_missing, sizeof(v2_missing));
+        for (size_t i = 0; i < ELEMENTSOF(v1_controllers); i++) {
+            if (v1_found & v1_controllers[i].role)
+                continue;
+            int n = snprintf(v1_missing + off, sizeof(v1_missing) - off, "%s%s",
+                             off ? ", " : "", v1_role_name(v1_controllers[i].role));
+            if (n > 0 && (size_t)n < sizeof(v1_missing) - off)
+                off += (size_t)n;
+        }
+        if (want == CG_V2 || (want == CG_PROBE && have_v2))
+            cg_set_err(errbuf, errlen, "cgroup v2 at %s lacks %s; cgroup v1 under %s lacks %s",
+                    v2_path ? v2_path : base, v2_missing, base,
+                    want == CG_V2 ? "(not tried)" : v1_missing);
+        else
+            cg_set_err(errbuf, errlen, "no cgroup v2 hierarchy at %s; cgroup v1 under %s lacks %s",
+                    base, base, want == CG_V1 || want == CG_PROBE ? v1_missing : "?");
+        return -ENOTSUP;
+    }
+    m->ops = m->mode == CG_V2 ? &cg_backend_v2 : &cg_backend_v1;
+    r = resolve_devices(m, cfg, errbuf, errlen);
+    if (r < 0)
+        return r;
+    r = m->ops->init(m, cfg, errbuf, errlen);
+    if (r < 0)
+        return r;
+    log_debug("cgroup: %s at %s, job root '%s', %zu io device(s)", cg_mode_name(m->mode),
+              m->base, m->root, m->n_devs);
+    *ret = TAKE_PTR(m);
+    return 0;
+}
+
+void cg_free(struct cg *cg)
+{
+    if (!cg)
+        return;
+    for (size_t i = 0; i < CG_MAX_HIER; i++)
+        if (cg->fd[i] >= 0)
+            (void)close(cg->fd[i]);
+    free(cg->id);
+    free(cg);
+}
+
+static int cg_alloc(struct cg_manager *m, const char *id, struct cg **ret)
+{
+    struct cg *cg = calloc(1, sizeof(*cg));
+    if (!cg)
+        return -ENOMEM;
+    for (size_t i = 0; i < CG_MAX_HIER; i++)
+        cg->fd[i] = -1;
+    cg->m = m;
+    cg->id = strdup(id);
+    if (!cg->id) {
+        free(cg);
+        return -ENOMEM;
+    }
+    *ret = cg;
+    return 0;
+}
+
+/* Removes the job directories this cg holds open, in every hierarchy. */
+static int remove_dirs(struct cg *cg)
+{
+    int r = 0;
+    for (size_t i = 0; i < cg->m->n_hier; i++) {
+        if (cg->fd[i] < 0)
+            continue;
+        int q = cg_rmdir_tree(cg->m, cg->m->hier[i].rootfd, cg->id);
+        if (q < 0) {
+            if (r == 0)
+                r = q;
+            continue;
+        }
+        (void)close(cg->fd[i]);
+        cg->fd[i] = -1;
+    }
+    return r;
+}
+
+int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim, struct cg **ret)
+{
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    static const struct cg_limits none;
+    int r;
+
+    if (!cg_id_is_valid(id))
+        return -EINVAL;
+    r = cg_alloc(m, id, &cg);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < m->n_hier; i++) {
+        r = cg_mkdir_at(m, m->hier[i].rootfd, id, m->hier[i].name);
+        if (r < 0)
+            goto fail; /* -EEXIST included: never adopt a cgroup we did not make */
+        cg->fd[i] = openat(m->hier[i].rootfd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (cg->fd[i] < 0) {
+            r = -errno;
+            /* made but not open: remove it here, remove_dirs() only knows open ones */
+            (void)cg_rmdir_tree(m, m->hier[i].rootfd, id);
+            goto fail;
+        }
+    }
+    r = m->ops->set_limits(cg, lim ? lim : &none);
+    if (r < 0)
+        goto fail;
+    log_debug("cgroup: created job cgroup '%s'", id);
+    *ret = TAKE_PTR(cg);
+    return 0;
+
+fail:
+    log_debug("cgroup: creating job cgroup '%s' failed: %s", id, strerror(-r));
+    /* Best effort: we made these directories a moment ago and nothing runs in them. */
+    (void)remove_dirs(cg);
+    return r;
+}
+
+int cg_get_dirfd(const struct cg *cg)
+{
+    if (cg->m->mode != CG_V2)
+        return -EOPNOTSUPP;
+    return cg->fd[0] >= 0 ? cg->fd[0] : -EBADF;
+}
+
+int cg_attach(struct cg *cg, pid_t pid)
+{
+    if (pid <= 0)
+        return -EINVAL;
+    return cg->m->ops->attach(cg, pid);
+}
+
+int cg_is_populated(struct cg *cg)
+{
+    return cg->m->ops->is_populated(cg);
+}
+
+int cg_kill(struct cg *cg, int timeout_ms)
+{
+    int64_t deadline = cg_now_ms() + (timeout_ms < 0 ? CG_DEFAULT_TIMEOUT_MS : timeout_ms);
+    unsigned delay = 1;
+
+    for (;;) {
+        int r = cg->m->ops->is_populated(cg);
+        if (r <= 0)
+            return r;
+        r = cg->m->ops->kill_once(cg);
+        if (r < 0)
+            return r;
+        /* SIGKILL is delivered at once, but exit (unmapping memory) takes a moment. */
+        r = cg->m->ops->is_populated(cg);
+        if (r <= 0)
+            return r;
+        if (cg_now_ms() >= deadline)
+            return -ETIMEDOUT;
+        cg_sleep_ms(delay);
+        if (delay < 50)
+            delay *= 2;
+    }
+}
+
+int cg_read_usage(struct cg *cg, struct cg_usage *ret)
+{
+    return cg->m->ops->read_usage(cg, ret);
+}
+
+int cg_destroy(struct cg *cg, int timeout_ms)
+{
+    int64_t deadline = cg_now_ms() + (timeout_ms < 0 ? CG_DEFAULT_TIMEOUT_MS : timeout_ms);
+    bool any = false;
+    int r;
+
+    for (size_t i = 0; i < cg->m->n_hier; i++)
+        any |= cg->fd[i] >= 0;
+    if (!any)
+        return 0;
+    r = cg_kill(cg, timeout_ms);
+    if (r == -ETIMEDOUT)
+        return -EBUSY;
+    if (r < 0 && r != -ENOENT)
+        return r;
+    for (unsigned delay = 1;; delay = delay < 50 ? delay * 2 : delay) {
+        r = remove_dirs(cg);
+        if (r != -EBUSY)
+            break;
+        /* v1 can report a process gone from cgroup.procs a moment before rmdir agrees. */
+        if (cg_now_ms() >= deadline)
+            break;
+        cg_sleep_ms(delay);
+    }
+    if (r == 0)
+        log_debug("cgroup: removed job cgroup '%s'", cg->id);
+    return r;
+}
+
+int cg_cleanup_stale(struct cg_manager *m, const char *id)
+{
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    bool found = false;
+    int r;
+
+    if (!cg_id_is_valid(id))
+        return -EINVAL;
+    r = cg_alloc(m, id, &cg);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < m->n_hier; i++) {
+        cg->fd[i] = openat(m->hier[i].rootfd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (cg->fd[i] < 0) {
+            if (errno != ENOENT)
+                return -errno;
+            continue;
+        }
+        found = true;
+    }
+    if (!found)
+        return 0;
+    log_debug("cgroup: removing stale job cgroup '%s'", id);
+    r = cg_destroy(cg, -1);
+    return r < 0 ? r : 1;
+}
