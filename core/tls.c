@@ -1,8 +1,194 @@
 #include "tls.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/conf.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "cleanup.h"
+#include "log.h"
+
+#define PEM_MAX_BYTES (1024 * 1024)
+
+/* OpenSSL's system default for every SSL_CTX made after this is loaded. "Protocol = -ALL,
+ * TLSv1.3" sets SSL_OP_NO_TLSv1_2 (and below), which gRPC never clears; "MinProtocol" would
+ * not do, gRPC overrides the minimum (notes/grpc-c-core.md §3). */
+static const char tls_config[] = "openssl_conf = runjob_openssl\n"
+                                 "[runjob_openssl]\n"
+                                 "ssl_conf = runjob_ssl\n"
+                                 "[runjob_ssl]\n"
+                                 "system_default = runjob_tls\n"
+                                 "[runjob_tls]\n"
+                                 "Protocol = -ALL, TLSv1.3\n"
+                                 "Ciphersuites = " TLS_CIPHERSUITES "\n";
 
 const char *tls_openssl_version(void)
 {
     return OpenSSL_version(OPENSSL_VERSION);
+}
+
+static int load_config(void)
+{
+    BIO *bio;
+    CONF *conf;
+    long eline = 0;
+    int r = 0;
+
+    /* Consume OpenSSL's run-once config load without reading any file: neither the system
+     * openssl.cnf nor $OPENSSL_CONF can then replace (weaken) what we load below. */
+    if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL) != 1)
+        return -ENOMEM;
+    if (OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, NULL) != 1)
+        return -ENOMEM;
+    OPENSSL_load_builtin_modules(); /* registers the ssl_conf module */
+
+    bio = BIO_new_mem_buf(tls_config, (int)sizeof(tls_config) - 1);
+    conf = NCONF_new(NULL);
+    if (!bio || !conf)
+        r = -ENOMEM;
+    else if (NCONF_load_bio(conf, bio, &eline) != 1)
+        r = -EINVAL;
+    else if (CONF_modules_load(conf, NULL, 0) != 1)
+        r = -EINVAL;
+    if (r < 0)
+        log_debug("tls: loading the TLS 1.3 config failed at line %ld", eline);
+    NCONF_free(conf);
+    BIO_free(bio);
+    ERR_clear_error();
+    return r;
+}
+
+int tls_probe(struct tls_probe_result *ret)
+{
+    struct tls_probe_result p = {0};
+    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+    SSL *ssl;
+
+    if (!ctx)
+        return -ENOMEM;
+    p.config_no_tls12 = (SSL_CTX_get_options(ctx) & SSL_OP_NO_TLSv1_2) != 0;
+    p.min_is_tls13 = SSL_CTX_get_min_proto_version(ctx) == TLS1_3_VERSION;
+    /* What gRPC does to every context it makes: */
+    (void)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    p.lowering_refused = SSL_CTX_get_min_proto_version(ctx) == TLS1_3_VERSION;
+    ssl = SSL_new(ctx);
+    if (ssl) {
+        (void)SSL_set_min_proto_version(ssl, TLS1_2_VERSION);
+        p.ssl_lowering_refused = SSL_get_min_proto_version(ssl) == TLS1_3_VERSION &&
+                                 (SSL_get_options(ssl) & SSL_OP_NO_TLSv1_2) != 0;
+        SSL_free(ssl);
+    }
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    *ret = p;
+    return ssl ? 0 : -ENOMEM;
+}
+
+bool tls_probe_ok(const struct tls_probe_result *p)
+{
+    return p->config_no_tls12 && p->min_is_tls13 && p->lowering_refused && p->ssl_lowering_refused;
+}
+
+int tls_init(void)
+{
+    struct tls_probe_result p;
+    int r;
+
+    r = load_config();
+    if (r < 0)
+        return r;
+    r = tls_probe(&p);
+    if (r < 0)
+        return r;
+    log_debug("tls: probe: config_no_tls12=%d min_is_tls13=%d lowering_refused=%d "
+              "ssl_lowering_refused=%d",
+              p.config_no_tls12, p.min_is_tls13, p.lowering_refused, p.ssl_lowering_refused);
+    return tls_probe_ok(&p) ? 0 : -EPROTO;
+}
+
+int tls_read_pem(const char *path, char **ret_pem)
+{
+    _cleanup_close_ int fd = -1;
+    _cleanup_free_ char *buf = NULL;
+    struct stat st;
+    size_t len = 0;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode))
+        return -EISDIR;
+    if (st.st_size > PEM_MAX_BYTES)
+        return -EFBIG;
+    buf = malloc(PEM_MAX_BYTES + 1);
+    if (!buf)
+        return -ENOMEM;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, PEM_MAX_BYTES + 1 - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > PEM_MAX_BYTES)
+            return -EFBIG;
+    }
+    buf[len] = '\0';
+    if (!strstr(buf, "-----BEGIN "))
+        return -EBADMSG;
+    *ret_pem = TAKE_PTR(buf);
+    return 0;
+}
+
+int tls_check_key_pair(const char *cert_pem, const char *key_pem)
+{
+    BIO *cb = BIO_new_mem_buf(cert_pem, -1);
+    BIO *kb = BIO_new_mem_buf(key_pem, -1);
+    X509 *cert = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *key = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    int r = 0;
+
+    if (!cb || !kb)
+        r = -ENOMEM;
+    else if (!cert || !key)
+        r = -EBADMSG;
+    else if (X509_check_private_key(cert, key) != 1)
+        r = -EKEYREJECTED;
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    BIO_free(cb);
+    BIO_free(kb);
+    ERR_clear_error();
+    return r;
+}
+
+int tls_count_certs(const char *bundle_pem)
+{
+    BIO *b = BIO_new_mem_buf(bundle_pem, -1);
+    X509 *x;
+    int n = 0;
+
+    if (!b)
+        return -ENOMEM;
+    while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+        n++;
+        X509_free(x);
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    return n > 0 ? n : -EBADMSG;
 }

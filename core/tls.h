@@ -1,6 +1,53 @@
 #pragma once
 /* TLS for runjob: credentials, TLS 1.3-only enforcement in the OpenSSL layer, peer identity.
- * The only core module that includes OpenSSL headers. (Owned by the service work, issue 4.) */
+ * The only core module that includes OpenSSL headers. (Owned by the service work, issue 4.)
+ *
+ * TLS 1.3 only, three layers (docs: /work/shared/notes/grpc-c-core.md §3; gRPC 1.51 has no C
+ * API for a minimum version and lowers every SSL_CTX to TLS 1.2 itself):
+ *   1. core/tls-wrap.c: __wrap_SSL_CTX_new/__wrap_SSL_CTX_ctrl/__wrap_SSL_ctrl for the static
+ *      binary, linked with -Wl,--wrap=... (Makefile TLS_WRAP). Pulled in only by that link.
+ *   2. core/tls-interpose.c: weak SSL_CTX_new/SSL_CTX_ctrl/SSL_ctrl for dynamic links
+ *      (-rdynamic exports them, so libgrpc.so binds to ours; we forward with
+ *      dlvsym(RTLD_NEXT)). In the static link libssl.a's strong definitions win and the
+ *      --wrap layer does the job.
+ *   Both: a new SSL_CTX starts at TLS 1.3; any attempt to set a lower minimum (or a maximum
+ *   below 1.3) is raised to TLS 1.3.
+ *   3. tls_init(): loads "Protocol = -ALL, TLSv1.3" and the three TLS 1.3 suites as OpenSSL's
+ *      system default from code (the system openssl.cnf and $OPENSSL_CONF are not read), then
+ *      tls_probe() checks, on a fresh SSL_CTX, that TLS 1.2 is really off. */
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The TLS 1.3 suites we allow, in preference order (OpenSSL names, ':' separated). */
+#define TLS_CIPHERSUITES "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
 
 /* OpenSSL's version string, e.g. "OpenSSL 3.0.19 27 Jan 2026". Static string. */
 const char *tls_openssl_version(void);
+
+/* What a probe SSL_CTX shows (see tls_probe). */
+struct tls_probe_result {
+    bool config_no_tls12;    /* SSL_OP_NO_TLSv1_2 set by the loaded config */
+    bool min_is_tls13;       /* a new SSL_CTX starts at min TLS 1.3 (wrap/interposer) */
+    bool lowering_refused;   /* set_min_proto_version(TLS1_2) leaves the minimum at TLS 1.3 */
+    bool ssl_lowering_refused; /* the same on an SSL object (SSL_ctrl) */
+};
+
+/* Loads the TLS 1.3-only OpenSSL configuration and checks it with tls_probe(). Call once,
+ * before grpc_init() and before any other OpenSSL use, from one thread. 0, or -EPROTO when the
+ * probe shows TLS 1.2 still possible (fail closed), -ENOMEM, -EINVAL (config not loaded). */
+int tls_init(void);
+
+/* Makes a throwaway SSL_CTX and SSL and reports what they allow. 0 or -ENOMEM. Thread-safe. */
+int tls_probe(struct tls_probe_result *ret);
+/* true when every field of the probe shows TLS 1.3 only. */
+bool tls_probe_ok(const struct tls_probe_result *p);
+
+/* Reads a PEM file (certificate, bundle or key) into a NUL-terminated malloc'd string.
+ * 0, -errno from open/read, -EBADMSG when it holds no PEM block, -EFBIG past 1 MiB. */
+int tls_read_pem(const char *path, char **ret_pem);
+
+/* Checks a certificate chain and key pair (PEM): both parse and the key matches the first
+ * certificate. 0, -EBADMSG (unparsable), -EKEYREJECTED (key does not match). */
+int tls_check_key_pair(const char *cert_pem, const char *key_pem);
+/* Counts the certificates in a CA bundle (PEM). >0, or -EBADMSG when there is none. */
+int tls_count_certs(const char *bundle_pem);
