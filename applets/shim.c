@@ -1,0 +1,285 @@
+/* runjob shim (also `jobmanager run-job`): internal. PID 1 of a job's namespaces, started by
+ * core/spawn with the fds of spawn.h. Sets the namespaces up, forks the command into its own
+ * process group as the job user with no capabilities, no_new_privs and the seccomp filter,
+ * forwards stop signals to that group, reaps every zombie and reports how the command ended.
+ *
+ * The steps run top to bottom in the order of enum shim_step (core/spawn.h). A failed step
+ * sends {step, errno} to the server and _exit(127)s: die-on-error is allowed here, and only here
+ * (STYLE.md §10): the process is short-lived and single-threaded. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "applets.h"
+#include "core/seccomp.h"
+#include "core/spawn.h"
+
+/* Signals a stop (or a user) sends to the shim and the shim passes on to the command's group.
+ * Synchronous signals (SEGV, BUS, ...) stay unblocked: they are the shim's own. */
+static const int forwarded[] = {SIGHUP,  SIGINT,  SIGQUIT,  SIGTERM, SIGUSR1,
+                                SIGUSR2, SIGALRM, SIGWINCH, SIGCONT, SIGTSTP};
+
+__attribute__((noreturn)) static void die(int step, int err)
+{
+    struct spawn_sync_msg m = {.step = step, .err = err > 0 ? err : EIO};
+
+    (void)!write(SPAWN_FD_SYNC, &m, sizeof(m));
+    _exit(127);
+}
+
+static void *read_spec(size_t *ret_len)
+{
+    struct stat st;
+    char *buf;
+    size_t off = 0;
+
+    if (fstat(SPAWN_FD_SPEC, &st) < 0)
+        die(SHIM_STEP_READ_SPEC, errno);
+    if (st.st_size <= 0 || st.st_size > (64 << 20) + 4096)
+        die(SHIM_STEP_READ_SPEC, EBADMSG);
+    buf = malloc((size_t)st.st_size);
+    if (!buf)
+        die(SHIM_STEP_READ_SPEC, ENOMEM);
+    while (off < (size_t)st.st_size) {
+        ssize_t n = pread(SPAWN_FD_SPEC, buf + off, (size_t)st.st_size - off, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die(SHIM_STEP_READ_SPEC, n < 0 ? errno : EBADMSG);
+        off += (size_t)n;
+    }
+    (void)close(SPAWN_FD_SPEC);
+    *ret_len = off;
+    return buf;
+}
+
+static int setup_signals(void)
+{
+    sigset_t set;
+    int fd;
+
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+        sigaddset(&set, forwarded[i]);
+    sigaddset(&set, SIGCHLD);
+    /* PID 1 of a namespace only receives signals it handles or blocks: blocked + signalfd. */
+    if (sigprocmask(SIG_SETMASK, &set, NULL) < 0)
+        die(SHIM_STEP_SIGNALS, errno);
+    fd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (fd < 0)
+        die(SHIM_STEP_SIGNALS, errno);
+    return fd;
+}
+
+static void wait_go(void)
+{
+    struct spawn_sync_msg m;
+    ssize_t n;
+
+    do
+        n = read(SPAWN_FD_SYNC, &m, sizeof(m));
+    while (n < 0 && errno == EINTR);
+    if (n == 0)
+        _exit(127); /* the server is gone: nobody to run this job for */
+    if (n != sizeof(m))
+        die(SHIM_STEP_WAIT_GO, n < 0 ? errno : EBADMSG);
+}
+
+static void loopback_up(void)
+{
+    struct ifreq ifr;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        die(SHIM_STEP_LOOPBACK, errno);
+    memset(&ifr, 0, sizeof(ifr));
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+        die(SHIM_STEP_LOOPBACK, errno);
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+        die(SHIM_STEP_LOOPBACK, errno);
+    (void)close(fd);
+}
+
+static void set_hostname(const char *id)
+{
+    size_t n = strcspn(id, "-");
+
+    if (n == 0 || n > 64)
+        n = strlen(id) < 64 ? strlen(id) : 64;
+    if (sethostname(id, n) < 0)
+        die(SHIM_STEP_HOSTNAME, errno);
+}
+
+/* The command's side of the fork: never returns. */
+__attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec,
+                                                   struct scmp_filter *filter)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    sigset_t none;
+
+    if (setpgid(0, 0) < 0)
+        die(SHIM_STEP_SETPGID, errno);
+
+    for (int sig = 1; sig < NSIG; sig++)
+        (void)signal(sig, SIG_DFL); /* KILL, STOP and the RT signals glibc keeps fail: fine */
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+        die(SHIM_STEP_SIGNAL_RESET, errno);
+
+    /* 0..2 stay; the sync socket stays until exec closes it (close-on-exec), which is how the
+     * server learns the exec succeeded. */
+    if (close_range(3, SPAWN_FD_SYNC - 1, 0) < 0 || close_range(SPAWN_FD_SYNC + 1, ~0U, 0) < 0)
+        die(SHIM_STEP_FDS, errno);
+
+    /* Needs CAP_SETPCAP, so before setuid. An empty bounding set also keeps a root job (or a
+     * setuid-root binary, were no_new_privs ever lifted) from gaining any capability at exec. */
+    for (int cap = 0; cap < 64; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL)
+                break; /* past the last capability this kernel knows */
+            die(SHIM_STEP_CAPBSET, errno);
+        }
+    if (setgroups(0, NULL) < 0)
+        die(SHIM_STEP_SETGROUPS, errno);
+    if (setresgid(spec->gid, spec->gid, spec->gid) < 0)
+        die(SHIM_STEP_SETGID, errno);
+    if (setresuid(spec->uid, spec->uid, spec->uid) < 0)
+        die(SHIM_STEP_SETUID, errno);
+    /* setuid to non-root already cleared them; a root job needs it done by hand. */
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        die(SHIM_STEP_CAPS, errno);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        die(SHIM_STEP_CAPS, errno);
+    if (chdir(spec->cwd) < 0)
+        die(SHIM_STEP_CHDIR, errno);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        die(SHIM_STEP_NO_NEW_PRIVS, errno);
+    /* Last before exec: the filter also binds every syscall above if it came first. */
+    int r = scmp_filter_load(filter);
+    if (r < 0)
+        die(SHIM_STEP_SECCOMP, -r);
+    execve(spec->path, (char *const *)spec->argv, (char *const *)spec->envp);
+    die(SHIM_STEP_EXEC, errno);
+}
+
+/* PID 1's loop: forward signals, reap zombies, until the command itself has been reaped. */
+static int supervise(int sfd, pid_t cmd)
+{
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof(si));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != sizeof(si))
+            return -1; /* cannot happen; the server sees the shim exit without a status */
+        if (si.ssi_signo != SIGCHLD) {
+            (void)kill(-cmd, (int)si.ssi_signo); /* ESRCH: the group is gone already */
+            continue;
+        }
+        /* SIGCHLD coalesces: reap everything there is. Orphans reparent to us (PID 1). */
+        for (;;) {
+            int st;
+            pid_t p = waitpid(-1, &st, WNOHANG);
+            if (p <= 0)
+                break;
+            if (p == cmd)
+                return st;
+        }
+    }
+}
+
+int applet_shim_main(int argc, char **argv)
+{
+    struct spawn_spec *spec;
+    struct scmp_filter *filter;
+    struct spawn_status status;
+    size_t len;
+    void *blob;
+    pid_t cmd;
+    int sfd, st, r;
+
+    (void)argc;
+    (void)argv;
+    /* Started by hand, without the server's fds: say so instead of doing anything. */
+    if (fcntl(SPAWN_FD_SYNC, F_GETFD) < 0 || fcntl(SPAWN_FD_STATUS, F_GETFD) < 0) {
+        fprintf(stderr, "runjob shim: internal command, started by the job server only\n");
+        return 2;
+    }
+    /* Ours only: the command must not inherit them (the sync socket until its exec). */
+    (void)fcntl(SPAWN_FD_SYNC, F_SETFD, FD_CLOEXEC);
+    (void)fcntl(SPAWN_FD_STATUS, F_SETFD, FD_CLOEXEC);
+
+    blob = read_spec(&len);
+    r = spawn_spec_parse(blob, len, &spec);
+    if (r < 0)
+        die(SHIM_STEP_READ_SPEC, -r);
+    sfd = setup_signals();
+    wait_go();
+    /* After the parent placed us in the job cgroup (v1) or clone3 did (v2): that is the root
+     * the job sees in /proc/self/cgroup. */
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        die(SHIM_STEP_CGROUP_NS, errno);
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        die(SHIM_STEP_MOUNT_PRIVATE, errno);
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        die(SHIM_STEP_MOUNT_PROC, errno);
+    if (!spec->host_net) {
+        /* sysfs shows the net devices of the namespace that mounts it (and hides the host's
+         * cgroupfs and debugfs below /sys). */
+        if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+            die(SHIM_STEP_MOUNT_SYS, errno);
+        loopback_up();
+    }
+    set_hostname(spec->id);
+    r = scmp_filter_new(&filter);
+    if (r < 0)
+        die(SHIM_STEP_SECCOMP_BUILD, -r);
+
+    cmd = fork();
+    if (cmd < 0)
+        die(SHIM_STEP_FORK, errno);
+    if (cmd == 0) {
+        (void)close(sfd);
+        exec_command(spec, filter);
+    }
+    /* Also from this side, so that a stop arriving before the child ran setpgid still finds the
+     * group (EACCES once the child has exec'd: it did it itself by then). */
+    (void)setpgid(cmd, cmd);
+    /* The command holds the sync socket until its exec; the job's stdio is the command's. */
+    (void)close(SPAWN_FD_SYNC);
+    (void)close(SPAWN_FD_STDIN);
+    (void)close(SPAWN_FD_STDOUT);
+    (void)close(SPAWN_FD_STDERR);
+
+    st = supervise(sfd, cmd);
+    if (st < 0)
+        _exit(126);
+    if (WIFSIGNALED(st))
+        status = (struct spawn_status){.kind = SPAWN_SIGNALED, .code = WTERMSIG(st)};
+    else
+        status = (struct spawn_status){.kind = SPAWN_EXITED, .code = WEXITSTATUS(st)};
+    (void)!write(SPAWN_FD_STATUS, &status, sizeof(status));
+    /* Exiting as PID 1 SIGKILLs whatever the command left running in the namespace. */
+    _exit(0);
+}

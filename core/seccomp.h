@@ -1,0 +1,33 @@
+#pragma once
+/* The seccomp filter the shim installs in the job's command right before exec (ARCHITECTURE.md
+ * "Process tree of one job"). Default allow; EPERM for syscalls that touch the host beyond the
+ * job's namespaces (mounts, namespaces, modules, kexec, reboot, clocks, keyrings, tracing, raw
+ * I/O ports, eBPF, ...); clone with any CLONE_NEW* flag fails with EPERM and clone3 with ENOSYS
+ * (its flags sit behind a pointer a filter cannot read, so libc falls back to clone, which we
+ * can inspect: the approach of Docker's and nsjail's default profiles). Any syscall from a
+ * foreign architecture (i386 via int 0x80, x32) kills the process.
+ *
+ * The job runs with no capabilities and no_new_privs, so most of these already fail: the filter
+ * is a second wall, for the kernel bug that lets a capability-less process reach them. */
+#include <stddef.h>
+
+struct scmp_filter; /* a built, not yet loaded, filter */
+
+/* The syscall names the filter answers with EPERM, in a fixed order; *ret_n set to their count.
+ * Static storage; thread-safe. Names this libseccomp cannot resolve on this arch are skipped by
+ * scmp_filter_new() but still listed here. */
+const char *const *scmp_denied_syscalls(size_t *ret_n);
+
+/* Builds the filter for the native arch. 0 or -errno. Not async-signal-safe (allocates). */
+int scmp_filter_new(struct scmp_filter **ret);
+/* Loads it into the calling thread (the caller has set no_new_privs or holds CAP_SYS_ADMIN).
+ * 0 or -errno. Irreversible. */
+int scmp_filter_load(struct scmp_filter *f);
+/* Writes a human-readable (PFC) or raw BPF form of the filter to fd. 0 or -errno. */
+int scmp_filter_export_pfc(struct scmp_filter *f, int fd);
+int scmp_filter_export_bpf(struct scmp_filter *f, int fd);
+/* NULL-safe. */
+void scmp_filter_free(struct scmp_filter *f);
+
+#include "cleanup.h"
+DEFINE_CLEANUP(struct scmp_filter *, scmp_filter_free)

@@ -1,0 +1,362 @@
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+
+#define SPEC_MAGIC 0x314a5352u /* "RSJ1" little-endian */
+#define SPEC_MAX_STR (1u << 20)
+#define SPEC_MAX_TOTAL (64u << 20)
+#define SPEC_MAX_ITEMS (1u << 20)
+#define SPEC_F_HOST_NET 1u
+
+static const char *const step_names[SHIM_STEP__MAX] = {
+    [SHIM_STEP_NONE] = "none",
+    [SHIM_STEP_EXEC_SHIM] = "exec shim",
+    [SHIM_STEP_READ_SPEC] = "read spec",
+    [SHIM_STEP_SIGNALS] = "signals",
+    [SHIM_STEP_WAIT_GO] = "wait for parent",
+    [SHIM_STEP_CGROUP_NS] = "cgroup namespace",
+    [SHIM_STEP_MOUNT_PRIVATE] = "make / private",
+    [SHIM_STEP_MOUNT_PROC] = "mount /proc",
+    [SHIM_STEP_MOUNT_SYS] = "mount /sys",
+    [SHIM_STEP_LOOPBACK] = "loopback up",
+    [SHIM_STEP_HOSTNAME] = "hostname",
+    [SHIM_STEP_SECCOMP_BUILD] = "build seccomp filter",
+    [SHIM_STEP_FORK] = "fork",
+    [SHIM_STEP_SETPGID] = "setpgid",
+    [SHIM_STEP_SIGNAL_RESET] = "reset signals",
+    [SHIM_STEP_FDS] = "close fds",
+    [SHIM_STEP_CAPBSET] = "drop capability bounding set",
+    [SHIM_STEP_SETGROUPS] = "setgroups",
+    [SHIM_STEP_SETGID] = "setgid",
+    [SHIM_STEP_SETUID] = "setuid",
+    [SHIM_STEP_CAPS] = "clear capabilities",
+    [SHIM_STEP_CHDIR] = "chdir",
+    [SHIM_STEP_NO_NEW_PRIVS] = "no_new_privs",
+    [SHIM_STEP_SECCOMP] = "load seccomp filter",
+    [SHIM_STEP_EXEC] = "exec",
+};
+
+const char *spawn_step_name(int step)
+{
+    if (step < 0 || step >= SHIM_STEP__MAX || !step_names[step])
+        return "unknown step";
+    return step_names[step];
+}
+
+/* ---- the spec blob: u32 magic, uid, gid, flags; str id, path, cwd; u32 argc, str...;
+ * u32 envc, str...  where str = u32 length, bytes, NUL. Host byte order: both ends are the same
+ * binary on the same machine. */
+
+struct packer {
+    char *buf;
+    size_t len, cap;
+    int err;
+};
+
+static void pack_bytes(struct packer *p, const void *data, size_t n)
+{
+    if (p->err)
+        return;
+    if (n > SPEC_MAX_TOTAL - p->len) {
+        p->err = -E2BIG;
+        return;
+    }
+    if (p->len + n > p->cap) {
+        size_t cap = p->cap ? p->cap : 256;
+        while (cap < p->len + n)
+            cap *= 2;
+        char *b = realloc(p->buf, cap);
+        if (!b) {
+            p->err = -ENOMEM;
+            return;
+        }
+        p->buf = b;
+        p->cap = cap;
+    }
+    memcpy(p->buf + p->len, data, n);
+    p->len += n;
+}
+
+static void pack_u32(struct packer *p, uint32_t v)
+{
+    pack_bytes(p, &v, sizeof(v));
+}
+
+static void pack_str(struct packer *p, const char *s)
+{
+    size_t n;
+
+    if (!s) {
+        p->err = p->err ? p->err : -EINVAL;
+        return;
+    }
+    n = strlen(s);
+    if (n > SPEC_MAX_STR) {
+        p->err = p->err ? p->err : -EINVAL;
+        return;
+    }
+    pack_u32(p, (uint32_t)n);
+    pack_bytes(p, s, n + 1);
+}
+
+static void pack_strv(struct packer *p, const char *const *v)
+{
+    uint32_t n = 0;
+
+    if (!v) {
+        p->err = p->err ? p->err : -EINVAL;
+        return;
+    }
+    while (v[n])
+        if (++n > SPEC_MAX_ITEMS) {
+            p->err = p->err ? p->err : -E2BIG;
+            return;
+        }
+    pack_u32(p, n);
+    for (uint32_t i = 0; i < n; i++)
+        pack_str(p, v[i]);
+}
+
+int spawn_spec_pack(const struct spawn_spec *spec, void **ret_buf, size_t *ret_len)
+{
+    struct packer p = {0};
+
+    if (!spec->argv || !spec->argv[0])
+        return -EINVAL;
+    pack_u32(&p, SPEC_MAGIC);
+    pack_u32(&p, (uint32_t)spec->uid);
+    pack_u32(&p, (uint32_t)spec->gid);
+    pack_u32(&p, spec->host_net ? SPEC_F_HOST_NET : 0);
+    pack_str(&p, spec->id);
+    pack_str(&p, spec->path);
+    pack_str(&p, spec->cwd);
+    pack_strv(&p, spec->argv);
+    pack_strv(&p, spec->envp);
+    if (p.err) {
+        free(p.buf);
+        return p.err;
+    }
+    *ret_buf = p.buf;
+    *ret_len = p.len;
+    return 0;
+}
+
+struct unpacker {
+    const char *buf;
+    size_t len, off;
+    bool bad;
+};
+
+static uint32_t unpack_u32(struct unpacker *u)
+{
+    uint32_t v = 0;
+
+    if (u->bad || u->len - u->off < sizeof(v)) {
+        u->bad = true;
+        return 0;
+    }
+    memcpy(&v, u->buf + u->off, sizeof(v));
+    u->off += sizeof(v);
+    return v;
+}
+
+static const char *unpack_str(struct unpacker *u)
+{
+    uint32_t n = unpack_u32(u);
+    const char *s;
+
+    if (u->bad || n > SPEC_MAX_STR || u->len - u->off < (size_t)n + 1) {
+        u->bad = true;
+        return NULL;
+    }
+    s = u->buf + u->off;
+    /* Exactly n bytes, then the NUL: no embedded NUL hides a tail from exec. */
+    if (s[n] != '\0' || memchr(s, '\0', n)) {
+        u->bad = true;
+        return NULL;
+    }
+    u->off += (size_t)n + 1;
+    return s;
+}
+
+/* Counts a string vector without storing it (first pass), or stores it (second pass). */
+static uint32_t unpack_strv(struct unpacker *u, const char **out)
+{
+    uint32_t n = unpack_u32(u);
+
+    /* Each string takes at least 5 bytes: a count beyond what is left is a lie. */
+    if (u->bad || n > SPEC_MAX_ITEMS || n > (u->len - u->off) / 5) {
+        u->bad = true;
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const char *s = unpack_str(u);
+        if (out)
+            out[i] = s;
+    }
+    if (out)
+        out[n] = NULL;
+    return n;
+}
+
+int spawn_spec_parse(const void *buf, size_t len, struct spawn_spec **ret)
+{
+    struct unpacker u = {.buf = buf, .len = len};
+    struct spawn_spec *s;
+    uint32_t uid, gid, flags, argc, envc;
+    const char *id, *path, *cwd;
+    const char **vec;
+    size_t mark;
+
+    if (unpack_u32(&u) != SPEC_MAGIC)
+        return -EBADMSG;
+    uid = unpack_u32(&u);
+    gid = unpack_u32(&u);
+    flags = unpack_u32(&u);
+    id = unpack_str(&u);
+    path = unpack_str(&u);
+    cwd = unpack_str(&u);
+    mark = u.off;
+    argc = unpack_strv(&u, NULL);
+    envc = unpack_strv(&u, NULL);
+    if (u.bad || u.off != len || argc == 0 || (flags & ~SPEC_F_HOST_NET))
+        return -EBADMSG;
+
+    s = calloc(1, sizeof(*s) + ((size_t)argc + envc + 2) * sizeof(char *));
+    if (!s)
+        return -ENOMEM;
+    vec = (const char **)(s + 1);
+    u.off = mark;
+    (void)unpack_strv(&u, vec);
+    (void)unpack_strv(&u, vec + argc + 1);
+    s->id = id;
+    s->path = path;
+    s->cwd = cwd;
+    s->argv = vec;
+    s->envp = vec + argc + 1;
+    s->uid = uid;
+    s->gid = gid;
+    s->host_net = flags & SPEC_F_HOST_NET;
+    *ret = s;
+    return 0;
+}
+
+void spawn_format_error(int step, int err, const char *path, const char *cwd, bool is_dir,
+                        bool no_exec_bits, char *buf, size_t len)
+{
+    const char *what;
+
+    if (!buf || len == 0)
+        return;
+    if (step == SHIM_STEP_EXEC) {
+        switch (err) {
+        case ENOENT:
+            what = "no such file or directory";
+            break;
+        case EACCES:
+            what = is_dir ? "is a directory" : no_exec_bits ? "not executable" : "permission denied";
+            break;
+        case ENOEXEC:
+            what = "not an executable format";
+            break;
+        case ENOTDIR:
+            what = "a path component is not a directory";
+            break;
+        case EISDIR:
+            what = "is a directory";
+            break;
+        default:
+            what = strerror(err);
+            break;
+        }
+        snprintf(buf, len, "'%s': %s", path ? path : "", what);
+    } else if (step == SHIM_STEP_CHDIR) {
+        snprintf(buf, len, "working directory '%s': %s", cwd ? cwd : "", strerror(err));
+    } else {
+        snprintf(buf, len, "job setup failed at step '%s': %s", spawn_step_name(step),
+                 strerror(err));
+    }
+}
+
+/* ---- clone3 */
+
+static void child_fail(int fd, int step, int err)
+{
+    struct spawn_sync_msg m = {.step = step, .err = err};
+
+    (void)!write(fd, &m, sizeof(m));
+    _exit(127);
+}
+
+/* Runs in the forked child of a (possibly multi-threaded) server: async-signal-safe calls only. */
+static void child_exec(const struct spawn_args *a, char *const *envp)
+{
+    int sync_fd = a->fds[SPAWN_FD_SYNC];
+    int tmp[SPAWN_FD_COUNT];
+
+    /* The getppid() check that usually follows cannot work here (in a new pid namespace the
+     * parent is pid 0): the shim instead waits for the parent's go message, and gets EOF if the
+     * parent died before this line. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        child_fail(sync_fd, SHIM_STEP_EXEC_SHIM, errno);
+    /* Two passes, so that no source fd is overwritten before it was copied: first above every
+     * target, then onto the targets (dup2 clears close-on-exec there). */
+    for (int i = 0; i < SPAWN_FD_COUNT; i++) {
+        tmp[i] = fcntl(a->fds[i], F_DUPFD_CLOEXEC, SPAWN_FD_COUNT);
+        if (tmp[i] < 0)
+            child_fail(sync_fd, SHIM_STEP_EXEC_SHIM, errno);
+    }
+    for (int i = 0; i < SPAWN_FD_COUNT; i++)
+        if (dup2(tmp[i], i) < 0)
+            child_fail(sync_fd, SHIM_STEP_EXEC_SHIM, errno);
+    sync_fd = SPAWN_FD_SYNC;
+    execve(a->exe, a->argv, envp);
+    child_fail(sync_fd, SHIM_STEP_EXEC_SHIM, errno);
+}
+
+int spawn_clone(const struct spawn_args *a, pid_t *ret_pid, int *ret_pidfd)
+{
+    static char *const empty_env[] = {NULL};
+    struct clone_args ca;
+    sigset_t all, old;
+    int pidfd = -1;
+    long pid;
+    int r;
+
+    memset(&ca, 0, sizeof(ca));
+    ca.flags = a->ns_flags | CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    ca.exit_signal = 0; /* no SIGCHLD: nobody else's waitpid(-1) or SIG_IGN can take our child */
+    if (a->cgroup_fd >= 0) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)a->cgroup_fd;
+    }
+
+    /* No signal handler of the server may run in the child between clone and exec. The shim
+     * sets its own mask first thing. */
+    sigfillset(&all);
+    r = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (r > 0)
+        return -r;
+    pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid == 0)
+        child_exec(a, empty_env); /* does not return */
+    r = pid < 0 ? -errno : 0;
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r < 0)
+        return r;
+    *ret_pid = (pid_t)pid;
+    *ret_pidfd = pidfd;
+    return 0;
+}

@@ -1,0 +1,127 @@
+#pragma once
+/* Starting a job's shim: the spec blob handed to it, the fds it finds at fixed numbers, the
+ * steps it runs (and their names, for error messages), and the clone3 that starts it in new
+ * namespaces (ARCHITECTURE.md "Process tree of one job").
+ *
+ * Protocol between the server (parent) and the shim:
+ *   - the shim starts with fds 0..5 set as SPAWN_FD_* below, nothing else open;
+ *   - it reads the spec blob from SPAWN_FD_SPEC (a memfd; spawn_spec_pack/parse);
+ *   - it waits for one struct spawn_sync_msg from the parent on SPAWN_FD_SYNC (a SEQPACKET
+ *     socket) before any further step: on cgroup v1 the parent first attaches it to the job's
+ *     cgroups, so no job code ever runs outside them; EOF instead (the parent died before the
+ *     shim's pdeathsig was armed) makes it exit;
+ *   - on a failed step the shim (or the command's process before exec) sends
+ *     {step, errno} on SPAWN_FD_SYNC and _exit(127)s;
+ *   - the command inherits SPAWN_FD_SYNC close-on-exec: the parent reads EOF once the command
+ *     has been exec'd;
+ *   - when the command ends, the shim writes one struct spawn_status on SPAWN_FD_STATUS and
+ *     exits (as PID 1 of the job's pid namespace, taking every other job process with it). */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Where the shim finds its fds. 0..2 are also the command's stdin (/dev/null), stdout, stderr. */
+enum {
+    SPAWN_FD_STDIN = 0,
+    SPAWN_FD_STDOUT = 1,
+    SPAWN_FD_STDERR = 2,
+    SPAWN_FD_SPEC = 3,
+    SPAWN_FD_SYNC = 4,
+    SPAWN_FD_STATUS = 5,
+    SPAWN_FD_COUNT = 6,
+};
+
+/* The shim's steps, in the order they run. Values travel between processes of one binary. */
+enum shim_step {
+    SHIM_STEP_NONE = 0,
+    SHIM_STEP_EXEC_SHIM,     /* parent's child: execve of the shim binary */
+    SHIM_STEP_READ_SPEC,     /* read and parse the spec blob */
+    SHIM_STEP_SIGNALS,       /* block forwarded signals, open the signalfd */
+    SHIM_STEP_WAIT_GO,       /* wait for the parent (v1: attached to the cgroups) */
+    SHIM_STEP_CGROUP_NS,     /* unshare the cgroup namespace, rooted at the job cgroup */
+    SHIM_STEP_MOUNT_PRIVATE, /* make / rprivate: no mount event leaks either way */
+    SHIM_STEP_MOUNT_PROC,    /* a fresh /proc for the new pid namespace */
+    SHIM_STEP_MOUNT_SYS,     /* a fresh read-only /sys for the new net namespace */
+    SHIM_STEP_LOOPBACK,      /* bring lo up (private netns only) */
+    SHIM_STEP_HOSTNAME,      /* first block of the job id */
+    SHIM_STEP_SECCOMP_BUILD, /* build the filter before forking */
+    SHIM_STEP_FORK,          /* fork the command */
+    /* from here on, in the command's process */
+    SHIM_STEP_SETPGID,      /* own process group: the shim forwards signals to it */
+    SHIM_STEP_SIGNAL_RESET, /* default dispositions, empty mask */
+    SHIM_STEP_FDS,          /* close every fd but 0, 1, 2 */
+    SHIM_STEP_CAPBSET,      /* empty the capability bounding set */
+    SHIM_STEP_SETGROUPS,
+    SHIM_STEP_SETGID,
+    SHIM_STEP_SETUID,
+    SHIM_STEP_CAPS,         /* clear effective, permitted, inheritable and ambient caps */
+    SHIM_STEP_CHDIR,
+    SHIM_STEP_NO_NEW_PRIVS,
+    SHIM_STEP_SECCOMP,
+    SHIM_STEP_EXEC,
+    SHIM_STEP__MAX,
+};
+
+/* "mount /proc", ... ; "unknown step" outside the enum. */
+const char *spawn_step_name(int step);
+
+/* Sent on SPAWN_FD_SYNC: parent -> shim {0, 0} = go; shim -> parent {step, errno} = failed. */
+struct spawn_sync_msg {
+    int32_t step;
+    int32_t err; /* positive errno */
+};
+
+enum spawn_exit_kind {
+    SPAWN_EXITED = 1,
+    SPAWN_SIGNALED = 2,
+};
+/* Written once on SPAWN_FD_STATUS when the command ended. */
+struct spawn_status {
+    int32_t kind; /* enum spawn_exit_kind */
+    int32_t code; /* exit code or signal number */
+};
+
+/* What the shim needs to know. Strings are NUL-terminated; argv[0] is what the command sees as
+ * its name. */
+struct spawn_spec {
+    const char *id;
+    const char *path; /* absolute path to exec */
+    const char *cwd;
+    const char *const *argv; /* NULL-terminated, at least argv[0] */
+    const char *const *envp; /* NULL-terminated */
+    uid_t uid;
+    gid_t gid;
+    bool host_net; /* stay in the server's net namespace: no lo setup, no /sys remount */
+};
+
+/* Serialises spec into a malloc'd blob (*ret_buf, *ret_len). 0, -EINVAL (a NULL field or an
+ * argument over 1 MiB), -E2BIG (more than 64 MiB in all), -ENOMEM. Pure. */
+int spawn_spec_pack(const struct spawn_spec *spec, void **ret_buf, size_t *ret_len);
+/* Parses a blob made by spawn_spec_pack(). *ret is one malloc'd block whose strings point into
+ * buf (keep buf alive; free(*ret) when done). 0, -EBADMSG (malformed, truncated or trailing
+ * bytes), -ENOMEM. Pure. */
+int spawn_spec_parse(const void *buf, size_t len, struct spawn_spec **ret);
+
+/* Turns a failed step into plain words in buf, e.g. "'/bin/nope': no such file or directory",
+ * "'/etc/passwd': not executable", "working directory '/x': permission denied". path is the
+ * command (for EXEC); is_dir/no_exec_bits refine EACCES (the caller stat()ed path). Pure. */
+void spawn_format_error(int step, int err, const char *path, const char *cwd, bool is_dir,
+                        bool no_exec_bits, char *buf, size_t len);
+
+struct spawn_args {
+    const char *exe;           /* the runjob binary */
+    char *const *argv;         /* its argv: {"runjob", "shim", id, NULL} */
+    int fds[SPAWN_FD_COUNT];   /* parent fds that become 0..5 in the shim */
+    unsigned long ns_flags;    /* CLONE_NEW* */
+    int cgroup_fd;             /* >= 0: CLONE_INTO_CGROUP (cgroup v2) */
+};
+
+/* clone3()s the shim with the namespaces asked, PR_SET_PDEATHSIG=SIGKILL, fds placed, and
+ * execs it. Returns 0 with the child's host pid and a pidfd (O_CLOEXEC), or -errno. The child
+ * is not the caller's thread's child for wait purposes but the process's (no exit signal: reap
+ * it with waitid(P_PIDFD, ..., WEXITED | __WALL)). Its pdeathsig fires when the calling THREAD
+ * exits: call from a thread that lives as long as the job. An execve failure of the shim is
+ * reported as {SHIM_STEP_EXEC_SHIM, errno} on fds[SPAWN_FD_SYNC]. Every fd the caller opened
+ * must be close-on-exec (the child keeps only fds 0..5). Thread-safe. */
+int spawn_clone(const struct spawn_args *a, pid_t *ret_pid, int *ret_pidfd);
