@@ -1,0 +1,511 @@
+#!/bin/sh
+# The guest side of the VM tier (POSIX sh for busybox ash), run by /init as root in a fresh
+# guest whose /sys/fs/cgroup is either cgroup2 (RJ_MODE=v2) or only v1 hierarchies (RJ_MODE=v1).
+# A real `runjob serve` with fresh certificates on 127.0.0.1, driven by the real client verbs.
+# RJ_TESTS (space-separated names) runs a subset; the setup steps always run.
+. /tests/guest-lib.sh
+
+RJ_MODE=${RJ_MODE:-v2}
+mkdir -p "$RJ_TMP"
+SERVER_UP=0
+# Server flags added by tests/env (none by default: the io limits must reach vda through the
+# server's default device list, "every real disk").
+SERVE_FLAGS=${SERVE_FLAGS:-}
+
+want() {
+    [ -z "${RJ_TESTS:-}" ] && return 0
+    for _t in $RJ_TESTS; do [ "$_t" = "$1" ] && return 0; done
+    return 1
+}
+
+# need_server NAME: fails NAME (and returns 1) when there is no server to test against.
+need_server() {
+    [ "$SERVER_UP" = 1 ] && return 0
+    fail "$1" "no running server (see server-start)"
+    return 1
+}
+
+# The v1 hierarchy holding a controller's files.
+v1_hier() {
+    case $1 in
+    cpu | cpuacct) echo cpu,cpuacct ;;
+    io) echo blkio ;;
+    *) echo "$1" ;;
+    esac
+}
+
+# --- the guest itself ------------------------------------------------------------------------
+
+t_cgroup_layout() {
+    if [ "$RJ_MODE" = v2 ]; then
+        if ! grep -q " $CG cgroup2 " /proc/mounts; then
+            fail cgroup-layout "$CG is not a cgroup2 mount"
+            return
+        fi
+        c=$(cat "$CG/cgroup.controllers")
+        for k in cpu io memory pids; do
+            case " $c " in
+            *" $k "*) ;;
+            *)
+                fail cgroup-layout "controller $k missing from '$c'"
+                return
+                ;;
+            esac
+        done
+        echo "+cpu +io +memory +pids" >"$CG/cgroup.subtree_control"
+        mkdir "$CG/probe"
+        for f in cgroup.kill memory.peak memory.max io.max cpu.max pids.max; do
+            if [ ! -e "$CG/probe/$f" ]; then
+                fail cgroup-layout "a child cgroup has no $f"
+                rmdir "$CG/probe"
+                return
+            fi
+        done
+        rmdir "$CG/probe"
+        ok cgroup-layout
+        note "v2 controllers: $c"
+    else
+        if grep -q ' cgroup2 ' /proc/mounts; then
+            fail cgroup-layout "a cgroup2 hierarchy is mounted in v1 mode"
+            return
+        fi
+        for h in cpu,cpuacct memory blkio pids freezer; do
+            if ! grep -q " $CG/$h cgroup " /proc/mounts; then
+                fail cgroup-layout "$CG/$h is not a cgroup v1 mount"
+                return
+            fi
+        done
+        ok cgroup-layout
+    fi
+}
+
+t_version() {
+    out=$("$RUNJOB" --version 2>&1)
+    case $out in
+    runjob\ *) ok runjob-version ;;
+    *) fail runjob-version "runjob --version printed '$out'" ;;
+    esac
+    out=$(/bin/jobmanager --version 2>&1)
+    case $out in
+    runjob\ *) ok jobmanager-symlink ;;
+    *) fail jobmanager-symlink "jobmanager --version printed '$out'" ;;
+    esac
+}
+
+t_certs() {
+    if ! "$RUNJOB" certs -q --out "$RJ_CERTS" --user alice --user bob --user administrator \
+        >"$RJ_TMP/certs.log" 2>&1; then
+        fail certs "runjob certs failed"
+        show "$RJ_TMP/certs.log"
+        return
+    fi
+    for f in root-ca-cert.pem ca-clients-bundle.pem server-cert.pem server-key.pem \
+        alice-cert.pem alice-key.pem bob-cert.pem bob-key.pem; do
+        if [ ! -s "$RJ_CERTS/$f" ]; then
+            fail certs "runjob certs made no $f"
+            ls -l "$RJ_CERTS" 2>&1 | show
+            return
+        fi
+    done
+    ok certs
+}
+
+# --- the server ------------------------------------------------------------------------------
+
+# v2: the server runs in a non-root cgroup (/sys/fs/cgroup/srv), as under a service manager
+# that delegates a subtree; the root enables the controllers for it, and the server itself must
+# keep the no-internal-process rule inside srv.
+t_server_start() {
+    SERVER_CGROUP=
+    if [ "$RJ_MODE" = v2 ]; then
+        echo "+cpu +io +memory +pids" >"$CG/cgroup.subtree_control"
+        mkdir -p "$CG/srv"
+        SERVER_CGROUP=$CG/srv
+    fi
+    # The io tests write to the scratch disk as the job user (nobody by default).
+    [ -b /dev/vda ] && chmod 0666 /dev/vda
+    # shellcheck disable=SC2086
+    if SERVER_CGROUP=$SERVER_CGROUP rj_server_start $SERVE_FLAGS; then
+        SERVER_UP=1
+        ok server-start
+        note "server pid $RJ_SERVER_PID, cgroup $(sed -n 's/^0:://p' /proc/$RJ_SERVER_PID/cgroup 2>/dev/null)"
+    else
+        fail server-start "runjob serve did not answer ping; its log:"
+        show "$RJ_SERVER_LOG" 30
+    fi
+}
+
+# The command's /proc/self/cgroup, read by the command itself as its first act, names the job's
+# cgroup; and from the host's side every process of the running job sits in the job's cgroup.
+t_cgroup_first() {
+    need_server cgroup-first || return
+    if ! start_job id /bin/sh -c 'cat /proc/self/cgroup; exec sleep 3'; then
+        fail cgroup-first "start failed: $START_OUT"
+        return
+    fi
+    sleep 1
+    dirs=$(cg_dirs "$id")
+    if [ -z "$dirs" ]; then
+        fail cgroup-first "no cgroup directory named $id under $CG"
+        job_wait "$id" 10
+        return
+    fi
+    bad=
+    npids=0
+    for d in $dirs; do
+        for p in $(cat "$d/cgroup.procs"); do npids=$((npids + 1)); done
+    done
+    [ "$npids" -ge 1 ] || bad="job cgroup holds no process while the job runs"
+    # Host view of the command (sleep 3 replaced the shell): its cgroup is the job's.
+    sp=$(pids_by_cmdline sleep 3 | head -n 1)
+    if [ -z "$sp" ]; then
+        bad="${bad:+$bad; }cannot find the job's 'sleep 3' process"
+    else
+        if [ "$RJ_MODE" = v2 ]; then
+            hc=$(sed -n 's/^0:://p' "/proc/$sp/cgroup")
+            case $hc in */"$id") ;; *) bad="${bad:+$bad; }host view of the command's cgroup is '$hc'" ;; esac
+        else
+            for h in cpu memory blkio pids freezer; do
+                hc=$(grep -E "^[0-9]+:([^:]*,)?$h(,[^:]*)?:" "/proc/$sp/cgroup" | cut -d: -f3)
+                case $hc in */"$id") ;; *) bad="${bad:+$bad; }$h: host view is '$hc'" ;; esac
+            done
+        fi
+    fi
+    job_wait "$id" 15 || bad="${bad:+$bad; }job did not end"
+    out=$(rj stream "$id" 2>&1)
+    # Inside its cgroup namespace the job sees paths relative to the namespace root: either
+    # "/" (namespace rooted at the job cgroup) or a path ending in the job id.
+    if [ "$RJ_MODE" = v2 ]; then
+        line=$(echo "$out" | grep '^0::' | head -n 1)
+        case ${line#0::} in
+        / | */"$id") ;;
+        *) bad="${bad:+$bad; }the command read /proc/self/cgroup as '$out'" ;;
+        esac
+    else
+        for h in cpu memory blkio pids; do
+            hc=$(echo "$out" | grep -E "^[0-9]+:([^:]*,)?$h(,[^:]*)?:" | cut -d: -f3)
+            case $hc in / | */"$id") ;; *) bad="${bad:+$bad; }$h: the command read '$hc'" ;; esac
+        done
+    fi
+    [ -z "$bad" ] && ok cgroup-first || fail cgroup-first "$bad"
+    note "command's /proc/self/cgroup: $(echo "$out" | tr '\n' ' ')"
+}
+
+t_run_exit_code() {
+    need_server run-exit-code || return
+    out=$(rj run /bin/sh -c 'echo hello-from-job; exit 7' 2>&1)
+    rc=$?
+    if [ "$rc" = 7 ] && echo "$out" | grep -q hello-from-job; then
+        ok run-exit-code
+    else
+        fail run-exit-code "runjob run exited $rc, printed '$out' (want 7 and hello-from-job)"
+    fi
+}
+
+t_list_stream() {
+    need_server list-stream || return
+    if ! start_job id /bin/sh -c 'echo line-one; echo line-two >&2; sleep 1; echo line-three'; then
+        fail list-stream "start failed: $START_OUT"
+        return
+    fi
+    # A following stream started while the job runs ends when it ends, with all output.
+    out=$(rj stream "$id" 2>&1)
+    rc=$?
+    bad=
+    for w in line-one line-two line-three; do
+        echo "$out" | grep -q "$w" || bad="${bad:+$bad; }stream lacks $w"
+    done
+    [ "$rc" = 0 ] || bad="${bad:+$bad; }stream exited $rc"
+    lst=$(rj list 2>&1) || bad="${bad:+$bad; }list failed: $lst"
+    echo "$lst" | grep -q "$id" || bad="${bad:+$bad; }list lacks $id"
+    [ -z "$bad" ] && ok list-stream || fail list-stream "$bad"
+}
+
+# cpu.max: a busy loop limited to 500 millis is throttled and gets about half a CPU.
+t_cpu() {
+    need_server cpu-throttle || return
+    if ! start_job id --cpu 500 /bin/sh -c 'while :; do :; done'; then
+        fail cpu-throttle "start failed: $START_OUT"
+        return
+    fi
+    bad=
+    if [ "$RJ_MODE" = v2 ]; then
+        d=$(cg_dir "$id")
+        lim=$(cat "$d/cpu.max" 2>/dev/null)
+        [ "$lim" = "50000 100000" ] || bad="cpu.max is '$lim', want '50000 100000'"
+    else
+        d=$(cg_dir "$id" cpu,cpuacct)
+        lim="$(cat "$d/cpu.cfs_quota_us" 2>/dev/null)/$(cat "$d/cpu.cfs_period_us" 2>/dev/null)"
+        [ "$lim" = "50000/100000" ] || bad="cfs quota/period is '$lim', want 50000/100000"
+    fi
+    sleep 0.5
+    u1=$(job_field "$id" cpu_usec)
+    t1=$(now_cs)
+    th1=$(sed -n 's/^nr_throttled //p' "$d/cpu.stat" 2>/dev/null)
+    sleep 3
+    u2=$(job_field "$id" cpu_usec)
+    t2=$(now_cs)
+    th2=$(sed -n 's/^nr_throttled //p' "$d/cpu.stat" 2>/dev/null)
+    rj stop "$id" >/dev/null 2>&1
+    job_wait "$id" 20 || bad="${bad:+$bad; }job did not end after stop"
+    if [ -z "$th1" ] || [ -z "$th2" ] || [ "$th2" -le "$th1" ]; then
+        bad="${bad:+$bad; }nr_throttled did not grow ('$th1' -> '$th2')"
+    fi
+    case "$u1$u2" in
+    *[!0-9]* | "")
+        bad="${bad:+$bad; }status gave no usage cpu_usec ('$u1', '$u2')"
+        ;;
+    *)
+        # Share of one CPU, in percent, over the sampling interval.
+        pct=$(((u2 - u1) / (t2 - t1) / 100))
+        note "cpu: $((u2 - u1)) us of CPU in $(((t2 - t1) * 10)) ms = ${pct}% of a CPU (limit 50%)"
+        if [ "$pct" -lt 35 ] || [ "$pct" -gt 60 ]; then
+            bad="${bad:+$bad; }busy loop got ${pct}% of a CPU, want about 50"
+        fi
+        ;;
+    esac
+    [ -z "$bad" ] && ok cpu-throttle || fail cpu-throttle "$bad"
+}
+
+# memory.max: a 64 MiB allocation under a 32 MiB limit is OOM-killed, and status says so.
+t_memory() {
+    need_server memory-oom || return
+    if ! start_job id --memory 32M /bin/dd if=/dev/zero of=/dev/null bs=64M count=2; then
+        fail memory-oom "start failed: $START_OUT"
+        return
+    fi
+    if ! job_wait "$id" 30; then
+        fail memory-oom "job did not end"
+        rj stop "$id" >/dev/null 2>&1
+        return
+    fi
+    st=$(status_json "$id" 2>&1)
+    oom=$(echo "$st" | jfield oom_killed)
+    state=$(echo "$st" | jfield state)
+    sig=$(echo "$st" | jfield signal)
+    if [ "$oom" = true ]; then
+        ok memory-oom
+    else
+        fail memory-oom "oom_killed='$oom' state='$state' signal='$sig'"
+        echo "$st" | show
+    fi
+    lim=$(echo "$st" | jfield memory_bytes)
+    [ "$lim" = 33554432 ] && ok memory-limit-reported ||
+        fail memory-limit-reported "status limits.memory_bytes='$lim', want 33554432"
+}
+
+# Usage: CPU time and peak memory of a finished job come back in status.
+t_usage() {
+    need_server usage || return
+    if ! start_job id /bin/dd if=/dev/zero of=/dev/null bs=16M count=30; then
+        fail usage "start failed: $START_OUT"
+        return
+    fi
+    job_wait "$id" 30 || {
+        fail usage "job did not end"
+        return
+    }
+    st=$(status_json "$id" 2>&1)
+    cpu=$(echo "$st" | jfield cpu_usec)
+    peak=$(echo "$st" | jfield memory_peak_bytes)
+    code=$(echo "$st" | jfield exit_code)
+    note "usage: cpu_usec=$cpu memory_peak_bytes=$peak exit_code=$code"
+    bad=
+    case $cpu in '' | *[!0-9]*) bad="cpu_usec='$cpu'" ;; *) [ "$cpu" -gt 0 ] || bad="cpu_usec is 0" ;; esac
+    case $peak in
+    '' | *[!0-9]*) bad="${bad:+$bad; }memory_peak_bytes='$peak'" ;;
+    *) [ "$peak" -ge 16777216 ] || bad="${bad:+$bad; }memory_peak_bytes=$peak < the 16 MiB dd buffer" ;;
+    esac
+    [ -z "$bad" ] && ok usage || {
+        fail usage "$bad"
+        echo "$st" | show
+    }
+}
+
+# io.max / blkio.throttle: a direct-IO dd on the scratch disk holds near its bps limit.
+# dur_of ID: the job's duration in ms, from status.
+dur_of() {
+    _st=$(status_json "$1" 2>/dev/null)
+    _s=$(echo "$_st" | jfield start_time_ms)
+    _e=$(echo "$_st" | jfield end_time_ms)
+    case "$_s$_e" in '' | *[!0-9]*) echo "" ;; *) echo $((_e - _s)) ;; esac
+}
+t_io() {
+    need_server io-limit || return
+    if [ ! -b /dev/vda ]; then
+        fail io-limit "no /dev/vda in the guest"
+        return
+    fi
+    dev=$(cat /sys/block/vda/dev)
+    # Unlimited baseline, then 6 MiB at 2 MiB/s: about 3 s.
+    start_job base /bin/dd if=/dev/zero of=/dev/vda bs=1M count=6 oflag=direct ||
+        { fail io-limit "start failed: $START_OUT"; return; }
+    job_wait "$base" 30
+    tb=$(dur_of "$base")
+    start_job id --wbps 2097152 /bin/dd if=/dev/zero of=/dev/vda bs=1M count=6 oflag=direct ||
+        { fail io-limit "start failed: $START_OUT"; return; }
+    sleep 0.5
+    bad=
+    if [ "$RJ_MODE" = v2 ]; then
+        lim=$(grep "^$dev " "$(cg_dir "$id")/io.max" 2>/dev/null)
+        case $lim in *wbps=2097152*) ;; *) bad="io.max has no wbps=2097152 for vda ($dev): '$lim'" ;; esac
+    else
+        lim=$(grep "^$dev " "$(cg_dir "$id" blkio)/blkio.throttle.write_bps_device" 2>/dev/null)
+        [ "$lim" = "$dev 2097152" ] || bad="blkio.throttle.write_bps_device for vda ($dev): '$lim'"
+    fi
+    job_wait "$id" 40 || bad="${bad:+$bad; }limited dd did not end"
+    tl=$(dur_of "$id")
+    code=$(job_field "$id" exit_code)
+    note "io: 6 MiB direct write unlimited ${tb}ms, at wbps=2MiB/s ${tl}ms (exit $code)"
+    case "$tb$tl" in
+    '' | *[!0-9]*) bad="${bad:+$bad; }no start/end times in status ('$tb', '$tl')" ;;
+    *)
+        [ "$tl" -ge 2000 ] && [ "$tl" -le 9000 ] || bad="${bad:+$bad; }limited write took ${tl}ms, want ~3000"
+        [ $((tb * 2)) -lt "$tl" ] || bad="${bad:+$bad; }unlimited write took ${tb}ms: the limit is not what slowed it"
+        ;;
+    esac
+    [ "$code" = 0 ] || bad="${bad:+$bad; }dd exit code '$code'"
+    [ -z "$bad" ] && ok io-limit-write || fail io-limit-write "$bad"
+
+    # Reads: 4 MiB at 2 MiB/s.
+    start_job id --rbps 2097152 /bin/dd if=/dev/vda of=/dev/null bs=1M count=4 iflag=direct ||
+        { fail io-limit-read "start failed: $START_OUT"; return; }
+    bad=
+    job_wait "$id" 40 || bad="limited read did not end"
+    tl=$(dur_of "$id")
+    code=$(job_field "$id" exit_code)
+    note "io: 4 MiB direct read at rbps=2MiB/s ${tl}ms (exit $code)"
+    case "$tl" in
+    '' | *[!0-9]*) bad="${bad:+$bad; }no duration ('$tl')" ;;
+    *) [ "$tl" -ge 1300 ] && [ "$tl" -le 7000 ] || bad="${bad:+$bad; }limited read took ${tl}ms, want ~2000" ;;
+    esac
+    [ "$code" = 0 ] || bad="${bad:+$bad; }dd exit code '$code'"
+    [ -z "$bad" ] && ok io-limit-read || fail io-limit-read "$bad"
+}
+
+# pids.max: a shell forking sleepers in an endless loop never has more than 20 processes.
+t_pids() {
+    need_server pids-limit || return
+    if ! start_job id --pids 20 /bin/sh -c 'while :; do sleep 60 & done'; then
+        fail pids-limit "start failed: $START_OUT"
+        return
+    fi
+    d=$(cg_dir "$id" pids)
+    bad=
+    [ "$(cat "$d/pids.max" 2>/dev/null)" = 20 ] || bad="pids.max is '$(cat "$d/pids.max" 2>/dev/null)'"
+    maxcur=0
+    ev=0
+    i=0
+    while [ $i -lt 10 ] && [ -d "$d" ]; do
+        c=$(cat "$d/pids.current" 2>/dev/null)
+        [ -n "$c" ] && [ "$c" -gt "$maxcur" ] && maxcur=$c
+        e=$(sed -n 's/^max //p' "$d/pids.events" 2>/dev/null)
+        [ -n "$e" ] && ev=$e
+        sleep 0.3
+        i=$((i + 1))
+    done
+    note "pids: max pids.current seen $maxcur, pids.events max $ev"
+    [ "$maxcur" -le 20 ] || bad="${bad:+$bad; }pids.current reached $maxcur"
+    [ "$ev" -gt 0 ] || bad="${bad:+$bad; }pids.events shows no fork refused"
+    rj stop "$id" >/dev/null 2>&1
+    job_wait "$id" 20 || bad="${bad:+$bad; }job did not end after stop"
+    [ -z "$(cg_dirs "$id")" ] || bad="${bad:+$bad; }cgroup left behind"
+    [ -z "$bad" ] && ok pids-limit || fail pids-limit "$bad"
+}
+
+# stop: a daemon that left the command's session and ignores SIGTERM still dies (the whole
+# cgroup is killed after the grace period) and the job's cgroup directories are removed.
+t_stop() {
+    need_server stop-kills-daemon || return
+    if ! start_job id /bin/sh -c 'trap "" TERM; setsid /bin/sh -c "exec sleep 4321" </dev/null >/dev/null 2>&1 & exec sleep 1234'; then
+        fail stop-kills-daemon "start failed: $START_OUT"
+        return
+    fi
+    bad=
+    i=0
+    dp=
+    while [ $i -lt 20 ] && [ -z "$dp" ]; do
+        dp=$(pids_by_cmdline sleep 4321 | head -n 1)
+        [ -n "$dp" ] || sleep 0.2
+        i=$((i + 1))
+    done
+    if [ -z "$dp" ]; then
+        fail stop-kills-daemon "the daemon grandchild never appeared"
+        rj stop "$id" >/dev/null 2>&1
+        return
+    fi
+    note "stop: daemon pid $dp (sid $(cut -d' ' -f6 /proc/$dp/stat)), cgroup $(sed -n 's/^0:://p' /proc/$dp/cgroup)"
+    t0=$(now_cs)
+    out=$(rj stop "$id" 2>&1) || bad="stop failed: $out"
+    t1=$(now_cs)
+    note "stop took $(((t1 - t0) * 10)) ms"
+    i=0
+    while alive "$dp" && [ $i -lt 20 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    alive "$dp" && bad="${bad:+$bad; }daemon $dp survived stop"
+    job_running "$id" && bad="${bad:+$bad; }job still running after stop"
+    left=$(cg_dirs "$id")
+    [ -z "$left" ] || bad="${bad:+$bad; }cgroup left behind: $left"
+    [ -z "$bad" ] && ok stop-kills-daemon || fail stop-kills-daemon "$bad"
+    alive "$dp" && kill -KILL "$dp" 2>/dev/null
+}
+
+# v2's no-internal-process rule: with the server started inside /sys/fs/cgroup/srv, srv holds no
+# process of its own once job cgroups (which need controllers) exist below it.
+t_no_internal() {
+    if [ "$RJ_MODE" != v2 ]; then
+        note "no-internal-process: a cgroup v2 rule; nothing to check in v1 mode"
+        return 0
+    fi
+    need_server no-internal-process || return
+    if ! start_job id --cpu 300 --memory 64M --pids 50 /bin/sleep 3; then
+        fail no-internal-process "start failed: $START_OUT"
+        return
+    fi
+    bad=
+    procs=$(cat "$CG/srv/cgroup.procs")
+    [ -z "$procs" ] || bad="srv/cgroup.procs holds '$(echo $procs)'"
+    sc=$(cat "$CG/srv/cgroup.subtree_control")
+    for k in cpu io memory pids; do
+        case " $sc " in *" $k "*) ;; *) bad="${bad:+$bad; }srv/cgroup.subtree_control lacks $k ('$sc')" ;; esac
+    done
+    d=$(cg_dir "$id")
+    case $d in "$CG/srv/"*) ;; *) bad="${bad:+$bad; }job cgroup '$d' is not below srv" ;; esac
+    sv=$(sed -n 's/^0:://p' "/proc/$RJ_SERVER_PID/cgroup")
+    case $sv in /srv/*) ;; *) bad="${bad:+$bad; }server's cgroup is '$sv'" ;; esac
+    note "server in $sv, job in ${d#$CG}"
+    job_wait "$id" 15 || bad="${bad:+$bad; }job did not end"
+    [ -z "$bad" ] && ok no-internal-process || fail no-internal-process "$bad"
+}
+
+t_server_stop() {
+    [ "$SERVER_UP" = 1 ] || return 0
+    rj_server_stop
+    left=$(find "$CG"/ -mindepth 1 -type d -path '*runjob/*' 2>/dev/null)
+    [ -z "$left" ] && ok server-stop-clean || fail server-stop-clean "job cgroups left: $left"
+}
+
+# --- run -------------------------------------------------------------------------------------
+note "tests: ${RJ_TESTS:-all} (mode $RJ_MODE)"
+want cgroup-layout && t_cgroup_layout
+want runjob-version && t_version
+t_certs
+t_server_start
+want cgroup-first && t_cgroup_first
+want run-exit-code && t_run_exit_code
+want list-stream && t_list_stream
+want no-internal-process && t_no_internal
+want cpu-throttle && t_cpu
+want memory-oom && t_memory
+want usage && t_usage
+want io-limit && t_io
+want stop-kills-daemon && t_stop
+want pids-limit && t_pids
+t_server_stop
+if [ "$T_FAILED" -gt 0 ] && [ -s "$RJ_SERVER_LOG" ]; then
+    note "server log (last lines):"
+    show "$RJ_SERVER_LOG" 25
+fi
+note "guest: $T_PASSED passed, $T_FAILED failed"
