@@ -66,7 +66,7 @@ static int v1_set_blkio(struct cg *cg, int fd, const char *file, uint64_t v)
     if (v == 0)
         return 0;
     for (size_t i = 0; i < cg->m->n_devs; i++) {
-        int r = proc_writef_at(fd, file, "%u:%u %" PRIu64, cg->m->devs[i].major,
+        int r = proc_writef_at(fd, file, "%u:%u %" PRIu64 "\n", cg->m->devs[i].major,
                                cg->m->devs[i].minor, v);
         if (r < 0) {
             log_debug("cgroup: %s '%u:%u %" PRIu64 "': %s", file, cg->m->devs[i].major,

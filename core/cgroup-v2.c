@@ -267,6 +267,11 @@ static int v2_set_limits(struct cg *cg, const struct cg_limits *lim)
                 if (kv[k].v)
                     off += snprintf(line + off, sizeof(line) - (size_t)off, " %s=%" PRIu64,
                                     kv[k].key, kv[k].v);
+            /* One line per write, newline-terminated as echo(1) would send it. */
+            if (off < 0 || (size_t)off + 2 > sizeof(line))
+                return -ENAMETOOLONG;
+            line[off++] = '\n';
+            line[off] = '\0';
             r = proc_write_file_at(fd, "io.max", line);
             if (r < 0) {
                 log_debug("cgroup: io.max '%s': %s", line, strerror(-r));

@@ -257,7 +257,8 @@ int proc_read_file_at(int dirfd, const char *name, char **ret_buf)
 
 int proc_write_file_at(int dirfd, const char *name, const char *s)
 {
-    _cleanup_close_ int fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_TRUNC as echo(1) would: harmless on cgroupfs/sysfs/procfs. */
+    _cleanup_close_ int fd = openat(dirfd, name, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY);
     size_t len = strlen(s);
     ssize_t n;
 

@@ -53,7 +53,7 @@ int proc_parse_freezer_state(const char *buf, enum proc_freezer_state *ret);
 /* Reads the whole file dirfd/name (dirfd may be AT_FDCWD) into a NUL-terminated malloc'd
  * buffer. 0 or -errno. */
 int proc_read_file_at(int dirfd, const char *name, char **ret_buf);
-/* Writes s to dirfd/name (an existing file: O_WRONLY, no O_CREAT, no O_TRUNC) with one
+/* Writes s to dirfd/name (an existing file: O_WRONLY|O_TRUNC, no O_CREAT) with one
  * write(2), as cgroupfs wants. 0 or -errno (the kernel's answer to the write). */
 int proc_write_file_at(int dirfd, const char *name, const char *s);
 /* proc_write_file_at() with a formatted value. */
