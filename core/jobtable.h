@@ -1,0 +1,122 @@
+#pragma once
+/* The JobManager's table: id -> job, owner, name uniqueness among the owner's running jobs,
+ * the per-user running cap, authorisation, and persistence in the state directory:
+ *
+ *   <state>/<id>/status    the job's record, key=value text, rewritten atomically
+ *                          (status.tmp + fsync + rename + fsync of the folder)
+ *   <state>/<id>/output    its output log (core/outlog; jobtable only names the path)
+ *
+ * Knows nothing of gRPC or protobuf, and calls nothing in core/job or core/outlog: the server
+ * attaches its struct job / struct outlog pointers to an entry and owns them.
+ * Entries are never removed while the table lives, so an entry pointer stays valid until
+ * jobtab_free(). Every function is thread-safe unless noted. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "job.h"
+
+#define JOBTAB_ID_LEN 36 /* canonical UUID text */
+
+struct jobtab;
+struct jobtab_entry;
+
+/* What a job was asked to be; immutable once the entry exists. */
+struct jobtab_spec {
+    char id[JOBTAB_ID_LEN + 1];
+    char *owner;   /* CN of the client that started it */
+    char *name;    /* "" when unnamed */
+    char *command; /* absolute path */
+    char **args;   /* n_args strings, without argv[0] */
+    size_t n_args;
+    struct job_limits limits; /* as applied */
+    enum job_network network;
+};
+
+/* What a job is; changes over its life. */
+struct jobtab_status {
+    struct job_status job;  /* pid is never persisted */
+    uint64_t output_bytes;
+    bool output_truncated;
+};
+
+struct jobtab_config {
+    const char *state_dir;          /* created (0700) if missing */
+    const char *const *admin_cns;   /* NULL-terminated; these CNs see and stop every job */
+    unsigned max_running_per_user;  /* 0 = no cap */
+};
+
+/* Makes an empty table over cfg->state_dir (mkdir -p). 0 or -errno. */
+int jobtab_new(const struct jobtab_config *cfg, struct jobtab **ret);
+/* Frees the table and every entry (not the attached job/outlog: the caller frees those
+ * first, e.g. with jobtab_foreach). NULL-safe. Not concurrent with anything else. */
+void jobtab_free(struct jobtab *t);
+
+/* Called by jobtab_load for each loaded entry; was_running is true when the record said
+ * STARTING/RUNNING and the entry has just been marked LOST (cgroup clean-up is the caller's). */
+typedef void (*jobtab_loaded_fn)(struct jobtab_entry *e, bool was_running, void *userdata);
+/* Loads every job folder of the state directory into the table, oldest first. A record that
+ * was STARTING or RUNNING becomes LOST with the error "server restarted while the job was
+ * running" and is rewritten. Folders that are not job folders, or whose record is missing or
+ * unparsable, are skipped (logged at warn). Returns the number loaded or -errno. Call once,
+ * on an empty table, before other threads use it. */
+int jobtab_load(struct jobtab *t, jobtab_loaded_fn fn, void *userdata);
+
+/* Makes a fresh UUIDv4 (getrandom) in canonical lower-case form into buf[37]. 0 or -errno. */
+int jobtab_new_id(char buf[JOBTAB_ID_LEN + 1]);
+/* true when s is a canonical UUID (8-4-4-4-12 hex, lower-case). */
+bool jobtab_is_id(const char *s);
+
+/* Adds a STARTING job for owner: picks a new id, checks that name ("" = none) is not used by
+ * another of owner's running jobs and that owner is under the running cap, creates its folder
+ * and writes its record. The spec strings are copied. 0 with *ret set, -EEXIST (name in use),
+ * -EUSERS (running cap reached), -errno (I/O). */
+int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char *command,
+               const char *const *args, size_t n_args, const struct job_limits *limits,
+               enum job_network network, struct jobtab_entry **ret);
+
+/* The entry with that id if cn may see it (its owner, or an admin), else NULL: an unknown id
+ * and another user's job look the same (the caller answers NOT_FOUND to both). */
+struct jobtab_entry *jobtab_lookup(struct jobtab *t, const char *id, const char *cn);
+/* true when cn is one of the configured administrator CNs. */
+bool jobtab_is_admin(struct jobtab *t, const char *cn);
+/* true when cn may see and stop e. */
+bool jobtab_may_access(struct jobtab *t, const struct jobtab_entry *e, const char *cn);
+
+/* The entries cn may see, oldest first, into a malloc'd array (*ret_n of them; free() the
+ * array, not the entries). 0 or -ENOMEM. */
+int jobtab_list(struct jobtab *t, const char *cn, struct jobtab_entry ***ret, size_t *ret_n);
+/* Calls fn for every entry, oldest first, without the table lock held. */
+void jobtab_foreach(struct jobtab *t, void (*fn)(struct jobtab_entry *e, void *userdata),
+                    void *userdata);
+
+/* The entry's immutable spec (valid while the table lives). */
+const struct jobtab_spec *jobtab_entry_spec(const struct jobtab_entry *e);
+/* A snapshot of the entry's status. */
+void jobtab_entry_get_status(struct jobtab_entry *e, struct jobtab_status *ret);
+/* Replaces the entry's status and rewrites its record. A state past RUNNING frees the name
+ * and the owner's running slot. 0 or -errno (the in-memory status is updated even when the
+ * write fails). */
+int jobtab_entry_set_status(struct jobtab *t, struct jobtab_entry *e,
+                            const struct jobtab_status *st);
+/* true while state is STARTING or RUNNING. */
+bool jobtab_entry_is_running(struct jobtab_entry *e);
+
+/* The server's attachments: the live job (NULL for jobs loaded from disk or failed to start)
+ * and its output log (NULL if none could be opened). Set once each; read from any thread. */
+void jobtab_entry_attach(struct jobtab_entry *e, struct job *j, struct outlog *log);
+struct job *jobtab_entry_job(struct jobtab_entry *e);
+struct outlog *jobtab_entry_log(struct jobtab_entry *e);
+
+/* "<state>/<id>/output" into buf. 0 or -ENAMETOOLONG. */
+int jobtab_entry_output_path(struct jobtab *t, const struct jobtab_entry *e, char *buf,
+                             size_t len);
+
+/* Record format, pure (exposed for tests): serialise spec+status to a malloc'd text, and
+ * parse such a text back (strings malloc'd into ret_spec; free with jobtab_spec_clear).
+ * 0, -ENOMEM, -EBADMSG (malformed). */
+int jobtab_record_format(const struct jobtab_spec *spec, const struct jobtab_status *st,
+                         char **ret_text);
+int jobtab_record_parse(const char *text, struct jobtab_spec *ret_spec,
+                        struct jobtab_status *ret_st);
+void jobtab_spec_clear(struct jobtab_spec *spec);

@@ -1,0 +1,338 @@
+/* core/jobtable: ids, record format round trip, atomic rewrite, load marks running jobs LOST,
+ * name uniqueness among an owner's running jobs, the running cap, authorisation. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/jobtable.h"
+
+static char state_dir[64];
+static const char *const admins[] = {"administrator", NULL};
+
+static void setup(void)
+{
+    snprintf(state_dir, sizeof(state_dir), "/tmp/test_jobtab.XXXXXX");
+    cr_assert_not_null(mkdtemp(state_dir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state_dir);
+    (void)!system(cmd);
+}
+
+static struct jobtab *table(unsigned cap)
+{
+    struct jobtab_config cfg = {.state_dir = state_dir, .admin_cns = admins,
+                                .max_running_per_user = cap};
+    struct jobtab *t = NULL;
+    cr_assert_eq(jobtab_new(&cfg, &t), 0);
+    return t;
+}
+
+static struct jobtab_entry *add(struct jobtab *t, const char *owner, const char *name, int want)
+{
+    static const char *const args[] = {"-c", "echo hi\nthere %41 100%"};
+    struct job_limits lim = {.cpu_millis = 500, .memory_bytes = 1 << 20, .pids = 10};
+    struct jobtab_entry *e = NULL;
+    int r = jobtab_add(t, owner, name, "/bin/sh", args, 2, &lim, JOB_NET_NONE, &e);
+    cr_assert_eq(r, want, "jobtab_add(%s, %s) = %d, want %d", owner, name, r, want);
+    return e;
+}
+
+static void finish(struct jobtab *t, struct jobtab_entry *e, int code)
+{
+    struct jobtab_status st;
+    jobtab_entry_get_status(e, &st);
+    st.job.state = JOB_EXITED;
+    st.job.exit_code = code;
+    st.job.end_ms = st.job.start_ms + 5;
+    st.output_bytes = 42;
+    cr_assert_eq(jobtab_entry_set_status(t, e, &st), 0);
+}
+
+TestSuite(jobtab, .init = setup, .fini = teardown);
+
+Test(jobtab, ids_are_uuid_v4)
+{
+    char a[JOBTAB_ID_LEN + 1], b[JOBTAB_ID_LEN + 1];
+    cr_assert_eq(jobtab_new_id(a), 0);
+    cr_assert_eq(jobtab_new_id(b), 0);
+    cr_expect(jobtab_is_id(a));
+    cr_expect_str_neq(a, b);
+    cr_expect_eq(a[14], '4');
+    cr_expect(strchr("89ab", a[19]) != NULL);
+    cr_expect_not(jobtab_is_id("not-a-uuid"));
+    cr_expect_not(jobtab_is_id("0123456789abcdef0123456789abcdef0123"));
+    cr_expect_not(jobtab_is_id("01234567-89AB-4def-8123-456789abcdef"));
+    cr_expect_not(jobtab_is_id("01234567-89ab-4def-8123-456789abcdef0"));
+    cr_expect(jobtab_is_id("01234567-89ab-4def-8123-456789abcdef"));
+}
+
+Test(jobtab, record_round_trip)
+{
+    char *args[] = {"a b", "line1\nline2", "100%", "", "\x01\x7f\xc3\xa9"};
+    struct jobtab_spec spec = {.owner = "al=ice", .name = "n%ame\t", .command = "/bin/echo",
+                               .args = args, .n_args = 5,
+                               .limits = {1, 2, 3, 4, 5, 6, 7}, .network = JOB_NET_HOST};
+    struct jobtab_status st = {.output_bytes = 99, .output_truncated = true};
+    struct jobtab_spec back;
+    struct jobtab_status st2;
+    char *text = NULL;
+
+    strcpy(spec.id, "01234567-89ab-4def-8123-456789abcdef");
+    st.job.state = JOB_KILLED;
+    st.job.signal = 9;
+    st.job.exit_code = -1;
+    st.job.oom_killed = true;
+    st.job.start_ms = 1700000000000;
+    st.job.end_ms = 1700000000123;
+    st.job.cpu_usec = 123456;
+    st.job.memory_peak_bytes = 1 << 30;
+    strcpy(st.job.error, "x\ny=%");
+    cr_assert_eq(jobtab_record_format(&spec, &st, &text), 0);
+    cr_assert_eq(jobtab_record_parse(text, &back, &st2), 0);
+    cr_expect_str_eq(back.id, spec.id);
+    cr_expect_str_eq(back.owner, "al=ice");
+    cr_expect_str_eq(back.name, "n%ame\t");
+    cr_expect_str_eq(back.command, "/bin/echo");
+    cr_assert_eq(back.n_args, 5);
+    for (int i = 0; i < 5; i++)
+        cr_expect_str_eq(back.args[i], args[i]);
+    cr_expect_eq(memcmp(&back.limits, &spec.limits, sizeof(spec.limits)), 0);
+    cr_expect_eq(back.network, JOB_NET_HOST);
+    cr_expect_eq(st2.job.state, JOB_KILLED);
+    cr_expect_eq(st2.job.signal, 9);
+    cr_expect_eq(st2.job.exit_code, -1);
+    cr_expect(st2.job.oom_killed);
+    cr_expect_eq(st2.job.start_ms, st.job.start_ms);
+    cr_expect_eq(st2.job.end_ms, st.job.end_ms);
+    cr_expect_eq(st2.job.cpu_usec, 123456);
+    cr_expect_eq(st2.job.memory_peak_bytes, 1u << 30);
+    cr_expect_str_eq(st2.job.error, "x\ny=%");
+    cr_expect_eq(st2.output_bytes, 99);
+    cr_expect(st2.output_truncated);
+    jobtab_spec_clear(&back);
+    free(text);
+}
+
+Test(jobtab, record_parse_refuses_garbage)
+{
+    struct jobtab_spec s;
+    struct jobtab_status st;
+    const char *bad[] = {
+        "",
+        "id=01234567-89ab-4def-8123-456789abcdef\nowner=a\ncommand=/x\n",          /* no state */
+        "id=01234567-89ab-4def-8123-456789abcdef\nowner=a\ncommand=/x\nstate=RUNNING", /* torn */
+        "id=nope\nowner=a\ncommand=/x\nstate=RUNNING\n",
+        "id=01234567-89ab-4def-8123-456789abcdef\nowner=a\ncommand=/x\nstate=BOGUS\n",
+        "id=01234567-89ab-4def-8123-456789abcdef\nowner=a%zz\ncommand=/x\nstate=EXITED\n",
+        "id=01234567-89ab-4def-8123-456789abcdef\nowner=a%00\ncommand=/x\nstate=EXITED\n",
+        "id=01234567-89ab-4def-8123-456789abcdef\nowner=a\ncommand=/x\nstate=EXITED\npids=-1\n",
+        "id=01234567-89ab-4def-8123-456789abcdef\nowner=a\nowner=b\ncommand=/x\nstate=EXITED\n",
+        "version=2\nid=01234567-89ab-4def-8123-456789abcdef\nowner=a\ncommand=/x\nstate=EXITED\n",
+        "garbage\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_expect_eq(jobtab_record_parse(bad[i], &s, &st), -EBADMSG, "case %zu", i);
+    cr_expect_eq(jobtab_record_parse("id=01234567-89ab-4def-8123-456789abcdef\nowner=a\n"
+                                     "command=/x\nstate=EXITED\nfuture_key=1\n", &s, &st), 0);
+    jobtab_spec_clear(&s);
+}
+
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    cr_assert_not_null(d);
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+Test(jobtab, persistence_round_trip_and_atomic_rewrite)
+{
+    struct jobtab *t = table(0);
+    struct jobtab_entry *e1 = add(t, "alice", "one", 0);
+    struct jobtab_entry *e2 = add(t, "bob", "", 0);
+    struct jobtab_entry *e3 = add(t, "alice", "three", 0);
+    char id1[40], id2[40], id3[40], dir[256], path[512];
+    struct jobtab_status st;
+    int n;
+
+    strcpy(id1, jobtab_entry_spec(e1)->id);
+    strcpy(id2, jobtab_entry_spec(e2)->id);
+    strcpy(id3, jobtab_entry_spec(e3)->id);
+    finish(t, e1, 3);
+    finish(t, e1, 4); /* a rewrite replaces, never appends */
+    st = (struct jobtab_status){0};
+    jobtab_entry_get_status(e2, &st);
+    st.job.state = JOB_RUNNING;
+    st.job.pid = 1234;
+    cr_assert_eq(jobtab_entry_set_status(t, e2, &st), 0);
+    snprintf(dir, sizeof(dir), "%s/%s", state_dir, id1);
+    cr_expect_eq(count_files(dir), 1, "only 'status' is left (no status.tmp)");
+    cr_assert_eq(jobtab_entry_output_path(t, e1, path, sizeof(path)), 0);
+    cr_expect(strstr(path, id1) && strstr(path, "/output"));
+    jobtab_free(t);
+
+    t = table(0);
+    n = jobtab_load(t, NULL, NULL);
+    cr_assert_eq(n, 3);
+    e1 = jobtab_lookup(t, id1, "alice");
+    cr_assert_not_null(e1);
+    jobtab_entry_get_status(e1, &st);
+    cr_expect_eq(st.job.state, JOB_EXITED);
+    cr_expect_eq(st.job.exit_code, 4);
+    cr_expect_eq(st.output_bytes, 42);
+    cr_expect_str_eq(jobtab_entry_spec(e1)->name, "one");
+    cr_expect_str_eq(jobtab_entry_spec(e1)->args[1], "echo hi\nthere %41 100%");
+    cr_expect_eq(jobtab_entry_spec(e1)->limits.cpu_millis, 500);
+    cr_expect_null(jobtab_entry_job(e1));
+    e2 = jobtab_lookup(t, id2, "bob");
+    cr_assert_not_null(e2);
+    jobtab_entry_get_status(e2, &st);
+    cr_expect_eq(st.job.state, JOB_LOST);
+    cr_expect_eq(st.job.pid, 0);
+    cr_expect_str_eq(st.job.error, "server restarted while the job was running");
+    cr_expect_neq(st.job.end_ms, 0);
+    e3 = jobtab_lookup(t, id3, "alice");
+    cr_assert_not_null(e3);
+    jobtab_entry_get_status(e3, &st);
+    cr_expect_eq(st.job.state, JOB_LOST, "a STARTING job is LOST too");
+    jobtab_free(t);
+
+    /* The LOST state was written back: a second restart loads it as LOST, not as running. */
+    t = table(0);
+    cr_assert_eq(jobtab_load(t, NULL, NULL), 3);
+    jobtab_entry_get_status(jobtab_lookup(t, id2, "bob"), &st);
+    cr_expect_eq(st.job.state, JOB_LOST);
+    jobtab_free(t);
+}
+
+static int lost_seen;
+static void on_loaded(struct jobtab_entry *e, bool was_running, void *ud)
+{
+    (void)e;
+    (void)ud;
+    lost_seen += was_running;
+}
+
+Test(jobtab, load_reports_lost_skips_junk_and_sorts)
+{
+    struct jobtab *t = table(0);
+    struct jobtab_entry *a = add(t, "alice", "", 0);
+    struct jobtab_entry *b = add(t, "alice", "", 0);
+    struct jobtab_entry **list;
+    size_t n;
+    char junk[256], ida[40];
+    FILE *f;
+
+    strcpy(ida, jobtab_entry_spec(a)->id);
+    finish(t, b, 0);
+    jobtab_free(t);
+    snprintf(junk, sizeof(junk), "%s/not-a-job", state_dir);
+    mkdir(junk, 0700);
+    snprintf(junk, sizeof(junk), "%s/01234567-89ab-4def-8123-456789abcdef", state_dir);
+    mkdir(junk, 0700);
+    strcat(junk, "/status");
+    f = fopen(junk, "w");
+    fputs("id=01234567-89ab-4def-8123-456789abcdef\nowner=x\n", f); /* torn */
+    fclose(f);
+
+    t = table(0);
+    lost_seen = 0;
+    cr_assert_eq(jobtab_load(t, on_loaded, NULL), 2);
+    cr_expect_eq(lost_seen, 1);
+    cr_assert_eq(jobtab_list(t, "alice", &list, &n), 0);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(jobtab_entry_spec(list[0])->id, ida, "oldest first");
+    free(list);
+    jobtab_free(t);
+}
+
+Test(jobtab, name_unique_among_owners_running_jobs)
+{
+    struct jobtab *t = table(0);
+    struct jobtab_entry *e = add(t, "alice", "build", 0);
+
+    add(t, "alice", "build", -EEXIST);
+    add(t, "bob", "build", 0);     /* another owner may use the name */
+    add(t, "alice", "", 0);        /* unnamed jobs never clash */
+    add(t, "alice", "", 0);
+    finish(t, e, 0);
+    add(t, "alice", "build", 0);   /* free again once the first ended */
+    jobtab_free(t);
+}
+
+Test(jobtab, running_cap_per_user)
+{
+    struct jobtab *t = table(2);
+    struct jobtab_entry *e = add(t, "alice", "", 0);
+
+    add(t, "alice", "", 0);
+    add(t, "alice", "", -EUSERS);
+    add(t, "bob", "", 0);
+    finish(t, e, 0);
+    add(t, "alice", "", 0);
+    jobtab_free(t);
+}
+
+Test(jobtab, end_state_is_never_overwritten_by_running)
+{
+    struct jobtab *t = table(0);
+    struct jobtab_entry *e = add(t, "alice", "x", 0);
+    struct jobtab_status st;
+
+    finish(t, e, 7);
+    jobtab_entry_get_status(e, &st);
+    st.job.state = JOB_RUNNING;
+    st.job.pid = 99;
+    cr_assert_eq(jobtab_entry_set_status(t, e, &st), 0);
+    jobtab_entry_get_status(e, &st);
+    cr_expect_eq(st.job.state, JOB_EXITED);
+    cr_expect_eq(st.job.exit_code, 7);
+    cr_expect_not(jobtab_entry_is_running(e));
+    jobtab_free(t);
+}
+
+Test(jobtab, authorisation)
+{
+    struct jobtab *t = table(0);
+    struct jobtab_entry *a = add(t, "alice", "", 0);
+    struct jobtab_entry *b = add(t, "bob", "", 0);
+    struct jobtab_entry **list;
+    size_t n;
+    const char *ida = jobtab_entry_spec(a)->id;
+
+    cr_expect_eq(jobtab_lookup(t, ida, "alice"), a);
+    cr_expect_null(jobtab_lookup(t, ida, "bob"), "another user's job is invisible");
+    cr_expect_null(jobtab_lookup(t, "01234567-89ab-4def-8123-456789abcdef", "alice"));
+    cr_expect_eq(jobtab_lookup(t, ida, "administrator"), a);
+    cr_expect(jobtab_is_admin(t, "administrator"));
+    cr_expect_not(jobtab_is_admin(t, "Administrator"));
+    cr_expect_not(jobtab_is_admin(t, "alice"));
+    cr_expect(jobtab_may_access(t, b, "bob"));
+    cr_expect_not(jobtab_may_access(t, b, "alice"));
+
+    cr_assert_eq(jobtab_list(t, "alice", &list, &n), 0);
+    cr_expect_eq(n, 1);
+    cr_expect_eq(list[0], a);
+    free(list);
+    cr_assert_eq(jobtab_list(t, "administrator", &list, &n), 0);
+    cr_expect_eq(n, 2);
+    free(list);
+    cr_assert_eq(jobtab_list(t, "carol", &list, &n), 0);
+    cr_expect_eq(n, 0);
+    free(list);
+    jobtab_free(t);
+}
