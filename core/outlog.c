@@ -726,12 +726,11 @@ int outlog_reader_wait(struct outlog_reader *r, outlog_wake_fn fn, void *userdat
     return ret;
 }
 
-bool outlog_reader_cancel_wait(struct outlog_reader *r)
+/* Under the lock: takes r off the armed list or the dispatch queue. */
+static bool disarm_locked(struct outlog_reader *r)
 {
     struct outlog *l = r->log;
-    bool disarmed = false;
 
-    (void)pthread_mutex_lock(&l->lock);
     if (r->is_armed) {
         if (r->prev)
             r->prev->next = r->next;
@@ -741,8 +740,9 @@ bool outlog_reader_cancel_wait(struct outlog_reader *r)
             r->next->prev = r->prev;
         r->prev = r->next = NULL;
         r->is_armed = false;
-        disarmed = true;
-    } else if (r->is_queued) {
+        return true;
+    }
+    if (r->is_queued) {
         /* Still ahead of the dispatcher: unlink it so fn is never called. */
         struct outlog_reader **pp = &l->queue_head;
         while (*pp != r)
@@ -752,16 +752,27 @@ bool outlog_reader_cancel_wait(struct outlog_reader *r)
             l->queue_tail = pp;
         r->qnext = NULL;
         r->is_queued = false;
-        disarmed = true;
+        return true;
     }
-    /* An earlier wake-up's fn may still be running (it re-armed, or another thread did, before
-     * it returned): wait for it, unless we are that fn (forbidden by the contract; waiting
-     * would deadlock, so we return and leave the caller to its bug). */
-    if (r->is_running && !pthread_equal(l->dispatcher, pthread_self())) {
+    return false;
+}
+
+bool outlog_reader_cancel_wait(struct outlog_reader *r)
+{
+    struct outlog *l = r->log;
+    bool disarmed;
+
+    (void)pthread_mutex_lock(&l->lock);
+    disarmed = disarm_locked(r);
+    /* An earlier wake-up's fn may still be running. Wait for it, then disarm again: it may
+     * have re-armed (it is allowed to) after our first look. Unless we are that fn (forbidden
+     * by the contract; waiting would deadlock, so we return and leave the caller its bug). */
+    while (r->is_running && !pthread_equal(l->dispatcher, pthread_self())) {
         l->n_cancelling++;
         while (r->is_running)
             (void)pthread_cond_wait(&l->idle_cond, &l->lock);
         l->n_cancelling--;
+        disarmed |= disarm_locked(r);
     }
     (void)pthread_mutex_unlock(&l->lock);
     return disarmed;
