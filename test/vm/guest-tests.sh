@@ -383,10 +383,13 @@ t_io() {
     [ -z "$bad" ] && ok io-limit-read || fail io-limit-read "$bad"
 }
 
-# pids.max: a shell forking sleepers in an endless loop never has more than 20 processes.
+# pids.max: a fork bomb (every process forks copies of itself forever; one whose fork fails
+# exits, which lets another fork) never has more than 20 processes, and the kernel reports the
+# refused forks. The command itself is `sleep 8`; --memory keeps the guest alive if the pids
+# limit does not hold (then the test fails on pids.current).
 t_pids() {
     need_server pids-limit || return
-    if ! start_job id --pids 20 /bin/sh -c 'while :; do sleep 60 & done'; then
+    if ! start_job id --pids 20 --memory 128M /bin/sh -c 'f() { while :; do f & done; }; f & exec sleep 8'; then
         fail pids-limit "start failed: $START_OUT"
         return
     fi
@@ -407,6 +410,7 @@ t_pids() {
     note "pids: max pids.current seen $maxcur, pids.events max $ev"
     [ "$maxcur" -le 20 ] || bad="${bad:+$bad; }pids.current reached $maxcur"
     [ "$ev" -gt 0 ] || bad="${bad:+$bad; }pids.events shows no fork refused"
+    job_running "$id" || bad="${bad:+$bad; }the job ended before stop (state $(job_field "$id" state))"
     rj stop "$id" >/dev/null 2>&1
     job_wait "$id" 20 || bad="${bad:+$bad; }job did not end after stop"
     [ -z "$(cg_dirs "$id")" ] || bad="${bad:+$bad; }cgroup left behind"

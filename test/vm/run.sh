@@ -11,6 +11,7 @@
 #   VM_TIMEOUT   seconds one boot may take before qemu is killed (default 300)
 #   VM_TESTS     space-separated guest test names to run (default: all)
 #   VM_KEEP      1: keep the initramfs staging dir
+#   VM_GUEST_SCRIPT  run this script in the guest instead of test/vm/guest-tests.sh (debugging)
 #
 # Output: every guest result line prefixed with the boot's mode ("PASS: v2/cpu-throttle"),
 # the console log of each boot in $VM_DIR/console-<mode>.log, and a last line
@@ -155,7 +156,8 @@ for p in "${MOD_ORDER[@]}"; do
     echo "$p" >>"$STAGE/lib/modules/$KVER/load.order"
 done
 cp "$HERE/init" "$STAGE/init"
-cp "$HERE/guest-tests.sh" "$HERE/guest-lib.sh" "$STAGE/tests/"
+cp "${VM_GUEST_SCRIPT:-$HERE/guest-tests.sh}" "$STAGE/tests/guest-tests.sh"
+cp "$HERE/guest-lib.sh" "$STAGE/tests/"
 chmod 0755 "$STAGE/init" "$STAGE/tests/guest-tests.sh"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
     >"$STAGE/etc/passwd"
