@@ -1,0 +1,408 @@
+/* core/cgroup on this host's real cgroup v1 hierarchies (root). Every test works under its own
+ * root "runjob-test.<pid>" in each hierarchy and removes it, and every job cgroup in it, in
+ * .fini, pass or fail. Nothing outside those directories is touched. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "cleanup.h"
+#include "proc.h"
+
+static const char *const hiers[] = {"cpu", "cpuacct", "memory", "blkio", "pids", "freezer"};
+
+static char root[64];
+static bool setup_done;
+
+static void skip_unless_v1_root(void)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    struct stat st;
+    if (stat("/sys/fs/cgroup/freezer", &st) < 0 || stat("/sys/fs/cgroup/blkio", &st) < 0)
+        cr_skip_test("no cgroup v1 hierarchies on this host");
+}
+
+static void setup(void)
+{
+    skip_unless_v1_root();
+    snprintf(root, sizeof(root), "runjob-test.%d", (int)getpid());
+    /* children re-parent to us, so grandchildren can be reaped and counted */
+    cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    setup_done = true;
+}
+
+/* Removes every job cgroup under our root and the root itself, in each hierarchy. */
+static void teardown(void)
+{
+    if (!setup_done)
+        return;
+    struct cg_config cfg = {.root = root};
+    struct cg_manager *m = NULL;
+    if (cg_manager_new(&cfg, &m, NULL, 0) == 0) {
+        char path[256];
+        snprintf(path, sizeof(path), "/sys/fs/cgroup/memory/%s", root);
+        DIR *d = opendir(path);
+        for (struct dirent *e; d && (e = readdir(d));)
+            if (e->d_type == DT_DIR && e->d_name[0] != '.')
+                (void)cg_cleanup_stale(m, e->d_name);
+        if (d)
+            closedir(d);
+        cg_manager_free(m);
+    }
+    for (size_t i = 0; i < ELEMENTSOF(hiers); i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s", hiers[i], root);
+        if (rmdir(path) < 0 && errno != ENOENT)
+            fprintf(stderr, "teardown: rmdir %s: %s\n", path, strerror(errno));
+    }
+    /* reap anything left (a failed test) */
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+}
+
+TestSuite(cg_v1, .init = setup, .fini = teardown, .timeout = 60);
+
+static struct cg_manager *manager(void)
+{
+    struct cg_config cfg = {.root = root};
+    struct cg_manager *m = NULL;
+    char err[256] = "";
+    int r = cg_manager_new(&cfg, &m, err, sizeof(err));
+    cr_assert_eq(r, 0, "cg_manager_new: %s (%s)", strerror(-r), err);
+    cr_assert_eq(cg_manager_mode(m), CG_V1, "this host is cgroup v1");
+    return m;
+}
+
+static bool cg_dir_exists(const char *hier, const char *id)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s/%s", hier, root, id);
+    return access(path, F_OK) == 0;
+}
+
+static char *read_cg(const char *hier, const char *id, const char *file)
+{
+    char path[256];
+    char *buf = NULL;
+    snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s/%s/%s", hier, root, id, file);
+    int r = proc_read_file_at(AT_FDCWD, path, &buf);
+    cr_assert_eq(r, 0, "%s: %s", path, strerror(-r));
+    return buf;
+}
+
+/* Forks a child that waits on a sync pipe until the parent has attached it (as the shim
+ * does), then runs fn. */
+static pid_t fork_attached(struct cg *cg, void (*fn)(void *), void *arg)
+{
+    int sync[2];
+    cr_assert_eq(pipe2(sync, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        char c;
+        close(sync[1]);
+        if (read(sync[0], &c, 1) != 1)
+            _exit(120);
+        fn(arg);
+        _exit(0);
+    }
+    close(sync[0]);
+    int r = cg_attach(cg, pid);
+    cr_assert_eq(r, 0, "cg_attach: %s", strerror(-r));
+    cr_assert_eq(write(sync[1], "x", 1), 1);
+    close(sync[1]);
+    return pid;
+}
+
+static void sleep_forever(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+}
+
+static int wait_signal(pid_t pid)
+{
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    return WIFSIGNALED(st) ? WTERMSIG(st) : -WEXITSTATUS(st);
+}
+
+Test(cg_v1, probe_picks_v1_and_default_root)
+{
+    /* The default root is the real one, /sys/fs/cgroup/<h>/runjob: remove it afterwards only
+     * if it was not there before (a running server may own it). */
+    bool existed[ELEMENTSOF(hiers)];
+    for (size_t i = 0; i < ELEMENTSOF(hiers); i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/runjob", hiers[i]);
+        existed[i] = access(path, F_OK) == 0;
+    }
+    struct cg_manager *m = NULL;
+    char err[256] = "";
+    int r = cg_manager_new(NULL, &m, err, sizeof(err));
+    for (size_t i = 0; i < ELEMENTSOF(hiers); i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/runjob", hiers[i]);
+        bool now = access(path, F_OK) == 0;
+        if (!existed[i])
+            (void)rmdir(path); /* fails harmlessly if someone started using it meanwhile */
+        cr_expect(now, "%s not created", path);
+    }
+    cr_assert_eq(r, 0, "%s (%s)", strerror(-r), err);
+    cr_assert_eq(cg_manager_mode(m), CG_V1);
+    cg_manager_free(m);
+}
+
+Test(cg_v1, limits_attach_kill_destroy)
+{
+    _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    struct cg_limits lim = {.cpu_millis = 500,
+                            .memory_bytes = 64 << 20,
+                            .io_rbps = 1000000,
+                            .io_wiops = 300,
+                            .pids = 32};
+    int r = cg_create(m, "job1", &lim, &cg);
+    cr_assert_eq(r, 0, "cg_create: %s", strerror(-r));
+    cr_assert_eq(cg_get_dirfd(cg), -EOPNOTSUPP);
+
+    _cleanup_free_ char *quota = read_cg("cpu", "job1", "cpu.cfs_quota_us");
+    cr_assert_str_eq(quota, "50000\n");
+    _cleanup_free_ char *period = read_cg("cpu", "job1", "cpu.cfs_period_us");
+    cr_assert_str_eq(period, "100000\n");
+    _cleanup_free_ char *mem = read_cg("memory", "job1", "memory.limit_in_bytes");
+    cr_assert_str_eq(mem, "67108864\n");
+    char memsw_path[256];
+    snprintf(memsw_path, sizeof(memsw_path),
+             "/sys/fs/cgroup/memory/%s/job1/memory.memsw.limit_in_bytes", root);
+    if (access(memsw_path, F_OK) == 0) {
+        _cleanup_free_ char *memsw = read_cg("memory", "job1", "memory.memsw.limit_in_bytes");
+        cr_assert_str_eq(memsw, "67108864\n");
+    }
+    _cleanup_free_ char *pids = read_cg("pids", "job1", "pids.max");
+    cr_assert_str_eq(pids, "32\n");
+    _cleanup_free_ char *vda = NULL;
+    cr_assert_eq(proc_read_file_at(AT_FDCWD, "/sys/block/vda/dev", &vda), 0);
+    vda[strcspn(vda, "\n")] = '\0';
+    char want[64];
+    _cleanup_free_ char *rbps = read_cg("blkio", "job1", "blkio.throttle.read_bps_device");
+    snprintf(want, sizeof(want), "%s 1000000", vda);
+    cr_assert_not_null(strstr(rbps, want), "'%s' lacks '%s'", rbps, want);
+    _cleanup_free_ char *wiops = read_cg("blkio", "job1", "blkio.throttle.write_iops_device");
+    snprintf(want, sizeof(want), "%s 300", vda);
+    cr_assert_not_null(strstr(wiops, want), "'%s' lacks '%s'", wiops, want);
+
+    pid_t child = fork_attached(cg, sleep_forever, NULL);
+    char want_path[96];
+    snprintf(want_path, sizeof(want_path), "/%s/job1", root);
+    for (size_t i = 0; i < ELEMENTSOF(hiers); i++) {
+        _cleanup_free_ char *p = NULL;
+        r = proc_read_cgroup(child, hiers[i], &p);
+        cr_assert_eq(r, 0, "%s: %s", hiers[i], strerror(-r));
+        cr_assert_str_eq(p, want_path, "controller %s", hiers[i]);
+    }
+    cr_assert_eq(cg_is_populated(cg), 1);
+
+    r = cg_kill(cg, -1);
+    cr_assert_eq(r, 0, "cg_kill: %s", strerror(-r));
+    cr_assert_eq(wait_signal(child), SIGKILL);
+    cr_assert_eq(cg_is_populated(cg), 0);
+    _cleanup_free_ char *fz = read_cg("freezer", "job1", "freezer.state");
+    cr_assert_str_eq(fz, "THAWED\n");
+
+    r = cg_destroy(cg, -1);
+    cr_assert_eq(r, 0, "cg_destroy: %s", strerror(-r));
+    for (size_t i = 0; i < ELEMENTSOF(hiers); i++)
+        cr_assert_not(cg_dir_exists(hiers[i], "job1"), "%s left", hiers[i]);
+    cr_assert_eq(cg_destroy(cg, -1), 0, "idempotent");
+}
+
+/* Ignores SIGTERM, forks a grandchild that starts its own session and also ignores SIGTERM,
+ * reports its pid and sleeps. */
+static void stubborn(void *arg)
+{
+    int wfd = *(int *)arg;
+    signal(SIGTERM, SIG_IGN);
+    pid_t g = fork();
+    if (g == 0) {
+        setsid();
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        for (;;)
+            pause();
+    }
+    if (write(wfd, &g, sizeof(g)) != sizeof(g))
+        _exit(121);
+    for (;;)
+        pause();
+}
+
+Test(cg_v1, kill_reaches_sigterm_ignorer_and_grandchild)
+{
+    _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    cr_assert_eq(cg_create(m, "job2", NULL, &cg), 0);
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    pid_t child = fork_attached(cg, stubborn, &p[1]);
+    close(p[1]);
+    pid_t grandchild = 0;
+    cr_assert_eq(read(p[0], &grandchild, sizeof(grandchild)), (ssize_t)sizeof(grandchild));
+    close(p[0]);
+    cr_assert_gt(grandchild, 0);
+
+    _cleanup_free_ char *procs = read_cg("freezer", "job2", "cgroup.procs");
+    char gs[16];
+    snprintf(gs, sizeof(gs), "%d\n", grandchild);
+    cr_assert_not_null(strstr(procs, gs), "grandchild in the cgroup: '%s'", procs);
+
+    kill(child, SIGTERM); /* ignored */
+    kill(grandchild, SIGTERM);
+    usleep(50000);
+    cr_assert_eq(kill(child, 0), 0, "SIGTERM ignored");
+
+    int r = cg_kill(cg, -1);
+    cr_assert_eq(r, 0, "cg_kill: %s", strerror(-r));
+    cr_assert_eq(wait_signal(child), SIGKILL);
+    cr_assert_eq(wait_signal(grandchild), SIGKILL, "re-parented to us (subreaper) and killed");
+    cr_assert_eq(cg_destroy(cg, -1), 0);
+    cr_assert_not(cg_dir_exists("freezer", "job2"));
+}
+
+/* Destroy without an explicit kill, with the processes still unreaped: zombies must not keep
+ * the cgroup alive. */
+Test(cg_v1, destroy_kills_and_zombies_do_not_block)
+{
+    _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    cr_assert_eq(cg_create(m, "job3", NULL, &cg), 0);
+    pid_t a = fork_attached(cg, sleep_forever, NULL);
+    pid_t b = fork_attached(cg, sleep_forever, NULL);
+    int r = cg_destroy(cg, 3000);
+    cr_assert_eq(r, 0, "cg_destroy: %s", strerror(-r));
+    cr_assert_not(cg_dir_exists("memory", "job3"));
+    cr_assert_eq(wait_signal(a), SIGKILL);
+    cr_assert_eq(wait_signal(b), SIGKILL);
+}
+
+static void burn_and_alloc(void *arg)
+{
+    size_t bytes = *(size_t *)arg;
+    char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        _exit(122);
+    for (size_t i = 0; i < bytes; i += 4096)
+        p[i] = 1;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    do
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 300000000L);
+    _exit(0);
+}
+
+Test(cg_v1, usage_cpu_and_peak_memory)
+{
+    _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    cr_assert_eq(cg_create(m, "job4", NULL, &cg), 0);
+    size_t bytes = 32 << 20;
+    pid_t child = fork_attached(cg, burn_and_alloc, &bytes);
+    cr_assert_eq(wait_signal(child), 0, "child exited cleanly");
+    struct cg_usage u;
+    cr_assert_eq(cg_read_usage(cg, &u), 0);
+    cr_assert_geq(u.cpu_usec, 250000, "cpu %lu us", (unsigned long)u.cpu_usec);
+    cr_assert_lt(u.cpu_usec, 30000000);
+    cr_assert_geq(u.memory_peak_bytes, bytes, "peak %lu", (unsigned long)u.memory_peak_bytes);
+    cr_assert_not(u.oom_killed);
+    cr_assert_eq(cg_destroy(cg, -1), 0);
+}
+
+Test(cg_v1, oom_is_reported)
+{
+    _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    struct cg_limits lim = {.memory_bytes = 16 << 20};
+    cr_assert_eq(cg_create(m, "job5", &lim, &cg), 0);
+    size_t bytes = 128 << 20;
+    pid_t child = fork_attached(cg, burn_and_alloc, &bytes);
+    cr_assert_eq(wait_signal(child), SIGKILL, "OOM-killed (no swap to escape to)");
+    struct cg_usage u;
+    cr_assert_eq(cg_read_usage(cg, &u), 0);
+    cr_assert(u.oom_killed);
+    cr_assert_leq(u.memory_peak_bytes, (uint64_t)16 << 20);
+    cr_assert_eq(cg_destroy(cg, -1), 0);
+}
+
+static void fork_many(void *arg)
+{
+    int n = *(int *)arg, ok = 0;
+    for (int i = 0; i < n; i++) {
+        pid_t p = fork();
+        if (p == 0) {
+            pause();
+            _exit(0);
+        }
+        if (p > 0)
+            ok++;
+    }
+    _exit(ok); /* the children stay behind for the kill */
+}
+
+Test(cg_v1, pids_limit_holds)
+{
+    _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    struct cg_limits lim = {.pids = 5};
+    cr_assert_eq(cg_create(m, "job6", &lim, &cg), 0);
+    int n = 20;
+    pid_t child = fork_attached(cg, fork_many, &n);
+    int forked = -wait_signal(child);
+    cr_assert_eq(forked, 4, "5 pids: the child and 4 more, got %d", forked);
+    cr_assert_eq(cg_destroy(cg, -1), 0);
+    while (waitpid(-1, NULL, WNOHANG) > 0) /* the orphans came to us, killed */
+        ;
+}
+
+Test(cg_v1, stale_cleanup_after_crash)
+{
+    struct cg_manager *m = manager();
+    struct cg *cg = NULL;
+    cr_assert_eq(cg_create(m, "stale1", NULL, &cg), 0);
+    pid_t child = fork_attached(cg, sleep_forever, NULL);
+    cg_free(cg); /* the server "dies": fds gone, cgroup and process stay */
+    cg_manager_free(m);
+
+    m = manager(); /* the next server */
+    cr_assert_eq(cg_cleanup_stale(m, "stale1"), 1);
+    cr_assert_eq(wait_signal(child), SIGKILL);
+    for (size_t i = 0; i < ELEMENTSOF(hiers); i++)
+        cr_assert_not(cg_dir_exists(hiers[i], "stale1"));
+    cr_assert_eq(cg_cleanup_stale(m, "stale1"), 0);
+    cr_assert_eq(cg_cleanup_stale(m, "never-existed"), 0);
+    cg_manager_free(m);
+}
+
+Test(cg_v1, create_existing_is_refused)
+{
+    _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
+    _cleanup_(cg_freep) struct cg *a = NULL;
+    struct cg *b = NULL;
+    cr_assert_eq(cg_create(m, "dup", NULL, &a), 0);
+    cr_assert_eq(cg_create(m, "dup", NULL, &b), -EEXIST);
+    cr_assert(cg_dir_exists("freezer", "dup"), "the first one is kept");
+    cr_assert_eq(cg_destroy(a, -1), 0);
+}
