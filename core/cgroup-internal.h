@@ -22,9 +22,9 @@ enum {
 #define CG_MAX_HIER 6
 
 struct cg_hier {
-    char *name;      /* v1: hierarchy directory under base ("memory"); v2: "" */
-    int rootfd;      /* O_DIRECTORY fd of the job root in this hierarchy (<hier>/<root>) */
-    unsigned roles;  /* CG_ROLE_*; v2: CG_ROLE_ALL_V1 minus nothing, unused */
+    char *name;     /* v1: hierarchy directory under base ("memory"); v2: "" */
+    int rootfd;     /* O_DIRECTORY fd of the job root in this hierarchy (<hier>/<root>) */
+    unsigned roles; /* CG_ROLE_*; v2: CG_ROLE_ALL_V1 minus nothing, unused */
 };
 
 struct cg_dev {
@@ -36,8 +36,8 @@ struct cg_backend;
 struct cg_manager {
     enum cg_mode mode;
     const struct cg_backend *ops;
-    char *base;  /* v1: where the hierarchies are; v2: the unified mount */
-    char *root;  /* job root relative to each hierarchy root, no leading '/', may be "" */
+    char *base; /* v1: where the hierarchies are; v2: the unified mount */
+    char *root; /* job root relative to each hierarchy root, no leading '/', may be "" */
     struct cg_hier hier[CG_MAX_HIER];
     size_t n_hier;
     struct cg_dev *devs;

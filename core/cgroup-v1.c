@@ -14,7 +14,7 @@
 #include "log.h"
 #include "proc.h"
 
-#define V1_DEFAULT_ROOT "runjob"
+#define V1_DEFAULT_ROOT   "runjob"
 #define V1_FREEZE_WAIT_MS 1000
 
 /* The job directory fd of the hierarchy with role, or -1. */
@@ -26,8 +26,7 @@ static int role_fd(const struct cg *cg, unsigned role)
     return -1;
 }
 
-static int v1_init(struct cg_manager *m, const struct cg_config *cfg, char *errbuf,
-                   size_t errlen)
+static int v1_init(struct cg_manager *m, const struct cg_config *cfg, char *errbuf, size_t errlen)
 {
     const char *root = cfg->root ? cfg->root : V1_DEFAULT_ROOT;
     int r;

@@ -13,9 +13,9 @@
 #include "log.h"
 #include "proc.h"
 
-#define V2_NEEDED (PROC_CG_CPU | PROC_CG_MEMORY | PROC_CG_IO | PROC_CG_PIDS)
-#define V2_SERVER_LEAF "server"
-#define V2_DEFAULT_CHILD "runjob"
+#define V2_NEEDED         (PROC_CG_CPU | PROC_CG_MEMORY | PROC_CG_IO | PROC_CG_PIDS)
+#define V2_SERVER_LEAF    "server"
+#define V2_DEFAULT_CHILD  "runjob"
 #define V2_FREEZE_WAIT_MS 1000
 
 /* "/a/b/" -> "a/b" (new string). */
@@ -104,7 +104,9 @@ static int enable_controllers(const struct cg_manager *m, int fd, bool is_self, 
     static const struct {
         unsigned bit;
         const char *name;
-    } ctl[] = {{PROC_CG_CPU, "cpu"}, {PROC_CG_MEMORY, "memory"}, {PROC_CG_IO, "io"},
+    } ctl[] = {{PROC_CG_CPU, "cpu"},
+               {PROC_CG_MEMORY, "memory"},
+               {PROC_CG_IO, "io"},
                {PROC_CG_PIDS, "pids"}};
     _cleanup_free_ char *buf = NULL;
     unsigned have = 0;
@@ -142,8 +144,7 @@ static int enable_controllers(const struct cg_manager *m, int fd, bool is_self, 
     return 0;
 }
 
-static int v2_init(struct cg_manager *m, const struct cg_config *cfg, char *errbuf,
-                   size_t errlen)
+static int v2_init(struct cg_manager *m, const struct cg_config *cfg, char *errbuf, size_t errlen)
 {
     _cleanup_free_ char *self = NULL;
     _cleanup_free_ char *root = NULL;
@@ -254,8 +255,8 @@ static int v2_set_limits(struct cg *cg, const struct cg_limits *lim)
     if (lim->io_riops || lim->io_wiops || lim->io_rbps || lim->io_wbps) {
         for (size_t i = 0; i < cg->m->n_devs; i++) {
             char line[160];
-            int off = snprintf(line, sizeof(line), "%u:%u", cg->m->devs[i].major,
-                               cg->m->devs[i].minor);
+            int off =
+                snprintf(line, sizeof(line), "%u:%u", cg->m->devs[i].major, cg->m->devs[i].minor);
             const struct {
                 const char *key;
                 uint64_t v;

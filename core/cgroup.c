@@ -19,10 +19,10 @@
 #include "log.h"
 #include "proc.h"
 
-#define CG_DEFAULT_BASE "/sys/fs/cgroup"
-#define CG_DEFAULT_SYS_BLOCK "/sys/block"
+#define CG_DEFAULT_BASE       "/sys/fs/cgroup"
+#define CG_DEFAULT_SYS_BLOCK  "/sys/block"
 #define CG_DEFAULT_TIMEOUT_MS 5000
-#define CG_MAX_DEPTH 16
+#define CG_MAX_DEPTH          16
 
 void cg_set_err(char *errbuf, size_t errlen, const char *fmt, ...)
 {
@@ -250,9 +250,10 @@ static void mask_names(unsigned mask, char *buf, size_t len)
     static const struct {
         unsigned bit;
         const char *name;
-    } names[] = {
-        {PROC_CG_CPU, "cpu"}, {PROC_CG_MEMORY, "memory"}, {PROC_CG_IO, "io"},
-        {PROC_CG_PIDS, "pids"}};
+    } names[] = {{PROC_CG_CPU, "cpu"},
+                 {PROC_CG_MEMORY, "memory"},
+                 {PROC_CG_IO, "io"},
+                 {PROC_CG_PIDS, "pids"}};
     size_t off = 0;
 
     buf[0] = '\0';
@@ -383,8 +384,7 @@ static int resolve_devices(struct cg_manager *m, const struct cg_config *cfg, ch
             /* Entries without a readable "dev" are not block devices; skip them. */
             if (proc_read_file_at(dirfd(d), path, &buf) < 0 ||
                 proc_parse_devnum(buf, &maj, &min) < 0) {
-                log_debug("cgroup: %s/%s has no usable dev file, ignoring", sys_block,
-                          e->d_name);
+                log_debug("cgroup: %s/%s has no usable dev file, ignoring", sys_block, e->d_name);
                 continue;
             }
             r = add_dev(m, maj, min);
@@ -510,18 +510,18 @@ int cg_manager_new(const struct cg_config *cfg, struct cg_manager **ret, char *e
         for (size_t i = 0; i < ELEMENTSOF(v1_controllers); i++) {
             if (v1_found & v1_controllers[i].role)
                 continue;
-            int n = snprintf(v1_missing + off, sizeof(v1_missing) - off, "%s%s",
-                             off ? ", " : "", v1_role_name(v1_controllers[i].role));
+            int n = snprintf(v1_missing + off, sizeof(v1_missing) - off, "%s%s", off ? ", " : "",
+                             v1_role_name(v1_controllers[i].role));
             if (n > 0 && (size_t)n < sizeof(v1_missing) - off)
                 off += (size_t)n;
         }
         if (want == CG_V2 || (want == CG_PROBE && have_v2))
             cg_set_err(errbuf, errlen, "cgroup v2 at %s lacks %s; cgroup v1 under %s lacks %s",
-                    v2_path ? v2_path : base, v2_missing, base,
-                    want == CG_V2 ? "(not tried)" : v1_missing);
+                       v2_path ? v2_path : base, v2_missing, base,
+                       want == CG_V2 ? "(not tried)" : v1_missing);
         else
             cg_set_err(errbuf, errlen, "no cgroup v2 hierarchy at %s; cgroup v1 under %s lacks %s",
-                    base, base, want == CG_V1 || want == CG_PROBE ? v1_missing : "?");
+                       base, base, want == CG_V1 || want == CG_PROBE ? v1_missing : "?");
         return -ENOTSUP;
     }
     m->ops = m->mode == CG_V2 ? &cg_backend_v2 : &cg_backend_v1;
@@ -531,8 +531,8 @@ int cg_manager_new(const struct cg_config *cfg, struct cg_manager **ret, char *e
     r = m->ops->init(m, cfg, errbuf, errlen);
     if (r < 0)
         return r;
-    log_debug("cgroup: %s at %s, job root '%s', %zu io device(s)", cg_mode_name(m->mode),
-              m->base, m->root, m->n_devs);
+    log_debug("cgroup: %s at %s, job root '%s', %zu io device(s)", cg_mode_name(m->mode), m->base,
+              m->root, m->n_devs);
     *ret = TAKE_PTR(m);
     return 0;
 }

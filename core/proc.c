@@ -130,8 +130,8 @@ int proc_parse_controllers(const char *buf, unsigned *ret_mask)
         const char *name;
         unsigned bit;
     } known[] = {
-        {"cpu", PROC_CG_CPU},       {"memory", PROC_CG_MEMORY}, {"io", PROC_CG_IO},
-        {"pids", PROC_CG_PIDS},     {"cpuset", PROC_CG_CPUSET}, {"hugetlb", PROC_CG_HUGETLB},
+        {"cpu", PROC_CG_CPU},   {"memory", PROC_CG_MEMORY}, {"io", PROC_CG_IO},
+        {"pids", PROC_CG_PIDS}, {"cpuset", PROC_CG_CPUSET}, {"hugetlb", PROC_CG_HUGETLB},
     };
     unsigned mask = 0;
     const char *p = buf;

@@ -9,11 +9,11 @@
 #include <sys/types.h>
 
 /* Controller bits for proc_parse_controllers(). */
-#define PROC_CG_CPU (1u << 0)
-#define PROC_CG_MEMORY (1u << 1)
-#define PROC_CG_IO (1u << 2)
-#define PROC_CG_PIDS (1u << 3)
-#define PROC_CG_CPUSET (1u << 4)
+#define PROC_CG_CPU     (1u << 0)
+#define PROC_CG_MEMORY  (1u << 1)
+#define PROC_CG_IO      (1u << 2)
+#define PROC_CG_PIDS    (1u << 3)
+#define PROC_CG_CPUSET  (1u << 4)
 #define PROC_CG_HUGETLB (1u << 5)
 
 /* /proc/<pid>/cgroup: the path of the line whose controller list contains controller

@@ -584,7 +584,7 @@ Test(cg, v1_stale_cleanup)
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
     struct cg *cg = NULL;
     cr_assert_eq(cg_create(m, "old", NULL, &cg), 0);
-    cg_free(cg); /* a server that died: the cgroup stays */
+    cg_free(cg);                        /* a server that died: the cgroup stays */
     mkdirs("memory/runjob/old/nested"); /* and a child cgroup under it */
     int dfd = open(F.base, O_RDONLY | O_DIRECTORY);
     int n = openat(dfd, "memory/runjob/old/nested", O_RDONLY | O_DIRECTORY);
@@ -652,8 +652,7 @@ Test(cg, v2_default_root_moves_server_into_leaf)
     cr_assert_str_eq(cg_mode_name(CG_V2), "v2");
     assert_file("srv.slice/runjob.service/server/cgroup.procs", "4321");
     assert_file("srv.slice/runjob.service/cgroup.subtree_control", "+cpu +memory +io +pids");
-    assert_file("srv.slice/runjob.service/runjob/cgroup.subtree_control",
-                "+cpu +memory +io +pids");
+    assert_file("srv.slice/runjob.service/runjob/cgroup.subtree_control", "+cpu +memory +io +pids");
     assert_file("cgroup.subtree_control", "cpu io memory pids\n"); /* had them: untouched */
     assert_file("srv.slice/cgroup.subtree_control", "cpu io memory pids\n");
     cr_assert_not(exists("srv.slice/runjob.service/runjob/server"));
