@@ -38,6 +38,14 @@ endif
 ifeq ($(V),debug)
 OPT := -O0 -g
 endif
+# libFuzzer needs clang; our code is instrumented for coverage, the fuzz targets link libFuzzer.
+ifeq ($(V),fuzz)
+CC := clang
+SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+OPT := -O1 -g
+# gcc's -Werror build is the gate; clang's extra warnings are shown here, not fatal.
+WARN += -Wno-error
+endif
 CFLAGS := -std=gnu11 $(OPT) $(SAN) $(WARN) -MMD -MP
 # Generated protobuf-c code gets looser flags (it is not ours to fix).
 PROTO_CFLAGS := -std=gnu11 $(OPT) $(SAN) -MMD -MP -w
@@ -59,6 +67,8 @@ UNIT_SRC := $(sort $(wildcard test/unit/test_*.c))
 HOST_SRC := $(sort $(wildcard test/host/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(B)/%)
 HOST_BIN := $(HOST_SRC:%.c=$(B)/%)
+FUZZ_SRC := $(sort $(wildcard test/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:%.c=$(B)/%)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:%.c=$(B)/%)
 
@@ -68,7 +78,8 @@ else
 RUNJOB := $(B)/runjob
 endif
 
-.PHONY: all asan tsan debug test test-unit test-host test-vm certs demo bench fmt fmt-check \
+PHONY_EXTRA := fuzzers fuzz-bins fuzz
+.PHONY: $(PHONY_EXTRA) all asan tsan debug test test-unit test-host test-vm certs demo bench fmt fmt-check \
         clean install deps tests
 .DEFAULT_GOAL := all
 
@@ -119,6 +130,21 @@ $(B)/test/%: test/%.c $(B)/libapplets.a $(B)/libcore.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -rdynamic -o $@ $< $(B)/libapplets.a $(B)/libcore.a $(TEST_LIBS) \
 	    $(LIBS_DYN)
 
+# libFuzzer targets (V=fuzz): the more specific pattern wins over $(B)/test/%.
+$(B)/test/fuzz/%: test/fuzz/%.c $(B)/libapplets.a $(B)/libcore.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libapplets.a $(B)/libcore.a \
+	    $(LIBS_DYN)
+
+fuzzers:
+	$(MAKE) V=fuzz BUILD=$(BUILD) fuzz-bins
+
+fuzz-bins: $(FUZZ_BIN)
+
+# make fuzz FUZZ_SECONDS=N: every target for N seconds (make test runs each for 30 s).
+fuzz: fuzzers
+	BUILD=$(BUILD) FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) test/fuzz/run.sh
+
 $(B)/bench/%: bench/%.c $(B)/libcore.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libcore.a $(LIBS_DYN)
@@ -132,6 +158,7 @@ test: deps
 	$(MAKE) all tests
 	$(MAKE) V=asan BUILD=$(BUILD) all tests
 	$(MAKE) V=tsan BUILD=$(BUILD) all tests
+	$(MAKE) V=fuzz BUILD=$(BUILD) fuzz-bins
 	BUILD=$(BUILD) test/run.sh
 
 test-vm: all

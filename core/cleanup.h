@@ -11,7 +11,7 @@
 
 /* DEFINE_CLEANUP(struct outlog *, outlog_free) defines outlog_freep(struct outlog **). */
 #define DEFINE_CLEANUP(type, func)                                                                 \
-    static inline void func##p(type *p)                                                            \
+    static inline __attribute__((unused)) void func##p(type *p)                                                          \
     {                                                                                              \
         if (*p)                                                                                    \
             func(*p);                                                                              \

@@ -77,7 +77,9 @@ int log_json_escape(char *buf, int cap, const char *s)
     return n;
 }
 
-static void log_vwrite(enum log_level level, const char *suffix, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void log_vwrite(enum log_level level,
+                                                           const char *suffix, const char *fmt,
+                                                           va_list ap)
 {
     char msg[2048];
     char line[4096 + 64];
