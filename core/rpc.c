@@ -1,6 +1,17 @@
 #include "rpc.h"
 
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
+#include <grpc/slice.h>
+
+#include "rpc-internal.h"
 
 static const char *const code_names[] = {
     "OK",          "CANCELLED",           "UNKNOWN",           "INVALID_ARGUMENT",
@@ -20,4 +31,398 @@ const char *rpc_code_name(int code)
 const char *rpc_grpc_version(void)
 {
     return grpc_version_string();
+}
+
+/* ---- status mapping -------------------------------------------------------------------- */
+
+int rpc_code_from_errno(int err)
+{
+    switch (err < 0 ? -err : err) {
+    case 0:
+        return RPC_OK;
+    case EINVAL:
+    case EBADMSG:
+    case E2BIG:
+    case ENAMETOOLONG:
+    case EILSEQ:
+    case EDOM:
+    case ERANGE:
+        return RPC_INVALID_ARGUMENT;
+    case ENOENT:
+    case ESRCH:
+        return RPC_NOT_FOUND;
+    case EEXIST:
+        return RPC_ALREADY_EXISTS;
+    case EPERM:
+    case EACCES:
+        return RPC_PERMISSION_DENIED;
+    case EUSERS:
+    case EAGAIN:
+    case ENOMEM:
+    case ENOSPC:
+    case EDQUOT:
+    case EMFILE:
+    case ENFILE:
+    case EFBIG:
+        return RPC_RESOURCE_EXHAUSTED;
+    case ECANCELED:
+        return RPC_CANCELLED;
+    case ETIMEDOUT:
+        return RPC_DEADLINE_EXCEEDED;
+    case ENOTSUP:
+    case ENOSYS:
+        return RPC_UNIMPLEMENTED;
+    case ESHUTDOWN:
+    case ECONNREFUSED:
+    case ENOTCONN:
+        return RPC_UNAVAILABLE;
+    case EKEYREJECTED:
+    case ENOKEY:
+        return RPC_UNAUTHENTICATED;
+    case EBUSY:
+    case EALREADY:
+        return RPC_FAILED_PRECONDITION;
+    default:
+        return RPC_INTERNAL;
+    }
+}
+
+int rpc_code_for_start_error(int err)
+{
+    switch (err < 0 ? -err : err) {
+    case ENOENT:
+    case EACCES:
+    case EPERM:
+    case ENOEXEC:
+    case ENOTDIR:
+    case ELOOP:
+    case EISDIR:
+    case ENAMETOOLONG:
+    case ETXTBSY:
+    case ELIBBAD:
+        return RPC_FAILED_PRECONDITION;
+    case EAGAIN:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case ENOSPC:
+    case EUSERS:
+        return RPC_RESOURCE_EXHAUSTED;
+    default:
+        return RPC_INTERNAL;
+    }
+}
+
+/* ---- validation ------------------------------------------------------------------------ */
+
+static int fail(struct rpc_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct rpc_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    err->code = code;
+    va_start(ap, fmt);
+    (void)vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A user string for a message: at most 48 bytes, bytes outside printable ASCII as \xNN. */
+static const char *shorten(const char *s, char *buf, size_t cap)
+{
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (; *p && o + 5 < cap && o < 48; p++) {
+        if (*p < 0x20 || *p >= 0x7f || *p == '\'' || *p == '\\')
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", *p);
+        else
+            buf[o++] = (char)*p;
+    }
+    if (*p && o + 4 < cap) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+bool rpc_name_is_valid(const char *s, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+
+    if (n > max)
+        return false;
+    while (*p) {
+        uint32_t cp;
+        int len;
+        if (p[0] < 0x80) {
+            cp = p[0];
+            len = 1;
+        } else if ((p[0] & 0xe0) == 0xc0) {
+            cp = p[0] & 0x1f;
+            len = 2;
+        } else if ((p[0] & 0xf0) == 0xe0) {
+            cp = p[0] & 0x0f;
+            len = 3;
+        } else if ((p[0] & 0xf8) == 0xf0) {
+            cp = p[0] & 0x07;
+            len = 4;
+        } else {
+            return false;
+        }
+        for (int i = 1; i < len; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return false; /* also catches the terminating NUL */
+            cp = cp << 6 | (p[i] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000))
+            return false; /* overlong */
+        if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029)
+            return false; /* control characters (C0, DEL, C1, line/paragraph separators) */
+        p += len;
+    }
+    return true;
+}
+
+bool rpc_id_is_valid(const char *s)
+{
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        char c = s[i];
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    }
+    return s[36] == '\0';
+}
+
+static int check_id(const char *id, struct rpc_error *err)
+{
+    char b[256];
+
+    if (!id || !*id)
+        return fail(err, RPC_INVALID_ARGUMENT, "job id is empty");
+    if (!rpc_id_is_valid(id))
+        return fail(err, RPC_INVALID_ARGUMENT,
+                    "malformed job id '%s' (expected a lower-case UUID such as "
+                    "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f)",
+                    shorten(id, b, sizeof(b)));
+    return 0;
+}
+
+static int check_limit(const char *what, uint64_t asked, uint64_t dflt, uint64_t max,
+                       uint64_t *ret, struct rpc_error *err)
+{
+    if (asked == 0) {
+        *ret = dflt;
+        return 0;
+    }
+    if (max && asked > max)
+        return fail(err, RPC_INVALID_ARGUMENT, "limits.%s=%llu is above the server's maximum %llu",
+                    what, (unsigned long long)asked, (unsigned long long)max);
+    *ret = asked;
+    return 0;
+}
+
+int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_policy *p,
+                    struct rpc_limits *ret_limits, struct rpc_error *err)
+{
+    static const Jobmanager__V1__Limits no_limits = JOBMANAGER__V1__LIMITS__INIT;
+    const Jobmanager__V1__Limits *l = req->limits ? req->limits : &no_limits;
+    struct rpc_limits out;
+    size_t total = 0;
+    char b[256];
+
+    if (!req->command || !*req->command)
+        return fail(err, RPC_INVALID_ARGUMENT, "command is empty (give an absolute path)");
+    if (req->command[0] != '/')
+        return fail(err, RPC_INVALID_ARGUMENT, "command '%s' is not an absolute path",
+                    shorten(req->command, b, sizeof(b)));
+    if (strlen(req->command) > RPC_MAX_PATH_BYTES)
+        return fail(err, RPC_INVALID_ARGUMENT, "command path is longer than %d bytes",
+                    RPC_MAX_PATH_BYTES);
+    if (req->n_args > RPC_MAX_ARGS)
+        return fail(err, RPC_INVALID_ARGUMENT, "too many arguments: %zu (at most %d)",
+                    req->n_args, RPC_MAX_ARGS);
+    for (size_t i = 0; i < req->n_args; i++)
+        total += strlen(req->args[i] ? req->args[i] : "") + 1;
+    if (total > RPC_MAX_ARGS_BYTES)
+        return fail(err, RPC_INVALID_ARGUMENT, "arguments total %zu bytes (at most %d)", total,
+                    RPC_MAX_ARGS_BYTES);
+    if (req->name && !rpc_name_is_valid(req->name, RPC_MAX_NAME_BYTES))
+        return fail(err, RPC_INVALID_ARGUMENT,
+                    "job name '%s' is not valid (at most %d bytes of UTF-8, no control "
+                    "characters)",
+                    shorten(req->name, b, sizeof(b)), RPC_MAX_NAME_BYTES);
+    if (req->network != JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE &&
+        req->network != JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST)
+        return fail(err, RPC_INVALID_ARGUMENT, "unknown network mode %d", (int)req->network);
+    if (req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST && !p->allow_host_network)
+        return fail(err, RPC_PERMISSION_DENIED,
+                    "host networking is not allowed on this server (--allow-host-network)");
+#define LIM(f)                                                                                     \
+    if (check_limit(#f, l->f, p->defaults.f, p->maxima.f, &out.f, err) < 0)                        \
+        return -1;
+    LIM(cpu_millis)
+    LIM(memory_bytes)
+    LIM(io_riops)
+    LIM(io_wiops)
+    LIM(io_rbps)
+    LIM(io_wbps)
+    LIM(pids)
+#undef LIM
+    *ret_limits = out;
+    return 0;
+}
+
+int rpc_check_stop(const Jobmanager__V1__StopRequest *req, const struct rpc_policy *p,
+                   int *ret_signal, int64_t *ret_grace_ms, struct rpc_error *err)
+{
+    if (check_id(req->id, err) < 0)
+        return -1;
+    if (req->signal < 0 || req->signal > SIGRTMAX)
+        return fail(err, RPC_INVALID_ARGUMENT, "signal %d is not a valid signal number",
+                    (int)req->signal);
+    if (req->grace_millis > RPC_MAX_GRACE_MS)
+        return fail(err, RPC_INVALID_ARGUMENT, "grace_millis=%lld is above the maximum %d",
+                    (long long)req->grace_millis, RPC_MAX_GRACE_MS);
+    *ret_signal = req->signal ? req->signal : SIGTERM;
+    *ret_grace_ms = req->grace_millis == 0 ? p->default_grace_ms
+                    : req->grace_millis < 0 ? -1
+                                            : req->grace_millis;
+    return 0;
+}
+
+int rpc_check_status(const Jobmanager__V1__StatusRequest *req, struct rpc_error *err)
+{
+    return check_id(req->id, err);
+}
+
+int rpc_check_stream(const Jobmanager__V1__StreamRequest *req, struct rpc_error *err)
+{
+    if (check_id(req->id, err) < 0)
+        return -1;
+    switch (req->select) {
+    case JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL:
+    case JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT:
+    case JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR:
+        return 0;
+    case _JOBMANAGER__V1__OUTPUT_SELECT_IS_INT_SIZE:
+    default:
+        return fail(err, RPC_INVALID_ARGUMENT, "unknown output selection %d", (int)req->select);
+    }
+}
+
+ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
+                                     size_t len, struct rpc_error *err)
+{
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, buf);
+
+    if (!m)
+        (void)fail(err, RPC_INVALID_ARGUMENT, "malformed request: not a valid %s message",
+                   desc->short_name);
+    return m;
+}
+
+/* ---- chunk framing --------------------------------------------------------------------- */
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+size_t rpc_chunk_header_encode(uint8_t hdr[RPC_CHUNK_HDR_MAX], int stream, uint64_t offset,
+                               int64_t time_ms, size_t data_len)
+{
+    size_t n = 0;
+
+    /* Field order on the wire is free in protobuf; data goes last so that it can follow. */
+    if (stream) {
+        hdr[n++] = 2 << 3 | 0; /* stream, varint */
+        n += put_varint(hdr + n, (uint64_t)(int64_t)stream);
+    }
+    if (offset) {
+        hdr[n++] = 3 << 3 | 0; /* offset, varint */
+        n += put_varint(hdr + n, offset);
+    }
+    if (time_ms) {
+        hdr[n++] = 4 << 3 | 0; /* time_ms, int64 as varint (two's complement) */
+        n += put_varint(hdr + n, (uint64_t)time_ms);
+    }
+    hdr[n++] = 1 << 3 | 2; /* data, length-delimited */
+    n += put_varint(hdr + n, data_len);
+    return n; /* streams 1/2: at most 2 + 11 + 11 + 11 = 35 <= RPC_CHUNK_HDR_MAX */
+}
+
+/* ---- byte buffers ---------------------------------------------------------------------- */
+
+grpc_byte_buffer *rpc_bb_pack(const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    grpc_slice s = grpc_slice_malloc(n);
+    grpc_byte_buffer *bb;
+
+    (void)protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+    bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+ProtobufCMessage *rpc_bb_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
+                                struct rpc_error *err)
+{
+    grpc_byte_buffer_reader r;
+    ProtobufCMessage *m;
+    grpc_slice s;
+
+    if (!bb) {
+        (void)fail(err, RPC_INVALID_ARGUMENT, "missing request message");
+        return NULL;
+    }
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count == 1) {
+        grpc_slice one = bb->data.raw.slice_buffer.slices[0];
+        return rpc_unpack_request(desc, GRPC_SLICE_START_PTR(one), GRPC_SLICE_LENGTH(one), err);
+    }
+    if (!grpc_byte_buffer_reader_init(&r, bb)) {
+        (void)fail(err, RPC_INVALID_ARGUMENT, "malformed request: cannot decompress");
+        return NULL;
+    }
+    s = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    m = rpc_unpack_request(desc, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), err);
+    grpc_slice_unref(s);
+    return m;
+}
+
+grpc_slice rpc_chunk_slice_new(size_t cap)
+{
+    return grpc_slice_malloc(RPC_CHUNK_HDR_MAX + cap);
+}
+
+grpc_byte_buffer *rpc_chunk_finish(grpc_slice s, size_t n, int stream, uint64_t offset,
+                                   int64_t time_ms)
+{
+    uint8_t hdr[RPC_CHUNK_HDR_MAX + 8];
+    size_t h = rpc_chunk_header_encode(hdr, stream, offset, time_ms, n);
+    grpc_byte_buffer *bb;
+    grpc_slice sub;
+
+    memcpy(GRPC_SLICE_START_PTR(s) + RPC_CHUNK_HDR_MAX - h, hdr, h);
+    sub = grpc_slice_sub(s, RPC_CHUNK_HDR_MAX - h, RPC_CHUNK_HDR_MAX + n);
+    grpc_slice_unref(s);
+    bb = grpc_raw_byte_buffer_create(&sub, 1);
+    grpc_slice_unref(sub);
+    return bb;
 }

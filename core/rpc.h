@@ -95,3 +95,73 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
 /* Cancels the stream; safe from another thread while one is blocked in _next. */
 void rpc_client_stream_cancel(struct rpc_stream *s);
 void rpc_client_stream_free(struct rpc_stream *s); /* NULL-safe */
+
+/* Pure decoder of one OutputChunk message (no I/O, no grpc): fills ret with data pointing into
+ * buf (never copied), stream, offset, time_ms, and final_status unpacked by protobuf-c when
+ * present (the caller frees it with protobuf_c_message_free_unpacked). Unknown fields are
+ * skipped; a repeated scalar field keeps its last value. Returns 0, -EBADMSG for malformed
+ * input (truncation, bad varint, wrong wire type for a known field, groups) or -ENOMEM.
+ * ret is written only on success. Thread-safe. */
+int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret);
+
+
+/* ---- server side: validation, status mapping, chunk framing (no grpc types here; the
+ * grpc-typed helpers are in core/rpc-internal.h, for core/rpc*.c and core/server.c only) -- */
+
+#define RPC_MAX_ARGS 1024                 /* arguments per StartRequest */
+#define RPC_MAX_ARGS_BYTES (128 * 1024)   /* their total, counting one NUL each */
+#define RPC_MAX_NAME_BYTES 128            /* job name, UTF-8 */
+#define RPC_MAX_PATH_BYTES 4095           /* command path */
+#define RPC_MAX_GRACE_MS (3600 * 1000)    /* StopRequest.grace_millis */
+#define RPC_MAX_REQUEST_BYTES (1024 * 1024) /* GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH (server) */
+#define RPC_CHUNK_DATA_MAX (1024 * 1024)  /* payload bytes per OutputChunk the server sends */
+#define RPC_CHUNK_HDR_MAX 40              /* room for an OutputChunk's framing before data */
+
+struct rpc_limits {
+    uint64_t cpu_millis, memory_bytes, io_riops, io_wiops, io_rbps, io_wbps, pids;
+};
+
+/* What the server allows; see rpc_check_start. A maximum of 0 means "no maximum". */
+struct rpc_policy {
+    struct rpc_limits defaults;
+    struct rpc_limits maxima;
+    bool allow_host_network;
+    int64_t default_grace_ms;
+};
+
+/* The gRPC code for a negative (or positive) errno from core. The one place that maps. */
+int rpc_code_from_errno(int err);
+/* The gRPC code for a job_start() failure: problems with the command on this host (ENOENT,
+ * EACCES, ENOEXEC, ENOTDIR, ELOOP, EISDIR, ENAMETOOLONG) are FAILED_PRECONDITION (the request
+ * is well-formed; the host's state makes it fail), shortage is RESOURCE_EXHAUSTED, the rest
+ * INTERNAL. */
+int rpc_code_for_start_error(int err);
+
+/* true when s is at most max bytes of valid UTF-8 without control characters (C0, DEL, C1). */
+bool rpc_name_is_valid(const char *s, size_t max);
+/* true when s is a canonical lower-case UUID. */
+bool rpc_id_is_valid(const char *s);
+
+/* Request checks. Each returns 0, or -1 with err->code (INVALID_ARGUMENT, PERMISSION_DENIED)
+ * and err->message (one line for the client; user strings quoted and shortened) filled.
+ * rpc_check_start also computes the limits to apply: a zero field takes the default; a field
+ * above its maximum is refused. Pure, thread-safe. */
+int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_policy *p,
+                    struct rpc_limits *ret_limits, struct rpc_error *err);
+/* *ret_signal: 0 -> SIGTERM resolved; *ret_grace_ms: 0 -> default, negative -> -1 (at once). */
+int rpc_check_stop(const Jobmanager__V1__StopRequest *req, const struct rpc_policy *p,
+                   int *ret_signal, int64_t *ret_grace_ms, struct rpc_error *err);
+int rpc_check_status(const Jobmanager__V1__StatusRequest *req, struct rpc_error *err);
+int rpc_check_stream(const Jobmanager__V1__StreamRequest *req, struct rpc_error *err);
+
+/* Unpacks a request message; NULL (and err INVALID_ARGUMENT "malformed request") when the
+ * bytes are not a valid message of that type. Free with protobuf_c_message_free_unpacked. */
+ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
+                                     size_t len, struct rpc_error *err);
+
+/* Writes the framing of an OutputChunk whose data field (len data_len) follows directly:
+ * fields stream (2), offset (3, omitted when 0), time_ms (4, omitted when 0), then the data
+ * field's tag and length. Returns the number of bytes written (<= RPC_CHUNK_HDR_MAX) into hdr;
+ * the caller places them right before the data. Pure. */
+size_t rpc_chunk_header_encode(uint8_t hdr[RPC_CHUNK_HDR_MAX], int stream, uint64_t offset,
+                               int64_t time_ms, size_t data_len);

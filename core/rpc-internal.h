@@ -1,0 +1,21 @@
+#pragma once
+/* grpc-typed helpers shared by core/rpc.c and core/server.c. Not for applets. */
+#include <grpc/byte_buffer.h>
+#include <grpc/slice.h>
+
+#include "rpc.h"
+
+/* Packs a message into a new byte buffer (one slice). NULL on allocation failure. */
+grpc_byte_buffer *rpc_bb_pack(const ProtobufCMessage *m);
+/* Unpacks a received byte buffer as desc (a NULL bb, "no message", is refused). NULL with err
+ * filled (INVALID_ARGUMENT) when malformed. Zero-copy when the buffer is one plain slice. */
+ProtobufCMessage *rpc_bb_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
+                                struct rpc_error *err);
+/* Makes the slice an OutputChunk is read into: RPC_CHUNK_HDR_MAX bytes of room, then cap
+ * bytes for data at GRPC_SLICE_START_PTR(s) + RPC_CHUNK_HDR_MAX. */
+grpc_slice rpc_chunk_slice_new(size_t cap);
+/* Finishes a chunk whose n data bytes were written after the room: writes the framing right
+ * before them and returns a byte buffer over exactly framing+data (a sub-slice: no copy).
+ * Takes over the caller's reference to s. NULL on allocation failure. */
+grpc_byte_buffer *rpc_chunk_finish(grpc_slice s, size_t n, int stream, uint64_t offset,
+                                   int64_t time_ms);
