@@ -1,0 +1,366 @@
+'use strict';
+// runjob interop tier: a Node.js @grpc/grpc-js client (not runjob's C client) drives every RPC
+// of a real `runjob serve` over mutual TLS 1.3 and checks the answers. Prints one
+// "PASS: name" or "FAIL: name -- why" line per check (test/run.sh counts them) and exits
+// non-zero when any check failed. Started by test/interop/run.sh, which sets:
+//   RJ_PORT   the server's port on 127.0.0.1
+//   RJ_CERTS  folder of `runjob certs` output (alice, bob, administrator)
+//   RJ_ROGUE  folder of certificates from another CA (user alice)
+//   RJ_PROTO  path of proto/jobmanager.proto
+
+const fs = require('fs');
+const path = require('path');
+const tls = require('tls');
+const crypto = require('crypto');
+const { execFileSync } = require('child_process');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+const PORT = process.env.RJ_PORT;
+const CERTS = process.env.RJ_CERTS;
+const ROGUE = process.env.RJ_ROGUE;
+const PROTO = process.env.RJ_PROTO;
+const TARGET = `127.0.0.1:${PORT}`;
+const RPC_TIMEOUT_MS = 20000;
+
+let passed = 0;
+let failed = 0;
+function ok(name) {
+  passed++;
+  console.log(`PASS: ${name}`);
+}
+function fail(name, why) {
+  failed++;
+  console.log(`FAIL: ${name} -- ${String(why).replace(/\s+/g, ' ')}`);
+}
+function expectEq(name, expected, actual) {
+  const e = JSON.stringify(expected);
+  const a = JSON.stringify(actual);
+  if (e === a) ok(name);
+  else fail(name, `expected ${e}, got ${a}`);
+}
+function expectTrue(name, cond, why) {
+  if (cond) ok(name);
+  else fail(name, why);
+}
+
+// ---- proto and clients ----------------------------------------------------------------------
+
+const packageDefinition = protoLoader.loadSync(PROTO, {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+});
+const pkg = grpc.loadPackageDefinition(packageDefinition);
+const JobManager = pkg.jobmanager && pkg.jobmanager.v1 && pkg.jobmanager.v1.JobManager;
+
+const read = (p) => fs.readFileSync(p);
+const caPem = () => read(path.join(CERTS, 'root-ca-cert.pem'));
+
+// credentials(dir, user, tlsOptions): mTLS credentials for USER's certificate from DIR
+// (user null: no client certificate at all).
+function credentials(dir, user, tlsOptions) {
+  const opts = { ca: caPem(), minVersion: 'TLSv1.3', ...tlsOptions };
+  if (user !== null) {
+    opts.cert = read(path.join(dir, `${user}-cert.pem`));
+    opts.key = read(path.join(dir, `${user}-key.pem`));
+  }
+  return grpc.credentials.createFromSecureContext(tls.createSecureContext(opts));
+}
+
+const clients = [];
+function client(user, { dir = CERTS, tlsOptions = {} } = {}) {
+  const c = new JobManager(TARGET, credentials(dir, user, tlsOptions), {
+    'grpc.max_receive_message_length': 16 << 20,
+    // A fresh connection per client: the negative TLS cases must not reuse a good channel.
+    'grpc.use_local_subchannel_pool': 1,
+  });
+  clients.push(c);
+  return c;
+}
+
+function deadline(ms = RPC_TIMEOUT_MS) {
+  return new Date(Date.now() + ms);
+}
+
+// unary(client, method, request): resolves {err, res}; never rejects.
+function unary(c, method, request, ms) {
+  return new Promise((resolve) => {
+    c[method](request, { deadline: deadline(ms) }, (err, res) => resolve({ err, res }));
+  });
+}
+
+// stream(client, request): resolves {err, chunks} once the stream has ended or failed.
+function stream(c, request, ms = 60000) {
+  return new Promise((resolve) => {
+    const chunks = [];
+    let done = false;
+    const call = c.Stream(request, { deadline: deadline(ms) });
+    call.on('data', (m) => chunks.push(m));
+    call.on('error', (err) => {
+      if (!done) {
+        done = true;
+        resolve({ err, chunks });
+      }
+    });
+    call.on('status', (st) => {
+      if (!done && st.code === grpc.status.OK) {
+        done = true;
+        resolve({ err: null, chunks });
+      }
+    });
+  });
+}
+
+const codeName = (code) =>
+  Object.keys(grpc.status).find((k) => grpc.status[k] === code) || String(code);
+const errText = (err) => (err ? `${codeName(err.code)}: ${err.details || err.message}` : 'no error');
+
+function expectCode(name, expectedCode, r) {
+  if (r.err && r.err.code === expectedCode) ok(name);
+  else if (r.err) fail(name, `expected ${codeName(expectedCode)}, got ${errText(r.err)}`);
+  else fail(name, `expected ${codeName(expectedCode)}, the call succeeded: ${JSON.stringify(r.res || null).slice(0, 200)}`);
+}
+
+function expectOk(name, r) {
+  if (!r.err) {
+    ok(name);
+    return true;
+  }
+  fail(name, errText(r.err));
+  return false;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const sha256 = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
+const UUID4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+// pollStatus(client, id, pred): Status until pred(status) holds (or ~10 s pass).
+async function pollStatus(c, id, pred, ms = 10000) {
+  const end = Date.now() + ms;
+  let r;
+  do {
+    r = await unary(c, 'Status', { id });
+    if (!r.err && pred(r.res)) return r;
+    await sleep(50);
+  } while (Date.now() < end);
+  return r;
+}
+
+// ---- the checks -----------------------------------------------------------------------------
+
+async function main() {
+  if (!JobManager) {
+    fail('proto: jobmanager.v1.JobManager loads', `no service in ${PROTO}`);
+    return;
+  }
+  const methods = Object.keys(JobManager.service).sort();
+  expectEq('proto: service has the six RPCs', ['List', 'Ping', 'Start', 'Status', 'Stop', 'Stream'], methods);
+  expectTrue(
+    'proto: keepCase keeps snake_case fields',
+    'peer_cn' in JobManager.service.Ping.responseType.type.field.reduce((o, f) => ((o[f.name] = 1), o), {}),
+    'peer_cn field not found',
+  );
+
+  const alice = client('alice');
+  const bob = client('bob');
+  const admin = client('administrator');
+
+  // Ping: identity as the server sees it.
+  let r = await unary(alice, 'Ping', {});
+  const reachable = !r.err;
+  if (expectOk('Ping as alice succeeds', r)) {
+    expectEq('Ping as alice: peer_cn', 'alice', r.res.peer_cn);
+    expectEq('Ping as alice: is_admin', false, r.res.is_admin);
+    expectTrue('Ping: version names runjob', /^runjob /.test(r.res.version), `version '${r.res.version}'`);
+  }
+  r = await unary(admin, 'Ping', {});
+  if (expectOk('Ping as administrator succeeds', r)) {
+    expectEq('Ping as administrator: peer_cn', 'administrator', r.res.peer_cn);
+    expectEq('Ping as administrator: is_admin', true, r.res.is_admin);
+  }
+
+  // Start a job with known, deterministic output.
+  const N = '200000';
+  const expected = execFileSync('/usr/bin/seq', ['1', N], { maxBuffer: 64 << 20 });
+  r = await unary(alice, 'Start', { name: 'interop-seq', command: '/usr/bin/seq', args: ['1', N] });
+  let seqId = null;
+  if (expectOk('Start /usr/bin/seq as alice', r)) {
+    seqId = r.res.id;
+    expectTrue('Start: id is a UUIDv4', UUID4.test(seqId), `id '${seqId}'`);
+    expectEq('Start: name echoed', 'interop-seq', r.res.name);
+  }
+
+  if (seqId) {
+    // Stream, following, from offset 0: every byte, in order, then the final status.
+    const s = await stream(alice, { id: seqId });
+    if (expectOk('Stream of the seq job ends with OK', { err: s.err })) {
+      const dataChunks = s.chunks.filter((c) => c.data.length > 0);
+      const data = Buffer.concat(dataChunks.map((c) => c.data));
+      expectEq('Stream: byte count', expected.length, data.length);
+      expectEq('Stream: sha256 equals local seq output', sha256(expected), sha256(data));
+      let pos = 0;
+      let contiguous = true;
+      for (const c of dataChunks) {
+        if (String(c.offset) !== String(pos)) {
+          contiguous = false;
+          break;
+        }
+        pos += c.data.length;
+      }
+      expectTrue('Stream: chunk offsets are contiguous', contiguous, `chunk offset ${pos} expected`);
+      expectTrue(
+        'Stream: chunks carry stdout and a time',
+        dataChunks.length > 0 && dataChunks.every((c) => c.stream === 'OUTPUT_STREAM_STDOUT' && Number(c.time_ms) > 0),
+        `first chunk: ${JSON.stringify({ ...(dataChunks[0] || {}), data: undefined })}`,
+      );
+      const last = s.chunks[s.chunks.length - 1];
+      const fin = last && last.final_status;
+      if (fin && last.data.length === 0) {
+        ok('Stream: last message carries the final status');
+        expectEq('Stream: final status EXITED 0', ['JOB_STATE_EXITED', 0, false], [fin.state, fin.exit_code, fin.is_running]);
+      } else {
+        fail('Stream: last message carries the final status', `last message: ${JSON.stringify(last ? { ...last, data: last.data.length } : null).slice(0, 300)}`);
+      }
+    }
+
+    // Stream without following, from an offset: exactly the rest of the output.
+    const off = 1000;
+    const s2 = await stream(alice, { id: seqId, offset: off, no_follow: true, select: 'OUTPUT_SELECT_STDOUT' });
+    if (expectOk('Stream no_follow from offset 1000 ends with OK', { err: s2.err })) {
+      const data = Buffer.concat(s2.chunks.map((c) => c.data));
+      expectEq('Stream no_follow from offset: sha256 of the rest', sha256(expected.subarray(off)), sha256(data));
+      expectEq('Stream no_follow from offset: first offset', String(off), s2.chunks.length ? String(s2.chunks[0].offset) : null);
+    }
+
+    // Status of the ended job.
+    r = await unary(alice, 'Status', { id: seqId });
+    if (expectOk('Status of the seq job', r)) {
+      const st = r.res;
+      expectEq(
+        'Status: owner, id, name, command, args',
+        ['alice', seqId, 'interop-seq', '/usr/bin/seq', ['1', N]],
+        [st.owner, st.id, st.name, st.command, st.args],
+      );
+      expectEq('Status: EXITED, exit 0, not running, pid 0', ['JOB_STATE_EXITED', 0, false, 0], [st.state, st.exit_code, st.is_running, st.pid]);
+      expectTrue(
+        'Status: start and end times',
+        Number(st.start_time_ms) > 1.6e12 && Number(st.end_time_ms) >= Number(st.start_time_ms),
+        `start ${st.start_time_ms} end ${st.end_time_ms}`,
+      );
+      expectEq('Status: usage.output_bytes', String(expected.length), st.usage ? String(st.usage.output_bytes) : null);
+      expectEq('Status: network mode NONE', 'NETWORK_MODE_NONE', st.network);
+    }
+    r = await unary(admin, 'Status', { id: seqId });
+    if (expectOk('Status of alice\'s job as administrator', r)) expectEq('Status as administrator: owner', 'alice', r.res.owner);
+  }
+
+  // Stop a sleeping job: SIGTERM kills sleep, so the final status is KILLED by signal 15.
+  r = await unary(alice, 'Start', { command: '/usr/bin/sleep', args: ['300'] });
+  let sleepId = null;
+  if (expectOk('Start /usr/bin/sleep 300 as alice', r)) sleepId = r.res.id;
+  if (sleepId) {
+    r = await pollStatus(alice, sleepId, (st) => st.state === 'JOB_STATE_RUNNING');
+    expectTrue(
+      'Status of the sleep job: RUNNING',
+      !r.err && r.res.state === 'JOB_STATE_RUNNING' && r.res.is_running && r.res.pid > 0,
+      r.err ? errText(r.err) : `state ${r.res.state} is_running ${r.res.is_running} pid ${r.res.pid}`,
+    );
+    // bob must not be able to stop it: NOT_FOUND, like an unknown id.
+    expectCode('Stop of alice\'s job as bob: NOT_FOUND', grpc.status.NOT_FOUND, await unary(bob, 'Stop', { id: sleepId }));
+    const t0 = Date.now();
+    r = await unary(alice, 'Stop', { id: sleepId, signal: 0, grace_millis: 5000 });
+    if (expectOk('Stop of the sleep job', r)) {
+      const st = r.res;
+      expectEq('Stop: final status KILLED by SIGTERM, not running', ['JOB_STATE_KILLED', 15, false], [st.state, st.signal, st.is_running]);
+      expectTrue('Stop: returned well before the grace period ended', Date.now() - t0 < 4000, `${Date.now() - t0} ms`);
+      expectTrue('Stop: end time set', Number(st.end_time_ms) > 0, `end_time_ms ${st.end_time_ms}`);
+    }
+    r = await unary(alice, 'Status', { id: sleepId });
+    if (expectOk('Status after Stop', r)) expectEq('Status after Stop: KILLED', ['JOB_STATE_KILLED', 15, false], [r.res.state, r.res.signal, r.res.is_running]);
+  }
+
+  // List: own jobs for a user, every job for the administrator.
+  const ids = (res) => (res && res.jobs ? res.jobs.map((j) => j.id) : []);
+  r = await unary(alice, 'List', {});
+  if (expectOk('List as alice', r)) {
+    expectTrue('List as alice: both jobs, oldest first',
+      seqId && sleepId && ids(r.res).indexOf(seqId) >= 0 && ids(r.res).indexOf(seqId) < ids(r.res).indexOf(sleepId),
+      `ids ${JSON.stringify(ids(r.res))}`);
+    expectTrue('List as alice: only alice\'s jobs', r.res.jobs.every((j) => j.owner === 'alice'), 'a job of another owner');
+  }
+  r = await unary(bob, 'List', {});
+  if (expectOk('List as bob', r)) {
+    expectTrue('List as bob: none of alice\'s jobs', !ids(r.res).includes(seqId) && !ids(r.res).includes(sleepId), `ids ${JSON.stringify(ids(r.res))}`);
+  }
+  r = await unary(admin, 'List', {});
+  if (expectOk('List as administrator', r)) {
+    expectTrue('List as administrator: alice\'s jobs included', seqId && ids(r.res).includes(seqId) && ids(r.res).includes(sleepId), `ids ${JSON.stringify(ids(r.res))}`);
+  }
+
+  // Error codes.
+  if (seqId) {
+    const unknown = crypto.randomUUID();
+    const rb = await unary(bob, 'Status', { id: seqId });
+    expectCode('Status of alice\'s job as bob: NOT_FOUND', grpc.status.NOT_FOUND, rb);
+    const ru = await unary(alice, 'Status', { id: unknown });
+    expectCode('Status of an unknown id: NOT_FOUND', grpc.status.NOT_FOUND, ru);
+    if (rb.err && ru.err) {
+      const norm = (e, id) => (e.details || '').split(id).join('<id>');
+      expectEq('NOT_FOUND for another user\'s job reads exactly like an unknown id', norm(ru.err, unknown), norm(rb.err, seqId));
+    }
+    const sb = await stream(bob, { id: seqId, no_follow: true });
+    expectCode('Stream of alice\'s job as bob: NOT_FOUND', grpc.status.NOT_FOUND, { err: sb.err, res: sb.chunks.length ? `${sb.chunks.length} chunks` : null });
+  }
+  expectCode('Start with a relative path: INVALID_ARGUMENT', grpc.status.INVALID_ARGUMENT,
+    await unary(alice, 'Start', { command: 'usr/bin/seq', args: ['1', '3'] }));
+  expectCode('Start with an empty command: INVALID_ARGUMENT', grpc.status.INVALID_ARGUMENT,
+    await unary(alice, 'Start', { command: '' }));
+  r = await unary(alice, 'Status', { id: '../../etc/passwd' });
+  expectTrue('Status with a malformed id: NOT_FOUND or INVALID_ARGUMENT',
+    r.err && (r.err.code === grpc.status.NOT_FOUND || r.err.code === grpc.status.INVALID_ARGUMENT),
+    r.err ? errText(r.err) : 'the call succeeded');
+
+  // An unknown method (and an unknown service) on a good channel: UNIMPLEMENTED, not a hang.
+  const raw = (c, method) =>
+    new Promise((resolve) => {
+      c.makeUnaryRequest(method, (b) => b, (b) => b, Buffer.alloc(0), { deadline: deadline(10000) }, (err, res) => resolve({ err, res }));
+    });
+  expectCode('Unknown method: UNIMPLEMENTED', grpc.status.UNIMPLEMENTED, await raw(alice, '/jobmanager.v1.JobManager/Nope'));
+  expectCode('Unknown service: UNIMPLEMENTED', grpc.status.UNIMPLEMENTED, await raw(alice, '/nope.v1.Nope/Ping'));
+
+  // TLS: a client capped at TLS 1.2 is refused; so are no certificate and another CA's certificate.
+  // (Each uses its own channel; a failure is UNAVAILABLE at the gRPC level.)
+  const refused = async (name, c) => {
+    if (!reachable) {
+      fail(name, 'the good client could not reach the server either, so a refusal proves nothing');
+      return;
+    }
+    const x = await unary(c, 'Ping', {}, 10000);
+    if (x.err && x.err.code === grpc.status.UNAVAILABLE) ok(name);
+    else if (x.err) fail(name, `expected UNAVAILABLE (handshake refused), got ${errText(x.err)}`);
+    else fail(name, `Ping succeeded: peer_cn '${x.res.peer_cn}'`);
+  };
+  await refused('TLS 1.2-only client (maxVersion TLSv1.2) refused',
+    client('alice', { tlsOptions: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' } }));
+  await refused('client without a certificate refused', client(null));
+  if (ROGUE) {
+    // The rogue client still trusts the real server CA, so only its own certificate is at fault.
+    await refused('client certificate from another CA refused', client('alice', { dir: ROGUE }));
+  } else {
+    fail('client certificate from another CA refused', 'RJ_ROGUE not set');
+  }
+  // The good client still works after all that.
+  r = await unary(alice, 'Ping', {});
+  expectOk('Ping as alice still works at the end', r);
+}
+
+main()
+  .catch((e) => fail('interop client', e && e.stack ? e.stack : e))
+  .finally(() => {
+    for (const c of clients) c.close();
+    console.log(`# interop.js: ${passed} passed, ${failed} failed`);
+    process.exitCode = failed > 0 || passed === 0 ? 1 : 0;
+  });

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Interop tier: a Node.js client built on @grpc/grpc-js and @grpc/proto-loader (pinned in
+# package.json + package-lock.json, installed here with `npm ci`) talks to a real
+# `runjob serve` on 127.0.0.1 over mutual TLS 1.3 and drives every RPC: Ping, Start, Stream
+# (received in full, checked by sha256 against a local `seq`), Status, List, Stop, the error
+# codes (NOT_FOUND for another user's job, INVALID_ARGUMENT, UNIMPLEMENTED) and the TLS
+# refusals (TLS 1.2-only client, no certificate, another CA). See interop.js.
+#
+# Needs node (>= 18) and npm: on Debian, `apt-get install nodejs npm` (install.sh does it).
+# Environment: RUNJOB_BIN (default bin/runjob). Prints PASS:/FAIL: lines; exits non-zero on
+# any failure.
+set -u
+cd "$(dirname "$0")/../.."
+. test/lib.sh
+HERE=test/interop
+
+for tool in node npm; do
+    command -v "$tool" >/dev/null || { fail "interop: $tool installed" "apt-get install -y nodejs npm"; exit 1; }
+done
+ok "interop: node $(node --version) and npm $(npm --version 2>/dev/null) present"
+
+# npm ci: exactly the locked versions, no install scripts (none is needed), quiet.
+npm_log=$(mktemp /tmp/runjob-npm.XXXXXX)
+if (cd "$HERE" && timeout 300 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) >"$npm_log" 2>&1; then
+    ok "interop: npm ci (locked @grpc/grpc-js, @grpc/proto-loader)"
+else
+    fail "interop: npm ci" "see below"
+    sed 's/^/#   /' "$npm_log" | tail -20
+    rm -f "$npm_log"
+    exit 1
+fi
+rm -f "$npm_log"
+expect_eq "interop: @grpc/grpc-js version is the locked one" \
+    "$(cd "$HERE" && node -p 'require("./package-lock.json").packages["node_modules/@grpc/grpc-js"].version' 2>&1)" \
+    "$(cd "$HERE" && node -p 'require("@grpc/grpc-js/package.json").version' 2>&1)"
+
+rj_setup
+# Certificates from another CA (same user name): must be refused.
+RJ_ROGUE=$RJ_TMP/rogue
+"$RUNJOB" certs -q --out "$RJ_ROGUE" --user alice >/dev/null ||
+    fail "interop: runjob certs for a second CA"
+rj_server_start
+ok "interop: runjob serve up on 127.0.0.1:$RJ_PORT"
+
+start=$SECONDS
+RJ_PORT=$RJ_PORT RJ_CERTS=$RJ_CERTS RJ_ROGUE=$RJ_ROGUE RJ_PROTO=$PWD/proto/jobmanager.proto \
+    timeout 180 node "$HERE/interop.js" 2>&1 | tee "$RJ_TMP/interop.out"
+rc=${PIPESTATUS[0]}
+echo "# interop.js took $((SECONDS - start)) s"
+if [ "$rc" -eq 124 ]; then
+    fail "interop: interop.js finished in time" "killed after 180 s"
+elif [ "$rc" -ne 0 ] && ! grep -q '^FAIL: ' "$RJ_TMP/interop.out"; then
+    fail "interop: interop.js ran" "exited $rc without a FAIL line"
+elif [ "$rc" -ne 0 ]; then
+    T_FAILED=$((T_FAILED + 1)) # its FAIL lines are counted by the tier runner; keep the exit status honest
+elif ! grep -q '^PASS: ' "$RJ_TMP/interop.out"; then
+    fail "interop: interop.js ran" "no PASS line at all"
+fi
+
+# The server survived the lot and still answers the C client.
+if kill -0 "$RJ_SERVER_PID" 2>/dev/null && rj_as alice ping >/dev/null 2>&1; then
+    ok "interop: server still alive and answering after the Node client"
+else
+    fail "interop: server still alive and answering after the Node client" "log tail:"
+    tail -20 "$RJ_SERVER_LOG" | sed 's/^/#   /'
+fi
+t_done
