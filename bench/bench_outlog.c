@@ -134,7 +134,7 @@ int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     const char *mib = getenv("BENCH_OUTLOG_MIB");
-    struct bench b = { .total = (mib ? strtoull(mib, NULL, 10) : 1024) << 20, .plain_fd = -1 };
+    struct bench b = {.total = (mib ? strtoull(mib, NULL, 10) : 1024) << 20, .plain_fd = -1};
     _cleanup_free_ char *buf = malloc(CHUNK);
     double t0, w_plain, w_log, r_plain[2], r_log[2];
     int r;
@@ -168,8 +168,8 @@ int main(int argc, char **argv)
     r_plain[1] = run_readers(&b, 8, plain_reader);
     r_log[1] = run_readers(&b, 8, log_reader);
 
-    printf("bench_outlog: %llu MiB in %d KiB chunks, dir %s\n",
-           (unsigned long long)(b.total >> 20), CHUNK / 1024, dir);
+    printf("bench_outlog: %llu MiB in %d KiB chunks, dir %s\n", (unsigned long long)(b.total >> 20),
+           CHUNK / 1024, dir);
     printf("%-22s %12s %12s %8s\n", "", "plain MB/s", "outlog MB/s", "ratio");
     printf("%-22s %12.0f %12.0f %8.2f\n", "append", w_plain, w_log, w_log / w_plain);
     printf("%-22s %12.0f %12.0f %8.2f\n", "read, 1 reader", r_plain[0], r_log[0],

@@ -30,16 +30,17 @@
  *
  * Seeking: a sparse index of checkpoints (file position of a record + payload bytes of each
  * stream before it) lets a reader jump close to its start offset and walk only record headers
- * from there. The index is bounded: when full, every other entry is dropped and the spacing
- * doubles, so memory stays O(1) in the output size. */
+ * from there. The index is bounded (at most CP_MAX entries, 96 KiB, grown on demand): when full,
+ * every other entry is dropped and the spacing doubles, so memory stays O(1) in the output size
+ * and a seek walks at most a few MiB (or a few thousand records) of headers. */
 
-#define FILE_MAGIC "RJOUTLOG"
-#define FILE_VERSION 1u
-#define FILE_HDR_SIZE 16
-#define REC_MAGIC 0x4a52u /* "RJ" */
-#define REC_HDR_SIZE 16
-#define REC_MAX_LEN (1u << 20) /* bigger appends are split; bounds a torn-tail scan */
-#define STREAM_META 3          /* zero-length marker records; selected by no reader */
+#define FILE_MAGIC     "RJOUTLOG"
+#define FILE_VERSION   1u
+#define FILE_HDR_SIZE  16
+#define REC_MAGIC      0x4a52u /* "RJ" */
+#define REC_HDR_SIZE   16
+#define REC_MAX_LEN    (1u << 20) /* bigger appends are split; bounds a torn-tail scan */
+#define STREAM_META    3          /* zero-length marker records; selected by no reader */
 #define META_TRUNCATED 0x01
 /* Overridable only so that test/unit/test_outlog.c can exercise index thinning cheaply. */
 #ifndef CP_MAX
@@ -62,8 +63,8 @@ struct rec_hdr {
 _Static_assert(sizeof(struct rec_hdr) == REC_HDR_SIZE, "record header is 16 bytes on disk");
 
 struct checkpoint {
-    uint64_t pos;          /* file position of a record header */
-    uint64_t before[2];    /* payload bytes of stdout, stderr before it */
+    uint64_t pos;       /* file position of a record header */
+    uint64_t before[2]; /* payload bytes of stdout, stderr before it */
 };
 
 struct outlog {
@@ -80,13 +81,13 @@ struct outlog {
     _Atomic uint64_t end;
     atomic_bool closed;
     atomic_bool truncated;
-    uint64_t bytes[2];        /* payload below end: stdout, stderr */
-    unsigned n_sleepers;      /* threads in outlog_reader_next's cond_wait */
-    unsigned n_cancelling;    /* threads in outlog_reader_cancel_wait waiting for a callback */
+    uint64_t bytes[2];     /* payload below end: stdout, stderr */
+    unsigned n_sleepers;   /* threads in outlog_reader_next's cond_wait */
+    unsigned n_cancelling; /* threads in outlog_reader_cancel_wait waiting for a callback */
     unsigned n_readers;
 
     struct checkpoint *cps;
-    size_t n_cps;
+    size_t n_cps, cap_cps; /* grows by doubling up to CP_MAX: small logs stay small */
     uint64_t cp_every_bytes, cp_every_records, cp_records; /* records since the last one */
 
     /* Wake-ups. armed: waiting for data. queue: data came, fn not yet called. One thread at a
@@ -105,14 +106,14 @@ struct outlog_reader {
     uint64_t pos;       /* file position of the current record header */
     struct rec_hdr hdr; /* header at pos, valid when have_hdr */
     bool have_hdr;
-    uint32_t in_rec;    /* payload bytes of the current record already consumed or skipped */
-    uint64_t cur;       /* selected bytes before pos + in_rec */
-    uint64_t target;    /* next offset to return; cur < target while still seeking */
+    uint32_t in_rec; /* payload bytes of the current record already consumed or skipped */
+    uint64_t cur;    /* selected bytes before pos + in_rec */
+    uint64_t target; /* next offset to return; cur < target while still seeking */
 
     /* Wake-up state, under log->lock. */
     outlog_wake_fn fn;
     void *userdata;
-    uint64_t want;      /* target when armed: wake once the selection holds more than this */
+    uint64_t want; /* target when armed: wake once the selection holds more than this */
     bool is_armed, is_queued, is_running;
     struct outlog_reader *prev, *next; /* log->armed list */
     struct outlog_reader *qnext;       /* log->queue */
@@ -156,7 +157,8 @@ static struct outlog *log_alloc(void)
     l->queue_tail = &l->queue_head;
     atomic_init(&l->end, FILE_HDR_SIZE);
     l->wpos = FILE_HDR_SIZE;
-    l->cps = calloc(CP_MAX, sizeof(*l->cps));
+    l->cap_cps = CP_MAX < 16 ? CP_MAX : 16;
+    l->cps = calloc(l->cap_cps, sizeof(*l->cps));
     if (!l->cps) {
         free(l);
         return NULL;
@@ -182,17 +184,25 @@ static void index_record(struct outlog *l, uint64_t pos, const struct rec_hdr *h
     l->cp_records++;
     if (next_pos - last->pos < l->cp_every_bytes && l->cp_records < l->cp_every_records)
         return;
-    if (l->n_cps == CP_MAX) {
+    if (l->n_cps == l->cap_cps && l->cap_cps < CP_MAX) {
+        size_t cap = l->cap_cps * 2 < CP_MAX ? l->cap_cps * 2 : CP_MAX;
+        struct checkpoint *cps = realloc(l->cps, cap * sizeof(*cps));
+        if (cps) { /* else thin below: the index only gets sparser, never wrong */
+            l->cps = cps;
+            l->cap_cps = cap;
+        }
+    }
+    if (l->n_cps == l->cap_cps) {
         /* Keep entries 0, 2, 4...: lookups stay correct, the spacing doubles. */
-        for (size_t i = 0; i < CP_MAX / 2; i++)
+        for (size_t i = 0; i < (l->n_cps + 1) / 2; i++)
             l->cps[i] = l->cps[2 * i];
-        l->n_cps = CP_MAX / 2;
+        l->n_cps = (l->n_cps + 1) / 2;
         l->cp_every_bytes *= 2;
         l->cp_every_records *= 2;
     }
     l->cps[l->n_cps++] = (struct checkpoint){
         .pos = next_pos,
-        .before = { l->bytes[0], l->bytes[1] },
+        .before = {l->bytes[0], l->bytes[1]},
     };
     l->cp_records = 0;
 }
@@ -356,8 +366,7 @@ static int write_record(struct outlog *l, uint8_t stream, uint8_t flags, const v
                         uint32_t len, struct rec_hdr *ret_hdr)
 {
     struct rec_hdr h = {
-        .magic = REC_MAGIC, .stream = stream, .flags = flags, .len = len, .time_ms = now_ms()
-    };
+        .magic = REC_MAGIC, .stream = stream, .flags = flags, .len = len, .time_ms = now_ms()};
     size_t total = REC_HDR_SIZE + (size_t)len, done = 0;
 
     while (done < total) {
@@ -366,10 +375,10 @@ static int write_record(struct outlog *l, uint8_t stream, uint8_t flags, const v
         ssize_t n;
 
         if (done < REC_HDR_SIZE)
-            iov[n_iov++] = (struct iovec){ (char *)&h + done, REC_HDR_SIZE - done };
+            iov[n_iov++] = (struct iovec){(char *)&h + done, REC_HDR_SIZE - done};
         if (len > 0) {
             size_t in_payload = done > REC_HDR_SIZE ? done - REC_HDR_SIZE : 0;
-            iov[n_iov++] = (struct iovec){ (char *)buf + in_payload, len - in_payload };
+            iov[n_iov++] = (struct iovec){(char *)buf + in_payload, len - in_payload};
         }
         n = pwritev(l->fd, iov, n_iov, (off_t)(l->wpos + done));
         if (n < 0 && errno == EINTR)
@@ -533,7 +542,7 @@ void outlog_reader_free(struct outlog_reader *r)
 static void seek_checkpoint(struct outlog_reader *r)
 {
     struct outlog *l = r->log;
-    struct checkpoint best = { 0 };
+    struct checkpoint best = {0};
     size_t lo = 0, hi;
 
     (void)pthread_mutex_lock(&l->lock);
@@ -579,7 +588,7 @@ static void next_record(struct outlog_reader *r)
 static int read_payload(struct outlog_reader *r, char *dst, size_t n, uint64_t end)
 {
     struct rec_hdr next;
-    struct iovec iov[2] = { { dst, n }, { &next, sizeof(next) } };
+    struct iovec iov[2] = {{dst, n}, {&next, sizeof(next)}};
     uint64_t at = r->pos + REC_HDR_SIZE + r->in_rec;
     bool finishes = r->in_rec + n == r->hdr.len;
     int n_iov = finishes && at + n + REC_HDR_SIZE <= end ? 2 : 1;
@@ -610,7 +619,7 @@ ssize_t outlog_reader_read(struct outlog_reader *r, void *buf, size_t cap,
                            struct outlog_chunk_info *ret_info)
 {
     struct outlog *l = r->log;
-    struct outlog_chunk_info info = { 0 };
+    struct outlog_chunk_info info = {0};
     /* closed before end: once closed is seen, end is final. */
     bool closed = atomic_load_explicit(&l->closed, memory_order_acquire);
     uint64_t end = atomic_load_explicit(&l->end, memory_order_acquire);
@@ -651,8 +660,7 @@ ssize_t outlog_reader_read(struct outlog_reader *r, void *buf, size_t cap,
         }
         if (got == 0)
             info = (struct outlog_chunk_info){
-                .stream = r->hdr.stream, .offset = r->cur, .time_ms = r->hdr.time_ms
-            };
+                .stream = r->hdr.stream, .offset = r->cur, .time_ms = r->hdr.time_ms};
         else if (r->hdr.stream != info.stream)
             break;
         n = cap - got < avail ? cap - got : avail;

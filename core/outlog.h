@@ -22,7 +22,7 @@ enum outlog_stream {
 /* Reader selection masks. */
 #define OUTLOG_SELECT_STDOUT (1u << OUTLOG_STDOUT)
 #define OUTLOG_SELECT_STDERR (1u << OUTLOG_STDERR)
-#define OUTLOG_SELECT_ALL (OUTLOG_SELECT_STDOUT | OUTLOG_SELECT_STDERR)
+#define OUTLOG_SELECT_ALL    (OUTLOG_SELECT_STDOUT | OUTLOG_SELECT_STDERR)
 
 struct outlog;
 struct outlog_reader;
@@ -30,8 +30,8 @@ struct outlog_reader;
 /* Metadata of the bytes one read returned: they all come from one stream. */
 struct outlog_chunk_info {
     enum outlog_stream stream;
-    uint64_t offset;  /* offset of the first byte, in the reader's selection (see above) */
-    int64_t time_ms;  /* arrival time of the first byte, Unix epoch ms */
+    uint64_t offset; /* offset of the first byte, in the reader's selection (see above) */
+    int64_t time_ms; /* arrival time of the first byte, Unix epoch ms */
 };
 
 /* Creates a new, writable log at path (O_EXCL: fails -EEXIST if it exists). cap_bytes > 0 caps
@@ -55,7 +55,7 @@ void outlog_close(struct outlog *l);
 void outlog_free(struct outlog *l);
 
 /* Thread-safe getters. */
-uint64_t outlog_get_bytes(struct outlog *l);   /* payload bytes recorded, both streams */
+uint64_t outlog_get_bytes(struct outlog *l); /* payload bytes recorded, both streams */
 bool outlog_is_truncated(struct outlog *l);
 bool outlog_is_closed(struct outlog *l);
 

@@ -4,8 +4,8 @@
  * every 4 KiB or 8 records, at most 16 of them) so that seeks cross many checkpoints and the
  * index thinning runs within a few MiB of output; the symbols then come from here and the
  * libcore.a copy is not linked. Everything else is the production code. */
-#define CP_MAX 16
-#define CP_INIT_BYTES 4096u
+#define CP_MAX          16
+#define CP_INIT_BYTES   4096u
 #define CP_INIT_RECORDS 8u
 #include "../../core/outlog.c"
 
@@ -85,7 +85,7 @@ Test(outlog, append_and_read)
     char buf[64];
 
     cr_assert_eq(outlog_create(path, 0, &l), 0);
-    cr_assert_eq(outlog_create(path, 0, &(struct outlog *){ NULL }), -EEXIST);
+    cr_assert_eq(outlog_create(path, 0, &(struct outlog *){NULL}), -EEXIST);
     cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_ALL, 0, &r), 0);
     cr_assert_eq(outlog_reader_read(r, buf, sizeof(buf), &info), -EAGAIN);
 
@@ -168,7 +168,7 @@ Test(outlog, stream_selection_and_offsets)
     cr_assert_eq(info.offset, 1);
     cr_assert_eq(info.stream, OUTLOG_STDERR);
 
-    const char *want[] = { "o1", "E1", "o2", "E2" };
+    const char *want[] = {"o1", "E1", "o2", "E2"};
     for (int i = 0; i < 4; i++) {
         cr_assert_eq(read_str(all, buf, sizeof(buf), &info), 2);
         cr_assert_str_eq(buf, want[i]);
@@ -214,7 +214,7 @@ static void check_from(struct outlog *l, unsigned mask, uint64_t offset, const u
     _cleanup_(outlog_reader_freep) struct outlog_reader *r = NULL;
     _cleanup_free_ char *buf = malloc(100000);
     struct outlog_chunk_info info;
-    uint64_t pos[3] = { 0 }, expect = offset, end = 0;
+    uint64_t pos[3] = {0}, expect = offset, end = 0;
     ssize_t n;
 
     for (int s = 1; s <= 2; s++)
@@ -253,7 +253,7 @@ static void check_from(struct outlog *l, unsigned mask, uint64_t offset, const u
 Test(outlog, seek_to_offsets, .timeout = 60)
 {
     _cleanup_(outlog_freep) struct outlog *l = NULL;
-    uint64_t bytes[3] = { 0 }, st = 42;
+    uint64_t bytes[3] = {0}, st = 42;
 
     cr_assert_eq(outlog_create(path, 0, &l), 0);
     write_random(l, 3u << 20, 7, bytes);
@@ -281,7 +281,7 @@ static void read_all_and_check(struct outlog *l, unsigned mask, const uint64_t b
     _cleanup_(outlog_reader_freep) struct outlog_reader *r = NULL;
     _cleanup_free_ char *buf = malloc(65536);
     struct outlog_chunk_info info;
-    uint64_t pos[3] = { 0 }, off = 0;
+    uint64_t pos[3] = {0}, off = 0;
     ssize_t n;
 
     cr_assert_eq(outlog_reader_new(l, mask, 0, &r), 0);
@@ -302,7 +302,7 @@ Test(outlog, big_append_is_split_and_read_back)
     _cleanup_(outlog_freep) struct outlog *l = NULL;
     size_t n = (5u << 20) / 2 + 3;
     _cleanup_free_ char *buf = malloc(n);
-    uint64_t bytes[3] = { 0, n, 0 };
+    uint64_t bytes[3] = {0, n, 0};
 
     fill(buf, OUTLOG_STDOUT, 0, n);
     cr_assert_eq(outlog_create(path, 0, &l), 0);
@@ -313,7 +313,7 @@ Test(outlog, big_append_is_split_and_read_back)
 
 Test(outlog, reopen_after_close)
 {
-    uint64_t bytes[3] = { 0 };
+    uint64_t bytes[3] = {0};
     struct outlog *l = NULL;
 
     cr_assert_eq(outlog_create(path, 0, &l), 0);
@@ -369,7 +369,8 @@ static void torn_case(uint64_t cut_back, const char *garbage, size_t garbage_len
 
     cr_assert_eq(outlog_open(path, &l), 0);
     cr_assert(outlog_is_closed(l));
-    cr_assert_eq(outlog_get_bytes(l), 13, "cut %" PRIu64 ": %" PRIu64, cut_back, outlog_get_bytes(l));
+    cr_assert_eq(outlog_get_bytes(l), 13, "cut %" PRIu64 ": %" PRIu64, cut_back,
+                 outlog_get_bytes(l));
     cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_ALL, 0, &r), 0);
     cr_assert_eq(read_str(r, buf, sizeof(buf), &info), 6);
     cr_assert_str_eq(buf, "first ");
@@ -386,9 +387,9 @@ static void torn_case(uint64_t cut_back, const char *garbage, size_t garbage_len
 Test(outlog, torn_last_record_is_ignored)
 {
     static const char zeros[100];
-    torn_case(1, NULL, 0);               /* payload cut short */
-    torn_case(12 + 5, NULL, 0);          /* header cut short */
-    torn_case(12 + 16, NULL, 0);         /* the whole record gone: nothing torn */
+    torn_case(1, NULL, 0);                    /* payload cut short */
+    torn_case(12 + 5, NULL, 0);               /* header cut short */
+    torn_case(12 + 16, NULL, 0);              /* the whole record gone: nothing torn */
     torn_case(12 + 16, zeros, sizeof(zeros)); /* delayed-allocation zeros after a crash */
     torn_case(12 + 16, "\x52\x4a\x01\x00\xff\xff\xff\x7f", 8); /* absurd length */
 }
@@ -448,7 +449,7 @@ Test(outlog, write_error_marks_truncated)
 {
     _cleanup_(outlog_freep) struct outlog *l = NULL;
     _cleanup_(outlog_reader_freep) struct outlog_reader *r = NULL;
-    struct rlimit rl = { .rlim_cur = 4096, .rlim_max = RLIM_INFINITY };
+    struct rlimit rl = {.rlim_cur = 4096, .rlim_max = RLIM_INFINITY};
     char big[3000], buf[8192];
     struct outlog_chunk_info info;
     int k;
@@ -537,7 +538,7 @@ static void *reader_main(void *p)
     return NULL;
 }
 
-static const unsigned masks[] = { OUTLOG_SELECT_ALL, OUTLOG_SELECT_STDOUT, OUTLOG_SELECT_STDERR };
+static const unsigned masks[] = {OUTLOG_SELECT_ALL, OUTLOG_SELECT_STDOUT, OUTLOG_SELECT_STDERR};
 
 static void expect_all(const struct reader_args *a, const struct writer_args *w)
 {
@@ -550,14 +551,14 @@ Test(outlog, one_writer_64_readers, .timeout = 60)
 {
     enum { N = 64, LATE = 8 };
     _cleanup_(outlog_freep) struct outlog *l = NULL;
-    struct writer_args w = { .seed = 99, .slow = true };
+    struct writer_args w = {.seed = 99, .slow = true};
     struct reader_args a[N + LATE];
     pthread_t wt, rt[N + LATE];
 
     cr_assert_eq(outlog_create(path, 0, &l), 0);
     w.log = l;
     for (int i = 0; i < N + LATE; i++)
-        a[i] = (struct reader_args){ .log = l, .mask = masks[i % 3], .seed = 1000 + i };
+        a[i] = (struct reader_args){.log = l, .mask = masks[i % 3], .seed = 1000 + i};
     for (int i = 0; i < N; i++)
         cr_assert_eq(pthread_create(&rt[i], NULL, reader_main, &a[i]), 0);
     cr_assert_eq(pthread_create(&wt, NULL, writer_main, &w), 0);
@@ -583,7 +584,7 @@ Test(outlog, close_wakes_blocked_readers)
     cr_assert_eq(outlog_create(path, 0, &l), 0);
     append_str(l, OUTLOG_STDERR, "only stderr");
     for (int i = 0; i < N; i++) {
-        a[i] = (struct reader_args){ .log = l, .mask = OUTLOG_SELECT_STDOUT, .seed = 5 + i };
+        a[i] = (struct reader_args){.log = l, .mask = OUTLOG_SELECT_STDOUT, .seed = 5 + i};
         cr_assert_eq(pthread_create(&rt[i], NULL, reader_main, &a[i]), 0);
     }
     usleep(50000); /* let them block in outlog_reader_next */
@@ -619,7 +620,7 @@ Test(outlog, wait_fires_once_on_relevant_append)
     append_str(l, OUTLOG_STDOUT, "ab");
     cr_assert_eq(fired, 1);
     append_str(l, OUTLOG_STDOUT, "cd");
-    cr_assert_eq(fired, 1); /* one-shot */
+    cr_assert_eq(fired, 1);                                         /* one-shot */
     cr_assert_eq(outlog_reader_wait(r, count_fn, &fired), -EAGAIN); /* data is there */
     cr_assert_eq(outlog_reader_read(r, buf, sizeof(buf), NULL), 4);
     cr_assert_eq(outlog_reader_wait(r, count_fn, &fired), 0);
@@ -745,9 +746,9 @@ Test(outlog, callbacks_rearm_from_other_threads, .timeout = 60)
 {
     enum { N = 32, WORKERS = 4 };
     _cleanup_(outlog_freep) struct outlog *l = NULL;
-    struct writer_args w = { .seed = 7, .slow = true };
-    struct pool p = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
-                      .n_streams = N };
+    struct writer_args w = {.seed = 7, .slow = true};
+    struct pool p = {
+        .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .n_streams = N};
     struct cb_stream *s = calloc(N, sizeof(*s));
     pthread_t wt, pt[WORKERS];
 
@@ -757,8 +758,8 @@ Test(outlog, callbacks_rearm_from_other_threads, .timeout = 60)
     for (int i = 0; i < WORKERS; i++)
         cr_assert_eq(pthread_create(&pt[i], NULL, pool_main, &p), 0);
     for (int i = 0; i < N; i++) {
-        s[i] = (struct cb_stream){ .pool = &p, .mask = masks[i % 3], .inline_read = i % 2,
-                                   .st = 31 + i };
+        s[i] = (struct cb_stream){
+            .pool = &p, .mask = masks[i % 3], .inline_read = i % 2, .st = 31 + i};
         cr_assert_eq(outlog_reader_new(l, s[i].mask, 0, &s[i].r), 0);
         pool_push(&s[i]);
     }
@@ -833,7 +834,7 @@ Test(outlog, cancel_wait_races_append, .timeout = 60)
 {
     enum { ITER = 3000 };
     _cleanup_(outlog_freep) struct outlog *l = NULL;
-    struct race_writer w = { 0 };
+    struct race_writer w = {0};
     pthread_t wt;
     uint64_t st = 77;
     int disarmed = 0, fired = 0;
