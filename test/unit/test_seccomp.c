@@ -1,0 +1,158 @@
+/* core/seccomp: the deny list, the filter's exported form, and the filter at work in this
+ * (Criterion-forked, so disposable) test process. No root needed. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/seccomp.h"
+
+static const char *const required[] = {
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "kexec_load",
+    "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot", "swapon",
+    "swapoff", "bpf", "perf_event_open", "ptrace", "process_vm_readv", "process_vm_writev",
+    "keyctl", "add_key", "request_key", "open_by_handle_at", "userfaultfd", "acct",
+    "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "iopl", "ioperm", "syslog",
+    "quotactl",
+};
+
+static bool listed(const char *name)
+{
+    size_t n;
+    const char *const *v = scmp_denied_syscalls(&n);
+
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], name) == 0)
+            return true;
+    return false;
+}
+
+static char *pfc_text(void)
+{
+    struct scmp_filter *f = NULL;
+    char *buf = NULL;
+    int fd = memfd_create("pfc", MFD_CLOEXEC);
+
+    cr_assert(fd >= 0);
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    cr_assert_eq(scmp_filter_export_pfc(f, fd), 0);
+    scmp_filter_free(f);
+    off_t size = lseek(fd, 0, SEEK_END);
+    cr_assert(size > 0);
+    buf = calloc(1, (size_t)size + 1);
+    cr_assert_eq(pread(fd, buf, (size_t)size, 0), size);
+    close(fd);
+    return buf;
+}
+
+Test(scmp, deny_list_has_every_required_syscall)
+{
+    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+        cr_expect(listed(required[i]), "'%s' missing from the deny list", required[i]);
+}
+
+Test(scmp, deny_list_has_no_duplicates)
+{
+    size_t n;
+    const char *const *v = scmp_denied_syscalls(&n);
+
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = i + 1; k < n; k++)
+            cr_expect(strcmp(v[i], v[k]) != 0, "'%s' listed twice", v[i]);
+}
+
+Test(scmp, exported_filter_denies_each_required_syscall_with_eperm)
+{
+    char *pfc = pfc_text();
+
+    /* The PFC names rules by number; check a few by their SYS_ numbers. */
+    const long nrs[] = {SYS_mount, SYS_umount2, SYS_unshare, SYS_setns, SYS_ptrace, SYS_bpf,
+                        SYS_kexec_load, SYS_init_module, SYS_reboot, SYS_keyctl};
+    for (size_t i = 0; i < sizeof(nrs) / sizeof(nrs[0]); i++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "if ($syscall == %ld)", nrs[i]);
+        char *at = strstr(pfc, needle);
+        cr_expect(at, "no rule for syscall %ld", nrs[i]);
+        if (at) {
+            char *act = strstr(at, "action ERRNO(1)");
+            char *nextif = strstr(at + 1, "if ($syscall");
+            cr_expect(act && (!nextif || act < nextif), "syscall %ld is not ERRNO(EPERM)",
+                      nrs[i]);
+        }
+    }
+    /* Foreign arch: killed. */
+    cr_expect(strstr(pfc, "KILL_PROCESS"), "bad-arch action is not KILL_PROCESS:\n%s", pfc);
+    free(pfc);
+}
+
+Test(scmp, exported_bpf_is_not_empty)
+{
+    struct scmp_filter *f = NULL;
+    int fd = memfd_create("bpf", MFD_CLOEXEC);
+
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    cr_assert_eq(scmp_filter_export_bpf(f, fd), 0);
+    /* struct sock_filter is 8 bytes; a filter with ~60 rules is well over 100 instructions. */
+    off_t size = lseek(fd, 0, SEEK_END);
+    cr_expect(size >= 8 * 60 && size % 8 == 0, "bpf size %lld", (long long)size);
+    scmp_filter_free(f);
+    close(fd);
+}
+
+/* The filter at work: this test process loads it (no_new_privs lets a non-root process). */
+static void load_filter(void)
+{
+    struct scmp_filter *f = NULL;
+
+    cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    cr_assert_eq(scmp_filter_load(f), 0);
+    scmp_filter_free(f);
+}
+
+Test(scmp, loaded_filter_returns_eperm_and_allows_the_rest)
+{
+    load_filter();
+    errno = 0;
+    cr_expect_eq(mount("none", "/tmp", "tmpfs", 0, NULL), -1);
+    cr_expect_eq(errno, EPERM);
+    errno = 0;
+    cr_expect_eq(unshare(CLONE_NEWUSER), -1, "unshare(CLONE_NEWUSER) allowed");
+    cr_expect_eq(errno, EPERM);
+    errno = 0;
+    cr_expect_eq(syscall(SYS_ptrace, 0, 0, 0, 0), -1);
+    cr_expect_eq(errno, EPERM);
+    /* Ordinary work goes on. */
+    cr_expect(getpid() > 0);
+    pid_t p = fork();
+    cr_assert(p >= 0, "fork blocked: %s", strerror(errno));
+    if (p == 0)
+        _exit(0);
+}
+
+Test(scmp, clone_with_namespace_flags_is_refused_and_clone3_hidden)
+{
+    struct clone_args ca;
+
+    load_filter();
+    errno = 0;
+    cr_expect_eq(syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0), -1);
+    cr_expect_eq(errno, EPERM);
+    errno = 0;
+    cr_expect_eq(syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0), -1);
+    cr_expect_eq(errno, EPERM);
+    memset(&ca, 0, sizeof(ca));
+    ca.exit_signal = SIGCHLD;
+    errno = 0;
+    cr_expect_eq(syscall(SYS_clone3, &ca, sizeof(ca)), -1);
+    cr_expect_eq(errno, ENOSYS);
+}
