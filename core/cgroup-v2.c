@@ -123,7 +123,10 @@ static int enable_controllers(const struct cg_manager *m, int fd, bool is_self, 
     }
     if ((have & V2_NEEDED) == V2_NEEDED)
         return 0;
-    if (is_self && !is_top) {
+    /* The real root cgroup is exempt from the no-internal-process rule (and holds every
+     * system process: never move those). The top of a cgroup namespace (a container) is not
+     * exempt; it has cgroup.type, the real root has not. */
+    if (is_self && (!is_top || faccessat(fd, "cgroup.type", F_OK, 0) == 0)) {
         r = move_to_leaf(m, fd);
         if (r < 0) {
             cg_set_err(errbuf, errlen, "cannot move the server's processes into %s/%s", path,

@@ -687,6 +687,18 @@ Test(cg, v2_server_in_root_cgroup_enables_missing_only)
     cr_assert(exists("runjob/j"));
 }
 
+Test(cg, v2_cgroupns_top_is_not_the_real_root)
+{
+    v2_layout("");
+    int dfd = open(F.base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    put(dfd, "cgroup.type", "domain\n"); /* a container's namespace root */
+    close(dfd);
+    _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V2, NULL, "/");
+    assert_file("server/cgroup.procs", "1");
+    assert_file("cgroup.subtree_control", "+cpu +memory +io +pids");
+    cr_assert(exists("runjob/cgroup.procs"));
+}
+
 Test(cg, v2_root_override)
 {
     v2_layout("cpu io memory pids\n");
