@@ -121,7 +121,8 @@ int cg_get_dirfd(const struct cg *cg);
 
 /* Moves pid (a whole process) into the job cgroup: v1 writes it to cgroup.procs of every
  * hierarchy; v2 writes cgroup.procs (fallback for kernels without CLONE_INTO_CGROUP).
- * 0 or -errno (-ESRCH if pid is gone). */
+ * 0 or -errno (-ESRCH if pid is gone). On failure pid may already sit in some hierarchies:
+ * kill it and cg_destroy() (which kills whatever is in any of them). */
 int cg_attach(struct cg *cg, pid_t pid);
 
 /* SIGKILLs every process in the job cgroup and its descendants, repeating until none is left
