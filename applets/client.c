@@ -1,0 +1,628 @@
+#include "client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "applets/format.h"
+#include "core/cleanup.h"
+
+/* ---- options ----------------------------------------------------------------------------- */
+
+void client_init(struct client_opts *o, int argc, char **argv)
+{
+    const char *a0 = argc > 0 && argv[0] ? argv[0] : "runjob";
+    const char *sp = strchr(a0, ' ');
+
+    memset(o, 0, sizeof(*o));
+    o->argv = argv;
+    if (sp) { /* "jobctl query" */
+        (void)snprintf(o->prog, sizeof(o->prog), "%.*s", (int)(sp - a0), a0);
+        (void)snprintf(o->verb, sizeof(o->verb), "%s", sp + 1);
+    } else {
+        (void)snprintf(o->prog, sizeof(o->prog), "runjob");
+        (void)snprintf(o->verb, sizeof(o->verb), "%s", a0);
+    }
+    optind = 0; /* full re-initialisation of getopt (glibc), for tests calling twice */
+    opterr = 0; /* our own one-line messages */
+}
+
+int client_usage_error(const struct client_opts *o, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: %s: %s (see '%s %s --help')\n", o->prog, o->verb, msg, o->prog,
+            o->verb);
+    return 2;
+}
+
+static int parse_port(const char *s, int *ret)
+{
+    uint64_t v;
+    if (fmt_parse_uint(s, &v) < 0 || v < 1 || v > 65535)
+        return -EINVAL;
+    *ret = (int)v;
+    return 0;
+}
+
+int client_option(struct client_opts *o, int c, const char *arg, const char *usage)
+{
+    switch (c) {
+    case 'h':
+        fputs(usage, stdout);
+        return 0;
+    case 'H':
+        if (!*arg)
+            return client_usage_error(o, "--server-host needs a host name or address");
+        o->host = arg;
+        return CLIENT_OPT_DONE;
+    case 'P':
+        if (parse_port(arg, &o->port) < 0)
+            return client_usage_error(o, "--server-port '%s' is not a port (1-65535)", arg);
+        return CLIENT_OPT_DONE;
+    case 'u':
+        if (!*arg || strchr(arg, '/'))
+            return client_usage_error(o, "--user '%s' is not a user name", arg);
+        o->user = arg;
+        return CLIENT_OPT_DONE;
+    case 'o':
+        if (strcmp(arg, "table") == 0)
+            o->output = CLIENT_OUTPUT_TABLE;
+        else if (strcmp(arg, "json") == 0)
+            o->output = CLIENT_OUTPUT_JSON;
+        else if (strcmp(arg, "wide") == 0)
+            o->output = CLIENT_OUTPUT_WIDE;
+        else
+            return client_usage_error(o, "--output '%s' is not one of table, wide, json", arg);
+        return CLIENT_OPT_DONE;
+    case CLIENT_OPT_CA:
+        o->ca_path = arg;
+        return CLIENT_OPT_DONE;
+    case CLIENT_OPT_CERT:
+        o->cert_path = arg;
+        return CLIENT_OPT_DONE;
+    case CLIENT_OPT_KEY:
+        o->key_path = arg;
+        return CLIENT_OPT_DONE;
+    case ':':
+        return client_usage_error(o, "flag '%s' needs a value", o->argv[optind - 1]);
+    case '?':
+        if (optopt)
+            return client_usage_error(o, "unknown flag '-%c'", optopt);
+        return client_usage_error(o, "unknown flag '%s'", o->argv[optind - 1]);
+    default:
+        return CLIENT_OPT_OTHER;
+    }
+}
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+int client_opts_finish(struct client_opts *o)
+{
+    const char *v;
+
+    if (!o->host)
+        o->host = env("RUNJOB_SERVER_HOST");
+    if (!o->host)
+        o->host = "localhost";
+    if (!o->port && (v = env("RUNJOB_SERVER_PORT")) && parse_port(v, &o->port) < 0)
+        return client_usage_error(o, "RUNJOB_SERVER_PORT='%s' is not a port (1-65535)", v);
+    if (!o->port)
+        o->port = 8080;
+    if (!o->ca_path)
+        o->ca_path = env("RUNJOB_CA_CERT_PATH");
+    if (!o->ca_path)
+        o->ca_path = "certs/root-ca-cert.pem";
+
+    /* Precedence: --client-cert-path, --user, RUNJOB_CLIENT_CERT_PATH, RUNJOB_USER, default. */
+    const char *flag_user = o->user;
+    const char *env_user = env("RUNJOB_USER");
+    if (env_user && strchr(env_user, '/'))
+        return client_usage_error(o, "RUNJOB_USER='%s' is not a user name", env_user);
+    if (flag_user || env_user) {
+        const char *u = flag_user ? flag_user : env_user;
+        (void)snprintf(o->cert_buf, sizeof(o->cert_buf), "certs/%s-cert.pem", u);
+        (void)snprintf(o->key_buf, sizeof(o->key_buf), "certs/%s-key.pem", u);
+    }
+    if (!o->cert_path)
+        o->cert_path = flag_user ? o->cert_buf : env("RUNJOB_CLIENT_CERT_PATH");
+    if (!o->cert_path)
+        o->cert_path = env_user ? o->cert_buf : "certs/client-cert.pem";
+    if (!o->key_path)
+        o->key_path = flag_user ? o->key_buf : env("RUNJOB_CLIENT_KEY_PATH");
+    if (!o->key_path)
+        o->key_path = env_user ? o->key_buf : "certs/client-key.pem";
+    return 0;
+}
+
+int client_one_arg(const struct client_opts *o, int argc, char **argv, const char *what,
+                   const char **ret)
+{
+    if (optind >= argc)
+        return client_usage_error(o, "missing the %s", what);
+    if (optind + 1 < argc)
+        return client_usage_error(o, "unexpected argument '%s' after the %s", argv[optind + 1],
+                                  what);
+    if (!*argv[optind])
+        return client_usage_error(o, "the %s is empty", what);
+    *ret = argv[optind];
+    return 0;
+}
+
+/* ---- calls ------------------------------------------------------------------------------- */
+
+int client_fail(const struct client_opts *o, const struct rpc_error *err)
+{
+    fprintf(stderr, "%s: %s: %s (%s)\n", o->prog, o->verb, err->message,
+            rpc_code_name(err->code));
+    return 1;
+}
+
+int client_dial(const struct client_opts *o, struct rpc_client **ret)
+{
+    struct rpc_client_config cfg = {
+        .host = o->host,
+        .port = o->port,
+        .ca_path = o->ca_path,
+        .cert_path = o->cert_path,
+        .key_path = o->key_path,
+    };
+    struct rpc_error err = {0};
+
+    if (rpc_client_open(&cfg, ret, &err) < 0)
+        return client_fail(o, &err);
+    return 0;
+}
+
+bool client_color(void)
+{
+    return isatty(STDOUT_FILENO) && !env("NO_COLOR");
+}
+
+int client_print_json(const ProtobufCMessage *m)
+{
+    struct jbuf b = {0};
+    jb_message(&b, m);
+    jb_raw(&b, "\n");
+    if (b.oom) {
+        jb_free(&b);
+        fprintf(stderr, "runjob: out of memory\n");
+        return 1;
+    }
+    fputs(b.p, stdout);
+    jb_free(&b);
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int client_print_jobs(const struct client_opts *o, Jobmanager__V1__JobStatus *const *jobs,
+                      size_t n, bool list, bool owner)
+{
+    if (o->output == CLIENT_OUTPUT_JSON) {
+        if (!list)
+            return n ? client_print_json(&jobs[0]->base) : 0;
+        Jobmanager__V1__ListResponse lr = JOBMANAGER__V1__LIST_RESPONSE__INIT;
+        lr.jobs = (Jobmanager__V1__JobStatus **)jobs;
+        lr.n_jobs = n;
+        return client_print_json(&lr.base);
+    }
+    struct table *t = fmt_jobs_table(jobs, n, o->output == CLIENT_OUTPUT_WIDE, owner, now_ms());
+    if (!t) {
+        fprintf(stderr, "%s: %s: out of memory\n", o->prog, o->verb);
+        return 1;
+    }
+    table_print(t, stdout, client_color());
+    table_free(t);
+    return 0;
+}
+
+/* ---- start and run ----------------------------------------------------------------------- */
+
+void client_start_init(struct start_opts *s)
+{
+    memset(s, 0, sizeof(*s));
+    jobmanager__v1__start_request__init(&s->req);
+    jobmanager__v1__limits__init(&s->limits);
+    s->req.limits = &s->limits;
+}
+
+void client_start_free(struct start_opts *s)
+{
+    free(s->args);
+    s->args = NULL;
+}
+
+static int add_arg(struct start_opts *s, char *a)
+{
+    char **n = realloc(s->args, (s->n_args + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    s->args = n;
+    s->args[s->n_args++] = a;
+    return 0;
+}
+
+static int limit_value(struct client_opts *o, const char *flag, const char *arg, bool size,
+                       uint64_t *ret)
+{
+    int r = size ? fmt_parse_size(arg, ret) : fmt_parse_uint(arg, ret);
+    if (r == -ERANGE)
+        return client_usage_error(o, "--%s '%s' is too large", flag, arg);
+    if (r < 0)
+        return client_usage_error(o, "--%s '%s' is not %s", flag, arg,
+                                  size ? "a size (like 4096, 512K, 512M, 2G)"
+                                       : "a whole number");
+    return CLIENT_OPT_DONE;
+}
+
+int client_start_option(struct client_opts *o, struct start_opts *s, int c, const char *arg)
+{
+    Jobmanager__V1__Limits *l = &s->limits;
+
+    switch (c) {
+    case 'j':
+        if (!*arg)
+            return client_usage_error(o, "--name is empty");
+        s->req.name = (char *)arg;
+        return CLIENT_OPT_DONE;
+    case 'A':
+        if (add_arg(s, (char *)arg) < 0)
+            return client_usage_error(o, "out of memory");
+        return CLIENT_OPT_DONE;
+    case 'c':
+        s->req.command = (char *)arg;
+        return CLIENT_OPT_DONE;
+    case 'f':
+        s->follow = true;
+        return CLIENT_OPT_DONE;
+    case START_OPT_CPU:
+        if (fmt_parse_cpu(arg, &l->cpu_millis) < 0)
+            return client_usage_error(o, "--cpu '%s' is not a number of millis (500 = half a CPU)",
+                                      arg);
+        return CLIENT_OPT_DONE;
+    case START_OPT_MEMORY:
+        return limit_value(o, "memory", arg, true, &l->memory_bytes);
+    case START_OPT_RIOPS:
+        return limit_value(o, "riops", arg, false, &l->io_riops);
+    case START_OPT_WIOPS:
+        return limit_value(o, "wiops", arg, false, &l->io_wiops);
+    case START_OPT_RBPS:
+        return limit_value(o, "rbps", arg, true, &l->io_rbps);
+    case START_OPT_WBPS:
+        return limit_value(o, "wbps", arg, true, &l->io_wbps);
+    case START_OPT_PIDS:
+        return limit_value(o, "pids", arg, false, &l->pids);
+    case START_OPT_NETWORK:
+        if (strcmp(arg, "none") == 0)
+            s->req.network = JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE;
+        else if (strcmp(arg, "host") == 0)
+            s->req.network = JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST;
+        else
+            return client_usage_error(o, "--network '%s' is not none or host", arg);
+        return CLIENT_OPT_DONE;
+    case START_OPT_DRY_RUN:
+        s->dry_run = true;
+        return CLIENT_OPT_DONE;
+    default:
+        return CLIENT_OPT_OTHER;
+    }
+}
+
+int client_start_finish(struct client_opts *o, struct start_opts *s, int argc, char **argv)
+{
+    int i = optind;
+
+    if (!s->req.command || !*s->req.command) {
+        if (i >= argc)
+            return client_usage_error(o, "missing the command to run (an absolute path, like "
+                                         "/bin/ls)");
+        s->req.command = argv[i++];
+        /* `start /usr/bin/find -- /var -name '*.log'`: the -- only separates. */
+        if (i < argc && strcmp(argv[i], "--") == 0)
+            i++;
+    }
+    for (; i < argc; i++)
+        if (add_arg(s, argv[i]) < 0)
+            return client_usage_error(o, "out of memory");
+    if (s->req.command[0] != '/')
+        return client_usage_error(o, "the command '%s' is not an absolute path (try /bin/%s)",
+                                  s->req.command, s->req.command);
+    s->req.args = s->args;
+    s->req.n_args = s->n_args;
+    return 0;
+}
+
+/* ---- following output -------------------------------------------------------------------- */
+
+void client_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    (void)pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+/* write(2) until done; -EPIPE when the reader went away. */
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -errno;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+struct stopper {
+    pthread_t thread;
+    bool started;
+    const struct client_opts *o;
+    struct rpc_client *c;
+    const char *id;
+    int64_t grace;
+};
+
+struct sigwatch {
+    const struct client_opts *o;
+    struct rpc_client *c;
+    const char *id;
+    int sfd, efd;
+    struct stopper stoppers[2];
+    int interrupted; /* number of stops asked */
+};
+
+static void *stopper_main(void *arg)
+{
+    struct stopper *st = arg;
+    Jobmanager__V1__StopRequest req = JOBMANAGER__V1__STOP_REQUEST__INIT;
+    Jobmanager__V1__JobStatus *status = NULL;
+    struct rpc_error err = {0};
+
+    req.id = (char *)st->id;
+    req.grace_millis = st->grace;
+    if (rpc_client_stop(st->c, &req, &status, &err) < 0) {
+        if (err.code != RPC_NOT_FOUND) /* already gone: the stream tells the end */
+            (void)client_fail(st->o, &err);
+        return NULL;
+    }
+    protobuf_c_message_free_unpacked(&status->base, NULL);
+    return NULL;
+}
+
+/* Waits for SIGINT/SIGTERM/SIGHUP on a signalfd while the main thread reads the stream: the
+ * first stops the job with the server's grace period, the second kills it at once. */
+static void *sigwatch_main(void *arg)
+{
+    struct sigwatch *w = arg;
+    struct pollfd pfd[2] = {{.fd = w->sfd, .events = POLLIN}, {.fd = w->efd, .events = POLLIN}};
+
+    for (;;) {
+        struct signalfd_siginfo si;
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return NULL;
+        }
+        if (pfd[1].revents)
+            return NULL;
+        if (read(w->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+            continue;
+        if (w->interrupted >= 2)
+            continue;
+        struct stopper *st = &w->stoppers[w->interrupted];
+        st->o = w->o;
+        st->c = w->c;
+        st->id = w->id;
+        st->grace = w->interrupted == 0 ? 0 : -1;
+        if (w->interrupted == 0)
+            fprintf(stderr, "%s: %s: stopping job %s (press Ctrl-C again to kill it now)\n",
+                    w->o->prog, w->o->verb, w->id);
+        else
+            fprintf(stderr, "%s: %s: killing job %s\n", w->o->prog, w->o->verb, w->id);
+        w->interrupted++;
+        st->started = pthread_create(&st->thread, NULL, stopper_main, st) == 0;
+    }
+}
+
+static void print_final(const struct client_opts *o, const char *id,
+                        const Jobmanager__V1__JobStatus *st)
+{
+    char word[600], dur[32] = "";
+
+    fmt_status_word(word, sizeof(word), st);
+    if (st->start_time_ms > 0 && st->end_time_ms >= st->start_time_ms)
+        fmt_duration(dur, sizeof(dur), st->end_time_ms - st->start_time_ms);
+    fprintf(stderr, "%s: %s: job %s %s%s%s\n", o->prog, o->verb, id, word, *dur ? " after " : "",
+            dur);
+}
+
+int client_follow(const struct client_opts *o, struct rpc_client *c, const struct follow_opts *f)
+{
+    Jobmanager__V1__StreamRequest req = JOBMANAGER__V1__STREAM_REQUEST__INIT;
+    Jobmanager__V1__JobStatus *final = NULL;
+    struct rpc_stream *s = NULL;
+    struct rpc_error err = {0};
+    struct sigwatch w = {.o = o, .c = c, .id = f->id, .sfd = -1, .efd = -1};
+    pthread_t watcher;
+    bool watching = false, out_ok = true, err_ok = true;
+    int r, ret = 0;
+
+    /* A closed stdout (`| head`) is an EPIPE from write, never a fatal SIGPIPE. */
+    (void)signal(SIGPIPE, SIG_IGN);
+    req.id = (char *)f->id;
+    req.select = f->select;
+    req.offset = f->offset;
+    req.no_follow = f->no_follow;
+    if (rpc_client_stream_open(c, &req, &s, &err) < 0)
+        return client_fail(o, &err);
+
+    if (f->stop_on_signal) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        w.sfd = signalfd(-1, &set, SFD_CLOEXEC);
+        w.efd = eventfd(0, EFD_CLOEXEC);
+        if (w.sfd >= 0 && w.efd >= 0)
+            watching = pthread_create(&watcher, NULL, sigwatch_main, &w) == 0;
+        if (!watching)
+            fprintf(stderr, "%s: %s: cannot watch for Ctrl-C, ignoring\n", o->prog, o->verb);
+    }
+
+    for (;;) {
+        struct rpc_chunk ch;
+        r = rpc_client_stream_next(s, &ch, &err);
+        if (r < 0) {
+            ret = client_fail(o, &err);
+            break;
+        }
+        if (r == 0)
+            break;
+        if (ch.final_status) {
+            /* Keep our own copy: the chunk's is freed by the next call. */
+            size_t n = jobmanager__v1__job_status__get_packed_size(ch.final_status);
+            uint8_t *buf = malloc(n ? n : 1);
+            if (final)
+                protobuf_c_message_free_unpacked(&final->base, NULL);
+            final = NULL;
+            if (buf) {
+                jobmanager__v1__job_status__pack(ch.final_status, buf);
+                final = jobmanager__v1__job_status__unpack(NULL, n, buf);
+                free(buf);
+            }
+        }
+        if (!ch.len)
+            continue;
+        bool to_err = ch.stream == JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR;
+        bool *ok = to_err ? &err_ok : &out_ok;
+        if (*ok && write_all(to_err ? STDERR_FILENO : STDOUT_FILENO, ch.data, ch.len) < 0) {
+            *ok = false;
+            /* Nobody reads any more: a plain stream is done; run keeps going for the exit
+             * code. */
+            if (!f->stop_on_signal) {
+                rpc_client_stream_cancel(s);
+                break;
+            }
+        }
+    }
+    rpc_client_stream_free(s);
+
+    if (watching) {
+        uint64_t one = 1;
+        (void)!write(w.efd, &one, sizeof(one));
+        (void)pthread_join(watcher, NULL);
+        for (int i = 0; i < 2; i++)
+            if (w.stoppers[i].started)
+                (void)pthread_join(w.stoppers[i].thread, NULL);
+    }
+    if (w.sfd >= 0)
+        close(w.sfd);
+    if (w.efd >= 0)
+        close(w.efd);
+
+    if (ret == 0 && f->exit_code && !final) {
+        /* The stream ended without the final status (it was not following): ask for it. */
+        Jobmanager__V1__StatusRequest sreq = JOBMANAGER__V1__STATUS_REQUEST__INIT;
+        sreq.id = (char *)f->id;
+        if (rpc_client_status(c, &sreq, &final, &err) < 0)
+            ret = client_fail(o, &err);
+    }
+    if (ret == 0 && final) {
+        if (w.interrupted ||
+            final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED ||
+            final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
+            final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST)
+            print_final(o, f->id, final);
+        if (f->exit_code)
+            ret = fmt_job_exit_code(final);
+    }
+    if (final)
+        protobuf_c_message_free_unpacked(&final->base, NULL);
+    return ret;
+}
+
+/* ---- the start and run verbs ------------------------------------------------------------- */
+
+int client_start_main(int argc, char **argv, const char *usage, bool run)
+{
+    static const struct option longopts[] = {CLIENT_LONGOPTS, START_LONGOPTS, {NULL, 0, NULL, 0}};
+    struct client_opts o;
+    struct start_opts s;
+    _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
+    Jobmanager__V1__Job *job = NULL;
+    struct rpc_error err = {0};
+    int opt, r;
+
+    client_init(&o, argc, argv);
+    client_start_init(&s);
+    /* '+': options end at the command, so its own flags (`/bin/ls -l`) stay its own. */
+    while ((opt = getopt_long(argc, argv, "+:" CLIENT_SHORTOPTS START_SHORTOPTS, longopts,
+                              NULL)) != -1) {
+        r = client_option(&o, opt, optarg, usage);
+        if (r == CLIENT_OPT_OTHER)
+            r = client_start_option(&o, &s, opt, optarg);
+        if (r == CLIENT_OPT_OTHER)
+            r = client_usage_error(&o, "unknown flag '%s'", argv[optind - 1]);
+        if (r != CLIENT_OPT_DONE)
+            goto out;
+    }
+    if ((r = client_start_finish(&o, &s, argc, argv)) != 0 || (r = client_opts_finish(&o)) != 0)
+        goto out;
+    if (s.dry_run) {
+        r = client_print_json(&s.req.base);
+        goto out;
+    }
+    bool follow = run || s.follow;
+    if (follow)
+        client_block_signals();
+    if ((r = client_dial(&o, &c)) != 0)
+        goto out;
+    if (rpc_client_start(c, &s.req, &job, &err) < 0) {
+        r = client_fail(&o, &err);
+        goto out;
+    }
+    if (!follow) {
+        r = o.output == CLIENT_OUTPUT_JSON ? client_print_json(&job->base)
+                                           : (printf("%s\n", job->id), 0);
+    } else {
+        if (!run)
+            fprintf(stderr, "%s\n", job->id);
+        struct follow_opts f = {.id = job->id, .stop_on_signal = true, .exit_code = true};
+        (void)fflush(stdout);
+        r = client_follow(&o, c, &f);
+    }
+    protobuf_c_message_free_unpacked(&job->base, NULL);
+out:
+    client_start_free(&s);
+    return r;
+}

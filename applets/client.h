@@ -1,0 +1,175 @@
+#pragma once
+/* What every client applet shares: the connection flags and their environment variables, the
+ * mTLS dial, error lines and exit codes, output formats, the start flags (start and run), and
+ * following a job's output (start -f, run, stream). An applet builds its request and prints
+ * its reply; everything else is here.
+ *
+ * Exit codes: 0 success, 1 the call failed ("<prog>: <verb>: <what went wrong> (<CODE>)"),
+ * 2 a usage error (one line, and a pointer to --help). */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "applets/applets.h"
+#include "core/cleanup.h"
+#include "core/rpc.h"
+
+enum client_output { CLIENT_OUTPUT_TABLE, CLIENT_OUTPUT_JSON, CLIENT_OUTPUT_WIDE };
+
+struct client_opts {
+    char prog[16];    /* "runjob" or "jobctl": the name in messages */
+    char verb[16];    /* "start", "query", ... */
+    char **argv;      /* for messages about unknown flags */
+    const char *host; /* NULL until set by a flag or client_opts_finish */
+    int port;         /* 0 until set */
+    const char *ca_path, *cert_path, *key_path, *user;
+    enum client_output output;
+    char cert_buf[1024], key_buf[1024];
+};
+
+/* Long-only option codes (shared flags); applets number their own from CLIENT_OPT_APPLET. */
+enum {
+    CLIENT_OPT_CA = 0x100,
+    CLIENT_OPT_CERT,
+    CLIENT_OPT_KEY,
+    CLIENT_OPT_APPLET = 0x120,
+};
+
+/* client_option() results besides an exit code. */
+enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
+
+#define CLIENT_SHORTOPTS "hH:P:u:o:"
+#define CLIENT_LONGOPTS                                                                            \
+    {"help", no_argument, NULL, 'h'}, {"server-host", required_argument, NULL, 'H'},              \
+        {"server-port", required_argument, NULL, 'P'}, {"user", required_argument, NULL, 'u'},     \
+        {"output", required_argument, NULL, 'o'},                                                  \
+        {"ca-cert-path", required_argument, NULL, CLIENT_OPT_CA},                                  \
+        {"client-cert-path", required_argument, NULL, CLIENT_OPT_CERT},                            \
+        {"client-key-path", required_argument, NULL, CLIENT_OPT_KEY}
+
+#define CLIENT_USAGE                                                                               \
+    "Connection (flags beat the environment variables in brackets):\n"                             \
+    "  -H, --server-host HOST     server name or address (localhost) [RUNJOB_SERVER_HOST]\n"      \
+    "  -P, --server-port PORT     server port (8080) [RUNJOB_SERVER_PORT]\n"                      \
+    "  -u, --user NAME            use certs/NAME-cert.pem and certs/NAME-key.pem [RUNJOB_USER]\n" \
+    "      --ca-cert-path FILE    CA that signed the server (certs/root-ca-cert.pem)\n"           \
+    "                             [RUNJOB_CA_CERT_PATH]\n"                                        \
+    "      --client-cert-path FILE  your certificate (certs/client-cert.pem)\n"                   \
+    "                             [RUNJOB_CLIENT_CERT_PATH]\n"                                    \
+    "      --client-key-path FILE   your private key (certs/client-key.pem)\n"                    \
+    "                             [RUNJOB_CLIENT_KEY_PATH]\n"                                     \
+    "  -o, --output FORMAT        table (default), wide or json\n"                                \
+    "  -h, --help                 this help\n"
+
+/* Zeroes o, takes prog and verb from argv[0] ("start", or "jobctl query" when called by the
+ * jobctl personality) and resets getopt (optind = 0, opterr = 0). */
+void client_init(struct client_opts *o, int argc, char **argv);
+/* Handles the shared flags, --help (prints usage, returns 0), unknown flags and missing values
+ * (returns 2). CLIENT_OPT_DONE: consumed; CLIENT_OPT_OTHER: the applet's own flag. */
+int client_option(struct client_opts *o, int c, const char *arg, const char *usage);
+/* Prints "<prog>: <verb>: <message> (see '<prog> <verb> --help')" to stderr; returns 2. */
+int client_usage_error(const struct client_opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Fills what flags left unset from the environment, then the defaults. 0, or 2 on a bad
+ * environment value (message printed). */
+int client_opts_finish(struct client_opts *o);
+/* Exactly one positional argument (what names it in the message): 0 with *ret, or 2. */
+int client_one_arg(const struct client_opts *o, int argc, char **argv, const char *what,
+                   const char **ret);
+/* Opens the mTLS channel: 0, or 1 with the error printed. */
+int client_dial(const struct client_opts *o, struct rpc_client **ret);
+/* Prints "<prog>: <verb>: <message> (<CODE>)" to stderr; returns 1. */
+int client_fail(const struct client_opts *o, const struct rpc_error *err);
+/* True when stdout is a terminal and NO_COLOR is unset or empty. */
+bool client_color(void);
+/* Prints a message as one JSON document (plus newline) on stdout. 0, or 1 on out of memory. */
+int client_print_json(const ProtobufCMessage *m);
+/* Prints jobs in o->output form (json prints {"jobs":[...]} when list is true, else the one
+ * job's object). owner adds the OWNER column to tables. Returns 0 or 1. */
+int client_print_jobs(const struct client_opts *o, Jobmanager__V1__JobStatus *const *jobs,
+                      size_t n, bool list, bool owner);
+
+/* ---- start and run ---- */
+
+struct start_opts {
+    Jobmanager__V1__StartRequest req;
+    Jobmanager__V1__Limits limits;
+    char **args; /* -A values, then the positional ones (pointers into argv) */
+    size_t n_args;
+    bool follow;
+    bool dry_run;
+};
+
+#define START_SHORTOPTS "j:A:c:f"
+enum {
+    START_OPT_CPU = CLIENT_OPT_APPLET,
+    START_OPT_MEMORY,
+    START_OPT_RIOPS,
+    START_OPT_WIOPS,
+    START_OPT_RBPS,
+    START_OPT_WBPS,
+    START_OPT_PIDS,
+    START_OPT_NETWORK,
+    START_OPT_DRY_RUN,
+};
+#define START_LONGOPTS                                                                             \
+    {"name", required_argument, NULL, 'j'}, {"command-args", required_argument, NULL, 'A'},       \
+        {"command", required_argument, NULL, 'c'}, {"follow", no_argument, NULL, 'f'},             \
+        {"cpu", required_argument, NULL, START_OPT_CPU},                                           \
+        {"memory", required_argument, NULL, START_OPT_MEMORY},                                     \
+        {"riops", required_argument, NULL, START_OPT_RIOPS},                                       \
+        {"wiops", required_argument, NULL, START_OPT_WIOPS},                                       \
+        {"rbps", required_argument, NULL, START_OPT_RBPS},                                         \
+        {"wbps", required_argument, NULL, START_OPT_WBPS},                                         \
+        {"pids", required_argument, NULL, START_OPT_PIDS},                                         \
+        {"network", required_argument, NULL, START_OPT_NETWORK},                                   \
+        {"dry-run", no_argument, NULL, START_OPT_DRY_RUN}
+
+#define START_USAGE                                                                                \
+    "Job:\n"                                                                                       \
+    "  -j, --name NAME            a name for the job, unique among your running jobs\n"          \
+    "  -c, --command PATH         the program (instead of the first argument)\n"                 \
+    "  -A, --command-args ARG     one more argument for the program (repeatable)\n"              \
+    "      --cpu MILLIS           CPU limit in thousandths of a CPU (1000 = one CPU)\n"          \
+    "      --memory BYTES         memory limit; K, M, G suffixes (512M)\n"                        \
+    "      --riops N, --wiops N   disk read / write operations per second\n"                     \
+    "      --rbps BYTES, --wbps BYTES  disk read / write bytes per second (10M)\n"               \
+    "      --pids N               most processes and threads the job may have\n"                 \
+    "      --network none|host    no network but loopback (default), or the host's\n"            \
+    "      --dry-run              print the request as JSON and send nothing\n"
+
+/* Sets up s (limits attached, no follow). */
+void client_start_init(struct start_opts *s);
+/* Handles one start flag: CLIENT_OPT_DONE, CLIENT_OPT_OTHER, or 2 after a usage error. */
+int client_start_option(struct client_opts *o, struct start_opts *s, int c, const char *arg);
+/* Takes the command and its arguments from argv[optind..] (a `--` right after the command is
+ * dropped): 0, or 2 when there is no command or it is not an absolute path. */
+int client_start_finish(struct client_opts *o, struct start_opts *s, int argc, char **argv);
+void client_start_free(struct start_opts *s);
+
+/* ---- following output ---- */
+
+struct follow_opts {
+    const char *id;
+    int select;          /* JOBMANAGER__V1__OUTPUT_SELECT__... */
+    uint64_t offset;
+    bool no_follow;
+    bool stop_on_signal; /* run: Ctrl-C stops the job (a second Ctrl-C kills it) */
+    bool exit_code;      /* return the job's exit code rather than 0 */
+};
+
+/* Blocks SIGINT, SIGTERM and SIGHUP in this thread (call before client_dial, so gRPC's threads
+ * inherit the mask) for a later client_follow with stop_on_signal. */
+void client_block_signals(void);
+/* Copies a job's output to stdout/stderr until the stream ends. Returns the exit code for the
+ * applet: 0 (or the job's exit code with f->exit_code), 1 after a failure (printed). */
+int client_follow(const struct client_opts *o, struct rpc_client *c, const struct follow_opts *f);
+
+/* start and run share everything but the end: run follows the output and exits with the job's
+ * exit code. The whole verb: parse argv with the start flags, dial, start, print. */
+int client_start_main(int argc, char **argv, const char *usage, bool run);
+
+static inline void rpc_client_freep(struct rpc_client **c)
+{
+    rpc_client_free(*c);
+}

@@ -1,0 +1,23 @@
+/* runjob run: start a command, show its output live, exit with its exit code. */
+#include "applets/client.h"
+
+static const char usage[] =
+    "Usage: runjob run [flags] <command> [args...]\n"
+    "\n"
+    "Run a program on the runjob server as if it ran here: its standard output comes to your\n"
+    "standard output and its standard error to yours, as it is written, and runjob exits with\n"
+    "the program's exit code (128 + the signal number when a signal killed it).\n"
+    "Ctrl-C stops the job (the server sends SIGTERM, then SIGKILL after its grace period);\n"
+    "a second Ctrl-C kills it at once. Either way the final status is printed on stderr.\n"
+    "Flags stop at the command: what follows it goes to the command unchanged.\n"
+    "\n" START_USAGE "\n" CLIENT_USAGE
+    "\n"
+    "Examples:\n"
+    "  runjob run /bin/uname -a\n"
+    "  runjob run --memory 1G --cpu 2000 /usr/bin/make -C /src -j4; echo \"exit code $?\"\n"
+    "  runjob run /bin/sh -c 'echo to stdout; echo to stderr >&2; exit 3'\n";
+
+int applet_run_main(int argc, char **argv)
+{
+    return client_start_main(argc, argv, usage, true);
+}

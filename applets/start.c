@@ -1,0 +1,25 @@
+/* runjob start: start a command on the server and print its job id. */
+#include "applets/client.h"
+
+static const char usage[] =
+    "Usage: runjob start [flags] <command> [args...]\n"
+    "\n"
+    "Start a program on the runjob server, isolated from everything else there and held to\n"
+    "limits, and print the id of the new job. The command is an absolute path on the server.\n"
+    "Flags stop at the command: what follows it (an optional `--`, then its own flags and\n"
+    "arguments) goes to the command unchanged.\n"
+    "\n" START_USAGE
+    "  -f, --follow               also show the output as it comes (like `runjob run`)\n"
+    "\n" CLIENT_USAGE
+    "\n"
+    "Examples:\n"
+    "  runjob start /bin/ls -l /tmp\n"
+    "      prints an id like 7c9e6679-7425-40de-944b-e07fc1f90ae7; then\n"
+    "      `runjob stream <id>` shows the listing and `runjob status <id>` how it ended\n"
+    "  runjob start -j logs --memory 256M /usr/bin/find -- /var -name '*.log'\n"
+    "  runjob start --user alice --cpu 500 /bin/sleep 600\n";
+
+int applet_start_main(int argc, char **argv)
+{
+    return client_start_main(argc, argv, usage, false);
+}

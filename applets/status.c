@@ -1,0 +1,43 @@
+/* runjob status (alias query): one job's state, exit code, resource use. */
+#include "applets/client.h"
+
+static const char usage[] =
+    "Usage: runjob status [flags] <job-id>      (also: runjob query <job-id>)\n"
+    "\n"
+    "Show one job: its state (running, exited, killed, failed, lost), exit code or signal,\n"
+    "when it started and how long it ran, peak memory, CPU time, whether it ran out of memory\n"
+    "(oom) or wrote more output than the server keeps (truncated), and any error.\n"
+    "-o wide adds the command, pid, limits and output size; -o json prints every field.\n"
+    "\n" CLIENT_USAGE
+    "\n"
+    "Examples:\n"
+    "  runjob status 7c9e6679-7425-40de-944b-e07fc1f90ae7\n"
+    "  runjob status -o json 7c9e6679-7425-40de-944b-e07fc1f90ae7 | python3 -m json.tool\n";
+
+int applet_status_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {CLIENT_LONGOPTS, {NULL, 0, NULL, 0}};
+    Jobmanager__V1__StatusRequest req = JOBMANAGER__V1__STATUS_REQUEST__INIT;
+    Jobmanager__V1__JobStatus *st = NULL;
+    _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
+    struct client_opts o;
+    struct rpc_error err = {0};
+    const char *id;
+    int opt, r;
+
+    client_init(&o, argc, argv);
+    while ((opt = getopt_long(argc, argv, ":" CLIENT_SHORTOPTS, longopts, NULL)) != -1) {
+        if ((r = client_option(&o, opt, optarg, usage)) == CLIENT_OPT_DONE)
+            continue;
+        return r == CLIENT_OPT_OTHER ? client_usage_error(&o, "unknown flag") : r;
+    }
+    if ((r = client_one_arg(&o, argc, argv, "job id", &id)) || (r = client_opts_finish(&o)) ||
+        (r = client_dial(&o, &c)))
+        return r;
+    req.id = (char *)id;
+    if (rpc_client_status(c, &req, &st, &err) < 0)
+        return client_fail(&o, &err);
+    r = client_print_jobs(&o, &st, 1, false, false);
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+    return r;
+}

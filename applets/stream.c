@@ -1,0 +1,64 @@
+/* runjob stream: a job's output, from the first byte (or an offset), live until it ends. */
+#include <string.h>
+
+#include "applets/client.h"
+#include "applets/format.h"
+
+static const char usage[] =
+    "Usage: runjob stream [flags] <job-id>\n"
+    "\n"
+    "Print a job's output from its first byte: what it wrote to stdout goes to your stdout,\n"
+    "what it wrote to stderr to your stderr. While the job runs, keep printing as it writes,\n"
+    "until it ends. Any number of people may stream the same job at once, at any time.\n"
+    "\n"
+    "Stream:\n"
+    "  -s, --select stdout|stderr|all   which output (default all, in the order written)\n"
+    "      --offset BYTES         start this many bytes into the selected output\n"
+    "      --no-follow            print what there is now and stop\n"
+    "\n" CLIENT_USAGE
+    "\n"
+    "Examples:\n"
+    "  runjob stream 7c9e6679-7425-40de-944b-e07fc1f90ae7\n"
+    "  runjob stream -s stderr --no-follow 7c9e6679-7425-40de-944b-e07fc1f90ae7 | less\n";
+
+enum { OPT_OFFSET = CLIENT_OPT_APPLET, OPT_NO_FOLLOW };
+
+int applet_stream_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {CLIENT_LONGOPTS,
+                                             {"select", required_argument, NULL, 's'},
+                                             {"offset", required_argument, NULL, OPT_OFFSET},
+                                             {"no-follow", no_argument, NULL, OPT_NO_FOLLOW},
+                                             {NULL, 0, NULL, 0}};
+    _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
+    struct client_opts o;
+    struct follow_opts f = {.select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL};
+    int opt, r;
+
+    client_init(&o, argc, argv);
+    while ((opt = getopt_long(argc, argv, ":" CLIENT_SHORTOPTS "s:", longopts, NULL)) != -1) {
+        if ((r = client_option(&o, opt, optarg, usage)) == CLIENT_OPT_DONE)
+            continue;
+        if (r != CLIENT_OPT_OTHER)
+            return r;
+        if (opt == OPT_NO_FOLLOW)
+            f.no_follow = true;
+        if (opt == OPT_OFFSET && fmt_parse_uint(optarg, &f.offset) < 0)
+            return client_usage_error(&o, "--offset '%s' is not a byte offset", optarg);
+        if (opt == 's') {
+            if (strcmp(optarg, "stdout") == 0)
+                f.select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT;
+            else if (strcmp(optarg, "stderr") == 0)
+                f.select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR;
+            else if (strcmp(optarg, "all") == 0)
+                f.select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL;
+            else
+                return client_usage_error(&o, "--select '%s' is not stdout, stderr or all",
+                                          optarg);
+        }
+    }
+    if ((r = client_one_arg(&o, argc, argv, "job id", &f.id)) || (r = client_opts_finish(&o)) ||
+        (r = client_dial(&o, &c)))
+        return r;
+    return client_follow(&o, c, &f);
+}

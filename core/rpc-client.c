@@ -1,0 +1,821 @@
+/* The client half of core/rpc.h: one gRPC channel with mTLS, synchronous unary calls and a
+ * server-streaming reader, each call on its own pluck completion queue (so every call is
+ * thread-safe on one channel: `run` stops a job from its signal thread while the main thread
+ * is blocked reading the stream). */
+#include "rpc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "cleanup.h"
+
+#define MAX_RECV_BYTES (16 << 20)  /* the server may send 1 MiB+ chunks; default is 4 MiB */
+#define MAX_PEM_BYTES (1 << 20)
+#define DEFAULT_DEADLINE_MS 30000
+#define SERVER_DEFAULT_GRACE_MS 10000
+/* Keepalive: a client ping more often than the server's GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_
+ * WITHOUT_DATA_MS (5 min unless the server lowers it) earns a GOAWAY "too_many_pings". A quiet
+ * follow stream is a call in flight, so pinging every 5 min keeps NAT/conntrack state alive
+ * without ever tripping the server's limit. */
+#define KEEPALIVE_TIME_MS (5 * 60 * 1000)
+#define KEEPALIVE_TIMEOUT_MS 20000
+
+enum method { M_START, M_STOP, M_STATUS, M_LIST, M_STREAM, M_PING, M__COUNT };
+
+static const char *const method_paths[M__COUNT] = {
+    [M_START] = "/jobmanager.v1.JobManager/Start",
+    [M_STOP] = "/jobmanager.v1.JobManager/Stop",
+    [M_STATUS] = "/jobmanager.v1.JobManager/Status",
+    [M_LIST] = "/jobmanager.v1.JobManager/List",
+    [M_STREAM] = "/jobmanager.v1.JobManager/Stream",
+    [M_PING] = "/jobmanager.v1.JobManager/Ping",
+};
+
+struct rpc_client {
+    grpc_channel *channel;
+    void *methods[M__COUNT];
+    int64_t deadline_ms;
+    char where[300];   /* "HOST:PORT" for messages */
+    char host[256];
+    char ca_path[1024];
+    char cert_path[1024];
+};
+
+struct rpc_stream {
+    struct rpc_client *c;
+    grpc_completion_queue *cq;
+    grpc_call *call;
+    grpc_metadata_array md_initial;
+    grpc_metadata_array md_trailing;
+    grpc_status_code status;
+    grpc_slice details;
+    const char *error_string;
+    grpc_byte_buffer *recv;  /* the message the current chunk points into */
+    grpc_slice flat;         /* its single slice when it has one (a reference) */
+    bool flat_set;
+    uint8_t *buf;            /* otherwise its bytes, gathered here (one copy) */
+    size_t buf_cap;
+    Jobmanager__V1__JobStatus *final_status;
+    bool initial_done;       /* batch 1 plucked */
+    bool status_done;        /* RECV_STATUS_ON_CLIENT plucked */
+    bool ended;
+    int end_result;          /* 0 or -1 once ended */
+    struct rpc_error end_err;
+    /* Distinct, stable tags: addresses inside this struct. */
+    char tag_initial, tag_status, tag_recv;
+};
+
+static void err_set(struct rpc_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void err_set(struct rpc_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err)
+        return;
+    err->code = code;
+    va_start(ap, fmt);
+    (void)vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- the OutputChunk decoder ----------------------------------------------------------- */
+
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+{
+    uint64_t v = 0;
+
+    for (unsigned i = 0; i < 10; i++) {
+        if (*p >= end)
+            return -EBADMSG;
+        uint8_t b = *(*p)++;
+        if (i == 9 && b > 1) /* more than 64 bits */
+            return -EBADMSG;
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *ret = v;
+            return 0;
+        }
+    }
+    return -EBADMSG;
+}
+
+int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret)
+{
+    const uint8_t *p = buf, *end = buf + len;
+    struct rpc_chunk c = {.data = buf, .len = 0};
+    const uint8_t *status_bytes = NULL;
+    size_t status_len = 0;
+    bool have_status = false;
+
+    if (!buf && len)
+        return -EBADMSG;
+    while (p < end) {
+        uint64_t key, v;
+        int r = read_varint(&p, end, &key);
+        if (r < 0)
+            return r;
+        uint64_t field = key >> 3;
+        unsigned wt = key & 7;
+        if (field == 0 || field > 536870911u)
+            return -EBADMSG;
+
+        switch (wt) {
+        case 0: /* varint */
+            if ((r = read_varint(&p, end, &v)) < 0)
+                return r;
+            if (field == 2)
+                c.stream = (int)(int32_t)v;
+            else if (field == 3)
+                c.offset = v;
+            else if (field == 4)
+                c.time_ms = (int64_t)v;
+            else if (field == 1 || field == 5)
+                return -EBADMSG;
+            break;
+        case 2: /* length-delimited */
+            if ((r = read_varint(&p, end, &v)) < 0)
+                return r;
+            if (v > (uint64_t)(end - p))
+                return -EBADMSG;
+            if (field == 1) {
+                c.data = p;
+                c.len = (size_t)v;
+            } else if (field == 5) {
+                status_bytes = p;
+                status_len = (size_t)v;
+                have_status = true;
+            } else if (field >= 2 && field <= 4) {
+                return -EBADMSG;
+            }
+            p += v;
+            break;
+        case 1: /* fixed64 */
+        case 5: /* fixed32 */
+            if (field <= 5)
+                return -EBADMSG;
+            if ((size_t)(end - p) < (wt == 1 ? 8u : 4u))
+                return -EBADMSG;
+            p += wt == 1 ? 8 : 4;
+            break;
+        default: /* groups (3, 4) do not exist in proto3; 6 and 7 are invalid */
+            return -EBADMSG;
+        }
+    }
+
+    if (have_status) {
+        c.final_status = jobmanager__v1__job_status__unpack(NULL, status_len, status_bytes);
+        if (!c.final_status)
+            return -EBADMSG; /* protobuf-c does not tell malformed from out of memory */
+    }
+    *ret = c;
+    return 0;
+}
+
+/* ---- channel ----------------------------------------------------------------------------- */
+
+static int read_pem(const char *path, const char *what, char **ret, struct rpc_error *err)
+{
+    _cleanup_close_ int fd = -1;
+    _cleanup_free_ char *buf = NULL;
+    size_t n = 0;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        err_set(err, RPC_FAILED_PRECONDITION,
+                "cannot read %s '%s': %s (create certificates with `runjob certs`)", what, path,
+                strerror(errno));
+        return -1;
+    }
+    buf = malloc(MAX_PEM_BYTES + 1);
+    if (!buf) {
+        err_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    for (;;) {
+        ssize_t k = read(fd, buf + n, MAX_PEM_BYTES - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            err_set(err, RPC_FAILED_PRECONDITION, "cannot read %s '%s': %s", what, path,
+                    strerror(errno));
+            return -1;
+        }
+        if (k == 0)
+            break;
+        n += (size_t)k;
+        if (n == MAX_PEM_BYTES) {
+            err_set(err, RPC_FAILED_PRECONDITION, "%s '%s' is larger than 1 MiB", what, path);
+            return -1;
+        }
+    }
+    buf[n] = '\0';
+    if (!strstr(buf, "-----BEGIN ")) {
+        err_set(err, RPC_FAILED_PRECONDITION,
+                "%s '%s' is not a PEM file (create certificates with `runjob certs`)", what,
+                path);
+        return -1;
+    }
+    *ret = TAKE_PTR(buf);
+    return 0;
+}
+
+/* "ipv4:127.0.0.1:8080", "ipv6:[::1]:8080" or "dns:host:8080" (numeric addresses skip DNS,
+ * which a static binary cannot do through NSS). */
+static int make_target(const char *host, int port, char *buf, size_t cap, bool *ret_is_localhost)
+{
+    char h[256];
+    struct in_addr a4;
+    struct in6_addr a6;
+    size_t n = strlen(host);
+    int k;
+
+    /* Accept "[::1]" as well as "::1". */
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    if (n == 0 || n >= sizeof(h))
+        return -EINVAL;
+    memcpy(h, host, n);
+    h[n] = '\0';
+    *ret_is_localhost = strcmp(h, "localhost") == 0;
+    if (*ret_is_localhost || inet_pton(AF_INET, h, &a4) == 1)
+        k = snprintf(buf, cap, "ipv4:%s:%d", *ret_is_localhost ? "127.0.0.1" : h, port);
+    else if (inet_pton(AF_INET6, h, &a6) == 1)
+        k = snprintf(buf, cap, "ipv6:[%s]:%d", h, port);
+    else
+        k = snprintf(buf, cap, "dns:%s:%d", h, port);
+    return k < 0 || (size_t)k >= cap ? -EINVAL : 0;
+}
+
+int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret,
+                    struct rpc_error *err)
+{
+    _cleanup_free_ char *ca = NULL, *cert = NULL, *key = NULL;
+    struct rpc_client *c;
+    char target[400];
+    bool is_localhost;
+
+    if (!cfg->host || cfg->port < 1 || cfg->port > 65535 ||
+        make_target(cfg->host, cfg->port, target, sizeof(target), &is_localhost) < 0) {
+        err_set(err, RPC_INVALID_ARGUMENT, "bad server address '%s' port %d",
+                cfg->host ? cfg->host : "", cfg->port);
+        return -1;
+    }
+    if (read_pem(cfg->ca_path, "CA certificate", &ca, err) < 0 ||
+        read_pem(cfg->cert_path, "client certificate", &cert, err) < 0 ||
+        read_pem(cfg->key_path, "client key", &key, err) < 0)
+        return -1;
+
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        err_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    c->deadline_ms = cfg->deadline_ms > 0 ? cfg->deadline_ms : DEFAULT_DEADLINE_MS;
+    (void)snprintf(c->host, sizeof(c->host), "%s", cfg->host);
+    if (strchr(cfg->host, ':') && cfg->host[0] != '[')
+        (void)snprintf(c->where, sizeof(c->where), "[%s]:%d", cfg->host, cfg->port);
+    else
+        (void)snprintf(c->where, sizeof(c->where), "%s:%d", cfg->host, cfg->port);
+    (void)snprintf(c->ca_path, sizeof(c->ca_path), "%s", cfg->ca_path);
+    (void)snprintf(c->cert_path, sizeof(c->cert_path), "%s", cfg->cert_path);
+
+    grpc_init();
+    grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+    /* NULL verify options: the default checks the chain against ca and the server's name
+     * against the target; TLS 1.3-only is enforced process-wide by core/tls.c. */
+    grpc_channel_credentials *creds = grpc_ssl_credentials_create_ex(ca, &pair, NULL, NULL);
+    if (!creds) {
+        err_set(err, RPC_FAILED_PRECONDITION, "cannot use the certificates '%s', '%s', '%s'",
+                cfg->ca_path, cfg->cert_path, cfg->key_path);
+        free(c);
+        grpc_shutdown();
+        return -1;
+    }
+    grpc_arg args[6];
+    size_t nargs = 0;
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                               .value.integer = MAX_RECV_BYTES};
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
+                               .value.integer = KEEPALIVE_TIME_MS};
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                               .value.integer = KEEPALIVE_TIMEOUT_MS};
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                               .value.integer = 0};
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
+                               .key = (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING,
+                               .value.string = (char *)"runjob/" RUNJOB_VERSION};
+    /* "localhost" dials 127.0.0.1 without a resolver but still checks the name "localhost"
+     * in the server's certificate. */
+    if (is_localhost)
+        args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
+                                   .key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+                                   .value.string = (char *)"localhost"};
+    grpc_channel_args chargs = {.num_args = nargs, .args = args};
+    c->channel = grpc_channel_create(target, creds, &chargs);
+    grpc_channel_credentials_release(creds);
+    for (int m = 0; m < M__COUNT; m++)
+        c->methods[m] = grpc_channel_register_call(c->channel, method_paths[m], NULL, NULL);
+    *ret = c;
+    return 0;
+}
+
+void rpc_client_free(struct rpc_client *c)
+{
+    if (!c)
+        return;
+    if (c->channel)
+        grpc_channel_destroy(c->channel);
+    free(c);
+    grpc_shutdown();
+}
+
+/* ---- errors in plain words ------------------------------------------------------------- */
+
+static bool has(const char *hay1, const char *hay2, const char *needle)
+{
+    return (hay1 && strcasestr(hay1, needle)) || (hay2 && strcasestr(hay2, needle));
+}
+
+/* Turns a failed call's status into one line for a person. The transport's own words
+ * (details, error_string) are matched for the failures people actually hit. */
+static void describe(const struct rpc_client *c, grpc_status_code code, const char *details,
+                     const char *error_string, int64_t deadline_ms, struct rpc_error *err)
+{
+    const char *d = details && *details ? details : NULL;
+
+    if (code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_UNKNOWN ||
+        code == GRPC_STATUS_INTERNAL) {
+        if (has(d, error_string, "Connection refused")) {
+            err_set(err, code, "cannot connect to %s: connection refused — is `runjob serve` running?",
+                    c->where);
+            return;
+        }
+        if (has(d, error_string, "not in peer certificate") ||
+            has(d, error_string, "Peer name")) {
+            err_set(err, code,
+                    "server name mismatch: the server's certificate is not issued for '%s' "
+                    "(dial the name or address it was made for)",
+                    c->host);
+            return;
+        }
+        if (has(d, error_string, "certificate verify failed")) {
+            err_set(err, code,
+                    "rejected the server's certificate: it is not signed by the CA in '%s'",
+                    c->ca_path);
+            return;
+        }
+        if (has(d, error_string, "alert unknown ca") ||
+            has(d, error_string, "alert bad certificate") ||
+            has(d, error_string, "alert certificate required") ||
+            has(d, error_string, "certificate unknown") ||
+            has(d, error_string, "alert decrypt error")) {
+            err_set(err, code,
+                    "the server rejected our client certificate '%s' (is it signed by a CA "
+                    "the server trusts?)",
+                    c->cert_path);
+            return;
+        }
+        if (has(d, error_string, "protocol version") ||
+            has(d, error_string, "unsupported protocol")) {
+            err_set(err, code, "TLS handshake with %s failed: the other side does not speak "
+                               "TLS 1.3", c->where);
+            return;
+        }
+        if (has(d, error_string, "DNS resolution failed") ||
+            has(d, error_string, "Domain name not found") ||
+            has(d, error_string, "name resolution")) {
+            err_set(err, code, "cannot resolve the server host '%s'", c->host);
+            return;
+        }
+        if (has(d, error_string, "No route to host") ||
+            has(d, error_string, "Network is unreachable")) {
+            err_set(err, code, "cannot connect to %s: no route to host", c->where);
+            return;
+        }
+        if (has(d, error_string, "Handshake failed") || has(d, error_string, "handshake")) {
+            err_set(err, code, "TLS handshake with %s failed (wrong certificates?)", c->where);
+            return;
+        }
+        if (code == GRPC_STATUS_UNAVAILABLE) {
+            err_set(err, code, "cannot reach %s: %s", c->where, d ? d : "unavailable");
+            return;
+        }
+    }
+    if (code == GRPC_STATUS_DEADLINE_EXCEEDED) {
+        err_set(err, code, "no answer from %s within %lld ms (deadline exceeded)", c->where,
+                (long long)deadline_ms);
+        return;
+    }
+    if (code == GRPC_STATUS_CANCELLED && !d) {
+        err_set(err, code, "cancelled");
+        return;
+    }
+    if (code == GRPC_STATUS_RESOURCE_EXHAUSTED && has(d, NULL, "larger than max")) {
+        err_set(err, code, "the server sent a message larger than %d bytes", MAX_RECV_BYTES);
+        return;
+    }
+    err_set(err, code, "%s", d ? d : rpc_code_name(code));
+}
+
+static void describe_slice(const struct rpc_client *c, grpc_status_code code, grpc_slice details,
+                           const char *error_string, int64_t deadline_ms, struct rpc_error *err)
+{
+    char *d = grpc_slice_to_c_string(details);
+    describe(c, code, d, error_string, deadline_ms, err);
+    if (getenv("RUNJOB_RPC_DEBUG"))
+        fprintf(stderr, "rpc: status %d details '%s' error_string '%s'\n", (int)code,
+                d ? d : "", error_string ? error_string : "");
+    gpr_free(d);
+}
+
+/* ---- messages ---------------------------------------------------------------------------- */
+
+static grpc_byte_buffer *pack(const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    grpc_slice s = grpc_slice_malloc(n);
+    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb)
+{
+    grpc_byte_buffer_reader r;
+    ProtobufCMessage *m;
+
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count == 1) {
+        grpc_slice s = bb->data.raw.slice_buffer.slices[0];
+        return protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s),
+                                         GRPC_SLICE_START_PTR(s));
+    }
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return NULL;
+    grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    grpc_slice_unref(s);
+    return m;
+}
+
+static gpr_timespec deadline_in(int64_t ms)
+{
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+static void cq_drain_destroy(grpc_completion_queue *cq)
+{
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(cq);
+}
+
+/* One unary call: the six-op batch on a private pluck queue. */
+static int unary(struct rpc_client *c, enum method m, int64_t deadline_ms,
+                 const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+                 ProtobufCMessage **ret, struct rpc_error *err)
+{
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_call *call = grpc_channel_create_registered_call(c->channel, NULL,
+                                                          GRPC_PROPAGATE_DEFAULTS, cq,
+                                                          c->methods[m],
+                                                          deadline_in(deadline_ms), NULL);
+    grpc_byte_buffer *send = pack(req), *recv = NULL;
+    grpc_metadata_array md_initial, md_trailing;
+    grpc_status_code status = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    const char *error_string = NULL;
+    grpc_op ops[6];
+    int tag, r = -1;
+
+    grpc_metadata_array_init(&md_initial);
+    grpc_metadata_array_init(&md_trailing);
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &md_initial;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &md_trailing;
+    ops[5].data.recv_status_on_client.status = &status;
+    ops[5].data.recv_status_on_client.status_details = &details;
+    ops[5].data.recv_status_on_client.error_string = &error_string;
+
+    grpc_call_error ce = grpc_call_start_batch(call, ops, 6, &tag, NULL);
+    if (ce != GRPC_CALL_OK) {
+        err_set(err, RPC_INTERNAL, "cannot start the call (grpc call error %d)", (int)ce);
+        goto out;
+    }
+    /* The batch always reports success; the status says how the call went. */
+    (void)grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (status != GRPC_STATUS_OK) {
+        describe_slice(c, status, details, error_string, deadline_ms, err);
+        goto out;
+    }
+    if (!recv) {
+        err_set(err, RPC_INTERNAL, "the server sent no reply");
+        goto out;
+    }
+    *ret = unpack(reply_desc, recv);
+    if (!*ret) {
+        err_set(err, RPC_INTERNAL, "cannot decode the server's reply");
+        goto out;
+    }
+    r = 0;
+out:
+    grpc_byte_buffer_destroy(send);
+    if (recv)
+        grpc_byte_buffer_destroy(recv);
+    grpc_metadata_array_destroy(&md_initial);
+    grpc_metadata_array_destroy(&md_trailing);
+    grpc_slice_unref(details);
+    gpr_free((void *)error_string);
+    grpc_call_unref(call);
+    cq_drain_destroy(cq);
+    return r;
+}
+
+int rpc_client_start(struct rpc_client *c, const Jobmanager__V1__StartRequest *req,
+                     Jobmanager__V1__Job **ret, struct rpc_error *err)
+{
+    return unary(c, M_START, c->deadline_ms, &req->base, &jobmanager__v1__job__descriptor,
+                 (ProtobufCMessage **)ret, err);
+}
+
+int rpc_client_stop(struct rpc_client *c, const Jobmanager__V1__StopRequest *req,
+                    Jobmanager__V1__JobStatus **ret, struct rpc_error *err)
+{
+    /* Stop answers after the grace period: wait that long on top of the usual deadline. */
+    int64_t grace = req->grace_millis > 0   ? req->grace_millis
+                    : req->grace_millis == 0 ? SERVER_DEFAULT_GRACE_MS
+                                             : 0;
+    return unary(c, M_STOP, c->deadline_ms + grace, &req->base,
+                 &jobmanager__v1__job_status__descriptor, (ProtobufCMessage **)ret, err);
+}
+
+int rpc_client_status(struct rpc_client *c, const Jobmanager__V1__StatusRequest *req,
+                      Jobmanager__V1__JobStatus **ret, struct rpc_error *err)
+{
+    return unary(c, M_STATUS, c->deadline_ms, &req->base,
+                 &jobmanager__v1__job_status__descriptor, (ProtobufCMessage **)ret, err);
+}
+
+int rpc_client_list(struct rpc_client *c, const Jobmanager__V1__ListRequest *req,
+                    Jobmanager__V1__ListResponse **ret, struct rpc_error *err)
+{
+    return unary(c, M_LIST, c->deadline_ms, &req->base,
+                 &jobmanager__v1__list_response__descriptor, (ProtobufCMessage **)ret, err);
+}
+
+int rpc_client_ping(struct rpc_client *c, const Jobmanager__V1__PingRequest *req,
+                    Jobmanager__V1__PingResponse **ret, struct rpc_error *err)
+{
+    return unary(c, M_PING, c->deadline_ms, &req->base,
+                 &jobmanager__v1__ping_response__descriptor, (ProtobufCMessage **)ret, err);
+}
+
+/* ---- streams ----------------------------------------------------------------------------- */
+
+int rpc_client_stream_open(struct rpc_client *c, const Jobmanager__V1__StreamRequest *req,
+                           struct rpc_stream **ret, struct rpc_error *err)
+{
+    struct rpc_stream *s = calloc(1, sizeof(*s));
+    grpc_op ops[4];
+
+    if (!s) {
+        err_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    s->c = c;
+    s->cq = grpc_completion_queue_create_for_pluck(NULL);
+    /* No deadline: a followed stream lasts as long as the job. */
+    s->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                                  s->cq, c->methods[M_STREAM],
+                                                  gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    s->details = grpc_empty_slice();
+    s->status = GRPC_STATUS_UNKNOWN;
+    grpc_metadata_array_init(&s->md_initial);
+    grpc_metadata_array_init(&s->md_trailing);
+
+    grpc_byte_buffer *send = pack(&req->base);
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->md_initial;
+    grpc_call_error ce = grpc_call_start_batch(s->call, ops, 4, &s->tag_initial, NULL);
+    grpc_byte_buffer_destroy(send); /* the batch took its own reference */
+    if (ce != GRPC_CALL_OK) {
+        err_set(err, RPC_INTERNAL, "cannot start the stream (grpc call error %d)", (int)ce);
+        s->initial_done = s->status_done = true;
+        rpc_client_stream_free(s);
+        return -1;
+    }
+    /* The status batch goes in at once: it is what reports every way the call can end. */
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[0].data.recv_status_on_client.trailing_metadata = &s->md_trailing;
+    ops[0].data.recv_status_on_client.status = &s->status;
+    ops[0].data.recv_status_on_client.status_details = &s->details;
+    ops[0].data.recv_status_on_client.error_string = &s->error_string;
+    ce = grpc_call_start_batch(s->call, ops, 1, &s->tag_status, NULL);
+    if (ce != GRPC_CALL_OK) {
+        err_set(err, RPC_INTERNAL, "cannot start the stream (grpc call error %d)", (int)ce);
+        s->status_done = true;
+        rpc_client_stream_free(s);
+        return -1;
+    }
+    *ret = s;
+    return 0;
+}
+
+static void pluck(struct rpc_stream *s, void *tag)
+{
+    (void)grpc_completion_queue_pluck(s->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+}
+
+/* Drops what the previous chunk pointed into. */
+static void release_current(struct rpc_stream *s)
+{
+    if (s->final_status) {
+        protobuf_c_message_free_unpacked(&s->final_status->base, NULL);
+        s->final_status = NULL;
+    }
+    if (s->flat_set) {
+        grpc_slice_unref(s->flat);
+        s->flat_set = false;
+    }
+    if (s->recv) {
+        grpc_byte_buffer_destroy(s->recv);
+        s->recv = NULL;
+    }
+}
+
+/* The message's bytes in one piece: its own slice when it has just one (zero copy), else
+ * gathered into the stream's reusable buffer (one copy; protobuf-c would make two). */
+static int flatten(struct rpc_stream *s, const uint8_t **ret_p, size_t *ret_len)
+{
+    grpc_byte_buffer *bb = s->recv;
+    grpc_byte_buffer_reader r;
+    grpc_slice piece;
+    size_t n = 0, total;
+
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count == 1) {
+        s->flat = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+        s->flat_set = true;
+        *ret_p = GRPC_SLICE_START_PTR(s->flat);
+        *ret_len = GRPC_SLICE_LENGTH(s->flat);
+        return 0;
+    }
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return -EBADMSG;
+    total = grpc_byte_buffer_length(r.buffer_out);
+    if (total > s->buf_cap) {
+        uint8_t *nb = realloc(s->buf, total);
+        if (!nb) {
+            grpc_byte_buffer_reader_destroy(&r);
+            return -ENOMEM;
+        }
+        s->buf = nb;
+        s->buf_cap = total;
+    }
+    while (grpc_byte_buffer_reader_next(&r, &piece)) {
+        size_t k = GRPC_SLICE_LENGTH(piece);
+        if (k > total - n)
+            k = total - n;
+        memcpy(s->buf + n, GRPC_SLICE_START_PTR(piece), k);
+        n += k;
+        grpc_slice_unref(piece);
+    }
+    grpc_byte_buffer_reader_destroy(&r);
+    *ret_p = s->buf;
+    *ret_len = n;
+    return 0;
+}
+
+static int stream_end(struct rpc_stream *s, struct rpc_error *err)
+{
+    if (!s->status_done) {
+        pluck(s, &s->tag_status);
+        s->status_done = true;
+    }
+    s->ended = true;
+    if (s->status == GRPC_STATUS_OK) {
+        s->end_result = 0;
+    } else {
+        describe_slice(s->c, s->status, s->details, s->error_string, 0, &s->end_err);
+        s->end_result = -1;
+    }
+    if (s->end_result < 0 && err)
+        *err = s->end_err;
+    return s->end_result;
+}
+
+int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct rpc_error *err)
+{
+    grpc_op op;
+    const uint8_t *p;
+    size_t len;
+    struct rpc_chunk chunk;
+    int r;
+
+    release_current(s);
+    if (s->ended) {
+        if (s->end_result < 0 && err)
+            *err = s->end_err;
+        return s->end_result;
+    }
+    if (!s->initial_done) {
+        pluck(s, &s->tag_initial);
+        s->initial_done = true;
+    }
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &s->recv;
+    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_recv, NULL) != GRPC_CALL_OK)
+        return stream_end(s, err);
+    pluck(s, &s->tag_recv);
+    if (!s->recv) /* end of stream, or the call failed: the status tells which */
+        return stream_end(s, err);
+
+    r = flatten(s, &p, &len);
+    if (r >= 0)
+        r = rpc_chunk_parse(p, len, &chunk);
+    if (r < 0) {
+        grpc_call_cancel_with_status(s->call, GRPC_STATUS_DATA_LOSS, "malformed OutputChunk",
+                                     NULL);
+        (void)stream_end(s, NULL);
+        s->end_result = -1;
+        err_set(&s->end_err, RPC_DATA_LOSS, "the server sent a malformed output chunk");
+        if (err)
+            *err = s->end_err;
+        return -1;
+    }
+    s->final_status = chunk.final_status;
+    *ret = chunk;
+    return 1;
+}
+
+void rpc_client_stream_cancel(struct rpc_stream *s)
+{
+    if (s && s->call)
+        (void)grpc_call_cancel(s->call, NULL);
+}
+
+void rpc_client_stream_free(struct rpc_stream *s)
+{
+    if (!s)
+        return;
+    release_current(s);
+    if (s->call) {
+        if (!s->status_done)
+            (void)grpc_call_cancel(s->call, NULL);
+        if (!s->initial_done)
+            pluck(s, &s->tag_initial);
+        if (!s->status_done)
+            pluck(s, &s->tag_status);
+        grpc_call_unref(s->call);
+    }
+    grpc_metadata_array_destroy(&s->md_initial);
+    grpc_metadata_array_destroy(&s->md_trailing);
+    grpc_slice_unref(s->details);
+    gpr_free((void *)s->error_string);
+    if (s->cq)
+        cq_drain_destroy(s->cq);
+    free(s->buf);
+    free(s);
+}
