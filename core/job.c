@@ -827,7 +827,8 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
             goto fail;
         }
     }
-    if (send(sync[0], &msg, sizeof(msg), MSG_NOSIGNAL) < 0) {
+    /* EPIPE: the shim already failed (e.g. its own exec) and said why: read that below. */
+    if (send(sync[0], &msg, sizeof(msg), MSG_NOSIGNAL) < 0 && errno != EPIPE) {
         e = -errno;
         snprintf(errbuf, errlen, "releasing the job shim: %s", strerror(-e));
         goto fail;

@@ -682,3 +682,17 @@ Test(job, runner_free_kills_running_jobs)
     cr_expect_not(cgroup_exists(run.id));
     done(&run);
 }
+
+Test(job, missing_shim_binary_is_a_clear_start_failure)
+{
+    struct job_runner_config cfg = {.shim_exe = "/nonexistent/runjob"};
+    struct job_runner *r = NULL;
+    struct run run;
+    cr_assert_eq(job_runner_new(&cfg, &r), 0);
+    start_ex(&run, r, NULL, JOB_NET_NONE, NOBODY, "/bin/true", NULL);
+    cr_expect_eq(run.r, -ENOENT);
+    cr_expect_str_eq(run.err, "starting the job shim: No such file or directory");
+    cr_expect_not(cgroup_exists(run.id));
+    outlog_free(run.log);
+    job_runner_free(r);
+}
