@@ -74,6 +74,8 @@ const clients = [];
 function client(user, { dir = CERTS, tlsOptions = {} } = {}) {
   const c = new JobManager(TARGET, credentials(dir, user, tlsOptions), {
     'grpc.max_receive_message_length': 16 << 20,
+    // The server certificate names localhost (and 127.0.0.1); SNI must not be an IP address.
+    'grpc.ssl_target_name_override': 'localhost',
     // A fresh connection per client: the negative TLS cases must not reuse a good channel.
     'grpc.use_local_subchannel_pool': 1,
   });
