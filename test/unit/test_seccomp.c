@@ -156,3 +156,31 @@ Test(scmp, clone_with_namespace_flags_is_refused_and_clone3_hidden)
     cr_expect_eq(syscall(SYS_clone3, &ca, sizeof(ca)), -1);
     cr_expect_eq(errno, ENOSYS);
 }
+
+#if defined(__x86_64__)
+Test(scmp, x32_syscall_numbers_take_the_bad_arch_path)
+{
+    struct scmp_filter *f = NULL;
+    int fd = memfd_create("bpf", MFD_CLOEXEC);
+    bool found = false;
+
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    cr_assert_eq(scmp_filter_export_bpf(f, fd), 0);
+    off_t size = lseek(fd, 0, SEEK_END);
+    unsigned char *b = malloc((size_t)size);
+    cr_assert_eq(pread(fd, b, (size_t)size, 0), size);
+    /* struct sock_filter {u16 code; u8 jt, jf; u32 k}: a BPF_JMP|BPF_JGE|BPF_K (0x35) against
+     * __X32_SYSCALL_BIT is libseccomp's x32 check. */
+    for (off_t i = 0; i + 8 <= size; i += 8) {
+        uint16_t code;
+        uint32_t k;
+        memcpy(&code, b + i, 2);
+        memcpy(&k, b + i + 4, 4);
+        found |= code == 0x35 && k == 0x40000000u;
+    }
+    cr_expect(found, "no x32 check in the filter");
+    free(b);
+    scmp_filter_free(f);
+    close(fd);
+}
+#endif
