@@ -165,10 +165,11 @@ int fmt_parse_size(const char *s, uint64_t *ret)
 int fmt_parse_duration(const char *s, int64_t *ret_ms)
 {
     uint64_t total = 0;
+    bool first = true;
 
     if (!s || !*s)
         return -EINVAL;
-    while (*s) {
+    for (; *s; first = false) {
         uint64_t v, mult;
         int r = parse_digits(&s, &v);
         if (r < 0)
@@ -176,8 +177,8 @@ int fmt_parse_duration(const char *s, int64_t *ret_ms)
         if (strncmp(s, "ms", 2) == 0) {
             mult = 1;
             s += 2;
-        } else if (*s == 's' || *s == '\0') {
-            mult = 1000;
+        } else if (*s == 's' || (*s == '\0' && total == 0 && first)) {
+            mult = 1000; /* a bare number is seconds, but only on its own ("1m30" is a typo) */
             s += *s ? 1 : 0;
         } else if (*s == 'm') {
             mult = 60000;

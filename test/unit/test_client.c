@@ -1,0 +1,877 @@
+/* The client: the zero-copy OutputChunk decoder against protobuf-c (and random bytes), human
+ * formatting and flag-value parsing, JSON validity, tables, and every verb's flag parsing
+ * (usage errors exit 2 with one line; accepted flags get as far as reading the certificates). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "applets/applets.h"
+#include "applets/client.h"
+#include "applets/format.h"
+#include "core/rpc.h"
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static char *slurp_fd(int fd)
+{
+    off_t n = lseek(fd, 0, SEEK_END);
+    char *buf = calloc(1, (size_t)n + 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(pread(fd, buf, (size_t)n, 0), n);
+    return buf;
+}
+
+/* Runs applet `name` (argv[0] = argv0) with stdout and stderr captured. */
+static int run_applet(char **ret_out, char **ret_err, const char *argv0, ...)
+{
+    char *argv[64];
+    int argc = 0;
+    va_list ap;
+    const char *a;
+    char name[32];
+
+    (void)snprintf(name, sizeof(name), "%s", strrchr(argv0, ' ') ? strrchr(argv0, ' ') + 1 : argv0);
+    if (strncmp(argv0, "jobctl", 6) == 0 && !strchr(argv0, ' '))
+        (void)snprintf(name, sizeof(name), "jobctl");
+    argv[argc++] = (char *)argv0;
+    va_start(ap, argv0);
+    while ((a = va_arg(ap, const char *)) && argc < 63)
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+
+    const struct applet *ap_ = applet_find(name);
+    cr_assert_not_null(ap_, "no applet %s", name);
+    int out = memfd_create("out", 0), err = memfd_create("err", 0);
+    int so = dup(1), se = dup(2);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(out, 1);
+    dup2(err, 2);
+    int r = ap_->main(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(so, 1);
+    dup2(se, 2);
+    close(so);
+    close(se);
+    char *o = slurp_fd(out), *e = slurp_fd(err);
+    close(out);
+    close(err);
+    if (ret_out)
+        *ret_out = o;
+    else
+        free(o);
+    if (ret_err)
+        *ret_err = e;
+    else
+        free(e);
+    return r;
+}
+
+static void no_certs(void)
+{
+    /* Accepted flags reach client_dial, which fails at once reading this. */
+    setenv("RUNJOB_CA_CERT_PATH", "/nonexistent/runjob-test-ca.pem", 1);
+    unsetenv("RUNJOB_SERVER_HOST");
+    unsetenv("RUNJOB_SERVER_PORT");
+    unsetenv("RUNJOB_USER");
+    unsetenv("RUNJOB_CLIENT_CERT_PATH");
+    unsetenv("RUNJOB_CLIENT_KEY_PATH");
+}
+
+/* Exit code 2 with exactly one line on stderr that names the verb and points to --help. */
+static void expect_usage(const char *verb, ...)
+{
+    char *argv[32];
+    int n = 0;
+    va_list ap;
+    const char *a;
+
+    va_start(ap, verb);
+    while ((a = va_arg(ap, const char *)))
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+
+    const struct applet *app = applet_find(verb);
+    cr_assert_not_null(app);
+    char *full[34] = {(char *)verb};
+    for (int i = 0; i < n; i++)
+        full[i + 1] = argv[i];
+    int out = memfd_create("err", 0), se = dup(2);
+    fflush(stderr);
+    dup2(out, 2);
+    int r = app->main(n + 1, full);
+    fflush(stderr);
+    dup2(se, 2);
+    close(se);
+    char *e = slurp_fd(out);
+    close(out);
+    cr_expect_eq(r, 2, "%s %s...: exit %d, stderr '%s'", verb, n ? argv[0] : "", r, e);
+    char *nl = strchr(e, '\n');
+    cr_expect(nl && nl[1] == '\0', "%s: want one line, got '%s'", verb, e);
+    cr_expect(strstr(e, verb) && strstr(e, "--help"), "%s: '%s'", verb, e);
+    free(e);
+}
+
+/* Parses, then stops at the certificates: exit 1 "cannot read CA certificate". */
+static void expect_parsed(const char *verb, ...)
+{
+    char *argv[32] = {(char *)verb};
+    int n = 1;
+    va_list ap;
+    const char *a;
+
+    va_start(ap, verb);
+    while ((a = va_arg(ap, const char *)))
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    const struct applet *app = applet_find(verb);
+    int out = memfd_create("err", 0), se = dup(2);
+    fflush(stderr);
+    dup2(out, 2);
+    int r = app->main(n, argv);
+    fflush(stderr);
+    dup2(se, 2);
+    close(se);
+    char *e = slurp_fd(out);
+    close(out);
+    cr_expect_eq(r, 1, "%s %s: exit %d, stderr '%s'", verb, n > 1 ? argv[1] : "", r, e);
+    cr_expect(strstr(e, "cannot read CA certificate"), "%s: '%s'", verb, e);
+    cr_expect(strstr(e, "(FAILED_PRECONDITION)"), "%s: '%s'", verb, e);
+    free(e);
+}
+
+/* Validates JSON with python3 -m json.tool. */
+static bool json_valid(const char *doc)
+{
+    FILE *p = popen("python3 -m json.tool >/dev/null 2>&1", "w");
+    cr_assert_not_null(p);
+    fputs(doc, p);
+    return pclose(p) == 0;
+}
+
+/* Runs a python expression over the JSON document; true when it prints "ok". */
+static bool json_check(const char *doc, const char *expr)
+{
+    char path[] = "/tmp/runjob-test-json.XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, doc, strlen(doc)), (ssize_t)strlen(doc));
+    close(fd);
+    char cmd[2048];
+    (void)snprintf(cmd, sizeof(cmd),
+                   "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); "
+                   "print(\"ok\" if (%s) else \"no\")' %s",
+                   expr, path);
+    FILE *p = popen(cmd, "r");
+    char buf[16] = "";
+    cr_assert_not_null(p);
+    (void)!fgets(buf, sizeof(buf), p);
+    pclose(p);
+    unlink(path);
+    return strncmp(buf, "ok", 2) == 0;
+}
+
+/* ---- the OutputChunk decoder ------------------------------------------------------------- */
+
+static uint8_t *pack_chunk(const Jobmanager__V1__OutputChunk *m, size_t *len)
+{
+    *len = jobmanager__v1__output_chunk__get_packed_size(m);
+    uint8_t *buf = malloc(*len + 1);
+    jobmanager__v1__output_chunk__pack(m, buf);
+    return buf;
+}
+
+Test(client, chunk_parse_matches_protobuf_c)
+{
+    static uint8_t big[300000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i * 7);
+    struct {
+        size_t n;
+        int stream;
+        uint64_t offset;
+        int64_t time_ms;
+    } cases[] = {
+        {0, 0, 0, 0},
+        {1, 1, 0, 0},
+        {5, 2, 12345, 1700000000123},
+        {127, 1, UINT64_MAX, -1},
+        {128, 2, 1, INT64_MAX},
+        {sizeof(big), 1, 1ull << 40, INT64_MIN},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        Jobmanager__V1__OutputChunk m = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
+        m.data.data = big;
+        m.data.len = cases[k].n;
+        m.stream = cases[k].stream;
+        m.offset = cases[k].offset;
+        m.time_ms = cases[k].time_ms;
+        size_t len;
+        uint8_t *buf = pack_chunk(&m, &len);
+        struct rpc_chunk c;
+        cr_assert_eq(rpc_chunk_parse(buf, len, &c), 0, "case %zu", k);
+        cr_expect_eq(c.len, cases[k].n);
+        cr_expect_eq(c.stream, cases[k].stream);
+        cr_expect_eq(c.offset, cases[k].offset);
+        cr_expect_eq(c.time_ms, cases[k].time_ms);
+        cr_expect_null(c.final_status);
+        if (c.len) { /* zero copy: the bytes are the buffer's own */
+            cr_expect(c.data >= buf && c.data + c.len <= buf + len);
+            cr_expect_eq(memcmp(c.data, big, c.len), 0);
+        }
+        free(buf);
+    }
+}
+
+Test(client, chunk_parse_final_status)
+{
+    Jobmanager__V1__OutputChunk m = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
+    Jobmanager__V1__JobStatus st = JOBMANAGER__V1__JOB_STATUS__INIT;
+    Jobmanager__V1__Usage u = JOBMANAGER__V1__USAGE__INIT;
+    char *args[] = {"-l", "/tmp"};
+    st.id = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    st.command = "/bin/ls";
+    st.args = args;
+    st.n_args = 2;
+    st.state = JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED;
+    st.signal = 9;
+    u.memory_peak_bytes = 1 << 20;
+    st.usage = &u;
+    m.final_status = &st;
+    m.offset = 99;
+    size_t len;
+    uint8_t *buf = pack_chunk(&m, &len);
+    struct rpc_chunk c;
+    cr_assert_eq(rpc_chunk_parse(buf, len, &c), 0);
+    cr_assert_not_null(c.final_status);
+    cr_expect_str_eq(c.final_status->id, st.id);
+    cr_expect_eq(c.final_status->n_args, 2);
+    cr_expect_str_eq(c.final_status->args[1], "/tmp");
+    cr_expect_eq(c.final_status->signal, 9);
+    cr_expect_eq(c.final_status->usage->memory_peak_bytes, 1 << 20);
+    cr_expect_eq(c.len, 0);
+    cr_expect_eq(c.offset, 99);
+    protobuf_c_message_free_unpacked(&c.final_status->base, NULL);
+    free(buf);
+}
+
+Test(client, chunk_parse_skips_unknown_fields)
+{
+    /* data "hi", then field 9 varint, field 10 fixed64, field 11 bytes, field 12 fixed32 */
+    const uint8_t buf[] = {0x0a, 2, 'h', 'i', 0x48, 0x96, 0x01, 0x51, 1, 2, 3, 4, 5, 6, 7, 8,
+                           0x5a, 3, 'x', 'y', 'z', 0x65, 1, 2, 3, 4, 0x10, 2};
+    struct rpc_chunk c;
+    cr_assert_eq(rpc_chunk_parse(buf, sizeof(buf), &c), 0);
+    cr_expect_eq(c.len, 2);
+    cr_expect_eq(c.data, buf + 2);
+    cr_expect_eq(c.stream, 2);
+}
+
+Test(client, chunk_parse_rejects_malformed)
+{
+    const struct {
+        const char *what;
+        uint8_t b[16];
+        size_t n;
+    } bad[] = {
+        {"truncated tag", {0x80}, 1},
+        {"truncated data length", {0x0a}, 1},
+        {"data longer than the message", {0x0a, 5, 'a'}, 3},
+        {"field 0", {0x00, 1}, 2},
+        {"data as varint", {0x08, 1}, 2},
+        {"stream as bytes", {0x12, 1, 'a'}, 3},
+        {"offset as fixed64", {0x19, 1, 2, 3, 4, 5, 6, 7, 8}, 9},
+        {"start group", {0x0b}, 1},
+        {"end group", {0x0c}, 1},
+        {"wire type 6", {0x0e}, 1},
+        {"eleven-byte varint", {0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 12},
+        {"varint past 64 bits", {0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, 11},
+        {"truncated fixed32", {0x65, 1, 2}, 3},
+        {"final_status not a JobStatus", {0x2a, 2, 0x08, 0x80}, 4},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct rpc_chunk c = {.len = 77};
+        cr_expect_eq(rpc_chunk_parse(bad[i].b, bad[i].n, &c), -EBADMSG, "%s", bad[i].what);
+        cr_expect_eq(c.len, 77, "%s: ret written on failure", bad[i].what);
+    }
+    struct rpc_chunk c;
+    cr_expect_eq(rpc_chunk_parse(NULL, 0, &c), 0); /* an empty message is a valid chunk */
+}
+
+Test(client, chunk_parse_prefixes_agree_with_protobuf_c)
+{
+    Jobmanager__V1__OutputChunk m = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
+    Jobmanager__V1__JobStatus st = JOBMANAGER__V1__JOB_STATUS__INIT;
+    st.id = "abc";
+    st.error = "an error";
+    m.data.data = (uint8_t *)"hello world";
+    m.data.len = 11;
+    m.stream = 1;
+    m.offset = 300;
+    m.time_ms = 1700000000000;
+    m.final_status = &st;
+    size_t len;
+    uint8_t *buf = pack_chunk(&m, &len);
+    for (size_t n = 0; n <= len; n++) {
+        uint8_t *copy = malloc(n ? n : 1); /* exact size: ASan catches any overread */
+        memcpy(copy, buf, n);
+        struct rpc_chunk c;
+        int ours = rpc_chunk_parse(copy, n, &c);
+        Jobmanager__V1__OutputChunk *theirs = jobmanager__v1__output_chunk__unpack(NULL, n, copy);
+        cr_expect_eq(ours == 0, theirs != NULL, "prefix %zu: ours %d, protobuf-c %s", n, ours,
+                     theirs ? "ok" : "rejects");
+        if (ours == 0 && theirs) {
+            cr_expect_eq(c.len, theirs->data.len);
+            cr_expect_eq(c.offset, theirs->offset);
+            cr_expect_eq(c.time_ms, theirs->time_ms);
+            cr_expect_eq(c.final_status != NULL, theirs->final_status != NULL);
+        }
+        if (ours == 0 && c.final_status)
+            protobuf_c_message_free_unpacked(&c.final_status->base, NULL);
+        if (theirs)
+            jobmanager__v1__output_chunk__free_unpacked(theirs, NULL);
+        free(copy);
+    }
+    free(buf);
+}
+
+Test(client, chunk_parse_random_bytes_never_crash)
+{
+    unsigned seed = 12345;
+    Jobmanager__V1__OutputChunk m = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
+    Jobmanager__V1__JobStatus st = JOBMANAGER__V1__JOB_STATUS__INIT;
+    st.id = "x";
+    m.data.data = (uint8_t *)"0123456789abcdef";
+    m.data.len = 16;
+    m.offset = 1 << 20;
+    m.final_status = &st;
+    size_t vlen;
+    uint8_t *valid = pack_chunk(&m, &vlen);
+    int accepted = 0;
+
+    for (int iter = 0; iter < 50000; iter++) {
+        size_t n;
+        uint8_t *b;
+        if (iter % 2) { /* pure noise */
+            n = (size_t)(rand_r(&seed) % 48);
+            b = malloc(n ? n : 1);
+            for (size_t i = 0; i < n; i++)
+                b[i] = (uint8_t)rand_r(&seed);
+        } else { /* a valid message with a few bytes flipped */
+            n = vlen;
+            b = malloc(n);
+            memcpy(b, valid, n);
+            for (int k = 0; k < 1 + rand_r(&seed) % 3; k++)
+                b[rand_r(&seed) % n] = (uint8_t)rand_r(&seed);
+        }
+        struct rpc_chunk c;
+        if (rpc_chunk_parse(b, n, &c) == 0) {
+            accepted++;
+            cr_assert(c.len == 0 || (c.data >= b && c.data + c.len <= b + n));
+            if (c.final_status)
+                protobuf_c_message_free_unpacked(&c.final_status->base, NULL);
+        }
+        free(b);
+    }
+    cr_expect_gt(accepted, 0);
+    free(valid);
+}
+
+/* ---- human formats ----------------------------------------------------------------------- */
+
+Test(client, durations)
+{
+    char b[32];
+    cr_expect_str_eq(fmt_duration(b, sizeof(b), 0), "0ms");
+    cr_expect_str_eq(fmt_duration(b, sizeof(b), 850), "850ms");
+    cr_expect_str_eq(fmt_duration(b, sizeof(b), 12345), "12.3s");
+    cr_expect_str_eq(fmt_duration(b, sizeof(b), 252000), "4m12s");
+    cr_expect_str_eq(fmt_duration(b, sizeof(b), 2 * 3600000 + 5 * 60000), "2h05m");
+    cr_expect_str_eq(fmt_duration(b, sizeof(b), 3 * 86400000LL + 4 * 3600000), "3d04h");
+    cr_expect_str_eq(fmt_duration(b, sizeof(b), -5), "-");
+    cr_expect_str_eq(fmt_ago(b, sizeof(b), 1000000, 0), "-");
+    cr_expect_str_eq(fmt_ago(b, sizeof(b), 1000000, 999500), "just now");
+    cr_expect_str_eq(fmt_ago(b, sizeof(b), 1000000, 1000500), "just now");
+    cr_expect_str_eq(fmt_ago(b, sizeof(b), 1000000, 958000), "42s ago");
+    cr_expect_str_eq(fmt_ago(b, sizeof(b), 10000000, 10000000 - 180000), "3m ago");
+    cr_expect_str_eq(fmt_ago(b, sizeof(b), 100000000, 100000000 - 5 * 3600000), "5h ago");
+    cr_expect_str_eq(fmt_ago(b, sizeof(b), 1000000000, 1000000000 - 2 * 86400000), "2d ago");
+}
+
+Test(client, sizes_and_signals)
+{
+    char b[32];
+    cr_expect_str_eq(fmt_bytes(b, sizeof(b), 0), "0B");
+    cr_expect_str_eq(fmt_bytes(b, sizeof(b), 1023), "1023B");
+    cr_expect_str_eq(fmt_bytes(b, sizeof(b), 1536), "1.5KiB");
+    cr_expect_str_eq(fmt_bytes(b, sizeof(b), 12 << 20), "12MiB");
+    cr_expect_str_eq(fmt_bytes(b, sizeof(b), 3ull << 30), "3.0GiB");
+    cr_expect_str_eq(fmt_bytes(b, sizeof(b), UINT64_MAX), "16EiB");
+    cr_expect_str_eq(fmt_signal_name(b, sizeof(b), 9), "SIGKILL");
+    cr_expect_str_eq(fmt_signal_name(b, sizeof(b), 15), "SIGTERM");
+    cr_expect_str_eq(fmt_signal_name(b, sizeof(b), 99), "SIG99");
+    cr_expect_str_eq(fmt_state_name(2), "exited");
+    cr_expect_str_eq(fmt_state_name(4), "failed");
+    cr_expect_str_eq(fmt_state_name(42), "?");
+}
+
+Test(client, parse_values)
+{
+    uint64_t u;
+    int64_t d;
+    int s;
+
+    cr_expect_eq(fmt_parse_size("4096", &u), 0);
+    cr_expect_eq(u, 4096);
+    cr_expect_eq(fmt_parse_size("512K", &u), 0);
+    cr_expect_eq(u, 512 << 10);
+    cr_expect_eq(fmt_parse_size("512M", &u), 0);
+    cr_expect_eq(u, 512ull << 20);
+    cr_expect_eq(fmt_parse_size("2g", &u), 0);
+    cr_expect_eq(u, 2ull << 30);
+    cr_expect_eq(fmt_parse_size("1GiB", &u), 0);
+    cr_expect_eq(u, 1ull << 30);
+    cr_expect_eq(fmt_parse_size("3T", &u), 0);
+    cr_expect_eq(u, 3ull << 40);
+    const char *bad_sizes[] = {"", "M", "-1", "1.5G", "12X", "1 G", "1GG", "0x10", " 1"};
+    for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++)
+        cr_expect_eq(fmt_parse_size(bad_sizes[i], &u), -EINVAL, "'%s'", bad_sizes[i]);
+    cr_expect_eq(fmt_parse_size("99999999999999999999", &u), -ERANGE);
+    cr_expect_eq(fmt_parse_size("20000000000T", &u), -ERANGE);
+
+    cr_expect_eq(fmt_parse_duration("10", &d), 0);
+    cr_expect_eq(d, 10000);
+    cr_expect_eq(fmt_parse_duration("500ms", &d), 0);
+    cr_expect_eq(d, 500);
+    cr_expect_eq(fmt_parse_duration("1m30s", &d), 0);
+    cr_expect_eq(d, 90000);
+    cr_expect_eq(fmt_parse_duration("2h", &d), 0);
+    cr_expect_eq(d, 7200000);
+    cr_expect_eq(fmt_parse_duration("1d", &d), 0);
+    cr_expect_eq(d, 86400000);
+    const char *bad_durations[] = {"", "s", "-1", "1.5s", "10x", "1m30", "ms"};
+    for (size_t i = 0; i < sizeof(bad_durations) / sizeof(bad_durations[0]); i++)
+        cr_expect_neq(fmt_parse_duration(bad_durations[i], &d), 0, "'%s'", bad_durations[i]);
+    cr_expect_eq(fmt_parse_duration("99999999999999999999d", &d), -ERANGE);
+    cr_expect_eq(fmt_parse_duration("9999999999999999d", &d), -ERANGE);
+
+    cr_expect_eq(fmt_parse_signal("TERM", &s), 0);
+    cr_expect_eq(s, 15);
+    cr_expect_eq(fmt_parse_signal("sigkill", &s), 0);
+    cr_expect_eq(s, 9);
+    cr_expect_eq(fmt_parse_signal("2", &s), 0);
+    cr_expect_eq(s, 2);
+    const char *bad_signals[] = {"", "0", "65", "SIG", "FOO", "-9", "9x"};
+    for (size_t i = 0; i < sizeof(bad_signals) / sizeof(bad_signals[0]); i++)
+        cr_expect_eq(fmt_parse_signal(bad_signals[i], &s), -EINVAL, "'%s'", bad_signals[i]);
+
+    cr_expect_eq(fmt_parse_cpu("500", &u), 0);
+    cr_expect_eq(u, 500);
+    cr_expect_eq(fmt_parse_cpu("1500m", &u), 0);
+    cr_expect_eq(u, 1500);
+    cr_expect_neq(fmt_parse_cpu("0.5", &u), 0);
+    cr_expect_neq(fmt_parse_cpu("m", &u), 0);
+
+    cr_expect_eq(fmt_parse_state("running", &s), 0);
+    cr_expect_eq(s, JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING);
+    cr_expect_eq(fmt_parse_state("FAILED", &s), 0);
+    cr_expect_eq(s, JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START);
+    cr_expect_eq(fmt_parse_state("failed_to_start", &s), 0);
+    cr_expect_eq(fmt_parse_state("done", &s), -EINVAL);
+    cr_expect_eq(fmt_parse_uint("12a", &u), -EINVAL);
+}
+
+/* ---- JSON and tables ----------------------------------------------------------------------- */
+
+static Jobmanager__V1__JobStatus *sample_status(void)
+{
+    static Jobmanager__V1__JobStatus st = JOBMANAGER__V1__JOB_STATUS__INIT;
+    static Jobmanager__V1__Usage u = JOBMANAGER__V1__USAGE__INIT;
+    static Jobmanager__V1__Limits l = JOBMANAGER__V1__LIMITS__INIT;
+    static char *args[] = {"-c", "echo \"hi\"\n\ttab \\ back", "caf\xc3\xa9", "bad\xff\x01"};
+    st.id = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    st.name = "build \xe2\x9c\x93";
+    st.owner = "alice";
+    st.command = "/bin/sh";
+    st.args = args;
+    st.n_args = 4;
+    st.state = JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED;
+    st.exit_code = 3;
+    st.start_time_ms = 1700000000000;
+    st.end_time_ms = 1700000004200;
+    u.cpu_usec = 1500000;
+    u.memory_peak_bytes = 12 << 20;
+    u.output_truncated = true;
+    st.usage = &u;
+    l.memory_bytes = 1 << 30;
+    st.limits = &l;
+    return &st;
+}
+
+Test(client, json_strings)
+{
+    struct jbuf b = {0};
+    jb_string(&b, "a\"b\\c\n\x01\x7f caf\xc3\xa9 \xff \xe2\x9c\x93 \xed\xa0\x80");
+    cr_expect_str_eq(b.p, "\"a\\\"b\\\\c\\u000a\\u0001\\u007f caf\xc3\xa9 \\ufffd \xe2\x9c\x93 "
+                          "\\ufffd\\ufffd\\ufffd\"");
+    cr_expect(json_valid(b.p));
+    jb_free(&b);
+}
+
+Test(client, json_job_status_is_valid_and_uses_proto_names)
+{
+    struct jbuf b = {0};
+    jb_message(&b, &sample_status()->base);
+    cr_assert(!b.oom);
+    cr_expect(json_valid(b.p), "%s", b.p);
+    cr_expect(json_check(b.p, "d[\"id\"]==\"7c9e6679-7425-40de-944b-e07fc1f90ae7\" and "
+                              "d[\"owner\"]==\"alice\" and d[\"state\"]==\"JOB_STATE_EXITED\" and "
+                              "d[\"exit_code\"]==3 and d[\"args\"][1]==\"echo \\\"hi\\\"\\n\\ttab "
+                              "\\\\ back\" and d[\"usage\"][\"output_truncated\"] is True and "
+                              "d[\"limits\"][\"memory_bytes\"]==1073741824 and "
+                              "d[\"start_time_ms\"]==1700000000000 and d[\"network\"]==\"NETWORK_MODE_NONE\""),
+              "%s", b.p);
+    jb_free(&b);
+
+    Jobmanager__V1__JobStatus *jobs[] = {sample_status(), sample_status()};
+    Jobmanager__V1__ListResponse lr = JOBMANAGER__V1__LIST_RESPONSE__INIT;
+    lr.jobs = jobs;
+    lr.n_jobs = 2;
+    jb_message(&b, &lr.base);
+    cr_expect(json_check(b.p, "len(d[\"jobs\"])==2 and d[\"jobs\"][1][\"name\"]==\"build \\u2713\""),
+              "%s", b.p);
+    jb_free(&b);
+
+    Jobmanager__V1__JobStatus empty = JOBMANAGER__V1__JOB_STATUS__INIT;
+    jb_message(&b, &empty.base);
+    cr_expect(json_check(b.p, "d[\"usage\"] is None and d[\"args\"]==[]"), "%s", b.p);
+    jb_free(&b);
+}
+
+static char *render(struct table *t, bool color)
+{
+    char *s = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&s, &n);
+    table_print(t, f, color);
+    fclose(f);
+    return s;
+}
+
+Test(client, table_alignment_and_color)
+{
+    const char *h[] = {"A", "LONGER", "C"};
+    struct table *t = table_new(3, h);
+    const char *r1[] = {"x\xc3\xa9", NULL, "last"};
+    const char *r2[] = {"long cell", "b", ""};
+    cr_assert_eq(table_add_row(t, r1, 1, "31"), 0);
+    cr_assert_eq(table_add_row(t, r2, -1, NULL), 0);
+    char *s = render(t, false);
+    cr_expect_str_eq(s, "A          LONGER  C\n"
+                        "x\xc3\xa9         -       last\n"
+                        "long cell  b       -\n");
+    free(s);
+    s = render(t, true);
+    cr_expect(strstr(s, "\033[31m-\033[0m"), "%s", s);
+    free(s);
+    table_free(t);
+}
+
+Test(client, jobs_table_columns)
+{
+    Jobmanager__V1__JobStatus *jobs[] = {sample_status()};
+    struct table *t = fmt_jobs_table(jobs, 1, false, false, 1700000064200);
+    char *s = render(t, false);
+    cr_expect(strstr(s, "STATE") && strstr(s, "EXIT") && strstr(s, "SIGNAL"), "%s", s);
+    cr_expect(strstr(s, "exited") && strstr(s, "1m ago") && strstr(s, "4.2s"), "%s", s);
+    cr_expect(strstr(s, "12MiB") && strstr(s, "1.5s") && strstr(s, "truncated"), "%s", s);
+    cr_expect(!strstr(s, "OWNER") && !strstr(s, "COMMAND"), "%s", s);
+    free(s);
+    table_free(t);
+    t = fmt_jobs_table(jobs, 1, false, true, 1700000064200);
+    s = render(t, false);
+    cr_expect(strstr(s, "OWNER") && strstr(s, "alice"), "%s", s);
+    free(s);
+    table_free(t);
+    t = fmt_jobs_table(jobs, 1, true, false, 1700000064200);
+    s = render(t, false);
+    cr_expect(strstr(s, "COMMAND") && strstr(s, "/bin/sh -c") && strstr(s, "mem=1.0GiB"), "%s", s);
+    cr_expect(!strstr(s, "\n\t"), "a tab inside a cell breaks the layout");
+    free(s);
+    table_free(t);
+    char w[128];
+    jobs[0]->state = JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED;
+    jobs[0]->signal = 9;
+    cr_expect_str_eq(fmt_status_word(w, sizeof(w), jobs[0]), "killed by SIGKILL");
+    cr_expect_eq(fmt_job_exit_code(jobs[0]), 137);
+    jobs[0]->state = JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED;
+    cr_expect_eq(fmt_job_exit_code(jobs[0]), 3);
+}
+
+/* ---- flags --------------------------------------------------------------------------------- */
+
+Test(client, usage_errors_exit_2, .init = no_certs)
+{
+    /* shared flags, on every verb */
+    const char *verbs[] = {"start", "run", "stop", "status", "query", "list", "stream", "ping"};
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        const char *v = verbs[i];
+        expect_usage(v, "--bogus", NULL);
+        expect_usage(v, "-Z", NULL);
+        expect_usage(v, "-P", "0", NULL);
+        expect_usage(v, "-P", "65536", NULL);
+        expect_usage(v, "--server-port", "80x", NULL);
+        expect_usage(v, "-H", "", NULL);
+        expect_usage(v, "-o", "yaml", NULL);
+        expect_usage(v, "-u", "../etc", NULL);
+        expect_usage(v, "--ca-cert-path", NULL); /* missing value */
+    }
+    /* start and run */
+    const char *starts[] = {"start", "run"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = starts[i];
+        expect_usage(v, NULL);
+        expect_usage(v, "ls", NULL);
+        expect_usage(v, "-j", "x", NULL);
+        expect_usage(v, "-j", "", "/bin/ls", NULL);
+        expect_usage(v, "--memory", "12X", "/bin/ls", NULL);
+        expect_usage(v, "--memory", "-1", "/bin/ls", NULL);
+        expect_usage(v, "--memory", "99999999999999999999", "/bin/ls", NULL);
+        expect_usage(v, "--cpu", "half", "/bin/ls", NULL);
+        expect_usage(v, "--riops", "1K", "/bin/ls", NULL);
+        expect_usage(v, "--wiops", "x", "/bin/ls", NULL);
+        expect_usage(v, "--rbps", "fast", "/bin/ls", NULL);
+        expect_usage(v, "--wbps", "1Q", "/bin/ls", NULL);
+        expect_usage(v, "--pids", "-5", "/bin/ls", NULL);
+        expect_usage(v, "--network", "bridge", "/bin/ls", NULL);
+        expect_usage(v, "-c", "relative/path", NULL);
+        expect_usage(v, "--", "ls", "-l", NULL);
+    }
+    expect_usage("stop", NULL);
+    expect_usage("stop", "a", "b", NULL);
+    expect_usage("stop", "--signal", "FOO", "id", NULL);
+    expect_usage("stop", "-s", "0", "id", NULL);
+    expect_usage("stop", "--grace", "soon", "id", NULL);
+    expect_usage("stop", "-g", "-1", "id", NULL);
+    expect_usage("stop", "", NULL);
+    expect_usage("status", NULL);
+    expect_usage("status", "a", "b", NULL);
+    expect_usage("query", NULL);
+    expect_usage("list", "extra", NULL);
+    expect_usage("list", "--state", "done", NULL);
+    expect_usage("list", "--state", ",", NULL);
+    expect_usage("list", "--name", NULL);
+    expect_usage("stream", NULL);
+    expect_usage("stream", "-s", "both", "id", NULL);
+    expect_usage("stream", "--offset", "-1", "id", NULL);
+    expect_usage("stream", "--offset", "1K", "id", NULL);
+    expect_usage("stream", "a", "b", NULL);
+    expect_usage("ping", "extra", NULL);
+    expect_usage("completion", NULL);
+    expect_usage("completion", "fish", NULL);
+    expect_usage("completion", "bash", "zsh", NULL);
+    expect_usage("completion", "--bogus", NULL);
+}
+
+Test(client, bad_environment_exit_2, .init = no_certs)
+{
+    setenv("RUNJOB_SERVER_PORT", "http", 1);
+    expect_usage("ping", NULL);
+    unsetenv("RUNJOB_SERVER_PORT");
+    setenv("RUNJOB_USER", "a/b", 1);
+    expect_usage("ping", NULL);
+}
+
+Test(client, accepted_flags_reach_the_dial, .init = no_certs)
+{
+    expect_parsed("ping", NULL);
+    expect_parsed("ping", "-H", "127.0.0.1", "-P", "1", "-u", "alice", "-o", "json", NULL);
+    expect_parsed("ping", "--server-host=::1", "--server-port=9", "--output=wide", NULL);
+    expect_parsed("start", "-j", "n", "--cpu", "500", "--memory", "1G", "--riops", "10",
+                  "--wiops", "20", "--rbps", "1M", "--wbps", "2M", "--pids", "10", "--network",
+                  "host", "/bin/ls", "-l", NULL);
+    expect_parsed("start", "-A", "-l", "-c", "/bin/ls", NULL);
+    expect_parsed("run", "/bin/sh", "-c", "exit 3", NULL);
+    expect_parsed("stop", "--signal", "INT", "--grace", "1m30s", "some-id", NULL);
+    expect_parsed("stop", "-s", "9", "-g", "0", "some-id", NULL);
+    expect_parsed("status", "-o", "wide", "some-id", NULL);
+    expect_parsed("query", "some-id", NULL);
+    expect_parsed("list", "--state", "running,exited", "--name", "b*", "-q", NULL);
+    expect_parsed("stream", "-s", "stderr", "--offset", "100", "--no-follow", "some-id", NULL);
+    expect_parsed("stream", "--select=all", "some-id", NULL);
+}
+
+Test(client, help_for_every_verb, .init = no_certs)
+{
+    const char *verbs[] = {"start", "run", "stop", "status", "query", "list", "stream", "ping",
+                           "completion"};
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        char *out;
+        cr_expect_eq(run_applet(&out, NULL, verbs[i], "--help", NULL), 0, "%s", verbs[i]);
+        cr_expect(strstr(out, "Usage: runjob"), "%s: %s", verbs[i], out);
+        cr_expect(strstr(out, "Example"), "%s --help has no example", verbs[i]);
+        free(out);
+    }
+    char *out;
+    cr_expect_eq(run_applet(&out, NULL, "jobctl", "--help", NULL), 0);
+    cr_expect(strstr(out, "--hostPort"));
+    free(out);
+}
+
+Test(client, start_arguments, .init = no_certs)
+{
+    char *out;
+    cr_assert_eq(run_applet(&out, NULL, "start", "--dry-run", "/usr/bin/find", "--", "/var",
+                            "-name", "*.log", NULL),
+                 0);
+    cr_expect(json_check(out, "d[\"command\"]==\"/usr/bin/find\" and "
+                              "d[\"args\"]==[\"/var\",\"-name\",\"*.log\"]"),
+              "%s", out);
+    free(out);
+    cr_assert_eq(run_applet(&out, NULL, "start", "--dry-run", "/bin/ls", "-l", NULL), 0);
+    cr_expect(json_check(out, "d[\"command\"]==\"/bin/ls\" and d[\"args\"]==[\"-l\"]"), "%s", out);
+    free(out);
+    cr_assert_eq(run_applet(&out, NULL, "run", "--dry-run", "-j", "n", "-A", "a", "--memory",
+                            "512M", "--cpu", "250", "--network", "host", "--pids", "7",
+                            "--rbps", "1K", "/bin/echo", "b", "--", "c", NULL),
+                 0);
+    cr_expect(json_check(out, "d[\"name\"]==\"n\" and d[\"args\"]==[\"a\",\"b\",\"--\",\"c\"] and "
+                              "d[\"limits\"][\"memory_bytes\"]==536870912 and "
+                              "d[\"limits\"][\"cpu_millis\"]==250 and d[\"limits\"][\"pids\"]==7 and "
+                              "d[\"limits\"][\"io_rbps\"]==1024 and "
+                              "d[\"network\"]==\"NETWORK_MODE_HOST\""),
+              "%s", out);
+    free(out);
+    /* -c and -- : everything after -- is an argument, even another -- */
+    cr_assert_eq(run_applet(&out, NULL, "start", "--dry-run", "-c", "/bin/echo", "--", "--", "x",
+                            NULL),
+                 0);
+    cr_expect(json_check(out, "d[\"args\"]==[\"--\",\"x\"]"), "%s", out);
+    free(out);
+}
+
+Test(client, connection_settings_precedence, .init = no_certs)
+{
+    struct client_opts o;
+    char *argv[] = {"ping", NULL};
+
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "localhost");
+    cr_expect_eq(o.port, 8080);
+    cr_expect_str_eq(o.cert_path, "certs/client-cert.pem");
+    cr_expect_str_eq(o.key_path, "certs/client-key.pem");
+
+    setenv("RUNJOB_SERVER_HOST", "envhost", 1);
+    setenv("RUNJOB_SERVER_PORT", "9000", 1);
+    setenv("RUNJOB_USER", "bob", 1);
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "envhost");
+    cr_expect_eq(o.port, 9000);
+    cr_expect_str_eq(o.cert_path, "certs/bob-cert.pem");
+    cr_expect_str_eq(o.key_path, "certs/bob-key.pem");
+
+    setenv("RUNJOB_CLIENT_CERT_PATH", "/env/cert.pem", 1);
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.cert_path, "/env/cert.pem"); /* an explicit path beats a user name */
+
+    /* flags beat the environment */
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_option(&o, 'H', "flaghost", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_option(&o, 'P', "7", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_option(&o, 'u', "carol", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "flaghost");
+    cr_expect_eq(o.port, 7);
+    cr_expect_str_eq(o.cert_path, "certs/carol-cert.pem");
+    cr_expect_str_eq(o.key_path, "certs/carol-key.pem");
+    cr_expect_str_eq(o.ca_path, "/nonexistent/runjob-test-ca.pem");
+
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_option(&o, 'u', "carol", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_option(&o, CLIENT_OPT_CERT, "/flag/cert.pem", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.cert_path, "/flag/cert.pem");
+    cr_expect_str_eq(o.key_path, "certs/carol-key.pem");
+}
+
+Test(client, jobctl_personality, .init = no_certs)
+{
+    char *out, *err;
+    cr_assert_eq(run_applet(&out, &err, "jobctl", "--hostPort", "127.0.0.1:1", "-u", "alice",
+                            "start", "--dry-run", "-j", "hello", "-c", "/bin/echo", "--", "hi",
+                            "there", NULL),
+                 0, "%s", err);
+    cr_expect(json_check(out, "d[\"name\"]==\"hello\" and d[\"command\"]==\"/bin/echo\" and "
+                              "d[\"args\"]==[\"hi\",\"there\"]"),
+              "%s", out);
+    free(out);
+    free(err);
+    /* messages name jobctl */
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "stream", NULL), 2);
+    cr_expect(strstr(err, "jobctl: stream: missing the job id"), "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "frobnicate", NULL), 2);
+    cr_expect(strstr(err, "unknown command 'frobnicate'"), "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", "nocolon", "list", NULL), 2);
+    cr_expect(strstr(err, "HOST:PORT"), "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", "h:99999", "list", NULL), 2);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", NULL), 2);
+    free(err);
+    /* accepted: reaches the dial, as jobctl, with client1's certificate by default */
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", "[::1]:9", "query", "id", NULL),
+                 1);
+    cr_expect(strstr(err, "jobctl: query: cannot read CA certificate"), "%s", err);
+    free(err);
+}
+
+Test(client, completion_scripts_load, .init = no_certs)
+{
+    char *out;
+    const char *shells[] = {"bash", "zsh"};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(run_applet(&out, NULL, "completion", shells[i], NULL), 0);
+        cr_expect(strstr(out, "_runjob"), "%s", out);
+        cr_expect(strstr(out, "start") && strstr(out, "stream"));
+        if (i == 0) {
+            FILE *p = popen("bash -n", "w");
+            fputs(out, p);
+            cr_expect_eq(pclose(p), 0, "bash -n rejects the script");
+            /* Loaded and asked to complete "runjob st": start status stop stream. */
+            char path[] = "/tmp/runjob-test-comp.XXXXXX";
+            int fd = mkstemp(path);
+            cr_assert_eq(write(fd, out, strlen(out)), (ssize_t)strlen(out));
+            close(fd);
+            char cmd[512];
+            (void)snprintf(cmd, sizeof(cmd),
+                           "bash -c 'source %s; COMP_WORDS=(runjob st); COMP_CWORD=1; _runjob; "
+                           "echo ${COMPREPLY[*]}'",
+                           path);
+            FILE *q = popen(cmd, "r");
+            char line[256] = "";
+            (void)!fgets(line, sizeof(line), q);
+            pclose(q);
+            unlink(path);
+            cr_expect_str_eq(line, "start status stop stream\n");
+        }
+        free(out);
+    }
+    cr_assert_eq(run_applet(&out, NULL, "jobctl", "completion", "bash", NULL), 0);
+    cr_expect(strstr(out, "complete -F _jobctl jobctl") && strstr(out, "query"), "%s", out);
+    free(out);
+}
