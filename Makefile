@@ -35,6 +35,13 @@ ifeq ($(V),tsan)
 SAN := -fsanitize=thread
 OPT := -O1 -g
 endif
+TEST_LIBS := -lcriterion
+TEST_CPPFLAGS :=
+ifeq ($(V),tsan)
+# Criterion aborts at start-up under TSan; test/tsan/criterion/criterion.h stands in for it.
+TEST_LIBS :=
+TEST_CPPFLAGS := -Itest/tsan
+endif
 ifeq ($(V),debug)
 OPT := -O0 -g
 endif
@@ -55,7 +62,6 @@ PROTO_CFLAGS := -std=gnu11 $(OPT) $(SAN) -MMD -MP -w
 TLS_WRAP := -Wl,--wrap=SSL_CTX_new,--wrap=SSL_CTX_ctrl,--wrap=SSL_ctrl
 LIBS_STATIC := $(shell pkg-config --static --libs $(PKGS) 2>/dev/null) -lstdc++ -lm
 LIBS_DYN := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
-TEST_LIBS := -lcriterion
 
 CORE_SRC := $(sort $(wildcard core/*.c))
 APPLET_SRC := $(sort $(wildcard applets/*.c))
@@ -65,6 +71,11 @@ CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o) $(B)/proto/jobmanager.pb-c.o
 APPLET_OBJ := $(APPLET_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(sort $(wildcard test/unit/test_*.c))
 HOST_SRC := $(sort $(wildcard test/host/test_*.c))
+ifeq ($(V),tsan)
+# Parameterized tests need the real Criterion.
+UNIT_SRC := $(filter-out $(shell grep -l ParameterizedTest $(UNIT_SRC) /dev/null),$(UNIT_SRC))
+HOST_SRC := $(filter-out $(shell grep -l ParameterizedTest $(HOST_SRC) /dev/null),$(HOST_SRC))
+endif
 UNIT_BIN := $(UNIT_SRC:%.c=$(B)/%)
 HOST_BIN := $(HOST_SRC:%.c=$(B)/%)
 FUZZ_SRC := $(sort $(wildcard test/fuzz/fuzz_*.c))
@@ -127,7 +138,7 @@ tests: $(UNIT_BIN) $(HOST_BIN) $(BENCH_BIN) $(RUNJOB)
 
 $(B)/test/%: test/%.c $(B)/libapplets.a $(B)/libcore.a
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -rdynamic -o $@ $< $(B)/libapplets.a $(B)/libcore.a $(TEST_LIBS) \
+	$(CC) $(CPPFLAGS) $(TEST_CPPFLAGS) $(CFLAGS) -rdynamic -o $@ $< $(B)/libapplets.a $(B)/libcore.a $(TEST_LIBS) \
 	    $(LIBS_DYN)
 
 # libFuzzer targets (V=fuzz): the more specific pattern wins over $(B)/test/%.
