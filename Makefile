@@ -24,7 +24,7 @@ PREFIX ?= /usr/local
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \
         -Wswitch-enum
-CPPFLAGS := -D_GNU_SOURCE -DRUNJOB_VERSION='"$(VERSION)"' -I. -Icore -I$(B)/proto
+CPPFLAGS := -D_GNU_SOURCE -DRUNJOB_VERSION='"$(VERSION)"' -I. -I$(B)/proto
 OPT := -O2 -g
 SAN :=
 ifeq ($(V),asan)

@@ -6,7 +6,7 @@
  * like (the page cache is warm for both: this measures our overhead, not the disk).
  * Reads are best of three. Prints MB/s and outlog/baseline ratios; asserts nothing.
  * Usage: bench_outlog [dir]   (default: $TMPDIR or /tmp) */
-#include "outlog.h"
+#include "core/outlog.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "core/cleanup.h"
 
 #define CHUNK (64 * 1024)
 

@@ -3,9 +3,8 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
-/* libseccomp's header is also called seccomp.h, and -Icore finds ours first for <seccomp.h>:
- * reach it through a path only the system include directory resolves. */
-#include <linux/../seccomp.h>
+/* libseccomp's header: <...> does not search this file's folder, so it cannot pick up ours. */
+#include <seccomp.h>
 
 /* Keep in sync with the comment in seccomp.h. The mount API (fsopen ... mount_setattr) is here
  * with mount itself: blocking one without the other would block nothing. */

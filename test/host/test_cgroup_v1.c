@@ -16,9 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cgroup.h"
-#include "cleanup.h"
-#include "proc.h"
+#include "core/cgroup.h"
+#include "core/cleanup.h"
+#include "core/proc.h"
 
 static const char *const hiers[] = {"cpu", "cpuacct", "memory", "blkio", "pids", "freezer"};
 

@@ -15,8 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cgroup.h"
-#include "cleanup.h"
+#include "core/cgroup.h"
+#include "core/cleanup.h"
 
 #define MAX_FIFOS 64
 

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "proc.h"
+#include "core/proc.h"
 
 static const char hybrid_cgroup[] = "9:name=systemd:/\n"
                                     "8:pids:/\n"
