@@ -957,9 +957,9 @@ void jobtab_entry_get_status(struct jobtab_entry *e, struct jobtab_status *ret)
     (void)pthread_mutex_unlock(&e->t->lock);
 }
 
-int jobtab_entry_set_status(struct jobtab *t, struct jobtab_entry *e,
-                            const struct jobtab_status *st)
+int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *st)
 {
+    struct jobtab *t = e->t;
     struct jobtab_status latest;
     int r;
 

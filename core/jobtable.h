@@ -97,8 +97,7 @@ void jobtab_entry_get_status(struct jobtab_entry *e, struct jobtab_status *ret);
 /* Replaces the entry's status and rewrites its record. A state past RUNNING frees the name
  * and the owner's running slot. 0 or -errno (the in-memory status is updated even when the
  * write fails). */
-int jobtab_entry_set_status(struct jobtab *t, struct jobtab_entry *e,
-                            const struct jobtab_status *st);
+int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *st);
 /* true while state is STARTING or RUNNING. */
 bool jobtab_entry_is_running(struct jobtab_entry *e);
 

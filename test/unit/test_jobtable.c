@@ -54,7 +54,7 @@ static void finish(struct jobtab *t, struct jobtab_entry *e, int code)
     st.job.exit_code = code;
     st.job.end_ms = st.job.start_ms + 5;
     st.output_bytes = 42;
-    cr_assert_eq(jobtab_entry_set_status(t, e, &st), 0);
+    cr_assert_eq(jobtab_entry_set_status(e, &st), 0);
 }
 
 TestSuite(jobtab, .init = setup, .fini = teardown);
@@ -178,7 +178,7 @@ Test(jobtab, persistence_round_trip_and_atomic_rewrite)
     jobtab_entry_get_status(e2, &st);
     st.job.state = JOB_RUNNING;
     st.job.pid = 1234;
-    cr_assert_eq(jobtab_entry_set_status(t, e2, &st), 0);
+    cr_assert_eq(jobtab_entry_set_status(e2, &st), 0);
     snprintf(dir, sizeof(dir), "%s/%s", state_dir, id1);
     cr_expect_eq(count_files(dir), 1, "only 'status' is left (no status.tmp)");
     cr_assert_eq(jobtab_entry_output_path(t, e1, path, sizeof(path)), 0);
@@ -297,7 +297,7 @@ Test(jobtab, end_state_is_never_overwritten_by_running)
     jobtab_entry_get_status(e, &st);
     st.job.state = JOB_RUNNING;
     st.job.pid = 99;
-    cr_assert_eq(jobtab_entry_set_status(t, e, &st), 0);
+    cr_assert_eq(jobtab_entry_set_status(e, &st), 0);
     jobtab_entry_get_status(e, &st);
     cr_expect_eq(st.job.state, JOB_EXITED);
     cr_expect_eq(st.job.exit_code, 7);

@@ -1,0 +1,492 @@
+/* runjob serve / jobmanager serve: flags -> core/server. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "applets.h"
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/server.h"
+#include "core/tls.h"
+
+#define MAX_ADMINS 64
+
+struct serve_opts {
+    const char *host;
+    int port;
+    const char *ca_path, *cert_path, *key_path;
+    struct rpc_policy policy;
+    const char *state_dir;
+    const char *admins[MAX_ADMINS + 1];
+    size_t n_admins;
+    const char *job_user;
+    uint64_t max_output_bytes;
+    unsigned max_running;
+    enum log_format log_format;
+    enum log_level log_level;
+    const char *audit_log;
+};
+
+static const char usage[] =
+    "Usage: %s serve [flags]\n"
+    "\n"
+    "Run the job server: mTLS (TLS 1.3 only) gRPC on HOST:PORT; every client certificate's\n"
+    "Common Name is its user.\n"
+    "\n"
+    "  -H, --server-host HOST           address to listen on (default localhost)\n"
+    "  -P, --server-port PORT           port; 0 = any free port, logged (default 8080)\n"
+    "      --client-pem-path PATH       CA bundle client certificates must chain to\n"
+    "                                   (default certs/ca-clients-bundle.pem)\n"
+    "      --server-cert-path PATH      server certificate (default certs/server-cert.pem)\n"
+    "      --server-key-path PATH       server private key (default certs/server-key.pem)\n"
+    "      --default-limits-cpu MILLIS  CPU per job, 1000 = one CPU (default 1000)\n"
+    "      --default-limits-bytes SIZE  memory per job (default 512000000)\n"
+    "      --default-limits-iops N      read and write IO operations/s per device (default 400000)\n"
+    "      --default-limits-pids N      processes per job (default 1024)\n"
+    "      --max-limits-cpu MILLIS      the most a request may ask (default: CPUs x 1000)\n"
+    "      --max-limits-bytes SIZE      (default 4GiB)\n"
+    "      --max-limits-iops N          (default 1000000)\n"
+    "      --max-limits-pids N          (default 32768)\n"
+    "      --state-dir DIR              job records and output (default /var/lib/runjob)\n"
+    "      --admin-cn CN                a CN that sees and stops every job; repeatable\n"
+    "                                   (default administrator)\n"
+    "      --job-user USER              user jobs run as: name or UID[:GID] (default nobody)\n"
+    "      --allow-host-network         let requests ask for the host's network (default off)\n"
+    "      --max-output-bytes SIZE      output recorded per job (default 1GiB)\n"
+    "      --stop-grace DURATION        default wait between SIGTERM and kill: 500ms, 10s, 1m\n"
+    "                                   (default 10s)\n"
+    "      --max-running-jobs-per-user N  (default 64; 0 = no cap)\n"
+    "      --log-format text|json       (default text)\n"
+    "      --log-level error|warn|info|debug  (default info)\n"
+    "      --audit-log PATH             one line per RPC (default: stderr)\n"
+    "  -h, --help                       this text\n"
+    "\n"
+    "SIZE takes K, M, G, T (x1000) or KiB, MiB, GiB, TiB (x1024). Make certificates with\n"
+    "'runjob certs'.\n";
+
+enum {
+    OPT_CLIENT_PEM = 256,
+    OPT_SERVER_CERT,
+    OPT_SERVER_KEY,
+    OPT_DEF_CPU,
+    OPT_DEF_BYTES,
+    OPT_DEF_IOPS,
+    OPT_DEF_PIDS,
+    OPT_MAX_CPU,
+    OPT_MAX_BYTES,
+    OPT_MAX_IOPS,
+    OPT_MAX_PIDS,
+    OPT_STATE_DIR,
+    OPT_ADMIN_CN,
+    OPT_JOB_USER,
+    OPT_HOST_NET,
+    OPT_MAX_OUTPUT,
+    OPT_STOP_GRACE,
+    OPT_MAX_RUNNING,
+    OPT_LOG_FORMAT,
+    OPT_LOG_LEVEL,
+    OPT_AUDIT_LOG,
+};
+
+static const struct option long_opts[] = {
+    {"server-host", required_argument, NULL, 'H'},
+    {"server-port", required_argument, NULL, 'P'},
+    {"client-pem-path", required_argument, NULL, OPT_CLIENT_PEM},
+    {"server-cert-path", required_argument, NULL, OPT_SERVER_CERT},
+    {"server-key-path", required_argument, NULL, OPT_SERVER_KEY},
+    {"default-limits-cpu", required_argument, NULL, OPT_DEF_CPU},
+    {"default-limits-bytes", required_argument, NULL, OPT_DEF_BYTES},
+    {"default-limits-iops", required_argument, NULL, OPT_DEF_IOPS},
+    {"default-limits-pids", required_argument, NULL, OPT_DEF_PIDS},
+    {"max-limits-cpu", required_argument, NULL, OPT_MAX_CPU},
+    {"max-limits-bytes", required_argument, NULL, OPT_MAX_BYTES},
+    {"max-limits-iops", required_argument, NULL, OPT_MAX_IOPS},
+    {"max-limits-pids", required_argument, NULL, OPT_MAX_PIDS},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"admin-cn", required_argument, NULL, OPT_ADMIN_CN},
+    {"job-user", required_argument, NULL, OPT_JOB_USER},
+    {"allow-host-network", no_argument, NULL, OPT_HOST_NET},
+    {"max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT},
+    {"stop-grace", required_argument, NULL, OPT_STOP_GRACE},
+    {"max-running-jobs-per-user", required_argument, NULL, OPT_MAX_RUNNING},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"audit-log", required_argument, NULL, OPT_AUDIT_LOG},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Digits only, no sign, no overflow. */
+static int parse_u64(const char *s, const char **ret_end, uint64_t *ret)
+{
+    uint64_t v = 0;
+    const char *p = s;
+
+    if (*p < '0' || *p > '9')
+        return -EINVAL;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return -ERANGE;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *ret_end = p;
+    *ret = v;
+    return 0;
+}
+
+static int parse_count(const char *s, uint64_t *ret)
+{
+    const char *end;
+    uint64_t v;
+
+    if (parse_u64(s, &end, &v) < 0 || *end)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
+
+static int parse_size(const char *s, uint64_t *ret)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t mul;
+    } units[] = {
+        {"", 1},           {"B", 1},
+        {"K", 1000},       {"KB", 1000},       {"KiB", 1024},      {"Ki", 1024},
+        {"M", 1000000},    {"MB", 1000000},    {"MiB", 1 << 20},   {"Mi", 1 << 20},
+        {"G", 1000000000}, {"GB", 1000000000}, {"GiB", 1ull << 30}, {"Gi", 1ull << 30},
+        {"T", 1000000000000ull}, {"TB", 1000000000000ull}, {"TiB", 1ull << 40}, {"Ti", 1ull << 40},
+    };
+    const char *end;
+    uint64_t v;
+
+    if (parse_u64(s, &end, &v) < 0)
+        return -EINVAL;
+    for (size_t i = 0; i < ELEMENTSOF(units); i++)
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v > UINT64_MAX / units[i].mul)
+                return -ERANGE;
+            *ret = v * units[i].mul;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+static int parse_duration_ms(const char *s, int64_t *ret)
+{
+    const char *end;
+    uint64_t v, mul;
+
+    if (parse_u64(s, &end, &v) < 0)
+        return -EINVAL;
+    if (strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        mul = 1000;
+    else if (strcmp(end, "m") == 0)
+        mul = 60000;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600000;
+    else
+        return -EINVAL;
+    if (v > (uint64_t)RPC_MAX_GRACE_MS / mul)
+        return -ERANGE;
+    *ret = (int64_t)(v * mul);
+    return 0;
+}
+
+/* USER as a name in /etc/passwd (read directly: no NSS in a static binary) or UID[:GID]. */
+static int resolve_user(const char *user, uid_t *ret_uid, gid_t *ret_gid)
+{
+    _cleanup_fclose_ FILE *f = NULL;
+    const char *end;
+    uint64_t uid, gid;
+    struct passwd *pw;
+
+    if (parse_u64(user, &end, &uid) == 0 && (*end == '\0' || *end == ':')) {
+        gid = uid;
+        if (*end == ':' && parse_count(end + 1, &gid) < 0)
+            return -EINVAL;
+        if (uid >= UINT32_MAX || gid >= UINT32_MAX)
+            return -ERANGE;
+        *ret_uid = (uid_t)uid;
+        *ret_gid = (gid_t)gid;
+        return 0;
+    }
+    f = fopen("/etc/passwd", "re");
+    if (!f)
+        return -errno;
+    while ((pw = fgetpwent(f)))
+        if (strcmp(pw->pw_name, user) == 0) {
+            *ret_uid = pw->pw_uid;
+            *ret_gid = pw->pw_gid;
+            return 0;
+        }
+    return -ENOENT;
+}
+
+static int bad(const char *flag, const char *value, const char *want)
+{
+    fprintf(stderr, "runjob serve: invalid %s '%s': %s\n", flag, value, want);
+    return 2;
+}
+
+/* Reads a PEM file; on failure prints one line naming it and the fix. */
+static int load_pem(const char *flag, const char *path, char **ret)
+{
+    int r = tls_read_pem(path, ret);
+
+    if (r == -EBADMSG)
+        fprintf(stderr,
+                "runjob serve: %s '%s' holds no PEM data; make certificates with 'runjob certs'\n",
+                flag, path);
+    else if (r < 0)
+        fprintf(stderr,
+                "runjob serve: cannot read %s '%s': %s; make certificates with 'runjob certs' "
+                "(or pass %s)\n",
+                flag, path, strerror(-r), flag);
+    return r;
+}
+
+int applet_serve_main(int argc, char **argv)
+{
+    struct serve_opts o = {
+        .host = "localhost",
+        .port = 8080,
+        .ca_path = "certs/ca-clients-bundle.pem",
+        .cert_path = "certs/server-cert.pem",
+        .key_path = "certs/server-key.pem",
+        .policy = {.defaults = {.cpu_millis = 1000, .memory_bytes = 512000000,
+                                .io_riops = 400000, .io_wiops = 400000, .pids = 1024},
+                   .maxima = {.memory_bytes = 4ull << 30, .io_riops = 1000000,
+                              .io_wiops = 1000000, .pids = 32768},
+                   .default_grace_ms = 10000},
+        .state_dir = "/var/lib/runjob",
+        .job_user = "nobody",
+        .max_output_bytes = 1ull << 30,
+        .max_running = 64,
+        .log_format = LOG_FORMAT_TEXT,
+        .log_level = LOG_INFO,
+    };
+    _cleanup_free_ char *ca = NULL, *cert = NULL, *key = NULL;
+    _cleanup_close_ int audit_fd = -1;
+    _cleanup_close_ int sigfd = -1;
+    struct server_config cfg = {0};
+    struct server *srv = NULL;
+    char errbuf[256] = "";
+    uid_t uid = 65534;
+    gid_t gid = 65534;
+    sigset_t mask;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int c, r;
+
+    o.policy.maxima.cpu_millis = (uint64_t)(ncpu > 0 ? ncpu : 1) * 1000;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "H:P:h", long_opts, NULL)) != -1) {
+        uint64_t v = 0;
+        switch (c) {
+        case 'H':
+            if (!*optarg)
+                return bad("--server-host", optarg, "empty");
+            o.host = optarg;
+            break;
+        case 'P':
+            if (parse_count(optarg, &v) < 0 || v > 65535)
+                return bad("--server-port", optarg, "want 0..65535");
+            o.port = (int)v;
+            break;
+        case OPT_CLIENT_PEM:
+            o.ca_path = optarg;
+            break;
+        case OPT_SERVER_CERT:
+            o.cert_path = optarg;
+            break;
+        case OPT_SERVER_KEY:
+            o.key_path = optarg;
+            break;
+        case OPT_DEF_CPU:
+        case OPT_MAX_CPU:
+        case OPT_DEF_PIDS:
+        case OPT_MAX_PIDS:
+        case OPT_DEF_IOPS:
+        case OPT_MAX_IOPS:
+            if (parse_count(optarg, &v) < 0 || v == 0)
+                return bad(argv[optind - 1][1] == '-' ? argv[optind - 1] : "limit", optarg,
+                           "want a positive integer");
+            if (c == OPT_DEF_CPU)
+                o.policy.defaults.cpu_millis = v;
+            else if (c == OPT_MAX_CPU)
+                o.policy.maxima.cpu_millis = v;
+            else if (c == OPT_DEF_PIDS)
+                o.policy.defaults.pids = v;
+            else if (c == OPT_MAX_PIDS)
+                o.policy.maxima.pids = v;
+            else if (c == OPT_DEF_IOPS)
+                o.policy.defaults.io_riops = o.policy.defaults.io_wiops = v;
+            else
+                o.policy.maxima.io_riops = o.policy.maxima.io_wiops = v;
+            break;
+        case OPT_DEF_BYTES:
+        case OPT_MAX_BYTES:
+            if (parse_size(optarg, &v) < 0 || v < 4096)
+                return bad(c == OPT_DEF_BYTES ? "--default-limits-bytes" : "--max-limits-bytes",
+                           optarg, "want a size of at least 4096, e.g. 512000000 or 512MiB");
+            if (c == OPT_DEF_BYTES)
+                o.policy.defaults.memory_bytes = v;
+            else
+                o.policy.maxima.memory_bytes = v;
+            break;
+        case OPT_STATE_DIR:
+            if (optarg[0] != '/')
+                return bad("--state-dir", optarg, "want an absolute path");
+            o.state_dir = optarg;
+            break;
+        case OPT_ADMIN_CN:
+            if (!*optarg || strlen(optarg) > 255)
+                return bad("--admin-cn", optarg, "want 1..255 bytes");
+            if (o.n_admins == MAX_ADMINS)
+                return bad("--admin-cn", optarg, "too many (at most 64)");
+            o.admins[o.n_admins++] = optarg;
+            break;
+        case OPT_JOB_USER:
+            o.job_user = optarg;
+            break;
+        case OPT_HOST_NET:
+            o.policy.allow_host_network = true;
+            break;
+        case OPT_MAX_OUTPUT:
+            if (parse_size(optarg, &v) < 0 || v == 0)
+                return bad("--max-output-bytes", optarg, "want a size, e.g. 1GiB");
+            o.max_output_bytes = v;
+            break;
+        case OPT_STOP_GRACE:
+            if (parse_duration_ms(optarg, &o.policy.default_grace_ms) < 0)
+                return bad("--stop-grace", optarg, "want a duration up to 1h, e.g. 500ms, 10s, 1m");
+            break;
+        case OPT_MAX_RUNNING:
+            if (parse_count(optarg, &v) < 0 || v > 1000000)
+                return bad("--max-running-jobs-per-user", optarg, "want 0..1000000");
+            o.max_running = (unsigned)v;
+            break;
+        case OPT_LOG_FORMAT:
+            if (log_parse_format(optarg, &o.log_format) < 0)
+                return bad("--log-format", optarg, "want text or json");
+            break;
+        case OPT_LOG_LEVEL:
+            if (log_parse_level(optarg, &o.log_level) < 0)
+                return bad("--log-level", optarg, "want error, warn, info or debug");
+            break;
+        case OPT_AUDIT_LOG:
+            o.audit_log = optarg;
+            break;
+        case 'h':
+            printf(usage, "runjob");
+            return 0;
+        default:
+            fprintf(stderr, "runjob serve: see 'runjob serve --help'\n");
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "runjob serve: unexpected argument '%s' (see 'runjob serve --help')\n",
+                argv[optind]);
+        return 2;
+    }
+#define CHECK_MAX(f, flag)                                                                         \
+    if (o.policy.defaults.f > o.policy.maxima.f) {                                                 \
+        fprintf(stderr,                                                                            \
+                "runjob serve: --default-limits-" flag " %" PRIu64                                 \
+                " is above --max-limits-" flag " %" PRIu64 "\n",                                   \
+                o.policy.defaults.f, o.policy.maxima.f);                                           \
+        return 2;                                                                                  \
+    }
+    CHECK_MAX(cpu_millis, "cpu")
+    CHECK_MAX(memory_bytes, "bytes")
+    CHECK_MAX(io_riops, "iops")
+    CHECK_MAX(pids, "pids")
+#undef CHECK_MAX
+    if (o.n_admins == 0)
+        o.admins[o.n_admins++] = "administrator";
+    o.admins[o.n_admins] = NULL;
+    r = resolve_user(o.job_user, &uid, &gid);
+    if (r < 0)
+        return bad("--job-user", o.job_user, "no such user (a name in /etc/passwd or UID[:GID])");
+    if (uid == 0) {
+        fprintf(stderr, "runjob serve: --job-user '%s' is root; jobs may not run as root\n",
+                o.job_user);
+        return 2;
+    }
+    log_setup("runjob", o.log_level, o.log_format);
+
+    if (load_pem("--client-pem-path", o.ca_path, &ca) < 0 ||
+        load_pem("--server-cert-path", o.cert_path, &cert) < 0 ||
+        load_pem("--server-key-path", o.key_path, &key) < 0)
+        return 1;
+    if (tls_count_certs(ca) < 0) {
+        fprintf(stderr, "runjob serve: --client-pem-path '%s' holds no certificate; make "
+                        "certificates with 'runjob certs'\n", o.ca_path);
+        return 1;
+    }
+    r = tls_check_key_pair(cert, key);
+    if (r < 0) {
+        fprintf(stderr, "runjob serve: %s: --server-cert-path '%s' and --server-key-path '%s'%s; "
+                        "make certificates with 'runjob certs'\n",
+                r == -EKEYREJECTED ? "key mismatch" : "unreadable", o.cert_path, o.key_path,
+                r == -EKEYREJECTED ? " do not belong together" : " do not parse");
+        return 1;
+    }
+    if (o.audit_log) {
+        audit_fd = open(o.audit_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        if (audit_fd < 0) {
+            fprintf(stderr, "runjob serve: cannot open --audit-log '%s': %s\n", o.audit_log,
+                    strerror(errno));
+            return 1;
+        }
+    }
+
+    /* Every thread inherits this mask (they are all created below): SIGTERM/SIGINT arrive only
+     * through the signalfd that server_run watches. */
+    (void)signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    (void)sigprocmask(SIG_BLOCK, &mask, NULL);
+    sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (sigfd < 0) {
+        log_errno(-errno, "signalfd");
+        return 1;
+    }
+
+    cfg.host = o.host;
+    cfg.port = o.port;
+    cfg.ca_pem = ca;
+    cfg.cert_pem = cert;
+    cfg.key_pem = key;
+    cfg.policy = o.policy;
+    cfg.state_dir = o.state_dir;
+    cfg.admin_cns = o.admins;
+    cfg.job_uid = uid;
+    cfg.job_gid = gid;
+    cfg.max_output_bytes = o.max_output_bytes;
+    cfg.max_running_per_user = o.max_running;
+    cfg.audit_fd = audit_fd >= 0 ? audit_fd : STDERR_FILENO;
+    cfg.audit_json = o.log_format == LOG_FORMAT_JSON;
+    r = server_new(&cfg, &srv, errbuf, sizeof(errbuf));
+    if (r < 0) {
+        log_errno(r, "cannot %s", errbuf[0] ? errbuf : "start the server");
+        return 1;
+    }
+    log_info("listening on %s:%d (TLS 1.3 only, client certificates required; %s)", o.host,
+             server_port(srv), tls_openssl_version());
+    r = server_run(srv, sigfd);
+    server_free(srv);
+    return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,402 @@
+/* The Stream call: a job's output from an offset, live or after the fact.
+ *
+ * One context per call. At any moment exactly one party holds the stream's "token" and may
+ * touch the reader or start a batch:
+ *   PUMP    a thread is reading the log and will start the next batch
+ *   WRITE   a SEND_MESSAGE is in flight (its completion takes the token back)
+ *   ARMING  the pump is arming outlog_reader_wait (the wake-up may fire before it returns)
+ *   WAIT    parked on the log's waiter list; the wake-up callback takes the token
+ *   CANCEL  the close handler is disarming the wait
+ *   STATUS  SEND_STATUS_FROM_SERVER is in flight
+ *   NONE    nothing more will happen
+ * RECV_CLOSE_ON_SERVER is armed at the start; when it fires (end, cancel, disconnect,
+ * deadline) no new batch is started, a parked wait is cancelled, and the context is freed once
+ * the token is NONE. No thread per stream, no polling, one send in flight. */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/grpc.h>
+#include <grpc/slice.h>
+
+#include "log.h"
+#include "rpc-internal.h"
+#include "server-internal.h"
+
+#define CHUNK_MIN (16 * 1024)
+
+enum token { TOK_PUMP, TOK_WRITE, TOK_ARMING, TOK_WAIT, TOK_CANCEL, TOK_STATUS, TOK_NONE };
+
+struct scall {
+    struct tag close_tag, write_tag, status_tag;
+    struct server *s;
+    struct call_info ci;
+    struct jobtab_entry *e;
+    struct outlog *log;
+    struct outlog_reader *rd;
+    bool follow;
+
+    pthread_mutex_t mu;
+    enum token tok;
+    bool close_done, woke_early, md_sent, final_sent, freed;
+    int cancelled;   /* written by gRPC at RECV_CLOSE_ON_SERVER */
+    int code;        /* the status we sent, for the audit line */
+    uint64_t next_offset;
+    grpc_byte_buffer *bb; /* the message in flight */
+};
+
+static void pump(struct scall *sc);
+
+static void scall_free(struct scall *sc)
+{
+    server_audit(sc->s, &sc->ci, sc->cancelled ? RPC_CANCELLED : sc->code);
+    outlog_reader_free(sc->rd);
+    if (sc->bb)
+        grpc_byte_buffer_destroy(sc->bb);
+    grpc_call_unref(sc->ci.call);
+    (void)pthread_mutex_destroy(&sc->mu);
+    server_call_leave(sc->s);
+    free(sc);
+}
+
+/* With mu held: true when the context is to be freed by the caller (after unlocking). */
+static bool done_locked(struct scall *sc)
+{
+    if (sc->close_done && sc->tok == TOK_NONE && !sc->freed) {
+        sc->freed = true;
+        return true;
+    }
+    return false;
+}
+
+static void drop_token(struct scall *sc)
+{
+    bool done;
+
+    (void)pthread_mutex_lock(&sc->mu);
+    sc->tok = TOK_NONE;
+    done = done_locked(sc);
+    (void)pthread_mutex_unlock(&sc->mu);
+    if (done)
+        scall_free(sc);
+}
+
+static void on_close(struct tag *t, bool ok)
+{
+    struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, close_tag));
+    bool done;
+
+    (void)ok;
+    (void)pthread_mutex_lock(&sc->mu);
+    sc->close_done = true;
+    if (sc->tok == TOK_WAIT) {
+        sc->tok = TOK_CANCEL;
+        (void)pthread_mutex_unlock(&sc->mu);
+        /* On return the wake-up is disarmed or has run to completion (it saw CANCEL). */
+        (void)outlog_reader_cancel_wait(sc->rd);
+        (void)pthread_mutex_lock(&sc->mu);
+        sc->tok = TOK_NONE;
+    }
+    done = done_locked(sc);
+    (void)pthread_mutex_unlock(&sc->mu);
+    if (done)
+        scall_free(sc);
+}
+
+/* Starts a batch holding the token; on failure the call is cancelled (close will follow). */
+static void start(struct scall *sc, grpc_op *ops, size_t n, struct tag *tag)
+{
+    grpc_call_error e = grpc_call_start_batch(sc->ci.call, ops, n, tag, NULL);
+
+    if (e != GRPC_CALL_OK) {
+        log_debug("stream %s: start_batch: %d", sc->ci.id, (int)e);
+        (void)grpc_call_cancel(sc->ci.call, NULL);
+        (void)pthread_mutex_lock(&sc->mu);
+        if (sc->bb) {
+            grpc_byte_buffer_destroy(sc->bb);
+            sc->bb = NULL;
+        }
+        (void)pthread_mutex_unlock(&sc->mu);
+        drop_token(sc);
+    }
+}
+
+static void send_message(struct scall *sc, grpc_byte_buffer *bb)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+
+    memset(ops, 0, sizeof(ops));
+    (void)pthread_mutex_lock(&sc->mu);
+    if (sc->close_done || !bb) {
+        (void)pthread_mutex_unlock(&sc->mu);
+        if (bb)
+            grpc_byte_buffer_destroy(bb);
+        drop_token(sc);
+        return;
+    }
+    sc->tok = TOK_WRITE;
+    sc->bb = bb;
+    if (!sc->md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        sc->md_sent = true;
+    }
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = bb;
+    (void)pthread_mutex_unlock(&sc->mu);
+    start(sc, ops, n, &sc->write_tag);
+}
+
+static void send_status(struct scall *sc, int code, const char *msg)
+{
+    grpc_slice details = grpc_slice_from_static_string(msg);
+    grpc_op ops[2];
+    size_t n = 0;
+
+    memset(ops, 0, sizeof(ops));
+    (void)pthread_mutex_lock(&sc->mu);
+    if (sc->close_done) {
+        (void)pthread_mutex_unlock(&sc->mu);
+        drop_token(sc);
+        return;
+    }
+    sc->tok = TOK_STATUS;
+    sc->code = code;
+    if (!sc->md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        sc->md_sent = true;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
+    ops[n++].data.send_status_from_server.status_details = &details;
+    (void)pthread_mutex_unlock(&sc->mu);
+    start(sc, ops, n, &sc->status_tag);
+}
+
+static void on_write(struct tag *t, bool ok)
+{
+    struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, write_tag));
+
+    (void)pthread_mutex_lock(&sc->mu);
+    grpc_byte_buffer_destroy(sc->bb);
+    sc->bb = NULL;
+    if (!ok || sc->close_done) {
+        (void)pthread_mutex_unlock(&sc->mu);
+        drop_token(sc);
+        return;
+    }
+    sc->tok = TOK_PUMP;
+    (void)pthread_mutex_unlock(&sc->mu);
+    pump(sc);
+}
+
+static void on_status(struct tag *t, bool ok)
+{
+    struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, status_tag));
+
+    (void)ok;
+    drop_token(sc);
+}
+
+/* outlog wake-up: called once, from the appending/closing thread, without outlog's lock. */
+static void on_wake(void *userdata)
+{
+    struct scall *sc = userdata;
+
+    (void)pthread_mutex_lock(&sc->mu);
+    if (sc->tok == TOK_ARMING) {
+        sc->woke_early = true; /* the pump, still arming, will read again */
+        (void)pthread_mutex_unlock(&sc->mu);
+        return;
+    }
+    if (sc->tok != TOK_WAIT) { /* CANCEL: the close handler owns the stream */
+        (void)pthread_mutex_unlock(&sc->mu);
+        return;
+    }
+    sc->tok = TOK_PUMP;
+    (void)pthread_mutex_unlock(&sc->mu);
+    pump(sc);
+}
+
+static grpc_byte_buffer *final_chunk(struct scall *sc)
+{
+    Jobmanager__V1__OutputChunk c = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
+    struct status_buf sb;
+
+    /* The log is closed only after the job's final status is set (job.c finalise) or, for a
+     * failed start, after the server recorded FAILED_TO_START; but the record may lag the
+     * close by the on_end callback when no job is attached yet. Give it a moment. */
+    for (int i = 0; i < 200 && !jobtab_entry_job(sc->e) && jobtab_entry_is_running(sc->e); i++) {
+        struct timespec ts = {0, 1000 * 1000};
+        (void)nanosleep(&ts, NULL);
+    }
+    server_fill_status(sc->s, sc->e, &sb);
+    c.final_status = &sb.st;
+    return rpc_bb_pack(&c.base);
+}
+
+static size_t chunk_cap(struct scall *sc)
+{
+    uint64_t have = outlog_get_bytes(sc->log);
+    uint64_t hint = have > sc->next_offset ? have - sc->next_offset : 0;
+
+    if (hint < CHUNK_MIN)
+        return CHUNK_MIN;
+    return hint > RPC_CHUNK_DATA_MAX ? RPC_CHUNK_DATA_MAX : (size_t)hint;
+}
+
+/* Holds the token (PUMP), no lock: reads what there is and starts the next batch, or parks. */
+static void pump(struct scall *sc)
+{
+    for (;;) {
+        struct outlog_chunk_info info;
+        size_t cap = chunk_cap(sc);
+        grpc_slice sl = rpc_chunk_slice_new(cap);
+        ssize_t n = outlog_reader_read(sc->rd, GRPC_SLICE_START_PTR(sl) + RPC_CHUNK_HDR_MAX, cap,
+                                       &info);
+        int r;
+
+        if (n > 0) {
+            int stream = info.stream == OUTLOG_STDERR
+                             ? JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR
+                             : JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDOUT;
+            sc->next_offset = info.offset + (uint64_t)n;
+            send_message(sc, rpc_chunk_finish(sl, (size_t)n, stream, info.offset, info.time_ms));
+            return;
+        }
+        grpc_slice_unref(sl);
+        if (n == 0) { /* the log is closed and everything was read */
+            if (sc->follow && !sc->final_sent) {
+                sc->final_sent = true;
+                send_message(sc, final_chunk(sc));
+            } else {
+                send_status(sc, RPC_OK, "");
+            }
+            return;
+        }
+        if (n != -EAGAIN) {
+            log_error("stream %s: reading the output log: %s", sc->ci.id, strerror((int)-n));
+            send_status(sc, RPC_INTERNAL, "the server could not read the job's output");
+            return;
+        }
+        if (!sc->follow) { /* everything that existed was sent */
+            send_status(sc, RPC_OK, "");
+            return;
+        }
+        (void)pthread_mutex_lock(&sc->mu);
+        if (sc->close_done) {
+            (void)pthread_mutex_unlock(&sc->mu);
+            drop_token(sc);
+            return;
+        }
+        sc->tok = TOK_ARMING;
+        sc->woke_early = false;
+        (void)pthread_mutex_unlock(&sc->mu);
+
+        r = outlog_reader_wait(sc->rd, on_wake, sc);
+
+        (void)pthread_mutex_lock(&sc->mu);
+        if (r == -EAGAIN || (r == 0 && sc->woke_early)) {
+            sc->tok = TOK_PUMP; /* data (or EOF) came in meanwhile: read again */
+            (void)pthread_mutex_unlock(&sc->mu);
+            continue;
+        }
+        if (r < 0) {
+            sc->tok = TOK_PUMP;
+            (void)pthread_mutex_unlock(&sc->mu);
+            log_error("stream %s: waiting on the output log: %s", sc->ci.id, strerror(-r));
+            send_status(sc, RPC_INTERNAL, "the server could not follow the job's output");
+            return;
+        }
+        if (sc->close_done) { /* closed while we armed: disarm ourselves */
+            bool done;
+            sc->tok = TOK_CANCEL;
+            (void)pthread_mutex_unlock(&sc->mu);
+            (void)outlog_reader_cancel_wait(sc->rd);
+            (void)pthread_mutex_lock(&sc->mu);
+            sc->tok = TOK_NONE;
+            done = done_locked(sc);
+            (void)pthread_mutex_unlock(&sc->mu);
+            if (done)
+                scall_free(sc);
+            return;
+        }
+        sc->tok = TOK_WAIT;
+        (void)pthread_mutex_unlock(&sc->mu);
+        return;
+    }
+}
+
+static void reply_error(struct server *s, struct call_info *ci, int code, const char *msg)
+{
+    /* Used only before the stream context exists: a one-shot status batch on a tiny context
+     * would need its own tag; cancel_with_status does exactly that inside gRPC. */
+    (void)grpc_call_cancel_with_status(ci->call, (grpc_status_code)code, msg, NULL);
+    server_audit(s, ci, code);
+    grpc_call_unref(ci->call);
+    server_call_leave(s);
+}
+
+void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_entry *e,
+                         const Jobmanager__V1__StreamRequest *req)
+{
+    struct outlog *log = jobtab_entry_log(e);
+    unsigned mask = req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT
+                        ? OUTLOG_SELECT_STDOUT
+                    : req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR
+                        ? OUTLOG_SELECT_STDERR
+                        : OUTLOG_SELECT_ALL;
+    struct scall *sc;
+    grpc_op op;
+    grpc_call_error ge;
+    int r;
+
+    if (!log) {
+        reply_error(s, ci, RPC_DATA_LOSS, "the output of this job is not available");
+        return;
+    }
+    sc = calloc(1, sizeof(*sc));
+    if (!sc) {
+        reply_error(s, ci, RPC_RESOURCE_EXHAUSTED, "server out of memory");
+        return;
+    }
+    r = outlog_reader_new(log, mask, req->offset, &sc->rd);
+    if (r < 0) {
+        free(sc);
+        log_error("stream %s: opening a reader: %s", ci->id, strerror(-r));
+        reply_error(s, ci, rpc_code_from_errno(r) == RPC_RESOURCE_EXHAUSTED
+                               ? RPC_RESOURCE_EXHAUSTED
+                               : RPC_INTERNAL,
+                    "the server could not read the job's output");
+        return;
+    }
+    sc->close_tag.fn = on_close;
+    sc->write_tag.fn = on_write;
+    sc->status_tag.fn = on_status;
+    sc->s = s;
+    sc->ci = *ci;
+    sc->e = e;
+    sc->log = log;
+    sc->follow = !req->no_follow;
+    sc->next_offset = req->offset;
+    sc->tok = TOK_PUMP;
+    (void)pthread_mutex_init(&sc->mu, NULL);
+
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &sc->cancelled;
+    ge = grpc_call_start_batch(sc->ci.call, &op, 1, &sc->close_tag, NULL);
+    if (ge != GRPC_CALL_OK) {
+        /* Without a close batch we would never learn of the end: give up on the call. */
+        log_error("stream %s: arming RECV_CLOSE_ON_SERVER: %d", ci->id, (int)ge);
+        outlog_reader_free(sc->rd);
+        (void)pthread_mutex_destroy(&sc->mu);
+        free(sc);
+        reply_error(s, ci, RPC_INTERNAL, "the server could not start the stream");
+        return;
+    }
+    pump(sc);
+}

@@ -1,0 +1,1159 @@
+#include "server.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/grpc_security_constants.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "job.h"
+#include "log.h"
+#include "rpc-internal.h"
+#include "server-internal.h"
+#include "tls.h"
+
+#define SLOTS_PER_METHOD 8
+#define GENERIC_SLOTS 2
+#define START_THREADS 4
+#define SHUTDOWN_STREAM_WAIT_MS 5000
+
+enum method { M_START, M_STOP, M_STATUS, M_LIST, M_STREAM, M_PING, M_COUNT };
+
+static const struct {
+    const char *path, *name;
+    const ProtobufCMessageDescriptor *desc;
+} methods[M_COUNT] = {
+    [M_START] = {"/jobmanager.v1.JobManager/Start", "Start",
+                 &jobmanager__v1__start_request__descriptor},
+    [M_STOP] = {"/jobmanager.v1.JobManager/Stop", "Stop", &jobmanager__v1__stop_request__descriptor},
+    [M_STATUS] = {"/jobmanager.v1.JobManager/Status", "Status",
+                  &jobmanager__v1__status_request__descriptor},
+    [M_LIST] = {"/jobmanager.v1.JobManager/List", "List", &jobmanager__v1__list_request__descriptor},
+    [M_STREAM] = {"/jobmanager.v1.JobManager/Stream", "Stream",
+                  &jobmanager__v1__stream_request__descriptor},
+    [M_PING] = {"/jobmanager.v1.JobManager/Ping", "Ping", &jobmanager__v1__ping_request__descriptor},
+};
+
+/* A request slot: one outstanding grpc_server_request_(registered_)call, re-armed as it fires. */
+struct slot {
+    struct tag tag;
+    struct server *s;
+    int method; /* -1: the generic slot for unknown methods */
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload;
+    grpc_call_details details;
+};
+
+/* A unary call's reply context: one final batch. */
+struct ucall {
+    struct tag done;
+    struct server *s;
+    struct call_info ci;
+    int cancelled;
+    grpc_byte_buffer *reply;
+    /* Start */
+    struct ucall *qnext;
+    Jobmanager__V1__StartRequest *start_req;
+    struct rpc_limits limits;
+    struct jobtab_entry *entry;
+    struct outlog *log;
+    /* Stop */
+};
+
+struct start_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cond, idle;
+    struct ucall *head, **tail;
+    bool stopping, exiting;
+    unsigned busy;
+    pthread_t threads[START_THREADS];
+    unsigned n_threads;
+};
+
+/* ---- bookkeeping ----------------------------------------------------------------------- */
+
+void server_call_enter(struct server *s)
+{
+    (void)pthread_mutex_lock(&s->mu);
+    s->live_calls++;
+    (void)pthread_mutex_unlock(&s->mu);
+}
+
+void server_call_leave(struct server *s)
+{
+    (void)pthread_mutex_lock(&s->mu);
+    s->live_calls--;
+    (void)pthread_cond_broadcast(&s->cond);
+    (void)pthread_mutex_unlock(&s->mu);
+}
+
+static void iso_time(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    size_t n;
+
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    (void)gmtime_r(&ts.tv_sec, &tm);
+    n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    (void)snprintf(buf + n, len - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
+}
+
+void server_audit(struct server *s, const struct call_info *ci, int code)
+{
+    char t[40], line[1024], cn[CN_MAX * 6 + 1], peer[PEER_MAX * 6 + 1];
+    int n;
+
+    iso_time(t, sizeof(t));
+    (void)log_json_escape(cn, sizeof(cn), ci->cn[0] ? ci->cn : "-");
+    (void)log_json_escape(peer, sizeof(peer), ci->peer[0] ? ci->peer : "-");
+    if (s->cfg.audit_json)
+        n = snprintf(line, sizeof(line),
+                     "{\"time\":\"%s\",\"audit\":true,\"cn\":\"%s\",\"peer\":\"%s\","
+                     "\"method\":\"%s\",\"job\":\"%s\",\"code\":\"%s\"}\n",
+                     t, cn, peer, ci->method, ci->id[0] ? ci->id : "", rpc_code_name(code));
+    else
+        n = snprintf(line, sizeof(line), "%s audit cn=\"%s\" peer=%s method=%s job=%s code=%s\n",
+                     t, cn, peer, ci->method, ci->id[0] ? ci->id : "-", rpc_code_name(code));
+    if (n > (int)sizeof(line) - 1)
+        n = (int)sizeof(line) - 1;
+    /* One write per line: concurrent calls never interleave inside a line. */
+    (void)!write(s->cfg.audit_fd, line, (size_t)n);
+}
+
+/* ---- status messages ------------------------------------------------------------------- */
+
+static Jobmanager__V1__JobState state_to_proto(enum job_state st)
+{
+    switch (st) {
+    case JOB_STARTING:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_STARTING;
+    case JOB_RUNNING:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING;
+    case JOB_EXITED:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED;
+    case JOB_KILLED:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED;
+    case JOB_FAILED_TO_START:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START;
+    case JOB_LOST:
+    default:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST;
+    }
+}
+
+void server_fill_status(struct server *s, struct jobtab_entry *e, struct status_buf *sb)
+{
+    const struct jobtab_spec *spec = jobtab_entry_spec(e);
+    struct job *j = jobtab_entry_job(e);
+    struct outlog *log = jobtab_entry_log(e);
+    struct job_status *js = &sb->js.job;
+
+    (void)s;
+    jobtab_entry_get_status(e, &sb->js);
+    /* A live job knows better than the record: usage, pid, and its end before on_end ran. */
+    if (j)
+        job_get_status(j, js);
+    if (log) {
+        sb->js.output_bytes = outlog_get_bytes(log);
+        sb->js.output_truncated = outlog_is_truncated(log);
+    }
+    jobmanager__v1__job_status__init(&sb->st);
+    jobmanager__v1__limits__init(&sb->limits);
+    jobmanager__v1__usage__init(&sb->usage);
+    sb->st.owner = spec->owner;
+    sb->st.name = spec->name;
+    sb->st.id = (char *)spec->id;
+    sb->st.command = spec->command;
+    sb->st.args = spec->args;
+    sb->st.n_args = spec->n_args;
+    sb->st.state = state_to_proto(js->state);
+    sb->st.is_running = js->state == JOB_STARTING || js->state == JOB_RUNNING;
+    sb->st.pid = sb->st.is_running ? js->pid : 0;
+    sb->st.exit_code = js->exit_code;
+    sb->st.signal = js->signal;
+    sb->st.error = js->error;
+    sb->st.oom_killed = js->oom_killed;
+    sb->st.start_time_ms = js->start_ms;
+    sb->st.end_time_ms = js->end_ms;
+    sb->limits.cpu_millis = spec->limits.cpu_millis;
+    sb->limits.memory_bytes = spec->limits.memory_bytes;
+    sb->limits.io_riops = spec->limits.io_riops;
+    sb->limits.io_wiops = spec->limits.io_wiops;
+    sb->limits.io_rbps = spec->limits.io_rbps;
+    sb->limits.io_wbps = spec->limits.io_wbps;
+    sb->limits.pids = spec->limits.pids;
+    sb->st.limits = &sb->limits;
+    sb->usage.cpu_usec = js->cpu_usec;
+    sb->usage.memory_peak_bytes = js->memory_peak_bytes;
+    sb->usage.output_bytes = sb->js.output_bytes;
+    sb->usage.output_truncated = sb->js.output_truncated;
+    sb->st.usage = &sb->usage;
+    sb->st.network = spec->network == JOB_NET_HOST ? JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST
+                                                   : JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE;
+}
+
+/* ---- unary replies --------------------------------------------------------------------- */
+
+static void ucall_done(struct tag *t, bool ok)
+{
+    struct ucall *uc = (struct ucall *)((char *)t - offsetof(struct ucall, done));
+    struct server *s = uc->s;
+
+    (void)ok;
+    if (uc->reply)
+        grpc_byte_buffer_destroy(uc->reply);
+    if (uc->start_req)
+        protobuf_c_message_free_unpacked(&uc->start_req->base, NULL);
+    grpc_call_unref(uc->ci.call);
+    free(uc);
+    server_call_leave(s);
+}
+
+/* Sends the reply (msg may be NULL for an error) and the status in one batch; the context is
+ * freed when it completes. Callable from any thread. */
+static void finish(struct ucall *uc, int code, const char *details, const ProtobufCMessage *msg)
+{
+    grpc_slice det = grpc_slice_from_copied_string(details ? details : "");
+    grpc_op ops[4];
+    size_t n = 0;
+    grpc_call_error e;
+
+    memset(ops, 0, sizeof(ops));
+    server_audit(uc->s, &uc->ci, code);
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (code == RPC_OK && msg) {
+        uc->reply = rpc_bb_pack(msg);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = uc->reply;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
+    ops[n++].data.send_status_from_server.status_details = &det;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &uc->cancelled;
+    e = grpc_call_start_batch(uc->ci.call, ops, n, &uc->done, NULL);
+    grpc_slice_unref(det);
+    if (e != GRPC_CALL_OK) {
+        log_error("%s: start_batch: %d", uc->ci.method, (int)e);
+        ucall_done(&uc->done, false);
+    }
+}
+
+static void finishf(struct ucall *uc, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void finishf(struct ucall *uc, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    finish(uc, code, msg, NULL);
+}
+
+static void not_found(struct ucall *uc)
+{
+    /* The same words for an unknown id and another user's job. */
+    finishf(uc, RPC_NOT_FOUND, "job %s not found", uc->ci.id);
+}
+
+static void reply_status(struct ucall *uc, struct jobtab_entry *e)
+{
+    struct status_buf sb;
+
+    server_fill_status(uc->s, e, &sb);
+    finish(uc, RPC_OK, NULL, &sb.st.base);
+}
+
+/* ---- Start ----------------------------------------------------------------------------- */
+
+/* Event thread, once per job, after its final status is set and its log closed. */
+static void on_job_end(struct job *j, void *userdata)
+{
+    struct jobtab_entry *e = userdata;
+    struct outlog *log = jobtab_entry_log(e);
+    struct jobtab_status st = {0};
+    int r;
+
+    job_get_status(j, &st.job);
+    if (log) {
+        st.output_bytes = outlog_get_bytes(log);
+        st.output_truncated = outlog_is_truncated(log);
+    }
+    r = jobtab_entry_set_status(e, &st);
+    if (r < 0)
+        log_warn("job %s: writing its final record: %s, ignoring", jobtab_entry_spec(e)->id,
+                 strerror(-r));
+}
+
+static void start_failed(struct ucall *uc, int r, const char *why)
+{
+    struct jobtab_status st = {0};
+    int code = rpc_code_for_start_error(r);
+
+    jobtab_entry_get_status(uc->entry, &st);
+    st.job.state = JOB_FAILED_TO_START;
+    st.job.end_ms = st.job.start_ms;
+    (void)snprintf(st.job.error, sizeof(st.job.error), "%s", why);
+    (void)jobtab_entry_set_status(uc->entry, &st);
+    /* The record first, then the close: a stream that sees the end finds FAILED_TO_START. */
+    if (uc->log)
+        outlog_close(uc->log);
+    if (code == RPC_INTERNAL) {
+        log_error("job %s: start failed: %s (%s)", uc->ci.id, why, strerror(-r));
+        finishf(uc, code, "the server could not start the job (see the server log)");
+    } else {
+        finishf(uc, code, "the job could not start: %s", why);
+    }
+}
+
+static void do_start(struct ucall *uc)
+{
+    struct server *s = uc->s;
+    const Jobmanager__V1__StartRequest *req = uc->start_req;
+    const struct jobtab_spec *spec = jobtab_entry_spec(uc->entry);
+    struct job_spec js = {0};
+    struct jobtab_status st = {0};
+    struct job *j = NULL;
+    char errbuf[256] = "";
+    int r;
+
+    js.id = spec->id;
+    js.path = spec->command;
+    js.args = (const char *const *)spec->args;
+    js.n_args = spec->n_args;
+    js.limits = spec->limits;
+    js.network = spec->network;
+    js.uid = s->cfg.job_uid;
+    js.gid = s->cfg.job_gid;
+    js.log = uc->log;
+    (void)req;
+    r = job_start(s->runner, &js, on_job_end, uc->entry, &j, errbuf, sizeof(errbuf));
+    if (r < 0) {
+        start_failed(uc, r, errbuf[0] ? errbuf : strerror(-r));
+        return;
+    }
+    jobtab_entry_attach(uc->entry, j, uc->log);
+    jobtab_entry_get_status(uc->entry, &st);
+    job_get_status(j, &st.job);
+    r = jobtab_entry_set_status(uc->entry, &st);
+    if (r < 0)
+        log_warn("job %s: writing its record: %s, ignoring", spec->id, strerror(-r));
+    {
+        Jobmanager__V1__Job reply = JOBMANAGER__V1__JOB__INIT;
+        reply.id = (char *)spec->id;
+        reply.name = spec->name;
+        finish(uc, RPC_OK, NULL, &reply.base);
+    }
+}
+
+static void *start_thread(void *arg)
+{
+    struct start_pool *p = arg;
+
+    (void)pthread_mutex_lock(&p->mu);
+    for (;;) {
+        struct ucall *uc;
+        bool refuse;
+
+        while (!p->head && !p->exiting)
+            (void)pthread_cond_wait(&p->cond, &p->mu);
+        if (!p->head)
+            break;
+        uc = p->head;
+        p->head = uc->qnext;
+        if (!p->head)
+            p->tail = &p->head;
+        refuse = p->stopping;
+        p->busy++;
+        (void)pthread_mutex_unlock(&p->mu);
+        if (refuse)
+            start_failed(uc, -ESHUTDOWN, "the server is shutting down");
+        else
+            do_start(uc);
+        (void)pthread_mutex_lock(&p->mu);
+        p->busy--;
+        if (!p->head && p->busy == 0)
+            (void)pthread_cond_broadcast(&p->idle);
+    }
+    (void)pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void handle_start(struct ucall *uc, ProtobufCMessage *msg)
+{
+    struct server *s = uc->s;
+    Jobmanager__V1__StartRequest *req = (Jobmanager__V1__StartRequest *)msg;
+    struct rpc_error err;
+    struct job_limits lim;
+    char path[PATH_MAX];
+    int r;
+
+    uc->start_req = req; /* freed with the call */
+    if (rpc_check_start(req, &s->cfg.policy, &uc->limits, &err) < 0) {
+        finish(uc, err.code, err.message, NULL);
+        return;
+    }
+    lim = (struct job_limits){
+        .cpu_millis = uc->limits.cpu_millis, .memory_bytes = uc->limits.memory_bytes,
+        .io_riops = uc->limits.io_riops, .io_wiops = uc->limits.io_wiops,
+        .io_rbps = uc->limits.io_rbps, .io_wbps = uc->limits.io_wbps, .pids = uc->limits.pids};
+    r = jobtab_add(s->table, uc->ci.cn, req->name ? req->name : "", req->command,
+                   (const char *const *)req->args, req->n_args, &lim,
+                   req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST ? JOB_NET_HOST
+                                                                                  : JOB_NET_NONE,
+                   &uc->entry);
+    if (r == -EEXIST) {
+        finishf(uc, RPC_ALREADY_EXISTS, "you already have a running job named '%s'", req->name);
+        return;
+    }
+    if (r == -EUSERS) {
+        finishf(uc, RPC_RESOURCE_EXHAUSTED,
+                "you already have %u running jobs, the most this server allows per user",
+                s->cfg.max_running_per_user);
+        return;
+    }
+    if (r < 0) {
+        log_errno(r, "Start: recording a new job");
+        finishf(uc, rpc_code_from_errno(r) == RPC_RESOURCE_EXHAUSTED ? RPC_RESOURCE_EXHAUSTED
+                                                                     : RPC_INTERNAL,
+                "the server could not record the job");
+        return;
+    }
+    (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", jobtab_entry_spec(uc->entry)->id);
+    r = jobtab_entry_output_path(s->table, uc->entry, path, sizeof(path));
+    if (r == 0)
+        r = outlog_create(path, s->cfg.max_output_bytes, &uc->log);
+    if (r < 0) {
+        log_errno(r, "job %s: creating its output log", uc->ci.id);
+        start_failed(uc, -EIO, "the server could not create the job's output log");
+        return;
+    }
+    /* Streams may attach from now on (the job pointer follows once it runs). */
+    jobtab_entry_attach(uc->entry, NULL, uc->log);
+
+    (void)pthread_mutex_lock(&s->pool->mu);
+    uc->qnext = NULL;
+    *s->pool->tail = uc;
+    s->pool->tail = &uc->qnext;
+    (void)pthread_cond_signal(&s->pool->cond);
+    (void)pthread_mutex_unlock(&s->pool->mu);
+}
+
+/* ---- Stop / Status / List / Ping ------------------------------------------------------- */
+
+static void on_stopped(struct job *j, void *userdata)
+{
+    struct ucall *uc = userdata;
+    struct jobtab_entry *e = jobtab_lookup(uc->s->table, uc->ci.id, uc->ci.cn);
+
+    (void)j;
+    if (e)
+        reply_status(uc, e);
+    else
+        not_found(uc);
+}
+
+static void handle_stop(struct ucall *uc, ProtobufCMessage *msg)
+{
+    struct server *s = uc->s;
+    Jobmanager__V1__StopRequest *req = (Jobmanager__V1__StopRequest *)msg;
+    struct rpc_error err;
+    struct jobtab_entry *e;
+    struct job *j;
+    int64_t grace;
+    int sig, r;
+
+    if (rpc_check_stop(req, &s->cfg.policy, &sig, &grace, &err) < 0) {
+        finish(uc, err.code, err.message, NULL);
+        return;
+    }
+    (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
+    e = jobtab_lookup(s->table, req->id, uc->ci.cn);
+    if (!e) {
+        not_found(uc);
+        return;
+    }
+    if (!jobtab_entry_is_running(e)) {
+        reply_status(uc, e); /* already ended: its final status */
+        return;
+    }
+    j = jobtab_entry_job(e);
+    if (!j) {
+        finishf(uc, RPC_FAILED_PRECONDITION, "job %s is still starting; try again", req->id);
+        return;
+    }
+    /* Replies from the callback (the event thread, or here if the job already ended). */
+    r = job_stop_async(j, sig, grace, on_stopped, uc);
+    if (r < 0) {
+        log_errno(r, "job %s: stop", req->id);
+        finishf(uc, rpc_code_from_errno(r) == RPC_INVALID_ARGUMENT ? RPC_INVALID_ARGUMENT
+                                                                    : RPC_INTERNAL,
+                "the server could not stop the job");
+    }
+}
+
+static void handle_status(struct ucall *uc, ProtobufCMessage *msg)
+{
+    Jobmanager__V1__StatusRequest *req = (Jobmanager__V1__StatusRequest *)msg;
+    struct rpc_error err;
+    struct jobtab_entry *e;
+
+    if (rpc_check_status(req, &err) < 0) {
+        finish(uc, err.code, err.message, NULL);
+        return;
+    }
+    (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
+    e = jobtab_lookup(uc->s->table, req->id, uc->ci.cn);
+    if (!e)
+        not_found(uc);
+    else
+        reply_status(uc, e);
+}
+
+static void handle_list(struct ucall *uc, ProtobufCMessage *msg)
+{
+    Jobmanager__V1__ListResponse resp = JOBMANAGER__V1__LIST_RESPONSE__INIT;
+    struct jobtab_entry **entries = NULL;
+    struct status_buf *sbs;
+    Jobmanager__V1__JobStatus **ptrs;
+    size_t n = 0;
+
+    (void)msg;
+    if (jobtab_list(uc->s->table, uc->ci.cn, &entries, &n) < 0) {
+        finishf(uc, RPC_RESOURCE_EXHAUSTED, "server out of memory");
+        return;
+    }
+    sbs = calloc(n + 1, sizeof(*sbs));
+    ptrs = calloc(n + 1, sizeof(*ptrs));
+    if (!sbs || !ptrs) {
+        free(entries);
+        free(sbs);
+        free(ptrs);
+        finishf(uc, RPC_RESOURCE_EXHAUSTED, "server out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        server_fill_status(uc->s, entries[i], &sbs[i]);
+        ptrs[i] = &sbs[i].st;
+    }
+    resp.jobs = ptrs;
+    resp.n_jobs = n;
+    finish(uc, RPC_OK, NULL, &resp.base); /* packs now; the buffers can go */
+    free(entries);
+    free(sbs);
+    free(ptrs);
+}
+
+static void handle_ping(struct ucall *uc, ProtobufCMessage *msg)
+{
+    Jobmanager__V1__PingResponse resp = JOBMANAGER__V1__PING_RESPONSE__INIT;
+
+    (void)msg;
+    resp.version = "runjob " RUNJOB_VERSION;
+    resp.peer_cn = uc->ci.cn;
+    resp.is_admin = uc->ci.is_admin;
+    finish(uc, RPC_OK, NULL, &resp.base);
+}
+
+/* ---- request slots --------------------------------------------------------------------- */
+
+static void arm(struct slot *sl);
+
+/* The verified client certificate's CN into buf. 0, or -ENOKEY (none, empty, unprintable). */
+static int peer_cn(grpc_call *call, char *buf, size_t len)
+{
+    grpc_auth_context *ctx = grpc_call_auth_context(call);
+    grpc_auth_property_iterator it;
+    const grpc_auth_property *p;
+    int r = -ENOKEY;
+
+    if (!ctx)
+        return -ENOKEY;
+    if (grpc_auth_context_peer_is_authenticated(ctx)) {
+        it = grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME);
+        p = grpc_auth_property_iterator_next(&it);
+        if (p && p->value && p->value_length > 0 && p->value_length < len) {
+            memcpy(buf, p->value, p->value_length); /* not NUL-terminated */
+            buf[p->value_length] = '\0';
+            if (strlen(buf) == p->value_length && rpc_name_is_valid(buf, len - 1))
+                r = 0;
+        }
+    }
+    grpc_auth_context_release(ctx);
+    return r;
+}
+
+static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer *payload)
+{
+    struct ucall *uc = calloc(1, sizeof(*uc));
+    ProtobufCMessage *msg;
+    struct rpc_error err;
+    char *peer;
+
+    server_call_enter(s);
+    if (!uc) {
+        (void)grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory",
+                                           NULL);
+        grpc_call_unref(call);
+        server_call_leave(s);
+        return;
+    }
+    uc->done.fn = ucall_done;
+    uc->s = s;
+    uc->ci.call = call;
+    uc->ci.method = methods[m].name;
+    peer = grpc_call_get_peer(call);
+    if (peer) {
+        (void)snprintf(uc->ci.peer, sizeof(uc->ci.peer), "%s", peer);
+        gpr_free(peer);
+    }
+    if (peer_cn(call, uc->ci.cn, sizeof(uc->ci.cn)) < 0) {
+        uc->ci.cn[0] = '\0';
+        finishf(uc, RPC_UNAUTHENTICATED,
+                "your client certificate has no usable Common Name (CN): it names the user");
+        return;
+    }
+    uc->ci.is_admin = jobtab_is_admin(s->table, uc->ci.cn);
+    msg = rpc_bb_unpack(methods[m].desc, payload, &err);
+    if (!msg) {
+        finish(uc, err.code, err.message, NULL);
+        return;
+    }
+    switch (m) {
+    case M_START:
+        handle_start(uc, msg); /* keeps msg */
+        return;
+    case M_STOP:
+        handle_stop(uc, msg);
+        break;
+    case M_STATUS:
+        handle_status(uc, msg);
+        break;
+    case M_LIST:
+        handle_list(uc, msg);
+        break;
+    case M_PING:
+        handle_ping(uc, msg);
+        break;
+    case M_STREAM: {
+        Jobmanager__V1__StreamRequest *req = (Jobmanager__V1__StreamRequest *)msg;
+        struct jobtab_entry *e;
+        if (rpc_check_stream(req, &err) < 0) {
+            finish(uc, err.code, err.message, NULL);
+            break;
+        }
+        (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
+        e = jobtab_lookup(s->table, req->id, uc->ci.cn);
+        if (!e) {
+            not_found(uc);
+            break;
+        }
+        if (!jobtab_entry_log(e)) {
+            finishf(uc, RPC_DATA_LOSS, "the output of job %s is not available", req->id);
+            break;
+        }
+        /* The stream takes the call and its place in live_calls. */
+        server_stream_begin(s, &uc->ci, e, req);
+        free(uc);
+        break;
+    }
+    default:
+        finish(uc, RPC_UNIMPLEMENTED, "unknown method", NULL);
+        break;
+    }
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void unknown_done(struct tag *t, bool ok)
+{
+    ucall_done(t, ok);
+}
+
+static void handle_unknown(struct server *s, struct slot *sl)
+{
+    struct ucall *uc = calloc(1, sizeof(*uc));
+    char *method = grpc_slice_to_c_string(sl->details.method);
+    char *peer = grpc_call_get_peer(sl->call);
+
+    server_call_enter(s);
+    if (!uc) {
+        (void)grpc_call_cancel_with_status(sl->call, GRPC_STATUS_UNIMPLEMENTED, "", NULL);
+        grpc_call_unref(sl->call);
+        server_call_leave(s);
+    } else {
+        uc->done.fn = unknown_done;
+        uc->s = s;
+        uc->ci.call = sl->call;
+        uc->ci.method = "unknown";
+        if (peer)
+            (void)snprintf(uc->ci.peer, sizeof(uc->ci.peer), "%s", peer);
+        if (peer_cn(sl->call, uc->ci.cn, sizeof(uc->ci.cn)) < 0)
+            uc->ci.cn[0] = '\0';
+        log_debug("unknown method '%s'", method ? method : "?");
+        finishf(uc, RPC_UNIMPLEMENTED, "unknown method");
+    }
+    gpr_free(method);
+    gpr_free(peer);
+    grpc_call_details_destroy(&sl->details);
+    grpc_call_details_init(&sl->details);
+    sl->call = NULL;
+}
+
+static void on_request(struct tag *t, bool ok)
+{
+    struct slot *sl = (struct slot *)t;
+    struct server *s = sl->s;
+    grpc_call *call = sl->call;
+    grpc_byte_buffer *payload = sl->payload;
+
+    if (!ok) { /* shutdown: the slot is finished */
+        grpc_metadata_array_destroy(&sl->md);
+        grpc_call_details_destroy(&sl->details);
+        free(sl);
+        return;
+    }
+    if (sl->method < 0) {
+        handle_unknown(s, sl);
+        grpc_metadata_array_destroy(&sl->md);
+        arm(sl);
+        return;
+    }
+    sl->call = NULL;
+    sl->payload = NULL;
+    grpc_metadata_array_destroy(&sl->md);
+    arm(sl); /* the next call can arrive while we handle this one */
+    dispatch(s, sl->method, call, payload);
+    if (payload)
+        grpc_byte_buffer_destroy(payload);
+}
+
+static void arm(struct slot *sl)
+{
+    struct server *s = sl->s;
+    grpc_call_error e;
+    bool down;
+
+    (void)pthread_mutex_lock(&s->mu);
+    down = s->shutting_down;
+    (void)pthread_mutex_unlock(&s->mu);
+    grpc_metadata_array_init(&sl->md);
+    if (down) {
+        grpc_metadata_array_destroy(&sl->md);
+        grpc_call_details_destroy(&sl->details);
+        free(sl);
+        return;
+    }
+    if (sl->method < 0)
+        e = grpc_server_request_call(s->gs, &sl->call, &sl->details, &sl->md, s->cq, s->cq,
+                                     &sl->tag);
+    else
+        e = grpc_server_request_registered_call(s->gs, s->method_handles[sl->method], &sl->call,
+                                                &sl->deadline, &sl->md, &sl->payload, s->cq,
+                                                s->cq, &sl->tag);
+    if (e != GRPC_CALL_OK) {
+        log_debug("arming a request slot: %d", (int)e);
+        grpc_metadata_array_destroy(&sl->md);
+        grpc_call_details_destroy(&sl->details);
+        free(sl);
+    }
+}
+
+static int new_slot(struct server *s, int method)
+{
+    struct slot *sl = calloc(1, sizeof(*sl));
+
+    if (!sl)
+        return -ENOMEM;
+    sl->tag.fn = on_request;
+    sl->s = s;
+    sl->method = method;
+    grpc_call_details_init(&sl->details);
+    arm(sl);
+    return 0;
+}
+
+/* ---- threads --------------------------------------------------------------------------- */
+
+static void *cq_thread(void *arg)
+{
+    struct server *s = arg;
+
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type == GRPC_OP_COMPLETE) {
+            struct tag *t = ev.tag;
+            t->fn(t, ev.success != 0);
+        }
+    }
+    return NULL;
+}
+
+static void on_shutdown(struct tag *t, bool ok)
+{
+    struct server *s = (struct server *)((char *)t - offsetof(struct server, shutdown_tag));
+
+    (void)ok;
+    (void)pthread_mutex_lock(&s->mu);
+    s->shutdown_done = true;
+    (void)pthread_cond_broadcast(&s->cond);
+    (void)pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- setup ----------------------------------------------------------------------------- */
+
+static void on_loaded(struct jobtab_entry *e, bool was_running, void *userdata)
+{
+    struct server *s = userdata;
+    const struct jobtab_spec *spec = jobtab_entry_spec(e);
+    struct outlog *log = NULL;
+    char path[PATH_MAX];
+    int r;
+
+    if (was_running) {
+        r = job_runner_cleanup_stale(s->runner, spec->id);
+        if (r < 0)
+            log_warn("job %s: removing the cgroup a previous server left: %s, ignoring",
+                     spec->id, strerror(-r));
+    }
+    r = jobtab_entry_output_path(s->table, e, path, sizeof(path));
+    if (r == 0)
+        r = outlog_open(path, &log);
+    if (r < 0)
+        log_warn("job %s: its output log is unreadable (%s), ignoring", spec->id, strerror(-r));
+    else
+        jobtab_entry_attach(e, NULL, log);
+}
+
+static void fmt_err(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fmt_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int server_new(const struct server_config *cfg, struct server **ret, char *errbuf, size_t errlen)
+{
+    struct job_runner_config rc = {0};
+    struct jobtab_config tc = {0};
+    grpc_ssl_pem_key_cert_pair pair;
+    grpc_server_credentials *creds;
+    grpc_arg args[8];
+    grpc_channel_args cargs;
+    struct server *s;
+    char addr[512];
+    int r, n = 0;
+
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->cfg = *cfg;
+    s->shutdown_tag.fn = on_shutdown;
+    (void)pthread_mutex_init(&s->mu, NULL);
+    (void)pthread_cond_init(&s->cond, NULL);
+
+    r = tls_init();
+    if (r < 0) {
+        fmt_err(errbuf, errlen, "TLS 1.3-only enforcement could not be verified");
+        free(s);
+        return r;
+    }
+    r = job_runner_new(&rc, &s->runner);
+    if (r < 0) {
+        fmt_err(errbuf, errlen, "set up job isolation (cgroups)");
+        free(s);
+        return r;
+    }
+    tc.state_dir = cfg->state_dir;
+    tc.admin_cns = cfg->admin_cns;
+    tc.max_running_per_user = cfg->max_running_per_user;
+    r = jobtab_new(&tc, &s->table);
+    if (r < 0) {
+        fmt_err(errbuf, errlen, "open the state directory '%s'", cfg->state_dir);
+        server_free(s);
+        return r;
+    }
+    r = jobtab_load(s->table, on_loaded, s);
+    if (r < 0) {
+        fmt_err(errbuf, errlen, "load the jobs in '%s'", cfg->state_dir);
+        server_free(s);
+        return r;
+    }
+    log_info("loaded %d job(s) from %s", r, cfg->state_dir);
+
+    grpc_init();
+    pair.private_key = cfg->key_pem;
+    pair.cert_chain = cfg->cert_pem;
+    creds = grpc_ssl_server_credentials_create_ex(
+        cfg->ca_pem, &pair, 1, GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+    if (!creds) {
+        fmt_err(errbuf, errlen, "load the server certificate and key");
+        server_free(s);
+        return -EINVAL;
+    }
+    memset(args, 0, sizeof(args));
+#define INT_ARG(k, v)                                                                              \
+    do {                                                                                           \
+        args[n].type = GRPC_ARG_INTEGER;                                                           \
+        args[n].key = (char *)(k);                                                                 \
+        args[n++].value.integer = (v);                                                             \
+    } while (0)
+    INT_ARG(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, RPC_MAX_REQUEST_BYTES);
+    /* Dead peers: ping every 30 s, drop after 10 s without an answer, also on idle streams. */
+    INT_ARG(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+    INT_ARG(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+    INT_ARG(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    INT_ARG(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    /* Clients may ping us every 10 s (their keepalive must be >= 10 s). */
+    INT_ARG(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+#undef INT_ARG
+    cargs.num_args = (size_t)n;
+    cargs.args = args;
+    s->gs = grpc_server_create(&cargs, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->gs, s->cq, NULL);
+    for (int m = 0; m < M_COUNT; m++)
+        s->method_handles[m] = grpc_server_register_method(
+            s->gs, methods[m].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    if (strchr(cfg->host, ':') && cfg->host[0] != '[')
+        (void)snprintf(addr, sizeof(addr), "[%s]:%d", cfg->host, cfg->port);
+    else
+        (void)snprintf(addr, sizeof(addr), "%s:%d", cfg->host, cfg->port);
+    s->port = grpc_server_add_http2_port(s->gs, addr, creds);
+    grpc_server_credentials_release(creds);
+    if (s->port <= 0) {
+        fmt_err(errbuf, errlen, "listen on %s", addr);
+        server_free(s);
+        return -EADDRNOTAVAIL;
+    }
+    grpc_server_start(s->gs);
+
+    s->pool = calloc(1, sizeof(*s->pool));
+    if (!s->pool) {
+        server_free(s);
+        return -ENOMEM;
+    }
+    (void)pthread_mutex_init(&s->pool->mu, NULL);
+    (void)pthread_cond_init(&s->pool->cond, NULL);
+    (void)pthread_cond_init(&s->pool->idle, NULL);
+    s->pool->tail = &s->pool->head;
+    for (unsigned i = 0; i < START_THREADS; i++)
+        if (pthread_create(&s->pool->threads[i], NULL, start_thread, s->pool) == 0)
+            s->pool->n_threads++;
+    for (unsigned i = 0; i < ELEMENTSOF(s->cq_threads); i++)
+        if (pthread_create(&s->cq_threads[i], NULL, cq_thread, s) == 0)
+            s->n_cq_threads++;
+    if (s->pool->n_threads == 0 || s->n_cq_threads == 0) {
+        fmt_err(errbuf, errlen, "start the server threads");
+        server_free(s);
+        return -EAGAIN;
+    }
+    for (int m = 0; m < M_COUNT; m++)
+        for (int i = 0; i < SLOTS_PER_METHOD; i++)
+            (void)new_slot(s, m);
+    for (int i = 0; i < GENERIC_SLOTS; i++)
+        (void)new_slot(s, -1);
+    *ret = s;
+    return 0;
+}
+
+int server_port(struct server *s)
+{
+    return s->port;
+}
+
+static void count_stopped(struct job *j, void *userdata)
+{
+    struct server *s = userdata;
+
+    (void)j;
+    (void)pthread_mutex_lock(&s->mu);
+    s->stopping_jobs--;
+    (void)pthread_cond_broadcast(&s->cond);
+    (void)pthread_mutex_unlock(&s->mu);
+}
+
+static void stop_one(struct jobtab_entry *e, void *userdata)
+{
+    struct server *s = userdata;
+    struct job *j = jobtab_entry_job(e);
+
+    if (!j || !job_is_running(j))
+        return;
+    (void)pthread_mutex_lock(&s->mu);
+    s->stopping_jobs++;
+    (void)pthread_mutex_unlock(&s->mu);
+    if (job_stop_async(j, SIGTERM, s->cfg.policy.default_grace_ms, count_stopped, s) < 0)
+        count_stopped(j, s);
+}
+
+static void wait_until(struct server *s, bool (*cond)(struct server *), int64_t timeout_ms)
+{
+    struct timespec dl;
+
+    (void)clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (timeout_ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    (void)pthread_mutex_lock(&s->mu);
+    while (!cond(s))
+        if (pthread_cond_timedwait(&s->cond, &s->mu, &dl) == ETIMEDOUT)
+            break;
+    (void)pthread_mutex_unlock(&s->mu);
+}
+
+static bool jobs_stopped(struct server *s)
+{
+    return s->stopping_jobs == 0;
+}
+
+static bool grpc_down(struct server *s)
+{
+    return s->shutdown_done;
+}
+
+static bool calls_gone(struct server *s)
+{
+    return s->live_calls == 0;
+}
+
+int server_run(struct server *s, int sigfd)
+{
+    struct signalfd_siginfo si;
+    struct pollfd p = {.fd = sigfd, .events = POLLIN};
+
+    for (;;) {
+        if (poll(&p, 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
+            (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT))
+            break;
+    }
+    log_info("signal %d: shutting down (stopping running jobs, grace %lld ms)", (int)si.ssi_signo,
+             (long long)s->cfg.policy.default_grace_ms);
+
+    /* 1. No new calls. */
+    (void)pthread_mutex_lock(&s->mu);
+    s->shutting_down = true;
+    (void)pthread_mutex_unlock(&s->mu);
+    grpc_server_shutdown_and_notify(s->gs, s->cq, &s->shutdown_tag);
+
+    /* 2. Starts still queued are refused; wait for those in progress. */
+    (void)pthread_mutex_lock(&s->pool->mu);
+    s->pool->stopping = true;
+    while (s->pool->head || s->pool->busy)
+        (void)pthread_cond_wait(&s->pool->idle, &s->pool->mu);
+    (void)pthread_mutex_unlock(&s->pool->mu);
+
+    /* 3. Stop every running job (signal, grace, kill); their logs close, so following
+     *    streams send the final status and end. */
+    jobtab_foreach(s->table, stop_one, s);
+    wait_until(s, jobs_stopped, s->cfg.policy.default_grace_ms + 30000);
+
+    /* 4. Give the streams a moment to drain, then cancel what is left. */
+    wait_until(s, grpc_down, SHUTDOWN_STREAM_WAIT_MS);
+    grpc_server_cancel_all_calls(s->gs);
+    wait_until(s, grpc_down, 60000);
+    wait_until(s, calls_gone, 10000);
+    log_info("shut down");
+    return 0;
+}
+
+static void free_attachments(struct jobtab_entry *e, void *userdata)
+{
+    struct job *j = jobtab_entry_job(e);
+    struct outlog *log = jobtab_entry_log(e);
+    bool calls_left = *(bool *)userdata;
+
+    jobtab_entry_attach(e, NULL, NULL);
+    if (j)
+        job_free(j);
+    /* A reader still open (a call we could not end) must not see its log freed. */
+    if (log && !calls_left)
+        outlog_free(log);
+}
+
+void server_free(struct server *s)
+{
+    bool calls_left;
+
+    if (!s)
+        return;
+    if (s->gs) {
+        (void)pthread_mutex_lock(&s->mu);
+        bool need_shutdown = !s->shutting_down;
+        s->shutting_down = true;
+        (void)pthread_mutex_unlock(&s->mu);
+        if (need_shutdown) {
+            grpc_server_shutdown_and_notify(s->gs, s->cq, &s->shutdown_tag);
+            grpc_server_cancel_all_calls(s->gs);
+        }
+        if (s->n_cq_threads == 0) { /* nobody drives the queue: do it here */
+            while (!s->shutdown_done) {
+                grpc_event ev = grpc_completion_queue_next(
+                    s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+                if (ev.type == GRPC_OP_COMPLETE)
+                    ((struct tag *)ev.tag)->fn(ev.tag, ev.success != 0);
+            }
+        } else {
+            wait_until(s, grpc_down, 60000);
+        }
+        grpc_server_destroy(s->gs);
+        grpc_completion_queue_shutdown(s->cq);
+        for (unsigned i = 0; i < s->n_cq_threads; i++)
+            (void)pthread_join(s->cq_threads[i], NULL);
+        grpc_completion_queue_destroy(s->cq);
+    }
+    if (s->pool) {
+        (void)pthread_mutex_lock(&s->pool->mu);
+        s->pool->stopping = true;
+        s->pool->exiting = true;
+        (void)pthread_cond_broadcast(&s->pool->cond);
+        (void)pthread_mutex_unlock(&s->pool->mu);
+        for (unsigned i = 0; i < s->pool->n_threads; i++)
+            (void)pthread_join(s->pool->threads[i], NULL);
+        free(s->pool);
+    }
+    /* Kills whatever still runs and waits for it (on_end callbacks write final records). */
+    job_runner_free(s->runner);
+    calls_left = s->live_calls > 0;
+    if (calls_left)
+        log_warn("%u call(s) did not end; keeping their output logs open", s->live_calls);
+    if (s->table) {
+        jobtab_foreach(s->table, free_attachments, &calls_left);
+        jobtab_free(s->table);
+    }
+    if (s->gs)
+        grpc_shutdown();
+    (void)pthread_cond_destroy(&s->cond);
+    (void)pthread_mutex_destroy(&s->mu);
+    free(s);
+}
