@@ -935,7 +935,7 @@ void jobtab_foreach(struct jobtab *t, void (*fn)(struct jobtab_entry *e, void *u
     (void)pthread_mutex_lock(&t->lock);
     n = t->n;
     a = malloc((n + 1) * sizeof(*a));
-    if (a)
+    if (a && n > 0) /* entries is NULL in an empty table */
         memcpy(a, t->entries, n * sizeof(*a));
     (void)pthread_mutex_unlock(&t->lock);
     if (!a)
