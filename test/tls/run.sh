@@ -94,6 +94,7 @@ openssl ecparam -name prime256v1 -genkey -noout -out "$C256/server-key.pem" 2>/d
 # The second server first (P-256 certificate), then the main one (runjob certs, P-384).
 RJ_CERTS=$C256 RJ_STATE=$RJ_TMP/state256 rj_server_start
 PORT256=$RJ_PORT
+SERVER256_PID=$RJ_SERVER_PID
 unset RJ_PORT RJ_STATE
 RJ_CERTS=$C
 rj_server_start
@@ -288,5 +289,34 @@ if kill -0 "$RJ_SERVER_PID" 2>/dev/null && rj_as alice ping >/dev/null 2>&1; the
 else
     fail "tls: server still answers after the audit" "log tail:"
     tail -20 "$RJ_SERVER_LOG" | sed 's/^/#   /'
+fi
+
+# Both servers stop cleanly on SIGTERM (exit 0), and nothing in their log comes from a
+# sanitizer (RUNJOB_BIN may be an ASan/UBSan build).
+server_exit_clean() {
+    local pid=$1 what=$2 rc st
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 150); do # our child: once it exits it is a zombie until waited for
+        st=$(ps -o stat= -p "$pid" 2>/dev/null)
+        [ -z "$st" ] || [ "${st:0:1}" = Z ] && break
+        sleep 0.1
+    done
+    if [ -n "$st" ] && [ "${st:0:1}" != Z ]; then
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        fail "$what exits 0 on SIGTERM" "still running 15 s after SIGTERM"
+        return
+    fi
+    wait "$pid"
+    rc=$?
+    expect_eq "$what exits 0 on SIGTERM" 0 "$rc"
+}
+server_exit_clean "$RJ_SERVER_PID" "tls: server (P-384)"
+server_exit_clean "$SERVER256_PID" "tls: server (P-256)"
+if grep -qE 'Sanitizer|runtime error:|LeakSanitizer' "$RJ_SERVER_LOG"; then
+    fail "tls: no sanitizer report in the server log"
+    grep -E -A15 'Sanitizer|runtime error:' "$RJ_SERVER_LOG" | head -40 | sed 's/^/#   /'
+else
+    ok "tls: no sanitizer report in the server log"
 fi
 t_done
