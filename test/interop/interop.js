@@ -284,6 +284,52 @@ async function main() {
     if (expectOk('Status after Stop', r)) expectEq('Status after Stop: KILLED', ['JOB_STATE_KILLED', 15, false], [r.res.state, r.res.signal, r.res.is_running]);
   }
 
+  // A live, following stream: output arrives while the job runs, stderr kept apart by select.
+  const script = 'for i in 0 1 2 3 4; do echo out$i; echo err$i >&2; sleep 0.2; done';
+  r = await unary(alice, 'Start', { command: '/bin/sh', args: ['-c', script] });
+  if (expectOk('Start a slow /bin/sh writer', r)) {
+    const id = r.res.id;
+    const [so, se] = await Promise.all([
+      stream(alice, { id, select: 'OUTPUT_SELECT_STDOUT' }),
+      stream(alice, { id, select: 'OUTPUT_SELECT_STDERR' }),
+    ]);
+    const text = (s) => Buffer.concat(s.chunks.map((c) => c.data)).toString();
+    if (expectOk('Live Stream of stdout ends with OK', { err: so.err })) {
+      expectEq('Live Stream: stdout only, complete', 'out0\nout1\nout2\nout3\nout4\n', text(so));
+      const times = so.chunks.filter((c) => c.data.length).map((c) => Number(c.time_ms));
+      expectTrue('Live Stream: output arrived over time, not all at the end',
+        times.length >= 2 && times[times.length - 1] - times[0] >= 400, `chunk times ${JSON.stringify(times)}`);
+      const fin = so.chunks.length && so.chunks[so.chunks.length - 1].final_status;
+      expectEq('Live Stream: final status EXITED 0', ['JOB_STATE_EXITED', 0], fin ? [fin.state, fin.exit_code] : null);
+    }
+    if (expectOk('Live Stream of stderr ends with OK', { err: se.err })) {
+      expectEq('Live Stream: stderr only, complete', 'err0\nerr1\nerr2\nerr3\nerr4\n', text(se));
+      expectTrue('Live Stream: stderr chunks marked STDERR',
+        se.chunks.filter((c) => c.data.length).every((c) => c.stream === 'OUTPUT_STREAM_STDERR'), 'a chunk not marked STDERR');
+    }
+  }
+
+  // A client that cancels a following stream: CANCELLED for it, and the server carries on.
+  r = await unary(alice, 'Start', { command: '/bin/sh', args: ['-c', 'while :; do echo tick; sleep 0.05; done'] });
+  if (expectOk('Start an endless ticker', r)) {
+    const id = r.res.id;
+    const got = await new Promise((resolve) => {
+      let n = 0;
+      const call = alice.Stream({ id }, { deadline: deadline() });
+      call.on('data', () => {
+        if (++n === 3) call.cancel();
+      });
+      call.on('error', (err) => resolve({ err, n }));
+      call.on('end', () => resolve({ err: null, n }));
+    });
+    expectTrue('Stream cancelled by the client after 3 messages: CANCELLED',
+      got.err && got.err.code === grpc.status.CANCELLED && got.n >= 3, got.err ? errText(got.err) : `ended after ${got.n} messages`);
+    r = await unary(alice, 'Stop', { id, grace_millis: -1 });
+    expectTrue('Stop with grace_millis -1 (kill at once): KILLED by SIGKILL',
+      !r.err && r.res.state === 'JOB_STATE_KILLED' && r.res.signal === 9, r.err ? errText(r.err) : `state ${r.res.state} signal ${r.res.signal}`);
+    expectOk('Ping after the cancelled stream', await unary(alice, 'Ping', {}));
+  }
+
   // List: own jobs for a user, every job for the administrator.
   const ids = (res) => (res && res.jobs ? res.jobs.map((j) => j.id) : []);
   r = await unary(alice, 'List', {});

@@ -71,7 +71,7 @@ server_exit_clean() {
     local pid=$1 what=$2 rc st
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq 150); do # our child: once it exits it is a zombie until waited for
-        st=$(ps -o stat= -p "$pid" 2>/dev/null)
+        st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$pid/stat" 2>/dev/null)
         [ -z "$st" ] || [ "${st:0:1}" = Z ] && break
         sleep 0.1
     done

@@ -16,7 +16,8 @@
 #     certificates fail (the CN-less one may pass the TLS handshake: the server must then
 #     answer UNAUTHENTICATED).
 #
-# Needs: testssl.sh (apt-get install -y testssl.sh), openssl, python3, timeout.
+# Needs: testssl.sh (Debian package; apt-get install -y testssl.sh, done here if missing and
+# root), openssl, python3, timeout.
 # Environment: RUNJOB_BIN (default bin/runjob), TESTSSL (default: testssl on PATH).
 set -u
 cd "$(dirname "$0")/../.."
@@ -24,6 +25,14 @@ cd "$(dirname "$0")/../.."
 HERE=$PWD/test/tls
 
 TESTSSL=${TESTSSL:-$(command -v testssl || command -v testssl.sh)}
+# Debian's testssl.sh package; installed here when missing and we may (install.sh installs it too).
+if [ -z "$TESTSSL" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "# installing testssl.sh with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 300 apt-get install -y -q testssl.sh >/dev/null 2>&1 ||
+        { timeout 300 apt-get update -q >/dev/null 2>&1 && timeout 300 apt-get install -y -q testssl.sh >/dev/null 2>&1; }
+    TESTSSL=$(command -v testssl || command -v testssl.sh)
+fi
 if [ -z "$TESTSSL" ]; then
     fail "tls: testssl.sh installed" "apt-get install -y testssl.sh"
     exit 1
@@ -297,7 +306,7 @@ server_exit_clean() {
     local pid=$1 what=$2 rc st
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq 150); do # our child: once it exits it is a zombie until waited for
-        st=$(ps -o stat= -p "$pid" 2>/dev/null)
+        st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$pid/stat" 2>/dev/null)
         [ -z "$st" ] || [ "${st:0:1}" = Z ] && break
         sleep 0.1
     done
