@@ -131,6 +131,15 @@ pids_by_cmdline() {
     done
 }
 
+# cg_of PID: the process's cgroup(s) as one line (v2: the path; v1: hier:path pairs).
+cg_of() {
+    if [ "$RJ_MODE" = v2 ]; then
+        sed -n 's/^0:://p' "/proc/$1/cgroup" 2>/dev/null
+    else
+        cut -d: -f2- "/proc/$1/cgroup" 2>/dev/null | tr '\n' ' '
+    fi
+}
+
 # alive PID: the process exists and is not a zombie.
 alive() {
     [ -r "/proc/$1/status" ] || return 1

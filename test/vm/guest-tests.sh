@@ -128,7 +128,7 @@ t_server_start() {
     if SERVER_CGROUP=$SERVER_CGROUP rj_server_start $SERVE_FLAGS; then
         SERVER_UP=1
         ok server-start
-        note "server pid $RJ_SERVER_PID, cgroup $(sed -n 's/^0:://p' /proc/$RJ_SERVER_PID/cgroup 2>/dev/null)"
+        note "server pid $RJ_SERVER_PID, cgroup $(cg_of "$RJ_SERVER_PID")"
     else
         fail server-start "runjob serve did not answer ping; its log:"
         show "$RJ_SERVER_LOG" 30
@@ -153,7 +153,7 @@ t_cgroup_first() {
     bad=
     npids=0
     for d in $dirs; do
-        for p in $(cat "$d/cgroup.procs"); do npids=$((npids + 1)); done
+        npids=$((npids + $(wc -l <"$d/cgroup.procs")))
     done
     [ "$npids" -ge 1 ] || bad="job cgroup holds no process while the job runs"
     # Host view of the command (sleep 3 replaced the shell): its cgroup is the job's.
@@ -246,7 +246,7 @@ t_cpu() {
     u2=$(job_field "$id" cpu_usec)
     t2=$(now_cs)
     th2=$(sed -n 's/^nr_throttled //p' "$d/cpu.stat" 2>/dev/null)
-    rj stop "$id" >/dev/null 2>&1
+    rj stop -g 0 "$id" >/dev/null 2>&1
     job_wait "$id" 20 || bad="${bad:+$bad; }job did not end after stop"
     if [ -z "$th1" ] || [ -z "$th2" ] || [ "$th2" -le "$th1" ]; then
         bad="${bad:+$bad; }nr_throttled did not grow ('$th1' -> '$th2')"
@@ -259,7 +259,9 @@ t_cpu() {
         # Share of one CPU, in percent, over the sampling interval.
         pct=$(((u2 - u1) / (t2 - t1) / 100))
         note "cpu: $((u2 - u1)) us of CPU in $(((t2 - t1) * 10)) ms = ${pct}% of a CPU (limit 50%)"
-        if [ "$pct" -lt 35 ] || [ "$pct" -gt 60 ]; then
+        # The limit is the upper bound; the lower one only shows the loop really ran (a busy
+        # host running these TCG vCPUs can take some of the guest's time).
+        if [ "$pct" -lt 25 ] || [ "$pct" -gt 60 ]; then
             bad="${bad:+$bad; }busy loop got ${pct}% of a CPU, want about 50"
         fi
         ;;
@@ -411,7 +413,7 @@ t_pids() {
     [ "$maxcur" -le 20 ] || bad="${bad:+$bad; }pids.current reached $maxcur"
     [ "$ev" -gt 0 ] || bad="${bad:+$bad; }pids.events shows no fork refused"
     job_running "$id" || bad="${bad:+$bad; }the job ended before stop (state $(job_field "$id" state))"
-    rj stop "$id" >/dev/null 2>&1
+    rj stop -g 0 "$id" >/dev/null 2>&1
     job_wait "$id" 20 || bad="${bad:+$bad; }job did not end after stop"
     [ -z "$(cg_dirs "$id")" ] || bad="${bad:+$bad; }cgroup left behind"
     [ -z "$bad" ] && ok pids-limit || fail pids-limit "$bad"
@@ -438,9 +440,9 @@ t_stop() {
         rj stop "$id" >/dev/null 2>&1
         return
     fi
-    note "stop: daemon pid $dp (sid $(cut -d' ' -f6 /proc/$dp/stat)), cgroup $(sed -n 's/^0:://p' /proc/$dp/cgroup)"
+    note "stop: daemon pid $dp (sid $(cut -d' ' -f6 "/proc/$dp/stat")), cgroup $(cg_of "$dp")"
     t0=$(now_cs)
-    out=$(rj stop "$id" 2>&1) || bad="stop failed: $out"
+    out=$(rj stop -g 1s "$id" 2>&1) || bad="stop failed: $out"
     t1=$(now_cs)
     note "stop took $(((t1 - t0) * 10)) ms"
     i=0

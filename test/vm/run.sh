@@ -7,7 +7,8 @@
 #
 # Environment:
 #   RUNJOB_BIN   the static binary to test (default bin/runjob)
-#   VM_DIR       cache and work dir (default build/vm: kernel package, unpacked tree, logs)
+#   VM_DIR       cache dir (default build/vm): kernel package, unpacked tree, console logs;
+#                each run builds its initramfs and scratch disk in its own VM_DIR/work.PID
 #   VM_TIMEOUT   seconds one boot may take before qemu is killed (default 300)
 #   VM_TESTS     space-separated guest test names to run (default: all)
 #   VM_KEEP      1: keep the initramfs staging dir
@@ -33,6 +34,7 @@ PASSED=0
 FAILED=0
 QEMU_PID=
 TAIL_PID=
+WORK=$VM_DIR/work.$$
 
 log() { echo "# vm: $*"; }
 die() {
@@ -45,12 +47,13 @@ cleanup() {
     # Only the processes this script started, by pid.
     [ -n "$QEMU_PID" ] && kill -KILL "$QEMU_PID" 2>/dev/null
     [ -n "$TAIL_PID" ] && kill "$TAIL_PID" 2>/dev/null
-    [ "${VM_KEEP:-0}" = 1 ] || rm -rf "$VM_DIR/stage"
+    [ "${VM_KEEP:-0}" = 1 ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- host packages ---------------------------------------------------------------------------
+mkdir -p "$VM_DIR"
 need_pkgs=()
 for p in qemu-system-x86 busybox-static; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
@@ -58,10 +61,8 @@ done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "installing ${need_pkgs[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_pkgs[@]}" \
-        >"$ROOT/build/vm-apt.log" 2>&1 || {
-        mkdir -p "$ROOT/build"
-        die "apt-get install ${need_pkgs[*]} failed (run apt-get update first?)"
-    }
+        >"$VM_DIR/apt.log" 2>&1 ||
+        die "apt-get install ${need_pkgs[*]} failed (run apt-get update first?): $(tail -n 3 "$VM_DIR/apt.log")"
 fi
 BUSYBOX=/bin/busybox
 [ -x "$BUSYBOX" ] || die "$BUSYBOX missing after installing busybox-static"
@@ -71,7 +72,10 @@ file_out=$(LC_ALL=C "$BUSYBOX" od -An -c -N 4 "$RUNJOB_BIN" 2>/dev/null | tr -d 
 [ "$file_out" = '177ELF' ] || die "$RUNJOB_BIN is not an ELF binary"
 
 # --- kernel ----------------------------------------------------------------------------------
-mkdir -p "$VM_DIR"
+mkdir -p "$VM_DIR" "$WORK"
+# Concurrent runs share the kernel cache: one downloads and unpacks, the others wait.
+exec 9>"$VM_DIR/.kernel.lock"
+flock 9
 # The exact package linux-image-amd64 depends on (a glob would match every 6.1 kernel: 1.6 GB).
 KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null |
     sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n 1)
@@ -102,6 +106,7 @@ VMLINUZ=$(ls "$KDIR"/boot/vmlinuz-* 2>/dev/null | head -n 1)
 KVER=${VMLINUZ##*/vmlinuz-}
 MODDIR=$KDIR/lib/modules/$KVER
 [ -d "$MODDIR" ] || die "no $MODDIR"
+flock -u 9
 
 # --- kernel modules --------------------------------------------------------------------------
 # What the guest needs beyond the builtins: the virtio PCI transport and block driver for the
@@ -137,8 +142,8 @@ mod_resolve() {
 for m in $WANT_MODULES; do mod_resolve "$m"; done
 
 # --- initramfs -------------------------------------------------------------------------------
-STAGE=$VM_DIR/stage
-INITRD=$VM_DIR/initrd.gz
+STAGE=$WORK/stage
+INITRD=$WORK/initrd.gz
 rm -rf "$STAGE"
 mkdir -p "$STAGE"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,root,etc,mnt,tests} \
     "$STAGE/lib/modules/$KVER"
@@ -175,7 +180,7 @@ log "kernel $KVER, initramfs $(($(stat -c %s "$INITRD") / 1024)) KiB," \
 # last act, "RJVM-DONE <mode>"; the host echoes each result line as it arrives.
 boot() {
     local mode=$1
-    local console=$VM_DIR/console-$mode.log disk=$VM_DIR/scratch-$mode.img
+    local console=$VM_DIR/console-$mode.log disk=$WORK/scratch-$mode.img
     local t_start t_end deadline p f
     rm -f "$disk"
     truncate -s 256M "$disk" || die "cannot create $disk"
