@@ -270,6 +270,7 @@ else
     targs+=(--openssl "$HERE/openssl-mtls.sh")
 fi
 start=$SECONDS
+mark=$(log_mark)
 timeout 240 "$TESTSSL" "${targs[@]}" "127.0.0.1:$RJ_PORT" >"$log" 2>&1
 rc=$?
 echo "# testssl $("$TESTSSL" --version 2>/dev/null | grep -oE 'testssl +[0-9][^ ]*' | head -1 | tr -s ' ') took $((SECONDS - start)) s (exit $rc)"
@@ -290,6 +291,12 @@ while IFS= read -r line; do
     esac
 done < <(python3 "$HERE/check_testssl.py" "$json")
 grep -E '^ (SSLv|TLS 1|ALPN)| x13' "$log" | sed 's/^/#   /'
+# testssl's OpenSSL-based checks really did mutual TLS: without the certificate the server
+# logs "peer did not return a certificate" for each of them.
+nocert=$(tail -n +"$((mark + 1))" "$RJ_SERVER_LOG" | grep -ac 'did not return a certificate')
+expect_eq "tls: testssl's handshakes presented the client certificate (server log)" 0 "$nocert"
+echo "# server's handshake refusals during the scan: $(tail -n +"$((mark + 1))" "$RJ_SERVER_LOG" |
+    grep -a 'Handshake failed' | sed -E 's/.*SSL routines::(.*)\.$/\1/' | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
 
 # ---- the server survived all of it ---------------------------------------------------------
 
