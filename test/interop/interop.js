@@ -185,7 +185,7 @@ async function main() {
   }
 
   // Start a job with known, deterministic output.
-  const N = '200000';
+  const N = '2000000'; // ~15 MB: many messages, so flow control is exercised
   const expected = execFileSync('/usr/bin/seq', ['1', N], { maxBuffer: 64 << 20 });
   r = await unary(alice, 'Start', { name: 'interop-seq', command: '/usr/bin/seq', args: ['1', N] });
   let seqId = null;
@@ -201,6 +201,7 @@ async function main() {
     if (expectOk('Stream of the seq job ends with OK', { err: s.err })) {
       const dataChunks = s.chunks.filter((c) => c.data.length > 0);
       const data = Buffer.concat(dataChunks.map((c) => c.data));
+      console.log(`# stream: ${data.length} bytes in ${dataChunks.length} messages`);
       expectEq('Stream: byte count', expected.length, data.length);
       expectEq('Stream: sha256 equals local seq output', sha256(expected), sha256(data));
       let pos = 0;
@@ -370,6 +371,22 @@ async function main() {
   expectTrue('Status with a malformed id: NOT_FOUND or INVALID_ARGUMENT',
     r.err && (r.err.code === grpc.status.NOT_FOUND || r.err.code === grpc.status.INVALID_ARGUMENT),
     r.err ? errText(r.err) : 'the call succeeded');
+
+  expectCode('Start above the server\'s memory maximum: INVALID_ARGUMENT', grpc.status.INVALID_ARGUMENT,
+    await unary(alice, 'Start', { command: '/usr/bin/true', limits: { memory_bytes: '999999999999999999' } }));
+  expectCode('Start with host network on a server that does not allow it: PERMISSION_DENIED', grpc.status.PERMISSION_DENIED,
+    await unary(alice, 'Start', { command: '/usr/bin/true', network: 'NETWORK_MODE_HOST' }));
+  // Names: unique among the caller's running jobs only.
+  const d1 = await unary(alice, 'Start', { name: 'interop-dup', command: '/usr/bin/sleep', args: ['60'] });
+  if (expectOk('Start a named sleeper', d1)) {
+    expectCode('Start a second running job with the same name: ALREADY_EXISTS', grpc.status.ALREADY_EXISTS,
+      await unary(alice, 'Start', { name: 'interop-dup', command: '/usr/bin/sleep', args: ['60'] }));
+    const b1 = await unary(bob, 'Start', { name: 'interop-dup', command: '/usr/bin/true' });
+    expectOk('Another user may use the same name', b1);
+    r = await unary(admin, 'Stop', { id: d1.res.id, grace_millis: -1 });
+    expectTrue('Stop of alice\'s job by the administrator',
+      !r.err && r.res.owner === 'alice' && r.res.state === 'JOB_STATE_KILLED', r.err ? errText(r.err) : `owner ${r.res.owner} state ${r.res.state}`);
+  }
 
   // An unknown method (and an unknown service) on a good channel: UNIMPLEMENTED, not a hang.
   const raw = (c, method) =>
