@@ -135,8 +135,9 @@ t_server_start() {
     fi
 }
 
-# The command's /proc/self/cgroup, read by the command itself as its first act, names the job's
-# cgroup; and from the host's side every process of the running job sits in the job's cgroup.
+# The command starts inside the job's cgroup: from the host's side the running command sits in
+# the job's cgroup (every hierarchy on v1), and the command's own /proc/self/cgroup, read as
+# its first act, is the root of a cgroup namespace rooted there.
 t_cgroup_first() {
     need_server cgroup-first || return
     if ! start_job id /bin/sh -c 'cat /proc/self/cgroup; exec sleep 3'; then
@@ -173,18 +174,17 @@ t_cgroup_first() {
     fi
     job_wait "$id" 15 || bad="${bad:+$bad; }job did not end"
     out=$(rj stream "$id" 2>&1)
-    # Inside its cgroup namespace the job sees paths relative to the namespace root: either
-    # "/" (namespace rooted at the job cgroup) or a path ending in the job id.
+    # The job's cgroup namespace is rooted at its own cgroup (the shim unshares it once it is
+    # in the job cgroup: clone3 CLONE_INTO_CGROUP on v2, attach before "go" on v1), so the
+    # command, reading /proc/self/cgroup as its first act, sees exactly "/" in every hierarchy.
+    # Anything else ("/../runjob/ID", a host path) means it started elsewhere or sees the host.
     if [ "$RJ_MODE" = v2 ]; then
         line=$(echo "$out" | grep '^0::' | head -n 1)
-        case ${line#0::} in
-        / | */"$id") ;;
-        *) bad="${bad:+$bad; }the command read /proc/self/cgroup as '$out'" ;;
-        esac
+        [ "$line" = "0::/" ] || bad="${bad:+$bad; }the command read /proc/self/cgroup as '$out'"
     else
-        for h in cpu memory blkio pids; do
+        for h in cpu memory blkio pids freezer; do
             hc=$(echo "$out" | grep -E "^[0-9]+:([^:]*,)?$h(,[^:]*)?:" | cut -d: -f3)
-            case $hc in / | */"$id") ;; *) bad="${bad:+$bad; }$h: the command read '$hc'" ;; esac
+            [ "$hc" = / ] || bad="${bad:+$bad; }$h: the command read '$hc'"
         done
     fi
     [ -z "$bad" ] && ok cgroup-first || fail cgroup-first "$bad"
