@@ -23,8 +23,8 @@ SUMMARY=()
 
 # run_criterion BIN LABEL: counts from Criterion's TAP output.
 run_criterion() {
-    local bin=$1 label=$2 tap="$LOGDIR/$label.tap" err="$LOGDIR/$label.err"
-    local p f s rc
+    local bin=$1 label=$2
+    local tap="$LOGDIR/$label.tap" err="$LOGDIR/$label.err" p f s rc
     timeout 600 "$bin" --tap="$tap" >"$err" 2>&1
     rc=$?
     p=$(grep -c '^ok - ' "$tap" 2>/dev/null)
@@ -47,7 +47,8 @@ run_criterion() {
 
 # run_script SCRIPT LABEL: counts the script's PASS:/FAIL:/SKIP: lines.
 run_script() {
-    local script=$1 label=$2 out="$LOGDIR/$label.log" rc p f s
+    local script=$1 label=$2
+    local out="$LOGDIR/$label.log" rc p f s
     timeout 900 bash "$script" >"$out" 2>&1
     rc=$?
     p=$(grep -c '^PASS: ' "$out")
