@@ -557,14 +557,14 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
         if (rpc_client_status(c, &sreq, &final, &err) < 0)
             ret = client_fail(o, &err);
     }
-    if (ret == 0 && final) {
+    /* Only run and start -f speak about the end: a plain stream's stderr is the job's. */
+    if (ret == 0 && final && f->exit_code) {
         if (w.interrupted ||
             final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED ||
             final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
             final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST)
             print_final(o, f->id, final);
-        if (f->exit_code)
-            ret = fmt_job_exit_code(final);
+        ret = fmt_job_exit_code(final);
     }
     if (final)
         protobuf_c_message_free_unpacked(&final->base, NULL);

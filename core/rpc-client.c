@@ -20,6 +20,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "cleanup.h"
@@ -265,6 +266,13 @@ static int make_target(const char *host, int port, char *buf, size_t cap, bool *
     return k < 0 || (size_t)k >= cap ? -EINVAL : 0;
 }
 
+/* gRPC's own log lines ("E1123 ... ssl_transport_security.cc:1501] Handshake failed ...")
+ * say again, for a developer, what the client's one error line says for a person. */
+static void quiet_log(gpr_log_func_args *args)
+{
+    (void)args;
+}
+
 int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret,
                     struct rpc_error *err)
 {
@@ -298,6 +306,8 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
     (void)snprintf(c->ca_path, sizeof(c->ca_path), "%s", cfg->ca_path);
     (void)snprintf(c->cert_path, sizeof(c->cert_path), "%s", cfg->cert_path);
 
+    if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
+        gpr_set_log_function(quiet_log);
     grpc_init();
     grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
     /* NULL verify options: the default checks the chain against ca and the server's name
@@ -413,6 +423,18 @@ static void describe(const struct rpc_client *c, grpc_status_code code, const ch
         if (has(d, error_string, "No route to host") ||
             has(d, error_string, "Network is unreachable")) {
             err_set(err, code, "cannot connect to %s: no route to host", c->where);
+            return;
+        }
+        if (has(d, error_string, "before receiving SETTINGS")) {
+            err_set(err, code,
+                    "connected to %s, but it does not answer as a runjob server (wrong port?)",
+                    c->where);
+            return;
+        }
+        if (has(d, error_string, "Socket closed") || has(d, error_string, "Connection reset")) {
+            err_set(err, code,
+                    "%s closed the connection (did it reject our certificate '%s'?)", c->where,
+                    c->cert_path);
             return;
         }
         if (has(d, error_string, "Handshake failed") || has(d, error_string, "handshake")) {

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# `runjob run` (and start -f): live output, exit-code propagation, Ctrl-C behaviour, big output,
+# a reader that goes away.
+source "$(dirname "$0")/../lib.sh"
+rj_setup
+rj_server_start
+
+rc_of() { "$@" >/dev/null 2>&1; echo $?; }
+# run_bg ARGS...: `runjob run` in the background as alice, with $! its own pid (not a subshell's).
+run_bg() {
+    exec "$RUNJOB" run -H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" \
+        --client-cert-path "$RJ_CERTS/alice-cert.pem" --client-key-path "$RJ_CERTS/alice-key.pem" "$@"
+}
+
+expect_eq "run /bin/true exits 0" 0 "$(rc_of rj run /bin/true)"
+expect_eq "run exit 3 exits 3" 3 "$(rc_of rj run /bin/sh -c 'exit 3')"
+expect_eq "run killed by 9 exits 137" 137 "$(rc_of rj run /bin/sh -c 'kill -9 $$')"
+expect_match "a killed job's status goes to stderr" 'job .* killed by SIGKILL' \
+    "$(rj run /bin/sh -c 'kill -9 $$' 2>&1 >/dev/null)"
+expect_eq "run: stdout to stdout" "out" "$(rj run /bin/sh -c 'echo out; echo err >&2' 2>/dev/null)"
+expect_eq "run: stderr to stderr" "err" "$(rj run /bin/sh -c 'echo out; echo err >&2' 2>&1 >/dev/null)"
+expect_eq "run passes flags after the command to it" "-n,x," "$(rj run /usr/bin/printf -- '%s,' -n x)"
+expect_eq "run: a missing program exits 127 or fails to start" 1 \
+    "$( r=$(rc_of rj run /nonexistent/prog); [ "$r" = 127 ] || [ "$r" = 1 ]; echo 1)"
+
+# start -f: the id on stderr, the output on stdout, the exit code
+out=$(rj start -f /bin/sh -c 'echo followed; exit 4' 2>"$RJ_TMP/f.err")
+rc=$?
+expect_eq "start -f streams" "followed" "$out"
+expect_eq "start -f exits with the job's code" 4 "$rc"
+expect_match "start -f prints the id on stderr" '^[0-9a-f-]{36}$' "$(head -1 "$RJ_TMP/f.err")"
+
+# live: the first line arrives while the job still runs
+rj run /bin/sh -c 'echo early; sleep 3; echo late' >"$RJ_TMP/live.out" 2>&1 &
+p=$!
+sleep 1.5
+expect_eq "run shows output live" "early" "$(cat "$RJ_TMP/live.out")"
+wait "$p"
+
+# 5 MB through one stream (multi-slice messages on the client)
+expect_eq "run carries 5 MB intact" "5000000 $(head -c 5000000 /dev/zero | tr '\0' 'x' | md5sum | cut -d' ' -f1)" \
+    "$(rj run /bin/sh -c "head -c 5000000 /dev/zero | tr '\\0' x" | tee >(wc -c >"$RJ_TMP/n") | md5sum | cut -d' ' -f1 | { read -r m; sleep 0.2; echo "$(cat "$RJ_TMP/n") $m"; })"
+
+# Ctrl-C: the first stops the job with the grace period (SIGTERM), exit 128+15
+run_bg /bin/sleep 100 >"$RJ_TMP/int.out" 2>"$RJ_TMP/int.err" &
+p=$!
+sleep 1
+kill -INT "$p"
+wait "$p"
+rc=$?
+expect_eq "Ctrl-C stops the job: exit 143" 143 "$rc"
+expect_match "Ctrl-C says it stops" 'stopping job' "$(cat "$RJ_TMP/int.err")"
+expect_match "Ctrl-C prints the final status" 'killed by SIGTERM' "$(cat "$RJ_TMP/int.err")"
+
+# A job that ignores SIGTERM: the second Ctrl-C kills it at once
+run_bg /bin/sh -c 'trap "" TERM; echo ready; while :; do sleep 0.1; done' >"$RJ_TMP/int2.out" 2>"$RJ_TMP/int2.err" &
+p=$!
+for _ in $(seq 50); do grep -q ready "$RJ_TMP/int2.out" 2>/dev/null && break; sleep 0.1; done
+t0=$(date +%s%N)
+kill -INT "$p"
+sleep 0.5
+kill -INT "$p"
+wait "$p"
+rc=$?
+t1=$(date +%s%N)
+expect_eq "second Ctrl-C kills: exit 137" 137 "$rc"
+check "second Ctrl-C does not wait for the grace period" test $(( (t1 - t0) / 1000000 )) -lt 5000
+expect_match "second Ctrl-C says it kills" 'killing job' "$(cat "$RJ_TMP/int2.err")"
+expect_match "second Ctrl-C prints the final status" 'killed by SIGKILL' "$(cat "$RJ_TMP/int2.err")"
+
+# A reader that goes away: quiet, no SIGPIPE death
+id=$(rj start /bin/sh -c 'yes | head -c 3000000')
+out=$(rj stream "$id" 2>"$RJ_TMP/pipe.err" | head -c 10; echo " rc=${PIPESTATUS[0]}")
+expect_eq "stream | head: exits 0" "yyyyy rc=0" "$(echo "$out" | tr -d '\n')"
+expect_eq "stream | head: nothing on stderr" "" "$(cat "$RJ_TMP/pipe.err")"
+out=$(rj run /bin/sh -c 'yes | head -c 3000000; exit 5' 2>"$RJ_TMP/pipe2.err" | head -c 4; echo " rc=${PIPESTATUS[0]}")
+expect_eq "run | head: still the job's exit code" "yy rc=5" "$(echo "$out" | tr -d '\n')"
+
+t_done

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Client verbs end to end against a real server on loopback: start/stream/status/stop/list
+# round trips, stdout/stderr selection, offsets, JSON output, ownership, the jobctl
+# personality and the completion script.
+source "$(dirname "$0")/../lib.sh"
+rj_setup
+rj_server_start
+
+UUID='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+
+# wait_ended ID: until status says the job is no longer running (10 s at most).
+wait_ended() {
+    for _ in $(seq 100); do
+        rj status -o json "$1" | grep -q '"is_running":false' && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+out=$(rj ping)
+expect_match "ping prints the server version" '^server .* answered in' "$out"
+expect_match "ping names the user" 'authenticated as alice$' "$out"
+expect_match "ping says administrator" 'authenticated as administrator \(administrator\)' \
+    "$(rj_as administrator ping)"
+check "ping -o json is JSON" python3 -c 'import json,sys; assert json.loads(sys.argv[1])["peer_cn"] == "alice"' "$(rj ping -o json)"
+
+id=$(rj start /bin/echo hello world)
+expect_match "start prints a job id" "$UUID" "$id"
+expect_eq "stream follows to the end" "hello world" "$(rj stream "$id")"
+wait_ended "$id"
+st=$(rj status "$id")
+expect_match "status table has the columns" 'STATE +EXIT +SIGNAL +STARTED +DURATION +MEMORY +CPU' "$st"
+expect_match "status shows exited 0" "exited +0 " "$st"
+expect_match "query is status" "exited +0 " "$(rj query "$id")"
+json=$(rj status -o json "$id")
+check "status -o json is valid JSON" python3 -c 'import json,sys; json.loads(sys.argv[1])' "$json"
+expect_eq "json fields use the proto names" "$id alice /bin/echo hello,world JOB_STATE_EXITED 0" \
+    "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["id"], d["owner"], d["command"], ",".join(d["args"]), d["state"], d["exit_code"])' "$json")"
+expect_match "status -o wide shows the command" '/bin/echo hello world' "$(rj status -o wide "$id")"
+
+id3=$(rj start -j three /bin/sh -c 'exit 3')
+wait_ended "$id3"
+expect_eq "exit code 3 recorded" 3 \
+    "$(rj status -o json "$id3" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exit_code"])')"
+
+# stdout and stderr stay apart
+ido=$(rj start /bin/sh -c 'echo out1; echo err1 >&2; echo out2')
+wait_ended "$ido"
+expect_eq "stream -s stdout" "$(printf 'out1\nout2')" "$(rj stream -s stdout "$ido" 2>/dev/null)"
+expect_eq "stream -s stderr goes to stderr" "err1" "$(rj stream -s stderr "$ido" 2>&1 >/dev/null)"
+expect_eq "stream -s stderr writes nothing on stdout" "" "$(rj stream -s stderr "$ido" 2>/dev/null)"
+expect_eq "stream all: stdout part" "$(printf 'out1\nout2')" "$(rj stream "$ido" 2>/dev/null)"
+expect_eq "stream all: stderr part" "err1" "$(rj stream "$ido" 2>&1 >/dev/null)"
+
+# offsets
+idx=$(rj start /bin/echo abcdef)
+wait_ended "$idx"
+expect_eq "stream --offset 3" "def" "$(rj stream --offset 3 -s stdout "$idx")"
+expect_eq "stream --offset past the end" "" "$(rj stream --no-follow --offset 100 -s stdout "$idx")"
+
+# a running job: --no-follow returns at once; stop ends it
+idr=$(rj start -j sleeper /bin/sh -c 'echo first; exec sleep 60')
+sleep 1
+t0=$(date +%s%N)
+expect_eq "stream --no-follow of a running job" "first" "$(timeout 10 $RUNJOB stream -H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" --client-cert-path "$RJ_CERTS/alice-cert.pem" --client-key-path "$RJ_CERTS/alice-key.pem" --no-follow "$idr")"
+t1=$(date +%s%N)
+check "--no-follow did not wait for the job" test $(( (t1 - t0) / 1000000 )) -lt 5000
+expect_match "list --state running shows it" "$idr" "$(rj list --state running)"
+expect_match "list --name filters" "sleeper" "$(rj list --name 'slee*')"
+expect_eq "list --name filters out" "" "$(rj list -q --name 'nomatch*')"
+# a follower sees the end when the job is stopped
+rj stream "$idr" >"$RJ_TMP/follow.out" 2>&1 &
+follower=$!
+sleep 0.5
+stop_out=$(rj stop --grace 2s "$idr")
+expect_match "stop prints the final status: killed by SIGTERM" "killed +- +SIGTERM" "$stop_out"
+wait "$follower"
+expect_eq "a follower ends when the job is stopped" 0 $?
+expect_eq "the follower got the output" "first" "$(cat "$RJ_TMP/follow.out")"
+
+idk=$(rj start /bin/sh -c 'trap "" TERM; exec sleep 60')
+sleep 0.5
+expect_match "stop --signal KILL --grace 0" "killed +- +SIGKILL" "$(rj stop --signal KILL --grace 0 "$idk")"
+
+# list
+lst=$(rj list -q)
+for j in "$id" "$id3" "$ido" "$idr"; do
+    expect_match "list -q has $j" "$j" "$lst"
+done
+check "list -o json is valid JSON with jobs" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert len(d["jobs"]) >= 5 and all("state" in j for j in d["jobs"])' "$(rj list -o json)"
+expect_eq "no OWNER column for a user" "" "$(rj list | head -1 | grep -o OWNER)"
+expect_eq "OWNER column for an administrator" "OWNER" "$(rj_as administrator list | head -1 | grep -o OWNER)"
+expect_match "administrator sees alice's jobs" "$id" "$(rj_as administrator list -q)"
+expect_eq "bob does not see alice's jobs" "" "$(rj_as bob list -q)"
+err=$(rj_as bob status "$id" 2>&1)
+expect_eq "bob's status of alice's job exits 1" 1 "$(rj_as bob status "$id" >/dev/null 2>&1; echo $?)"
+expect_match "another user's job is NOT_FOUND" '^runjob: status: .*\(NOT_FOUND\)$' "$err"
+expect_match "an unknown id is NOT_FOUND" '\(NOT_FOUND\)$' \
+    "$(rj stream 00000000-0000-4000-8000-000000000000 2>&1)"
+expect_match "administrator can stop alice's job" "exited" "$(rj_as administrator stop "$id")"
+
+# the jobctl personality, with -u picking certs/<user>-cert.pem from the working directory
+ln -sf "$RUNJOB" "$RJ_TMP/jobctl"
+pushd "$RJ_TMP" >/dev/null
+JC=("$RJ_TMP/jobctl" --hostPort "127.0.0.1:$RJ_PORT" -u alice)
+jid=$("${JC[@]}" start -j hello -c /bin/sh -- -c 'echo hi there; echo oops >&2')
+expect_match "jobctl start prints an id" "$UUID" "$jid"
+expect_eq "jobctl stream: stdout by default" "hi there" "$("${JC[@]}" stream "$jid" 2>/dev/null)"
+expect_eq "jobctl stream -s stderr" "oops" "$("${JC[@]}" stream -s stderr "$jid" 2>&1 >/dev/null)"
+expect_match "jobctl query" "exited +0" "$("${JC[@]}" query "$jid")"
+expect_match "jobctl list" "hello" "$("${JC[@]}" list)"
+expect_match "jobctl stop of an ended job prints its status" "exited" "$("${JC[@]}" stop "$jid")"
+expect_match "jobctl errors name jobctl" '^jobctl: query: .*\(NOT_FOUND\)$' \
+    "$("${JC[@]}" query 00000000-0000-4000-8000-000000000000 2>&1)"
+mkdir -p "$RJ_TMP/c1/certs"
+cp "$RJ_CERTS/alice-cert.pem" "$RJ_TMP/c1/certs/client1-cert.pem"
+cp "$RJ_CERTS/alice-key.pem" "$RJ_TMP/c1/certs/client1-key.pem"
+cp "$RJ_CERTS/root-ca-cert.pem" "$RJ_TMP/c1/certs/root-ca-cert.pem"
+cd "$RJ_TMP/c1"
+expect_match "jobctl's default user is client1" "$jid" \
+    "$(env -u RUNJOB_USER "$RJ_TMP/jobctl" --hostPort "127.0.0.1:$RJ_PORT" list)"
+popd >/dev/null
+
+# completion
+check "completion bash loads" bash -c "source <('$RUNJOB' completion bash)"
+expect_eq "completion bash completes verbs" "start status stop stream" \
+    "$(bash -c "source <('$RUNJOB' completion bash); COMP_WORDS=(runjob st); COMP_CWORD=1; _runjob; echo \${COMPREPLY[*]}")"
+expect_match "completion bash completes flags" "--follow" \
+    "$(PATH="$(dirname "$RUNJOB"):$PATH" bash -c "source <('$RUNJOB' completion bash); COMP_WORDS=(runjob start --fo); COMP_CWORD=2; _runjob; echo \${COMPREPLY[*]}")"
+if command -v zsh >/dev/null; then
+    check "completion zsh loads" zsh -c "autoload -U compinit; compinit -u; source <('$RUNJOB' completion zsh)"
+fi
+
+t_done
