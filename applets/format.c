@@ -717,17 +717,29 @@ struct table *fmt_jobs_table(Jobmanager__V1__JobStatus *const *jobs, size_t n, b
                        st->usage && st->usage->output_truncated ? "truncated" : "");
         if (st->pid > 0)
             (void)snprintf(pid, sizeof(pid), "%d", st->pid);
-        if (st->limits) {
-            char m[32], rb[32], wb[32];
-            (void)snprintf(limits, sizeof(limits),
-                           "cpu=%llum mem=%s pids=%llu riops=%llu wiops=%llu rbps=%s wbps=%s",
-                           (unsigned long long)st->limits->cpu_millis,
-                           fmt_bytes(m, sizeof(m), st->limits->memory_bytes),
-                           (unsigned long long)st->limits->pids,
-                           (unsigned long long)st->limits->io_riops,
-                           (unsigned long long)st->limits->io_wiops,
-                           fmt_bytes(rb, sizeof(rb), st->limits->io_rbps),
-                           fmt_bytes(wb, sizeof(wb), st->limits->io_wbps));
+        if (st->limits) { /* only the limits that apply; 0 is "none" */
+            const Jobmanager__V1__Limits *l = st->limits;
+            char v[32];
+            size_t k = 0;
+            const struct { const char *name; uint64_t val; bool bytes; } lim[] = {
+                {"cpu", l->cpu_millis, false}, {"mem", l->memory_bytes, true},
+                {"pids", l->pids, false},      {"riops", l->io_riops, false},
+                {"wiops", l->io_wiops, false}, {"rbps", l->io_rbps, true},
+                {"wbps", l->io_wbps, true}};
+            for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]) && k < sizeof(limits); i++) {
+                if (!lim[i].val)
+                    continue;
+                if (lim[i].bytes)
+                    fmt_bytes(v, sizeof(v), lim[i].val);
+                else
+                    (void)snprintf(v, sizeof(v), "%llu%s", (unsigned long long)lim[i].val,
+                                   i == 0 ? "m" : "");
+                int w = snprintf(limits + k, sizeof(limits) - k, "%s%s=%s", k ? " " : "",
+                                 lim[i].name, v);
+                if (w < 0)
+                    break;
+                k += (size_t)w;
+            }
         }
         join_command(cmd, sizeof(cmd), st);
 

@@ -29,12 +29,12 @@
 #define MAX_PEM_BYTES (1 << 20)
 #define DEFAULT_DEADLINE_MS 30000
 #define SERVER_DEFAULT_GRACE_MS 10000
-/* Keepalive: a client ping more often than the server's GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_
- * WITHOUT_DATA_MS (5 min unless the server lowers it) earns a GOAWAY "too_many_pings". A quiet
- * follow stream is a call in flight, so pinging every 5 min keeps NAT/conntrack state alive
- * without ever tripping the server's limit. */
-#define KEEPALIVE_TIME_MS (5 * 60 * 1000)
-#define KEEPALIVE_TIMEOUT_MS 20000
+/* Keepalive, matched with core/server.c: the server accepts a ping every 10 s
+ * (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS) and a client pinging more often earns a GOAWAY
+ * "too_many_pings". Pinging every 30 s, also on a quiet follow stream (no cap on pings without
+ * data), notices a dead server or a dropped NAT entry within 40 s. */
+#define KEEPALIVE_TIME_MS 30000
+#define KEEPALIVE_TIMEOUT_MS 10000
 
 enum method { M_START, M_STOP, M_STATUS, M_LIST, M_STREAM, M_PING, M__COUNT };
 
@@ -320,7 +320,7 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
         grpc_shutdown();
         return -1;
     }
-    grpc_arg args[6];
+    grpc_arg args[8];
     size_t nargs = 0;
     args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                                .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -333,6 +333,9 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
                                .value.integer = KEEPALIVE_TIMEOUT_MS};
     args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                                .key = (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                               .value.integer = 0};
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
                                .value.integer = 0};
     args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
                                .key = (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING,
