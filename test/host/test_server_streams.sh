@@ -1,0 +1,65 @@
+#!/bin/bash
+# Streams: 50 concurrent followers of a live job all receive exactly its output (sha256 against
+# the same command run locally); 500 streams cancelled mid-way leave the server's threads, fds
+# and RSS flat.
+. "$(dirname "$0")/../lib.sh"
+rj_setup
+rj_server_start
+
+CMD='i=0; while [ $i -lt 30 ]; do seq 1 5000; i=$((i+1)); sleep 0.05; done'
+want=$(sh -c "$CMD" | sha256sum | cut -d' ' -f1)
+J=$(rj start /bin/sh -c "$CMD")
+mkdir -p "$RJ_TMP/s"
+pids=()
+for i in $(seq 50); do
+    rj stream "$J" >"$RJ_TMP/s/$i" 2>"$RJ_TMP/s/$i.err" &
+    pids+=($!)
+done
+bad=0
+for i in $(seq 50); do
+    wait "${pids[$((i - 1))]}" || bad=$((bad + 1))
+    got=$(sha256sum <"$RJ_TMP/s/$i" | cut -d' ' -f1)
+    [ "$got" = "$want" ] || bad=$((bad + 1))
+done
+expect_eq "50 concurrent streams are identical to the job's output" 0 "$bad"
+expect_eq "a late stream (after the end) gets the same" "$want" "$(rj stream "$J" | sha256sum | cut -d' ' -f1)"
+got=$(rj stream --no-follow "$J" 2>/dev/null | sha256sum | cut -d' ' -f1)
+expect_eq "no-follow of an ended job gives everything" "$want" "$got"
+
+# Leak check: a job that prints forever; 500 streams, each cancelled after a while.
+T=$(rj start /bin/sh -c 'while :; do echo tick; sleep 0.02; done')
+sleep 0.5
+snap() {
+    local p=/proc/$RJ_SERVER_PID
+    echo "$(awk '/^Threads:/{print $2}' $p/status) $(ls $p/fd | wc -l) $(awk '/^VmRSS:/{print $2}' $p/status)"
+}
+# (`wait` alone would wait for the server too: wait for the clients by pid.)
+cancel_streams() { # N SECONDS
+    local cp=() i sig
+    for i in $(seq "$1"); do
+        if [ $((i % 2)) -eq 0 ]; then sig=INT; else sig=KILL; fi # cancel, or vanish
+        timeout -s $sig "$2" "$RUNJOB" stream -H 127.0.0.1 -P "$RJ_PORT" \
+            --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" --client-cert-path "$RJ_CERTS/alice-cert.pem" \
+            --client-key-path "$RJ_CERTS/alice-key.pem" "$T" >/dev/null 2>&1 &
+        cp+=($!)
+    done
+    wait "${cp[@]}"
+}
+# Warm up (first allocations of grpc's arenas), then measure.
+cancel_streams 20 0.5
+sleep 1
+read -r th0 fd0 rss0 <<<"$(snap)"
+for batch in $(seq 5); do
+    cancel_streams 100 1
+done
+sleep 2
+read -r th1 fd1 rss1 <<<"$(snap)"
+echo "# server after 500 cancelled streams: threads $th0 -> $th1, fds $fd0 -> $fd1, RSS ${rss0} KiB -> ${rss1} KiB"
+[ "$th1" -le $((th0 + 2)) ] && ok "threads flat" || fail "threads flat" "$th0 -> $th1"
+[ "$fd1" -le $((fd0 + 4)) ] && ok "fds flat" || fail "fds flat" "$fd0 -> $fd1"
+[ "$rss1" -le $((rss0 + 20480)) ] && ok "RSS flat (< 20 MiB growth)" || fail "RSS flat" "$rss0 -> $rss1 KiB"
+n=$(grep -c 'method=Stream' "$RJ_SERVER_LOG")
+[ "$n" -ge 570 ] && ok "every stream left an audit line" || fail "every stream left an audit line" "$n"
+check "the job still runs and answers" rj status "$T"
+rj stop --grace 100ms "$T" >/dev/null
+t_done
