@@ -3,6 +3,7 @@
  * thread-safe on one channel: `run` stops a job from its signal thread while the main thread
  * is blocked reading the stream). */
 #include "rpc.h"
+#include "rpc-client-internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,10 +52,7 @@ struct rpc_client {
     grpc_channel *channel;
     void *methods[M__COUNT];
     int64_t deadline_ms;
-    char where[300];   /* "HOST:PORT" for messages */
-    char host[256];
-    char ca_path[1024];
-    char cert_path[1024];
+    struct rpc_peer peer; /* for messages */
 };
 
 struct rpc_stream {
@@ -94,99 +92,6 @@ static void err_set(struct rpc_error *err, int code, const char *fmt, ...)
     va_start(ap, fmt);
     (void)vsnprintf(err->message, sizeof(err->message), fmt, ap);
     va_end(ap);
-}
-
-/* ---- the OutputChunk decoder ----------------------------------------------------------- */
-
-static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
-{
-    uint64_t v = 0;
-
-    for (unsigned i = 0; i < 10; i++) {
-        if (*p >= end)
-            return -EBADMSG;
-        uint8_t b = *(*p)++;
-        if (i == 9 && b > 1) /* more than 64 bits */
-            return -EBADMSG;
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            *ret = v;
-            return 0;
-        }
-    }
-    return -EBADMSG;
-}
-
-int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret)
-{
-    const uint8_t *p = buf, *end = buf + len;
-    struct rpc_chunk c = {.data = buf, .len = 0};
-    const uint8_t *status_bytes = NULL;
-    size_t status_len = 0;
-    bool have_status = false;
-
-    if (!buf && len)
-        return -EBADMSG;
-    while (p < end) {
-        uint64_t key, v;
-        int r = read_varint(&p, end, &key);
-        if (r < 0)
-            return r;
-        uint64_t field = key >> 3;
-        unsigned wt = key & 7;
-        if (field == 0 || field > 536870911u)
-            return -EBADMSG;
-
-        switch (wt) {
-        case 0: /* varint */
-            if ((r = read_varint(&p, end, &v)) < 0)
-                return r;
-            if (field == 2)
-                c.stream = (int)(int32_t)v;
-            else if (field == 3)
-                c.offset = v;
-            else if (field == 4)
-                c.time_ms = (int64_t)v;
-            else if (field == 1 || field == 5)
-                return -EBADMSG;
-            break;
-        case 2: /* length-delimited */
-            if ((r = read_varint(&p, end, &v)) < 0)
-                return r;
-            if (v > (uint64_t)(end - p))
-                return -EBADMSG;
-            if (field == 1) {
-                c.data = p;
-                c.len = (size_t)v;
-            } else if (field == 5) {
-                status_bytes = p;
-                status_len = (size_t)v;
-                have_status = true;
-            } else if (field >= 2 && field <= 4) {
-                return -EBADMSG;
-            }
-            p += v;
-            break;
-        case 1: /* fixed64 */
-        case 5: /* fixed32 */
-            if (field <= 5)
-                return -EBADMSG;
-            if ((size_t)(end - p) < (wt == 1 ? 8u : 4u))
-                return -EBADMSG;
-            p += wt == 1 ? 8 : 4;
-            break;
-        default: /* groups (3, 4) do not exist in proto3; 6 and 7 are invalid */
-            return -EBADMSG;
-        }
-    }
-
-    if (have_status) {
-        c.final_status = jobmanager__v1__job_status__unpack(NULL, status_len, status_bytes);
-        if (!c.final_status)
-            return -EBADMSG; /* protobuf-c does not tell malformed from out of memory */
-    }
-    *ret = c;
-    return 0;
 }
 
 /* ---- channel ----------------------------------------------------------------------------- */
@@ -298,13 +203,13 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
         return -1;
     }
     c->deadline_ms = cfg->deadline_ms > 0 ? cfg->deadline_ms : DEFAULT_DEADLINE_MS;
-    (void)snprintf(c->host, sizeof(c->host), "%s", cfg->host);
+    (void)snprintf(c->peer.host, sizeof(c->peer.host), "%s", cfg->host);
     if (strchr(cfg->host, ':') && cfg->host[0] != '[')
-        (void)snprintf(c->where, sizeof(c->where), "[%s]:%d", cfg->host, cfg->port);
+        (void)snprintf(c->peer.where, sizeof(c->peer.where), "[%s]:%d", cfg->host, cfg->port);
     else
-        (void)snprintf(c->where, sizeof(c->where), "%s:%d", cfg->host, cfg->port);
-    (void)snprintf(c->ca_path, sizeof(c->ca_path), "%s", cfg->ca_path);
-    (void)snprintf(c->cert_path, sizeof(c->cert_path), "%s", cfg->cert_path);
+        (void)snprintf(c->peer.where, sizeof(c->peer.where), "%s:%d", cfg->host, cfg->port);
+    (void)snprintf(c->peer.ca_path, sizeof(c->peer.ca_path), "%s", cfg->ca_path);
+    (void)snprintf(c->peer.cert_path, sizeof(c->peer.cert_path), "%s", cfg->cert_path);
 
     if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
         gpr_set_log_function(quiet_log);
@@ -365,111 +270,11 @@ void rpc_client_free(struct rpc_client *c)
     grpc_shutdown();
 }
 
-/* ---- errors in plain words ------------------------------------------------------------- */
-
-static bool has(const char *hay1, const char *hay2, const char *needle)
-{
-    return (hay1 && strcasestr(hay1, needle)) || (hay2 && strcasestr(hay2, needle));
-}
-
-/* Turns a failed call's status into one line for a person. The transport's own words
- * (details, error_string) are matched for the failures people actually hit. */
-static void describe(const struct rpc_client *c, grpc_status_code code, const char *details,
-                     const char *error_string, int64_t deadline_ms, struct rpc_error *err)
-{
-    const char *d = details && *details ? details : NULL;
-
-    if (code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_UNKNOWN ||
-        code == GRPC_STATUS_INTERNAL) {
-        if (has(d, error_string, "Connection refused")) {
-            err_set(err, code, "cannot connect to %s: connection refused — is `runjob serve` running?",
-                    c->where);
-            return;
-        }
-        if (has(d, error_string, "not in peer certificate") ||
-            has(d, error_string, "Peer name")) {
-            err_set(err, code,
-                    "server name mismatch: the server's certificate is not issued for '%s' "
-                    "(dial the name or address it was made for)",
-                    c->host);
-            return;
-        }
-        if (has(d, error_string, "certificate verify failed")) {
-            err_set(err, code,
-                    "rejected the server's certificate: it is not signed by the CA in '%s'",
-                    c->ca_path);
-            return;
-        }
-        if (has(d, error_string, "alert unknown ca") ||
-            has(d, error_string, "alert bad certificate") ||
-            has(d, error_string, "alert certificate required") ||
-            has(d, error_string, "certificate unknown") ||
-            has(d, error_string, "alert decrypt error")) {
-            err_set(err, code,
-                    "the server rejected our client certificate '%s' (is it signed by a CA "
-                    "the server trusts?)",
-                    c->cert_path);
-            return;
-        }
-        if (has(d, error_string, "protocol version") ||
-            has(d, error_string, "unsupported protocol")) {
-            err_set(err, code, "TLS handshake with %s failed: the other side does not speak "
-                               "TLS 1.3", c->where);
-            return;
-        }
-        if (has(d, error_string, "DNS resolution failed") ||
-            has(d, error_string, "Domain name not found") ||
-            has(d, error_string, "name resolution")) {
-            err_set(err, code, "cannot resolve the server host '%s'", c->host);
-            return;
-        }
-        if (has(d, error_string, "No route to host") ||
-            has(d, error_string, "Network is unreachable")) {
-            err_set(err, code, "cannot connect to %s: no route to host", c->where);
-            return;
-        }
-        if (has(d, error_string, "before receiving SETTINGS")) {
-            err_set(err, code,
-                    "connected to %s, but it does not answer as a runjob server (wrong port?)",
-                    c->where);
-            return;
-        }
-        if (has(d, error_string, "Socket closed") || has(d, error_string, "Connection reset")) {
-            err_set(err, code,
-                    "%s closed the connection (did it reject our certificate '%s'?)", c->where,
-                    c->cert_path);
-            return;
-        }
-        if (has(d, error_string, "Handshake failed") || has(d, error_string, "handshake")) {
-            err_set(err, code, "TLS handshake with %s failed (wrong certificates?)", c->where);
-            return;
-        }
-        if (code == GRPC_STATUS_UNAVAILABLE) {
-            err_set(err, code, "cannot reach %s: %s", c->where, d ? d : "unavailable");
-            return;
-        }
-    }
-    if (code == GRPC_STATUS_DEADLINE_EXCEEDED) {
-        err_set(err, code, "no answer from %s within %lld ms (deadline exceeded)", c->where,
-                (long long)deadline_ms);
-        return;
-    }
-    if (code == GRPC_STATUS_CANCELLED && !d) {
-        err_set(err, code, "cancelled");
-        return;
-    }
-    if (code == GRPC_STATUS_RESOURCE_EXHAUSTED && has(d, NULL, "larger than max")) {
-        err_set(err, code, "the server sent a message larger than %d bytes", MAX_RECV_BYTES);
-        return;
-    }
-    err_set(err, code, "%s", d ? d : rpc_code_name(code));
-}
-
 static void describe_slice(const struct rpc_client *c, grpc_status_code code, grpc_slice details,
                            const char *error_string, int64_t deadline_ms, struct rpc_error *err)
 {
     char *d = grpc_slice_to_c_string(details);
-    describe(c, code, d, error_string, deadline_ms, err);
+    rpc_client_describe(&c->peer, (int)code, d, error_string, deadline_ms, err);
     if (getenv("RUNJOB_RPC_DEBUG"))
         fprintf(stderr, "rpc: status %d details '%s' error_string '%s'\n", (int)code,
                 d ? d : "", error_string ? error_string : "");

@@ -131,4 +131,12 @@ if command -v zsh >/dev/null; then
     check "completion zsh loads" zsh -c "autoload -U compinit; compinit -u; source <('$RUNJOB' completion zsh)"
 fi
 
+# colour: only on a terminal, never with NO_COLOR
+cmd=$(printf '%q ' "$RUNJOB" list -H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" \
+    --client-cert-path "$RJ_CERTS/alice-cert.pem" --client-key-path "$RJ_CERTS/alice-key.pem")
+esc=$(printf '\033')
+expect_match "colour on a terminal" "$esc\\[" "$(env -u NO_COLOR script -qec "$cmd" /dev/null)"
+expect_eq "no colour with NO_COLOR" 0 "$(NO_COLOR=1 script -qec "$cmd" /dev/null | grep -c "$esc\[")"
+expect_eq "no colour into a pipe" 0 "$(rj list | grep -c "$esc\[")"
+
 t_done

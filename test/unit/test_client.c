@@ -14,6 +14,7 @@
 #include "applets/applets.h"
 #include "applets/client.h"
 #include "applets/format.h"
+#include "core/rpc-client-internal.h"
 #include "core/rpc.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -874,4 +875,53 @@ Test(client, completion_scripts_load, .init = no_certs)
     cr_assert_eq(run_applet(&out, NULL, "jobctl", "completion", "bash", NULL), 0);
     cr_expect(strstr(out, "complete -F _jobctl jobctl") && strstr(out, "query"), "%s", out);
     free(out);
+}
+
+/* ---- errors in plain words, from the strings gRPC 1.51 really gives --------------------- */
+
+static const char *describe(int code, const char *details, int64_t deadline_ms)
+{
+    static struct rpc_error err;
+    struct rpc_peer peer = {.where = "127.0.0.1:8080", .host = "127.0.0.1",
+                            .ca_path = "certs/root-ca-cert.pem", .cert_path = "certs/alice-cert.pem"};
+    memset(&err, 0, sizeof(err));
+    rpc_client_describe(&peer, code, details, NULL, deadline_ms, &err);
+    cr_expect_eq(err.code, code);
+    return err.message;
+}
+
+Test(client, errors_in_plain_words)
+{
+    cr_expect_str_eq(describe(RPC_UNAVAILABLE, "failed to connect to all addresses; last error: "
+                                               "UNKNOWN: ipv4:127.0.0.1:1: Failed to connect to "
+                                               "remote host: Connection refused", 0),
+                     "cannot connect to 127.0.0.1:8080: connection refused — is `runjob serve` "
+                     "running?");
+    cr_expect_str_eq(describe(RPC_UNAVAILABLE, "failed to connect to all addresses; last error: "
+                                               "UNKNOWN: ipv4:127.0.0.1:18443: Ssl handshake "
+                                               "failed: SSL_ERROR_SSL: error:0A000086:SSL "
+                                               "routines::certificate verify failed", 0),
+                     "rejected the server's certificate: it is not signed by the CA in "
+                     "'certs/root-ca-cert.pem'");
+    cr_expect(strstr(describe(RPC_UNAVAILABLE, "failed to connect to all addresses; last error: "
+                                               "UNKNOWN: ipv4:127.0.0.1:58071: Peer name vm is "
+                                               "not in peer certificate", 0),
+                     "server name mismatch"));
+    cr_expect(strstr(describe(RPC_UNAVAILABLE, "failed to connect to all addresses; last error: "
+                                               "UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed", 0),
+                     "closed the connection (did it reject our certificate "
+                     "'certs/alice-cert.pem'?)"));
+    cr_expect(strstr(describe(RPC_UNAVAILABLE, "ssl3_read_bytes: tlsv13 alert certificate required", 0),
+                     "the server rejected our client certificate 'certs/alice-cert.pem'"));
+    cr_expect(strstr(describe(RPC_UNAVAILABLE, "connection attempt timed out before receiving "
+                                               "SETTINGS frame", 0),
+                     "does not answer as a runjob server"));
+    cr_expect(strstr(describe(RPC_UNAVAILABLE, "DNS resolution failed for nosuch.invalid:8080", 0),
+                     "cannot resolve the server host '127.0.0.1'"));
+    cr_expect_str_eq(describe(RPC_DEADLINE_EXCEEDED, "Deadline Exceeded", 30000),
+                     "no answer from 127.0.0.1:8080 within 30000 ms (deadline exceeded)");
+    /* the server's own words pass through */
+    cr_expect_str_eq(describe(RPC_NOT_FOUND, "no job 'x'", 0), "no job 'x'");
+    cr_expect_str_eq(describe(RPC_PERMISSION_DENIED, "", 0), "PERMISSION_DENIED");
+    cr_expect_str_eq(describe(RPC_CANCELLED, NULL, 0), "cancelled");
 }
