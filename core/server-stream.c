@@ -11,7 +11,9 @@
  *   NONE    nothing more will happen
  * RECV_CLOSE_ON_SERVER is armed at the start; when it fires (end, cancel, disconnect,
  * deadline) no new batch is started, a parked wait is cancelled, and the context is freed once
- * the token is NONE. No thread per stream, no polling, one send in flight. */
+ * the token is NONE. No thread per stream, no polling, one send in flight.
+ * A wake-up only moves the token to a CQ thread (an empty batch), so the log is read and the
+ * context freed on CQ threads only, never inside outlog's callback. */
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -31,7 +33,7 @@
 enum token { TOK_PUMP, TOK_WRITE, TOK_ARMING, TOK_WAIT, TOK_CANCEL, TOK_STATUS, TOK_NONE };
 
 struct scall {
-    struct tag close_tag, write_tag, status_tag;
+    struct tag close_tag, write_tag, status_tag, hop_tag;
     struct server *s;
     struct call_info ci;
     struct jobtab_entry *e;
@@ -201,10 +203,22 @@ static void on_status(struct tag *t, bool ok)
     drop_token(sc);
 }
 
-/* outlog wake-up: called once, from the appending/closing thread, without outlog's lock. */
+/* The hop from a wake-up to a CQ thread (an empty batch completes at once on our queue). */
+static void on_hop(struct tag *t, bool ok)
+{
+    struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, hop_tag));
+
+    (void)ok;
+    pump(sc);
+}
+
+/* outlog wake-up: called once, from the appending/closing thread (the job event thread),
+ * without outlog's lock. It must not free the reader (outlog forbids it inside the callback)
+ * nor read the log on the event thread: it only hands the token to a CQ thread. */
 static void on_wake(void *userdata)
 {
     struct scall *sc = userdata;
+    grpc_call_error e;
 
     (void)pthread_mutex_lock(&sc->mu);
     if (sc->tok == TOK_ARMING) {
@@ -218,7 +232,16 @@ static void on_wake(void *userdata)
     }
     sc->tok = TOK_PUMP;
     (void)pthread_mutex_unlock(&sc->mu);
-    pump(sc);
+    e = grpc_call_start_batch(sc->ci.call, NULL, 0, &sc->hop_tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        /* Cannot happen for an empty batch; if it did, cancel the call and let the close
+         * handler end the stream (freeing here is not allowed). */
+        log_error("stream %s: hop to a CQ thread: %d", sc->ci.id, (int)e);
+        (void)grpc_call_cancel(sc->ci.call, NULL);
+        (void)pthread_mutex_lock(&sc->mu);
+        sc->tok = TOK_NONE;
+        (void)pthread_mutex_unlock(&sc->mu);
+    }
 }
 
 static grpc_byte_buffer *final_chunk(struct scall *sc)
@@ -376,6 +399,7 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_e
     sc->close_tag.fn = on_close;
     sc->write_tag.fn = on_write;
     sc->status_tag.fn = on_status;
+    sc->hop_tag.fn = on_hop;
     sc->s = s;
     sc->ci = *ci;
     sc->e = e;
