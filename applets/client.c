@@ -44,8 +44,11 @@ int client_usage_error(const struct client_opts *o, const char *fmt, ...)
     va_start(ap, fmt);
     (void)vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s: %s: %s (see '%s %s --help')\n", o->prog, o->verb, msg, o->prog,
-            o->verb);
+    if (strcmp(o->prog, o->verb) == 0) /* jobctl's own flags */
+        fprintf(stderr, "%s: %s (see '%s --help')\n", o->prog, msg, o->prog);
+    else
+        fprintf(stderr, "%s: %s: %s (see '%s %s --help')\n", o->prog, o->verb, msg, o->prog,
+                o->verb);
     return 2;
 }
 
@@ -62,6 +65,8 @@ int client_option(struct client_opts *o, int c, const char *arg, const char *usa
 {
     switch (c) {
     case 'h':
+        if (strcmp(o->prog, "runjob") != 0 && strcmp(o->verb, o->prog) != 0)
+            printf("%s %s takes the flags of runjob's own command:\n\n", o->prog, o->verb);
         fputs(usage, stdout);
         return 0;
     case 'H':

@@ -42,6 +42,7 @@ int applet_jobctl_main(int argc, char **argv)
 
     client_init(&o, argc, argv);
     (void)snprintf(o.prog, sizeof(o.prog), "jobctl");
+    (void)snprintf(o.verb, sizeof(o.verb), "jobctl");
     while ((opt = getopt_long(argc, argv, "+:u:h", longopts, NULL)) != -1) {
         if (opt == 'p')
             hostport = optarg;
