@@ -28,8 +28,9 @@ expect_match "finished job is still exited" 'exited' "$out"
 out=$(rj status "$R" 2>&1)
 expect_match "running job became lost" 'lost' "$out"
 expect_match "with a clear error" 'server restarted while the job was running' "$out"
-out=$(rj stream "$R" 2>&1)
-expect_match "stream of a lost job ends with its final status" 'lost' "$out"
+check "following a lost job ends at once, cleanly" timeout 10 "$RUNJOB" stream -H 127.0.0.1 \
+    -P "$RJ_PORT" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" \
+    --client-cert-path "$RJ_CERTS/alice-cert.pem" --client-key-path "$RJ_CERTS/alice-key.pem" "$R"
 
 # SIGTERM: running jobs are stopped (signal, grace) and recorded; the server exits 0.
 S=$(rj start /bin/sleep "$MARK.7")
