@@ -258,17 +258,13 @@ json=$RJ_TMP/testssl.json
 log=$RJ_TMP/testssl.log
 targs=(--quiet --color 0 --warnings off --ip one --sneaky --fast
     --connect-timeout 5 --openssl-timeout 10 -p -E -U --jsonfile "$json")
-if "$TESTSSL" --help 2>&1 | grep -q -- '--mtls'; then
-    cat "$C/alice-cert.pem" "$C/alice-key.pem" >"$RJ_TMP/alice-mtls.pem"
-    targs+=(--mtls "$RJ_TMP/alice-mtls.pem")
-else
-    # testssl.sh 3.0 (Debian 12) has no --mtls: its openssl runs through a wrapper that adds
-    # the client certificate to every s_client (its socket-based checks need none: they read
-    # only the ServerHello, which comes before the client certificate).
-    export RJ_MTLS_CERT=$C/alice-cert.pem RJ_MTLS_KEY=$C/alice-key.pem RJ_MTLS_OPENSSL
-    RJ_MTLS_OPENSSL=$(command -v openssl)
-    targs+=(--openssl "$HERE/openssl-mtls.sh")
-fi
+# Mutual TLS for testssl's OpenSSL-based checks: its openssl runs through openssl-mtls.sh,
+# which adds alice's certificate (and ALPN h2) to every s_client. (testssl.sh 3.0 in Debian 12
+# has no --mtls; the wrapper also works with later versions.) Its socket-based checks need no
+# certificate: they read only the ServerHello, which comes before the client certificate.
+export RJ_MTLS_CERT=$C/alice-cert.pem RJ_MTLS_KEY=$C/alice-key.pem RJ_MTLS_OPENSSL
+RJ_MTLS_OPENSSL=$(command -v openssl)
+targs+=(--openssl "$HERE/openssl-mtls.sh")
 start=$SECONDS
 mark=$(log_mark)
 timeout 240 "$TESTSSL" "${targs[@]}" "127.0.0.1:$RJ_PORT" >"$log" 2>&1
