@@ -10,6 +10,8 @@
  * Criterion. Output: TAP lines ("ok - suite::name", "not ok - ...", "# SKIP") to the file given
  * by --tap=FILE (or stdout), which test/run.sh counts. */
 #pragma once
+/* Criterion compares through typed helpers; our plain == meets enum-vs-int in tests. */
+#pragma GCC diagnostic ignored "-Wsign-compare"
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
