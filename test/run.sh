@@ -91,6 +91,7 @@ tier() {
     asan | tsan)
         # The same unit and host tiers against the sanitizer build (make asan / make tsan).
         bdir=$BUILD/$name
+        export TSAN_OPTIONS="suppressions=$ROOT/test/tsan/suppressions.txt second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
         for dir in unit host; do
             for t in "$bdir"/test/"$dir"/test_*; do
                 [ -x "$t" ] && [ -f "$t" ] || continue

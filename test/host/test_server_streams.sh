@@ -57,9 +57,16 @@ read -r th1 fd1 rss1 <<<"$(snap)"
 echo "# server after 500 cancelled streams: threads $th0 -> $th1, fds $fd0 -> $fd1, RSS ${rss0} KiB -> ${rss1} KiB"
 [ "$th1" -le $((th0 + 2)) ] && ok "threads flat" || fail "threads flat" "$th0 -> $th1"
 [ "$fd1" -le $((fd0 + 4)) ] && ok "fds flat" || fail "fds flat" "$fd0 -> $fd1"
-[ "$rss1" -le $((rss0 + 20480)) ] && ok "RSS flat (< 20 MiB growth)" || fail "RSS flat" "$rss0 -> $rss1 KiB"
-n=$(grep -c 'method=Stream' "$RJ_SERVER_LOG")
-[ "$n" -ge 570 ] && ok "every stream left an audit line" || fail "every stream left an audit line" "$n"
+if [ -z "${RJ_SANITIZER:-}" ]; then
+    [ "$rss1" -le $((rss0 + 20480)) ] && ok "RSS flat (< 20 MiB growth)" || fail "RSS flat" "$rss0 -> $rss1 KiB"
+    n=$(grep -c 'method=Stream' "$RJ_SERVER_LOG")
+    [ "$n" -ge 570 ] && ok "every stream left an audit line" || fail "every stream left an audit line" "$n"
+else
+    # Under ASan freed memory sits in the quarantine (RSS grows by design), and the sanitized
+    # clients are often killed by the 1 s timeout before their call starts; the leak checks
+    # there are ASan's own (LeakSanitizer at server exit) plus the threads/fds above.
+    echo "# RSS and audit-count checks are for the release build (this is $RJ_SANITIZER)"
+fi
 check "the job still runs and answers" rj status "$T"
 rj stop --grace 100ms "$T" >/dev/null
 t_done
