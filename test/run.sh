@@ -92,7 +92,12 @@ tier() {
         # The same unit and host tiers against the sanitizer build (make asan / make tsan).
         bdir=$BUILD/$name
         export TSAN_OPTIONS="suppressions=$ROOT/test/tsan/suppressions.txt second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
-        for dir in unit host; do
+        dirs="unit host"
+        # Under TSan the fork-heavy C host tests (fork bombs, frozen cgroups, SIGKILLed
+        # servers) hang inside TSan's fork handling; TSan covers the threaded code instead:
+        # the unit tests (outlog fan-out and wake-ups) and the real server in the scripts below.
+        [ "$name" = tsan ] && dirs=unit
+        for dir in $dirs; do
             for t in "$bdir"/test/"$dir"/test_*; do
                 [ -x "$t" ] && [ -f "$t" ] || continue
                 RUNJOB_BIN=$ROOT/$bdir/runjob run_criterion "$t" "$name-$dir-$(basename "$t")"
