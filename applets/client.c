@@ -25,6 +25,7 @@ void client_init(struct client_opts *o, int argc, char **argv)
 
     memset(o, 0, sizeof(*o));
     o->argv = argv;
+    o->argc = argc;
     if (sp) { /* "jobctl query" */
         (void)snprintf(o->prog, sizeof(o->prog), "%.*s", (int)(sp - a0), a0);
         (void)snprintf(o->verb, sizeof(o->verb), "%s", sp + 1);
@@ -113,6 +114,33 @@ int client_option(struct client_opts *o, int c, const char *arg, const char *usa
     }
 }
 
+int client_parse_flags(struct client_opts *o, const char *shortopts, const struct option *longopts,
+                       const char *usage, client_flag_fn on_flag, void *ctx)
+{
+    char spec[64];
+    int opt, r;
+
+    /* ':' first: a missing value comes back as ':' and gets our own message */
+    (void)snprintf(spec, sizeof(spec), ":%s", shortopts);
+    while ((opt = getopt_long(o->argc, o->argv, spec, longopts, NULL)) != -1) {
+        if ((r = client_option(o, opt, optarg, usage)) == CLIENT_OPT_DONE)
+            continue;
+        if (r != CLIENT_OPT_OTHER)
+            return r;
+        if (!on_flag)
+            return client_usage_error(o, "unknown flag '%s'", o->argv[optind - 1]);
+        if ((r = on_flag(o, opt, optarg, ctx)) != CLIENT_OPT_DONE)
+            return r;
+    }
+    return CLIENT_OPT_DONE;
+}
+
+int client_connect(struct client_opts *o, struct rpc_client **ret)
+{
+    int r = client_opts_finish(o);
+    return r ? r : client_dial(o, ret);
+}
+
 static const char *env(const char *name)
 {
     const char *v = getenv(name);
@@ -175,8 +203,7 @@ int client_one_arg(const struct client_opts *o, int argc, char **argv, const cha
 
 int client_fail(const struct client_opts *o, const struct rpc_error *err)
 {
-    fprintf(stderr, "%s: %s: %s (%s)\n", o->prog, o->verb, err->message,
-            rpc_code_name(err->code));
+    fprintf(stderr, "%s: %s: %s (%s)\n", o->prog, o->verb, err->message, rpc_code_name(err->code));
     return 1;
 }
 
@@ -223,8 +250,8 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int client_print_jobs(const struct client_opts *o, Jobmanager__V1__JobStatus *const *jobs,
-                      size_t n, bool list, bool owner)
+int client_print_jobs(const struct client_opts *o, Jobmanager__V1__JobStatus *const *jobs, size_t n,
+                      bool list, bool owner)
 {
     if (o->output == CLIENT_OUTPUT_JSON) {
         if (!list)
@@ -278,8 +305,7 @@ static int limit_value(struct client_opts *o, const char *flag, const char *arg,
         return client_usage_error(o, "--%s '%s' is too large", flag, arg);
     if (r < 0)
         return client_usage_error(o, "--%s '%s' is not %s", flag, arg,
-                                  size ? "a size (like 4096, 512K, 512M, 2G)"
-                                       : "a whole number");
+                                  size ? "a size (like 4096, 512K, 512M, 2G)" : "a whole number");
     return CLIENT_OPT_DONE;
 }
 
@@ -564,8 +590,7 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     }
     /* Only run and start -f speak about the end: a plain stream's stderr is the job's. */
     if (ret == 0 && final && f->exit_code) {
-        if (w.interrupted ||
-            final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED ||
+        if (w.interrupted || final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED ||
             final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
             final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST)
             print_final(o, f->id, final);
@@ -591,8 +616,8 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
     client_init(&o, argc, argv);
     client_start_init(&s);
     /* '+': options end at the command, so its own flags (`/bin/ls -l`) stay its own. */
-    while ((opt = getopt_long(argc, argv, "+:" CLIENT_SHORTOPTS START_SHORTOPTS, longopts,
-                              NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+:" CLIENT_SHORTOPTS START_SHORTOPTS, longopts, NULL)) !=
+           -1) {
         r = client_option(&o, opt, optarg, usage);
         if (r == CLIENT_OPT_OTHER)
             r = client_start_option(&o, &s, opt, optarg);

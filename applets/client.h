@@ -20,6 +20,7 @@ struct client_opts {
     char prog[16];    /* "runjob" or "jobctl": the name in messages */
     char verb[16];    /* "start", "query", ... */
     char **argv;      /* for messages about unknown flags */
+    int argc;
     const char *host; /* NULL until set by a flag or client_opts_finish */
     int port;         /* 0 until set */
     const char *ca_path, *cert_path, *key_path, *user;
@@ -70,9 +71,19 @@ int client_option(struct client_opts *o, int c, const char *arg, const char *usa
 /* Prints "<prog>: <verb>: <message> (see '<prog> <verb> --help')" to stderr; returns 2. */
 int client_usage_error(const struct client_opts *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* An applet's own flag: CLIENT_OPT_DONE when taken, else an exit code (client_usage_error). */
+typedef int (*client_flag_fn)(struct client_opts *o, int opt, const char *arg, void *ctx);
+/* Parses every flag of o->argv: the shared ones, and the applet's own (in shortopts after
+ * CLIENT_SHORTOPTS, and in longopts) through on_flag (NULL: the applet has none). Returns
+ * CLIENT_OPT_DONE when the applet goes on (optind at the first positional argument), else the
+ * exit code: 0 after --help, 2 after a usage error (message printed). */
+int client_parse_flags(struct client_opts *o, const char *shortopts, const struct option *longopts,
+                       const char *usage, client_flag_fn on_flag, void *ctx);
 /* Fills what flags left unset from the environment, then the defaults. 0, or 2 on a bad
  * environment value (message printed). */
 int client_opts_finish(struct client_opts *o);
+/* client_opts_finish, then client_dial: 0 with *ret, or the exit code (message printed). */
+int client_connect(struct client_opts *o, struct rpc_client **ret);
 /* Exactly one positional argument (what names it in the message): 0 with *ret, or 2. */
 int client_one_arg(const struct client_opts *o, int argc, char **argv, const char *what,
                    const char **ret);

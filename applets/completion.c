@@ -123,12 +123,11 @@ int applet_completion_main(int argc, char **argv)
     struct client_opts o;
     char verbs[512] = "";
     const char *shell;
-    int opt, r;
+    int r;
 
     client_init(&o, argc, argv);
-    while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1)
-        if ((r = client_option(&o, opt, optarg, usage)) != CLIENT_OPT_DONE)
-            return r == CLIENT_OPT_OTHER ? client_usage_error(&o, "unknown flag") : r;
+    if ((r = client_parse_flags(&o, "h", longopts, usage, NULL, NULL)) != CLIENT_OPT_DONE)
+        return r;
     if ((r = client_one_arg(&o, argc, argv, "shell (bash or zsh)", &shell)))
         return r;
     if (strcmp(shell, "bash") != 0 && strcmp(shell, "zsh") != 0)

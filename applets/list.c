@@ -16,14 +16,52 @@ static const char usage[] =
     "                             killed, failed, lost\n"
     "      --name PATTERN         only jobs whose name matches (shell pattern: 'build-*')\n"
     "  -q, --quiet                print only the job ids, one per line\n"
-    "\n" CLIENT_USAGE
-    "\n"
+    "\n" CLIENT_USAGE "\n"
     "Examples:\n"
     "  runjob list\n"
     "  runjob list --state running,starting -o wide\n"
     "  runjob list --name 'nightly-*' -o json\n";
 
 enum { OPT_STATE = CLIENT_OPT_APPLET, OPT_NAME };
+
+struct list_filter {
+    unsigned states; /* bit per JobState; 0 = all */
+    const char *name;
+    bool quiet;
+};
+
+static int take_list_flag(struct client_opts *o, int opt, const char *arg, void *ctx)
+{
+    struct list_filter *lf = ctx;
+
+    if (opt == 'q')
+        lf->quiet = true;
+    if (opt == OPT_NAME)
+        lf->name = arg;
+    if (opt == OPT_STATE) {
+        _cleanup_free_ char *list = strdup(arg);
+        char *save = NULL;
+        if (!list)
+            return client_usage_error(o, "out of memory");
+        for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            int st;
+            if (fmt_parse_state(t, &st) < 0)
+                return client_usage_error(o, "--state '%s' is not a job state", t);
+            lf->states |= 1u << st;
+        }
+        if (!lf->states)
+            return client_usage_error(o, "--state is empty");
+    }
+    return CLIENT_OPT_DONE;
+}
+
+/* A job the filter keeps (a state out of our range never matches a --state filter). */
+static bool list_filter_keeps(const struct list_filter *lf, const Jobmanager__V1__JobStatus *j)
+{
+    if (lf->states && (j->state < 0 || j->state >= 32 || !(lf->states & (1u << j->state))))
+        return false;
+    return !lf->name || fnmatch(lf->name, j->name ? j->name : "", 0) == 0;
+}
 
 int applet_list_main(int argc, char **argv)
 {
@@ -37,37 +75,17 @@ int applet_list_main(int argc, char **argv)
     _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
     struct client_opts o;
     struct rpc_error err = {0};
-    unsigned states = 0; /* bit per JobState; 0 = all */
-    const char *name = NULL;
-    bool quiet = false, admin = false;
-    int opt, r;
+    struct list_filter lf = {0};
+    bool admin = false;
+    int r;
 
     client_init(&o, argc, argv);
-    while ((opt = getopt_long(argc, argv, ":" CLIENT_SHORTOPTS "q", longopts, NULL)) != -1) {
-        if ((r = client_option(&o, opt, optarg, usage)) == CLIENT_OPT_DONE)
-            continue;
-        if (r != CLIENT_OPT_OTHER)
-            return r;
-        if (opt == 'q')
-            quiet = true;
-        if (opt == OPT_NAME)
-            name = optarg;
-        if (opt == OPT_STATE) {
-            _cleanup_free_ char *list = strdup(optarg);
-            char *save = NULL;
-            for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                int st;
-                if (fmt_parse_state(t, &st) < 0)
-                    return client_usage_error(&o, "--state '%s' is not a job state", t);
-                states |= 1u << st;
-            }
-            if (!states)
-                return client_usage_error(&o, "--state is empty");
-        }
-    }
+    if ((r = client_parse_flags(&o, CLIENT_SHORTOPTS "q", longopts, usage, take_list_flag, &lf)) !=
+        CLIENT_OPT_DONE)
+        return r;
     if (optind < argc)
         return client_usage_error(&o, "unexpected argument '%s'", argv[optind]);
-    if ((r = client_opts_finish(&o)) || (r = client_dial(&o, &c)))
+    if ((r = client_connect(&o, &c)))
         return r;
     if (rpc_client_list(c, &req, &resp, &err) < 0)
         return client_fail(&o, &err);
@@ -75,13 +93,12 @@ int applet_list_main(int argc, char **argv)
     size_t n = 0;
     for (size_t i = 0; i < resp->n_jobs; i++) { /* filter in place */
         Jobmanager__V1__JobStatus *j = resp->jobs[i];
-        if ((states && !(states & (1u << j->state))) ||
-            (name && fnmatch(name, j->name ? j->name : "", 0) != 0))
+        if (!list_filter_keeps(&lf, j))
             continue;
         resp->jobs[i] = resp->jobs[n];
         resp->jobs[n++] = j;
     }
-    if (quiet) {
+    if (lf.quiet) {
         for (size_t i = 0; i < n; i++)
             printf("%s\n", resp->jobs[i]->id);
     } else {

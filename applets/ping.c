@@ -8,8 +8,7 @@ static const char usage[] =
     "\n"
     "Check that the server answers and that it accepts your certificate: prints the server's\n"
     "version, the round-trip time, and the name your certificate gives you there.\n"
-    "\n" CLIENT_USAGE
-    "\n"
+    "\n" CLIENT_USAGE "\n"
     "Examples:\n"
     "  runjob ping\n"
     "  runjob ping -H build.example.com -P 8443 --user alice\n";
@@ -23,17 +22,15 @@ int applet_ping_main(int argc, char **argv)
     struct client_opts o;
     struct rpc_error err = {0};
     struct timespec t0, t1;
-    int opt, r;
+    int r;
 
     client_init(&o, argc, argv);
-    while ((opt = getopt_long(argc, argv, ":" CLIENT_SHORTOPTS, longopts, NULL)) != -1) {
-        if ((r = client_option(&o, opt, optarg, usage)) == CLIENT_OPT_DONE)
-            continue;
-        return r == CLIENT_OPT_OTHER ? client_usage_error(&o, "unknown flag") : r;
-    }
+    if ((r = client_parse_flags(&o, CLIENT_SHORTOPTS, longopts, usage, NULL, NULL)) !=
+        CLIENT_OPT_DONE)
+        return r;
     if (optind < argc)
         return client_usage_error(&o, "unexpected argument '%s'", argv[optind]);
-    if ((r = client_opts_finish(&o)) || (r = client_dial(&o, &c)))
+    if ((r = client_connect(&o, &c)))
         return r;
     (void)clock_gettime(CLOCK_MONOTONIC, &t0);
     if (rpc_client_ping(c, &req, &pong, &err) < 0)

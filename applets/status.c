@@ -8,8 +8,7 @@ static const char usage[] =
     "when it started and how long it ran, peak memory, CPU time, whether it ran out of memory\n"
     "(oom) or wrote more output than the server keeps (truncated), and any error.\n"
     "-o wide adds the command, pid, limits and output size; -o json prints every field.\n"
-    "\n" CLIENT_USAGE
-    "\n"
+    "\n" CLIENT_USAGE "\n"
     "Examples:\n"
     "  runjob status 7c9e6679-7425-40de-944b-e07fc1f90ae7\n"
     "  runjob status -o json 7c9e6679-7425-40de-944b-e07fc1f90ae7 | python3 -m json.tool\n";
@@ -23,16 +22,13 @@ int applet_status_main(int argc, char **argv)
     struct client_opts o;
     struct rpc_error err = {0};
     const char *id;
-    int opt, r;
+    int r;
 
     client_init(&o, argc, argv);
-    while ((opt = getopt_long(argc, argv, ":" CLIENT_SHORTOPTS, longopts, NULL)) != -1) {
-        if ((r = client_option(&o, opt, optarg, usage)) == CLIENT_OPT_DONE)
-            continue;
-        return r == CLIENT_OPT_OTHER ? client_usage_error(&o, "unknown flag") : r;
-    }
-    if ((r = client_one_arg(&o, argc, argv, "job id", &id)) || (r = client_opts_finish(&o)) ||
-        (r = client_dial(&o, &c)))
+    if ((r = client_parse_flags(&o, CLIENT_SHORTOPTS, longopts, usage, NULL, NULL)) !=
+        CLIENT_OPT_DONE)
+        return r;
+    if ((r = client_one_arg(&o, argc, argv, "job id", &id)) || (r = client_connect(&o, &c)))
         return r;
     req.id = (char *)id;
     if (rpc_client_status(c, &req, &st, &err) < 0)

@@ -12,11 +12,23 @@ static const char usage[] =
     "  -s, --signal NAME|NUMBER   the first signal (TERM, INT, HUP, 15, ...; default TERM)\n"
     "  -g, --grace DURATION       how long to wait before the kill: 500ms, 10s, 2m (the\n"
     "                             server's default is 10s; 0 kills at once)\n"
-    "\n" CLIENT_USAGE
-    "\n"
+    "\n" CLIENT_USAGE "\n"
     "Examples:\n"
     "  runjob stop 7c9e6679-7425-40de-944b-e07fc1f90ae7\n"
     "  runjob stop --signal INT --grace 30s 7c9e6679-7425-40de-944b-e07fc1f90ae7\n";
+
+static int take_stop_flag(struct client_opts *o, int opt, const char *arg, void *ctx)
+{
+    Jobmanager__V1__StopRequest *req = ctx;
+
+    if (opt == 's' && fmt_parse_signal(arg, &req->signal) < 0)
+        return client_usage_error(o, "--signal '%s' is not a signal (TERM, KILL, 15 ...)", arg);
+    if (opt == 'g' && fmt_parse_duration(arg, &req->grace_millis) < 0)
+        return client_usage_error(o, "--grace '%s' is not a duration (like 10s, 500ms)", arg);
+    if (opt == 'g' && req->grace_millis == 0)
+        req->grace_millis = -1; /* on the wire 0 means "the server's default" */
+    return CLIENT_OPT_DONE;
+}
 
 int applet_stop_main(int argc, char **argv)
 {
@@ -30,25 +42,13 @@ int applet_stop_main(int argc, char **argv)
     struct client_opts o;
     struct rpc_error err = {0};
     const char *id;
-    int opt, r;
+    int r;
 
     client_init(&o, argc, argv);
-    while ((opt = getopt_long(argc, argv, ":" CLIENT_SHORTOPTS "s:g:", longopts, NULL)) != -1) {
-        if ((r = client_option(&o, opt, optarg, usage)) == CLIENT_OPT_DONE)
-            continue;
-        if (r != CLIENT_OPT_OTHER)
-            return r;
-        if (opt == 's' && fmt_parse_signal(optarg, &req.signal) < 0)
-            return client_usage_error(&o, "--signal '%s' is not a signal (TERM, KILL, 15 ...)",
-                                      optarg);
-        if (opt == 'g' && fmt_parse_duration(optarg, &req.grace_millis) < 0)
-            return client_usage_error(&o, "--grace '%s' is not a duration (like 10s, 500ms)",
-                                      optarg);
-        if (opt == 'g' && req.grace_millis == 0)
-            req.grace_millis = -1; /* on the wire 0 means "the server's default" */
-    }
-    if ((r = client_one_arg(&o, argc, argv, "job id", &id)) || (r = client_opts_finish(&o)) ||
-        (r = client_dial(&o, &c)))
+    if ((r = client_parse_flags(&o, CLIENT_SHORTOPTS "s:g:", longopts, usage, take_stop_flag,
+                                &req)) != CLIENT_OPT_DONE)
+        return r;
+    if ((r = client_one_arg(&o, argc, argv, "job id", &id)) || (r = client_connect(&o, &c)))
         return r;
     req.id = (char *)id;
     if (rpc_client_stop(c, &req, &st, &err) < 0)

@@ -15,13 +15,33 @@ static const char usage[] =
     "  -s, --select stdout|stderr|all   which output (default all, in the order written)\n"
     "      --offset BYTES         start this many bytes into the selected output\n"
     "      --no-follow            print what there is now and stop\n"
-    "\n" CLIENT_USAGE
-    "\n"
+    "\n" CLIENT_USAGE "\n"
     "Examples:\n"
     "  runjob stream 7c9e6679-7425-40de-944b-e07fc1f90ae7\n"
     "  runjob stream -s stderr --no-follow 7c9e6679-7425-40de-944b-e07fc1f90ae7 | less\n";
 
 enum { OPT_OFFSET = CLIENT_OPT_APPLET, OPT_NO_FOLLOW };
+
+static int take_stream_flag(struct client_opts *o, int opt, const char *arg, void *ctx)
+{
+    struct follow_opts *f = ctx;
+
+    if (opt == OPT_NO_FOLLOW)
+        f->no_follow = true;
+    if (opt == OPT_OFFSET && fmt_parse_uint(arg, &f->offset) < 0)
+        return client_usage_error(o, "--offset '%s' is not a byte offset", arg);
+    if (opt == 's') {
+        if (strcmp(arg, "stdout") == 0)
+            f->select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT;
+        else if (strcmp(arg, "stderr") == 0)
+            f->select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR;
+        else if (strcmp(arg, "all") == 0)
+            f->select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL;
+        else
+            return client_usage_error(o, "--select '%s' is not stdout, stderr or all", arg);
+    }
+    return CLIENT_OPT_DONE;
+}
 
 int applet_stream_main(int argc, char **argv)
 {
@@ -33,32 +53,13 @@ int applet_stream_main(int argc, char **argv)
     _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
     struct client_opts o;
     struct follow_opts f = {.select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL};
-    int opt, r;
+    int r;
 
     client_init(&o, argc, argv);
-    while ((opt = getopt_long(argc, argv, ":" CLIENT_SHORTOPTS "s:", longopts, NULL)) != -1) {
-        if ((r = client_option(&o, opt, optarg, usage)) == CLIENT_OPT_DONE)
-            continue;
-        if (r != CLIENT_OPT_OTHER)
-            return r;
-        if (opt == OPT_NO_FOLLOW)
-            f.no_follow = true;
-        if (opt == OPT_OFFSET && fmt_parse_uint(optarg, &f.offset) < 0)
-            return client_usage_error(&o, "--offset '%s' is not a byte offset", optarg);
-        if (opt == 's') {
-            if (strcmp(optarg, "stdout") == 0)
-                f.select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT;
-            else if (strcmp(optarg, "stderr") == 0)
-                f.select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR;
-            else if (strcmp(optarg, "all") == 0)
-                f.select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL;
-            else
-                return client_usage_error(&o, "--select '%s' is not stdout, stderr or all",
-                                          optarg);
-        }
-    }
-    if ((r = client_one_arg(&o, argc, argv, "job id", &f.id)) || (r = client_opts_finish(&o)) ||
-        (r = client_dial(&o, &c)))
+    if ((r = client_parse_flags(&o, CLIENT_SHORTOPTS "s:", longopts, usage, take_stream_flag,
+                                &f)) != CLIENT_OPT_DONE)
+        return r;
+    if ((r = client_one_arg(&o, argc, argv, "job id", &f.id)) || (r = client_connect(&o, &c)))
         return r;
     return client_follow(&o, c, &f);
 }
