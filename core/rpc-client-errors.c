@@ -3,27 +3,12 @@
  * really produces. */
 #include "rpc-client-internal.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 
 #define MAX_RECV_BYTES (16 << 20)
 
-static void err_set(struct rpc_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void err_set(struct rpc_error *err, int code, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err)
-        return;
-    err->code = code;
-    va_start(ap, fmt);
-    (void)vsnprintf(err->message, sizeof(err->message), fmt, ap);
-    va_end(ap);
-}
 
 static bool has(const char *hay1, const char *hay2, const char *needle)
 {
@@ -40,20 +25,20 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
     if (code == RPC_UNAVAILABLE || code == RPC_UNKNOWN ||
         code == RPC_INTERNAL) {
         if (has(d, error_string, "Connection refused")) {
-            err_set(err, code, "cannot connect to %s: connection refused — is `runjob serve` running?",
+            rpc_error_set(err, code, "cannot connect to %s: connection refused — is `runjob serve` running?",
                     c->where);
             return;
         }
         if (has(d, error_string, "not in peer certificate") ||
             has(d, error_string, "Peer name")) {
-            err_set(err, code,
+            rpc_error_set(err, code,
                     "server name mismatch: the server's certificate is not issued for '%s' "
                     "(dial the name or address it was made for)",
                     c->host);
             return;
         }
         if (has(d, error_string, "certificate verify failed")) {
-            err_set(err, code,
+            rpc_error_set(err, code,
                     "rejected the server's certificate: it is not signed by the CA in '%s'",
                     c->ca_path);
             return;
@@ -63,7 +48,7 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
             has(d, error_string, "alert certificate required") ||
             has(d, error_string, "certificate unknown") ||
             has(d, error_string, "alert decrypt error")) {
-            err_set(err, code,
+            rpc_error_set(err, code,
                     "the server rejected our client certificate '%s' (is it signed by a CA "
                     "the server trusts?)",
                     c->cert_path);
@@ -71,55 +56,55 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
         }
         if (has(d, error_string, "protocol version") ||
             has(d, error_string, "unsupported protocol")) {
-            err_set(err, code, "TLS handshake with %s failed: the other side does not speak "
+            rpc_error_set(err, code, "TLS handshake with %s failed: the other side does not speak "
                                "TLS 1.3", c->where);
             return;
         }
         if (has(d, error_string, "DNS resolution failed") ||
             has(d, error_string, "Domain name not found") ||
             has(d, error_string, "name resolution")) {
-            err_set(err, code, "cannot resolve the server host '%s'", c->host);
+            rpc_error_set(err, code, "cannot resolve the server host '%s'", c->host);
             return;
         }
         if (has(d, error_string, "No route to host") ||
             has(d, error_string, "Network is unreachable")) {
-            err_set(err, code, "cannot connect to %s: no route to host", c->where);
+            rpc_error_set(err, code, "cannot connect to %s: no route to host", c->where);
             return;
         }
         if (has(d, error_string, "before receiving SETTINGS")) {
-            err_set(err, code,
+            rpc_error_set(err, code,
                     "connected to %s, but it does not answer as a runjob server (wrong port?)",
                     c->where);
             return;
         }
         if (has(d, error_string, "Socket closed") || has(d, error_string, "Connection reset")) {
-            err_set(err, code,
+            rpc_error_set(err, code,
                     "%s closed the connection (did it reject our certificate '%s'?)", c->where,
                     c->cert_path);
             return;
         }
         if (has(d, error_string, "Handshake failed") || has(d, error_string, "handshake")) {
-            err_set(err, code, "TLS handshake with %s failed (wrong certificates?)", c->where);
+            rpc_error_set(err, code, "TLS handshake with %s failed (wrong certificates?)", c->where);
             return;
         }
         if (code == RPC_UNAVAILABLE) {
-            err_set(err, code, "cannot reach %s: %s", c->where, d ? d : "unavailable");
+            rpc_error_set(err, code, "cannot reach %s: %s", c->where, d ? d : "unavailable");
             return;
         }
     }
     if (code == RPC_DEADLINE_EXCEEDED) {
-        err_set(err, code, "no answer from %s within %lld ms (deadline exceeded)", c->where,
+        rpc_error_set(err, code, "no answer from %s within %lld ms (deadline exceeded)", c->where,
                 (long long)deadline_ms);
         return;
     }
     if (code == RPC_CANCELLED && !d) {
-        err_set(err, code, "cancelled");
+        rpc_error_set(err, code, "cancelled");
         return;
     }
     if (code == RPC_RESOURCE_EXHAUSTED && has(d, NULL, "larger than max")) {
-        err_set(err, code, "the server sent a message larger than %d bytes", MAX_RECV_BYTES);
+        rpc_error_set(err, code, "the server sent a message larger than %d bytes", MAX_RECV_BYTES);
         return;
     }
-    err_set(err, code, "%s", d ? d : rpc_code_name(code));
+    rpc_error_set(err, code, "%s", d ? d : rpc_code_name(code));
 }
 

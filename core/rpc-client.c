@@ -8,7 +8,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,20 +78,6 @@ struct rpc_stream {
     char tag_initial, tag_status, tag_recv;
 };
 
-static void err_set(struct rpc_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void err_set(struct rpc_error *err, int code, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err)
-        return;
-    err->code = code;
-    va_start(ap, fmt);
-    (void)vsnprintf(err->message, sizeof(err->message), fmt, ap);
-    va_end(ap);
-}
 
 /* ---- channel ----------------------------------------------------------------------------- */
 
@@ -104,14 +89,14 @@ static int read_pem(const char *path, const char *what, char **ret, struct rpc_e
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        err_set(err, RPC_FAILED_PRECONDITION,
+        rpc_error_set(err, RPC_FAILED_PRECONDITION,
                 "cannot read %s '%s': %s (create certificates with `runjob certs`)", what, path,
                 strerror(errno));
         return -1;
     }
     buf = malloc(MAX_PEM_BYTES + 1);
     if (!buf) {
-        err_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
     }
     for (;;) {
@@ -119,7 +104,7 @@ static int read_pem(const char *path, const char *what, char **ret, struct rpc_e
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0) {
-            err_set(err, RPC_FAILED_PRECONDITION, "cannot read %s '%s': %s", what, path,
+            rpc_error_set(err, RPC_FAILED_PRECONDITION, "cannot read %s '%s': %s", what, path,
                     strerror(errno));
             return -1;
         }
@@ -127,13 +112,13 @@ static int read_pem(const char *path, const char *what, char **ret, struct rpc_e
             break;
         n += (size_t)k;
         if (n == MAX_PEM_BYTES) {
-            err_set(err, RPC_FAILED_PRECONDITION, "%s '%s' is larger than 1 MiB", what, path);
+            rpc_error_set(err, RPC_FAILED_PRECONDITION, "%s '%s' is larger than 1 MiB", what, path);
             return -1;
         }
     }
     buf[n] = '\0';
     if (!strstr(buf, "-----BEGIN ")) {
-        err_set(err, RPC_FAILED_PRECONDITION,
+        rpc_error_set(err, RPC_FAILED_PRECONDITION,
                 "%s '%s' is not a PEM file (create certificates with `runjob certs`)", what,
                 path);
         return -1;
@@ -188,7 +173,7 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
 
     if (!cfg->host || cfg->port < 1 || cfg->port > 65535 ||
         make_target(cfg->host, cfg->port, target, sizeof(target), &is_localhost) < 0) {
-        err_set(err, RPC_INVALID_ARGUMENT, "bad server address '%s' port %d",
+        rpc_error_set(err, RPC_INVALID_ARGUMENT, "bad server address '%s' port %d",
                 cfg->host ? cfg->host : "", cfg->port);
         return -1;
     }
@@ -199,7 +184,7 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
 
     c = calloc(1, sizeof(*c));
     if (!c) {
-        err_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
     }
     c->deadline_ms = cfg->deadline_ms > 0 ? cfg->deadline_ms : DEFAULT_DEADLINE_MS;
@@ -219,7 +204,7 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
      * against the target; TLS 1.3-only is enforced process-wide by core/tls.c. */
     grpc_channel_credentials *creds = grpc_ssl_credentials_create_ex(ca, &pair, NULL, NULL);
     if (!creds) {
-        err_set(err, RPC_FAILED_PRECONDITION, "cannot use the certificates '%s', '%s', '%s'",
+        rpc_error_set(err, RPC_FAILED_PRECONDITION, "cannot use the certificates '%s', '%s', '%s'",
                 cfg->ca_path, cfg->cert_path, cfg->key_path);
         free(c);
         grpc_shutdown();
@@ -364,7 +349,7 @@ static int unary(struct rpc_client *c, enum method m, int64_t deadline_ms,
 
     grpc_call_error ce = grpc_call_start_batch(call, ops, 6, &tag, NULL);
     if (ce != GRPC_CALL_OK) {
-        err_set(err, RPC_INTERNAL, "cannot start the call (grpc call error %d)", (int)ce);
+        rpc_error_set(err, RPC_INTERNAL, "cannot start the call (grpc call error %d)", (int)ce);
         goto out;
     }
     /* The batch always reports success; the status says how the call went. */
@@ -374,12 +359,12 @@ static int unary(struct rpc_client *c, enum method m, int64_t deadline_ms,
         goto out;
     }
     if (!recv) {
-        err_set(err, RPC_INTERNAL, "the server sent no reply");
+        rpc_error_set(err, RPC_INTERNAL, "the server sent no reply");
         goto out;
     }
     *ret = unpack(reply_desc, recv);
     if (!*ret) {
-        err_set(err, RPC_INTERNAL, "cannot decode the server's reply");
+        rpc_error_set(err, RPC_INTERNAL, "cannot decode the server's reply");
         goto out;
     }
     r = 0;
@@ -444,7 +429,7 @@ int rpc_client_stream_open(struct rpc_client *c, const Jobmanager__V1__StreamReq
     grpc_op ops[4];
 
     if (!s) {
-        err_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
     }
     s->c = c;
@@ -469,7 +454,7 @@ int rpc_client_stream_open(struct rpc_client *c, const Jobmanager__V1__StreamReq
     grpc_call_error ce = grpc_call_start_batch(s->call, ops, 4, &s->tag_initial, NULL);
     grpc_byte_buffer_destroy(send); /* the batch took its own reference */
     if (ce != GRPC_CALL_OK) {
-        err_set(err, RPC_INTERNAL, "cannot start the stream (grpc call error %d)", (int)ce);
+        rpc_error_set(err, RPC_INTERNAL, "cannot start the stream (grpc call error %d)", (int)ce);
         s->initial_done = s->status_done = true;
         rpc_client_stream_free(s);
         return -1;
@@ -483,7 +468,7 @@ int rpc_client_stream_open(struct rpc_client *c, const Jobmanager__V1__StreamReq
     ops[0].data.recv_status_on_client.error_string = &s->error_string;
     ce = grpc_call_start_batch(s->call, ops, 1, &s->tag_status, NULL);
     if (ce != GRPC_CALL_OK) {
-        err_set(err, RPC_INTERNAL, "cannot start the stream (grpc call error %d)", (int)ce);
+        rpc_error_set(err, RPC_INTERNAL, "cannot start the stream (grpc call error %d)", (int)ce);
         s->status_done = true;
         rpc_client_stream_free(s);
         return -1;
@@ -610,7 +595,7 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
                                      NULL);
         (void)stream_end(s, NULL);
         s->end_result = -1;
-        err_set(&s->end_err, RPC_DATA_LOSS, "the server sent a malformed output chunk");
+        rpc_error_set(&s->end_err, RPC_DATA_LOSS, "the server sent a malformed output chunk");
         if (err)
             *err = s->end_err;
         return -1;

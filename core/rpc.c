@@ -121,9 +121,8 @@ static int fail(struct rpc_error *err, int code, const char *fmt, ...)
 {
     va_list ap;
 
-    err->code = code;
     va_start(ap, fmt);
-    (void)vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    rpc_error_vset(err, code, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -425,4 +424,21 @@ grpc_byte_buffer *rpc_chunk_finish(grpc_slice s, size_t n, int stream, uint64_t 
     bb = grpc_raw_byte_buffer_create(&sub, 1);
     grpc_slice_unref(sub);
     return bb;
+}
+
+void rpc_error_vset(struct rpc_error *err, int code, const char *fmt, va_list ap)
+{
+    if (!err)
+        return;
+    err->code = code;
+    (void)vsnprintf(err->message, sizeof(err->message), fmt, ap);
+}
+
+void rpc_error_set(struct rpc_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    rpc_error_vset(err, code, fmt, ap);
+    va_end(ap);
 }

@@ -5,6 +5,7 @@
  *
  * CONTRACT NOTE (owned by the service work, issue 4): the client half below is what
  * applets/client.c codes against; extend it, don't break it. */
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,6 +56,12 @@ struct rpc_error {
     int code;
     char message[512];
 };
+
+/* Sets err (NULL-safe) to code and a printf-formatted message. */
+void rpc_error_set(struct rpc_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void rpc_error_vset(struct rpc_error *err, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 struct rpc_client; /* one channel; every call below is thread-safe on it */
 
