@@ -98,6 +98,27 @@ rj_server_stop() {
     wait "$RJ_SERVER_PID"
 }
 
+# rj_server_stop_clean PID WHAT: SIGTERM a server started by this shell and check it exits 0
+# within 15 s (killed and failed otherwise).
+rj_server_stop_clean() {
+    local pid=$1 what=$2 rc st
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 150); do # our child: once it exits it is a zombie until waited for
+        st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$pid/stat" 2>/dev/null)
+        [ -z "$st" ] || [ "${st:0:1}" = Z ] && break
+        sleep 0.1
+    done
+    if [ -n "$st" ] && [ "${st:0:1}" != Z ]; then
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        fail "$what exits 0 on SIGTERM" "still running 15 s after SIGTERM"
+        return
+    fi
+    wait "$pid"
+    rc=$?
+    expect_eq "$what exits 0 on SIGTERM" 0 "$rc"
+}
+
 # rj_as USER VERB ARGS...: the client as USER against the test server.
 rj_as() {
     local user=$1

@@ -67,25 +67,7 @@ fi
 
 # The server stops cleanly on SIGTERM (exit 0), and nothing in its log comes from a
 # sanitizer (RUNJOB_BIN may be an ASan/UBSan build).
-server_exit_clean() {
-    local pid=$1 what=$2 rc st
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 150); do # our child: once it exits it is a zombie until waited for
-        st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$pid/stat" 2>/dev/null)
-        [ -z "$st" ] || [ "${st:0:1}" = Z ] && break
-        sleep 0.1
-    done
-    if [ -n "$st" ] && [ "${st:0:1}" != Z ]; then
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-        fail "$what exits 0 on SIGTERM" "still running 15 s after SIGTERM"
-        return
-    fi
-    wait "$pid"
-    rc=$?
-    expect_eq "$what exits 0 on SIGTERM" 0 "$rc"
-}
-server_exit_clean "$RJ_SERVER_PID" "interop: server"
+rj_server_stop_clean "$RJ_SERVER_PID" "interop: server"
 if grep -qE 'Sanitizer|runtime error:|LeakSanitizer' "$RJ_SERVER_LOG"; then
     fail "interop: no sanitizer report in the server log"
     grep -E -A15 'Sanitizer|runtime error:' "$RJ_SERVER_LOG" | head -40 | sed 's/^/#   /'
