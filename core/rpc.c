@@ -389,8 +389,7 @@ const ProtobufCMessageDescriptor *rpc_request_descriptor(enum rpc_method m)
 }
 
 int rpc_request_decode(enum rpc_method m, const uint8_t *buf, size_t len,
-                       const struct rpc_policy *p, struct rpc_request *ret,
-                       struct rpc_error *err)
+                       const struct rpc_policy *p, struct rpc_request *ret, struct rpc_error *err)
 {
     const ProtobufCMessageDescriptor *desc = rpc_request_descriptor(m);
     struct rpc_request rq = {.method = m};
@@ -406,8 +405,8 @@ int rpc_request_decode(enum rpc_method m, const uint8_t *buf, size_t len,
         r = rpc_check_start((const Jobmanager__V1__StartRequest *)rq.msg, p, &rq.limits, err);
         break;
     case RPC_M_STOP:
-        r = rpc_check_stop((const Jobmanager__V1__StopRequest *)rq.msg, p, &rq.signal,
-                           &rq.grace_ms, err);
+        r = rpc_check_stop((const Jobmanager__V1__StopRequest *)rq.msg, p, &rq.signal, &rq.grace_ms,
+                           err);
         break;
     case RPC_M_STATUS:
         r = rpc_check_status((const Jobmanager__V1__StatusRequest *)rq.msg, err);

@@ -186,8 +186,7 @@ const ProtobufCMessageDescriptor *rpc_request_descriptor(enum rpc_method m);
  * protobuf_c_message_free_unpacked), or -1 with err filled and nothing left to free. The
  * fuzzers (test/fuzz/fuzz_rpc_*.c) call exactly this. Pure, thread-safe. */
 int rpc_request_decode(enum rpc_method m, const uint8_t *buf, size_t len,
-                       const struct rpc_policy *p, struct rpc_request *ret,
-                       struct rpc_error *err);
+                       const struct rpc_policy *p, struct rpc_request *ret, struct rpc_error *err);
 
 /* Writes the framing of an OutputChunk whose data field (len data_len) follows directly:
  * fields stream (2), offset (3, omitted when 0), time_ms (4, omitted when 0), then the data

@@ -53,8 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                st.job.end_ms == st2.job.end_ms && st.job.oom_killed == st2.job.oom_killed &&
                st.job.cpu_usec == st2.job.cpu_usec &&
                st.job.memory_peak_bytes == st2.job.memory_peak_bytes &&
-               st.output_bytes == st2.output_bytes &&
-               st.output_truncated == st2.output_truncated);
+               st.output_bytes == st2.output_bytes && st.output_truncated == st2.output_truncated);
     FUZZ_CHECK(strcmp(st.job.error, st2.job.error) == 0);
     jobtab_spec_clear(&spec2);
     jobtab_spec_clear(&spec);

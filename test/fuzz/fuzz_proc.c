@@ -16,9 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     } while (0)
 
 /* proc_parse_cgroup's controllers: v2 (NULL, ""), v1 roles, a named hierarchy. */
-static const char *const controllers[] = {NULL,    "",        "memory",  "cpu",
-                                          "pids",  "freezer", "cpuacct", "blkio",
-                                          "name=systemd"};
+static const char *const controllers[] = {NULL,      "",        "memory", "cpu",         "pids",
+                                          "freezer", "cpuacct", "blkio",  "name=systemd"};
 /* Every key core/cgroup*.c reads from a flat-keyed file (cpu.stat, memory.events,
  * memory.oom_control, cgroup.events). */
 static const char *const keys[] = {"usage_usec", "oom_kill", "populated", "frozen"};

@@ -20,10 +20,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The policy applet_serve_main starts with (applets/serve.c), maxima for a 2-CPU host. */
 static const struct rpc_policy fuzz_policy_base = {
-    .defaults = {.cpu_millis = 1000, .memory_bytes = 512000000, .io_riops = 400000,
-                 .io_wiops = 400000, .pids = 1024},
-    .maxima = {.cpu_millis = 2000, .memory_bytes = 4ull << 30, .io_riops = 1000000,
-               .io_wiops = 1000000, .pids = 32768},
+    .defaults = {.cpu_millis = 1000,
+                 .memory_bytes = 512000000,
+                 .io_riops = 400000,
+                 .io_wiops = 400000,
+                 .pids = 1024},
+    .maxima = {.cpu_millis = 2000,
+               .memory_bytes = 4ull << 30,
+               .io_riops = 1000000,
+               .io_wiops = 1000000,
+               .pids = 32768},
     .default_grace_ms = 10000,
 };
 
@@ -46,9 +52,9 @@ static void fuzz_check_start(const struct rpc_request *rq, const struct rpc_poli
         total += strlen(req->args[i]) + 1;
     FUZZ_CHECK(total <= RPC_MAX_ARGS_BYTES);
     FUZZ_CHECK(!req->name || rpc_name_is_valid(req->name, RPC_MAX_NAME_BYTES));
-    FUZZ_CHECK(req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE ||
-               (req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST &&
-                p->allow_host_network));
+    FUZZ_CHECK(
+        req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE ||
+        (req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST && p->allow_host_network));
     for (size_t i = 0; i < sizeof(got) / sizeof(got[0]); i++)
         FUZZ_CHECK(!max[i] || got[i] <= max[i]);
 }

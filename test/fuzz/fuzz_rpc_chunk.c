@@ -39,7 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     ref = jobmanager__v1__output_chunk__unpack(NULL, size, copy);
     if (ref) {
-        FUZZ_CHECK(ref->data.len == c.len && (!c.len || memcmp(ref->data.data, c.data, c.len) == 0));
+        FUZZ_CHECK(ref->data.len == c.len &&
+                   (!c.len || memcmp(ref->data.data, c.data, c.len) == 0));
         FUZZ_CHECK((int)ref->stream == c.stream);
         FUZZ_CHECK(ref->offset == c.offset);
         FUZZ_CHECK(ref->time_ms == c.time_ms);

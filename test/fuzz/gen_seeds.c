@@ -130,7 +130,10 @@ static void requests(void)
     put_msg("rpc_status", "no-dashes", &status.base);
 
     put_msg("rpc_list", "empty", &list.base);
-    put("rpc_list", "unknown-field", "\x0a\x03" "abc\x10\x07", 7);
+    put("rpc_list", "unknown-field",
+        "\x0a\x03"
+        "abc\x10\x07",
+        7);
 
     stream.id = (char *)id;
     put_msg("rpc_stream", "all", &stream.base);
@@ -189,8 +192,11 @@ static void record(const char *name, const char *const *args, size_t n_args, enu
         .command = "/bin/sh",
         .args = (char **)args,
         .n_args = n_args,
-        .limits = {.cpu_millis = 1000, .memory_bytes = 512000000, .io_riops = 400000,
-                   .io_wiops = 400000, .pids = 1024},
+        .limits = {.cpu_millis = 1000,
+                   .memory_bytes = 512000000,
+                   .io_riops = 400000,
+                   .io_wiops = 400000,
+                   .pids = 1024},
     };
     struct jobtab_status st = {.job = {.state = state, .start_ms = 1714000000000}};
     char *text;
@@ -281,11 +287,17 @@ static void flags(void)
 static void client_args(void)
 {
     PUT_SEL("client_args", "start-full", 0,
-            "--name\0build\0--memory\0" "512M\0--cpu\0" "500m\0--pids\0" "100\0/bin/sh\0--\0-c\0echo hi");
+            "--name\0build\0--memory\0"
+            "512M\0--cpu\0"
+            "500m\0--pids\0"
+            "100\0/bin/sh\0--\0-c\0echo hi");
     PUT_SEL("client_args", "run-command-flag", 1,
             "-A\0x\0-c\0/bin/ls\0-o\0json\0--network\0host\0-f");
     PUT_SEL("client_args", "connection", 0,
-            "-H\0::1\0-P\0" "8443\0--riops\0" "100\0--wbps\0" "10M\0--ca-cert-path\0/tmp/ca.pem\0"
+            "-H\0::1\0-P\0"
+            "8443\0--riops\0"
+            "100\0--wbps\0"
+            "10M\0--ca-cert-path\0/tmp/ca.pem\0"
             "--user\0alice\0/usr/bin/env");
     PUT_SEL("client_args", "help", 0, "-h");
     PUT_SEL("client_args", "bad-value", 0, "--memory\0lots\0/bin/true");
