@@ -89,7 +89,7 @@ else
 RUNJOB := $(B)/runjob
 endif
 
-PHONY_EXTRA := fuzzers fuzz-bins fuzz
+PHONY_EXTRA := fuzzers fuzz-bins fuzz fuzz-seeds
 .PHONY: $(PHONY_EXTRA) all asan tsan debug test test-unit test-host test-vm certs demo bench fmt fmt-check \
         clean install deps tests
 .DEFAULT_GOAL := all
@@ -152,9 +152,17 @@ fuzzers:
 
 fuzz-bins: $(FUZZ_BIN)
 
-# make fuzz FUZZ_SECONDS=N: every target for N seconds (make test runs each for 30 s).
+# make fuzz FUZZ_SECONDS=N: every target for N seconds, two at a time (make test: 30 s each).
 fuzz: fuzzers
 	BUILD=$(BUILD) FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) test/fuzz/run.sh
+
+# The committed seed corpora (test/fuzz/corpus/) are written by this program (release variant;
+# an explicit rule, so the libFuzzer pattern rule above does not apply).
+$(B)/fuzz-seeds: test/fuzz/gen_seeds.c $(B)/libcore.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libcore.a $(LIBS_DYN)
+
+fuzz-seeds: $(B)/fuzz-seeds
+	$(B)/fuzz-seeds test/fuzz/corpus
 
 $(B)/bench/%: bench/%.c $(B)/libcore.a
 	@mkdir -p $(@D)

@@ -11,6 +11,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "serve.h"
+
 #include "applets.h"
 #include "core/cleanup.h"
 #include "core/log.h"
@@ -142,7 +144,7 @@ static int parse_u64(const char *s, const char **ret_end, uint64_t *ret)
     return 0;
 }
 
-static int parse_count(const char *s, uint64_t *ret)
+int serve_parse_count(const char *s, uint64_t *ret)
 {
     const char *end;
     uint64_t v;
@@ -153,7 +155,7 @@ static int parse_count(const char *s, uint64_t *ret)
     return 0;
 }
 
-static int parse_size(const char *s, uint64_t *ret)
+int serve_parse_size(const char *s, uint64_t *ret)
 {
     static const struct {
         const char *suffix;
@@ -180,7 +182,7 @@ static int parse_size(const char *s, uint64_t *ret)
     return -EINVAL;
 }
 
-static int parse_duration_ms(const char *s, int64_t *ret)
+int serve_parse_duration_ms(const char *s, int64_t *ret)
 {
     const char *end;
     uint64_t v, mul;
@@ -203,24 +205,33 @@ static int parse_duration_ms(const char *s, int64_t *ret)
     return 0;
 }
 
+int serve_parse_ids(const char *s, uid_t *ret_uid, gid_t *ret_gid)
+{
+    const char *end;
+    uint64_t uid, gid;
+
+    if (parse_u64(s, &end, &uid) < 0 || (*end != '\0' && *end != ':'))
+        return -ENOENT;
+    gid = uid;
+    if (*end == ':' && serve_parse_count(end + 1, &gid) < 0)
+        return -EINVAL;
+    if (uid >= UINT32_MAX || gid >= UINT32_MAX)
+        return -ERANGE;
+    *ret_uid = (uid_t)uid;
+    *ret_gid = (gid_t)gid;
+    return 0;
+}
+
 /* USER as a name in /etc/passwd (read directly: no NSS in a static binary) or UID[:GID]. */
 static int resolve_user(const char *user, uid_t *ret_uid, gid_t *ret_gid)
 {
     _cleanup_fclose_ FILE *f = NULL;
-    const char *end;
-    uint64_t uid, gid;
     struct passwd *pw;
+    int r;
 
-    if (parse_u64(user, &end, &uid) == 0 && (*end == '\0' || *end == ':')) {
-        gid = uid;
-        if (*end == ':' && parse_count(end + 1, &gid) < 0)
-            return -EINVAL;
-        if (uid >= UINT32_MAX || gid >= UINT32_MAX)
-            return -ERANGE;
-        *ret_uid = (uid_t)uid;
-        *ret_gid = (gid_t)gid;
-        return 0;
-    }
+    r = serve_parse_ids(user, ret_uid, ret_gid);
+    if (r != -ENOENT)
+        return r;
     f = fopen("/etc/passwd", "re");
     if (!f)
         return -errno;
@@ -299,7 +310,7 @@ int applet_serve_main(int argc, char **argv)
             o.host = optarg;
             break;
         case 'P':
-            if (parse_count(optarg, &v) < 0 || v > 65535)
+            if (serve_parse_count(optarg, &v) < 0 || v > 65535)
                 return bad("--server-port", optarg, "want 0..65535");
             o.port = (int)v;
             break;
@@ -318,7 +329,7 @@ int applet_serve_main(int argc, char **argv)
         case OPT_MAX_PIDS:
         case OPT_DEF_IOPS:
         case OPT_MAX_IOPS:
-            if (parse_count(optarg, &v) < 0 || v == 0)
+            if (serve_parse_count(optarg, &v) < 0 || v == 0)
                 return bad(argv[optind - 1][1] == '-' ? argv[optind - 1] : "limit", optarg,
                            "want a positive integer");
             if (c == OPT_DEF_CPU)
@@ -336,7 +347,7 @@ int applet_serve_main(int argc, char **argv)
             break;
         case OPT_DEF_BYTES:
         case OPT_MAX_BYTES:
-            if (parse_size(optarg, &v) < 0 || v < 4096)
+            if (serve_parse_size(optarg, &v) < 0 || v < 4096)
                 return bad(c == OPT_DEF_BYTES ? "--default-limits-bytes" : "--max-limits-bytes",
                            optarg, "want a size of at least 4096, e.g. 512000000 or 512MiB");
             if (c == OPT_DEF_BYTES)
@@ -363,16 +374,16 @@ int applet_serve_main(int argc, char **argv)
             o.policy.allow_host_network = true;
             break;
         case OPT_MAX_OUTPUT:
-            if (parse_size(optarg, &v) < 0 || v == 0)
+            if (serve_parse_size(optarg, &v) < 0 || v == 0)
                 return bad("--max-output-bytes", optarg, "want a size, e.g. 1GiB");
             o.max_output_bytes = v;
             break;
         case OPT_STOP_GRACE:
-            if (parse_duration_ms(optarg, &o.policy.default_grace_ms) < 0)
+            if (serve_parse_duration_ms(optarg, &o.policy.default_grace_ms) < 0)
                 return bad("--stop-grace", optarg, "want a duration up to 1h, e.g. 500ms, 10s, 1m");
             break;
         case OPT_MAX_RUNNING:
-            if (parse_count(optarg, &v) < 0 || v > 1000000)
+            if (serve_parse_count(optarg, &v) < 0 || v > 1000000)
                 return bad("--max-running-jobs-per-user", optarg, "want 0..1000000");
             o.max_running = (unsigned)v;
             break;

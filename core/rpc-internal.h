@@ -11,6 +11,10 @@ grpc_byte_buffer *rpc_bb_pack(const ProtobufCMessage *m);
  * filled (INVALID_ARGUMENT) when malformed. Zero-copy when the buffer is one plain slice. */
 ProtobufCMessage *rpc_bb_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
                                 struct rpc_error *err);
+/* rpc_request_decode() over a received byte buffer (a NULL bb is refused): what the server
+ * calls for every request. 0 with *ret filled, or -1 with err filled. */
+int rpc_bb_decode(enum rpc_method m, grpc_byte_buffer *bb, const struct rpc_policy *p,
+                  struct rpc_request *ret, struct rpc_error *err);
 /* Makes the slice an OutputChunk is read into: RPC_CHUNK_HDR_MAX bytes of room, then cap
  * bytes for data at GRPC_SLICE_START_PTR(s) + RPC_CHUNK_HDR_MAX. */
 grpc_slice rpc_chunk_slice_new(size_t cap);

@@ -166,6 +166,35 @@ int rpc_check_stream(const Jobmanager__V1__StreamRequest *req, struct rpc_error 
 ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
                                      size_t len, struct rpc_error *err);
 
+/* The service's RPCs (proto/jobmanager.proto order). */
+enum rpc_method {
+    RPC_M_START,
+    RPC_M_STOP,
+    RPC_M_STATUS,
+    RPC_M_LIST,
+    RPC_M_STREAM,
+    RPC_M_PING,
+    RPC_M_COUNT,
+};
+
+/* A request as the server acts on it: decoded, checked, its defaults resolved. */
+struct rpc_request {
+    enum rpc_method method;
+    ProtobufCMessage *msg;    /* the method's request message; the caller frees it */
+    struct rpc_limits limits; /* Start: the limits to apply (rpc_check_start) */
+    int signal;               /* Stop: the first signal (rpc_check_stop) */
+    int64_t grace_ms;         /* Stop: the grace period, -1 = kill at once */
+};
+
+/* The request message type of method m (NULL for an unknown m). Static. */
+const ProtobufCMessageDescriptor *rpc_request_descriptor(enum rpc_method m);
+/* The server's one path from a request's bytes to a request it acts on: rpc_unpack_request,
+ * then the method's rpc_check_* under p. 0 with *ret filled (free ret->msg with
+ * protobuf_c_message_free_unpacked), or -1 with err filled and nothing left to free. The
+ * fuzzers (test/fuzz/fuzz_rpc_*.c) call exactly this. Pure, thread-safe. */
+int rpc_request_decode(enum rpc_method m, const uint8_t *buf, size_t len,
+                       const struct rpc_policy *p, struct rpc_request *ret, struct rpc_error *err);
+
 /* Writes the framing of an OutputChunk whose data field (len data_len) follows directly:
  * fields stream (2), offset (3, omitted when 0), time_ms (4, omitted when 0), then the data
  * field's tag and length. Returns the number of bytes written (<= RPC_CHUNK_HDR_MAX) into hdr;

@@ -29,21 +29,16 @@
 #define START_THREADS 4
 #define SHUTDOWN_STREAM_WAIT_MS 5000
 
-enum method { M_START, M_STOP, M_STATUS, M_LIST, M_STREAM, M_PING, M_COUNT };
-
+/* Indexed by enum rpc_method; the request types and checks are rpc_request_decode()'s. */
 static const struct {
     const char *path, *name;
-    const ProtobufCMessageDescriptor *desc;
-} methods[M_COUNT] = {
-    [M_START] = {"/jobmanager.v1.JobManager/Start", "Start",
-                 &jobmanager__v1__start_request__descriptor},
-    [M_STOP] = {"/jobmanager.v1.JobManager/Stop", "Stop", &jobmanager__v1__stop_request__descriptor},
-    [M_STATUS] = {"/jobmanager.v1.JobManager/Status", "Status",
-                  &jobmanager__v1__status_request__descriptor},
-    [M_LIST] = {"/jobmanager.v1.JobManager/List", "List", &jobmanager__v1__list_request__descriptor},
-    [M_STREAM] = {"/jobmanager.v1.JobManager/Stream", "Stream",
-                  &jobmanager__v1__stream_request__descriptor},
-    [M_PING] = {"/jobmanager.v1.JobManager/Ping", "Ping", &jobmanager__v1__ping_request__descriptor},
+} methods[RPC_M_COUNT] = {
+    [RPC_M_START] = {"/jobmanager.v1.JobManager/Start", "Start"},
+    [RPC_M_STOP] = {"/jobmanager.v1.JobManager/Stop", "Stop"},
+    [RPC_M_STATUS] = {"/jobmanager.v1.JobManager/Status", "Status"},
+    [RPC_M_LIST] = {"/jobmanager.v1.JobManager/List", "List"},
+    [RPC_M_STREAM] = {"/jobmanager.v1.JobManager/Stream", "Stream"},
+    [RPC_M_PING] = {"/jobmanager.v1.JobManager/Ping", "Ping"},
 };
 
 /* A request slot: one outstanding grpc_server_request_(registered_)call, re-armed as it fires. */
@@ -396,20 +391,17 @@ static void *start_thread(void *arg)
     return NULL;
 }
 
-static void handle_start(struct ucall *uc, ProtobufCMessage *msg)
+/* rq was checked by rpc_request_decode (rpc_check_start); its message is kept. */
+static void handle_start(struct ucall *uc, const struct rpc_request *rq)
 {
     struct server *s = uc->s;
-    Jobmanager__V1__StartRequest *req = (Jobmanager__V1__StartRequest *)msg;
-    struct rpc_error err;
+    Jobmanager__V1__StartRequest *req = (Jobmanager__V1__StartRequest *)rq->msg;
     struct job_limits lim;
     char path[PATH_MAX];
     int r;
 
     uc->start_req = req; /* freed with the call */
-    if (rpc_check_start(req, &s->cfg.policy, &uc->limits, &err) < 0) {
-        finish(uc, err.code, err.message, NULL);
-        return;
-    }
+    uc->limits = rq->limits;
     lim = (struct job_limits){
         .cpu_millis = uc->limits.cpu_millis, .memory_bytes = uc->limits.memory_bytes,
         .io_riops = uc->limits.io_riops, .io_wiops = uc->limits.io_wiops,
@@ -470,20 +462,15 @@ static void on_stopped(struct job *j, void *userdata)
         not_found(uc);
 }
 
-static void handle_stop(struct ucall *uc, ProtobufCMessage *msg)
+/* rq was checked by rpc_request_decode (rpc_check_stop: id, signal and grace resolved). */
+static void handle_stop(struct ucall *uc, const struct rpc_request *rq)
 {
     struct server *s = uc->s;
-    Jobmanager__V1__StopRequest *req = (Jobmanager__V1__StopRequest *)msg;
-    struct rpc_error err;
+    const Jobmanager__V1__StopRequest *req = (const Jobmanager__V1__StopRequest *)rq->msg;
     struct jobtab_entry *e;
     struct job *j;
-    int64_t grace;
-    int sig, r;
+    int r;
 
-    if (rpc_check_stop(req, &s->cfg.policy, &sig, &grace, &err) < 0) {
-        finish(uc, err.code, err.message, NULL);
-        return;
-    }
     (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
     e = jobtab_lookup(s->table, req->id, uc->ci.cn);
     if (!e) {
@@ -500,7 +487,7 @@ static void handle_stop(struct ucall *uc, ProtobufCMessage *msg)
         return;
     }
     /* Replies from the callback (the event thread, or here if the job already ended). */
-    r = job_stop_async(j, sig, grace, on_stopped, uc);
+    r = job_stop_async(j, rq->signal, rq->grace_ms, on_stopped, uc);
     if (r < 0) {
         log_errno(r, "job %s: stop", req->id);
         finishf(uc, rpc_code_from_errno(r) == RPC_INVALID_ARGUMENT ? RPC_INVALID_ARGUMENT
@@ -509,16 +496,12 @@ static void handle_stop(struct ucall *uc, ProtobufCMessage *msg)
     }
 }
 
-static void handle_status(struct ucall *uc, ProtobufCMessage *msg)
+/* rq was checked by rpc_request_decode (rpc_check_status). */
+static void handle_status(struct ucall *uc, const struct rpc_request *rq)
 {
-    Jobmanager__V1__StatusRequest *req = (Jobmanager__V1__StatusRequest *)msg;
-    struct rpc_error err;
+    const Jobmanager__V1__StatusRequest *req = (const Jobmanager__V1__StatusRequest *)rq->msg;
     struct jobtab_entry *e;
 
-    if (rpc_check_status(req, &err) < 0) {
-        finish(uc, err.code, err.message, NULL);
-        return;
-    }
     (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
     e = jobtab_lookup(uc->s->table, req->id, uc->ci.cn);
     if (!e)
@@ -527,7 +510,7 @@ static void handle_status(struct ucall *uc, ProtobufCMessage *msg)
         reply_status(uc, e);
 }
 
-static void handle_list(struct ucall *uc, ProtobufCMessage *msg)
+static void handle_list(struct ucall *uc)
 {
     Jobmanager__V1__ListResponse resp = JOBMANAGER__V1__LIST_RESPONSE__INIT;
     struct jobtab_entry **entries = NULL;
@@ -535,7 +518,6 @@ static void handle_list(struct ucall *uc, ProtobufCMessage *msg)
     Jobmanager__V1__JobStatus **ptrs;
     size_t n = 0;
 
-    (void)msg;
     if (jobtab_list(uc->s->table, uc->ci.cn, &entries, &n) < 0) {
         finishf(uc, RPC_RESOURCE_EXHAUSTED, "server out of memory");
         return;
@@ -561,11 +543,10 @@ static void handle_list(struct ucall *uc, ProtobufCMessage *msg)
     free(ptrs);
 }
 
-static void handle_ping(struct ucall *uc, ProtobufCMessage *msg)
+static void handle_ping(struct ucall *uc)
 {
     Jobmanager__V1__PingResponse resp = JOBMANAGER__V1__PING_RESPONSE__INIT;
 
-    (void)msg;
     resp.version = "runjob " RUNJOB_VERSION;
     resp.peer_cn = uc->ci.cn;
     resp.is_admin = uc->ci.is_admin;
@@ -603,7 +584,7 @@ static int peer_cn(grpc_call *call, char *buf, size_t len)
 static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer *payload)
 {
     struct ucall *uc = calloc(1, sizeof(*uc));
-    ProtobufCMessage *msg;
+    struct rpc_request rq;
     struct rpc_error err;
     char *peer;
 
@@ -631,34 +612,30 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
         return;
     }
     uc->ci.is_admin = jobtab_is_admin(s->table, uc->ci.cn);
-    msg = rpc_bb_unpack(methods[m].desc, payload, &err);
-    if (!msg) {
+    /* Decode and check: the one path the fuzzers drive (test/fuzz/fuzz_rpc_*.c). */
+    if (rpc_bb_decode((enum rpc_method)m, payload, &s->cfg.policy, &rq, &err) < 0) {
         finish(uc, err.code, err.message, NULL);
         return;
     }
     switch (m) {
-    case M_START:
-        handle_start(uc, msg); /* keeps msg */
+    case RPC_M_START:
+        handle_start(uc, &rq); /* keeps rq.msg */
         return;
-    case M_STOP:
-        handle_stop(uc, msg);
+    case RPC_M_STOP:
+        handle_stop(uc, &rq);
         break;
-    case M_STATUS:
-        handle_status(uc, msg);
+    case RPC_M_STATUS:
+        handle_status(uc, &rq);
         break;
-    case M_LIST:
-        handle_list(uc, msg);
+    case RPC_M_LIST:
+        handle_list(uc);
         break;
-    case M_PING:
-        handle_ping(uc, msg);
+    case RPC_M_PING:
+        handle_ping(uc);
         break;
-    case M_STREAM: {
-        Jobmanager__V1__StreamRequest *req = (Jobmanager__V1__StreamRequest *)msg;
+    case RPC_M_STREAM: {
+        Jobmanager__V1__StreamRequest *req = (Jobmanager__V1__StreamRequest *)rq.msg;
         struct jobtab_entry *e;
-        if (rpc_check_stream(req, &err) < 0) {
-            finish(uc, err.code, err.message, NULL);
-            break;
-        }
         (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
         e = jobtab_lookup(s->table, req->id, uc->ci.cn);
         if (!e) {
@@ -678,7 +655,7 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
         finish(uc, RPC_UNIMPLEMENTED, "unknown method", NULL);
         break;
     }
-    protobuf_c_message_free_unpacked(msg, NULL);
+    protobuf_c_message_free_unpacked(rq.msg, NULL);
 }
 
 static void unknown_done(struct tag *t, bool ok)
@@ -934,7 +911,7 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
     s->gs = grpc_server_create(&cargs, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->gs, s->cq, NULL);
-    for (int m = 0; m < M_COUNT; m++)
+    for (int m = 0; m < RPC_M_COUNT; m++)
         s->method_handles[m] = grpc_server_register_method(
             s->gs, methods[m].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (strchr(cfg->host, ':') && cfg->host[0] != '[')
@@ -970,7 +947,7 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
         server_free(s);
         return -EAGAIN;
     }
-    for (int m = 0; m < M_COUNT; m++)
+    for (int m = 0; m < RPC_M_COUNT; m++)
         for (int i = 0; i < SLOTS_PER_METHOD; i++)
             (void)new_slot(s, m);
     for (int i = 0; i < GENERIC_SLOTS; i++)

@@ -1,44 +1,86 @@
 #!/usr/bin/env bash
 # Fuzz tier: runs every libFuzzer target (build/fuzz/test/fuzz/fuzz_*, `make fuzzers`) for
-# FUZZ_SECONDS (default 30) each, on its committed seed corpus plus what it finds. Regression
-# inputs (test/fuzz/regressions/<target>/*) are replayed first. A crash is a failure; the input
-# is kept in build/fuzz/crashes/ to be fixed and then committed as a regression input.
+# FUZZ_SECONDS (default 30) each, on its committed seed corpus (test/fuzz/corpus/<target>/)
+# plus what it finds (build/fuzz/corpus/<target>/). FUZZ_JOBS targets (default 2) run at once.
+# Regression inputs (test/fuzz/regressions/<target>/*) are replayed first. A crash is a
+# failure; the input is kept in build/fuzz/crashes/<target>/ to be fixed and then committed as
+# a regression input. Per target: PASS:/FAIL: lines and "# fuzz NAME: N execs in Ss, cov: C".
 set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 SECS=${FUZZ_SECONDS:-30}
-FAILED=0
-for bin in "$BUILD"/fuzz/test/fuzz/fuzz_*; do
-    [ -x "$bin" ] || continue
+JOBS=${FUZZ_JOBS:-2}
+OUT=$BUILD/fuzz/results
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+# One target: its lines go to $OUT/<target>; its status to $OUT/<target>.rc.
+run_one() {
+    local bin=$1 name target seeds work crashes log rc execs cov failed=0
     name=$(basename "$bin")
     target=${name#fuzz_}
     seeds=test/fuzz/corpus/$target
     work=$BUILD/fuzz/corpus/$target
     crashes=$BUILD/fuzz/crashes/$target
     mkdir -p "$work" "$crashes"
-    if [ -d "test/fuzz/regressions/$target" ] &&
-        ls "test/fuzz/regressions/$target"/* >/dev/null 2>&1; then
-        if "$bin" test/fuzz/regressions/"$target"/* >"$BUILD/fuzz/$target.regress.log" 2>&1; then
-            echo "PASS: fuzz $target regressions"
-        else
-            echo "FAIL: fuzz $target regressions -- see $BUILD/fuzz/$target.regress.log"
-            FAILED=1
+    {
+        if ls "test/fuzz/regressions/$target"/* >/dev/null 2>&1; then
+            if "$bin" -close_fd_mask=3 test/fuzz/regressions/"$target"/* \
+                >"$BUILD/fuzz/$target.regress.log" 2>&1; then
+                echo "PASS: fuzz $target regressions"
+            else
+                echo "FAIL: fuzz $target regressions -- see $BUILD/fuzz/$target.regress.log"
+                failed=1
+            fi
         fi
-    fi
-    log=$BUILD/fuzz/$target.log
-    "$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="$crashes/" "$work" "$seeds" >"$log" 2>&1
-    rc=$?
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
-    if [ "$rc" -eq 0 ]; then
-        echo "PASS: fuzz $target"
-    else
-        echo "FAIL: fuzz $target -- exit $rc, inputs in $crashes, log $log"
-        grep -E 'ERROR|SUMMARY|==[0-9]+==' "$log" | head -5 | sed 's/^/#   /'
-        FAILED=1
-    fi
-    echo "# fuzz $target: ${execs:-0} execs in ${SECS}s, $cov"
+        [ -d "$seeds" ] || echo "# fuzz $target: no seed corpus in $seeds"
+        log=$BUILD/fuzz/$target.log
+        # -close_fd_mask=3: the targets' own stdout/stderr (usage messages, JSON) are muted;
+        # libFuzzer and the sanitizers keep reporting into the log.
+        "$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+            -close_fd_mask=3 -artifact_prefix="$crashes/" "$work" $([ -d "$seeds" ] && echo "$seeds") \
+            >"$log" 2>&1
+        rc=$?
+        execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
+        cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
+        if [ "$rc" -eq 0 ]; then
+            echo "PASS: fuzz $target"
+        else
+            echo "FAIL: fuzz $target -- exit $rc, inputs in $crashes, log $log"
+            grep -E 'ERROR|SUMMARY|==[0-9]+==|deadly signal' "$log" | head -5 | sed 's/^/#   /'
+            failed=1
+        fi
+        echo "# fuzz $target: ${execs:-0} execs in ${SECS}s, ${cov:-cov: 0}"
+    } >"$OUT/$target" 2>&1
+    echo "$failed" >"$OUT/$target.rc"
+}
+
+bins=()
+for bin in "$BUILD"/fuzz/test/fuzz/fuzz_*; do
+    [ -x "$bin" ] && [ -f "$bin" ] && bins+=("$bin")
 done
-ls "$BUILD"/fuzz/test/fuzz/fuzz_* >/dev/null 2>&1 || { echo "FAIL: fuzz -- no fuzz targets built (make fuzzers)"; exit 1; }
+if [ "${#bins[@]}" -eq 0 ]; then
+    echo "FAIL: fuzz -- no fuzz targets built (make fuzzers)"
+    exit 1
+fi
+
+running=0
+for bin in "${bins[@]}"; do
+    if [ "$running" -ge "$JOBS" ]; then
+        wait -n
+        running=$((running - 1))
+    fi
+    run_one "$bin" &
+    running=$((running + 1))
+done
+wait
+
+# Report in target order, whatever order they finished in.
+FAILED=0
+for bin in "${bins[@]}"; do
+    target=$(basename "$bin")
+    target=${target#fuzz_}
+    cat "$OUT/$target" 2>/dev/null || echo "FAIL: fuzz $target -- no result"
+    [ "$(cat "$OUT/$target.rc" 2>/dev/null)" = 0 ] || FAILED=1
+done
 exit $FAILED

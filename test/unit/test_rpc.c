@@ -244,8 +244,11 @@ Test(rpc, malformed_bytes_are_invalid_argument)
         {0x0b},                        /* start group (deprecated wire type 3) */
         {0x0f},                        /* invalid wire type 7 */
         {0x00, 0x01},                  /* field number 0 */
+        {0x80, 0x00, 0x2a},            /* field number 0 in a two-byte tag (fuzz tier) */
+        {0x08, 0x00, 0x80, 0x00, 0x5d}, /* the same after a valid field */
+        {0xf8, 0xff, 0xff, 0xff, 0x7f, 0x01}, /* field number 2^32-1 */
     };
-    static const size_t lens[] = {3, 8, 1, 1, 2};
+    static const size_t lens[] = {3, 8, 1, 1, 2, 3, 5, 6};
     for (size_t d = 0; d < sizeof(descs) / sizeof(descs[0]); d++)
         for (size_t j = 0; j < sizeof(lens) / sizeof(lens[0]); j++) {
             struct rpc_error err = {0};
@@ -340,4 +343,43 @@ Test(rpc, header_bounded)
     uint8_t hdr[RPC_CHUNK_HDR_MAX];
     cr_expect_leq(rpc_chunk_header_encode(hdr, 2, UINT64_MAX, INT64_MIN, SIZE_MAX),
                   (size_t)RPC_CHUNK_HDR_MAX);
+}
+
+/* rpc_request_decode is the server's one path from bytes to a request: unpack, check, resolve. */
+Test(rpc, request_decode_checks_and_resolves)
+{
+    Jobmanager__V1__StartRequest start = JOBMANAGER__V1__START_REQUEST__INIT;
+    Jobmanager__V1__StopRequest stop = JOBMANAGER__V1__STOP_REQUEST__INIT;
+    uint8_t buf[256];
+    struct rpc_request rq;
+    struct rpc_error err;
+    size_t n;
+
+    start.command = "/bin/true";
+    n = protobuf_c_message_pack(&start.base, buf);
+    cr_assert_eq(rpc_request_decode(RPC_M_START, buf, n, &policy, &rq, &err), 0);
+    cr_expect_eq(rq.method, RPC_M_START);
+    cr_expect_eq(rq.msg->descriptor, &jobmanager__v1__start_request__descriptor);
+    cr_expect_eq(rq.limits.memory_bytes, 512000000, "the default applies");
+    protobuf_c_message_free_unpacked(rq.msg, NULL);
+
+    start.command = "true"; /* not absolute: refused by rpc_check_start, nothing to free */
+    n = protobuf_c_message_pack(&start.base, buf);
+    cr_expect_eq(rpc_request_decode(RPC_M_START, buf, n, &policy, &rq, &err), -1);
+    cr_expect_eq(err.code, RPC_INVALID_ARGUMENT);
+
+    stop.id = "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f";
+    stop.grace_millis = -5;
+    n = protobuf_c_message_pack(&stop.base, buf);
+    cr_assert_eq(rpc_request_decode(RPC_M_STOP, buf, n, &policy, &rq, &err), 0);
+    cr_expect_eq(rq.signal, SIGTERM);
+    cr_expect_eq(rq.grace_ms, -1);
+    protobuf_c_message_free_unpacked(rq.msg, NULL);
+
+    /* A Stop request's bytes are not a Status request with a valid id. */
+    stop.id = "not-an-id";
+    n = protobuf_c_message_pack(&stop.base, buf);
+    cr_expect_eq(rpc_request_decode(RPC_M_STATUS, buf, n, &policy, &rq, &err), -1);
+    cr_expect_eq(rpc_request_decode(RPC_M_COUNT, buf, n, &policy, &rq, &err), -1);
+    cr_expect_eq(err.code, RPC_UNIMPLEMENTED);
 }

@@ -1,0 +1,156 @@
+/* libFuzzer target: every flag value parser of the client and serve applets (applets/format.h,
+ * applets/serve.h, core/log.h), plus the escapers that put untrusted strings into JSON (the
+ * client's jb_string, the server's log_json_escape). The first byte picks the parser, the rest
+ * is the NUL-terminated value as getopt hands it over. Accepted values are checked against
+ * the contract in the headers and formatted back where a formatter exists. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "applets/format.h"
+#include "applets/serve.h"
+#include "core/log.h"
+#include "core/rpc.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            abort();                                                                               \
+    } while (0)
+
+/* Digits only, without leading zeros, compared with the printed value. */
+static void check_digits(const char *s, uint64_t v)
+{
+    char b[32];
+
+    while (*s == '0' && s[1])
+        s++;
+    (void)snprintf(b, sizeof(b), "%" PRIu64, v);
+    FUZZ_CHECK(strcmp(s, b) == 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char out[64];
+    char *s;
+    uint64_t u = 0, u2 = 0;
+    int64_t ms = 0;
+    int i = 0, r, r2;
+
+    if (size < 1)
+        return 0;
+    s = malloc(size);
+    FUZZ_CHECK(s);
+    memcpy(s, data + 1, size - 1);
+    s[size - 1] = '\0';
+    switch (data[0] % 14) {
+    case 0: /* --offset, --riops, --wiops, --pids, --server-port */
+        r = fmt_parse_uint(s, &u);
+        FUZZ_CHECK(r == 0 || r == -EINVAL || r == -ERANGE);
+        r2 = serve_parse_count(s, &u2); /* the same grammar in serve */
+        FUZZ_CHECK((r == 0) == (r2 == 0));
+        if (r == 0) {
+            check_digits(s, u);
+            FUZZ_CHECK(u == u2);
+        }
+        break;
+    case 1: /* --memory, --rbps, --wbps */
+        r = fmt_parse_size(s, &u);
+        FUZZ_CHECK(r == 0 || r == -EINVAL || r == -ERANGE);
+        if (r == 0)
+            (void)fmt_bytes(out, sizeof(out), u);
+        break;
+    case 2: /* stop --grace */
+        r = fmt_parse_duration(s, &ms);
+        FUZZ_CHECK(r == 0 || r == -EINVAL || r == -ERANGE);
+        if (r == 0) {
+            FUZZ_CHECK(ms >= 0);
+            (void)fmt_duration(out, sizeof(out), ms);
+        }
+        break;
+    case 3: /* stop --signal */
+        if (fmt_parse_signal(s, &i) == 0) {
+            FUZZ_CHECK(i >= 1 && i <= 64);
+            (void)fmt_signal_name(out, sizeof(out), i);
+        }
+        break;
+    case 4: /* --cpu */
+        r = fmt_parse_cpu(s, &u);
+        FUZZ_CHECK(r == 0 || r == -EINVAL || r == -ERANGE);
+        break;
+    case 5: /* list --state */
+        if (fmt_parse_state(s, &i) == 0) {
+            int back;
+            FUZZ_CHECK(i >= 0 && i < 32); /* list keeps a bit per state */
+            if (i != JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START) {
+                FUZZ_CHECK(fmt_parse_state(fmt_state_name(i), &back) == 0 && back == i);
+            }
+        }
+        break;
+    case 6: /* serve --default-limits-bytes, --max-limits-bytes, --max-output-bytes */
+        r = serve_parse_size(s, &u);
+        FUZZ_CHECK(r == 0 || r == -EINVAL || r == -ERANGE);
+        break;
+    case 7: /* serve --stop-grace */
+        r = serve_parse_duration_ms(s, &ms);
+        FUZZ_CHECK(r == 0 || r == -EINVAL || r == -ERANGE);
+        if (r == 0)
+            FUZZ_CHECK(ms >= 0 && ms <= RPC_MAX_GRACE_MS);
+        break;
+    case 8: { /* serve --job-user UID[:GID] */
+        uid_t uid;
+        gid_t gid;
+        r = serve_parse_ids(s, &uid, &gid);
+        FUZZ_CHECK(r == 0 || r == -ENOENT || r == -EINVAL || r == -ERANGE);
+        if (r == 0)
+            FUZZ_CHECK(uid < UINT32_MAX && gid < UINT32_MAX);
+        break;
+    }
+    case 9: { /* serve --log-level */
+        enum log_level l;
+        if (log_parse_level(s, &l) == 0)
+            FUZZ_CHECK(l <= LOG_DEBUG);
+        break;
+    }
+    case 10: { /* serve --log-format */
+        enum log_format f;
+        if (log_parse_format(s, &f) == 0)
+            FUZZ_CHECK(f == LOG_FORMAT_TEXT || f == LOG_FORMAT_JSON);
+        break;
+    }
+    case 11: { /* the client's JSON output of server-sent strings */
+        struct jbuf b = {0};
+        jb_string(&b, s);
+        FUZZ_CHECK(b.oom || (b.p && b.len >= 2 && b.p[0] == '"' && b.p[b.len - 1] == '"' &&
+                             strlen(b.p) == b.len));
+        for (size_t k = 0; !b.oom && k < b.len; k++)
+            FUZZ_CHECK((unsigned char)b.p[k] >= 0x20); /* control bytes are escaped */
+        jb_free(&b);
+        break;
+    }
+    case 12: { /* the server's audit lines: certificate CNs and peers into JSON */
+        char esc[64];
+        int n = log_json_escape(esc, (int)sizeof(esc), s);
+        /* Like snprintf: the length it needed, the output cut to the buffer. */
+        FUZZ_CHECK(n >= 0 && strlen(esc) == (n < (int)sizeof(esc) ? (size_t)n : sizeof(esc) - 1));
+        break;
+    }
+    default: { /* durations and sizes of any value format without overflow */
+        int64_t v = 0;
+        memcpy(&v, data + 1, size - 1 < sizeof(v) ? size - 1 : sizeof(v));
+        (void)fmt_duration(out, sizeof(out), v);
+        (void)fmt_ago(out, sizeof(out), v / 2, v);
+        (void)fmt_bytes(out, sizeof(out), (uint64_t)v);
+        (void)fmt_signal_name(out, sizeof(out), (int)v);
+        (void)fmt_state_name((int)v);
+        break;
+    }
+    }
+    free(s);
+    return 0;
+}
