@@ -305,7 +305,13 @@ static int limit_value(struct client_opts *o, const char *flag, const char *arg,
         return client_usage_error(o, "--%s '%s' is too large", flag, arg);
     if (r < 0)
         return client_usage_error(o, "--%s '%s' is not %s", flag, arg,
-                                  size ? "a size (like 4096, 512K, 512M, 2G)" : "a whole number");
+                                  size ? "a size (like 4096, 512K, 512M, 2G)"
+                                       : "a whole number");
+    if (*ret == 0) /* on the wire 0 means "the server's default": say so rather than send it */
+        return client_usage_error(o,
+                                  "--%s '%s': a limit must be above 0 (leave the flag out "
+                                  "for the server's default)",
+                                  flag, arg);
     return CLIENT_OPT_DONE;
 }
 
@@ -332,6 +338,11 @@ int client_start_option(struct client_opts *o, struct start_opts *s, int c, cons
     case START_OPT_CPU:
         if (fmt_parse_cpu(arg, &l->cpu_millis) < 0)
             return client_usage_error(o, "--cpu '%s' is not a number of millis (500 = half a CPU)",
+                                      arg);
+        if (l->cpu_millis == 0)
+            return client_usage_error(o,
+                                      "--cpu '%s': a limit must be above 0 (leave the flag "
+                                      "out for the server's default)",
                                       arg);
         return CLIENT_OPT_DONE;
     case START_OPT_MEMORY:
@@ -378,9 +389,16 @@ int client_start_finish(struct client_opts *o, struct start_opts *s, int argc, c
     for (; i < argc; i++)
         if (add_arg(s, argv[i]) < 0)
             return client_usage_error(o, "out of memory");
-    if (s->req.command[0] != '/')
+    if (!*s->req.command)
+        return client_usage_error(o, "the command is empty (an absolute path, like /bin/ls)");
+    if (s->req.command[0] != '/' && !strchr(s->req.command, '/'))
         return client_usage_error(o, "the command '%s' is not an absolute path (try /bin/%s)",
                                   s->req.command, s->req.command);
+    if (s->req.command[0] != '/')
+        return client_usage_error(o,
+                                  "the command '%s' is not an absolute path (the server "
+                                  "does not know your working directory)",
+                                  s->req.command);
     s->req.args = s->args;
     s->req.n_args = s->n_args;
     return 0;

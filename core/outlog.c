@@ -493,6 +493,18 @@ uint64_t outlog_get_bytes(struct outlog *l)
     return n;
 }
 
+uint64_t outlog_get_selected_bytes(struct outlog *l, unsigned select_mask)
+{
+    uint64_t n = 0;
+    (void)pthread_mutex_lock(&l->lock);
+    if (select_mask & OUTLOG_SELECT_STDOUT)
+        n += l->bytes[OUTLOG_STDOUT - 1];
+    if (select_mask & OUTLOG_SELECT_STDERR)
+        n += l->bytes[OUTLOG_STDERR - 1];
+    (void)pthread_mutex_unlock(&l->lock);
+    return n;
+}
+
 bool outlog_is_truncated(struct outlog *l)
 {
     return atomic_load(&l->truncated);

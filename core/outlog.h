@@ -56,6 +56,9 @@ void outlog_free(struct outlog *l);
 
 /* Thread-safe getters. */
 uint64_t outlog_get_bytes(struct outlog *l); /* payload bytes recorded, both streams */
+/* Payload bytes recorded of the streams in select_mask (OUTLOG_SELECT_*): the end offset of a
+ * reader with that selection. */
+uint64_t outlog_get_selected_bytes(struct outlog *l, unsigned select_mask);
 bool outlog_is_truncated(struct outlog *l);
 bool outlog_is_closed(struct outlog *l);
 

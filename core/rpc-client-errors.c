@@ -102,6 +102,18 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
         return;
     }
     if (code == RPC_RESOURCE_EXHAUSTED && has(d, NULL, "larger than max")) {
+        /* "Received message larger than max (SIZE vs. LIMIT)": our own receive limit, or the
+         * server's refusing our request (its limit is another number). */
+        unsigned long long size = 0, limit = 0;
+        const char *p = strcasestr(d, "larger than max (");
+        if (p && sscanf(p, "larger than max (%llu vs. %llu)", &size, &limit) == 2 &&
+            limit != MAX_RECV_BYTES) {
+            rpc_error_set(err, code,
+                    "the request is %llu bytes, more than the server accepts (%llu): too many "
+                    "or too long arguments",
+                    size, limit);
+            return;
+        }
         rpc_error_set(err, code, "the server sent a message larger than %d bytes", MAX_RECV_BYTES);
         return;
     }

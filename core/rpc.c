@@ -147,6 +147,43 @@ static const char *shorten(const char *s, char *buf, size_t cap)
     return buf;
 }
 
+/* One UTF-8 sequence at p, n bytes available: its length with *ret_cp, or 0 when it is not
+ * valid UTF-8 (bad lead or continuation byte, truncated, overlong, surrogate, > U+10FFFF). */
+static size_t utf8_next(const unsigned char *p, size_t n, uint32_t *ret_cp)
+{
+    uint32_t cp;
+    size_t len;
+
+    if (p[0] < 0x80) {
+        cp = p[0];
+        len = 1;
+    } else if ((p[0] & 0xe0) == 0xc0) {
+        cp = p[0] & 0x1f;
+        len = 2;
+    } else if ((p[0] & 0xf0) == 0xe0) {
+        cp = p[0] & 0x0f;
+        len = 3;
+    } else if ((p[0] & 0xf8) == 0xf0) {
+        cp = p[0] & 0x07;
+        len = 4;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000))
+        return 0; /* overlong */
+    if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    *ret_cp = cp;
+    return len;
+}
+
 bool rpc_name_is_valid(const char *s, size_t max)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -154,36 +191,15 @@ bool rpc_name_is_valid(const char *s, size_t max)
 
     if (n > max)
         return false;
-    while (*p) {
+    while (n > 0) {
         uint32_t cp;
-        int len;
-        if (p[0] < 0x80) {
-            cp = p[0];
-            len = 1;
-        } else if ((p[0] & 0xe0) == 0xc0) {
-            cp = p[0] & 0x1f;
-            len = 2;
-        } else if ((p[0] & 0xf0) == 0xe0) {
-            cp = p[0] & 0x0f;
-            len = 3;
-        } else if ((p[0] & 0xf8) == 0xf0) {
-            cp = p[0] & 0x07;
-            len = 4;
-        } else {
-            return false;
-        }
-        for (int i = 1; i < len; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false; /* also catches the terminating NUL */
-            cp = cp << 6 | (p[i] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000))
-            return false; /* overlong */
-        if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        size_t len = utf8_next(p, n, &cp);
+        if (len == 0)
             return false;
         if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029)
             return false; /* control characters (C0, DEL, C1, line/paragraph separators) */
         p += len;
+        n -= len;
     }
     return true;
 }
@@ -213,8 +229,8 @@ static int check_id(const char *id, struct rpc_error *err)
     return 0;
 }
 
-static int check_limit(const char *what, uint64_t asked, uint64_t dflt, uint64_t max,
-                       uint64_t *ret, struct rpc_error *err)
+static int check_limit(const char *what, uint64_t asked, uint64_t dflt, uint64_t min,
+                       const char *why_min, uint64_t max, uint64_t *ret, struct rpc_error *err)
 {
     if (asked == 0) {
         *ret = dflt;
@@ -223,6 +239,9 @@ static int check_limit(const char *what, uint64_t asked, uint64_t dflt, uint64_t
     if (max && asked > max)
         return fail(err, RPC_INVALID_ARGUMENT, "limits.%s=%llu is above the server's maximum %llu",
                     what, (unsigned long long)asked, (unsigned long long)max);
+    if (asked < min)
+        return fail(err, RPC_INVALID_ARGUMENT, "limits.%s=%llu is below the minimum %llu (%s)",
+                    what, (unsigned long long)asked, (unsigned long long)min, why_min);
     *ret = asked;
     return 0;
 }
@@ -263,16 +282,16 @@ int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_po
     if (req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST && !p->allow_host_network)
         return fail(err, RPC_PERMISSION_DENIED,
                     "host networking is not allowed on this server (--allow-host-network)");
-#define LIM(f)                                                                                     \
-    if (check_limit(#f, l->f, p->defaults.f, p->maxima.f, &out.f, err) < 0)                        \
+#define LIM(f, min, why)                                                                           \
+    if (check_limit(#f, l->f, p->defaults.f, min, why, p->maxima.f, &out.f, err) < 0)              \
         return -1;
-    LIM(cpu_millis)
-    LIM(memory_bytes)
-    LIM(io_riops)
-    LIM(io_wiops)
-    LIM(io_rbps)
-    LIM(io_wbps)
-    LIM(pids)
+    LIM(cpu_millis, RPC_MIN_CPU_MILLIS, "the kernel's smallest CPU quota")
+    LIM(memory_bytes, RPC_MIN_MEMORY_BYTES, "1 MiB: less cannot even start a program")
+    LIM(io_riops, 0, "")
+    LIM(io_wiops, 0, "")
+    LIM(io_rbps, 0, "")
+    LIM(io_wbps, 0, "")
+    LIM(pids, RPC_MIN_PIDS, "the job's init and the command")
 #undef LIM
     *ret_limits = out;
     return 0;
@@ -351,6 +370,135 @@ static bool has_bad_field_number(const ProtobufCMessage *m)
     return false;
 }
 
+/* ---- what protobuf-c lets through ----------------------------------------------------------- */
+
+static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+{
+    uint64_t v = 0;
+
+    for (unsigned shift = 0; shift < 70 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << (shift < 64 ? shift : 63);
+        if (!(b & 0x80)) {
+            *ret = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The wire type a field's values travel with: 0 varint, 1 64-bit, 2 length-delimited, 5 32-bit. */
+static unsigned wire_type_of(ProtobufCType t)
+{
+    switch (t) {
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 1;
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        return 5;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return 2;
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_BOOL:
+    case PROTOBUF_C_TYPE_ENUM:
+    default:
+        return 0;
+    }
+}
+
+#define WIRE_MAX_DEPTH 8
+#define WIRE_MAX_FIELDS 64
+
+/* Walks the bytes of a message protobuf-c has already decoded and refuses what it lets through
+ * silently: a known field sent with another wire type (a bool sent as a string reads as
+ * true), and a string that is not UTF-8 (proto3 requires it) or holds a NUL byte (protobuf-c
+ * keeps a string only up to its first NUL, so "/bin/true\0junk" would quietly act as
+ * "/bin/true"). Nested messages are walked too; prefix names the path ("limits."). */
+static int check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                      const char *prefix, int depth, struct rpc_error *err)
+{
+    const uint8_t *end = p + len;
+    unsigned seen[WIRE_MAX_FIELDS] = {0};
+
+    while (p < end) {
+        const ProtobufCFieldDescriptor *f;
+        uint64_t key, n = 0;
+        const uint8_t *val;
+        unsigned wt, index = 0;
+        char name[160];
+
+        if (!wire_varint(&p, end, &key) || key >> 3 > UINT32_MAX)
+            return 0; /* protobuf-c accepted the message; leave its framing to it */
+        wt = key & 7;
+        switch (wt) {
+        case 0:
+            if (!wire_varint(&p, end, &n))
+                return 0;
+            break;
+        case 1:
+        case 5:
+            n = wt == 1 ? 8 : 4;
+            if ((uint64_t)(end - p) < n)
+                return 0;
+            p += n;
+            break;
+        case 2:
+            if (!wire_varint(&p, end, &n) || n > (uint64_t)(end - p))
+                return 0;
+            p += n;
+            break;
+        default:
+            return 0;
+        }
+        f = protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3));
+        if (!f)
+            continue; /* unknown fields are allowed (and kept) */
+        if (f - desc->fields >= 0 && f - desc->fields < WIRE_MAX_FIELDS)
+            index = seen[f - desc->fields]++;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED)
+            (void)snprintf(name, sizeof(name), "%s%s[%u]", prefix, f->name, index);
+        else
+            (void)snprintf(name, sizeof(name), "%s%s", prefix, f->name);
+        if (wt != wire_type_of(f->type) &&
+            !(wt == 2 && f->label == PROTOBUF_C_LABEL_REPEATED && wire_type_of(f->type) != 2))
+            return fail(err, RPC_INVALID_ARGUMENT,
+                        "malformed request: field %s was sent with the wrong protobuf wire type",
+                        name);
+        if (wt != 2)
+            continue;
+        val = p - n;
+        if (f->type == PROTOBUF_C_TYPE_STRING) {
+            for (size_t i = 0; i < n;) {
+                uint32_t cp;
+                size_t l = utf8_next(val + i, (size_t)n - i, &cp);
+                if (l == 0)
+                    return fail(err, RPC_INVALID_ARGUMENT,
+                                "%s is not valid UTF-8 (bad byte at offset %zu)", name, i);
+                if (cp == 0)
+                    return fail(err, RPC_INVALID_ARGUMENT,
+                                "%s contains a NUL byte (at offset %zu)", name, i);
+                i += l;
+            }
+        } else if (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_MAX_DEPTH) {
+            char sub[170];
+            (void)snprintf(sub, sizeof(sub), "%s.", name);
+            if (check_wire(f->descriptor, val, (size_t)n, sub, depth + 1, err) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
                                      size_t len, struct rpc_error *err)
 {
@@ -360,9 +508,15 @@ ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, con
         protobuf_c_message_free_unpacked(m, NULL);
         m = NULL;
     }
-    if (!m)
+    if (!m) {
         (void)fail(err, RPC_INVALID_ARGUMENT, "malformed request: not a valid %s message",
                    desc->short_name);
+        return NULL;
+    }
+    if (check_wire(desc, buf, len, "", 0, err) < 0) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        return NULL;
+    }
     return m;
 }
 

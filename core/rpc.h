@@ -120,6 +120,9 @@ int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret);
 #define RPC_MAX_NAME_BYTES 128            /* job name, UTF-8 */
 #define RPC_MAX_PATH_BYTES 4095           /* command path */
 #define RPC_MAX_GRACE_MS (3600 * 1000)    /* StopRequest.grace_millis */
+#define RPC_MIN_CPU_MILLIS 10             /* the kernel's smallest CFS quota: 1 ms per 100 ms */
+#define RPC_MIN_MEMORY_BYTES (1024 * 1024) /* below it not even the job's init can run */
+#define RPC_MIN_PIDS 2                    /* the job's init (the shim) and the command */
 #define RPC_MAX_REQUEST_BYTES (1024 * 1024) /* GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH (server) */
 #define RPC_CHUNK_DATA_MAX (1024 * 1024)  /* payload bytes per OutputChunk the server sends */
 #define RPC_CHUNK_HDR_MAX 40              /* room for an OutputChunk's framing before data */
@@ -152,7 +155,8 @@ bool rpc_id_is_valid(const char *s);
 /* Request checks. Each returns 0, or -1 with err->code (INVALID_ARGUMENT, PERMISSION_DENIED)
  * and err->message (one line for the client; user strings quoted and shortened) filled.
  * rpc_check_start also computes the limits to apply: a zero field takes the default; a field
- * above its maximum is refused. Pure, thread-safe. */
+ * above its maximum, or below its minimum (RPC_MIN_*: cpu_millis, memory_bytes, pids), is
+ * refused. Pure, thread-safe. */
 int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_policy *p,
                     struct rpc_limits *ret_limits, struct rpc_error *err);
 /* *ret_signal: 0 -> SIGTERM resolved; *ret_grace_ms: 0 -> default, negative -> -1 (at once). */
@@ -161,8 +165,11 @@ int rpc_check_stop(const Jobmanager__V1__StopRequest *req, const struct rpc_poli
 int rpc_check_status(const Jobmanager__V1__StatusRequest *req, struct rpc_error *err);
 int rpc_check_stream(const Jobmanager__V1__StreamRequest *req, struct rpc_error *err);
 
-/* Unpacks a request message; NULL (and err INVALID_ARGUMENT "malformed request") when the
- * bytes are not a valid message of that type. Free with protobuf_c_message_free_unpacked. */
+/* Unpacks a request message; NULL with err INVALID_ARGUMENT when the bytes are not a valid
+ * message of that type ("malformed request: ..."), when a known field was sent with another
+ * wire type, or when a string field (at any depth) is not UTF-8 or holds a NUL byte ("args[2]
+ * contains a NUL byte": protobuf-c would keep only what precedes it). Unknown fields are
+ * allowed. Free with protobuf_c_message_free_unpacked. */
 ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
                                      size_t len, struct rpc_error *err);
 

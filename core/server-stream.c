@@ -381,6 +381,24 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_e
         reply_error(s, ci, RPC_DATA_LOSS, "the output of this job is not available");
         return;
     }
+    /* Past the end of output that can no longer grow: nothing there will ever come. (Past the
+     * end of a live job's output is fine: the stream waits there.) Closed first, then the
+     * size: once closed it is final. */
+    if (outlog_is_closed(log)) {
+        uint64_t have = outlog_get_selected_bytes(log, mask);
+        if (req->offset > have) {
+            char msg[200];
+            (void)snprintf(msg, sizeof(msg),
+                           "offset %llu is past the end of the job's output: it has ended with "
+                           "%llu bytes of %s",
+                           (unsigned long long)req->offset, (unsigned long long)have,
+                           mask == OUTLOG_SELECT_STDOUT   ? "stdout"
+                           : mask == OUTLOG_SELECT_STDERR ? "stderr"
+                                                          : "stdout and stderr");
+            reply_error(s, ci, RPC_OUT_OF_RANGE, msg);
+            return;
+        }
+    }
     sc = calloc(1, sizeof(*sc));
     if (!sc) {
         reply_error(s, ci, RPC_RESOURCE_EXHAUSTED, "server out of memory");

@@ -57,4 +57,104 @@ expect_eq "usage error exits 2" 2 "$rc"
 expect_eq "usage error message" "runjob: start: missing the command to run (an absolute path, like /bin/ls) (see 'runjob start --help')" "$err"
 expect_eq "bad flag exits 2" 2 "$(rj stop --grace soon x >/dev/null 2>&1; echo $?)"
 
+# Bad input, flag by flag: usage errors exit 2 before any call; what only the server can judge
+# exits 1 with its words and the gRPC code. Each is one line on stderr, nothing on stdout.
+# bad RC REGEX VERB ARGS...
+bad() {
+    local rc_want=$1 re=$2 out err rc label
+    shift 2
+    label=$(printf '%q ' "$@" | cut -c1-70)
+    out=$(rj "$@" 2>"$RJ_TMP/bad.err" </dev/null)
+    rc=$?
+    err=$(cat "$RJ_TMP/bad.err")
+    if [ "$rc" -ne "$rc_want" ]; then
+        fail "bad input: runjob ${label}exits $rc_want" "exit $rc: $err"
+    elif ! printf '%s' "$err" | grep -Eq -- "$re"; then
+        fail "bad input: runjob ${label}exits $rc_want" "'$err' does not match /$re/"
+    elif [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ] || [ -n "$out" ]; then
+        fail "bad input: runjob ${label}exits $rc_want" "not one line on stderr alone: '$out' '$err'"
+    else
+        ok "bad input: runjob ${label}exits $rc_want"
+    fi
+}
+U=3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f # well-formed, unknown
+USAGE="\\(see 'runjob [a-z]+ --help'\\)$"
+bad 2 "^runjob: start: the command is empty .*$USAGE" start ""
+bad 2 "the command 'bin/true' is not an absolute path \\(the server does not know your working directory\\)" start bin/true
+bad 2 "the command 'true' is not an absolute path \\(try /bin/true\\)" start true
+bad 2 "--cpu 'abc' is not a number of millis" start --cpu abc /bin/true
+bad 2 "--cpu '0': a limit must be above 0" start --cpu 0 /bin/true
+bad 2 "--cpu '-1' is not a number" start --cpu -1 /bin/true
+bad 2 "--memory '-1' is not a size" start --memory -1 /bin/true
+bad 2 "--memory '0': a limit must be above 0 \\(leave the flag out for the server's default\\)" start --memory 0 /bin/true
+bad 2 "--memory '99999999999999999999999' is too large" start --memory 99999999999999999999999 /bin/true
+bad 2 "--memory '12Q' is not a size" start --memory 12Q /bin/true
+bad 2 "--pids '-5' is not a whole number" start --pids -5 /bin/true
+bad 2 "--pids '0': a limit must be above 0" start --pids 0 /bin/true
+bad 2 "--riops 'x' is not a whole number" start --riops x /bin/true
+bad 2 "--wbps '1.5' is not a size" start --wbps 1.5 /bin/true
+bad 2 "--network 'foo' is not none or host" start --network foo /bin/true
+bad 2 "--name is empty" start --name "" /bin/true
+bad 2 "unknown flag '--bogus'" start --bogus /bin/true
+bad 2 "flag '--cpu' needs a value" start --cpu
+bad 2 "missing the command to run" run
+bad 2 "missing the job id $USAGE" stop
+bad 2 "unexpected argument 'b' after the job id" stop a b
+bad 2 "--signal 'FOO' is not a signal" stop --signal FOO $U
+bad 2 "--signal '99' is not a signal" stop --signal 99 $U
+bad 2 "--signal '-1' is not a signal" stop --signal -1 $U
+bad 2 "--grace '-5s' is not a duration" stop --grace -5s $U
+bad 2 "the job id is empty" status ""
+bad 2 "unexpected argument 'b' after the job id" status a b
+bad 2 "--select 'foo' is not stdout, stderr or all" stream --select foo $U
+bad 2 "--offset '-1' is not a byte offset" stream --offset -1 $U
+bad 2 "--offset 'abc' is not a byte offset" stream --offset abc $U
+bad 2 "unexpected argument 'foo'" list foo
+bad 2 "--output 'yaml' is not one of table, wide, json" list -o yaml
+bad 2 "unexpected argument 'extra'" ping extra
+# The server's judgement, passed through with its code.
+bad 1 "limits.cpu_millis=1 is below the minimum 10 .*\\(INVALID_ARGUMENT\\)$" start --cpu 1 /bin/true
+bad 1 "limits.cpu_millis=99999999 is above the server's maximum [0-9]+ \\(INVALID_ARGUMENT\\)$" start --cpu 99999999 /bin/true
+bad 1 "limits.memory_bytes=1 is below the minimum 1048576 .*\\(INVALID_ARGUMENT\\)$" start --memory 1 /bin/true
+bad 1 "limits.memory_bytes=1099511627776 is above the server's maximum" start --memory 1T /bin/true
+bad 1 "limits.pids=1 is below the minimum 2 .*\\(INVALID_ARGUMENT\\)$" start --pids 1 /bin/true
+bad 1 "limits.pids=99999999 is above the server's maximum 32768" start --pids 99999999 /bin/true
+bad 1 "limits.io_riops=1000001 is above the server's maximum 1000000" start --riops 1000001 /bin/true
+bad 1 "host networking is not allowed on this server .*\\(PERMISSION_DENIED\\)$" start --network host /bin/true
+bad 1 "job name 'a\\\\x0ab' is not valid .*\\(INVALID_ARGUMENT\\)$" start --name $'a\nb' /bin/true
+bad 1 "job name 'n+\\.\\.\\.' is not valid" start --name "$(printf 'n%.0s' $(seq 129))" /bin/true
+bad 1 "args\\[0\\] is not valid UTF-8 .*\\(INVALID_ARGUMENT\\)$" start /bin/echo $'\xff'
+bad 1 "command is not valid UTF-8 .*\\(INVALID_ARGUMENT\\)$" start $'/bin/\xff'
+bad 1 "too many arguments: 1025 \\(at most 1024\\) \\(INVALID_ARGUMENT\\)$" start /bin/echo $(seq 1025)
+a100k=$(head -c 100000 /dev/zero | tr '\0' a)
+bad 1 "arguments total 200002 bytes \\(at most 131072\\)" start /bin/echo "$a100k" "$a100k"
+bad 1 "the request is [0-9]+ bytes, more than the server accepts \\(1048576\\): too many or too long arguments \\(RESOURCE_EXHAUSTED\\)$" \
+    start /bin/echo $(for _ in $(seq 12); do echo "$a100k"; done)
+bad 1 "the job could not start: '/nonexistent/x': no such file or directory \\(FAILED_PRECONDITION\\)$" start /nonexistent/x
+bad 1 "malformed job id 'nope' .*\\(INVALID_ARGUMENT\\)$" stop nope
+bad 1 "malformed job id '3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3D4E5F' \\(expected a lower-case UUID" stop 3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3D4E5F
+bad 1 "job $U not found \\(NOT_FOUND\\)$" stop $U
+bad 1 "grace_millis=7200000 is above the maximum 3600000 \\(INVALID_ARGUMENT\\)$" stop --grace 2h $U
+bad 1 "malformed job id '\\.\\./\\.\\./etc/passwd'" status ../../etc/passwd
+bad 1 "job $U not found \\(NOT_FOUND\\)$" status $U
+bad 1 "malformed job id 'nope'" stream nope
+bad 1 "job $U not found \\(NOT_FOUND\\)$" stream $U
+# Another user's job reads exactly like an unknown one; an offset past the end of an ended
+# job's output is OUT_OF_RANGE.
+bobs=$(rj_as bob start /bin/sleep 600)
+bad 1 "job $bobs not found \\(NOT_FOUND\\)$" status "$bobs"
+bad 1 "job $bobs not found \\(NOT_FOUND\\)$" stop "$bobs"
+rj_as bob stop -g 0 "$bobs" >/dev/null 2>&1
+ended=$(rj start /bin/echo hi)
+for _ in $(seq 100); do
+    rj status -o json "$ended" 2>/dev/null | grep -q '"is_running":false' && break
+    sleep 0.1
+done
+bad 1 "offset 100 is past the end of the job's output: it has ended with 3 bytes of stdout and stderr \\(OUT_OF_RANGE\\)$" \
+    stream --no-follow --offset 100 "$ended"
+bad 1 "offset 4 is past the end of the job's output: it has ended with 0 bytes of stderr" stream -s stderr --offset 4 "$ended"
+expect_eq "stream from exactly the end of an ended job: nothing, exit 0" "0:" \
+    "$(out=$(rj stream --offset 3 "$ended" 2>&1); echo "$?:$out")"
+if rj ping >/dev/null 2>&1; then ok "the server still answers after all that"; else fail "the server still answers after all that"; fi
+
 t_done

@@ -56,7 +56,11 @@ expect_eq "stream all: stderr part" "err1" "$(rj stream "$ido" 2>&1 >/dev/null)"
 idx=$(rj start /bin/echo abcdef)
 wait_ended "$idx"
 expect_eq "stream --offset 3" "def" "$(rj stream --offset 3 -s stdout "$idx")"
-expect_eq "stream --offset past the end" "" "$(rj stream --no-follow --offset 100 -s stdout "$idx")"
+expect_eq "stream --offset past the end of an ended job: nothing on stdout" "" \
+    "$(rj stream --no-follow --offset 100 -s stdout "$idx" 2>/dev/null)"
+expect_match "stream --offset past the end of an ended job: OUT_OF_RANGE, exit 1" \
+    "offset 100 is past the end of the job's output: it has ended with 7 bytes of stdout \\(OUT_OF_RANGE\\) rc=1$" \
+    "$(rj stream --no-follow --offset 100 -s stdout "$idx" 2>&1 >/dev/null) rc=$?"
 
 # a running job: --no-follow returns at once; stop ends it
 idr=$(rj start -j sleeper /bin/sh -c 'echo first; exec sleep 60')

@@ -4,7 +4,10 @@
 # `runjob serve` on 127.0.0.1 over mutual TLS 1.3 and drives every RPC: Ping, Start, Stream
 # (received in full, checked by sha256 against a local `seq`), Status, List, Stop, the error
 # codes (NOT_FOUND for another user's job, INVALID_ARGUMENT, UNIMPLEMENTED) and the TLS
-# refusals (TLS 1.2-only client, no certificate, another CA). See interop.js.
+# refusals (TLS 1.2-only client, no certificate, another CA). See interop.js. Then
+# bad_input.js sends every RPC every kind of invalid field as raw protobuf bytes (non-UTF-8,
+# NUL, unknown enum values, 2^64-1, garbage, over 1 MiB) and checks code, words and that the
+# server still answers Ping after each.
 #
 # Needs node (>= 18) and npm: on Debian, `apt-get install nodejs npm` (install.sh does it).
 # Environment: RUNJOB_BIN (default bin/runjob). Prints PASS:/FAIL: lines; exits non-zero on
@@ -55,6 +58,23 @@ elif [ "$rc" -ne 0 ]; then
     T_FAILED=$((T_FAILED + 1)) # its FAIL lines are counted by the tier runner; keep the exit status honest
 elif ! grep -q '^PASS: ' "$RJ_TMP/interop.out"; then
     fail "interop: interop.js ran" "no PASS line at all"
+fi
+
+# Bad input at the edges: every RPC with every invalid field, hand-encoded (bad_input.js).
+# The server's default --max-cpu is the number of online CPUs, in millis.
+start=$SECONDS
+RJ_PORT=$RJ_PORT RJ_CERTS=$RJ_CERTS RJ_MAX_CPU_MILLIS=$(($(getconf _NPROCESSORS_ONLN) * 1000)) \
+    timeout 300 node "$HERE/bad_input.js" 2>&1 | tee "$RJ_TMP/bad_input.out"
+rc=${PIPESTATUS[0]}
+echo "# bad_input.js took $((SECONDS - start)) s"
+if [ "$rc" -eq 124 ]; then
+    fail "interop: bad_input.js finished in time" "killed after 300 s"
+elif [ "$rc" -ne 0 ] && ! grep -q '^FAIL: ' "$RJ_TMP/bad_input.out"; then
+    fail "interop: bad_input.js ran" "exited $rc without a FAIL line"
+elif [ "$rc" -ne 0 ]; then
+    T_FAILED=$((T_FAILED + 1))
+elif ! grep -q '^PASS: ' "$RJ_TMP/bad_input.out"; then
+    fail "interop: bad_input.js ran" "no PASS line at all"
 fi
 
 # The server survived the lot and still answers the C client.

@@ -920,6 +920,14 @@ Test(client, errors_in_plain_words)
                      "cannot resolve the server host '127.0.0.1'"));
     cr_expect_str_eq(describe(RPC_DEADLINE_EXCEEDED, "Deadline Exceeded", 30000),
                      "no answer from 127.0.0.1:8080 within 30000 ms (deadline exceeded)");
+    /* the message size limit: the server's (our request is too big) or our own */
+    cr_expect_str_eq(describe(RPC_RESOURCE_EXHAUSTED,
+                              "Received message larger than max (1228805 vs. 1048576)", 0),
+                     "the request is 1228805 bytes, more than the server accepts (1048576): too "
+                     "many or too long arguments");
+    cr_expect_str_eq(describe(RPC_RESOURCE_EXHAUSTED,
+                              "Received message larger than max (16777300 vs. 16777216)", 0),
+                     "the server sent a message larger than 16777216 bytes");
     /* the server's own words pass through */
     cr_expect_str_eq(describe(RPC_NOT_FOUND, "no job 'x'", 0), "no job 'x'");
     cr_expect_str_eq(describe(RPC_PERMISSION_DENIED, "", 0), "PERMISSION_DENIED");

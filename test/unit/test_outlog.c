@@ -94,6 +94,9 @@ Test(outlog, append_and_read)
     append_str(l, OUTLOG_STDERR, "oops\n");
     append_str(l, OUTLOG_STDOUT, "bye\n");
     cr_assert_eq(outlog_get_bytes(l), 21);
+    cr_expect_eq(outlog_get_selected_bytes(l, OUTLOG_SELECT_STDOUT), 16);
+    cr_expect_eq(outlog_get_selected_bytes(l, OUTLOG_SELECT_STDERR), 5);
+    cr_expect_eq(outlog_get_selected_bytes(l, OUTLOG_SELECT_ALL), 21);
 
     /* Consecutive records of one stream coalesce; a stream change ends the chunk. */
     cr_assert_eq(read_str(r, buf, sizeof(buf), &info), 12);

@@ -383,3 +383,108 @@ Test(rpc, request_decode_checks_and_resolves)
     cr_expect_eq(rpc_request_decode(RPC_M_COUNT, buf, n, &policy, &rq, &err), -1);
     cr_expect_eq(err.code, RPC_UNIMPLEMENTED);
 }
+
+/* ---- limits below their minimum -------------------------------------------------------- */
+
+Test(rpc, start_limits_below_minimum)
+{
+    Jobmanager__V1__StartRequest req = JOBMANAGER__V1__START_REQUEST__INIT;
+    Jobmanager__V1__Limits lim = JOBMANAGER__V1__LIMITS__INIT;
+    struct rpc_limits l;
+    struct rpc_error err;
+    struct {
+        uint64_t *field;
+        uint64_t min;
+        const char *words;
+    } rows[] = {
+        {&lim.cpu_millis, RPC_MIN_CPU_MILLIS, "limits.cpu_millis=9 is below the minimum 10"},
+        {&lim.memory_bytes, RPC_MIN_MEMORY_BYTES,
+         "limits.memory_bytes=1048575 is below the minimum 1048576"},
+        {&lim.pids, RPC_MIN_PIDS, "limits.pids=1 is below the minimum 2"},
+    };
+
+    req.command = "/bin/true";
+    req.limits = &lim;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        *rows[i].field = rows[i].min - 1;
+        memset(&err, 0, sizeof(err));
+        cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), -1, "row %zu", i);
+        cr_expect_eq(err.code, RPC_INVALID_ARGUMENT);
+        cr_expect(strstr(err.message, rows[i].words), "row %zu: '%s'", i, err.message);
+        *rows[i].field = rows[i].min;
+        cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), 0, "row %zu at the minimum", i);
+        *rows[i].field = 0;
+    }
+    /* The I/O limits have no minimum: one operation (or byte) per second is a limit. */
+    lim.io_riops = lim.io_wiops = lim.io_rbps = lim.io_wbps = 1;
+    cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), 0);
+}
+
+/* ---- what protobuf-c lets through: wire types, NUL and non-UTF-8 in strings ---------------- */
+
+struct wire_row {
+    const ProtobufCMessageDescriptor *desc;
+    const char *bytes; /* the encoded request */
+    size_t len;
+    const char *words; /* NULL: must be accepted */
+};
+#define W(d, s, words)                                                                             \
+    {                                                                                              \
+        &jobmanager__v1__##d##__descriptor, s, sizeof(s) - 1, words                                \
+    }
+
+Test(rpc, unpack_refuses_what_protobuf_c_lets_through)
+{
+    static const struct wire_row rows[] = {
+        /* StartRequest: command (2), args (3), name (1), limits (4) */
+        W(start_request, "\x12\x0b/bin/true\0x", "command contains a NUL byte (at offset 9)"),
+        W(start_request, "\x12\x05/bin\xff", "command is not valid UTF-8 (bad byte at offset 4)"),
+        W(start_request,
+          "\x12\x03\xc0\xaf"
+          "a",
+          "command is not valid UTF-8"),                                         /* overlong '/' */
+        W(start_request, "\x12\x04/\xed\xa0\x80", "command is not valid UTF-8"), /* surrogate */
+        W(start_request, "\x12\x05/\xf4\x90\x80\x80", "command is not valid UTF-8"), /* > 10FFFF */
+        W(start_request, "\x12\x02/a\x1a\x01x\x1a\x02\xe2\x82", "args[1] is not valid UTF-8"),
+        W(start_request,
+          "\x12\x02/a\x1a\x00\x1a\x00\x1a\x03"
+          "a\0b",
+          "args[2] contains a NUL byte"),
+        W(start_request,
+          "\x0a\x03"
+          "a\0b\x12\x02/a",
+          "name contains a NUL byte"),
+        W(start_request, "\x0a\x01\x80\x12\x02/a", "name is not valid UTF-8"),
+        W(start_request, "\x12\x02/a\x22\x03\x0a\x01\x01", "malformed request"), /* cpu as bytes */
+        W(start_request, "\x12\x02/a\x28\x05", NULL), /* network 5: decoded, judged later */
+        W(start_request, "\x12\x02/a\x1a\x00", NULL), /* an empty argument is fine */
+        W(start_request, "\x0a\x0fh\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x98\x80\x12\x02/a", NULL),
+        W(start_request, "\x12\x02/a\x9a\x06\x02\xff\x00", NULL), /* unknown field 99: bytes */
+        /* StopRequest, StatusRequest, StreamRequest: id (1) */
+        W(stop_request,
+          "\x0a\x25"
+          "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f\0",
+          "id contains a NUL byte"),
+        W(status_request, "\x0a\x01\x00", "id contains a NUL byte (at offset 0)"),
+        W(stream_request, "\x0a\x02\xfe\xff", "id is not valid UTF-8"),
+        W(stream_request, "\x0a\x01x\x22\x01x",
+          "field no_follow was sent with the wrong protobuf wire type"),
+        W(stop_request, "\x0a\x01x\x15\x01\x02\x03\x04", "malformed request"), /* signal fixed32 */
+        W(stream_request, "\x0a\x01x\x20\x01", NULL),
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct rpc_error err = {0};
+        ProtobufCMessage *m =
+            rpc_unpack_request(rows[i].desc, (const uint8_t *)rows[i].bytes, rows[i].len, &err);
+        if (!rows[i].words) {
+            cr_expect_not_null(m, "row %zu refused: %s", i, err.message);
+        } else {
+            cr_expect_null(m, "row %zu accepted", i);
+            cr_expect_eq(err.code, RPC_INVALID_ARGUMENT, "row %zu", i);
+            cr_expect(strstr(err.message, rows[i].words), "row %zu: '%s'", i, err.message);
+        }
+        if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+    }
+}
