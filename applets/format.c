@@ -143,17 +143,20 @@ int fmt_parse_size(const char *s, uint64_t *ret)
         return -EINVAL;
     if ((r = parse_digits(&s, &v)) < 0)
         return r;
-    switch (toupper((unsigned char)*s)) {
-    case 'K': mult = 1ULL << 10; s++; break;
-    case 'M': mult = 1ULL << 20; s++; break;
-    case 'G': mult = 1ULL << 30; s++; break;
-    case 'T': mult = 1ULL << 40; s++; break;
-    default: break;
+    const char *units = strchr("KMGT", toupper((unsigned char)*s));
+    if (*s && units) {
+        unsigned power = (unsigned)(units - "KMGT") + 1;
+        bool decimal = false;
+        s++;
+        if (*s == 'i' || *s == 'I') /* KiB, Ki: 1024 */
+            s += s[1] == 'B' || s[1] == 'b' ? 2 : 1;
+        else if (*s == 'B' || *s == 'b') /* KB, MB: 1000, as disks and network speeds count */
+            s++, decimal = true;
+        for (unsigned i = 0; i < power; i++)
+            mult *= decimal ? 1000 : 1024;
+    } else if (*s == 'B' || *s == 'b') {
+        s++;
     }
-    if (mult > 1 && (*s == 'i' || *s == 'I'))
-        s++;
-    if (*s == 'B' || *s == 'b')
-        s++;
     if (*s)
         return -EINVAL;
     if (v > UINT64_MAX / mult)

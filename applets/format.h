@@ -24,7 +24,9 @@ const char *fmt_state_name(int state);
 /* ---- flag values: 0, or -EINVAL (not a value of that kind) / -ERANGE (too large) ---- */
 /* Decimal digits only. */
 int fmt_parse_uint(const char *s, uint64_t *ret);
-/* 4096, 512K, 512M, 1G, 2T (powers of 1024; case-insensitive; "KiB", "KB", "K" alike). */
+/* 4096, 512K, 512M, 1G, 2T: K, M, G, T (and Ki, KiB, ...) are powers of 1024, as in systemd
+ * and docker; KB, MB, GB, TB are powers of 1000. Case-insensitive; a trailing B alone = bytes.
+ * The client and serve share it, so a size means the same on both sides. */
 int fmt_parse_size(const char *s, uint64_t *ret);
 /* 10 (seconds), 500ms, 30s, 2m, 1h, 1d, and sums like 1m30s; result in milliseconds. */
 int fmt_parse_duration(const char *s, int64_t *ret_ms);

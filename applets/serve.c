@@ -14,6 +14,7 @@
 #include "serve.h"
 
 #include "applets.h"
+#include "applets/format.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/server.h"
@@ -71,8 +72,8 @@ static const char usage[] =
     "      --audit-log PATH             one line per RPC (default: stderr)\n"
     "  -h, --help                       this text\n"
     "\n"
-    "SIZE takes K, M, G, T (x1000) or KiB, MiB, GiB, TiB (x1024). Make certificates with\n"
-    "'runjob certs'.\n";
+    "SIZE takes K, M, G, T or KiB, MiB, GiB, TiB (x1024), or KB, MB, GB, TB (x1000), as the\n"
+    "client does. Make certificates with 'runjob certs'.\n";
 
 enum {
     OPT_CLIENT_PEM = 256,
@@ -144,67 +145,6 @@ static int parse_u64(const char *s, const char **ret_end, uint64_t *ret)
     return 0;
 }
 
-int serve_parse_count(const char *s, uint64_t *ret)
-{
-    const char *end;
-    uint64_t v;
-
-    if (parse_u64(s, &end, &v) < 0 || *end)
-        return -EINVAL;
-    *ret = v;
-    return 0;
-}
-
-int serve_parse_size(const char *s, uint64_t *ret)
-{
-    static const struct {
-        const char *suffix;
-        uint64_t mul;
-    } units[] = {
-        {"", 1},           {"B", 1},
-        {"K", 1000},       {"KB", 1000},       {"KiB", 1024},      {"Ki", 1024},
-        {"M", 1000000},    {"MB", 1000000},    {"MiB", 1 << 20},   {"Mi", 1 << 20},
-        {"G", 1000000000}, {"GB", 1000000000}, {"GiB", 1ull << 30}, {"Gi", 1ull << 30},
-        {"T", 1000000000000ull}, {"TB", 1000000000000ull}, {"TiB", 1ull << 40}, {"Ti", 1ull << 40},
-    };
-    const char *end;
-    uint64_t v;
-
-    if (parse_u64(s, &end, &v) < 0)
-        return -EINVAL;
-    for (size_t i = 0; i < ELEMENTSOF(units); i++)
-        if (strcmp(end, units[i].suffix) == 0) {
-            if (v > UINT64_MAX / units[i].mul)
-                return -ERANGE;
-            *ret = v * units[i].mul;
-            return 0;
-        }
-    return -EINVAL;
-}
-
-int serve_parse_duration_ms(const char *s, int64_t *ret)
-{
-    const char *end;
-    uint64_t v, mul;
-
-    if (parse_u64(s, &end, &v) < 0)
-        return -EINVAL;
-    if (strcmp(end, "ms") == 0)
-        mul = 1;
-    else if (strcmp(end, "s") == 0 || *end == '\0')
-        mul = 1000;
-    else if (strcmp(end, "m") == 0)
-        mul = 60000;
-    else if (strcmp(end, "h") == 0)
-        mul = 3600000;
-    else
-        return -EINVAL;
-    if (v > (uint64_t)RPC_MAX_GRACE_MS / mul)
-        return -ERANGE;
-    *ret = (int64_t)(v * mul);
-    return 0;
-}
-
 int serve_parse_ids(const char *s, uid_t *ret_uid, gid_t *ret_gid)
 {
     const char *end;
@@ -213,7 +153,7 @@ int serve_parse_ids(const char *s, uid_t *ret_uid, gid_t *ret_gid)
     if (parse_u64(s, &end, &uid) < 0 || (*end != '\0' && *end != ':'))
         return -ENOENT;
     gid = uid;
-    if (*end == ':' && serve_parse_count(end + 1, &gid) < 0)
+    if (*end == ':' && (parse_u64(end + 1, &end, &gid) < 0 || *end))
         return -EINVAL;
     if (uid >= UINT32_MAX || gid >= UINT32_MAX)
         return -ERANGE;
@@ -310,7 +250,7 @@ int applet_serve_main(int argc, char **argv)
             o.host = optarg;
             break;
         case 'P':
-            if (serve_parse_count(optarg, &v) < 0 || v > 65535)
+            if (fmt_parse_uint(optarg, &v) < 0 || v > 65535)
                 return bad("--server-port", optarg, "want 0..65535");
             o.port = (int)v;
             break;
@@ -329,7 +269,7 @@ int applet_serve_main(int argc, char **argv)
         case OPT_MAX_PIDS:
         case OPT_DEF_IOPS:
         case OPT_MAX_IOPS:
-            if (serve_parse_count(optarg, &v) < 0 || v == 0)
+            if (fmt_parse_uint(optarg, &v) < 0 || v == 0)
                 return bad(argv[optind - 1][1] == '-' ? argv[optind - 1] : "limit", optarg,
                            "want a positive integer");
             if (c == OPT_DEF_CPU)
@@ -347,7 +287,7 @@ int applet_serve_main(int argc, char **argv)
             break;
         case OPT_DEF_BYTES:
         case OPT_MAX_BYTES:
-            if (serve_parse_size(optarg, &v) < 0 || v < 4096)
+            if (fmt_parse_size(optarg, &v) < 0 || v < 4096)
                 return bad(c == OPT_DEF_BYTES ? "--default-limits-bytes" : "--max-limits-bytes",
                            optarg, "want a size of at least 4096, e.g. 512000000 or 512MiB");
             if (c == OPT_DEF_BYTES)
@@ -374,16 +314,17 @@ int applet_serve_main(int argc, char **argv)
             o.policy.allow_host_network = true;
             break;
         case OPT_MAX_OUTPUT:
-            if (serve_parse_size(optarg, &v) < 0 || v == 0)
+            if (fmt_parse_size(optarg, &v) < 0 || v == 0)
                 return bad("--max-output-bytes", optarg, "want a size, e.g. 1GiB");
             o.max_output_bytes = v;
             break;
         case OPT_STOP_GRACE:
-            if (serve_parse_duration_ms(optarg, &o.policy.default_grace_ms) < 0)
+            if (fmt_parse_duration(optarg, &o.policy.default_grace_ms) < 0 ||
+                o.policy.default_grace_ms > RPC_MAX_GRACE_MS)
                 return bad("--stop-grace", optarg, "want a duration up to 1h, e.g. 500ms, 10s, 1m");
             break;
         case OPT_MAX_RUNNING:
-            if (serve_parse_count(optarg, &v) < 0 || v > 1000000)
+            if (fmt_parse_uint(optarg, &v) < 0 || v > 1000000)
                 return bad("--max-running-jobs-per-user", optarg, "want 0..1000000");
             o.max_running = (unsigned)v;
             break;

@@ -51,7 +51,7 @@ bool log_is_enabled(enum log_level level)
 
 int log_json_escape(char *buf, int cap, const char *s)
 {
-    int n = 0;
+    int n = 0, used = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char tmp[8];
         const char *out = tmp;
@@ -68,12 +68,15 @@ int log_json_escape(char *buf, int cap, const char *s)
             tmp[0] = (char)*p;
             len = 1;
         }
-        for (int i = 0; i < len; i++, n++)
-            if (n < cap - 1)
-                buf[n] = out[i];
+        /* whole escapes only: a cut "\u00" would make the line invalid JSON */
+        if (n + len < cap && n == used) {
+            memcpy(buf + n, out, (size_t)len);
+            used += len;
+        }
+        n += len;
     }
     if (cap > 0)
-        buf[n < cap ? n : cap - 1] = '\0';
+        buf[used] = '\0';
     return n;
 }
 
@@ -82,7 +85,7 @@ __attribute__((format(printf, 3, 0))) static void log_vwrite(enum log_level leve
                                                            va_list ap)
 {
     char msg[2048];
-    char line[4096 + 64];
+    char line[4096 + 512]; /* the escaped message, the suffix (strerror) and the JSON keys */
     int len;
 
     if (!log_is_enabled(level))
@@ -101,8 +104,10 @@ __attribute__((format(printf, 3, 0))) static void log_vwrite(enum log_level leve
         len = snprintf(line, sizeof(line), "%s[%d]: %s: %s%s\n", log_config.ident, (int)getpid(),
                        level_names[level], msg, suffix);
     }
-    if (len > (int)sizeof(line) - 1)
+    if (len > (int)sizeof(line) - 1) { /* cannot happen with the sizes above; keep the newline */
         len = (int)sizeof(line) - 1;
+        line[len - 1] = '\n';
+    }
     /* One write per line so concurrent threads never interleave inside a line. */
     (void)!write(STDERR_FILENO, line, (size_t)len);
 }

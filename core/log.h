@@ -27,7 +27,8 @@ int log_errno(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)))
             log_msg(LOG_DEBUG, __VA_ARGS__);                                                       \
     } while (0)
 
-/* Writes s as a JSON string body (no quotes) into buf; returns the length it needed
- * (like snprintf: output is truncated when >= cap). Escapes quotes, backslash, control bytes
- * and passes other bytes through (invalid UTF-8 is written as \u00XX per byte). */
+/* Writes s as a JSON string body (no quotes) into buf; returns the length it needed (like
+ * snprintf). When that is >= cap the output stops before the first escape that does not fit
+ * whole, so it is always a valid JSON string body. Escapes quotes, backslash, control bytes and
+ * every byte >= 0x80 (as \u00XX). */
 int log_json_escape(char *buf, int cap, const char *s);

@@ -444,7 +444,15 @@ Test(client, parse_values)
     cr_expect_eq(u, 1ull << 30);
     cr_expect_eq(fmt_parse_size("3T", &u), 0);
     cr_expect_eq(u, 3ull << 40);
-    const char *bad_sizes[] = {"", "M", "-1", "1.5G", "12X", "1 G", "1GG", "0x10", " 1"};
+    cr_expect_eq(fmt_parse_size("512Mi", &u), 0);
+    cr_expect_eq(u, 512ull << 20);
+    cr_expect_eq(fmt_parse_size("512MB", &u), 0, "MB is the decimal megabyte");
+    cr_expect_eq(u, 512000000);
+    cr_expect_eq(fmt_parse_size("4kb", &u), 0);
+    cr_expect_eq(u, 4000);
+    cr_expect_eq(fmt_parse_size("100B", &u), 0);
+    cr_expect_eq(u, 100);
+    const char *bad_sizes[] = {"", "M", "-1", "1.5G", "12X", "1 G", "1GG", "0x10", " 1", "1KBB", "1iB", "1KiBB", "1BB"};
     for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++)
         cr_expect_eq(fmt_parse_size(bad_sizes[i], &u), -EINVAL, "'%s'", bad_sizes[i]);
     cr_expect_eq(fmt_parse_size("99999999999999999999", &u), -ERANGE);
