@@ -241,7 +241,8 @@ int applet_serve_main(int argc, char **argv)
 
     o.policy.maxima.cpu_millis = (uint64_t)(ncpu > 0 ? ncpu : 1) * 1000;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "H:P:h", long_opts, NULL)) != -1) {
+    opterr = 0; /* our own one-line messages below */
+    while ((c = getopt_long(argc, argv, ":H:P:h", long_opts, NULL)) != -1) {
         uint64_t v = 0;
         switch (c) {
         case 'H':
@@ -342,8 +343,17 @@ int applet_serve_main(int argc, char **argv)
         case 'h':
             printf(usage, "runjob");
             return 0;
+        case ':':
+            fprintf(stderr, "runjob serve: flag '%s' needs a value (see 'runjob serve --help')\n",
+                    argv[optind - 1]);
+            return 2;
         default:
-            fprintf(stderr, "runjob serve: see 'runjob serve --help'\n");
+            if (optopt)
+                fprintf(stderr, "runjob serve: unknown flag '-%c' (see 'runjob serve --help')\n",
+                        optopt);
+            else
+                fprintf(stderr, "runjob serve: unknown flag '%s' (see 'runjob serve --help')\n",
+                        argv[optind - 1]);
             return 2;
         }
     }
@@ -365,6 +375,19 @@ int applet_serve_main(int argc, char **argv)
     CHECK_MAX(io_riops, "iops")
     CHECK_MAX(pids, "pids")
 #undef CHECK_MAX
+    /* the floors a request is held to (core/rpc.h) hold for the defaults and maxima too: a
+     * default below them would make every job fail at its first fork or page */
+#define CHECK_MIN(f, flag, min, why)                                                               \
+    if (o.policy.defaults.f < (min) || o.policy.maxima.f < (min)) {                                \
+        fprintf(stderr, "runjob serve: --default-limits-" flag " and --max-limits-" flag          \
+                        " must be at least %" PRIu64 " (" why ")\n",                             \
+                (uint64_t)(min));                                                                  \
+        return 2;                                                                                  \
+    }
+    CHECK_MIN(cpu_millis, "cpu", RPC_MIN_CPU_MILLIS, "the kernel's smallest CPU quota")
+    CHECK_MIN(memory_bytes, "bytes", RPC_MIN_MEMORY_BYTES, "below it no job can start")
+    CHECK_MIN(pids, "pids", RPC_MIN_PIDS, "the job's init and its command")
+#undef CHECK_MIN
     if (o.n_admins == 0)
         o.admins[o.n_admins++] = "administrator";
     o.admins[o.n_admins] = NULL;
