@@ -34,13 +34,14 @@ snap() {
     echo "$(awk '/^Threads:/{print $2}' $p/status) $(ls $p/fd | wc -l) $(awk '/^VmRSS:/{print $2}' $p/status)"
 }
 # (`wait` alone would wait for the server too: wait for the clients by pid.)
-cancel_streams() { # N SECONDS
+cancel_streams() { # N SECONDS: each client's output in $RJ_TMP/c/<batch>-<i>
     local cp=() i sig
+    mkdir -p "$RJ_TMP/c"
     for i in $(seq "$1"); do
         if [ $((i % 2)) -eq 0 ]; then sig=INT; else sig=KILL; fi # cancel, or vanish
         timeout -s $sig "$2" "$RUNJOB" stream -H 127.0.0.1 -P "$RJ_PORT" \
             --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" --client-cert-path "$RJ_CERTS/alice-cert.pem" \
-            --client-key-path "$RJ_CERTS/alice-key.pem" "$T" >/dev/null 2>&1 &
+            --client-key-path "$RJ_CERTS/alice-key.pem" "$T" >"$RJ_TMP/c/${3:-w}-$i" 2>&1 &
         cp+=($!)
     done
     wait "${cp[@]}"
@@ -50,7 +51,7 @@ cancel_streams 20 0.5
 sleep 1
 read -r th0 fd0 rss0 <<<"$(snap)"
 for batch in $(seq 5); do
-    cancel_streams 100 1
+    cancel_streams 100 1 "$batch"
 done
 sleep 2
 read -r th1 fd1 rss1 <<<"$(snap)"
@@ -59,8 +60,13 @@ echo "# server after 500 cancelled streams: threads $th0 -> $th1, fds $fd0 -> $f
 [ "$fd1" -le $((fd0 + 4)) ] && ok "fds flat" || fail "fds flat" "$fd0 -> $fd1"
 if [ -z "${RJ_SANITIZER:-}" ]; then
     [ "$rss1" -le $((rss0 + 20480)) ] && ok "RSS flat (< 20 MiB growth)" || fail "RSS flat" "$rss0 -> $rss1 KiB"
+    # A client killed before its call reached the server leaves nothing to audit (a loaded
+    # machine makes that common): count the ones that got output, which the server served.
     n=$(grep -c 'method=Stream' "$RJ_SERVER_LOG")
-    [ "$n" -ge 570 ] && ok "every stream left an audit line" || fail "every stream left an audit line" "$n"
+    served=$(grep -l tick "$RJ_TMP"/c/* 2>/dev/null | wc -l)
+    echo "# $served of 520 cancelled clients got output; $n Stream audit lines in all"
+    [ "$served" -gt 0 ] && [ "$n" -ge $((served + 50)) ] && ok "every stream served left an audit line" ||
+        fail "every stream served left an audit line" "$n audit lines for $served + 50 streams"
 else
     # Under ASan freed memory sits in the quarantine (RSS grows by design), and the sanitized
     # clients are often killed by the 1 s timeout before their call starts; the leak checks
