@@ -1,6 +1,7 @@
 # runjob: one non-recursive Makefile (STYLE.md §13).
 #   make            bin/runjob (static) + bin/jobmanager, bin/jobctl symlinks
 #   make asan|tsan  build/asan/runjob, build/tsan/runjob (dynamic: sanitizers cannot be static)
+#   make valgrind   build/debug/runjob (dynamic) + the preload the valgrind tier runs it with
 #   make test       every test tier; ends with "N passed, N failed"
 #   make certs      certificates into certs/ (runjob certs)
 #   make fmt / fmt-check / clean / install PREFIX=/usr/local
@@ -90,7 +91,7 @@ RUNJOB := $(B)/runjob
 endif
 
 PHONY_EXTRA := fuzzers fuzz-bins fuzz fuzz-seeds
-.PHONY: $(PHONY_EXTRA) all asan tsan debug test test-unit test-host test-vm certs demo bench fmt fmt-check \
+.PHONY: $(PHONY_EXTRA) all asan tsan debug valgrind test test-unit test-host test-vm certs demo bench fmt fmt-check \
         clean install deps tests
 .DEFAULT_GOAL := all
 
@@ -98,6 +99,15 @@ all: $(RUNJOB) $(if $(filter release,$(V)),$(BIN)/jobmanager $(BIN)/jobctl)
 
 asan tsan debug:
 	$(MAKE) V=$@ BUILD=$(BUILD) all tests
+
+# The valgrind tier (test/valgrind/run.sh) runs the server of the unsanitized dynamic debug
+# build (valgrind cannot replace malloc in a static binary) with test/valgrind/vgpreload.c.
+valgrind:
+	$(MAKE) V=debug BUILD=$(BUILD) all $(BUILD)/debug/vgpreload.so
+
+$(B)/vgpreload.so: test/valgrind/vgpreload.c
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -O1 -g $(WARN) -o $@ $< -ldl
 
 # Every object waits for the generated header: any file may include core/rpc.h.
 $(B)/%.o: %.c | $(PROTO_H)
@@ -172,11 +182,12 @@ $(B)/bench/%: bench/%.c $(B)/libcore.a
 deps:
 	@./install.sh --deps-only --quiet
 
-# Builds the release, ASan+UBSan and TSan variants, then runs every tier (test/run.sh).
+# Builds the release, ASan+UBSan, TSan and valgrind (debug) variants, then runs every tier.
 test: deps
 	$(MAKE) all tests
 	$(MAKE) V=asan BUILD=$(BUILD) all tests
 	$(MAKE) V=tsan BUILD=$(BUILD) all tests
+	$(MAKE) BUILD=$(BUILD) valgrind
 	$(MAKE) V=fuzz BUILD=$(BUILD) fuzz-bins
 	BUILD=$(BUILD) test/run.sh
 

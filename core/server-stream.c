@@ -111,7 +111,7 @@ static void on_close(struct tag *t, bool ok)
 /* Starts a batch holding the token; on failure the call is cancelled (close will follow). */
 static void start(struct scall *sc, grpc_op *ops, size_t n, struct tag *tag)
 {
-    grpc_call_error e = grpc_call_start_batch(sc->ci.call, ops, n, tag, NULL);
+    grpc_call_error e = tag_start_batch(sc->ci.call, ops, n, tag);
 
     if (e != GRPC_CALL_OK) {
         log_debug("stream %s: start_batch: %d", sc->ci.id, (int)e);
@@ -232,7 +232,7 @@ static void on_wake(void *userdata)
     }
     sc->tok = TOK_PUMP;
     (void)pthread_mutex_unlock(&sc->mu);
-    e = grpc_call_start_batch(sc->ci.call, NULL, 0, &sc->hop_tag, NULL);
+    e = tag_start_batch(sc->ci.call, NULL, 0, &sc->hop_tag);
     if (e != GRPC_CALL_OK) {
         /* Cannot happen for an empty batch; if it did, cancel the call and let the close
          * handler end the stream (freeing here is not allowed). */
@@ -430,7 +430,7 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_e
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     op.data.recv_close_on_server.cancelled = &sc->cancelled;
-    ge = grpc_call_start_batch(sc->ci.call, &op, 1, &sc->close_tag, NULL);
+    ge = tag_start_batch(sc->ci.call, &op, 1, &sc->close_tag);
     if (ge != GRPC_CALL_OK) {
         /* Without a close batch we would never learn of the end: give up on the call. */
         log_error("stream %s: arming RECV_CLOSE_ON_SERVER: %d", ci->id, (int)ge);

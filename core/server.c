@@ -241,7 +241,7 @@ static void finish(struct ucall *uc, int code, const char *details, const Protob
     ops[n++].data.send_status_from_server.status_details = &det;
     ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[n++].data.recv_close_on_server.cancelled = &uc->cancelled;
-    e = grpc_call_start_batch(uc->ci.call, ops, n, &uc->done, NULL);
+    e = tag_start_batch(uc->ci.call, ops, n, &uc->done);
     grpc_slice_unref(det);
     if (e != GRPC_CALL_OK) {
         log_error("%s: start_batch: %d", uc->ci.method, (int)e);
@@ -699,6 +699,7 @@ static void on_request(struct tag *t, bool ok)
     struct server *s = sl->s;
     grpc_call *call = sl->call;
     grpc_byte_buffer *payload = sl->payload;
+    int method = sl->method; /* once re-armed, the slot is gRPC's (shutdown may free it) */
 
     if (!ok) { /* shutdown: the slot is finished */
         grpc_metadata_array_destroy(&sl->md);
@@ -706,7 +707,7 @@ static void on_request(struct tag *t, bool ok)
         free(sl);
         return;
     }
-    if (sl->method < 0) {
+    if (method < 0) {
         handle_unknown(s, sl);
         grpc_metadata_array_destroy(&sl->md);
         arm(sl);
@@ -716,7 +717,7 @@ static void on_request(struct tag *t, bool ok)
     sl->payload = NULL;
     grpc_metadata_array_destroy(&sl->md);
     arm(sl); /* the next call can arrive while we handle this one */
-    dispatch(s, sl->method, call, payload);
+    dispatch(s, method, call, payload);
     if (payload)
         grpc_byte_buffer_destroy(payload);
 }
@@ -725,6 +726,7 @@ static void arm(struct slot *sl)
 {
     struct server *s = sl->s;
     grpc_call_error e;
+    int method = sl->method; /* read before the hand-off (server-internal.h) */
     bool down;
 
     (void)pthread_mutex_lock(&s->mu);
@@ -737,11 +739,12 @@ static void arm(struct slot *sl)
         free(sl);
         return;
     }
-    if (sl->method < 0)
+    tag_publish(&sl->tag);
+    if (method < 0)
         e = grpc_server_request_call(s->gs, &sl->call, &sl->details, &sl->md, s->cq, s->cq,
                                      &sl->tag);
     else
-        e = grpc_server_request_registered_call(s->gs, s->method_handles[sl->method], &sl->call,
+        e = grpc_server_request_registered_call(s->gs, s->method_handles[method], &sl->call,
                                                 &sl->deadline, &sl->md, &sl->payload, s->cq,
                                                 s->cq, &sl->tag);
     if (e != GRPC_CALL_OK) {
@@ -778,6 +781,7 @@ static void *cq_thread(void *arg)
             break;
         if (ev.type == GRPC_OP_COMPLETE) {
             struct tag *t = ev.tag;
+            tag_arrived(t);
             t->fn(t, ev.success != 0);
         }
     }
@@ -1041,6 +1045,7 @@ int server_run(struct server *s, int sigfd)
     (void)pthread_mutex_lock(&s->mu);
     s->shutting_down = true;
     (void)pthread_mutex_unlock(&s->mu);
+    tag_publish(&s->shutdown_tag);
     grpc_server_shutdown_and_notify(s->gs, s->cq, &s->shutdown_tag);
 
     /* 2. Starts still queued are refused; wait for those in progress. */
@@ -1090,6 +1095,7 @@ void server_free(struct server *s)
         s->shutting_down = true;
         (void)pthread_mutex_unlock(&s->mu);
         if (need_shutdown) {
+            tag_publish(&s->shutdown_tag);
             grpc_server_shutdown_and_notify(s->gs, s->cq, &s->shutdown_tag);
             grpc_server_cancel_all_calls(s->gs);
         }
@@ -1097,8 +1103,10 @@ void server_free(struct server *s)
             while (!s->shutdown_done) {
                 grpc_event ev = grpc_completion_queue_next(
                     s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-                if (ev.type == GRPC_OP_COMPLETE)
+                if (ev.type == GRPC_OP_COMPLETE) {
+                    tag_arrived(ev.tag);
                     ((struct tag *)ev.tag)->fn(ev.tag, ev.success != 0);
+                }
             }
         } else {
             wait_until(s, grpc_down, 60000);
