@@ -1,6 +1,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -612,6 +613,12 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
             final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
             final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST)
             print_final(o, f->id, final);
+        /* Otherwise the missing tail of the output would go unnoticed. */
+        if (final->usage && final->usage->output_truncated)
+            fprintf(stderr,
+                    "%s: %s: job %s: output truncated: the server kept only the first %" PRIu64
+                    " bytes (its cap, or its disk is full)\n",
+                    o->prog, o->verb, f->id, (uint64_t)final->usage->output_bytes);
         ret = fmt_job_exit_code(final);
     }
     if (final)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -205,6 +206,21 @@ static int load_pem(const char *flag, const char *path, char **ret)
                 "(or pass %s)\n",
                 flag, path, strerror(-r), flag);
     return r;
+}
+
+/* A running job holds about a dozen fds (pipes, pidfd, status fd, cgroup folders) and every
+ * kept job its output log: under the usual soft limit of 1024 (systemd's default) Start would
+ * fail with EMFILE from about the 90th concurrent job. The hard limit is ours to take. */
+static void raise_nofile_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warn("cannot raise the open files limit to %llu: %s, ignoring",
+                 (unsigned long long)rl.rlim_max, strerror(errno));
 }
 
 int applet_serve_main(int argc, char **argv)
@@ -440,6 +456,7 @@ int applet_serve_main(int argc, char **argv)
         return 1;
     }
 
+    raise_nofile_limit();
     cfg.host = o.host;
     cfg.port = o.port;
     cfg.ca_pem = ca;

@@ -454,8 +454,26 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* Room kept for the next record of a job that still runs (RECORD_TMP, allocated ahead), so
+ * that its final record still lands when the disk fills up meanwhile (by its own output, say).
+ * Best effort: without it the next write simply needs free space, as any write does. */
+#define RECORD_RESERVE_MIN 4096
+
+static void reserve_next_record(int dfd, size_t len)
+{
+    _cleanup_close_ int fd = -1;
+    size_t size = (len + 2 * RECORD_RESERVE_MIN - 1) & ~(size_t)(RECORD_RESERVE_MIN - 1);
+
+    fd = openat(dfd, RECORD_TMP, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return;
+    if (posix_fallocate(fd, 0, (off_t)size) != 0)
+        (void)unlinkat(dfd, RECORD_TMP, 0);
+}
+
 /* Writes the record: status.tmp, fsync, rename over status, fsync the folder, so a crash
- * leaves either the old or the new record, never a torn one. */
+ * leaves either the old or the new record, never a torn one. status.tmp may hold room
+ * reserved by the previous write: it is overwritten in place, then cut to the record. */
 static int write_record(struct jobtab *t, const struct jobtab_spec *spec,
                         const struct jobtab_status *st)
 {
@@ -463,6 +481,7 @@ static int write_record(struct jobtab *t, const struct jobtab_spec *spec,
     _cleanup_close_ int dfd = -1;
     _cleanup_close_ int fd = -1;
     char dir[PATH_MAX];
+    size_t len;
     int r;
 
     if (snprintf(dir, sizeof(dir), "%s/%s", t->state_dir, spec->id) >= (int)sizeof(dir))
@@ -470,21 +489,26 @@ static int write_record(struct jobtab *t, const struct jobtab_spec *spec,
     r = jobtab_record_format(spec, st, &text);
     if (r < 0)
         return r;
+    len = strlen(text);
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
-    fd = openat(dfd, RECORD_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    fd = openat(dfd, RECORD_TMP, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -errno;
-    r = write_all(fd, text, strlen(text));
+    r = write_all(fd, text, len);
     if (r < 0)
         return r;
+    if (ftruncate(fd, (off_t)len) < 0)
+        return -errno;
     if (fsync(fd) < 0)
         return -errno;
     if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) < 0)
         return -errno;
     if (fsync(dfd) < 0)
         return -errno;
+    if (state_is_running(st->job.state))
+        reserve_next_record(dfd, len);
     return 0;
 }
 
@@ -864,8 +888,15 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
         r = -ENAMETOOLONG;
     else if (mkdir(dir, 0700) < 0)
         r = -errno;
-    else
+    else {
         r = write_record(t, &e->spec, &e->status);
+        if (r < 0) { /* e.g. ENOSPC: leave no folder without a record behind */
+            _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dfd >= 0)
+                (void)unlinkat(dfd, RECORD_TMP, 0);
+            (void)rmdir(dir);
+        }
+    }
     if (r < 0) {
         struct jobtab_status st = e->status;
         st.job.state = JOB_FAILED_TO_START;

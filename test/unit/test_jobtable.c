@@ -220,6 +220,43 @@ Test(jobtab, persistence_round_trip_and_atomic_rewrite)
     jobtab_free(t);
 }
 
+/* A running job's folder keeps room for its next record (status.tmp, allocated ahead), so that
+ * its final record lands even when the disk fills up meanwhile; an ended job's folder holds
+ * only its record. */
+Test(jobtab, running_job_keeps_room_for_its_next_record)
+{
+    struct jobtab *t = table(0);
+    struct jobtab_entry *e = add(t, "alice", "", 0);
+    struct jobtab_status st;
+    char id[40], dir[256], tmp[512], rec[512];
+    struct stat sb;
+
+    strcpy(id, jobtab_entry_spec(e)->id);
+    snprintf(dir, sizeof(dir), "%s/%s", state_dir, jobtab_entry_spec(e)->id);
+    snprintf(tmp, sizeof(tmp), "%s/status.tmp", dir);
+    snprintf(rec, sizeof(rec), "%s/status", dir);
+    cr_assert_eq(stat(tmp, &sb), 0, "a STARTING job has its reserve");
+    cr_expect_geq(sb.st_blocks * 512, 4096, "allocated, not sparse");
+    jobtab_entry_get_status(e, &st);
+    st.job.state = JOB_RUNNING;
+    cr_assert_eq(jobtab_entry_set_status(e, &st), 0);
+    cr_assert_eq(stat(tmp, &sb), 0, "a RUNNING job has its reserve");
+    cr_assert_eq(stat(rec, &sb), 0);
+    cr_expect_lt(sb.st_size, 4096, "the record itself is cut to its length");
+    finish(t, e, 5);
+    cr_expect_eq(count_files(dir), 1, "an ended job keeps only 'status'");
+    jobtab_free(t);
+
+    t = table(0);
+    cr_assert_eq(jobtab_load(t, NULL, NULL), 1);
+    e = jobtab_lookup(t, id, "alice");
+    cr_assert_not_null(e);
+    jobtab_entry_get_status(e, &st);
+    cr_expect_eq(st.job.state, JOB_EXITED);
+    cr_expect_eq(st.job.exit_code, 5);
+    jobtab_free(t);
+}
+
 static int lost_seen;
 static void on_loaded(struct jobtab_entry *e, bool was_running, void *ud)
 {

@@ -1,0 +1,193 @@
+#!/bin/bash
+# A crowd (issue #7 item 5): 300 concurrent short jobs from 10 users, all running at once, then
+# all released together: every status is right (exit codes differ per job, so a mix-up shows),
+# every output is the job's own, no zombie and no job process or cgroup is left. Then kill -9
+# of the server while 100 jobs of those users run, with streams attached: no job process
+# survives, and after a restart they are LOST with their output still there.
+. "$(dirname "$0")/../lib.sh"
+rj_setup
+USERS=(u0 u1 u2 u3 u4 u5 u6 u7 u8 u9)
+"$RUNJOB" certs -q --out "$RJ_CERTS" --clients-only $(printf -- '--user %s ' "${USERS[@]}") ||
+    { fail "client certificates for 10 users"; exit 1; }
+PUB=$(mktemp -d /tmp/runjob-pub.XXXXXX)
+chmod 755 "$PUB"
+mkfifo -m 666 "$PUB/gate"
+trap 'exec 3>&- 4>&- 2>/dev/null; rj_cleanup; rm -rf "$PUB"' EXIT
+# A running job holds about a dozen fds (pipes, pidfd, status fd, cgroup folders): started
+# with the usual soft limit of 1024 (systemd's default), the server must raise it itself.
+[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 65536 ] || ulimit -Hn 65536
+ulimit -Sn 1024
+rj_server_start
+CG=/sys/fs/cgroup/pids/runjob
+[ -d /sys/fs/cgroup/pids ] || CG=/sys/fs/cgroup$(grep -m1 "^0::" /proc/$RJ_SERVER_PID/cgroup | cut -d: -f3)/runjob
+
+# The gate: each job reads one line from a FIFO we hold open; a job that opens it late still
+# finds its line, so releasing is exact however the jobs are scheduled.
+exec 3<>"$PUB/gate"
+
+start_crowd() { # PER_USER TAG FILE: starts PER_USER jobs for each user; "id user k code" lines
+    local per=$1 tag=$2 out=$3 pids=() u k
+    for u in "${USERS[@]}"; do
+        (for k in $(seq 0 $((per - 1))); do
+            code=$(( (${u#u} * per + k) % 256 ))
+            id=$(rj_as "$u" start /bin/sh -c "echo $tag-$u-$k; read x < $PUB/gate; echo $tag-$u-$k-after; exit $code") &&
+                echo "$id $u $k $code"
+        done) >"$out.$u" &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    cat "$out".u* >"$out"
+}
+count_running() {
+    rj_as administrator list -o json 2>/dev/null | grep -o '"is_running":true' | wc -l
+}
+snap() {
+    local p=/proc/$RJ_SERVER_PID
+    echo "$(awk '/^Threads:/{print $2}' $p/status) $(ls $p/fd | wc -l) $(awk '/^VmRSS:/{print $2}' $p/status)"
+}
+# Zombies among the server's descendants, and the server's live children (shims).
+descendants() { # PID: every descendant pid
+    local c
+    for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+
+read -r th0 fd0 rss0 <<<"$(snap)"
+t0=$SECONDS
+start_crowd 30 a "$RJ_TMP/a"
+expect_eq "300 jobs started (30 for each of 10 users)" 300 "$(wc -l <"$RJ_TMP/a")"
+for _ in $(seq 300); do [ "$(count_running)" -ge 300 ] && break; sleep 0.2; done
+expect_eq "all 300 run at once" 300 "$(count_running)"
+read -r th1 fd1 rss1 <<<"$(snap)"
+echo "# server with 300 running jobs: threads $th0 -> $th1, fds $fd0 -> $fd1, RSS ${rss0} KiB -> ${rss1} KiB ($((SECONDS - t0)) s to start them)"
+yes "" | head -300 >&3 # release them all
+for _ in $(seq 300); do [ "$(count_running)" -eq 0 ] && break; sleep 0.2; done
+expect_eq "all 300 ended" 0 "$(count_running)"
+
+# Every status: the owner, the state and the exit code its own command chose.
+rj_as administrator list -o json >"$RJ_TMP/list.json"
+bad=$(python3 - "$RJ_TMP/a" "$RJ_TMP/list.json" <<'EOF'
+import json, sys
+want = {}
+for line in open(sys.argv[1]):
+    i, u, k, code = line.split()
+    want[i] = (u, int(code))
+doc = json.load(open(sys.argv[2]))
+jobs = {j["id"]: j for j in (doc["jobs"] if isinstance(doc, dict) else doc)}
+bad = 0
+for i, (u, code) in want.items():
+    j = jobs.get(i)
+    if not j or j["owner"] != u or j["state"] != "JOB_STATE_EXITED" or j["exit_code"] != code:
+        bad += 1
+        if bad <= 3:
+            print("job %s: want %s exit %d, got %s" % (i, u, code, j and (j["owner"], j["state"], j["exit_code"])), file=sys.stderr)
+print(bad)
+EOF
+)
+expect_eq "every status right: owner, EXITED, its own exit code" 0 "$bad"
+# Every output is the job's own (each user reads its own jobs, 10 users at once).
+pids=()
+for u in "${USERS[@]}"; do
+    (while read -r id _ k _; do
+        got=$(rj_as "$u" stream "$id" 2>&1 | tr '\n' ' ')
+        [ "$got" = "a-$u-$k a-$u-$k-after " ] || echo "$id: $got"
+    done <"$RJ_TMP/a.$u") >"$RJ_TMP/wrong.$u" &
+    pids+=($!)
+done
+wait "${pids[@]}"
+expect_eq "every output is the job's own" "" "$(cat "$RJ_TMP"/wrong.u* | head -3)"
+for _ in $(seq 50); do [ -z "$(descendants "$RJ_SERVER_PID")" ] && break; sleep 0.1; done
+zombies=$(for p in $(descendants "$RJ_SERVER_PID"); do
+    awk '$3 == "Z" {print $1}' /proc/"$p"/stat 2>/dev/null; done | wc -l)
+expect_eq "no zombie under the server" 0 "$zombies"
+expect_eq "no shim or job process left under the server" "" "$(descendants "$RJ_SERVER_PID")"
+left=0
+while read -r id _; do [ -d "$CG/$id" ] && left=$((left + 1)); done <"$RJ_TMP/a"
+expect_eq "no job cgroup left" 0 "$left"
+read -r th2 fd2 rss2 <<<"$(snap)"
+echo "# server after the 300 jobs ended: threads $th2, fds $fd2, RSS ${rss2} KiB"
+# What stays is one fd per kept job: its output log (opened once, for its readers).
+[ "$fd2" -le $((fd0 + 300 + 4)) ] && ok "fds back to idle plus one output log per job" ||
+    fail "fds back to idle plus one output log per job" "$fd0 -> $fd2"
+[ "$th2" -le $((th0 + 2)) ] && ok "threads back to idle" || fail "threads back to idle" "$th0 -> $th2"
+
+# --- kill -9 of the server while 100 jobs run (10 per user), with followers attached.
+exec 3>&-
+rm -f "$PUB/gate"
+mkfifo -m 666 "$PUB/gate"
+exec 4<>"$PUB/gate" # never written: these jobs wait until they are killed
+start_crowd 10 b "$RJ_TMP/b"
+expect_eq "100 more jobs started" 100 "$(wc -l <"$RJ_TMP/b")"
+for _ in $(seq 300); do [ "$(count_running)" -ge 100 ] && break; sleep 0.2; done
+expect_eq "all 100 run" 100 "$(count_running)"
+# Their first line is recorded before the kill.
+for _ in $(seq 100); do
+    n=$(rj_as administrator list -o json | grep -o '"output_bytes":[1-9]' | wc -l)
+    [ "$n" -ge 400 ] && break
+    sleep 0.1
+done
+pids=$(descendants "$RJ_SERVER_PID" | sort -u)
+for u in u0 u5 u9; do
+    read -r id _ <"$RJ_TMP/b.$u"
+    rj_as "$u" stream "$id" >/dev/null 2>&1 &
+done
+sleep 0.5
+kill -KILL "$RJ_SERVER_PID"
+wait "$RJ_SERVER_PID" 2>/dev/null
+alive=1
+for _ in $(seq 100); do
+    alive=0
+    for p in $pids; do [ -d /proc/"$p" ] && ! grep -q '^State:.*Z' /proc/"$p"/status 2>/dev/null && alive=$((alive + 1)); done
+    [ "$alive" -eq 0 ] && break
+    sleep 0.1
+done
+echo "# kill -9 with 100 jobs running: $(wc -w <<<"$pids") job processes before, $alive alive after"
+expect_eq "no job process survives the server's kill -9" 0 "$alive"
+inside=0
+while read -r id _; do
+    [ -f "$CG/$id/cgroup.procs" ] && inside=$((inside + $(wc -l <"$CG/$id/cgroup.procs")))
+done <"$RJ_TMP/b"
+expect_eq "their cgroups are empty" 0 "$inside"
+wait # the followers end with the server
+
+unset RJ_PORT
+rj_server_start
+rj_as administrator list -o json >"$RJ_TMP/list2.json"
+bad=$(python3 - "$RJ_TMP/a" "$RJ_TMP/b" "$RJ_TMP/list2.json" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[3]))
+jobs = {j["id"]: j for j in (doc["jobs"] if isinstance(doc, dict) else doc)}
+bad = 0
+for path, state in ((sys.argv[1], "JOB_STATE_EXITED"), (sys.argv[2], "JOB_STATE_LOST")):
+    for line in open(path):
+        i, u, k, code = line.split()
+        j = jobs.get(i)
+        ok = j and j["owner"] == u and j["state"] == state
+        if ok and state == "JOB_STATE_EXITED":
+            ok = j["exit_code"] == int(code)
+        if ok and state == "JOB_STATE_LOST":
+            ok = "server restarted" in j["error"] and not j["is_running"]
+        bad += not ok
+print(bad)
+EOF
+)
+expect_eq "after restart: 300 exited as before, 100 LOST with the reason" 0 "$bad"
+pids=()
+for u in "${USERS[@]}"; do
+    (while read -r id _ k _; do
+        got=$(timeout 20 "$RUNJOB" stream -H 127.0.0.1 -P "$RJ_PORT" \
+            --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" --client-cert-path "$RJ_CERTS/$u-cert.pem" \
+            --client-key-path "$RJ_CERTS/$u-key.pem" "$id" 2>&1)
+        [ "$got" = "b-$u-$k" ] || echo "$id: $got"
+    done <"$RJ_TMP/b.$u") >"$RJ_TMP/wrong.$u" &
+    pids+=($!)
+done
+wait "${pids[@]}"
+expect_eq "every LOST job's output is still there (and its stream ends)" "" \
+    "$(cat "$RJ_TMP"/wrong.u* | head -3)"
+left=0
+while read -r id _; do [ -d "$CG/$id" ] && left=$((left + 1)); done <"$RJ_TMP/b"
+expect_eq "the restart removed their cgroups" 0 "$left"
+t_done
