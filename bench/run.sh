@@ -21,6 +21,7 @@ OUT=${BENCH_OUT:-$ROOT/bench/RESULTS.md}
 TMP=$(mktemp -d /tmp/runjob-bench.XXXXXX)
 SSHD_PID=
 SERVER_PID=
+SERVER2_PID=
 ROWS=()
 T_BEGIN=$EPOCHREALTIME
 
@@ -39,6 +40,8 @@ stop_pid() { # PID SECONDS
 }
 cleanup() {
     stop_pid "$SERVER_PID" 60
+    stop_pid "$SERVER2_PID" 30
+    rm -rf "/dev/shm/$(basename "$TMP")"
     stop_pid "$SSHD_PID" 5
     wait 2>/dev/null
     rm -rf "$TMP"
@@ -145,19 +148,29 @@ SSH_CIPHER=$("${SSH[@]}" -v true 2>&1 | sed -n 's/.*cipher: \([^ ]*\).*/\1/p' | 
 # ---- a runjob server -------------------------------------------------------------------------
 "$RUNJOB" certs -q --out "$TMP/certs" --user alice --user administrator >/dev/null ||
     die "runjob certs failed"
-RJ_PORT=$(free_port)
+# serve STATE_DIR LOG: a runjob server on a free port; sets RJ_PORT and SRV_PID.
 # No per-user cap (the scale figure starts 1000 jobs); room for the 1 GiB stream.
-"$RUNJOB" serve -H 127.0.0.1 -P "$RJ_PORT" --state-dir "$TMP/state" \
-    --client-pem-path "$TMP/certs/ca-clients-bundle.pem" \
-    --server-cert-path "$TMP/certs/server-cert.pem" --server-key-path "$TMP/certs/server-key.pem" \
-    --max-output-bytes 2GiB --max-running-jobs-per-user 0 --audit-log "$TMP/audit.log" \
-    >"$TMP/server.log" 2>&1 &
-SERVER_PID=$!
-export RUNJOB_SERVER_HOST=127.0.0.1 RUNJOB_SERVER_PORT=$RJ_PORT
+serve() {
+    RJ_PORT=$(free_port)
+    "$RUNJOB" serve -H 127.0.0.1 -P "$RJ_PORT" --state-dir "$1" \
+        --client-pem-path "$TMP/certs/ca-clients-bundle.pem" \
+        --server-cert-path "$TMP/certs/server-cert.pem" --server-key-path "$TMP/certs/server-key.pem" \
+        --max-output-bytes 2GiB --max-running-jobs-per-user 0 --audit-log "$2.audit" \
+        >"$2" 2>&1 &
+    SRV_PID=$!
+    for _ in $(seq 100); do
+        RUNJOB_SERVER_PORT=$RJ_PORT "$RUNJOB" ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    cat "$2" >&2
+    die "the runjob server did not come up"
+}
+export RUNJOB_SERVER_HOST=127.0.0.1
 export RUNJOB_CA_CERT_PATH=$TMP/certs/root-ca-cert.pem
 export RUNJOB_CLIENT_CERT_PATH=$TMP/certs/alice-cert.pem RUNJOB_CLIENT_KEY_PATH=$TMP/certs/alice-key.pem
-for _ in $(seq 100); do "$RUNJOB" ping >/dev/null 2>&1 && break; sleep 0.1; done
-"$RUNJOB" ping >/dev/null || { cat "$TMP/server.log" >&2; die "the runjob server did not come up"; }
+serve "$TMP/state" "$TMP/server.log"
+SERVER_PID=$SRV_PID
+export RUNJOB_SERVER_PORT=$RJ_PORT
 RSS_IDLE=$(rss_kb "$SERVER_PID")
 say "sshd on :$SSH_PORT ($SSH_CIPHER), runjob serve on :$RJ_PORT (pid $SERVER_PID), idle RSS $RSS_IDLE KiB"
 
@@ -178,14 +191,32 @@ row "Start latency: Start RPC -> job exited, /bin/true, warm channel, p50 / p99 
     "$(py '"%.2fx" % (a[0] / a[1])' "$s50" "$f50")" "p50 <= 1.5x" \
     "$(verdict 'a[0] <= 1.5 * a[1]' "$s50" "$f50")"
 # The same start without gRPC (job_start + job_wait in one process), against its own floor:
-# splits the figure above into the job runner's part and the RPC's.
-RUNJOB_BIN=$RUNJOB "$BUILD/bench/bench_spawn" --cgroups -n $((N_START / 2)) >"$TMP/inproc.txt" 2>&1 ||
-    { cat "$TMP/inproc.txt" >&2; die "bench_spawn failed"; }
-read -r ip50 ip99 < <(awk '/^job_start/ {print $4, $7}' "$TMP/inproc.txt")
-read -r if50 < <(awk '/^floor/ {for (i = 1; i < NF; i++) if ($i == "p50") print $(i + 1)}' "$TMP/inproc.txt")
-row "(detail) job_start + job_wait in-process, no RPC, p50 / p99 of $((N_START / 2))" \
-    "$ip50 / $ip99 ms" "bare isolated spawn + v1 cgroups: $if50 ms" \
-    "$(py '"%.2fx" % (a[0] / a[1])' "$ip50" "$if50")" "-" "-"
+# splits the figure above into the job runner's part and the RPC's; with shims started on
+# demand (prespawn 0, as before the pool) and from the pool (the server's default).
+pval() { awk -v k="$2" '$1 ~ /^'"$1"'/ {for (i = 1; i < NF; i++) if ($i == k) print $(i + 1)}' "$3"; }
+for pre in 0 2; do
+    RUNJOB_BIN=$RUNJOB "$BUILD/bench/bench_spawn" --cgroups --prespawn "$pre" -n $((N_START / 2)) \
+        >"$TMP/inproc.$pre.txt" 2>&1 || { cat "$TMP/inproc.$pre.txt" >&2; die "bench_spawn failed"; }
+    ip50=$(pval job_start p50 "$TMP/inproc.$pre.txt") ip99=$(pval job_start p99 "$TMP/inproc.$pre.txt")
+    if50=$(pval floor p50 "$TMP/inproc.$pre.txt")
+    row "(detail) job_start + job_wait in-process, no RPC, $([ "$pre" = 0 ] && echo "shim started on demand" || echo "pooled shims (--prespawn $pre, the server's default)"), p50 / p99 of $((N_START / 2))" \
+        "$ip50 / $ip99 ms" "bare isolated spawn + v1 cgroups: $if50 ms" \
+        "$(py '"%.2fx" % (a[0] / a[1])' "$ip50" "$if50")" "-" "-"
+done
+
+# The same Start figure against a second server whose state directory is on tmpfs: the job
+# records' fsyncs (two per record, three records per job) are what the difference costs.
+mkdir -p "/dev/shm/$(basename "$TMP")"
+serve "/dev/shm/$(basename "$TMP")/state" "$TMP/server2.log"
+SERVER2_PID=$SRV_PID
+RUNJOB_SERVER_PORT=$RJ_PORT "$BUILD/bench/bench_rpc" -n $((N_START / 2)) >"$TMP/start-shm.txt" \
+    2>>"$TMP/start.err" || { cat "$TMP/start.err" >&2; die "bench_rpc failed"; }
+stop_pid "$SERVER2_PID" 30
+SERVER2_PID=
+read -r m50 m99 < <(stats "$TMP/start-shm.txt")
+row "(detail) the same Start latency, server's --state-dir on tmpfs (no fsync cost), p50 / p99 of $((N_START / 2))" \
+    "$m50 / $m99 ms" "bare isolated spawn + v1 cgroups: $f50 / $f99 ms" \
+    "$(py '"%.2fx" % (a[0] / a[1])' "$m50" "$f50")" "-" "-"
 
 # ---- 2. one-shot command: runjob run /bin/true vs ssh 127.0.0.1 true -------------------------
 : >"$TMP/run.txt"
