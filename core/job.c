@@ -112,7 +112,10 @@ struct job_runner {
     struct spawn_req *reqs, **reqs_tail;
     struct shim pool[JOB_PRESPAWN_MAX]; /* shims for private-network jobs, started ahead */
     unsigned n_pool;
-    bool pool_refill; /* the event thread tops the pool up */
+    bool pool_refill; /* the pool thread tops the pool up */
+    pthread_cond_t pool_cond;
+    pthread_t pool_thread;
+    bool pool_thread_started;
     bool quit;
 };
 
@@ -208,8 +211,11 @@ static int run_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *re
                      int *ret_pidfd);
 
 /* Starts a shim: its pipes, its socket, clone3 into new namespaces (and into the cgroup of
- * cgroup_fd, if >= 0) from the event thread. 0 with *ret filled, or -errno. */
-static int shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, struct shim *ret)
+ * cgroup_fd, if >= 0) from the event thread, or from the calling thread if here (the pool
+ * thread: it lives as long as the runner's jobs, so it may be the shim's pdeathsig parent).
+ * 0 with *ret filled, or -errno. */
+static int shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here,
+                      struct shim *ret)
 {
     char *shim_argv[] = {"runjob", "shim", host_net ? SPAWN_NET_HOST : SPAWN_NET_NONE, NULL};
     int out[2] = {-1, -1}, err[2] = {-1, -1}, stp[2] = {-1, -1}, sync[2] = {-1, -1};
@@ -241,7 +247,7 @@ static int shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, struct
     a.ns_flags =
         CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (host_net ? 0 : CLONE_NEWNET);
     a.cgroup_fd = cgroup_fd;
-    e = run_spawn(r, &a, &sh.pid, &sh.pidfd);
+    e = here ? spawn_clone(&a, &sh.pid, &sh.pidfd) : run_spawn(r, &a, &sh.pid, &sh.pidfd);
     if (e < 0)
         goto out;
     sh.out = TAKE_FD(out[0]);
@@ -259,7 +265,7 @@ out:
     return e;
 }
 
-/* Takes a pooled shim (private network) into *ret and asks the event thread to start a
+/* Takes a pooled shim (private network) into *ret and asks the pool thread to start a
  * replacement. false when the pool is off or empty. */
 static bool pool_take(struct job_runner *r, struct shim *ret)
 {
@@ -268,6 +274,7 @@ static bool pool_take(struct job_runner *r, struct shim *ret)
     pthread_mutex_lock(&r->mu);
     if (r->pool_size) {
         r->pool_refill = true;
+        pthread_cond_signal(&r->pool_cond);
         while (r->n_pool && !got) {
             struct shim sh = r->pool[--r->n_pool];
             siginfo_t si;
@@ -284,43 +291,45 @@ static bool pool_take(struct job_runner *r, struct shim *ret)
         }
     }
     pthread_mutex_unlock(&r->mu);
-    if (r->pool_size)
-        wake(r);
     return got;
 }
 
-/* Event thread: tops the pool up after a take. A failed clone stops it until the next take. */
-static void handle_pool(struct job_runner *r)
+/* The pool thread: tops the pool up after each take, off the event thread (a clone into a new
+ * network namespace takes a millisecond or more; the event thread meanwhile reaps the jobs that
+ * end). A failed clone stops it until the next take. Exits when the runner quits. */
+static void *pool_thread(void *arg)
 {
+    struct job_runner *r = arg;
+
+    pthread_mutex_lock(&r->mu);
     for (;;) {
         struct shim sh;
-        bool want;
         int e;
 
-        pthread_mutex_lock(&r->mu);
-        want = !r->quit && r->pool_refill && r->n_pool < r->pool_size;
-        if (!want)
+        while (!r->quit && !(r->pool_refill && r->n_pool < r->pool_size)) {
             r->pool_refill = false;
+            pthread_cond_wait(&r->pool_cond, &r->mu);
+        }
+        if (r->quit)
+            break;
         pthread_mutex_unlock(&r->mu);
-        if (!want)
-            return;
-        e = shim_spawn(r, false, -1, &sh);
+        e = shim_spawn(r, false, -1, true, &sh);
+        pthread_mutex_lock(&r->mu);
         if (e < 0) {
             log_debug("job runner: starting a shim ahead of time: %s", strerror(-e));
-            pthread_mutex_lock(&r->mu);
             r->pool_refill = false;
-            pthread_mutex_unlock(&r->mu);
-            return;
+            continue;
         }
-        pthread_mutex_lock(&r->mu);
         if (r->quit || r->n_pool >= r->pool_size) {
             pthread_mutex_unlock(&r->mu);
             shim_discard(&sh);
-            return;
+            pthread_mutex_lock(&r->mu);
+            continue;
         }
         r->pool[r->n_pool++] = sh;
-        pthread_mutex_unlock(&r->mu);
     }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
 }
 
 /* ---- event thread */
@@ -581,7 +590,6 @@ static void *event_thread(void *arg)
                 (void)!read(r->evfd, &v, sizeof(v));
                 handle_spawn_reqs(r);
                 handle_deadlines(r);
-                handle_pool(r);
                 break;
             case W_TIMER:
                 (void)!read(r->tfd, &v, sizeof(v));
@@ -635,6 +643,7 @@ static void runner_close(struct job_runner *r)
     cg_manager_free(r->cgm);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cond);
+    pthread_cond_destroy(&r->pool_cond);
     free(r->buf);
     free(r->shim_exe);
     free(r);
@@ -652,6 +661,7 @@ int job_runner_new(const struct job_runner_config *cfg, struct job_runner **ret)
     r->epfd = r->evfd = r->tfd = r->devnull = -1;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cond, NULL);
+    pthread_cond_init(&r->pool_cond, NULL);
     r->reqs_tail = &r->reqs;
     r->allow_root = cfg && cfg->allow_root_user;
     r->pool_size = cfg ? cfg->prespawn_shims : 0;
@@ -688,6 +698,14 @@ int job_runner_new(const struct job_runner_config *cfg, struct job_runner **ret)
     if (e < 0)
         goto fail;
     r->thread_started = true;
+    if (r->pool_size) {
+        e = -pthread_create(&r->pool_thread, NULL, pool_thread, r);
+        if (e < 0) {
+            job_runner_free(r);
+            return e;
+        }
+        r->pool_thread_started = true;
+    }
     *ret = r;
     return 0;
 fail:
@@ -711,11 +729,15 @@ void job_runner_free(struct job_runner *r)
     pthread_mutex_lock(&r->mu);
     while (r->jobs || r->starting)
         pthread_cond_wait(&r->cond, &r->mu);
+    pthread_cond_broadcast(&r->pool_cond);
     pthread_mutex_unlock(&r->mu);
     wake(r);
     if (r->thread_started)
         pthread_join(r->thread, NULL);
-    /* The event thread cloned them: their pdeathsig fired as it exited. Reap them. */
+    /* Only now: jobs that took a pooled shim had their pdeathsig tied to this thread. */
+    if (r->pool_thread_started)
+        pthread_join(r->pool_thread, NULL);
+    /* The pool thread cloned them: their pdeathsig fired as it exited. Reap them. */
     while (r->n_pool)
         shim_discard(&r->pool[--r->n_pool]);
     runner_close(r);
@@ -967,7 +989,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     if (host_net || !pool_take(r, &sh)) {
         int cgfd = cg_get_dirfd(cg);
         attach = cgfd < 0; /* v1: attached below, while the shim waits for go */
-        e = shim_spawn(r, host_net, cgfd < 0 ? -1 : cgfd, &sh);
+        e = shim_spawn(r, host_net, cgfd < 0 ? -1 : cgfd, false, &sh);
         if (e < 0) {
             snprintf(errbuf, errlen, "cloning the job shim: %s", strerror(-e));
             goto fail;
