@@ -346,7 +346,7 @@ ELAPSED=$(py '"%.0f" % ((a[1] - a[0]))' "$T_BEGIN" "$EPOCHREALTIME")
 {
     echo "Command: \`make bench\` (bench/run.sh$([ "$QUICK" = 1 ] && echo ", BENCH_QUICK=1")), $(date -u '+%Y-%m-%d %H:%M UTC'), took ${ELAPSED} s."
     echo "Machine: $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -m | awk '/^Mem/ {printf "%.1f GiB", $2 / 1024}') memory, Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")."
-    echo "runjob $("$RUNJOB" --version 2>/dev/null | head -1) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')); $(ssh -V 2>&1)."
+    echo "$("$RUNJOB" --version 2>/dev/null | head -1) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')); $(ssh -V 2>&1)."
     echo
     echo "| figure | runjob | baseline (same run) | ratio | target | |"
     echo "|---|---|---|---|---|---|"
