@@ -200,7 +200,8 @@ test-unit: all tests
 test-host: all tests
 	BUILD=$(BUILD) test/run.sh host
 
-# Benchmarks against ssh and the bare isolated spawn (not part of make test; ~10 minutes).
+# Benchmarks against ssh and the bare isolated spawn (not part of make test; 3-6 minutes;
+# BENCH_QUICK=1 for a 1-minute smoke run). Writes bench/RESULTS.md.
 bench: all tests
 	BUILD=$(BUILD) bench/run.sh
 

@@ -3,7 +3,8 @@
  * process group as the job user with no capabilities, no_new_privs and the seccomp filter,
  * forwards stop signals to that group, reaps every zombie and reports how the command ended.
  *
- * The steps run top to bottom in the order of enum shim_step (core/spawn.h). A failed step
+ * The steps run top to bottom in the order core/spawn.h gives (enum shim_step): those that do
+ * not depend on the job first, then the go message with the spec. A failed step
  * sends {step, errno} to the server and _exit(127)s: die-on-error is allowed here, and only here
  * (STYLE.md §10): the process is short-lived and single-threaded. */
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,13 +45,14 @@ __attribute__((noreturn)) static void die(int step, int err)
     _exit(127);
 }
 
-static void *read_spec(size_t *ret_len)
+/* Reads the whole spec memfd (it came with the go message) and closes it. */
+static void *read_spec(int fd, size_t *ret_len)
 {
     struct stat st;
     char *buf;
     size_t off = 0;
 
-    if (fstat(SPAWN_FD_SPEC, &st) < 0)
+    if (fstat(fd, &st) < 0)
         die(SHIM_STEP_READ_SPEC, errno);
     if (st.st_size <= 0 || st.st_size > (64 << 20) + 4096)
         die(SHIM_STEP_READ_SPEC, EBADMSG);
@@ -57,14 +60,14 @@ static void *read_spec(size_t *ret_len)
     if (!buf)
         die(SHIM_STEP_READ_SPEC, ENOMEM);
     while (off < (size_t)st.st_size) {
-        ssize_t n = pread(SPAWN_FD_SPEC, buf + off, (size_t)st.st_size - off, (off_t)off);
+        ssize_t n = pread(fd, buf + off, (size_t)st.st_size - off, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             die(SHIM_STEP_READ_SPEC, n < 0 ? errno : EBADMSG);
         off += (size_t)n;
     }
-    (void)close(SPAWN_FD_SPEC);
+    (void)close(fd);
     *ret_len = off;
     return buf;
 }
@@ -87,18 +90,37 @@ static int setup_signals(void)
     return fd;
 }
 
-static void wait_go(void)
+/* Waits for the parent's go; returns the spec memfd that came with it. */
+static int wait_go(void)
 {
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
     struct spawn_sync_msg m;
+    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *c;
     ssize_t n;
+    int fd = -1;
 
     do
-        n = read(SPAWN_FD_SYNC, &m, sizeof(m));
+        n = recvmsg(SPAWN_FD_SYNC, &mh, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
     if (n == 0)
-        _exit(127); /* the server is gone: nobody to run this job for */
+        _exit(127); /* the server is gone (or dropped this pooled shim): nobody to run a job for */
     if (n != sizeof(m))
         die(SHIM_STEP_WAIT_GO, n < 0 ? errno : EBADMSG);
+    for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len == CMSG_LEN(sizeof(int)))
+            memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    if (fd < 0 || (mh.msg_flags & MSG_CTRUNC))
+        die(SHIM_STEP_READ_SPEC, EBADMSG);
+    return fd;
 }
 
 static void loopback_up(void)
@@ -147,7 +169,8 @@ __attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec
 
     /* 0..2 stay; the sync socket stays until exec closes it (close-on-exec), which is how the
      * server learns the exec succeeded. */
-    if (close_range(3, SPAWN_FD_SYNC - 1, 0) < 0 || close_range(SPAWN_FD_SYNC + 1, ~0U, 0) < 0)
+    _Static_assert(SPAWN_FD_SYNC == 3, "fds 3 .. SPAWN_FD_SYNC - 1 would need closing too");
+    if (close_range(SPAWN_FD_SYNC + 1, ~0U, 0) < 0)
         die(SHIM_STEP_FDS, errno);
 
     /* Needs CAP_SETPCAP, so before setuid. An empty bounding set also keeps a root job (or a
@@ -214,47 +237,52 @@ int applet_shim_main(int argc, char **argv)
     struct spawn_spec *spec;
     struct scmp_filter *filter;
     struct spawn_status status;
+    bool host_net;
     size_t len;
     void *blob;
     pid_t cmd;
     int sfd, st, r;
 
-    (void)argc;
-    (void)argv;
     /* Started by hand, without the server's fds: say so instead of doing anything. */
-    if (fcntl(SPAWN_FD_SYNC, F_GETFD) < 0 || fcntl(SPAWN_FD_STATUS, F_GETFD) < 0) {
+    if (fcntl(SPAWN_FD_SYNC, F_GETFD) < 0 || fcntl(SPAWN_FD_STATUS, F_GETFD) < 0 || argc != 2 ||
+        (strcmp(argv[1], SPAWN_NET_NONE) != 0 && strcmp(argv[1], SPAWN_NET_HOST) != 0)) {
         fprintf(stderr, "runjob shim: internal command, started by the job server only\n");
         return 2;
     }
+    host_net = strcmp(argv[1], SPAWN_NET_HOST) == 0; /* argv[0] is "shim" */
     /* Ours only: the command must not inherit them (the sync socket until its exec). */
     (void)fcntl(SPAWN_FD_SYNC, F_SETFD, FD_CLOEXEC);
     (void)fcntl(SPAWN_FD_STATUS, F_SETFD, FD_CLOEXEC);
 
-    blob = read_spec(&len);
-    r = spawn_spec_parse(blob, len, &spec);
-    if (r < 0)
-        die(SHIM_STEP_READ_SPEC, -r);
+    /* What does not depend on the job comes before the go: a pooled shim has it done before
+     * the job even exists. */
     sfd = setup_signals();
-    wait_go();
-    /* After the parent placed us in the job cgroup (v1) or clone3 did (v2): that is the root
-     * the job sees in /proc/self/cgroup. */
-    if (unshare(CLONE_NEWCGROUP) < 0)
-        die(SHIM_STEP_CGROUP_NS, errno);
+    r = scmp_filter_new(&filter);
+    if (r < 0)
+        die(SHIM_STEP_SECCOMP_BUILD, -r);
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         die(SHIM_STEP_MOUNT_PRIVATE, errno);
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         die(SHIM_STEP_MOUNT_PROC, errno);
-    if (!spec->host_net) {
+    if (!host_net) {
         /* sysfs shows the net devices of the namespace that mounts it (and hides the host's
          * cgroupfs and debugfs below /sys). */
         if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
             die(SHIM_STEP_MOUNT_SYS, errno);
         loopback_up();
     }
-    set_hostname(spec->id);
-    r = scmp_filter_new(&filter);
+
+    blob = read_spec(wait_go(), &len);
+    r = spawn_spec_parse(blob, len, &spec);
     if (r < 0)
-        die(SHIM_STEP_SECCOMP_BUILD, -r);
+        die(SHIM_STEP_READ_SPEC, -r);
+    if (spec->host_net != host_net)
+        die(SHIM_STEP_READ_SPEC, EINVAL);
+    /* After the parent placed us in the job cgroup (or clone3 did): that is the root the job
+     * sees in /proc/self/cgroup. */
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        die(SHIM_STEP_CGROUP_NS, errno);
+    set_hostname(spec->id);
 
     cmd = fork();
     if (cmd < 0)

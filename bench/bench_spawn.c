@@ -5,8 +5,9 @@
  * both alike. Prints p50/p99 of each and the ratio (target: job p50 <= 1.5x floor). No
  * assertions. Needs root.
  *
- *   bench_spawn [-n N] [--cgroups] [--floor-only] [--no-net]
+ *   bench_spawn [-n N] [--cgroups] [--floor-only] [--no-net] [--prespawn N]
  *     --floor-only  print only the floor's samples, one per line in ms (bench/run.sh)
+ *     --prespawn N  the job runner keeps N shims started ahead (job_runner_config)
  *     --cgroups     the floor also makes, joins and removes one v1 cgroup per hierarchy
  *   RUNJOB_BIN      the runjob binary holding the shim (default bin/runjob)
  */
@@ -32,7 +33,7 @@
 static const char *const hier[] = {"cpu", "cpuacct", "memory", "blkio", "pids", "freezer"};
 
 struct opts {
-    int n;
+    int n, prespawn;
     bool cgroups, floor_only, no_net;
 };
 
@@ -143,8 +144,11 @@ int main(int argc, char **argv)
             o.floor_only = true;
         else if (strcmp(argv[i], "--no-net") == 0)
             o.no_net = true;
+        else if (strcmp(argv[i], "--prespawn") == 0 && i + 1 < argc)
+            o.prespawn = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_spawn [-n N] [--cgroups] [--floor-only] [--no-net]\n");
+            fprintf(stderr, "usage: bench_spawn [-n N] [--cgroups] [--floor-only] [--no-net] "
+                            "[--prespawn N]\n");
             return 2;
         }
     }
@@ -157,7 +161,8 @@ int main(int argc, char **argv)
     fl = calloc((size_t)o.n, sizeof(double));
     jb = calloc((size_t)o.n, sizeof(double));
     if (!o.floor_only) {
-        struct job_runner_config cfg = {.shim_exe = bin && *bin ? bin : "bin/runjob"};
+        struct job_runner_config cfg = {.shim_exe = bin && *bin ? bin : "bin/runjob",
+                                        .prespawn_shims = (unsigned)o.prespawn};
         if (job_runner_new(&cfg, &r) < 0) {
             fprintf(stderr, "bench_spawn: job_runner_new failed\n");
             return 1;
@@ -190,8 +195,8 @@ int main(int argc, char **argv)
     printf("floor (clone %s+ /proc + exec%s): p50 %.3f ms  p99 %.3f ms  (%d)\n",
            o.no_net ? "pid,mnt,uts,ipc " : "pid,mnt,net,uts,ipc ", o.cgroups ? " + v1 cgroups" : "",
            pct(fl, nf, 0.5), pct(fl, nf, 0.99), nf);
-    printf("job_start+wait /bin/true:              p50 %.3f ms  p99 %.3f ms  (%d)\n",
-           pct(jb, nj, 0.5), pct(jb, nj, 0.99), nj);
+    printf("job_start+wait /bin/true (prespawn %d):  p50 %.3f ms  p99 %.3f ms  (%d)\n",
+           o.prespawn, pct(jb, nj, 0.5), pct(jb, nj, 0.99), nj);
     printf("ratio job/floor: p50 %.2fx  p99 %.2fx  (target p50 <= 1.5x)\n",
            pct(jb, nj, 0.5) / pct(fl, nf, 0.5), pct(jb, nj, 0.99) / pct(fl, nf, 0.99));
     free(fl);

@@ -88,10 +88,17 @@ struct spawn_req {
     struct spawn_req *next;
 };
 
+/* A started shim, waiting for its go: the server's ends of its fds. */
+struct shim {
+    pid_t pid;
+    int pidfd, out, err, stp, sync;
+};
+
 struct job_runner {
     struct cg_manager *cgm;
     char *shim_exe;
     bool allow_root;
+    unsigned pool_size;
     int epfd, evfd, tfd, devnull;
     struct watch w_ev, w_timer;
     char *buf;
@@ -103,6 +110,12 @@ struct job_runner {
     struct job *jobs;
     unsigned starting; /* job_start calls between the quit check and list insertion */
     struct spawn_req *reqs, **reqs_tail;
+    struct shim pool[JOB_PRESPAWN_MAX]; /* shims for private-network jobs, started ahead */
+    unsigned n_pool;
+    bool pool_refill; /* the pool thread tops the pool up */
+    pthread_cond_t pool_cond;
+    pthread_t pool_thread;
+    bool pool_thread_started;
     bool quit;
 };
 
@@ -163,6 +176,160 @@ static void job_unref(struct job *j)
 void job_free(struct job *j)
 {
     job_unref(j);
+}
+
+/* ---- shims */
+
+static void shim_init(struct shim *sh)
+{
+    *sh = (struct shim){.pidfd = -1, .out = -1, .err = -1, .stp = -1, .sync = -1};
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        (void)close(*fd);
+    *fd = -1;
+}
+
+/* Kills (if still there), reaps and closes a shim that will run no job. */
+static void shim_discard(struct shim *sh)
+{
+    close_fd(&sh->sync); /* a shim still waiting for its go exits on this EOF */
+    if (sh->pidfd >= 0) {
+        siginfo_t si;
+        (void)pidfd_send_signal(sh->pidfd, SIGKILL, NULL, 0); /* ESRCH: gone already */
+        (void)waitid((idtype_t)P_PIDFD, (id_t)sh->pidfd, &si, WEXITED | __WALL);
+    }
+    close_fd(&sh->pidfd);
+    close_fd(&sh->out);
+    close_fd(&sh->err);
+    close_fd(&sh->stp);
+}
+
+static int run_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *ret_pid,
+                     int *ret_pidfd);
+
+/* Starts a shim: its pipes, its socket, clone3 into new namespaces (and into the cgroup of
+ * cgroup_fd, if >= 0) from the event thread, or from the calling thread if here (the pool
+ * thread: it lives as long as the runner's jobs, so it may be the shim's pdeathsig parent).
+ * 0 with *ret filled, or -errno. */
+static int shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here,
+                      struct shim *ret)
+{
+    char *shim_argv[] = {"runjob", "shim", host_net ? SPAWN_NET_HOST : SPAWN_NET_NONE, NULL};
+    int out[2] = {-1, -1}, err[2] = {-1, -1}, stp[2] = {-1, -1}, sync[2] = {-1, -1};
+    struct spawn_args a;
+    struct shim sh;
+    int e = 0;
+
+    shim_init(&sh);
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(stp, O_CLOEXEC) < 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sync) < 0) {
+        e = -errno;
+        goto out;
+    }
+    /* Best effort: a smaller pipe only costs throughput. */
+    (void)fcntl(out[0], F_SETPIPE_SZ, PIPE_SIZE);
+    (void)fcntl(err[0], F_SETPIPE_SZ, PIPE_SIZE);
+    (void)fcntl(out[0], F_SETFL, O_NONBLOCK);
+    (void)fcntl(err[0], F_SETFL, O_NONBLOCK);
+    (void)fcntl(stp[0], F_SETFL, O_NONBLOCK);
+
+    memset(&a, 0, sizeof(a));
+    a.exe = r->shim_exe;
+    a.argv = shim_argv;
+    a.fds[SPAWN_FD_STDIN] = r->devnull;
+    a.fds[SPAWN_FD_STDOUT] = out[1];
+    a.fds[SPAWN_FD_STDERR] = err[1];
+    a.fds[SPAWN_FD_SYNC] = sync[1];
+    a.fds[SPAWN_FD_STATUS] = stp[1];
+    a.ns_flags =
+        CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (host_net ? 0 : CLONE_NEWNET);
+    a.cgroup_fd = cgroup_fd;
+    e = here ? spawn_clone(&a, &sh.pid, &sh.pidfd) : run_spawn(r, &a, &sh.pid, &sh.pidfd);
+    if (e < 0)
+        goto out;
+    sh.out = TAKE_FD(out[0]);
+    sh.err = TAKE_FD(err[0]);
+    sh.stp = TAKE_FD(stp[0]);
+    sh.sync = TAKE_FD(sync[0]);
+    *ret = sh;
+out:
+    for (int i = 0; i < 2; i++) {
+        close_fd(&out[i]);
+        close_fd(&err[i]);
+        close_fd(&stp[i]);
+        close_fd(&sync[i]);
+    }
+    return e;
+}
+
+/* Takes a pooled shim (private network) into *ret and asks the pool thread to start a
+ * replacement. false when the pool is off or empty. */
+static bool pool_take(struct job_runner *r, struct shim *ret)
+{
+    bool got = false;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->pool_size) {
+        r->pool_refill = true;
+        pthread_cond_signal(&r->pool_cond);
+        while (r->n_pool && !got) {
+            struct shim sh = r->pool[--r->n_pool];
+            siginfo_t si;
+            /* One that died while it waited (killed by someone) would look like a job that
+             * started and was killed: never hand it out. */
+            memset(&si, 0, sizeof(si));
+            if (waitid((idtype_t)P_PIDFD, (id_t)sh.pidfd, &si, WEXITED | WNOHANG | __WALL) == 0 &&
+                si.si_pid == 0) {
+                *ret = sh;
+                got = true;
+            } else {
+                shim_discard(&sh);
+            }
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return got;
+}
+
+/* The pool thread: tops the pool up after each take, off the event thread (a clone into a new
+ * network namespace takes a millisecond or more; the event thread meanwhile reaps the jobs that
+ * end). A failed clone stops it until the next take. Exits when the runner quits. */
+static void *pool_thread(void *arg)
+{
+    struct job_runner *r = arg;
+
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        struct shim sh;
+        int e;
+
+        while (!r->quit && !(r->pool_refill && r->n_pool < r->pool_size)) {
+            r->pool_refill = false;
+            pthread_cond_wait(&r->pool_cond, &r->mu);
+        }
+        if (r->quit)
+            break;
+        pthread_mutex_unlock(&r->mu);
+        e = shim_spawn(r, false, -1, true, &sh);
+        pthread_mutex_lock(&r->mu);
+        if (e < 0) {
+            log_debug("job runner: starting a shim ahead of time: %s", strerror(-e));
+            r->pool_refill = false;
+            continue;
+        }
+        if (r->quit || r->n_pool >= r->pool_size) {
+            pthread_mutex_unlock(&r->mu);
+            shim_discard(&sh);
+            pthread_mutex_lock(&r->mu);
+            continue;
+        }
+        r->pool[r->n_pool++] = sh;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
 }
 
 /* ---- event thread */
@@ -476,6 +643,7 @@ static void runner_close(struct job_runner *r)
     cg_manager_free(r->cgm);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cond);
+    pthread_cond_destroy(&r->pool_cond);
     free(r->buf);
     free(r->shim_exe);
     free(r);
@@ -493,8 +661,12 @@ int job_runner_new(const struct job_runner_config *cfg, struct job_runner **ret)
     r->epfd = r->evfd = r->tfd = r->devnull = -1;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cond, NULL);
+    pthread_cond_init(&r->pool_cond, NULL);
     r->reqs_tail = &r->reqs;
     r->allow_root = cfg && cfg->allow_root_user;
+    r->pool_size = cfg ? cfg->prespawn_shims : 0;
+    if (r->pool_size > JOB_PRESPAWN_MAX)
+        r->pool_size = JOB_PRESPAWN_MAX;
     r->shim_exe = strdup(cfg && cfg->shim_exe ? cfg->shim_exe : "/proc/self/exe");
     r->buf = malloc(READ_BUF);
     if (!r->shim_exe || !r->buf) {
@@ -526,6 +698,14 @@ int job_runner_new(const struct job_runner_config *cfg, struct job_runner **ret)
     if (e < 0)
         goto fail;
     r->thread_started = true;
+    if (r->pool_size) {
+        e = -pthread_create(&r->pool_thread, NULL, pool_thread, r);
+        if (e < 0) {
+            job_runner_free(r);
+            return e;
+        }
+        r->pool_thread_started = true;
+    }
     *ret = r;
     return 0;
 fail:
@@ -549,10 +729,17 @@ void job_runner_free(struct job_runner *r)
     pthread_mutex_lock(&r->mu);
     while (r->jobs || r->starting)
         pthread_cond_wait(&r->cond, &r->mu);
+    pthread_cond_broadcast(&r->pool_cond);
     pthread_mutex_unlock(&r->mu);
     wake(r);
     if (r->thread_started)
         pthread_join(r->thread, NULL);
+    /* Only now: jobs that took a pooled shim had their pdeathsig tied to this thread. */
+    if (r->pool_thread_started)
+        pthread_join(r->pool_thread, NULL);
+    /* The pool thread cloned them: their pdeathsig fired as it exited. Reap them. */
+    while (r->n_pool)
+        shim_discard(&r->pool[--r->n_pool]);
     runner_close(r);
 }
 
@@ -623,13 +810,32 @@ static int read_verdict(int fd, struct spawn_sync_msg *ret_msg)
     return 1;
 }
 
-static void close_pair(int p[2])
+/* The go message, with the spec memfd attached (SCM_RIGHTS). 0 or -errno. */
+static int send_go(int sync_fd, int spec_fd)
 {
-    for (int i = 0; i < 2; i++)
-        if (p[i] >= 0) {
-            (void)close(p[i]);
-            p[i] = -1;
-        }
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct spawn_sync_msg m = {0};
+    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *c;
+    ssize_t n;
+
+    memset(&ctl, 0, sizeof(ctl));
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &spec_fd, sizeof(int));
+    do
+        n = sendmsg(sync_fd, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : 0;
 }
 
 static char **build_argv(const struct job_spec *spec)
@@ -741,16 +947,15 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         .io_wbps = spec->limits.io_wbps,
         .pids = spec->limits.pids,
     };
-    int out[2] = {-1, -1}, err[2] = {-1, -1}, stp[2] = {-1, -1}, sync[2] = {-1, -1};
-    char argv_id[160];
-    char *shim_argv[] = {"runjob", "shim", argv_id, NULL};
+    bool host_net = spec->network == JOB_NET_HOST, attach = true;
     struct spawn_sync_msg msg = {0};
-    struct spawn_args a;
+    struct shim sh;
     struct job *j = NULL;
     struct cg *cg = NULL;
-    int memfd = -1, pidfd = -1, e;
-    pid_t pid = 0;
+    int memfd = -1, e;
     char dummy[1];
+
+    shim_init(&sh);
 
     if (!errbuf || errlen == 0) {
         errbuf = dummy;
@@ -779,61 +984,32 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         snprintf(errbuf, errlen, "creating the job cgroup: %s", strerror(-e));
         goto fail;
     }
-    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(stp, O_CLOEXEC) < 0 ||
-        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sync) < 0) {
-        e = -errno;
-        snprintf(errbuf, errlen, "creating the job's pipes: %s", strerror(-e));
-        goto fail;
+    /* A pooled shim has its namespaces, mounts and filter ready; otherwise start one now (on
+     * cgroup v2 straight into the job's cgroup). Either way it waits for the go below. */
+    if (host_net || !pool_take(r, &sh)) {
+        int cgfd = cg_get_dirfd(cg);
+        attach = cgfd < 0; /* v1: attached below, while the shim waits for go */
+        e = shim_spawn(r, host_net, cgfd < 0 ? -1 : cgfd, false, &sh);
+        if (e < 0) {
+            snprintf(errbuf, errlen, "cloning the job shim: %s", strerror(-e));
+            goto fail;
+        }
     }
-    /* Best effort: a smaller pipe only costs throughput. */
-    (void)fcntl(out[0], F_SETPIPE_SZ, PIPE_SIZE);
-    (void)fcntl(err[0], F_SETPIPE_SZ, PIPE_SIZE);
-    (void)fcntl(out[0], F_SETFL, O_NONBLOCK);
-    (void)fcntl(err[0], F_SETFL, O_NONBLOCK);
-    (void)fcntl(stp[0], F_SETFL, O_NONBLOCK);
-
-    snprintf(argv_id, sizeof(argv_id), "%s", spec->id);
-    memset(&a, 0, sizeof(a));
-    a.exe = r->shim_exe;
-    a.argv = shim_argv;
-    a.fds[SPAWN_FD_STDIN] = r->devnull;
-    a.fds[SPAWN_FD_STDOUT] = out[1];
-    a.fds[SPAWN_FD_STDERR] = err[1];
-    a.fds[SPAWN_FD_SPEC] = memfd;
-    a.fds[SPAWN_FD_SYNC] = sync[1];
-    a.fds[SPAWN_FD_STATUS] = stp[1];
-    a.ns_flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-                 (spec->network == JOB_NET_HOST ? 0 : CLONE_NEWNET);
-    a.cgroup_fd = cg_get_dirfd(cg);
-    if (a.cgroup_fd < 0)
-        a.cgroup_fd = -1; /* v1: attached below, while the shim waits for go */
-
-    e = run_spawn(r, &a, &pid, &pidfd);
-    if (e < 0) {
-        snprintf(errbuf, errlen, "cloning the job shim: %s", strerror(-e));
-        goto fail;
-    }
-    (void)close(out[1]);
-    (void)close(err[1]);
-    (void)close(stp[1]);
-    (void)close(sync[1]);
-    (void)close(memfd);
-    out[1] = err[1] = stp[1] = sync[1] = memfd = -1;
-
-    if (a.cgroup_fd < 0) {
-        e = cg_attach(cg, pid);
+    if (attach) {
+        e = cg_attach(cg, sh.pid);
         if (e < 0) {
             snprintf(errbuf, errlen, "moving the job into its cgroup: %s", strerror(-e));
             goto fail;
         }
     }
     /* EPIPE: the shim already failed (e.g. its own exec) and said why: read that below. */
-    if (send(sync[0], &msg, sizeof(msg), MSG_NOSIGNAL) < 0 && errno != EPIPE) {
-        e = -errno;
+    e = send_go(sh.sync, memfd);
+    if (e < 0 && e != -EPIPE) {
         snprintf(errbuf, errlen, "releasing the job shim: %s", strerror(-e));
         goto fail;
     }
-    e = read_verdict(sync[0], &msg);
+    close_fd(&memfd);
+    e = read_verdict(sh.sync, &msg);
     if (e < 0) {
         snprintf(errbuf, errlen, "waiting for the job to start: %s", strerror(-e));
         goto fail;
@@ -843,8 +1019,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         e = -msg.err;
         goto fail;
     }
-    (void)close(sync[0]);
-    sync[0] = -1;
+    close_fd(&sh.sync);
 
     j = calloc(1, sizeof(*j));
     if (!j || !(j->id = strdup(spec->id))) {
@@ -862,16 +1037,16 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     j->cg = TAKE_PTR(cg);
     j->on_end = on_end;
     j->on_end_userdata = userdata;
-    j->pidfd = TAKE_FD(pidfd);
-    j->out_fd = TAKE_FD(out[0]);
-    j->err_fd = TAKE_FD(err[0]);
-    j->status_fd = TAKE_FD(stp[0]);
+    j->pidfd = TAKE_FD(sh.pidfd);
+    j->out_fd = TAKE_FD(sh.out);
+    j->err_fd = TAKE_FD(sh.err);
+    j->status_fd = TAKE_FD(sh.stp);
     j->w_out = (struct watch){.kind = W_STDOUT, .j = j};
     j->w_err = (struct watch){.kind = W_STDERR, .j = j};
     j->w_status = (struct watch){.kind = W_STATUS, .j = j};
     j->w_pid = (struct watch){.kind = W_PIDFD, .j = j};
     j->status.state = JOB_RUNNING;
-    j->status.pid = pid;
+    j->status.pid = sh.pid;
     j->status.start_ms = clock_ms(CLOCK_REALTIME);
 
     pthread_mutex_lock(&r->mu);
@@ -895,18 +1070,8 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     return 0;
 
 fail:
-    if (pidfd >= 0) {
-        siginfo_t si;
-        (void)pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-        (void)waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | __WALL);
-        (void)close(pidfd);
-    }
-    close_pair(out);
-    close_pair(err);
-    close_pair(stp);
-    close_pair(sync);
-    if (memfd >= 0)
-        (void)close(memfd);
+    shim_discard(&sh);
+    close_fd(&memfd);
     if (cg) {
         int d = cg_destroy(cg, KILL_TIMEOUT_MS);
         if (d < 0)

@@ -45,7 +45,15 @@ struct job_runner_config {
     const char *cgroup_root; /* NULL = default (v2: child of our cgroup; v1: <hier>/runjob) */
     const char *const *io_devices; /* "MAJ:MIN" list, NULL-terminated; NULL = every real disk */
     bool allow_root_user;    /* may a job run as uid 0 */
+    /* Shims kept started ahead of time (0 = none, at most JOB_PRESPAWN_MAX): each waits in its
+     * own new namespaces, /proc, /sys and lo set up and the seccomp filter built, for a job
+     * with a private network to take it; the runner starts a replacement off the caller's
+     * path. Each holds one process and five fds of the server while it waits. The pool is
+     * filled once the first such job starts. */
+    unsigned prespawn_shims;
 };
+#define JOB_PRESPAWN_MAX 8
+#define JOB_PRESPAWN_DEFAULT 2 /* back-to-back starts never wait for a clone */
 
 struct job_spec {
     const char *id;               /* unique id (UUID); names the cgroup and the hostname */

@@ -837,7 +837,7 @@ static void fmt_err(char *errbuf, size_t errlen, const char *fmt, ...)
 
 int server_new(const struct server_config *cfg, struct server **ret, char *errbuf, size_t errlen)
 {
-    struct job_runner_config rc = {0};
+    struct job_runner_config rc = {.prespawn_shims = JOB_PRESPAWN_DEFAULT};
     struct jobtab_config tc = {0};
     grpc_ssl_pem_key_cert_pair pair;
     grpc_server_credentials *creds;

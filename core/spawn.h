@@ -4,12 +4,16 @@
  * namespaces (ARCHITECTURE.md "Process tree of one job").
  *
  * Protocol between the server (parent) and the shim:
- *   - the shim starts with fds 0..5 set as SPAWN_FD_* below, nothing else open;
- *   - it reads the spec blob from SPAWN_FD_SPEC (a memfd; spawn_spec_pack/parse);
- *   - it waits for one struct spawn_sync_msg from the parent on SPAWN_FD_SYNC (a SEQPACKET
- *     socket) before any further step: on cgroup v1 the parent first attaches it to the job's
- *     cgroups, so no job code ever runs outside them; EOF instead (the parent died before the
- *     shim's pdeathsig was armed) makes it exit;
+ *   - the shim starts with fds 0..4 set as SPAWN_FD_* below, nothing else open, and argv
+ *     {"runjob", "shim", SPAWN_NET_NONE or SPAWN_NET_HOST};
+ *   - it does the steps that need no spec (signals, the seccomp filter, and for a private
+ *     network / private, a fresh /proc and /sys, lo up), then waits for one struct
+ *     spawn_sync_msg from the parent on SPAWN_FD_SYNC (a SEQPACKET socket) that carries the
+ *     spec as a memfd (SCM_RIGHTS; spawn_spec_pack/parse). Before sending it the parent
+ *     attaches the shim to the job's cgroups (unless clone3 put it there), so no job code ever
+ *     runs outside them. Because nothing before the go message depends on the job, the parent
+ *     may start shims ahead of time (job.c's pool). EOF instead of the go message (the parent
+ *     died, or dropped a pooled shim) makes it exit;
  *   - on a failed step the shim (or the command's process before exec) sends
  *     {step, errno} on SPAWN_FD_SYNC and _exit(127)s;
  *   - the command inherits SPAWN_FD_SYNC close-on-exec: the parent reads EOF once the command
@@ -26,19 +30,26 @@ enum {
     SPAWN_FD_STDIN = 0,
     SPAWN_FD_STDOUT = 1,
     SPAWN_FD_STDERR = 2,
-    SPAWN_FD_SPEC = 3,
-    SPAWN_FD_SYNC = 4,
-    SPAWN_FD_STATUS = 5,
-    SPAWN_FD_COUNT = 6,
+    SPAWN_FD_SYNC = 3,
+    SPAWN_FD_STATUS = 4,
+    SPAWN_FD_COUNT = 5,
 };
 
-/* The shim's steps, in the order they run. Values travel between processes of one binary. */
+/* The shim's argv[2]: the network the job gets (the shim sets a private one up before the spec
+ * arrives; a spec that asks otherwise is refused). */
+#define SPAWN_NET_NONE "net=none"
+#define SPAWN_NET_HOST "net=host"
+
+/* The shim's steps. Values travel between processes of one binary. They run in this order,
+ * except that the spec-independent ones come first, before the go message: SIGNALS,
+ * SECCOMP_BUILD, MOUNT_PRIVATE, MOUNT_PROC, MOUNT_SYS, LOOPBACK (the last three for a private
+ * network), then WAIT_GO, READ_SPEC, CGROUP_NS, HOSTNAME, FORK, ... */
 enum shim_step {
     SHIM_STEP_NONE = 0,
     SHIM_STEP_EXEC_SHIM,     /* parent's child: execve of the shim binary */
-    SHIM_STEP_READ_SPEC,     /* read and parse the spec blob */
+    SHIM_STEP_READ_SPEC,     /* read and parse the spec blob that came with the go */
     SHIM_STEP_SIGNALS,       /* block forwarded signals, open the signalfd */
-    SHIM_STEP_WAIT_GO,       /* wait for the parent (v1: attached to the cgroups) */
+    SHIM_STEP_WAIT_GO,       /* wait for the parent's go (attached to the cgroups) + spec */
     SHIM_STEP_CGROUP_NS,     /* unshare the cgroup namespace, rooted at the job cgroup */
     SHIM_STEP_MOUNT_PRIVATE, /* make / rprivate: no mount event leaks either way */
     SHIM_STEP_MOUNT_PROC,    /* a fresh /proc for the new pid namespace */
@@ -66,7 +77,8 @@ enum shim_step {
 /* "mount /proc", ... ; "unknown step" outside the enum. */
 const char *spawn_step_name(int step);
 
-/* Sent on SPAWN_FD_SYNC: parent -> shim {0, 0} = go; shim -> parent {step, errno} = failed. */
+/* Sent on SPAWN_FD_SYNC: parent -> shim {0, 0} + the spec memfd (SCM_RIGHTS) = go;
+ * shim -> parent {step, errno} = failed. */
 struct spawn_sync_msg {
     int32_t step;
     int32_t err; /* positive errno */
@@ -111,8 +123,8 @@ void spawn_format_error(int step, int err, const char *path, const char *cwd, bo
 
 struct spawn_args {
     const char *exe;           /* the runjob binary */
-    char *const *argv;         /* its argv: {"runjob", "shim", id, NULL} */
-    int fds[SPAWN_FD_COUNT];   /* parent fds that become 0..5 in the shim */
+    char *const *argv;         /* its argv: {"runjob", "shim", SPAWN_NET_*, NULL} */
+    int fds[SPAWN_FD_COUNT];   /* parent fds that become 0..4 in the shim */
     unsigned long ns_flags;    /* CLONE_NEW* */
     int cgroup_fd;             /* >= 0: CLONE_INTO_CGROUP (cgroup v2) */
 };
@@ -123,5 +135,5 @@ struct spawn_args {
  * it with waitid(P_PIDFD, ..., WEXITED | __WALL)). Its pdeathsig fires when the calling THREAD
  * exits: call from a thread that lives as long as the job. An execve failure of the shim is
  * reported as {SHIM_STEP_EXEC_SHIM, errno} on fds[SPAWN_FD_SYNC]. Every fd the caller opened
- * must be close-on-exec (the child keeps only fds 0..5). Thread-safe. */
+ * must be close-on-exec (the child keeps only fds 0..4). Thread-safe. */
 int spawn_clone(const struct spawn_args *a, pid_t *ret_pid, int *ret_pidfd);

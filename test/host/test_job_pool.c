@@ -1,0 +1,117 @@
+/* core/job with shims started ahead of time (job_runner_config.prespawn_shims): every test of
+ * test_job.c (isolation, cgroups, limits, stops, failures) again, on pooled shims, plus what
+ * only the pool has. */
+#define TEST_PRESPAWN 2
+#include "test_job.c"
+
+#include <dirent.h>
+
+static int count_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        n += fcntl(fd, F_GETFD) >= 0;
+    return n;
+}
+
+/* Our children (every thread's: the event thread clones the shims) into pids; their count. */
+static int children(pid_t *pids, int max)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    int n = 0;
+
+    cr_assert(d);
+    while ((de = readdir(d))) {
+        char path[300];
+        FILE *f;
+        int pid;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/children", de->d_name);
+        f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fscanf(f, "%d", &pid) == 1)
+            if (n < max)
+                pids[n++] = pid;
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Waits (up to 10 s) until we have want children: the pool has filled. */
+static void wait_children(int want)
+{
+    pid_t pids[16];
+    for (int i = 0; i < 1000 && children(pids, 16) != want; i++)
+        usleep(10 * 1000);
+    cr_assert_eq(children(pids, 16), want, "the pool never reached %d shims", want);
+}
+
+Test(job, pool_fills_after_the_first_start_and_runner_free_reaps_it)
+{
+    pid_t pids[16];
+    int fds0, kids0;
+    struct run run;
+
+    job_runner_free(runner); /* the fixture's: count without any runner */
+    runner = NULL;
+    fds0 = count_fds();
+    kids0 = children(pids, 16);
+    runner = new_runner(false);
+    cr_expect_eq(children(pids, 16), kids0, "a pool before any job started");
+    for (int i = 0; i < 3; i++) {
+        start(&run, "/bin/true", NULL);
+        finish(&run);
+        cr_expect_eq(run.st.state, JOB_EXITED);
+        cr_expect_eq(run.st.exit_code, 0);
+        done(&run);
+    }
+    wait_children(kids0 + TEST_PRESPAWN);
+    job_runner_free(runner);
+    runner = NULL;
+    cr_expect_eq(children(pids, 16), kids0, "pooled shims left after job_runner_free");
+    cr_expect_eq(count_fds(), fds0, "fds left after job_runner_free");
+}
+
+Test(job, host_network_jobs_never_take_a_pooled_shim)
+{
+    struct run run;
+    start(&run, "/bin/true", NULL); /* fills the pool (private network) */
+    finish(&run);
+    done(&run);
+    wait_children(TEST_PRESPAWN);
+    struct job_runner *r = runner;
+    start_ex(&run, r, NULL, JOB_NET_HOST, NOBODY, "/bin/sh",
+             (const char *const[]){"-c", "ls /sys/class/net | grep -vx lo | head -1", NULL});
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    finish(&run);
+    char *out = output(&run, OUTLOG_SELECT_STDOUT);
+    cr_expect(out[0] != '\0', "a host-network job sees no device but lo");
+    free(out);
+    done(&run);
+    cr_expect_eq(children((pid_t[16]){0}, 16), TEST_PRESPAWN, "the pool was used or grew");
+}
+
+Test(job, a_pooled_shim_killed_while_waiting_is_not_handed_out)
+{
+    pid_t pids[16];
+    struct run run;
+    int n;
+
+    start(&run, "/bin/true", NULL);
+    finish(&run);
+    done(&run);
+    wait_children(TEST_PRESPAWN);
+    n = children(pids, 16);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(kill(pids[i], SIGKILL), 0);
+    usleep(50 * 1000); /* they are zombies now; the runner reaps them when it looks */
+    start(&run, "/bin/sh", (const char *const[]){"-c", "exit 7", NULL});
+    finish(&run);
+    cr_expect_eq(run.st.state, JOB_EXITED, "%s", job_state_name(run.st.state));
+    cr_expect_eq(run.st.exit_code, 7);
+    done(&run);
+}
