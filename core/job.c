@@ -1,4 +1,5 @@
 #include "job.h"
+#include "job-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,98 +29,7 @@
 #include "outlog.h"
 #include "spawn.h"
 
-#define PIPE_SIZE (1 << 20)  /* F_SETPIPE_SZ: a 64 KiB pipe caps output near 1 GB/s */
-#define READ_BUF (1 << 20)   /* one read drains a full pipe */
-#define START_TIMEOUT_MS 30000 /* shim setup + exec; only a wedged kernel takes this long */
-#define KILL_TIMEOUT_MS 5000
-#define LEFTOVER_KILL_MS 200 /* shim gone, pipes still open: kill the cgroup after this */
-
-enum watch_kind { W_EVENTFD, W_TIMER, W_STDOUT, W_STDERR, W_STATUS, W_PIDFD };
-
-struct job;
-struct watch {
-    enum watch_kind kind;
-    struct job *j; /* NULL for runner-level fds */
-};
-
-struct stop_waiter {
-    job_event_fn fn;
-    void *userdata;
-    struct stop_waiter *next;
-};
-
-struct job {
-    struct job_runner *r;
-    atomic_int refs; /* the caller's + the event thread's (until finalised) */
-    char *id;
-    struct outlog *log;
-    struct cg *cg;
-    job_event_fn on_end;
-    void *on_end_userdata;
-    int pidfd, out_fd, err_fd, status_fd;
-    struct watch w_out, w_err, w_status, w_pid;
-
-    /* Event thread only. */
-    bool reaped, have_status, finalised;
-    struct spawn_status st;
-    int shim_code, shim_status; /* waitid si_code / si_status of the shim */
-
-    /* Under mu. */
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    struct job_status status;
-    bool ended;            /* final status set */
-    bool done;             /* ... and the cgroup removed, stop callbacks run */
-    bool kill_now;         /* event thread: kill the cgroup at once */
-    bool force_killed;     /* the cgroup was killed by a stop */
-    int64_t deadline_ms;   /* CLOCK_MONOTONIC; 0 = none */
-    struct stop_waiter *waiters;
-
-    /* Under r->mu. */
-    struct job *prev, *next;
-};
-
-struct spawn_req {
-    const struct spawn_args *args;
-    pid_t pid;
-    int pidfd;
-    int r;
-    sem_t done;
-    struct spawn_req *next;
-};
-
-/* A started shim, waiting for its go: the server's ends of its fds. */
-struct shim {
-    pid_t pid;
-    int pidfd, out, err, stp, sync;
-};
-
-struct job_runner {
-    struct cg_manager *cgm;
-    char *shim_exe;
-    bool allow_root;
-    unsigned pool_size;
-    int epfd, evfd, tfd, devnull;
-    struct watch w_ev, w_timer;
-    char *buf;
-    pthread_t thread;
-    bool thread_started;
-
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    struct job *jobs;
-    unsigned starting; /* job_start calls between the quit check and list insertion */
-    struct spawn_req *reqs, **reqs_tail;
-    struct shim pool[JOB_PRESPAWN_MAX]; /* shims for private-network jobs, started ahead */
-    unsigned n_pool;
-    bool pool_refill; /* the pool thread tops the pool up */
-    pthread_cond_t pool_cond;
-    pthread_t pool_thread;
-    bool pool_thread_started;
-    bool quit;
-};
-
-static int64_t clock_ms(clockid_t c)
+int64_t job_clock_ms(clockid_t c)
 {
     struct timespec ts;
 
@@ -127,7 +37,7 @@ static int64_t clock_ms(clockid_t c)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void wake(struct job_runner *r)
+void job_runner_wake(struct job_runner *r)
 {
     uint64_t one = 1;
 
@@ -176,160 +86,6 @@ static void job_unref(struct job *j)
 void job_free(struct job *j)
 {
     job_unref(j);
-}
-
-/* ---- shims */
-
-static void shim_init(struct shim *sh)
-{
-    *sh = (struct shim){.pidfd = -1, .out = -1, .err = -1, .stp = -1, .sync = -1};
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        (void)close(*fd);
-    *fd = -1;
-}
-
-/* Kills (if still there), reaps and closes a shim that will run no job. */
-static void shim_discard(struct shim *sh)
-{
-    close_fd(&sh->sync); /* a shim still waiting for its go exits on this EOF */
-    if (sh->pidfd >= 0) {
-        siginfo_t si;
-        (void)pidfd_send_signal(sh->pidfd, SIGKILL, NULL, 0); /* ESRCH: gone already */
-        (void)waitid((idtype_t)P_PIDFD, (id_t)sh->pidfd, &si, WEXITED | __WALL);
-    }
-    close_fd(&sh->pidfd);
-    close_fd(&sh->out);
-    close_fd(&sh->err);
-    close_fd(&sh->stp);
-}
-
-static int run_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *ret_pid,
-                     int *ret_pidfd);
-
-/* Starts a shim: its pipes, its socket, clone3 into new namespaces (and into the cgroup of
- * cgroup_fd, if >= 0) from the event thread, or from the calling thread if here (the pool
- * thread: it lives as long as the runner's jobs, so it may be the shim's pdeathsig parent).
- * 0 with *ret filled, or -errno. */
-static int shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here,
-                      struct shim *ret)
-{
-    char *shim_argv[] = {"runjob", "shim", host_net ? SPAWN_NET_HOST : SPAWN_NET_NONE, NULL};
-    int out[2] = {-1, -1}, err[2] = {-1, -1}, stp[2] = {-1, -1}, sync[2] = {-1, -1};
-    struct spawn_args a;
-    struct shim sh;
-    int e = 0;
-
-    shim_init(&sh);
-    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(stp, O_CLOEXEC) < 0 ||
-        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sync) < 0) {
-        e = -errno;
-        goto out;
-    }
-    /* Best effort: a smaller pipe only costs throughput. */
-    (void)fcntl(out[0], F_SETPIPE_SZ, PIPE_SIZE);
-    (void)fcntl(err[0], F_SETPIPE_SZ, PIPE_SIZE);
-    (void)fcntl(out[0], F_SETFL, O_NONBLOCK);
-    (void)fcntl(err[0], F_SETFL, O_NONBLOCK);
-    (void)fcntl(stp[0], F_SETFL, O_NONBLOCK);
-
-    memset(&a, 0, sizeof(a));
-    a.exe = r->shim_exe;
-    a.argv = shim_argv;
-    a.fds[SPAWN_FD_STDIN] = r->devnull;
-    a.fds[SPAWN_FD_STDOUT] = out[1];
-    a.fds[SPAWN_FD_STDERR] = err[1];
-    a.fds[SPAWN_FD_SYNC] = sync[1];
-    a.fds[SPAWN_FD_STATUS] = stp[1];
-    a.ns_flags =
-        CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (host_net ? 0 : CLONE_NEWNET);
-    a.cgroup_fd = cgroup_fd;
-    e = here ? spawn_clone(&a, &sh.pid, &sh.pidfd) : run_spawn(r, &a, &sh.pid, &sh.pidfd);
-    if (e < 0)
-        goto out;
-    sh.out = TAKE_FD(out[0]);
-    sh.err = TAKE_FD(err[0]);
-    sh.stp = TAKE_FD(stp[0]);
-    sh.sync = TAKE_FD(sync[0]);
-    *ret = sh;
-out:
-    for (int i = 0; i < 2; i++) {
-        close_fd(&out[i]);
-        close_fd(&err[i]);
-        close_fd(&stp[i]);
-        close_fd(&sync[i]);
-    }
-    return e;
-}
-
-/* Takes a pooled shim (private network) into *ret and asks the pool thread to start a
- * replacement. false when the pool is off or empty. */
-static bool pool_take(struct job_runner *r, struct shim *ret)
-{
-    bool got = false;
-
-    pthread_mutex_lock(&r->mu);
-    if (r->pool_size) {
-        r->pool_refill = true;
-        pthread_cond_signal(&r->pool_cond);
-        while (r->n_pool && !got) {
-            struct shim sh = r->pool[--r->n_pool];
-            siginfo_t si;
-            /* One that died while it waited (killed by someone) would look like a job that
-             * started and was killed: never hand it out. */
-            memset(&si, 0, sizeof(si));
-            if (waitid((idtype_t)P_PIDFD, (id_t)sh.pidfd, &si, WEXITED | WNOHANG | __WALL) == 0 &&
-                si.si_pid == 0) {
-                *ret = sh;
-                got = true;
-            } else {
-                shim_discard(&sh);
-            }
-        }
-    }
-    pthread_mutex_unlock(&r->mu);
-    return got;
-}
-
-/* The pool thread: tops the pool up after each take, off the event thread (a clone into a new
- * network namespace takes a millisecond or more; the event thread meanwhile reaps the jobs that
- * end). A failed clone stops it until the next take. Exits when the runner quits. */
-static void *pool_thread(void *arg)
-{
-    struct job_runner *r = arg;
-
-    pthread_mutex_lock(&r->mu);
-    for (;;) {
-        struct shim sh;
-        int e;
-
-        while (!r->quit && !(r->pool_refill && r->n_pool < r->pool_size)) {
-            r->pool_refill = false;
-            pthread_cond_wait(&r->pool_cond, &r->mu);
-        }
-        if (r->quit)
-            break;
-        pthread_mutex_unlock(&r->mu);
-        e = shim_spawn(r, false, -1, true, &sh);
-        pthread_mutex_lock(&r->mu);
-        if (e < 0) {
-            log_debug("job runner: starting a shim ahead of time: %s", strerror(-e));
-            r->pool_refill = false;
-            continue;
-        }
-        if (r->quit || r->n_pool >= r->pool_size) {
-            pthread_mutex_unlock(&r->mu);
-            shim_discard(&sh);
-            pthread_mutex_lock(&r->mu);
-            continue;
-        }
-        r->pool[r->n_pool++] = sh;
-    }
-    pthread_mutex_unlock(&r->mu);
-    return NULL;
 }
 
 /* ---- event thread */
@@ -407,9 +163,9 @@ static void reap(struct job_runner *r, struct job *j)
      * cgroup (see handle_deadlines). */
     if (j->out_fd >= 0 || j->err_fd >= 0) {
         pthread_mutex_lock(&j->mu);
-        j->deadline_ms = clock_ms(CLOCK_MONOTONIC) + LEFTOVER_KILL_MS;
+        j->deadline_ms = job_clock_ms(CLOCK_MONOTONIC) + LEFTOVER_KILL_MS;
         pthread_mutex_unlock(&j->mu);
-        wake(r);
+        job_runner_wake(r);
     }
 }
 
@@ -435,7 +191,7 @@ static void set_final_status(struct job *j, const struct cg_usage *u)
     s->cpu_usec = u->cpu_usec;
     if (u->memory_peak_bytes > s->memory_peak_bytes)
         s->memory_peak_bytes = u->memory_peak_bytes;
-    s->end_ms = clock_ms(CLOCK_REALTIME);
+    s->end_ms = job_clock_ms(CLOCK_REALTIME);
     s->pid = 0;
 }
 
@@ -518,7 +274,7 @@ static void handle_spawn_reqs(struct job_runner *r)
 /* Kills the cgroups whose stop deadline passed and re-arms the timer for the next one. */
 static void handle_deadlines(struct job_runner *r)
 {
-    int64_t now = clock_ms(CLOCK_MONOTONIC), next = 0;
+    int64_t now = job_clock_ms(CLOCK_MONOTONIC), next = 0;
     struct itimerspec its;
 
     pthread_mutex_lock(&r->mu);
@@ -623,7 +379,7 @@ static void *event_thread(void *arg)
 
 /* ---- runner */
 
-static int epoll_add(struct job_runner *r, int fd, struct watch *w)
+int job_epoll_add(struct job_runner *r, int fd, struct watch *w)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
 
@@ -692,14 +448,14 @@ int job_runner_new(const struct job_runner_config *cfg, struct job_runner **ret)
     }
     r->w_ev = (struct watch){.kind = W_EVENTFD};
     r->w_timer = (struct watch){.kind = W_TIMER};
-    if ((e = epoll_add(r, r->evfd, &r->w_ev)) < 0 || (e = epoll_add(r, r->tfd, &r->w_timer)) < 0)
+    if ((e = job_epoll_add(r, r->evfd, &r->w_ev)) < 0 || (e = job_epoll_add(r, r->tfd, &r->w_timer)) < 0)
         goto fail;
     e = -pthread_create(&r->thread, NULL, event_thread, r);
     if (e < 0)
         goto fail;
     r->thread_started = true;
     if (r->pool_size) {
-        e = -pthread_create(&r->pool_thread, NULL, pool_thread, r);
+        e = -pthread_create(&r->pool_thread, NULL, job_pool_thread, r);
         if (e < 0) {
             job_runner_free(r);
             return e;
@@ -725,13 +481,13 @@ void job_runner_free(struct job_runner *r)
         pthread_mutex_unlock(&j->mu);
     }
     pthread_mutex_unlock(&r->mu);
-    wake(r);
+    job_runner_wake(r);
     pthread_mutex_lock(&r->mu);
     while (r->jobs || r->starting)
         pthread_cond_wait(&r->cond, &r->mu);
     pthread_cond_broadcast(&r->pool_cond);
     pthread_mutex_unlock(&r->mu);
-    wake(r);
+    job_runner_wake(r);
     if (r->thread_started)
         pthread_join(r->thread, NULL);
     /* Only now: jobs that took a pooled shim had their pdeathsig tied to this thread. */
@@ -739,7 +495,7 @@ void job_runner_free(struct job_runner *r)
         pthread_join(r->pool_thread, NULL);
     /* The pool thread cloned them: their pdeathsig fired as it exited. Reap them. */
     while (r->n_pool)
-        shim_discard(&r->pool[--r->n_pool]);
+        job_shim_discard(&r->pool[--r->n_pool]);
     runner_close(r);
 }
 
@@ -753,336 +509,6 @@ int job_runner_cleanup_stale(struct job_runner *r, const char *id)
     int e = cg_cleanup_stale(r->cgm, id);
 
     return e < 0 ? e : 0;
-}
-
-/* ---- start */
-
-/* The clone must come from the event thread: the shim's pdeathsig follows the thread that
- * cloned it, and the caller's thread (a gRPC worker, a test thread) may exit long before the
- * job does. */
-static int run_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *ret_pid,
-                     int *ret_pidfd)
-{
-    struct spawn_req q = {.args = a, .pidfd = -1};
-
-    if (r->thread_started && pthread_equal(pthread_self(), r->thread))
-        return spawn_clone(a, ret_pid, ret_pidfd);
-    if (sem_init(&q.done, 0, 0) < 0)
-        return -errno;
-    pthread_mutex_lock(&r->mu);
-    *r->reqs_tail = &q;
-    r->reqs_tail = &q.next;
-    pthread_mutex_unlock(&r->mu);
-    wake(r);
-    while (sem_wait(&q.done) < 0 && errno == EINTR)
-        ;
-    sem_destroy(&q.done);
-    if (q.r < 0)
-        return q.r;
-    *ret_pid = q.pid;
-    *ret_pidfd = q.pidfd;
-    return 0;
-}
-
-/* Waits for the shim's verdict: EOF = the command was exec'd; a message = {step, errno}. */
-static int read_verdict(int fd, struct spawn_sync_msg *ret_msg)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    ssize_t n;
-    int e;
-
-    do
-        e = poll(&p, 1, START_TIMEOUT_MS);
-    while (e < 0 && errno == EINTR);
-    if (e < 0)
-        return -errno;
-    if (e == 0)
-        return -ETIMEDOUT;
-    do
-        n = recv(fd, ret_msg, sizeof(*ret_msg), 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -errno;
-    if (n == 0)
-        return 0;
-    if (n != sizeof(*ret_msg) || ret_msg->err <= 0)
-        return -EPROTO;
-    return 1;
-}
-
-/* The go message, with the spec memfd attached (SCM_RIGHTS). 0 or -errno. */
-static int send_go(int sync_fd, int spec_fd)
-{
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct spawn_sync_msg m = {0};
-    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-    struct msghdr mh = {.msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = ctl.buf,
-                        .msg_controllen = sizeof(ctl.buf)};
-    struct cmsghdr *c;
-    ssize_t n;
-
-    memset(&ctl, 0, sizeof(ctl));
-    c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &spec_fd, sizeof(int));
-    do
-        n = sendmsg(sync_fd, &mh, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : 0;
-}
-
-static char **build_argv(const struct job_spec *spec)
-{
-    char **v = calloc(spec->n_args + 2, sizeof(char *));
-
-    if (!v)
-        return NULL;
-    v[0] = (char *)spec->path;
-    for (size_t i = 0; i < spec->n_args; i++)
-        v[i + 1] = (char *)spec->args[i];
-    return v;
-}
-
-static int write_spec_memfd(const struct job_spec *spec, int *ret_fd)
-{
-    static const char *const min_env[] = {
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", NULL};
-    _cleanup_free_ char **argv = build_argv(spec);
-    _cleanup_free_ void *blob = NULL;
-    _cleanup_close_ int fd = -1;
-    struct spawn_spec s;
-    size_t len, off = 0;
-    int e;
-
-    if (!argv)
-        return -ENOMEM;
-    s = (struct spawn_spec){
-        .id = spec->id,
-        .path = spec->path,
-        .cwd = spec->cwd ? spec->cwd : "/",
-        .argv = (const char *const *)argv,
-        .envp = spec->env ? spec->env : min_env,
-        .uid = spec->uid,
-        .gid = spec->gid,
-        .host_net = spec->network == JOB_NET_HOST,
-    };
-    e = spawn_spec_pack(&s, &blob, &len);
-    if (e < 0)
-        return e;
-    fd = memfd_create("runjob-spec", MFD_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    while (off < len) {
-        ssize_t n = write(fd, (char *)blob + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        off += (size_t)n;
-    }
-    *ret_fd = TAKE_FD(fd);
-    return 0;
-}
-
-static void format_start_error(const struct job_spec *spec, const struct spawn_sync_msg *m,
-                               char *errbuf, size_t errlen)
-{
-    struct stat st;
-    bool is_dir = false, no_x = false;
-
-    if (m->step == SHIM_STEP_EXEC_SHIM) {
-        snprintf(errbuf, errlen, "starting the job shim: %s", strerror(m->err));
-        return;
-    }
-    if (m->step == SHIM_STEP_EXEC && m->err == EACCES && stat(spec->path, &st) == 0) {
-        is_dir = S_ISDIR(st.st_mode);
-        no_x = !(st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH));
-    }
-    spawn_format_error(m->step, m->err, spec->path, spec->cwd ? spec->cwd : "/", is_dir, no_x,
-                       errbuf, errlen);
-}
-
-static int check_spec(struct job_runner *r, const struct job_spec *spec, char *errbuf,
-                      size_t errlen)
-{
-    if (!spec->id || !cg_id_is_valid(spec->id)) {
-        snprintf(errbuf, errlen, "invalid job id '%s'", spec->id ? spec->id : "");
-        return -EINVAL;
-    }
-    if (!spec->path || spec->path[0] != '/') {
-        snprintf(errbuf, errlen, "'%s': not an absolute path", spec->path ? spec->path : "");
-        return -EINVAL;
-    }
-    if (spec->n_args && !spec->args) {
-        snprintf(errbuf, errlen, "arguments missing");
-        return -EINVAL;
-    }
-    if (spec->cwd && spec->cwd[0] != '/') {
-        snprintf(errbuf, errlen, "working directory '%s': not an absolute path", spec->cwd);
-        return -EINVAL;
-    }
-    if ((spec->uid == 0 || spec->gid == 0) && !r->allow_root) {
-        snprintf(errbuf, errlen, "running a job as root is not allowed on this server");
-        return -EPERM;
-    }
-    return 0;
-}
-
-int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on_end,
-              void *userdata, struct job **ret, char *errbuf, size_t errlen)
-{
-    struct cg_limits lim = {
-        .cpu_millis = spec->limits.cpu_millis,
-        .memory_bytes = spec->limits.memory_bytes,
-        .io_riops = spec->limits.io_riops,
-        .io_wiops = spec->limits.io_wiops,
-        .io_rbps = spec->limits.io_rbps,
-        .io_wbps = spec->limits.io_wbps,
-        .pids = spec->limits.pids,
-    };
-    bool host_net = spec->network == JOB_NET_HOST, attach = true;
-    struct spawn_sync_msg msg = {0};
-    struct shim sh;
-    struct job *j = NULL;
-    struct cg *cg = NULL;
-    int memfd = -1, e;
-    char dummy[1];
-
-    shim_init(&sh);
-
-    if (!errbuf || errlen == 0) {
-        errbuf = dummy;
-        errlen = sizeof(dummy);
-    }
-    errbuf[0] = '\0';
-    e = check_spec(r, spec, errbuf, errlen);
-    if (e < 0)
-        return e;
-    pthread_mutex_lock(&r->mu);
-    if (r->quit) {
-        pthread_mutex_unlock(&r->mu);
-        snprintf(errbuf, errlen, "the job runner is shutting down");
-        return -ESHUTDOWN;
-    }
-    r->starting++;
-    pthread_mutex_unlock(&r->mu);
-
-    e = write_spec_memfd(spec, &memfd);
-    if (e < 0) {
-        snprintf(errbuf, errlen, "passing the job spec: %s", strerror(-e));
-        goto fail;
-    }
-    e = cg_create(r->cgm, spec->id, &lim, &cg);
-    if (e < 0) {
-        snprintf(errbuf, errlen, "creating the job cgroup: %s", strerror(-e));
-        goto fail;
-    }
-    /* A pooled shim has its namespaces, mounts and filter ready; otherwise start one now (on
-     * cgroup v2 straight into the job's cgroup). Either way it waits for the go below. */
-    if (host_net || !pool_take(r, &sh)) {
-        int cgfd = cg_get_dirfd(cg);
-        attach = cgfd < 0; /* v1: attached below, while the shim waits for go */
-        e = shim_spawn(r, host_net, cgfd < 0 ? -1 : cgfd, false, &sh);
-        if (e < 0) {
-            snprintf(errbuf, errlen, "cloning the job shim: %s", strerror(-e));
-            goto fail;
-        }
-    }
-    if (attach) {
-        e = cg_attach(cg, sh.pid);
-        if (e < 0) {
-            snprintf(errbuf, errlen, "moving the job into its cgroup: %s", strerror(-e));
-            goto fail;
-        }
-    }
-    /* EPIPE: the shim already failed (e.g. its own exec) and said why: read that below. */
-    e = send_go(sh.sync, memfd);
-    if (e < 0 && e != -EPIPE) {
-        snprintf(errbuf, errlen, "releasing the job shim: %s", strerror(-e));
-        goto fail;
-    }
-    close_fd(&memfd);
-    e = read_verdict(sh.sync, &msg);
-    if (e < 0) {
-        snprintf(errbuf, errlen, "waiting for the job to start: %s", strerror(-e));
-        goto fail;
-    }
-    if (e > 0) {
-        format_start_error(spec, &msg, errbuf, errlen);
-        e = -msg.err;
-        goto fail;
-    }
-    close_fd(&sh.sync);
-
-    j = calloc(1, sizeof(*j));
-    if (!j || !(j->id = strdup(spec->id))) {
-        free(j);
-        j = NULL;
-        e = -ENOMEM;
-        snprintf(errbuf, errlen, "out of memory");
-        goto fail;
-    }
-    atomic_init(&j->refs, 2);
-    pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cond, NULL);
-    j->r = r;
-    j->log = spec->log;
-    j->cg = TAKE_PTR(cg);
-    j->on_end = on_end;
-    j->on_end_userdata = userdata;
-    j->pidfd = TAKE_FD(sh.pidfd);
-    j->out_fd = TAKE_FD(sh.out);
-    j->err_fd = TAKE_FD(sh.err);
-    j->status_fd = TAKE_FD(sh.stp);
-    j->w_out = (struct watch){.kind = W_STDOUT, .j = j};
-    j->w_err = (struct watch){.kind = W_STDERR, .j = j};
-    j->w_status = (struct watch){.kind = W_STATUS, .j = j};
-    j->w_pid = (struct watch){.kind = W_PIDFD, .j = j};
-    j->status.state = JOB_RUNNING;
-    j->status.pid = sh.pid;
-    j->status.start_ms = clock_ms(CLOCK_REALTIME);
-
-    pthread_mutex_lock(&r->mu);
-    j->next = r->jobs;
-    if (r->jobs)
-        r->jobs->prev = j;
-    r->jobs = j;
-    j->kill_now = r->quit; /* the runner began shutting down meanwhile */
-    r->starting--;
-    pthread_mutex_unlock(&r->mu);
-    /* Cannot fail short of ENOMEM in the kernel; the job would then never be finalised, so
-     * kill it, and the pidfd watch (added last) still reaps it. */
-    if (epoll_add(r, j->out_fd, &j->w_out) < 0 || epoll_add(r, j->err_fd, &j->w_err) < 0 ||
-        epoll_add(r, j->status_fd, &j->w_status) < 0)
-        log_debug("job %s: epoll_ctl: %s", j->id, strerror(errno));
-    if (epoll_add(r, j->pidfd, &j->w_pid) < 0)
-        log_debug("job %s: epoll_ctl pidfd: %s", j->id, strerror(errno));
-    if (j->kill_now)
-        wake(r);
-    *ret = j;
-    return 0;
-
-fail:
-    shim_discard(&sh);
-    close_fd(&memfd);
-    if (cg) {
-        int d = cg_destroy(cg, KILL_TIMEOUT_MS);
-        if (d < 0)
-            log_debug("job %s: removing cgroup after failed start: %s", spec->id, strerror(-d));
-        cg_free(cg);
-    }
-    pthread_mutex_lock(&r->mu);
-    r->starting--;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->mu);
-    return e;
 }
 
 /* ---- stop, wait, status */
@@ -1114,14 +540,14 @@ int job_stop_async(struct job *j, int sig, int64_t grace_ms, job_event_fn done, 
     if (sig == SIGKILL || grace_ms < 0) {
         j->kill_now = true;
     } else {
-        int64_t deadline = clock_ms(CLOCK_MONOTONIC) + grace_ms;
+        int64_t deadline = job_clock_ms(CLOCK_MONOTONIC) + grace_ms;
         if (!j->deadline_ms || deadline < j->deadline_ms)
             j->deadline_ms = deadline;
         /* The shim forwards it to the command's process group. ESRCH: already exiting. */
         (void)pidfd_send_signal(j->pidfd, sig, NULL, 0);
     }
     pthread_mutex_unlock(&j->mu);
-    wake(j->r);
+    job_runner_wake(j->r);
     return 0;
 }
 

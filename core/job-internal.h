@@ -1,0 +1,115 @@
+#pragma once
+/* Shared by core/job.c (jobs, the event thread, the runner, stop and status) and
+ * core/job-start.c (the shim pool and job_start); not for other modules. */
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "cgroup.h"
+#include "job.h"
+#include "spawn.h"
+
+#define PIPE_SIZE (1 << 20)  /* F_SETPIPE_SZ: a 64 KiB pipe caps output near 1 GB/s */
+#define READ_BUF (1 << 20)   /* one read drains a full pipe */
+#define START_TIMEOUT_MS 30000 /* shim setup + exec; only a wedged kernel takes this long */
+#define KILL_TIMEOUT_MS 5000
+#define LEFTOVER_KILL_MS 200 /* shim gone, pipes still open: kill the cgroup after this */
+
+enum watch_kind { W_EVENTFD, W_TIMER, W_STDOUT, W_STDERR, W_STATUS, W_PIDFD };
+
+struct job;
+struct watch {
+    enum watch_kind kind;
+    struct job *j; /* NULL for runner-level fds */
+};
+
+struct stop_waiter {
+    job_event_fn fn;
+    void *userdata;
+    struct stop_waiter *next;
+};
+
+struct job {
+    struct job_runner *r;
+    atomic_int refs; /* the caller's + the event thread's (until finalised) */
+    char *id;
+    struct outlog *log;
+    struct cg *cg;
+    job_event_fn on_end;
+    void *on_end_userdata;
+    int pidfd, out_fd, err_fd, status_fd;
+    struct watch w_out, w_err, w_status, w_pid;
+
+    /* Event thread only. */
+    bool reaped, have_status, finalised;
+    struct spawn_status st;
+    int shim_code, shim_status; /* waitid si_code / si_status of the shim */
+
+    /* Under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct job_status status;
+    bool ended;            /* final status set */
+    bool done;             /* ... and the cgroup removed, stop callbacks run */
+    bool kill_now;         /* event thread: kill the cgroup at once */
+    bool force_killed;     /* the cgroup was killed by a stop */
+    int64_t deadline_ms;   /* CLOCK_MONOTONIC; 0 = none */
+    struct stop_waiter *waiters;
+
+    /* Under r->mu. */
+    struct job *prev, *next;
+};
+
+struct spawn_req {
+    const struct spawn_args *args;
+    pid_t pid;
+    int pidfd;
+    int r;
+    sem_t done;
+    struct spawn_req *next;
+};
+
+/* A started shim, waiting for its go: the server's ends of its fds. */
+struct shim {
+    pid_t pid;
+    int pidfd, out, err, stp, sync;
+};
+
+struct job_runner {
+    struct cg_manager *cgm;
+    char *shim_exe;
+    bool allow_root;
+    unsigned pool_size;
+    int epfd, evfd, tfd, devnull;
+    struct watch w_ev, w_timer;
+    char *buf;
+    pthread_t thread;
+    bool thread_started;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct job *jobs;
+    unsigned starting; /* job_start calls between the quit check and list insertion */
+    struct spawn_req *reqs, **reqs_tail;
+    struct shim pool[JOB_PRESPAWN_MAX]; /* shims for private-network jobs, started ahead */
+    unsigned n_pool;
+    bool pool_refill; /* the pool thread tops the pool up */
+    pthread_cond_t pool_cond;
+    pthread_t pool_thread;
+    bool pool_thread_started;
+    bool quit;
+};
+
+/* CLOCK_REALTIME or CLOCK_MONOTONIC in milliseconds. */
+int64_t job_clock_ms(clockid_t c);
+/* job-start.c: kills and reaps a pooled shim that will not be used, closing its fds. */
+void job_shim_discard(struct shim *sh);
+/* job-start.c: the pool thread, keeping r->pool topped up until the runner quits. */
+void *job_pool_thread(void *arg);
+/* job.c: wakes the event thread (its eventfd). */
+void job_runner_wake(struct job_runner *r);
+/* job.c: watches fd on the event thread's epoll, w its context. */
+int job_epoll_add(struct job_runner *r, int fd, struct watch *w);
