@@ -140,11 +140,17 @@ t_server_start() {
 # its first act, is the root of a cgroup namespace rooted there.
 t_cgroup_first() {
     need_server cgroup-first || return
-    if ! start_job id /bin/sh -c 'cat /proc/self/cgroup; exec sleep 3'; then
+    # sleep 37: a number no other test uses, long enough for a slow TCG guest; stopped below.
+    if ! start_job id /bin/sh -c 'cat /proc/self/cgroup; exec sleep 37'; then
         fail cgroup-first "start failed: $START_OUT"
         return
     fi
-    sleep 1
+    sp=
+    for _ in $(seq 50); do # the shell exec's sleep once it has printed its cgroup
+        sp=$(pids_by_cmdline sleep 37 | head -n 1)
+        [ -n "$sp" ] && break
+        sleep 0.2
+    done
     dirs=$(cg_dirs "$id")
     if [ -z "$dirs" ]; then
         fail cgroup-first "no cgroup directory named $id under $CG"
@@ -157,10 +163,9 @@ t_cgroup_first() {
         npids=$((npids + $(wc -l <"$d/cgroup.procs")))
     done
     [ "$npids" -ge 1 ] || bad="job cgroup holds no process while the job runs"
-    # Host view of the command (sleep 3 replaced the shell): its cgroup is the job's.
-    sp=$(pids_by_cmdline sleep 3 | head -n 1)
+    # Host view of the command (sleep 37 replaced the shell): its cgroup is the job's.
     if [ -z "$sp" ]; then
-        bad="${bad:+$bad; }cannot find the job's 'sleep 3' process"
+        bad="${bad:+$bad; }cannot find the job's 'sleep 37' process within 10 s"
     else
         if [ "$RJ_MODE" = v2 ]; then
             hc=$(sed -n 's/^0:://p' "/proc/$sp/cgroup")
@@ -172,8 +177,9 @@ t_cgroup_first() {
             done
         fi
     fi
-    job_wait "$id" 15 || bad="${bad:+$bad; }job did not end"
-    out=$(rj stream "$id" 2>&1)
+    rj stop --grace 0 "$id" >/dev/null 2>&1
+    job_wait "$id" 15 || bad="${bad:+$bad; }job did not end after stop"
+    out=$(rj stream "$id" 2>/dev/null)
     # The job's cgroup namespace is rooted at its own cgroup (the shim unshares it once it is
     # in the job cgroup: clone3 CLONE_INTO_CGROUP on v2, attach before "go" on v1), so the
     # command, reading /proc/self/cgroup as its first act, sees exactly "/" in every hierarchy.
