@@ -208,6 +208,11 @@ int client_fail(const struct client_opts *o, const struct rpc_error *err)
     return 1;
 }
 
+static void wait_for_grpc(void)
+{
+    rpc_client_wait_library_idle(1000);
+}
+
 int client_dial(const struct client_opts *o, struct rpc_client **ret)
 {
     struct rpc_client_config cfg = {
@@ -218,9 +223,12 @@ int client_dial(const struct client_opts *o, struct rpc_client **ret)
         .key_path = o->key_path,
     };
     struct rpc_error err = {0};
+    static bool hooked;
 
     if (rpc_client_open(&cfg, ret, &err) < 0)
         return client_fail(o, &err);
+    if (!hooked) /* the applet frees its client on return; exit waits for gRPC to finish */
+        hooked = atexit(wait_for_grpc) == 0;
     return 0;
 }
 

@@ -255,6 +255,12 @@ void rpc_client_free(struct rpc_client *c)
     grpc_shutdown();
 }
 
+void rpc_client_wait_library_idle(int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms && grpc_is_initialized(); waited++)
+        (void)usleep(1000);
+}
+
 static void describe_slice(const struct rpc_client *c, grpc_status_code code, grpc_slice details,
                            const char *error_string, int64_t deadline_ms, struct rpc_error *err)
 {

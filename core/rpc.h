@@ -69,6 +69,10 @@ struct rpc_client; /* one channel; every call below is thread-safe on it */
 int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret,
                     struct rpc_error *err);
 void rpc_client_free(struct rpc_client *c); /* NULL-safe */
+/* After the last rpc_client_free, gRPC finishes its clean-up on its own threads. A process about
+ * to exit calls this to wait for that (at most timeout_ms), so that exit() never races a gRPC
+ * thread still freeing (sanitizers report such a race as a leak). */
+void rpc_client_wait_library_idle(int timeout_ms);
 
 /* Unary calls: 0 with *ret set (free with protobuf_c_message_free_unpacked(&(*ret)->base, NULL)),
  * or -1 with err filled. */
