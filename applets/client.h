@@ -142,7 +142,7 @@ enum {
     "  -c, --command PATH         the program (instead of the first argument)\n"                 \
     "  -A, --command-args ARG     one more argument for the program (repeatable)\n"              \
     "      --cpu MILLIS           CPU limit in thousandths of a CPU (1000 = one CPU)\n"          \
-    "      --memory BYTES         memory limit; K, M, G suffixes (512M)\n"                        \
+    "      --memory BYTES         memory limit: 512M (K, M, G = x1024; KB, MB, GB = x1000)\n"    \
     "      --riops N, --wiops N   disk read / write operations per second\n"                     \
     "      --rbps BYTES, --wbps BYTES  disk read / write bytes per second (10M)\n"               \
     "      --pids N               most processes and threads the job may have\n"                 \
