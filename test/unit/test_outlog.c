@@ -941,7 +941,7 @@ Test(outlog, ended_logs_hold_no_fd, .timeout = 60)
 {
     struct outlog **logs = calloc(MANY_LOGS, sizeof(*logs));
     struct outlog_reader *rs[4] = {NULL};
-    char p[300], line[32];
+    char p[300], line[64];
     struct rlimit old, rl;
     int base;
 
@@ -1101,7 +1101,7 @@ static void *churn_main(void *p)
     return NULL;
 }
 
-Test(outlog, readers_come_and_go_across_close, .timeout = 120)
+Test(outlog, readers_come_and_go_across_close, .timeout = 60)
 {
     enum { N = 6 };
     struct outlog *l = NULL;
