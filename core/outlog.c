@@ -32,7 +32,17 @@
  * stream before it) lets a reader jump close to its start offset and walk only record headers
  * from there. The index is bounded (at most CP_MAX entries, 96 KiB, grown on demand): when full,
  * every other entry is dropped and the spacing doubles, so memory stays O(1) in the output size
- * and a seek walks at most a few MiB (or a few thousand records) of headers. */
+ * and a seek walks at most a few MiB (or a few thousand records) of headers.
+ *
+ * Open files: a server keeps a struct outlog for every job it remembers, so the file must not
+ * be open for each of them. The fd is held only while someone can use it: from outlog_create
+ * until outlog_close (the writer), and while at least one reader exists (n_readers > 0).
+ * After the close, the last reader to go closes it; the next outlog_reader_new opens the file
+ * again, read-only, by its path. outlog_open opens nothing: the first getter or reader reads
+ * the file headers (load_locked), keeps what they say in memory (byte counts, truncation, the
+ * checkpoint index) and lets the fd go again. So a closed log with no reader holds no fd.
+ * l->fd changes only under the lock, and only while nobody can be using it (no reader, and the
+ * writer done: closed), which is why readers and the writer may use it without the lock. */
 
 #define FILE_MAGIC     "RJOUTLOG"
 #define FILE_VERSION   1u
@@ -68,7 +78,8 @@ struct checkpoint {
 };
 
 struct outlog {
-    int fd;
+    int fd;     /* -1 while nobody needs it (see "Open files"); changes only under the lock */
+    char *path; /* to open it again */
     uint64_t cap_bytes;
     uint64_t wpos; /* writer only: where the next record goes (== end unless a write failed) */
 
@@ -81,10 +92,11 @@ struct outlog {
     _Atomic uint64_t end;
     atomic_bool closed;
     atomic_bool truncated;
+    atomic_bool loaded;    /* the state below describes the file (false: outlog_open'ed only) */
     uint64_t bytes[2];     /* payload below end: stdout, stderr */
     unsigned n_sleepers;   /* threads in outlog_reader_next's cond_wait */
     unsigned n_cancelling; /* threads in outlog_reader_cancel_wait waiting for a callback */
-    unsigned n_readers;
+    unsigned n_readers;    /* each holds the fd open */
 
     struct checkpoint *cps;
     size_t n_cps, cap_cps; /* grows by doubling up to CP_MAX: small logs stay small */
@@ -146,12 +158,13 @@ static bool hdr_is_selected(const struct rec_hdr *h, unsigned mask)
     return h->stream < 32 && (mask & (1u << h->stream));
 }
 
-static struct outlog *log_alloc(void)
+static struct outlog *log_alloc(const char *path)
 {
     struct outlog *l = calloc(1, sizeof(*l));
     if (!l)
         return NULL;
     l->fd = -1;
+    l->path = strdup(path);
     l->cp_every_bytes = CP_INIT_BYTES;
     l->cp_every_records = CP_INIT_RECORDS;
     l->queue_tail = &l->queue_head;
@@ -159,7 +172,9 @@ static struct outlog *log_alloc(void)
     l->wpos = FILE_HDR_SIZE;
     l->cap_cps = CP_MAX < 16 ? CP_MAX : 16;
     l->cps = calloc(l->cap_cps, sizeof(*l->cps));
-    if (!l->cps) {
+    if (!l->cps || !l->path) {
+        free(l->cps);
+        free(l->path);
         free(l);
         return NULL;
     }
@@ -171,6 +186,39 @@ static struct outlog *log_alloc(void)
     l->cps[0].pos = FILE_HDR_SIZE;
     l->n_cps = 1;
     return l;
+}
+
+/* Back to the state of an empty log, after a load that failed half-way (so that a retry does
+ * not count records twice). Under the lock, with no reader. */
+static void index_reset(struct outlog *l)
+{
+    l->bytes[0] = l->bytes[1] = 0;
+    l->cps[0] = (struct checkpoint){.pos = FILE_HDR_SIZE};
+    l->n_cps = 1;
+    l->cp_every_bytes = CP_INIT_BYTES;
+    l->cp_every_records = CP_INIT_RECORDS;
+    l->cp_records = 0;
+    atomic_store(&l->truncated, false);
+    atomic_store(&l->end, FILE_HDR_SIZE);
+    l->wpos = FILE_HDR_SIZE;
+}
+
+/* Under the lock: makes l->fd valid, opening the file again (read-only) if nobody holds it. */
+static int fd_get_locked(struct outlog *l)
+{
+    if (l->fd >= 0)
+        return 0;
+    l->fd = open(l->path, O_RDONLY | O_CLOEXEC);
+    return l->fd < 0 ? -errno : 0;
+}
+
+/* Under the lock: closes the fd once nobody can use it: no reader, and no more writes. */
+static void fd_drop_locked(struct outlog *l)
+{
+    if (l->fd >= 0 && l->n_readers == 0 && atomic_load(&l->closed)) {
+        (void)close(l->fd); /* read-only by now, or written without fsync: nothing to lose */
+        l->fd = -1;
+    }
 }
 
 /* Called for every record as it is published (under the lock, or before the log is shared). */
@@ -209,7 +257,7 @@ static void index_record(struct outlog *l, uint64_t pos, const struct rec_hdr *h
 
 int outlog_create(const char *path, uint64_t cap_bytes, struct outlog **ret)
 {
-    _cleanup_(outlog_freep) struct outlog *l = log_alloc();
+    _cleanup_(outlog_freep) struct outlog *l = log_alloc(path);
     char fhdr[FILE_HDR_SIZE] = FILE_MAGIC;
     uint32_t version = FILE_VERSION;
     ssize_t n;
@@ -229,6 +277,7 @@ int outlog_create(const char *path, uint64_t cap_bytes, struct outlog **ret)
         (void)unlink(path); /* we made it; a headerless file would only confuse a restart */
         return r;
     }
+    atomic_store(&l->loaded, true); /* empty, and the writer keeps the state from now on */
     *ret = TAKE_PTR(l);
     return 0;
 }
@@ -268,37 +317,72 @@ static int scan_existing(struct outlog *l, uint64_t size)
     return 0;
 }
 
-int outlog_open(const char *path, struct outlog **ret)
+/* Under the lock, with l->fd open: reads what the file holds into memory. */
+static int read_existing(struct outlog *l)
 {
-    _cleanup_(outlog_freep) struct outlog *l = log_alloc();
     char fhdr[FILE_HDR_SIZE];
     struct stat st;
+    uint32_t version;
     ssize_t n;
-    int r;
 
-    if (!l)
-        return -ENOMEM;
-    l->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (l->fd < 0)
-        return -errno;
     if (fstat(l->fd, &st) < 0)
         return -errno;
     n = pread(l->fd, fhdr, sizeof(fhdr), 0);
     if (n < 0)
         return -errno;
-    if (n == (ssize_t)sizeof(fhdr)) {
-        uint32_t version;
-        memcpy(&version, fhdr + 8, sizeof(version));
-        if (memcmp(fhdr, FILE_MAGIC, 8) != 0 || version != FILE_VERSION)
-            return -EBADMSG;
-        r = scan_existing(l, (uint64_t)st.st_size);
-        if (r < 0)
-            return r;
-    }
-    /* else: a crash right after create left a torn file header: an empty log. */
+    if (n < (ssize_t)sizeof(fhdr))
+        return 0; /* a crash right after create left a torn file header: an empty log */
+    memcpy(&version, fhdr + 8, sizeof(version));
+    if (memcmp(fhdr, FILE_MAGIC, 8) != 0 || version != FILE_VERSION)
+        return -EBADMSG;
+    return scan_existing(l, (uint64_t)st.st_size);
+}
+
+/* Under the lock: the first use of a log from outlog_open reads its headers (once; a failure
+ * is retried on the next use). The fd it needs goes again unless a reader holds it. */
+static int load_locked(struct outlog *l)
+{
+    int r;
+
+    if (atomic_load(&l->loaded))
+        return 0;
+    r = fd_get_locked(l);
+    if (r < 0)
+        return r;
+    r = read_existing(l);
+    if (r < 0)
+        index_reset(l);
+    else
+        atomic_store(&l->loaded, true);
+    fd_drop_locked(l);
+    return r;
+}
+
+int outlog_open(const char *path, struct outlog **ret)
+{
+    _cleanup_(outlog_freep) struct outlog *l = log_alloc(path);
+    struct stat st;
+
+    if (!l)
+        return -ENOMEM;
+    /* Only a stat: a server opens every old job's log at start, and most are never read. */
+    if (stat(path, &st) < 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode))
+        return -EISDIR;
     atomic_store(&l->closed, true);
     *ret = TAKE_PTR(l);
     return 0;
+}
+
+int outlog_load(struct outlog *l)
+{
+    int r;
+
+    (void)pthread_mutex_lock(&l->lock);
+    r = load_locked(l);
+    (void)pthread_mutex_unlock(&l->lock);
+    return r;
 }
 
 /* Moves the armed readers that now have something to read onto the queue. Under the lock. */
@@ -467,6 +551,7 @@ void outlog_close(struct outlog *l)
         atomic_store(&l->closed, true);
         queue_ready(l);
         dispatch_locked(l);
+        fd_drop_locked(l); /* the writer is done with it; readers (if any) let it go later */
     }
     (void)pthread_mutex_unlock(&l->lock);
 }
@@ -481,6 +566,7 @@ void outlog_free(struct outlog *l)
     (void)pthread_cond_destroy(&l->data_cond);
     (void)pthread_mutex_destroy(&l->lock);
     free(l->cps);
+    free(l->path);
     free(l);
 }
 
@@ -488,6 +574,7 @@ uint64_t outlog_get_bytes(struct outlog *l)
 {
     uint64_t n;
     (void)pthread_mutex_lock(&l->lock);
+    (void)load_locked(l); /* a log that cannot be read counts no bytes (documented) */
     n = l->bytes[0] + l->bytes[1];
     (void)pthread_mutex_unlock(&l->lock);
     return n;
@@ -497,6 +584,7 @@ uint64_t outlog_get_selected_bytes(struct outlog *l, unsigned select_mask)
 {
     uint64_t n = 0;
     (void)pthread_mutex_lock(&l->lock);
+    (void)load_locked(l); /* as in outlog_get_bytes */
     if (select_mask & OUTLOG_SELECT_STDOUT)
         n += l->bytes[OUTLOG_STDOUT - 1];
     if (select_mask & OUTLOG_SELECT_STDERR)
@@ -507,6 +595,11 @@ uint64_t outlog_get_selected_bytes(struct outlog *l, unsigned select_mask)
 
 bool outlog_is_truncated(struct outlog *l)
 {
+    if (!atomic_load(&l->loaded)) {
+        (void)pthread_mutex_lock(&l->lock);
+        (void)load_locked(l); /* as in outlog_get_bytes */
+        (void)pthread_mutex_unlock(&l->lock);
+    }
     return atomic_load(&l->truncated);
 }
 
@@ -519,6 +612,7 @@ int outlog_reader_new(struct outlog *l, unsigned select_mask, uint64_t offset,
                       struct outlog_reader **ret)
 {
     struct outlog_reader *r;
+    int k;
 
     if ((select_mask & OUTLOG_SELECT_ALL) == 0 || (select_mask & ~OUTLOG_SELECT_ALL) != 0)
         return -EINVAL;
@@ -530,8 +624,19 @@ int outlog_reader_new(struct outlog *l, unsigned select_mask, uint64_t offset,
     r->pos = FILE_HDR_SIZE;
     r->target = offset; /* the seek happens lazily in read, from the checkpoint index */
     (void)pthread_mutex_lock(&l->lock);
-    l->n_readers++;
+    l->n_readers++; /* first: then the load below keeps the fd it opens for us */
+    k = load_locked(l);
+    if (k == 0)
+        k = fd_get_locked(l);
+    if (k < 0) {
+        l->n_readers--;
+        fd_drop_locked(l);
+    }
     (void)pthread_mutex_unlock(&l->lock);
+    if (k < 0) {
+        free(r);
+        return k;
+    }
     *ret = r;
     return 0;
 }
@@ -546,6 +651,7 @@ void outlog_reader_free(struct outlog_reader *r)
     (void)outlog_reader_cancel_wait(r);
     (void)pthread_mutex_lock(&l->lock);
     l->n_readers--;
+    fd_drop_locked(l); /* the last reader of a closed log lets the file go */
     (void)pthread_mutex_unlock(&l->lock);
     free(r);
 }

@@ -8,6 +8,9 @@
  * first byte (a stdout-only reader's offset 10 is the 11th stdout byte; an all-streams reader's
  * offset 10 is the 11th byte of either stream in arrival order). Resume = offset + bytes read.
  *
+ * Open files: a log holds its file open only while it is being written (create .. close) or
+ * read (while a reader exists), so a closed log nobody reads costs memory but no fd.
+ *
  * CONTRACT NOTE: core/server codes against this header; extend it, don't break it. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,8 +41,13 @@ struct outlog_chunk_info {
  * the payload recorded; past it output is dropped and the log marked truncated. */
 int outlog_create(const char *path, uint64_t cap_bytes, struct outlog **ret);
 /* Opens an existing log (after a restart): read-only, already closed for appends; a torn last
- * record (crash mid-write) is ignored. */
+ * record (crash mid-write) is ignored. Lazy: only checks that path exists (-ENOENT); the file
+ * is read on first use (a getter, outlog_reader_new or outlog_load), and only then is a
+ * foreign or unreadable file noticed. Holds no fd until a reader comes. */
 int outlog_open(const char *path, struct outlog **ret);
+/* Reads a log from outlog_open now, if not done yet: 0, or -errno (-EBADMSG: not a log; the
+ * next use tries again). Always 0 for a log from outlog_create. Thread-safe. */
+int outlog_load(struct outlog *l);
 
 /* Appends n bytes of one stream. Writer thread only (one writer). Never blocks on readers.
  * Returns 0 (also when the bytes were dropped by the cap) or -errno (e.g. -ENOSPC: the log is
@@ -48,13 +56,15 @@ int outlog_open(const char *path, struct outlog **ret);
  * callbacks run on this thread, inside this call, with no outlog lock held. */
 int outlog_append(struct outlog *l, enum outlog_stream s, const void *buf, size_t n);
 /* Marks the end of output: no more appends; readers at the end get 0 (EOF). Idempotent.
- * Fires every armed wake-up (on this thread, inside this call). Does not fsync. */
+ * Fires every armed wake-up (on this thread, inside this call). Does not fsync. Called by the
+ * writer (never while an append runs). Closes the file unless a reader still holds it. */
 void outlog_close(struct outlog *l);
 /* Frees the log. Every reader must have been freed first, and no append/close may be running.
  * NULL-safe. */
 void outlog_free(struct outlog *l);
 
-/* Thread-safe getters. */
+/* Thread-safe getters. On a log from outlog_open the first call reads the file (see there);
+ * if that fails they answer as for an empty log (0 bytes, not truncated). */
 uint64_t outlog_get_bytes(struct outlog *l); /* payload bytes recorded, both streams */
 /* Payload bytes recorded of the streams in select_mask (OUTLOG_SELECT_*): the end offset of a
  * reader with that selection. */
@@ -63,10 +73,12 @@ bool outlog_is_truncated(struct outlog *l);
 bool outlog_is_closed(struct outlog *l);
 
 /* A cursor over the log's selected streams from offset (beyond the end: waits there).
- * The caller keeps the log alive until the reader is freed. */
+ * The caller keeps the log alive until the reader is freed. Opens the file again if no one
+ * holds it (a closed log): -EMFILE and the like, or outlog_load's errors, can come back. */
 int outlog_reader_new(struct outlog *l, unsigned select_mask, uint64_t offset,
                       struct outlog_reader **ret);
-void outlog_reader_free(struct outlog_reader *r); /* NULL-safe; cancels a pending wait first */
+/* NULL-safe; cancels a pending wait first. The last reader of a closed log closes its file. */
+void outlog_reader_free(struct outlog_reader *r);
 
 /* Non-blocking: copies up to cap bytes of the next record(s) of one stream into buf.
  * Returns >0 bytes (info filled), 0 at the end of a closed log, -EAGAIN when nothing is there

@@ -375,7 +375,7 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_e
     struct scall *sc;
     grpc_op op;
     grpc_call_error ge;
-    int r;
+    int r, code;
 
     if (!log) {
         reply_error(s, ci, RPC_DATA_LOSS, "the output of this job is not available");
@@ -404,14 +404,18 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_e
         reply_error(s, ci, RPC_RESOURCE_EXHAUSTED, "server out of memory");
         return;
     }
-    r = outlog_reader_new(log, mask, req->offset, &sc->rd);
+    r = outlog_reader_new(log, mask, req->offset, &sc->rd); /* may open the file again */
     if (r < 0) {
         free(sc);
         log_error("stream %s: opening a reader: %s", ci->id, strerror(-r));
-        reply_error(s, ci, rpc_code_from_errno(r) == RPC_RESOURCE_EXHAUSTED
-                               ? RPC_RESOURCE_EXHAUSTED
-                               : RPC_INTERNAL,
-                    "the server could not read the job's output");
+        /* A log kept from before a restart is read only now: gone or not a log is data loss. */
+        if (r == -ENOENT || r == -EBADMSG || r == -EIO) {
+            reply_error(s, ci, RPC_DATA_LOSS, "the output of this job is not available");
+            return;
+        }
+        code = rpc_code_from_errno(r) == RPC_RESOURCE_EXHAUSTED ? RPC_RESOURCE_EXHAUSTED
+                                                                : RPC_INTERNAL;
+        reply_error(s, ci, code, "the server could not read the job's output");
         return;
     }
     sc->close_tag.fn = on_close;

@@ -10,6 +10,7 @@
 #include "../../core/outlog.c"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
@@ -338,14 +339,40 @@ Test(outlog, reopen_after_close)
     cr_assert_eq(outlog_open("/nonexistent/out.log", &l), -ENOENT);
 }
 
+/* Open fds of this process (the directory stream's own fd counts in every call alike). */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    cr_assert_not_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* outlog_open is lazy: a foreign file is noticed on first use, and every use says so. */
 Test(outlog, open_rejects_foreign_file)
 {
     struct outlog *l = NULL;
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    struct outlog_reader *r = NULL;
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600), fds;
     cr_assert_geq(fd, 0);
     cr_assert_eq(write(fd, "#!/bin/sh\necho not a log\n", 25), 25);
     close(fd);
-    cr_assert_eq(outlog_open(path, &l), -EBADMSG);
+    fds = count_fds();
+    cr_assert_eq(outlog_open(path, &l), 0);
+    cr_assert_eq(count_fds(), fds, "outlog_open holds no fd");
+    cr_assert_eq(outlog_load(l), -EBADMSG);
+    cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_ALL, 0, &r), -EBADMSG);
+    cr_assert_null(r);
+    cr_assert_eq(outlog_get_bytes(l), 0);
+    cr_assert_not(outlog_is_truncated(l));
+    cr_assert_eq(outlog_load(l), -EBADMSG); /* retried, same answer */
+    cr_assert_eq(count_fds(), fds, "a failed load lets its fd go");
+    outlog_free(l);
+    cr_assert_eq(outlog_open(tmpdir, &l), -EISDIR);
 }
 
 static void torn_case(uint64_t cut_back, const char *garbage, size_t garbage_len)
@@ -877,4 +904,225 @@ Test(outlog, cancel_wait_races_append, .timeout = 60)
     pthread_join(wt, NULL);
     cr_log_info("cancel race: %d disarmed, %d already fired", disarmed, fired);
     cr_assert(disarmed > 0 && fired > 0, "the race was not exercised");
+}
+
+/* ---- open files ------------------------------------------------------------------------- */
+
+/* A server keeps a log per job it remembers: an ended log nobody reads must hold no fd, or a
+ * server with many old jobs runs out of them. With RLIMIT_NOFILE far below the number of logs,
+ * every step below would fail with EMFILE if each log kept its file open. */
+#define MANY_LOGS 400
+
+static void many_path(char *buf, size_t len, int i)
+{
+    snprintf(buf, len, "%s/log.%d", tmpdir, i);
+}
+
+static void many_expect(struct outlog *l, int i, unsigned mask)
+{
+    _cleanup_(outlog_reader_freep) struct outlog_reader *r = NULL;
+    char want[64], buf[64];
+    size_t n_want = 0, got = 0;
+    ssize_t n;
+
+    if (mask & OUTLOG_SELECT_STDOUT)
+        n_want += (size_t)snprintf(want + n_want, sizeof(want) - n_want, "out %d\n", i);
+    if (mask & OUTLOG_SELECT_STDERR)
+        n_want += (size_t)snprintf(want + n_want, sizeof(want) - n_want, "err %d\n", i);
+    cr_assert_eq(outlog_reader_new(l, mask, 0, &r), 0, "log %d", i);
+    while ((n = outlog_reader_read(r, buf + got, sizeof(buf) - got, NULL)) > 0)
+        got += (size_t)n;
+    cr_assert_eq(n, 0, "log %d: %zd", i, n);
+    cr_assert_eq(got, n_want, "log %d", i);
+    cr_assert_eq(memcmp(buf, want, got), 0, "log %d", i);
+}
+
+Test(outlog, ended_logs_hold_no_fd, .timeout = 60)
+{
+    struct outlog **logs = calloc(MANY_LOGS, sizeof(*logs));
+    struct outlog_reader *rs[4] = {NULL};
+    char p[300], line[64];
+    struct rlimit old, rl;
+    int base;
+
+    cr_assert_not_null(logs);
+    base = count_fds();
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    rl = (struct rlimit){.rlim_cur = (rlim_t)base + 16, .rlim_max = old.rlim_max};
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+
+    /* Written and closed: the writer's fd goes with the close. */
+    for (int i = 0; i < MANY_LOGS; i++) {
+        many_path(p, sizeof(p), i);
+        cr_assert_eq(outlog_create(p, 0, &logs[i]), 0, "log %d", i);
+        snprintf(line, sizeof(line), "out %d\n", i);
+        append_str(logs[i], OUTLOG_STDOUT, line);
+        snprintf(line, sizeof(line), "err %d\n", i);
+        append_str(logs[i], OUTLOG_STDERR, line);
+        outlog_close(logs[i]);
+    }
+    cr_assert_eq(count_fds(), base, "after %d closed logs", MANY_LOGS);
+    /* Read back one after another: each reader opens the file, the last one closes it. */
+    for (int i = 0; i < MANY_LOGS; i++)
+        many_expect(logs[i], i, masks[i % 3]);
+    cr_assert_eq(count_fds(), base, "after reading them all");
+    /* Several readers of one log share one fd, whatever order they go in. */
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(outlog_reader_new(logs[7], masks[k % 3], 0, &rs[k]), 0);
+    cr_assert_eq(count_fds(), base + 1);
+    many_expect(logs[7], 7, OUTLOG_SELECT_ALL);
+    outlog_reader_free(rs[2]);
+    outlog_reader_free(rs[0]);
+    outlog_reader_free(rs[3]);
+    cr_assert_eq(count_fds(), base + 1, "one reader left");
+    outlog_reader_free(rs[1]);
+    cr_assert_eq(count_fds(), base);
+    for (int i = 0; i < MANY_LOGS; i++)
+        outlog_free(logs[i]);
+
+    /* After a restart: outlog_open opens nothing; sizes load (and let go) on first use. */
+    for (int i = 0; i < MANY_LOGS; i++) {
+        many_path(p, sizeof(p), i);
+        cr_assert_eq(outlog_open(p, &logs[i]), 0, "log %d", i);
+    }
+    cr_assert_eq(count_fds(), base, "after opening %d logs", MANY_LOGS);
+    for (int i = 0; i < MANY_LOGS; i += 2) {
+        snprintf(line, sizeof(line), "out %d\nerr %d\n", i, i);
+        cr_assert_eq(outlog_get_bytes(logs[i]), strlen(line), "log %d", i);
+        cr_assert_not(outlog_is_truncated(logs[i]));
+    }
+    cr_assert_eq(count_fds(), base, "after their sizes");
+    for (int i = 0; i < MANY_LOGS; i++) /* half loaded already, half loaded by the reader */
+        many_expect(logs[i], i, masks[(i + 1) % 3]);
+    cr_assert_eq(count_fds(), base, "after reading them all again");
+    for (int i = 0; i < MANY_LOGS; i++) {
+        outlog_free(logs[i]);
+        many_path(p, sizeof(p), i);
+        (void)unlink(p);
+    }
+    free(logs);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
+/* Readers come and go on one log while it is written, closed, and after: the fd is handed from
+ * the writer to the readers, closed by the last one, opened again by the next, under readers
+ * that are in the middle of a pread or being woken by the close. Every byte must still be
+ * right (a reader reading through a closed or reused fd would not be), and at the end no fd
+ * is left. Half the threads block in outlog_reader_next; the other half arm wake-ups and free
+ * their reader as soon as the wake-up said EOF, possibly while the close still dispatches.
+ * A round starts at a random offset (single-stream selections; both streams from 0, so that
+ * each byte's stream offset is known) and stops at EOF or, half the time, at a random point. */
+struct churn_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool woke;
+};
+
+static void churn_wake(void *p)
+{
+    struct churn_waiter *w = p;
+    pthread_mutex_lock(&w->mu);
+    w->woke = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+struct churn_args {
+    struct outlog *log;
+    const struct writer_args *w;
+    int idx;
+    int after_close; /* rounds that started on a closed log */
+    bool ok;
+};
+
+static bool churn_round(struct churn_args *a, uint64_t *st)
+{
+    _cleanup_(outlog_reader_freep) struct outlog_reader *r = NULL;
+    struct churn_waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+    unsigned mask = masks[rnd(st) % 3];
+    uint64_t start =
+        mask == OUTLOG_SELECT_ALL ? 0 : rnd(st) % (outlog_get_selected_bytes(a->log, mask) + 1);
+    uint64_t off = start, got[3] = {0};
+    uint64_t stop = rnd(st) % 2 ? UINT64_MAX : start + rnd(st) % (256 * 1024);
+    struct outlog_chunk_info info;
+    char buf[8192];
+    bool blocking = a->idx % 2 == 0;
+    ssize_t n;
+
+    if (outlog_reader_new(a->log, mask, start, &r) < 0)
+        return false;
+    for (;;) {
+        n = blocking ? outlog_reader_next(r, buf, 1 + rnd(st) % sizeof(buf), &info)
+                     : outlog_reader_read(r, buf, 1 + rnd(st) % sizeof(buf), &info);
+        if (n == -EAGAIN && !blocking) {
+            int k;
+            w.woke = false;
+            k = outlog_reader_wait(r, churn_wake, &w);
+            if (k == -EAGAIN)
+                continue;
+            if (k < 0)
+                return false;
+            pthread_mutex_lock(&w.mu);
+            while (!w.woke)
+                pthread_cond_wait(&w.cv, &w.mu);
+            pthread_mutex_unlock(&w.mu);
+            continue;
+        }
+        if (n <= 0)
+            break;
+        if (info.offset != off || !(mask & (1u << info.stream)))
+            return false;
+        if (!check(buf, info.stream, mask == OUTLOG_SELECT_ALL ? got[info.stream] : off, (size_t)n))
+            return false;
+        off += (uint64_t)n;
+        got[info.stream] += (uint64_t)n;
+        if (off >= stop)
+            return true; /* leaves early: the reader goes mid-stream */
+    }
+    if (n != 0)
+        return false;
+    /* At EOF the log is closed and the writer's counts are final (joined before we look). */
+    return off == outlog_get_selected_bytes(a->log, mask) && off - start == got[1] + got[2];
+}
+
+static void *churn_main(void *p)
+{
+    struct churn_args *a = p;
+    uint64_t st = 4242 + (uint64_t)a->idx;
+
+    a->ok = false;
+    while (a->after_close < 40) {
+        bool closed = outlog_is_closed(a->log);
+        if (!churn_round(a, &st))
+            return NULL;
+        a->after_close += closed;
+    }
+    a->ok = true;
+    return NULL;
+}
+
+Test(outlog, readers_come_and_go_across_close, .timeout = 60)
+{
+    enum { N = 6 };
+    struct outlog *l = NULL;
+    struct writer_args w = {.seed = 3, .slow = true};
+    struct churn_args a[N];
+    pthread_t wt, rt[N];
+    int base = count_fds();
+
+    cr_assert_eq(outlog_create(path, 0, &l), 0);
+    w.log = l;
+    cr_assert_eq(pthread_create(&wt, NULL, writer_main, &w), 0);
+    for (int i = 0; i < N; i++) {
+        a[i] = (struct churn_args){.log = l, .w = &w, .idx = i};
+        cr_assert_eq(pthread_create(&rt[i], NULL, churn_main, &a[i]), 0);
+    }
+    pthread_join(wt, NULL);
+    for (int i = 0; i < N; i++) {
+        pthread_join(rt[i], NULL);
+        cr_assert(a[i].ok, "reader thread %d", i);
+    }
+    cr_assert_eq(outlog_get_bytes(l), w.bytes[1] + w.bytes[2]);
+    cr_assert_eq(count_fds(), base, "the last reader closed the file");
+    outlog_free(l);
 }
