@@ -291,15 +291,19 @@ void spawn_format_error(int step, int err, const char *path, const char *cwd, bo
 
 /* ---- clone3 */
 
+/* The child of clone3 uses raw system calls only: libc's wrappers may be intercepted (the
+ * sanitizers' fd and exit bookkeeping belongs to the parent's threads, which a raw clone3
+ * child does not have; TSan reported the child's dup2 as racing the parent's socketpair). */
 static void child_fail(int fd, int step, int err)
 {
     struct spawn_sync_msg m = {.step = step, .err = err};
 
-    (void)!write(fd, &m, sizeof(m));
-    _exit(127);
+    (void)syscall(SYS_write, fd, &m, sizeof(m));
+    (void)syscall(SYS_exit_group, 127);
+    __builtin_unreachable();
 }
 
-/* Runs in the forked child of a (possibly multi-threaded) server: async-signal-safe calls only. */
+/* Runs in the clone3 child of a (possibly multi-threaded) server: raw system calls only. */
 static void child_exec(const struct spawn_args *a, char *const *envp)
 {
     int sync_fd = a->fds[SPAWN_FD_SYNC];
@@ -308,20 +312,20 @@ static void child_exec(const struct spawn_args *a, char *const *envp)
     /* The getppid() check that usually follows cannot work here (in a new pid namespace the
      * parent is pid 0): the shim instead waits for the parent's go message, and gets EOF if the
      * parent died before this line. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         child_fail(sync_fd, SHIM_STEP_EXEC_SHIM, errno);
     /* Two passes, so that no source fd is overwritten before it was copied: first above every
      * target, then onto the targets (dup2 clears close-on-exec there). */
     for (int i = 0; i < SPAWN_FD_COUNT; i++) {
-        tmp[i] = fcntl(a->fds[i], F_DUPFD_CLOEXEC, SPAWN_FD_COUNT);
+        tmp[i] = (int)syscall(SYS_fcntl, a->fds[i], F_DUPFD_CLOEXEC, SPAWN_FD_COUNT);
         if (tmp[i] < 0)
             child_fail(sync_fd, SHIM_STEP_EXEC_SHIM, errno);
     }
     for (int i = 0; i < SPAWN_FD_COUNT; i++)
-        if (dup2(tmp[i], i) < 0)
+        if (syscall(SYS_dup3, tmp[i], i, 0) < 0) /* tmp[i] > i: never the same fd */
             child_fail(sync_fd, SHIM_STEP_EXEC_SHIM, errno);
     sync_fd = SPAWN_FD_SYNC;
-    execve(a->exe, a->argv, envp);
+    (void)syscall(SYS_execve, a->exe, a->argv, envp);
     child_fail(sync_fd, SHIM_STEP_EXEC_SHIM, errno);
 }
 
