@@ -18,8 +18,8 @@
  * Message size. The message in flight is the stream's main cost in memory: gRPC keeps its
  * slice (read straight from the log into it, zero-copy) until the transport has framed it, and
  * the TLS layer holds an encrypted copy of what it writes. The streams that are sending share
- * CHUNK_BUDGET equally: each message carries at most CHUNK_BUDGET / senders bytes (a multiple
- * of CHUNK_STEP, between CHUNK_MIN and RPC_CHUNK_DATA_MAX). One or a few readers get 1 MiB
+ * CHUNK_BUDGET equally: each message carries at most CHUNK_BUDGET / senders bytes (rounded down
+ * to a power of two, between CHUNK_MIN and RPC_CHUNK_DATA_MAX). One or a few readers get 1 MiB
  * messages (the fewest per-message costs, the best single-reader rate); 100 readers get 32 KiB
  * each, so that 100 readers pin ~4 MiB of messages instead of 100 MiB. Equal shares also keep
  * readers fair: every stream moves one message per turn, and all messages are the same size.
@@ -43,7 +43,6 @@
 #include "server-internal.h"
 
 #define CHUNK_MIN (16 * 1024)
-#define CHUNK_STEP (16 * 1024)
 #define CHUNK_BUDGET (4 * 1024 * 1024)
 
 /* Streams of this process that are sending, and the capacity of their messages in flight
@@ -318,9 +317,15 @@ static size_t chunk_cap(struct scall *sc)
 
     if (share > left)
         share = left;
-    share = share / CHUNK_STEP * CHUNK_STEP;
     if (share > RPC_CHUNK_DATA_MAX)
         share = RPC_CHUNK_DATA_MAX;
+    /* Powers of two only: a handful of slice sizes that malloc can reuse as the shares move,
+     * instead of a new size (and fresh heap) for every count of readers. */
+    for (size_t p = RPC_CHUNK_DATA_MAX; p >= CHUNK_MIN; p /= 2)
+        if (share >= p) {
+            share = p;
+            break;
+        }
     if (hint < share)
         share = (size_t)hint;
     return share < CHUNK_MIN ? CHUNK_MIN : share;
