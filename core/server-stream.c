@@ -64,8 +64,10 @@ struct scall {
     pthread_mutex_t mu;
     enum token tok;
     bool close_done, woke_early, md_sent, final_sent, freed;
-    bool sending;    /* counted in n_senders; touched by the token holder and scall_free */
-    size_t chunk_bytes; /* reserved in chunk_reserved for the message in flight (or 0) */
+    /* Counted in n_senders; touched by the token holder and scall_free. */
+    bool sending;
+    /* Reserved in chunk_reserved for the message in flight (or 0). */
+    size_t chunk_bytes;
     int cancelled;   /* written by gRPC at RECV_CLOSE_ON_SERVER */
     int code;        /* the status we sent, for the audit line */
     uint64_t next_offset;
