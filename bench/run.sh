@@ -10,13 +10,16 @@
 # with the job's namespaces + /proc + exec /bin/true + wait, with and without v1 cgroups).
 #
 # Environment: BENCH_QUICK=1, RUNJOB_BIN (default bin/runjob), BUILD (default build),
-# BENCH_OUT (where a full run writes its table; default bench/RESULTS.md).
+# BENCH_OUT (where a full run writes its table; default bench/RESULTS.md), BENCH_PARTS (a comma
+# list of start,oneshot,stream,fanout,scale: run only those; such a partial run prints its rows
+# and leaves RESULTS.md alone), BENCH_FAN_READERS / BENCH_FAN_MIB (override the fan-out size).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 RUNJOB=${RUNJOB_BIN:-$ROOT/bin/runjob}
 BUILD=${BUILD:-build}
 QUICK=${BENCH_QUICK:-0}
+PARTS=${BENCH_PARTS:-}
 OUT=${BENCH_OUT:-$ROOT/bench/RESULTS.md}
 TMP=$(mktemp -d /tmp/runjob-bench.XXXXXX)
 SSHD_PID=
@@ -24,9 +27,12 @@ SERVER_PID=
 SERVER2_PID=
 ROWS=()
 T_BEGIN=$EPOCHREALTIME
+LOAD_BEGIN=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }
+# part NAME: true when BENCH_PARTS is unset or names NAME.
+part() { [ -z "$PARTS" ] || [[ ",$PARTS," == *",$1,"* ]]; }
 
 # Stops what this script started, by pid: the runjob server first (it kills its jobs and
 # removes their cgroups on SIGTERM; give it time), then sshd.
@@ -111,6 +117,8 @@ else
     N_START=500 N_ONESHOT=40 STREAM_SIZE=$((1 << 30)) FAN_SIZE=$((256 << 20)) READERS=100
     N_JOBS=1000 MEM_SMALL=$((64 << 20))
 fi
+READERS=${BENCH_FAN_READERS:-$READERS}
+[ -n "${BENCH_FAN_MIB:-}" ] && FAN_SIZE=$((BENCH_FAN_MIB << 20))
 
 # ---- the ssh baseline: our own sshd, our own keys, a clean login -----------------------------
 SSH_PORT=$(free_port)
@@ -175,6 +183,7 @@ RSS_IDLE=$(rss_kb "$SERVER_PID")
 say "sshd on :$SSH_PORT ($SSH_CIPHER), runjob serve on :$RJ_PORT (pid $SERVER_PID), idle RSS $RSS_IDLE KiB"
 
 # ---- 1. Start latency vs the bare isolated spawn + cgroups -----------------------------------
+if part start; then
 # Five rounds alternate the floor and the RPC so that machine noise hits both alike. A second
 # server, whose state directory is on tmpfs, takes part in every round: the difference to the
 # first is what the job records' fsyncs cost (fsync, rename, fsync of the folder, per record).
@@ -219,7 +228,10 @@ row "(detail) the same Start latency, server's --state-dir on tmpfs (no fsync co
     "$m50 / $m99 ms" "bare isolated spawn + v1 cgroups: $f50 / $f99 ms" \
     "$(py '"%.2fx" % (a[0] / a[1])' "$m50" "$f50")" "-" "-"
 
+fi
+
 # ---- 2. one-shot command: runjob run /bin/true vs ssh 127.0.0.1 true -------------------------
+if part oneshot; then
 : >"$TMP/run.txt"
 : >"$TMP/ssh.txt"
 for _ in $(seq "$N_ONESHOT"); do
@@ -235,6 +247,8 @@ row "one-shot: \`runjob run /bin/true\` (new process, TLS handshake), p50 / p99 
     "$(py '"%.2fx" % (a[0] / a[1])' "$r50" "$h50")" "faster than ssh (< 1.0x)" \
     "$(verdict 'a[0] < a[1]' "$r50" "$h50")"
 
+fi
+
 # ---- 3. stream throughput: 1 GiB of job output to one reader vs ssh head -c ------------------
 # The job runs first; each reader then streams its finished output (best of 3, alternating).
 # Memory: the server's peak RSS while a job writes STREAM_SIZE and one reader follows it, against
@@ -247,6 +261,7 @@ follow_peak() { # SIZE -> peak server RSS (KiB) while a job writes SIZE and a re
     peak_rss_while "$p"
     wait "$p" || die "stream of $id failed"
 }
+if part stream; then
 RSS_SMALL=$(follow_peak "$MEM_SMALL")
 RSS_BIG=$(follow_peak "$STREAM_SIZE")
 id=$("$RUNJOB" start /usr/bin/head -c "$STREAM_SIZE" /dev/zero) || die "start failed"
@@ -263,7 +278,10 @@ row "stream: $((STREAM_SIZE >> 20)) MiB of job output to one reader, best of 3" 
     "$(py '"%.2fx" % (a[0] / a[1])' "$best_rj" "$best_ssh")" ">= 1.0x ssh" \
     "$(verdict 'a[0] >= a[1]' "$best_rj" "$best_ssh")"
 
+fi
+
 # ---- 4. fan-out: READERS concurrent readers of one job's FAN_SIZE output -----------------------
+if part fanout; then
 fid=$("$RUNJOB" start /usr/bin/head -c "$FAN_SIZE" /dev/zero) || die "start failed"
 "$RUNJOB" stream "$fid" >/dev/null
 single=0
@@ -308,18 +326,20 @@ row "fan-out: slowest vs fastest reader" "slowest $slowest ms" "fastest $fastest
     "$(py '"%.2fx" % (a[0] / a[1])' "$slowest" "$fastest")" "<= 2x" \
     "$(verdict 'a[0] <= 2 * a[1]' "$slowest" "$fastest")"
 
+fi
+
 # ---- 5. memory --------------------------------------------------------------------------------
-per_reader=$(((PEAK_FAN - RSS_BEFORE_FAN) / READERS))
 row "memory: server RSS idle" "$RSS_IDLE KiB" "-" "-" "-" "-"
-row "memory: peak server RSS while a job writes and one reader follows it" \
+part stream && row "memory: peak server RSS while a job writes and one reader follows it" \
     "$((STREAM_SIZE >> 20)) MiB: $RSS_BIG KiB" "$((MEM_SMALL >> 20)) MiB: $RSS_SMALL KiB" \
     "$(py '"%.2fx" % (a[0] / a[1])' "$RSS_BIG" "$RSS_SMALL")" \
     "independent of output size (<= 1.1x)" "$(verdict 'a[0] <= 1.1 * a[1]' "$RSS_BIG" "$RSS_SMALL")"
-row "memory: server RSS per extra reader (peak during fan-out - before, / $READERS)" \
-    "$per_reader KiB" "before $RSS_BEFORE_FAN KiB, peak $PEAK_FAN KiB" "-" "<= 256 KiB" \
-    "$(verdict 'a[0] <= 256' "$per_reader")"
+part fanout && row "memory: server RSS per extra reader (peak during fan-out - before, / $READERS)" \
+    "$(((PEAK_FAN - RSS_BEFORE_FAN) / READERS)) KiB" "before $RSS_BEFORE_FAN KiB, peak $PEAK_FAN KiB" "-" "<= 256 KiB" \
+    "$(verdict 'a[0] <= 256' $(((PEAK_FAN - RSS_BEFORE_FAN) / READERS)))"
 
 # ---- 6. scale: N_JOBS `sleep 30` jobs started at once, then List -----------------------------
+if part scale; then
 "$BUILD/bench/bench_rpc" scale -n "$N_JOBS" -c 50 -l 20 >"$TMP/scale.txt" 2>"$TMP/scale.err" ||
     { cat "$TMP/scale.err" >&2; die "bench_rpc scale failed"; }
 kv() { sed -n "s/^$1=//p" "$TMP/scale.txt"; }
@@ -340,12 +360,14 @@ row "scale: List with $N_JOBS jobs, warm channel, p50 / p99 of 20" \
     "-" "< 50 ms" "$(verdict 'a[0] < 50' "$(kv list_p50_ms)")"
 row "memory: server RSS with $N_JOBS sleeping jobs" "$RSS_JOBS KiB" "idle $RSS_IDLE KiB" \
     "$(py '"%.1f KiB per job" % ((a[0] - a[1]) / a[2])' "$RSS_JOBS" "$RSS_IDLE" "$N_JOBS")" "-" "-"
+fi
 
 # ---- the table ------------------------------------------------------------------------------
 ELAPSED=$(py '"%.0f" % ((a[1] - a[0]))' "$T_BEGIN" "$EPOCHREALTIME")
 {
-    echo "Command: \`make bench\` (bench/run.sh$([ "$QUICK" = 1 ] && echo ", BENCH_QUICK=1")), $(date -u '+%Y-%m-%d %H:%M UTC'), took ${ELAPSED} s."
+    echo "Command: \`make bench\` (bench/run.sh$([ "$QUICK" = 1 ] && echo ", BENCH_QUICK=1")$([ -n "$PARTS" ] && echo ", BENCH_PARTS=$PARTS")), $(date -u '+%Y-%m-%d %H:%M UTC'), took ${ELAPSED} s."
     echo "Machine: $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -m | awk '/^Mem/ {printf "%.1f GiB", $2 / 1024}') memory, Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")."
+    echo "Load average (1/5/15 min): $LOAD_BEGIN at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
     echo "$("$RUNJOB" --version 2>/dev/null | head -1) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')); $(ssh -V 2>&1)."
     echo
     echo "| figure | runjob | baseline (same run) | ratio | target | |"
@@ -354,7 +376,7 @@ ELAPSED=$(py '"%.0f" % ((a[1] - a[0]))' "$T_BEGIN" "$EPOCHREALTIME")
 } >"$TMP/table.md"
 echo
 cat "$TMP/table.md"
-if [ "$QUICK" != 1 ]; then
+if [ "$QUICK" != 1 ] && [ -z "$PARTS" ]; then
     # Keep the hand-written sections of RESULTS.md (from "## Profile" on) below the new table.
     {
         echo "# runjob benchmarks"

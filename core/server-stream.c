@@ -13,9 +13,23 @@
  * deadline) no new batch is started, a parked wait is cancelled, and the context is freed once
  * the token is NONE. No thread per stream, no polling, one send in flight.
  * A wake-up only moves the token to a CQ thread (an empty batch), so the log is read and the
- * context freed on CQ threads only, never inside outlog's callback. */
+ * context freed on CQ threads only, never inside outlog's callback.
+ *
+ * Message size. The message in flight is the stream's main cost in memory: gRPC keeps its
+ * slice (read straight from the log into it, zero-copy) until the transport has framed it, and
+ * the TLS layer holds an encrypted copy of what it writes. The streams that are sending share
+ * CHUNK_BUDGET equally: each message carries at most CHUNK_BUDGET / senders bytes (rounded down
+ * to a power of two, between CHUNK_MIN and RPC_CHUNK_DATA_MAX). One or a few readers get 1 MiB
+ * messages (the fewest per-message costs, the best single-reader rate); 100 readers get 32 KiB
+ * each, so that 100 readers pin ~4 MiB of messages instead of 100 MiB. Equal shares also keep
+ * readers fair: every stream moves one message per turn, and all messages are the same size.
+ * A stream counts as a sender from its first message until it parks, ends or is freed. The
+ * shares change as readers come and go; so that the first readers' 1 MiB messages and the
+ * newcomers' shares do not add up past the budget, a message's capacity is also reserved
+ * against CHUNK_BUDGET until its send completes (never below CHUNK_MIN: no stream waits). */
 #include <errno.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +43,12 @@
 #include "server-internal.h"
 
 #define CHUNK_MIN (16 * 1024)
+#define CHUNK_BUDGET (4 * 1024 * 1024)
+
+/* Streams of this process that are sending, and the capacity of their messages in flight
+ * (all servers in a process share one budget). */
+static atomic_uint n_senders;
+static atomic_size_t chunk_reserved;
 
 enum token { TOK_PUMP, TOK_WRITE, TOK_ARMING, TOK_WAIT, TOK_CANCEL, TOK_STATUS, TOK_NONE };
 
@@ -44,6 +64,10 @@ struct scall {
     pthread_mutex_t mu;
     enum token tok;
     bool close_done, woke_early, md_sent, final_sent, freed;
+    /* Counted in n_senders; touched by the token holder and scall_free. */
+    bool sending;
+    /* Reserved in chunk_reserved for the message in flight (or 0). */
+    size_t chunk_bytes;
     int cancelled;   /* written by gRPC at RECV_CLOSE_ON_SERVER */
     int code;        /* the status we sent, for the audit line */
     uint64_t next_offset;
@@ -52,12 +76,36 @@ struct scall {
 
 static void pump(struct scall *sc);
 
+static void set_sending(struct scall *sc, bool on)
+{
+    if (sc->sending == on)
+        return;
+    sc->sending = on;
+    if (on)
+        atomic_fetch_add(&n_senders, 1);
+    else
+        atomic_fetch_sub(&n_senders, 1);
+}
+
+/* Destroys the message in flight (if any) and gives its capacity back to the budget. */
+static void drop_message(struct scall *sc)
+{
+    if (sc->bb) {
+        grpc_byte_buffer_destroy(sc->bb);
+        sc->bb = NULL;
+    }
+    if (sc->chunk_bytes) {
+        atomic_fetch_sub(&chunk_reserved, sc->chunk_bytes);
+        sc->chunk_bytes = 0;
+    }
+}
+
 static void scall_free(struct scall *sc)
 {
+    set_sending(sc, false);
+    drop_message(sc);
     server_audit(sc->s, &sc->ci, sc->cancelled ? RPC_CANCELLED : sc->code);
     outlog_reader_free(sc->rd);
-    if (sc->bb)
-        grpc_byte_buffer_destroy(sc->bb);
     grpc_call_unref(sc->ci.call);
     (void)pthread_mutex_destroy(&sc->mu);
     server_call_leave(sc->s);
@@ -117,10 +165,7 @@ static void start(struct scall *sc, grpc_op *ops, size_t n, struct tag *tag)
         log_debug("stream %s: start_batch: %d", sc->ci.id, (int)e);
         (void)grpc_call_cancel(sc->ci.call, NULL);
         (void)pthread_mutex_lock(&sc->mu);
-        if (sc->bb) {
-            grpc_byte_buffer_destroy(sc->bb);
-            sc->bb = NULL;
-        }
+        drop_message(sc);
         (void)pthread_mutex_unlock(&sc->mu);
         drop_token(sc);
     }
@@ -134,9 +179,9 @@ static void send_message(struct scall *sc, grpc_byte_buffer *bb)
     memset(ops, 0, sizeof(ops));
     (void)pthread_mutex_lock(&sc->mu);
     if (sc->close_done || !bb) {
+        sc->bb = bb;
+        drop_message(sc);
         (void)pthread_mutex_unlock(&sc->mu);
-        if (bb)
-            grpc_byte_buffer_destroy(bb);
         drop_token(sc);
         return;
     }
@@ -183,8 +228,7 @@ static void on_write(struct tag *t, bool ok)
     struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, write_tag));
 
     (void)pthread_mutex_lock(&sc->mu);
-    grpc_byte_buffer_destroy(sc->bb);
-    sc->bb = NULL;
+    drop_message(sc);
     if (!ok || sc->close_done) {
         (void)pthread_mutex_unlock(&sc->mu);
         drop_token(sc);
@@ -261,14 +305,32 @@ static grpc_byte_buffer *final_chunk(struct scall *sc)
     return rpc_bb_pack(&c.base);
 }
 
+/* The payload capacity of the next message: this stream's share of the budget and no more
+ * than is left of it, no more than the log holds past our offset (a live log: small reads),
+ * at least CHUNK_MIN. */
 static size_t chunk_cap(struct scall *sc)
 {
+    unsigned senders = atomic_load(&n_senders) + !sc->sending;
+    size_t share = CHUNK_BUDGET / (senders ? senders : 1);
+    size_t used = atomic_load(&chunk_reserved);
+    size_t left = used < CHUNK_BUDGET ? CHUNK_BUDGET - used : 0;
     uint64_t have = outlog_get_bytes(sc->log);
     uint64_t hint = have > sc->next_offset ? have - sc->next_offset : 0;
 
-    if (hint < CHUNK_MIN)
-        return CHUNK_MIN;
-    return hint > RPC_CHUNK_DATA_MAX ? RPC_CHUNK_DATA_MAX : (size_t)hint;
+    if (share > left)
+        share = left;
+    if (share > RPC_CHUNK_DATA_MAX)
+        share = RPC_CHUNK_DATA_MAX;
+    /* Powers of two only: a handful of slice sizes that malloc can reuse as the shares move,
+     * instead of a new size (and fresh heap) for every count of readers. */
+    for (size_t p = RPC_CHUNK_DATA_MAX; p >= CHUNK_MIN; p /= 2)
+        if (share >= p) {
+            share = p;
+            break;
+        }
+    if (hint < share)
+        share = (size_t)hint;
+    return share < CHUNK_MIN ? CHUNK_MIN : share;
 }
 
 /* Holds the token (PUMP), no lock: reads what there is and starts the next batch, or parks. */
@@ -278,19 +340,25 @@ static void pump(struct scall *sc)
         struct outlog_chunk_info info;
         size_t cap = chunk_cap(sc);
         grpc_slice sl = rpc_chunk_slice_new(cap);
-        ssize_t n = outlog_reader_read(sc->rd, GRPC_SLICE_START_PTR(sl) + RPC_CHUNK_HDR_MAX, cap,
-                                       &info);
+        ssize_t n;
         int r;
+
+        sc->chunk_bytes = cap; /* until the send completes (drop_message) */
+        atomic_fetch_add(&chunk_reserved, cap);
+        n = outlog_reader_read(sc->rd, GRPC_SLICE_START_PTR(sl) + RPC_CHUNK_HDR_MAX, cap, &info);
 
         if (n > 0) {
             int stream = info.stream == OUTLOG_STDERR
                              ? JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR
                              : JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDOUT;
             sc->next_offset = info.offset + (uint64_t)n;
+            set_sending(sc, true);
             send_message(sc, rpc_chunk_finish(sl, (size_t)n, stream, info.offset, info.time_ms));
             return;
         }
         grpc_slice_unref(sl);
+        drop_message(sc);
+        set_sending(sc, false); /* nothing to send now: give our share to the others */
         if (n == 0) { /* the log is closed and everything was read */
             if (sc->follow && !sc->final_sent) {
                 sc->final_sent = true;
