@@ -119,6 +119,32 @@ rj_server_stop_clean() {
     expect_eq "$what exits 0 on SIGTERM" 0 "$rc"
 }
 
+# rj_threads PID: "OURS GRPC": the server's own threads (they keep the process name, runjob)
+# and gRPC's pool threads (default-executor, event_engine, timers), which grow with load up to
+# caps of their own and stay: growth there is not a leak.
+rj_threads() {
+    local ours=0 all=0 c
+    for c in /proc/"$1"/task/*/comm; do
+        all=$((all + 1))
+        [ "$(cat "$c" 2>/dev/null)" = runjob ] && ours=$((ours + 1))
+    done
+    echo "$ours $((all - ours))"
+}
+
+# rj_expect_threads_flat NAME "OURS GRPC" "OURS GRPC": ours may not grow (one spare: the shim
+# pool's thread comes and goes with jobs); gRPC's pools must stay under 32 threads.
+rj_expect_threads_flat() {
+    local o0 g0 o1 g1
+    read -r o0 g0 <<<"$2"
+    read -r o1 g1 <<<"$3"
+    echo "# $1: our threads $o0 -> $o1, gRPC's pool threads $g0 -> $g1"
+    if [ "$o1" -le $((o0 + 1)) ] && [ "$g1" -le 32 ]; then
+        ok "$1"
+    else
+        fail "$1" "our threads $o0 -> $o1, gRPC's $g0 -> $g1"
+    fi
+}
+
 # rj_as USER VERB ARGS...: the client as USER against the test server.
 rj_as() {
     local user=$1

@@ -81,6 +81,7 @@ rst() {
 rst 500 >/dev/null
 sleep 1
 read -r th0 fd0 rss0 _ <<<"$(snap)"
+thr0=$(rj_threads "$RJ_SERVER_PID")
 out=$(rst 1000)
 expect_eq "1000 clients started a stream, then reset" "streamed 1000 of 1000" "$(head -1 <<<"$out")"
 for _ in $(seq 50); do
@@ -90,7 +91,7 @@ done
 sleep 1
 read -r th1 fd1 rss1 _ <<<"$(snap)"
 echo "# server after 1000 RST clients: threads $th0 -> $th1, fds $fd0 -> $fd1, RSS ${rss0} KiB -> ${rss1} KiB"
-[ "$th1" -le $((th0 + 2)) ] && ok "RST: threads flat" || fail "RST: threads flat" "$th0 -> $th1"
+rj_expect_threads_flat "RST: threads flat" "$thr0" "$(rj_threads "$RJ_SERVER_PID")"
 [ "$fd1" -le $((fd0 + 4)) ] && ok "RST: fds flat" || fail "RST: fds flat" "$fd0 -> $fd1"
 if [ -z "${RJ_SANITIZER:-}" ]; then
     [ "$rss1" -le $((rss0 + 16384)) ] && ok "RST: RSS flat (< 16 MiB growth)" ||

@@ -50,13 +50,14 @@ cancel_streams() { # N SECONDS: each client's output in $RJ_TMP/c/<batch>-<i>
 cancel_streams 20 0.5
 sleep 1
 read -r th0 fd0 rss0 <<<"$(snap)"
+thr0=$(rj_threads "$RJ_SERVER_PID")
 for batch in $(seq 5); do
     cancel_streams 100 1 "$batch"
 done
 sleep 2
 read -r th1 fd1 rss1 <<<"$(snap)"
 echo "# server after 500 cancelled streams: threads $th0 -> $th1, fds $fd0 -> $fd1, RSS ${rss0} KiB -> ${rss1} KiB"
-[ "$th1" -le $((th0 + 2)) ] && ok "threads flat" || fail "threads flat" "$th0 -> $th1"
+rj_expect_threads_flat "threads flat" "$thr0" "$(rj_threads "$RJ_SERVER_PID")"
 [ "$fd1" -le $((fd0 + 4)) ] && ok "fds flat" || fail "fds flat" "$fd0 -> $fd1"
 if [ -z "${RJ_SANITIZER:-}" ]; then
     [ "$rss1" -le $((rss0 + 20480)) ] && ok "RSS flat (< 20 MiB growth)" || fail "RSS flat" "$rss0 -> $rss1 KiB"
