@@ -3,8 +3,17 @@
  * the per-user running cap, authorisation, and persistence in the state directory:
  *
  *   <state>/<id>/status    the job's record, key=value text, rewritten atomically
- *                          (status.tmp + fsync + rename + fsync of the folder)
+ *                          (status.tmp, then rename over status)
  *   <state>/<id>/output    its output log (core/outlog; jobtable only names the path)
+ *
+ * What a record survives: every write is complete (renamed) when the call that made it
+ * returns, so a crash of the server (kill -9; the page cache survives) right after finds the
+ * latest record. Durability against a crash of the machine is group-committed: a flusher thread
+ * fsyncs the record and its folder (and the state directory for a new folder) within about
+ * flush_window_ms plus the fsyncs' own time, for all records written meanwhile at once;
+ * jobtab_sync waits for it, and jobtab_free flushes everything. A power loss inside that window
+ * can lose the latest record (ext4's default data=ordered,auto_da_alloc keeps a rename over an
+ * existing record atomic even then; a job's first record may be lost, the job then unknown).
  *
  * Knows nothing of gRPC or protobuf, and calls nothing in core/job or core/outlog: the server
  * attaches its struct job / struct outlog pointers to an entry and owns them.
@@ -44,12 +53,18 @@ struct jobtab_config {
     const char *state_dir;          /* created (0700) if missing */
     const char *const *admin_cns;   /* NULL-terminated; these CNs see and stop every job */
     unsigned max_running_per_user;  /* 0 = no cap */
+    unsigned flush_window_ms;       /* how long a record waits for others to be synced with
+                                       it (group commit); 0 = the default, 10 ms */
 };
 
 /* Makes an empty table over cfg->state_dir (mkdir -p). 0 or -errno. */
 int jobtab_new(const struct jobtab_config *cfg, struct jobtab **ret);
-/* Frees the table and every entry (not the attached job/outlog: the caller frees those
- * first, e.g. with jobtab_foreach). NULL-safe. Not concurrent with anything else. */
+/* Makes every record written before the call durable (fsync'd with its folder), waiting for
+ * the flusher. Returns 0, or the first -errno the flusher met since the last jobtab_sync. */
+int jobtab_sync(struct jobtab *t);
+/* Flushes (as jobtab_sync, errors logged by the flusher), then frees the table and every entry
+ * (not the attached job/outlog: the caller frees those first, e.g. with jobtab_foreach).
+ * NULL-safe. Not concurrent with anything else. */
 void jobtab_free(struct jobtab *t);
 
 /* Called by jobtab_load for each loaded entry; was_running is true when the record said
