@@ -26,11 +26,17 @@ struct jobtab_entry {
     bool fl_queued, fl_new_folder;
     uint64_t fl_seq;
     struct jobtab_entry *fl_next;
+    /* The writer's queue, under t->fl.mu: a status set by jobtab_entry_set_status_async whose
+     * record is not written yet. */
+    bool wq_queued;
+    struct jobtab_entry *wq_next;
 };
 
 /* Group commit of records written (and renamed) but not yet fsync'd. A FIFO of entries; each
  * queueing takes the next seq, and synced_seq says up to which seq every queued record is
- * durable, which is what jobtab_sync waits for. */
+ * durable, which is what jobtab_sync waits for. The same lock guards the writer: a second
+ * thread that writes the records handed over by jobtab_entry_set_status_async, at once (no
+ * window, and never behind an fsync), so that their callers never wait on the disk. */
 struct jobtab_flusher {
     pthread_mutex_t mu;
     pthread_cond_t wake; /* work queued, urgent, or exiting */
@@ -45,6 +51,13 @@ struct jobtab_flusher {
     bool urgent;        /* someone waits in jobtab_sync: no window until the queue is empty */
     bool exiting;       /* jobtab_free: drain the queue, then end */
     int err;            /* the first error since the last jobtab_sync, or 0 */
+
+    pthread_cond_t wwake; /* a record to write, or wexiting */
+    pthread_cond_t wdone; /* a write finished */
+    pthread_t wthread;
+    struct jobtab_entry *whead, **wtail;
+    bool wbusy;     /* a record is being written */
+    bool wexiting;  /* jobtab_free: write what is queued, then end (before the flusher ends) */
 };
 
 struct jobtab {
@@ -70,13 +83,19 @@ static inline bool jobtab_state_is_running(enum job_state s)
  * new_folder: the folder was just made (the flusher also syncs the state directory). Call with
  * e->wlock held, or before e is shared. 0 or -errno (nothing queued). */
 int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, bool new_folder);
+/* Writes e's latest status (taking e->wlock): whoever writes, writes the latest, so an older
+ * status never lands last. 0 or -errno. */
+int jobtab_rec_write_latest(struct jobtab_entry *e);
+/* Hands e's record to the writer thread (once, however often it is called before the write). */
+void jobtab_writer_queue(struct jobtab_entry *e);
 /* Reads the record of the job folder dfd into a malloc'd string. 0 or -errno (-EBADMSG for a
  * NUL byte, -EFBIG past 8 MiB). */
 int jobtab_rec_read(int dfd, char **ret_text);
 
-/* Starts t's flusher thread (window_ms: see struct jobtab_flusher). 0 or -errno. */
+/* Starts t's flusher and writer threads (window_ms: see struct jobtab_flusher). 0 or -errno. */
 int jobtab_flusher_start(struct jobtab *t, unsigned window_ms);
-/* Makes everything queued durable, then ends the flusher thread. Safe if it never started. */
+/* Writes what the writer holds, makes everything durable, then ends both threads. Safe if they
+ * never started. */
 void jobtab_flusher_stop(struct jobtab *t);
-/* Takes e off the flusher's queue (before e is freed). */
+/* Takes e off the flusher's and the writer's queues (before e is freed). */
 void jobtab_flusher_forget(struct jobtab_entry *e);

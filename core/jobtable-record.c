@@ -461,6 +461,18 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     return 0;
 }
 
+int jobtab_rec_write_latest(struct jobtab_entry *e)
+{
+    struct jobtab_status latest;
+    int r;
+
+    (void)pthread_mutex_lock(&e->wlock);
+    jobtab_entry_get_status(e, &latest);
+    r = jobtab_rec_write(e, &latest, false);
+    (void)pthread_mutex_unlock(&e->wlock);
+    return r;
+}
+
 int jobtab_rec_read(int dfd, char **ret_text)
 {
     _cleanup_close_ int fd = openat(dfd, RECORD_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -617,6 +629,61 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
+/* ---- the writer: records handed over by jobtab_entry_set_status_async ------------------- */
+
+void jobtab_writer_queue(struct jobtab_entry *e)
+{
+    struct jobtab_flusher *fl = &e->t->fl;
+
+    (void)pthread_mutex_lock(&fl->mu);
+    if (!e->wq_queued) {
+        e->wq_queued = true;
+        e->wq_next = NULL;
+        if (!fl->whead)
+            (void)pthread_cond_signal(&fl->wwake);
+        *fl->wtail = e;
+        fl->wtail = &e->wq_next;
+    }
+    (void)pthread_mutex_unlock(&fl->mu);
+}
+
+/* One record at a time, oldest request first; each write queues its record for the flusher. */
+static void *writer_main(void *arg)
+{
+    struct jobtab *t = arg;
+    struct jobtab_flusher *fl = &t->fl;
+
+    (void)pthread_mutex_lock(&fl->mu);
+    for (;;) {
+        struct jobtab_entry *e;
+        int r;
+
+        while (!fl->whead && !fl->wexiting)
+            (void)pthread_cond_wait(&fl->wwake, &fl->mu);
+        if (!fl->whead)
+            break;
+        e = fl->whead;
+        fl->whead = e->wq_next;
+        if (!fl->whead)
+            fl->wtail = &fl->whead;
+        e->wq_queued = false;
+        fl->wbusy = true;
+        (void)pthread_mutex_unlock(&fl->mu);
+
+        r = jobtab_rec_write_latest(e);
+        if (r < 0)
+            log_warn("job %s: writing its record: %s", e->spec.id, strerror(-r));
+
+        (void)pthread_mutex_lock(&fl->mu);
+        fl->wbusy = false;
+        if (r < 0 && fl->err == 0)
+            fl->err = r;
+        (void)pthread_cond_broadcast(&fl->wdone);
+    }
+    (void)pthread_mutex_unlock(&fl->mu);
+    return NULL;
+}
+
 int jobtab_sync(struct jobtab *t)
 {
     struct jobtab_flusher *fl = &t->fl;
@@ -624,6 +691,8 @@ int jobtab_sync(struct jobtab *t)
     int r;
 
     (void)pthread_mutex_lock(&fl->mu);
+    while (fl->whead || fl->wbusy) /* the writer's records first: they join the flusher's queue */
+        (void)pthread_cond_wait(&fl->wdone, &fl->mu);
     target = fl->queued_seq;
     if (fl->synced_seq < target) {
         fl->urgent = true;
@@ -649,11 +718,27 @@ int jobtab_flusher_start(struct jobtab *t, unsigned window_ms)
     (void)pthread_cond_init(&fl->wake, &ca);
     (void)pthread_condattr_destroy(&ca);
     (void)pthread_cond_init(&fl->done, NULL);
+    (void)pthread_cond_init(&fl->wwake, NULL);
+    (void)pthread_cond_init(&fl->wdone, NULL);
     fl->head = NULL;
     fl->tail = &fl->head;
+    fl->whead = NULL;
+    fl->wtail = &fl->whead;
     fl->window_ms = window_ms;
     r = pthread_create(&fl->thread, NULL, flusher_main, t);
+    if (r == 0) {
+        r = pthread_create(&fl->wthread, NULL, writer_main, t);
+        if (r != 0) {
+            (void)pthread_mutex_lock(&fl->mu);
+            fl->exiting = true;
+            (void)pthread_cond_signal(&fl->wake);
+            (void)pthread_mutex_unlock(&fl->mu);
+            (void)pthread_join(fl->thread, NULL);
+        }
+    }
     if (r != 0) {
+        (void)pthread_cond_destroy(&fl->wdone);
+        (void)pthread_cond_destroy(&fl->wwake);
         (void)pthread_cond_destroy(&fl->done);
         (void)pthread_cond_destroy(&fl->wake);
         (void)pthread_mutex_destroy(&fl->mu);
@@ -669,11 +754,19 @@ void jobtab_flusher_stop(struct jobtab *t)
 
     if (!fl->running)
         return;
+    /* The writer first: what it writes still goes through the flusher. */
+    (void)pthread_mutex_lock(&fl->mu);
+    fl->wexiting = true;
+    (void)pthread_cond_signal(&fl->wwake);
+    (void)pthread_mutex_unlock(&fl->mu);
+    (void)pthread_join(fl->wthread, NULL);
     (void)pthread_mutex_lock(&fl->mu);
     fl->exiting = true;
     (void)pthread_cond_signal(&fl->wake);
     (void)pthread_mutex_unlock(&fl->mu);
     (void)pthread_join(fl->thread, NULL);
+    (void)pthread_cond_destroy(&fl->wdone);
+    (void)pthread_cond_destroy(&fl->wwake);
     (void)pthread_cond_destroy(&fl->done);
     (void)pthread_cond_destroy(&fl->wake);
     (void)pthread_mutex_destroy(&fl->mu);
@@ -687,6 +780,16 @@ void jobtab_flusher_forget(struct jobtab_entry *e)
     if (!fl->running) /* stopped: the queue was drained */
         return;
     (void)pthread_mutex_lock(&fl->mu);
+    if (e->wq_queued) {
+        struct jobtab_entry **p = &fl->whead;
+        while (*p != e)
+            p = &(*p)->wq_next;
+        *p = e->wq_next;
+        if (!*p)
+            fl->wtail = p;
+        e->wq_queued = false;
+        (void)pthread_cond_broadcast(&fl->wdone);
+    }
     if (e->fl_queued) {
         struct jobtab_entry **p = &fl->head;
         while (*p != e)

@@ -505,11 +505,10 @@ void jobtab_entry_get_status(struct jobtab_entry *e, struct jobtab_status *ret)
     (void)pthread_mutex_unlock(&e->t->lock);
 }
 
-int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *st)
+/* The in-memory half of set_status. */
+static void apply_status(struct jobtab_entry *e, const struct jobtab_status *st)
 {
     struct jobtab *t = e->t;
-    struct jobtab_status latest;
-    int r;
 
     (void)pthread_mutex_lock(&t->lock);
     /* An end seen first (a job that exits before its starter reports RUNNING) wins: a job
@@ -520,13 +519,18 @@ int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *
             e->status.job.pid = 0;
     }
     (void)pthread_mutex_unlock(&t->lock);
+}
 
-    /* Whoever writes, writes the latest status, so an older one never lands last. */
-    (void)pthread_mutex_lock(&e->wlock);
-    jobtab_entry_get_status(e, &latest);
-    r = jobtab_rec_write(e, &latest, false);
-    (void)pthread_mutex_unlock(&e->wlock);
-    return r;
+int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *st)
+{
+    apply_status(e, st);
+    return jobtab_rec_write_latest(e);
+}
+
+void jobtab_entry_set_status_async(struct jobtab_entry *e, const struct jobtab_status *st)
+{
+    apply_status(e, st);
+    jobtab_writer_queue(e);
 }
 
 bool jobtab_entry_is_running(struct jobtab_entry *e)

@@ -59,8 +59,9 @@ struct jobtab_config {
 
 /* Makes an empty table over cfg->state_dir (mkdir -p). 0 or -errno. */
 int jobtab_new(const struct jobtab_config *cfg, struct jobtab **ret);
-/* Makes every record written before the call durable (fsync'd with its folder), waiting for
- * the flusher. Returns 0, or the first -errno the flusher met since the last jobtab_sync. */
+/* Makes every record set before the call (jobtab_entry_set_status_async included) written and
+ * durable (fsync'd with its folder), waiting for the writer and the flusher. Returns 0, or the
+ * first -errno they met since the last jobtab_sync. */
 int jobtab_sync(struct jobtab *t);
 /* Flushes (as jobtab_sync, errors logged by the flusher), then frees the table and every entry
  * (not the attached job/outlog: the caller frees those first, e.g. with jobtab_foreach).
@@ -113,6 +114,12 @@ void jobtab_entry_get_status(struct jobtab_entry *e, struct jobtab_status *ret);
  * and the owner's running slot. 0 or -errno (the in-memory status is updated even when the
  * write fails). */
 int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *st);
+/* The same, except that the record is written by the table's writer thread right after, so
+ * the caller never waits on the disk (the job runner's event thread: a job's end must not hold
+ * up the others' output). Until it is written, typically well under a millisecond later, a
+ * kill -9 of the server finds the previous record. Write errors are logged, and reported by
+ * jobtab_sync; jobtab_free writes what is still queued. */
+void jobtab_entry_set_status_async(struct jobtab_entry *e, const struct jobtab_status *st);
 /* true while state is STARTING or RUNNING. */
 bool jobtab_entry_is_running(struct jobtab_entry *e);
 

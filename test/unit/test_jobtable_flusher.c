@@ -316,6 +316,7 @@ Test(jobtab_flusher, free_flushes_what_is_pending)
 struct race {
     struct jobtab_entry *e;
     const char *id;
+    bool async_end; /* the end through jobtab_entry_set_status_async, as the server does */
     pthread_barrier_t go;
     int done_writers;
     pthread_mutex_t mu;
@@ -350,18 +351,21 @@ static void *end_writer(void *arg)
     st.job.state = JOB_EXITED;
     st.job.exit_code = 9;
     st.job.end_ms = st.job.start_ms + 1;
-    (void)jobtab_entry_set_status(r->e, &st);
+    if (r->async_end)
+        jobtab_entry_set_status_async(r->e, &st);
+    else
+        (void)jobtab_entry_set_status(r->e, &st);
     pthread_mutex_lock(&r->mu);
     r->done_writers++;
     pthread_mutex_unlock(&r->mu);
     return NULL;
 }
 
-Test(jobtab_flusher, status_on_disk_never_goes_backwards)
+static void race(bool async_end)
 {
     struct jobtab *t = table(1); /* the flusher runs alongside */
     char id[JOBTAB_ID_LEN + 1];
-    struct race r = {.id = id};
+    struct race r = {.id = id, .async_end = async_end};
     pthread_t th[4];
     bool ended = false;
     int backwards = 0, reads = 0, done;
@@ -390,10 +394,72 @@ Test(jobtab_flusher, status_on_disk_never_goes_backwards)
         pthread_join(th[i], NULL);
     cr_expect_eq(backwards, 0, "%d of %d reads went back to running after the end", backwards,
                  reads);
+    cr_assert_eq(jobtab_sync(t), 0); /* an async end is written by now */
     cr_expect_eq(state_on_disk(id), JOB_EXITED);
-    cr_assert_eq(jobtab_sync(t), 0);
     expect_durable(id);
     jobtab_free(t);
     pthread_barrier_destroy(&r.go);
     pthread_mutex_destroy(&r.mu);
+}
+
+Test(jobtab_flusher, status_on_disk_never_goes_backwards)
+{
+    race(false);
+}
+
+Test(jobtab_flusher, status_on_disk_never_goes_backwards_with_an_async_end)
+{
+    race(true);
+}
+
+/* set_status_async: the status is the entry's at once; the writer thread writes the record
+ * by itself, right away (no window: the window here is an hour), and the flusher syncs it. */
+Test(jobtab_flusher, async_status_is_seen_at_once_and_written_by_the_writer)
+{
+    struct jobtab *t = table(AN_HOUR_MS);
+    char id[JOBTAB_ID_LEN + 1];
+    struct jobtab_entry *e = add(t, id);
+    struct jobtab_status st;
+
+    set_state(e, JOB_RUNNING, 0);
+    jobtab_entry_get_status(e, &st);
+    st.job.state = JOB_EXITED;
+    st.job.exit_code = 4;
+    st.output_bytes = 77;
+    jobtab_entry_set_status_async(e, &st);
+    jobtab_entry_get_status(e, &st);
+    cr_expect_eq(st.job.state, JOB_EXITED);
+    cr_expect_eq(st.job.exit_code, 4);
+    cr_expect_not(jobtab_entry_is_running(e));
+    for (int i = 0; i < 3000 && state_on_disk(id) != JOB_EXITED; i++)
+        usleep(10000);
+    cr_expect_eq(state_on_disk(id), JOB_EXITED, "written without a jobtab_sync");
+    cr_assert_eq(jobtab_sync(t), 0);
+    expect_durable(id);
+    jobtab_free(t);
+}
+
+/* jobtab_free writes what the writer still holds, and syncs it: a restart reads the end. */
+Test(jobtab_flusher, free_writes_and_flushes_async_records)
+{
+    struct jobtab *t = table(AN_HOUR_MS);
+    char ids[10][JOBTAB_ID_LEN + 1];
+    struct jobtab_status st;
+
+    for (int i = 0; i < 10; i++) {
+        struct jobtab_entry *e = add(t, ids[i]);
+        jobtab_entry_get_status(e, &st);
+        st.job.state = JOB_KILLED;
+        st.job.signal = 9;
+        jobtab_entry_set_status_async(e, &st);
+    }
+    jobtab_free(t);
+    t = table(AN_HOUR_MS);
+    cr_assert_eq(jobtab_load(t, NULL, NULL), 10);
+    for (int i = 0; i < 10; i++) {
+        expect_durable(ids[i]);
+        jobtab_entry_get_status(jobtab_lookup(t, ids[i], "alice"), &st);
+        cr_expect_eq(st.job.state, JOB_KILLED, "%s: not LOST", ids[i]);
+    }
+    jobtab_free(t);
 }
