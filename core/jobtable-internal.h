@@ -70,6 +70,7 @@ struct jobtab {
     size_t n, cap;
     struct jobtab_entry **index; /* open addressing on id; cap_index is a power of two */
     size_t cap_index;
+    uint64_t last_created_ns; /* under lock: created_ns grows strictly, in insertion order */
     struct jobtab_flusher fl;
 };
 

@@ -106,6 +106,7 @@ int jobtab_record_format(const struct jobtab_spec *spec, const struct jobtab_sta
     sb_printf(&b, "io_wbps=%" PRIu64 "\n", spec->limits.io_wbps);
     sb_printf(&b, "pids=%" PRIu64 "\n", spec->limits.pids);
     sb_printf(&b, "network=%s\n", spec->network == JOB_NET_HOST ? "host" : "none");
+    sb_printf(&b, "created_ns=%" PRIu64 "\n", spec->created_ns);
     sb_printf(&b, "state=%s\n", s < ELEMENTSOF(state_names) ? state_names[s] : "LOST");
     sb_printf(&b, "exit_code=%d\n", js->exit_code);
     sb_printf(&b, "signal=%d\n", js->signal);
@@ -237,6 +238,7 @@ static int parse_line(const char *k, size_t kn, const char *v, size_t vn, struct
     U64_FIELD("io_rbps", spec->limits.io_rbps)
     U64_FIELD("io_wbps", spec->limits.io_wbps)
     U64_FIELD("pids", spec->limits.pids)
+    U64_FIELD("created_ns", spec->created_ns)
     U64_FIELD("cpu_usec", js->cpu_usec)
     U64_FIELD("memory_peak_bytes", js->memory_peak_bytes)
     U64_FIELD("output_bytes", st->output_bytes)

@@ -234,6 +234,8 @@ static int cmp_start(const void *a, const void *b)
 
     if (x->status.job.start_ms != y->status.job.start_ms)
         return x->status.job.start_ms < y->status.job.start_ms ? -1 : 1;
+    if (x->spec.created_ns != y->spec.created_ns)
+        return x->spec.created_ns < y->spec.created_ns ? -1 : 1;
     return strcmp(x->spec.id, y->spec.id);
 }
 
@@ -242,6 +244,21 @@ static int64_t now_ms(void)
     struct timespec ts;
     (void)clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A creation time for a new entry (lock held): the clock, but strictly after the previous one,
+ * so that the order of creation survives a restart even within one clock tick. */
+static uint64_t created_ns_locked(struct jobtab *t)
+{
+    struct timespec ts;
+    uint64_t ns;
+
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (ns <= t->last_created_ns)
+        ns = t->last_created_ns + 1;
+    t->last_created_ns = ns;
+    return ns;
 }
 
 /* Loads <state>/<name>; NULL when it is not a loadable job folder. */
@@ -332,6 +349,8 @@ int jobtab_load(struct jobtab *t, jobtab_loaded_fn fn, void *userdata)
             entry_free(loaded[i]);
             continue;
         }
+        if (loaded[i]->spec.created_ns > t->last_created_ns)
+            t->last_created_ns = loaded[i]->spec.created_ns;
         if (fn)
             fn(loaded[i], was_running, userdata);
     }
@@ -392,8 +411,10 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
     do {
         r = jobtab_new_id(e->spec.id);
     } while (r == 0 && find_locked(t, e->spec.id));
-    if (r == 0)
+    if (r == 0) {
+        e->spec.created_ns = created_ns_locked(t);
         r = insert_locked(t, e);
+    }
     (void)pthread_mutex_unlock(&t->lock);
     if (r < 0) {
         entry_free(e);

@@ -7,8 +7,9 @@
  *   <state>/<id>/output    its output log (core/outlog; jobtable only names the path)
  *
  * What a record survives: every write is complete (renamed) when the call that made it
- * returns, so a crash of the server (kill -9; the page cache survives) right after finds the
- * latest record. Durability against a crash of the machine is group-committed: a flusher thread
+ * returns (for jobtab_entry_set_status_async, when the writer thread has written it, right
+ * after), so a crash of the server (kill -9; the page cache survives) then finds the latest
+ * record. No call here waits for an fsync except jobtab_sync and jobtab_free. Durability against a crash of the machine is group-committed: a flusher thread
  * fsyncs the record and its folder (and the state directory for a new folder) within about
  * flush_window_ms plus the fsyncs' own time, for all records written meanwhile at once;
  * jobtab_sync waits for it, and jobtab_free flushes everything. A power loss inside that window
@@ -40,6 +41,8 @@ struct jobtab_spec {
     size_t n_args;
     struct job_limits limits; /* as applied */
     enum job_network network;
+    uint64_t created_ns; /* when jobtab_add made it (CLOCK_REALTIME); orders the jobs started
+                            within one millisecond after a restart (0 in older records) */
 };
 
 /* What a job is; changes over its life. */
@@ -110,7 +113,8 @@ void jobtab_foreach(struct jobtab *t, void (*fn)(struct jobtab_entry *e, void *u
 const struct jobtab_spec *jobtab_entry_spec(const struct jobtab_entry *e);
 /* A snapshot of the entry's status. */
 void jobtab_entry_get_status(struct jobtab_entry *e, struct jobtab_status *ret);
-/* Replaces the entry's status and rewrites its record. A state past RUNNING frees the name
+/* Replaces the entry's status and rewrites its record (in place when this returns; durable
+ * shortly after, see the top of this file). A state past RUNNING frees the name
  * and the owner's running slot. 0 or -errno (the in-memory status is updated even when the
  * write fails). */
 int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *st);
