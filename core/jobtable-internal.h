@@ -1,7 +1,8 @@
 #pragma once
-/* core/jobtable's private parts, shared by its two halves:
+/* core/jobtable's private parts, shared by its three files:
  *   jobtable.c         the table: ids, lookups, authorisation, the job lifecycle, loading
- *   jobtable-record.c  the on-disk record: text format and parser, the atomic write, and the
+ *   jobtable-record.c  the on-disk record: text format and parser, the atomic write
+ *   jobtable-flush.c   the writer thread (records handed over by set_status_async) and the
  *                      flusher thread that makes written records durable (group commit)
  * Nothing here is for other modules: core/jobtable.h is the one public header. */
 #include <pthread.h>
@@ -93,6 +94,9 @@ void jobtab_writer_queue(struct jobtab_entry *e);
  * NUL byte, -EFBIG past 8 MiB). */
 int jobtab_rec_read(int dfd, char **ret_text);
 
+/* Queues e's record, just renamed into place, for the flusher (new_folder: see
+ * jobtab_rec_write). */
+void jobtab_flusher_queue(struct jobtab_entry *e, bool new_folder);
 /* Starts t's flusher and writer threads (window_ms: see struct jobtab_flusher). 0 or -errno. */
 int jobtab_flusher_start(struct jobtab *t, unsigned window_ms);
 /* Writes what the writer holds, makes everything durable, then ends both threads. Safe if they
