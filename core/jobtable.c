@@ -3,10 +3,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,45 +14,14 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "jobtable-internal.h"
 #include "log.h"
 
-#define RECORD_FILE "status"
-#define RECORD_TMP "status.tmp"
 #define OUTPUT_FILE "output"
 #define LOST_MESSAGE "server restarted while the job was running"
 
-struct jobtab_entry {
-    struct jobtab *t;
-    struct jobtab_spec spec;     /* immutable after add/load */
-    struct jobtab_status status; /* under t->lock */
-    struct job *job;             /* under t->lock (set once) */
-    struct outlog *log;          /* under t->lock (set once) */
-    uint64_t seq;                /* insertion order */
-    pthread_mutex_t wlock;       /* serialises record writes (one status.tmp per folder) */
-};
-
-struct jobtab {
-    pthread_mutex_t lock;
-    char *state_dir;
-    char **admins;
-    size_t n_admins;
-    unsigned max_running;
-    struct jobtab_entry **entries; /* oldest first */
-    size_t n, cap;
-    struct jobtab_entry **index; /* open addressing on id; cap_index is a power of two */
-    size_t cap_index;
-};
-
-static const char *const state_names[] = {
-    [JOB_STARTING] = "STARTING", [JOB_RUNNING] = "RUNNING",
-    [JOB_EXITED] = "EXITED",     [JOB_KILLED] = "KILLED",
-    [JOB_FAILED_TO_START] = "FAILED_TO_START", [JOB_LOST] = "LOST",
-};
-
-static bool state_is_running(enum job_state s)
-{
-    return s == JOB_STARTING || s == JOB_RUNNING;
-}
+/* How long a written record may wait for others before the flusher syncs them together. */
+#define FLUSH_WINDOW_MS_DEFAULT 10
 
 /* ---- ids ------------------------------------------------------------------------------- */
 
@@ -92,462 +59,7 @@ bool jobtab_is_id(const char *s)
     return s[JOBTAB_ID_LEN] == '\0';
 }
 
-/* ---- record text ----------------------------------------------------------------------- */
-
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void sb_putn(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 512;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    char tmp[128];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        sb_putn(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-/* key=value with control bytes, DEL and '%' written as %XX, so a value is one line. */
-static void sb_put_str(struct sbuf *b, const char *key, const char *v)
-{
-    sb_putn(b, key, strlen(key));
-    sb_putn(b, "=", 1);
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f || *p == '%') {
-            char esc[4];
-            (void)snprintf(esc, sizeof(esc), "%%%02X", *p);
-            sb_putn(b, esc, 3);
-        } else {
-            sb_putn(b, (const char *)p, 1);
-        }
-    }
-    sb_putn(b, "\n", 1);
-}
-
-int jobtab_record_format(const struct jobtab_spec *spec, const struct jobtab_status *st,
-                         char **ret_text)
-{
-    struct sbuf b = {0};
-    const struct job_status *js = &st->job;
-    unsigned s = (unsigned)js->state;
-
-    sb_printf(&b, "version=1\n");
-    sb_put_str(&b, "id", spec->id);
-    sb_put_str(&b, "owner", spec->owner);
-    sb_put_str(&b, "name", spec->name ? spec->name : "");
-    sb_put_str(&b, "command", spec->command);
-    for (size_t i = 0; i < spec->n_args; i++)
-        sb_put_str(&b, "arg", spec->args[i]);
-    sb_printf(&b, "cpu_millis=%" PRIu64 "\n", spec->limits.cpu_millis);
-    sb_printf(&b, "memory_bytes=%" PRIu64 "\n", spec->limits.memory_bytes);
-    sb_printf(&b, "io_riops=%" PRIu64 "\n", spec->limits.io_riops);
-    sb_printf(&b, "io_wiops=%" PRIu64 "\n", spec->limits.io_wiops);
-    sb_printf(&b, "io_rbps=%" PRIu64 "\n", spec->limits.io_rbps);
-    sb_printf(&b, "io_wbps=%" PRIu64 "\n", spec->limits.io_wbps);
-    sb_printf(&b, "pids=%" PRIu64 "\n", spec->limits.pids);
-    sb_printf(&b, "network=%s\n", spec->network == JOB_NET_HOST ? "host" : "none");
-    sb_printf(&b, "state=%s\n", s < ELEMENTSOF(state_names) ? state_names[s] : "LOST");
-    sb_printf(&b, "exit_code=%d\n", js->exit_code);
-    sb_printf(&b, "signal=%d\n", js->signal);
-    sb_printf(&b, "oom_killed=%d\n", js->oom_killed ? 1 : 0);
-    sb_put_str(&b, "error", js->error);
-    sb_printf(&b, "start_ms=%" PRId64 "\n", js->start_ms);
-    sb_printf(&b, "end_ms=%" PRId64 "\n", js->end_ms);
-    sb_printf(&b, "cpu_usec=%" PRIu64 "\n", js->cpu_usec);
-    sb_printf(&b, "memory_peak_bytes=%" PRIu64 "\n", js->memory_peak_bytes);
-    sb_printf(&b, "output_bytes=%" PRIu64 "\n", st->output_bytes);
-    sb_printf(&b, "output_truncated=%d\n", st->output_truncated ? 1 : 0);
-    if (b.oom) {
-        free(b.p);
-        return -ENOMEM;
-    }
-    *ret_text = b.p;
-    return 0;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes a %XX-escaped value of n bytes into a malloc'd string. NULL on malformed or OOM
- * (*bad tells which). */
-static char *unescape(const char *v, size_t n, bool *bad)
-{
-    char *out = malloc(n + 1);
-    size_t o = 0;
-
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] == '%') {
-            int hi = i + 2 < n ? hexval(v[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(v[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                *bad = true;
-                free(out);
-                return NULL;
-            }
-            out[o++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[o++] = v[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static int parse_u64(const char *v, size_t n, uint64_t *ret)
-{
-    uint64_t x = 0;
-
-    if (n == 0 || n > 20)
-        return -EBADMSG;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            return -EBADMSG;
-        if (x > (UINT64_MAX - (uint64_t)(v[i] - '0')) / 10)
-            return -EBADMSG;
-        x = x * 10 + (uint64_t)(v[i] - '0');
-    }
-    *ret = x;
-    return 0;
-}
-
-static int parse_i64(const char *v, size_t n, int64_t *ret)
-{
-    uint64_t x;
-    bool neg = n > 0 && v[0] == '-';
-
-    if (parse_u64(v + neg, n - neg, &x) < 0 || x > (uint64_t)INT64_MAX)
-        return -EBADMSG;
-    *ret = neg ? -(int64_t)x : (int64_t)x;
-    return 0;
-}
-
-static int parse_int(const char *v, size_t n, int *ret)
-{
-    int64_t x;
-
-    if (parse_i64(v, n, &x) < 0 || x < INT_MIN || x > INT_MAX)
-        return -EBADMSG;
-    *ret = (int)x;
-    return 0;
-}
-
-void jobtab_spec_clear(struct jobtab_spec *spec)
-{
-    free(spec->owner);
-    free(spec->name);
-    free(spec->command);
-    for (size_t i = 0; i < spec->n_args; i++)
-        free(spec->args[i]);
-    free(spec->args);
-    memset(spec, 0, sizeof(*spec));
-}
-
-static bool key_is(const char *k, size_t kn, const char *want)
-{
-    return strlen(want) == kn && memcmp(k, want, kn) == 0;
-}
-
-/* One key=value line into spec/st. */
-static int parse_line(const char *k, size_t kn, const char *v, size_t vn, struct jobtab_spec *spec,
-                      struct jobtab_status *st, unsigned *seen)
-{
-    struct job_status *js = &st->job;
-    uint64_t u;
-    bool bad = false;
-    char **strp = NULL;
-
-#define U64_FIELD(name, dst)                                                                       \
-    if (key_is(k, kn, name))                                                                       \
-        return parse_u64(v, vn, &(dst));
-    U64_FIELD("cpu_millis", spec->limits.cpu_millis)
-    U64_FIELD("memory_bytes", spec->limits.memory_bytes)
-    U64_FIELD("io_riops", spec->limits.io_riops)
-    U64_FIELD("io_wiops", spec->limits.io_wiops)
-    U64_FIELD("io_rbps", spec->limits.io_rbps)
-    U64_FIELD("io_wbps", spec->limits.io_wbps)
-    U64_FIELD("pids", spec->limits.pids)
-    U64_FIELD("cpu_usec", js->cpu_usec)
-    U64_FIELD("memory_peak_bytes", js->memory_peak_bytes)
-    U64_FIELD("output_bytes", st->output_bytes)
-#undef U64_FIELD
-    if (key_is(k, kn, "version"))
-        return parse_u64(v, vn, &u) < 0 || u != 1 ? -EBADMSG : 0;
-    if (key_is(k, kn, "exit_code"))
-        return parse_int(v, vn, &js->exit_code);
-    if (key_is(k, kn, "signal"))
-        return parse_int(v, vn, &js->signal);
-    if (key_is(k, kn, "start_ms"))
-        return parse_i64(v, vn, &js->start_ms);
-    if (key_is(k, kn, "end_ms"))
-        return parse_i64(v, vn, &js->end_ms);
-    if (key_is(k, kn, "oom_killed") || key_is(k, kn, "output_truncated")) {
-        if (parse_u64(v, vn, &u) < 0 || u > 1)
-            return -EBADMSG;
-        if (key_is(k, kn, "oom_killed"))
-            js->oom_killed = u;
-        else
-            st->output_truncated = u;
-        return 0;
-    }
-    if (key_is(k, kn, "network")) {
-        if (vn == 4 && memcmp(v, "host", 4) == 0)
-            spec->network = JOB_NET_HOST;
-        else if (vn == 4 && memcmp(v, "none", 4) == 0)
-            spec->network = JOB_NET_NONE;
-        else
-            return -EBADMSG;
-        return 0;
-    }
-    if (key_is(k, kn, "state")) {
-        for (size_t i = 0; i < ELEMENTSOF(state_names); i++)
-            if (strlen(state_names[i]) == vn && memcmp(v, state_names[i], vn) == 0) {
-                js->state = (enum job_state)i;
-                *seen |= 1u << 3;
-                return 0;
-            }
-        return -EBADMSG;
-    }
-    if (key_is(k, kn, "error")) {
-        char *e = unescape(v, vn, &bad);
-        if (!e)
-            return bad ? -EBADMSG : -ENOMEM;
-        (void)snprintf(js->error, sizeof(js->error), "%s", e);
-        free(e);
-        return 0;
-    }
-    if (key_is(k, kn, "id")) {
-        if (vn != JOBTAB_ID_LEN)
-            return -EBADMSG;
-        memcpy(spec->id, v, vn);
-        spec->id[vn] = '\0';
-        if (!jobtab_is_id(spec->id))
-            return -EBADMSG;
-        *seen |= 1u << 0;
-        return 0;
-    }
-    if (key_is(k, kn, "arg")) {
-        char **a = realloc(spec->args, (spec->n_args + 1) * sizeof(*a));
-        if (!a)
-            return -ENOMEM;
-        spec->args = a;
-        a[spec->n_args] = unescape(v, vn, &bad);
-        if (!a[spec->n_args])
-            return bad ? -EBADMSG : -ENOMEM;
-        spec->n_args++;
-        return 0;
-    }
-    if (key_is(k, kn, "owner")) {
-        strp = &spec->owner;
-        *seen |= 1u << 1;
-    } else if (key_is(k, kn, "command")) {
-        strp = &spec->command;
-        *seen |= 1u << 2;
-    } else if (key_is(k, kn, "name")) {
-        strp = &spec->name;
-    } else {
-        return 0; /* a key from a newer version: ignore */
-    }
-    if (*strp)
-        return -EBADMSG; /* duplicate */
-    *strp = unescape(v, vn, &bad);
-    if (!*strp)
-        return bad ? -EBADMSG : -ENOMEM;
-    return 0;
-}
-
-int jobtab_record_parse(const char *text, struct jobtab_spec *ret_spec,
-                        struct jobtab_status *ret_st)
-{
-    struct jobtab_spec spec = {0};
-    struct jobtab_status st = {0};
-    unsigned seen = 0;
-    const char *p = text;
-    int r = 0;
-
-    while (*p && r == 0) {
-        const char *nl = strchr(p, '\n');
-        const char *eq;
-        size_t len;
-
-        if (!nl) {
-            r = -EBADMSG; /* every line ends with \n: a torn write is refused */
-            break;
-        }
-        len = (size_t)(nl - p);
-        eq = memchr(p, '=', len);
-        if (!eq || eq == p)
-            r = -EBADMSG;
-        else
-            r = parse_line(p, (size_t)(eq - p), eq + 1, (size_t)(nl - eq - 1), &spec, &st, &seen);
-        p = nl + 1;
-    }
-    if (r == 0 && seen != 0xf)
-        r = -EBADMSG;
-    if (r == 0 && !spec.name) {
-        spec.name = strdup("");
-        if (!spec.name)
-            r = -ENOMEM;
-    }
-    if (r < 0) {
-        jobtab_spec_clear(&spec);
-        return r;
-    }
-    *ret_spec = spec;
-    *ret_st = st;
-    return 0;
-}
-
 /* ---- files ----------------------------------------------------------------------------- */
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Room kept for the next record of a job that still runs (RECORD_TMP, allocated ahead), so
- * that its final record still lands when the disk fills up meanwhile (by its own output, say).
- * Best effort: without it the next write simply needs free space, as any write does. */
-#define RECORD_RESERVE_MIN 4096
-
-static void reserve_next_record(int dfd, size_t len)
-{
-    _cleanup_close_ int fd = -1;
-    size_t size = (len + 2 * RECORD_RESERVE_MIN - 1) & ~(size_t)(RECORD_RESERVE_MIN - 1);
-
-    fd = openat(dfd, RECORD_TMP, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return;
-    if (posix_fallocate(fd, 0, (off_t)size) != 0)
-        (void)unlinkat(dfd, RECORD_TMP, 0);
-}
-
-/* Writes the record: status.tmp, fsync, rename over status, fsync the folder, so a crash
- * leaves either the old or the new record, never a torn one. status.tmp may hold room
- * reserved by the previous write: it is overwritten in place, then cut to the record. */
-static int write_record(struct jobtab *t, const struct jobtab_spec *spec,
-                        const struct jobtab_status *st)
-{
-    _cleanup_free_ char *text = NULL;
-    _cleanup_close_ int dfd = -1;
-    _cleanup_close_ int fd = -1;
-    char dir[PATH_MAX];
-    size_t len;
-    int r;
-
-    if (snprintf(dir, sizeof(dir), "%s/%s", t->state_dir, spec->id) >= (int)sizeof(dir))
-        return -ENAMETOOLONG;
-    r = jobtab_record_format(spec, st, &text);
-    if (r < 0)
-        return r;
-    len = strlen(text);
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -errno;
-    fd = openat(dfd, RECORD_TMP, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return -errno;
-    r = write_all(fd, text, len);
-    if (r < 0)
-        return r;
-    if (ftruncate(fd, (off_t)len) < 0)
-        return -errno;
-    if (fsync(fd) < 0)
-        return -errno;
-    if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) < 0)
-        return -errno;
-    if (fsync(dfd) < 0)
-        return -errno;
-    if (state_is_running(st->job.state))
-        reserve_next_record(dfd, len);
-    return 0;
-}
-
-static int read_text(int dfd, const char *name, char **ret)
-{
-    _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    _cleanup_free_ char *buf = NULL;
-    size_t len = 0, cap = 0;
-
-    if (fd < 0)
-        return -errno;
-    for (;;) {
-        ssize_t n;
-        if (len + 1 >= cap) {
-            char *p;
-            cap = cap ? cap * 2 : 4096;
-            if (cap > (8u << 20))
-                return -EFBIG;
-            p = realloc(buf, cap);
-            if (!p)
-                return -ENOMEM;
-            buf = p;
-        }
-        n = read(fd, buf + len, cap - len - 1);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    if (strlen(buf) != len)
-        return -EBADMSG;
-    *ret = TAKE_PTR(buf);
-    return 0;
-}
 
 static int mkdir_p(const char *path, mode_t mode)
 {
@@ -654,6 +166,7 @@ static void entry_free(struct jobtab_entry *e)
 {
     if (!e)
         return;
+    jobtab_flusher_forget(e);
     jobtab_spec_clear(&e->spec);
     (void)pthread_mutex_destroy(&e->wlock);
     free(e);
@@ -686,6 +199,9 @@ int jobtab_new(const struct jobtab_config *cfg, struct jobtab **ret)
         t->n_admins++;
     }
     r = mkdir_p(t->state_dir, 0700);
+    if (r == 0)
+        r = jobtab_flusher_start(t, cfg->flush_window_ms ? cfg->flush_window_ms
+                                                         : FLUSH_WINDOW_MS_DEFAULT);
     if (r < 0) {
         jobtab_free(t);
         return r;
@@ -698,6 +214,7 @@ void jobtab_free(struct jobtab *t)
 {
     if (!t)
         return;
+    jobtab_flusher_stop(t); /* makes every record written so far durable */
     for (size_t i = 0; i < t->n; i++)
         entry_free(t->entries[i]);
     free(t->entries);
@@ -717,6 +234,8 @@ static int cmp_start(const void *a, const void *b)
 
     if (x->status.job.start_ms != y->status.job.start_ms)
         return x->status.job.start_ms < y->status.job.start_ms ? -1 : 1;
+    if (x->spec.created_ns != y->spec.created_ns)
+        return x->spec.created_ns < y->spec.created_ns ? -1 : 1;
     return strcmp(x->spec.id, y->spec.id);
 }
 
@@ -725,6 +244,21 @@ static int64_t now_ms(void)
     struct timespec ts;
     (void)clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A creation time for a new entry (lock held): the clock, but strictly after the previous one,
+ * so that the order of creation survives a restart even within one clock tick. */
+static uint64_t created_ns_locked(struct jobtab *t)
+{
+    struct timespec ts;
+    uint64_t ns;
+
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (ns <= t->last_created_ns)
+        ns = t->last_created_ns + 1;
+    t->last_created_ns = ns;
+    return ns;
 }
 
 /* Loads <state>/<name>; NULL when it is not a loadable job folder. */
@@ -738,7 +272,7 @@ static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name
     dfd = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (dfd < 0)
         return NULL;
-    r = read_text(dfd, RECORD_FILE, &text);
+    r = jobtab_rec_read(dfd, &text);
     if (r < 0) {
         log_warn("state: job folder '%s' has no readable record (%s), ignoring", name,
                  strerror(-r));
@@ -754,14 +288,14 @@ static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name
         return NULL;
     }
     e->status.job.pid = 0;
-    *ret_lost = state_is_running(e->status.job.state);
+    *ret_lost = jobtab_state_is_running(e->status.job.state);
     if (*ret_lost) {
         struct job_status *js = &e->status.job;
         js->state = JOB_LOST;
         (void)snprintf(js->error, sizeof(js->error), "%s", LOST_MESSAGE);
         if (js->end_ms == 0)
             js->end_ms = now_ms();
-        r = write_record(t, &e->spec, &e->status);
+        r = jobtab_rec_write(e, &e->status, false);
         if (r < 0)
             log_warn("state: job %s: rewriting its record as LOST failed: %s, ignoring", name,
                      strerror(-r));
@@ -815,6 +349,8 @@ int jobtab_load(struct jobtab *t, jobtab_loaded_fn fn, void *userdata)
             entry_free(loaded[i]);
             continue;
         }
+        if (loaded[i]->spec.created_ns > t->last_created_ns)
+            t->last_created_ns = loaded[i]->spec.created_ns;
         if (fn)
             fn(loaded[i], was_running, userdata);
     }
@@ -858,7 +394,7 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
     (void)pthread_mutex_lock(&t->lock);
     for (size_t i = 0; i < t->n; i++) {
         struct jobtab_entry *o = t->entries[i];
-        if (!state_is_running(o->status.job.state) || strcmp(o->spec.owner, owner) != 0)
+        if (!jobtab_state_is_running(o->status.job.state) || strcmp(o->spec.owner, owner) != 0)
             continue;
         running++;
         if (e->spec.name[0] && strcmp(o->spec.name, e->spec.name) == 0) {
@@ -875,8 +411,10 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
     do {
         r = jobtab_new_id(e->spec.id);
     } while (r == 0 && find_locked(t, e->spec.id));
-    if (r == 0)
+    if (r == 0) {
+        e->spec.created_ns = created_ns_locked(t);
         r = insert_locked(t, e);
+    }
     (void)pthread_mutex_unlock(&t->lock);
     if (r < 0) {
         entry_free(e);
@@ -889,7 +427,7 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
     else if (mkdir(dir, 0700) < 0)
         r = -errno;
     else {
-        r = write_record(t, &e->spec, &e->status);
+        r = jobtab_rec_write(e, &e->status, true);
         if (r < 0) { /* e.g. ENOSPC: leave no folder without a record behind */
             _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             if (dfd >= 0)
@@ -988,35 +526,39 @@ void jobtab_entry_get_status(struct jobtab_entry *e, struct jobtab_status *ret)
     (void)pthread_mutex_unlock(&e->t->lock);
 }
 
-int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *st)
+/* The in-memory half of set_status. */
+static void apply_status(struct jobtab_entry *e, const struct jobtab_status *st)
 {
     struct jobtab *t = e->t;
-    struct jobtab_status latest;
-    int r;
 
     (void)pthread_mutex_lock(&t->lock);
     /* An end seen first (a job that exits before its starter reports RUNNING) wins: a job
      * never goes back from an end state to a running one. */
-    if (state_is_running(e->status.job.state) || !state_is_running(st->job.state)) {
+    if (jobtab_state_is_running(e->status.job.state) || !jobtab_state_is_running(st->job.state)) {
         e->status = *st;
-        if (!state_is_running(e->status.job.state))
+        if (!jobtab_state_is_running(e->status.job.state))
             e->status.job.pid = 0;
     }
     (void)pthread_mutex_unlock(&t->lock);
+}
 
-    /* Whoever writes, writes the latest status, so an older one never lands last. */
-    (void)pthread_mutex_lock(&e->wlock);
-    jobtab_entry_get_status(e, &latest);
-    r = write_record(t, &e->spec, &latest);
-    (void)pthread_mutex_unlock(&e->wlock);
-    return r;
+int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *st)
+{
+    apply_status(e, st);
+    return jobtab_rec_write_latest(e);
+}
+
+void jobtab_entry_set_status_async(struct jobtab_entry *e, const struct jobtab_status *st)
+{
+    apply_status(e, st);
+    jobtab_writer_queue(e);
 }
 
 bool jobtab_entry_is_running(struct jobtab_entry *e)
 {
     struct jobtab_status st;
     jobtab_entry_get_status(e, &st);
-    return state_is_running(st.job.state);
+    return jobtab_state_is_running(st.job.state);
 }
 
 void jobtab_entry_attach(struct jobtab_entry *e, struct job *j, struct outlog *log)

@@ -3,8 +3,18 @@
  * the per-user running cap, authorisation, and persistence in the state directory:
  *
  *   <state>/<id>/status    the job's record, key=value text, rewritten atomically
- *                          (status.tmp + fsync + rename + fsync of the folder)
+ *                          (status.tmp, then rename over status)
  *   <state>/<id>/output    its output log (core/outlog; jobtable only names the path)
+ *
+ * What a record survives: every write is complete (renamed) when the call that made it
+ * returns (for jobtab_entry_set_status_async, when the writer thread has written it, right
+ * after), so a crash of the server (kill -9; the page cache survives) then finds the latest
+ * record. No call here waits for an fsync except jobtab_sync and jobtab_free. Durability against a crash of the machine is group-committed: a flusher thread
+ * fsyncs the record and its folder (and the state directory for a new folder) within about
+ * flush_window_ms plus the fsyncs' own time, for all records written meanwhile at once;
+ * jobtab_sync waits for it, and jobtab_free flushes everything. A power loss inside that window
+ * can lose the latest record (ext4's default data=ordered,auto_da_alloc keeps a rename over an
+ * existing record atomic even then; a job's first record may be lost, the job then unknown).
  *
  * Knows nothing of gRPC or protobuf, and calls nothing in core/job or core/outlog: the server
  * attaches its struct job / struct outlog pointers to an entry and owns them.
@@ -31,6 +41,8 @@ struct jobtab_spec {
     size_t n_args;
     struct job_limits limits; /* as applied */
     enum job_network network;
+    uint64_t created_ns; /* when jobtab_add made it (CLOCK_REALTIME); orders the jobs started
+                            within one millisecond after a restart (0 in older records) */
 };
 
 /* What a job is; changes over its life. */
@@ -44,12 +56,19 @@ struct jobtab_config {
     const char *state_dir;          /* created (0700) if missing */
     const char *const *admin_cns;   /* NULL-terminated; these CNs see and stop every job */
     unsigned max_running_per_user;  /* 0 = no cap */
+    unsigned flush_window_ms;       /* how long a record waits for others to be synced with
+                                       it (group commit); 0 = the default, 10 ms */
 };
 
 /* Makes an empty table over cfg->state_dir (mkdir -p). 0 or -errno. */
 int jobtab_new(const struct jobtab_config *cfg, struct jobtab **ret);
-/* Frees the table and every entry (not the attached job/outlog: the caller frees those
- * first, e.g. with jobtab_foreach). NULL-safe. Not concurrent with anything else. */
+/* Makes every record set before the call (jobtab_entry_set_status_async included) written and
+ * durable (fsync'd with its folder), waiting for the writer and the flusher. Returns 0, or the
+ * first -errno they met since the last jobtab_sync. */
+int jobtab_sync(struct jobtab *t);
+/* Flushes (as jobtab_sync, errors logged by the flusher), then frees the table and every entry
+ * (not the attached job/outlog: the caller frees those first, e.g. with jobtab_foreach).
+ * NULL-safe. Not concurrent with anything else. */
 void jobtab_free(struct jobtab *t);
 
 /* Called by jobtab_load for each loaded entry; was_running is true when the record said
@@ -94,10 +113,17 @@ void jobtab_foreach(struct jobtab *t, void (*fn)(struct jobtab_entry *e, void *u
 const struct jobtab_spec *jobtab_entry_spec(const struct jobtab_entry *e);
 /* A snapshot of the entry's status. */
 void jobtab_entry_get_status(struct jobtab_entry *e, struct jobtab_status *ret);
-/* Replaces the entry's status and rewrites its record. A state past RUNNING frees the name
+/* Replaces the entry's status and rewrites its record (in place when this returns; durable
+ * shortly after, see the top of this file). A state past RUNNING frees the name
  * and the owner's running slot. 0 or -errno (the in-memory status is updated even when the
  * write fails). */
 int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *st);
+/* The same, except that the record is written by the table's writer thread right after, so
+ * the caller never waits on the disk (the job runner's event thread: a job's end must not hold
+ * up the others' output). Until it is written, typically well under a millisecond later, a
+ * kill -9 of the server finds the previous record. Write errors are logged, and reported by
+ * jobtab_sync; jobtab_free writes what is still queued. */
+void jobtab_entry_set_status_async(struct jobtab_entry *e, const struct jobtab_status *st);
 /* true while state is STARTING or RUNNING. */
 bool jobtab_entry_is_running(struct jobtab_entry *e);
 

@@ -278,23 +278,21 @@ static void reply_status(struct ucall *uc, struct jobtab_entry *e)
 
 /* ---- Start ----------------------------------------------------------------------------- */
 
-/* Event thread, once per job, after its final status is set and its log closed. */
+/* Event thread, once per job, after its final status is set and its log closed. The record
+ * is written by the table's writer thread (a job's end does not hold up the other jobs' output
+ * on the disk; write errors are logged there). */
 static void on_job_end(struct job *j, void *userdata)
 {
     struct jobtab_entry *e = userdata;
     struct outlog *log = jobtab_entry_log(e);
     struct jobtab_status st = {0};
-    int r;
 
     job_get_status(j, &st.job);
     if (log) {
         st.output_bytes = outlog_get_bytes(log);
         st.output_truncated = outlog_is_truncated(log);
     }
-    r = jobtab_entry_set_status(e, &st);
-    if (r < 0)
-        log_warn("job %s: writing its final record: %s, ignoring", jobtab_entry_spec(e)->id,
-                 strerror(-r));
+    jobtab_entry_set_status_async(e, &st);
 }
 
 static void start_failed(struct ucall *uc, int r, const char *why)
@@ -1132,7 +1130,8 @@ void server_free(struct server *s)
             (void)pthread_join(s->pool->threads[i], NULL);
         free(s->pool);
     }
-    /* Kills whatever still runs and waits for it (on_end callbacks write final records). */
+    /* Kills whatever still runs and waits for it (on_end callbacks hand final records to the
+     * table's writer; jobtab_free below writes them and makes every record durable). */
     job_runner_free(s->runner);
     calls_left = s->live_calls > 0;
     if (calls_left)

@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < spec.n_args; i++)
         FUZZ_CHECK(str_eq(spec.args[i], spec2.args[i]));
     FUZZ_CHECK(memcmp(&spec.limits, &spec2.limits, sizeof(spec.limits)) == 0);
-    FUZZ_CHECK(spec.network == spec2.network);
+    FUZZ_CHECK(spec.network == spec2.network && spec.created_ns == spec2.created_ns);
     FUZZ_CHECK(st.job.state == st2.job.state && st.job.exit_code == st2.job.exit_code &&
                st.job.signal == st2.job.signal && st.job.start_ms == st2.job.start_ms &&
                st.job.end_ms == st2.job.end_ms && st.job.oom_killed == st2.job.oom_killed &&

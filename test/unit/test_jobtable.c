@@ -81,7 +81,8 @@ Test(jobtab, record_round_trip)
     char *args[] = {"a b", "line1\nline2", "100%", "", "\x01\x7f\xc3\xa9"};
     struct jobtab_spec spec = {.owner = "al=ice", .name = "n%ame\t", .command = "/bin/echo",
                                .args = args, .n_args = 5,
-                               .limits = {1, 2, 3, 4, 5, 6, 7}, .network = JOB_NET_HOST};
+                               .limits = {1, 2, 3, 4, 5, 6, 7}, .network = JOB_NET_HOST,
+                               .created_ns = 1700000000000123456u};
     struct jobtab_status st = {.output_bytes = 99, .output_truncated = true};
     struct jobtab_spec back;
     struct jobtab_status st2;
@@ -108,6 +109,7 @@ Test(jobtab, record_round_trip)
         cr_expect_str_eq(back.args[i], args[i]);
     cr_expect_eq(memcmp(&back.limits, &spec.limits, sizeof(spec.limits)), 0);
     cr_expect_eq(back.network, JOB_NET_HOST);
+    cr_expect_eq(back.created_ns, 1700000000000123456u);
     cr_expect_eq(st2.job.state, JOB_KILLED);
     cr_expect_eq(st2.job.signal, 9);
     cr_expect_eq(st2.job.exit_code, -1);
@@ -294,6 +296,28 @@ Test(jobtab, load_reports_lost_skips_junk_and_sorts)
     cr_assert_eq(jobtab_list(t, "alice", &list, &n), 0);
     cr_assert_eq(n, 2);
     cr_expect_str_eq(jobtab_entry_spec(list[0])->id, ida, "oldest first");
+    free(list);
+    jobtab_free(t);
+}
+
+/* Jobs made within one millisecond (records are written without waiting for the disk, so that
+ * is common) load back in the order they were made. */
+Test(jobtab, load_keeps_the_order_of_jobs_made_within_one_ms)
+{
+    struct jobtab *t = table(0);
+    char ids[30][40];
+    struct jobtab_entry **list;
+    size_t n;
+
+    for (int i = 0; i < 30; i++)
+        strcpy(ids[i], jobtab_entry_spec(add(t, "alice", "", 0))->id);
+    jobtab_free(t);
+    t = table(0);
+    cr_assert_eq(jobtab_load(t, NULL, NULL), 30);
+    cr_assert_eq(jobtab_list(t, "alice", &list, &n), 0);
+    cr_assert_eq(n, 30);
+    for (int i = 0; i < 30; i++)
+        cr_expect_str_eq(jobtab_entry_spec(list[i])->id, ids[i], "job %d in its place", i);
     free(list);
     jobtab_free(t);
 }

@@ -1,0 +1,106 @@
+#pragma once
+/* core/jobtable's private parts, shared by its three files:
+ *   jobtable.c         the table: ids, lookups, authorisation, the job lifecycle, loading
+ *   jobtable-record.c  the on-disk record: text format and parser, the atomic write
+ *   jobtable-flush.c   the writer thread (records handed over by set_status_async) and the
+ *                      flusher thread that makes written records durable (group commit)
+ * Nothing here is for other modules: core/jobtable.h is the one public header. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "jobtable.h"
+
+#define RECORD_FILE "status"
+#define RECORD_TMP "status.tmp"
+
+struct jobtab_entry {
+    struct jobtab *t;
+    struct jobtab_spec spec;     /* immutable after add/load */
+    struct jobtab_status status; /* under t->lock */
+    struct job *job;             /* under t->lock (set once) */
+    struct outlog *log;          /* under t->lock (set once) */
+    uint64_t seq;                /* insertion order */
+    pthread_mutex_t wlock;       /* serialises record writes (one status.tmp per folder) */
+    /* The flusher's queue, under t->fl.mu: queued while the last record written is not yet
+     * known durable; new_folder when the state directory's entry for the folder is not. */
+    bool fl_queued, fl_new_folder;
+    uint64_t fl_seq;
+    struct jobtab_entry *fl_next;
+    /* The writer's queue, under t->fl.mu: a status set by jobtab_entry_set_status_async whose
+     * record is not written yet. */
+    bool wq_queued;
+    struct jobtab_entry *wq_next;
+};
+
+/* Group commit of records written (and renamed) but not yet fsync'd. A FIFO of entries; each
+ * queueing takes the next seq, and synced_seq says up to which seq every queued record is
+ * durable, which is what jobtab_sync waits for. The same lock guards the writer: a second
+ * thread that writes the records handed over by jobtab_entry_set_status_async, at once (no
+ * window, and never behind an fsync), so that their callers never wait on the disk. */
+struct jobtab_flusher {
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* work queued, urgent, or exiting */
+    pthread_cond_t done; /* synced_seq moved */
+    pthread_t thread;
+    bool running;
+    struct jobtab_entry *head, **tail;
+    uint64_t queued_seq; /* the last seq handed out */
+    uint64_t synced_seq;
+    unsigned window_ms; /* how long a record may wait for others to join its batch */
+    bool busy;          /* a batch is being synced */
+    bool urgent;        /* someone waits in jobtab_sync: no window until the queue is empty */
+    bool exiting;       /* jobtab_free: drain the queue, then end */
+    int err;            /* the first error since the last jobtab_sync, or 0 */
+
+    pthread_cond_t wwake; /* a record to write, or wexiting */
+    pthread_cond_t wdone; /* a write finished */
+    pthread_t wthread;
+    struct jobtab_entry *whead, **wtail;
+    bool wbusy;     /* a record is being written */
+    bool wexiting;  /* jobtab_free: write what is queued, then end (before the flusher ends) */
+};
+
+struct jobtab {
+    pthread_mutex_t lock;
+    char *state_dir;
+    char **admins;
+    size_t n_admins;
+    unsigned max_running;
+    struct jobtab_entry **entries; /* oldest first */
+    size_t n, cap;
+    struct jobtab_entry **index; /* open addressing on id; cap_index is a power of two */
+    size_t cap_index;
+    uint64_t last_created_ns; /* under lock: created_ns grows strictly, in insertion order */
+    struct jobtab_flusher fl;
+};
+
+static inline bool jobtab_state_is_running(enum job_state s)
+{
+    return s == JOB_STARTING || s == JOB_RUNNING;
+}
+
+/* Writes e's record with status st: status.tmp, rename over status (atomic against a crash of
+ * the server: the old or the new record, never a torn one), then queues it for the flusher.
+ * new_folder: the folder was just made (the flusher also syncs the state directory). Call with
+ * e->wlock held, or before e is shared. 0 or -errno (nothing queued). */
+int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, bool new_folder);
+/* Writes e's latest status (taking e->wlock): whoever writes, writes the latest, so an older
+ * status never lands last. 0 or -errno. */
+int jobtab_rec_write_latest(struct jobtab_entry *e);
+/* Hands e's record to the writer thread (once, however often it is called before the write). */
+void jobtab_writer_queue(struct jobtab_entry *e);
+/* Reads the record of the job folder dfd into a malloc'd string. 0 or -errno (-EBADMSG for a
+ * NUL byte, -EFBIG past 8 MiB). */
+int jobtab_rec_read(int dfd, char **ret_text);
+
+/* Queues e's record, just renamed into place, for the flusher (new_folder: see
+ * jobtab_rec_write). */
+void jobtab_flusher_queue(struct jobtab_entry *e, bool new_folder);
+/* Starts t's flusher and writer threads (window_ms: see struct jobtab_flusher). 0 or -errno. */
+int jobtab_flusher_start(struct jobtab *t, unsigned window_ms);
+/* Writes what the writer holds, makes everything durable, then ends both threads. Safe if they
+ * never started. */
+void jobtab_flusher_stop(struct jobtab *t);
+/* Takes e off the flusher's and the writer's queues (before e is freed). */
+void jobtab_flusher_forget(struct jobtab_entry *e);
