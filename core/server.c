@@ -345,9 +345,9 @@ static void do_start(struct ucall *uc)
     jobtab_entry_attach(uc->entry, j, uc->log);
     jobtab_entry_get_status(uc->entry, &st);
     job_get_status(j, &st.job);
-    r = jobtab_entry_set_status(uc->entry, &st);
-    if (r < 0)
-        log_warn("job %s: writing its record: %s, ignoring", spec->id, strerror(-r));
+    /* RUNNING is written by the table's writer thread: a restart treats a STARTING record
+     * exactly like a RUNNING one (both become LOST), so the reply need not wait for it. */
+    jobtab_entry_set_status_async(uc->entry, &st);
     {
         Jobmanager__V1__Job reply = JOBMANAGER__V1__JOB__INIT;
         reply.id = (char *)spec->id;
