@@ -182,8 +182,10 @@ $(B)/bench/%: bench/%.c $(B)/libcore.a
 deps:
 	@./install.sh --deps-only --quiet
 
-# Builds the release, ASan+UBSan, TSan and valgrind (debug) variants, then runs every tier.
+# Checks the format (clang-format, .clang-format), builds the release, ASan+UBSan, TSan and
+# valgrind (debug) variants, then runs every tier.
 test: deps
+	$(MAKE) fmt-check
 	$(MAKE) all tests
 	$(MAKE) V=asan BUILD=$(BUILD) all tests
 	$(MAKE) V=tsan BUILD=$(BUILD) all tests

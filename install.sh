@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 BUILD_PKGS=(build-essential pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
     libseccomp-dev libssl-dev libcriterion-dev)
 TEST_PKGS=(openssl file iproute2 procps psmisc python3 util-linux coreutils
-    clang libclang-rt-14-dev valgrind
+    clang clang-format libclang-rt-14-dev valgrind
     qemu-system-x86 qemu-utils busybox-static cpio
     testssl.sh nodejs npm)
 

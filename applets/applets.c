@@ -46,10 +46,11 @@ void applet_print_commands(FILE *f, const char *front)
             continue;
         fprintf(f, "  %-12s %s\n", a->name, a->help);
     }
-    fprintf(f, "\nGlobal flags:\n"
-               "  -h, --help    this list; '%s <command> --help' for a command's flags\n"
-               "  --version     version of runjob and of the gRPC and OpenSSL it links\n"
-               "  --list        every command name, one per line (used by install.sh)\n",
+    fprintf(f,
+            "\nGlobal flags:\n"
+            "  -h, --help    this list; '%s <command> --help' for a command's flags\n"
+            "  --version     version of runjob and of the gRPC and OpenSSL it links\n"
+            "  --list        every command name, one per line (used by install.sh)\n",
             front);
 }
 

@@ -70,7 +70,7 @@ time_t certs_asn1_time_to_time_t(const ASN1_TIME *t);
 void certs_format_day(time_t t, char *buf, size_t cap);
 /* Makes a certificate for key, signed by issuer_key with SHA-384; issuer NULL = self-signed. */
 int certs_make_cert(const struct cert_spec *s, const struct certs_opts *o, EVP_PKEY *key,
-                     X509 *issuer, EVP_PKEY *issuer_key, X509 **ret);
+                    X509 *issuer, EVP_PKEY *issuer_key, X509 **ret);
 int certs_new_p384_key(EVP_PKEY **ret);
 void certs_out_list_free(struct out_list *l);
 int certs_out_add_cert(struct out_list *l, X509 *x, const char *name, const char *what);
@@ -78,7 +78,7 @@ int certs_out_add_key(struct out_list *l, EVP_PKEY *k, const char *name, const c
 /* Writes data to dirfd/name atomically: a fresh temporary file made O_EXCL with mode 0600
  * (never wider, whatever the umask), then fchmod to mode, fsync and rename over name. */
 int certs_write_file_atomic(int dirfd, const char *dir, const char *name, const void *data,
-                             size_t len, mode_t mode);
+                            size_t len, mode_t mode);
 int certs_verify_written(int dirfd, const struct certs_opts *o);
 /* 1 if dirfd/name exists, 0 if not, -errno (logged) if it cannot be told. */
 int certs_file_exists(int dirfd, const char *dir, const char *name);
@@ -86,9 +86,8 @@ int certs_open_out_dir(const char *dir, int *ret);
 /* Loads the CA in DIR for --reuse-ca, checking that it is a CA and that its key matches. */
 int certs_load_ca(int dirfd, const char *dir, X509 **ret_cert, EVP_PKEY **ret_key);
 /* Issues one leaf: a new key and a certificate signed by the CA, both added to files. */
-int certs_issue_leaf(struct out_list *files, const struct certs_opts *o, X509 *ca,
-                      EVP_PKEY *ca_key, const struct cert_spec *s, const char *stem,
-                      const char *alias);
+int certs_issue_leaf(struct out_list *files, const struct certs_opts *o, X509 *ca, EVP_PKEY *ca_key,
+                     const struct cert_spec *s, const char *stem, const char *alias);
 /* From certs.c: h is an IPv4 or IPv6 literal; hosts[i] already stands earlier in the list. */
 bool certs_host_is_ip(const char *h);
 bool certs_host_is_duplicate(const struct certs_opts *o, size_t i);

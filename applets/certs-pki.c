@@ -110,7 +110,7 @@ static int add_server_sans(X509 *x, const struct certs_opts *o)
 
 /* Makes a certificate for key, signed by issuer_key with SHA-384; issuer NULL = self-signed. */
 int certs_make_cert(const struct cert_spec *s, const struct certs_opts *o, EVP_PKEY *key,
-                     X509 *issuer, EVP_PKEY *issuer_key, X509 **ret)
+                    X509 *issuer, EVP_PKEY *issuer_key, X509 **ret)
 {
     _cleanup_(X509_freep) X509 *x = X509_new();
     _cleanup_(X509_NAME_freep) X509_NAME *name = X509_NAME_new();
@@ -227,7 +227,7 @@ int certs_out_add_key(struct out_list *l, EVP_PKEY *k, const char *name, const c
 /* Writes data to dirfd/name atomically: a fresh temporary file made O_EXCL with mode 0600
  * (never wider, whatever the umask), then fchmod to mode, fsync and rename over name. */
 int certs_write_file_atomic(int dirfd, const char *dir, const char *name, const void *data,
-                             size_t len, mode_t mode)
+                            size_t len, mode_t mode)
 {
     _cleanup_free_ char *tmp = NULL;
     _cleanup_close_ int fd = -1;
@@ -473,9 +473,8 @@ int certs_load_ca(int dirfd, const char *dir, X509 **ret_cert, EVP_PKEY **ret_ke
 }
 
 /* Issues one leaf: a new key and a certificate signed by the CA, both added to files. */
-int certs_issue_leaf(struct out_list *files, const struct certs_opts *o, X509 *ca,
-                      EVP_PKEY *ca_key, const struct cert_spec *s, const char *stem,
-                      const char *alias)
+int certs_issue_leaf(struct out_list *files, const struct certs_opts *o, X509 *ca, EVP_PKEY *ca_key,
+                     const struct cert_spec *s, const char *stem, const char *alias)
 {
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *k = NULL;
     _cleanup_(X509_freep) X509 *x = NULL;
@@ -524,4 +523,3 @@ int certs_issue_leaf(struct out_list *files, const struct certs_opts *o, X509 *c
     }
     return 0;
 }
-

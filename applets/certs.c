@@ -352,13 +352,14 @@ static int certs_run(const struct certs_opts *o)
                               .not_before = now - BACKDATE_SECONDS,
                               .not_after = now + o->ca_days * DAY_SECONDS};
         _cleanup_free_ char *what = NULL;
-        if ((r = certs_new_p384_key(&ca_key)) < 0 || (r = certs_make_cert(&s, o, ca_key, NULL, NULL, &ca)) < 0)
+        if ((r = certs_new_p384_key(&ca_key)) < 0 ||
+            (r = certs_make_cert(&s, o, ca_key, NULL, NULL, &ca)) < 0)
             return r;
         certs_format_day(s.not_after, until, sizeof(until));
         if (asprintf(&what, "root CA: CN=runjob root CA, P-384, valid until %s", until) < 0)
             return log_errno(-ENOMEM, "cannot list the CA");
         if ((r = certs_out_add_key(&files, ca_key, CA_KEY,
-                             "private key of " CA_CERT ", P-384, mode 0600")) < 0 ||
+                                   "private key of " CA_CERT ", P-384, mode 0600")) < 0 ||
             (r = certs_out_add_cert(&files, ca, CA_CERT, what)) < 0)
             return r;
     } else if ((r = certs_load_ca(dirfd, o->out, &ca, &ca_key)) < 0) {
@@ -367,7 +368,8 @@ static int certs_run(const struct certs_opts *o)
     ca_not_after = certs_asn1_time_to_time_t(X509_get0_notAfter(ca));
 
     if (new_ca || (r = certs_file_exists(dirfd, o->out, CA_BUNDLE)) == 0) {
-        if ((r = certs_out_add_cert(&files, ca, CA_BUNDLE, "CAs trusted for client certificates")) < 0)
+        if ((r = certs_out_add_cert(&files, ca, CA_BUNDLE, "CAs trusted for client certificates")) <
+            0)
             return r;
     } else if (r < 0) {
         return r;
@@ -393,7 +395,8 @@ static int certs_run(const struct certs_opts *o)
             s.not_before = now - BACKDATE_SECONDS;
             s.not_after = clamp_to_ca(now + o->days * DAY_SECONDS, ca_not_after);
         }
-        if ((r = certs_issue_leaf(&files, o, ca, ca_key, &s, o->users[i], alias ? "client" : NULL)) < 0)
+        if ((r = certs_issue_leaf(&files, o, ca, ca_key, &s, o->users[i],
+                                  alias ? "client" : NULL)) < 0)
             return r;
     }
 
@@ -403,7 +406,7 @@ static int certs_run(const struct certs_opts *o)
         if (len <= 0)
             return log_errno(-EIO, "nothing to write to '%s/%s'", o->out, files.f[i].name);
         if ((r = certs_write_file_atomic(dirfd, o->out, files.f[i].name, data, (size_t)len,
-                                   files.f[i].mode)) < 0)
+                                         files.f[i].mode)) < 0)
             return r;
     }
     if (fsync(dirfd) < 0)

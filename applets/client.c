@@ -314,8 +314,7 @@ static int limit_value(struct client_opts *o, const char *flag, const char *arg,
         return client_usage_error(o, "--%s '%s' is too large", flag, arg);
     if (r < 0)
         return client_usage_error(o, "--%s '%s' is not %s", flag, arg,
-                                  size ? "a size (like 4096, 512K, 512M, 2G)"
-                                       : "a whole number");
+                                  size ? "a size (like 4096, 512K, 512M, 2G)" : "a whole number");
     if (*ret == 0) /* on the wire 0 means "the server's default": say so rather than send it */
         return client_usage_error(o,
                                   "--%s '%s': a limit must be above 0 (leave the flag out "
@@ -526,7 +525,7 @@ static void print_final(const struct client_opts *o, const char *id,
 int client_follow(const struct client_opts *o, struct rpc_client *c, const struct follow_opts *f)
 {
     Jobmanager__V1__StreamRequest req = JOBMANAGER__V1__STREAM_REQUEST__INIT;
-    Jobmanager__V1__JobStatus *final = NULL;
+    Jobmanager__V1__JobStatus *last = NULL;
     struct rpc_stream *s = NULL;
     struct rpc_error err = {0};
     struct sigwatch w = {.o = o, .c = c, .id = f->id, .sfd = -1, .efd = -1};
@@ -570,12 +569,12 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
             /* Keep our own copy: the chunk's is freed by the next call. */
             size_t n = jobmanager__v1__job_status__get_packed_size(ch.final_status);
             uint8_t *buf = malloc(n ? n : 1);
-            if (final)
-                protobuf_c_message_free_unpacked(&final->base, NULL);
-            final = NULL;
+            if (last)
+                protobuf_c_message_free_unpacked(&last->base, NULL);
+            last = NULL;
             if (buf) {
                 jobmanager__v1__job_status__pack(ch.final_status, buf);
-                final = jobmanager__v1__job_status__unpack(NULL, n, buf);
+                last = jobmanager__v1__job_status__unpack(NULL, n, buf);
                 free(buf);
             }
         }
@@ -608,29 +607,29 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     if (w.efd >= 0)
         close(w.efd);
 
-    if (ret == 0 && f->exit_code && !final) {
+    if (ret == 0 && f->exit_code && !last) {
         /* The stream ended without the final status (it was not following): ask for it. */
         Jobmanager__V1__StatusRequest sreq = JOBMANAGER__V1__STATUS_REQUEST__INIT;
         sreq.id = (char *)f->id;
-        if (rpc_client_status(c, &sreq, &final, &err) < 0)
+        if (rpc_client_status(c, &sreq, &last, &err) < 0)
             ret = client_fail(o, &err);
     }
     /* Only run and start -f speak about the end: a plain stream's stderr is the job's. */
-    if (ret == 0 && final && f->exit_code) {
-        if (w.interrupted || final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED ||
-            final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
-            final->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST)
-            print_final(o, f->id, final);
+    if (ret == 0 && last && f->exit_code) {
+        if (w.interrupted || last->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED ||
+            last->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
+            last->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST)
+            print_final(o, f->id, last);
         /* Otherwise the missing tail of the output would go unnoticed. */
-        if (final->usage && final->usage->output_truncated)
+        if (last->usage && last->usage->output_truncated)
             fprintf(stderr,
                     "%s: %s: job %s: output truncated: the server kept only the first %" PRIu64
                     " bytes (its cap, or its disk is full)\n",
-                    o->prog, o->verb, f->id, (uint64_t)final->usage->output_bytes);
-        ret = fmt_job_exit_code(final);
+                    o->prog, o->verb, f->id, (uint64_t)last->usage->output_bytes);
+        ret = fmt_job_exit_code(last);
     }
-    if (final)
-        protobuf_c_message_free_unpacked(&final->base, NULL);
+    if (last)
+        protobuf_c_message_free_unpacked(&last->base, NULL);
     return ret;
 }
 

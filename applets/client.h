@@ -17,9 +17,9 @@
 enum client_output { CLIENT_OUTPUT_TABLE, CLIENT_OUTPUT_JSON, CLIENT_OUTPUT_WIDE };
 
 struct client_opts {
-    char prog[16];    /* "runjob" or "jobctl": the name in messages */
-    char verb[16];    /* "start", "query", ... */
-    char **argv;      /* for messages about unknown flags */
+    char prog[16]; /* "runjob" or "jobctl": the name in messages */
+    char verb[16]; /* "start", "query", ... */
+    char **argv;   /* for messages about unknown flags */
     int argc;
     const char *host; /* NULL until set by a flag or client_opts_finish */
     int port;         /* 0 until set */
@@ -40,6 +40,7 @@ enum {
 enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
 
 #define CLIENT_SHORTOPTS "hH:P:u:o:"
+/* clang-format off */
 #define CLIENT_LONGOPTS                                                                            \
     {"help", no_argument, NULL, 'h'}, {"server-host", required_argument, NULL, 'H'},              \
         {"server-port", required_argument, NULL, 'P'}, {"user", required_argument, NULL, 'u'},     \
@@ -47,7 +48,9 @@ enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
         {"ca-cert-path", required_argument, NULL, CLIENT_OPT_CA},                                  \
         {"client-cert-path", required_argument, NULL, CLIENT_OPT_CERT},                            \
         {"client-key-path", required_argument, NULL, CLIENT_OPT_KEY}
+/* clang-format on */
 
+/* clang-format off */
 #define CLIENT_USAGE                                                                               \
     "Connection (flags beat the environment variables in brackets):\n"                             \
     "  -H, --server-host HOST     server name or address (localhost) [RUNJOB_SERVER_HOST]\n"      \
@@ -61,6 +64,7 @@ enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
     "                             [RUNJOB_CLIENT_KEY_PATH]\n"                                     \
     "  -o, --output FORMAT        table (default), wide or json\n"                                \
     "  -h, --help                 this help\n"
+/* clang-format on */
 
 /* Zeroes o, takes prog and verb from argv[0] ("start", or "jobctl query" when called by the
  * jobctl personality) and resets getopt (optind = 0, opterr = 0). */
@@ -97,8 +101,8 @@ bool client_color(void);
 int client_print_json(const ProtobufCMessage *m);
 /* Prints jobs in o->output form (json prints {"jobs":[...]} when list is true, else the one
  * job's object). owner adds the OWNER column to tables. Returns 0 or 1. */
-int client_print_jobs(const struct client_opts *o, Jobmanager__V1__JobStatus *const *jobs,
-                      size_t n, bool list, bool owner);
+int client_print_jobs(const struct client_opts *o, Jobmanager__V1__JobStatus *const *jobs, size_t n,
+                      bool list, bool owner);
 
 /* ---- start and run ---- */
 
@@ -123,6 +127,7 @@ enum {
     START_OPT_NETWORK,
     START_OPT_DRY_RUN,
 };
+/* clang-format off */
 #define START_LONGOPTS                                                                             \
     {"name", required_argument, NULL, 'j'}, {"command-args", required_argument, NULL, 'A'},       \
         {"command", required_argument, NULL, 'c'}, {"follow", no_argument, NULL, 'f'},             \
@@ -135,7 +140,9 @@ enum {
         {"pids", required_argument, NULL, START_OPT_PIDS},                                         \
         {"network", required_argument, NULL, START_OPT_NETWORK},                                   \
         {"dry-run", no_argument, NULL, START_OPT_DRY_RUN}
+/* clang-format on */
 
+/* clang-format off */
 #define START_USAGE                                                                                \
     "Job:\n"                                                                                       \
     "  -j, --name NAME            a name for the job, unique among your running jobs\n"          \
@@ -148,6 +155,7 @@ enum {
     "      --pids N               most processes and threads the job may have\n"                 \
     "      --network none|host    no network but loopback (default), or the host's\n"            \
     "      --dry-run              print the request as JSON and send nothing\n"
+/* clang-format on */
 
 /* Sets up s (limits attached, no follow). */
 void client_start_init(struct start_opts *s);
@@ -162,7 +170,7 @@ void client_start_free(struct start_opts *s);
 
 struct follow_opts {
     const char *id;
-    int select;          /* JOBMANAGER__V1__OUTPUT_SELECT__... */
+    int select; /* JOBMANAGER__V1__OUTPUT_SELECT__... */
     uint64_t offset;
     bool no_follow;
     bool stop_on_signal; /* run: Ctrl-C stops the job (a second Ctrl-C kills it) */

@@ -17,7 +17,8 @@ const char *fmt_duration(char *buf, size_t cap, int64_t ms)
     else if (ms < 1000)
         (void)snprintf(buf, cap, "%lldms", (long long)ms);
     else if (ms < 60000)
-        (void)snprintf(buf, cap, "%lld.%llds", (long long)(ms / 1000), (long long)(ms % 1000 / 100));
+        (void)snprintf(buf, cap, "%lld.%llds", (long long)(ms / 1000),
+                       (long long)(ms % 1000 / 100));
     else if (ms < 3600000)
         (void)snprintf(buf, cap, "%lldm%02llds", (long long)(ms / 60000),
                        (long long)(ms / 1000 % 60));
@@ -392,8 +393,8 @@ static void jb_value(struct jbuf *b, const ProtobufCFieldDescriptor *f, const vo
         break;
     case PROTOBUF_C_TYPE_ENUM: {
         int e = *(const int *)v;
-        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
-            (const ProtobufCEnumDescriptor *)f->descriptor, e);
+        const ProtobufCEnumValue *ev =
+            protobuf_c_enum_descriptor_get_value((const ProtobufCEnumDescriptor *)f->descriptor, e);
         if (ev)
             jb_string(b, ev->name);
         else
@@ -674,11 +675,13 @@ static void join_command(char *buf, size_t cap, const Jobmanager__V1__JobStatus 
 struct table *fmt_jobs_table(Jobmanager__V1__JobStatus *const *jobs, size_t n, bool wide,
                              bool owner, int64_t now_ms)
 {
+    /* clang-format off */
     enum { ID, NAME, OWNER, STATE, EXIT, SIGNAL, STARTED, DURATION, MEMORY, CPU, FLAGS, ERROR,
            PID, OUTPUT, LIMITS, COMMAND, NCOLS };
+    /* clang-format on */
     static const char *const headers[NCOLS] = {
-        "ID", "NAME", "OWNER", "STATE", "EXIT", "SIGNAL", "STARTED", "DURATION", "MEMORY",
-        "CPU", "FLAGS", "ERROR", "PID", "OUTPUT", "LIMITS", "COMMAND"};
+        "ID",     "NAME", "OWNER", "STATE", "EXIT", "SIGNAL", "STARTED", "DURATION",
+        "MEMORY", "CPU",  "FLAGS", "ERROR", "PID",  "OUTPUT", "LIMITS",  "COMMAND"};
     /* The columns shown, in order. */
     int cols[NCOLS], nc = 0;
     for (int c = 0; c < NCOLS; c++) {
@@ -724,11 +727,14 @@ struct table *fmt_jobs_table(Jobmanager__V1__JobStatus *const *jobs, size_t n, b
             const Jobmanager__V1__Limits *l = st->limits;
             char v[32];
             size_t k = 0;
-            const struct { const char *name; uint64_t val; bool bytes; } lim[] = {
-                {"cpu", l->cpu_millis, false}, {"mem", l->memory_bytes, true},
-                {"pids", l->pids, false},      {"riops", l->io_riops, false},
-                {"wiops", l->io_wiops, false}, {"rbps", l->io_rbps, true},
-                {"wbps", l->io_wbps, true}};
+            const struct {
+                const char *name;
+                uint64_t val;
+                bool bytes;
+            } lim[] = {{"cpu", l->cpu_millis, false}, {"mem", l->memory_bytes, true},
+                       {"pids", l->pids, false},      {"riops", l->io_riops, false},
+                       {"wiops", l->io_wiops, false}, {"rbps", l->io_rbps, true},
+                       {"wbps", l->io_wbps, true}};
             for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]) && k < sizeof(limits); i++) {
                 if (!lim[i].val)
                     continue;
@@ -746,12 +752,14 @@ struct table *fmt_jobs_table(Jobmanager__V1__JobStatus *const *jobs, size_t n, b
         }
         join_command(cmd, sizeof(cmd), st);
 
-        const char *all[NCOLS] = {
-            [ID] = st->id, [NAME] = st->name, [OWNER] = st->owner,
-            [STATE] = fmt_state_name(st->state), [EXIT] = exitc, [SIGNAL] = sig,
-            [STARTED] = started, [DURATION] = dur, [MEMORY] = mem, [CPU] = cpu, [FLAGS] = flags,
-            [ERROR] = st->error, [PID] = pid, [OUTPUT] = out, [LIMITS] = limits,
-            [COMMAND] = cmd};
+        const char *all[NCOLS] = {[ID] = st->id,       [NAME] = st->name,
+                                  [OWNER] = st->owner, [STATE] = fmt_state_name(st->state),
+                                  [EXIT] = exitc,      [SIGNAL] = sig,
+                                  [STARTED] = started, [DURATION] = dur,
+                                  [MEMORY] = mem,      [CPU] = cpu,
+                                  [FLAGS] = flags,     [ERROR] = st->error,
+                                  [PID] = pid,         [OUTPUT] = out,
+                                  [LIMITS] = limits,   [COMMAND] = cmd};
         for (int i = 0; i < nc; i++) {
             cell[i] = all[cols[i]];
             if (cols[i] == STATE)

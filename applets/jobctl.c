@@ -31,10 +31,9 @@ int applet_jobctl_main(int argc, char **argv)
                                              {"user", required_argument, NULL, 'u'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    static const char *const verbs[][2] = {{"start", "start"}, {"stop", "stop"},
-                                           {"query", "query"}, {"status", "status"},
-                                           {"list", "list"},   {"stream", "stream"},
-                                           {"completion", "completion"}};
+    static const char *const verbs[][2] = {
+        {"start", "start"}, {"stop", "stop"},     {"query", "query"},          {"status", "status"},
+        {"list", "list"},   {"stream", "stream"}, {"completion", "completion"}};
     struct client_opts o;
     const char *user = NULL, *hostport = NULL, *applet = NULL;
     char host[256] = "", port[8] = "", name[32];

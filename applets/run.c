@@ -10,8 +10,7 @@ static const char usage[] =
     "Ctrl-C stops the job (the server sends SIGTERM, then SIGKILL after its grace period);\n"
     "a second Ctrl-C kills it at once. Either way the final status is printed on stderr.\n"
     "Flags stop at the command: what follows it goes to the command unchanged.\n"
-    "\n" START_USAGE "\n" CLIENT_USAGE
-    "\n"
+    "\n" START_USAGE "\n" CLIENT_USAGE "\n"
     "Examples:\n"
     "  runjob run /bin/uname -a\n"
     "  runjob run --memory 1G --cpu 2000 /usr/bin/make -C /src -j4; echo \"exit code $?\"\n"

@@ -53,7 +53,7 @@ static const char usage[] =
     "      --server-key-path PATH       server private key (default certs/server-key.pem)\n"
     "      --default-limits-cpu MILLIS  CPU per job, 1000 = one CPU (default 1000)\n"
     "      --default-limits-bytes SIZE  memory per job (default 512000000)\n"
-    "      --default-limits-iops N      read and write IO operations/s per device (default 400000)\n"
+    "      --default-limits-iops N      read and write IO operations/s per device (400000)\n"
     "      --default-limits-pids N      processes per job (default 1024)\n"
     "      --max-limits-cpu MILLIS      the most a request may ask (default: CPUs x 1000)\n"
     "      --max-limits-bytes SIZE      (default 4GiB)\n"
@@ -231,10 +231,15 @@ int applet_serve_main(int argc, char **argv)
         .ca_path = "certs/ca-clients-bundle.pem",
         .cert_path = "certs/server-cert.pem",
         .key_path = "certs/server-key.pem",
-        .policy = {.defaults = {.cpu_millis = 1000, .memory_bytes = 512000000,
-                                .io_riops = 400000, .io_wiops = 400000, .pids = 1024},
-                   .maxima = {.memory_bytes = 4ull << 30, .io_riops = 1000000,
-                              .io_wiops = 1000000, .pids = 32768},
+        .policy = {.defaults = {.cpu_millis = 1000,
+                                .memory_bytes = 512000000,
+                                .io_riops = 400000,
+                                .io_wiops = 400000,
+                                .pids = 1024},
+                   .maxima = {.memory_bytes = 4ull << 30,
+                              .io_riops = 1000000,
+                              .io_wiops = 1000000,
+                              .pids = 32768},
                    .default_grace_ms = 10000},
         .state_dir = "/var/lib/runjob",
         .job_user = "nobody",
@@ -381,8 +386,8 @@ int applet_serve_main(int argc, char **argv)
 #define CHECK_MAX(f, flag)                                                                         \
     if (o.policy.defaults.f > o.policy.maxima.f) {                                                 \
         fprintf(stderr,                                                                            \
-                "runjob serve: --default-limits-" flag " %" PRIu64                                 \
-                " is above --max-limits-" flag " %" PRIu64 "\n",                                   \
+                "runjob serve: --default-limits-" flag " %" PRIu64 " is above --max-limits-" flag  \
+                " %" PRIu64 "\n",                                                                  \
                 o.policy.defaults.f, o.policy.maxima.f);                                           \
         return 2;                                                                                  \
     }
@@ -395,8 +400,9 @@ int applet_serve_main(int argc, char **argv)
      * default below them would make every job fail at its first fork or page */
 #define CHECK_MIN(f, flag, min, why)                                                               \
     if (o.policy.defaults.f < (min) || o.policy.maxima.f < (min)) {                                \
-        fprintf(stderr, "runjob serve: --default-limits-" flag " and --max-limits-" flag          \
-                        " must be at least %" PRIu64 " (" why ")\n",                             \
+        fprintf(stderr,                                                                            \
+                "runjob serve: --default-limits-" flag " and --max-limits-" flag                   \
+                " must be at least %" PRIu64 " (" why ")\n",                                       \
                 (uint64_t)(min));                                                                  \
         return 2;                                                                                  \
     }
@@ -422,14 +428,17 @@ int applet_serve_main(int argc, char **argv)
         load_pem("--server-key-path", o.key_path, &key) < 0)
         return 1;
     if (tls_count_certs(ca) < 0) {
-        fprintf(stderr, "runjob serve: --client-pem-path '%s' holds no certificate; make "
-                        "certificates with 'runjob certs'\n", o.ca_path);
+        fprintf(stderr,
+                "runjob serve: --client-pem-path '%s' holds no certificate; make "
+                "certificates with 'runjob certs'\n",
+                o.ca_path);
         return 1;
     }
     r = tls_check_key_pair(cert, key);
     if (r < 0) {
-        fprintf(stderr, "runjob serve: %s: --server-cert-path '%s' and --server-key-path '%s'%s; "
-                        "make certificates with 'runjob certs'\n",
+        fprintf(stderr,
+                "runjob serve: %s: --server-cert-path '%s' and --server-key-path '%s'%s; "
+                "make certificates with 'runjob certs'\n",
                 r == -EKEYREJECTED ? "key mismatch" : "unreadable", o.cert_path, o.key_path,
                 r == -EKEYREJECTED ? " do not belong together" : " do not parse");
         return 1;

@@ -10,8 +10,7 @@ static const char usage[] =
     "arguments) goes to the command unchanged.\n"
     "\n" START_USAGE
     "  -f, --follow               also show the output as it comes (like `runjob run`)\n"
-    "\n" CLIENT_USAGE
-    "\n"
+    "\n" CLIENT_USAGE "\n"
     "Examples:\n"
     "  runjob start /bin/ls -l /tmp\n"
     "      prints an id like 7c9e6679-7425-40de-944b-e07fc1f90ae7; then\n"

@@ -11,7 +11,7 @@
 
 /* DEFINE_CLEANUP(struct outlog *, outlog_free) defines outlog_freep(struct outlog **). */
 #define DEFINE_CLEANUP(type, func)                                                                 \
-    static inline __attribute__((unused)) void func##p(type *p)                                                          \
+    static inline __attribute__((unused)) void func##p(type *p)                                    \
     {                                                                                              \
         if (*p)                                                                                    \
             func(*p);                                                                              \
@@ -38,8 +38,8 @@ static inline void cleanup_fclosep(FILE **f)
         (void)fclose(*f);
 }
 
-#define _cleanup_free_ _cleanup_(cleanup_freep)
-#define _cleanup_close_ _cleanup_(cleanup_closep)
+#define _cleanup_free_   _cleanup_(cleanup_freep)
+#define _cleanup_close_  _cleanup_(cleanup_closep)
 #define _cleanup_fclose_ _cleanup_(cleanup_fclosep)
 
 #define TAKE_PTR(p)                                                                                \

@@ -12,10 +12,10 @@
 #include "job.h"
 #include "spawn.h"
 
-#define PIPE_SIZE (1 << 20)  /* F_SETPIPE_SZ: a 64 KiB pipe caps output near 1 GB/s */
-#define READ_BUF (1 << 20)   /* one read drains a full pipe */
-#define START_TIMEOUT_MS 30000 /* shim setup + exec; only a wedged kernel takes this long */
-#define KILL_TIMEOUT_MS 5000
+#define PIPE_SIZE        (1 << 20) /* F_SETPIPE_SZ: a 64 KiB pipe caps output near 1 GB/s */
+#define READ_BUF         (1 << 20) /* one read drains a full pipe */
+#define START_TIMEOUT_MS 30000     /* shim setup + exec; only a wedged kernel takes this long */
+#define KILL_TIMEOUT_MS  5000
 #define LEFTOVER_KILL_MS 200 /* shim gone, pipes still open: kill the cgroup after this */
 
 enum watch_kind { W_EVENTFD, W_TIMER, W_STDOUT, W_STDERR, W_STATUS, W_PIDFD };
@@ -52,11 +52,11 @@ struct job {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     struct job_status status;
-    bool ended;            /* final status set */
-    bool done;             /* ... and the cgroup removed, stop callbacks run */
-    bool kill_now;         /* event thread: kill the cgroup at once */
-    bool force_killed;     /* the cgroup was killed by a stop */
-    int64_t deadline_ms;   /* CLOCK_MONOTONIC; 0 = none */
+    bool ended;          /* final status set */
+    bool done;           /* ... and the cgroup removed, stop callbacks run */
+    bool kill_now;       /* event thread: kill the cgroup at once */
+    bool force_killed;   /* the cgroup was killed by a stop */
+    int64_t deadline_ms; /* CLOCK_MONOTONIC; 0 = none */
     struct stop_waiter *waiters;
 
     /* Under r->mu. */

@@ -184,7 +184,6 @@ void *job_pool_thread(void *arg)
     return NULL;
 }
 
-
 /* ---- start */
 
 /* The clone must come from the event thread: the shim's pdeathsig follows the thread that

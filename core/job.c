@@ -448,7 +448,8 @@ int job_runner_new(const struct job_runner_config *cfg, struct job_runner **ret)
     }
     r->w_ev = (struct watch){.kind = W_EVENTFD};
     r->w_timer = (struct watch){.kind = W_TIMER};
-    if ((e = job_epoll_add(r, r->evfd, &r->w_ev)) < 0 || (e = job_epoll_add(r, r->tfd, &r->w_timer)) < 0)
+    if ((e = job_epoll_add(r, r->evfd, &r->w_ev)) < 0 ||
+        (e = job_epoll_add(r, r->tfd, &r->w_timer)) < 0)
         goto fail;
     e = -pthread_create(&r->thread, NULL, event_thread, r);
     if (e < 0)

@@ -34,8 +34,8 @@ enum job_network {
 
 /* 0 in any field = no limit from this struct (the caller applies its defaults first). */
 struct job_limits {
-    uint64_t cpu_millis;   /* 1000 = one CPU */
-    uint64_t memory_bytes; /* swap off */
+    uint64_t cpu_millis;                           /* 1000 = one CPU */
+    uint64_t memory_bytes;                         /* swap off */
     uint64_t io_riops, io_wiops, io_rbps, io_wbps; /* per device */
     uint64_t pids;
 };
@@ -44,7 +44,7 @@ struct job_runner_config {
     const char *shim_exe;    /* the runjob binary to re-exec as "shim"; NULL = /proc/self/exe */
     const char *cgroup_root; /* NULL = default (v2: child of our cgroup; v1: <hier>/runjob) */
     const char *const *io_devices; /* "MAJ:MIN" list, NULL-terminated; NULL = every real disk */
-    bool allow_root_user;    /* may a job run as uid 0 */
+    bool allow_root_user;          /* may a job run as uid 0 */
     /* Shims kept started ahead of time (0 = none, at most JOB_PRESPAWN_MAX): each waits in its
      * own new namespaces, /proc, /sys and lo set up and the seccomp filter built, for a job
      * with a private network to take it; the runner starts a replacement off the caller's
@@ -52,32 +52,32 @@ struct job_runner_config {
      * filled once the first such job starts. */
     unsigned prespawn_shims;
 };
-#define JOB_PRESPAWN_MAX 8
+#define JOB_PRESPAWN_MAX     8
 #define JOB_PRESPAWN_DEFAULT 2 /* back-to-back starts never wait for a clone */
 
 struct job_spec {
-    const char *id;               /* unique id (UUID); names the cgroup and the hostname */
-    const char *path;             /* absolute path of the command */
-    const char *const *args;      /* arguments without argv[0]; n_args of them */
+    const char *id;          /* unique id (UUID); names the cgroup and the hostname */
+    const char *path;        /* absolute path of the command */
+    const char *const *args; /* arguments without argv[0]; n_args of them */
     size_t n_args;
-    const char *const *env;       /* NULL-terminated "K=V"; NULL = minimal (PATH, HOME=/) */
-    const char *cwd;              /* NULL = "/" */
+    const char *const *env; /* NULL-terminated "K=V"; NULL = minimal (PATH, HOME=/) */
+    const char *cwd;        /* NULL = "/" */
     struct job_limits limits;
     enum job_network network;
-    uid_t uid;                    /* job user; default nobody (65534) is the caller's choice */
+    uid_t uid; /* job user; default nobody (65534) is the caller's choice */
     gid_t gid;
-    struct outlog *log;           /* output goes here; caller owns, keeps it alive past the job */
+    struct outlog *log; /* output goes here; caller owns, keeps it alive past the job */
 };
 
 struct job_status {
     enum job_state state;
-    pid_t pid;              /* host pid of the shim while running, else 0 */
-    int exit_code;          /* JOB_EXITED */
-    int signal;             /* JOB_KILLED: terminating signal (9 when force-killed) */
+    pid_t pid;     /* host pid of the shim while running, else 0 */
+    int exit_code; /* JOB_EXITED */
+    int signal;    /* JOB_KILLED: terminating signal (9 when force-killed) */
     bool oom_killed;
-    char error[256];        /* JOB_FAILED_TO_START / JOB_LOST: why, in plain words */
+    char error[256];          /* JOB_FAILED_TO_START / JOB_LOST: why, in plain words */
     int64_t start_ms, end_ms; /* Unix epoch ms; end 0 while running */
-    uint64_t cpu_usec;      /* live while running, final after */
+    uint64_t cpu_usec;        /* live while running, final after */
     uint64_t memory_peak_bytes;
 };
 

@@ -12,7 +12,7 @@
 #include "jobtable.h"
 
 #define RECORD_FILE "status"
-#define RECORD_TMP "status.tmp"
+#define RECORD_TMP  "status.tmp"
 
 struct jobtab_entry {
     struct jobtab *t;
@@ -57,8 +57,8 @@ struct jobtab_flusher {
     pthread_cond_t wdone; /* a write finished */
     pthread_t wthread;
     struct jobtab_entry *whead, **wtail;
-    bool wbusy;     /* a record is being written */
-    bool wexiting;  /* jobtab_free: write what is queued, then end (before the flusher ends) */
+    bool wbusy;    /* a record is being written */
+    bool wexiting; /* jobtab_free: write what is queued, then end (before the flusher ends) */
 };
 
 struct jobtab {

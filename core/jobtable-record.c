@@ -16,9 +16,12 @@
 #include "jobtable-internal.h"
 
 static const char *const state_names[] = {
-    [JOB_STARTING] = "STARTING", [JOB_RUNNING] = "RUNNING",
-    [JOB_EXITED] = "EXITED",     [JOB_KILLED] = "KILLED",
-    [JOB_FAILED_TO_START] = "FAILED_TO_START", [JOB_LOST] = "LOST",
+    [JOB_STARTING] = "STARTING",
+    [JOB_RUNNING] = "RUNNING",
+    [JOB_EXITED] = "EXITED",
+    [JOB_KILLED] = "KILLED",
+    [JOB_FAILED_TO_START] = "FAILED_TO_START",
+    [JOB_LOST] = "LOST",
 };
 
 /* ---- record text ----------------------------------------------------------------------- */

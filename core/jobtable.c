@@ -17,7 +17,7 @@
 #include "jobtable-internal.h"
 #include "log.h"
 
-#define OUTPUT_FILE "output"
+#define OUTPUT_FILE  "output"
 #define LOST_MESSAGE "server restarted while the job was running"
 
 /* How long a written record may wait for others before the flusher syncs them together. */
@@ -43,8 +43,8 @@ int jobtab_new_id(char buf[JOBTAB_ID_LEN + 1])
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     (void)snprintf(buf, JOBTAB_ID_LEN + 1,
                    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                   b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-                   b[13], b[14], b[15]);
+                   b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+                   b[14], b[15]);
     return 0;
 }
 
@@ -587,8 +587,7 @@ struct outlog *jobtab_entry_log(struct jobtab_entry *e)
     return l;
 }
 
-int jobtab_entry_output_path(struct jobtab *t, const struct jobtab_entry *e, char *buf,
-                             size_t len)
+int jobtab_entry_output_path(struct jobtab *t, const struct jobtab_entry *e, char *buf, size_t len)
 {
     if (snprintf(buf, len, "%s/%s/%s", t->state_dir, e->spec.id, OUTPUT_FILE) >= (int)len)
         return -ENAMETOOLONG;

@@ -9,12 +9,13 @@
  * What a record survives: every write is complete (renamed) when the call that made it
  * returns (for jobtab_entry_set_status_async, when the writer thread has written it, right
  * after), so a crash of the server (kill -9; the page cache survives) then finds the latest
- * record. No call here waits for an fsync except jobtab_sync and jobtab_free. Durability against a crash of the machine is group-committed: a flusher thread
- * fsyncs the record and its folder (and the state directory for a new folder) within about
- * flush_window_ms plus the fsyncs' own time, for all records written meanwhile at once;
- * jobtab_sync waits for it, and jobtab_free flushes everything. A power loss inside that window
- * can lose the latest record (ext4's default data=ordered,auto_da_alloc keeps a rename over an
- * existing record atomic even then; a job's first record may be lost, the job then unknown).
+ * record. No call here waits for an fsync except jobtab_sync and jobtab_free. Durability against a
+ * crash of the machine is group-committed: a flusher thread fsyncs the record and its folder (and
+ * the state directory for a new folder) within about flush_window_ms plus the fsyncs' own time, for
+ * all records written meanwhile at once; jobtab_sync waits for it, and jobtab_free flushes
+ * everything. A power loss inside that window can lose the latest record (ext4's default
+ * data=ordered,auto_da_alloc keeps a rename over an existing record atomic even then; a job's first
+ * record may be lost, the job then unknown).
  *
  * Knows nothing of gRPC or protobuf, and calls nothing in core/job or core/outlog: the server
  * attaches its struct job / struct outlog pointers to an entry and owns them.
@@ -47,17 +48,17 @@ struct jobtab_spec {
 
 /* What a job is; changes over its life. */
 struct jobtab_status {
-    struct job_status job;  /* pid is never persisted */
+    struct job_status job; /* pid is never persisted */
     uint64_t output_bytes;
     bool output_truncated;
 };
 
 struct jobtab_config {
-    const char *state_dir;          /* created (0700) if missing */
-    const char *const *admin_cns;   /* NULL-terminated; these CNs see and stop every job */
-    unsigned max_running_per_user;  /* 0 = no cap */
-    unsigned flush_window_ms;       /* how long a record waits for others to be synced with
-                                       it (group commit); 0 = the default, 10 ms */
+    const char *state_dir;         /* created (0700) if missing */
+    const char *const *admin_cns;  /* NULL-terminated; these CNs see and stop every job */
+    unsigned max_running_per_user; /* 0 = no cap */
+    unsigned flush_window_ms;      /* how long a record waits for others to be synced with
+                                      it (group commit); 0 = the default, 10 ms */
 };
 
 /* Makes an empty table over cfg->state_dir (mkdir -p). 0 or -errno. */
@@ -134,8 +135,7 @@ struct job *jobtab_entry_job(struct jobtab_entry *e);
 struct outlog *jobtab_entry_log(struct jobtab_entry *e);
 
 /* "<state>/<id>/output" into buf. 0 or -ENAMETOOLONG. */
-int jobtab_entry_output_path(struct jobtab *t, const struct jobtab_entry *e, char *buf,
-                             size_t len);
+int jobtab_entry_output_path(struct jobtab *t, const struct jobtab_entry *e, char *buf, size_t len);
 
 /* Record format, pure (exposed for tests): serialise spec+status to a malloc'd text, and
  * parse such a text back (strings malloc'd into ret_spec; free with jobtab_spec_clear).

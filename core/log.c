@@ -80,9 +80,8 @@ int log_json_escape(char *buf, int cap, const char *s)
     return n;
 }
 
-__attribute__((format(printf, 3, 0))) static void log_vwrite(enum log_level level,
-                                                           const char *suffix, const char *fmt,
-                                                           va_list ap)
+__attribute__((format(printf, 3, 0))) static void
+log_vwrite(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
     char msg[2048];
     char line[4096 + 512]; /* the escaped message, the suffix (strerror) and the JSON keys */

@@ -94,4 +94,3 @@ int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret)
     *ret = c;
     return 0;
 }
-

@@ -6,9 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-
 #define MAX_RECV_BYTES (16 << 20)
-
 
 static bool has(const char *hay1, const char *hay2, const char *needle)
 {
@@ -22,25 +20,24 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
 {
     const char *d = details && *details ? details : NULL;
 
-    if (code == RPC_UNAVAILABLE || code == RPC_UNKNOWN ||
-        code == RPC_INTERNAL) {
+    if (code == RPC_UNAVAILABLE || code == RPC_UNKNOWN || code == RPC_INTERNAL) {
         if (has(d, error_string, "Connection refused")) {
-            rpc_error_set(err, code, "cannot connect to %s: connection refused — is `runjob serve` running?",
-                    c->where);
+            rpc_error_set(err, code,
+                          "cannot connect to %s: connection refused — is `runjob serve` running?",
+                          c->where);
             return;
         }
-        if (has(d, error_string, "not in peer certificate") ||
-            has(d, error_string, "Peer name")) {
+        if (has(d, error_string, "not in peer certificate") || has(d, error_string, "Peer name")) {
             rpc_error_set(err, code,
-                    "server name mismatch: the server's certificate is not issued for '%s' "
-                    "(dial the name or address it was made for)",
-                    c->host);
+                          "server name mismatch: the server's certificate is not issued for '%s' "
+                          "(dial the name or address it was made for)",
+                          c->host);
             return;
         }
         if (has(d, error_string, "certificate verify failed")) {
             rpc_error_set(err, code,
-                    "rejected the server's certificate: it is not signed by the CA in '%s'",
-                    c->ca_path);
+                          "rejected the server's certificate: it is not signed by the CA in '%s'",
+                          c->ca_path);
             return;
         }
         if (has(d, error_string, "alert unknown ca") ||
@@ -49,15 +46,17 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
             has(d, error_string, "certificate unknown") ||
             has(d, error_string, "alert decrypt error")) {
             rpc_error_set(err, code,
-                    "the server rejected our client certificate '%s' (is it signed by a CA "
-                    "the server trusts?)",
-                    c->cert_path);
+                          "the server rejected our client certificate '%s' (is it signed by a CA "
+                          "the server trusts?)",
+                          c->cert_path);
             return;
         }
         if (has(d, error_string, "protocol version") ||
             has(d, error_string, "unsupported protocol")) {
-            rpc_error_set(err, code, "TLS handshake with %s failed: the other side does not speak "
-                               "TLS 1.3", c->where);
+            rpc_error_set(err, code,
+                          "TLS handshake with %s failed: the other side does not speak "
+                          "TLS 1.3",
+                          c->where);
             return;
         }
         if (has(d, error_string, "DNS resolution failed") ||
@@ -72,19 +71,21 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
             return;
         }
         if (has(d, error_string, "before receiving SETTINGS")) {
-            rpc_error_set(err, code,
-                    "connected to %s, but it does not answer as a runjob server (wrong port?)",
-                    c->where);
+            rpc_error_set(
+                err, code,
+                "connected to %s, but it does not answer as a runjob server (wrong port?)",
+                c->where);
             return;
         }
         if (has(d, error_string, "Socket closed") || has(d, error_string, "Connection reset")) {
             rpc_error_set(err, code,
-                    "%s closed the connection (did it reject our certificate '%s'?)", c->where,
-                    c->cert_path);
+                          "%s closed the connection (did it reject our certificate '%s'?)",
+                          c->where, c->cert_path);
             return;
         }
         if (has(d, error_string, "Handshake failed") || has(d, error_string, "handshake")) {
-            rpc_error_set(err, code, "TLS handshake with %s failed (wrong certificates?)", c->where);
+            rpc_error_set(err, code, "TLS handshake with %s failed (wrong certificates?)",
+                          c->where);
             return;
         }
         if (code == RPC_UNAVAILABLE) {
@@ -94,7 +95,7 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
     }
     if (code == RPC_DEADLINE_EXCEEDED) {
         rpc_error_set(err, code, "no answer from %s within %lld ms (deadline exceeded)", c->where,
-                (long long)deadline_ms);
+                      (long long)deadline_ms);
         return;
     }
     if (code == RPC_CANCELLED && !d) {
@@ -108,10 +109,11 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
         const char *p = strcasestr(d, "larger than max (");
         if (p && sscanf(p, "larger than max (%llu vs. %llu)", &size, &limit) == 2 &&
             limit != MAX_RECV_BYTES) {
-            rpc_error_set(err, code,
-                    "the request is %llu bytes, more than the server accepts (%llu): too many "
-                    "or too long arguments",
-                    size, limit);
+            rpc_error_set(
+                err, code,
+                "the request is %llu bytes, more than the server accepts (%llu): too many "
+                "or too long arguments",
+                size, limit);
             return;
         }
         rpc_error_set(err, code, "the server sent a message larger than %d bytes", MAX_RECV_BYTES);
@@ -119,4 +121,3 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
     }
     rpc_error_set(err, code, "%s", d ? d : rpc_code_name(code));
 }
-

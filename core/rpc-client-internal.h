@@ -6,7 +6,7 @@
 
 /* What an error message says about the other side. */
 struct rpc_peer {
-    char where[300];   /* "HOST:PORT" */
+    char where[300]; /* "HOST:PORT" */
     char host[256];
     char ca_path[1024];
     char cert_path[1024];

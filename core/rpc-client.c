@@ -25,26 +25,23 @@
 
 #include "cleanup.h"
 
-#define MAX_RECV_BYTES (16 << 20)  /* the server may send 1 MiB+ chunks; default is 4 MiB */
-#define MAX_PEM_BYTES (1 << 20)
-#define DEFAULT_DEADLINE_MS 30000
+#define MAX_RECV_BYTES          (16 << 20) /* the server may send 1 MiB+ chunks; default is 4 MiB */
+#define MAX_PEM_BYTES           (1 << 20)
+#define DEFAULT_DEADLINE_MS     30000
 #define SERVER_DEFAULT_GRACE_MS 10000
 /* Keepalive, matched with core/server.c: the server accepts a ping every 10 s
- * (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS) and a client pinging more often earns a GOAWAY
- * "too_many_pings". Pinging every 30 s, also on a quiet follow stream (no cap on pings without
- * data), notices a dead server or a dropped NAT entry within 40 s. */
-#define KEEPALIVE_TIME_MS 30000
+ * (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS) and a client pinging more often earns a
+ * GOAWAY "too_many_pings". Pinging every 30 s, also on a quiet follow stream (no cap on pings
+ * without data), notices a dead server or a dropped NAT entry within 40 s. */
+#define KEEPALIVE_TIME_MS    30000
 #define KEEPALIVE_TIMEOUT_MS 10000
 
 enum method { M_START, M_STOP, M_STATUS, M_LIST, M_STREAM, M_PING, M__COUNT };
 
 static const char *const method_paths[M__COUNT] = {
-    [M_START] = "/jobmanager.v1.JobManager/Start",
-    [M_STOP] = "/jobmanager.v1.JobManager/Stop",
-    [M_STATUS] = "/jobmanager.v1.JobManager/Status",
-    [M_LIST] = "/jobmanager.v1.JobManager/List",
-    [M_STREAM] = "/jobmanager.v1.JobManager/Stream",
-    [M_PING] = "/jobmanager.v1.JobManager/Ping",
+    [M_START] = "/jobmanager.v1.JobManager/Start",   [M_STOP] = "/jobmanager.v1.JobManager/Stop",
+    [M_STATUS] = "/jobmanager.v1.JobManager/Status", [M_LIST] = "/jobmanager.v1.JobManager/List",
+    [M_STREAM] = "/jobmanager.v1.JobManager/Stream", [M_PING] = "/jobmanager.v1.JobManager/Ping",
 };
 
 struct rpc_client {
@@ -63,21 +60,20 @@ struct rpc_stream {
     grpc_status_code status;
     grpc_slice details;
     const char *error_string;
-    grpc_byte_buffer *recv;  /* the message the current chunk points into */
-    grpc_slice flat;         /* its single slice when it has one (a reference) */
+    grpc_byte_buffer *recv; /* the message the current chunk points into */
+    grpc_slice flat;        /* its single slice when it has one (a reference) */
     bool flat_set;
-    uint8_t *buf;            /* otherwise its bytes, gathered here (one copy) */
+    uint8_t *buf; /* otherwise its bytes, gathered here (one copy) */
     size_t buf_cap;
     Jobmanager__V1__JobStatus *final_status;
-    bool initial_done;       /* batch 1 plucked */
-    bool status_done;        /* RECV_STATUS_ON_CLIENT plucked */
+    bool initial_done; /* batch 1 plucked */
+    bool status_done;  /* RECV_STATUS_ON_CLIENT plucked */
     bool ended;
-    int end_result;          /* 0 or -1 once ended */
+    int end_result; /* 0 or -1 once ended */
     struct rpc_error end_err;
     /* Distinct, stable tags: addresses inside this struct. */
     char tag_initial, tag_status, tag_recv;
 };
-
 
 /* ---- channel ----------------------------------------------------------------------------- */
 
@@ -90,8 +86,8 @@ static int read_pem(const char *path, const char *what, char **ret, struct rpc_e
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rpc_error_set(err, RPC_FAILED_PRECONDITION,
-                "cannot read %s '%s': %s (create certificates with `runjob certs`)", what, path,
-                strerror(errno));
+                      "cannot read %s '%s': %s (create certificates with `runjob certs`)", what,
+                      path, strerror(errno));
         return -1;
     }
     buf = malloc(MAX_PEM_BYTES + 1);
@@ -105,7 +101,7 @@ static int read_pem(const char *path, const char *what, char **ret, struct rpc_e
             continue;
         if (k < 0) {
             rpc_error_set(err, RPC_FAILED_PRECONDITION, "cannot read %s '%s': %s", what, path,
-                    strerror(errno));
+                          strerror(errno));
             return -1;
         }
         if (k == 0)
@@ -119,8 +115,8 @@ static int read_pem(const char *path, const char *what, char **ret, struct rpc_e
     buf[n] = '\0';
     if (!strstr(buf, "-----BEGIN ")) {
         rpc_error_set(err, RPC_FAILED_PRECONDITION,
-                "%s '%s' is not a PEM file (create certificates with `runjob certs`)", what,
-                path);
+                      "%s '%s' is not a PEM file (create certificates with `runjob certs`)", what,
+                      path);
         return -1;
     }
     *ret = TAKE_PTR(buf);
@@ -174,7 +170,7 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
     if (!cfg->host || cfg->port < 1 || cfg->port > 65535 ||
         make_target(cfg->host, cfg->port, target, sizeof(target), &is_localhost) < 0) {
         rpc_error_set(err, RPC_INVALID_ARGUMENT, "bad server address '%s' port %d",
-                cfg->host ? cfg->host : "", cfg->port);
+                      cfg->host ? cfg->host : "", cfg->port);
         return -1;
     }
     if (read_pem(cfg->ca_path, "CA certificate", &ca, err) < 0 ||
@@ -205,7 +201,7 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
     grpc_channel_credentials *creds = grpc_ssl_credentials_create_ex(ca, &pair, NULL, NULL);
     if (!creds) {
         rpc_error_set(err, RPC_FAILED_PRECONDITION, "cannot use the certificates '%s', '%s', '%s'",
-                cfg->ca_path, cfg->cert_path, cfg->key_path);
+                      cfg->ca_path, cfg->cert_path, cfg->key_path);
         free(c);
         grpc_shutdown();
         return -1;
@@ -267,8 +263,8 @@ static void describe_slice(const struct rpc_client *c, grpc_status_code code, gr
     char *d = grpc_slice_to_c_string(details);
     rpc_client_describe(&c->peer, (int)code, d, error_string, deadline_ms, err);
     if (getenv("RUNJOB_RPC_DEBUG"))
-        fprintf(stderr, "rpc: status %d details '%s' error_string '%s'\n", (int)code,
-                d ? d : "", error_string ? error_string : "");
+        fprintf(stderr, "rpc: status %d details '%s' error_string '%s'\n", (int)code, d ? d : "",
+                error_string ? error_string : "");
     gpr_free(d);
 }
 
@@ -292,8 +288,7 @@ static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *desc, grpc_byt
     if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
         bb->data.raw.slice_buffer.count == 1) {
         grpc_slice s = bb->data.raw.slice_buffer.slices[0];
-        return protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s),
-                                         GRPC_SLICE_START_PTR(s));
+        return protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
     }
     if (!grpc_byte_buffer_reader_init(&r, bb))
         return NULL;
@@ -324,10 +319,9 @@ static int unary(struct rpc_client *c, enum method m, int64_t deadline_ms,
                  ProtobufCMessage **ret, struct rpc_error *err)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    grpc_call *call = grpc_channel_create_registered_call(c->channel, NULL,
-                                                          GRPC_PROPAGATE_DEFAULTS, cq,
-                                                          c->methods[m],
-                                                          deadline_in(deadline_ms), NULL);
+    grpc_call *call =
+        grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                            c->methods[m], deadline_in(deadline_ms), NULL);
     grpc_byte_buffer *send = pack(req), *recv = NULL;
     grpc_metadata_array md_initial, md_trailing;
     grpc_status_code status = GRPC_STATUS_UNKNOWN;
@@ -398,7 +392,7 @@ int rpc_client_stop(struct rpc_client *c, const Jobmanager__V1__StopRequest *req
                     Jobmanager__V1__JobStatus **ret, struct rpc_error *err)
 {
     /* Stop answers after the grace period: wait that long on top of the usual deadline. */
-    int64_t grace = req->grace_millis > 0   ? req->grace_millis
+    int64_t grace = req->grace_millis > 0    ? req->grace_millis
                     : req->grace_millis == 0 ? SERVER_DEFAULT_GRACE_MS
                                              : 0;
     return unary(c, M_STOP, c->deadline_ms + grace, &req->base,
@@ -408,22 +402,22 @@ int rpc_client_stop(struct rpc_client *c, const Jobmanager__V1__StopRequest *req
 int rpc_client_status(struct rpc_client *c, const Jobmanager__V1__StatusRequest *req,
                       Jobmanager__V1__JobStatus **ret, struct rpc_error *err)
 {
-    return unary(c, M_STATUS, c->deadline_ms, &req->base,
-                 &jobmanager__v1__job_status__descriptor, (ProtobufCMessage **)ret, err);
+    return unary(c, M_STATUS, c->deadline_ms, &req->base, &jobmanager__v1__job_status__descriptor,
+                 (ProtobufCMessage **)ret, err);
 }
 
 int rpc_client_list(struct rpc_client *c, const Jobmanager__V1__ListRequest *req,
                     Jobmanager__V1__ListResponse **ret, struct rpc_error *err)
 {
-    return unary(c, M_LIST, c->deadline_ms, &req->base,
-                 &jobmanager__v1__list_response__descriptor, (ProtobufCMessage **)ret, err);
+    return unary(c, M_LIST, c->deadline_ms, &req->base, &jobmanager__v1__list_response__descriptor,
+                 (ProtobufCMessage **)ret, err);
 }
 
 int rpc_client_ping(struct rpc_client *c, const Jobmanager__V1__PingRequest *req,
                     Jobmanager__V1__PingResponse **ret, struct rpc_error *err)
 {
-    return unary(c, M_PING, c->deadline_ms, &req->base,
-                 &jobmanager__v1__ping_response__descriptor, (ProtobufCMessage **)ret, err);
+    return unary(c, M_PING, c->deadline_ms, &req->base, &jobmanager__v1__ping_response__descriptor,
+                 (ProtobufCMessage **)ret, err);
 }
 
 /* ---- streams ----------------------------------------------------------------------------- */
@@ -441,8 +435,8 @@ int rpc_client_stream_open(struct rpc_client *c, const Jobmanager__V1__StreamReq
     s->c = c;
     s->cq = grpc_completion_queue_create_for_pluck(NULL);
     /* No deadline: a followed stream lasts as long as the job. */
-    s->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                                  s->cq, c->methods[M_STREAM],
+    s->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq,
+                                                  c->methods[M_STREAM],
                                                   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     s->details = grpc_empty_slice();
     s->status = GRPC_STATUS_UNKNOWN;
@@ -597,8 +591,7 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
     if (r >= 0)
         r = rpc_chunk_parse(p, len, &chunk);
     if (r < 0) {
-        grpc_call_cancel_with_status(s->call, GRPC_STATUS_DATA_LOSS, "malformed OutputChunk",
-                                     NULL);
+        grpc_call_cancel_with_status(s->call, GRPC_STATUS_DATA_LOSS, "malformed OutputChunk", NULL);
         (void)stream_end(s, NULL);
         s->end_result = -1;
         rpc_error_set(&s->end_err, RPC_DATA_LOSS, "the server sent a malformed output chunk");

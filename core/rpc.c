@@ -14,10 +14,22 @@
 #include "rpc-internal.h"
 
 static const char *const code_names[] = {
-    "OK",          "CANCELLED",           "UNKNOWN",           "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS",    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",    "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",       "DATA_LOSS",
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
     "UNAUTHENTICATED",
 };
 
@@ -264,8 +276,8 @@ int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_po
         return fail(err, RPC_INVALID_ARGUMENT, "command path is longer than %d bytes",
                     RPC_MAX_PATH_BYTES);
     if (req->n_args > RPC_MAX_ARGS)
-        return fail(err, RPC_INVALID_ARGUMENT, "too many arguments: %zu (at most %d)",
-                    req->n_args, RPC_MAX_ARGS);
+        return fail(err, RPC_INVALID_ARGUMENT, "too many arguments: %zu (at most %d)", req->n_args,
+                    RPC_MAX_ARGS);
     for (size_t i = 0; i < req->n_args; i++)
         total += strlen(req->args[i] ? req->args[i] : "") + 1;
     if (total > RPC_MAX_ARGS_BYTES)
@@ -309,7 +321,7 @@ int rpc_check_stop(const Jobmanager__V1__StopRequest *req, const struct rpc_poli
         return fail(err, RPC_INVALID_ARGUMENT, "grace_millis=%lld is above the maximum %d",
                     (long long)req->grace_millis, RPC_MAX_GRACE_MS);
     *ret_signal = req->signal ? req->signal : SIGTERM;
-    *ret_grace_ms = req->grace_millis == 0 ? p->default_grace_ms
+    *ret_grace_ms = req->grace_millis == 0  ? p->default_grace_ms
                     : req->grace_millis < 0 ? -1
                                             : req->grace_millis;
     return 0;
@@ -416,7 +428,7 @@ static unsigned wire_type_of(ProtobufCType t)
     }
 }
 
-#define WIRE_MAX_DEPTH 8
+#define WIRE_MAX_DEPTH  8
 #define WIRE_MAX_FIELDS 64
 
 /* Walks the bytes of a message protobuf-c has already decoded and refuses what it lets through
@@ -485,8 +497,8 @@ static int check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *p, 
                     return fail(err, RPC_INVALID_ARGUMENT,
                                 "%s is not valid UTF-8 (bad byte at offset %zu)", name, i);
                 if (cp == 0)
-                    return fail(err, RPC_INVALID_ARGUMENT,
-                                "%s contains a NUL byte (at offset %zu)", name, i);
+                    return fail(err, RPC_INVALID_ARGUMENT, "%s contains a NUL byte (at offset %zu)",
+                                name, i);
                 i += l;
             }
         } else if (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_MAX_DEPTH) {

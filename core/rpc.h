@@ -38,16 +38,15 @@ const char *rpc_code_name(int code);
 /* The version of the linked gRPC core, e.g. "1.51.1". Static string. */
 const char *rpc_grpc_version(void);
 
-
 /* ---- client ---------------------------------------------------------------------------- */
 
 struct rpc_client_config {
-    const char *host;     /* "localhost", "127.0.0.1", "::1", a DNS name */
-    int port;             /* 1..65535 */
-    const char *ca_path;  /* PEM of the CA that signed the server's certificate */
-    const char *cert_path;/* client certificate (PEM); its CN is the user */
-    const char *key_path; /* client private key (PEM) */
-    int64_t deadline_ms;  /* per unary call; 0 = 30 s */
+    const char *host;      /* "localhost", "127.0.0.1", "::1", a DNS name */
+    int port;              /* 1..65535 */
+    const char *ca_path;   /* PEM of the CA that signed the server's certificate */
+    const char *cert_path; /* client certificate (PEM); its CN is the user */
+    const char *key_path;  /* client private key (PEM) */
+    int64_t deadline_ms;   /* per unary call; 0 = 30 s */
 };
 
 /* A failed call: the gRPC code and one line of plain words for a person
@@ -91,7 +90,7 @@ int rpc_client_ping(struct rpc_client *c, const Jobmanager__V1__PingRequest *req
 struct rpc_chunk {
     const uint8_t *data; /* valid until the next rpc_client_stream_next/free */
     size_t len;
-    int stream;          /* JOBMANAGER__V1__OUTPUT_STREAM__STDOUT / __STDERR */
+    int stream; /* JOBMANAGER__V1__OUTPUT_STREAM__STDOUT / __STDERR */
     uint64_t offset;
     int64_t time_ms;
     Jobmanager__V1__JobStatus *final_status; /* non-NULL on the last message of a follow */
@@ -115,21 +114,20 @@ void rpc_client_stream_free(struct rpc_stream *s); /* NULL-safe */
  * ret is written only on success. Thread-safe. */
 int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret);
 
-
 /* ---- server side: validation, status mapping, chunk framing (no grpc types here; the
  * grpc-typed helpers are in core/rpc-internal.h, for core/rpc*.c and core/server.c only) -- */
 
-#define RPC_MAX_ARGS 1024                 /* arguments per StartRequest */
-#define RPC_MAX_ARGS_BYTES (128 * 1024)   /* their total, counting one NUL each */
-#define RPC_MAX_NAME_BYTES 128            /* job name, UTF-8 */
-#define RPC_MAX_PATH_BYTES 4095           /* command path */
-#define RPC_MAX_GRACE_MS (3600 * 1000)    /* StopRequest.grace_millis */
-#define RPC_MIN_CPU_MILLIS 10             /* the kernel's smallest CFS quota: 1 ms per 100 ms */
-#define RPC_MIN_MEMORY_BYTES (1024 * 1024) /* below it not even the job's init can run */
-#define RPC_MIN_PIDS 2                    /* the job's init (the shim) and the command */
+#define RPC_MAX_ARGS          1024          /* arguments per StartRequest */
+#define RPC_MAX_ARGS_BYTES    (128 * 1024)  /* their total, counting one NUL each */
+#define RPC_MAX_NAME_BYTES    128           /* job name, UTF-8 */
+#define RPC_MAX_PATH_BYTES    4095          /* command path */
+#define RPC_MAX_GRACE_MS      (3600 * 1000) /* StopRequest.grace_millis */
+#define RPC_MIN_CPU_MILLIS    10            /* the kernel's smallest CFS quota: 1 ms per 100 ms */
+#define RPC_MIN_MEMORY_BYTES  (1024 * 1024) /* below it not even the job's init can run */
+#define RPC_MIN_PIDS          2             /* the job's init (the shim) and the command */
 #define RPC_MAX_REQUEST_BYTES (1024 * 1024) /* GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH (server) */
-#define RPC_CHUNK_DATA_MAX (1024 * 1024)  /* payload bytes per OutputChunk the server sends */
-#define RPC_CHUNK_HDR_MAX 40              /* room for an OutputChunk's framing before data */
+#define RPC_CHUNK_DATA_MAX    (1024 * 1024) /* payload bytes per OutputChunk the server sends */
+#define RPC_CHUNK_HDR_MAX     40            /* room for an OutputChunk's framing before data */
 
 struct rpc_limits {
     uint64_t cpu_millis, memory_bytes, io_riops, io_wiops, io_rbps, io_wbps, pids;

@@ -10,34 +10,75 @@
  * with mount itself: blocking one without the other would block nothing. */
 static const char *const denied[] = {
     /* mounts and the filesystem tree */
-    "mount", "umount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount",
-    "fspick", "move_mount", "open_tree", "mount_setattr",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
     /* namespaces */
-    "unshare", "setns",
+    "unshare",
+    "setns",
     /* kernel, modules, boot */
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
-    "swapon", "swapoff", "acct", "syslog", "quotactl", "quotactl_fd", "lookup_dcookie",
-    "nfsservctl", "_sysctl", "uselib", "create_module", "get_kernel_syms", "query_module",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "syslog",
+    "quotactl",
+    "quotactl_fd",
+    "lookup_dcookie",
+    "nfsservctl",
+    "_sysctl",
+    "uselib",
+    "create_module",
+    "get_kernel_syms",
+    "query_module",
     /* tracing and other processes' memory */
-    "bpf", "perf_event_open", "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd",
+    "bpf",
+    "perf_event_open",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
     "kcmp",
     /* keyrings */
-    "keyctl", "add_key", "request_key",
+    "keyctl",
+    "add_key",
+    "request_key",
     /* file handles (container escapes by inode number) */
     "open_by_handle_at",
     /* page-fault handling from user space (widens kernel race windows) */
     "userfaultfd",
     /* clocks */
-    "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "stime",
+    "settimeofday",
+    "clock_settime",
+    "adjtimex",
+    "clock_adjtime",
+    "stime",
     /* raw hardware */
-    "iopl", "ioperm", "vm86", "vm86old",
+    "iopl",
+    "ioperm",
+    "vm86",
+    "vm86old",
 };
 
 /* CLONE_NEW* flags refused in clone(2)'s flags argument (arg 0 on every arch we build for).
  * CLONE_NEWTIME is left out: its bit is part of CSIGNAL in clone(2). */
 static const unsigned long clone_ns_flags[] = {
-    CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
-    CLONE_NEWNET,
+    CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+    CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET,
 };
 
 struct scmp_filter {

@@ -64,7 +64,7 @@ static inline grpc_call_error tag_start_batch(grpc_call *call, const grpc_op *op
     return grpc_call_start_batch(call, ops, n, t, NULL);
 }
 
-#define CN_MAX 256
+#define CN_MAX   256
 #define PEER_MAX 128
 
 struct job_runner;
@@ -85,9 +85,9 @@ struct server {
 
     pthread_mutex_t mu; /* guards the fields below */
     pthread_cond_t cond;
-    bool shutting_down;   /* no re-arming of request slots */
-    bool shutdown_done;   /* the shutdown tag came back */
-    unsigned live_calls;  /* call contexts not yet freed */
+    bool shutting_down;  /* no re-arming of request slots */
+    bool shutdown_done;  /* the shutdown tag came back */
+    unsigned live_calls; /* call contexts not yet freed */
     unsigned stopping_jobs;
 };
 

@@ -42,7 +42,7 @@
 #include "rpc-internal.h"
 #include "server-internal.h"
 
-#define CHUNK_MIN (16 * 1024)
+#define CHUNK_MIN    (16 * 1024)
 #define CHUNK_BUDGET (4 * 1024 * 1024)
 
 /* Streams of this process that are sending, and the capacity of their messages in flight
@@ -68,8 +68,8 @@ struct scall {
     bool sending;
     /* Reserved in chunk_reserved for the message in flight (or 0). */
     size_t chunk_bytes;
-    int cancelled;   /* written by gRPC at RECV_CLOSE_ON_SERVER */
-    int code;        /* the status we sent, for the audit line */
+    int cancelled; /* written by gRPC at RECV_CLOSE_ON_SERVER */
+    int code;      /* the status we sent, for the audit line */
     uint64_t next_offset;
     grpc_byte_buffer *bb; /* the message in flight */
 };
@@ -359,7 +359,7 @@ static void pump(struct scall *sc)
         grpc_slice_unref(sl);
         drop_message(sc);
         set_sending(sc, false); /* nothing to send now: give our share to the others */
-        if (n == 0) { /* the log is closed and everything was read */
+        if (n == 0) {           /* the log is closed and everything was read */
             if (sc->follow && !sc->final_sent) {
                 sc->final_sent = true;
                 send_message(sc, final_chunk(sc));
@@ -435,11 +435,10 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_e
                          const Jobmanager__V1__StreamRequest *req)
 {
     struct outlog *log = jobtab_entry_log(e);
-    unsigned mask = req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT
-                        ? OUTLOG_SELECT_STDOUT
-                    : req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR
-                        ? OUTLOG_SELECT_STDERR
-                        : OUTLOG_SELECT_ALL;
+    unsigned mask =
+        req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT   ? OUTLOG_SELECT_STDOUT
+        : req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR ? OUTLOG_SELECT_STDERR
+                                                                             : OUTLOG_SELECT_ALL;
     struct scall *sc;
     grpc_op op;
     grpc_call_error ge;

@@ -24,9 +24,9 @@
 #include "server-internal.h"
 #include "tls.h"
 
-#define SLOTS_PER_METHOD 8
-#define GENERIC_SLOTS 2
-#define START_THREADS 4
+#define SLOTS_PER_METHOD        8
+#define GENERIC_SLOTS           2
+#define START_THREADS           4
 #define SHUTDOWN_STREAM_WAIT_MS 5000
 
 /* Indexed by enum rpc_method; the request types and checks are rpc_request_decode()'s. */
@@ -122,8 +122,8 @@ void server_audit(struct server *s, const struct call_info *ci, int code)
                      "\"method\":\"%s\",\"job\":\"%s\",\"code\":\"%s\"}\n",
                      t, cn, peer, ci->method, ci->id[0] ? ci->id : "", rpc_code_name(code));
     else
-        n = snprintf(line, sizeof(line), "%s audit cn=\"%s\" peer=%s method=%s job=%s code=%s\n",
-                     t, cn, peer, ci->method, ci->id[0] ? ci->id : "-", rpc_code_name(code));
+        n = snprintf(line, sizeof(line), "%s audit cn=\"%s\" peer=%s method=%s job=%s code=%s\n", t,
+                     cn, peer, ci->method, ci->id[0] ? ci->id : "-", rpc_code_name(code));
     if (n > (int)sizeof(line) - 1)
         n = (int)sizeof(line) - 1;
     /* One write per line: concurrent calls never interleave inside a line. */
@@ -198,8 +198,9 @@ void server_fill_status(struct server *s, struct jobtab_entry *e, struct status_
     sb->usage.output_bytes = sb->js.output_bytes;
     sb->usage.output_truncated = sb->js.output_truncated;
     sb->st.usage = &sb->usage;
-    sb->st.network = spec->network == JOB_NET_HOST ? JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST
-                                                   : JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE;
+    sb->st.network = spec->network == JOB_NET_HOST
+                         ? JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST
+                         : JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE;
 }
 
 /* ---- unary replies --------------------------------------------------------------------- */
@@ -400,14 +401,17 @@ static void handle_start(struct ucall *uc, const struct rpc_request *rq)
 
     uc->start_req = req; /* freed with the call */
     uc->limits = rq->limits;
-    lim = (struct job_limits){
-        .cpu_millis = uc->limits.cpu_millis, .memory_bytes = uc->limits.memory_bytes,
-        .io_riops = uc->limits.io_riops, .io_wiops = uc->limits.io_wiops,
-        .io_rbps = uc->limits.io_rbps, .io_wbps = uc->limits.io_wbps, .pids = uc->limits.pids};
+    lim = (struct job_limits){.cpu_millis = uc->limits.cpu_millis,
+                              .memory_bytes = uc->limits.memory_bytes,
+                              .io_riops = uc->limits.io_riops,
+                              .io_wiops = uc->limits.io_wiops,
+                              .io_rbps = uc->limits.io_rbps,
+                              .io_wbps = uc->limits.io_wbps,
+                              .pids = uc->limits.pids};
     r = jobtab_add(s->table, uc->ci.cn, req->name ? req->name : "", req->command,
                    (const char *const *)req->args, req->n_args, &lim,
                    req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST ? JOB_NET_HOST
-                                                                                  : JOB_NET_NONE,
+                                                                                   : JOB_NET_NONE,
                    &uc->entry);
     if (r == -EEXIST) {
         finishf(uc, RPC_ALREADY_EXISTS, "you already have a running job named '%s'", req->name);
@@ -421,8 +425,9 @@ static void handle_start(struct ucall *uc, const struct rpc_request *rq)
     }
     if (r < 0) {
         log_errno(r, "Start: recording a new job");
-        finishf(uc, rpc_code_from_errno(r) == RPC_RESOURCE_EXHAUSTED ? RPC_RESOURCE_EXHAUSTED
-                                                                     : RPC_INTERNAL,
+        finishf(uc,
+                rpc_code_from_errno(r) == RPC_RESOURCE_EXHAUSTED ? RPC_RESOURCE_EXHAUSTED
+                                                                 : RPC_INTERNAL,
                 "the server could not record the job");
         return;
     }
@@ -488,8 +493,9 @@ static void handle_stop(struct ucall *uc, const struct rpc_request *rq)
     r = job_stop_async(j, rq->signal, rq->grace_ms, on_stopped, uc);
     if (r < 0) {
         log_errno(r, "job %s: stop", req->id);
-        finishf(uc, rpc_code_from_errno(r) == RPC_INVALID_ARGUMENT ? RPC_INVALID_ARGUMENT
-                                                                    : RPC_INTERNAL,
+        finishf(uc,
+                rpc_code_from_errno(r) == RPC_INVALID_ARGUMENT ? RPC_INVALID_ARGUMENT
+                                                               : RPC_INTERNAL,
                 "the server could not stop the job");
     }
 }
@@ -743,8 +749,8 @@ static void arm(struct slot *sl)
                                      &sl->tag);
     else
         e = grpc_server_request_registered_call(s->gs, s->method_handles[method], &sl->call,
-                                                &sl->deadline, &sl->md, &sl->payload, s->cq,
-                                                s->cq, &sl->tag);
+                                                &sl->deadline, &sl->md, &sl->payload, s->cq, s->cq,
+                                                &sl->tag);
     if (e != GRPC_CALL_OK) {
         log_debug("arming a request slot: %d", (int)e);
         grpc_metadata_array_destroy(&sl->md);
@@ -810,8 +816,8 @@ static void on_loaded(struct jobtab_entry *e, bool was_running, void *userdata)
     if (was_running) {
         r = job_runner_cleanup_stale(s->runner, spec->id);
         if (r < 0)
-            log_warn("job %s: removing the cgroup a previous server left: %s, ignoring",
-                     spec->id, strerror(-r));
+            log_warn("job %s: removing the cgroup a previous server left: %s, ignoring", spec->id,
+                     strerror(-r));
     }
     r = jobtab_entry_output_path(s->table, e, path, sizeof(path));
     if (r == 0)
@@ -1104,8 +1110,8 @@ void server_free(struct server *s)
         }
         if (s->n_cq_threads == 0) { /* nobody drives the queue: do it here */
             while (!s->shutdown_done) {
-                grpc_event ev = grpc_completion_queue_next(
-                    s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+                grpc_event ev =
+                    grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
                 if (ev.type == GRPC_OP_COMPLETE) {
                     tag_arrived(ev.tag);
                     ((struct tag *)ev.tag)->fn(ev.tag, ev.success != 0);

@@ -16,9 +16,9 @@
 struct server;
 
 struct server_config {
-    const char *host;    /* "localhost", "127.0.0.1", "::1", "0.0.0.0", a name */
-    int port;            /* 0 = the kernel picks one (see server_port) */
-    const char *ca_pem;  /* client CA bundle (PEM text, not a path) */
+    const char *host;   /* "localhost", "127.0.0.1", "::1", "0.0.0.0", a name */
+    int port;           /* 0 = the kernel picks one (see server_port) */
+    const char *ca_pem; /* client CA bundle (PEM text, not a path) */
     const char *cert_pem;
     const char *key_pem;
     struct rpc_policy policy;
@@ -28,7 +28,7 @@ struct server_config {
     gid_t job_gid;
     uint64_t max_output_bytes;
     unsigned max_running_per_user;
-    int audit_fd;        /* audit lines go here (one write(2) each) */
+    int audit_fd; /* audit lines go here (one write(2) each) */
     bool audit_json;
 };
 

@@ -13,10 +13,10 @@
 
 #include "cleanup.h"
 
-#define SPEC_MAGIC 0x314a5352u /* "RSJ1" little-endian */
-#define SPEC_MAX_STR (1u << 20)
-#define SPEC_MAX_TOTAL (64u << 20)
-#define SPEC_MAX_ITEMS (1u << 20)
+#define SPEC_MAGIC      0x314a5352u /* "RSJ1" little-endian */
+#define SPEC_MAX_STR    (1u << 20)
+#define SPEC_MAX_TOTAL  (64u << 20)
+#define SPEC_MAX_ITEMS  (1u << 20)
 #define SPEC_F_HOST_NET 1u
 
 static const char *const step_names[SHIM_STEP__MAX] = {
@@ -265,7 +265,9 @@ void spawn_format_error(int step, int err, const char *path, const char *cwd, bo
             what = "no such file or directory";
             break;
         case EACCES:
-            what = is_dir ? "is a directory" : no_exec_bits ? "not executable" : "permission denied";
+            what = is_dir         ? "is a directory"
+                   : no_exec_bits ? "not executable"
+                                  : "permission denied";
             break;
         case ENOEXEC:
             what = "not an executable format";

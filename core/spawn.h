@@ -66,7 +66,7 @@ enum shim_step {
     SHIM_STEP_SETGROUPS,
     SHIM_STEP_SETGID,
     SHIM_STEP_SETUID,
-    SHIM_STEP_CAPS,         /* clear effective, permitted, inheritable and ambient caps */
+    SHIM_STEP_CAPS, /* clear effective, permitted, inheritable and ambient caps */
     SHIM_STEP_CHDIR,
     SHIM_STEP_NO_NEW_PRIVS,
     SHIM_STEP_SECCOMP,
@@ -122,11 +122,11 @@ void spawn_format_error(int step, int err, const char *path, const char *cwd, bo
                         bool no_exec_bits, char *buf, size_t len);
 
 struct spawn_args {
-    const char *exe;           /* the runjob binary */
-    char *const *argv;         /* its argv: {"runjob", "shim", SPAWN_NET_*, NULL} */
-    int fds[SPAWN_FD_COUNT];   /* parent fds that become 0..4 in the shim */
-    unsigned long ns_flags;    /* CLONE_NEW* */
-    int cgroup_fd;             /* >= 0: CLONE_INTO_CGROUP (cgroup v2) */
+    const char *exe;         /* the runjob binary */
+    char *const *argv;       /* its argv: {"runjob", "shim", SPAWN_NET_*, NULL} */
+    int fds[SPAWN_FD_COUNT]; /* parent fds that become 0..4 in the shim */
+    unsigned long ns_flags;  /* CLONE_NEW* */
+    int cgroup_fd;           /* >= 0: CLONE_INTO_CGROUP (cgroup v2) */
 };
 
 /* clone3()s the shim with the namespaces asked, PR_SET_PDEATHSIG=SIGKILL, fds placed, and

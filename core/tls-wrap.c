@@ -19,7 +19,8 @@ SSL_CTX *__wrap_SSL_CTX_new(const SSL_METHOD *meth)
     SSL_CTX *ctx = __real_SSL_CTX_new(meth);
 
     /* Fail closed: a context we cannot restrict is not handed out. */
-    if (ctx && __real_SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_3_VERSION, NULL) != 1) {
+    if (ctx &&
+        __real_SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_3_VERSION, NULL) != 1) {
         SSL_CTX_free(ctx);
         return NULL;
     }

@@ -19,16 +19,17 @@
 #include <stddef.h>
 
 /* The TLS 1.3 suites we allow, in preference order (OpenSSL names, ':' separated). */
-#define TLS_CIPHERSUITES "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
+#define TLS_CIPHERSUITES                                                                           \
+    "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
 
 /* OpenSSL's version string, e.g. "OpenSSL 3.0.19 27 Jan 2026". Static string. */
 const char *tls_openssl_version(void);
 
 /* What a probe SSL_CTX shows (see tls_probe). */
 struct tls_probe_result {
-    bool config_no_tls12;    /* SSL_OP_NO_TLSv1_2 set by the loaded config */
-    bool min_is_tls13;       /* a new SSL_CTX starts at min TLS 1.3 (wrap/interposer) */
-    bool lowering_refused;   /* set_min_proto_version(TLS1_2) leaves the minimum at TLS 1.3 */
+    bool config_no_tls12;      /* SSL_OP_NO_TLSv1_2 set by the loaded config */
+    bool min_is_tls13;         /* a new SSL_CTX starts at min TLS 1.3 (wrap/interposer) */
+    bool lowering_refused;     /* set_min_proto_version(TLS1_2) leaves the minimum at TLS 1.3 */
     bool ssl_lowering_refused; /* the same on an SSL object (SSL_ctrl) */
 };
 
