@@ -14,6 +14,7 @@
 
 #include "cleanup.h"
 #include "jobtable-internal.h"
+#include "proc.h"
 
 static const char *const state_names[] = {
     [JOB_STARTING] = "STARTING",
@@ -461,34 +462,14 @@ int jobtab_rec_read(int dfd, char **ret_text)
 {
     _cleanup_close_ int fd = openat(dfd, RECORD_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     _cleanup_free_ char *buf = NULL;
-    size_t len = 0, cap = 0;
+    size_t len;
+    int r;
 
     if (fd < 0)
         return -errno;
-    for (;;) {
-        ssize_t n;
-        if (len + 1 >= cap) {
-            char *p;
-            cap = cap ? cap * 2 : 4096;
-            if (cap > (8u << 20))
-                return -EFBIG;
-            p = realloc(buf, cap);
-            if (!p)
-                return -ENOMEM;
-            buf = p;
-        }
-        n = read(fd, buf + len, cap - len - 1);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    if (strlen(buf) != len)
+    if ((r = proc_read_fd(fd, 8u << 20, &buf, &len)) < 0)
+        return r;
+    if (strlen(buf) != len) /* a NUL inside: not a record of ours */
         return -EBADMSG;
     *ret_text = TAKE_PTR(buf);
     return 0;

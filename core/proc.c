@@ -223,19 +223,18 @@ int proc_parse_freezer_state(const char *buf, enum proc_freezer_state *ret)
     return -EINVAL;
 }
 
-int proc_read_file_at(int dirfd, const char *name, char **ret_buf)
+int proc_read_fd(int fd, size_t max, char **ret_buf, size_t *ret_len)
 {
-    _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     _cleanup_free_ char *buf = NULL;
     size_t len = 0, cap = 0;
 
-    if (fd < 0)
-        return -errno;
     for (;;) {
         if (cap - len < 2) {
             size_t ncap = cap ? cap * 2 : 4096;
-            char *nb = realloc(buf, ncap);
-            if (!nb)
+            char *nb;
+            if (ncap > max + 2)
+                ncap = max + 2; /* one byte past max tells "too big" from "exactly max" */
+            if (!(nb = realloc(buf, ncap)))
                 return -ENOMEM;
             buf = nb;
             cap = ncap;
@@ -249,10 +248,23 @@ int proc_read_file_at(int dirfd, const char *name, char **ret_buf)
         if (n == 0)
             break;
         len += (size_t)n;
+        if (len > max)
+            return -EFBIG;
     }
     buf[len] = '\0';
+    if (ret_len)
+        *ret_len = len;
     *ret_buf = TAKE_PTR(buf);
     return 0;
+}
+
+int proc_read_file_at(int dirfd, const char *name, char **ret_buf)
+{
+    _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0)
+        return -errno;
+    return proc_read_fd(fd, PROC_FILE_MAX, ret_buf, NULL);
 }
 
 int proc_write_file_at(int dirfd, const char *name, const char *s)

@@ -51,8 +51,13 @@ enum proc_freezer_state {
 int proc_parse_freezer_state(const char *buf, enum proc_freezer_state *ret);
 
 /* Reads the whole file dirfd/name (dirfd may be AT_FDCWD) into a NUL-terminated malloc'd
- * buffer. 0 or -errno. */
+ * buffer. 0 or -errno (-EFBIG past PROC_FILE_MAX). */
+#define PROC_FILE_MAX (64u << 20)
 int proc_read_file_at(int dirfd, const char *name, char **ret_buf);
+/* Reads fd to its end into a new NUL-terminated buffer (*ret_len bytes, which may hold NULs;
+ * ret_len may be NULL). 0, -EFBIG past max bytes (max < SIZE_MAX - 2), -ENOMEM or the read's
+ * -errno. */
+int proc_read_fd(int fd, size_t max, char **ret_buf, size_t *ret_len);
 /* Writes s to dirfd/name (an existing file: O_WRONLY|O_TRUNC, no O_CREAT) with one
  * write(2), as cgroupfs wants. 0 or -errno (the kernel's answer to the write). */
 int proc_write_file_at(int dirfd, const char *name, const char *s);

@@ -16,6 +16,7 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "proc.h"
 
 #define PEM_MAX_BYTES (1024 * 1024)
 
@@ -120,7 +121,7 @@ int tls_read_pem(const char *path, char **ret_pem)
     _cleanup_close_ int fd = -1;
     _cleanup_free_ char *buf = NULL;
     struct stat st;
-    size_t len = 0;
+    int r;
 
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
@@ -131,23 +132,8 @@ int tls_read_pem(const char *path, char **ret_pem)
         return -EISDIR;
     if (st.st_size > PEM_MAX_BYTES)
         return -EFBIG;
-    buf = malloc(PEM_MAX_BYTES + 1);
-    if (!buf)
-        return -ENOMEM;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, PEM_MAX_BYTES + 1 - len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len > PEM_MAX_BYTES)
-            return -EFBIG;
-    }
-    buf[len] = '\0';
+    if ((r = proc_read_fd(fd, PEM_MAX_BYTES, &buf, NULL)) < 0)
+        return r;
     if (!strstr(buf, "-----BEGIN "))
         return -EBADMSG;
     *ret_pem = TAKE_PTR(buf);

@@ -10,18 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
+
 #include "applets/format.h"
 #include "applets/serve.h"
 #include "core/log.h"
 #include "core/rpc.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(cond)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
 
 /* Digits only, without leading zeros, compared with the printed value. */
 static void check_digits(const char *s, uint64_t v)

@@ -7,9 +7,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fuzz.h"
+
 #include "core/outlog.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -5,15 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
+
 #include "core/proc.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(cond)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
 
 /* proc_parse_cgroup's controllers: v2 (NULL, ""), v1 roles, a named hierarchy. */
 static const char *const controllers[] = {NULL,      "",        "memory", "cpu",         "pids",

@@ -8,15 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
+
 #include "core/rpc.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(cond)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            abort();                                                                               \
-    } while (0)
 
 /* The policy applet_serve_main starts with (applets/serve.c), maxima for a 2-CPU host. */
 static const struct rpc_policy fuzz_policy_base = {

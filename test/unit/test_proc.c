@@ -286,3 +286,39 @@ Test(proc, read_self_cgroup)
     cr_assert_eq(p[0], '/');
     free(p);
 }
+
+/* proc_read_fd: everything up to max bytes, -EFBIG one byte past it, NULs kept in the length. */
+Test(proc, read_fd_reads_to_the_end_within_max)
+{
+    char tmpl[] = "/tmp/test_proc_XXXXXX";
+    int fd = mkstemp(tmpl);
+    char data[10000], *buf = NULL;
+    size_t len = 0;
+
+    cr_assert_geq(fd, 0);
+    (void)unlink(tmpl);
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (char)('a' + i % 26);
+    data[5] = '\0';
+    cr_assert_eq(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
+
+    cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+    cr_expect_eq(proc_read_fd(fd, sizeof(data), &buf, &len), 0, "exactly max bytes");
+    cr_expect_eq(len, sizeof(data));
+    cr_expect_eq(memcmp(buf, data, sizeof(data)), 0);
+    cr_expect_eq(buf[len], '\0');
+    free(buf);
+    buf = NULL;
+
+    cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+    cr_expect_eq(proc_read_fd(fd, sizeof(data) - 1, &buf, &len), -EFBIG, "one byte past max");
+    cr_expect_null(buf);
+
+    cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+    cr_expect_eq(proc_read_fd(fd, 4096, &buf, NULL), -EFBIG, "past the first buffer");
+    cr_assert_eq(lseek(fd, 0, SEEK_END), (off_t)sizeof(data));
+    cr_expect_eq(proc_read_fd(fd, 0, &buf, &len), 0, "empty at the end");
+    cr_expect_eq(len, 0);
+    free(buf);
+    close(fd);
+}
