@@ -120,3 +120,54 @@ void server_fill_status(struct server *s, struct jobtab_entry *e, struct status_
  * Takes over ci->call; the context frees itself when the call is over. */
 void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_entry *e,
                          const Jobmanager__V1__StreamRequest *req);
+
+/* ---- unary calls (server-unary.c) ---- */
+
+#define START_THREADS 4
+
+/* A unary call's reply context: one final batch. */
+struct ucall {
+    struct tag done;
+    struct server *s;
+    struct call_info ci;
+    int cancelled;
+    grpc_byte_buffer *reply;
+    /* Start */
+    struct ucall *qnext;
+    Jobmanager__V1__StartRequest *start_req;
+    struct rpc_limits limits;
+    struct jobtab_entry *entry;
+    struct outlog *log;
+    /* Stop */
+};
+
+struct start_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cond, idle;
+    struct ucall *head, **tail;
+    bool stopping, exiting;
+    unsigned busy;
+    pthread_t threads[START_THREADS];
+    unsigned n_threads;
+};
+
+/* The unary reply batch completed: frees the context. */
+void server_ucall_done(struct tag *t, bool ok);
+/* Sends the reply (msg may be NULL for an error) and the status in one batch; the context is
+ * freed when it completes. Callable from any thread. */
+void server_finish(struct ucall *uc, int code, const char *details, const ProtobufCMessage *msg);
+/* server_finish with no message and a formatted status message. */
+void server_finishf(struct ucall *uc, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* NOT_FOUND for uc->ci.id: the same words for an unknown job and another user's. */
+void server_not_found(struct ucall *uc);
+/* A thread of the start pool (s->pool): runs queued Start calls off the CQ threads. */
+void *server_start_thread(void *arg);
+/* The handlers of the unary RPCs (server-unary.c); rq is decoded and checked. */
+void server_handle_start(struct ucall *uc, const struct rpc_request *rq);
+void server_handle_stop(struct ucall *uc, const struct rpc_request *rq);
+void server_handle_status(struct ucall *uc, const struct rpc_request *rq);
+void server_handle_list(struct ucall *uc);
+void server_handle_ping(struct ucall *uc);
+/* The CN of the call's verified client certificate into buf. 0, or -1 when there is none. */
+int server_peer_cn(grpc_call *call, char *buf, size_t len);

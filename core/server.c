@@ -26,7 +26,6 @@
 
 #define SLOTS_PER_METHOD        8
 #define GENERIC_SLOTS           2
-#define START_THREADS           4
 #define SHUTDOWN_STREAM_WAIT_MS 5000
 
 /* Indexed by enum rpc_method; the request types and checks are rpc_request_decode()'s. */
@@ -51,32 +50,6 @@ struct slot {
     grpc_metadata_array md;
     grpc_byte_buffer *payload;
     grpc_call_details details;
-};
-
-/* A unary call's reply context: one final batch. */
-struct ucall {
-    struct tag done;
-    struct server *s;
-    struct call_info ci;
-    int cancelled;
-    grpc_byte_buffer *reply;
-    /* Start */
-    struct ucall *qnext;
-    Jobmanager__V1__StartRequest *start_req;
-    struct rpc_limits limits;
-    struct jobtab_entry *entry;
-    struct outlog *log;
-    /* Stop */
-};
-
-struct start_pool {
-    pthread_mutex_t mu;
-    pthread_cond_t cond, idle;
-    struct ucall *head, **tail;
-    bool stopping, exiting;
-    unsigned busy;
-    pthread_t threads[START_THREADS];
-    unsigned n_threads;
 };
 
 /* ---- bookkeeping ----------------------------------------------------------------------- */
@@ -203,366 +176,12 @@ void server_fill_status(struct server *s, struct jobtab_entry *e, struct status_
                          : JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE;
 }
 
-/* ---- unary replies --------------------------------------------------------------------- */
-
-static void ucall_done(struct tag *t, bool ok)
-{
-    struct ucall *uc = (struct ucall *)((char *)t - offsetof(struct ucall, done));
-    struct server *s = uc->s;
-
-    (void)ok;
-    if (uc->reply)
-        grpc_byte_buffer_destroy(uc->reply);
-    if (uc->start_req)
-        protobuf_c_message_free_unpacked(&uc->start_req->base, NULL);
-    grpc_call_unref(uc->ci.call);
-    free(uc);
-    server_call_leave(s);
-}
-
-/* Sends the reply (msg may be NULL for an error) and the status in one batch; the context is
- * freed when it completes. Callable from any thread. */
-static void finish(struct ucall *uc, int code, const char *details, const ProtobufCMessage *msg)
-{
-    grpc_slice det = grpc_slice_from_copied_string(details ? details : "");
-    grpc_op ops[4];
-    size_t n = 0;
-    grpc_call_error e;
-
-    memset(ops, 0, sizeof(ops));
-    server_audit(uc->s, &uc->ci, code);
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (code == RPC_OK && msg) {
-        uc->reply = rpc_bb_pack(msg);
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = uc->reply;
-    }
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
-    ops[n++].data.send_status_from_server.status_details = &det;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n++].data.recv_close_on_server.cancelled = &uc->cancelled;
-    e = tag_start_batch(uc->ci.call, ops, n, &uc->done);
-    grpc_slice_unref(det);
-    if (e != GRPC_CALL_OK) {
-        log_error("%s: start_batch: %d", uc->ci.method, (int)e);
-        ucall_done(&uc->done, false);
-    }
-}
-
-static void finishf(struct ucall *uc, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void finishf(struct ucall *uc, int code, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    finish(uc, code, msg, NULL);
-}
-
-static void not_found(struct ucall *uc)
-{
-    /* The same words for an unknown id and another user's job. */
-    finishf(uc, RPC_NOT_FOUND, "job %s not found", uc->ci.id);
-}
-
-static void reply_status(struct ucall *uc, struct jobtab_entry *e)
-{
-    struct status_buf sb;
-
-    server_fill_status(uc->s, e, &sb);
-    finish(uc, RPC_OK, NULL, &sb.st.base);
-}
-
-/* ---- Start ----------------------------------------------------------------------------- */
-
-/* Event thread, once per job, after its final status is set and its log closed. The record
- * is written by the table's writer thread (a job's end does not hold up the other jobs' output
- * on the disk; write errors are logged there). */
-static void on_job_end(struct job *j, void *userdata)
-{
-    struct jobtab_entry *e = userdata;
-    struct outlog *log = jobtab_entry_log(e);
-    struct jobtab_status st = {0};
-
-    job_get_status(j, &st.job);
-    if (log) {
-        st.output_bytes = outlog_get_bytes(log);
-        st.output_truncated = outlog_is_truncated(log);
-    }
-    jobtab_entry_set_status_async(e, &st);
-}
-
-static void start_failed(struct ucall *uc, int r, const char *why)
-{
-    struct jobtab_status st = {0};
-    int code = rpc_code_for_start_error(r);
-
-    jobtab_entry_get_status(uc->entry, &st);
-    st.job.state = JOB_FAILED_TO_START;
-    st.job.end_ms = st.job.start_ms;
-    (void)snprintf(st.job.error, sizeof(st.job.error), "%s", why);
-    (void)jobtab_entry_set_status(uc->entry, &st);
-    /* The record first, then the close: a stream that sees the end finds FAILED_TO_START. */
-    if (uc->log)
-        outlog_close(uc->log);
-    if (code == RPC_INTERNAL) {
-        log_error("job %s: start failed: %s (%s)", uc->ci.id, why, strerror(-r));
-        finishf(uc, code, "the server could not start the job (see the server log)");
-    } else {
-        finishf(uc, code, "the job could not start: %s", why);
-    }
-}
-
-static void do_start(struct ucall *uc)
-{
-    struct server *s = uc->s;
-    const Jobmanager__V1__StartRequest *req = uc->start_req;
-    const struct jobtab_spec *spec = jobtab_entry_spec(uc->entry);
-    struct job_spec js = {0};
-    struct jobtab_status st = {0};
-    struct job *j = NULL;
-    char errbuf[256] = "";
-    int r;
-
-    js.id = spec->id;
-    js.path = spec->command;
-    js.args = (const char *const *)spec->args;
-    js.n_args = spec->n_args;
-    js.limits = spec->limits;
-    js.network = spec->network;
-    js.uid = s->cfg.job_uid;
-    js.gid = s->cfg.job_gid;
-    js.log = uc->log;
-    (void)req;
-    r = job_start(s->runner, &js, on_job_end, uc->entry, &j, errbuf, sizeof(errbuf));
-    if (r < 0) {
-        start_failed(uc, r, errbuf[0] ? errbuf : strerror(-r));
-        return;
-    }
-    jobtab_entry_attach(uc->entry, j, uc->log);
-    jobtab_entry_get_status(uc->entry, &st);
-    job_get_status(j, &st.job);
-    /* RUNNING is written by the table's writer thread: a restart treats a STARTING record
-     * exactly like a RUNNING one (both become LOST), so the reply need not wait for it. */
-    jobtab_entry_set_status_async(uc->entry, &st);
-    {
-        Jobmanager__V1__Job reply = JOBMANAGER__V1__JOB__INIT;
-        reply.id = (char *)spec->id;
-        reply.name = spec->name;
-        finish(uc, RPC_OK, NULL, &reply.base);
-    }
-}
-
-static void *start_thread(void *arg)
-{
-    struct start_pool *p = arg;
-
-    (void)pthread_mutex_lock(&p->mu);
-    for (;;) {
-        struct ucall *uc;
-        bool refuse;
-
-        while (!p->head && !p->exiting)
-            (void)pthread_cond_wait(&p->cond, &p->mu);
-        if (!p->head)
-            break;
-        uc = p->head;
-        p->head = uc->qnext;
-        if (!p->head)
-            p->tail = &p->head;
-        refuse = p->stopping;
-        p->busy++;
-        (void)pthread_mutex_unlock(&p->mu);
-        if (refuse)
-            start_failed(uc, -ESHUTDOWN, "the server is shutting down");
-        else
-            do_start(uc);
-        (void)pthread_mutex_lock(&p->mu);
-        p->busy--;
-        if (!p->head && p->busy == 0)
-            (void)pthread_cond_broadcast(&p->idle);
-    }
-    (void)pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-/* rq was checked by rpc_request_decode (rpc_check_start); its message is kept. */
-static void handle_start(struct ucall *uc, const struct rpc_request *rq)
-{
-    struct server *s = uc->s;
-    Jobmanager__V1__StartRequest *req = (Jobmanager__V1__StartRequest *)rq->msg;
-    struct job_limits lim;
-    char path[PATH_MAX];
-    int r;
-
-    uc->start_req = req; /* freed with the call */
-    uc->limits = rq->limits;
-    lim = (struct job_limits){.cpu_millis = uc->limits.cpu_millis,
-                              .memory_bytes = uc->limits.memory_bytes,
-                              .io_riops = uc->limits.io_riops,
-                              .io_wiops = uc->limits.io_wiops,
-                              .io_rbps = uc->limits.io_rbps,
-                              .io_wbps = uc->limits.io_wbps,
-                              .pids = uc->limits.pids};
-    r = jobtab_add(s->table, uc->ci.cn, req->name ? req->name : "", req->command,
-                   (const char *const *)req->args, req->n_args, &lim,
-                   req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST ? JOB_NET_HOST
-                                                                                   : JOB_NET_NONE,
-                   &uc->entry);
-    if (r == -EEXIST) {
-        finishf(uc, RPC_ALREADY_EXISTS, "you already have a running job named '%s'", req->name);
-        return;
-    }
-    if (r == -EUSERS) {
-        finishf(uc, RPC_RESOURCE_EXHAUSTED,
-                "you already have %u running jobs, the most this server allows per user",
-                s->cfg.max_running_per_user);
-        return;
-    }
-    if (r < 0) {
-        log_errno(r, "Start: recording a new job");
-        finishf(uc,
-                rpc_code_from_errno(r) == RPC_RESOURCE_EXHAUSTED ? RPC_RESOURCE_EXHAUSTED
-                                                                 : RPC_INTERNAL,
-                "the server could not record the job");
-        return;
-    }
-    (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", jobtab_entry_spec(uc->entry)->id);
-    r = jobtab_entry_output_path(s->table, uc->entry, path, sizeof(path));
-    if (r == 0)
-        r = outlog_create(path, s->cfg.max_output_bytes, &uc->log);
-    if (r < 0) {
-        log_errno(r, "job %s: creating its output log", uc->ci.id);
-        start_failed(uc, -EIO, "the server could not create the job's output log");
-        return;
-    }
-    /* Streams may attach from now on (the job pointer follows once it runs). */
-    jobtab_entry_attach(uc->entry, NULL, uc->log);
-
-    (void)pthread_mutex_lock(&s->pool->mu);
-    uc->qnext = NULL;
-    *s->pool->tail = uc;
-    s->pool->tail = &uc->qnext;
-    (void)pthread_cond_signal(&s->pool->cond);
-    (void)pthread_mutex_unlock(&s->pool->mu);
-}
-
-/* ---- Stop / Status / List / Ping ------------------------------------------------------- */
-
-static void on_stopped(struct job *j, void *userdata)
-{
-    struct ucall *uc = userdata;
-    struct jobtab_entry *e = jobtab_lookup(uc->s->table, uc->ci.id, uc->ci.cn);
-
-    (void)j;
-    if (e)
-        reply_status(uc, e);
-    else
-        not_found(uc);
-}
-
-/* rq was checked by rpc_request_decode (rpc_check_stop: id, signal and grace resolved). */
-static void handle_stop(struct ucall *uc, const struct rpc_request *rq)
-{
-    struct server *s = uc->s;
-    const Jobmanager__V1__StopRequest *req = (const Jobmanager__V1__StopRequest *)rq->msg;
-    struct jobtab_entry *e;
-    struct job *j;
-    int r;
-
-    (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
-    e = jobtab_lookup(s->table, req->id, uc->ci.cn);
-    if (!e) {
-        not_found(uc);
-        return;
-    }
-    if (!jobtab_entry_is_running(e)) {
-        reply_status(uc, e); /* already ended: its final status */
-        return;
-    }
-    j = jobtab_entry_job(e);
-    if (!j) {
-        finishf(uc, RPC_FAILED_PRECONDITION, "job %s is still starting; try again", req->id);
-        return;
-    }
-    /* Replies from the callback (the event thread, or here if the job already ended). */
-    r = job_stop_async(j, rq->signal, rq->grace_ms, on_stopped, uc);
-    if (r < 0) {
-        log_errno(r, "job %s: stop", req->id);
-        finishf(uc,
-                rpc_code_from_errno(r) == RPC_INVALID_ARGUMENT ? RPC_INVALID_ARGUMENT
-                                                               : RPC_INTERNAL,
-                "the server could not stop the job");
-    }
-}
-
-/* rq was checked by rpc_request_decode (rpc_check_status). */
-static void handle_status(struct ucall *uc, const struct rpc_request *rq)
-{
-    const Jobmanager__V1__StatusRequest *req = (const Jobmanager__V1__StatusRequest *)rq->msg;
-    struct jobtab_entry *e;
-
-    (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
-    e = jobtab_lookup(uc->s->table, req->id, uc->ci.cn);
-    if (!e)
-        not_found(uc);
-    else
-        reply_status(uc, e);
-}
-
-static void handle_list(struct ucall *uc)
-{
-    Jobmanager__V1__ListResponse resp = JOBMANAGER__V1__LIST_RESPONSE__INIT;
-    struct jobtab_entry **entries = NULL;
-    struct status_buf *sbs;
-    Jobmanager__V1__JobStatus **ptrs;
-    size_t n = 0;
-
-    if (jobtab_list(uc->s->table, uc->ci.cn, &entries, &n) < 0) {
-        finishf(uc, RPC_RESOURCE_EXHAUSTED, "server out of memory");
-        return;
-    }
-    sbs = calloc(n + 1, sizeof(*sbs));
-    ptrs = calloc(n + 1, sizeof(*ptrs));
-    if (!sbs || !ptrs) {
-        free(entries);
-        free(sbs);
-        free(ptrs);
-        finishf(uc, RPC_RESOURCE_EXHAUSTED, "server out of memory");
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        server_fill_status(uc->s, entries[i], &sbs[i]);
-        ptrs[i] = &sbs[i].st;
-    }
-    resp.jobs = ptrs;
-    resp.n_jobs = n;
-    finish(uc, RPC_OK, NULL, &resp.base); /* packs now; the buffers can go */
-    free(entries);
-    free(sbs);
-    free(ptrs);
-}
-
-static void handle_ping(struct ucall *uc)
-{
-    Jobmanager__V1__PingResponse resp = JOBMANAGER__V1__PING_RESPONSE__INIT;
-
-    resp.version = "runjob " RUNJOB_VERSION;
-    resp.peer_cn = uc->ci.cn;
-    resp.is_admin = uc->ci.is_admin;
-    finish(uc, RPC_OK, NULL, &resp.base);
-}
-
 /* ---- request slots --------------------------------------------------------------------- */
 
 static void arm(struct slot *sl);
 
 /* The verified client certificate's CN into buf. 0, or -ENOKEY (none, empty, unprintable). */
-static int peer_cn(grpc_call *call, char *buf, size_t len)
+int server_peer_cn(grpc_call *call, char *buf, size_t len)
 {
     grpc_auth_context *ctx = grpc_call_auth_context(call);
     grpc_auth_property_iterator it;
@@ -600,7 +219,7 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
         server_call_leave(s);
         return;
     }
-    uc->done.fn = ucall_done;
+    uc->done.fn = server_ucall_done;
     uc->s = s;
     uc->ci.call = call;
     uc->ci.method = methods[m].name;
@@ -609,33 +228,33 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
         (void)snprintf(uc->ci.peer, sizeof(uc->ci.peer), "%s", peer);
         gpr_free(peer);
     }
-    if (peer_cn(call, uc->ci.cn, sizeof(uc->ci.cn)) < 0) {
+    if (server_peer_cn(call, uc->ci.cn, sizeof(uc->ci.cn)) < 0) {
         uc->ci.cn[0] = '\0';
-        finishf(uc, RPC_UNAUTHENTICATED,
-                "your client certificate has no usable Common Name (CN): it names the user");
+        server_finishf(uc, RPC_UNAUTHENTICATED,
+                       "your client certificate has no usable Common Name (CN): it names the user");
         return;
     }
     uc->ci.is_admin = jobtab_is_admin(s->table, uc->ci.cn);
     /* Decode and check: the one path the fuzzers drive (test/fuzz/fuzz_rpc_*.c). */
     if (rpc_bb_decode((enum rpc_method)m, payload, &s->cfg.policy, &rq, &err) < 0) {
-        finish(uc, err.code, err.message, NULL);
+        server_finish(uc, err.code, err.message, NULL);
         return;
     }
     switch (m) {
     case RPC_M_START:
-        handle_start(uc, &rq); /* keeps rq.msg */
+        server_handle_start(uc, &rq); /* keeps rq.msg */
         return;
     case RPC_M_STOP:
-        handle_stop(uc, &rq);
+        server_handle_stop(uc, &rq);
         break;
     case RPC_M_STATUS:
-        handle_status(uc, &rq);
+        server_handle_status(uc, &rq);
         break;
     case RPC_M_LIST:
-        handle_list(uc);
+        server_handle_list(uc);
         break;
     case RPC_M_PING:
-        handle_ping(uc);
+        server_handle_ping(uc);
         break;
     case RPC_M_STREAM: {
         Jobmanager__V1__StreamRequest *req = (Jobmanager__V1__StreamRequest *)rq.msg;
@@ -643,11 +262,11 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
         (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
         e = jobtab_lookup(s->table, req->id, uc->ci.cn);
         if (!e) {
-            not_found(uc);
+            server_not_found(uc);
             break;
         }
         if (!jobtab_entry_log(e)) {
-            finishf(uc, RPC_DATA_LOSS, "the output of job %s is not available", req->id);
+            server_finishf(uc, RPC_DATA_LOSS, "the output of job %s is not available", req->id);
             break;
         }
         /* The stream takes the call and its place in live_calls. */
@@ -656,7 +275,7 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
         break;
     }
     default:
-        finish(uc, RPC_UNIMPLEMENTED, "unknown method", NULL);
+        server_finish(uc, RPC_UNIMPLEMENTED, "unknown method", NULL);
         break;
     }
     protobuf_c_message_free_unpacked(rq.msg, NULL);
@@ -664,7 +283,7 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
 
 static void unknown_done(struct tag *t, bool ok)
 {
-    ucall_done(t, ok);
+    server_ucall_done(t, ok);
 }
 
 static void handle_unknown(struct server *s, struct slot *sl)
@@ -685,10 +304,10 @@ static void handle_unknown(struct server *s, struct slot *sl)
         uc->ci.method = "unknown";
         if (peer)
             (void)snprintf(uc->ci.peer, sizeof(uc->ci.peer), "%s", peer);
-        if (peer_cn(sl->call, uc->ci.cn, sizeof(uc->ci.cn)) < 0)
+        if (server_peer_cn(sl->call, uc->ci.cn, sizeof(uc->ci.cn)) < 0)
             uc->ci.cn[0] = '\0';
         log_debug("unknown method '%s'", method ? method : "?");
-        finishf(uc, RPC_UNIMPLEMENTED, "unknown method");
+        server_finishf(uc, RPC_UNIMPLEMENTED, "unknown method");
     }
     gpr_free(method);
     gpr_free(peer);
@@ -950,7 +569,7 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
     (void)pthread_cond_init(&s->pool->idle, NULL);
     s->pool->tail = &s->pool->head;
     for (unsigned i = 0; i < START_THREADS; i++)
-        if (pthread_create(&s->pool->threads[i], NULL, start_thread, s->pool) == 0)
+        if (pthread_create(&s->pool->threads[i], NULL, server_start_thread, s->pool) == 0)
             s->pool->n_threads++;
     for (unsigned i = 0; i < ELEMENTSOF(s->cq_threads); i++)
         if (pthread_create(&s->cq_threads[i], NULL, cq_thread, s) == 0)
