@@ -1,4 +1,4 @@
-/* Unit tests for core/outlog.c.
+/* Unit tests for core/outlog.c and core/outlog-reader.c.
  *
  * The module is compiled into this test directly, with a tiny checkpoint index (a checkpoint
  * every 4 KiB or 8 records, at most 16 of them) so that seeks cross many checkpoints and the
@@ -8,6 +8,7 @@
 #define CP_INIT_BYTES   4096u
 #define CP_INIT_RECORDS 8u
 #include "../../core/outlog.c"
+#include "../../core/outlog-reader.c"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
