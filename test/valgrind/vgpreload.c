@@ -41,6 +41,8 @@ long syscall(long n, ...)
             return real_syscall(SYS_clone, (long)ca->flags, 0L,
                                 (long)(uintptr_t)ca->pidfd, 0L, 0L);
     }
+    if (n == SYS_execve && self_exe[0] && a[0] && strcmp((const char *)a[0], "/proc/self/exe") == 0)
+        a[0] = (long)(uintptr_t)self_exe; /* spawn's clone3 child calls execve raw */
     return real_syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
