@@ -450,7 +450,9 @@ Test(job, fork_bomb_stops_at_pids_max)
     struct job_limits lim = {.pids = 32};
     struct run run;
     start_ex(&run, runner, &lim, JOB_NET_NONE, NOBODY, "/bin/sh",
-             (const char *const[]){"-c", "b() { b | b & }; b; exec sleep 5", NULL});
+             /* The bomb runs in a background subshell: the command itself (sleep) forks once,
+              * before the bomb exists; a fork failing in it would end the job with code 2. */
+             (const char *const[]){"-c", "(b() { b | b & }; b) & exec sleep 5", NULL});
     cr_assert_eq(run.r, 0, "%s", run.err);
     usleep(500 * 1000);
     pid_t pids[64];
