@@ -431,9 +431,10 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
             goto fail;
         }
     }
-    /* EPIPE: the shim already failed (e.g. its own exec) and said why: read that below. */
+    /* EPIPE / ECONNRESET: the shim already failed (e.g. its own exec) and said why before it
+     * closed its end: read that below. */
     e = send_go(sh.sync, memfd);
-    if (e < 0 && e != -EPIPE) {
+    if (e < 0 && e != -EPIPE && e != -ECONNRESET) {
         snprintf(errbuf, errlen, "releasing the job shim: %s", strerror(-e));
         goto fail;
     }
