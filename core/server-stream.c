@@ -122,38 +122,44 @@ static bool done_locked(struct scall *sc)
     return false;
 }
 
-static void drop_token(struct scall *sc)
+/* With mu held: unlocks, and frees the context if nothing holds it any more. */
+static void unlock_and_release(struct scall *sc)
 {
-    bool done;
+    bool done = done_locked(sc);
 
-    (void)pthread_mutex_lock(&sc->mu);
-    sc->tok = TOK_NONE;
-    done = done_locked(sc);
     (void)pthread_mutex_unlock(&sc->mu);
     if (done)
         scall_free(sc);
 }
 
+/* With mu held and the wake-up armed: takes it back. On return (mu held again) the wake-up is
+ * disarmed or has run to completion (it saw CANCEL), and nobody holds the token. */
+static void disarm_locked(struct scall *sc)
+{
+    sc->tok = TOK_CANCEL;
+    (void)pthread_mutex_unlock(&sc->mu);
+    (void)outlog_reader_cancel_wait(sc->rd);
+    (void)pthread_mutex_lock(&sc->mu);
+    sc->tok = TOK_NONE;
+}
+
+static void drop_token(struct scall *sc)
+{
+    (void)pthread_mutex_lock(&sc->mu);
+    sc->tok = TOK_NONE;
+    unlock_and_release(sc);
+}
+
 static void on_close(struct tag *t, bool ok)
 {
     struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, close_tag));
-    bool done;
 
     (void)ok;
     (void)pthread_mutex_lock(&sc->mu);
     sc->close_done = true;
-    if (sc->tok == TOK_WAIT) {
-        sc->tok = TOK_CANCEL;
-        (void)pthread_mutex_unlock(&sc->mu);
-        /* On return the wake-up is disarmed or has run to completion (it saw CANCEL). */
-        (void)outlog_reader_cancel_wait(sc->rd);
-        (void)pthread_mutex_lock(&sc->mu);
-        sc->tok = TOK_NONE;
-    }
-    done = done_locked(sc);
-    (void)pthread_mutex_unlock(&sc->mu);
-    if (done)
-        scall_free(sc);
+    if (sc->tok == TOK_WAIT)
+        disarm_locked(sc);
+    unlock_and_release(sc);
 }
 
 /* Starts a batch holding the token; on failure the call is cancelled (close will follow). */
@@ -403,16 +409,8 @@ static void pump(struct scall *sc)
             return;
         }
         if (sc->close_done) { /* closed while we armed: disarm ourselves */
-            bool done;
-            sc->tok = TOK_CANCEL;
-            (void)pthread_mutex_unlock(&sc->mu);
-            (void)outlog_reader_cancel_wait(sc->rd);
-            (void)pthread_mutex_lock(&sc->mu);
-            sc->tok = TOK_NONE;
-            done = done_locked(sc);
-            (void)pthread_mutex_unlock(&sc->mu);
-            if (done)
-                scall_free(sc);
+            disarm_locked(sc);
+            unlock_and_release(sc);
             return;
         }
         sc->tok = TOK_WAIT;
