@@ -93,32 +93,15 @@ static int setup_signals(void)
 /* Waits for the parent's go; returns the spec memfd that came with it. */
 static int wait_go(void)
 {
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
     struct spawn_sync_msg m;
-    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-    struct msghdr mh = {.msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = ctl.buf,
-                        .msg_controllen = sizeof(ctl.buf)};
-    struct cmsghdr *c;
-    ssize_t n;
-    int fd = -1;
+    int fd = -1, r;
 
-    do
-        n = recvmsg(SPAWN_FD_SYNC, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n == 0)
+    r = spawn_recv_fd(SPAWN_FD_SYNC, &m, sizeof(m), &fd);
+    if (r == 0)
         _exit(127); /* the server is gone (or dropped this pooled shim): nobody to run a job for */
-    if (n != sizeof(m))
-        die(SHIM_STEP_WAIT_GO, n < 0 ? errno : EBADMSG);
-    for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int)))
-            memcpy(&fd, CMSG_DATA(c), sizeof(int));
-    if (fd < 0 || (mh.msg_flags & MSG_CTRUNC))
+    if (r < 0)
+        die(SHIM_STEP_WAIT_GO, -r);
+    if (fd < 0)
         die(SHIM_STEP_READ_SPEC, EBADMSG);
     return fd;
 }

@@ -239,32 +239,12 @@ static int read_verdict(int fd, struct spawn_sync_msg *ret_msg)
     return 1;
 }
 
-/* The go message, with the spec memfd attached (SCM_RIGHTS). 0 or -errno. */
+/* The go message, with the spec memfd attached. 0 or -errno. */
 static int send_go(int sync_fd, int spec_fd)
 {
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
     struct spawn_sync_msg m = {0};
-    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-    struct msghdr mh = {.msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = ctl.buf,
-                        .msg_controllen = sizeof(ctl.buf)};
-    struct cmsghdr *c;
-    ssize_t n;
 
-    memset(&ctl, 0, sizeof(ctl));
-    c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &spec_fd, sizeof(int));
-    do
-        n = sendmsg(sync_fd, &mh, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : 0;
+    return spawn_send_fd(sync_fd, &m, sizeof(m), spec_fd);
 }
 
 static char **build_argv(const struct job_spec *spec)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -289,6 +290,87 @@ void spawn_format_error(int step, int err, const char *path, const char *cwd, bo
         snprintf(buf, len, "job setup failed at step '%s': %s", spawn_step_name(step),
                  strerror(err));
     }
+}
+
+/* ---- fd passing on SPAWN_FD_SYNC */
+
+/* Room for one fd: a sender that attaches more shows up as MSG_CTRUNC or as extra fds. */
+union fd_ctl {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+};
+
+int spawn_send_fd(int sock, const void *msg, size_t len, int fd)
+{
+    union fd_ctl ctl;
+    struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *c;
+    ssize_t n;
+
+    memset(&ctl, 0, sizeof(ctl));
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    do
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : 0;
+}
+
+int spawn_recv_fd(int sock, void *msg, size_t len, int *ret_fd)
+{
+    union fd_ctl ctl;
+    struct iovec iov = {.iov_base = msg, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *c;
+    ssize_t n;
+    int fd = -1;
+
+    do
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return 0;
+    /* The kernel installed every fd that fit (CMSG_SPACE's padding leaves room for two): keep
+     * one that came alone, close any other, so that a bad message leaks nothing. */
+    for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        size_t k;
+
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int f;
+
+            memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (k == 1 && fd < 0)
+                fd = f;
+            else
+                (void)close(f);
+        }
+    }
+    if ((size_t)n != len) {
+        if (fd >= 0)
+            (void)close(fd);
+        return -EBADMSG;
+    }
+    if (fd >= 0 && (mh.msg_flags & MSG_CTRUNC)) {
+        (void)close(fd);
+        fd = -1;
+    }
+    *ret_fd = fd;
+    return 1;
 }
 
 /* ---- clone3 */

@@ -121,6 +121,17 @@ int spawn_spec_parse(const void *buf, size_t len, struct spawn_spec **ret);
 void spawn_format_error(int step, int err, const char *path, const char *cwd, bool is_dir,
                         bool no_exec_bits, char *buf, size_t len);
 
+/* Sends one message of len bytes on sock (a SEQPACKET socket) with fd attached (SCM_RIGHTS),
+ * retrying on EINTR; never raises SIGPIPE. 0 or -errno (-EPIPE, -ECONNRESET: the peer closed).
+ * Thread-safe. */
+int spawn_send_fd(int sock, const void *msg, size_t len, int fd);
+/* Receives one message of exactly len (> 0) bytes on sock into msg, with the fd that came with
+ * it, retrying on EINTR. Returns 1 with *ret_fd the fd (close-on-exec, the caller's to close),
+ * or -1 when none came intact (none attached, or more than one: those are closed); 0 at EOF;
+ * -EBADMSG for a message of another length (any fd that came with it is closed); or -errno.
+ * Thread-safe. */
+int spawn_recv_fd(int sock, void *msg, size_t len, int *ret_fd);
+
 struct spawn_args {
     const char *exe;         /* the runjob binary */
     char *const *argv;       /* its argv: {"runjob", "shim", SPAWN_NET_*, NULL} */

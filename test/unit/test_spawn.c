@@ -1,8 +1,15 @@
-/* core/spawn's pure parts: the spec blob round trip, malformed blobs, step names, messages. */
+/* core/spawn's pure parts: the spec blob round trip, malformed blobs, step names, messages;
+ * and the fd passing of the go message over a socketpair. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/spawn.h"
 
@@ -150,4 +157,168 @@ Test(spawn, error_messages_in_plain_words)
     spawn_format_error(SHIM_STEP_MOUNT_PROC, EPERM, "/bin/true", "/", false, false, buf,
                        sizeof(buf));
     cr_expect_str_eq(buf, "job setup failed at step 'mount /proc': Operation not permitted");
+}
+
+/* ---- fd passing ---- */
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    cr_assert_not_null(d);
+    while (readdir(d))
+        n++;
+    (void)closedir(d);
+    return n;
+}
+
+static void seqpacket_pair(int sv[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+Test(spawn, fd_round_trip_arrives_close_on_exec)
+{
+    struct spawn_sync_msg in = {.step = 3, .err = 7}, out = {0};
+    int sv[2], p[2], fd = -1;
+    char c = 0;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cr_assert_eq(spawn_send_fd(sv[0], &in, sizeof(in), p[0]), 0);
+    cr_assert_eq(spawn_recv_fd(sv[1], &out, sizeof(out), &fd), 1);
+    cr_expect_eq(out.step, 3);
+    cr_expect_eq(out.err, 7);
+    cr_assert_geq(fd, 0);
+    cr_expect_neq(fd, p[0]);
+    cr_expect(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    /* the same pipe: what goes in p[1] comes out of the received fd */
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    cr_expect_eq(read(fd, &c, 1), 1);
+    cr_expect_eq(c, 'x');
+}
+
+Test(spawn, fd_recv_sees_eof_when_the_peer_closed)
+{
+    struct spawn_sync_msg m;
+    int sv[2], fd = 42;
+
+    seqpacket_pair(sv);
+    (void)close(sv[0]);
+    cr_expect_eq(spawn_recv_fd(sv[1], &m, sizeof(m), &fd), 0);
+    cr_expect_eq(fd, 42, "ret_fd written on EOF");
+}
+
+Test(spawn, fd_send_to_a_closed_peer_is_epipe_not_sigpipe)
+{
+    struct spawn_sync_msg m = {0};
+    int sv[2];
+
+    seqpacket_pair(sv);
+    (void)close(sv[1]);
+    /* SIGPIPE's default would kill the test process. */
+    cr_expect_eq(spawn_send_fd(sv[0], &m, sizeof(m), STDIN_FILENO), -EPIPE);
+}
+
+Test(spawn, fd_recv_refuses_a_short_message_and_closes_its_fd)
+{
+    struct spawn_sync_msg m = {0};
+    int sv[2], p[2], fd = 42, before;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    before = count_fds();
+    cr_assert_eq(spawn_send_fd(sv[0], &m, sizeof(m) - 1, p[0]), 0);
+    cr_expect_eq(spawn_recv_fd(sv[1], &m, sizeof(m), &fd), -EBADMSG);
+    cr_expect_eq(fd, 42);
+    cr_expect_eq(count_fds(), before, "the fd that came with it leaked");
+    /* without an fd too */
+    cr_assert_eq(send(sv[0], "abc", 3, 0), 3);
+    cr_expect_eq(spawn_recv_fd(sv[1], &m, sizeof(m), &fd), -EBADMSG);
+}
+
+Test(spawn, fd_recv_without_an_fd_gives_minus_one)
+{
+    struct spawn_sync_msg in = {.step = 1, .err = 2}, out = {0};
+    int sv[2], fd = 42;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(send(sv[0], &in, sizeof(in), 0), (ssize_t)sizeof(in));
+    cr_expect_eq(spawn_recv_fd(sv[1], &out, sizeof(out), &fd), 1);
+    cr_expect_eq(fd, -1);
+    cr_expect_eq(out.err, 2);
+}
+
+/* Sends msg with n fds (copies of fd) in one SCM_RIGHTS message. */
+static void send_n_fds(int sock, const struct spawn_sync_msg *m, int fd, int n)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+    } ctl;
+    struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof(*m)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = CMSG_SPACE(n * sizeof(int))};
+    struct cmsghdr *c;
+
+    cr_assert_leq(n, 4);
+    memset(&ctl, 0, sizeof(ctl));
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(n * sizeof(int));
+    for (int i = 0; i < n; i++)
+        memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof(int));
+    cr_assert_eq(sendmsg(sock, &mh, 0), (ssize_t)sizeof(*m));
+}
+
+Test(spawn, fd_recv_refuses_more_than_one_fd_and_leaks_none)
+{
+    struct spawn_sync_msg m = {0};
+    int sv[2], fd, before;
+
+    seqpacket_pair(sv);
+    before = count_fds();
+    /* 2 still fit the receiver's (padded) control buffer, 3 do not: MSG_CTRUNC */
+    for (int n = 2; n <= 4; n++) {
+        fd = 42;
+        send_n_fds(sv[0], &m, STDIN_FILENO, n);
+        cr_expect_eq(spawn_recv_fd(sv[1], &m, sizeof(m), &fd), 1);
+        cr_expect_eq(fd, -1, "%d fds sent: one was taken", n);
+        cr_expect_eq(count_fds(), before, "%d fds sent: some leaked", n);
+    }
+}
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+
+Test(spawn, fd_recv_retries_after_a_signal)
+{
+    struct sigaction sa = {.sa_handler = on_usr1}; /* no SA_RESTART: recvmsg fails EINTR */
+    struct spawn_sync_msg in = {.step = 5, .err = 6}, out = {0};
+    int sv[2], p[2], fd = -1, st;
+    pid_t pid;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        /* interrupt the parent's recvmsg first, then send */
+        usleep(100 * 1000);
+        (void)kill(getppid(), SIGUSR1);
+        usleep(200 * 1000);
+        _exit(spawn_send_fd(sv[0], &in, sizeof(in), p[0]) == 0 ? 0 : 1);
+    }
+    cr_expect_eq(spawn_recv_fd(sv[1], &out, sizeof(out), &fd), 1);
+    cr_expect_eq(out.step, 5);
+    cr_expect_geq(fd, 0);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
