@@ -239,16 +239,17 @@ bool client_color(void)
 
 int client_print_json(const ProtobufCMessage *m)
 {
-    struct jbuf b = {0};
-    jb_message(&b, m);
-    jb_raw(&b, "\n");
-    if (b.oom) {
-        jb_free(&b);
+    _cleanup_(strbuf_freep) struct strbuf *b = NULL;
+
+    if (strbuf_new(&b) == 0) {
+        jb_message(b, m);
+        (void)strbuf_puts(b, "\n"); /* a failure marks b: checked below */
+    }
+    if (!b || strbuf_is_failed(b)) {
         fprintf(stderr, "runjob: out of memory\n");
         return 1;
     }
-    fputs(b.p, stdout);
-    jb_free(&b);
+    fputs(strbuf_str(b), stdout);
     return 0;
 }
 

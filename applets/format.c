@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -263,38 +262,8 @@ int fmt_parse_state(const char *s, int *ret)
 
 /* ---- JSON ------------------------------------------------------------------------------- */
 
-void jb_free(struct jbuf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
-static void jb_put(struct jbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void jb_raw(struct jbuf *b, const char *s)
-{
-    jb_put(b, s, strlen(s));
-}
+/* Every append below ignores its error: a failed one marks the strbuf, which the caller checks
+ * once (strbuf_is_failed). */
 
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not one. */
 static size_t utf8_seq(const unsigned char *p)
@@ -320,76 +289,63 @@ static size_t utf8_seq(const unsigned char *p)
     return 0;
 }
 
-void jb_string(struct jbuf *b, const char *s)
+void jb_string(struct strbuf *b, const char *s)
 {
     const unsigned char *p = (const unsigned char *)(s ? s : "");
     char tmp[8];
 
-    jb_put(b, "\"", 1);
+    (void)strbuf_putn(b, "\"", 1);
     while (*p) {
         size_t n;
         if (*p == '"' || *p == '\\') {
             tmp[0] = '\\';
             tmp[1] = (char)*p;
-            jb_put(b, tmp, 2);
+            (void)strbuf_putn(b, tmp, 2);
             p++;
         } else if (*p < 0x20 || *p == 0x7f) {
             int k = snprintf(tmp, sizeof(tmp), "\\u%04x", *p);
-            jb_put(b, tmp, (size_t)k);
+            (void)strbuf_putn(b, tmp, (size_t)k);
             p++;
         } else if ((n = utf8_seq(p)) > 0) {
-            jb_put(b, (const char *)p, n);
+            (void)strbuf_putn(b, (const char *)p, n);
             p += n;
         } else {
-            jb_put(b, "\\ufffd", 6); /* invalid UTF-8: the replacement character */
+            (void)strbuf_putn(b, "\\ufffd", 6); /* invalid UTF-8: the replacement character */
             p++;
         }
     }
-    jb_put(b, "\"", 1);
+    (void)strbuf_putn(b, "\"", 1);
 }
 
-static void jb_fmt(struct jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void jb_fmt(struct jbuf *b, const char *fmt, ...)
-{
-    char tmp[64];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (k > 0)
-        jb_put(b, tmp, (size_t)k < sizeof(tmp) ? (size_t)k : sizeof(tmp) - 1);
-}
-
-static void jb_value(struct jbuf *b, const ProtobufCFieldDescriptor *f, const void *v)
+static void jb_value(struct strbuf *b, const ProtobufCFieldDescriptor *f, const void *v)
 {
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
-        jb_fmt(b, "%d", *(const int32_t *)v);
+        (void)strbuf_printf(b, "%d", *(const int32_t *)v);
         break;
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
-        jb_fmt(b, "%u", *(const uint32_t *)v);
+        (void)strbuf_printf(b, "%u", *(const uint32_t *)v);
         break;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
-        jb_fmt(b, "%lld", (long long)*(const int64_t *)v);
+        (void)strbuf_printf(b, "%lld", (long long)*(const int64_t *)v);
         break;
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-        jb_fmt(b, "%llu", (unsigned long long)*(const uint64_t *)v);
+        (void)strbuf_printf(b, "%llu", (unsigned long long)*(const uint64_t *)v);
         break;
     case PROTOBUF_C_TYPE_FLOAT:
-        jb_fmt(b, "%.9g", (double)*(const float *)v);
+        (void)strbuf_printf(b, "%.9g", (double)*(const float *)v);
         break;
     case PROTOBUF_C_TYPE_DOUBLE:
-        jb_fmt(b, "%.17g", *(const double *)v);
+        (void)strbuf_printf(b, "%.17g", *(const double *)v);
         break;
     case PROTOBUF_C_TYPE_BOOL:
-        jb_raw(b, *(const protobuf_c_boolean *)v ? "true" : "false");
+        (void)strbuf_puts(b, *(const protobuf_c_boolean *)v ? "true" : "false");
         break;
     case PROTOBUF_C_TYPE_ENUM: {
         int e = *(const int *)v;
@@ -398,7 +354,7 @@ static void jb_value(struct jbuf *b, const ProtobufCFieldDescriptor *f, const vo
         if (ev)
             jb_string(b, ev->name);
         else
-            jb_fmt(b, "%d", e);
+            (void)strbuf_printf(b, "%d", e);
         break;
     }
     case PROTOBUF_C_TYPE_STRING:
@@ -417,7 +373,7 @@ static void jb_value(struct jbuf *b, const ProtobufCFieldDescriptor *f, const vo
         if (m)
             jb_message(b, m);
         else
-            jb_raw(b, "null");
+            (void)strbuf_puts(b, "null");
         break;
     }
     }
@@ -456,33 +412,33 @@ static size_t field_size(const ProtobufCFieldDescriptor *f)
     return 0;
 }
 
-void jb_message(struct jbuf *b, const ProtobufCMessage *m)
+void jb_message(struct strbuf *b, const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
 
-    jb_put(b, "{", 1);
+    (void)strbuf_putn(b, "{", 1);
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         const char *base = (const char *)m;
         if (i)
-            jb_put(b, ",", 1);
+            (void)strbuf_putn(b, ",", 1);
         jb_string(b, f->name);
-        jb_put(b, ":", 1);
+        (void)strbuf_putn(b, ":", 1);
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t n = *(const size_t *)(base + f->quantifier_offset);
             const char *arr = *(char *const *)(base + f->offset);
-            jb_put(b, "[", 1);
+            (void)strbuf_putn(b, "[", 1);
             for (size_t k = 0; k < n; k++) {
                 if (k)
-                    jb_put(b, ",", 1);
+                    (void)strbuf_putn(b, ",", 1);
                 jb_value(b, f, arr + k * field_size(f));
             }
-            jb_put(b, "]", 1);
+            (void)strbuf_putn(b, "]", 1);
         } else {
             jb_value(b, f, base + f->offset);
         }
     }
-    jb_put(b, "}", 1);
+    (void)strbuf_putn(b, "}", 1);
 }
 
 /* ---- tables ----------------------------------------------------------------------------- */

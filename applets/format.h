@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "core/rpc.h"
+#include "core/strbuf.h"
 
 /* ---- human units (write into buf like snprintf; return buf) ---- */
 /* 850ms, 12.3s, 4m12s, 2h05m, 3d04h; "-" for negative. */
@@ -37,18 +38,11 @@ int fmt_parse_cpu(const char *s, uint64_t *ret);
 /* A state name as printed by fmt_state_name (also "failed_to_start"); sets the JobState. */
 int fmt_parse_state(const char *s, int *ret);
 
-/* ---- JSON ---- */
-struct jbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-void jb_free(struct jbuf *b);
-void jb_raw(struct jbuf *b, const char *s);
-void jb_string(struct jbuf *b, const char *s); /* quoted and escaped */
+/* ---- JSON, appended to a core/strbuf (an allocation failure shows in strbuf_is_failed) ---- */
+void jb_string(struct strbuf *b, const char *s); /* quoted and escaped */
 /* The message as one JSON object: proto field names, enums by their proto names, every field
  * (defaults too), 64-bit integers as numbers, absent sub-messages as null. */
-void jb_message(struct jbuf *b, const ProtobufCMessage *m);
+void jb_message(struct strbuf *b, const ProtobufCMessage *m);
 
 /* ---- tables ---- */
 struct table;

@@ -5,7 +5,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include "cleanup.h"
 #include "jobtable-internal.h"
 #include "proc.h"
+#include "strbuf.h"
 
 static const char *const state_names[] = {
     [JOB_STARTING] = "STARTING",
@@ -27,105 +27,59 @@ static const char *const state_names[] = {
 
 /* ---- record text ----------------------------------------------------------------------- */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void sb_putn(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 512;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    char tmp[128];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        sb_putn(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
 /* key=value with control bytes, DEL and '%' written as %XX, so a value is one line. */
-static void sb_put_str(struct sbuf *b, const char *key, const char *v)
+static void put_str(struct strbuf *b, const char *key, const char *v)
 {
-    sb_putn(b, key, strlen(key));
-    sb_putn(b, "=", 1);
+    (void)strbuf_printf(b, "%s=", key);
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f || *p == '%') {
-            char esc[4];
-            (void)snprintf(esc, sizeof(esc), "%%%02X", *p);
-            sb_putn(b, esc, 3);
-        } else {
-            sb_putn(b, (const char *)p, 1);
-        }
+        if (*p < 0x20 || *p == 0x7f || *p == '%')
+            (void)strbuf_printf(b, "%%%02X", *p);
+        else
+            (void)strbuf_putn(b, (const char *)p, 1);
     }
-    sb_putn(b, "\n", 1);
+    (void)strbuf_putn(b, "\n", 1);
 }
 
 int jobtab_record_format(const struct jobtab_spec *spec, const struct jobtab_status *st,
                          char **ret_text)
 {
-    struct sbuf b = {0};
+    _cleanup_(strbuf_freep) struct strbuf *b = NULL;
     const struct job_status *js = &st->job;
     unsigned s = (unsigned)js->state;
+    int r;
 
-    sb_printf(&b, "version=1\n");
-    sb_put_str(&b, "id", spec->id);
-    sb_put_str(&b, "owner", spec->owner);
-    sb_put_str(&b, "name", spec->name ? spec->name : "");
-    sb_put_str(&b, "command", spec->command);
+    r = strbuf_new(&b);
+    if (r < 0)
+        return r;
+    /* Each append's error is ignored: a failed one marks b, and strbuf_detach reports it. */
+    (void)strbuf_printf(b, "version=1\n");
+    put_str(b, "id", spec->id);
+    put_str(b, "owner", spec->owner);
+    put_str(b, "name", spec->name ? spec->name : "");
+    put_str(b, "command", spec->command);
     for (size_t i = 0; i < spec->n_args; i++)
-        sb_put_str(&b, "arg", spec->args[i]);
-    sb_printf(&b, "cpu_millis=%" PRIu64 "\n", spec->limits.cpu_millis);
-    sb_printf(&b, "memory_bytes=%" PRIu64 "\n", spec->limits.memory_bytes);
-    sb_printf(&b, "io_riops=%" PRIu64 "\n", spec->limits.io_riops);
-    sb_printf(&b, "io_wiops=%" PRIu64 "\n", spec->limits.io_wiops);
-    sb_printf(&b, "io_rbps=%" PRIu64 "\n", spec->limits.io_rbps);
-    sb_printf(&b, "io_wbps=%" PRIu64 "\n", spec->limits.io_wbps);
-    sb_printf(&b, "pids=%" PRIu64 "\n", spec->limits.pids);
-    sb_printf(&b, "network=%s\n", spec->network == JOB_NET_HOST ? "host" : "none");
-    sb_printf(&b, "created_ns=%" PRIu64 "\n", spec->created_ns);
-    sb_printf(&b, "state=%s\n", s < ELEMENTSOF(state_names) ? state_names[s] : "LOST");
-    sb_printf(&b, "exit_code=%d\n", js->exit_code);
-    sb_printf(&b, "signal=%d\n", js->signal);
-    sb_printf(&b, "oom_killed=%d\n", js->oom_killed ? 1 : 0);
-    sb_put_str(&b, "error", js->error);
-    sb_printf(&b, "start_ms=%" PRId64 "\n", js->start_ms);
-    sb_printf(&b, "end_ms=%" PRId64 "\n", js->end_ms);
-    sb_printf(&b, "cpu_usec=%" PRIu64 "\n", js->cpu_usec);
-    sb_printf(&b, "memory_peak_bytes=%" PRIu64 "\n", js->memory_peak_bytes);
-    sb_printf(&b, "output_bytes=%" PRIu64 "\n", st->output_bytes);
-    sb_printf(&b, "output_truncated=%d\n", st->output_truncated ? 1 : 0);
-    if (b.oom) {
-        free(b.p);
-        return -ENOMEM;
-    }
-    *ret_text = b.p;
-    return 0;
+        put_str(b, "arg", spec->args[i]);
+    (void)strbuf_printf(b, "cpu_millis=%" PRIu64 "\n", spec->limits.cpu_millis);
+    (void)strbuf_printf(b, "memory_bytes=%" PRIu64 "\n", spec->limits.memory_bytes);
+    (void)strbuf_printf(b, "io_riops=%" PRIu64 "\n", spec->limits.io_riops);
+    (void)strbuf_printf(b, "io_wiops=%" PRIu64 "\n", spec->limits.io_wiops);
+    (void)strbuf_printf(b, "io_rbps=%" PRIu64 "\n", spec->limits.io_rbps);
+    (void)strbuf_printf(b, "io_wbps=%" PRIu64 "\n", spec->limits.io_wbps);
+    (void)strbuf_printf(b, "pids=%" PRIu64 "\n", spec->limits.pids);
+    (void)strbuf_printf(b, "network=%s\n", spec->network == JOB_NET_HOST ? "host" : "none");
+    (void)strbuf_printf(b, "created_ns=%" PRIu64 "\n", spec->created_ns);
+    (void)strbuf_printf(b, "state=%s\n", s < ELEMENTSOF(state_names) ? state_names[s] : "LOST");
+    (void)strbuf_printf(b, "exit_code=%d\n", js->exit_code);
+    (void)strbuf_printf(b, "signal=%d\n", js->signal);
+    (void)strbuf_printf(b, "oom_killed=%d\n", js->oom_killed ? 1 : 0);
+    put_str(b, "error", js->error);
+    (void)strbuf_printf(b, "start_ms=%" PRId64 "\n", js->start_ms);
+    (void)strbuf_printf(b, "end_ms=%" PRId64 "\n", js->end_ms);
+    (void)strbuf_printf(b, "cpu_usec=%" PRIu64 "\n", js->cpu_usec);
+    (void)strbuf_printf(b, "memory_peak_bytes=%" PRIu64 "\n", js->memory_peak_bytes);
+    (void)strbuf_printf(b, "output_bytes=%" PRIu64 "\n", st->output_bytes);
+    (void)strbuf_printf(b, "output_truncated=%d\n", st->output_truncated ? 1 : 0);
+    return strbuf_detach(b, ret_text);
 }
 
 static int hexval(char c)

@@ -123,13 +123,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     case 11: { /* the client's JSON output of server-sent strings */
-        struct jbuf b = {0};
-        jb_string(&b, s);
-        FUZZ_CHECK(b.oom || (b.p && b.len >= 2 && b.p[0] == '"' && b.p[b.len - 1] == '"' &&
-                             strlen(b.p) == b.len));
-        for (size_t k = 0; !b.oom && k < b.len; k++)
-            FUZZ_CHECK((unsigned char)b.p[k] >= 0x20); /* control bytes are escaped */
-        jb_free(&b);
+        struct strbuf *b = NULL;
+        if (strbuf_new(&b) < 0)
+            break;
+        jb_string(b, s);
+        const char *p = strbuf_str(b);
+        size_t len = strbuf_len(b);
+        bool oom = strbuf_is_failed(b);
+        FUZZ_CHECK(oom ||
+                   (len >= 2 && p[0] == '"' && p[len - 1] == '"' && strlen(p) == len));
+        for (size_t k = 0; !oom && k < len; k++)
+            FUZZ_CHECK((unsigned char)p[k] >= 0x20); /* control bytes are escaped */
+        strbuf_free(b);
         break;
     }
     case 12: { /* the server's audit lines: certificate CNs and peers into JSON */

@@ -529,42 +529,56 @@ static Jobmanager__V1__JobStatus *sample_status(void)
 
 Test(client, json_strings)
 {
-    struct jbuf b = {0};
-    jb_string(&b, "a\"b\\c\n\x01\x7f caf\xc3\xa9 \xff \xe2\x9c\x93 \xed\xa0\x80");
-    cr_expect_str_eq(b.p, "\"a\\\"b\\\\c\\u000a\\u0001\\u007f caf\xc3\xa9 \\ufffd \xe2\x9c\x93 "
-                          "\\ufffd\\ufffd\\ufffd\"");
-    cr_expect(json_valid(b.p));
-    jb_free(&b);
+    _cleanup_(strbuf_freep) struct strbuf *b = NULL;
+
+    cr_assert_eq(strbuf_new(&b), 0);
+    jb_string(b, "a\"b\\c\n\x01\x7f caf\xc3\xa9 \xff \xe2\x9c\x93 \xed\xa0\x80");
+    cr_expect_str_eq(strbuf_str(b),
+                     "\"a\\\"b\\\\c\\u000a\\u0001\\u007f caf\xc3\xa9 \\ufffd \xe2\x9c\x93 "
+                     "\\ufffd\\ufffd\\ufffd\"");
+    cr_expect(json_valid(strbuf_str(b)));
+}
+
+/* The JSON of m in a fresh buffer (the caller frees it). */
+static struct strbuf *json_of(const ProtobufCMessage *m)
+{
+    struct strbuf *b = NULL;
+
+    cr_assert_eq(strbuf_new(&b), 0);
+    jb_message(b, m);
+    cr_assert_not(strbuf_is_failed(b));
+    return b;
 }
 
 Test(client, json_job_status_is_valid_and_uses_proto_names)
 {
-    struct jbuf b = {0};
-    jb_message(&b, &sample_status()->base);
-    cr_assert(!b.oom);
-    cr_expect(json_valid(b.p), "%s", b.p);
-    cr_expect(json_check(b.p, "d[\"id\"]==\"7c9e6679-7425-40de-944b-e07fc1f90ae7\" and "
-                              "d[\"owner\"]==\"alice\" and d[\"state\"]==\"JOB_STATE_EXITED\" and "
-                              "d[\"exit_code\"]==3 and d[\"args\"][1]==\"echo \\\"hi\\\"\\n\\ttab "
-                              "\\\\ back\" and d[\"usage\"][\"output_truncated\"] is True and "
-                              "d[\"limits\"][\"memory_bytes\"]==1073741824 and "
-                              "d[\"start_time_ms\"]==1700000000000 and d[\"network\"]==\"NETWORK_MODE_NONE\""),
-              "%s", b.p);
-    jb_free(&b);
+    struct strbuf *b = json_of(&sample_status()->base);
+    cr_expect(json_valid(strbuf_str(b)), "%s", strbuf_str(b));
+    cr_expect(json_check(strbuf_str(b),
+                         "d[\"id\"]==\"7c9e6679-7425-40de-944b-e07fc1f90ae7\" and "
+                         "d[\"owner\"]==\"alice\" and d[\"state\"]==\"JOB_STATE_EXITED\" and "
+                         "d[\"exit_code\"]==3 and d[\"args\"][1]==\"echo \\\"hi\\\"\\n\\ttab "
+                         "\\\\ back\" and d[\"usage\"][\"output_truncated\"] is True and "
+                         "d[\"limits\"][\"memory_bytes\"]==1073741824 and "
+                         "d[\"start_time_ms\"]==1700000000000 and d[\"network\"]==\"NETWORK_MODE_NONE\""),
+              "%s", strbuf_str(b));
+    strbuf_free(b);
 
     Jobmanager__V1__JobStatus *jobs[] = {sample_status(), sample_status()};
     Jobmanager__V1__ListResponse lr = JOBMANAGER__V1__LIST_RESPONSE__INIT;
     lr.jobs = jobs;
     lr.n_jobs = 2;
-    jb_message(&b, &lr.base);
-    cr_expect(json_check(b.p, "len(d[\"jobs\"])==2 and d[\"jobs\"][1][\"name\"]==\"build \\u2713\""),
-              "%s", b.p);
-    jb_free(&b);
+    b = json_of(&lr.base);
+    cr_expect(json_check(strbuf_str(b),
+                         "len(d[\"jobs\"])==2 and d[\"jobs\"][1][\"name\"]==\"build \\u2713\""),
+              "%s", strbuf_str(b));
+    strbuf_free(b);
 
     Jobmanager__V1__JobStatus empty = JOBMANAGER__V1__JOB_STATUS__INIT;
-    jb_message(&b, &empty.base);
-    cr_expect(json_check(b.p, "d[\"usage\"] is None and d[\"args\"]==[]"), "%s", b.p);
-    jb_free(&b);
+    b = json_of(&empty.base);
+    cr_expect(json_check(strbuf_str(b), "d[\"usage\"] is None and d[\"args\"]==[]"), "%s",
+              strbuf_str(b));
+    strbuf_free(b);
 }
 
 static char *render(struct table *t, bool color)
