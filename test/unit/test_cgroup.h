@@ -1,0 +1,288 @@
+/* Shared by test_cgroup.c (probe, errors, the v1 backend) and test_cgroup_v2.c: a fake
+ * cgroupfs in a mkdtemp dir. The test plays the kernel through cg_test_hooks: after_mkdir
+ * creates the interface files a real cgroup directory would have (leaving some out to
+ * simulate older kernels), rmdir removes them. Files written several times per job (io.max,
+ * blkio.throttle.*) are FIFOs held open here, so every write can be read back in order.
+ * Functions are static inline so that a file using only some of them builds warning-free. */
+#pragma once
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/cgroup.h"
+#include "core/cleanup.h"
+
+#define MAX_FIFOS 64
+
+struct fake {
+    char dir[64];  /* the temp dir */
+    char base[96]; /* <dir>/cg: the fake cgroupfs */
+    char block[96];
+    bool v2;
+    bool no_memsw, no_swap_max, no_kill, no_peak, no_pids_max, comount;
+    const char *events; /* cgroup.events content on v2 */
+    struct {
+        char path[256];
+        int fd;
+    } fifo[MAX_FIFOS];
+    int n_fifo;
+};
+
+static struct fake F;
+
+static inline void put(int dfd, const char *name, const char *content)
+{
+    int fd = openat(dfd, name, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+    cr_assert_geq(fd, 0, "create %s: %s", name, strerror(errno));
+    cr_assert_eq(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+    close(fd);
+}
+
+static inline void fifo(int dfd, const char *name)
+{
+    cr_assert_eq(mkfifoat(dfd, name, 0644), 0);
+    cr_assert_lt(F.n_fifo, MAX_FIFOS);
+    int fd = openat(dfd, name, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    char link[64];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", dfd);
+    ssize_t n = readlink(link, F.fifo[F.n_fifo].path, sizeof(F.fifo[0].path) - 64);
+    cr_assert_gt(n, 0);
+    snprintf(F.fifo[F.n_fifo].path + n, 64, "/%s", name);
+    F.fifo[F.n_fifo].fd = fd;
+    F.n_fifo++;
+}
+
+/* Everything written so far to the FIFO at base-relative path rel. */
+static inline char *drain(const char *rel)
+{
+    char want[256];
+    snprintf(want, sizeof(want), "%s/%s", F.base, rel);
+    for (int i = 0; i < F.n_fifo; i++) {
+        if (strcmp(F.fifo[i].path, want) != 0)
+            continue;
+        char *buf = calloc(1, 65536);
+        ssize_t n = read(F.fifo[i].fd, buf, 65535);
+        if (n < 0)
+            n = 0;
+        buf[n] = '\0';
+        return buf;
+    }
+    cr_assert_fail("no fifo %s", want);
+    return NULL;
+}
+
+static inline char *slurp(const char *rel)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", F.base, rel);
+    FILE *f = fopen(path, "re");
+    cr_assert_not_null(f, "open %s: %s", path, strerror(errno));
+    char *buf = calloc(1, 4096);
+    size_t n = fread(buf, 1, 4095, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static inline void assert_file(const char *rel, const char *want)
+{
+    _cleanup_free_ char *got = slurp(rel);
+    cr_assert_str_eq(got, want, "%s", rel);
+}
+
+static inline void write_file(const char *rel, const char *content)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", F.base, rel);
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+    cr_assert_eq(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+    close(fd);
+}
+
+static inline bool exists(const char *rel)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", F.base, rel);
+    return access(path, F_OK) == 0;
+}
+
+static inline void v1_files(int dfd, const char *hier)
+{
+    put(dfd, "cgroup.procs", "");
+    put(dfd, "tasks", "");
+    if (strcmp(hier, "cpu") == 0 || strcmp(hier, "cpu,cpuacct") == 0) {
+        put(dfd, "cpu.cfs_quota_us", "-1\n");
+        put(dfd, "cpu.cfs_period_us", "100000\n");
+    }
+    if (strcmp(hier, "cpuacct") == 0 || strcmp(hier, "cpu,cpuacct") == 0 ||
+        (F.comount && strcmp(hier, "cpu") == 0))
+        put(dfd, "cpuacct.usage", "0\n");
+    if (strcmp(hier, "memory") == 0) {
+        put(dfd, "memory.limit_in_bytes", "9223372036854771712\n");
+        if (!F.no_memsw)
+            put(dfd, "memory.memsw.limit_in_bytes", "9223372036854771712\n");
+        put(dfd, "memory.max_usage_in_bytes", "0\n");
+        put(dfd, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n");
+    }
+    if (strcmp(hier, "blkio") == 0) {
+        fifo(dfd, "blkio.throttle.read_iops_device");
+        fifo(dfd, "blkio.throttle.write_iops_device");
+        fifo(dfd, "blkio.throttle.read_bps_device");
+        fifo(dfd, "blkio.throttle.write_bps_device");
+    }
+    if (strcmp(hier, "pids") == 0 && !F.no_pids_max)
+        put(dfd, "pids.max", "max\n");
+    if (strcmp(hier, "freezer") == 0)
+        put(dfd, "freezer.state", "THAWED\n");
+}
+
+static inline void v2_files(int dfd)
+{
+    put(dfd, "cgroup.procs", "");
+    put(dfd, "cgroup.events", F.events ? F.events : "populated 0\nfrozen 0\n");
+    put(dfd, "cgroup.controllers", "cpu io memory pids\n");
+    put(dfd, "cgroup.subtree_control", "");
+    put(dfd, "cgroup.freeze", "0\n");
+    if (!F.no_kill)
+        put(dfd, "cgroup.kill", "");
+    put(dfd, "cpu.max", "max 100000\n");
+    put(dfd, "cpu.stat", "usage_usec 0\nuser_usec 0\nsystem_usec 0\n");
+    put(dfd, "memory.max", "max\n");
+    if (!F.no_swap_max)
+        put(dfd, "memory.swap.max", "max\n");
+    put(dfd, "memory.current", "0\n");
+    if (!F.no_peak)
+        put(dfd, "memory.peak", "0\n");
+    put(dfd, "memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n");
+    fifo(dfd, "io.max");
+    if (!F.no_pids_max)
+        put(dfd, "pids.max", "max\n");
+}
+
+static inline void after_mkdir(int dfd, const char *hier, void *userdata)
+{
+    (void)userdata;
+    if (F.v2)
+        v2_files(dfd);
+    else
+        v1_files(dfd, hier);
+}
+
+/* Removes a fake cgroup directory: its files, then itself (subdirs are gone already). */
+static inline int fake_rmdir(int parent, const char *name, void *userdata)
+{
+    (void)userdata;
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_type != DT_DIR)
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+    return unlinkat(parent, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
+static const struct cg_test_hooks hooks = {.after_mkdir = after_mkdir, .rmdir = fake_rmdir};
+
+static inline void mkdirs(const char *rel)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", F.base, rel);
+    cr_assert_eq(mkdir(path, 0755), 0, "mkdir %s: %s", path, strerror(errno));
+}
+
+static inline void add_block(const char *name, const char *dev)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", F.block, name);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    if (dev) {
+        int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        put(dfd, "dev", dev);
+        close(dfd);
+    }
+}
+
+static inline void setup(void)
+{
+    memset(&F, 0, sizeof(F));
+    strcpy(F.dir, "/tmp/test_cgroup.XXXXXX");
+    cr_assert_not_null(mkdtemp(F.dir));
+    snprintf(F.base, sizeof(F.base), "%s/cg", F.dir);
+    snprintf(F.block, sizeof(F.block), "%s/block", F.dir);
+    cr_assert_eq(mkdir(F.base, 0755), 0);
+    cr_assert_eq(mkdir(F.block, 0755), 0);
+    add_block("vda", "254:0\n");
+    add_block("sda", "8:0\n");
+    add_block("dm-0", "253:0\n");
+    add_block("loop0", "7:0\n");
+    add_block("ram0", "1:0\n");
+    add_block("zram0", "252:0\n");
+    add_block("hugetlb", NULL); /* no dev file: not a block device */
+}
+
+static inline void teardown(void)
+{
+    for (int i = 0; i < F.n_fifo; i++)
+        close(F.fifo[i].fd);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", F.dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static inline void v1_layout(void)
+{
+    static const char *h[] = {"cpu", "cpuacct", "memory", "blkio", "pids", "freezer"};
+    for (size_t i = 0; i < ELEMENTSOF(h); i++)
+        mkdirs(h[i]);
+}
+
+static inline struct cg_manager *new_manager(enum cg_mode mode, const char *root, const char *self)
+{
+    struct cg_config cfg = {.base = F.base,
+                            .mode = mode,
+                            .root = root,
+                            .self_cgroup = self,
+                            .sys_block = F.block,
+                            .test_hooks = &hooks};
+    struct cg_manager *m = NULL;
+    char err[256] = "";
+    F.v2 = mode == CG_V2;
+    int r = cg_manager_new(&cfg, &m, err, sizeof(err));
+    cr_assert_eq(r, 0, "cg_manager_new: %s (%s)", strerror(-r), err);
+    return m;
+}
+
+static const struct cg_limits full_limits = {
+    .cpu_millis = 500,
+    .memory_bytes = 64 << 20,
+    .io_riops = 100,
+    .io_wiops = 200,
+    .io_rbps = 1000000,
+    .io_wbps = 2000000,
+    .pids = 32,
+};
+
+TestSuite(cg, .init = setup, .fini = teardown);
+
+static inline pid_t spawn_sleeper(void)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        for (;;)
+            pause();
+    }
+    return pid;
+}

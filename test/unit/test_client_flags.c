@@ -1,0 +1,411 @@
+/* The client applets' flags: usage errors exit 2 with one line; accepted flags get as far as
+ * reading the certificates; --help, environment, precedence, the jobctl personality and the
+ * completion scripts. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "applets/applets.h"
+#include "applets/client.h"
+#include "applets/format.h"
+#include "core/rpc-client-internal.h"
+#include "core/rpc.h"
+#include "test_client.h"
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static char *slurp_fd(int fd)
+{
+    off_t n = lseek(fd, 0, SEEK_END);
+    char *buf = calloc(1, (size_t)n + 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(pread(fd, buf, (size_t)n, 0), n);
+    return buf;
+}
+
+/* Runs applet `name` (argv[0] = argv0) with stdout and stderr captured. */
+static int run_applet(char **ret_out, char **ret_err, const char *argv0, ...)
+{
+    char *argv[64];
+    int argc = 0;
+    va_list ap;
+    const char *a;
+    char name[32];
+
+    (void)snprintf(name, sizeof(name), "%s", strrchr(argv0, ' ') ? strrchr(argv0, ' ') + 1 : argv0);
+    if (strncmp(argv0, "jobctl", 6) == 0 && !strchr(argv0, ' '))
+        (void)snprintf(name, sizeof(name), "jobctl");
+    argv[argc++] = (char *)argv0;
+    va_start(ap, argv0);
+    while ((a = va_arg(ap, const char *)) && argc < 63)
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+
+    const struct applet *ap_ = applet_find(name);
+    cr_assert_not_null(ap_, "no applet %s", name);
+    int out = memfd_create("out", 0), err = memfd_create("err", 0);
+    int so = dup(1), se = dup(2);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(out, 1);
+    dup2(err, 2);
+    int r = ap_->main(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(so, 1);
+    dup2(se, 2);
+    close(so);
+    close(se);
+    char *o = slurp_fd(out), *e = slurp_fd(err);
+    close(out);
+    close(err);
+    if (ret_out)
+        *ret_out = o;
+    else
+        free(o);
+    if (ret_err)
+        *ret_err = e;
+    else
+        free(e);
+    return r;
+}
+
+static void no_certs(void)
+{
+    /* Accepted flags reach client_dial, which fails at once reading this. */
+    setenv("RUNJOB_CA_CERT_PATH", "/nonexistent/runjob-test-ca.pem", 1);
+    unsetenv("RUNJOB_SERVER_HOST");
+    unsetenv("RUNJOB_SERVER_PORT");
+    unsetenv("RUNJOB_USER");
+    unsetenv("RUNJOB_CLIENT_CERT_PATH");
+    unsetenv("RUNJOB_CLIENT_KEY_PATH");
+}
+
+/* Exit code 2 with exactly one line on stderr that names the verb and points to --help. */
+static void expect_usage(const char *verb, ...)
+{
+    char *argv[32];
+    int n = 0;
+    va_list ap;
+    const char *a;
+
+    va_start(ap, verb);
+    while ((a = va_arg(ap, const char *)))
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+
+    const struct applet *app = applet_find(verb);
+    cr_assert_not_null(app);
+    char *full[34] = {(char *)verb};
+    for (int i = 0; i < n; i++)
+        full[i + 1] = argv[i];
+    int out = memfd_create("err", 0), se = dup(2);
+    fflush(stderr);
+    dup2(out, 2);
+    int r = app->main(n + 1, full);
+    fflush(stderr);
+    dup2(se, 2);
+    close(se);
+    char *e = slurp_fd(out);
+    close(out);
+    cr_expect_eq(r, 2, "%s %s...: exit %d, stderr '%s'", verb, n ? argv[0] : "", r, e);
+    char *nl = strchr(e, '\n');
+    cr_expect(nl && nl[1] == '\0', "%s: want one line, got '%s'", verb, e);
+    cr_expect(strstr(e, verb) && strstr(e, "--help"), "%s: '%s'", verb, e);
+    free(e);
+}
+
+/* Parses, then stops at the certificates: exit 1 "cannot read CA certificate". */
+static void expect_parsed(const char *verb, ...)
+{
+    char *argv[32] = {(char *)verb};
+    int n = 1;
+    va_list ap;
+    const char *a;
+
+    va_start(ap, verb);
+    while ((a = va_arg(ap, const char *)))
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    const struct applet *app = applet_find(verb);
+    int out = memfd_create("err", 0), se = dup(2);
+    fflush(stderr);
+    dup2(out, 2);
+    int r = app->main(n, argv);
+    fflush(stderr);
+    dup2(se, 2);
+    close(se);
+    char *e = slurp_fd(out);
+    close(out);
+    cr_expect_eq(r, 1, "%s %s: exit %d, stderr '%s'", verb, n > 1 ? argv[1] : "", r, e);
+    cr_expect(strstr(e, "cannot read CA certificate"), "%s: '%s'", verb, e);
+    cr_expect(strstr(e, "(FAILED_PRECONDITION)"), "%s: '%s'", verb, e);
+    free(e);
+}
+
+/* ---- flags --------------------------------------------------------------------------------- */
+
+Test(client, usage_errors_exit_2, .init = no_certs)
+{
+    /* shared flags, on every verb */
+    const char *verbs[] = {"start", "run", "stop", "status", "query", "list", "stream", "ping"};
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        const char *v = verbs[i];
+        expect_usage(v, "--bogus", NULL);
+        expect_usage(v, "-Z", NULL);
+        expect_usage(v, "-P", "0", NULL);
+        expect_usage(v, "-P", "65536", NULL);
+        expect_usage(v, "--server-port", "80x", NULL);
+        expect_usage(v, "-H", "", NULL);
+        expect_usage(v, "-o", "yaml", NULL);
+        expect_usage(v, "-u", "../etc", NULL);
+        expect_usage(v, "--ca-cert-path", NULL); /* missing value */
+    }
+    /* start and run */
+    const char *starts[] = {"start", "run"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = starts[i];
+        expect_usage(v, NULL);
+        expect_usage(v, "ls", NULL);
+        expect_usage(v, "-j", "x", NULL);
+        expect_usage(v, "-j", "", "/bin/ls", NULL);
+        expect_usage(v, "--memory", "12X", "/bin/ls", NULL);
+        expect_usage(v, "--memory", "-1", "/bin/ls", NULL);
+        expect_usage(v, "--memory", "99999999999999999999", "/bin/ls", NULL);
+        expect_usage(v, "--cpu", "half", "/bin/ls", NULL);
+        expect_usage(v, "--riops", "1K", "/bin/ls", NULL);
+        expect_usage(v, "--wiops", "x", "/bin/ls", NULL);
+        expect_usage(v, "--rbps", "fast", "/bin/ls", NULL);
+        expect_usage(v, "--wbps", "1Q", "/bin/ls", NULL);
+        expect_usage(v, "--pids", "-5", "/bin/ls", NULL);
+        expect_usage(v, "--network", "bridge", "/bin/ls", NULL);
+        expect_usage(v, "-c", "relative/path", NULL);
+        expect_usage(v, "--", "ls", "-l", NULL);
+    }
+    expect_usage("stop", NULL);
+    expect_usage("stop", "a", "b", NULL);
+    expect_usage("stop", "--signal", "FOO", "id", NULL);
+    expect_usage("stop", "-s", "0", "id", NULL);
+    expect_usage("stop", "--grace", "soon", "id", NULL);
+    expect_usage("stop", "-g", "-1", "id", NULL);
+    expect_usage("stop", "", NULL);
+    expect_usage("status", NULL);
+    expect_usage("status", "a", "b", NULL);
+    expect_usage("query", NULL);
+    expect_usage("list", "extra", NULL);
+    expect_usage("list", "--state", "done", NULL);
+    expect_usage("list", "--state", ",", NULL);
+    expect_usage("list", "--name", NULL);
+    expect_usage("stream", NULL);
+    expect_usage("stream", "-s", "both", "id", NULL);
+    expect_usage("stream", "--offset", "-1", "id", NULL);
+    expect_usage("stream", "--offset", "1K", "id", NULL);
+    expect_usage("stream", "a", "b", NULL);
+    expect_usage("ping", "extra", NULL);
+    expect_usage("completion", NULL);
+    expect_usage("completion", "fish", NULL);
+    expect_usage("completion", "bash", "zsh", NULL);
+    expect_usage("completion", "--bogus", NULL);
+}
+
+Test(client, bad_environment_exit_2, .init = no_certs)
+{
+    setenv("RUNJOB_SERVER_PORT", "http", 1);
+    expect_usage("ping", NULL);
+    unsetenv("RUNJOB_SERVER_PORT");
+    setenv("RUNJOB_USER", "a/b", 1);
+    expect_usage("ping", NULL);
+}
+
+Test(client, accepted_flags_reach_the_dial, .init = no_certs)
+{
+    expect_parsed("ping", NULL);
+    expect_parsed("ping", "-H", "127.0.0.1", "-P", "1", "-u", "alice", "-o", "json", NULL);
+    expect_parsed("ping", "--server-host=::1", "--server-port=9", "--output=wide", NULL);
+    expect_parsed("start", "-j", "n", "--cpu", "500", "--memory", "1G", "--riops", "10",
+                  "--wiops", "20", "--rbps", "1M", "--wbps", "2M", "--pids", "10", "--network",
+                  "host", "/bin/ls", "-l", NULL);
+    expect_parsed("start", "-A", "-l", "-c", "/bin/ls", NULL);
+    expect_parsed("run", "/bin/sh", "-c", "exit 3", NULL);
+    expect_parsed("stop", "--signal", "INT", "--grace", "1m30s", "some-id", NULL);
+    expect_parsed("stop", "-s", "9", "-g", "0", "some-id", NULL);
+    expect_parsed("status", "-o", "wide", "some-id", NULL);
+    expect_parsed("query", "some-id", NULL);
+    expect_parsed("list", "--state", "running,exited", "--name", "b*", "-q", NULL);
+    expect_parsed("stream", "-s", "stderr", "--offset", "100", "--no-follow", "some-id", NULL);
+    expect_parsed("stream", "--select=all", "some-id", NULL);
+}
+
+Test(client, help_for_every_verb, .init = no_certs)
+{
+    const char *verbs[] = {"start", "run", "stop", "status", "query", "list", "stream", "ping",
+                           "completion"};
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        char *out;
+        cr_expect_eq(run_applet(&out, NULL, verbs[i], "--help", NULL), 0, "%s", verbs[i]);
+        cr_expect(strstr(out, "Usage: runjob"), "%s: %s", verbs[i], out);
+        cr_expect(strstr(out, "Example"), "%s --help has no example", verbs[i]);
+        free(out);
+    }
+    char *out;
+    cr_expect_eq(run_applet(&out, NULL, "jobctl", "--help", NULL), 0);
+    cr_expect(strstr(out, "--hostPort"));
+    free(out);
+}
+
+Test(client, start_arguments, .init = no_certs)
+{
+    char *out;
+    cr_assert_eq(run_applet(&out, NULL, "start", "--dry-run", "/usr/bin/find", "--", "/var",
+                            "-name", "*.log", NULL),
+                 0);
+    cr_expect(json_check(out, "d[\"command\"]==\"/usr/bin/find\" and "
+                              "d[\"args\"]==[\"/var\",\"-name\",\"*.log\"]"),
+              "%s", out);
+    free(out);
+    cr_assert_eq(run_applet(&out, NULL, "start", "--dry-run", "/bin/ls", "-l", NULL), 0);
+    cr_expect(json_check(out, "d[\"command\"]==\"/bin/ls\" and d[\"args\"]==[\"-l\"]"), "%s", out);
+    free(out);
+    cr_assert_eq(run_applet(&out, NULL, "run", "--dry-run", "-j", "n", "-A", "a", "--memory",
+                            "512M", "--cpu", "250", "--network", "host", "--pids", "7",
+                            "--rbps", "1K", "/bin/echo", "b", "--", "c", NULL),
+                 0);
+    cr_expect(json_check(out, "d[\"name\"]==\"n\" and d[\"args\"]==[\"a\",\"b\",\"--\",\"c\"] and "
+                              "d[\"limits\"][\"memory_bytes\"]==536870912 and "
+                              "d[\"limits\"][\"cpu_millis\"]==250 and d[\"limits\"][\"pids\"]==7 and "
+                              "d[\"limits\"][\"io_rbps\"]==1024 and "
+                              "d[\"network\"]==\"NETWORK_MODE_HOST\""),
+              "%s", out);
+    free(out);
+    /* -c and -- : everything after -- is an argument, even another -- */
+    cr_assert_eq(run_applet(&out, NULL, "start", "--dry-run", "-c", "/bin/echo", "--", "--", "x",
+                            NULL),
+                 0);
+    cr_expect(json_check(out, "d[\"args\"]==[\"--\",\"x\"]"), "%s", out);
+    free(out);
+}
+
+Test(client, connection_settings_precedence, .init = no_certs)
+{
+    struct client_opts o;
+    char *argv[] = {"ping", NULL};
+
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "localhost");
+    cr_expect_eq(o.port, 8080);
+    cr_expect_str_eq(o.cert_path, "certs/client-cert.pem");
+    cr_expect_str_eq(o.key_path, "certs/client-key.pem");
+
+    setenv("RUNJOB_SERVER_HOST", "envhost", 1);
+    setenv("RUNJOB_SERVER_PORT", "9000", 1);
+    setenv("RUNJOB_USER", "bob", 1);
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "envhost");
+    cr_expect_eq(o.port, 9000);
+    cr_expect_str_eq(o.cert_path, "certs/bob-cert.pem");
+    cr_expect_str_eq(o.key_path, "certs/bob-key.pem");
+
+    setenv("RUNJOB_CLIENT_CERT_PATH", "/env/cert.pem", 1);
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.cert_path, "/env/cert.pem"); /* an explicit path beats a user name */
+
+    /* flags beat the environment */
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_option(&o, 'H', "flaghost", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_option(&o, 'P', "7", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_option(&o, 'u', "carol", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "flaghost");
+    cr_expect_eq(o.port, 7);
+    cr_expect_str_eq(o.cert_path, "certs/carol-cert.pem");
+    cr_expect_str_eq(o.key_path, "certs/carol-key.pem");
+    cr_expect_str_eq(o.ca_path, "/nonexistent/runjob-test-ca.pem");
+
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_option(&o, 'u', "carol", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_option(&o, CLIENT_OPT_CERT, "/flag/cert.pem", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.cert_path, "/flag/cert.pem");
+    cr_expect_str_eq(o.key_path, "certs/carol-key.pem");
+}
+
+Test(client, jobctl_personality, .init = no_certs)
+{
+    char *out, *err;
+    cr_assert_eq(run_applet(&out, &err, "jobctl", "--hostPort", "127.0.0.1:1", "-u", "alice",
+                            "start", "--dry-run", "-j", "hello", "-c", "/bin/echo", "--", "hi",
+                            "there", NULL),
+                 0, "%s", err);
+    cr_expect(json_check(out, "d[\"name\"]==\"hello\" and d[\"command\"]==\"/bin/echo\" and "
+                              "d[\"args\"]==[\"hi\",\"there\"]"),
+              "%s", out);
+    free(out);
+    free(err);
+    /* messages name jobctl */
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "stream", NULL), 2);
+    cr_expect(strstr(err, "jobctl: stream: missing the job id"), "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "frobnicate", NULL), 2);
+    cr_expect(strstr(err, "unknown command 'frobnicate'"), "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", "nocolon", "list", NULL), 2);
+    cr_expect(strstr(err, "HOST:PORT"), "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", "h:99999", "list", NULL), 2);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", NULL), 2);
+    free(err);
+    /* accepted: reaches the dial, as jobctl, with client1's certificate by default */
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", "[::1]:9", "query", "id", NULL),
+                 1);
+    cr_expect(strstr(err, "jobctl: query: cannot read CA certificate"), "%s", err);
+    free(err);
+}
+
+Test(client, completion_scripts_load, .init = no_certs)
+{
+    char *out;
+    const char *shells[] = {"bash", "zsh"};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(run_applet(&out, NULL, "completion", shells[i], NULL), 0);
+        cr_expect(strstr(out, "_runjob"), "%s", out);
+        cr_expect(strstr(out, "start") && strstr(out, "stream"));
+        if (i == 0) {
+            FILE *p = popen("bash -n", "w");
+            fputs(out, p);
+            cr_expect_eq(pclose(p), 0, "bash -n rejects the script");
+            /* Loaded and asked to complete "runjob st": start status stop stream. */
+            char path[] = "/tmp/runjob-test-comp.XXXXXX";
+            int fd = mkstemp(path);
+            cr_assert_eq(write(fd, out, strlen(out)), (ssize_t)strlen(out));
+            close(fd);
+            char cmd[512];
+            (void)snprintf(cmd, sizeof(cmd),
+                           "bash -c 'source %s; COMP_WORDS=(runjob st); COMP_CWORD=1; _runjob; "
+                           "echo ${COMPREPLY[*]}'",
+                           path);
+            FILE *q = popen(cmd, "r");
+            char line[256] = "";
+            (void)!fgets(line, sizeof(line), q);
+            pclose(q);
+            unlink(path);
+            cr_expect_str_eq(line, "start status stop stream\n");
+        }
+        free(out);
+    }
+    cr_assert_eq(run_applet(&out, NULL, "jobctl", "completion", "bash", NULL), 0);
+    cr_expect(strstr(out, "complete -F _jobctl jobctl") && strstr(out, "query"), "%s", out);
+    free(out);
+}
