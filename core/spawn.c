@@ -300,14 +300,21 @@ union fd_ctl {
     char buf[CMSG_SPACE(sizeof(int))];
 };
 
+/* One message of len bytes at msg, with ctl as its control buffer. */
+static struct msghdr fd_msghdr(struct iovec *iov, void *msg, size_t len, union fd_ctl *ctl)
+{
+    *iov = (struct iovec){.iov_base = msg, .iov_len = len};
+    return (struct msghdr){.msg_iov = iov,
+                           .msg_iovlen = 1,
+                           .msg_control = ctl->buf,
+                           .msg_controllen = sizeof(ctl->buf)};
+}
+
 int spawn_send_fd(int sock, const void *msg, size_t len, int fd)
 {
     union fd_ctl ctl;
-    struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
-    struct msghdr mh = {.msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = ctl.buf,
-                        .msg_controllen = sizeof(ctl.buf)};
+    struct iovec iov;
+    struct msghdr mh = fd_msghdr(&iov, (void *)msg, len, &ctl);
     struct cmsghdr *c;
     ssize_t n;
 
@@ -326,11 +333,8 @@ int spawn_send_fd(int sock, const void *msg, size_t len, int fd)
 int spawn_recv_fd(int sock, void *msg, size_t len, int *ret_fd)
 {
     union fd_ctl ctl;
-    struct iovec iov = {.iov_base = msg, .iov_len = len};
-    struct msghdr mh = {.msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = ctl.buf,
-                        .msg_controllen = sizeof(ctl.buf)};
+    struct iovec iov;
+    struct msghdr mh = fd_msghdr(&iov, msg, len, &ctl);
     struct cmsghdr *c;
     ssize_t n;
     int fd = -1;
