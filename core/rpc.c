@@ -693,12 +693,12 @@ int rpc_bb_decode(enum rpc_method m, grpc_byte_buffer *bb, const struct rpc_poli
 }
 
 /* Large chunk buffers come from a small pool of mmap'd buffers, one free list per power of
- * two from CHUNK_POOL_MIN to RPC_CHUNK_DATA_MAX. Streams send a message of 256 KiB to 1 MiB
- * every few hundred microseconds each; from malloc, such blocks went to the arena of whichever
- * thread freed them and the server's RSS crept up by fragmentation through a 100-reader
- * fan-out (22 -> 33 MiB over 64 MiB each); straight from mmap they cost a page fault per 4 KiB
- * on every message. Pooled, a buffer is reused warm, and what the pool keeps is bounded
- * (CHUNK_POOL_KEEP bytes; more is unmapped). */
+ * two from CHUNK_POOL_MIN to RPC_CHUNK_DATA_MAX. Streams send a 256 KiB to 1 MiB message
+ * every few hundred microseconds each. From malloc, blocks this size start out mmap'd per
+ * allocation (a page fault per 4 KiB of every message), until glibc's dynamic threshold moves
+ * them into the arena of whichever thread frees them. Pooled, a buffer is reused warm, its
+ * data page-aligned for the log's pread, and what the pool keeps is bounded (CHUNK_POOL_KEEP
+ * bytes, about what the stream budget lets be in flight; more is unmapped). */
 #define CHUNK_POOL_MIN     (64 * 1024)
 #define CHUNK_POOL_CLASSES 5 /* 64 KiB .. 1 MiB */
 #define CHUNK_POOL_KEEP    (2 * 1024 * 1024)
