@@ -211,6 +211,16 @@ size_t budget_acquire(struct budget *b, struct budget_waiter *w, uint64_t want)
     return size;
 }
 
+/* With mu held: gives bytes back and grants waiters what is now free. */
+static void release_locked(struct budget *b, size_t bytes, struct budget_waiter **granted)
+{
+    b->reserved = bytes < b->reserved ? b->reserved - bytes : 0;
+    while (b->head && left_locked(b) >= b->cfg.turn)
+        grant_head_locked(b, b->cfg.turn, granted);
+    if (left_locked(b) >= b->cfg.turn)
+        b->stalled = false; /* room again: readers take turns again */
+}
+
 void budget_release(struct budget *b, size_t bytes)
 {
     struct budget_waiter *granted = NULL;
@@ -218,23 +228,27 @@ void budget_release(struct budget *b, size_t bytes)
     if (!bytes)
         return;
     (void)pthread_mutex_lock(&b->mu);
-    b->reserved = bytes < b->reserved ? b->reserved - bytes : 0;
-    while (b->head && left_locked(b) >= b->cfg.turn)
-        grant_head_locked(b, b->cfg.turn, &granted);
-    if (left_locked(b) >= b->cfg.turn)
-        b->stalled = false; /* room again: readers take turns again */
+    release_locked(b, bytes, &granted);
     (void)pthread_mutex_unlock(&b->mu);
     notify(granted);
 }
 
 void budget_idle(struct budget *b, struct budget_waiter *w)
 {
+    struct budget_waiter *granted = NULL;
+
     (void)pthread_mutex_lock(&b->mu);
     if (w->sending) {
         w->sending = false;
         b->readers--;
     }
+    if (w->has_grant) { /* granted, but the stream ended before it took its turn */
+        w->has_grant = false;
+        release_locked(b, w->granted, &granted);
+        w->granted = 0;
+    }
     (void)pthread_mutex_unlock(&b->mu);
+    notify(granted);
 }
 
 bool budget_cancel(struct budget *b, struct budget_waiter *w)

@@ -54,8 +54,9 @@ void budget_free(struct budget *b);
 size_t budget_acquire(struct budget *b, struct budget_waiter *w, uint64_t want);
 /* Gives back what an acquire returned (the message is gone); may grant waiting readers. */
 void budget_release(struct budget *b, size_t bytes);
-/* w has nothing to send for now (or is done): no longer counts as a reader. w must not be
- * queued. */
+/* w has nothing to send for now (or is done): no longer counts as a reader, and a grant it
+ * has not taken is given back (a stream that ended while its turn was on its way). w must
+ * not be queued. */
 void budget_idle(struct budget *b, struct budget_waiter *w);
 /* Takes w out of the queue. True when it was still queued (no grant will come); false when a
  * grant is already on its way (on_grant runs, or ran) or w was not queued. */

@@ -177,6 +177,12 @@ Test(budget, cancel_takes_a_waiter_out)
     cr_expect_not(budget_cancel(b, &w[5].bw), "granted: the grant is on its way");
     budget_get_stats(b, &st);
     cr_expect_eq(st.queued, 0);
+    /* w5 ends without taking its turn: idle gives the grant back. */
+    budget_idle(b, &w[5].bw);
+    budget_get_stats(b, &st);
+    cr_expect_eq(st.reserved, 3 * 256 * KiB, "w1..w3's turns only");
+    cr_expect_eq(budget_acquire(b, &w[5].bw, 1 << 30), 256 * KiB,
+                 "a fresh turn, not the old grant");
     budget_free(b);
 }
 
