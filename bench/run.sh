@@ -78,15 +78,33 @@ row() {
 # verdict PYTHON-CONDITION ARGS...: pass or miss
 verdict() { [ "$(py "$@")" = True ] && echo pass || echo miss; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-# peak_rss PID-FILE: samples the server's RSS every 20 ms while the process in PID-FILE lives.
+# peak_rss_while PID...: the server's peak RSS (KiB), sampled every 20 ms while any of the
+# PIDs lives (a zombie counts as gone). One Python process does the sampling: a shell loop
+# forks awk and sleep 50 times a second, CPU taken from what is being measured.
 peak_rss_while() {
-    local watched=$1 peak=0 r
-    while kill -0 "$watched" 2>/dev/null; do
-        r=$(rss_kb "$SERVER_PID")
-        [ "$r" -gt "$peak" ] && peak=$r
-        sleep 0.02
-    done
-    echo "$peak"
+    python3 - "$SERVER_PID" "$@" <<'PY'
+import sys, time
+server, pids = sys.argv[1], set(sys.argv[2:])
+def alive(p):
+    try:
+        return open("/proc/%s/stat" % p).read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+def rss():
+    try:
+        for line in open("/proc/%s/status" % server):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+peak = rss()
+while pids:
+    peak = max(peak, rss())
+    time.sleep(0.02)
+    pids = {p for p in pids if alive(p)}
+print(peak)
+PY
 }
 mbs() { py '"%.0f" % (a[0] / a[1])' "$1" "$2"; } # BYTES MICROSECONDS -> MB/s
 
@@ -309,9 +327,7 @@ exec 9>"$TMP/go"
 for _ in $(seq "$READERS"); do echo go >&9; done
 exec 9>&-
 # One sampler while the readers run: done when the last reader has exited.
-(for p in "${rpids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done) &
-waiter=$!
-PEAK_FAN=$(peak_rss_while "$waiter")
+PEAK_FAN=$(peak_rss_while "${rpids[@]}")
 for p in "${rpids[@]}"; do wait "$p"; done
 t1=$(now_us)
 nfailed=$(ls "$TMP"/reader.*.failed 2>/dev/null | wc -l)

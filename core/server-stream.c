@@ -6,6 +6,7 @@
  *   WRITE   a SEND_MESSAGE is in flight (its completion takes the token back)
  *   ARMING  the pump is arming outlog_reader_wait (the wake-up may fire before it returns)
  *   WAIT    parked on the log's waiter list; the wake-up callback takes the token
+ *   QUEUED  parked on the message budget's queue; the grant callback takes the token
  *   CANCEL  the close handler is disarming the wait
  *   STATUS  SEND_STATUS_FROM_SERVER is in flight
  *   NONE    nothing more will happen
@@ -17,19 +18,18 @@
  *
  * Message size. The message in flight is the stream's main cost in memory: gRPC keeps its
  * slice (read straight from the log into it, zero-copy) until the transport has framed it, and
- * the TLS layer holds an encrypted copy of what it writes. The streams that are sending share
- * CHUNK_BUDGET equally: each message carries at most CHUNK_BUDGET / senders bytes (rounded down
- * to a power of two, between CHUNK_MIN and RPC_CHUNK_DATA_MAX). One or a few readers get 1 MiB
- * messages (the fewest per-message costs, the best single-reader rate); 100 readers get 32 KiB
- * each, so that 100 readers pin ~4 MiB of messages instead of 100 MiB. Equal shares also keep
- * readers fair: every stream moves one message per turn, and all messages are the same size.
- * A stream counts as a sender from its first message until it parks, ends or is freed. The
- * shares change as readers come and go; so that the first readers' 1 MiB messages and the
- * newcomers' shares do not add up past the budget, a message's capacity is also reserved
- * against CHUNK_BUDGET until its send completes (never below CHUNK_MIN: no stream waits). */
+ * the TLS layer holds an encrypted copy of what it writes. All streams of the process share
+ * one budget of messages in flight (core/budget.h): a few readers get an equal share each, up
+ * to 1 MiB messages (the fewest per-message costs, the best single-reader rate); many readers
+ * take turns with 256 KiB messages, as many at once as the budget allows (8), in order, the
+ * others parked (TOK_QUEUED) until the budget grants them their turn. Turns rather than ever
+ * smaller messages because each message costs its reader a wake-up (and cold caches): 100
+ * readers sharing 4 MiB as 32 KiB messages spent 1.7-2.4x the CPU per byte of one reader;
+ * with turns, about the same as one reader, and less memory (a parked reader holds no
+ * message; bench/RESULTS.md has the figures). A reader that stops reading cannot hold the
+ * others up: turns that stall fall back to small messages for everyone (budget.h). */
 #include <errno.h>
 #include <sched.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,19 +38,38 @@
 #include <grpc/grpc.h>
 #include <grpc/slice.h>
 
+#include "budget.h"
 #include "log.h"
 #include "rpc-internal.h"
 #include "server-internal.h"
 
-#define CHUNK_MIN    (16 * 1024)
-#define CHUNK_BUDGET (4 * 1024 * 1024)
+/* One budget for all servers of the process (what they hold is the process's memory). */
+static const struct budget_config chunk_budget_config = {
+    .total = 2 * 1024 * 1024,
+    .max = RPC_CHUNK_DATA_MAX,
+    .turn = 256 * 1024,
+    .min = 16 * 1024,
+    .stall_ms = 250,
+};
+static struct budget *chunk_budget;
+static pthread_once_t chunk_budget_once = PTHREAD_ONCE_INIT;
 
-/* Streams of this process that are sending, and the capacity of their messages in flight
- * (all servers in a process share one budget). */
-static atomic_uint n_senders;
-static atomic_size_t chunk_reserved;
+static void make_chunk_budget(void)
+{
+    if (budget_new(&chunk_budget_config, &chunk_budget) < 0)
+        abort(); /* a constant config that is valid; only ENOMEM at start-up */
+}
 
-enum token { TOK_PUMP, TOK_WRITE, TOK_ARMING, TOK_WAIT, TOK_CANCEL, TOK_STATUS, TOK_NONE };
+enum token {
+    TOK_PUMP,
+    TOK_WRITE,
+    TOK_ARMING,
+    TOK_WAIT,
+    TOK_QUEUED,
+    TOK_CANCEL,
+    TOK_STATUS,
+    TOK_NONE
+};
 
 struct scall {
     struct tag close_tag, write_tag, status_tag, hop_tag;
@@ -64,9 +83,9 @@ struct scall {
     pthread_mutex_t mu;
     enum token tok;
     bool close_done, woke_early, md_sent, final_sent, freed;
-    /* Counted in n_senders; touched by the token holder and scall_free. */
-    bool sending;
-    /* Reserved in chunk_reserved for the message in flight (or 0). */
+    /* This stream's place in the budget; touched by the token holder and scall_free. */
+    struct budget_waiter bw;
+    /* Reserved in the budget for the message in flight (or 0). */
     size_t chunk_bytes;
     int cancelled; /* written by gRPC at RECV_CLOSE_ON_SERVER */
     int code;      /* the status we sent, for the audit line */
@@ -76,17 +95,6 @@ struct scall {
 
 static void pump(struct scall *sc);
 
-static void set_sending(struct scall *sc, bool on)
-{
-    if (sc->sending == on)
-        return;
-    sc->sending = on;
-    if (on)
-        atomic_fetch_add(&n_senders, 1);
-    else
-        atomic_fetch_sub(&n_senders, 1);
-}
-
 /* Destroys the message in flight (if any) and gives its capacity back to the budget. */
 static void drop_message(struct scall *sc)
 {
@@ -95,14 +103,14 @@ static void drop_message(struct scall *sc)
         sc->bb = NULL;
     }
     if (sc->chunk_bytes) {
-        atomic_fetch_sub(&chunk_reserved, sc->chunk_bytes);
+        budget_release(chunk_budget, sc->chunk_bytes);
         sc->chunk_bytes = 0;
     }
 }
 
 static void scall_free(struct scall *sc)
 {
-    set_sending(sc, false);
+    budget_idle(chunk_budget, &sc->bw);
     drop_message(sc);
     server_audit(sc->s, &sc->ci, sc->cancelled ? RPC_CANCELLED : sc->code);
     outlog_reader_free(sc->rd);
@@ -159,6 +167,10 @@ static void on_close(struct tag *t, bool ok)
     sc->close_done = true;
     if (sc->tok == TOK_WAIT)
         disarm_locked(sc);
+    else if (sc->tok == TOK_QUEUED && budget_cancel(chunk_budget, &sc->bw))
+        sc->tok = TOK_NONE; /* no grant will come: nobody holds the token */
+    /* (QUEUED and not cancelled: the grant is on its way and hops to a CQ thread; the pump
+     * then sees close_done.) */
     unlock_and_release(sc);
 }
 
@@ -170,9 +182,7 @@ static void start(struct scall *sc, grpc_op *ops, size_t n, struct tag *tag)
     if (e != GRPC_CALL_OK) {
         log_debug("stream %s: start_batch: %d", sc->ci.id, (int)e);
         (void)grpc_call_cancel(sc->ci.call, NULL);
-        (void)pthread_mutex_lock(&sc->mu);
         drop_message(sc);
-        (void)pthread_mutex_unlock(&sc->mu);
         drop_token(sc);
     }
 }
@@ -185,9 +195,9 @@ static void send_message(struct scall *sc, grpc_byte_buffer *bb)
     memset(ops, 0, sizeof(ops));
     (void)pthread_mutex_lock(&sc->mu);
     if (sc->close_done || !bb) {
+        (void)pthread_mutex_unlock(&sc->mu);
         sc->bb = bb;
         drop_message(sc);
-        (void)pthread_mutex_unlock(&sc->mu);
         drop_token(sc);
         return;
     }
@@ -233,8 +243,8 @@ static void on_write(struct tag *t, bool ok)
 {
     struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, write_tag));
 
+    drop_message(sc); /* outside mu: the release may grant (and lock) other streams */
     (void)pthread_mutex_lock(&sc->mu);
-    drop_message(sc);
     if (!ok || sc->close_done) {
         (void)pthread_mutex_unlock(&sc->mu);
         drop_token(sc);
@@ -260,6 +270,29 @@ static void on_hop(struct tag *t, bool ok)
 
     (void)ok;
     pump(sc);
+}
+
+/* Budget grant: our turn to send came (or turns stalled). Called once per queueing, without
+ * the budget's lock, from the thread whose release made room or from the budget's timer; like
+ * on_wake it only hands the token to a CQ thread. */
+static void on_grant(struct budget_waiter *w)
+{
+    struct scall *sc = (struct scall *)((char *)w - offsetof(struct scall, bw));
+    grpc_call_error e;
+
+    (void)pthread_mutex_lock(&sc->mu); /* waits for the pump that queued us to let go */
+    sc->tok = TOK_PUMP;
+    (void)pthread_mutex_unlock(&sc->mu);
+    e = tag_start_batch(sc->ci.call, NULL, 0, &sc->hop_tag);
+    if (e != GRPC_CALL_OK) {
+        /* As in on_wake: cancel, give the grant back, let the close handler end the stream. */
+        log_error("stream %s: hop to a CQ thread: %d", sc->ci.id, (int)e);
+        (void)grpc_call_cancel(sc->ci.call, NULL);
+        budget_release(chunk_budget, budget_acquire(chunk_budget, &sc->bw, 0));
+        (void)pthread_mutex_lock(&sc->mu);
+        sc->tok = TOK_NONE;
+        unlock_and_release(sc); /* not inside outlog here: freeing is allowed */
+    }
 }
 
 /* outlog wake-up: called once, from the appending/closing thread (the job event thread),
@@ -311,46 +344,34 @@ static grpc_byte_buffer *final_chunk(struct scall *sc)
     return rpc_bb_pack(&c.base);
 }
 
-/* The payload capacity of the next message: this stream's share of the budget and no more
- * than is left of it, no more than the log holds past our offset (a live log: small reads),
- * at least CHUNK_MIN. */
-static size_t chunk_cap(struct scall *sc)
-{
-    unsigned senders = atomic_load(&n_senders) + !sc->sending;
-    size_t share = CHUNK_BUDGET / (senders ? senders : 1);
-    size_t used = atomic_load(&chunk_reserved);
-    size_t left = used < CHUNK_BUDGET ? CHUNK_BUDGET - used : 0;
-    uint64_t have = outlog_get_bytes(sc->log);
-    uint64_t hint = have > sc->next_offset ? have - sc->next_offset : 0;
-
-    if (share > left)
-        share = left;
-    if (share > RPC_CHUNK_DATA_MAX)
-        share = RPC_CHUNK_DATA_MAX;
-    /* Powers of two only: a handful of slice sizes that malloc can reuse as the shares move,
-     * instead of a new size (and fresh heap) for every count of readers. */
-    for (size_t p = RPC_CHUNK_DATA_MAX; p >= CHUNK_MIN; p /= 2)
-        if (share >= p) {
-            share = p;
-            break;
-        }
-    if (hint < share)
-        share = (size_t)hint;
-    return share < CHUNK_MIN ? CHUNK_MIN : share;
-}
-
 /* Holds the token (PUMP), no lock: reads what there is and starts the next batch, or parks. */
 static void pump(struct scall *sc)
 {
     for (;;) {
         struct outlog_chunk_info info;
-        size_t cap = chunk_cap(sc);
-        grpc_slice sl = rpc_chunk_slice_new(cap);
+        uint64_t have = outlog_get_bytes(sc->log);
+        size_t cap;
+        grpc_slice sl;
         ssize_t n;
         int r;
 
+        /* Under mu, so that a close sees either the pump or the queued stream. */
+        (void)pthread_mutex_lock(&sc->mu);
+        if (sc->close_done) {
+            (void)pthread_mutex_unlock(&sc->mu);
+            drop_token(sc);
+            return;
+        }
+        cap = budget_acquire(chunk_budget, &sc->bw,
+                             have > sc->next_offset ? have - sc->next_offset : 0);
+        if (!cap) { /* our turn comes with on_grant */
+            sc->tok = TOK_QUEUED;
+            (void)pthread_mutex_unlock(&sc->mu);
+            return;
+        }
+        (void)pthread_mutex_unlock(&sc->mu);
+        sl = rpc_chunk_slice_new(cap);
         sc->chunk_bytes = cap; /* until the send completes (drop_message) */
-        atomic_fetch_add(&chunk_reserved, cap);
         n = outlog_reader_read(sc->rd, GRPC_SLICE_START_PTR(sl) + RPC_CHUNK_HDR_MAX, cap, &info);
 
         if (n > 0) {
@@ -358,14 +379,13 @@ static void pump(struct scall *sc)
                              ? JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR
                              : JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDOUT;
             sc->next_offset = info.offset + (uint64_t)n;
-            set_sending(sc, true);
             send_message(sc, rpc_chunk_finish(sl, (size_t)n, stream, info.offset, info.time_ms));
             return;
         }
         grpc_slice_unref(sl);
         drop_message(sc);
-        set_sending(sc, false); /* nothing to send now: give our share to the others */
-        if (n == 0) {           /* the log is closed and everything was read */
+        budget_idle(chunk_budget, &sc->bw); /* nothing to send now: our share goes to others */
+        if (n == 0) {                       /* the log is closed and everything was read */
             if (sc->follow && !sc->final_sent) {
                 sc->final_sent = true;
                 send_message(sc, final_chunk(sc));
@@ -442,6 +462,7 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_e
     grpc_call_error ge;
     int r, code;
 
+    (void)pthread_once(&chunk_budget_once, make_chunk_budget);
     if (!log) {
         reply_error(s, ci, RPC_DATA_LOSS, "the output of this job is not available");
         return;
@@ -493,6 +514,7 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_e
     sc->log = log;
     sc->follow = !req->no_follow;
     sc->next_offset = req->offset;
+    sc->bw.on_grant = on_grant;
     sc->tok = TOK_PUMP;
     (void)pthread_mutex_init(&sc->mu, NULL);
 

@@ -57,6 +57,8 @@ SSL_CTX *SSL_CTX_new(const SSL_METHOD *meth)
         SSL_CTX_free(ctx);
         return NULL;
     }
+    if (ctx)
+        (void)real.ctx_ctrl(ctx, SSL_CTRL_MODE, TLS_CTX_MODE, NULL);
     return ctx;
 }
 

@@ -24,6 +24,8 @@ SSL_CTX *__wrap_SSL_CTX_new(const SSL_METHOD *meth)
         SSL_CTX_free(ctx);
         return NULL;
     }
+    if (ctx)
+        (void)__real_SSL_CTX_ctrl(ctx, SSL_CTRL_MODE, TLS_CTX_MODE, NULL);
     return ctx;
 }
 

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Streams: 50 concurrent followers of a live job all receive exactly its output (sha256 against
-# the same command run locally); 500 streams cancelled mid-way leave the server's threads, fds
-# and RSS flat.
+# the same command run locally); 40 readers of a big output, enough to take turns at the
+# message budget (core/budget.h), 10 of them stopped mid-way: the 30 others all finish with
+# every byte, and so do the 10 once continued; 500 streams cancelled mid-way leave the
+# server's threads, fds and RSS flat.
 . "$(dirname "$0")/../lib.sh"
 rj_setup
 rj_server_start
@@ -25,6 +27,46 @@ expect_eq "50 concurrent streams are identical to the job's output" 0 "$bad"
 expect_eq "a late stream (after the end) gets the same" "$want" "$(rj stream "$J" | sha256sum | cut -d' ' -f1)"
 got=$(rj stream --no-follow "$J" 2>/dev/null | sha256sum | cut -d' ' -f1)
 expect_eq "no-follow of an ended job gives everything" "$want" "$got"
+
+# Turns: 40 readers of 32 MiB. 10 start first and are stopped (SIGSTOP) once they read: their
+# turns' messages then sit unread, and must not hold up the 30 others.
+B=$(rj start /bin/sh -c 'i=0; while [ $i -lt 2048 ]; do head -c 16384 /dev/zero | tr "\\0" x; i=$((i+1)); done')
+rj stream "$B" >/dev/null
+want=$(head -c $((32 << 20)) /dev/zero | tr '\0' x | sha256sum | cut -d' ' -f1)
+mkdir -p "$RJ_TMP/t"
+stopped=()
+for i in $(seq 10); do
+    rj stream "$B" >"$RJ_TMP/t/s$i" 2>"$RJ_TMP/t/s$i.err" &
+    stopped+=($!)
+done
+for i in $(seq 10); do
+    for _ in $(seq 300); do [ -s "$RJ_TMP/t/s$i" ] && break; sleep 0.05; done
+    kill -STOP "${stopped[$((i - 1))]}"
+done
+running=()
+for i in $(seq 30); do
+    rj stream "$B" >"$RJ_TMP/t/r$i" 2>"$RJ_TMP/t/r$i.err" &
+    running+=($!)
+done
+# Held up readers would hang here: a watchdog ends them (and the check fails) after 3 minutes.
+(sleep 180 && kill "${running[@]}" 2>/dev/null) &
+watchdog=$!
+bad=0
+for i in $(seq 30); do
+    wait "${running[$((i - 1))]}" || bad=$((bad + 1))
+    [ "$(sha256sum <"$RJ_TMP/t/r$i" | cut -d' ' -f1)" = "$want" ] || bad=$((bad + 1))
+done
+expect_eq "30 readers finish with every byte while 10 others are stopped" 0 "$bad"
+kill "$watchdog" 2>/dev/null
+wait "$watchdog" 2>/dev/null
+for p in "${stopped[@]}"; do kill -CONT "$p"; done
+bad=0
+for i in $(seq 10); do
+    wait "${stopped[$((i - 1))]}" || bad=$((bad + 1))
+    [ "$(sha256sum <"$RJ_TMP/t/s$i" | cut -d' ' -f1)" = "$want" ] || bad=$((bad + 1))
+done
+expect_eq "the 10 stopped readers, continued, finish with every byte" 0 "$bad"
+rm -rf "$RJ_TMP/t"
 
 # Leak check: a job that prints forever; 500 streams, each cancelled after a while.
 T=$(rj start /bin/sh -c 'while :; do echo tick; sleep 0.02; done')
