@@ -4,10 +4,12 @@ just enough HTTP/2 to start a Stream RPC, waits for the first output message, th
 socket with SO_LINGER 0, so the server sees a TCP RST (no TLS close_notify, no GOAWAY, no
 RST_STREAM). Used by test/host/test_server_load.sh.
 
-    rst_clients.py HOST PORT CA CERT KEY JOB_ID TOTAL BATCH
+    rst_clients.py HOST PORT CA CERT KEY JOB_ID TOTAL BATCH [HOLD]
 
 Runs TOTAL clients, BATCH at a time: a batch connects and starts its streams concurrently,
-then all of its clients reset at once. Prints "streamed N of TOTAL" (N = clients that got
+then all of its clients reset at once. With HOLD (seconds), each client first stays connected
+that long without reading anything more: a reader that stopped, whose flow-control window
+the server fills (test/host/test_server_streams.sh). Prints "streamed N of TOTAL" (N = clients that got
 output before they vanished) and the first few errors; exits 0 when every client streamed.
 """
 import socket
@@ -15,6 +17,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, SETTINGS, GOAWAY = 0, 1, 4, 7
@@ -55,9 +58,9 @@ def recv_exact(sock, n):
 
 
 class Client(threading.Thread):
-    def __init__(self, args, ctx, barrier):
+    def __init__(self, args, ctx, barrier, hold):
         super().__init__(daemon=True)
-        self.args, self.ctx, self.barrier = args, ctx, barrier
+        self.args, self.ctx, self.barrier, self.hold = args, ctx, barrier, hold
         self.sock, self.streamed, self.error = None, False, None
 
     def run(self):
@@ -69,6 +72,7 @@ class Client(threading.Thread):
             self.barrier.wait(timeout=120)
         except threading.BrokenBarrierError:
             pass
+        time.sleep(self.hold)
         self.vanish()
 
     def start_stream(self):
@@ -107,6 +111,7 @@ class Client(threading.Thread):
 
 def main():
     host, port, ca, cert, key, job, total, batch = sys.argv[1:9]
+    hold = float(sys.argv[9]) if len(sys.argv) > 9 else 0.0
     args = {"host": host, "port": int(port), "job": job}
     total, batch = int(total), int(batch)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -118,11 +123,11 @@ def main():
     while done < total:
         n = min(batch, total - done)
         barrier = threading.Barrier(n)
-        clients = [Client(args, ctx, barrier) for _ in range(n)]
+        clients = [Client(args, ctx, barrier, hold) for _ in range(n)]
         for c in clients:
             c.start()
         for c in clients:
-            c.join(timeout=180)
+            c.join(timeout=180 + hold)
         streamed += sum(1 for c in clients if c.streamed)
         errors += [c.error for c in clients if c.error]
         done += n

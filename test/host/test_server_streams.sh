@@ -1,8 +1,8 @@
 #!/bin/bash
 # Streams: 50 concurrent followers of a live job all receive exactly its output (sha256 against
-# the same command run locally); 40 readers of a big output, enough to take turns at the
-# message budget (core/budget.h), 10 of them stopped mid-way: the 30 others all finish with
-# every byte, and so do the 10 once continued; 500 streams cancelled mid-way leave the
+# the same command run locally); readers of a big output, enough to take turns at the message
+# budget (core/budget.h), while 30 others stop reading: they all finish with every byte, and
+# so do the stopped ones once continued; 500 streams cancelled mid-way leave the
 # server's threads, fds and RSS flat.
 . "$(dirname "$0")/../lib.sh"
 rj_setup
@@ -28,12 +28,19 @@ expect_eq "a late stream (after the end) gets the same" "$want" "$(rj stream "$J
 got=$(rj stream --no-follow "$J" 2>/dev/null | sha256sum | cut -d' ' -f1)
 expect_eq "no-follow of an ended job gives everything" "$want" "$got"
 
-# Turns: 40 readers of 32 MiB. 10 start first and are stopped (SIGSTOP) once they read: their
-# turns' messages then sit unread, and must not hold up the 30 others.
+# Turns: readers of 32 MiB, enough of them to take turns at the message budget. Readers that
+# stop reading must not hold up the others: 20 raw clients that never read past their first
+# message (their flow-control window stays full, so their turns never end: without the
+# budget's stall fallback the readers below hang), then 10 `runjob stream` clients stopped
+# (SIGSTOP) once they have output.
 B=$(rj start /bin/sh -c 'i=0; while [ $i -lt 2048 ]; do head -c 16384 /dev/zero | tr "\\0" x; i=$((i+1)); done')
 rj stream "$B" >/dev/null
 want=$(head -c $((32 << 20)) /dev/zero | tr '\0' x | sha256sum | cut -d' ' -f1)
 mkdir -p "$RJ_TMP/t"
+python3 "$(dirname "$0")/rst_clients.py" 127.0.0.1 "$RJ_PORT" "$RJ_CERTS/root-ca-cert.pem" \
+    "$RJ_CERTS/alice-cert.pem" "$RJ_CERTS/alice-key.pem" "$B" 20 20 600 >"$RJ_TMP/t/stallers" 2>&1 &
+stallers=$!
+sleep 2
 stopped=()
 for i in $(seq 10); do
     rj stream "$B" >"$RJ_TMP/t/s$i" 2>"$RJ_TMP/t/s$i.err" &
@@ -43,22 +50,27 @@ for i in $(seq 10); do
     for _ in $(seq 300); do [ -s "$RJ_TMP/t/s$i" ] && break; sleep 0.05; done
     kill -STOP "${stopped[$((i - 1))]}"
 done
-running=()
-for i in $(seq 30); do
-    rj stream "$B" >"$RJ_TMP/t/r$i" 2>"$RJ_TMP/t/r$i.err" &
-    running+=($!)
-done
-# Held up readers would hang here: a watchdog ends them (and the check fails) after 3 minutes.
-(sleep 180 && kill "${running[@]}" 2>/dev/null) &
-watchdog=$!
-bad=0
-for i in $(seq 30); do
-    wait "${running[$((i - 1))]}" || bad=$((bad + 1))
-    [ "$(sha256sum <"$RJ_TMP/t/r$i" | cut -d' ' -f1)" = "$want" ] || bad=$((bad + 1))
-done
-expect_eq "30 readers finish with every byte while 10 others are stopped" 0 "$bad"
-kill "$watchdog" 2>/dev/null
-wait "$watchdog" 2>/dev/null
+# Held-up readers would hang: a watchdog ends them (and the check fails) after 3 minutes.
+readers() { # N PREFIX: N readers; the number that failed or got other bytes
+    local pids=() i bad=0 watchdog
+    for i in $(seq "$1"); do
+        rj stream "$B" >"$RJ_TMP/t/$2$i" 2>"$RJ_TMP/t/$2$i.err" &
+        pids+=($!)
+    done
+    (sleep 180 && kill "${pids[@]}" 2>/dev/null) &
+    watchdog=$!
+    for i in $(seq "$1"); do
+        wait "${pids[$((i - 1))]}" || bad=$((bad + 1))
+        [ "$(sha256sum <"$RJ_TMP/t/$2$i" | cut -d' ' -f1)" = "$want" ] || bad=$((bad + 1))
+    done
+    kill "$watchdog" 2>/dev/null
+    wait "$watchdog" 2>/dev/null
+    echo "$bad"
+}
+expect_eq "20 readers finish with every byte while 10 are stopped and 20 never read" 0 \
+    "$(readers 20 r)"
+kill "$stallers"
+wait "$stallers" 2>/dev/null
 for p in "${stopped[@]}"; do kill -CONT "$p"; done
 bad=0
 for i in $(seq 10); do
