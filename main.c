@@ -11,7 +11,7 @@ int main(int argc, char **argv)
 
     /* Symlinked under an applet's own name (busybox style): run it directly. */
     if (a)
-        return a->main(argc, argv);
+        return applet_run(a, argc, argv);
     /* jobmanager is the server front; anything else (runjob, runjob-0.1, a.out) the client. */
     if (strcmp(self, "jobmanager") == 0)
         return applet_run_front("jobmanager", argc, argv);

@@ -26,6 +26,13 @@ const struct applet *applet_find(const char *name)
     return NULL;
 }
 
+int applet_run(const struct applet *a, int argc, char **argv)
+{
+    /* Before any OpenSSL use; a failure (no memory) shows at the first real OpenSSL call. */
+    (void)tls_process_init();
+    return a->main(argc, argv);
+}
+
 static unsigned front_mask(const char *front)
 {
     return strcmp(front, "jobmanager") == 0 ? AP_JOBMANAGER : AP_RUNJOB;
@@ -91,5 +98,5 @@ int applet_run_front(const char *front, int argc, char **argv)
             fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", front, argv[1], front);
         return 2;
     }
-    return a->main(argc - 1, argv + 1);
+    return applet_run(a, argc - 1, argv + 1);
 }

@@ -30,5 +30,7 @@ const struct applet *applet_table_get(size_t *ret_n);
 void applet_print_commands(FILE *f, const char *front);
 /* Prints "runjob <version> (gRPC <v>, <OpenSSL v>)". */
 void applet_print_version(FILE *f);
+/* Runs applet a: the process-wide set-up every applet shares (tls_process_init), then a->main. */
+int applet_run(const struct applet *a, int argc, char **argv);
 /* Runs the binary as front `front` (runjob / jobmanager) with argv[0] the front name. */
 int applet_run_front(const char *front, int argc, char **argv);

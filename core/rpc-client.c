@@ -24,6 +24,7 @@
 #include <grpc/support/time.h>
 
 #include "cleanup.h"
+#include "tls.h"
 
 #define MAX_RECV_BYTES          (16 << 20) /* the server may send 1 MiB+ chunks; default is 4 MiB */
 #define MAX_PEM_BYTES           (1 << 20)
@@ -194,6 +195,9 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
 
     if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
         gpr_set_log_function(quiet_log);
+    /* A no-op in the runjob binary (applet_run did it); for other users of the client (tests),
+     * before gRPC's first OpenSSL call. */
+    (void)tls_process_init();
     grpc_init();
     grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
     /* NULL verify options: the default checks the chain against ca and the server's name

@@ -37,6 +37,13 @@ const char *tls_openssl_version(void)
     return OpenSSL_version(OPENSSL_VERSION);
 }
 
+int tls_process_init(void)
+{
+    /* The first OPENSSL_init_crypto call decides whether OpenSSL registers its atexit handler;
+     * nothing else is initialized here (no config is read). */
+    return OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL) == 1 ? 0 : -ENOMEM;
+}
+
 static int load_config(void)
 {
     BIO *bio;
@@ -46,7 +53,7 @@ static int load_config(void)
 
     /* Consume OpenSSL's run-once config load without reading any file: neither the system
      * openssl.cnf nor $OPENSSL_CONF can then replace (weaken) what we load below. */
-    if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL) != 1)
+    if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT, NULL) != 1)
         return -ENOMEM;
     if (OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, NULL) != 1)
         return -ENOMEM;

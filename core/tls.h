@@ -33,6 +33,14 @@ struct tls_probe_result {
     bool ssl_lowering_refused; /* the same on an SSL object (SSL_ctrl) */
 };
 
+/* Turns off OpenSSL's exit-time cleanup (OPENSSL_cleanup from atexit) for this process; call it
+ * before any other OpenSSL use (later it changes nothing). gRPC's EventEngine threads are
+ * detached and may still be exiting when the process exits: the cleanup deletes OpenSSL's
+ * thread-local keys under them, so such a thread never frees its error queue and DRBG (a leak
+ * LeakSanitizer reports), and OpenSSL does not support cleanup while other threads may use it.
+ * Exiting frees everything anyway. 0, or -ENOMEM. Idempotent. */
+int tls_process_init(void);
+
 /* Loads the TLS 1.3-only OpenSSL configuration and checks it with tls_probe(). Call once,
  * before grpc_init() and before any other OpenSSL use, from one thread. 0, or -EPROTO when the
  * probe shows TLS 1.2 still possible (fail closed), -ENOMEM, -EINVAL (config not loaded). */
