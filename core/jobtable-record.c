@@ -389,21 +389,30 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+int jobtab_rec_reserve(int dfd, const char *name, size_t size)
+{
+    _cleanup_close_ int fd = -1;
+    int r;
+
+    fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -errno;
+    r = posix_fallocate(fd, 0, (off_t)size);
+    if (r != 0) {
+        (void)unlinkat(dfd, name, 0);
+        return -r;
+    }
+    return 0;
+}
+
 /* Room kept for the next record of a job that still runs (RECORD_TMP, allocated ahead), so
  * that its final record still lands when the disk fills up meanwhile (by its own output, say).
  * Best effort: without it the next write simply needs free space, as any write does. */
-#define RECORD_RESERVE_MIN 4096
-
 static void reserve_next_record(int dfd, size_t len)
 {
-    _cleanup_close_ int fd = -1;
     size_t size = (len + 2 * RECORD_RESERVE_MIN - 1) & ~(size_t)(RECORD_RESERVE_MIN - 1);
 
-    fd = openat(dfd, RECORD_TMP, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return;
-    if (posix_fallocate(fd, 0, (off_t)size) != 0)
-        (void)unlinkat(dfd, RECORD_TMP, 0);
+    (void)jobtab_rec_reserve(dfd, RECORD_TMP, size);
 }
 
 /* Writes the record: status.tmp, then rename over status, so that a crash of the server
@@ -419,6 +428,7 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     _cleanup_close_ int fd = -1;
     char dir[PATH_MAX];
     size_t len;
+    bool spare;
     int r;
 
     if (snprintf(dir, sizeof(dir), "%s/%s", e->t->state_dir, e->spec.id) >= (int)sizeof(dir))
@@ -441,8 +451,15 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) < 0)
         return -errno;
     jobtab_flusher_queue(e, new_folder);
-    if (jobtab_state_is_running(st->job.state))
-        reserve_next_record(dfd, len);
+    spare = e->spare;
+    e->spare = false;
+    /* A slot's spare is already allocated: a rename instead of a new allocation. */
+    if (jobtab_state_is_running(st->job.state)) {
+        if (!spare || renameat(dfd, RECORD_SPARE, dfd, RECORD_TMP) < 0)
+            reserve_next_record(dfd, len);
+    } else if (spare) {
+        (void)unlinkat(dfd, RECORD_SPARE, 0); /* an ended job keeps only its record */
+    }
     return 0;
 }
 
