@@ -132,7 +132,8 @@ static void do_start(struct ucall *uc)
 {
     struct server *s = uc->s;
     const Jobmanager__V1__StartRequest *req = uc->start_req;
-    const struct jobtab_spec *spec = jobtab_entry_spec(uc->entry);
+    struct jobtab_entry *e = uc->entry;
+    const struct jobtab_spec *spec = jobtab_entry_spec(e);
     struct job_spec js = {0};
     struct jobtab_status st = {0};
     struct job *j = NULL;
@@ -149,23 +150,24 @@ static void do_start(struct ucall *uc)
     js.gid = s->cfg.job_gid;
     js.log = uc->log;
     (void)req;
-    r = job_start(s->runner, &js, on_job_end, uc->entry, &j, errbuf, sizeof(errbuf));
+    r = job_start(s->runner, &js, on_job_end, e, &j, errbuf, sizeof(errbuf));
     if (r < 0) {
         start_failed(uc, r, errbuf[0] ? errbuf : strerror(-r));
         return;
     }
-    jobtab_entry_attach(uc->entry, j, uc->log);
-    jobtab_entry_get_status(uc->entry, &st);
-    job_get_status(j, &st.job);
-    /* RUNNING is written by the table's writer thread: a restart treats a STARTING record
-     * exactly like a RUNNING one (both become LOST), so the reply need not wait for it. */
-    jobtab_entry_set_status_async(uc->entry, &st);
+    jobtab_entry_attach(e, j, uc->log);
+    jobtab_entry_get_status(e, &st);
+    job_get_state(j, &st.job); /* a job just started has used nothing yet: no cgroup reads */
     {
         Jobmanager__V1__Job reply = JOBMANAGER__V1__JOB__INIT;
         reply.id = (char *)spec->id;
         reply.name = spec->name;
-        server_finish(uc, RPC_OK, NULL, &reply.base);
+        server_finish(uc, RPC_OK, NULL, &reply.base); /* uc may be freed from here on */
     }
+    /* RUNNING is written by the table's writer thread, woken only once the reply is on its way:
+     * a restart treats a STARTING record exactly like a RUNNING one (both become LOST), and
+     * until then every reader of the entry sees the attached job's own status. */
+    jobtab_entry_set_status_async(e, &st);
 }
 
 /* ---- prepared slots --------------------------------------------------------------------- */
