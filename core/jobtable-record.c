@@ -397,10 +397,12 @@ int jobtab_rec_reserve(int dfd, const char *name, size_t size)
     fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -errno;
-    r = posix_fallocate(fd, 0, (off_t)size);
-    if (r != 0) {
+    /* Blocks past the end of an empty file: the record written into it later needs no
+     * allocation, and no truncation either (the size is the record's). */
+    if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size) < 0) {
+        r = -errno;
         (void)unlinkat(dfd, name, 0);
-        return -r;
+        return r;
     }
     return 0;
 }
@@ -419,14 +421,15 @@ static void reserve_next_record(int dfd, size_t len)
  * (whose writes the page cache keeps) leaves either the old or the new record, never a torn
  * one. Durability against a crash of the machine is the flusher's (jobtable-flush.c): it
  * fsyncs the file and the folder shortly after, for every record written meanwhile at once.
- * status.tmp may hold room reserved by the previous write: it is overwritten in place, then
- * cut to the record. */
+ * status.tmp may hold room reserved by the previous write (past its end): the record is written
+ * into it. */
 int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, bool new_folder)
 {
     _cleanup_free_ char *text = NULL;
     _cleanup_close_ int dfd = -1;
     _cleanup_close_ int fd = -1;
     char dir[PATH_MAX];
+    struct stat sb;
     size_t len;
     bool spare;
     int r;
@@ -446,7 +449,11 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     r = write_all(fd, text, len);
     if (r < 0)
         return r;
-    if (ftruncate(fd, (off_t)len) < 0)
+    /* A reserve is empty (its room lies past its end): only a longer leftover (a write cut
+     * short by a crash) needs cutting, and a truncation is journal work on the Start path. */
+    if (fstat(fd, &sb) < 0)
+        return -errno;
+    if (sb.st_size > (off_t)len && ftruncate(fd, (off_t)len) < 0)
         return -errno;
     if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) < 0)
         return -errno;
