@@ -449,11 +449,14 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     r = write_all(fd, text, len);
     if (r < 0)
         return r;
-    /* A reserve is empty (its room lies past its end): only a longer leftover (a write cut
-     * short by a crash) needs cutting, and a truncation is journal work on the Start path. */
+    /* A reserve is empty (its room lies past its end): a running job's record needs cutting
+     * only when it replaces a longer leftover (a write cut short by a crash), which keeps a
+     * truncation (journal work) off the Start path. An ended job's record gives the room past
+     * its end back: nothing follows it. */
     if (fstat(fd, &sb) < 0)
         return -errno;
-    if (sb.st_size > (off_t)len && ftruncate(fd, (off_t)len) < 0)
+    if ((sb.st_size > (off_t)len || !jobtab_state_is_running(st->job.state)) &&
+        ftruncate(fd, (off_t)len) < 0)
         return -errno;
     if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) < 0)
         return -errno;

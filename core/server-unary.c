@@ -357,6 +357,10 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
         r = jobtab_entry_output_path(s->table, uc->entry, path, sizeof(path));
         if (r == 0)
             r = outlog_create(path, s->cfg.max_output_bytes, &uc->log);
+        if (r == -ENOSPC || r == -EDQUOT) {
+            start_failed(uc, -ENOSPC, "the server's disk is full");
+            return;
+        }
         if (r < 0) {
             log_errno(r, "job %s: creating its output log", uc->ci.id);
             start_failed(uc, -EIO, "the server could not create the job's output log");
