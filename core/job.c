@@ -587,6 +587,13 @@ void job_get_status(struct job *j, struct job_status *ret)
     pthread_mutex_unlock(&j->mu);
 }
 
+void job_get_state(struct job *j, struct job_status *ret)
+{
+    pthread_mutex_lock(&j->mu);
+    *ret = j->status;
+    pthread_mutex_unlock(&j->mu);
+}
+
 bool job_is_running(struct job *j)
 {
     bool running;

@@ -115,6 +115,9 @@ void job_wait(struct job *j);
 
 /* A consistent snapshot; live usage read from the cgroup while running. Thread-safe. */
 void job_get_status(struct job *j, struct job_status *ret);
+/* The same without reading the live usage from the cgroup (the figures of the last read): the
+ * state, pid and times, for a caller that needs no more (and no file reads). Thread-safe. */
+void job_get_state(struct job *j, struct job_status *ret);
 bool job_is_running(struct job *j);
 /* Frees an ended job's memory (its outlog is the caller's). Must not be running. NULL-safe. */
 void job_free(struct job *j);

@@ -13,6 +13,17 @@
 
 #define RECORD_FILE "status"
 #define RECORD_TMP  "status.tmp"
+/* A second reserve, made with a slot (jobtab_slot_new): becomes RECORD_TMP when the first
+ * record takes the first one, so that the Start path allocates nothing. */
+#define RECORD_SPARE "status.spare"
+#define OUTPUT_FILE  "output"
+/* The room reserved for a record is a multiple of this, at least twice (jobtable-record.c). */
+#define RECORD_RESERVE_MIN 4096
+
+/* A job folder made ahead of time (jobtab_slot_new). */
+struct jobtab_slot {
+    char id[JOBTAB_ID_LEN + 1];
+};
 
 struct jobtab_entry {
     struct jobtab *t;
@@ -22,6 +33,7 @@ struct jobtab_entry {
     struct outlog *log;          /* under t->lock (set once) */
     uint64_t seq;                /* insertion order */
     pthread_mutex_t wlock;       /* serialises record writes (one status.tmp per folder) */
+    bool spare;                  /* under wlock: the folder holds RECORD_SPARE */
     /* The flusher's queue, under t->fl.mu: queued while the last record written is not yet
      * known durable; new_folder when the state directory's entry for the folder is not. */
     bool fl_queued, fl_new_folder;
@@ -90,6 +102,8 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
 int jobtab_rec_write_latest(struct jobtab_entry *e);
 /* Hands e's record to the writer thread (once, however often it is called before the write). */
 void jobtab_writer_queue(struct jobtab_entry *e);
+/* Allocates size bytes to a new file name in dfd (the room for a record). 0 or -errno. */
+int jobtab_rec_reserve(int dfd, const char *name, size_t size);
 /* Reads the record of the job folder dfd into a malloc'd string. 0 or -errno (-EBADMSG for a
  * NUL byte, -EFBIG past 8 MiB). */
 int jobtab_rec_read(int dfd, char **ret_text);

@@ -343,36 +343,49 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+int jobtab_rec_reserve(int dfd, const char *name, size_t size)
+{
+    _cleanup_close_ int fd = -1;
+    int r;
+
+    fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -errno;
+    /* Blocks past the end of an empty file: the record written into it later needs no
+     * allocation, and no truncation either (the size is the record's). */
+    if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size) < 0) {
+        r = -errno;
+        (void)unlinkat(dfd, name, 0);
+        return r;
+    }
+    return 0;
+}
+
 /* Room kept for the next record of a job that still runs (RECORD_TMP, allocated ahead), so
  * that its final record still lands when the disk fills up meanwhile (by its own output, say).
  * Best effort: without it the next write simply needs free space, as any write does. */
-#define RECORD_RESERVE_MIN 4096
-
 static void reserve_next_record(int dfd, size_t len)
 {
-    _cleanup_close_ int fd = -1;
     size_t size = (len + 2 * RECORD_RESERVE_MIN - 1) & ~(size_t)(RECORD_RESERVE_MIN - 1);
 
-    fd = openat(dfd, RECORD_TMP, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return;
-    if (posix_fallocate(fd, 0, (off_t)size) != 0)
-        (void)unlinkat(dfd, RECORD_TMP, 0);
+    (void)jobtab_rec_reserve(dfd, RECORD_TMP, size);
 }
 
 /* Writes the record: status.tmp, then rename over status, so that a crash of the server
  * (whose writes the page cache keeps) leaves either the old or the new record, never a torn
  * one. Durability against a crash of the machine is the flusher's (jobtable-flush.c): it
  * fsyncs the file and the folder shortly after, for every record written meanwhile at once.
- * status.tmp may hold room reserved by the previous write: it is overwritten in place, then
- * cut to the record. */
+ * status.tmp may hold room reserved by the previous write (past its end): the record is written
+ * into it. */
 int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, bool new_folder)
 {
     _cleanup_free_ char *text = NULL;
     _cleanup_close_ int dfd = -1;
     _cleanup_close_ int fd = -1;
     char dir[PATH_MAX];
+    struct stat sb;
     size_t len;
+    bool spare;
     int r;
 
     if (snprintf(dir, sizeof(dir), "%s/%s", e->t->state_dir, e->spec.id) >= (int)sizeof(dir))
@@ -390,13 +403,27 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     r = write_all(fd, text, len);
     if (r < 0)
         return r;
-    if (ftruncate(fd, (off_t)len) < 0)
+    /* A reserve is empty (its room lies past its end): a running job's record needs cutting
+     * only when it replaces a longer leftover (a write cut short by a crash), which keeps a
+     * truncation (journal work) off the Start path. An ended job's record gives the room past
+     * its end back: nothing follows it. */
+    if (fstat(fd, &sb) < 0)
+        return -errno;
+    if ((sb.st_size > (off_t)len || !jobtab_state_is_running(st->job.state)) &&
+        ftruncate(fd, (off_t)len) < 0)
         return -errno;
     if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) < 0)
         return -errno;
     jobtab_flusher_queue(e, new_folder);
-    if (jobtab_state_is_running(st->job.state))
-        reserve_next_record(dfd, len);
+    spare = e->spare;
+    e->spare = false;
+    /* A slot's spare is already allocated: a rename instead of a new allocation. */
+    if (jobtab_state_is_running(st->job.state)) {
+        if (!spare || renameat(dfd, RECORD_SPARE, dfd, RECORD_TMP) < 0)
+            reserve_next_record(dfd, len);
+    } else if (spare) {
+        (void)unlinkat(dfd, RECORD_SPARE, 0); /* an ended job keeps only its record */
+    }
     return 0;
 }
 

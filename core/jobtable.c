@@ -17,7 +17,6 @@
 #include "jobtable-internal.h"
 #include "log.h"
 
-#define OUTPUT_FILE  "output"
 #define LOST_MESSAGE "server restarted while the job was running"
 
 /* How long a written record may wait for others before the flusher syncs them together. */
@@ -261,6 +260,20 @@ static uint64_t created_ns_locked(struct jobtab *t)
     return ns;
 }
 
+/* Removes a job folder that never got a record: a slot made ahead and not used (the server
+ * stopped, or died, before a Start took it), or a job whose first record failed. Only the
+ * files a slot holds are removed; anything else keeps the folder (rmdir fails). 0 or -errno. */
+static int remove_unused_folder(int sfd, int dfd, const char *name)
+{
+    static const char *const files[] = {RECORD_TMP, RECORD_SPARE, OUTPUT_FILE};
+
+    for (size_t i = 0; i < ELEMENTSOF(files); i++)
+        (void)unlinkat(dfd, files[i], 0); /* ENOENT: not made (yet) */
+    if (unlinkat(sfd, name, AT_REMOVEDIR) < 0)
+        return -errno;
+    return 0;
+}
+
 /* Loads <state>/<name>; NULL when it is not a loadable job folder. */
 static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name, bool *ret_lost)
 {
@@ -273,6 +286,10 @@ static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name
     if (dfd < 0)
         return NULL;
     r = jobtab_rec_read(dfd, &text);
+    if (r == -ENOENT && remove_unused_folder(sfd, dfd, name) == 0) {
+        log_debug("state: removed the unused job folder '%s'", name);
+        return NULL;
+    }
     if (r < 0) {
         log_warn("state: job folder '%s' has no readable record (%s), ignoring", name,
                  strerror(-r));
@@ -358,12 +375,112 @@ int jobtab_load(struct jobtab *t, jobtab_loaded_fn fn, void *userdata)
     return r < 0 ? r : (int)n;
 }
 
+/* ---- slots: job folders made ahead ------------------------------------------------------ */
+
+static int state_path(struct jobtab *t, const char *id, char *buf, size_t len)
+{
+    if (snprintf(buf, len, "%s/%s", t->state_dir, id) >= (int)len)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+int jobtab_slot_new(struct jobtab *t, struct jobtab_slot **ret)
+{
+    _cleanup_free_ struct jobtab_slot *sl = calloc(1, sizeof(*sl));
+    _cleanup_close_ int dfd = -1;
+    char dir[PATH_MAX];
+    int r;
+
+    if (!sl)
+        return -ENOMEM;
+    /* Unique among the table's ids and every folder (mkdir is exclusive, so two slots never
+     * share one); a clash of random 122-bit ids is only a matter of principle. */
+    for (;;) {
+        bool taken;
+        r = jobtab_new_id(sl->id);
+        if (r < 0)
+            return r;
+        (void)pthread_mutex_lock(&t->lock);
+        taken = find_locked(t, sl->id) != NULL;
+        (void)pthread_mutex_unlock(&t->lock);
+        if (taken)
+            continue;
+        r = state_path(t, sl->id, dir, sizeof(dir));
+        if (r < 0)
+            return r;
+        if (mkdir(dir, 0700) == 0)
+            break;
+        if (errno != EEXIST)
+            return -errno;
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        r = -errno;
+    if (r == 0)
+        r = jobtab_rec_reserve(dfd, RECORD_TMP, 2 * RECORD_RESERVE_MIN);
+    if (r == 0)
+        r = jobtab_rec_reserve(dfd, RECORD_SPARE, 2 * RECORD_RESERVE_MIN);
+    if (r < 0) {
+        if (dfd >= 0) {
+            (void)unlinkat(dfd, RECORD_TMP, 0);
+            (void)unlinkat(dfd, RECORD_SPARE, 0);
+        }
+        (void)rmdir(dir);
+        return r;
+    }
+    *ret = TAKE_PTR(sl);
+    return 0;
+}
+
+const char *jobtab_slot_id(const struct jobtab_slot *sl)
+{
+    return sl->id;
+}
+
+int jobtab_slot_output_path(struct jobtab *t, const struct jobtab_slot *sl, char *buf, size_t len)
+{
+    if (snprintf(buf, len, "%s/%s/%s", t->state_dir, sl->id, OUTPUT_FILE) >= (int)len)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+/* Removes the folder of an unused slot or of a job whose first record failed. */
+static void remove_folder(struct jobtab *t, const char *id)
+{
+    _cleanup_close_ int sfd = open(t->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int dfd = -1;
+
+    if (sfd < 0)
+        return;
+    dfd = openat(sfd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dfd >= 0)
+        (void)remove_unused_folder(sfd, dfd, id); /* best effort: a restart tries again */
+}
+
+void jobtab_slot_free(struct jobtab *t, struct jobtab_slot *sl)
+{
+    if (!sl)
+        return;
+    remove_folder(t, sl->id);
+    free(sl);
+}
+
+/* ---- adding a job ------------------------------------------------------------------------ */
+
 int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char *command,
                const char *const *args, size_t n_args, const struct job_limits *limits,
                enum job_network network, struct jobtab_entry **ret)
 {
+    return jobtab_add_in(t, NULL, owner, name, command, args, n_args, limits, network, ret);
+}
+
+int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner, const char *name,
+                  const char *command, const char *const *args, size_t n_args,
+                  const struct job_limits *limits, enum job_network network,
+                  struct jobtab_entry **ret)
+{
+    _cleanup_free_ struct jobtab_slot *sl = NULL;
     struct jobtab_entry *e;
-    char dir[PATH_MAX];
     unsigned running = 0;
     int r;
 
@@ -408,32 +525,43 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
         entry_free(e);
         return -EUSERS;
     }
-    do {
-        r = jobtab_new_id(e->spec.id);
-    } while (r == 0 && find_locked(t, e->spec.id));
-    if (r == 0) {
-        e->spec.created_ns = created_ns_locked(t);
-        r = insert_locked(t, e);
+    if (slot && *slot) {
+        /* The slot's id was unique in the table when it was made, and every id added since
+         * came from a folder of its own (mkdir is exclusive). */
+        sl = TAKE_PTR(*slot);
+        memcpy(e->spec.id, sl->id, sizeof(e->spec.id));
+        e->spare = true;
+    } else {
+        do {
+            r = jobtab_new_id(e->spec.id);
+        } while (r == 0 && find_locked(t, e->spec.id));
+        if (r < 0) {
+            (void)pthread_mutex_unlock(&t->lock);
+            entry_free(e);
+            return r;
+        }
     }
+    e->spec.created_ns = created_ns_locked(t);
+    r = insert_locked(t, e);
     (void)pthread_mutex_unlock(&t->lock);
     if (r < 0) {
+        if (sl)
+            remove_folder(t, sl->id);
         entry_free(e);
         return r;
     }
     /* From here the entry is in the table (its name reserved); the caller records a failure
      * below through jobtab_entry_set_status, which frees the name again. */
-    if (snprintf(dir, sizeof(dir), "%s/%s", t->state_dir, e->spec.id) >= (int)sizeof(dir))
-        r = -ENAMETOOLONG;
-    else if (mkdir(dir, 0700) < 0)
-        r = -errno;
-    else {
+    if (!sl) {
+        char dir[PATH_MAX];
+        r = state_path(t, e->spec.id, dir, sizeof(dir));
+        if (r == 0 && mkdir(dir, 0700) < 0)
+            r = -errno;
+    }
+    if (r == 0) {
         r = jobtab_rec_write(e, &e->status, true);
-        if (r < 0) { /* e.g. ENOSPC: leave no folder without a record behind */
-            _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dfd >= 0)
-                (void)unlinkat(dfd, RECORD_TMP, 0);
-            (void)rmdir(dir);
-        }
+        if (r < 0) /* e.g. ENOSPC: leave no folder without a record behind */
+            remove_folder(t, e->spec.id);
     }
     if (r < 0) {
         struct jobtab_status st = e->status;

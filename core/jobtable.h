@@ -95,6 +95,29 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
                const char *const *args, size_t n_args, const struct job_limits *limits,
                enum job_network network, struct jobtab_entry **ret);
 
+/* A job folder made ahead of time, off the path of a Start: a fresh id, <state>/<id>/ made and
+ * the room for its first two records allocated, so that jobtab_add_in only writes and renames
+ * the record. Until then the folder holds no record; jobtab_load removes such folders (a slot
+ * left by a server that stopped or died). */
+struct jobtab_slot;
+/* Makes a slot. 0 or -errno. Thread-safe. */
+int jobtab_slot_new(struct jobtab *t, struct jobtab_slot **ret);
+/* The slot's id: the job's, once added. */
+const char *jobtab_slot_id(const struct jobtab_slot *slot);
+/* "<state>/<id>/output" of the slot (the caller may make the output log ahead too, there).
+ * 0 or -ENAMETOOLONG. */
+int jobtab_slot_output_path(struct jobtab *t, const struct jobtab_slot *slot, char *buf,
+                            size_t len);
+/* Removes an unused slot's folder (and an output file made in it) and frees it. NULL-safe. */
+void jobtab_slot_free(struct jobtab *t, struct jobtab_slot *slot);
+/* jobtab_add in the folder of *slot (NULL or *slot NULL: one is made now). *slot is taken
+ * (set to NULL) once the job is in the table, whatever happens next; on -EEXIST and -EUSERS it
+ * is left to the caller, still usable. */
+int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner, const char *name,
+                  const char *command, const char *const *args, size_t n_args,
+                  const struct job_limits *limits, enum job_network network,
+                  struct jobtab_entry **ret);
+
 /* The entry with that id if cn may see it (its owner, or an admin), else NULL: an unknown id
  * and another user's job look the same (the caller answers NOT_FOUND to both). */
 struct jobtab_entry *jobtab_lookup(struct jobtab *t, const char *id, const char *cn);

@@ -141,6 +141,16 @@ struct ucall {
     /* Stop */
 };
 
+/* Job folders with their output logs made ahead of time (jobtab_slot_new + outlog_create), so
+ * that a Start's only disk work is its record: the start threads top them up after each start,
+ * off its path. */
+#define PREPARED_SLOTS 2
+
+struct prepared {
+    struct jobtab_slot *slot;
+    struct outlog *log;
+};
+
 struct start_pool {
     pthread_mutex_t mu;
     pthread_cond_t cond, idle;
@@ -149,6 +159,9 @@ struct start_pool {
     unsigned busy;
     pthread_t threads[START_THREADS];
     unsigned n_threads;
+    struct prepared prep[PREPARED_SLOTS]; /* under mu */
+    unsigned n_prep;
+    bool preparing; /* a thread is topping prep up */
 };
 
 /* The unary reply batch completed: frees the context. */
@@ -161,6 +174,10 @@ void server_finishf(struct ucall *uc, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* NOT_FOUND for uc->ci.id: the same words for an unknown job and another user's. */
 void server_not_found(struct ucall *uc);
+/* Tops the prepared slots up (a thread at a time; the others return at once). */
+void server_prepare_slots(struct server *s);
+/* Removes the prepared slots that no Start took (their folders and logs). */
+void server_prepared_free(struct server *s);
 /* A thread of the start pool (s->pool): runs queued Start calls off the CQ threads. */
 void *server_start_thread(void *arg);
 /* The handlers of the unary RPCs (server-unary.c); rq is decoded and checked. */

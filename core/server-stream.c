@@ -239,6 +239,43 @@ static void send_status(struct scall *sc, int code, const char *msg)
     start(sc, ops, n, &sc->status_tag);
 }
 
+/* The final chunk and the OK status in one batch: the client learns the job's end and the
+ * stream's in one read, without a send completion and another batch in between (one hop less
+ * on the path of a Start followed to its end). Holds the token, like send_message. */
+static void send_final(struct scall *sc, grpc_byte_buffer *bb)
+{
+    grpc_slice details = grpc_slice_from_static_string("");
+    grpc_op ops[3];
+    size_t n = 0;
+
+    memset(ops, 0, sizeof(ops));
+    (void)pthread_mutex_lock(&sc->mu);
+    if (sc->close_done || !bb) {
+        sc->bb = bb;
+        drop_message(sc);
+        (void)pthread_mutex_unlock(&sc->mu);
+        if (bb)
+            drop_token(sc);
+        else
+            send_status(sc, RPC_INTERNAL, "the server ran out of memory");
+        return;
+    }
+    sc->tok = TOK_STATUS;
+    sc->code = RPC_OK;
+    sc->bb = bb;
+    if (!sc->md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        sc->md_sent = true;
+    }
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = bb;
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
+    ops[n++].data.send_status_from_server.status_details = &details;
+    (void)pthread_mutex_unlock(&sc->mu);
+    start(sc, ops, n, &sc->status_tag);
+}
+
 static void on_write(struct tag *t, bool ok)
 {
     struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, write_tag));
@@ -260,6 +297,9 @@ static void on_status(struct tag *t, bool ok)
     struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, status_tag));
 
     (void)ok;
+    (void)pthread_mutex_lock(&sc->mu);
+    drop_message(sc); /* the final chunk, if it went with the status */
+    (void)pthread_mutex_unlock(&sc->mu);
     drop_token(sc);
 }
 
@@ -388,7 +428,7 @@ static void pump(struct scall *sc)
         if (n == 0) {                       /* the log is closed and everything was read */
             if (sc->follow && !sc->final_sent) {
                 sc->final_sent = true;
-                send_message(sc, final_chunk(sc));
+                send_final(sc, final_chunk(sc));
             } else {
                 send_status(sc, RPC_OK, "");
             }

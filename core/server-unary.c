@@ -1,6 +1,7 @@
 /* The unary RPCs of the JobManager service: Start (queued to the start pool, which starts the
  * job off the completion-queue threads), Stop, Status, List and Ping, and their one reply batch. */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <grpc/grpc.h>
 #include <grpc/support/alloc.h>
 
+#include "cleanup.h"
 #include "job.h"
 #include "log.h"
 #include "rpc-internal.h"
@@ -130,7 +132,8 @@ static void do_start(struct ucall *uc)
 {
     struct server *s = uc->s;
     const Jobmanager__V1__StartRequest *req = uc->start_req;
-    const struct jobtab_spec *spec = jobtab_entry_spec(uc->entry);
+    struct jobtab_entry *e = uc->entry;
+    const struct jobtab_spec *spec = jobtab_entry_spec(e);
     struct job_spec js = {0};
     struct jobtab_status st = {0};
     struct job *j = NULL;
@@ -147,28 +150,126 @@ static void do_start(struct ucall *uc)
     js.gid = s->cfg.job_gid;
     js.log = uc->log;
     (void)req;
-    r = job_start(s->runner, &js, on_job_end, uc->entry, &j, errbuf, sizeof(errbuf));
+    r = job_start(s->runner, &js, on_job_end, e, &j, errbuf, sizeof(errbuf));
     if (r < 0) {
         start_failed(uc, r, errbuf[0] ? errbuf : strerror(-r));
         return;
     }
-    jobtab_entry_attach(uc->entry, j, uc->log);
-    jobtab_entry_get_status(uc->entry, &st);
-    job_get_status(j, &st.job);
-    /* RUNNING is written by the table's writer thread: a restart treats a STARTING record
-     * exactly like a RUNNING one (both become LOST), so the reply need not wait for it. */
-    jobtab_entry_set_status_async(uc->entry, &st);
+    jobtab_entry_attach(e, j, uc->log);
+    jobtab_entry_get_status(e, &st);
+    job_get_state(j, &st.job); /* a job just started has used nothing yet: no cgroup reads */
     {
         Jobmanager__V1__Job reply = JOBMANAGER__V1__JOB__INIT;
         reply.id = (char *)spec->id;
         reply.name = spec->name;
-        server_finish(uc, RPC_OK, NULL, &reply.base);
+        server_finish(uc, RPC_OK, NULL, &reply.base); /* uc may be freed from here on */
     }
+    /* RUNNING is written by the table's writer thread, woken only once the reply is on its way:
+     * a restart treats a STARTING record exactly like a RUNNING one (both become LOST), and
+     * until then every reader of the entry sees the attached job's own status. */
+    jobtab_entry_set_status_async(e, &st);
+}
+
+/* ---- prepared slots --------------------------------------------------------------------- */
+
+static void prepared_free(struct server *s, struct prepared *pr)
+{
+    outlog_free(pr->log); /* closes the file; jobtab_slot_free removes it */
+    jobtab_slot_free(s->table, pr->slot);
+    *pr = (struct prepared){0};
+}
+
+static int prepared_make(struct server *s, struct prepared *ret)
+{
+    struct prepared pr = {0};
+    char path[PATH_MAX];
+    int r;
+
+    r = jobtab_slot_new(s->table, &pr.slot);
+    if (r == 0)
+        r = jobtab_slot_output_path(s->table, pr.slot, path, sizeof(path));
+    if (r == 0)
+        r = outlog_create(path, s->cfg.max_output_bytes, &pr.log);
+    if (r < 0) {
+        prepared_free(s, &pr);
+        return r;
+    }
+    *ret = pr;
+    return 0;
+}
+
+void server_prepare_slots(struct server *s)
+{
+    struct start_pool *p = s->pool;
+
+    (void)pthread_mutex_lock(&p->mu);
+    if (p->preparing) {
+        (void)pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    p->preparing = true;
+    while (p->n_prep < PREPARED_SLOTS && !p->stopping) {
+        struct prepared pr;
+        int r;
+
+        (void)pthread_mutex_unlock(&p->mu);
+        r = prepared_make(s, &pr);
+        (void)pthread_mutex_lock(&p->mu);
+        if (r < 0) {
+            /* A Start then makes its folder itself, and reports what fails there. */
+            log_debug("preparing a job folder: %s", strerror(-r));
+            break;
+        }
+        p->prep[p->n_prep++] = pr;
+    }
+    p->preparing = false;
+    (void)pthread_mutex_unlock(&p->mu);
+}
+
+/* A prepared slot, or one with nothing in it when none is left. */
+static struct prepared prepared_take(struct server *s)
+{
+    struct start_pool *p = s->pool;
+    struct prepared pr = {0};
+
+    (void)pthread_mutex_lock(&p->mu);
+    if (p->n_prep > 0)
+        pr = p->prep[--p->n_prep];
+    (void)pthread_mutex_unlock(&p->mu);
+    return pr;
+}
+
+/* A slot a Start did not use (its name was taken, the user at the cap) goes back. */
+static void prepared_put_back(struct server *s, struct prepared *pr)
+{
+    struct start_pool *p = s->pool;
+
+    if (!pr->slot)
+        return;
+    (void)pthread_mutex_lock(&p->mu);
+    if (p->n_prep < PREPARED_SLOTS && !p->stopping) {
+        p->prep[p->n_prep++] = *pr;
+        *pr = (struct prepared){0};
+    }
+    (void)pthread_mutex_unlock(&p->mu);
+    if (pr->slot)
+        prepared_free(s, pr);
+}
+
+void server_prepared_free(struct server *s)
+{
+    struct start_pool *p = s->pool;
+
+    (void)pthread_mutex_lock(&p->mu);
+    while (p->n_prep > 0)
+        prepared_free(s, &p->prep[--p->n_prep]);
+    (void)pthread_mutex_unlock(&p->mu);
 }
 
 void *server_start_thread(void *arg)
 {
-    struct start_pool *p = arg;
+    struct server *s = arg;
+    struct start_pool *p = s->pool;
 
     (void)pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -190,6 +291,7 @@ void *server_start_thread(void *arg)
             start_failed(uc, -ESHUTDOWN, "the server is shutting down");
         else
             do_start(uc);
+        server_prepare_slots(s); /* after the reply: the next Start's folder */
         (void)pthread_mutex_lock(&p->mu);
         p->busy--;
         if (!p->head && p->busy == 0)
@@ -205,6 +307,7 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
     struct server *s = uc->s;
     Jobmanager__V1__StartRequest *req = (Jobmanager__V1__StartRequest *)rq->msg;
     struct job_limits lim;
+    struct prepared pr;
     char path[PATH_MAX];
     int r;
 
@@ -217,11 +320,17 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
                               .io_rbps = uc->limits.io_rbps,
                               .io_wbps = uc->limits.io_wbps,
                               .pids = uc->limits.pids};
-    r = jobtab_add(s->table, uc->ci.cn, req->name ? req->name : "", req->command,
-                   (const char *const *)req->args, req->n_args, &lim,
-                   req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST ? JOB_NET_HOST
-                                                                                   : JOB_NET_NONE,
-                   &uc->entry);
+    pr = prepared_take(s);
+    r = jobtab_add_in(s->table, &pr.slot, uc->ci.cn, req->name ? req->name : "", req->command,
+                      (const char *const *)req->args, req->n_args, &lim,
+                      req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST
+                          ? JOB_NET_HOST
+                          : JOB_NET_NONE,
+                      &uc->entry);
+    if (r == -EEXIST || r == -EUSERS)
+        prepared_put_back(s, &pr);
+    else if (r < 0 && pr.log) /* its slot went with the failed job (folder removed) */
+        outlog_free(TAKE_PTR(pr.log));
     if (r == -EEXIST) {
         server_finishf(uc, RPC_ALREADY_EXISTS, "you already have a running job named '%s'",
                        req->name);
@@ -242,13 +351,21 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
         return;
     }
     (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", jobtab_entry_spec(uc->entry)->id);
-    r = jobtab_entry_output_path(s->table, uc->entry, path, sizeof(path));
-    if (r == 0)
-        r = outlog_create(path, s->cfg.max_output_bytes, &uc->log);
-    if (r < 0) {
-        log_errno(r, "job %s: creating its output log", uc->ci.id);
-        start_failed(uc, -EIO, "the server could not create the job's output log");
-        return;
+    if (pr.log) {
+        uc->log = TAKE_PTR(pr.log);
+    } else {
+        r = jobtab_entry_output_path(s->table, uc->entry, path, sizeof(path));
+        if (r == 0)
+            r = outlog_create(path, s->cfg.max_output_bytes, &uc->log);
+        if (r == -ENOSPC || r == -EDQUOT) {
+            start_failed(uc, -ENOSPC, "the server's disk is full");
+            return;
+        }
+        if (r < 0) {
+            log_errno(r, "job %s: creating its output log", uc->ci.id);
+            start_failed(uc, -EIO, "the server could not create the job's output log");
+            return;
+        }
     }
     /* Streams may attach from now on (the job pointer follows once it runs). */
     jobtab_entry_attach(uc->entry, NULL, uc->log);

@@ -569,7 +569,7 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
     (void)pthread_cond_init(&s->pool->idle, NULL);
     s->pool->tail = &s->pool->head;
     for (unsigned i = 0; i < START_THREADS; i++)
-        if (pthread_create(&s->pool->threads[i], NULL, server_start_thread, s->pool) == 0)
+        if (pthread_create(&s->pool->threads[i], NULL, server_start_thread, s) == 0)
             s->pool->n_threads++;
     for (unsigned i = 0; i < ELEMENTSOF(s->cq_threads); i++)
         if (pthread_create(&s->cq_threads[i], NULL, cq_thread, s) == 0)
@@ -579,6 +579,7 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
         server_free(s);
         return -EAGAIN;
     }
+    server_prepare_slots(s); /* the first Starts' folders */
     for (int m = 0; m < RPC_M_COUNT; m++)
         for (int i = 0; i < SLOTS_PER_METHOD; i++)
             (void)new_slot(s, m);
@@ -753,6 +754,8 @@ void server_free(struct server *s)
         (void)pthread_mutex_unlock(&s->pool->mu);
         for (unsigned i = 0; i < s->pool->n_threads; i++)
             (void)pthread_join(s->pool->threads[i], NULL);
+        if (s->table)
+            server_prepared_free(s);
         free(s->pool);
     }
     /* Kills whatever still runs and waits for it (on_end callbacks hand final records to the

@@ -59,11 +59,20 @@ out=$(rj list 2>&1)
 expect_match "list shows it truncated" "$F .*truncated" "$out"
 check "the server still answers" rj ping
 
-# Fill what is left to the last byte; then a Start is refused, and H's writes fail.
+# Fill what is left to the last byte; then a Start is refused, and H's writes fail. The server
+# keeps a few job folders made ahead (their records' room allocated, server-internal.h
+# PREPARED_SLOTS = 2): Starts that take one of those still run (like any running job, their
+# output is cut where the disk is full), and the records those short jobs leave behind free a
+# little room that a following Start may use; but each job keeps some, so Starts are soon
+# refused.
 dd if=/dev/zero of="$FS/filler" bs=4k >/dev/null 2>&1
-out=$(rj start /bin/true 2>&1)
-rc=$?
-[ "$rc" -ne 0 ] && ok "Start on a full disk fails" || fail "Start on a full disk fails" "$out"
+for i in $(seq 10); do
+    out=$(rj start /bin/true 2>&1)
+    rc=$?
+    [ "$rc" -ne 0 ] && break
+done
+[ "$rc" -ne 0 ] && ok "Start on a full disk fails (attempt $i)" ||
+    fail "Start on a full disk fails (within 10 attempts)" "$out"
 expect_match "with RESOURCE_EXHAUSTED, in plain words" 'RESOURCE_EXHAUSTED' "$out"
 touch "$PUB/go"
 wait_end "$H"
@@ -80,6 +89,9 @@ expect_eq "the first job is untouched" "exited 3 a" \
 kill -0 "$RJ_SERVER_PID" && ok "the server is alive" || fail "the server is alive"
 bad=0
 for d in "$RJ_STATE"/*/; do
+    # A folder made ahead that no Start took holds no record yet (and only that).
+    [ -e "$d/status" ] || [ -n "$(ls "$d" | grep -vxE 'status.tmp|status.spare|output')" ] ||
+        continue
     grep -q '^output_truncated=' "$d/status" 2>/dev/null || { bad=$((bad + 1)); echo "# bad record: $d"; }
 done
 expect_eq "every job folder holds a whole record (none left by the refused Start)" 0 "$bad"

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,5 +397,95 @@ Test(jobtab, authorisation)
     cr_assert_eq(jobtab_list(t, "carol", &list, &n), 0);
     cr_expect_eq(n, 0);
     free(list);
+    jobtab_free(t);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    char p[512];
+    struct stat sb;
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    return stat(p, &sb) == 0;
+}
+
+/* A slot is a folder made ahead with room for two records: adding a job in it writes only its
+ * record; the spare becomes the running job's next reserve; an ended job keeps only 'status'. */
+Test(jobtab, slot_folder_made_ahead_holds_the_job)
+{
+    static const char *const args[] = {"-c", "true"};
+    struct job_limits lim = {0};
+    struct jobtab *t = table(0);
+    struct jobtab_slot *sl = NULL;
+    struct jobtab_entry *e = NULL;
+    char dir[256], id[40], out[512], want[512];
+    struct stat sb;
+
+    cr_assert_eq(jobtab_slot_new(t, &sl), 0);
+    strcpy(id, jobtab_slot_id(sl));
+    cr_assert(jobtab_is_id(id));
+    snprintf(dir, sizeof(dir), "%s/%s", state_dir, id);
+    cr_expect(exists(dir, "status.tmp") && exists(dir, "status.spare"), "two records' room");
+    cr_expect_not(exists(dir, "status"), "no record yet");
+    cr_assert_eq(jobtab_slot_output_path(t, sl, out, sizeof(out)), 0);
+    snprintf(want, sizeof(want), "%s/output", dir);
+    cr_expect_str_eq(out, want);
+
+    cr_assert_eq(jobtab_add_in(t, &sl, "alice", "", "/bin/sh", args, 2, &lim, JOB_NET_NONE, &e), 0);
+    cr_expect_null(sl, "the slot was taken");
+    cr_expect_str_eq(jobtab_entry_spec(e)->id, id, "the job has the slot's id");
+    cr_expect(exists(dir, "status"));
+    cr_expect(exists(dir, "status.tmp"), "a STARTING job has its reserve");
+    cr_expect_not(exists(dir, "status.spare"), "the spare became the reserve");
+    snprintf(want, sizeof(want), "%s/status.tmp", dir);
+    cr_assert_eq(stat(want, &sb), 0);
+    cr_expect_geq(sb.st_blocks * 512, 4096, "allocated, not sparse");
+    finish(t, e, 0);
+    cr_expect_eq(count_files(dir), 1, "an ended job keeps only 'status'");
+    jobtab_free(t);
+
+    t = table(0);
+    cr_assert_eq(jobtab_load(t, NULL, NULL), 1);
+    cr_expect_not_null(jobtab_lookup(t, id, "alice"));
+    jobtab_free(t);
+}
+
+/* A Start refused for its name (or the cap) leaves the slot with the caller, still usable; a
+ * slot nobody took is removed by jobtab_slot_free, or at the next load (a server that died). */
+Test(jobtab, unused_slots_are_removed)
+{
+    static const char *const args[] = {"-c", "true"};
+    struct job_limits lim = {0};
+    struct jobtab *t = table(0);
+    struct jobtab_slot *a = NULL, *b = NULL;
+    struct jobtab_entry *e = NULL;
+    char dir_a[256], dir_b[256], out[512];
+    FILE *f;
+
+    add(t, "alice", "web", 0);
+    cr_assert_eq(jobtab_slot_new(t, &a), 0);
+    cr_assert_eq(jobtab_slot_new(t, &b), 0);
+    cr_expect_str_neq(jobtab_slot_id(a), jobtab_slot_id(b));
+    snprintf(dir_a, sizeof(dir_a), "%s/%s", state_dir, jobtab_slot_id(a));
+    snprintf(dir_b, sizeof(dir_b), "%s/%s", state_dir, jobtab_slot_id(b));
+    cr_assert_eq(jobtab_add_in(t, &a, "alice", "web", "/bin/sh", args, 2, &lim, JOB_NET_NONE, &e),
+                 -EEXIST);
+    cr_assert_not_null(a, "a refused Start leaves the slot to the caller");
+    /* The caller may have made the output log in it. */
+    cr_assert_eq(jobtab_slot_output_path(t, a, out, sizeof(out)), 0);
+    f = fopen(out, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    jobtab_slot_free(t, a);
+    cr_expect_eq(access(dir_a, F_OK), -1, "an unused slot's folder is removed");
+    cr_assert_eq(jobtab_slot_output_path(t, b, out, sizeof(out)), 0);
+    f = fopen(out, "w");
+    fclose(f);
+    jobtab_free(t); /* b left behind, as by a server killed with -9 */
+    free(b);        /* only the memory: the folder stays */
+    cr_expect_eq(access(dir_b, F_OK), 0);
+
+    t = table(0);
+    cr_assert_eq(jobtab_load(t, NULL, NULL), 1, "the slot is no job");
+    cr_expect_eq(access(dir_b, F_OK), -1, "a slot left by a dead server is removed at load");
     jobtab_free(t);
 }
