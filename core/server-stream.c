@@ -251,9 +251,9 @@ static void send_final(struct scall *sc, grpc_byte_buffer *bb)
     memset(ops, 0, sizeof(ops));
     (void)pthread_mutex_lock(&sc->mu);
     if (sc->close_done || !bb) {
-        sc->bb = bb;
-        drop_message(sc);
         (void)pthread_mutex_unlock(&sc->mu);
+        sc->bb = bb;
+        drop_message(sc); /* outside mu, as everywhere: a release may lock other streams */
         if (bb)
             drop_token(sc);
         else
@@ -297,9 +297,7 @@ static void on_status(struct tag *t, bool ok)
     struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, status_tag));
 
     (void)ok;
-    (void)pthread_mutex_lock(&sc->mu);
-    drop_message(sc); /* the final chunk, if it went with the status */
-    (void)pthread_mutex_unlock(&sc->mu);
+    drop_message(sc); /* the final chunk, if it went with the status (we hold the token) */
     drop_token(sc);
 }
 
