@@ -187,93 +187,67 @@ static void start(struct scall *sc, grpc_op *ops, size_t n, struct tag *tag)
     }
 }
 
-static void send_message(struct scall *sc, grpc_byte_buffer *bb)
-{
-    grpc_op ops[2];
-    size_t n = 0;
-
-    memset(ops, 0, sizeof(ops));
-    (void)pthread_mutex_lock(&sc->mu);
-    if (sc->close_done || !bb) {
-        (void)pthread_mutex_unlock(&sc->mu);
-        sc->bb = bb;
-        drop_message(sc);
-        drop_token(sc);
-        return;
-    }
-    sc->tok = TOK_WRITE;
-    sc->bb = bb;
-    if (!sc->md_sent) {
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-        sc->md_sent = true;
-    }
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = bb;
-    (void)pthread_mutex_unlock(&sc->mu);
-    start(sc, ops, n, &sc->write_tag);
-}
-
-static void send_status(struct scall *sc, int code, const char *msg)
+/* Starts the stream's next batch, holding the token: initial metadata if not sent yet, the
+ * message bb (when want_msg), then the status (when with_status). A message that could not be
+ * packed (want_msg, bb NULL) ends the stream with INTERNAL instead. */
+static void send_batch(struct scall *sc, bool want_msg, grpc_byte_buffer *bb, bool with_status,
+                       int code, const char *msg)
 {
     grpc_slice details = grpc_slice_from_static_string(msg);
-    grpc_op ops[2];
-    size_t n = 0;
-
-    memset(ops, 0, sizeof(ops));
-    (void)pthread_mutex_lock(&sc->mu);
-    if (sc->close_done) {
-        (void)pthread_mutex_unlock(&sc->mu);
-        drop_token(sc);
-        return;
-    }
-    sc->tok = TOK_STATUS;
-    sc->code = code;
-    if (!sc->md_sent) {
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-        sc->md_sent = true;
-    }
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
-    ops[n++].data.send_status_from_server.status_details = &details;
-    (void)pthread_mutex_unlock(&sc->mu);
-    start(sc, ops, n, &sc->status_tag);
-}
-
-/* The final chunk and the OK status in one batch: the client learns the job's end and the
- * stream's in one read, without a send completion and another batch in between (one hop less
- * on the path of a Start followed to its end). Holds the token, like send_message. */
-static void send_final(struct scall *sc, grpc_byte_buffer *bb)
-{
-    grpc_slice details = grpc_slice_from_static_string("");
     grpc_op ops[3];
     size_t n = 0;
 
     memset(ops, 0, sizeof(ops));
     (void)pthread_mutex_lock(&sc->mu);
-    if (sc->close_done || !bb) {
+    if (sc->close_done || (want_msg && !bb)) {
+        bool closed = sc->close_done;
+
         (void)pthread_mutex_unlock(&sc->mu);
         sc->bb = bb;
         drop_message(sc); /* outside mu, as everywhere: a release may lock other streams */
-        if (bb)
+        if (closed)
             drop_token(sc);
         else
-            send_status(sc, RPC_INTERNAL, "the server ran out of memory");
+            send_batch(sc, false, NULL, true, RPC_INTERNAL, "the server ran out of memory");
         return;
     }
-    sc->tok = TOK_STATUS;
-    sc->code = RPC_OK;
+    sc->tok = with_status ? TOK_STATUS : TOK_WRITE;
+    if (with_status)
+        sc->code = code;
     sc->bb = bb;
     if (!sc->md_sent) {
         ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
         sc->md_sent = true;
     }
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = bb;
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
-    ops[n++].data.send_status_from_server.status_details = &details;
+    if (bb) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = bb;
+    }
+    if (with_status) {
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n].data.send_status_from_server.status = (grpc_status_code)code;
+        ops[n++].data.send_status_from_server.status_details = &details;
+    }
     (void)pthread_mutex_unlock(&sc->mu);
-    start(sc, ops, n, &sc->status_tag);
+    start(sc, ops, n, with_status ? &sc->status_tag : &sc->write_tag);
+}
+
+static void send_message(struct scall *sc, grpc_byte_buffer *bb)
+{
+    send_batch(sc, true, bb, false, RPC_OK, "");
+}
+
+static void send_status(struct scall *sc, int code, const char *msg)
+{
+    send_batch(sc, false, NULL, true, code, msg);
+}
+
+/* The final chunk and the OK status in one batch: the client learns the job's end and the
+ * stream's in one read, without a send completion and another batch in between (one hop less
+ * on the path of a Start followed to its end). */
+static void send_final(struct scall *sc, grpc_byte_buffer *bb)
+{
+    send_batch(sc, true, bb, true, RPC_OK, "");
 }
 
 static void on_write(struct tag *t, bool ok)

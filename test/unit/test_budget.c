@@ -40,6 +40,15 @@ static void init_waiters(struct waiter *w, int n)
     atomic_store(&grant_counter, 0);
 }
 
+/* Makes the first n of w count as readers (an acquire and release of a small message each). */
+static void count_readers(struct budget *b, struct waiter *w, int n)
+{
+    for (int i = 0; i < n; i++)
+        budget_acquire(b, &w[i].bw, 0);
+    for (int i = 0; i < n; i++)
+        budget_release(b, 16 * KiB);
+}
+
 static struct budget *make(const struct budget_config *c)
 {
     struct budget *b = NULL;
@@ -115,10 +124,7 @@ Test(budget, many_readers_take_turns_in_order)
 
     init_waiters(w, 9);
     /* 8 readers: an equal share (128 KiB) is below a turn: 4 turns run, 4 wait in order. */
-    for (int i = 0; i < 8; i++)
-        budget_acquire(b, &w[i].bw, 0); /* counted as readers, min each */
-    for (int i = 0; i < 8; i++)
-        budget_release(b, 16 * KiB);
+    count_readers(b, w, 8);
     for (int i = 0; i < 4; i++)
         cr_expect_eq(budget_acquire(b, &w[i].bw, 1 << 30), 256 * KiB, "turn %d", i);
     for (int i = 4; i < 8; i++)
@@ -161,10 +167,7 @@ Test(budget, cancel_takes_a_waiter_out)
     struct budget_stats st;
 
     init_waiters(w, 6);
-    for (int i = 0; i < 6; i++)
-        budget_acquire(b, &w[i].bw, 0);
-    for (int i = 0; i < 6; i++)
-        budget_release(b, 16 * KiB);
+    count_readers(b, w, 6);
     for (int i = 0; i < 4; i++)
         cr_assert_eq(budget_acquire(b, &w[i].bw, 1 << 30), 256 * KiB);
     cr_assert_eq(budget_acquire(b, &w[4].bw, 1 << 30), 0);
@@ -202,10 +205,7 @@ Test(budget, stalled_turns_fall_back_to_small_messages)
     int64_t t0;
 
     init_waiters(w, 6);
-    for (int i = 0; i < 6; i++)
-        budget_acquire(b, &w[i].bw, 0);
-    for (int i = 0; i < 6; i++)
-        budget_release(b, 16 * KiB);
+    count_readers(b, w, 6);
     /* Four readers take the whole budget and never read again. */
     for (int i = 0; i < 4; i++)
         cr_assert_eq(budget_acquire(b, &w[i].bw, 1 << 30), 256 * KiB);
