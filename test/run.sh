@@ -122,17 +122,12 @@ tier() {
         export TSAN_OPTIONS="suppressions=$ROOT/$supp second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
         export LSAN_OPTIONS="suppressions=$ROOT/test/asan/lsan-suppressions.txt print_suppressions=0 ${LSAN_OPTIONS:-}"
         # Excluded under TSan, by name (reported as skipped):
-        #  job::kill_9_of_the_server_kills_every_job_process forks a stand-in "server" out of the
-        #    test process, which is already multi-threaded (the runner's event thread), and
-        #    starts threads in the child; TSan refuses that by design ("starting new threads
-        #    after multi-threaded fork is not supported. Dying"). The same kill -9 of a real
-        #    server is covered under TSan by test_server_restart.sh.
         #  cg_v1::pids_limit_holds counts the tasks a pids-limited cgroup admits (pids.max=5:
         #    the child and 4 forks). Under TSan a process forked from a single-threaded one
         #    starts TSan's background thread, which takes one of the 5 (3 forks, every time).
         export CRSHIM_EXCLUDE=
         [ "$name" = tsan ] &&
-            CRSHIM_EXCLUDE="job::kill_9_of_the_server_kills_every_job_process cg_v1::pids_limit_holds"
+            CRSHIM_EXCLUDE="cg_v1::pids_limit_holds"
         for dir in unit host; do
             for t in "$bdir"/test/"$dir"/test_*; do
                 [ -x "$t" ] && [ -f "$t" ] || continue

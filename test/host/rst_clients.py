@@ -8,8 +8,9 @@ RST_STREAM). Used by test/host/test_server_load.sh.
 
 Runs TOTAL clients, BATCH at a time: a batch connects and starts its streams concurrently,
 then all of its clients reset at once. With HOLD (seconds), each client first stays connected
-that long without reading anything more: a reader that stopped, whose flow-control window
-the server fills (test/host/test_server_streams.sh). Prints "streamed N of TOTAL" (N = clients that got
+that long as a reader that stopped reading: it never sends a WINDOW_UPDATE, so the server
+fills its flow-control window and can send it nothing more, but it answers the server's
+keepalive PINGs, so the server has no reason to drop it (test/host/test_server_streams.sh). Prints "streamed N of TOTAL" (N = clients that got
 output before they vanished) and the first few errors; exits 0 when every client streamed.
 """
 import socket
@@ -20,7 +21,7 @@ import threading
 import time
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, SETTINGS, GOAWAY = 0, 1, 4, 7
+DATA, HEADERS, SETTINGS, PING, GOAWAY = 0, 1, 4, 6, 7
 
 
 def frame(ftype, flags, stream, payload=b""):
@@ -72,8 +73,25 @@ class Client(threading.Thread):
             self.barrier.wait(timeout=120)
         except threading.BrokenBarrierError:
             pass
-        time.sleep(self.hold)
+        if self.sock is not None and self.error is None:
+            self.stall()
         self.vanish()
+
+    def stall(self):
+        deadline = time.monotonic() + self.hold
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.sock.settimeout(left)
+                hdr = recv_exact(self.sock, 9)
+                length = struct.unpack(">I", b"\x00" + hdr[:3])[0]
+                payload = recv_exact(self.sock, length)
+                if hdr[3] == PING and not hdr[4] & 0x1:
+                    self.sock.sendall(frame(PING, 0x1, 0, payload))
+        except (OSError, ConnectionError):
+            return  # timed out (the hold is over) or the server closed
 
     def start_stream(self):
         host, port, job = self.args["host"], self.args["port"], self.args["job"]

@@ -585,22 +585,45 @@ Test(job, concurrent_stops_are_safe)
 
 /* ---- the server dies */
 
+/* The stand-in server: this test binary exec'd afresh with argv {STANDIN_ARGV0, fd, tmpdir}.
+ * It starts a job whose shell leaves a setsid'd grandchild behind, writes the job's id to fd
+ * and waits to be killed. A fresh exec, not a fork of the test process: that one is
+ * multi-threaded (the runner's event and pool threads), and a forked child that starts
+ * threads of its own can hang on a lock another thread held at the fork (it did, once, under
+ * ASan) and is refused by TSan. glibc passes main's arguments to constructors. */
+#define STANDIN_ARGV0 "runjob-test-standin-server"
+
+__attribute__((constructor)) static void run_standin_server(int argc, char **argv)
+{
+    struct job_runner *r;
+    struct run run;
+
+    if (argc != 3 || strcmp(argv[0], STANDIN_ARGV0) != 0)
+        return;
+    snprintf(tmpdir, sizeof(tmpdir), "%s", argv[2]);
+    r = new_runner(false);
+    start_ex(&run, r, NULL, JOB_NET_NONE, NOBODY, "/bin/sh",
+             (const char *const[]){"-c", "(setsid sleep 1000 &); sleep 1000", NULL});
+    if (run.r < 0)
+        _exit(1);
+    (void)!write(atoi(argv[1]), run.id, sizeof(run.id));
+    for (;;)
+        pause();
+}
+
 Test(job, kill_9_of_the_server_kills_every_job_process)
 {
     int pfd[2];
+    char fdarg[16];
     cr_assert_eq(pipe(pfd), 0);
+    snprintf(fdarg, sizeof(fdarg), "%d", pfd[1]);
+    /* Everything the child needs is ready before the fork: it only execs. */
+    char *const argv[] = {STANDIN_ARGV0, fdarg, tmpdir, NULL};
     pid_t server = fork();
     cr_assert(server >= 0);
     if (server == 0) {
-        struct job_runner *r = new_runner(false);
-        struct run run;
-        start_ex(&run, r, NULL, JOB_NET_NONE, NOBODY, "/bin/sh",
-                 (const char *const[]){"-c", "(setsid sleep 1000 &); sleep 1000", NULL});
-        if (run.r < 0)
-            _exit(1);
-        (void)!write(pfd[1], run.id, sizeof(run.id));
-        for (;;)
-            pause();
+        execv("/proc/self/exe", argv);
+        _exit(127);
     }
     close(pfd[1]);
     char id[64] = "";
