@@ -10,7 +10,7 @@ Runs TOTAL clients, BATCH at a time: a batch connects and starts its streams con
 then all of its clients reset at once. With HOLD (seconds), each client first stays connected
 that long as a reader that stopped reading: it never sends a WINDOW_UPDATE, so the server
 fills its flow-control window and can send it nothing more, but it answers the server's
-keepalive PINGs, so the server has no reason to drop it (test/host/test_server_streams.sh). Prints "streamed N of TOTAL" (N = clients that got
+keepalive PINGs and acknowledges its SETTINGS, so the server has no reason to drop it (test/host/test_server_streams.sh). Prints "streamed N of TOTAL" (N = clients that got
 output before they vanished) and the first few errors; exits 0 when every client streamed.
 """
 import socket
@@ -69,12 +69,16 @@ class Client(threading.Thread):
             self.start_stream()
         except Exception as e:  # reported by the caller
             self.error = repr(e)
-        try:
-            self.barrier.wait(timeout=120)
-        except threading.BrokenBarrierError:
-            pass
-        if self.sock is not None and self.error is None:
-            self.stall()
+        if self.hold > 0:
+            # At once, not at the barrier: a client blocked there would not answer the
+            # keepalive PINGs, and the server would drop it after ~40 s.
+            if self.sock is not None and self.error is None:
+                self.stall()
+        else:
+            try:
+                self.barrier.wait(timeout=120)
+            except threading.BrokenBarrierError:
+                pass
         self.vanish()
 
     def stall(self):
@@ -90,6 +94,8 @@ class Client(threading.Thread):
                 payload = recv_exact(self.sock, length)
                 if hdr[3] == PING and not hdr[4] & 0x1:
                     self.sock.sendall(frame(PING, 0x1, 0, payload))
+                elif hdr[3] == SETTINGS and not hdr[4] & 0x1:  # unacked, gRPC hangs up
+                    self.sock.sendall(frame(SETTINGS, 0x1, 0))
         except (OSError, ConnectionError):
             return  # timed out (the hold is over) or the server closed
 
