@@ -284,22 +284,32 @@ static void on_hop(struct tag *t, bool ok)
     pump(sc);
 }
 
+/* Hands the token (already set to PUMP) to a CQ thread: an empty batch completes at once on
+ * our queue and on_hop pumps there. False if the batch could not start (it cannot, for an
+ * empty batch; if it did, the call is cancelled and the close handler ends the stream): the
+ * caller then gives the token up. */
+static bool hop_to_cq(struct scall *sc)
+{
+    grpc_call_error e = tag_start_batch(sc->ci.call, NULL, 0, &sc->hop_tag);
+
+    if (e == GRPC_CALL_OK)
+        return true;
+    log_error("stream %s: hop to a CQ thread: %d", sc->ci.id, (int)e);
+    (void)grpc_call_cancel(sc->ci.call, NULL);
+    return false;
+}
+
 /* Budget grant: our turn to send came (or turns stalled). Called once per queueing, without
  * the budget's lock, from the thread whose release made room or from the budget's timer; like
  * on_wake it only hands the token to a CQ thread. */
 static void on_grant(struct budget_waiter *w)
 {
     struct scall *sc = (struct scall *)((char *)w - offsetof(struct scall, bw));
-    grpc_call_error e;
 
     (void)pthread_mutex_lock(&sc->mu); /* waits for the pump that queued us to let go */
     sc->tok = TOK_PUMP;
     (void)pthread_mutex_unlock(&sc->mu);
-    e = tag_start_batch(sc->ci.call, NULL, 0, &sc->hop_tag);
-    if (e != GRPC_CALL_OK) {
-        /* As in on_wake: cancel, give the grant back, let the close handler end the stream. */
-        log_error("stream %s: hop to a CQ thread: %d", sc->ci.id, (int)e);
-        (void)grpc_call_cancel(sc->ci.call, NULL);
+    if (!hop_to_cq(sc)) { /* give the grant back, and the token */
         budget_release(chunk_budget, budget_acquire(chunk_budget, &sc->bw, 0));
         (void)pthread_mutex_lock(&sc->mu);
         sc->tok = TOK_NONE;
@@ -313,7 +323,6 @@ static void on_grant(struct budget_waiter *w)
 static void on_wake(void *userdata)
 {
     struct scall *sc = userdata;
-    grpc_call_error e;
 
     (void)pthread_mutex_lock(&sc->mu);
     if (sc->tok == TOK_ARMING) {
@@ -327,12 +336,7 @@ static void on_wake(void *userdata)
     }
     sc->tok = TOK_PUMP;
     (void)pthread_mutex_unlock(&sc->mu);
-    e = tag_start_batch(sc->ci.call, NULL, 0, &sc->hop_tag);
-    if (e != GRPC_CALL_OK) {
-        /* Cannot happen for an empty batch; if it did, cancel the call and let the close
-         * handler end the stream (freeing here is not allowed). */
-        log_error("stream %s: hop to a CQ thread: %d", sc->ci.id, (int)e);
-        (void)grpc_call_cancel(sc->ci.call, NULL);
+    if (!hop_to_cq(sc)) { /* freeing is not allowed here: the close handler will */
         (void)pthread_mutex_lock(&sc->mu);
         sc->tok = TOK_NONE;
         (void)pthread_mutex_unlock(&sc->mu);
