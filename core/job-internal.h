@@ -44,7 +44,7 @@ struct job {
     struct watch w_out, w_err, w_status, w_pid;
 
     /* Event thread only. */
-    bool reaped, have_status, finalised;
+    bool reaped, have_status, end_published, finalised;
     struct spawn_status st;
     int shim_code, shim_status; /* waitid si_code / si_status of the shim */
 

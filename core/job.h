@@ -96,7 +96,9 @@ typedef void (*job_event_fn)(struct job *j, void *userdata);
 
 /* Starts a job and returns once the command has been exec'd (JOB_RUNNING), with *ret set.
  * on_end(j, userdata) runs once, on the event thread, after the final status is set and then
- * the outlog closed. On failure returns -errno and writes a plain-words reason into
+ * the outlog closed: as soon as the command's end is known and its output is at EOF, which may
+ * be while the shim (PID 1) is still taking its namespaces down; job_wait() waits for that and
+ * for the cgroup's removal. On failure returns -errno and writes a plain-words reason into
  * errbuf ("'/bin/nope': no such file", "'/etc/passwd': not executable", ...) and leaves nothing
  * behind (no cgroup, process or fd). Thread-safe. */
 int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on_end,
@@ -110,7 +112,8 @@ int job_stop_async(struct job *j, int sig, int64_t grace_ms, job_event_fn done, 
 /* Blocking stop: returns when every process is gone and the cgroup removed. Not on the event
  * thread. */
 int job_stop(struct job *j, int sig, int64_t grace_ms);
-/* Blocks until the job has ended. Not on the event thread. */
+/* Blocks until the job has ended, its shim is gone and its cgroup removed. Not on the event
+ * thread. */
 void job_wait(struct job *j);
 
 /* A consistent snapshot; live usage read from the cgroup while running. Thread-safe. */

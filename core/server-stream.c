@@ -348,7 +348,7 @@ static grpc_byte_buffer *final_chunk(struct scall *sc)
     Jobmanager__V1__OutputChunk c = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
     struct status_buf sb;
 
-    /* The log is closed only after the job's final status is set (job.c finalise) or, for a
+    /* The log is closed only after the job's final status is set (job.c publish_end) or, for a
      * failed start, after the server recorded FAILED_TO_START; but the record may lag the
      * close by the on_end callback when no job is attached yet. Give it a moment. */
     for (int i = 0; i < 200 && !jobtab_entry_job(sc->e) && jobtab_entry_is_running(sc->e); i++) {

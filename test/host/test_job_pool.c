@@ -1,6 +1,6 @@
 /* core/job with shims started ahead of time (job_runner_config.prespawn_shims): every test of
  * test_job.c (isolation, cgroups, limits, stops, failures) again, on pooled shims, plus what
- * only the pool has. */
+ * only the pool has, and when a job's end is published (the server's default runner). */
 #define TEST_PRESPAWN 2
 #include "test_job.c"
 
@@ -114,4 +114,55 @@ Test(job, a_pooled_shim_killed_while_waiting_is_not_handed_out)
     cr_expect_eq(run.st.state, JOB_EXITED, "%s", job_state_name(run.st.state));
     cr_expect_eq(run.st.exit_code, 7);
     done(&run);
+}
+
+struct end_probe {
+    pid_t shim;
+    bool shim_unreaped; /* at on_end */
+    struct job_status st;
+    atomic_int calls;
+};
+
+static void on_end_probe(struct job *j, void *userdata)
+{
+    struct end_probe *p = userdata;
+
+    p->shim_unreaped = kill(p->shim, 0) == 0; /* a zombie not yet waited for counts too */
+    job_get_state(j, &p->st);
+    atomic_fetch_add(&p->calls, 1);
+}
+
+/* The end goes out on the shim's status record once the output is at EOF, not when the shim
+ * (PID 1) has exited: its exit first kills and waits for whatever the command left behind (here
+ * a dd holding 256 MiB, whose teardown takes tens of ms). job_wait still waits for all of it. */
+Test(job, end_is_published_before_the_shim_exits_and_job_wait_waits_for_it)
+{
+    static const char *const args[] = {
+        "-c", "dd if=/dev/zero of=/dev/null bs=256M count=100000 2>/dev/null & sleep 0.5; exit 3",
+        NULL};
+    struct end_probe probe = {0};
+    struct job_status st;
+    char logpath[256], id[64], err[256];
+    struct outlog *log;
+    struct job *j;
+
+    make_id(id, sizeof(id));
+    snprintf(logpath, sizeof(logpath), "%s/%s.log", tmpdir, id);
+    cr_assert_eq(outlog_create(logpath, 0, &log), 0);
+    struct job_spec spec = {.id = id, .path = "/bin/sh", .args = args, .n_args = 2,
+                            .uid = NOBODY, .gid = NOBODY, .log = log};
+    cr_assert_eq(job_start(runner, &spec, on_end_probe, &probe, &j, err, sizeof(err)), 0, "%s",
+                 err);
+    job_get_state(j, &st);
+    probe.shim = st.pid;
+    cr_assert_gt(probe.shim, 0);
+    job_wait(j);
+    cr_assert_eq(atomic_load(&probe.calls), 1);
+    cr_expect_eq(probe.st.state, JOB_EXITED, "%s", job_state_name(probe.st.state));
+    cr_expect_eq(probe.st.exit_code, 3);
+    cr_expect(probe.shim_unreaped, "on_end ran only after the shim was reaped");
+    cr_expect_neq(kill(probe.shim, 0), 0, "job_wait returned before the shim was reaped");
+    cr_expect(!cgroup_exists(id), "job_wait returned before the cgroup was removed");
+    job_free(j);
+    outlog_free(log);
 }
