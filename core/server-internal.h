@@ -1,6 +1,7 @@
 #pragma once
-/* Shared between core/server.c (setup, CQ threads, unary calls, shutdown) and
- * core/server-stream.c (the Stream call). Not a public header. */
+/* Shared between core/server.c (setup, shutdown), core/server-calls.c (request slots, CQ
+ * threads, dispatch), core/server-unary.c (the unary calls) and core/server-stream.c (the
+ * Stream call). Not a public header. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -101,6 +102,14 @@ struct call_info {
     bool is_admin;
 };
 
+/* ---- calls (server-calls.c) ---- */
+
+/* Registers every RPC method with s->gs (before grpc_server_start). */
+void server_register_methods(struct server *s);
+/* Arms the request slots: a few per method, and a few for unknown methods. */
+void server_arm_slots(struct server *s);
+/* A completion-queue thread (arg: the server): runs every tag's fn until the CQ shuts down. */
+void *server_cq_thread(void *arg);
 /* One audit line for a finished RPC. */
 void server_audit(struct server *s, const struct call_info *ci, int code);
 /* Call contexts count themselves in and out so shutdown can wait for them. */

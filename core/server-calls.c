@@ -1,0 +1,423 @@
+/* The calls' way in and what every call shares: the request slots (one outstanding
+ * grpc_server_request_(registered_)call each), the completion-queue threads, the caller's
+ * identity, decoding and routing to the handlers (server-unary.c, server-stream.c); the
+ * live-call count, the audit line and the JobStatus message. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/grpc_security_constants.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "job.h"
+#include "log.h"
+#include "rpc-internal.h"
+#include "server-internal.h"
+
+#define SLOTS_PER_METHOD 8
+#define GENERIC_SLOTS    2
+
+/* Indexed by enum rpc_method; the request types and checks are rpc_request_decode()'s. */
+static const struct {
+    const char *path, *name;
+} methods[RPC_M_COUNT] = {
+    [RPC_M_START] = {"/jobmanager.v1.JobManager/Start", "Start"},
+    [RPC_M_STOP] = {"/jobmanager.v1.JobManager/Stop", "Stop"},
+    [RPC_M_STATUS] = {"/jobmanager.v1.JobManager/Status", "Status"},
+    [RPC_M_LIST] = {"/jobmanager.v1.JobManager/List", "List"},
+    [RPC_M_STREAM] = {"/jobmanager.v1.JobManager/Stream", "Stream"},
+    [RPC_M_PING] = {"/jobmanager.v1.JobManager/Ping", "Ping"},
+};
+
+/* A request slot: one outstanding grpc_server_request_(registered_)call, re-armed as it fires. */
+struct slot {
+    struct tag tag;
+    struct server *s;
+    int method; /* -1: the generic slot for unknown methods */
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload;
+    grpc_call_details details;
+};
+
+/* ---- bookkeeping ----------------------------------------------------------------------- */
+
+void server_call_enter(struct server *s)
+{
+    (void)pthread_mutex_lock(&s->mu);
+    s->live_calls++;
+    (void)pthread_mutex_unlock(&s->mu);
+}
+
+void server_call_leave(struct server *s)
+{
+    (void)pthread_mutex_lock(&s->mu);
+    s->live_calls--;
+    (void)pthread_cond_broadcast(&s->cond);
+    (void)pthread_mutex_unlock(&s->mu);
+}
+
+static void iso_time(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    size_t n;
+
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    (void)gmtime_r(&ts.tv_sec, &tm);
+    n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    (void)snprintf(buf + n, len - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
+}
+
+void server_audit(struct server *s, const struct call_info *ci, int code)
+{
+    char t[40], line[1024], cn[CN_MAX * 6 + 1], peer[PEER_MAX * 6 + 1];
+    int n;
+
+    iso_time(t, sizeof(t));
+    (void)log_json_escape(cn, sizeof(cn), ci->cn[0] ? ci->cn : "-");
+    (void)log_json_escape(peer, sizeof(peer), ci->peer[0] ? ci->peer : "-");
+    if (s->cfg.audit_json)
+        n = snprintf(line, sizeof(line),
+                     "{\"time\":\"%s\",\"audit\":true,\"cn\":\"%s\",\"peer\":\"%s\","
+                     "\"method\":\"%s\",\"job\":\"%s\",\"code\":\"%s\"}\n",
+                     t, cn, peer, ci->method, ci->id[0] ? ci->id : "", rpc_code_name(code));
+    else
+        n = snprintf(line, sizeof(line), "%s audit cn=\"%s\" peer=%s method=%s job=%s code=%s\n", t,
+                     cn, peer, ci->method, ci->id[0] ? ci->id : "-", rpc_code_name(code));
+    if (n > (int)sizeof(line) - 1)
+        n = (int)sizeof(line) - 1;
+    /* One write per line: concurrent calls never interleave inside a line. */
+    (void)!write(s->cfg.audit_fd, line, (size_t)n);
+}
+
+/* ---- status messages ------------------------------------------------------------------- */
+
+static Jobmanager__V1__JobState state_to_proto(enum job_state st)
+{
+    switch (st) {
+    case JOB_STARTING:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_STARTING;
+    case JOB_RUNNING:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING;
+    case JOB_EXITED:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED;
+    case JOB_KILLED:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED;
+    case JOB_FAILED_TO_START:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START;
+    case JOB_LOST:
+    default:
+        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST;
+    }
+}
+
+void server_fill_status(struct server *s, struct jobtab_entry *e, struct status_buf *sb)
+{
+    const struct jobtab_spec *spec = jobtab_entry_spec(e);
+    struct job *j = jobtab_entry_job(e);
+    struct outlog *log = jobtab_entry_log(e);
+    struct job_status *js = &sb->js.job;
+
+    (void)s;
+    jobtab_entry_get_status(e, &sb->js);
+    /* A live job knows better than the record: usage, pid, and its end before on_end ran. */
+    if (j)
+        job_get_status(j, js);
+    if (log) {
+        sb->js.output_bytes = outlog_get_bytes(log);
+        sb->js.output_truncated = outlog_is_truncated(log);
+    }
+    jobmanager__v1__job_status__init(&sb->st);
+    jobmanager__v1__limits__init(&sb->limits);
+    jobmanager__v1__usage__init(&sb->usage);
+    sb->st.owner = spec->owner;
+    sb->st.name = spec->name;
+    sb->st.id = (char *)spec->id;
+    sb->st.command = spec->command;
+    sb->st.args = spec->args;
+    sb->st.n_args = spec->n_args;
+    sb->st.state = state_to_proto(js->state);
+    sb->st.is_running = js->state == JOB_STARTING || js->state == JOB_RUNNING;
+    sb->st.pid = sb->st.is_running ? js->pid : 0;
+    sb->st.exit_code = js->exit_code;
+    sb->st.signal = js->signal;
+    sb->st.error = js->error;
+    sb->st.oom_killed = js->oom_killed;
+    sb->st.start_time_ms = js->start_ms;
+    sb->st.end_time_ms = js->end_ms;
+    sb->limits.cpu_millis = spec->limits.cpu_millis;
+    sb->limits.memory_bytes = spec->limits.memory_bytes;
+    sb->limits.io_riops = spec->limits.io_riops;
+    sb->limits.io_wiops = spec->limits.io_wiops;
+    sb->limits.io_rbps = spec->limits.io_rbps;
+    sb->limits.io_wbps = spec->limits.io_wbps;
+    sb->limits.pids = spec->limits.pids;
+    sb->st.limits = &sb->limits;
+    sb->usage.cpu_usec = js->cpu_usec;
+    sb->usage.memory_peak_bytes = js->memory_peak_bytes;
+    sb->usage.output_bytes = sb->js.output_bytes;
+    sb->usage.output_truncated = sb->js.output_truncated;
+    sb->st.usage = &sb->usage;
+    sb->st.network = spec->network == JOB_NET_HOST
+                         ? JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST
+                         : JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE;
+}
+
+/* ---- request slots --------------------------------------------------------------------- */
+
+static void arm(struct slot *sl);
+
+/* The verified client certificate's CN into buf. 0, or -ENOKEY (none, empty, unprintable). */
+int server_peer_cn(grpc_call *call, char *buf, size_t len)
+{
+    grpc_auth_context *ctx = grpc_call_auth_context(call);
+    grpc_auth_property_iterator it;
+    const grpc_auth_property *p;
+    int r = -ENOKEY;
+
+    if (!ctx)
+        return -ENOKEY;
+    if (grpc_auth_context_peer_is_authenticated(ctx)) {
+        it = grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME);
+        p = grpc_auth_property_iterator_next(&it);
+        if (p && p->value && p->value_length > 0 && p->value_length < len) {
+            memcpy(buf, p->value, p->value_length); /* not NUL-terminated */
+            buf[p->value_length] = '\0';
+            if (strlen(buf) == p->value_length && rpc_name_is_valid(buf, len - 1))
+                r = 0;
+        }
+    }
+    grpc_auth_context_release(ctx);
+    return r;
+}
+
+static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer *payload)
+{
+    struct ucall *uc = calloc(1, sizeof(*uc));
+    struct rpc_request rq;
+    struct rpc_error err;
+    char *peer;
+
+    server_call_enter(s);
+    if (!uc) {
+        (void)grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory",
+                                           NULL);
+        grpc_call_unref(call);
+        server_call_leave(s);
+        return;
+    }
+    uc->done.fn = server_ucall_done;
+    uc->s = s;
+    uc->ci.call = call;
+    uc->ci.method = methods[m].name;
+    peer = grpc_call_get_peer(call);
+    if (peer) {
+        (void)snprintf(uc->ci.peer, sizeof(uc->ci.peer), "%s", peer);
+        gpr_free(peer);
+    }
+    if (server_peer_cn(call, uc->ci.cn, sizeof(uc->ci.cn)) < 0) {
+        uc->ci.cn[0] = '\0';
+        server_finishf(uc, RPC_UNAUTHENTICATED,
+                       "your client certificate has no usable Common Name (CN): it names the user");
+        return;
+    }
+    uc->ci.is_admin = jobtab_is_admin(s->table, uc->ci.cn);
+    /* Decode and check: the one path the fuzzers drive (test/fuzz/fuzz_rpc_*.c). */
+    if (rpc_bb_decode((enum rpc_method)m, payload, &s->cfg.policy, &rq, &err) < 0) {
+        server_finish(uc, err.code, err.message, NULL);
+        return;
+    }
+    switch (m) {
+    case RPC_M_START:
+        server_handle_start(uc, &rq); /* keeps rq.msg */
+        return;
+    case RPC_M_STOP:
+        server_handle_stop(uc, &rq);
+        break;
+    case RPC_M_STATUS:
+        server_handle_status(uc, &rq);
+        break;
+    case RPC_M_LIST:
+        server_handle_list(uc);
+        break;
+    case RPC_M_PING:
+        server_handle_ping(uc);
+        break;
+    case RPC_M_STREAM: {
+        Jobmanager__V1__StreamRequest *req = (Jobmanager__V1__StreamRequest *)rq.msg;
+        struct jobtab_entry *e;
+        (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
+        e = jobtab_lookup(s->table, req->id, uc->ci.cn);
+        if (!e) {
+            server_not_found(uc);
+            break;
+        }
+        if (!jobtab_entry_log(e)) {
+            server_finishf(uc, RPC_DATA_LOSS, "the output of job %s is not available", req->id);
+            break;
+        }
+        /* The stream takes the call and its place in live_calls. */
+        server_stream_begin(s, &uc->ci, e, req);
+        free(uc);
+        break;
+    }
+    default:
+        server_finish(uc, RPC_UNIMPLEMENTED, "unknown method", NULL);
+        break;
+    }
+    protobuf_c_message_free_unpacked(rq.msg, NULL);
+}
+
+static void unknown_done(struct tag *t, bool ok)
+{
+    server_ucall_done(t, ok);
+}
+
+static void handle_unknown(struct server *s, struct slot *sl)
+{
+    struct ucall *uc = calloc(1, sizeof(*uc));
+    char *method = grpc_slice_to_c_string(sl->details.method);
+    char *peer = grpc_call_get_peer(sl->call);
+
+    server_call_enter(s);
+    if (!uc) {
+        (void)grpc_call_cancel_with_status(sl->call, GRPC_STATUS_UNIMPLEMENTED, "", NULL);
+        grpc_call_unref(sl->call);
+        server_call_leave(s);
+    } else {
+        uc->done.fn = unknown_done;
+        uc->s = s;
+        uc->ci.call = sl->call;
+        uc->ci.method = "unknown";
+        if (peer)
+            (void)snprintf(uc->ci.peer, sizeof(uc->ci.peer), "%s", peer);
+        if (server_peer_cn(sl->call, uc->ci.cn, sizeof(uc->ci.cn)) < 0)
+            uc->ci.cn[0] = '\0';
+        log_debug("unknown method '%s'", method ? method : "?");
+        server_finishf(uc, RPC_UNIMPLEMENTED, "unknown method");
+    }
+    gpr_free(method);
+    gpr_free(peer);
+    grpc_call_details_destroy(&sl->details);
+    grpc_call_details_init(&sl->details);
+    sl->call = NULL;
+}
+
+static void on_request(struct tag *t, bool ok)
+{
+    struct slot *sl = (struct slot *)t;
+    struct server *s = sl->s;
+    grpc_call *call = sl->call;
+    grpc_byte_buffer *payload = sl->payload;
+    int method = sl->method; /* once re-armed, the slot is gRPC's (shutdown may free it) */
+
+    if (!ok) { /* shutdown: the slot is finished */
+        grpc_metadata_array_destroy(&sl->md);
+        grpc_call_details_destroy(&sl->details);
+        free(sl);
+        return;
+    }
+    if (method < 0) {
+        handle_unknown(s, sl);
+        grpc_metadata_array_destroy(&sl->md);
+        arm(sl);
+        return;
+    }
+    sl->call = NULL;
+    sl->payload = NULL;
+    grpc_metadata_array_destroy(&sl->md);
+    arm(sl); /* the next call can arrive while we handle this one */
+    dispatch(s, method, call, payload);
+    if (payload)
+        grpc_byte_buffer_destroy(payload);
+}
+
+static void arm(struct slot *sl)
+{
+    struct server *s = sl->s;
+    grpc_call_error e;
+    int method = sl->method; /* read before the hand-off (server-internal.h) */
+    bool down;
+
+    (void)pthread_mutex_lock(&s->mu);
+    down = s->shutting_down;
+    (void)pthread_mutex_unlock(&s->mu);
+    grpc_metadata_array_init(&sl->md);
+    if (down) {
+        grpc_metadata_array_destroy(&sl->md);
+        grpc_call_details_destroy(&sl->details);
+        free(sl);
+        return;
+    }
+    tag_publish(&sl->tag);
+    if (method < 0)
+        e = grpc_server_request_call(s->gs, &sl->call, &sl->details, &sl->md, s->cq, s->cq,
+                                     &sl->tag);
+    else
+        e = grpc_server_request_registered_call(s->gs, s->method_handles[method], &sl->call,
+                                                &sl->deadline, &sl->md, &sl->payload, s->cq, s->cq,
+                                                &sl->tag);
+    if (e != GRPC_CALL_OK) {
+        log_debug("arming a request slot: %d", (int)e);
+        grpc_metadata_array_destroy(&sl->md);
+        grpc_call_details_destroy(&sl->details);
+        free(sl);
+    }
+}
+
+static int new_slot(struct server *s, int method)
+{
+    struct slot *sl = calloc(1, sizeof(*sl));
+
+    if (!sl)
+        return -ENOMEM;
+    sl->tag.fn = on_request;
+    sl->s = s;
+    sl->method = method;
+    grpc_call_details_init(&sl->details);
+    arm(sl);
+    return 0;
+}
+
+void server_register_methods(struct server *s)
+{
+    for (int m = 0; m < RPC_M_COUNT; m++)
+        s->method_handles[m] = grpc_server_register_method(
+            s->gs, methods[m].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+}
+
+void server_arm_slots(struct server *s)
+{
+    for (int m = 0; m < RPC_M_COUNT; m++)
+        for (int i = 0; i < SLOTS_PER_METHOD; i++)
+            (void)new_slot(s, m);
+    for (int i = 0; i < GENERIC_SLOTS; i++)
+        (void)new_slot(s, -1);
+}
+
+/* ---- threads --------------------------------------------------------------------------- */
+
+void *server_cq_thread(void *arg)
+{
+    struct server *s = arg;
+
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type == GRPC_OP_COMPLETE) {
+            struct tag *t = ev.tag;
+            tag_arrived(t);
+            t->fn(t, ev.success != 0);
+        }
+    }
+    return NULL;
+}
