@@ -1,5 +1,5 @@
 #pragma once
-/* grpc-typed helpers shared by core/rpc.c and core/server.c. Not for applets. */
+/* grpc-typed helpers shared by core/rpc*.c and the server (core/server-*.c). Not for applets. */
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
 

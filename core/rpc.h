@@ -115,7 +115,7 @@ void rpc_client_stream_free(struct rpc_stream *s); /* NULL-safe */
 int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret);
 
 /* ---- server side: validation, status mapping, chunk framing (no grpc types here; the
- * grpc-typed helpers are in core/rpc-internal.h, for core/rpc*.c and core/server.c only) -- */
+ * grpc-typed helpers are in core/rpc-internal.h, for core/rpc*.c and core/server-*.c only) -- */
 
 #define RPC_MAX_ARGS          1024          /* arguments per StartRequest */
 #define RPC_MAX_ARGS_BYTES    (128 * 1024)  /* their total, counting one NUL each */

@@ -195,5 +195,5 @@ void server_handle_stop(struct ucall *uc, const struct rpc_request *rq);
 void server_handle_status(struct ucall *uc, const struct rpc_request *rq);
 void server_handle_list(struct ucall *uc);
 void server_handle_ping(struct ucall *uc);
-/* The CN of the call's verified client certificate into buf. 0, or -1 when there is none. */
+/* The CN of the call's verified client certificate into buf. 0, or -ENOKEY when there is none. */
 int server_peer_cn(grpc_call *call, char *buf, size_t len);
