@@ -11,7 +11,11 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/seccomp.h"
@@ -34,6 +38,23 @@ static bool listed(const char *name)
         if (strcmp(v[i], name) == 0)
             return true;
     return false;
+}
+
+/* The filter's raw BPF as seccomp_export_bpf() writes it; *ret_size in bytes. */
+static unsigned char *exported_bpf(struct scmp_filter *f, size_t *ret_size)
+{
+    int fd = memfd_create("bpf", MFD_CLOEXEC);
+    struct stat st;
+
+    cr_assert(fd >= 0);
+    cr_assert_eq(scmp_filter_export_bpf(f, fd), 0);
+    cr_assert_eq(fstat(fd, &st), 0);
+    cr_assert(st.st_size > 0);
+    unsigned char *b = malloc((size_t)st.st_size);
+    cr_assert_eq(pread(fd, b, (size_t)st.st_size, 0), st.st_size);
+    close(fd);
+    *ret_size = (size_t)st.st_size;
+    return b;
 }
 
 static char *pfc_text(void)
@@ -182,5 +203,117 @@ Test(scmp, x32_syscall_numbers_take_the_bad_arch_path)
     free(b);
     scmp_filter_free(f);
     close(fd);
+}
+#endif
+
+Test(scmp, load_sets_no_new_privs_itself)
+{
+    struct scmp_filter *f = NULL;
+
+    /* As seccomp_load() does by default (SCMP_FLTATR_CTL_NNP), so a caller without
+     * CAP_SYS_ADMIN that forgot it still gets the filter, never a weaker process. */
+    cr_assert_eq(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), 0, "the test starts with it set");
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    cr_assert_eq(scmp_filter_load(f), 0);
+    cr_expect_eq(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), 1);
+    errno = 0;
+    cr_expect_eq(syscall(SYS_ptrace, 0, 0, 0, 0), -1);
+    cr_expect_eq(errno, EPERM);
+    scmp_filter_free(f);
+}
+
+/* The program the kernel holds, read back with PTRACE_SECCOMP_GET_FILTER, is byte for byte what
+ * seccomp_export_bpf() writes for the same rules, i.e. what seccomp_load() would have made. */
+Test(scmp, installed_program_is_the_exported_one)
+{
+    struct scmp_filter *f = NULL;
+    size_t size;
+    int st;
+
+    if (geteuid() != 0)
+        cr_skip_test("PTRACE_SECCOMP_GET_FILTER needs CAP_SYS_ADMIN");
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    unsigned char *want = exported_bpf(f, &size);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        /* Tracee before the filter: it denies ptrace. */
+        if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0 || scmp_filter_load(f) < 0)
+            _exit(1);
+        raise(SIGSTOP);
+        _exit(0);
+    }
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFSTOPPED(st), "child did not stop: status %#x", st);
+    long n = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, 0, NULL);
+    cr_assert_eq(n, (long)(size / 8), "kernel holds %ld instructions, export has %zu (%s)", n,
+                 size / 8, n < 0 ? strerror(errno) : "");
+    unsigned char *got = calloc((size_t)n, 8);
+    cr_assert_eq(ptrace(PTRACE_SECCOMP_GET_FILTER, pid, 0, got), n);
+    cr_expect(memcmp(got, want, size) == 0, "installed program differs from the export");
+    /* Exactly one filter was installed. */
+    errno = 0;
+    cr_expect_eq(ptrace(PTRACE_SECCOMP_GET_FILTER, pid, 1, NULL), -1);
+    cr_expect_eq(errno, ENOENT);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    free(got);
+    free(want);
+    scmp_filter_free(f);
+}
+
+#if defined(__x86_64__)
+static void x32_getpid(void)
+{
+    (void)syscall(0x40000000 /* __X32_SYSCALL_BIT */ | SYS_getpid);
+}
+
+static void i386_getpid(void)
+{
+    long ret;
+    /* 20 is getpid in the i386 table; int 0x80 takes it from a 64-bit process too. */
+    __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
+    (void)ret;
+}
+
+/* fork, (with_filter: load it), what(), _exit(0): the child's wait status. */
+static int status_of(void (*what)(void), bool with_filter)
+{
+    struct scmp_filter *f = NULL;
+    int st;
+
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        /* A SIGSYS kill would dump core into the test's folder. */
+        struct rlimit nocore = {0, 0};
+        (void)setrlimit(RLIMIT_CORE, &nocore);
+        (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        if (with_filter && scmp_filter_load(f) < 0)
+            _exit(1);
+        what();
+        _exit(0);
+    }
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    scmp_filter_free(f);
+    return st;
+}
+
+Test(scmp, x32_syscall_kills_the_process)
+{
+    int st = status_of(x32_getpid, true);
+
+    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "status %#x, not killed by SIGSYS", st);
+}
+
+Test(scmp, i386_syscall_kills_the_process)
+{
+    int st = status_of(i386_getpid, false);
+
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        cr_skip_test("int 0x80 fails without the filter (status %#x): no ia32 emulation", st);
+    st = status_of(i386_getpid, true);
+    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "status %#x, not killed by SIGSYS", st);
 }
 #endif
