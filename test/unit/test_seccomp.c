@@ -2,7 +2,10 @@
  * (Criterion-forked, so disposable) test process. No root needed. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +20,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* libseccomp's own header, for the native arch and syscall numbers by name. */
+#include <seccomp.h>
 
 #include "core/seccomp.h"
 
@@ -317,3 +323,117 @@ Test(scmp, i386_syscall_kills_the_process)
     cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "status %#x, not killed by SIGSYS", st);
 }
 #endif
+
+/* Runs a classic BPF seccomp program on one seccomp_data as the kernel would, for the
+ * instructions libseccomp emits; any other instruction fails the test rather than guess. */
+static uint32_t run_bpf(const struct sock_filter *p, size_t n, const struct seccomp_data *d)
+{
+    uint32_t a = 0, x = 0, mem[BPF_MEMWORDS] = {0};
+
+    for (size_t pc = 0; pc < n; pc++) {
+        const struct sock_filter *i = &p[pc];
+        switch (i->code) {
+        case BPF_LD | BPF_W | BPF_ABS:
+            cr_assert(i->k % 4 == 0 && i->k + 4 <= sizeof(*d), "load at %u", i->k);
+            memcpy(&a, (const char *)d + i->k, 4);
+            break;
+        case BPF_LD | BPF_MEM:
+            a = mem[i->k % BPF_MEMWORDS];
+            break;
+        case BPF_LDX | BPF_MEM:
+            x = mem[i->k % BPF_MEMWORDS];
+            break;
+        case BPF_ST:
+            mem[i->k % BPF_MEMWORDS] = a;
+            break;
+        case BPF_STX:
+            mem[i->k % BPF_MEMWORDS] = x;
+            break;
+        case BPF_ALU | BPF_AND | BPF_K:
+            a &= i->k;
+            break;
+        case BPF_JMP | BPF_JA:
+            pc += i->k;
+            break;
+        case BPF_JMP | BPF_JEQ | BPF_K:
+            pc += a == i->k ? i->jt : i->jf;
+            break;
+        case BPF_JMP | BPF_JGT | BPF_K:
+            pc += a > i->k ? i->jt : i->jf;
+            break;
+        case BPF_JMP | BPF_JGE | BPF_K:
+            pc += a >= i->k ? i->jt : i->jf;
+            break;
+        case BPF_JMP | BPF_JSET | BPF_K:
+            pc += (a & i->k) ? i->jt : i->jf;
+            break;
+        case BPF_RET | BPF_K:
+            return i->k;
+        default:
+            cr_assert_fail("instruction %#x at %zu not modelled", i->code, pc);
+        }
+    }
+    cr_assert_fail("program runs off its end");
+    return 0;
+}
+
+static uint32_t verdict(const struct sock_filter *p, size_t n, uint32_t arch, int nr, uint64_t arg0)
+{
+    struct seccomp_data d;
+
+    memset(&d, 0, sizeof(d));
+    d.arch = arch;
+    d.nr = nr;
+    d.args[0] = arg0;
+    return run_bpf(p, n, &d);
+}
+
+/* Every syscall number of the native arch gets the answer seccomp.h promises, whatever shape
+ * libseccomp gave the program (rule order, binary tree): EPERM for the deny list, ENOSYS for
+ * clone3, EPERM for clone with a CLONE_NEW* flag, allow for the rest; other arches killed. */
+Test(scmp, program_answers_every_syscall_as_documented)
+{
+    const uint32_t eperm = SECCOMP_RET_ERRNO | EPERM, enosys = SECCOMP_RET_ERRNO | ENOSYS;
+    const uint32_t arch = seccomp_arch_native();
+    struct scmp_filter *f = NULL;
+    bool denied[1024] = {false};
+    size_t size, n_names;
+    const char *const *names = scmp_denied_syscalls(&n_names);
+
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    const struct sock_filter *p = (const struct sock_filter *)exported_bpf(f, &size);
+    size_t n = size / sizeof(*p);
+    for (size_t i = 0; i < n_names; i++) {
+        int nr = seccomp_syscall_resolve_name(names[i]);
+        if (nr >= 0 && nr < (int)ELEMENTSOF(denied))
+            denied[nr] = true;
+    }
+    int nr_clone = seccomp_syscall_resolve_name("clone");
+    int nr_clone3 = seccomp_syscall_resolve_name("clone3");
+    for (int nr = 0; nr < (int)ELEMENTSOF(denied); nr++) {
+        if (nr == nr_clone)
+            continue;
+        uint32_t want = denied[nr] ? eperm : nr == nr_clone3 ? enosys : SECCOMP_RET_ALLOW;
+        cr_expect_eq(verdict(p, n, arch, nr, 0), want, "syscall %d: %#x, want %#x", nr,
+                     verdict(p, n, arch, nr, 0), want);
+    }
+    const uint64_t ns[] = {CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+                           CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET};
+    for (size_t i = 0; i < ELEMENTSOF(ns); i++) {
+        cr_expect_eq(verdict(p, n, arch, nr_clone, ns[i] | SIGCHLD), eperm, "flag %#llx",
+                     (unsigned long long)ns[i]);
+        cr_expect_eq(verdict(p, n, arch, nr_clone, ns[i] | CLONE_VM | (1ULL << 40)), eperm);
+    }
+    cr_expect_eq(verdict(p, n, arch, nr_clone, SIGCHLD), SECCOMP_RET_ALLOW);
+    cr_expect_eq(verdict(p, n, arch, nr_clone, CLONE_VM | CLONE_THREAD | CLONE_SIGHAND),
+                 SECCOMP_RET_ALLOW);
+    /* All 32 bits above the flags: an arg compare must not be a 32-bit one in disguise. */
+    cr_expect_eq(verdict(p, n, arch, nr_clone, 0xffffffff00000000ULL | SIGCHLD), SECCOMP_RET_ALLOW);
+#if defined(__x86_64__)
+    cr_expect_eq(verdict(p, n, arch, 0x40000000 | 39, 0), SECCOMP_RET_KILL_PROCESS, "x32");
+    cr_expect_eq(verdict(p, n, AUDIT_ARCH_I386, 20, 0), SECCOMP_RET_KILL_PROCESS, "i386");
+#endif
+    cr_expect_eq(verdict(p, n, 0, 0, 0), SECCOMP_RET_KILL_PROCESS, "arch 0");
+    free((void *)p);
+    scmp_filter_free(f);
+}
