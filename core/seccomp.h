@@ -18,10 +18,13 @@ struct scmp_filter; /* a built, not yet loaded, filter */
  * scmp_filter_new() but still listed here. */
 const char *const *scmp_denied_syscalls(size_t *ret_n);
 
-/* Builds the filter for the native arch. 0 or -errno. Not async-signal-safe (allocates). */
+/* Builds the filter for the native arch, BPF program included, so that loading it is only a
+ * syscall. 0 or -errno. Not async-signal-safe (allocates). */
 int scmp_filter_new(struct scmp_filter **ret);
-/* Loads it into the calling thread (the caller has set no_new_privs or holds CAP_SYS_ADMIN).
- * 0 or -errno. Irreversible. */
+/* Loads it into the calling thread, as libseccomp's seccomp_load() would: sets no_new_privs,
+ * then seccomp(SECCOMP_SET_MODE_FILTER), no TSYNC. The kernel requires no_new_privs or
+ * CAP_SYS_ADMIN; the shim sets no_new_privs itself first, as a step of its own. 0 or -errno
+ * (the kernel's). Irreversible. Async-signal-safe: no allocation, only prctl and seccomp. */
 int scmp_filter_load(struct scmp_filter *f);
 /* Writes a human-readable (PFC) or raw BPF form of the filter to fd. 0 or -errno. */
 int scmp_filter_export_pfc(struct scmp_filter *f, int fd);

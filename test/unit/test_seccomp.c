@@ -2,7 +2,10 @@
  * (Criterion-forked, so disposable) test process. No root needed. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,8 +14,15 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+/* libseccomp's own header, for the native arch and syscall numbers by name. */
+#include <seccomp.h>
 
 #include "core/seccomp.h"
 
@@ -34,6 +44,23 @@ static bool listed(const char *name)
         if (strcmp(v[i], name) == 0)
             return true;
     return false;
+}
+
+/* The filter's raw BPF as seccomp_export_bpf() writes it; *ret_size in bytes. */
+static unsigned char *exported_bpf(struct scmp_filter *f, size_t *ret_size)
+{
+    int fd = memfd_create("bpf", MFD_CLOEXEC);
+    struct stat st;
+
+    cr_assert(fd >= 0);
+    cr_assert_eq(scmp_filter_export_bpf(f, fd), 0);
+    cr_assert_eq(fstat(fd, &st), 0);
+    cr_assert(st.st_size > 0);
+    unsigned char *b = malloc((size_t)st.st_size);
+    cr_assert_eq(pread(fd, b, (size_t)st.st_size, 0), st.st_size);
+    close(fd);
+    *ret_size = (size_t)st.st_size;
+    return b;
 }
 
 static char *pfc_text(void)
@@ -184,3 +211,229 @@ Test(scmp, x32_syscall_numbers_take_the_bad_arch_path)
     close(fd);
 }
 #endif
+
+Test(scmp, load_sets_no_new_privs_itself)
+{
+    struct scmp_filter *f = NULL;
+
+    /* As seccomp_load() does by default (SCMP_FLTATR_CTL_NNP), so a caller without
+     * CAP_SYS_ADMIN that forgot it still gets the filter, never a weaker process. */
+    cr_assert_eq(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), 0, "the test starts with it set");
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    cr_assert_eq(scmp_filter_load(f), 0);
+    cr_expect_eq(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), 1);
+    errno = 0;
+    cr_expect_eq(syscall(SYS_ptrace, 0, 0, 0, 0), -1);
+    cr_expect_eq(errno, EPERM);
+    scmp_filter_free(f);
+}
+
+/* The program the kernel holds, read back with PTRACE_SECCOMP_GET_FILTER, is byte for byte what
+ * seccomp_export_bpf() writes for the same rules, i.e. what seccomp_load() would have made. */
+Test(scmp, installed_program_is_the_exported_one)
+{
+    struct scmp_filter *f = NULL;
+    size_t size;
+    int st;
+
+    if (geteuid() != 0)
+        cr_skip_test("PTRACE_SECCOMP_GET_FILTER needs CAP_SYS_ADMIN");
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    unsigned char *want = exported_bpf(f, &size);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        /* Tracee before the filter: it denies ptrace. */
+        if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0 || scmp_filter_load(f) < 0)
+            _exit(1);
+        raise(SIGSTOP);
+        _exit(0);
+    }
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFSTOPPED(st), "child did not stop: status %#x", st);
+    long n = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, 0, NULL);
+    cr_assert_eq(n, (long)(size / 8), "kernel holds %ld instructions, export has %zu (%s)", n,
+                 size / 8, n < 0 ? strerror(errno) : "");
+    unsigned char *got = calloc((size_t)n, 8);
+    cr_assert_eq(ptrace(PTRACE_SECCOMP_GET_FILTER, pid, 0, got), n);
+    cr_expect(memcmp(got, want, size) == 0, "installed program differs from the export");
+    /* Exactly one filter was installed. */
+    errno = 0;
+    cr_expect_eq(ptrace(PTRACE_SECCOMP_GET_FILTER, pid, 1, NULL), -1);
+    cr_expect_eq(errno, ENOENT);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    free(got);
+    free(want);
+    scmp_filter_free(f);
+}
+
+#if defined(__x86_64__)
+static void x32_getpid(void)
+{
+    (void)syscall(0x40000000 /* __X32_SYSCALL_BIT */ | SYS_getpid);
+}
+
+static void i386_getpid(void)
+{
+    long ret;
+    /* 20 is getpid in the i386 table; int 0x80 takes it from a 64-bit process too. */
+    __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
+    (void)ret;
+}
+
+/* fork, (with_filter: load it), what(), _exit(0): the child's wait status. */
+static int status_of(void (*what)(void), bool with_filter)
+{
+    struct scmp_filter *f = NULL;
+    int st;
+
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        /* A SIGSYS kill would dump core into the test's folder. */
+        struct rlimit nocore = {0, 0};
+        (void)setrlimit(RLIMIT_CORE, &nocore);
+        (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        if (with_filter && scmp_filter_load(f) < 0)
+            _exit(1);
+        what();
+        _exit(0);
+    }
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    scmp_filter_free(f);
+    return st;
+}
+
+Test(scmp, x32_syscall_kills_the_process)
+{
+    int st = status_of(x32_getpid, true);
+
+    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "status %#x, not killed by SIGSYS", st);
+}
+
+Test(scmp, i386_syscall_kills_the_process)
+{
+    int st = status_of(i386_getpid, false);
+
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        cr_skip_test("int 0x80 fails without the filter (status %#x): no ia32 emulation", st);
+    st = status_of(i386_getpid, true);
+    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "status %#x, not killed by SIGSYS", st);
+}
+#endif
+
+/* Runs a classic BPF seccomp program on one seccomp_data as the kernel would, for the
+ * instructions libseccomp emits; any other instruction fails the test rather than guess. */
+static uint32_t run_bpf(const struct sock_filter *p, size_t n, const struct seccomp_data *d)
+{
+    uint32_t a = 0, x = 0, mem[BPF_MEMWORDS] = {0};
+
+    for (size_t pc = 0; pc < n; pc++) {
+        const struct sock_filter *i = &p[pc];
+        switch (i->code) {
+        case BPF_LD | BPF_W | BPF_ABS:
+            cr_assert(i->k % 4 == 0 && i->k + 4 <= sizeof(*d), "load at %u", i->k);
+            memcpy(&a, (const char *)d + i->k, 4);
+            break;
+        case BPF_LD | BPF_MEM:
+            a = mem[i->k % BPF_MEMWORDS];
+            break;
+        case BPF_LDX | BPF_MEM:
+            x = mem[i->k % BPF_MEMWORDS];
+            break;
+        case BPF_ST:
+            mem[i->k % BPF_MEMWORDS] = a;
+            break;
+        case BPF_STX:
+            mem[i->k % BPF_MEMWORDS] = x;
+            break;
+        case BPF_ALU | BPF_AND | BPF_K:
+            a &= i->k;
+            break;
+        case BPF_JMP | BPF_JA:
+            pc += i->k;
+            break;
+        case BPF_JMP | BPF_JEQ | BPF_K:
+            pc += a == i->k ? i->jt : i->jf;
+            break;
+        case BPF_JMP | BPF_JGT | BPF_K:
+            pc += a > i->k ? i->jt : i->jf;
+            break;
+        case BPF_JMP | BPF_JGE | BPF_K:
+            pc += a >= i->k ? i->jt : i->jf;
+            break;
+        case BPF_JMP | BPF_JSET | BPF_K:
+            pc += (a & i->k) ? i->jt : i->jf;
+            break;
+        case BPF_RET | BPF_K:
+            return i->k;
+        default:
+            cr_assert_fail("instruction %#x at %zu not modelled", i->code, pc);
+        }
+    }
+    cr_assert_fail("program runs off its end");
+    return 0;
+}
+
+static uint32_t verdict(const struct sock_filter *p, size_t n, uint32_t arch, int nr, uint64_t arg0)
+{
+    struct seccomp_data d;
+
+    memset(&d, 0, sizeof(d));
+    d.arch = arch;
+    d.nr = nr;
+    d.args[0] = arg0;
+    return run_bpf(p, n, &d);
+}
+
+/* Every syscall number of the native arch gets the answer seccomp.h promises, whatever shape
+ * libseccomp gave the program (rule order, binary tree): EPERM for the deny list, ENOSYS for
+ * clone3, EPERM for clone with a CLONE_NEW* flag, allow for the rest; other arches killed. */
+Test(scmp, program_answers_every_syscall_as_documented)
+{
+    const uint32_t eperm = SECCOMP_RET_ERRNO | EPERM, enosys = SECCOMP_RET_ERRNO | ENOSYS;
+    const uint32_t arch = seccomp_arch_native();
+    struct scmp_filter *f = NULL;
+    bool denied[1024] = {false};
+    size_t size, n_names;
+    const char *const *names = scmp_denied_syscalls(&n_names);
+
+    cr_assert_eq(scmp_filter_new(&f), 0);
+    const struct sock_filter *p = (const struct sock_filter *)exported_bpf(f, &size);
+    size_t n = size / sizeof(*p);
+    for (size_t i = 0; i < n_names; i++) {
+        int nr = seccomp_syscall_resolve_name(names[i]);
+        if (nr >= 0 && nr < (int)ELEMENTSOF(denied))
+            denied[nr] = true;
+    }
+    int nr_clone = seccomp_syscall_resolve_name("clone");
+    int nr_clone3 = seccomp_syscall_resolve_name("clone3");
+    for (int nr = 0; nr < (int)ELEMENTSOF(denied); nr++) {
+        if (nr == nr_clone)
+            continue;
+        uint32_t want = denied[nr] ? eperm : nr == nr_clone3 ? enosys : SECCOMP_RET_ALLOW;
+        cr_expect_eq(verdict(p, n, arch, nr, 0), want, "syscall %d: %#x, want %#x", nr,
+                     verdict(p, n, arch, nr, 0), want);
+    }
+    const uint64_t ns[] = {CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+                           CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET};
+    for (size_t i = 0; i < ELEMENTSOF(ns); i++) {
+        cr_expect_eq(verdict(p, n, arch, nr_clone, ns[i] | SIGCHLD), eperm, "flag %#llx",
+                     (unsigned long long)ns[i]);
+        cr_expect_eq(verdict(p, n, arch, nr_clone, ns[i] | CLONE_VM | (1ULL << 40)), eperm);
+    }
+    cr_expect_eq(verdict(p, n, arch, nr_clone, SIGCHLD), SECCOMP_RET_ALLOW);
+    cr_expect_eq(verdict(p, n, arch, nr_clone, CLONE_VM | CLONE_THREAD | CLONE_SIGHAND),
+                 SECCOMP_RET_ALLOW);
+    /* All 32 bits above the flags: an arg compare must not be a 32-bit one in disguise. */
+    cr_expect_eq(verdict(p, n, arch, nr_clone, 0xffffffff00000000ULL | SIGCHLD), SECCOMP_RET_ALLOW);
+#if defined(__x86_64__)
+    cr_expect_eq(verdict(p, n, arch, 0x40000000 | 39, 0), SECCOMP_RET_KILL_PROCESS, "x32");
+    cr_expect_eq(verdict(p, n, AUDIT_ARCH_I386, 20, 0), SECCOMP_RET_KILL_PROCESS, "i386");
+#endif
+    cr_expect_eq(verdict(p, n, 0, 0, 0), SECCOMP_RET_KILL_PROCESS, "arch 0");
+    free((void *)p);
+    scmp_filter_free(f);
+}
