@@ -1,7 +1,8 @@
 /* runjob shim (also `jobmanager run-job`): internal. PID 1 of a job's namespaces, started by
- * core/spawn with the fds of spawn.h. Sets the namespaces up, forks the command into its own
- * process group as the job user with no capabilities, no_new_privs and the seccomp filter,
- * forwards stop signals to that group, reaps every zombie and reports how the command ended.
+ * core/spawn with the fds of spawn.h. Sets the namespaces up, starts the command (a vfork-like
+ * clone: start_command) in its own process group as the job user with no capabilities,
+ * no_new_privs and the seccomp filter, forwards stop signals to that group, reaps every zombie
+ * and reports how the command ended.
  *
  * The steps run top to bottom in the order core/spawn.h gives (enum shim_step): those that do
  * not depend on the job first, then the go message with the spec. A failed step
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -133,7 +135,25 @@ static void set_hostname(const char *id)
         die(SHIM_STEP_HOSTNAME, errno);
 }
 
-/* The command's side of the fork: never returns. */
+/* The command's side of the clone: never returns. It runs in the shim's memory (CLONE_VM) while
+ * the shim is suspended (CLONE_VFORK), on its own stack, with its own fd table, signal
+ * dispositions and credentials (no CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD). So everything here
+ * must be safe to run in a vfork child:
+ * - only syscalls, through raw syscall() or glibc wrappers that just set errno: no malloc, no
+ *   stdio, nothing that takes a lock or leaves shared state half-changed. errno is the shim's
+ *   (same TLS): the shim reads it after the clone only if the clone itself failed, when no
+ *   child ran.
+ * - setgroups/setresgid/setresuid go through syscall(): glibc's wrappers would broadcast the
+ *   change to every thread of the (shared) process via SIGSETXID were it multi-threaded. The
+ *   shim is single-threaded, but the raw call changes this process's credentials and nothing
+ *   else whatever glibc believes.
+ * - die() is write() + _exit() (exit_group of this child alone; it does not share the thread
+ *   group); nothing here returns to the clone trampoline, which would exit() on the shim's
+ *   behalf with whatever it had on its stack.
+ * - the shim blocked every signal around the clone, so no handler of the shim's can run here
+ *   before the dispositions are reset (there are none today; this keeps it so).
+ * scmp_filter_load() must keep to this too: one seccomp(2) of the program built before the go.
+ */
 __attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec,
                                                    struct scmp_filter *filter)
 {
@@ -144,6 +164,7 @@ __attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec
     if (setpgid(0, 0) < 0)
         die(SHIM_STEP_SETPGID, errno);
 
+    /* glibc's signal() is rt_sigaction and nothing else (no table of its own). */
     for (int sig = 1; sig < NSIG; sig++)
         (void)signal(sig, SIG_DFL); /* KILL, STOP and the RT signals glibc keeps fail: fine */
     sigemptyset(&none);
@@ -164,11 +185,12 @@ __attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec
                 break; /* past the last capability this kernel knows */
             die(SHIM_STEP_CAPBSET, errno);
         }
-    if (setgroups(0, NULL) < 0)
+    /* Raw syscalls, not glibc's setxid wrappers: see above. */
+    if (syscall(SYS_setgroups, 0, NULL) < 0)
         die(SHIM_STEP_SETGROUPS, errno);
-    if (setresgid(spec->gid, spec->gid, spec->gid) < 0)
+    if (syscall(SYS_setresgid, (long)spec->gid, (long)spec->gid, (long)spec->gid) < 0)
         die(SHIM_STEP_SETGID, errno);
-    if (setresuid(spec->uid, spec->uid, spec->uid) < 0)
+    if (syscall(SYS_setresuid, (long)spec->uid, (long)spec->uid, (long)spec->uid) < 0)
         die(SHIM_STEP_SETUID, errno);
     /* setuid to non-root already cleared them; a root job needs it done by hand. */
     memset(data, 0, sizeof(data));
@@ -186,6 +208,87 @@ __attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec
         die(SHIM_STEP_SECCOMP, -r);
     execve(spec->path, (char *const *)spec->argv, (char *const *)spec->envp);
     die(SHIM_STEP_EXEC, errno);
+}
+
+#if defined(__SANITIZE_THREAD__)
+#define SHIM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHIM_TSAN 1
+#endif
+#endif
+#ifndef SHIM_TSAN
+#define SHIM_TSAN 0
+#endif
+
+/* The command's stack. 256 KiB is far more than exec_command and seccomp loading need (a few
+ * KiB); untouched pages cost nothing. One suffices: the shim waits for the child's exec. */
+#define CMD_STACK_SIZE (256u << 10)
+
+/* Maps the command's stack with a guard page below it, before the go (off the job's start). An
+ * overflow then faults instead of running into the shim's own memory. Returns its top. */
+static void *map_command_stack(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, page + CMD_STACK_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+
+    if (p == MAP_FAILED)
+        die(SHIM_STEP_FORK, errno);
+    if (mprotect(p, page, PROT_NONE) < 0)
+        die(SHIM_STEP_FORK, errno);
+    return p + page + CMD_STACK_SIZE;
+}
+
+struct command_args {
+    const struct spawn_spec *spec;
+    struct scmp_filter *filter;
+    int sfd;
+};
+
+static int command_main(void *arg)
+{
+    const struct command_args *a = arg;
+
+    (void)close(a->sfd);
+    exec_command(a->spec, a->filter);
+}
+
+/* Starts the command the way posix_spawn does: clone(CLONE_VM | CLONE_VFORK) on its own stack,
+ * so the shim's 16 MB address space is neither copied at the fork (page tables, COW faults in
+ * both processes) nor torn down at the exec, both on every job's start. The shim is suspended
+ * until the child has exec'd or _exited, so the child alone touches the shared memory meanwhile
+ * (what it may do there: exec_command). Every signal is blocked across the clone so that none
+ * is handled in the child before it resets dispositions; the child sets its own mask. Returns
+ * the child's pid. */
+static pid_t start_command(void *stack_top, const struct spawn_spec *spec,
+                           struct scmp_filter *filter, int sfd)
+{
+    struct command_args a = {.spec = spec, .filter = filter, .sfd = sfd};
+    sigset_t all, old;
+    pid_t pid;
+    int err;
+
+    sigfillset(&all);
+    if (sigprocmask(SIG_SETMASK, &all, &old) < 0)
+        die(SHIM_STEP_FORK, errno);
+#if SHIM_TSAN
+    /* TSan's clone interceptor wraps the call in its fork handling: it locks its state and the
+     * child unlocks and resets it, which with shared memory the shim would then redo. Under
+     * TSan (which turns vfork into fork for the same reason) the command is forked. */
+    (void)stack_top;
+    pid = fork();
+    if (pid == 0)
+        command_main(&a);
+#else
+    pid = clone(command_main, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+#endif
+    err = errno; /* the child, if any, shared and overwrote errno: only a failure's is ours */
+    if (pid < 0)
+        die(SHIM_STEP_FORK, err);
+    if (sigprocmask(SIG_SETMASK, &old, NULL) < 0)
+        die(SHIM_STEP_FORK, errno);
+    return pid;
 }
 
 /* PID 1's loop: forward signals, reap zombies, until the command itself has been reaped. */
@@ -222,7 +325,7 @@ int applet_shim_main(int argc, char **argv)
     struct spawn_status status;
     bool host_net;
     size_t len;
-    void *blob;
+    void *blob, *stack;
     pid_t cmd;
     int sfd, st, r;
 
@@ -243,6 +346,7 @@ int applet_shim_main(int argc, char **argv)
     r = scmp_filter_new(&filter);
     if (r < 0)
         die(SHIM_STEP_SECCOMP_BUILD, -r);
+    stack = map_command_stack();
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         die(SHIM_STEP_MOUNT_PRIVATE, errno);
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
@@ -267,15 +371,10 @@ int applet_shim_main(int argc, char **argv)
         die(SHIM_STEP_CGROUP_NS, errno);
     set_hostname(spec->id);
 
-    cmd = fork();
-    if (cmd < 0)
-        die(SHIM_STEP_FORK, errno);
-    if (cmd == 0) {
-        (void)close(sfd);
-        exec_command(spec, filter);
-    }
-    /* Also from this side, so that a stop arriving before the child ran setpgid still finds the
-     * group (EACCES once the child has exec'd: it did it itself by then). */
+    cmd = start_command(stack, spec, filter, sfd);
+    /* The child did it itself before its exec (EACCES here then), unless it failed before: kept
+     * so the group exists whatever the child got to. Stops that came meanwhile wait blocked on
+     * the signalfd until supervise() forwards them to the group. */
     (void)setpgid(cmd, cmd);
     /* The command holds the sync socket until its exec; the job's stdio is the command's. */
     (void)close(SPAWN_FD_SYNC);

@@ -90,9 +90,10 @@ struct run {
     int r;
 };
 
-/* Starts path with args (NULL-terminated) as nobody; limits may be NULL. */
-static void start_ex(struct run *run, struct job_runner *r, const struct job_limits *lim,
-                     enum job_network net, uid_t uid, const char *path, const char *const *args)
+/* Starts path with args (NULL-terminated) as uid in cwd (NULL: "/"); limits may be NULL. */
+static void start_in(struct run *run, struct job_runner *r, const struct job_limits *lim,
+                     enum job_network net, uid_t uid, const char *cwd, const char *path,
+                     const char *const *args)
 {
     char logpath[256];
     size_t n = 0;
@@ -109,6 +110,7 @@ static void start_ex(struct run *run, struct job_runner *r, const struct job_lim
         .args = args,
         .n_args = n,
         .network = net,
+        .cwd = cwd,
         .uid = uid,
         .gid = uid,
         .log = run->log,
@@ -116,6 +118,12 @@ static void start_ex(struct run *run, struct job_runner *r, const struct job_lim
     if (lim)
         spec.limits = *lim;
     run->r = job_start(r, &spec, NULL, NULL, &run->j, run->err, sizeof(run->err));
+}
+
+static void start_ex(struct run *run, struct job_runner *r, const struct job_limits *lim,
+                     enum job_network net, uid_t uid, const char *path, const char *const *args)
+{
+    start_in(run, r, lim, net, uid, NULL, path, args);
 }
 
 static void start(struct run *run, const char *path, const char *const *args)
@@ -291,6 +299,37 @@ Test(job, non_executable_command)
     outlog_free(run.log);
 }
 
+/* The command's chdir fails with its step and errno; as the job user: after setuid. */
+Test(job, bad_working_directory_is_reported)
+{
+    char dir[128];
+    struct run run;
+
+    start_in(&run, runner, NULL, JOB_NET_NONE, NOBODY, "/nonexistent-dir", "/bin/true", NULL);
+    cr_expect_eq(run.r, -ENOENT);
+    cr_expect_str_eq(run.err, "working directory '/nonexistent-dir': No such file or directory");
+    cr_expect_not(cgroup_exists(run.id), "cgroup left behind");
+    outlog_free(run.log);
+
+    snprintf(dir, sizeof(dir), "%s/root-only", tmpdir);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    start_in(&run, runner, NULL, JOB_NET_NONE, NOBODY, dir, "/bin/true", NULL);
+    cr_expect_eq(run.r, -EACCES, "%s", run.err);
+    outlog_free(run.log);
+    /* The same directory is fine for a job user that owns it (and may pass through tmpdir). */
+    cr_assert_eq(chown(dir, NOBODY, NOBODY), 0);
+    cr_assert_eq(chmod(tmpdir, 0711), 0);
+    start_in(&run, runner, NULL, JOB_NET_NONE, NOBODY, dir, "/bin/pwd", NULL);
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    finish(&run);
+    char *out = output(&run, OUTLOG_SELECT_ALL);
+    char want[160];
+    snprintf(want, sizeof(want), "%s\n", dir);
+    cr_expect_str_eq(out, want);
+    free(out);
+    done(&run);
+}
+
 Test(job, relative_path_and_root_are_refused)
 {
     struct run run;
@@ -414,6 +453,37 @@ Test(job, runs_as_nobody_without_privileges)
     cr_expect(strstr(out, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"),
               "%s", out);
     cr_expect(strstr(out, "HOME=/\n"), "%s", out);
+    free(out);
+    done(&run);
+}
+
+/* What the command starts with: no blocked, ignored or caught signal, its own process group,
+ * only fds 0-2 (ls's own directory fd is the 3 it lists). */
+Test(job, command_starts_with_clean_signals_own_group_and_three_fds)
+{
+    struct run run;
+    start(&run, "/bin/cat", (const char *const[]){"/proc/self/status", "/proc/self/stat", NULL});
+    finish(&run);
+    char *out = output(&run, OUTLOG_SELECT_ALL);
+    cr_expect(strstr(out, "SigBlk:\t0000000000000000\n"), "%s", out);
+    cr_expect(strstr(out, "SigIgn:\t0000000000000000\n"), "%s", out);
+    cr_expect(strstr(out, "SigCgt:\t0000000000000000\n"), "%s", out);
+    /* /proc/self/stat: pid (comm) state ppid pgrp ... */
+    int pid = 0, ppid = 0, pgrp = 0;
+    const char *stat = strstr(out, "(cat) ");
+    cr_assert(stat && stat - out > 2, "%s", out);
+    while (stat > out && stat[-1] != '\n')
+        stat--;
+    cr_assert_eq(sscanf(stat, "%d (cat) %*c %d %d", &pid, &ppid, &pgrp), 3, "%s", stat);
+    cr_expect_eq(ppid, 1, "the shim (PID 1) is the parent: %s", stat);
+    cr_expect_eq(pgrp, pid, "own process group: %s", stat);
+    free(out);
+    done(&run);
+
+    start(&run, "/bin/ls", (const char *const[]){"/proc/self/fd", NULL});
+    finish(&run);
+    out = output(&run, OUTLOG_SELECT_ALL);
+    cr_expect_str_eq(out, "0\n1\n2\n3\n");
     free(out);
     done(&run);
 }
