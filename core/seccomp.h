@@ -24,7 +24,8 @@ int scmp_filter_new(struct scmp_filter **ret);
 /* Loads it into the calling thread, as libseccomp's seccomp_load() would: sets no_new_privs,
  * then seccomp(SECCOMP_SET_MODE_FILTER), no TSYNC. The kernel requires no_new_privs or
  * CAP_SYS_ADMIN; the shim sets no_new_privs itself first, as a step of its own. 0 or -errno
- * (the kernel's). Irreversible. Async-signal-safe: no allocation, only prctl and seccomp. */
+ * (the kernel's). Irreversible. Async-signal-safe: no allocation, only prctl and seccomp; the shim
+ * calls it in a child that shares its memory (clone CLONE_VM | CLONE_VFORK). */
 int scmp_filter_load(struct scmp_filter *f);
 /* Writes a human-readable (PFC) or raw BPF form of the filter to fd. 0 or -errno. */
 int scmp_filter_export_pfc(struct scmp_filter *f, int fd);

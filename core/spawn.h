@@ -43,7 +43,8 @@ enum {
 /* The shim's steps. Values travel between processes of one binary. They run in this order,
  * except that the spec-independent ones come first, before the go message: SIGNALS,
  * SECCOMP_BUILD, MOUNT_PRIVATE, MOUNT_PROC, MOUNT_SYS, LOOPBACK (the last three for a private
- * network), then WAIT_GO, READ_SPEC, CGROUP_NS, HOSTNAME, FORK, ... */
+ * network), FORK (mapping the command child's stack), then WAIT_GO, READ_SPEC, CGROUP_NS, HOSTNAME,
+ * FORK, ... */
 enum shim_step {
     SHIM_STEP_NONE = 0,
     SHIM_STEP_EXEC_SHIM,     /* parent's child: execve of the shim binary */
@@ -57,7 +58,7 @@ enum shim_step {
     SHIM_STEP_LOOPBACK,      /* bring lo up (private netns only) */
     SHIM_STEP_HOSTNAME,      /* first block of the job id */
     SHIM_STEP_SECCOMP_BUILD, /* build the filter before forking */
-    SHIM_STEP_FORK,          /* fork the command */
+    SHIM_STEP_FORK,          /* start the command child (or map its stack, before the go) */
     /* from here on, in the command's process */
     SHIM_STEP_SETPGID,      /* own process group: the shim forwards signals to it */
     SHIM_STEP_SIGNAL_RESET, /* default dispositions, empty mask */
