@@ -56,7 +56,10 @@ struct cg_backend {
     /* After probing: prepare the job root (m->hier[].rootfd, m->root). errbuf as in
      * cg_manager_new(). */
     int (*init)(struct cg_manager *m, const struct cg_config *cfg, char *errbuf, size_t errlen);
-    /* Writes the limits into the freshly made job directories. */
+    /* Writes what every job cgroup gets whatever its limits (v2: swap off), right after the
+     * directories are made. NULL: nothing. */
+    int (*set_defaults)(struct cg *cg);
+    /* Writes the limits set in lim (non-zero fields) and nothing else. */
     int (*set_limits)(struct cg *cg, const struct cg_limits *lim);
     int (*attach)(struct cg *cg, pid_t pid);
     /* One round of killing: SIGKILL everything in the cgroup now. */

@@ -242,6 +242,7 @@ static int v1_read_usage(struct cg *cg, struct cg_usage *ret)
 
 const struct cg_backend cg_backend_v1 = {
     .init = v1_init,
+    .set_defaults = NULL, /* the kernel's defaults are no limits: nothing to write */
     .set_limits = v1_set_limits,
     .attach = v1_attach,
     .kill_once = v1_kill_once,

@@ -236,6 +236,13 @@ static int v2_init(struct cg_manager *m, const struct cg_config *cfg, char *errb
     return 0;
 }
 
+static int v2_set_defaults(struct cg *cg)
+{
+    /* Swap off for every job; the file is missing without swap accounting. */
+    int r = proc_write_file_at(cg->fd[0], "memory.swap.max", "0");
+    return r == -ENOENT ? 0 : r;
+}
+
 static int v2_set_limits(struct cg *cg, const struct cg_limits *lim)
 {
     int fd = cg->fd[0], r;
@@ -251,10 +258,6 @@ static int v2_set_limits(struct cg *cg, const struct cg_limits *lim)
         if (r < 0)
             return r;
     }
-    /* Swap off for every job; the file is missing without swap accounting. */
-    r = proc_write_file_at(fd, "memory.swap.max", "0");
-    if (r < 0 && r != -ENOENT)
-        return r;
     if (lim->io_riops || lim->io_wiops || lim->io_rbps || lim->io_wbps) {
         for (size_t i = 0; i < cg->m->n_devs; i++) {
             char line[160];
@@ -394,6 +397,7 @@ static int v2_read_usage(struct cg *cg, struct cg_usage *ret)
 
 const struct cg_backend cg_backend_v2 = {
     .init = v2_init,
+    .set_defaults = v2_set_defaults,
     .set_limits = v2_set_limits,
     .attach = v2_attach,
     .kill_once = v2_kill_once,

@@ -607,6 +607,11 @@ int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim,
             goto fail;
         }
     }
+    if (m->ops->set_defaults) {
+        r = m->ops->set_defaults(cg);
+        if (r < 0)
+            goto fail;
+    }
     r = m->ops->set_limits(cg, lim ? lim : &none);
     if (r < 0)
         goto fail;
@@ -619,6 +624,20 @@ fail:
     /* Best effort: we made these directories a moment ago and nothing runs in them. */
     (void)remove_dirs(cg);
     return r;
+}
+
+int cg_set_limits(struct cg *cg, const struct cg_limits *lim)
+{
+    int r = cg->m->ops->set_limits(cg, lim);
+
+    if (r < 0)
+        log_debug("cgroup: setting the limits of '%s': %s", cg->id, strerror(-r));
+    return r;
+}
+
+const char *cg_get_id(const struct cg *cg)
+{
+    return cg->id;
 }
 
 int cg_get_dirfd(const struct cg *cg)

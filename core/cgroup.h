@@ -13,7 +13,8 @@
  * How the job engineer uses it:
  *   cg_manager_new()                          once, at server start
  *   cg_cleanup_stale(m, id)                   for each job a previous server left RUNNING
- *   cg_create(m, id, &limits, &cg)            before spawning the shim
+ *   cg_create(m, id, &limits, &cg)            before spawning the shim, or ahead of it:
+ *   cg_create(m, id, NULL, &cg), then cg_set_limits(cg, &limits) at its start
  *   v2: clone3(CLONE_INTO_CGROUP, .cgroup = cg_get_dirfd(cg))
  *   v1: cg_get_dirfd() returns -EOPNOTSUPP; the parent calls cg_attach(cg, shim_pid) while the
  *       shim waits on its sync pipe, then releases it.
@@ -114,6 +115,16 @@ bool cg_id_is_valid(const char *id);
  * is set. -EEXIST if a cgroup of that id exists (call cg_cleanup_stale() first). On failure
  * nothing is left behind. *ret owns open directory fds; free with cg_free(). */
 int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim, struct cg **ret);
+
+/* Writes the limits set in lim (its non-zero fields) into a cgroup that cg_create() made with
+ * lim NULL, e.g. ahead of its job, off the job's start path. A field left 0 is not written and
+ * keeps the kernel's default, no limit, so cg_create(m, id, NULL) then cg_set_limits(cg, lim)
+ * leaves every cgroup file as cg_create(m, id, lim) does. Not for changing limits already set
+ * (a 0 does not lift one). 0 or -errno; on failure some limits may be written: cg_destroy(). */
+int cg_set_limits(struct cg *cg, const struct cg_limits *lim);
+
+/* The id cg was made for (owned by cg). */
+const char *cg_get_id(const struct cg *cg);
 
 /* v2: an O_DIRECTORY|O_CLOEXEC fd of the job cgroup for clone3's CLONE_INTO_CGROUP; owned by
  * cg (do not close), valid until cg_free(). v1: -EOPNOTSUPP (use cg_attach()). */

@@ -344,6 +344,22 @@ static int check_spec(struct job_runner *r, const struct job_spec *spec, char *e
     return 0;
 }
 
+int job_cgroup_reserve(struct job_runner *r, const char *id, struct cg **ret)
+{
+    return cg_create(r->cgm, id, NULL, ret);
+}
+
+void job_cgroup_release(struct cg *cg)
+{
+    if (!cg)
+        return;
+    /* Nothing ever ran in it: this is a few rmdirs. */
+    int e = cg_destroy(cg, KILL_TIMEOUT_MS);
+    if (e < 0)
+        log_debug("job %s: removing its cgroup made ahead: %s", cg_get_id(cg), strerror(-e));
+    cg_free(cg);
+}
+
 int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on_end,
               void *userdata, struct job **ret, char *errbuf, size_t errlen)
 {
@@ -360,7 +376,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     struct spawn_sync_msg msg = {0};
     struct shim sh;
     struct job *j = NULL;
-    struct cg *cg = NULL;
+    struct cg *cg = spec->cgroup; /* ours from here on, whatever happens */
     int memfd = -1, e;
     char dummy[1];
 
@@ -372,11 +388,18 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     }
     errbuf[0] = '\0';
     e = check_spec(r, spec, errbuf, errlen);
-    if (e < 0)
+    if (e == 0 && cg && strcmp(cg_get_id(cg), spec->id) != 0) {
+        snprintf(errbuf, errlen, "the job's cgroup was made for another id");
+        e = -EINVAL;
+    }
+    if (e < 0) {
+        job_cgroup_release(cg);
         return e;
+    }
     pthread_mutex_lock(&r->mu);
     if (r->quit) {
         pthread_mutex_unlock(&r->mu);
+        job_cgroup_release(cg);
         snprintf(errbuf, errlen, "the job runner is shutting down");
         return -ESHUTDOWN;
     }
@@ -388,9 +411,14 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         snprintf(errbuf, errlen, "passing the job spec: %s", strerror(-e));
         goto fail;
     }
-    e = cg_create(r->cgm, spec->id, &lim, &cg);
+    /* Made ahead (the server makes it with the job's folder): only the limits are left. */
+    if (cg)
+        e = cg_set_limits(cg, &lim);
+    else
+        e = cg_create(r->cgm, spec->id, &lim, &cg);
     if (e < 0) {
-        snprintf(errbuf, errlen, "creating the job cgroup: %s", strerror(-e));
+        snprintf(errbuf, errlen, "%s the job cgroup: %s", cg ? "setting the limits of" : "creating",
+                 strerror(-e));
         goto fail;
     }
     /* A pooled shim has its namespaces, mounts and filter ready; otherwise start one now (on

@@ -17,6 +17,7 @@
 struct outlog;
 struct job;
 struct job_runner;
+struct cg; /* core/cgroup: a job's cgroup, made ahead by job_cgroup_reserve() (opaque here) */
 
 enum job_state {
     JOB_STARTING = 0,
@@ -67,6 +68,10 @@ struct job_spec {
     uid_t uid; /* job user; default nobody (65534) is the caller's choice */
     gid_t gid;
     struct outlog *log; /* output goes here; caller owns, keeps it alive past the job */
+    /* The job's cgroup made ahead by job_cgroup_reserve() for this id, or NULL (job_start makes
+     * it). job_start takes it whatever it returns: the job's from then on, or removed at once
+     * when the start fails. */
+    struct cg *cgroup;
 };
 
 struct job_status {
@@ -92,6 +97,15 @@ const char *job_runner_cgroup_mode(struct job_runner *r);
  * there was none. */
 int job_runner_cleanup_stale(struct job_runner *r, const char *id);
 
+/* Makes the cgroup of the job that will have id, without limits (job_start writes the job's),
+ * so that its start need not: a caller that knows the id ahead calls it off the start's path
+ * and passes the result in job_spec.cgroup. 0 or -errno (-EEXIST: a cgroup of that id exists).
+ * Thread-safe. If the process dies before the start, job_runner_cleanup_stale(r, id) of the
+ * next one removes it. */
+int job_cgroup_reserve(struct job_runner *r, const char *id, struct cg **ret);
+/* Removes a reserved cgroup that no job_start took, and frees it. NULL-safe. Thread-safe. */
+void job_cgroup_release(struct cg *cg);
+
 typedef void (*job_event_fn)(struct job *j, void *userdata);
 
 /* Starts a job and returns once the command has been exec'd (JOB_RUNNING), with *ret set.
@@ -100,7 +114,7 @@ typedef void (*job_event_fn)(struct job *j, void *userdata);
  * be while the shim (PID 1) is still taking its namespaces down; job_wait() waits for that and
  * for the cgroup's removal. On failure returns -errno and writes a plain-words reason into
  * errbuf ("'/bin/nope': no such file", "'/etc/passwd': not executable", ...) and leaves nothing
- * behind (no cgroup, process or fd). Thread-safe. */
+ * behind (no cgroup, spec->cgroup included, process or fd). Thread-safe. */
 int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on_end,
               void *userdata, struct job **ret, char *errbuf, size_t errlen);
 

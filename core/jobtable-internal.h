@@ -85,6 +85,10 @@ struct jobtab {
     size_t cap_index;
     uint64_t last_created_ns; /* under lock: created_ns grows strictly, in insertion order */
     struct jobtab_flusher fl;
+    /* Under lock: the ids of the folders jobtab_load found without a record, until
+     * jobtab_drain_unused hands them out. */
+    char (*unused)[JOBTAB_ID_LEN + 1];
+    size_t n_unused;
 };
 
 static inline bool jobtab_state_is_running(enum job_state s)

@@ -222,6 +222,7 @@ void jobtab_free(struct jobtab *t)
         free(t->admins[i]);
     free(t->admins);
     free(t->state_dir);
+    free(t->unused);
     (void)pthread_mutex_destroy(&t->lock);
     free(t);
 }
@@ -274,6 +275,40 @@ static int remove_unused_folder(int sfd, int dfd, const char *name)
     return 0;
 }
 
+/* Keeps the id of a folder without a record for jobtab_drain_unused (best effort: without
+ * memory, what was made ahead for it stays, as it would have before). */
+static void remember_unused(struct jobtab *t, const char *name)
+{
+    char(*a)[JOBTAB_ID_LEN + 1];
+
+    (void)pthread_mutex_lock(&t->lock);
+    a = realloc(t->unused, (t->n_unused + 1) * sizeof(*a));
+    if (a) {
+        t->unused = a;
+        /* name passed jobtab_is_id: exactly JOBTAB_ID_LEN bytes */
+        memcpy(a[t->n_unused], name, JOBTAB_ID_LEN);
+        a[t->n_unused++][JOBTAB_ID_LEN] = '\0';
+    }
+    (void)pthread_mutex_unlock(&t->lock);
+}
+
+void jobtab_drain_unused(struct jobtab *t, void (*fn)(const char *id, void *userdata),
+                         void *userdata)
+{
+    char(*ids)[JOBTAB_ID_LEN + 1];
+    size_t n;
+
+    (void)pthread_mutex_lock(&t->lock);
+    ids = t->unused;
+    n = t->n_unused;
+    t->unused = NULL;
+    t->n_unused = 0;
+    (void)pthread_mutex_unlock(&t->lock);
+    for (size_t i = 0; i < n; i++)
+        fn(ids[i], userdata);
+    free(ids);
+}
+
 /* Loads <state>/<name>; NULL when it is not a loadable job folder. */
 static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name, bool *ret_lost)
 {
@@ -286,6 +321,8 @@ static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name
     if (dfd < 0)
         return NULL;
     r = jobtab_rec_read(dfd, &text);
+    if (r == -ENOENT) /* kept even if the folder stays: no job has this id */
+        remember_unused(t, name);
     if (r == -ENOENT && remove_unused_folder(sfd, dfd, name) == 0) {
         log_debug("state: removed the unused job folder '%s'", name);
         return NULL;

@@ -82,6 +82,13 @@ typedef void (*jobtab_loaded_fn)(struct jobtab_entry *e, bool was_running, void 
  * on an empty table, before other threads use it. */
 int jobtab_load(struct jobtab *t, jobtab_loaded_fn fn, void *userdata);
 
+/* Calls fn(id, userdata) for every job folder jobtab_load found without a record (a slot a
+ * previous server made ahead and never used; load removed the folder), then forgets them: each
+ * id is handed out once, so that the caller can remove what else it made ahead under it (the
+ * job's cgroup). fn runs without the table lock. Thread-safe. */
+void jobtab_drain_unused(struct jobtab *t, void (*fn)(const char *id, void *userdata),
+                         void *userdata);
+
 /* Makes a fresh UUIDv4 (getrandom) in canonical lower-case form into buf[37]. 0 or -errno. */
 int jobtab_new_id(char buf[JOBTAB_ID_LEN + 1]);
 /* true when s is a canonical UUID (8-4-4-4-12 hex, lower-case). */
@@ -98,7 +105,7 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
 /* A job folder made ahead of time, off the path of a Start: a fresh id, <state>/<id>/ made and
  * the room for its first two records allocated, so that jobtab_add_in only writes and renames
  * the record. Until then the folder holds no record; jobtab_load removes such folders (a slot
- * left by a server that stopped or died). */
+ * left by a server that stopped or died) and keeps their ids for jobtab_drain_unused. */
 struct jobtab_slot;
 /* Makes a slot. 0 or -errno. Thread-safe. */
 int jobtab_slot_new(struct jobtab *t, struct jobtab_slot **ret);

@@ -147,17 +147,19 @@ struct ucall {
     struct rpc_limits limits;
     struct jobtab_entry *entry;
     struct outlog *log;
+    struct cg *cg; /* the job's cgroup made ahead with its slot, or NULL; job_start takes it */
     /* Stop */
 };
 
-/* Job folders with their output logs made ahead of time (jobtab_slot_new + outlog_create), so
- * that a Start's only disk work is its record: the start threads top them up after each start,
- * off its path. */
+/* Job folders with their output logs and cgroups made ahead of time (jobtab_slot_new +
+ * outlog_create + job_cgroup_reserve), so that a Start's only disk work is its record and its
+ * only cgroup work the limits: the start threads top them up after each start, off its path. */
 #define PREPARED_SLOTS 2
 
 struct prepared {
     struct jobtab_slot *slot;
     struct outlog *log;
+    struct cg *cg; /* NULL if it could not be made ahead: job_start then makes it */
 };
 
 struct start_pool {
@@ -183,9 +185,10 @@ void server_finishf(struct ucall *uc, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* NOT_FOUND for uc->ci.id: the same words for an unknown job and another user's. */
 void server_not_found(struct ucall *uc);
-/* Tops the prepared slots up (a thread at a time; the others return at once). */
+/* Tops the prepared slots up (a thread at a time; the others return at once). The first call
+ * also removes the cgroups a previous server made ahead for slots it never used. */
 void server_prepare_slots(struct server *s);
-/* Removes the prepared slots that no Start took (their folders and logs). */
+/* Removes the prepared slots that no Start took (their folders, logs and cgroups). */
 void server_prepared_free(struct server *s);
 /* A thread of the start pool (s->pool): runs queued Start calls off the CQ threads. */
 void *server_start_thread(void *arg);

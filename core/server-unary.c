@@ -112,6 +112,7 @@ static void start_failed(struct ucall *uc, int r, const char *why)
     struct jobtab_status st = {0};
     int code = rpc_code_for_start_error(r);
 
+    job_cgroup_release(TAKE_PTR(uc->cg)); /* made ahead, and no job_start took it */
     jobtab_entry_get_status(uc->entry, &st);
     st.job.state = JOB_FAILED_TO_START;
     st.job.end_ms = st.job.start_ms;
@@ -149,6 +150,7 @@ static void do_start(struct ucall *uc)
     js.uid = s->cfg.job_uid;
     js.gid = s->cfg.job_gid;
     js.log = uc->log;
+    js.cgroup = TAKE_PTR(uc->cg); /* job_start's now, whatever it returns */
     (void)req;
     r = job_start(s->runner, &js, on_job_end, e, &j, errbuf, sizeof(errbuf));
     if (r < 0) {
@@ -174,6 +176,9 @@ static void do_start(struct ucall *uc)
 
 static void prepared_free(struct server *s, struct prepared *pr)
 {
+    /* The cgroup before the folder: a cgroup made ahead is found at a restart through its
+     * folder (jobtab_drain_unused), so it must never outlive it. */
+    job_cgroup_release(pr->cg);
     outlog_free(pr->log); /* closes the file; jobtab_slot_free removes it */
     jobtab_slot_free(s->table, pr->slot);
     *pr = (struct prepared){0};
@@ -194,8 +199,24 @@ static int prepared_make(struct server *s, struct prepared *ret)
         prepared_free(s, &pr);
         return r;
     }
+    /* After the folder (see prepared_free). Without it the Start makes the cgroup itself. */
+    r = job_cgroup_reserve(s->runner, jobtab_slot_id(pr.slot), &pr.cg);
+    if (r < 0)
+        log_debug("job %s: making its cgroup ahead: %s", jobtab_slot_id(pr.slot), strerror(-r));
     *ret = pr;
     return 0;
+}
+
+/* A slot a previous server made ahead and never used (its folder removed at load): its cgroup
+ * may be there too. */
+static void remove_unused_cgroup(const char *id, void *userdata)
+{
+    struct server *s = userdata;
+    int r = job_runner_cleanup_stale(s->runner, id);
+
+    if (r < 0)
+        log_warn("job folder %s: removing the cgroup a previous server made ahead: %s, ignoring",
+                 id, strerror(-r));
 }
 
 void server_prepare_slots(struct server *s)
@@ -208,6 +229,9 @@ void server_prepare_slots(struct server *s)
         return;
     }
     p->preparing = true;
+    (void)pthread_mutex_unlock(&p->mu);
+    jobtab_drain_unused(s->table, remove_unused_cgroup, s); /* at once, the first time only */
+    (void)pthread_mutex_lock(&p->mu);
     while (p->n_prep < PREPARED_SLOTS && !p->stopping) {
         struct prepared pr;
         int r;
@@ -327,10 +351,12 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
                           ? JOB_NET_HOST
                           : JOB_NET_NONE,
                       &uc->entry);
-    if (r == -EEXIST || r == -EUSERS)
+    if (r == -EEXIST || r == -EUSERS) {
         prepared_put_back(s, &pr);
-    else if (r < 0 && pr.log) /* its slot went with the failed job (folder removed) */
+    } else if (r < 0) { /* its slot went with the failed job (folder removed) */
+        job_cgroup_release(TAKE_PTR(pr.cg));
         outlog_free(TAKE_PTR(pr.log));
+    }
     if (r == -EEXIST) {
         server_finishf(uc, RPC_ALREADY_EXISTS, "you already have a running job named '%s'",
                        req->name);
@@ -351,6 +377,7 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
         return;
     }
     (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", jobtab_entry_spec(uc->entry)->id);
+    uc->cg = TAKE_PTR(pr.cg);
     if (pr.log) {
         uc->log = TAKE_PTR(pr.log);
     } else {

@@ -398,3 +398,104 @@ Test(cg_v1, create_existing_is_refused)
     cr_assert(cg_dir_exists("freezer", "dup"), "the first one is kept");
     cr_assert_eq(cg_destroy(a, -1), 0);
 }
+
+/* Every readable file of the job's directory in hier, "name=content" lines in readdir order
+ * (the same for directories made alike). */
+static char *dump_dir(const char *hier, const char *id)
+{
+    char path[256];
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(1, cap);
+    snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s/%s", hier, root, id);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d, "%s: %s", path, strerror(errno));
+    for (struct dirent *e; (e = readdir(d));) {
+        _cleanup_free_ char *buf = NULL;
+        if (e->d_type != DT_REG || proc_read_file_at(dirfd(d), e->d_name, &buf) < 0)
+            continue; /* write-only files (cgroup.event_control, memory.force_empty, ...) */
+        size_t need = strlen(e->d_name) + strlen(buf) + 3;
+        if (len + need >= cap)
+            out = realloc(out, cap = (cap + need) * 2);
+        len += (size_t)snprintf(out + len, cap - len, "%s=%s\n", e->d_name, buf);
+    }
+    closedir(d);
+    return out;
+}
+
+/* true when every setting of hier's a_id directory equals b_id's; differences go to stderr. */
+static bool same_files(const char *hier, const char *a_id, const char *b_id, const char *ctl_id,
+                       size_t *ret_compared)
+{
+    _cleanup_free_ char *a = dump_dir(hier, a_id);
+    _cleanup_free_ char *b = dump_dir(hier, b_id);
+    _cleanup_free_ char *c = dump_dir(hier, ctl_id);
+    char *sa, *sb, *sc;
+    bool same = true;
+    size_t n = 0;
+
+    /* Line by line: a file whose content differs between a and its control c (made exactly
+     * like a) is a counter or a statistic, not a setting; every other file must match in b. */
+    for (char *la = strtok_r(a, "\n", &sa), *lb = strtok_r(b, "\n", &sb),
+              *lc = strtok_r(c, "\n", &sc);
+         la || lb; la = strtok_r(NULL, "\n", &sa), lb = strtok_r(NULL, "\n", &sb),
+              lc = strtok_r(NULL, "\n", &sc)) {
+        if (!la || !lb || !lc) {
+            fprintf(stderr, "%s: the directories list different files\n", hier);
+            return false;
+        }
+        if (strcmp(la, lc) != 0)
+            continue;
+        n++;
+        if (strcmp(la, lb) != 0) {
+            fprintf(stderr, "%s: '%s' at creation, '%s' written later\n", hier, la, lb);
+            same = false;
+        }
+    }
+    *ret_compared += n;
+    return same;
+}
+
+/* A cgroup made ahead without limits and given them at the start ends up exactly like one
+ * made with them, whatever the limits (none, some, all): every readable file in every
+ * hierarchy. */
+Test(cg_v1, limits_written_later_equal_limits_at_creation)
+{
+    _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
+    const struct cg_limits cases[] = {
+        {0},
+        {.pids = 40},
+        {.cpu_millis = 250, .memory_bytes = 32 << 20},
+        {.cpu_millis = 1500,
+         .memory_bytes = 96 << 20,
+         .io_riops = 100,
+         .io_wiops = 200,
+         .io_rbps = 1 << 20,
+         .io_wbps = 2 << 20,
+         .pids = 64},
+    };
+    for (size_t k = 0; k < ELEMENTSOF(cases); k++) {
+        struct cg *at = NULL, *later = NULL, *ctl = NULL;
+        size_t compared = 0;
+        cr_assert_eq(cg_create(m, "at-create", &cases[k], &at), 0);
+        cr_assert_eq(cg_create(m, "control", &cases[k], &ctl), 0);
+        cr_assert_eq(cg_create(m, "ahead", NULL, &later), 0);
+        cr_assert_str_eq(cg_get_id(later), "ahead");
+        int r = cg_set_limits(later, &cases[k]);
+        cr_assert_eq(r, 0, "cg_set_limits: %s", strerror(-r));
+        for (size_t i = 0; i < ELEMENTSOF(hiers); i++)
+            cr_expect(same_files(hiers[i], "at-create", "ahead", "control", &compared),
+                      "case %zu, %s: see stderr", k, hiers[i]);
+        /* The settings that matter were among the files compared. */
+        cr_expect_gt(compared, 40, "case %zu: only %zu files compared", k, compared);
+        if (cases[k].pids) {
+            _cleanup_free_ char *p = read_cg("pids", "ahead", "pids.max");
+            cr_expect_eq(strtoull(p, NULL, 10), cases[k].pids);
+        }
+        cr_assert_eq(cg_destroy(at, -1), 0);
+        cr_assert_eq(cg_destroy(ctl, -1), 0);
+        cr_assert_eq(cg_destroy(later, -1), 0);
+        cg_free(at);
+        cg_free(ctl);
+        cg_free(later);
+    }
+}

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/cgroup.h"
 #include "core/job.h"
 #include "core/outlog.h"
 
@@ -90,16 +91,16 @@ struct run {
     int r;
 };
 
-/* Starts path with args (NULL-terminated) as uid in cwd (NULL: "/"); limits may be NULL. */
-static void start_in(struct run *run, struct job_runner *r, const struct job_limits *lim,
-                     enum job_network net, uid_t uid, const char *cwd, const char *path,
-                     const char *const *args)
+/* Starts path with args (NULL-terminated) as uid in cwd (NULL: "/"); limits may be NULL.
+ * ahead: the job's cgroup (made ahead with job_cgroup_reserve, for run->id, already set) goes
+ * in the spec. */
+static void start_spec(struct run *run, struct job_runner *r, const struct job_limits *lim,
+                       enum job_network net, uid_t uid, const char *cwd, const char *path,
+                       const char *const *args, struct cg *ahead)
 {
     char logpath[256];
     size_t n = 0;
 
-    memset(run, 0, sizeof(*run));
-    make_id(run->id, sizeof(run->id));
     snprintf(logpath, sizeof(logpath), "%s/%s.log", tmpdir, run->id);
     cr_assert_eq(outlog_create(logpath, 0, &run->log), 0);
     while (args && args[n])
@@ -114,6 +115,7 @@ static void start_in(struct run *run, struct job_runner *r, const struct job_lim
         .uid = uid,
         .gid = uid,
         .log = run->log,
+        .cgroup = ahead,
     };
     if (lim)
         spec.limits = *lim;
@@ -123,7 +125,33 @@ static void start_in(struct run *run, struct job_runner *r, const struct job_lim
 static void start_ex(struct run *run, struct job_runner *r, const struct job_limits *lim,
                      enum job_network net, uid_t uid, const char *path, const char *const *args)
 {
-    start_in(run, r, lim, net, uid, NULL, path, args);
+    memset(run, 0, sizeof(*run));
+    make_id(run->id, sizeof(run->id));
+    start_spec(run, r, lim, net, uid, NULL, path, args, NULL);
+}
+
+/* start_ex in cwd. */
+static void start_in(struct run *run, struct job_runner *r, const struct job_limits *lim,
+                     enum job_network net, uid_t uid, const char *cwd, const char *path,
+                     const char *const *args)
+{
+    memset(run, 0, sizeof(*run));
+    make_id(run->id, sizeof(run->id));
+    start_spec(run, r, lim, net, uid, cwd, path, args, NULL);
+}
+
+/* start_ex with the job's cgroup made ahead (asserted to exist before the start). */
+static void start_ahead(struct run *run, const struct job_limits *lim, const char *path,
+                        const char *const *args)
+{
+    struct cg *cg = NULL;
+
+    memset(run, 0, sizeof(*run));
+    make_id(run->id, sizeof(run->id));
+    int r = job_cgroup_reserve(runner, run->id, &cg);
+    cr_assert_eq(r, 0, "job_cgroup_reserve: %s", strerror(-r));
+    cr_assert_not_null(cg);
+    start_spec(run, runner, lim, JOB_NET_NONE, NOBODY, NULL, path, args, cg);
 }
 
 static void start(struct run *run, const char *path, const char *const *args)
@@ -182,6 +210,25 @@ static bool cgroup_exists(const char *id)
             return true;
     }
     return false;
+}
+
+/* The first line of a file of the job's v1 cgroup in hier, into buf ("" if unreadable). */
+static const char *cgroup_file(const char *hier, const char *id, const char *file, char *buf,
+                               size_t len)
+{
+    char p[256];
+    FILE *f;
+
+    buf[0] = '\0';
+    snprintf(p, sizeof(p), "/sys/fs/cgroup/%s/runjob/%s/%s", hier, id, file);
+    f = fopen(p, "re");
+    if (f) {
+        if (!fgets(buf, (int)len, f))
+            buf[0] = '\0';
+        fclose(f);
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    return buf;
 }
 
 /* Pids in the job's v1 pids cgroup, or -1. */
@@ -360,6 +407,103 @@ Test(job, failed_start_leaves_no_fd)
     cr_expect_eq(before, after, "fds: %d before, %d after", before, after);
 }
 #endif
+
+/* ---- the job's cgroup made ahead (the server makes it with the job's folder) */
+
+Test(job, cgroup_made_ahead_is_the_jobs_with_its_limits)
+{
+    struct job_limits lim = {.pids = 48, .memory_bytes = 96 << 20, .cpu_millis = 700};
+    struct run run;
+    char buf[64];
+
+    start_ahead(&run, &lim, "/bin/sh", (const char *const[]){"-c", "echo hi; sleep 30", NULL});
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    /* The job runs in it, under the limits it asked for, written at its start. */
+    pid_t pids[8];
+    cr_expect_gt(cgroup_pids(run.id, pids, 8), 0, "the job is in its cgroup");
+    cr_expect_str_eq(cgroup_file("pids", run.id, "pids.max", buf, sizeof(buf)), "48");
+    cr_expect_str_eq(cgroup_file("memory", run.id, "memory.limit_in_bytes", buf, sizeof(buf)),
+                     "100663296");
+    cr_expect_str_eq(cgroup_file("cpu", run.id, "cpu.cfs_quota_us", buf, sizeof(buf)), "70000");
+    cr_expect_eq(job_stop(run.j, SIGKILL, -1), 0);
+    cr_expect_not(cgroup_exists(run.id), "the job's end removes it, as a cgroup made at start");
+    done(&run);
+}
+
+Test(job, cgroup_made_ahead_without_limits_stays_unlimited)
+{
+    struct run run;
+    char buf[64];
+
+    start_ahead(&run, NULL, "/bin/sleep", (const char *const[]){"30", NULL});
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    cr_expect_str_eq(cgroup_file("pids", run.id, "pids.max", buf, sizeof(buf)), "max");
+    cr_expect_str_eq(cgroup_file("cpu", run.id, "cpu.cfs_quota_us", buf, sizeof(buf)), "-1");
+    cr_expect_eq(job_stop(run.j, SIGKILL, -1), 0);
+    cr_expect_not(cgroup_exists(run.id));
+    done(&run);
+}
+
+Test(job, cgroup_made_ahead_is_removed_when_the_start_fails)
+{
+    struct run run;
+
+    start_ahead(&run, NULL, "/bin/nope", NULL);
+    cr_expect_eq(run.r, -ENOENT);
+    cr_expect_not(cgroup_exists(run.id), "cgroup left behind");
+    outlog_free(run.log);
+    /* Refused before anything starts (a relative path): removed too. */
+    start_ahead(&run, NULL, "nope", NULL);
+    cr_expect_eq(run.r, -EINVAL);
+    cr_expect_not(cgroup_exists(run.id), "cgroup left behind");
+    outlog_free(run.log);
+}
+
+Test(job, cgroup_made_ahead_for_another_id_is_refused_and_removed)
+{
+    struct cg *cg = NULL;
+    struct run run;
+    char other[64];
+
+    make_id(other, sizeof(other));
+    cr_assert_eq(job_cgroup_reserve(runner, other, &cg), 0);
+    memset(&run, 0, sizeof(run));
+    make_id(run.id, sizeof(run.id));
+    start_spec(&run, runner, NULL, JOB_NET_NONE, NOBODY, NULL, "/bin/true", NULL, cg);
+    cr_expect_eq(run.r, -EINVAL);
+    cr_expect_not(cgroup_exists(other));
+    cr_expect_not(cgroup_exists(run.id));
+    outlog_free(run.log);
+}
+
+Test(job, cgroup_made_ahead_and_unused_is_released)
+{
+    struct cg *cg = NULL, *dup = NULL;
+    char id[64];
+
+    make_id(id, sizeof(id));
+    cr_assert_eq(job_cgroup_reserve(runner, id, &cg), 0);
+    cr_expect(cgroup_exists(id));
+    cr_expect_eq(job_cgroup_reserve(runner, id, &dup), -EEXIST, "never adopted twice");
+    cr_expect_null(dup);
+    job_cgroup_release(cg);
+    cr_expect_not(cgroup_exists(id));
+    job_cgroup_release(NULL);
+}
+
+/* A process that made cgroups ahead and died: the next runner's clean-up finds them by id. */
+Test(job, cgroup_made_ahead_by_a_dead_runner_is_cleaned_up)
+{
+    struct cg *cg = NULL;
+    char id[64];
+
+    make_id(id, sizeof(id));
+    cr_assert_eq(job_cgroup_reserve(runner, id, &cg), 0);
+    cg_free(cg); /* the "crash": its fds go, the cgroup stays */
+    cr_expect(cgroup_exists(id));
+    cr_expect_eq(job_runner_cleanup_stale(runner, id), 0);
+    cr_expect_not(cgroup_exists(id));
+}
 
 /* ---- isolation */
 

@@ -154,6 +154,76 @@ Test(cg, v1_zero_limits_write_nothing)
     cr_assert_str_eq(ri, "");
 }
 
+/* A job's cgroup made ahead without limits: nothing written (every file at the kernel's
+ * default) until cg_set_limits writes the job's, which then read as cg_create's would. */
+Test(cg, v1_limits_set_later_equal_limits_at_create)
+{
+    static const char *const files[][2] = {
+        {"cpu", "cpu.cfs_period_us"},
+        {"cpu", "cpu.cfs_quota_us"},
+        {"memory", "memory.limit_in_bytes"},
+        {"memory", "memory.memsw.limit_in_bytes"},
+        {"pids", "pids.max"},
+    };
+    static const char *const fifos[] = {
+        "blkio.throttle.read_iops_device",
+        "blkio.throttle.write_iops_device",
+        "blkio.throttle.read_bps_device",
+        "blkio.throttle.write_bps_device",
+    };
+    v1_layout();
+    _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
+    _cleanup_(cg_freep) struct cg *at = NULL;
+    _cleanup_(cg_freep) struct cg *ahead = NULL;
+    char pa[128], pb[128];
+
+    cr_assert_eq(cg_create(m, "at", &full_limits, &at), 0);
+    cr_assert_eq(cg_create(m, "ahead", NULL, &ahead), 0);
+    cr_assert_str_eq(cg_get_id(ahead), "ahead");
+    assert_file("cpu/runjob/ahead/cpu.cfs_quota_us", "-1\n");
+    assert_file("memory/runjob/ahead/memory.limit_in_bytes", "9223372036854771712\n");
+    assert_file("pids/runjob/ahead/pids.max", "max\n");
+    for (size_t i = 0; i < ELEMENTSOF(fifos); i++) {
+        snprintf(pb, sizeof(pb), "blkio/runjob/ahead/%s", fifos[i]);
+        _cleanup_free_ char *b = drain(pb);
+        cr_expect_str_eq(b, "", "%s written before the limits", pb);
+    }
+
+    cr_assert_eq(cg_set_limits(ahead, &full_limits), 0);
+    for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+        snprintf(pa, sizeof(pa), "%s/runjob/at/%s", files[i][0], files[i][1]);
+        snprintf(pb, sizeof(pb), "%s/runjob/ahead/%s", files[i][0], files[i][1]);
+        _cleanup_free_ char *a = slurp(pa);
+        _cleanup_free_ char *b = slurp(pb);
+        cr_expect_str_eq(b, a, "%s", pb);
+    }
+    for (size_t i = 0; i < ELEMENTSOF(fifos); i++) {
+        snprintf(pa, sizeof(pa), "blkio/runjob/at/%s", fifos[i]);
+        snprintf(pb, sizeof(pb), "blkio/runjob/ahead/%s", fifos[i]);
+        _cleanup_free_ char *a = drain(pa);
+        _cleanup_free_ char *b = drain(pb);
+        cr_expect_neq(a[0], '\0');
+        cr_expect_str_eq(b, a, "%s", pb);
+    }
+    /* Zero limits write nothing more. */
+    cr_assert_eq(cg_set_limits(ahead, &(struct cg_limits){0}), 0);
+    _cleanup_free_ char *again = drain("blkio/runjob/ahead/blkio.throttle.read_iops_device");
+    cr_expect_str_eq(again, "");
+}
+
+/* A failed limit write is reported; the caller (job_start) then destroys the cgroup. */
+Test(cg, set_limits_failure_is_reported)
+{
+    F.no_pids_max = true;
+    v1_layout();
+    _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    cr_assert_eq(cg_create(m, "j", NULL, &cg), 0);
+    cr_assert_lt(cg_set_limits(cg, &(struct cg_limits){.pids = 5}), 0);
+    cr_assert_eq(cg_destroy(cg, 100), 0);
+    cr_assert_not(exists("pids/runjob/j"));
+}
+
 Test(cg, v1_cpu_quota_floor_and_explicit_devices)
 {
     v1_layout();

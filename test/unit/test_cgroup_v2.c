@@ -124,6 +124,41 @@ Test(cg, v2_limits_translate)
                          "254:0 riops=100 wiops=200 rbps=1000000 wbps=2000000\n");
 }
 
+/* Made ahead without limits: swap is off from the start (every job's default), nothing else
+ * is written until cg_set_limits writes the job's, which then read as cg_create's would. */
+Test(cg, v2_limits_set_later_equal_limits_at_create)
+{
+    static const char *const files[] = {"cpu.max", "memory.max", "memory.swap.max", "pids.max"};
+    v2_layout("cpu io memory pids\n");
+    _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V2, "/r", NULL);
+    _cleanup_(cg_freep) struct cg *at = NULL;
+    _cleanup_(cg_freep) struct cg *ahead = NULL;
+    char pa[128], pb[128];
+
+    cr_assert_eq(cg_create(m, "at", &full_limits, &at), 0);
+    cr_assert_eq(cg_create(m, "ahead", NULL, &ahead), 0);
+    assert_file("r/ahead/memory.swap.max", "0");
+    assert_file("r/ahead/cpu.max", "max 100000\n");
+    assert_file("r/ahead/memory.max", "max\n");
+    assert_file("r/ahead/pids.max", "max\n");
+    _cleanup_free_ char *none = drain("r/ahead/io.max");
+    cr_expect_str_eq(none, "");
+    cr_assert_geq(cg_get_dirfd(ahead), 0, "ready for CLONE_INTO_CGROUP");
+
+    cr_assert_eq(cg_set_limits(ahead, &full_limits), 0);
+    for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+        snprintf(pa, sizeof(pa), "r/at/%s", files[i]);
+        snprintf(pb, sizeof(pb), "r/ahead/%s", files[i]);
+        _cleanup_free_ char *a = slurp(pa);
+        _cleanup_free_ char *b = slurp(pb);
+        cr_expect_str_eq(b, a, "%s", files[i]);
+    }
+    _cleanup_free_ char *ioa = drain("r/at/io.max");
+    _cleanup_free_ char *iob = drain("r/ahead/io.max");
+    cr_expect_str_eq(iob, ioa);
+    cr_expect_neq(ioa[0], '\0');
+}
+
 Test(cg, v2_partial_limits)
 {
     v2_layout("cpu io memory pids\n");

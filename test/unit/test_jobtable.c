@@ -489,3 +489,58 @@ Test(jobtab, unused_slots_are_removed)
     cr_expect_eq(access(dir_b, F_OK), -1, "a slot left by a dead server is removed at load");
     jobtab_free(t);
 }
+
+struct drained {
+    char ids[4][40];
+    int n;
+};
+
+static void collect(const char *id, void *userdata)
+{
+    struct drained *d = userdata;
+    cr_assert_lt(d->n, 4);
+    snprintf(d->ids[d->n++], sizeof(d->ids[0]), "%s", id);
+}
+
+/* The ids of slots a dead server left (folders without a record) are handed out once, after
+ * load, so that the server can remove what else it made ahead for them (their cgroups); a
+ * folder load could not remove (a stray file in it) is no job either. Jobs are never listed. */
+Test(jobtab, unused_slot_ids_are_handed_out_once)
+{
+    struct jobtab *t = table(0);
+    struct jobtab_slot *a = NULL, *b = NULL;
+    char id_a[40], id_b[40], p[512];
+    struct drained d = {0};
+    FILE *f;
+
+    struct jobtab_entry *e = add(t, "alice", "", 0);
+    char id_job[40];
+    snprintf(id_job, sizeof(id_job), "%s", jobtab_entry_spec(e)->id);
+    cr_assert_eq(jobtab_slot_new(t, &a), 0);
+    cr_assert_eq(jobtab_slot_new(t, &b), 0);
+    snprintf(id_a, sizeof(id_a), "%s", jobtab_slot_id(a));
+    snprintf(id_b, sizeof(id_b), "%s", jobtab_slot_id(b));
+    snprintf(p, sizeof(p), "%s/%s/stray", state_dir, id_b);
+    f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    jobtab_drain_unused(t, collect, &d);
+    cr_expect_eq(d.n, 0, "a fresh table has none");
+    jobtab_free(t); /* a and b left behind, as by a server killed with -9 */
+    free(a);
+    free(b);
+
+    t = table(0);
+    cr_assert_eq(jobtab_load(t, NULL, NULL), 1);
+    jobtab_drain_unused(t, collect, &d);
+    cr_assert_eq(d.n, 2, "both slots, the job not");
+    bool got_a = strcmp(d.ids[0], id_a) == 0 || strcmp(d.ids[1], id_a) == 0;
+    bool got_b = strcmp(d.ids[0], id_b) == 0 || strcmp(d.ids[1], id_b) == 0;
+    cr_expect(got_a && got_b, "got %s %s, want %s %s", d.ids[0], d.ids[1], id_a, id_b);
+    snprintf(p, sizeof(p), "%s/%s", state_dir, id_b);
+    cr_expect_eq(access(p, F_OK), 0, "a folder with a stray file stays");
+    d.n = 0;
+    jobtab_drain_unused(t, collect, &d);
+    cr_expect_eq(d.n, 0, "handed out once");
+    jobtab_free(t);
+}

@@ -492,6 +492,40 @@ t_no_internal() {
     [ -z "$bad" ] && ok no-internal-process || fail no-internal-process "$bad"
 }
 
+# Prepared job slots hold their job's cgroup, made ahead (a Start then only writes the limits;
+# on v2 it clones the shim into it or moves a pooled one there). A server killed with -9 leaves
+# them; the next one removes them, and its Starts run in fresh ones.
+t_restart_prepared() {
+    need_server restart-prepared || return
+    bad=
+    ids=
+    for d in "$RJ_TMP"/state/*-*-*-*-*; do
+        [ -d "$d" ] && [ ! -e "$d/status" ] && ids="$ids ${d##*/}"
+    done
+    n=0
+    for id in $ids; do [ -n "$(cg_dirs "$id")" ] && n=$((n + 1)); done
+    [ -n "$ids" ] && [ "$n" -gt 0 ] && [ "$n" = "$(echo $ids | wc -w)" ] ||
+        bad="prepared slots '$ids', $n with a cgroup"
+    kill -KILL "$RJ_SERVER_PID" 2>/dev/null
+    wait "$RJ_SERVER_PID" 2>/dev/null
+    # The server moved itself into the "server" leaf of its cgroup on its first start.
+    srv=${SERVER_CGROUP:+$SERVER_CGROUP/server}
+    # shellcheck disable=SC2086
+    if ! SERVER_CGROUP=$srv rj_server_start $SERVE_FLAGS; then
+        SERVER_UP=0
+        fail restart-prepared "the server did not come back after kill -9; its log:"
+        show "$RJ_SERVER_LOG" 30
+        return
+    fi
+    for id in $ids; do
+        left=$(cg_dirs "$id")
+        [ -z "$left" ] || bad="${bad:+$bad; }left after the restart: $left"
+    done
+    out=$(rj run /bin/sh -c 'echo after-restart' 2>&1)
+    echo "$out" | grep -q after-restart || bad="${bad:+$bad; }a job after the restart: '$out'"
+    [ -z "$bad" ] && ok restart-prepared || fail restart-prepared "$bad"
+}
+
 t_server_stop() {
     [ "$SERVER_UP" = 1 ] || return 0
     rj_server_stop
@@ -515,6 +549,7 @@ want usage && t_usage
 want io-limit && t_io
 want stop-kills-daemon && t_stop
 want pids-limit && t_pids
+want restart-prepared && t_restart_prepared
 t_server_stop
 if [ "$T_FAILED" -gt 0 ] && [ -s "$RJ_SERVER_LOG" ]; then
     note "server log (last lines):"
