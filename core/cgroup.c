@@ -694,10 +694,25 @@ int cg_destroy(struct cg *cg, int timeout_ms)
     bool any = false;
     int r;
 
-    for (size_t i = 0; i < cg->m->n_hier; i++)
+    /* The usual case first: by the time a job's shim has been reaped its cgroup is empty (the
+     * shim's exit took every process of its namespace along) and has no children, so one rmdir
+     * per hierarchy does it, without listing cgroup.procs and every directory (a dozen kernfs
+     * listings on v1, on the job runner's event thread). What is left (EBUSY: processes or
+     * children) goes the long way: kill, then the tree walk. */
+    for (size_t i = 0; i < cg->m->n_hier; i++) {
+        if (cg->fd[i] < 0)
+            continue;
+        r = rmdir_one(cg->m, cg->m->hier[i].rootfd, cg->id);
+        if (r == 0 || r == -ENOENT) {
+            (void)close(cg->fd[i]);
+            cg->fd[i] = -1;
+        }
         any |= cg->fd[i] >= 0;
-    if (!any)
+    }
+    if (!any) {
+        log_debug("cgroup: removed job cgroup '%s'", cg->id);
         return 0;
+    }
     r = cg_kill(cg, timeout_ms);
     if (r == -ETIMEDOUT)
         return -EBUSY;

@@ -376,6 +376,26 @@ Test(cg, v1_kill_freezes_kills_thaws)
     cr_assert(exists("memory/runjob/job1"));
 }
 
+/* An empty job cgroup goes with one rmdir per hierarchy; one with a child cgroup is refused
+ * (EBUSY, as the kernel does) and then removed by the tree walk, child first. */
+Test(cg, v1_destroy_removes_empty_and_nested)
+{
+    v1_layout();
+    _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
+    _cleanup_(cg_freep) struct cg *a = NULL;
+    _cleanup_(cg_freep) struct cg *b = NULL;
+    cr_assert_eq(cg_create(m, "job1", NULL, &a), 0);
+    cr_assert_eq(cg_create(m, "job2", NULL, &b), 0);
+    cr_assert_eq(cg_destroy(a, 100), 0);
+    cr_expect_not(exists("memory/runjob/job1") || exists("pids/runjob/job1"));
+    char sub[512];
+    snprintf(sub, sizeof(sub), "%s/memory/runjob/job2/sub", F.base);
+    cr_assert(mkdir(sub, 0755) == 0);
+    cr_assert_eq(cg_destroy(b, 100), 0);
+    cr_expect_not(exists("memory/runjob/job2"), "the nested one went too");
+    cr_expect_not(exists("pids/runjob/job2"));
+}
+
 Test(cg, v1_stale_cleanup)
 {
     v1_layout();

@@ -178,7 +178,8 @@ static inline void after_mkdir(int dfd, const char *hier, void *userdata)
         v1_files(dfd, hier);
 }
 
-/* Removes a fake cgroup directory: its files, then itself (subdirs are gone already). */
+/* Removes a fake cgroup directory: its files, then itself. As the kernel does, refuses (EBUSY)
+ * one that still has a child cgroup or a process listed in its cgroup.procs. */
 static inline int fake_rmdir(int parent, const char *name, void *userdata)
 {
     (void)userdata;
@@ -186,6 +187,15 @@ static inline int fake_rmdir(int parent, const char *name, void *userdata)
     if (fd < 0)
         return -errno;
     DIR *d = fdopendir(fd);
+    struct stat sb;
+    bool busy = fstatat(dirfd(d), "cgroup.procs", &sb, 0) == 0 && sb.st_size > 0;
+    for (struct dirent *e; (e = readdir(d));)
+        busy |= e->d_type == DT_DIR && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    if (busy) {
+        closedir(d);
+        return -EBUSY;
+    }
+    rewinddir(d);
     for (struct dirent *e; (e = readdir(d));)
         if (e->d_type != DT_DIR)
             unlinkat(dirfd(d), e->d_name, 0);
