@@ -371,19 +371,12 @@ static void reserve_next_record(int dfd, size_t len)
     (void)jobtab_rec_reserve(dfd, RECORD_TMP, size);
 }
 
-/* Writes the record: into status.tmp, which then takes status's place in one step, so that a
- * crash of the server (whose writes the page cache keeps) leaves either the old or the new
- * record, never a torn one. Durability against a crash of the machine is the flusher's
- * (jobtable-flush.c): it fsyncs the file and the folder shortly after, for every record written
- * meanwhile at once. status.tmp may hold room reserved by the previous write (past its end): the
- * record is written into it.
- *
- * The two are exchanged (RENAME_EXCHANGE), not renamed over: the previous record's file, with
- * its blocks, becomes the next status.tmp, so a job frees no inode at all. On ext4 without a
- * journal (this project's own machines) every inode freed in the last 30 s is skipped one by one
- * by each later allocation in its group (recently_deleted()); with two freed per job that cost
- * ~1.5 ms of CPU per Start at a hundred Starts a second, growing with the rate. An ended job's
- * folder keeps the leftover as an empty status.tmp. */
+/* Writes the record: status.tmp, then rename over status, so that a crash of the server
+ * (whose writes the page cache keeps) leaves either the old or the new record, never a torn
+ * one. Durability against a crash of the machine is the flusher's (jobtable-flush.c): it
+ * fsyncs the file and the folder shortly after, for every record written meanwhile at once.
+ * status.tmp may hold room reserved by the previous write (past its end): the record is written
+ * into it. */
 int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, bool new_folder)
 {
     _cleanup_free_ char *text = NULL;
@@ -391,8 +384,8 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     _cleanup_close_ int fd = -1;
     char dir[PATH_MAX];
     struct stat sb;
-    bool spare, running = jobtab_state_is_running(st->job.state), exchanged = true;
     size_t len;
+    bool spare;
     int r;
 
     if (snprintf(dir, sizeof(dir), "%s/%s", e->t->state_dir, e->spec.id) >= (int)sizeof(dir))
@@ -410,39 +403,26 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     r = write_all(fd, text, len);
     if (r < 0)
         return r;
-    /* A reserve is empty (its room lies past its end); a previous record is cut only when it is
-     * longer than this one, which keeps a truncation off the Start path. An ended job's record
-     * gives the room past its end back: nothing follows it. */
+    /* A reserve is empty (its room lies past its end): a running job's record needs cutting
+     * only when it replaces a longer leftover (a write cut short by a crash), which keeps a
+     * truncation (journal work) off the Start path. An ended job's record gives the room past
+     * its end back: nothing follows it. */
     if (fstat(fd, &sb) < 0)
         return -errno;
-    if ((sb.st_size > (off_t)len || !running) && ftruncate(fd, (off_t)len) < 0)
+    if ((sb.st_size > (off_t)len || !jobtab_state_is_running(st->job.state)) &&
+        ftruncate(fd, (off_t)len) < 0)
         return -errno;
-    if (renameat2(dfd, RECORD_TMP, dfd, RECORD_FILE, RENAME_EXCHANGE) < 0) {
-        if (errno != ENOENT && errno != EINVAL)
-            return -errno;
-        /* The job's first record (no status yet), or a filesystem without the exchange. */
-        exchanged = false;
-        if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) < 0)
-            return -errno;
-    }
+    if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) < 0)
+        return -errno;
     jobtab_flusher_queue(e, new_folder);
     spare = e->spare;
     e->spare = false;
-    if (running) {
-        /* The previous record's file is the next reserve; after the first record a slot's
-         * spare is (a rename instead of a new allocation). */
-        if (!exchanged && (!spare || renameat(dfd, RECORD_SPARE, dfd, RECORD_TMP) < 0))
+    /* A slot's spare is already allocated: a rename instead of a new allocation. */
+    if (jobtab_state_is_running(st->job.state)) {
+        if (!spare || renameat(dfd, RECORD_SPARE, dfd, RECORD_TMP) < 0)
             reserve_next_record(dfd, len);
-        else if (exchanged && spare)
-            (void)unlinkat(dfd, RECORD_SPARE, 0); /* the previous record's file is room enough */
-    } else {
-        if (spare)
-            (void)unlinkat(dfd, RECORD_SPARE, 0);
-        if (exchanged) {
-            _cleanup_close_ int old = openat(dfd, RECORD_TMP, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-            if (old >= 0)
-                (void)ftruncate(old, 0); /* kept, empty: see above */
-        }
+    } else if (spare) {
+        (void)unlinkat(dfd, RECORD_SPARE, 0); /* an ended job keeps only its record */
     }
     return 0;
 }

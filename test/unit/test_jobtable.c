@@ -150,23 +150,6 @@ Test(jobtab, record_parse_refuses_garbage)
     jobtab_spec_clear(&s);
 }
 
-static bool exists(const char *dir, const char *name)
-{
-    char p[512];
-    struct stat sb;
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    return stat(p, &sb) == 0;
-}
-
-/* Its size, or -1 if it is not there. */
-static off_t file_size(const char *dir, const char *name)
-{
-    char p[512];
-    struct stat sb;
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    return stat(p, &sb) == 0 ? sb.st_size : -1;
-}
-
 static int count_files(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -201,8 +184,7 @@ Test(jobtab, persistence_round_trip_and_atomic_rewrite)
     st.job.pid = 1234;
     cr_assert_eq(jobtab_entry_set_status(e2, &st), 0);
     snprintf(dir, sizeof(dir), "%s/%s", state_dir, id1);
-    cr_expect_eq(count_files(dir), 2, "'status' and the previous record's file, emptied");
-    cr_expect(exists(dir, "status.tmp") && file_size(dir, "status.tmp") == 0);
+    cr_expect_eq(count_files(dir), 1, "only 'status' is left (no status.tmp)");
     cr_assert_eq(jobtab_entry_output_path(t, e1, path, sizeof(path)), 0);
     cr_expect(strstr(path, id1) && strstr(path, "/output"));
     jobtab_free(t);
@@ -242,9 +224,8 @@ Test(jobtab, persistence_round_trip_and_atomic_rewrite)
 }
 
 /* A running job's folder keeps room for its next record (status.tmp, allocated ahead), so that
- * its final record lands even when the disk fills up meanwhile; each record takes the previous
- * one's place by exchange, and an ended job's folder holds its record and the previous record's
- * file, emptied (a job frees no inode: see jobtab_rec_write). */
+ * its final record lands even when the disk fills up meanwhile; an ended job's folder holds
+ * only its record. */
 Test(jobtab, running_job_keeps_room_for_its_next_record)
 {
     struct jobtab *t = table(0);
@@ -265,17 +246,8 @@ Test(jobtab, running_job_keeps_room_for_its_next_record)
     cr_assert_eq(stat(tmp, &sb), 0, "a RUNNING job has its reserve");
     cr_assert_eq(stat(rec, &sb), 0);
     cr_expect_lt(sb.st_size, 4096, "the record itself is cut to its length");
-    cr_assert_eq(stat(tmp, &sb), 0);
-    ino_t reserve = sb.st_ino;
-    cr_assert_eq(stat(rec, &sb), 0);
-    ino_t running = sb.st_ino;
     finish(t, e, 5);
-    cr_expect_eq(count_files(dir), 2, "an ended job keeps 'status' and an empty 'status.tmp'");
-    cr_assert_eq(stat(rec, &sb), 0);
-    cr_expect_eq(sb.st_ino, reserve, "the final record went into the reserve");
-    cr_assert_eq(stat(tmp, &sb), 0);
-    cr_expect_eq(sb.st_ino, running, "the RUNNING record's file was kept, not freed");
-    cr_expect_eq(sb.st_size, 0);
+    cr_expect_eq(count_files(dir), 1, "an ended job keeps only 'status'");
     jobtab_free(t);
 
     t = table(0);
@@ -428,6 +400,13 @@ Test(jobtab, authorisation)
     jobtab_free(t);
 }
 
+static bool exists(const char *dir, const char *name)
+{
+    char p[512];
+    struct stat sb;
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    return stat(p, &sb) == 0;
+}
 
 /* A slot is a folder made ahead with room for two records: adding a job in it writes only its
  * record; the spare becomes the running job's next reserve; an ended job keeps only 'status'. */
@@ -461,7 +440,7 @@ Test(jobtab, slot_folder_made_ahead_holds_the_job)
     cr_assert_eq(stat(want, &sb), 0);
     cr_expect_geq(sb.st_blocks * 512, 4096, "allocated, not sparse");
     finish(t, e, 0);
-    cr_expect_eq(count_files(dir), 2, "an ended job keeps 'status' and an empty 'status.tmp'");
+    cr_expect_eq(count_files(dir), 1, "an ended job keeps only 'status'");
     jobtab_free(t);
 
     t = table(0);
