@@ -1,6 +1,7 @@
 /* core/job with shims started ahead of time (job_runner_config.prespawn_shims): every test of
- * test_job.c (isolation, cgroups, limits, stops, failures) again, on pooled shims, plus what
- * only the pool has, and when a job's end is published (the server's default runner). */
+ * test_job.c (output, isolation, concurrency) again, on pooled shims, plus what only the pool
+ * has, and when a job's end is published (the server's default runner). test_job_pool_limits.c
+ * and test_job_pool_stops.c run the other test_job_*.c on pooled shims. */
 #define TEST_PRESPAWN 2
 #include "test_job.c"
 

@@ -1,0 +1,261 @@
+/* Shared by test_job.c (output, isolation, concurrency), test_job_limits.c (limits, the job's
+ * cgroup made ahead) and test_job_stops.c (failures to start, stops, kills, the server's death),
+ * and through them by test_job_pool*.c: core/job on this host, as root: real namespaces, the
+ * host's cgroups (v1 here), the real shim (RUNJOB_BIN, default bin/runjob relative to the repo
+ * root). Every test makes its own runner and temp dir; Criterion runs each in its own process.
+ * Limits are short so the suites are quick. Helpers are static inline so that a file using
+ * only some of them builds warning-free. */
+#pragma once
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/cgroup.h"
+#include "core/job.h"
+#include "core/outlog.h"
+
+#define NOBODY 65534
+/* test_job_pool*.c include a test_job*.c with 2: every test then runs on pooled shims. */
+#ifndef TEST_PRESPAWN
+#define TEST_PRESPAWN 0
+#endif
+
+static char tmpdir[64];
+static struct job_runner *runner;
+static atomic_int id_seq;
+
+static inline const char *runjob_bin(void)
+{
+    const char *b = getenv("RUNJOB_BIN");
+    return b && *b ? b : "bin/runjob";
+}
+
+static inline void need_root(void)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root (namespaces, cgroups)");
+    if (access(runjob_bin(), X_OK) != 0)
+        cr_skip_test("no runjob binary at '%s' (set RUNJOB_BIN or run make)", runjob_bin());
+}
+
+static inline struct job_runner *new_runner(bool allow_root)
+{
+    struct job_runner_config cfg = {.shim_exe = runjob_bin(),
+                                    .allow_root_user = allow_root,
+                                    .prespawn_shims = TEST_PRESPAWN};
+    struct job_runner *r = NULL;
+
+    cr_assert_eq(job_runner_new(&cfg, &r), 0, "job_runner_new failed");
+    return r;
+}
+
+static void setup(void)
+{
+    need_root();
+    strcpy(tmpdir, "/tmp/test_job.XXXXXX");
+    cr_assert(mkdtemp(tmpdir));
+    runner = new_runner(false);
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+
+    job_runner_free(runner);
+    runner = NULL;
+    if (tmpdir[0]) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        (void)!system(cmd);
+    }
+}
+
+TestSuite(job, .init = setup, .fini = teardown, .timeout = 30);
+
+static inline void make_id(char *buf, size_t len)
+{
+    snprintf(buf, len, "t%05d%03d-job-test", (int)getpid() % 100000, atomic_fetch_add(&id_seq, 1));
+}
+
+struct run {
+    char id[64];
+    struct job *j;
+    struct outlog *log;
+    struct job_status st;
+    char err[256];
+    int r;
+};
+
+/* Starts path with args (NULL-terminated) as uid in cwd (NULL: "/"); limits may be NULL.
+ * ahead: the job's cgroup (made ahead with job_cgroup_reserve, for run->id, already set) goes
+ * in the spec. */
+static inline void start_spec(struct run *run, struct job_runner *r, const struct job_limits *lim,
+                              enum job_network net, uid_t uid, const char *cwd, const char *path,
+                              const char *const *args, struct cg *ahead)
+{
+    char logpath[256];
+    size_t n = 0;
+
+    snprintf(logpath, sizeof(logpath), "%s/%s.log", tmpdir, run->id);
+    cr_assert_eq(outlog_create(logpath, 0, &run->log), 0);
+    while (args && args[n])
+        n++;
+    struct job_spec spec = {
+        .id = run->id,
+        .path = path,
+        .args = args,
+        .n_args = n,
+        .network = net,
+        .cwd = cwd,
+        .uid = uid,
+        .gid = uid,
+        .log = run->log,
+        .cgroup = ahead,
+    };
+    if (lim)
+        spec.limits = *lim;
+    run->r = job_start(r, &spec, NULL, NULL, &run->j, run->err, sizeof(run->err));
+}
+
+static inline void start_ex(struct run *run, struct job_runner *r, const struct job_limits *lim,
+                            enum job_network net, uid_t uid, const char *path,
+                            const char *const *args)
+{
+    memset(run, 0, sizeof(*run));
+    make_id(run->id, sizeof(run->id));
+    start_spec(run, r, lim, net, uid, NULL, path, args, NULL);
+}
+
+/* start_ex in cwd. */
+static inline void start_in(struct run *run, struct job_runner *r, const struct job_limits *lim,
+                            enum job_network net, uid_t uid, const char *cwd, const char *path,
+                            const char *const *args)
+{
+    memset(run, 0, sizeof(*run));
+    make_id(run->id, sizeof(run->id));
+    start_spec(run, r, lim, net, uid, cwd, path, args, NULL);
+}
+
+/* start_ex with the job's cgroup made ahead (asserted to exist before the start). */
+static inline void start_ahead(struct run *run, const struct job_limits *lim, const char *path,
+                               const char *const *args)
+{
+    struct cg *cg = NULL;
+
+    memset(run, 0, sizeof(*run));
+    make_id(run->id, sizeof(run->id));
+    int r = job_cgroup_reserve(runner, run->id, &cg);
+    cr_assert_eq(r, 0, "job_cgroup_reserve: %s", strerror(-r));
+    cr_assert_not_null(cg);
+    start_spec(run, runner, lim, JOB_NET_NONE, NOBODY, NULL, path, args, cg);
+}
+
+static inline void start(struct run *run, const char *path, const char *const *args)
+{
+    start_ex(run, runner, NULL, JOB_NET_NONE, NOBODY, path, args);
+    cr_assert_eq(run->r, 0, "job_start('%s'): %s (%s)", path, strerror(-run->r), run->err);
+}
+
+static inline void finish(struct run *run)
+{
+    job_wait(run->j);
+    job_get_status(run->j, &run->st);
+}
+
+/* Everything the job wrote on the selected streams (the log is closed by then). */
+static inline char *output(struct run *run, unsigned mask)
+{
+    struct outlog_reader *rd = NULL;
+    struct outlog_chunk_info info;
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    ssize_t n;
+
+    cr_assert_eq(outlog_reader_new(run->log, mask, 0, &rd), 0);
+    for (;;) {
+        if (cap - len < 2048)
+            buf = realloc(buf, cap *= 2);
+        n = outlog_reader_read(rd, buf + len, cap - len - 1, &info);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    cr_assert(n == 0, "outlog read: %zd", n);
+    outlog_reader_free(rd);
+    buf[len] = '\0';
+    return buf;
+}
+
+static inline void done(struct run *run)
+{
+    job_free(run->j);
+    outlog_free(run->log);
+}
+
+static inline bool cgroup_exists(const char *id)
+{
+    static const char *const hier[] = {"pids", "memory", "cpu", "cpuacct", "blkio", "freezer"};
+    char p[256];
+
+    for (size_t i = 0; i < sizeof(hier) / sizeof(hier[0]); i++) {
+        snprintf(p, sizeof(p), "/sys/fs/cgroup/%s/runjob/%s", hier[i], id);
+        if (access(p, F_OK) == 0)
+            return true;
+        snprintf(p, sizeof(p), "/sys/fs/cgroup/unified/runjob/%s", id);
+        if (access(p, F_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The first line of a file of the job's v1 cgroup in hier, into buf ("" if unreadable). */
+static inline const char *cgroup_file(const char *hier, const char *id, const char *file, char *buf,
+                                      size_t len)
+{
+    char p[256];
+    FILE *f;
+
+    buf[0] = '\0';
+    snprintf(p, sizeof(p), "/sys/fs/cgroup/%s/runjob/%s/%s", hier, id, file);
+    f = fopen(p, "re");
+    if (f) {
+        if (!fgets(buf, (int)len, f))
+            buf[0] = '\0';
+        fclose(f);
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    return buf;
+}
+
+/* Pids in the job's v1 pids cgroup, or -1. */
+static inline int cgroup_pids(const char *id, pid_t *pids, int max)
+{
+    char p[256];
+    int n = 0, pid;
+    FILE *f;
+
+    snprintf(p, sizeof(p), "/sys/fs/cgroup/pids/runjob/%s/cgroup.procs", id);
+    f = fopen(p, "r");
+    if (!f)
+        return -1;
+    while (n < max && fscanf(f, "%d", &pid) == 1)
+        pids[n++] = pid;
+    fclose(f);
+    return n;
+}
+
+static inline int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,156 @@
+/* core/job on this host, as root (test_job.h): the limits a job runs under, and its cgroup made
+ * ahead. test_job_pool_limits.c runs these again on pooled shims. */
+#include "test_job.h"
+
+/* ---- limits */
+
+Test(job, fork_bomb_stops_at_pids_max)
+{
+    struct job_limits lim = {.pids = 32};
+    struct run run;
+    start_ex(&run, runner, &lim, JOB_NET_NONE, NOBODY, "/bin/sh",
+             /* The bomb runs in a background subshell: the command itself (sleep) forks once,
+              * before the bomb exists; a fork failing in it would end the job with code 2. */
+             (const char *const[]){"-c", "(b() { b | b & }; b) & exec sleep 5", NULL});
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    usleep(500 * 1000);
+    pid_t pids[64];
+    int n = cgroup_pids(run.id, pids, 64);
+    cr_expect(n > 0 && n <= 32, "%d processes in the job", n);
+    /* The host is fine: we can still fork. */
+    pid_t p = fork();
+    cr_assert(p >= 0);
+    if (p == 0)
+        _exit(0);
+    waitpid(p, NULL, 0);
+    cr_expect_eq(job_stop(run.j, SIGKILL, -1), 0);
+    job_get_status(run.j, &run.st);
+    cr_expect_eq(run.st.state, JOB_KILLED);
+    cr_expect_eq(run.st.signal, SIGKILL);
+    cr_expect_not(cgroup_exists(run.id));
+    done(&run);
+}
+
+Test(job, memory_hog_is_oom_killed_and_reported)
+{
+    struct job_limits lim = {.memory_bytes = 32 << 20};
+    struct run run;
+    start_ex(&run, runner, &lim, JOB_NET_NONE, NOBODY, "/bin/dd",
+             (const char *const[]){"if=/dev/zero", "of=/dev/null", "bs=256M", "count=1", NULL});
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    finish(&run);
+    cr_expect_eq(run.st.state, JOB_KILLED, "state %s code %d", job_state_name(run.st.state),
+                 run.st.exit_code);
+    cr_expect_eq(run.st.signal, SIGKILL);
+    cr_expect(run.st.oom_killed, "oom_killed not set");
+    cr_expect(run.st.memory_peak_bytes >= 16 << 20, "peak %llu",
+              (unsigned long long)run.st.memory_peak_bytes);
+    done(&run);
+}
+
+Test(job, cpu_time_is_reported)
+{
+    struct run run;
+    start(&run, "/bin/sh", (const char *const[]){"-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done", NULL});
+    finish(&run);
+    cr_expect_eq(run.st.exit_code, 0);
+    cr_expect(run.st.cpu_usec > 10000, "cpu %llu us", (unsigned long long)run.st.cpu_usec);
+    done(&run);
+}
+
+/* ---- the job's cgroup made ahead (the server makes it with the job's folder) */
+
+Test(job, cgroup_made_ahead_is_the_jobs_with_its_limits)
+{
+    struct job_limits lim = {.pids = 48, .memory_bytes = 96 << 20, .cpu_millis = 700};
+    struct run run;
+    char buf[64];
+
+    start_ahead(&run, &lim, "/bin/sh", (const char *const[]){"-c", "echo hi; sleep 30", NULL});
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    /* The job runs in it, under the limits it asked for, written at its start. */
+    pid_t pids[8];
+    cr_expect_gt(cgroup_pids(run.id, pids, 8), 0, "the job is in its cgroup");
+    cr_expect_str_eq(cgroup_file("pids", run.id, "pids.max", buf, sizeof(buf)), "48");
+    cr_expect_str_eq(cgroup_file("memory", run.id, "memory.limit_in_bytes", buf, sizeof(buf)),
+                     "100663296");
+    cr_expect_str_eq(cgroup_file("cpu", run.id, "cpu.cfs_quota_us", buf, sizeof(buf)), "70000");
+    cr_expect_eq(job_stop(run.j, SIGKILL, -1), 0);
+    cr_expect_not(cgroup_exists(run.id), "the job's end removes it, as a cgroup made at start");
+    done(&run);
+}
+
+Test(job, cgroup_made_ahead_without_limits_stays_unlimited)
+{
+    struct run run;
+    char buf[64];
+
+    start_ahead(&run, NULL, "/bin/sleep", (const char *const[]){"30", NULL});
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    cr_expect_str_eq(cgroup_file("pids", run.id, "pids.max", buf, sizeof(buf)), "max");
+    cr_expect_str_eq(cgroup_file("cpu", run.id, "cpu.cfs_quota_us", buf, sizeof(buf)), "-1");
+    cr_expect_eq(job_stop(run.j, SIGKILL, -1), 0);
+    cr_expect_not(cgroup_exists(run.id));
+    done(&run);
+}
+
+Test(job, cgroup_made_ahead_is_removed_when_the_start_fails)
+{
+    struct run run;
+
+    start_ahead(&run, NULL, "/bin/nope", NULL);
+    cr_expect_eq(run.r, -ENOENT);
+    cr_expect_not(cgroup_exists(run.id), "cgroup left behind");
+    outlog_free(run.log);
+    /* Refused before anything starts (a relative path): removed too. */
+    start_ahead(&run, NULL, "nope", NULL);
+    cr_expect_eq(run.r, -EINVAL);
+    cr_expect_not(cgroup_exists(run.id), "cgroup left behind");
+    outlog_free(run.log);
+}
+
+Test(job, cgroup_made_ahead_for_another_id_is_refused_and_removed)
+{
+    struct cg *cg = NULL;
+    struct run run;
+    char other[64];
+
+    make_id(other, sizeof(other));
+    cr_assert_eq(job_cgroup_reserve(runner, other, &cg), 0);
+    memset(&run, 0, sizeof(run));
+    make_id(run.id, sizeof(run.id));
+    start_spec(&run, runner, NULL, JOB_NET_NONE, NOBODY, NULL, "/bin/true", NULL, cg);
+    cr_expect_eq(run.r, -EINVAL);
+    cr_expect_not(cgroup_exists(other));
+    cr_expect_not(cgroup_exists(run.id));
+    outlog_free(run.log);
+}
+
+Test(job, cgroup_made_ahead_and_unused_is_released)
+{
+    struct cg *cg = NULL, *dup = NULL;
+    char id[64];
+
+    make_id(id, sizeof(id));
+    cr_assert_eq(job_cgroup_reserve(runner, id, &cg), 0);
+    cr_expect(cgroup_exists(id));
+    cr_expect_eq(job_cgroup_reserve(runner, id, &dup), -EEXIST, "never adopted twice");
+    cr_expect_null(dup);
+    job_cgroup_release(cg);
+    cr_expect_not(cgroup_exists(id));
+    job_cgroup_release(NULL);
+}
+
+/* A process that made cgroups ahead and died: the next runner's clean-up finds them by id. */
+Test(job, cgroup_made_ahead_by_a_dead_runner_is_cleaned_up)
+{
+    struct cg *cg = NULL;
+    char id[64];
+
+    make_id(id, sizeof(id));
+    cr_assert_eq(job_cgroup_reserve(runner, id, &cg), 0);
+    cg_free(cg); /* the "crash": its fds go, the cgroup stays */
+    cr_expect(cgroup_exists(id));
+    cr_expect_eq(job_runner_cleanup_stale(runner, id), 0);
+    cr_expect_not(cgroup_exists(id));
+}
