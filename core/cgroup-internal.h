@@ -45,11 +45,15 @@ struct cg_manager {
     struct cg_test_hooks hooks; /* zeroed in production */
 };
 
+/* The usage files a backend reads (cg_usage_read's slot), each kept open once read. */
+#define CG_USAGE_FILES 4
+
 struct cg {
     struct cg_manager *m;
     char *id;
-    int fd[CG_MAX_HIER]; /* job directory in m->hier[i]; -1 if absent */
-    uint64_t peak_seen;  /* v2 without memory.peak: max memory.current seen (atomic) */
+    int fd[CG_MAX_HIER];          /* job directory in m->hier[i]; -1 if absent */
+    uint64_t peak_seen;           /* v2 without memory.peak: max memory.current seen (atomic) */
+    int usage_fd[CG_USAGE_FILES]; /* -1 until first read (atomic: readers may race) */
 };
 
 struct cg_backend {
@@ -73,6 +77,13 @@ extern const struct cg_backend cg_backend_v1;
 extern const struct cg_backend cg_backend_v2;
 
 /* Shared helpers (cgroup.c). */
+
+/* Reads name (below dirfd) into buf as a NUL-terminated string: 0 or -errno (-ENOENT when
+ * the kernel has no such file). The file stays open in cg->usage_fd[slot] and later reads are
+ * one pread at offset 0 (which regenerates a cgroup file's content): List reads every running
+ * job's usage, and open + close were half of its time in perf. Safe to call concurrently. */
+int cg_usage_read(struct cg *cg, unsigned slot, int dirfd, const char *name, char *buf,
+                  size_t size);
 
 /* mkdirat(dirfd, name, 0755) then the test hook; 0 or -errno (-EEXIST if it was there). */
 int cg_mkdir_at(const struct cg_manager *m, int dirfd, const char *name, const char *hier);

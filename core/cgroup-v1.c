@@ -214,25 +214,26 @@ static int v1_kill_once(struct cg *cg)
 static int v1_read_usage(struct cg *cg, struct cg_usage *ret)
 {
     struct cg_usage u = {0};
+    char buf[1024];
     uint64_t v;
     int fd, r;
 
     fd = role_fd(cg, CG_ROLE_CPUACCT);
-    r = proc_read_u64_at(fd, "cpuacct.usage", &v);
-    if (r == 0)
+    r = cg_usage_read(cg, 0, fd, "cpuacct.usage", buf, sizeof(buf));
+    if (r == 0 && (r = proc_parse_u64(buf, &v)) == 0)
         u.cpu_usec = v / 1000; /* ns */
     else if (r != -ENOENT)
         return r;
 
     fd = role_fd(cg, CG_ROLE_MEMORY);
-    r = proc_read_u64_at(fd, "memory.max_usage_in_bytes", &v);
-    if (r == 0)
+    r = cg_usage_read(cg, 1, fd, "memory.max_usage_in_bytes", buf, sizeof(buf));
+    if (r == 0 && (r = proc_parse_u64(buf, &v)) == 0)
         u.memory_peak_bytes = v;
     else if (r != -ENOENT)
         return r;
     /* oom_kill appeared in memory.oom_control with Linux 4.13. */
-    r = proc_read_keyed_u64_at(fd, "memory.oom_control", "oom_kill", &v);
-    if (r == 0)
+    r = cg_usage_read(cg, 2, fd, "memory.oom_control", buf, sizeof(buf));
+    if (r == 0 && (r = proc_parse_keyed_u64(buf, "oom_kill", &v)) == 0)
         u.oom_killed = v > 0;
     else if (r != -ENOENT)
         return r;

@@ -537,6 +537,47 @@ int cg_manager_new(const struct cg_config *cfg, struct cg_manager **ret, char *e
     return 0;
 }
 
+static void close_usage_files(struct cg *cg)
+{
+    for (size_t i = 0; i < CG_USAGE_FILES; i++) {
+        int fd = __atomic_exchange_n(&cg->usage_fd[i], -1, __ATOMIC_ACQ_REL);
+        if (fd >= 0)
+            (void)close(fd);
+    }
+}
+
+int cg_usage_read(struct cg *cg, unsigned slot, int dirfd, const char *name, char *buf, size_t size)
+{
+    ssize_t n;
+    int fd;
+
+    if (slot >= CG_USAGE_FILES || size < 2)
+        return -EINVAL;
+    fd = __atomic_load_n(&cg->usage_fd[slot], __ATOMIC_ACQUIRE);
+    if (fd < 0) {
+        int mine = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        int none = -1;
+        if (mine < 0)
+            return -errno;
+        if (__atomic_compare_exchange_n(&cg->usage_fd[slot], &none, mine, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            fd = mine;
+        } else {
+            (void)close(mine); /* another reader was first */
+            fd = none;
+        }
+    }
+    do
+        n = pread(fd, buf, size - 1, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if ((size_t)n == size - 1)
+        return -EFBIG;
+    buf[n] = '\0';
+    return 0;
+}
+
 void cg_free(struct cg *cg)
 {
     if (!cg)
@@ -544,6 +585,7 @@ void cg_free(struct cg *cg)
     for (size_t i = 0; i < CG_MAX_HIER; i++)
         if (cg->fd[i] >= 0)
             (void)close(cg->fd[i]);
+    close_usage_files(cg);
     free(cg->id);
     free(cg);
 }
@@ -555,6 +597,8 @@ static int cg_alloc(struct cg_manager *m, const char *id, struct cg **ret)
         return -ENOMEM;
     for (size_t i = 0; i < CG_MAX_HIER; i++)
         cg->fd[i] = -1;
+    for (size_t i = 0; i < CG_USAGE_FILES; i++)
+        cg->usage_fd[i] = -1;
     cg->m = m;
     cg->id = strdup(id);
     if (!cg->id) {
@@ -699,6 +743,7 @@ int cg_destroy(struct cg *cg, int timeout_ms)
      * per hierarchy does it, without listing cgroup.procs and every directory (a dozen kernfs
      * listings on v1, on the job runner's event thread). What is left (EBUSY: processes or
      * children) goes the long way: kill, then the tree walk. */
+    close_usage_files(cg); /* no file of a cgroup about to go is kept open */
     for (size_t i = 0; i < cg->m->n_hier; i++) {
         if (cg->fd[i] < 0)
             continue;
