@@ -133,7 +133,7 @@ if [ "$QUICK" = 1 ]; then
     N_JOBS=100 MEM_SMALL=$((32 << 20))
 else
     N_START=500 N_ONESHOT=40 STREAM_SIZE=$((1 << 30)) FAN_SIZE=$((256 << 20)) READERS=100
-    N_JOBS=1000 MEM_SMALL=$((64 << 20))
+    N_JOBS=1000 MEM_SMALL=$((256 << 20))
 fi
 READERS=${BENCH_FAN_READERS:-$READERS}
 [ -n "${BENCH_FAN_MIB:-}" ] && FAN_SIZE=$((BENCH_FAN_MIB << 20))
@@ -280,9 +280,10 @@ follow_peak() { # SIZE -> peak server RSS (KiB) while a job writes SIZE and a re
     wait "$p" || die "stream of $id failed"
 }
 if part stream; then
-# Three rounds, alternating, the highest peak of each: a 64 MiB run lasts a fraction of a second,
-# so one run of each compared how often the sampler happened to catch a chunk or two (1 MiB each)
-# in flight more than it compared the sizes (1.07x and 1.20x in two runs of the same binary).
+# Three rounds, alternating, the highest peak of each, and 256 MiB as the smaller size: a 64 MiB
+# run lasted ~0.15 s, too short to reach a followed stream's steady state (1 MiB chunks in
+# flight), so one run of each compared what the sampler happened to catch more than the sizes
+# (1.07x-1.20x between runs of one binary; 256 MiB and three rounds: 1.03x-1.05x).
 RSS_SMALL=0 RSS_BIG=0
 for _ in 1 2 3; do
     RSS_SMALL=$(py '"%d" % max(a[0], a[1])' "$RSS_SMALL" "$(follow_peak "$MEM_SMALL")")
