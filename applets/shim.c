@@ -16,6 +16,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,11 +75,30 @@ static void *read_spec(int fd, size_t *ret_len)
     return buf;
 }
 
+/* Every disposition back to SIG_DFL, the realtime signals glibc keeps for itself (32, 33)
+ * included: glibc's signal() and sigaction() refuse those, and SIG_IGN survives exec, so a
+ * server started with one of them ignored passed it on to every job. Raw rt_sigaction: async-
+ * signal-safe, so also usable in the command's child. SIGKILL and SIGSTOP fail: fine. */
+static void reset_signal_dispositions(void)
+{
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        uint64_t mask;
+    } dfl = {.handler = SIG_DFL};
+
+    for (long sig = 1; sig <= 64; sig++)
+        (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
+}
+
 static int setup_signals(void)
 {
     sigset_t set;
     int fd;
 
+    /* An inherited SIG_IGN of SIGCHLD would make the kernel reap the command itself. */
+    reset_signal_dispositions();
     sigemptyset(&set);
     for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
         sigaddset(&set, forwarded[i]);
@@ -164,9 +184,7 @@ __attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec
     if (setpgid(0, 0) < 0)
         die(SHIM_STEP_SETPGID, errno);
 
-    /* glibc's signal() is rt_sigaction and nothing else (no table of its own). */
-    for (int sig = 1; sig < NSIG; sig++)
-        (void)signal(sig, SIG_DFL); /* KILL, STOP and the RT signals glibc keeps fail: fine */
+    reset_signal_dispositions(); /* the shim did it too; nothing here may have changed them */
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
         die(SHIM_STEP_SIGNAL_RESET, errno);

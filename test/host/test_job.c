@@ -2,6 +2,9 @@
  * of the host, many jobs at once. test_job_pool.c runs these again on pooled shims. */
 #include "test_job.h"
 
+#include <stdint.h>
+#include <sys/syscall.h>
+
 /* ---- basics */
 
 Test(job, echo_goes_to_stdout)
@@ -171,7 +174,19 @@ Test(job, runs_as_nobody_without_privileges)
  * only fds 0-2 (ls's own directory fd is the 3 it lists). */
 Test(job, command_starts_with_clean_signals_own_group_and_three_fds)
 {
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        uint64_t mask;
+    } ign = {.handler = SIG_IGN};
     struct run run;
+    /* What a server started from a shell's background job (INT, QUIT) or a careless parent
+     * (PIPE, and 32 and 33, which glibc's signal() cannot even reset) would pass on: SIG_IGN
+     * survives exec, the job must not inherit it. Raw rt_sigaction, as glibc refuses 32 and 33. */
+    for (long sig = 1; sig <= 33; sig++)
+        if (sig == SIGINT || sig == SIGQUIT || sig == SIGPIPE || sig >= 32)
+            cr_assert_eq(syscall(SYS_rt_sigaction, sig, &ign, NULL, sizeof(ign.mask)), 0);
     start(&run, "/bin/cat", (const char *const[]){"/proc/self/status", "/proc/self/stat", NULL});
     finish(&run);
     char *out = output(&run, OUTLOG_SELECT_ALL);
