@@ -34,6 +34,7 @@
 #include "applets.h"
 #include "core/seccomp.h"
 #include "core/spawn.h"
+#include "core/tsan.h"
 
 /* Signals a stop (or a user) sends to the shim and the shim passes on to the command's group.
  * Synchronous signals (SEGV, BUS, ...) stay unblocked: they are the shim's own. */
@@ -228,17 +229,6 @@ __attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec
     die(SHIM_STEP_EXEC, errno);
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define SHIM_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SHIM_TSAN 1
-#endif
-#endif
-#ifndef SHIM_TSAN
-#define SHIM_TSAN 0
-#endif
-
 /* The command's stack. 256 KiB is far more than exec_command and seccomp loading need (a few
  * KiB); untouched pages cost nothing. One suffices: the shim waits for the child's exec. */
 #define CMD_STACK_SIZE (256u << 10)
@@ -290,7 +280,7 @@ static pid_t start_command(void *stack_top, const struct spawn_spec *spec,
     sigfillset(&all);
     if (sigprocmask(SIG_SETMASK, &all, &old) < 0)
         die(SHIM_STEP_FORK, errno);
-#if SHIM_TSAN
+#if RUNJOB_TSAN
     /* TSan's clone interceptor wraps the call in its fork handling: it locks its state and the
      * child unlocks and resets it, which with shared memory the shim would then redo. Under
      * TSan (which turns vfork into fork for the same reason) the command is forked. */

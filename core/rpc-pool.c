@@ -9,6 +9,7 @@
 #include <grpc/slice.h>
 
 #include "rpc-internal.h"
+#include "tsan.h"
 
 /* Large chunk buffers come from a small pool of mmap'd buffers, one free list per power of
  * two from CHUNK_POOL_MIN to RPC_CHUNK_DATA_MAX. Streams send a 256 KiB to 1 MiB message
@@ -29,14 +30,7 @@ struct pool_buf {
 /* A buffer goes out on one thread and comes back through gRPC's slice refcount on another;
  * Debian's libgrpc is not instrumented, so ThreadSanitizer cannot see that edge: state it
  * (as tag_publish/tag_arrived do for the server's tags). No-ops without TSan. */
-#if defined(__SANITIZE_THREAD__)
-#define RPC_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define RPC_TSAN 1
-#endif
-#endif
-#ifdef RPC_TSAN
+#if RUNJOB_TSAN
 #include <sanitizer/tsan_interface.h>
 #define pool_handoff_out(b) __tsan_release(b)
 #define pool_handoff_in(b)  __tsan_acquire(b)

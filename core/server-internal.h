@@ -12,6 +12,7 @@
 #include "outlog.h"
 #include "rpc.h"
 #include "server.h"
+#include "tsan.h"
 
 /* Every outstanding batch carries a tag: a struct tag inside the call's context, whose fn the
  * CQ thread calls with the batch's success flag. */
@@ -29,14 +30,7 @@ struct tag {
  * (event thread, start pool, streams' own locking) stay fully checked. No-ops without TSan.
  * The context must not be read after tag_publish (the CQ thread may free it at once): load the
  * gRPC call's arguments first, as tag_start_batch does by taking them as parameters. */
-#if defined(__SANITIZE_THREAD__)
-#define SERVER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SERVER_TSAN 1
-#endif
-#endif
-#ifdef SERVER_TSAN
+#if RUNJOB_TSAN
 #include <sanitizer/tsan_interface.h>
 static inline void tag_publish(struct tag *t)
 {

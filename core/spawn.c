@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "tsan.h"
 
 #define SPEC_MAGIC      0x314a5352u /* "RSJ1" little-endian */
 #define SPEC_MAX_STR    (1u << 20)
@@ -381,17 +382,6 @@ int spawn_recv_fd(int sock, void *msg, size_t len, int *ret_fd)
 
 /* ---- clone3 */
 
-#if defined(__SANITIZE_THREAD__)
-#define SPAWN_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SPAWN_TSAN 1
-#endif
-#endif
-#ifndef SPAWN_TSAN
-#define SPAWN_TSAN 0
-#endif
-
 /* The child's stack when it shares the server's memory: child_exec needs a few hundred bytes. */
 #define SPAWN_STACK_SIZE (64u << 10)
 
@@ -490,7 +480,7 @@ int spawn_clone(const struct spawn_args *a, pid_t *ret_pid, int *ret_pidfd)
     if (r > 0)
         return -r;
     /* TSan intercepts glibc's clone (its fork handling would run in a child sharing memory). */
-    if (a->cgroup_fd < 0 && !SPAWN_TSAN) {
+    if (a->cgroup_fd < 0 && !RUNJOB_TSAN) {
         pid = clone_vfork(a, &pidfd);
         r = pid < 0 ? (int)pid : 0;
     } else {
