@@ -45,8 +45,14 @@ struct cg_manager {
     struct cg_test_hooks hooks; /* zeroed in production */
 };
 
-/* The usage files a backend reads (cg_usage_read's slot), each kept open once read. */
-#define CG_USAGE_FILES 4
+/* The usage files a backend reads (cg_usage_u64's slot), each kept open once read. */
+enum cg_usage_file {
+    CG_USAGE_CPU,     /* v1 cpuacct.usage, v2 cpu.stat */
+    CG_USAGE_PEAK,    /* v1 memory.max_usage_in_bytes, v2 memory.peak */
+    CG_USAGE_OOM,     /* v1 memory.oom_control, v2 memory.events */
+    CG_USAGE_CURRENT, /* v2 memory.current, where memory.peak is missing */
+    CG_USAGE_FILES
+};
 
 struct cg {
     struct cg_manager *m;
@@ -78,12 +84,13 @@ extern const struct cg_backend cg_backend_v2;
 
 /* Shared helpers (cgroup.c). */
 
-/* Reads name (below dirfd) into buf as a NUL-terminated string: 0 or -errno (-ENOENT when
- * the kernel has no such file). The file stays open in cg->usage_fd[slot] and later reads are
- * one pread at offset 0 (which regenerates a cgroup file's content): List reads every running
- * job's usage, and open + close were half of its time in perf. Safe to call concurrently. */
-int cg_usage_read(struct cg *cg, unsigned slot, int dirfd, const char *name, char *buf,
-                  size_t size);
+/* The number in usage file name below dirfd (key NULL), or the value of its line "key N": 0 or
+ * -errno (-ENOENT when the kernel has no such file or line). The file stays open in
+ * cg->usage_fd[slot] and later reads are one pread at offset 0 (which regenerates a cgroup
+ * file's content): List reads every running job's usage, and open + close were half of its time
+ * in perf. Safe to call concurrently. */
+int cg_usage_u64(struct cg *cg, enum cg_usage_file slot, int dirfd, const char *name,
+                 const char *key, uint64_t *ret);
 
 /* mkdirat(dirfd, name, 0755) then the test hook; 0 or -errno (-EEXIST if it was there). */
 int cg_mkdir_at(const struct cg_manager *m, int dirfd, const char *name, const char *hier);

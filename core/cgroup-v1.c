@@ -214,26 +214,25 @@ static int v1_kill_once(struct cg *cg)
 static int v1_read_usage(struct cg *cg, struct cg_usage *ret)
 {
     struct cg_usage u = {0};
-    char buf[1024];
     uint64_t v;
     int fd, r;
 
     fd = role_fd(cg, CG_ROLE_CPUACCT);
-    r = cg_usage_read(cg, 0, fd, "cpuacct.usage", buf, sizeof(buf));
-    if (r == 0 && (r = proc_parse_u64(buf, &v)) == 0)
+    r = cg_usage_u64(cg, CG_USAGE_CPU, fd, "cpuacct.usage", NULL, &v);
+    if (r == 0)
         u.cpu_usec = v / 1000; /* ns */
     else if (r != -ENOENT)
         return r;
 
     fd = role_fd(cg, CG_ROLE_MEMORY);
-    r = cg_usage_read(cg, 1, fd, "memory.max_usage_in_bytes", buf, sizeof(buf));
-    if (r == 0 && (r = proc_parse_u64(buf, &v)) == 0)
+    r = cg_usage_u64(cg, CG_USAGE_PEAK, fd, "memory.max_usage_in_bytes", NULL, &v);
+    if (r == 0)
         u.memory_peak_bytes = v;
     else if (r != -ENOENT)
         return r;
     /* oom_kill appeared in memory.oom_control with Linux 4.13. */
-    r = cg_usage_read(cg, 2, fd, "memory.oom_control", buf, sizeof(buf));
-    if (r == 0 && (r = proc_parse_keyed_u64(buf, "oom_kill", &v)) == 0)
+    r = cg_usage_u64(cg, CG_USAGE_OOM, fd, "memory.oom_control", "oom_kill", &v);
+    if (r == 0)
         u.oom_killed = v > 0;
     else if (r != -ENOENT)
         return r;

@@ -360,23 +360,20 @@ static int v2_read_usage(struct cg *cg, struct cg_usage *ret)
 {
     struct cg_usage u = {0};
     int fd = cg->fd[0];
-    char buf[4096];
     uint64_t v;
     int r;
 
-    r = cg_usage_read(cg, 0, fd, "cpu.stat", buf, sizeof(buf));
-    if (r == 0 && (r = proc_parse_keyed_u64(buf, "usage_usec", &v)) == 0)
+    r = cg_usage_u64(cg, CG_USAGE_CPU, fd, "cpu.stat", "usage_usec", &v);
+    if (r == 0)
         u.cpu_usec = v;
     else if (r != -ENOENT)
         return r;
 
-    r = cg_usage_read(cg, 1, fd, "memory.peak", buf, sizeof(buf)); /* Linux 5.19 */
-    if (r == 0 && (r = proc_parse_u64(buf, &v)) == 0) {
+    r = cg_usage_u64(cg, CG_USAGE_PEAK, fd, "memory.peak", NULL, &v); /* Linux 5.19 */
+    if (r == 0) {
         u.memory_peak_bytes = v;
     } else if (r == -ENOENT) {
-        r = cg_usage_read(cg, 3, fd, "memory.current", buf, sizeof(buf));
-        if (r == 0)
-            r = proc_parse_u64(buf, &v);
+        r = cg_usage_u64(cg, CG_USAGE_CURRENT, fd, "memory.current", NULL, &v);
         if (r < 0 && r != -ENOENT)
             return r;
         uint64_t seen = __atomic_load_n(&cg->peak_seen, __ATOMIC_RELAXED);
@@ -389,8 +386,8 @@ static int v2_read_usage(struct cg *cg, struct cg_usage *ret)
         return r;
     }
 
-    r = cg_usage_read(cg, 2, fd, "memory.events", buf, sizeof(buf));
-    if (r == 0 && (r = proc_parse_keyed_u64(buf, "oom_kill", &v)) == 0)
+    r = cg_usage_u64(cg, CG_USAGE_OOM, fd, "memory.events", "oom_kill", &v);
+    if (r == 0)
         u.oom_killed = v > 0;
     else if (r != -ENOENT)
         return r;

@@ -546,12 +546,14 @@ static void close_usage_files(struct cg *cg)
     }
 }
 
-int cg_usage_read(struct cg *cg, unsigned slot, int dirfd, const char *name, char *buf, size_t size)
+int cg_usage_u64(struct cg *cg, enum cg_usage_file slot, int dirfd, const char *name,
+                 const char *key, uint64_t *ret)
 {
+    char buf[4096];
     ssize_t n;
     int fd;
 
-    if (slot >= CG_USAGE_FILES || size < 2)
+    if ((unsigned)slot >= CG_USAGE_FILES)
         return -EINVAL;
     fd = __atomic_load_n(&cg->usage_fd[slot], __ATOMIC_ACQUIRE);
     if (fd < 0) {
@@ -568,14 +570,14 @@ int cg_usage_read(struct cg *cg, unsigned slot, int dirfd, const char *name, cha
         }
     }
     do
-        n = pread(fd, buf, size - 1, 0);
+        n = pread(fd, buf, sizeof(buf) - 1, 0);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -errno;
-    if ((size_t)n == size - 1)
+    if ((size_t)n == sizeof(buf) - 1)
         return -EFBIG;
     buf[n] = '\0';
-    return 0;
+    return key ? proc_parse_keyed_u64(buf, key, ret) : proc_parse_u64(buf, ret);
 }
 
 void cg_free(struct cg *cg)
