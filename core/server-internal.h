@@ -179,8 +179,7 @@ void server_finishf(struct ucall *uc, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* NOT_FOUND for uc->ci.id: the same words for an unknown job and another user's. */
 void server_not_found(struct ucall *uc);
-/* Tops the prepared slots up (a thread at a time; the others return at once). The first call
- * also removes the cgroups a previous server made ahead for slots it never used. */
+/* Tops the prepared slots up (a thread at a time; the others return at once). */
 void server_prepare_slots(struct server *s);
 /* Removes the prepared slots that no Start took (their folders, logs and cgroups). */
 void server_prepared_free(struct server *s);

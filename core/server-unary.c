@@ -207,18 +207,6 @@ static int prepared_make(struct server *s, struct prepared *ret)
     return 0;
 }
 
-/* A slot a previous server made ahead and never used (its folder removed at load): its cgroup
- * may be there too. */
-static void remove_unused_cgroup(const char *id, void *userdata)
-{
-    struct server *s = userdata;
-    int r = job_runner_cleanup_stale(s->runner, id);
-
-    if (r < 0)
-        log_warn("job folder %s: removing the cgroup a previous server made ahead: %s, ignoring",
-                 id, strerror(-r));
-}
-
 void server_prepare_slots(struct server *s)
 {
     struct start_pool *p = s->pool;
@@ -229,9 +217,6 @@ void server_prepare_slots(struct server *s)
         return;
     }
     p->preparing = true;
-    (void)pthread_mutex_unlock(&p->mu);
-    jobtab_drain_unused(s->table, remove_unused_cgroup, s); /* at once, the first time only */
-    (void)pthread_mutex_lock(&p->mu);
     while (p->n_prep < PREPARED_SLOTS && !p->stopping) {
         struct prepared pr;
         int r;

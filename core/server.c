@@ -40,6 +40,18 @@ static void on_shutdown(struct tag *t, bool ok)
     (void)pthread_mutex_unlock(&s->mu);
 }
 
+/* A slot a previous server made ahead and never used (its folder removed at load): its cgroup
+ * may be there too. */
+static void remove_unused_cgroup(const char *id, void *userdata)
+{
+    struct server *s = userdata;
+    int r = job_runner_cleanup_stale(s->runner, id);
+
+    if (r < 0)
+        log_warn("job folder %s: removing the cgroup a previous server made ahead: %s, ignoring",
+                 id, strerror(-r));
+}
+
 static void on_loaded(struct jobtab_entry *e, bool was_running, void *userdata)
 {
     struct server *s = userdata;
@@ -122,6 +134,7 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
         return r;
     }
     log_info("loaded %d job(s) from %s", r, cfg->state_dir);
+    jobtab_drain_unused(s->table, remove_unused_cgroup, s); /* before any slot is made ahead */
 
     grpc_init();
     pair.private_key = cfg->key_pem;
