@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 /* libseccomp's header: <...> does not search this file's folder, so it cannot pick up ours. */
 #include <seccomp.h>
 
 #include "cleanup.h"
+#include "proc.h"
 
 /* Keep in sync with the comment in seccomp.h. The mount API (fsopen ... mount_setattr) is here
  * with mount itself: blocking one without the other would block nothing. */
@@ -152,8 +152,8 @@ static int read_load_attrs(struct scmp_filter *f)
 static int make_program(struct scmp_filter *f)
 {
     _cleanup_close_ int fd = memfd_create("scmp-bpf", MFD_CLOEXEC);
-    struct stat st;
-    size_t size, done = 0;
+    char *buf = NULL;
+    size_t size;
     int r;
 
     if (fd < 0)
@@ -164,25 +164,16 @@ static int make_program(struct scmp_filter *f)
     r = seccomp_export_bpf(f->ctx, fd);
     if (r < 0)
         return r;
-    if (fstat(fd, &st) < 0)
+    if (lseek(fd, 0, SEEK_SET) < 0)
         return -errno;
-    size = (size_t)st.st_size;
-    if (size == 0 || size % sizeof(struct sock_filter) != 0 ||
-        size / sizeof(struct sock_filter) > BPF_MAXINSNS)
+    r = proc_read_fd(fd, BPF_MAXINSNS * sizeof(struct sock_filter), &buf, &size);
+    if (r < 0)
+        return r == -EFBIG ? -EINVAL : r;
+    if (size == 0 || size % sizeof(struct sock_filter) != 0) {
+        free(buf);
         return -EINVAL;
-    f->prog.filter = malloc(size);
-    if (!f->prog.filter)
-        return -ENOMEM;
-    while (done < size) {
-        ssize_t n = pread(fd, (char *)f->prog.filter + done, size - done, (off_t)done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -EIO; /* cannot happen: the memfd is ours */
-        done += (size_t)n;
     }
+    f->prog.filter = (struct sock_filter *)(void *)buf;
     f->prog.len = (unsigned short)(size / sizeof(struct sock_filter));
     return 0;
 }
