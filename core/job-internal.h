@@ -78,6 +78,19 @@ struct shim {
     int pidfd, out, err, stp, sync;
 };
 
+/* A job's cgroup made ahead (job_cgroup_reserve) and, once the pool thread has moved one in,
+ * a pooled shim waiting in it: a start that takes it writes the limits and sends the go, with
+ * no write to cgroup.procs on its path. Such a write takes the kernel's threadgroup rwsem for
+ * writing, and the first one after a pause waits out an RCU grace period: 5-13 ms here. */
+struct job_cgroup {
+    struct cg *cg;
+    struct shim sh;          /* pidfd < 0: none (yet) */
+    bool attaching;          /* the pool thread is moving a shim into cg; under r->mu */
+    bool no_shim;            /* that failed once: the start brings its own */
+    struct job_cgroup *next; /* on r->ahead until taken or released; under r->mu */
+    struct job_runner *r;
+};
+
 struct job_runner {
     struct cg_manager *cgm;
     char *shim_exe;
@@ -96,7 +109,8 @@ struct job_runner {
     struct spawn_req *reqs, **reqs_tail;
     struct shim pool[JOB_PRESPAWN_MAX]; /* shims for private-network jobs, started ahead */
     unsigned n_pool;
-    bool pool_refill; /* the pool thread tops the pool up */
+    bool pool_refill;         /* the pool thread tops the pool up */
+    struct job_cgroup *ahead; /* reserved and not yet taken: the pool thread fills them first */
     pthread_cond_t pool_cond;
     pthread_t pool_thread;
     bool pool_thread_started;
@@ -107,6 +121,8 @@ struct job_runner {
 int64_t job_clock_ms(clockid_t c);
 /* job-start.c: kills and reaps a pooled shim that will not be used, closing its fds. */
 void job_shim_discard(struct shim *sh);
+/* job-start.c: the shims of reservations nobody released before job_runner_free; reaped. */
+void job_ahead_discard_all(struct job_runner *r);
 /* job-start.c: the pool thread, keeping r->pool topped up until the runner quits. */
 void *job_pool_thread(void *arg);
 /* job.c: wakes the event thread (its eventfd). */

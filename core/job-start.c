@@ -117,6 +117,32 @@ out:
     return e;
 }
 
+/* Whether a shim that waited (in the pool or a reservation) is still there: one killed by
+ * someone meanwhile would look like a job that started and was killed. A dead one is reaped. */
+static bool shim_alive(struct shim *sh)
+{
+    siginfo_t si;
+
+    memset(&si, 0, sizeof(si));
+    return waitid((idtype_t)P_PIDFD, (id_t)sh->pidfd, &si, WEXITED | WNOHANG | __WALL) == 0 &&
+           si.si_pid == 0;
+}
+
+/* Pops a live pooled shim into *ret, discarding dead ones. Under r->mu. */
+static bool pool_pop(struct job_runner *r, struct shim *ret)
+{
+    while (r->n_pool) {
+        struct shim sh = r->pool[--r->n_pool];
+
+        if (shim_alive(&sh)) {
+            *ret = sh;
+            return true;
+        }
+        job_shim_discard(&sh);
+    }
+    return false;
+}
+
 /* Takes a pooled shim (private network) into *ret and asks the pool thread to start a
  * replacement. false when the pool is off or empty. */
 static bool pool_take(struct job_runner *r, struct shim *ret)
@@ -126,44 +152,79 @@ static bool pool_take(struct job_runner *r, struct shim *ret)
     pthread_mutex_lock(&r->mu);
     if (r->pool_size) {
         r->pool_refill = true;
-        pthread_cond_signal(&r->pool_cond);
-        while (r->n_pool && !got) {
-            struct shim sh = r->pool[--r->n_pool];
-            siginfo_t si;
-            /* One that died while it waited (killed by someone) would look like a job that
-             * started and was killed: never hand it out. */
-            memset(&si, 0, sizeof(si));
-            if (waitid((idtype_t)P_PIDFD, (id_t)sh.pidfd, &si, WEXITED | WNOHANG | __WALL) == 0 &&
-                si.si_pid == 0) {
-                *ret = sh;
-                got = true;
-            } else {
-                job_shim_discard(&sh);
-            }
-        }
+        pthread_cond_broadcast(&r->pool_cond);
+        got = pool_pop(r, ret);
     }
     pthread_mutex_unlock(&r->mu);
     return got;
 }
 
-/* The pool thread: tops the pool up after each take, off the event thread (a clone into a new
- * network namespace takes a millisecond or more; the event thread meanwhile reaps the jobs that
- * end). A failed clone stops it until the next take. Exits when the runner quits. */
+/* A reservation still without a shim, or NULL. Under r->mu. */
+static struct job_cgroup *ahead_wanting_shim(struct job_runner *r)
+{
+    for (struct job_cgroup *jc = r->ahead; jc; jc = jc->next)
+        if (jc->sh.pidfd < 0 && !jc->attaching && !jc->no_shim)
+            return jc;
+    return NULL;
+}
+
+/* The pool thread's part of a reservation: a pooled shim (or a new one) moved into its cgroup.
+ * Under r->mu, dropped meanwhile: jc->attaching keeps a start or a release waiting, so jc stays
+ * valid even once taken off r->ahead. */
+static void ahead_fill(struct job_runner *r, struct job_cgroup *jc)
+{
+    int cgfd = cg_get_dirfd(jc->cg);
+    struct shim sh;
+    bool pooled;
+    int e = 0;
+
+    shim_init(&sh);
+    pooled = pool_pop(r, &sh);
+    jc->attaching = true;
+    pthread_mutex_unlock(&r->mu);
+    if (!pooled)
+        e = shim_spawn(r, false, cgfd, true, &sh); /* v2: straight into the cgroup */
+    if (e == 0 && (pooled || cgfd < 0))
+        e = cg_attach(jc->cg, sh.pid);
+    if (e < 0) {
+        log_debug("job %s: a shim ahead in its cgroup: %s", cg_get_id(jc->cg), strerror(-e));
+        job_shim_discard(&sh);
+    }
+    pthread_mutex_lock(&r->mu);
+    jc->attaching = false;
+    if (e < 0)
+        jc->no_shim = true;
+    else
+        jc->sh = sh;
+    r->pool_refill = true;
+    pthread_cond_broadcast(&r->pool_cond);
+}
+
+/* The pool thread: fills reservations, then tops the pool up after each take, off the event
+ * thread (a clone into a new network namespace takes a millisecond or more; the event thread
+ * meanwhile reaps the jobs that end). A failed clone stops it until the next take. Exits when
+ * the runner quits. */
 void *job_pool_thread(void *arg)
 {
     struct job_runner *r = arg;
 
     pthread_mutex_lock(&r->mu);
     for (;;) {
+        struct job_cgroup *jc = NULL;
         struct shim sh;
         int e;
 
-        while (!r->quit && !(r->pool_refill && r->n_pool < r->pool_size)) {
+        while (!r->quit && !(jc = ahead_wanting_shim(r)) &&
+               !(r->pool_refill && r->n_pool < r->pool_size)) {
             r->pool_refill = false;
             pthread_cond_wait(&r->pool_cond, &r->mu);
         }
         if (r->quit)
             break;
+        if (jc) {
+            ahead_fill(r, jc);
+            continue;
+        }
         pthread_mutex_unlock(&r->mu);
         e = shim_spawn(r, false, -1, true, &sh);
         pthread_mutex_lock(&r->mu);
@@ -182,6 +243,35 @@ void *job_pool_thread(void *arg)
     }
     pthread_mutex_unlock(&r->mu);
     return NULL;
+}
+
+/* Takes jc off the runner's list (waiting for the pool thread if it is moving a shim in) and
+ * frees it: its cgroup is returned, its shim (if any) put in *ret_sh. */
+static struct cg *ahead_take(struct job_cgroup *jc, struct shim *ret_sh)
+{
+    struct job_runner *r = jc->r;
+    struct cg *cg = jc->cg;
+
+    pthread_mutex_lock(&r->mu);
+    for (struct job_cgroup **p = &r->ahead; *p; p = &(*p)->next)
+        if (*p == jc) {
+            *p = jc->next;
+            break;
+        }
+    while (jc->attaching)
+        pthread_cond_wait(&r->pool_cond, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    *ret_sh = jc->sh;
+    free(jc);
+    return cg;
+}
+
+void job_ahead_discard_all(struct job_runner *r)
+{
+    for (struct job_cgroup *jc = r->ahead; jc; jc = jc->next) {
+        log_warn("job %s: its reservation outlived the job runner", cg_get_id(jc->cg));
+        job_shim_discard(&jc->sh);
+    }
 }
 
 /* ---- start */
@@ -344,13 +434,34 @@ static int check_spec(struct job_runner *r, const struct job_spec *spec, char *e
     return 0;
 }
 
-int job_cgroup_reserve(struct job_runner *r, const char *id, struct cg **ret)
+int job_cgroup_reserve(struct job_runner *r, const char *id, struct job_cgroup **ret)
 {
-    return cg_create(r->cgm, id, NULL, ret);
+    struct job_cgroup *jc = calloc(1, sizeof(*jc));
+    int e;
+
+    *ret = NULL;
+    if (!jc)
+        return -ENOMEM;
+    e = cg_create(r->cgm, id, NULL, &jc->cg);
+    if (e < 0) {
+        free(jc);
+        return e;
+    }
+    jc->r = r;
+    shim_init(&jc->sh);
+    pthread_mutex_lock(&r->mu);
+    jc->next = r->ahead;
+    r->ahead = jc;
+    pthread_cond_broadcast(&r->pool_cond); /* the pool thread, if any, moves a shim in */
+    pthread_mutex_unlock(&r->mu);
+    *ret = jc;
+    return 0;
 }
 
-void job_cgroup_release(struct cg *cg)
+/* Removes a cgroup made ahead that no job ran in, and kills the shim that waited in it. */
+static void ahead_drop(struct cg *cg, struct shim *sh)
 {
+    job_shim_discard(sh);
     if (!cg)
         return;
     /* Nothing ever ran in it: this is a few rmdirs. */
@@ -358,6 +469,16 @@ void job_cgroup_release(struct cg *cg)
     if (e < 0)
         log_debug("job %s: removing its cgroup made ahead: %s", cg_get_id(cg), strerror(-e));
     cg_free(cg);
+}
+
+void job_cgroup_release(struct job_cgroup *jc)
+{
+    struct shim sh;
+
+    if (!jc)
+        return;
+    struct cg *cg = ahead_take(jc, &sh);
+    ahead_drop(cg, &sh);
 }
 
 int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on_end,
@@ -376,11 +497,13 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     struct spawn_sync_msg msg = {0};
     struct shim sh;
     struct job *j = NULL;
-    struct cg *cg = spec->cgroup; /* ours from here on, whatever happens */
+    struct cg *cg = NULL;
     int memfd = -1, e;
     char dummy[1];
 
     shim_init(&sh);
+    if (spec->cgroup) /* ours from here on, whatever happens; with the shim waiting in it */
+        cg = ahead_take(spec->cgroup, &sh);
 
     if (!errbuf || errlen == 0) {
         errbuf = dummy;
@@ -393,13 +516,13 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         e = -EINVAL;
     }
     if (e < 0) {
-        job_cgroup_release(cg);
+        ahead_drop(cg, &sh);
         return e;
     }
     pthread_mutex_lock(&r->mu);
     if (r->quit) {
         pthread_mutex_unlock(&r->mu);
-        job_cgroup_release(cg);
+        ahead_drop(cg, &sh);
         snprintf(errbuf, errlen, "the job runner is shutting down");
         return -ESHUTDOWN;
     }
@@ -421,9 +544,15 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
                  strerror(-e));
         goto fail;
     }
-    /* A pooled shim has its namespaces, mounts and filter ready; otherwise start one now (on
-     * cgroup v2 straight into the job's cgroup). Either way it waits for the go below. */
-    if (host_net || !pool_take(r, &sh)) {
+    /* The shim that waited in the cgroup made ahead is the job's, unless the job wants the
+     * host's network (that one has its own) or it died meanwhile. */
+    if (sh.pidfd >= 0 && (host_net || !shim_alive(&sh)))
+        job_shim_discard(&sh);
+    if (sh.pidfd >= 0) {
+        attach = false;
+    } else if (host_net || !pool_take(r, &sh)) {
+        /* A pooled shim has its namespaces, mounts and filter ready; otherwise start one now
+         * (on cgroup v2 straight into the job's cgroup). Either way it waits for the go. */
         int cgfd = cg_get_dirfd(cg);
         attach = cgfd < 0; /* v1: attached below, while the shim waits for go */
         e = shim_spawn(r, host_net, cgfd < 0 ? -1 : cgfd, false, &sh);

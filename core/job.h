@@ -17,7 +17,7 @@
 struct outlog;
 struct job;
 struct job_runner;
-struct cg; /* core/cgroup: a job's cgroup, made ahead by job_cgroup_reserve() (opaque here) */
+struct job_cgroup; /* a job's cgroup made ahead by job_cgroup_reserve(), with its shim (opaque) */
 
 enum job_state {
     JOB_STARTING = 0,
@@ -50,7 +50,8 @@ struct job_runner_config {
      * own new namespaces, /proc, /sys and lo set up and the seccomp filter built, for a job
      * with a private network to take it; the runner starts a replacement off the caller's
      * path. Each holds one process and five fds of the server while it waits. The pool is
-     * filled once the first such job starts. */
+     * filled once the first such job starts or the first cgroup is reserved. Each reservation
+     * (job_cgroup_reserve) holds one more, taken from the pool; 0 turns that off too. */
     unsigned prespawn_shims;
 };
 #define JOB_PRESPAWN_MAX     8
@@ -71,7 +72,7 @@ struct job_spec {
     /* The job's cgroup made ahead by job_cgroup_reserve() for this id, or NULL (job_start makes
      * it). job_start takes it whatever it returns: the job's from then on, or removed at once
      * when the start fails. */
-    struct cg *cgroup;
+    struct job_cgroup *cgroup;
 };
 
 struct job_status {
@@ -99,12 +100,15 @@ int job_runner_cleanup_stale(struct job_runner *r, const char *id);
 
 /* Makes the cgroup of the job that will have id, without limits (job_start writes the job's),
  * so that its start need not: a caller that knows the id ahead calls it off the start's path
- * and passes the result in job_spec.cgroup. 0 or -errno (-EEXIST: a cgroup of that id exists).
- * Thread-safe. If the process dies before the start, job_runner_cleanup_stale(r, id) of the
- * next one removes it. */
-int job_cgroup_reserve(struct job_runner *r, const char *id, struct cg **ret);
-/* Removes a reserved cgroup that no job_start took, and frees it. NULL-safe. Thread-safe. */
-void job_cgroup_release(struct cg *cg);
+ * and passes the result in job_spec.cgroup. With shims started ahead (prespawn_shims), the
+ * runner's pool thread then moves one into it, so that the start does not either. 0 or -errno
+ * (-EEXIST: a cgroup of that id exists). Thread-safe. If the process dies before the start,
+ * job_runner_cleanup_stale(r, id) of the next one removes it. Release every reservation no
+ * start took before job_runner_free. */
+int job_cgroup_reserve(struct job_runner *r, const char *id, struct job_cgroup **ret);
+/* Removes a reserved cgroup that no job_start took (and the shim waiting in it), and frees it.
+ * NULL-safe. Thread-safe. */
+void job_cgroup_release(struct job_cgroup *jc);
 
 typedef void (*job_event_fn)(struct job *j, void *userdata);
 

@@ -141,19 +141,21 @@ struct ucall {
     struct rpc_limits limits;
     struct jobtab_entry *entry;
     struct outlog *log;
-    struct cg *cg; /* the job's cgroup made ahead with its slot, or NULL; job_start takes it */
+    struct job_cgroup
+        *cg; /* made ahead with its slot (and its shim), or NULL; job_start takes it */
     /* Stop */
 };
 
 /* Job folders with their output logs and cgroups made ahead of time (jobtab_slot_new +
- * outlog_create + job_cgroup_reserve), so that a Start's only disk work is its record and its
- * only cgroup work the limits: the start threads top them up after each start, off its path. */
+ * outlog_create + job_cgroup_reserve, after which the runner moves a pooled shim into the
+ * cgroup), so that a Start's only disk work is its record and its only cgroup work the limits:
+ * the start threads top them up after each start, off its path. */
 #define PREPARED_SLOTS 2
 
 struct prepared {
     struct jobtab_slot *slot;
     struct outlog *log;
-    struct cg *cg; /* NULL if it could not be made ahead: job_start then makes it */
+    struct job_cgroup *cg; /* NULL if it could not be made ahead: job_start then makes it */
 };
 
 struct start_pool {

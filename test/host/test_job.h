@@ -100,7 +100,7 @@ struct run {
  * in the spec. */
 static inline void start_spec(struct run *run, struct job_runner *r, const struct job_limits *lim,
                               enum job_network net, uid_t uid, const char *cwd, const char *path,
-                              const char *const *args, struct cg *ahead)
+                              const char *const *args, struct job_cgroup *ahead)
 {
     char logpath[256];
     size_t n = 0;
@@ -149,7 +149,7 @@ static inline void start_in(struct run *run, struct job_runner *r, const struct 
 static inline void start_ahead(struct run *run, const struct job_limits *lim, const char *path,
                                const char *const *args)
 {
-    struct cg *cg = NULL;
+    struct job_cgroup *cg = NULL;
 
     memset(run, 0, sizeof(*run));
     make_id(run->id, sizeof(run->id));

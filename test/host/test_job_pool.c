@@ -167,3 +167,96 @@ Test(job, end_is_published_before_the_shim_exits_and_job_wait_waits_for_it)
     job_free(j);
     outlog_free(log);
 }
+
+/* ---- cgroups made ahead (job_cgroup_reserve): the pool thread moves a shim into each */
+
+/* Reserves a cgroup for run->id (fresh) and waits (up to 10 s) for the pool thread to move a
+ * shim into it: that shim's pid. */
+static pid_t reserve_with_shim(struct run *run, struct job_cgroup **ret)
+{
+    pid_t pids[4];
+    int n = 0;
+
+    memset(run, 0, sizeof(*run));
+    make_id(run->id, sizeof(run->id));
+    cr_assert_eq(job_cgroup_reserve(runner, run->id, ret), 0);
+    for (int i = 0; i < 1000 && (n = cgroup_pids(run->id, pids, 4)) == 0; i++)
+        usleep(10 * 1000);
+    cr_assert_eq(n, 1, "%d processes in the reserved cgroup, not its one shim", n);
+    return pids[0];
+}
+
+/* The start takes the shim that waited in the job's cgroup: nothing is moved into a cgroup on
+ * its path (the first such move after a pause waits out an RCU grace period, 5-13 ms). */
+Test(job, a_cgroup_made_ahead_gets_a_shim_and_its_start_runs_the_job_in_it)
+{
+    struct job_cgroup *cg;
+    struct run run;
+    pid_t shim = reserve_with_shim(&run, &cg);
+
+    start_spec(&run, runner, NULL, JOB_NET_NONE, NOBODY, NULL, "/bin/sh",
+               (const char *const[]){"-c", "echo $$; exit 5", NULL}, cg);
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    job_get_state(run.j, &run.st);
+    cr_expect_eq(run.st.pid, shim, "the job runs in shim %d, not in the one in its cgroup (%d)",
+                 (int)run.st.pid, (int)shim);
+    finish(&run);
+    cr_expect_eq(run.st.state, JOB_EXITED, "%s", job_state_name(run.st.state));
+    cr_expect_eq(run.st.exit_code, 5);
+    char *out = output(&run, OUTLOG_SELECT_STDOUT);
+    cr_expect_str_eq(out, "2\n", "the command is not PID 2 of the shim's namespace");
+    free(out);
+    done(&run);
+}
+
+Test(job, releasing_a_cgroup_made_ahead_kills_and_reaps_its_shim)
+{
+    struct job_cgroup *cg;
+    struct run run;
+    pid_t shim = reserve_with_shim(&run, &cg);
+
+    job_cgroup_release(cg);
+    cr_expect_not(cgroup_exists(run.id));
+    errno = 0;
+    cr_expect(kill(shim, 0) < 0 && errno == ESRCH, "shim %d still there (or a zombie)",
+              (int)shim);
+}
+
+/* A host-network job cannot use the shim in its cgroup (made with a private network): that one
+ * goes, and the job gets its own, in the same cgroup. */
+Test(job, a_host_network_job_in_a_cgroup_made_ahead_gets_its_own_shim)
+{
+    struct job_cgroup *cg;
+    struct run run;
+    pid_t shim = reserve_with_shim(&run, &cg);
+
+    start_spec(&run, runner, NULL, JOB_NET_HOST, NOBODY, NULL, "/bin/sh",
+               (const char *const[]){"-c", "ls /sys/class/net | grep -vx lo | head -1", NULL},
+               cg);
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    errno = 0;
+    cr_expect(kill(shim, 0) < 0 && errno == ESRCH, "the private-network shim %d is still there",
+              (int)shim);
+    finish(&run);
+    char *out = output(&run, OUTLOG_SELECT_STDOUT);
+    cr_expect(out[0] != '\0', "a host-network job sees no device but lo");
+    free(out);
+    done(&run);
+}
+
+Test(job, a_shim_killed_while_it_waited_in_a_cgroup_made_ahead_is_not_used)
+{
+    struct job_cgroup *cg;
+    struct run run;
+    pid_t shim = reserve_with_shim(&run, &cg);
+
+    cr_assert_eq(kill(shim, SIGKILL), 0);
+    usleep(50 * 1000);
+    start_spec(&run, runner, NULL, JOB_NET_NONE, NOBODY, NULL, "/bin/sh",
+               (const char *const[]){"-c", "exit 7", NULL}, cg);
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    finish(&run);
+    cr_expect_eq(run.st.state, JOB_EXITED, "%s", job_state_name(run.st.state));
+    cr_expect_eq(run.st.exit_code, 7);
+    done(&run);
+}

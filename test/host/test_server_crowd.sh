@@ -56,10 +56,11 @@ descendants() { # PID: every descendant pid
         descendants "$c"
     done
 }
-# The server keeps JOB_PRESPAWN_DEFAULT (2) shims started ahead of time (core/job.c's pool):
-# idle shims with no child of their own. Up to 2 of them are expected; any other descendant
-# is a shim or job process left behind.
-POOL=2
+# The server keeps JOB_PRESPAWN_DEFAULT (2) shims started ahead of time (core/job.c's pool),
+# and one more in the cgroup of each of its PREPARED_SLOTS (2) job folders made ahead: idle
+# shims with no child of their own. Up to 4 of them are expected; any other descendant is a
+# shim or job process left behind.
+POOL=4
 is_idle_shim() { # PID: a shim without a job (yet, or any more)
     tr '\0' ' ' </proc/"$1"/cmdline 2>/dev/null | grep -q '^[^ ]*runjob shim ' &&
         [ -z "$(cat /proc/"$1"/task/*/children 2>/dev/null)" ]
