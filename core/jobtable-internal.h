@@ -1,6 +1,7 @@
 #pragma once
-/* core/jobtable's private parts, shared by its three files:
+/* core/jobtable's private parts, shared by its four files:
  *   jobtable.c         the table: ids, lookups, authorisation, the job lifecycle, loading
+ *   jobtable-slot.c    job folders made ahead (slots), and the ids of unused ones found at load
  *   jobtable-record.c  the on-disk record: text format and parser, the atomic write
  *   jobtable-flush.c   the writer thread (records handed over by set_status_async) and the
  *                      flusher thread that makes written records durable (group commit)
@@ -95,6 +96,19 @@ static inline bool jobtab_state_is_running(enum job_state s)
 {
     return s == JOB_STARTING || s == JOB_RUNNING;
 }
+
+/* The entry with that id, or NULL. Call with t->lock held. */
+struct jobtab_entry *jobtab_find_locked(struct jobtab *t, const char *id);
+
+/* "<state>/<id>" into buf. 0 or -ENAMETOOLONG. */
+int jobtab_state_path(struct jobtab *t, const char *id, char *buf, size_t len);
+/* Removes the folder name (open as dfd, in the state directory open as sfd) that never got a
+ * record, with only the files a slot holds. 0 or -errno. */
+int jobtab_remove_unused_folder(int sfd, int dfd, const char *name);
+/* The same by id, best effort (an unused slot, or a job whose first record failed). */
+void jobtab_remove_folder(struct jobtab *t, const char *id);
+/* Keeps name, a folder without a record, for jobtab_drain_unused (takes t->lock; best effort). */
+void jobtab_remember_unused(struct jobtab *t, const char *name);
 
 /* Writes e's record with status st: status.tmp, rename over status (atomic against a crash of
  * the server: the old or the new record, never a torn one), then queues it for the flusher.

@@ -11,7 +11,6 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cleanup.h"
 #include "jobtable-internal.h"
@@ -135,7 +134,7 @@ static int insert_locked(struct jobtab *t, struct jobtab_entry *e)
     return 0;
 }
 
-static struct jobtab_entry *find_locked(struct jobtab *t, const char *id)
+struct jobtab_entry *jobtab_find_locked(struct jobtab *t, const char *id)
 {
     size_t h;
 
@@ -261,54 +260,6 @@ static uint64_t created_ns_locked(struct jobtab *t)
     return ns;
 }
 
-/* Removes a job folder that never got a record: a slot made ahead and not used (the server
- * stopped, or died, before a Start took it), or a job whose first record failed. Only the
- * files a slot holds are removed; anything else keeps the folder (rmdir fails). 0 or -errno. */
-static int remove_unused_folder(int sfd, int dfd, const char *name)
-{
-    static const char *const files[] = {RECORD_TMP, RECORD_SPARE, OUTPUT_FILE};
-
-    for (size_t i = 0; i < ELEMENTSOF(files); i++)
-        (void)unlinkat(dfd, files[i], 0); /* ENOENT: not made (yet) */
-    if (unlinkat(sfd, name, AT_REMOVEDIR) < 0)
-        return -errno;
-    return 0;
-}
-
-/* Keeps the id of a folder without a record for jobtab_drain_unused (best effort: without
- * memory, what was made ahead for it stays, as it would have before). */
-static void remember_unused(struct jobtab *t, const char *name)
-{
-    char(*a)[JOBTAB_ID_LEN + 1];
-
-    (void)pthread_mutex_lock(&t->lock);
-    a = realloc(t->unused, (t->n_unused + 1) * sizeof(*a));
-    if (a) {
-        t->unused = a;
-        /* name passed jobtab_is_id: exactly JOBTAB_ID_LEN bytes */
-        memcpy(a[t->n_unused], name, JOBTAB_ID_LEN);
-        a[t->n_unused++][JOBTAB_ID_LEN] = '\0';
-    }
-    (void)pthread_mutex_unlock(&t->lock);
-}
-
-void jobtab_drain_unused(struct jobtab *t, void (*fn)(const char *id, void *userdata),
-                         void *userdata)
-{
-    char(*ids)[JOBTAB_ID_LEN + 1];
-    size_t n;
-
-    (void)pthread_mutex_lock(&t->lock);
-    ids = t->unused;
-    n = t->n_unused;
-    t->unused = NULL;
-    t->n_unused = 0;
-    (void)pthread_mutex_unlock(&t->lock);
-    for (size_t i = 0; i < n; i++)
-        fn(ids[i], userdata);
-    free(ids);
-}
-
 /* Loads <state>/<name>; NULL when it is not a loadable job folder. */
 static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name, bool *ret_lost)
 {
@@ -322,8 +273,8 @@ static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name
         return NULL;
     r = jobtab_rec_read(dfd, &text);
     if (r == -ENOENT) /* kept even if the folder stays: no job has this id */
-        remember_unused(t, name);
-    if (r == -ENOENT && remove_unused_folder(sfd, dfd, name) == 0) {
+        jobtab_remember_unused(t, name);
+    if (r == -ENOENT && jobtab_remove_unused_folder(sfd, dfd, name) == 0) {
         log_debug("state: removed the unused job folder '%s'", name);
         return NULL;
     }
@@ -412,96 +363,6 @@ int jobtab_load(struct jobtab *t, jobtab_loaded_fn fn, void *userdata)
     return r < 0 ? r : (int)n;
 }
 
-/* ---- slots: job folders made ahead ------------------------------------------------------ */
-
-static int state_path(struct jobtab *t, const char *id, char *buf, size_t len)
-{
-    if (snprintf(buf, len, "%s/%s", t->state_dir, id) >= (int)len)
-        return -ENAMETOOLONG;
-    return 0;
-}
-
-int jobtab_slot_new(struct jobtab *t, struct jobtab_slot **ret)
-{
-    _cleanup_free_ struct jobtab_slot *sl = calloc(1, sizeof(*sl));
-    _cleanup_close_ int dfd = -1;
-    char dir[PATH_MAX];
-    int r;
-
-    if (!sl)
-        return -ENOMEM;
-    /* Unique among the table's ids and every folder (mkdir is exclusive, so two slots never
-     * share one); a clash of random 122-bit ids is only a matter of principle. */
-    for (;;) {
-        bool taken;
-        r = jobtab_new_id(sl->id);
-        if (r < 0)
-            return r;
-        (void)pthread_mutex_lock(&t->lock);
-        taken = find_locked(t, sl->id) != NULL;
-        (void)pthread_mutex_unlock(&t->lock);
-        if (taken)
-            continue;
-        r = state_path(t, sl->id, dir, sizeof(dir));
-        if (r < 0)
-            return r;
-        if (mkdir(dir, 0700) == 0)
-            break;
-        if (errno != EEXIST)
-            return -errno;
-    }
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        r = -errno;
-    if (r == 0)
-        r = jobtab_rec_reserve(dfd, RECORD_TMP, 2 * RECORD_RESERVE_MIN);
-    if (r == 0)
-        r = jobtab_rec_reserve(dfd, RECORD_SPARE, 2 * RECORD_RESERVE_MIN);
-    if (r < 0) {
-        if (dfd >= 0) {
-            (void)unlinkat(dfd, RECORD_TMP, 0);
-            (void)unlinkat(dfd, RECORD_SPARE, 0);
-        }
-        (void)rmdir(dir);
-        return r;
-    }
-    *ret = TAKE_PTR(sl);
-    return 0;
-}
-
-const char *jobtab_slot_id(const struct jobtab_slot *sl)
-{
-    return sl->id;
-}
-
-int jobtab_slot_output_path(struct jobtab *t, const struct jobtab_slot *sl, char *buf, size_t len)
-{
-    if (snprintf(buf, len, "%s/%s/%s", t->state_dir, sl->id, OUTPUT_FILE) >= (int)len)
-        return -ENAMETOOLONG;
-    return 0;
-}
-
-/* Removes the folder of an unused slot or of a job whose first record failed. */
-static void remove_folder(struct jobtab *t, const char *id)
-{
-    _cleanup_close_ int sfd = open(t->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    _cleanup_close_ int dfd = -1;
-
-    if (sfd < 0)
-        return;
-    dfd = openat(sfd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (dfd >= 0)
-        (void)remove_unused_folder(sfd, dfd, id); /* best effort: a restart tries again */
-}
-
-void jobtab_slot_free(struct jobtab *t, struct jobtab_slot *sl)
-{
-    if (!sl)
-        return;
-    remove_folder(t, sl->id);
-    free(sl);
-}
-
 /* ---- adding a job ------------------------------------------------------------------------ */
 
 int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char *command,
@@ -571,7 +432,7 @@ int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner
     } else {
         do {
             r = jobtab_new_id(e->spec.id);
-        } while (r == 0 && find_locked(t, e->spec.id));
+        } while (r == 0 && jobtab_find_locked(t, e->spec.id));
         if (r < 0) {
             (void)pthread_mutex_unlock(&t->lock);
             entry_free(e);
@@ -583,7 +444,7 @@ int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner
     (void)pthread_mutex_unlock(&t->lock);
     if (r < 0) {
         if (sl)
-            remove_folder(t, sl->id);
+            jobtab_remove_folder(t, sl->id);
         entry_free(e);
         return r;
     }
@@ -591,14 +452,14 @@ int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner
      * below through jobtab_entry_set_status, which frees the name again. */
     if (!sl) {
         char dir[PATH_MAX];
-        r = state_path(t, e->spec.id, dir, sizeof(dir));
+        r = jobtab_state_path(t, e->spec.id, dir, sizeof(dir));
         if (r == 0 && mkdir(dir, 0700) < 0)
             r = -errno;
     }
     if (r == 0) {
         r = jobtab_rec_write(e, &e->status, true);
         if (r < 0) /* e.g. ENOSPC: leave no folder without a record behind */
-            remove_folder(t, e->spec.id);
+            jobtab_remove_folder(t, e->spec.id);
     }
     if (r < 0) {
         struct jobtab_status st = e->status;
@@ -632,7 +493,7 @@ struct jobtab_entry *jobtab_lookup(struct jobtab *t, const char *id, const char 
     struct jobtab_entry *e;
 
     (void)pthread_mutex_lock(&t->lock);
-    e = find_locked(t, id);
+    e = jobtab_find_locked(t, id);
     (void)pthread_mutex_unlock(&t->lock);
     if (e && !jobtab_may_access(t, e, cn))
         return NULL;

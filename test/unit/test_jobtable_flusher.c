@@ -1,4 +1,4 @@
-/* core/jobtable-record.c's flusher: a record is complete on disk (renamed) when the call that
+/* core/jobtable-flush.c's flusher: a record is complete on disk (renamed) when the call that
  * wrote it returns, with no fsync on that path; the flusher then fsyncs the record and its
  * folder (and the state directory for a new folder), batching what was written meanwhile;
  * jobtab_sync waits for it and jobtab_free flushes what is left; and the record on disk never
