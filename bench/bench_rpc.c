@@ -2,9 +2,10 @@
  * come from the client's environment variables (RUNJOB_SERVER_HOST, _PORT, _CA_CERT_PATH,
  * _CLIENT_CERT_PATH, _CLIENT_KEY_PATH). Asserts nothing; bench/run.sh computes the ratios.
  *
- *   bench_rpc [-n N]
+ *   bench_rpc [-n N] [-g GAP_MS]
  *       Start latency: Start(/bin/true) -> the job's final status arrives on a following Stream.
- *       Prints one latency in ms per line.
+ *       Prints one latency in ms per line. -g sleeps GAP_MS between starts: each then meets an
+ *       idle server, as a user's single start does.
  *   bench_rpc scale [-n N] [-c THREADS] [-l LISTS]
  *       Starts N `/bin/sleep 30` jobs at once from THREADS threads sharing the channel, then
  *       times LISTS List calls. Prints key=value lines: started, failed, start_all_ms, listed,
@@ -73,7 +74,7 @@ static int run_once(struct rpc_client *c)
     return 0;
 }
 
-static int start_latency(struct rpc_client *c, int n)
+static int start_latency(struct rpc_client *c, int n, int gap_ms)
 {
     /* Warm the channel: connection, TLS handshake and the server's first-job paths. */
     for (int i = 0; i < 5; i++)
@@ -84,6 +85,8 @@ static int start_latency(struct rpc_client *c, int n)
         if (run_once(c) < 0)
             return 1;
         printf("%.3f\n", now_ms() - t0);
+        if (gap_ms > 0)
+            usleep((useconds_t)gap_ms * 1000);
     }
     return 0;
 }
@@ -172,7 +175,7 @@ int main(int argc, char **argv)
     struct rpc_client_config cfg = {0};
     struct rpc_client *c = NULL;
     struct rpc_error err;
-    int n = 500, threads = 50, lists = 20, i = 1, r;
+    int n = 500, threads = 50, lists = 20, gap_ms = 0, i = 1, r;
     const char *mode = "start";
 
     if (argc > 1 && argv[1][0] != '-')
@@ -184,13 +187,15 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "-l") == 0 && i + 1 < argc)
             lists = atoi(argv[++i]);
+        else if (strcmp(argv[i], "-g") == 0 && i + 1 < argc)
+            gap_ms = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_rpc [start|scale] [-n N] [-c THREADS] [-l LISTS]\n");
+            fprintf(stderr, "usage: bench_rpc [start|scale] [-n N] [-g GAP_MS] [-c THREADS] [-l LISTS]\n");
             return 2;
         }
     }
-    if (n < 1 || threads < 1 || lists < 1) {
-        fprintf(stderr, "bench_rpc: -n, -c and -l want positive numbers\n");
+    if (n < 1 || threads < 1 || lists < 1 || gap_ms < 0) {
+        fprintf(stderr, "bench_rpc: -n, -c and -l want positive numbers, -g one >= 0\n");
         return 2;
     }
     cfg.host = env_or("RUNJOB_SERVER_HOST", "localhost");
@@ -204,7 +209,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (strcmp(mode, "start") == 0) {
-        r = start_latency(c, n);
+        r = start_latency(c, n, gap_ms);
     } else if (strcmp(mode, "scale") == 0) {
         r = scale(c, n, threads, lists);
     } else {

@@ -5,10 +5,11 @@
  * both alike. Prints p50/p99 of each and the ratio (target: job p50 <= 1.5x floor). No
  * assertions. Needs root.
  *
- *   bench_spawn [-n N] [--cgroups] [--floor-only] [--no-net] [--prespawn N]
+ *   bench_spawn [-n N] [--cgroups] [--floor-only] [--no-net] [--prespawn N] [--gap-ms MS]
  *     --floor-only  print only the floor's samples, one per line in ms (bench/run.sh)
  *     --prespawn N  the job runner keeps N shims started ahead (job_runner_config)
  *     --cgroups     the floor also makes, joins and removes one v1 cgroup per hierarchy
+ *     --gap-ms MS   sleep MS between samples: each start on an idle machine, as a user's is
  *   RUNJOB_BIN      the runjob binary holding the shim (default bin/runjob)
  */
 #include <errno.h>
@@ -33,7 +34,7 @@
 static const char *const hier[] = {"cpu", "cpuacct", "memory", "blkio", "pids", "freezer"};
 
 struct opts {
-    int n, prespawn;
+    int n, prespawn, gap_ms;
     bool cgroups, floor_only, no_net;
 };
 
@@ -146,9 +147,11 @@ int main(int argc, char **argv)
             o.no_net = true;
         else if (strcmp(argv[i], "--prespawn") == 0 && i + 1 < argc)
             o.prespawn = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--gap-ms") == 0 && i + 1 < argc)
+            o.gap_ms = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_spawn [-n N] [--cgroups] [--floor-only] [--no-net] "
-                            "[--prespawn N]\n");
+                            "[--prespawn N] [--gap-ms MS]\n");
             return 2;
         }
     }
@@ -180,6 +183,8 @@ int main(int argc, char **argv)
             fl[nf++] = t;
         if (o.floor_only && t >= 0)
             printf("%.3f\n", t);
+        if (o.gap_ms > 0)
+            usleep((useconds_t)o.gap_ms * 1000);
         if (r && (t = job_once(r, &o, i)) >= 0)
             jb[nj++] = t;
     }
