@@ -1,11 +1,13 @@
 /* runjob shim (also `jobmanager run-job`): internal. PID 1 of a job's namespaces, started by
- * core/spawn with the fds of spawn.h. Sets the namespaces up, starts the command (a vfork-like
- * clone: start_command) in its own process group as the job user with no capabilities,
- * no_new_privs and the seccomp filter, forwards stop signals to that group, reaps every zombie
- * and reports how the command ended.
+ * core/spawn with the fds of spawn.h. Sets the namespaces up, forks the command's process
+ * (start_command) in its own process group as the job user with no capabilities, no_new_privs
+ * and the seccomp filter, forwards stop signals to that group, reaps every zombie and reports
+ * how the command ended.
  *
  * The steps run top to bottom in the order core/spawn.h gives (enum shim_step): those that do
- * not depend on the job first, then the go message with the spec. A failed step
+ * not depend on the job first, then the prep message (the job's id and user: the command's
+ * process is made up to its exec), then the go message with the spec, which that process
+ * reads itself. A failed step
  * sends {step, errno} to the server and _exit(127)s: die-on-error is allowed here, and only here
  * (STYLE.md §10): the process is short-lived and single-threaded. */
 #include <errno.h>
@@ -34,7 +36,6 @@
 #include "applets.h"
 #include "core/seccomp.h"
 #include "core/spawn.h"
-#include "core/tsan.h"
 
 /* Signals a stop (or a user) sends to the shim and the shim passes on to the command's group.
  * Synchronous signals (SEGV, BUS, ...) stay unblocked: they are the shim's own. */
@@ -156,31 +157,39 @@ static void set_hostname(const char *id)
         die(SHIM_STEP_HOSTNAME, errno);
 }
 
-/* The command's side of the clone: never returns. It runs in the shim's memory (CLONE_VM) while
- * the shim is suspended (CLONE_VFORK), on its own stack, with its own fd table, signal
- * dispositions and credentials (no CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD). So everything here
- * must be safe to run in a vfork child:
- * - only syscalls, through raw syscall() or glibc wrappers that just set errno: no malloc, no
- *   stdio, nothing that takes a lock or leaves shared state half-changed. errno is the shim's
- *   (same TLS): the shim reads it after the clone only if the clone itself failed, when no
- *   child ran.
- * - setgroups/setresgid/setresuid go through syscall(): glibc's wrappers would broadcast the
- *   change to every thread of the (shared) process via SIGSETXID were it multi-threaded. The
- *   shim is single-threaded, but the raw call changes this process's credentials and nothing
- *   else whatever glibc believes.
- * - die() is write() + _exit() (exit_group of this child alone; it does not share the thread
- *   group); nothing here returns to the clone trampoline, which would exit() on the shim's
- *   behalf with whatever it had on its stack.
- * - the shim blocked every signal around the clone, so no handler of the shim's can run here
- *   before the dispositions are reset (there are none today; this keeps it so).
- * scmp_filter_load() must keep to this too: one seccomp(2) of the program built before the go.
- */
-__attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec,
-                                                   struct scmp_filter *filter)
+/* Waits for the parent's prep: the job's id, user and group, sent once the shim is in the job's
+ * cgroups. A message with an fd, or of another size, is refused. */
+static void wait_prep(struct spawn_prep_msg *ret)
+{
+    int fd = -1, r;
+
+    r = spawn_recv_fd(SPAWN_FD_SYNC, ret, sizeof(*ret), &fd);
+    if (r == 0)
+        _exit(127); /* the server is gone (or dropped this pooled shim): nobody to run a job for */
+    if (r < 0)
+        die(SHIM_STEP_WAIT_PREP, -r);
+    if (fd >= 0) {
+        (void)close(fd);
+        die(SHIM_STEP_WAIT_PREP, EBADMSG);
+    }
+    if (memchr(ret->id, '\0', sizeof(ret->id)) == NULL || ret->id[0] == '\0')
+        die(SHIM_STEP_WAIT_PREP, EBADMSG);
+}
+
+/* The command's process, from the fork to its exec: never returns. Everything that does not
+ * depend on the command comes before the go (for a job made ahead, before its Start even
+ * arrives): its group, signals, fds, credentials, no_new_privs and the seccomp filter. Then it
+ * waits for the go itself, reads the spec, enters the working directory and execs. */
+__attribute__((noreturn)) static void command_main(const struct spawn_prep_msg *prep,
+                                                   struct scmp_filter *filter, bool host_net)
 {
     struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
     struct __user_cap_data_struct data[2];
+    struct spawn_spec *spec;
     sigset_t none;
+    void *blob;
+    size_t len;
+    int r;
 
     if (setpgid(0, 0) < 0)
         die(SHIM_STEP_SETPGID, errno);
@@ -191,7 +200,7 @@ __attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec
         die(SHIM_STEP_SIGNAL_RESET, errno);
 
     /* 0..2 stay; the sync socket stays until exec closes it (close-on-exec), which is how the
-     * server learns the exec succeeded. */
+     * server learns the exec succeeded. The signalfd and the status pipe go. */
     _Static_assert(SPAWN_FD_SYNC == 3, "fds 3 .. SPAWN_FD_SYNC - 1 would need closing too");
     if (close_range(SPAWN_FD_SYNC + 1, ~0U, 0) < 0)
         die(SHIM_STEP_FDS, errno);
@@ -204,12 +213,12 @@ __attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec
                 break; /* past the last capability this kernel knows */
             die(SHIM_STEP_CAPBSET, errno);
         }
-    /* Raw syscalls, not glibc's setxid wrappers: see above. */
+    /* Raw syscalls: this process's credentials and nothing else, whatever glibc believes. */
     if (syscall(SYS_setgroups, 0, NULL) < 0)
         die(SHIM_STEP_SETGROUPS, errno);
-    if (syscall(SYS_setresgid, (long)spec->gid, (long)spec->gid, (long)spec->gid) < 0)
+    if (syscall(SYS_setresgid, (long)prep->gid, (long)prep->gid, (long)prep->gid) < 0)
         die(SHIM_STEP_SETGID, errno);
-    if (syscall(SYS_setresuid, (long)spec->uid, (long)spec->uid, (long)spec->uid) < 0)
+    if (syscall(SYS_setresuid, (long)prep->uid, (long)prep->uid, (long)prep->uid) < 0)
         die(SHIM_STEP_SETUID, errno);
     /* setuid to non-root already cleared them; a root job needs it done by hand. */
     memset(data, 0, sizeof(data));
@@ -217,83 +226,45 @@ __attribute__((noreturn)) static void exec_command(const struct spawn_spec *spec
         die(SHIM_STEP_CAPS, errno);
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         die(SHIM_STEP_CAPS, errno);
-    if (chdir(spec->cwd) < 0)
-        die(SHIM_STEP_CHDIR, errno);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         die(SHIM_STEP_NO_NEW_PRIVS, errno);
-    /* Last before exec: the filter also binds every syscall above if it came first. */
-    int r = scmp_filter_load(filter);
+    /* After the credentials: the filter would bind those syscalls too. What follows (the go,
+     * the spec, chdir, exec) is what any program may do. */
+    r = scmp_filter_load(filter);
     if (r < 0)
         die(SHIM_STEP_SECCOMP, -r);
+
+    blob = read_spec(wait_go(), &len);
+    r = spawn_spec_parse(blob, len, &spec);
+    if (r < 0)
+        die(SHIM_STEP_READ_SPEC, -r);
+    /* The go must be for the job this process was made for. */
+    if (spec->host_net != host_net || spec->uid != prep->uid || spec->gid != prep->gid ||
+        strcmp(spec->id, prep->id) != 0)
+        die(SHIM_STEP_READ_SPEC, EINVAL);
+    if (chdir(spec->cwd) < 0)
+        die(SHIM_STEP_CHDIR, errno);
     execve(spec->path, (char *const *)spec->argv, (char *const *)spec->envp);
     die(SHIM_STEP_EXEC, errno);
 }
 
-/* The command's stack. 256 KiB is far more than exec_command and seccomp loading need (a few
- * KiB); untouched pages cost nothing. One suffices: the shim waits for the child's exec. */
-#define CMD_STACK_SIZE (256u << 10)
-
-/* Maps the command's stack with a guard page below it, before the go (off the job's start). An
- * overflow then faults instead of running into the shim's own memory. Returns its top. */
-static void *map_command_stack(void)
+/* Forks the command's process (command_main). Every signal is blocked across the fork so that
+ * none is handled in the child before it resets dispositions; the child sets its own mask.
+ * Returns the child's pid. */
+static pid_t start_command(const struct spawn_prep_msg *prep, struct scmp_filter *filter,
+                           bool host_net)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    char *p = mmap(NULL, page + CMD_STACK_SIZE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-
-    if (p == MAP_FAILED)
-        die(SHIM_STEP_FORK, errno);
-    if (mprotect(p, page, PROT_NONE) < 0)
-        die(SHIM_STEP_FORK, errno);
-    return p + page + CMD_STACK_SIZE;
-}
-
-struct command_args {
-    const struct spawn_spec *spec;
-    struct scmp_filter *filter;
-    int sfd;
-};
-
-static int command_main(void *arg)
-{
-    const struct command_args *a = arg;
-
-    (void)close(a->sfd);
-    exec_command(a->spec, a->filter);
-}
-
-/* Starts the command the way posix_spawn does: clone(CLONE_VM | CLONE_VFORK) on its own stack,
- * so the shim's 16 MB address space is neither copied at the fork (page tables, COW faults in
- * both processes) nor torn down at the exec, both on every job's start. The shim is suspended
- * until the child has exec'd or _exited, so the child alone touches the shared memory meanwhile
- * (what it may do there: exec_command). Every signal is blocked across the clone so that none
- * is handled in the child before it resets dispositions; the child sets its own mask. Returns
- * the child's pid. */
-static pid_t start_command(void *stack_top, const struct spawn_spec *spec,
-                           struct scmp_filter *filter, int sfd)
-{
-    struct command_args a = {.spec = spec, .filter = filter, .sfd = sfd};
     sigset_t all, old;
     pid_t pid;
-    int err;
 
     sigfillset(&all);
     if (sigprocmask(SIG_SETMASK, &all, &old) < 0)
         die(SHIM_STEP_FORK, errno);
-#if RUNJOB_TSAN
-    /* TSan's clone interceptor wraps the call in its fork handling: it locks its state and the
-     * child unlocks and resets it, which with shared memory the shim would then redo. Under
-     * TSan (which turns vfork into fork for the same reason) the command is forked. */
-    (void)stack_top;
     pid = fork();
     if (pid == 0)
-        command_main(&a);
-#else
-    pid = clone(command_main, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
-#endif
-    err = errno; /* the child, if any, shared and overwrote errno: only a failure's is ours */
+        command_main(prep, filter, host_net);
     if (pid < 0)
-        die(SHIM_STEP_FORK, err);
+        die(SHIM_STEP_FORK, errno);
     if (sigprocmask(SIG_SETMASK, &old, NULL) < 0)
         die(SHIM_STEP_FORK, errno);
     return pid;
@@ -328,12 +299,10 @@ static int supervise(int sfd, pid_t cmd)
 
 int applet_shim_main(int argc, char **argv)
 {
-    struct spawn_spec *spec;
+    struct spawn_prep_msg prep;
     struct scmp_filter *filter;
     struct spawn_status status;
     bool host_net;
-    size_t len;
-    void *blob, *stack;
     pid_t cmd;
     int sfd, st, r;
 
@@ -354,7 +323,6 @@ int applet_shim_main(int argc, char **argv)
     r = scmp_filter_new(&filter);
     if (r < 0)
         die(SHIM_STEP_SECCOMP_BUILD, -r);
-    stack = map_command_stack();
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         die(SHIM_STEP_MOUNT_PRIVATE, errno);
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
@@ -367,24 +335,20 @@ int applet_shim_main(int argc, char **argv)
         loopback_up();
     }
 
-    blob = read_spec(wait_go(), &len);
-    r = spawn_spec_parse(blob, len, &spec);
-    if (r < 0)
-        die(SHIM_STEP_READ_SPEC, -r);
-    if (spec->host_net != host_net)
-        die(SHIM_STEP_READ_SPEC, EINVAL);
+    wait_prep(&prep);
     /* After the parent placed us in the job cgroup (or clone3 did): that is the root the job
      * sees in /proc/self/cgroup. */
     if (unshare(CLONE_NEWCGROUP) < 0)
         die(SHIM_STEP_CGROUP_NS, errno);
-    set_hostname(spec->id);
+    set_hostname(prep.id);
 
-    cmd = start_command(stack, spec, filter, sfd);
-    /* The child did it itself before its exec (EACCES here then), unless it failed before: kept
-     * so the group exists whatever the child got to. Stops that came meanwhile wait blocked on
-     * the signalfd until supervise() forwards them to the group. */
+    cmd = start_command(&prep, filter, host_net);
+    /* The child did it itself first thing, unless it failed before: kept so the group exists
+     * whatever the child got to. Stops that come meanwhile wait blocked on the signalfd until
+     * supervise() forwards them to the group. */
     (void)setpgid(cmd, cmd);
-    /* The command holds the sync socket until its exec; the job's stdio is the command's. */
+    /* The command holds the sync socket until its exec (and reads the go on it); the job's
+     * stdio is the command's. */
     (void)close(SPAWN_FD_SYNC);
     (void)close(SPAWN_FD_STDIN);
     (void)close(SPAWN_FD_STDOUT);

@@ -76,6 +76,9 @@ struct spawn_req {
 struct shim {
     pid_t pid;
     int pidfd, out, err, stp, sync;
+    bool prepped; /* sent its prep: its command's process waits for the go as uid:gid */
+    uid_t uid;
+    gid_t gid;
 };
 
 /* A job's cgroup made ahead (job_cgroup_reserve) and, once the pool thread has moved one in,
@@ -84,6 +87,8 @@ struct shim {
  * writing, and the first one after a pause waits out an RCU grace period: 5-13 ms here. */
 struct job_cgroup {
     struct cg *cg;
+    uid_t uid; /* the user the job will run as: its shim is prepped for it */
+    gid_t gid;
     struct shim sh;          /* pidfd < 0: none (yet) */
     bool attaching;          /* the pool thread is moving a shim into cg; under r->mu */
     bool no_shim;            /* that failed once: the start brings its own */

@@ -61,6 +61,7 @@ void job_shim_discard(struct shim *sh)
 
 static int run_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *ret_pid,
                      int *ret_pidfd);
+static int send_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);
 
 /* Starts a shim: its pipes, its socket, clone3 into new namespaces (and into the cgroup of
  * cgroup_fd, if >= 0) from the event thread, or from the calling thread if here (the pool
@@ -168,7 +169,8 @@ static struct job_cgroup *ahead_wanting_shim(struct job_runner *r)
     return NULL;
 }
 
-/* The pool thread's part of a reservation: a pooled shim (or a new one) moved into its cgroup.
+/* The pool thread's part of a reservation: a pooled shim (or a new one) moved into its cgroup
+ * and prepped for the job (its command's process then waits for the go).
  * Under r->mu, dropped meanwhile: jc->attaching keeps a start or a release waiting, so jc stays
  * valid even once taken off r->ahead. */
 static void ahead_fill(struct job_runner *r, struct job_cgroup *jc)
@@ -186,6 +188,8 @@ static void ahead_fill(struct job_runner *r, struct job_cgroup *jc)
         e = shim_spawn(r, false, cgfd, true, &sh); /* v2: straight into the cgroup */
     if (e == 0 && (pooled || cgfd < 0))
         e = cg_attach(jc->cg, sh.pid);
+    if (e == 0)
+        e = send_prep(&sh, cg_get_id(jc->cg), jc->uid, jc->gid);
     if (e < 0) {
         log_debug("job %s: a shim ahead in its cgroup: %s", cg_get_id(jc->cg), strerror(-e));
         job_shim_discard(&sh);
@@ -329,6 +333,31 @@ static int read_verdict(int fd, struct spawn_sync_msg *ret_msg)
     return 1;
 }
 
+/* The prep message: the shim roots its cgroup namespace, takes the job's hostname and makes the
+ * command's process as uid:gid up to its exec. 0 or -errno (-EPIPE, -ECONNRESET: the shim
+ * already failed and said why). */
+static int send_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid)
+{
+    struct spawn_prep_msg m;
+    ssize_t n;
+
+    memset(&m, 0, sizeof(m));
+    if (strlen(id) > SPAWN_ID_MAX)
+        return -EINVAL;
+    memcpy(m.id, id, strlen(id));
+    m.uid = uid;
+    m.gid = gid;
+    do
+        n = send(sh->sync, &m, sizeof(m), MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    sh->prepped = true;
+    sh->uid = uid;
+    sh->gid = gid;
+    return 0;
+}
+
 /* The go message, with the spec memfd attached. 0 or -errno. */
 static int send_go(int sync_fd, int spec_fd)
 {
@@ -434,20 +463,25 @@ static int check_spec(struct job_runner *r, const struct job_spec *spec, char *e
     return 0;
 }
 
-int job_cgroup_reserve(struct job_runner *r, const char *id, struct job_cgroup **ret)
+int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct job_cgroup **ret)
 {
-    struct job_cgroup *jc = calloc(1, sizeof(*jc));
+    struct job_cgroup *jc;
     int e;
 
     *ret = NULL;
+    if (!a->id || strlen(a->id) > SPAWN_ID_MAX)
+        return -EINVAL;
+    jc = calloc(1, sizeof(*jc));
     if (!jc)
         return -ENOMEM;
-    e = cg_create(r->cgm, id, NULL, &jc->cg);
+    e = cg_create(r->cgm, a->id, NULL, &jc->cg);
     if (e < 0) {
         free(jc);
         return e;
     }
     jc->r = r;
+    jc->uid = a->uid;
+    jc->gid = a->gid;
     shim_init(&jc->sh);
     pthread_mutex_lock(&r->mu);
     jc->next = r->ahead;
@@ -493,7 +527,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         .io_wbps = spec->limits.io_wbps,
         .pids = spec->limits.pids,
     };
-    bool host_net = spec->network == JOB_NET_HOST, attach = true;
+    bool host_net = spec->network == JOB_NET_HOST, attach = true, peer_gone;
     struct spawn_sync_msg msg = {0};
     struct shim sh;
     struct job *j = NULL;
@@ -545,8 +579,9 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         goto fail;
     }
     /* The shim that waited in the cgroup made ahead is the job's, unless the job wants the
-     * host's network (that one has its own) or it died meanwhile. */
-    if (sh.pidfd >= 0 && (host_net || !shim_alive(&sh)))
+     * host's network (that one has its own) or another user, or it died meanwhile. */
+    if (sh.pidfd >= 0 &&
+        (host_net || sh.uid != spec->uid || sh.gid != spec->gid || !shim_alive(&sh)))
         job_shim_discard(&sh);
     if (sh.pidfd >= 0) {
         attach = false;
@@ -570,15 +605,21 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     }
     /* EPIPE / ECONNRESET: the shim already failed (e.g. its own exec) and said why before it
      * closed its end: read that below. */
-    e = send_go(sh.sync, memfd);
+    e = sh.prepped ? 0 : send_prep(&sh, spec->id, spec->uid, spec->gid);
+    if (e == 0)
+        e = send_go(sh.sync, memfd);
     if (e < 0 && e != -EPIPE && e != -ECONNRESET) {
         snprintf(errbuf, errlen, "releasing the job shim: %s", strerror(-e));
         goto fail;
     }
+    peer_gone = e < 0;
     close_fd(&memfd);
     e = read_verdict(sh.sync, &msg);
+    if (e == 0 && peer_gone) /* no exec without the go: it ended without a word */
+        e = -ECHILD;
     if (e < 0) {
-        snprintf(errbuf, errlen, "waiting for the job to start: %s", strerror(-e));
+        snprintf(errbuf, errlen, "waiting for the job to start: %s",
+                 e == -ECHILD ? "its process ended before the go" : strerror(-e));
         goto fail;
     }
     if (e > 0) {

@@ -200,7 +200,11 @@ static int prepared_make(struct server *s, struct prepared *ret)
         return r;
     }
     /* After the folder (see prepared_free). Without it the Start makes the cgroup itself. */
-    r = job_cgroup_reserve(s->runner, jobtab_slot_id(pr.slot), &pr.cg);
+    r = job_cgroup_reserve(s->runner,
+                           &(struct job_ahead){.id = jobtab_slot_id(pr.slot),
+                                               .uid = s->cfg.job_uid,
+                                               .gid = s->cfg.job_gid},
+                           &pr.cg);
     if (r < 0)
         log_debug("job %s: making its cgroup ahead: %s", jobtab_slot_id(pr.slot), strerror(-r));
     *ret = pr;

@@ -49,6 +49,7 @@ static const char *const step_names[SHIM_STEP__MAX] = {
     [SHIM_STEP_NO_NEW_PRIVS] = "no_new_privs",
     [SHIM_STEP_SECCOMP] = "load seccomp filter",
     [SHIM_STEP_EXEC] = "exec",
+    [SHIM_STEP_WAIT_PREP] = "wait for the job",
 };
 
 const char *spawn_step_name(int step)

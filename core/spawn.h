@@ -6,14 +6,20 @@
  * Protocol between the server (parent) and the shim:
  *   - the shim starts with fds 0..4 set as SPAWN_FD_* below, nothing else open, and argv
  *     {"runjob", "shim", SPAWN_NET_NONE or SPAWN_NET_HOST};
- *   - it does the steps that need no spec (signals, the seccomp filter, and for a private
+ *   - it does the steps that need no job (signals, the seccomp filter, and for a private
  *     network / private, a fresh /proc and /sys, lo up), then waits for one struct
- *     spawn_sync_msg from the parent on SPAWN_FD_SYNC (a SEQPACKET socket) that carries the
- *     spec as a memfd (SCM_RIGHTS; spawn_spec_pack/parse). Before sending it the parent
- *     attaches the shim to the job's cgroups (unless clone3 put it there), so no job code ever
- *     runs outside them. Because nothing before the go message depends on the job, the parent
- *     may start shims ahead of time (job.c's pool). EOF instead of the go message (the parent
- *     died, or dropped a pooled shim) makes it exit;
+ *     spawn_prep_msg from the parent on SPAWN_FD_SYNC (a SEQPACKET socket): the job's id, uid
+ *     and gid. Before sending it the parent attaches the shim to the job's cgroups (unless
+ *     clone3 put it there), so no job code ever runs outside them. Because nothing before the
+ *     prep depends on the job, the parent may start shims ahead of time (job.c's pool), and
+ *     because the prep holds only what a job made ahead already knows, it may send it before
+ *     the Start (job_cgroup_reserve). EOF instead of the prep (the parent died, or dropped a
+ *     pooled shim) makes it exit;
+ *   - on the prep the shim roots its cgroup namespace, sets the hostname and forks the
+ *     command's process, which sets its group, signals, fds, credentials, no_new_privs and the
+ *     seccomp filter, then waits itself for one struct spawn_sync_msg on SPAWN_FD_SYNC that
+ *     carries the spec as a memfd (SCM_RIGHTS; spawn_spec_pack/parse) = the go; a spec for
+ *     another id, user or network is refused. EOF instead of the go makes it exit;
  *   - on a failed step the shim (or the command's process before exec) sends
  *     {step, errno} on SPAWN_FD_SYNC and _exit(127)s;
  *   - the command inherits SPAWN_FD_SYNC close-on-exec: the parent reads EOF once the command
@@ -40,17 +46,17 @@ enum {
 #define SPAWN_NET_NONE "net=none"
 #define SPAWN_NET_HOST "net=host"
 
-/* The shim's steps. Values travel between processes of one binary. They run in this order,
- * except that the spec-independent ones come first, before the go message: SIGNALS,
+/* The shim's steps. Values travel between processes of one binary. The shim: SIGNALS,
  * SECCOMP_BUILD, MOUNT_PRIVATE, MOUNT_PROC, MOUNT_SYS, LOOPBACK (the last three for a private
- * network), FORK (mapping the command child's stack), then WAIT_GO, READ_SPEC, CGROUP_NS, HOSTNAME,
- * FORK, ... */
+ * network), WAIT_PREP, CGROUP_NS, HOSTNAME, FORK; then the command's process: SETPGID,
+ * SIGNAL_RESET, FDS, CAPBSET, SETGROUPS, SETGID, SETUID, CAPS, NO_NEW_PRIVS, SECCOMP, WAIT_GO,
+ * READ_SPEC, CHDIR, EXEC. */
 enum shim_step {
     SHIM_STEP_NONE = 0,
     SHIM_STEP_EXEC_SHIM,     /* parent's child: execve of the shim binary */
     SHIM_STEP_READ_SPEC,     /* read and parse the spec blob that came with the go */
     SHIM_STEP_SIGNALS,       /* block forwarded signals, open the signalfd */
-    SHIM_STEP_WAIT_GO,       /* wait for the parent's go (attached to the cgroups) + spec */
+    SHIM_STEP_WAIT_GO,       /* the command's process: wait for the parent's go + spec */
     SHIM_STEP_CGROUP_NS,     /* unshare the cgroup namespace, rooted at the job cgroup */
     SHIM_STEP_MOUNT_PRIVATE, /* make / rprivate: no mount event leaks either way */
     SHIM_STEP_MOUNT_PROC,    /* a fresh /proc for the new pid namespace */
@@ -58,7 +64,7 @@ enum shim_step {
     SHIM_STEP_LOOPBACK,      /* bring lo up (private netns only) */
     SHIM_STEP_HOSTNAME,      /* first block of the job id */
     SHIM_STEP_SECCOMP_BUILD, /* build the filter before forking */
-    SHIM_STEP_FORK,          /* start the command child (or map its stack, before the go) */
+    SHIM_STEP_FORK,          /* fork the command's process */
     /* from here on, in the command's process */
     SHIM_STEP_SETPGID,      /* own process group: the shim forwards signals to it */
     SHIM_STEP_SIGNAL_RESET, /* default dispositions, empty mask */
@@ -72,14 +78,23 @@ enum shim_step {
     SHIM_STEP_NO_NEW_PRIVS,
     SHIM_STEP_SECCOMP,
     SHIM_STEP_EXEC,
+    SHIM_STEP_WAIT_PREP, /* wait for the parent's prep (attached to the cgroups): id, uid, gid */
     SHIM_STEP__MAX,
 };
 
 /* "mount /proc", ... ; "unknown step" outside the enum. */
 const char *spawn_step_name(int step);
 
-/* Sent on SPAWN_FD_SYNC: parent -> shim {0, 0} + the spec memfd (SCM_RIGHTS) = go;
- * shim -> parent {step, errno} = failed. */
+/* Sent on SPAWN_FD_SYNC, parent -> shim, first: the job the shim is for (no fd attached). */
+#define SPAWN_ID_MAX 128 /* cg_id_is_valid's bound */
+struct spawn_prep_msg {
+    uint32_t uid;
+    uint32_t gid;
+    char id[SPAWN_ID_MAX + 1]; /* NUL-terminated */
+};
+
+/* Sent on SPAWN_FD_SYNC: parent -> command's process {0, 0} + the spec memfd (SCM_RIGHTS) = go;
+ * shim or command's process -> parent {step, errno} = failed. */
 struct spawn_sync_msg {
     int32_t step;
     int32_t err; /* positive errno */

@@ -25,6 +25,8 @@
 #include "core/outlog.h"
 
 #define NOBODY 65534
+/* A job made ahead for id, to run as nobody (job_cgroup_reserve). */
+#define AHEAD(job_id) (&(struct job_ahead){.id = (job_id), .uid = NOBODY, .gid = NOBODY})
 /* test_job_pool*.c include a test_job*.c with 2: every test then runs on pooled shims. */
 #ifndef TEST_PRESPAWN
 #define TEST_PRESPAWN 0
@@ -153,7 +155,7 @@ static inline void start_ahead(struct run *run, const struct job_limits *lim, co
 
     memset(run, 0, sizeof(*run));
     make_id(run->id, sizeof(run->id));
-    int r = job_cgroup_reserve(runner, run->id, &cg);
+    int r = job_cgroup_reserve(runner, AHEAD(run->id), &cg);
     cr_assert_eq(r, 0, "job_cgroup_reserve: %s", strerror(-r));
     cr_assert_not_null(cg);
     start_spec(run, runner, lim, JOB_NET_NONE, NOBODY, NULL, path, args, cg);

@@ -116,7 +116,7 @@ Test(job, cgroup_made_ahead_for_another_id_is_refused_and_removed)
     char other[64];
 
     make_id(other, sizeof(other));
-    cr_assert_eq(job_cgroup_reserve(runner, other, &cg), 0);
+    cr_assert_eq(job_cgroup_reserve(runner, AHEAD(other), &cg), 0);
     memset(&run, 0, sizeof(run));
     make_id(run.id, sizeof(run.id));
     start_spec(&run, runner, NULL, JOB_NET_NONE, NOBODY, NULL, "/bin/true", NULL, cg);
@@ -132,9 +132,9 @@ Test(job, cgroup_made_ahead_and_unused_is_released)
     char id[64];
 
     make_id(id, sizeof(id));
-    cr_assert_eq(job_cgroup_reserve(runner, id, &cg), 0);
+    cr_assert_eq(job_cgroup_reserve(runner, AHEAD(id), &cg), 0);
     cr_expect(cgroup_exists(id));
-    cr_expect_eq(job_cgroup_reserve(runner, id, &dup), -EEXIST, "never adopted twice");
+    cr_expect_eq(job_cgroup_reserve(runner, AHEAD(id), &dup), -EEXIST, "never adopted twice");
     cr_expect_null(dup);
     job_cgroup_release(cg);
     cr_expect_not(cgroup_exists(id));
@@ -157,7 +157,7 @@ Test(job, cgroup_made_ahead_by_a_dead_runner_is_cleaned_up)
         struct job_runner *r = NULL;
         struct job_cgroup *cg = NULL;
 
-        if (job_runner_new(&cfg, &r) < 0 || job_cgroup_reserve(r, id, &cg) < 0)
+        if (job_runner_new(&cfg, &r) < 0 || job_cgroup_reserve(r, AHEAD(id), &cg) < 0)
             _exit(1);
         if (TEST_PRESPAWN)
             usleep(50 * 1000); /* let the pool thread move a shim in, most runs */

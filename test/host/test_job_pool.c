@@ -170,20 +170,57 @@ Test(job, end_is_published_before_the_shim_exits_and_job_wait_waits_for_it)
 
 /* ---- cgroups made ahead (job_cgroup_reserve): the pool thread moves a shim into each */
 
+/* A field of /proc/PID/status ("Uid", "Seccomp", ...): its first number (hex for the Cap*
+ * masks), or -1. */
+static long proc_status_field(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    size_t n = strlen(field);
+    long v = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, field, n) == 0 && line[n] == ':') {
+            v = strtol(line + n + 1, NULL, strncmp(field, "Cap", 3) == 0 ? 16 : 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
 /* Reserves a cgroup for run->id (fresh) and waits (up to 10 s) for the pool thread to move a
- * shim into it: that shim's pid. */
+ * shim into it and for that shim to make the command's process, which waits for the go as the
+ * job's user, already without privileges and under the filter. Returns the shim's pid. */
 static pid_t reserve_with_shim(struct run *run, struct job_cgroup **ret)
 {
-    pid_t pids[4];
+    pid_t pids[4], shim = 0, cmd = 0;
     int n = 0;
 
     memset(run, 0, sizeof(*run));
     make_id(run->id, sizeof(run->id));
-    cr_assert_eq(job_cgroup_reserve(runner, run->id, ret), 0);
-    for (int i = 0; i < 1000 && (n = cgroup_pids(run->id, pids, 4)) == 0; i++)
+    cr_assert_eq(job_cgroup_reserve(runner, AHEAD(run->id), ret), 0);
+    for (int i = 0; i < 1000 && (n = cgroup_pids(run->id, pids, 4)) < 2; i++)
         usleep(10 * 1000);
-    cr_assert_eq(n, 1, "%d processes in the reserved cgroup, not its one shim", n);
-    return pids[0];
+    cr_assert_eq(n, 2, "%d processes in the reserved cgroup, not its shim and command", n);
+    for (int i = 0; i < 2; i++) {
+        if (proc_status_field(pids[i], "PPid") == (long)getpid())
+            shim = pids[i];
+        else
+            cmd = pids[i];
+    }
+    cr_assert(shim && cmd, "no shim (a child of ours) among %d and %d", pids[0], pids[1]);
+    cr_expect_eq(proc_status_field(cmd, "PPid"), (long)shim);
+    for (int i = 0; i < 100 && proc_status_field(cmd, "Seccomp") != 2; i++)
+        usleep(10 * 1000);
+    cr_expect_eq(proc_status_field(cmd, "Uid"), NOBODY, "the command's process is not nobody");
+    cr_expect_eq(proc_status_field(cmd, "NoNewPrivs"), 1);
+    cr_expect_eq(proc_status_field(cmd, "Seccomp"), 2, "the filter is not loaded");
+    cr_expect_eq(proc_status_field(cmd, "CapEff"), 0);
+    return shim;
 }
 
 /* The start takes the shim that waited in the job's cgroup: nothing is moved into a cgroup on
