@@ -2,7 +2,8 @@
  * seccomp, exec, reap, cgroup removal) against the bare isolated spawn floor measured in the
  * same run: clone3 with the same namespaces, / made private, a fresh /proc, exec /bin/true,
  * wait (no shim, no cgroups unless --cgroups). Samples alternate so that machine noise hits
- * both alike. Prints p50/p99 of each and the ratio (target: job p50 <= 1.5x floor). No
+ * both alike. Each job's cgroup is made ahead (job_cgroup_reserve), as the server does with its
+ * prepared slots, right after the previous job, outside the measured time. Prints p50/p99 of each and the ratio (target: job p50 <= 1.5x floor). No
  * assertions. Needs root.
  *
  *   bench_spawn [-n N] [--cgroups] [--floor-only] [--no-net] [--prespawn N] [--gap-ms MS]
@@ -102,20 +103,41 @@ static double floor_once(const struct opts *o, int seq)
     return now_ms() - t0;
 }
 
-static double job_once(struct job_runner *r, const struct opts *o, int seq)
+static void job_id(char *buf, size_t len, int seq)
+{
+    snprintf(buf, len, "bench%d-%d", (int)getpid(), seq);
+}
+
+/* What the server does after each Start, off its path: the next job's cgroup made ahead, in
+ * which the pool thread (if any) then readies a shim. NULL if that failed. */
+static struct job_cgroup *reserve_next(struct job_runner *r, int seq)
+{
+    struct job_cgroup *jc = NULL;
+    char id[64];
+
+    job_id(id, sizeof(id), seq);
+    if (job_cgroup_reserve(r, &(struct job_ahead){.id = id, .uid = 65534, .gid = 65534}, &jc) < 0)
+        return NULL;
+    return jc;
+}
+
+/* One job of id seq, in the cgroup made ahead for it (ahead, taken) if not NULL. */
+static double job_once(struct job_runner *r, const struct opts *o, int seq,
+                       struct job_cgroup *ahead)
 {
     char id[64], err[256];
     struct job_status s;
     struct job *j;
     double t0 = now_ms();
 
-    snprintf(id, sizeof(id), "bench%d-%d", (int)getpid(), seq);
+    job_id(id, sizeof(id), seq);
     struct job_spec spec = {
         .id = id,
         .path = "/bin/true",
         .uid = 65534,
         .gid = 65534,
         .network = o->no_net ? JOB_NET_HOST : JOB_NET_NONE,
+        .cgroup = ahead,
     };
     if (job_start(r, &spec, NULL, NULL, &j, err, sizeof(err)) < 0) {
         fprintf(stderr, "bench_spawn: job_start: %s\n", err);
@@ -132,6 +154,7 @@ int main(int argc, char **argv)
 {
     struct opts o = {.n = 200};
     struct job_runner *r = NULL;
+    struct job_cgroup *ahead = NULL;
     const char *bin = getenv("RUNJOB_BIN");
     double *fl, *jb;
     int nf = 0, nj = 0;
@@ -175,8 +198,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < 5; i++) {
         (void)floor_once(&o, -1 - i);
         if (r)
-            (void)job_once(r, &o, -1 - i + 1000000);
+            (void)job_once(r, &o, -1 - i + 1000000, NULL);
     }
+    if (r)
+        ahead = reserve_next(r, 0);
     for (int i = 0; i < o.n; i++) {
         double t = floor_once(&o, i);
         if (t >= 0)
@@ -185,11 +210,14 @@ int main(int argc, char **argv)
             printf("%.3f\n", t);
         if (o.gap_ms > 0)
             usleep((useconds_t)o.gap_ms * 1000);
-        if (r && (t = job_once(r, &o, i)) >= 0)
+        if (r && (t = job_once(r, &o, i, ahead)) >= 0)
             jb[nj++] = t;
+        if (r)
+            ahead = reserve_next(r, i + 1);
     }
     if (o.floor_only)
         return nf ? 0 : 1;
+    job_cgroup_release(ahead);
     job_runner_free(r);
     if (!nf || !nj) {
         fprintf(stderr, "bench_spawn: no samples (floor %d, job %d)\n", nf, nj);

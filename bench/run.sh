@@ -238,7 +238,7 @@ for pre in 0 2; do
         >"$TMP/inproc.$pre.txt" 2>&1 || { cat "$TMP/inproc.$pre.txt" >&2; die "bench_spawn failed"; }
     ip50=$(pval job_start p50 "$TMP/inproc.$pre.txt") ip99=$(pval job_start p99 "$TMP/inproc.$pre.txt")
     if50=$(pval floor p50 "$TMP/inproc.$pre.txt")
-    row "(detail) job_start + job_wait in-process, no RPC, $([ "$pre" = 0 ] && echo "shim started on demand" || echo "pooled shims (--prespawn $pre, the server's default)"), p50 / p99 of $((N_START / 2))" \
+    row "(detail) job_start + job_wait in-process, no RPC, cgroup made ahead, $([ "$pre" = 0 ] && echo "shim started on demand" || echo "pooled shims (--prespawn $pre, the server's default)"), p50 / p99 of $((N_START / 2))" \
         "$ip50 / $ip99 ms" "bare isolated spawn + v1 cgroups: $if50 ms" \
         "$(py '"%.2fx" % (a[0] / a[1])' "$ip50" "$if50")" "-" "-"
 done
