@@ -51,19 +51,39 @@ static char *read_at(const char *dir, const char *name)
     return proc_read_file_at(AT_FDCWD, path, &buf) == 0 ? buf : NULL;
 }
 
-/* got without its "MAJ:MIN <name> 0" lines equals want: a v1 blkio group kept after its rule
- * was removed lists zero statistics for the device (not a setting). */
+/* A device line of a statistics file with nothing but zeros: "MAJ:MIN Read 0" (v1 blkio),
+ * "MAJ:MIN rbytes=0 ..." or a bare "MAJ:MIN " (v2 io.stat leaves zero keys out). */
+static bool is_zero_device_line(const char *line)
+{
+    unsigned maj, min;
+    int off = 0;
+    if (sscanf(line, "%u:%u%n", &maj, &min, &off) != 2)
+        return false;
+    _cleanup_free_ char *rest = strdup(line + off);
+    char *save = NULL;
+    for (char *t = strtok_r(rest, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
+        const char *eq = strchr(t, '=');
+        if (strcmp(t, "0") == 0 || (eq && strcmp(eq + 1, "0") == 0))
+            continue;
+        if (eq || strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_") != strlen(t))
+            return false;
+    }
+    return true;
+}
+
+/* got without its zero device lines equals want. Once a throttle rule existed for a device,
+ * the kernel keeps that device's group (blkg) after the rule is removed, and the io
+ * statistics list it, with nothing counted in an empty cgroup: a statistic, not a setting,
+ * and nothing user space can undo. */
 static bool same_but_zero_device_stats(const char *want, const char *got)
 {
     _cleanup_free_ char *kept = calloc(1, strlen(got) + 1);
     size_t len = 0;
     for (const char *l = got; *l;) {
         size_t n = strcspn(l, "\n");
-        unsigned maj, min;
-        char name[32], zero[8], line[256];
+        char line[256];
         snprintf(line, sizeof(line), "%.*s", (int)n, l);
-        if (!(sscanf(line, "%u:%u %31s %7s", &maj, &min, name, zero) == 4 &&
-              strcmp(zero, "0") == 0)) {
+        if (!is_zero_device_line(line)) {
             memcpy(kept + len, l, n);
             len += n;
             if (l[n] == '\n')
