@@ -144,7 +144,12 @@ $(B)/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a
 $(BIN)/jobmanager $(BIN)/jobctl: $(BIN)/runjob
 	ln -sf runjob $@
 
-tests: $(UNIT_BIN) $(HOST_BIN) $(BENCH_BIN) $(RUNJOB)
+tests: $(UNIT_BIN) $(HOST_BIN) $(BENCH_BIN) $(RUNJOB) $(if $(filter release,$(V)),$(B)/test/vm/cg_change)
+
+# Runs inside the VM tier's guest, which has no libraries: static, like bin/runjob.
+$(B)/test/vm/cg_change: test/vm/cg_change.c $(B)/libcore.a
+	@mkdir -p $(@D)
+	$(CC) -static $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libcore.a $(LIBS_STATIC)
 
 $(B)/test/%: test/%.c $(B)/libapplets.a $(B)/libcore.a
 	@mkdir -p $(@D)
@@ -193,7 +198,7 @@ test: deps
 	$(MAKE) V=fuzz BUILD=$(BUILD) fuzz-bins
 	BUILD=$(BUILD) test/run.sh
 
-test-vm: all
+test-vm: all $(B)/test/vm/cg_change
 	BUILD=$(BUILD) test/run.sh vm
 
 test-unit: all tests

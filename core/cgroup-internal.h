@@ -69,8 +69,9 @@ struct cg_backend {
     /* Writes what every job cgroup gets whatever its limits (v2: swap off), right after the
      * directories are made. NULL: nothing. */
     int (*set_defaults)(struct cg *cg);
-    /* Writes the limits set in lim (non-zero fields) and nothing else. */
-    int (*set_limits)(struct cg *cg, const struct cg_limits *lim);
+    /* Rewrites the fields of to that differ from from (what the cgroup has now) and nothing
+     * else; a 0 in to lifts that limit. */
+    int (*change_limits)(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to);
     int (*attach)(struct cg *cg, pid_t pid);
     /* One round of killing: SIGKILL everything in the cgroup now. */
     int (*kill_once)(struct cg *cg);

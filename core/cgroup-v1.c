@@ -59,11 +59,10 @@ static int v1_init(struct cg_manager *m, const struct cg_config *cfg, char *errb
     return 0;
 }
 
-/* Writes "MAJ:MIN value" to a blkio.throttle file for every device. */
-static int v1_set_blkio(struct cg *cg, int fd, const char *file, uint64_t v)
+/* Writes "MAJ:MIN value" to a blkio.throttle file for every device; 0 removes the device's
+ * rule (the kernel's way to lift it). */
+static int v1_write_blkio(struct cg *cg, int fd, const char *file, uint64_t v)
 {
-    if (v == 0)
-        return 0;
     for (size_t i = 0; i < cg->m->n_devs; i++) {
         int r = proc_writef_at(fd, file, "%u:%u %" PRIu64 "\n", cg->m->devs[i].major,
                                cg->m->devs[i].minor, v);
@@ -76,39 +75,80 @@ static int v1_set_blkio(struct cg *cg, int fd, const char *file, uint64_t v)
     return 0;
 }
 
-static int v1_set_limits(struct cg *cg, const struct cg_limits *lim)
+/* memory.memsw.limit_in_bytes only exists with swap accounting; without it there is only the
+ * memory limit to write. */
+static int v1_write_memsw(int fd, const char *value)
+{
+    int r = proc_write_file_at(fd, "memory.memsw.limit_in_bytes", value);
+    return r == -ENOENT ? 0 : r;
+}
+
+static int v1_change_memory(struct cg *cg, uint64_t from, uint64_t to)
+{
+    int fd = role_fd(cg, CG_ROLE_MEMORY), r;
+    char v[24] = "-1"; /* -1 lifts the limit */
+
+    if (to)
+        snprintf(v, sizeof(v), "%" PRIu64, to);
+    /* The kernel refuses (EINVAL) a memsw.limit_in_bytes below limit_in_bytes at every step.
+     * Equal values mean no swap at all for the job. Going up (0 = no limit, the highest):
+     * memsw first; going down: the limit first. */
+    bool up = to == 0 || (from != 0 && to > from);
+    if (up && (r = v1_write_memsw(fd, v)) < 0)
+        return r;
+    r = proc_write_file_at(fd, "memory.limit_in_bytes", v);
+    if (r < 0)
+        return r;
+    return up ? 0 : v1_write_memsw(fd, v);
+}
+
+static int v1_change_limits(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to)
 {
     int fd, r;
 
-    if (lim->cpu_millis) {
+    if (to->cpu_millis != from->cpu_millis) {
         fd = role_fd(cg, CG_ROLE_CPU);
-        /* The period first: the quota is checked against it. */
-        r = proc_writef_at(fd, "cpu.cfs_period_us", "%u", CG_CPU_PERIOD_USEC);
-        if (r < 0)
-            return r;
-        r = proc_writef_at(fd, "cpu.cfs_quota_us", "%" PRIu64, cg_cpu_quota_usec(lim->cpu_millis));
+        if (to->cpu_millis == 0) {
+            r = proc_write_file_at(fd, "cpu.cfs_quota_us", "-1");
+            if (r < 0)
+                return r;
+        } else {
+            /* The period first (the quota is checked against it); once set it stays. */
+            if (from->cpu_millis == 0) {
+                r = proc_writef_at(fd, "cpu.cfs_period_us", "%u", CG_CPU_PERIOD_USEC);
+                if (r < 0)
+                    return r;
+            }
+            r = proc_writef_at(fd, "cpu.cfs_quota_us", "%" PRIu64,
+                               cg_cpu_quota_usec(to->cpu_millis));
+            if (r < 0)
+                return r;
+        }
+    }
+    if (to->memory_bytes != from->memory_bytes) {
+        r = v1_change_memory(cg, from->memory_bytes, to->memory_bytes);
         if (r < 0)
             return r;
     }
-    if (lim->memory_bytes) {
-        fd = role_fd(cg, CG_ROLE_MEMORY);
-        /* limit_in_bytes first: memsw.limit_in_bytes must never be below it. Equal values
-         * mean no swap at all for the job. memsw exists only with swap accounting. */
-        r = proc_writef_at(fd, "memory.limit_in_bytes", "%" PRIu64, lim->memory_bytes);
-        if (r < 0)
-            return r;
-        r = proc_writef_at(fd, "memory.memsw.limit_in_bytes", "%" PRIu64, lim->memory_bytes);
-        if (r < 0 && r != -ENOENT)
-            return r;
-    }
+    const struct {
+        const char *file;
+        uint64_t from, to;
+    } blk[] = {
+        {"blkio.throttle.read_iops_device", from->io_riops, to->io_riops},
+        {"blkio.throttle.write_iops_device", from->io_wiops, to->io_wiops},
+        {"blkio.throttle.read_bps_device", from->io_rbps, to->io_rbps},
+        {"blkio.throttle.write_bps_device", from->io_wbps, to->io_wbps},
+    };
     fd = role_fd(cg, CG_ROLE_BLKIO);
-    if ((r = v1_set_blkio(cg, fd, "blkio.throttle.read_iops_device", lim->io_riops)) < 0 ||
-        (r = v1_set_blkio(cg, fd, "blkio.throttle.write_iops_device", lim->io_wiops)) < 0 ||
-        (r = v1_set_blkio(cg, fd, "blkio.throttle.read_bps_device", lim->io_rbps)) < 0 ||
-        (r = v1_set_blkio(cg, fd, "blkio.throttle.write_bps_device", lim->io_wbps)) < 0)
-        return r;
-    if (lim->pids) {
-        r = proc_writef_at(role_fd(cg, CG_ROLE_PIDS), "pids.max", "%" PRIu64, lim->pids);
+    for (size_t i = 0; i < ELEMENTSOF(blk); i++)
+        if (blk[i].from != blk[i].to && (r = v1_write_blkio(cg, fd, blk[i].file, blk[i].to)) < 0)
+            return r;
+    if (to->pids != from->pids) {
+        fd = role_fd(cg, CG_ROLE_PIDS);
+        if (to->pids)
+            r = proc_writef_at(fd, "pids.max", "%" PRIu64, to->pids);
+        else
+            r = proc_write_file_at(fd, "pids.max", "max");
         if (r < 0)
             return r;
     }
@@ -243,7 +283,7 @@ static int v1_read_usage(struct cg *cg, struct cg_usage *ret)
 const struct cg_backend cg_backend_v1 = {
     .init = v1_init,
     .set_defaults = NULL, /* the kernel's defaults are no limits: nothing to write */
-    .set_limits = v1_set_limits,
+    .change_limits = v1_change_limits,
     .attach = v1_attach,
     .kill_once = v1_kill_once,
     .is_populated = v1_is_populated,

@@ -243,54 +243,77 @@ static int v2_set_defaults(struct cg *cg)
     return r == -ENOENT ? 0 : r;
 }
 
-static int v2_set_limits(struct cg *cg, const struct cg_limits *lim)
+/* io.max: one line per device with only the keys that change; key=max lifts one (the kernel
+ * drops a device whose keys are all max). */
+static int v2_change_io(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to)
+{
+    const struct {
+        const char *key;
+        uint64_t from, to;
+    } kv[] = {{"riops", from->io_riops, to->io_riops},
+              {"wiops", from->io_wiops, to->io_wiops},
+              {"rbps", from->io_rbps, to->io_rbps},
+              {"wbps", from->io_wbps, to->io_wbps}};
+
+    for (size_t i = 0; i < cg->m->n_devs; i++) {
+        char line[160];
+        int off = snprintf(line, sizeof(line), "%u:%u", cg->m->devs[i].major, cg->m->devs[i].minor);
+        for (size_t k = 0; k < ELEMENTSOF(kv); k++) {
+            if (kv[k].from == kv[k].to)
+                continue;
+            if (kv[k].to)
+                off += snprintf(line + off, sizeof(line) - (size_t)off, " %s=%" PRIu64, kv[k].key,
+                                kv[k].to);
+            else
+                off += snprintf(line + off, sizeof(line) - (size_t)off, " %s=max", kv[k].key);
+        }
+        /* One line per write, newline-terminated as echo(1) would send it. */
+        if (off < 0 || (size_t)off + 2 > sizeof(line))
+            return -ENAMETOOLONG;
+        line[off++] = '\n';
+        line[off] = '\0';
+        int r = proc_write_file_at(cg->fd[0], "io.max", line);
+        if (r < 0) {
+            log_debug("cgroup: io.max '%s': %s", line, strerror(-r));
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* A limit value, or "max" for 0 (no limit). */
+static int v2_write_max(int fd, const char *file, uint64_t v)
+{
+    if (v == 0)
+        return proc_write_file_at(fd, file, "max");
+    return proc_writef_at(fd, file, "%" PRIu64, v);
+}
+
+/* memory.swap.max is left as set_defaults wrote it: swap is off for every job. */
+static int v2_change_limits(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to)
 {
     int fd = cg->fd[0], r;
 
-    if (lim->cpu_millis) {
-        r = proc_writef_at(fd, "cpu.max", "%" PRIu64 " %u", cg_cpu_quota_usec(lim->cpu_millis),
-                           CG_CPU_PERIOD_USEC);
+    if (to->cpu_millis != from->cpu_millis) {
+        if (to->cpu_millis)
+            r = proc_writef_at(fd, "cpu.max", "%" PRIu64 " %u", cg_cpu_quota_usec(to->cpu_millis),
+                               CG_CPU_PERIOD_USEC);
+        else
+            r = proc_writef_at(fd, "cpu.max", "max %u", CG_CPU_PERIOD_USEC);
         if (r < 0)
             return r;
     }
-    if (lim->memory_bytes) {
-        r = proc_writef_at(fd, "memory.max", "%" PRIu64, lim->memory_bytes);
+    if (to->memory_bytes != from->memory_bytes &&
+        (r = v2_write_max(fd, "memory.max", to->memory_bytes)) < 0)
+        return r;
+    if (to->io_riops != from->io_riops || to->io_wiops != from->io_wiops ||
+        to->io_rbps != from->io_rbps || to->io_wbps != from->io_wbps) {
+        r = v2_change_io(cg, from, to);
         if (r < 0)
             return r;
     }
-    if (lim->io_riops || lim->io_wiops || lim->io_rbps || lim->io_wbps) {
-        for (size_t i = 0; i < cg->m->n_devs; i++) {
-            char line[160];
-            int off =
-                snprintf(line, sizeof(line), "%u:%u", cg->m->devs[i].major, cg->m->devs[i].minor);
-            const struct {
-                const char *key;
-                uint64_t v;
-            } kv[] = {{"riops", lim->io_riops},
-                      {"wiops", lim->io_wiops},
-                      {"rbps", lim->io_rbps},
-                      {"wbps", lim->io_wbps}};
-            for (size_t k = 0; k < ELEMENTSOF(kv); k++)
-                if (kv[k].v)
-                    off += snprintf(line + off, sizeof(line) - (size_t)off, " %s=%" PRIu64,
-                                    kv[k].key, kv[k].v);
-            /* One line per write, newline-terminated as echo(1) would send it. */
-            if (off < 0 || (size_t)off + 2 > sizeof(line))
-                return -ENAMETOOLONG;
-            line[off++] = '\n';
-            line[off] = '\0';
-            r = proc_write_file_at(fd, "io.max", line);
-            if (r < 0) {
-                log_debug("cgroup: io.max '%s': %s", line, strerror(-r));
-                return r;
-            }
-        }
-    }
-    if (lim->pids) {
-        r = proc_writef_at(fd, "pids.max", "%" PRIu64, lim->pids);
-        if (r < 0)
-            return r;
-    }
+    if (to->pids != from->pids && (r = v2_write_max(fd, "pids.max", to->pids)) < 0)
+        return r;
     return 0;
 }
 
@@ -398,7 +421,7 @@ static int v2_read_usage(struct cg *cg, struct cg_usage *ret)
 const struct cg_backend cg_backend_v2 = {
     .init = v2_init,
     .set_defaults = v2_set_defaults,
-    .set_limits = v2_set_limits,
+    .change_limits = v2_change_limits,
     .attach = v2_attach,
     .kill_once = v2_kill_once,
     .is_populated = v2_is_populated,

@@ -293,6 +293,9 @@ void cg_free(struct cg *cg)
     free(cg);
 }
 
+/* What a new cgroup has before any limit is written: the kernel's defaults, no limits. */
+static const struct cg_limits cg_no_limits;
+
 static int cg_alloc(struct cg_manager *m, const char *id, struct cg **ret)
 {
     struct cg *cg = calloc(1, sizeof(*cg));
@@ -334,7 +337,6 @@ static int remove_dirs(struct cg *cg)
 int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim, struct cg **ret)
 {
     _cleanup_(cg_freep) struct cg *cg = NULL;
-    static const struct cg_limits none;
     int r;
 
     if (!cg_id_is_valid(id))
@@ -359,7 +361,7 @@ int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim,
         if (r < 0)
             goto fail;
     }
-    r = m->ops->set_limits(cg, lim ? lim : &none);
+    r = m->ops->change_limits(cg, &cg_no_limits, lim ? lim : &cg_no_limits);
     if (r < 0)
         goto fail;
     log_debug("cgroup: created job cgroup '%s'", id);
@@ -373,13 +375,18 @@ fail:
     return r;
 }
 
-int cg_set_limits(struct cg *cg, const struct cg_limits *lim)
+int cg_change_limits(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to)
 {
-    int r = cg->m->ops->set_limits(cg, lim);
+    int r = cg->m->ops->change_limits(cg, from, to);
 
     if (r < 0)
-        log_debug("cgroup: setting the limits of '%s': %s", cg->id, strerror(-r));
+        log_debug("cgroup: changing the limits of '%s': %s", cg->id, strerror(-r));
     return r;
+}
+
+int cg_set_limits(struct cg *cg, const struct cg_limits *lim)
+{
+    return cg_change_limits(cg, &cg_no_limits, lim);
 }
 
 const char *cg_get_id(const struct cg *cg)

@@ -14,7 +14,8 @@
  *   cg_manager_new()                          once, at server start
  *   cg_cleanup_stale(m, id)                   for each job a previous server left RUNNING
  *   cg_create(m, id, &limits, &cg)            before spawning the shim, or ahead of it:
- *   cg_create(m, id, NULL, &cg), then cg_set_limits(cg, &limits) at its start
+ *   cg_create(m, id, &defaults, &cg), then cg_change_limits(cg, &defaults, &limits) at its
+ *   start (writes only what differs; cg_set_limits() is the same from no limits)
  *   v2: clone3(CLONE_INTO_CGROUP, .cgroup = cg_get_dirfd(cg))
  *   v1: cg_get_dirfd() returns -EOPNOTSUPP; the parent calls cg_attach(cg, shim_pid) while the
  *       shim waits on its sync pipe, then releases it.
@@ -119,9 +120,18 @@ int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim,
 /* Writes the limits set in lim (its non-zero fields) into a cgroup that cg_create() made with
  * lim NULL, e.g. ahead of its job, off the job's start path. A field left 0 is not written and
  * keeps the kernel's default, no limit, so cg_create(m, id, NULL) then cg_set_limits(cg, lim)
- * leaves every cgroup file as cg_create(m, id, lim) does. Not for changing limits already set
- * (a 0 does not lift one). 0 or -errno; on failure some limits may be written: cg_destroy(). */
+ * leaves every cgroup file as cg_create(m, id, lim) does. Same as cg_change_limits(cg, &zero,
+ * lim). 0 or -errno; on failure some limits may be written: cg_destroy(). */
 int cg_set_limits(struct cg *cg, const struct cg_limits *lim);
+
+/* Rewrites only the limits that differ between from (what cg has now) and to. A field of to
+ * that is 0 lifts that limit (back to the kernel's default, no limit). So cg_create(m, id,
+ * from) then cg_change_limits(cg, from, to) leaves every cgroup file as cg_create(m, id, to)
+ * does, and from == to writes nothing: a cgroup made ahead with the server's default limits
+ * needs no write at a start that uses them. v1 orders the memory writes so that
+ * memsw.limit_in_bytes is never below limit_in_bytes. 0 or -errno; on failure some limits may
+ * be written (the caller destroys the cgroup). Not thread-safe against itself on one cg. */
+int cg_change_limits(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to);
 
 /* The id cg was made for (owned by cg). */
 const char *cg_get_id(const struct cg *cg);

@@ -211,6 +211,86 @@ Test(cg, v1_limits_set_later_equal_limits_at_create)
     cr_expect_str_eq(again, "");
 }
 
+/* A cgroup made with from and changed to to reads, in every file of every hierarchy, as one
+ * made with to (the fake folds the blkio writes as the kernel applies them). The order of the
+ * memory writes is the real kernel's to check: test/host/test_cgroup_v1.c. */
+Test(cg, v1_changed_limits_equal_limits_at_create)
+{
+    static const char *const h[] = {"cpu", "cpuacct", "memory", "blkio", "pids", "freezer"};
+    v1_layout();
+    _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
+    for (size_t k = 0; k < ELEMENTSOF(change_pairs); k++) {
+        _cleanup_(cg_freep) struct cg *fresh = NULL;
+        _cleanup_(cg_freep) struct cg *changed = NULL;
+        char idf[16], idc[16], pf[64], pc[64];
+        snprintf(idf, sizeof(idf), "fresh%zu", k);
+        snprintf(idc, sizeof(idc), "changed%zu", k);
+        cr_assert_eq(cg_create(m, idf, &change_pairs[k].to, &fresh), 0);
+        cr_assert_eq(cg_create(m, idc, &change_pairs[k].from, &changed), 0);
+        cr_assert_eq(cg_change_limits(changed, &change_pairs[k].from, &change_pairs[k].to), 0,
+                     "pair %zu", k);
+        for (size_t i = 0; i < ELEMENTSOF(h); i++) {
+            snprintf(pf, sizeof(pf), "%s/runjob/%s", h[i], idf);
+            snprintf(pc, sizeof(pc), "%s/runjob/%s", h[i], idc);
+            _cleanup_free_ char *a = kernel_view(pf);
+            _cleanup_free_ char *b = kernel_view(pc);
+            cr_expect_str_eq(b, a, "pair %zu, %s", k, h[i]);
+        }
+    }
+}
+
+/* Only the fields that differ are written: the others keep whatever the files hold (here a
+ * marker no write of ours would produce), and from == to writes nothing at all. */
+Test(cg, v1_change_writes_only_what_differs)
+{
+    static const char *const marked[] = {
+        "cpu/runjob/j/cpu.cfs_period_us",   "cpu/runjob/j/cpu.cfs_quota_us",
+        "memory/runjob/j/memory.limit_in_bytes", "memory/runjob/j/memory.memsw.limit_in_bytes",
+        "pids/runjob/j/pids.max",
+    };
+    static const char *const fifos[] = {
+        "blkio/runjob/j/blkio.throttle.read_iops_device",
+        "blkio/runjob/j/blkio.throttle.write_iops_device",
+        "blkio/runjob/j/blkio.throttle.read_bps_device",
+        "blkio/runjob/j/blkio.throttle.write_bps_device",
+    };
+    v1_layout();
+    _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    const struct cg_limits lo = LIMITS_LO;
+    cr_assert_eq(cg_create(m, "j", &lo, &cg), 0);
+    for (size_t i = 0; i < ELEMENTSOF(fifos); i++)
+        free(drain(fifos[i]));
+    for (size_t i = 0; i < ELEMENTSOF(marked); i++)
+        write_file(marked[i], "marker");
+
+    cr_assert_eq(cg_change_limits(cg, &lo, &lo), 0);
+    for (size_t i = 0; i < ELEMENTSOF(marked); i++)
+        assert_file(marked[i], "marker");
+    for (size_t i = 0; i < ELEMENTSOF(fifos); i++) {
+        _cleanup_free_ char *w = drain(fifos[i]);
+        cr_expect_str_eq(w, "", "%s", fifos[i]);
+    }
+
+    struct cg_limits to = lo;
+    to.pids = 0;
+    to.io_wbps = 5;
+    cr_assert_eq(cg_change_limits(cg, &lo, &to), 0);
+    assert_file("pids/runjob/j/pids.max", "max");
+    assert_file("cpu/runjob/j/cpu.cfs_quota_us", "marker");
+    assert_file("memory/runjob/j/memory.limit_in_bytes", "marker");
+    _cleanup_free_ char *wb = drain(fifos[3]);
+    cr_expect_str_eq(wb, "8:0 5\n253:0 5\n254:0 5\n");
+    _cleanup_free_ char *ri = drain(fifos[0]);
+    cr_expect_str_eq(ri, "");
+
+    /* A cpu limit changed from another keeps the period: only the quota is written. */
+    to.cpu_millis = 900;
+    cr_assert_eq(cg_change_limits(cg, &lo, &to), 0);
+    assert_file("cpu/runjob/j/cpu.cfs_period_us", "marker");
+    assert_file("cpu/runjob/j/cpu.cfs_quota_us", "90000");
+}
+
 /* A failed limit write is reported; the caller (job_start) then destroys the cgroup. */
 Test(cg, set_limits_failure_is_reported)
 {

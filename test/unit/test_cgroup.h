@@ -20,7 +20,7 @@
 #include "core/cgroup.h"
 #include "core/cleanup.h"
 
-#define MAX_FIFOS 64
+#define MAX_FIFOS 256
 
 struct fake {
     char dir[64];  /* the temp dir */
@@ -283,6 +283,184 @@ static const struct cg_limits full_limits = {
     .io_wbps = 2000000,
     .pids = 32,
 };
+
+/* (from, to) pairs for cg_change_limits: set from 0, raise, lower, lift (to 0), unchanged, and
+ * mixes of those, for every field. */
+#define LIMITS_LO                                                                                 \
+    {.cpu_millis = 300,                                                                           \
+     .memory_bytes = 48 << 20,                                                                    \
+     .io_riops = 100,                                                                             \
+     .io_wiops = 200,                                                                             \
+     .io_rbps = 1 << 20,                                                                          \
+     .io_wbps = 2 << 20,                                                                          \
+     .pids = 40}
+#define LIMITS_HI                                                                                 \
+    {.cpu_millis = 1700,                                                                          \
+     .memory_bytes = 160 << 20,                                                                   \
+     .io_riops = 900,                                                                             \
+     .io_wiops = 800,                                                                             \
+     .io_rbps = 9 << 20,                                                                          \
+     .io_wbps = 8 << 20,                                                                          \
+     .pids = 400}
+#define LIMITS_MIXED {.memory_bytes = 32 << 20, .io_riops = 100, .io_wbps = 9 << 20, .pids = 1000}
+
+static const struct {
+    struct cg_limits from, to;
+} change_pairs[] = {
+    {{0}, LIMITS_LO},          {LIMITS_LO, LIMITS_HI},    {LIMITS_HI, LIMITS_LO},
+    {LIMITS_LO, {0}},          {LIMITS_HI, LIMITS_HI},    {LIMITS_LO, LIMITS_MIXED},
+    {LIMITS_MIXED, LIMITS_HI}, {LIMITS_HI, LIMITS_MIXED}, {{0}, {0}},
+};
+
+/* What the kernel would show for the blkio.throttle FIFO rel, from the writes it got:
+ * "MAJ:MIN V" sets the device's rule, V 0 removes it; one line per rule, sorted. */
+static inline char *fold_blkio(const char *rel)
+{
+    _cleanup_free_ char *log = drain(rel);
+    unsigned dev[32][2];
+    unsigned long long val[32];
+    size_t n = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(log, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        unsigned maj, min;
+        unsigned long long v;
+        cr_assert_eq(sscanf(l, "%u:%u %llu", &maj, &min, &v), 3, "%s: '%s'", rel, l);
+        size_t i = 0;
+        while (i < n && (dev[i][0] != maj || dev[i][1] != min))
+            i++;
+        if (i == n) {
+            cr_assert_lt(n, 32);
+            dev[n][0] = maj, dev[n][1] = min, val[n] = 0;
+            n++;
+        }
+        val[i] = v;
+    }
+    char *out = calloc(1, 4096);
+    size_t len = 0;
+    for (;;) { /* smallest device not yet printed, in order */
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (val[i] && (best == n || dev[i][0] < dev[best][0] ||
+                           (dev[i][0] == dev[best][0] && dev[i][1] < dev[best][1])))
+                best = i;
+        if (best == n)
+            return out;
+        len += (size_t)snprintf(out + len, 4096 - len, "%u:%u %llu\n", dev[best][0], dev[best][1],
+                                val[best]);
+        val[best] = 0;
+    }
+}
+
+/* What the kernel would show for the io.max FIFO rel: "MAJ:MIN key=V ..." sets those keys of
+ * the device, key=max lifts one; a device with every key max is not listed. */
+static inline char *fold_io_max(const char *rel)
+{
+    static const char *const keys[] = {"rbps", "wbps", "riops", "wiops"}; /* the kernel's order */
+    _cleanup_free_ char *log = drain(rel);
+    unsigned dev[32][2];
+    char val[32][4][24];
+    size_t n = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(log, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        unsigned maj, min;
+        int off = 0;
+        cr_assert_eq(sscanf(l, "%u:%u%n", &maj, &min, &off), 2, "%s: '%s'", rel, l);
+        size_t i = 0;
+        while (i < n && (dev[i][0] != maj || dev[i][1] != min))
+            i++;
+        if (i == n) {
+            cr_assert_lt(n, 32);
+            dev[n][0] = maj, dev[n][1] = min;
+            for (size_t k = 0; k < 4; k++)
+                strcpy(val[n][k], "max");
+            n++;
+        }
+        char *save2 = NULL;
+        for (char *kv = strtok_r(l + off, " ", &save2); kv; kv = strtok_r(NULL, " ", &save2)) {
+            char *eq = strchr(kv, '=');
+            cr_assert_not_null(eq, "%s: '%s'", rel, kv);
+            *eq = '\0';
+            size_t k = 0;
+            while (k < 4 && strcmp(keys[k], kv) != 0)
+                k++;
+            cr_assert_lt(k, 4, "%s: key '%s'", rel, kv);
+            cr_assert(strcmp(eq + 1, "max") == 0 || strspn(eq + 1, "0123456789") == strlen(eq + 1),
+                      "%s: value '%s'", rel, eq + 1);
+            snprintf(val[i][k], sizeof(val[i][k]), "%s", eq + 1);
+        }
+    }
+    char *out = calloc(1, 8192);
+    size_t len = 0;
+    bool done[32] = {false};
+    for (;;) {
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (!done[i] && (best == n || dev[i][0] < dev[best][0] ||
+                             (dev[i][0] == dev[best][0] && dev[i][1] < dev[best][1])))
+                best = i;
+        if (best == n)
+            return out;
+        done[best] = true;
+        bool any = false;
+        for (size_t k = 0; k < 4; k++)
+            any |= strcmp(val[best][k], "max") != 0;
+        if (any)
+            len += (size_t)snprintf(out + len, 8192 - len, "%u:%u rbps=%s wbps=%s riops=%s wiops=%s\n",
+                                    dev[best][0], dev[best][1], val[best][0], val[best][1],
+                                    val[best][2], val[best][3]);
+    }
+}
+
+static inline int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* Every file of the fake cgroup directory rel as the kernel would show it, "name=value" lines
+ * sorted by name: FIFOs folded from their writes (and drained), others with the trailing
+ * newline dropped and v1's "-1" memory limit read back as the kernel does. */
+static inline char *kernel_view(const char *rel)
+{
+    char dir[512];
+    struct dirent **ents = NULL;
+    snprintf(dir, sizeof(dir), "%s/%s", F.base, rel);
+    int n = scandir(dir, &ents, NULL, by_name);
+    cr_assert_geq(n, 0, "%s: %s", dir, strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(1, cap);
+    for (int i = 0; i < n; i++) {
+        const char *name = ents[i]->d_name;
+        char path[128], full[1200];
+        struct stat st;
+        char *v = NULL;
+        int pn = snprintf(path, sizeof(path), "%s/%s", rel, name);
+        cr_assert(pn > 0 && (size_t)pn < sizeof(path), "%s/%s: name too long", rel, name);
+        snprintf(full, sizeof(full), "%s/%s", dir, name);
+        cr_assert_eq(lstat(full, &st), 0);
+        if (S_ISFIFO(st.st_mode)) {
+            v = strcmp(name, "io.max") == 0 ? fold_io_max(path) : fold_blkio(path);
+        } else if (S_ISREG(st.st_mode)) {
+            v = slurp(path);
+            size_t l = strlen(v);
+            if (l > 0 && v[l - 1] == '\n') /* the kernel ends a value with one; we write none */
+                v[l - 1] = '\0';
+            if ((strcmp(name, "memory.limit_in_bytes") == 0 ||
+                 strcmp(name, "memory.memsw.limit_in_bytes") == 0) &&
+                strcmp(v, "-1") == 0) {
+                free(v);
+                v = strdup("9223372036854771712"); /* "no limit", as the kernel reads it back */
+            }
+        }
+        if (v) {
+            len += (size_t)snprintf(out + len, cap - len, "%s=%s\n", name, v);
+            cr_assert_lt(len, cap);
+            free(v);
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    return out;
+}
 
 TestSuite(cg, .init = setup, .fini = teardown);
 

@@ -159,6 +159,64 @@ Test(cg, v2_limits_set_later_equal_limits_at_create)
     cr_expect_neq(ioa[0], '\0');
 }
 
+/* A cgroup made with from and changed to to reads, in every file, as one made with to (the
+ * fake folds the io.max writes as the kernel applies them); swap stays off throughout. */
+Test(cg, v2_changed_limits_equal_limits_at_create)
+{
+    v2_layout("cpu io memory pids\n");
+    _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V2, "/r", NULL);
+    for (size_t k = 0; k < ELEMENTSOF(change_pairs); k++) {
+        _cleanup_(cg_freep) struct cg *fresh = NULL;
+        _cleanup_(cg_freep) struct cg *changed = NULL;
+        char idf[16], idc[16], pf[32], pc[32];
+        snprintf(idf, sizeof(idf), "fresh%zu", k);
+        snprintf(idc, sizeof(idc), "changed%zu", k);
+        cr_assert_eq(cg_create(m, idf, &change_pairs[k].to, &fresh), 0);
+        cr_assert_eq(cg_create(m, idc, &change_pairs[k].from, &changed), 0);
+        cr_assert_eq(cg_change_limits(changed, &change_pairs[k].from, &change_pairs[k].to), 0,
+                     "pair %zu", k);
+        snprintf(pf, sizeof(pf), "r/%s", idf);
+        snprintf(pc, sizeof(pc), "r/%s", idc);
+        _cleanup_free_ char *a = kernel_view(pf);
+        _cleanup_free_ char *b = kernel_view(pc);
+        cr_expect_str_eq(b, a, "pair %zu", k);
+        cr_expect_not_null(strstr(b, "memory.swap.max=0\n"), "pair %zu", k);
+    }
+}
+
+/* Only what differs is written: io.max gets only the changed keys, key=max to lift one. */
+Test(cg, v2_change_writes_only_what_differs)
+{
+    v2_layout("cpu io memory pids\n");
+    _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V2, "/r", NULL);
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    const struct cg_limits lo = LIMITS_LO;
+    cr_assert_eq(cg_create(m, "j", &lo, &cg), 0);
+    free(drain("r/j/io.max"));
+    static const char *const marked[] = {"r/j/cpu.max", "r/j/memory.max", "r/j/memory.swap.max",
+                                         "r/j/pids.max"};
+    for (size_t i = 0; i < ELEMENTSOF(marked); i++)
+        write_file(marked[i], "marker");
+
+    cr_assert_eq(cg_change_limits(cg, &lo, &lo), 0);
+    for (size_t i = 0; i < ELEMENTSOF(marked); i++)
+        assert_file(marked[i], "marker");
+    _cleanup_free_ char *none = drain("r/j/io.max");
+    cr_expect_str_eq(none, "");
+
+    struct cg_limits to = lo;
+    to.cpu_millis = 0;
+    to.io_riops = 0;
+    to.io_wbps = 7;
+    cr_assert_eq(cg_change_limits(cg, &lo, &to), 0);
+    assert_file("r/j/cpu.max", "max 100000");
+    assert_file("r/j/memory.max", "marker");
+    assert_file("r/j/memory.swap.max", "marker");
+    assert_file("r/j/pids.max", "marker");
+    _cleanup_free_ char *io = drain("r/j/io.max");
+    cr_expect_str_eq(io, "8:0 riops=max wbps=7\n253:0 riops=max wbps=7\n254:0 riops=max wbps=7\n");
+}
+
 Test(cg, v2_partial_limits)
 {
     v2_layout("cpu io memory pids\n");

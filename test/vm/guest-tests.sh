@@ -533,10 +533,25 @@ t_server_stop() {
     [ -z "$left" ] && ok server-stop-clean || fail server-stop-clean "job cgroups left: $left"
 }
 
+# A job cgroup made ahead with the server's default limits gets only the differing ones written
+# at its start (cg_change_limits): test/vm/cg_change checks, on this kernel's cgroups, that
+# cg_create(from) then cg_change_limits(from, to) reads like cg_create(to) in every file.
+t_change_limits() {
+    if [ ! -x /tests/cg_change ]; then
+        fail cgroup-change-limits "no /tests/cg_change in the initramfs (make tests builds it)"
+        return
+    fi
+    out=$(/tests/cg_change 2>&1)
+    rc=$?
+    echo "$out" | show
+    [ "$rc" = 0 ] && ok cgroup-change-limits || fail cgroup-change-limits "exit $rc, see above"
+}
+
 # --- run -------------------------------------------------------------------------------------
 note "tests: ${RJ_TESTS:-all} (mode $RJ_MODE)"
 want cgroup-layout && t_cgroup_layout
 want runjob-version && t_version
+want cgroup-change-limits && t_change_limits
 t_certs
 t_server_start
 want cgroup-first && t_cgroup_first

@@ -7,6 +7,8 @@
 #
 # Environment:
 #   RUNJOB_BIN   the static binary to test (default bin/runjob)
+#   CG_CHANGE_BIN  the static test/vm/cg_change.c (default $BUILD/test/vm/cg_change; make
+#                tests builds it); missing: the guest fails cgroup-change-limits
 #   VM_DIR       cache dir (default build/vm): kernel package, unpacked tree, console logs;
 #                each run builds its initramfs and scratch disk in its own VM_DIR/work.PID
 #   VM_TIMEOUT   seconds one boot may take before qemu is killed (default 300)
@@ -23,6 +25,8 @@ set -u -o pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/test/vm
 RUNJOB_BIN=${RUNJOB_BIN:-$ROOT/bin/runjob}
+case ${BUILD:-build} in /*) _b=${BUILD} ;; *) _b=$ROOT/${BUILD:-build} ;; esac
+CG_CHANGE_BIN=${CG_CHANGE_BIN:-$_b/test/vm/cg_change}
 VM_DIR=${VM_DIR:-$ROOT/build/vm}
 VM_TIMEOUT=${VM_TIMEOUT:-300}
 VM_TESTS=${VM_TESTS:-}
@@ -152,6 +156,7 @@ for a in $("$BUSYBOX" --list-full); do
     [ -e "$STAGE/$a" ] || ln -s /bin/busybox "$STAGE/$a"
 done
 cp "$RUNJOB_BIN" "$STAGE/bin/runjob"
+[ -x "$CG_CHANGE_BIN" ] && cp "$CG_CHANGE_BIN" "$STAGE/tests/cg_change"
 ln -sf runjob "$STAGE/bin/jobmanager"
 ln -sf runjob "$STAGE/bin/jobctl"
 : >"$STAGE/lib/modules/$KVER/load.order"
