@@ -249,9 +249,22 @@ void *job_pool_thread(void *arg)
     return NULL;
 }
 
+static struct cg_limits cg_limits_of(const struct job_limits *l)
+{
+    return (struct cg_limits){
+        .cpu_millis = l->cpu_millis,
+        .memory_bytes = l->memory_bytes,
+        .io_riops = l->io_riops,
+        .io_wiops = l->io_wiops,
+        .io_rbps = l->io_rbps,
+        .io_wbps = l->io_wbps,
+        .pids = l->pids,
+    };
+}
+
 /* Takes jc off the runner's list (waiting for the pool thread if it is moving a shim in) and
  * frees it: its cgroup is returned, its shim (if any) put in *ret_sh. */
-static struct cg *ahead_take(struct job_cgroup *jc, struct shim *ret_sh)
+static struct cg *ahead_take(struct job_cgroup *jc, struct shim *ret_sh, struct cg_limits *ret_lim)
 {
     struct job_runner *r = jc->r;
     struct cg *cg = jc->cg;
@@ -266,6 +279,7 @@ static struct cg *ahead_take(struct job_cgroup *jc, struct shim *ret_sh)
         pthread_cond_wait(&r->pool_cond, &r->mu);
     pthread_mutex_unlock(&r->mu);
     *ret_sh = jc->sh;
+    *ret_lim = jc->limits;
     free(jc);
     return cg;
 }
@@ -474,7 +488,8 @@ int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct j
     jc = calloc(1, sizeof(*jc));
     if (!jc)
         return -ENOMEM;
-    e = cg_create(r->cgm, a->id, NULL, &jc->cg);
+    jc->limits = cg_limits_of(&a->limits);
+    e = cg_create(r->cgm, a->id, &jc->limits, &jc->cg);
     if (e < 0) {
         free(jc);
         return e;
@@ -511,22 +526,15 @@ void job_cgroup_release(struct job_cgroup *jc)
 
     if (!jc)
         return;
-    struct cg *cg = ahead_take(jc, &sh);
+    struct cg_limits lim;
+    struct cg *cg = ahead_take(jc, &sh, &lim);
     ahead_drop(cg, &sh);
 }
 
 int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on_end,
               void *userdata, struct job **ret, char *errbuf, size_t errlen)
 {
-    struct cg_limits lim = {
-        .cpu_millis = spec->limits.cpu_millis,
-        .memory_bytes = spec->limits.memory_bytes,
-        .io_riops = spec->limits.io_riops,
-        .io_wiops = spec->limits.io_wiops,
-        .io_rbps = spec->limits.io_rbps,
-        .io_wbps = spec->limits.io_wbps,
-        .pids = spec->limits.pids,
-    };
+    struct cg_limits lim = cg_limits_of(&spec->limits), ahead_lim = {0};
     bool host_net = spec->network == JOB_NET_HOST, attach = true, peer_gone;
     struct spawn_sync_msg msg = {0};
     struct shim sh;
@@ -537,7 +545,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
 
     shim_init(&sh);
     if (spec->cgroup) /* ours from here on, whatever happens; with the shim waiting in it */
-        cg = ahead_take(spec->cgroup, &sh);
+        cg = ahead_take(spec->cgroup, &sh, &ahead_lim);
 
     if (!errbuf || errlen == 0) {
         errbuf = dummy;
@@ -568,9 +576,10 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         snprintf(errbuf, errlen, "passing the job spec: %s", strerror(-e));
         goto fail;
     }
-    /* Made ahead (the server makes it with the job's folder): only the limits are left. */
+    /* Made ahead (the server makes it with the job's folder) with the server's default limits:
+     * only those this job changes are left. */
     if (cg)
-        e = cg_set_limits(cg, &lim);
+        e = cg_change_limits(cg, &ahead_lim, &lim);
     else
         e = cg_create(r->cgm, spec->id, &lim, &cg);
     if (e < 0) {

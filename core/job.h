@@ -98,20 +98,22 @@ const char *job_runner_cgroup_mode(struct job_runner *r);
  * there was none. */
 int job_runner_cleanup_stale(struct job_runner *r, const char *id);
 
-/* Makes the cgroup of the job that will have a->id, without limits (job_start writes the
- * job's), so that its start need not: a caller that knows the id ahead calls it off the start's
- * path and passes the result in job_spec.cgroup. With shims started ahead (prespawn_shims), the
- * runner's pool thread then moves one into it and has it make the command's process, as
- * a->uid:a->gid, up to its exec: a start with that id, user and group then only writes the
- * limits and sends the go (another user costs that shim). 0 or -errno (-EEXIST: a cgroup of
+/* Makes the cgroup of the job that will have a->id, with a->limits (job_start rewrites those
+ * that differ from its job's), so that its start need not: a caller that knows the id ahead calls
+ * it off the start's path and passes the result in job_spec.cgroup. With shims started ahead
+ * (prespawn_shims), the runner's pool thread then moves one into it and has it make the command's
+ * process, as a->uid:a->gid, up to its exec: a start with that id, user and group then only writes
+ * the limits and sends the go (another user costs that shim). 0 or -errno (-EEXIST: a cgroup of
  * that id exists). Thread-safe. If the process dies before the start,
  * job_runner_cleanup_stale(r, id) of the next one removes it. Release every reservation no
  * start took before job_runner_free. */
-/* What a job made ahead will be: its id, and the user and group it will run as. */
+/* What a job made ahead will be: its id, the user and group it will run as, and the limits it
+ * will most likely have (written at once; a start writes only the ones that differ). */
 struct job_ahead {
     const char *id;
     uid_t uid;
     gid_t gid;
+    struct job_limits limits;
 };
 int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct job_cgroup **ret);
 /* Removes a reserved cgroup that no job_start took (and the shim waiting in it), and frees it.

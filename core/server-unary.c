@@ -174,6 +174,17 @@ static void do_start(struct ucall *uc)
 
 /* ---- prepared slots --------------------------------------------------------------------- */
 
+static struct job_limits job_limits_of(const struct rpc_limits *l)
+{
+    return (struct job_limits){.cpu_millis = l->cpu_millis,
+                               .memory_bytes = l->memory_bytes,
+                               .io_riops = l->io_riops,
+                               .io_wiops = l->io_wiops,
+                               .io_rbps = l->io_rbps,
+                               .io_wbps = l->io_wbps,
+                               .pids = l->pids};
+}
+
 static void prepared_free(struct server *s, struct prepared *pr)
 {
     /* The cgroup before the folder: a cgroup made ahead is found at a restart through its
@@ -200,10 +211,12 @@ static int prepared_make(struct server *s, struct prepared *ret)
         return r;
     }
     /* After the folder (see prepared_free). Without it the Start makes the cgroup itself. */
+    /* As a Start without limits of its own will be: the server's defaults. */
     r = job_cgroup_reserve(s->runner,
                            &(struct job_ahead){.id = jobtab_slot_id(pr.slot),
                                                .uid = s->cfg.job_uid,
-                                               .gid = s->cfg.job_gid},
+                                               .gid = s->cfg.job_gid,
+                                               .limits = job_limits_of(&s->cfg.policy.defaults)},
                            &pr.cg);
     if (r < 0)
         log_debug("job %s: making its cgroup ahead: %s", jobtab_slot_id(pr.slot), strerror(-r));
@@ -326,13 +339,7 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
 
     uc->start_req = req; /* freed with the call */
     uc->limits = rq->limits;
-    lim = (struct job_limits){.cpu_millis = uc->limits.cpu_millis,
-                              .memory_bytes = uc->limits.memory_bytes,
-                              .io_riops = uc->limits.io_riops,
-                              .io_wiops = uc->limits.io_wiops,
-                              .io_rbps = uc->limits.io_rbps,
-                              .io_wbps = uc->limits.io_wbps,
-                              .pids = uc->limits.pids};
+    lim = job_limits_of(&uc->limits);
     pr = prepared_take(s);
     r = jobtab_add_in(s->table, &pr.slot, uc->ci.cn, req->name ? req->name : "", req->command,
                       (const char *const *)req->args, req->n_args, &lim,

@@ -147,18 +147,30 @@ static inline void start_in(struct run *run, struct job_runner *r, const struct 
     start_spec(run, r, lim, net, uid, cwd, path, args, NULL);
 }
 
-/* start_ex with the job's cgroup made ahead (asserted to exist before the start). */
-static inline void start_ahead(struct run *run, const struct job_limits *lim, const char *path,
-                               const char *const *args)
+/* start_ex with the job's cgroup made ahead (asserted to exist before the start) with the
+ * limits ahead_lim (NULL: none), as the server does with its defaults. */
+static inline void start_ahead_with(struct run *run, const struct job_limits *ahead_lim,
+                                    const struct job_limits *lim, const char *path,
+                                    const char *const *args)
 {
+    struct job_ahead a = {.uid = NOBODY, .gid = NOBODY};
     struct job_cgroup *cg = NULL;
 
     memset(run, 0, sizeof(*run));
     make_id(run->id, sizeof(run->id));
-    int r = job_cgroup_reserve(runner, AHEAD(run->id), &cg);
+    a.id = run->id;
+    if (ahead_lim)
+        a.limits = *ahead_lim;
+    int r = job_cgroup_reserve(runner, &a, &cg);
     cr_assert_eq(r, 0, "job_cgroup_reserve: %s", strerror(-r));
     cr_assert_not_null(cg);
     start_spec(run, runner, lim, JOB_NET_NONE, NOBODY, NULL, path, args, cg);
+}
+
+static inline void start_ahead(struct run *run, const struct job_limits *lim, const char *path,
+                               const char *const *args)
+{
+    start_ahead_with(run, NULL, lim, path, args);
 }
 
 static inline void start(struct run *run, const char *path, const char *const *args)

@@ -80,6 +80,42 @@ Test(job, cgroup_made_ahead_is_the_jobs_with_its_limits)
     done(&run);
 }
 
+/* Made ahead with the server's defaults, then started with other limits: some lower, some
+ * higher, one lifted (0), one kept. The job's cgroup has its own, as if made at its start. */
+Test(job, cgroup_made_ahead_with_defaults_gets_the_limits_its_start_asked_for)
+{
+    struct job_limits dflt = {.pids = 1024, .memory_bytes = 512000000, .cpu_millis = 1000,
+                              .io_riops = 400000, .io_wiops = 400000};
+    struct job_limits lim = {.pids = 2048, .memory_bytes = 96 << 20, .cpu_millis = 1000,
+                             .io_wiops = 400000};
+    struct run run, same;
+    char buf[64], want[64];
+
+    start_ahead_with(&run, &dflt, &lim, "/bin/sleep", (const char *const[]){"30", NULL});
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    cr_expect_str_eq(cgroup_file("pids", run.id, "pids.max", buf, sizeof(buf)), "2048");
+    cr_expect_str_eq(cgroup_file("memory", run.id, "memory.limit_in_bytes", buf, sizeof(buf)),
+                     "100663296");
+    cr_expect_str_eq(cgroup_file("cpu", run.id, "cpu.cfs_quota_us", buf, sizeof(buf)), "100000");
+    cr_expect_str_eq(cgroup_file("blkio", run.id, "blkio.throttle.read_iops_device", buf,
+                                 sizeof(buf)),
+                     "", "the read limit the start lifted is still there");
+    cgroup_file("blkio", run.id, "blkio.throttle.write_iops_device", buf, sizeof(buf));
+    cr_expect(strstr(buf, " 400000") != NULL, "write iops '%s'", buf);
+
+    /* Started with exactly the defaults: nothing to write, and they hold. */
+    start_ahead_with(&same, &dflt, &dflt, "/bin/sleep", (const char *const[]){"30", NULL});
+    cr_assert_eq(same.r, 0, "%s", same.err);
+    cr_expect_str_eq(cgroup_file("pids", same.id, "pids.max", buf, sizeof(buf)), "1024");
+    snprintf(want, sizeof(want), "%d", 512000000 / 4096 * 4096); /* the kernel rounds to pages */
+    cr_expect_str_eq(cgroup_file("memory", same.id, "memory.limit_in_bytes", buf, sizeof(buf)),
+                     want);
+    cr_expect_eq(job_stop(run.j, SIGKILL, -1), 0);
+    cr_expect_eq(job_stop(same.j, SIGKILL, -1), 0);
+    done(&run);
+    done(&same);
+}
+
 Test(job, cgroup_made_ahead_without_limits_stays_unlimited)
 {
     struct run run;
