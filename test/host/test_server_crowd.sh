@@ -57,13 +57,23 @@ descendants() { # PID: every descendant pid
     done
 }
 # The server keeps JOB_PRESPAWN_DEFAULT (2) shims started ahead of time (core/job.c's pool),
-# and one more in the cgroup of each of its PREPARED_SLOTS (2) job folders made ahead: idle
-# shims with no child of their own. Up to 4 of them are expected; any other descendant is a
-# shim or job process left behind.
+# and one more in the cgroup of each of its PREPARED_SLOTS (2) job folders made ahead, which has
+# already forked its job's command process (not exec'd yet: a "runjob shim" too, without
+# children, waiting for the go). Up to 4 idle shims are expected, each with at most that one
+# child; any other descendant is a shim or job process left behind.
 POOL=4
-is_idle_shim() { # PID: a shim without a job (yet, or any more)
-    tr '\0' ' ' </proc/"$1"/cmdline 2>/dev/null | grep -q '^[^ ]*runjob shim ' &&
-        [ -z "$(cat /proc/"$1"/task/*/children 2>/dev/null)" ]
+is_shim_cmdline() { # PID
+    tr '\0' ' ' </proc/"$1"/cmdline 2>/dev/null | grep -q '^[^ ]*runjob shim '
+}
+no_children() { # PID
+    [ -z "$(cat /proc/"$1"/task/*/children 2>/dev/null)" ]
+}
+is_idle_shim() { # PID: a shim without a job (yet, or any more): no child but a waiting one
+    local kids
+    is_shim_cmdline "$1" || return 1
+    kids=$(cat /proc/"$1"/task/*/children 2>/dev/null)
+    [ -z "$kids" ] && return 0
+    [ "$(echo "$kids" | wc -w)" -eq 1 ] && is_shim_cmdline $kids && no_children $kids
 }
 pool_shims() {
     local c n=0
@@ -72,10 +82,15 @@ pool_shims() {
     done
     echo "$n"
 }
-left_behind() { # descendants other than the pool's idle shims
-    local p n=0
-    for p in $(descendants "$RJ_SERVER_PID"); do
-        if is_idle_shim "$p"; then n=$((n + 1)); else echo "$p"; fi
+left_behind() { # descendants other than the idle shims and their waiting command processes
+    local p k n=0
+    for p in $(cat /proc/"$RJ_SERVER_PID"/task/*/children 2>/dev/null); do
+        if is_idle_shim "$p"; then
+            n=$((n + 1))
+        else
+            echo "$p"
+            for k in $(descendants "$p"); do echo "$k"; done
+        fi
     done
     [ "$n" -le "$POOL" ] || echo "$n idle shims (the pool keeps $POOL)"
 }
