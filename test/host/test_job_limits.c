@@ -1,5 +1,6 @@
 /* core/job on this host, as root (test_job.h): the limits a job runs under, and its cgroup made
  * ahead. test_job_pool_limits.c runs these again on pooled shims. */
+#include "core/tsan.h"
 #include "test_job.h"
 
 /* ---- limits */
@@ -185,6 +186,9 @@ Test(job, cgroup_made_ahead_by_a_dead_runner_is_cleaned_up)
     char id[64];
     int st;
 
+#if RUNJOB_TSAN
+    cr_skip_test("ThreadSanitizer refuses new threads after a multi-threaded fork");
+#endif
     make_id(id, sizeof(id));
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
