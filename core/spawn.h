@@ -142,9 +142,10 @@ void spawn_format_error(int step, int err, const char *path, const char *cwd, bo
  * Thread-safe. */
 int spawn_send_fd(int sock, const void *msg, size_t len, int fd);
 /* Receives one message of exactly len (> 0) bytes on sock into msg, with the fd that came with
- * it, retrying on EINTR. Returns 1 with *ret_fd the fd (close-on-exec, the caller's to close),
- * or -1 when none came intact (none attached, or more than one: those are closed); 0 at EOF;
- * -EBADMSG for a message of another length (any fd that came with it is closed); or -errno.
+ * it, retrying on EINTR. Returns 1 for a message, with *ret_fd the fd (close-on-exec, the
+ * caller's to close), or *ret_fd -1 when none came intact (none attached, or more than one:
+ * those are closed); 0 at EOF; -EBADMSG for a message of another length (any fd that came with
+ * it is closed); or -errno.
  * Thread-safe. */
 int spawn_recv_fd(int sock, void *msg, size_t len, int *ret_fd);
 
