@@ -18,6 +18,7 @@
 
 #include "core/cgroup.h"
 #include "core/cleanup.h"
+#include "test/cg_limit_pairs.h"
 #include "core/proc.h"
 
 static const char *const hiers[] = {"cpu", "cpuacct", "memory", "blkio", "pids", "freezer"};
@@ -529,24 +530,6 @@ Test(cg_v1, limits_written_later_equal_limits_at_creation)
     }
 }
 
-/* Two limit sets for the change pairs: every field of hi above lo's. */
-#define LIMITS_LO                                                                                 \
-    {.cpu_millis = 300,                                                                           \
-     .memory_bytes = 48 << 20,                                                                    \
-     .io_riops = 100,                                                                             \
-     .io_wiops = 200,                                                                             \
-     .io_rbps = 1 << 20,                                                                          \
-     .io_wbps = 2 << 20,                                                                          \
-     .pids = 40}
-#define LIMITS_HI                                                                                 \
-    {.cpu_millis = 1700,                                                                          \
-     .memory_bytes = 160 << 20,                                                                   \
-     .io_riops = 900,                                                                             \
-     .io_wiops = 800,                                                                             \
-     .io_rbps = 9 << 20,                                                                          \
-     .io_wbps = 8 << 20,                                                                          \
-     .pids = 400}
-
 /* A cgroup made with from (e.g. the server's default limits, ahead of its job) and changed to
  * to at the start ends up exactly like one made with to: every readable file in every
  * hierarchy, for raising, lowering, lifting (to 0) and setting from 0 every field. The kernel
@@ -554,30 +537,15 @@ Test(cg_v1, limits_written_later_equal_limits_at_creation)
 Test(cg_v1, changed_limits_equal_limits_at_creation)
 {
     _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
-    const struct {
-        struct cg_limits from, to;
-    } pairs[] = {
-        {{0}, LIMITS_LO},       /* set from 0 */
-        {LIMITS_LO, LIMITS_HI}, /* raise */
-        {LIMITS_HI, LIMITS_LO}, /* lower */
-        {LIMITS_LO, {0}},       /* lift */
-        {LIMITS_HI, LIMITS_HI}, /* unchanged: nothing written */
-        /* mixed: some lifted, some raised, some lowered, some kept */
-        {LIMITS_LO,
-         {.memory_bytes = 32 << 20, .io_riops = 100, .io_wbps = 9 << 20, .pids = 1000}},
-        {{.memory_bytes = 32 << 20, .io_riops = 100, .io_wbps = 9 << 20, .pids = 1000},
-         LIMITS_HI},
-        {{.cpu_millis = 1000, .memory_bytes = 512 << 20}, {.memory_bytes = 1 << 20}},
-    };
-    for (size_t k = 0; k < ELEMENTSOF(pairs); k++) {
+    for (size_t k = 0; k < ELEMENTSOF(cg_limit_pairs); k++) {
         struct cg *fresh = NULL, *changed = NULL, *ctl = NULL;
         size_t compared = 0;
-        int r = cg_create(m, "fresh", &pairs[k].to, &fresh);
+        int r = cg_create(m, "fresh", &cg_limit_pairs[k].to, &fresh);
         cr_assert_eq(r, 0, "pair %zu: cg_create(to): %s", k, strerror(-r));
-        cr_assert_eq(cg_create(m, "control", &pairs[k].to, &ctl), 0);
-        r = cg_create(m, "changed", &pairs[k].from, &changed);
+        cr_assert_eq(cg_create(m, "control", &cg_limit_pairs[k].to, &ctl), 0);
+        r = cg_create(m, "changed", &cg_limit_pairs[k].from, &changed);
         cr_assert_eq(r, 0, "pair %zu: cg_create(from): %s", k, strerror(-r));
-        r = cg_change_limits(changed, &pairs[k].from, &pairs[k].to);
+        r = cg_change_limits(changed, &cg_limit_pairs[k].from, &cg_limit_pairs[k].to);
         cr_assert_eq(r, 0, "pair %zu: cg_change_limits: %s", k, strerror(-r));
         for (size_t i = 0; i < ELEMENTSOF(hiers); i++)
             cr_expect(same_files(hiers[i], "fresh", "changed", "control", &compared),
@@ -585,8 +553,8 @@ Test(cg_v1, changed_limits_equal_limits_at_creation)
         cr_expect_gt(compared, 40, "pair %zu: only %zu files compared", k, compared);
         /* The comparison saw the limits themselves. */
         _cleanup_free_ char *mem = read_cg("memory", "changed", "memory.limit_in_bytes");
-        if (pairs[k].to.memory_bytes)
-            cr_expect_eq(strtoull(mem, NULL, 10), pairs[k].to.memory_bytes, "pair %zu", k);
+        if (cg_limit_pairs[k].to.memory_bytes)
+            cr_expect_eq(strtoull(mem, NULL, 10), cg_limit_pairs[k].to.memory_bytes, "pair %zu", k);
         else
             cr_expect_gt(strtoull(mem, NULL, 10), (uint64_t)1 << 60, "pair %zu: lifted", k);
         cr_assert_eq(cg_destroy(fresh, -1), 0);

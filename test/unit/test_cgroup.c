@@ -219,15 +219,15 @@ Test(cg, v1_changed_limits_equal_limits_at_create)
     static const char *const h[] = {"cpu", "cpuacct", "memory", "blkio", "pids", "freezer"};
     v1_layout();
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
-    for (size_t k = 0; k < ELEMENTSOF(change_pairs); k++) {
+    for (size_t k = 0; k < ELEMENTSOF(cg_limit_pairs); k++) {
         _cleanup_(cg_freep) struct cg *fresh = NULL;
         _cleanup_(cg_freep) struct cg *changed = NULL;
         char idf[16], idc[16], pf[64], pc[64];
         snprintf(idf, sizeof(idf), "fresh%zu", k);
         snprintf(idc, sizeof(idc), "changed%zu", k);
-        cr_assert_eq(cg_create(m, idf, &change_pairs[k].to, &fresh), 0);
-        cr_assert_eq(cg_create(m, idc, &change_pairs[k].from, &changed), 0);
-        cr_assert_eq(cg_change_limits(changed, &change_pairs[k].from, &change_pairs[k].to), 0,
+        cr_assert_eq(cg_create(m, idf, &cg_limit_pairs[k].to, &fresh), 0);
+        cr_assert_eq(cg_create(m, idc, &cg_limit_pairs[k].from, &changed), 0);
+        cr_assert_eq(cg_change_limits(changed, &cg_limit_pairs[k].from, &cg_limit_pairs[k].to), 0,
                      "pair %zu", k);
         for (size_t i = 0; i < ELEMENTSOF(h); i++) {
             snprintf(pf, sizeof(pf), "%s/runjob/%s", h[i], idf);

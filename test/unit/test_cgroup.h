@@ -19,6 +19,7 @@
 
 #include "core/cgroup.h"
 #include "core/cleanup.h"
+#include "test/cg_limit_pairs.h"
 
 #define MAX_FIFOS 256
 
@@ -284,33 +285,6 @@ static const struct cg_limits full_limits = {
     .pids = 32,
 };
 
-/* (from, to) pairs for cg_change_limits: set from 0, raise, lower, lift (to 0), unchanged, and
- * mixes of those, for every field. */
-#define LIMITS_LO                                                                                 \
-    {.cpu_millis = 300,                                                                           \
-     .memory_bytes = 48 << 20,                                                                    \
-     .io_riops = 100,                                                                             \
-     .io_wiops = 200,                                                                             \
-     .io_rbps = 1 << 20,                                                                          \
-     .io_wbps = 2 << 20,                                                                          \
-     .pids = 40}
-#define LIMITS_HI                                                                                 \
-    {.cpu_millis = 1700,                                                                          \
-     .memory_bytes = 160 << 20,                                                                   \
-     .io_riops = 900,                                                                             \
-     .io_wiops = 800,                                                                             \
-     .io_rbps = 9 << 20,                                                                          \
-     .io_wbps = 8 << 20,                                                                          \
-     .pids = 400}
-#define LIMITS_MIXED {.memory_bytes = 32 << 20, .io_riops = 100, .io_wbps = 9 << 20, .pids = 1000}
-
-static const struct {
-    struct cg_limits from, to;
-} change_pairs[] = {
-    {{0}, LIMITS_LO},          {LIMITS_LO, LIMITS_HI},    {LIMITS_HI, LIMITS_LO},
-    {LIMITS_LO, {0}},          {LIMITS_HI, LIMITS_HI},    {LIMITS_LO, LIMITS_MIXED},
-    {LIMITS_MIXED, LIMITS_HI}, {LIMITS_HI, LIMITS_MIXED}, {{0}, {0}},
-};
 
 /* What the kernel would show for the blkio.throttle FIFO rel, from the writes it got:
  * "MAJ:MIN V" sets the device's rule, V 0 removes it; one line per rule, sorted. */

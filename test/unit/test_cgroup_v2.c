@@ -165,15 +165,15 @@ Test(cg, v2_changed_limits_equal_limits_at_create)
 {
     v2_layout("cpu io memory pids\n");
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V2, "/r", NULL);
-    for (size_t k = 0; k < ELEMENTSOF(change_pairs); k++) {
+    for (size_t k = 0; k < ELEMENTSOF(cg_limit_pairs); k++) {
         _cleanup_(cg_freep) struct cg *fresh = NULL;
         _cleanup_(cg_freep) struct cg *changed = NULL;
         char idf[16], idc[16], pf[32], pc[32];
         snprintf(idf, sizeof(idf), "fresh%zu", k);
         snprintf(idc, sizeof(idc), "changed%zu", k);
-        cr_assert_eq(cg_create(m, idf, &change_pairs[k].to, &fresh), 0);
-        cr_assert_eq(cg_create(m, idc, &change_pairs[k].from, &changed), 0);
-        cr_assert_eq(cg_change_limits(changed, &change_pairs[k].from, &change_pairs[k].to), 0,
+        cr_assert_eq(cg_create(m, idf, &cg_limit_pairs[k].to, &fresh), 0);
+        cr_assert_eq(cg_create(m, idc, &cg_limit_pairs[k].from, &changed), 0);
+        cr_assert_eq(cg_change_limits(changed, &cg_limit_pairs[k].from, &cg_limit_pairs[k].to), 0,
                      "pair %zu", k);
         snprintf(pf, sizeof(pf), "r/%s", idf);
         snprintf(pc, sizeof(pc), "r/%s", idc);

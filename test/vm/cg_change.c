@@ -16,6 +16,7 @@
 #include "core/cgroup.h"
 #include "core/cleanup.h"
 #include "core/proc.h"
+#include "test/cg_limit_pairs.h"
 
 #define BASE "/sys/fs/cgroup"
 #define ROOT "rj-change"
@@ -123,31 +124,8 @@ static int compare(const char *a, const char *b, const char *c, size_t *compared
     return bad;
 }
 
-#define LO                                                                                        \
-    {.cpu_millis = 300,                                                                           \
-     .memory_bytes = 48 << 20,                                                                    \
-     .io_riops = 100,                                                                             \
-     .io_wiops = 200,                                                                             \
-     .io_rbps = 1 << 20,                                                                          \
-     .io_wbps = 2 << 20,                                                                          \
-     .pids = 40}
-#define HI                                                                                        \
-    {.cpu_millis = 1700,                                                                          \
-     .memory_bytes = 160 << 20,                                                                   \
-     .io_riops = 900,                                                                             \
-     .io_wiops = 800,                                                                             \
-     .io_rbps = 9 << 20,                                                                          \
-     .io_wbps = 8 << 20,                                                                          \
-     .pids = 400}
-#define MIXED {.memory_bytes = 32 << 20, .io_riops = 100, .io_wbps = 9 << 20, .pids = 1000}
-
 int main(void)
 {
-    static const struct {
-        struct cg_limits from, to;
-    } pairs[] = {
-        {{0}, LO}, {LO, HI}, {HI, LO}, {LO, {0}}, {HI, HI}, {LO, MIXED}, {MIXED, HI},
-    };
     struct cg_config cfg = {.root = ROOT};
     struct cg_manager *m = NULL;
     char err[256] = "";
@@ -159,16 +137,16 @@ int main(void)
         return 1;
     }
     printf("cgroup %s\n", cg_mode_name(cg_manager_mode(m)));
-    for (size_t k = 0; k < sizeof(pairs) / sizeof(pairs[0]); k++) {
+    for (size_t k = 0; k < sizeof(cg_limit_pairs) / sizeof(cg_limit_pairs[0]); k++) {
         struct cg *fresh = NULL, *ctl = NULL, *changed = NULL;
         char df[8][256], dc[8][256], dt[8][256];
         size_t compared = 0;
-        if ((r = cg_create(m, "fresh", &pairs[k].to, &fresh)) < 0 ||
-            (r = cg_create(m, "control", &pairs[k].to, &ctl)) < 0 ||
-            (r = cg_create(m, "changed", &pairs[k].from, &changed)) < 0) {
+        if ((r = cg_create(m, "fresh", &cg_limit_pairs[k].to, &fresh)) < 0 ||
+            (r = cg_create(m, "control", &cg_limit_pairs[k].to, &ctl)) < 0 ||
+            (r = cg_create(m, "changed", &cg_limit_pairs[k].from, &changed)) < 0) {
             printf("pair %zu: cg_create: %s\n", k, strerror(-r));
             bad++;
-        } else if ((r = cg_change_limits(changed, &pairs[k].from, &pairs[k].to)) < 0) {
+        } else if ((r = cg_change_limits(changed, &cg_limit_pairs[k].from, &cg_limit_pairs[k].to)) < 0) {
             printf("pair %zu: cg_change_limits: %s\n", k, strerror(-r));
             bad++;
         } else {
