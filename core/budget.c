@@ -151,6 +151,7 @@ static bool enqueue_locked(struct budget *b, struct budget_waiter *w)
     if (!b->timer_started) {
         if (pthread_create(&b->timer, NULL, run_timer, b) != 0)
             return false;
+        (void)pthread_setname_np(b->timer, "rj-budget"); /* names seen in top -H, perf, gdb */
         b->timer_started = true;
     }
     w->next = NULL;

@@ -471,6 +471,7 @@ int job_runner_new(const struct job_runner_config *cfg, struct job_runner **ret)
     e = -pthread_create(&r->thread, NULL, event_thread, r);
     if (e < 0)
         goto fail;
+    (void)pthread_setname_np(r->thread, "rj-events"); /* names seen in top -H, perf, gdb */
     r->thread_started = true;
     if (r->pool_size) {
         e = -pthread_create(&r->pool_thread, NULL, job_pool_thread, r);
@@ -478,6 +479,7 @@ int job_runner_new(const struct job_runner_config *cfg, struct job_runner **ret)
             job_runner_free(r);
             return e;
         }
+        (void)pthread_setname_np(r->pool_thread, "rj-shims");
         r->pool_thread_started = true;
     }
     *ret = r;

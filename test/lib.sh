@@ -119,14 +119,14 @@ rj_server_stop_clean() {
     expect_eq "$what exits 0 on SIGTERM" 0 "$rc"
 }
 
-# rj_threads PID: "OURS GRPC": the server's own threads (they keep the process name, runjob)
+# rj_threads PID: "OURS GRPC": the server's own threads (runjob, or named rj-*)
 # and gRPC's pool threads (default-executor, event_engine, timers), which grow with load up to
 # caps of their own and stay: growth there is not a leak.
 rj_threads() {
     local ours=0 all=0 c
     for c in /proc/"$1"/task/*/comm; do
         all=$((all + 1))
-        [ "$(cat "$c" 2>/dev/null)" = runjob ] && ours=$((ours + 1))
+        case "$(cat "$c" 2>/dev/null)" in runjob | rj-*) ours=$((ours + 1)) ;; esac
     done
     echo "$ours $((all - ours))"
 }
