@@ -125,11 +125,31 @@ struct job_runner {
 
 /* CLOCK_REALTIME or CLOCK_MONOTONIC in milliseconds. */
 int64_t job_clock_ms(clockid_t c);
+/* job-start.c: an empty shim (every fd -1). */
+void job_shim_init(struct shim *sh);
 /* job-start.c: kills and reaps a pooled shim that will not be used, closing its fds. */
 void job_shim_discard(struct shim *sh);
-/* job-start.c: the shims of reservations nobody released before job_runner_free; reaped. */
+/* job-start.c: starts a shim in new namespaces (into the cgroup of cgroup_fd if >= 0), from the
+ * event thread or, if here, from the calling thread (the pool thread). 0 or -errno. */
+int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here, struct shim *ret);
+/* job-start.c: sends the prep (job id, uid, gid). 0 or -errno (-EPIPE, -ECONNRESET: the shim
+ * already failed and said why). */
+int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);
+
+/* job-pool.c: whether a shim that waited is still there (a dead one is reaped). */
+bool job_shim_alive(struct shim *sh);
+/* job-pool.c: takes a pooled shim, asking for a replacement; false if none. */
+bool job_pool_take(struct job_runner *r, struct shim *ret);
+/* job-pool.c: job_limits as the cgroup layer's cg_limits. */
+struct cg_limits job_cg_limits_of(const struct job_limits *l);
+/* job-pool.c: takes a reservation off the runner and frees it: its cgroup is returned, its
+ * shim (or an empty one) and the limits written into it put in *ret_sh and *ret_lim. */
+struct cg *job_ahead_take(struct job_cgroup *jc, struct shim *ret_sh, struct cg_limits *ret_lim);
+/* job-pool.c: removes a cgroup made ahead that no job ran in (NULL-safe), killing its shim. */
+void job_ahead_drop(struct cg *cg, struct shim *sh);
+/* job-pool.c: the shims of reservations nobody released before job_runner_free; reaped. */
 void job_ahead_discard_all(struct job_runner *r);
-/* job-start.c: the pool thread, keeping r->pool topped up until the runner quits. */
+/* job-pool.c: the pool thread, keeping r->pool topped up until the runner quits. */
 void *job_pool_thread(void *arg);
 /* job.c: wakes the event thread (its eventfd). */
 void job_runner_wake(struct job_runner *r);

@@ -1,5 +1,5 @@
-/* The shim pool (shims started ahead of time, in their namespaces, waiting for a job) and
- * job_start: take or spawn a shim, attach it to the job's cgroups, send the spec with "go". */
+/* Shims and job_start: spawn a shim (or take the one waiting in the job's cgroup made ahead, or
+ * a pooled one: job-pool.c), attach it to the job's cgroups, send the prep and the go. */
 #include "job-internal.h"
 
 #include <errno.h>
@@ -32,7 +32,7 @@
 
 /* ---- shims */
 
-static void shim_init(struct shim *sh)
+void job_shim_init(struct shim *sh)
 {
     *sh = (struct shim){.pidfd = -1, .out = -1, .err = -1, .stp = -1, .sync = -1};
 }
@@ -57,18 +57,18 @@ void job_shim_discard(struct shim *sh)
     close_fd(&sh->out);
     close_fd(&sh->err);
     close_fd(&sh->stp);
+    job_shim_init(sh); /* an empty shim again: nothing prepped, no pid */
 }
 
 static int run_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *ret_pid,
                      int *ret_pidfd);
-static int send_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);
+int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);
 
 /* Starts a shim: its pipes, its socket, clone3 into new namespaces (and into the cgroup of
  * cgroup_fd, if >= 0) from the event thread, or from the calling thread if here (the pool
  * thread: it lives as long as the runner's jobs, so it may be the shim's pdeathsig parent).
  * 0 with *ret filled, or -errno. */
-static int shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here,
-                      struct shim *ret)
+int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here, struct shim *ret)
 {
     char *shim_argv[] = {"runjob", "shim", host_net ? SPAWN_NET_HOST : SPAWN_NET_NONE, NULL};
     int out[2] = {-1, -1}, err[2] = {-1, -1}, stp[2] = {-1, -1}, sync[2] = {-1, -1};
@@ -76,7 +76,7 @@ static int shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool h
     struct shim sh;
     int e = 0;
 
-    shim_init(&sh);
+    job_shim_init(&sh);
     if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(stp, O_CLOEXEC) < 0 ||
         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sync) < 0) {
         e = -errno;
@@ -116,180 +116,6 @@ out:
         close_fd(&sync[i]);
     }
     return e;
-}
-
-/* Whether a shim that waited (in the pool or a reservation) is still there: one killed by
- * someone meanwhile would look like a job that started and was killed. A dead one is reaped. */
-static bool shim_alive(struct shim *sh)
-{
-    siginfo_t si;
-
-    memset(&si, 0, sizeof(si));
-    return waitid((idtype_t)P_PIDFD, (id_t)sh->pidfd, &si, WEXITED | WNOHANG | __WALL) == 0 &&
-           si.si_pid == 0;
-}
-
-/* Pops a live pooled shim into *ret, discarding dead ones. Under r->mu. */
-static bool pool_pop(struct job_runner *r, struct shim *ret)
-{
-    while (r->n_pool) {
-        struct shim sh = r->pool[--r->n_pool];
-
-        if (shim_alive(&sh)) {
-            *ret = sh;
-            return true;
-        }
-        job_shim_discard(&sh);
-    }
-    return false;
-}
-
-/* Takes a pooled shim (private network) into *ret and asks the pool thread to start a
- * replacement. false when the pool is off or empty. */
-static bool pool_take(struct job_runner *r, struct shim *ret)
-{
-    bool got = false;
-
-    pthread_mutex_lock(&r->mu);
-    if (r->pool_size) {
-        r->pool_refill = true;
-        pthread_cond_broadcast(&r->pool_cond);
-        got = pool_pop(r, ret);
-    }
-    pthread_mutex_unlock(&r->mu);
-    return got;
-}
-
-/* A reservation still without a shim, or NULL. Under r->mu. */
-static struct job_cgroup *ahead_wanting_shim(struct job_runner *r)
-{
-    for (struct job_cgroup *jc = r->ahead; jc; jc = jc->next)
-        if (jc->sh.pidfd < 0 && !jc->attaching && !jc->no_shim)
-            return jc;
-    return NULL;
-}
-
-/* The pool thread's part of a reservation: a pooled shim (or a new one) moved into its cgroup
- * and prepped for the job (its command's process then waits for the go).
- * Under r->mu, dropped meanwhile: jc->attaching keeps a start or a release waiting, so jc stays
- * valid even once taken off r->ahead. */
-static void ahead_fill(struct job_runner *r, struct job_cgroup *jc)
-{
-    int cgfd = cg_get_dirfd(jc->cg);
-    struct shim sh;
-    bool pooled;
-    int e = 0;
-
-    shim_init(&sh);
-    pooled = pool_pop(r, &sh);
-    jc->attaching = true;
-    pthread_mutex_unlock(&r->mu);
-    if (!pooled)
-        e = shim_spawn(r, false, cgfd, true, &sh); /* v2: straight into the cgroup */
-    if (e == 0 && (pooled || cgfd < 0))
-        e = cg_attach(jc->cg, sh.pid);
-    if (e == 0)
-        e = send_prep(&sh, cg_get_id(jc->cg), jc->uid, jc->gid);
-    if (e < 0) {
-        log_debug("job %s: a shim ahead in its cgroup: %s", cg_get_id(jc->cg), strerror(-e));
-        job_shim_discard(&sh);
-    }
-    pthread_mutex_lock(&r->mu);
-    jc->attaching = false;
-    if (e < 0)
-        jc->no_shim = true;
-    else
-        jc->sh = sh;
-    r->pool_refill = true;
-    pthread_cond_broadcast(&r->pool_cond);
-}
-
-/* The pool thread: fills reservations, then tops the pool up after each take, off the event
- * thread (a clone into a new network namespace takes a millisecond or more; the event thread
- * meanwhile reaps the jobs that end). A failed clone stops it until the next take. Exits when
- * the runner quits. */
-void *job_pool_thread(void *arg)
-{
-    struct job_runner *r = arg;
-
-    pthread_mutex_lock(&r->mu);
-    for (;;) {
-        struct job_cgroup *jc = NULL;
-        struct shim sh;
-        int e;
-
-        while (!r->quit && !(jc = ahead_wanting_shim(r)) &&
-               !(r->pool_refill && r->n_pool < r->pool_size)) {
-            r->pool_refill = false;
-            pthread_cond_wait(&r->pool_cond, &r->mu);
-        }
-        if (r->quit)
-            break;
-        if (jc) {
-            ahead_fill(r, jc);
-            continue;
-        }
-        pthread_mutex_unlock(&r->mu);
-        e = shim_spawn(r, false, -1, true, &sh);
-        pthread_mutex_lock(&r->mu);
-        if (e < 0) {
-            log_debug("job runner: starting a shim ahead of time: %s", strerror(-e));
-            r->pool_refill = false;
-            continue;
-        }
-        if (r->quit || r->n_pool >= r->pool_size) {
-            pthread_mutex_unlock(&r->mu);
-            job_shim_discard(&sh);
-            pthread_mutex_lock(&r->mu);
-            continue;
-        }
-        r->pool[r->n_pool++] = sh;
-    }
-    pthread_mutex_unlock(&r->mu);
-    return NULL;
-}
-
-static struct cg_limits cg_limits_of(const struct job_limits *l)
-{
-    return (struct cg_limits){
-        .cpu_millis = l->cpu_millis,
-        .memory_bytes = l->memory_bytes,
-        .io_riops = l->io_riops,
-        .io_wiops = l->io_wiops,
-        .io_rbps = l->io_rbps,
-        .io_wbps = l->io_wbps,
-        .pids = l->pids,
-    };
-}
-
-/* Takes jc off the runner's list (waiting for the pool thread if it is moving a shim in) and
- * frees it: its cgroup is returned, its shim (if any) put in *ret_sh. */
-static struct cg *ahead_take(struct job_cgroup *jc, struct shim *ret_sh, struct cg_limits *ret_lim)
-{
-    struct job_runner *r = jc->r;
-    struct cg *cg = jc->cg;
-
-    pthread_mutex_lock(&r->mu);
-    for (struct job_cgroup **p = &r->ahead; *p; p = &(*p)->next)
-        if (*p == jc) {
-            *p = jc->next;
-            break;
-        }
-    while (jc->attaching)
-        pthread_cond_wait(&r->pool_cond, &r->mu);
-    pthread_mutex_unlock(&r->mu);
-    *ret_sh = jc->sh;
-    *ret_lim = jc->limits;
-    free(jc);
-    return cg;
-}
-
-void job_ahead_discard_all(struct job_runner *r)
-{
-    for (struct job_cgroup *jc = r->ahead; jc; jc = jc->next) {
-        log_warn("job %s: its reservation outlived the job runner", cg_get_id(jc->cg));
-        job_shim_discard(&jc->sh);
-    }
 }
 
 /* ---- start */
@@ -350,7 +176,7 @@ static int read_verdict(int fd, struct spawn_sync_msg *ret_msg)
 /* The prep message: the shim roots its cgroup namespace, takes the job's hostname and makes the
  * command's process as uid:gid up to its exec. 0 or -errno (-EPIPE, -ECONNRESET: the shim
  * already failed and said why). */
-static int send_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid)
+int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid)
 {
     struct spawn_prep_msg m;
     ssize_t n;
@@ -477,64 +303,10 @@ static int check_spec(struct job_runner *r, const struct job_spec *spec, char *e
     return 0;
 }
 
-int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct job_cgroup **ret)
-{
-    struct job_cgroup *jc;
-    int e;
-
-    *ret = NULL;
-    if (!a->id || strlen(a->id) > SPAWN_ID_MAX)
-        return -EINVAL;
-    jc = calloc(1, sizeof(*jc));
-    if (!jc)
-        return -ENOMEM;
-    jc->limits = cg_limits_of(&a->limits);
-    e = cg_create(r->cgm, a->id, &jc->limits, &jc->cg);
-    if (e < 0) {
-        free(jc);
-        return e;
-    }
-    jc->r = r;
-    jc->uid = a->uid;
-    jc->gid = a->gid;
-    shim_init(&jc->sh);
-    pthread_mutex_lock(&r->mu);
-    jc->next = r->ahead;
-    r->ahead = jc;
-    pthread_cond_broadcast(&r->pool_cond); /* the pool thread, if any, moves a shim in */
-    pthread_mutex_unlock(&r->mu);
-    *ret = jc;
-    return 0;
-}
-
-/* Removes a cgroup made ahead that no job ran in, and kills the shim that waited in it. */
-static void ahead_drop(struct cg *cg, struct shim *sh)
-{
-    job_shim_discard(sh);
-    if (!cg)
-        return;
-    /* Nothing ever ran in it: this is a few rmdirs. */
-    int e = cg_destroy(cg, KILL_TIMEOUT_MS);
-    if (e < 0)
-        log_debug("job %s: removing its cgroup made ahead: %s", cg_get_id(cg), strerror(-e));
-    cg_free(cg);
-}
-
-void job_cgroup_release(struct job_cgroup *jc)
-{
-    struct shim sh;
-
-    if (!jc)
-        return;
-    struct cg_limits lim;
-    struct cg *cg = ahead_take(jc, &sh, &lim);
-    ahead_drop(cg, &sh);
-}
-
 int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on_end,
               void *userdata, struct job **ret, char *errbuf, size_t errlen)
 {
-    struct cg_limits lim = cg_limits_of(&spec->limits), ahead_lim = {0};
+    struct cg_limits lim = job_cg_limits_of(&spec->limits), ahead_lim = {0};
     bool host_net = spec->network == JOB_NET_HOST, attach = true, peer_gone;
     struct spawn_sync_msg msg = {0};
     struct shim sh;
@@ -543,9 +315,9 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     int memfd = -1, e;
     char dummy[1];
 
-    shim_init(&sh);
+    job_shim_init(&sh);
     if (spec->cgroup) /* ours from here on, whatever happens; with the shim waiting in it */
-        cg = ahead_take(spec->cgroup, &sh, &ahead_lim);
+        cg = job_ahead_take(spec->cgroup, &sh, &ahead_lim);
 
     if (!errbuf || errlen == 0) {
         errbuf = dummy;
@@ -558,13 +330,13 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         e = -EINVAL;
     }
     if (e < 0) {
-        ahead_drop(cg, &sh);
+        job_ahead_drop(cg, &sh);
         return e;
     }
     pthread_mutex_lock(&r->mu);
     if (r->quit) {
         pthread_mutex_unlock(&r->mu);
-        ahead_drop(cg, &sh);
+        job_ahead_drop(cg, &sh);
         snprintf(errbuf, errlen, "the job runner is shutting down");
         return -ESHUTDOWN;
     }
@@ -590,16 +362,16 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     /* The shim that waited in the cgroup made ahead is the job's, unless the job wants the
      * host's network (that one has its own) or another user, or it died meanwhile. */
     if (sh.pidfd >= 0 &&
-        (host_net || sh.uid != spec->uid || sh.gid != spec->gid || !shim_alive(&sh)))
+        (host_net || sh.uid != spec->uid || sh.gid != spec->gid || !job_shim_alive(&sh)))
         job_shim_discard(&sh);
     if (sh.pidfd >= 0) {
         attach = false;
-    } else if (host_net || !pool_take(r, &sh)) {
+    } else if (host_net || !job_pool_take(r, &sh)) {
         /* A pooled shim has its namespaces, mounts and filter ready; otherwise start one now
          * (on cgroup v2 straight into the job's cgroup). Either way it waits for the go. */
         int cgfd = cg_get_dirfd(cg);
         attach = cgfd < 0; /* v1: attached below, while the shim waits for go */
-        e = shim_spawn(r, host_net, cgfd < 0 ? -1 : cgfd, false, &sh);
+        e = job_shim_spawn(r, host_net, cgfd < 0 ? -1 : cgfd, false, &sh);
         if (e < 0) {
             snprintf(errbuf, errlen, "cloning the job shim: %s", strerror(-e));
             goto fail;
@@ -614,7 +386,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     }
     /* EPIPE / ECONNRESET: the shim already failed (e.g. its own exec) and said why before it
      * closed its end: read that below. */
-    e = sh.prepped ? 0 : send_prep(&sh, spec->id, spec->uid, spec->gid);
+    e = sh.prepped ? 0 : job_shim_prep(&sh, spec->id, spec->uid, spec->gid);
     if (e == 0)
         e = send_go(sh.sync, memfd);
     if (e < 0 && e != -EPIPE && e != -ECONNRESET) {

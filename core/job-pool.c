@@ -1,0 +1,244 @@
+/* The shim pool and the jobs made ahead: the pool thread keeps shims started ahead of time
+ * and moves one into each cgroup made ahead (job_cgroup_reserve), prepped for its job, so that
+ * a start takes it with no cgroup move and no command process to make on its path. */
+#include "job-internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "cgroup.h"
+#include "log.h"
+#include "spawn.h"
+
+/* Whether a shim that waited (in the pool or a reservation) is still there: one killed by
+ * someone meanwhile would look like a job that started and was killed. A dead one is reaped. */
+bool job_shim_alive(struct shim *sh)
+{
+    siginfo_t si;
+
+    memset(&si, 0, sizeof(si));
+    return waitid((idtype_t)P_PIDFD, (id_t)sh->pidfd, &si, WEXITED | WNOHANG | __WALL) == 0 &&
+           si.si_pid == 0;
+}
+
+/* Pops a live pooled shim into *ret, discarding dead ones. Under r->mu. */
+static bool pool_pop(struct job_runner *r, struct shim *ret)
+{
+    while (r->n_pool) {
+        struct shim sh = r->pool[--r->n_pool];
+
+        if (job_shim_alive(&sh)) {
+            *ret = sh;
+            return true;
+        }
+        job_shim_discard(&sh);
+    }
+    return false;
+}
+
+/* Takes a pooled shim (private network) into *ret and asks the pool thread to start a
+ * replacement. false when the pool is off or empty. */
+bool job_pool_take(struct job_runner *r, struct shim *ret)
+{
+    bool got = false;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->pool_size) {
+        r->pool_refill = true;
+        pthread_cond_broadcast(&r->pool_cond);
+        got = pool_pop(r, ret);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return got;
+}
+
+/* A reservation still without a shim, or NULL. Under r->mu. */
+static struct job_cgroup *ahead_wanting_shim(struct job_runner *r)
+{
+    for (struct job_cgroup *jc = r->ahead; jc; jc = jc->next)
+        if (jc->sh.pidfd < 0 && !jc->attaching && !jc->no_shim)
+            return jc;
+    return NULL;
+}
+
+/* The pool thread's part of a reservation: a pooled shim (or a new one) moved into its cgroup
+ * and prepped for the job (its command's process then waits for the go).
+ * Under r->mu, dropped meanwhile: jc->attaching keeps a start or a release waiting, so jc stays
+ * valid even once taken off r->ahead. */
+static void ahead_fill(struct job_runner *r, struct job_cgroup *jc)
+{
+    int cgfd = cg_get_dirfd(jc->cg);
+    struct shim sh;
+    bool pooled;
+    int e = 0;
+
+    job_shim_init(&sh);
+    pooled = pool_pop(r, &sh);
+    jc->attaching = true;
+    pthread_mutex_unlock(&r->mu);
+    if (!pooled)
+        e = job_shim_spawn(r, false, cgfd, true, &sh); /* v2: straight into the cgroup */
+    if (e == 0 && (pooled || cgfd < 0))
+        e = cg_attach(jc->cg, sh.pid);
+    if (e == 0)
+        e = job_shim_prep(&sh, cg_get_id(jc->cg), jc->uid, jc->gid);
+    if (e < 0) {
+        log_debug("job %s: a shim ahead in its cgroup: %s", cg_get_id(jc->cg), strerror(-e));
+        job_shim_discard(&sh);
+    }
+    pthread_mutex_lock(&r->mu);
+    jc->attaching = false;
+    if (e < 0)
+        jc->no_shim = true;
+    else
+        jc->sh = sh;
+    r->pool_refill = true;
+    pthread_cond_broadcast(&r->pool_cond);
+}
+
+/* The pool thread: fills reservations, then tops the pool up after each take, off the event
+ * thread (a clone into a new network namespace takes a millisecond or more; the event thread
+ * meanwhile reaps the jobs that end). A failed clone stops it until the next take. Exits when
+ * the runner quits. */
+void *job_pool_thread(void *arg)
+{
+    struct job_runner *r = arg;
+
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        struct job_cgroup *jc = NULL;
+        struct shim sh;
+        int e;
+
+        while (!r->quit && !(jc = ahead_wanting_shim(r)) &&
+               !(r->pool_refill && r->n_pool < r->pool_size)) {
+            r->pool_refill = false;
+            pthread_cond_wait(&r->pool_cond, &r->mu);
+        }
+        if (r->quit)
+            break;
+        if (jc) {
+            ahead_fill(r, jc);
+            continue;
+        }
+        pthread_mutex_unlock(&r->mu);
+        e = job_shim_spawn(r, false, -1, true, &sh);
+        pthread_mutex_lock(&r->mu);
+        if (e < 0) {
+            log_debug("job runner: starting a shim ahead of time: %s", strerror(-e));
+            r->pool_refill = false;
+            continue;
+        }
+        if (r->quit || r->n_pool >= r->pool_size) {
+            pthread_mutex_unlock(&r->mu);
+            job_shim_discard(&sh);
+            pthread_mutex_lock(&r->mu);
+            continue;
+        }
+        r->pool[r->n_pool++] = sh;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+struct cg_limits job_cg_limits_of(const struct job_limits *l)
+{
+    return (struct cg_limits){
+        .cpu_millis = l->cpu_millis,
+        .memory_bytes = l->memory_bytes,
+        .io_riops = l->io_riops,
+        .io_wiops = l->io_wiops,
+        .io_rbps = l->io_rbps,
+        .io_wbps = l->io_wbps,
+        .pids = l->pids,
+    };
+}
+
+/* Takes jc off the runner's list (waiting for the pool thread if it is moving a shim in) and
+ * frees it: its cgroup is returned, its shim (if any) put in *ret_sh. */
+struct cg *job_ahead_take(struct job_cgroup *jc, struct shim *ret_sh, struct cg_limits *ret_lim)
+{
+    struct job_runner *r = jc->r;
+    struct cg *cg = jc->cg;
+
+    pthread_mutex_lock(&r->mu);
+    for (struct job_cgroup **p = &r->ahead; *p; p = &(*p)->next)
+        if (*p == jc) {
+            *p = jc->next;
+            break;
+        }
+    while (jc->attaching)
+        pthread_cond_wait(&r->pool_cond, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    *ret_sh = jc->sh;
+    *ret_lim = jc->limits;
+    free(jc);
+    return cg;
+}
+
+void job_ahead_discard_all(struct job_runner *r)
+{
+    for (struct job_cgroup *jc = r->ahead; jc; jc = jc->next) {
+        log_warn("job %s: its reservation outlived the job runner", cg_get_id(jc->cg));
+        job_shim_discard(&jc->sh);
+    }
+}
+
+int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct job_cgroup **ret)
+{
+    struct job_cgroup *jc;
+    int e;
+
+    *ret = NULL;
+    if (!a->id || strlen(a->id) > SPAWN_ID_MAX)
+        return -EINVAL;
+    jc = calloc(1, sizeof(*jc));
+    if (!jc)
+        return -ENOMEM;
+    jc->limits = job_cg_limits_of(&a->limits);
+    e = cg_create(r->cgm, a->id, &jc->limits, &jc->cg);
+    if (e < 0) {
+        free(jc);
+        return e;
+    }
+    jc->r = r;
+    jc->uid = a->uid;
+    jc->gid = a->gid;
+    job_shim_init(&jc->sh);
+    pthread_mutex_lock(&r->mu);
+    jc->next = r->ahead;
+    r->ahead = jc;
+    pthread_cond_broadcast(&r->pool_cond); /* the pool thread, if any, moves a shim in */
+    pthread_mutex_unlock(&r->mu);
+    *ret = jc;
+    return 0;
+}
+
+/* Removes a cgroup made ahead that no job ran in, and kills the shim that waited in it. */
+void job_ahead_drop(struct cg *cg, struct shim *sh)
+{
+    job_shim_discard(sh);
+    if (!cg)
+        return;
+    /* Nothing ever ran in it: this is a few rmdirs. */
+    int e = cg_destroy(cg, KILL_TIMEOUT_MS);
+    if (e < 0)
+        log_debug("job %s: removing its cgroup made ahead: %s", cg_get_id(cg), strerror(-e));
+    cg_free(cg);
+}
+
+void job_cgroup_release(struct job_cgroup *jc)
+{
+    struct shim sh;
+
+    if (!jc)
+        return;
+    struct cg_limits lim;
+    struct cg *cg = job_ahead_take(jc, &sh, &lim);
+    job_ahead_drop(cg, &sh);
+}
