@@ -17,11 +17,13 @@ T_FAILED=0
 ok() {
     T_PASSED=$((T_PASSED + 1))
     echo "PASS: $1"
+    progress
 }
 
 fail() {
     T_FAILED=$((T_FAILED + 1))
     echo "FAIL: $1${2:+ -- $2}"
+    progress
 }
 
 note() { echo "# $*"; }
@@ -33,6 +35,105 @@ show() {
 
 # Centiseconds since boot (/proc/uptime always has two decimals).
 now_cs() { sed 's/ .*//; s/\.//' /proc/uptime; }
+
+# --- the watchdog ----------------------------------------------------------------------------
+# A hang anywhere in the suite would otherwise show only as the host killing qemu, with the
+# console's last lines and nothing on what hung. `step NAME` (before each test) and every result
+# line mark progress; with none for WD_SECS the watchdog FAILs "watchdog" with every process's
+# state and kernel wait channel in that one line, the blocked tasks' kernel stacks and the
+# server's log below it, then kills the clients the test waits for so that the suite can go on.
+# A heartbeat line a minute tells a hung guest kernel (no heartbeat) from hung processes.
+WD_SECS=${WD_SECS:-120}
+RJ_PROGRESS=$RJ_TMP/progress
+RJ_STEP=setup
+
+step() {
+    RJ_STEP=$1
+    progress
+}
+
+progress() { echo "$RJ_STEP $(cut -d. -f1 /proc/uptime)" >"$RJ_PROGRESS" 2>/dev/null; }
+
+# One word per user process: comm:pid:state:wchan (kernel threads, whose cmdline is empty,
+# left out; so are the watchdog's own subshell and readers).
+wd_processes() {
+    for _d in /proc/[0-9]*; do
+        [ -n "$(head -c 1 "$_d/cmdline" 2>/dev/null)" ] || continue # /proc files have size 0
+        _p=${_d#/proc/}
+        [ "$_p" = "$WD_PID" ] && continue
+        _st=$(sed -n 's/^State:\t\(.\).*/\1/p' "$_d/status" 2>/dev/null)
+        printf '%s:%s:%s:%s ' "$(cat "$_d/comm" 2>/dev/null)" "$_p" "$_st" \
+            "$(cat "$_d/wchan" 2>/dev/null)"
+    done
+}
+
+# The server's threads on one line (name:tid:state:wchan), the kernel stacks of every task not
+# sleeping interruptibly and of the server's threads, and the server's last log lines.
+wd_details() {
+    _sp=$(cat "$RJ_TMP/server.pid" 2>/dev/null)
+    [ -n "$_sp" ] && [ -d "/proc/$_sp" ] || _sp=
+    if [ -n "$_sp" ]; then
+        _l=
+        for _t in /proc/"$_sp"/task/[0-9]*; do
+            _l="$_l $(cat "$_t/comm" 2>/dev/null):${_t##*/}:$(sed -n 's/^State:\t\(.\).*/\1/p' \
+                "$_t/status" 2>/dev/null):$(cat "$_t/wchan" 2>/dev/null)"
+        done
+        echo "# wd: server $_sp threads:$_l"
+    fi
+    for _t in /proc/[0-9]*/task/[0-9]*; do
+        _st=$(sed -n 's/^State:\t\(.\).*/\1/p' "$_t/status" 2>/dev/null)
+        [ -n "$_st" ] || continue # gone meanwhile
+        # Sleeping tasks only if they are the server's.
+        if [ "$_st" = S ] || [ "$_st" = I ]; then
+            [ -n "$_sp" ] || continue
+            case $_t in "/proc/$_sp/"*) ;; *) continue ;; esac
+        fi
+        echo "# wd: task ${_t#/proc/} $(cat "$_t/comm" 2>/dev/null) state $_st:" \
+            "$(head -n 8 "$_t/stack" 2>/dev/null | sed 's/+0x.*//' | tr '\n' ' ')"
+    done
+    echo "# wd: server log (last lines):"
+    tail -n 15 "$RJ_SERVER_LOG" 2>/dev/null | sed 's/^/# wd:   /'
+}
+
+# The clients a stuck test waits for (not the server: the next tests see to it).
+wd_unstick() {
+    for _d in /proc/[0-9]*; do
+        _c=$(tr '\0' ' ' <"$_d/cmdline" 2>/dev/null)
+        case $_c in
+        "timeout -s KILL "* | "$RUNJOB ping "* | "$RUNJOB run "* | "$RUNJOB start "* | \
+            "$RUNJOB stop "* | "$RUNJOB status "* | "$RUNJOB list "* | "$RUNJOB stream "*)
+            kill -KILL "${_d#/proc/}" 2>/dev/null ;;
+        esac
+    done
+}
+
+# Runs in the background for the whole suite: wd_start, then wd_stop at the end.
+wd_loop() {
+    _beat=0
+    while :; do
+        sleep 5
+        read -r _name _t <"$RJ_PROGRESS" 2>/dev/null || continue
+        _now=$(cut -d. -f1 /proc/uptime)
+        if [ $((_now - _beat)) -ge 60 ]; then
+            echo "# heartbeat: uptime ${_now}s, in $_name since ${_t}s"
+            _beat=$_now
+        fi
+        [ $((_now - _t)) -ge "$WD_SECS" ] || continue
+        echo "FAIL: watchdog -- no progress for $((_now - _t))s in $_name; processes" \
+            "(comm:pid:state:wchan): $(wd_processes)"
+        wd_details
+        wd_unstick
+        echo "$_name $_now" >"$RJ_PROGRESS"
+    done
+}
+
+wd_start() {
+    progress
+    wd_loop &
+    WD_PID=$!
+}
+
+wd_stop() { [ -n "${WD_PID:-}" ] && kill "$WD_PID" 2>/dev/null; }
 
 # rj_as USER VERB ARGS...: the real client against the guest server, bounded in time.
 rj_as() {
@@ -159,13 +260,21 @@ rj_server_start() {
             --server-key-path "$RJ_CERTS/server-key.pem" "$@"
     ) >>"$RJ_SERVER_LOG" 2>&1 &
     RJ_SERVER_PID=$!
-    _i=0
-    while [ $_i -lt 150 ]; do
-        rj ping >/dev/null 2>&1 && return 0
+    echo "$RJ_SERVER_PID" >"$RJ_TMP/server.pid" # for the watchdog, a subshell
+    # At most a minute in all, each ping at most 10 s: a server that takes the connection but
+    # never answers must not hold the suite for 150 client deadlines.
+    _end=$(($(now_cs) + 6000))
+    _ct=$CLIENT_TIMEOUT
+    CLIENT_TIMEOUT=10
+    while [ "$(now_cs)" -lt "$_end" ]; do
+        if rj ping >/dev/null 2>&1; then
+            CLIENT_TIMEOUT=$_ct
+            return 0
+        fi
         kill -0 "$RJ_SERVER_PID" 2>/dev/null || break
         sleep 0.2
-        _i=$((_i + 1))
     done
+    CLIENT_TIMEOUT=$_ct
     return 1
 }
 

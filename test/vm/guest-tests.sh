@@ -393,11 +393,12 @@ t_io() {
 
 # pids.max: a fork bomb (every process forks copies of itself forever; one whose fork fails
 # exits, which lets another fork) never has more than 20 processes, and the kernel reports the
-# refused forks. The command itself is `sleep 8`; --memory keeps the guest alive if the pids
-# limit does not hold (then the test fails on pids.current).
+# refused forks. The command itself is `sleep 60`, stopped once sampled (for at most 3 s: on a
+# busy TCG host ten samples took longer than the 8 s sleep it used to be); --memory keeps the
+# guest alive if the pids limit does not hold (then the test fails on pids.current).
 t_pids() {
     need_server pids-limit || return
-    if ! start_job id --pids 20 --memory 128M /bin/sh -c 'f() { while :; do f & done; }; f & exec sleep 8'; then
+    if ! start_job id --pids 20 --memory 128M /bin/sh -c 'f() { while :; do f & done; }; f & exec sleep 60'; then
         fail pids-limit "start failed: $START_OUT"
         return
     fi
@@ -407,7 +408,8 @@ t_pids() {
     maxcur=0
     ev=0
     i=0
-    while [ $i -lt 10 ] && [ -d "$d" ]; do
+    end=$(($(now_cs) + 300))
+    while [ $i -lt 10 ] && [ "$(now_cs)" -lt "$end" ] && [ -d "$d" ]; do
         c=$(cat "$d/pids.current" 2>/dev/null)
         [ -n "$c" ] && [ "$c" -gt "$maxcur" ] && maxcur=$c
         e=$(sed -n 's/^max //p' "$d/pids.events" 2>/dev/null)
@@ -549,25 +551,27 @@ t_change_limits() {
 
 # --- run -------------------------------------------------------------------------------------
 note "tests: ${RJ_TESTS:-all} (mode $RJ_MODE)"
-want cgroup-layout && t_cgroup_layout
-want runjob-version && t_version
-want cgroup-change-limits && t_change_limits
-t_certs
-t_server_start
-want cgroup-first && t_cgroup_first
-want run-exit-code && t_run_exit_code
-want list-stream && t_list_stream
-want no-internal-process && t_no_internal
-want cpu-throttle && t_cpu
-want memory-oom && t_memory
-want usage && t_usage
-want io-limit && t_io
-want stop-kills-daemon && t_stop
-want pids-limit && t_pids
-want restart-prepared && t_restart_prepared
-t_server_stop
+wd_start
+want cgroup-layout && step cgroup-layout && t_cgroup_layout
+want runjob-version && step runjob-version && t_version
+want cgroup-change-limits && step cgroup-change-limits && t_change_limits
+step certs && t_certs
+step server-start && t_server_start
+want cgroup-first && step cgroup-first && t_cgroup_first
+want run-exit-code && step run-exit-code && t_run_exit_code
+want list-stream && step list-stream && t_list_stream
+want no-internal-process && step no-internal-process && t_no_internal
+want cpu-throttle && step cpu-throttle && t_cpu
+want memory-oom && step memory-oom && t_memory
+want usage && step usage && t_usage
+want io-limit && step io-limit && t_io
+want stop-kills-daemon && step stop-kills-daemon && t_stop
+want pids-limit && step pids-limit && t_pids
+want restart-prepared && step restart-prepared && t_restart_prepared
+step server-stop && t_server_stop
 if [ "$T_FAILED" -gt 0 ] && [ -s "$RJ_SERVER_LOG" ]; then
     note "server log (last lines):"
     show "$RJ_SERVER_LOG" 25
 fi
-note "guest: $T_PASSED passed, $T_FAILED failed"
+wd_stop
+note "guest: $T_PASSED passed, $T_FAILED failed (a watchdog FAIL is counted by the host only)"
