@@ -287,6 +287,28 @@ rj_server_stop() {
         _i=$((_i + 1))
     done
     kill -KILL "$RJ_SERVER_PID" 2>/dev/null
-    wait "$RJ_SERVER_PID" 2>/dev/null
+    reap_server
     RJ_SERVER_PID=
+}
+
+# threads_dead PID: every thread of the process has exited (zombie or gone): `wait` returns.
+threads_dead() {
+    for _s in /proc/"$1"/task/*/status; do
+        [ -r "$_s" ] || continue
+        grep -q '^State:.*[ZX]' "$_s" 2>/dev/null || return 1
+    done
+    return 0
+}
+
+# Reaps the server after its SIGKILL. `wait` would block for as long as one of its threads is
+# stuck in the kernel: give it 20 s, then FAIL server-exit with what every process waits on.
+reap_server() {
+    _end=$(($(now_cs) + 2000))
+    while ! threads_dead "$RJ_SERVER_PID" && [ "$(now_cs)" -lt "$_end" ]; do sleep 0.1; done
+    if ! threads_dead "$RJ_SERVER_PID"; then
+        fail server-exit "server $RJ_SERVER_PID still there 20 s after SIGKILL; processes" \
+            "(comm:pid:state:wchan): $(wd_processes)"
+        return 1
+    fi
+    wait "$RJ_SERVER_PID" 2>/dev/null
 }

@@ -509,7 +509,7 @@ t_restart_prepared() {
     [ -n "$ids" ] && [ "$n" -gt 0 ] && [ "$n" = "$(echo $ids | wc -w)" ] ||
         bad="prepared slots '$ids', $n with a cgroup"
     kill -KILL "$RJ_SERVER_PID" 2>/dev/null
-    wait "$RJ_SERVER_PID" 2>/dev/null
+    reap_server
     # The server moved itself into the "server" leaf of its cgroup on its first start.
     srv=${SERVER_CGROUP:+$SERVER_CGROUP/server}
     # shellcheck disable=SC2086
