@@ -220,11 +220,15 @@ demo: deps
 	$(MAKE) all
 	test/demo.sh
 
+# Tests and benchmarks too: they are read as often as the code.
+FMT_SRC = $(CORE_SRC) $(wildcard core/*.h) $(APPLET_SRC) applets/*.h main.c \
+	$(wildcard test/*.h test/*/*.c test/*/*.h bench/*.c)
+
 fmt:
-	clang-format -i $(CORE_SRC) $(wildcard core/*.h) $(APPLET_SRC) applets/*.h main.c
+	clang-format -i $(FMT_SRC)
 
 fmt-check:
-	clang-format --dry-run --Werror $(CORE_SRC) $(wildcard core/*.h) $(APPLET_SRC) applets/*.h main.c
+	clang-format --dry-run --Werror $(FMT_SRC)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -190,7 +190,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "-g") == 0 && i + 1 < argc)
             gap_ms = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_rpc [start|scale] [-n N] [-g GAP_MS] [-c THREADS] [-l LISTS]\n");
+            fprintf(stderr,
+                    "usage: bench_rpc [start|scale] [-n N] [-g GAP_MS] [-c THREADS] [-l LISTS]\n");
             return 2;
         }
     }

@@ -3,8 +3,8 @@
  * same run: clone3 with the same namespaces, / made private, a fresh /proc, exec /bin/true,
  * wait (no shim, no cgroups unless --cgroups). Samples alternate so that machine noise hits
  * both alike. Each job's cgroup is made ahead (job_cgroup_reserve), as the server does with its
- * prepared slots, right after the previous job, outside the measured time. Prints p50/p99 of each and the ratio (target: job p50 <= 1.5x floor). No
- * assertions. Needs root.
+ * prepared slots, right after the previous job, outside the measured time. Prints p50/p99 of each
+ * and the ratio (target: job p50 <= 1.5x floor). No assertions. Needs root.
  *
  *   bench_spawn [-n N] [--cgroups] [--floor-only] [--no-net] [--prespawn N] [--gap-ms MS]
  *     --floor-only  print only the floor's samples, one per line in ms (bench/run.sh)
@@ -75,8 +75,8 @@ static double floor_once(const struct opts *o, int seq)
             return -1;
     }
     memset(&ca, 0, sizeof(ca));
-    ca.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-               (o->no_net ? 0 : CLONE_NEWNET);
+    ca.flags =
+        CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (o->no_net ? 0 : CLONE_NEWNET);
     ca.exit_signal = SIGCHLD;
     pid = syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid == 0) {
@@ -228,8 +228,8 @@ int main(int argc, char **argv)
     printf("floor (clone %s+ /proc + exec%s): p50 %.3f ms  p99 %.3f ms  (%d)\n",
            o.no_net ? "pid,mnt,uts,ipc " : "pid,mnt,net,uts,ipc ", o.cgroups ? " + v1 cgroups" : "",
            pct(fl, nf, 0.5), pct(fl, nf, 0.99), nf);
-    printf("job_start+wait /bin/true (prespawn %d):  p50 %.3f ms  p99 %.3f ms  (%d)\n",
-           o.prespawn, pct(jb, nj, 0.5), pct(jb, nj, 0.99), nj);
+    printf("job_start+wait /bin/true (prespawn %d):  p50 %.3f ms  p99 %.3f ms  (%d)\n", o.prespawn,
+           pct(jb, nj, 0.5), pct(jb, nj, 0.99), nj);
     printf("ratio job/floor: p50 %.2fx  p99 %.2fx  (target p50 <= 1.5x)\n",
            pct(jb, nj, 0.5) / pct(fl, nf, 0.5), pct(jb, nj, 0.99) / pct(fl, nf, 0.99));
     free(fl);

@@ -5,23 +5,20 @@
 #include "core/cgroup.h"
 
 /* Every field of LIMITS_HI is above LIMITS_LO's. */
-#define LIMITS_LO                                                                                 \
-    {.cpu_millis = 300,                                                                           \
-     .memory_bytes = 48 << 20,                                                                    \
-     .io_riops = 100,                                                                             \
-     .io_wiops = 200,                                                                             \
-     .io_rbps = 1 << 20,                                                                          \
-     .io_wbps = 2 << 20,                                                                          \
-     .pids = 40}
-#define LIMITS_HI                                                                                 \
-    {.cpu_millis = 1700,                                                                          \
-     .memory_bytes = 160 << 20,                                                                   \
-     .io_riops = 900,                                                                             \
-     .io_wiops = 800,                                                                             \
-     .io_rbps = 9 << 20,                                                                          \
-     .io_wbps = 8 << 20,                                                                          \
-     .pids = 400}
-#define LIMITS_MIXED {.memory_bytes = 32 << 20, .io_riops = 100, .io_wbps = 9 << 20, .pids = 1000}
+#define LIMITS_LO                                                                                  \
+    {                                                                                              \
+        .cpu_millis = 300, .memory_bytes = 48 << 20, .io_riops = 100, .io_wiops = 200,             \
+        .io_rbps = 1 << 20, .io_wbps = 2 << 20, .pids = 40                                         \
+    }
+#define LIMITS_HI                                                                                  \
+    {                                                                                              \
+        .cpu_millis = 1700, .memory_bytes = 160 << 20, .io_riops = 900, .io_wiops = 800,           \
+        .io_rbps = 9 << 20, .io_wbps = 8 << 20, .pids = 400                                        \
+    }
+#define LIMITS_MIXED                                                                               \
+    {                                                                                              \
+        .memory_bytes = 32 << 20, .io_riops = 100, .io_wbps = 9 << 20, .pids = 1000                \
+    }
 
 static const struct cg_limit_pair {
     struct cg_limits from, to;

@@ -17,8 +17,6 @@
 #include "core/log.h"
 #include "core/rpc.h"
 
-
-
 /* Digits only, without leading zeros, compared with the printed value. */
 static void check_digits(const char *s, uint64_t v)
 {
@@ -130,8 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *p = strbuf_str(b);
         size_t len = strbuf_len(b);
         bool oom = strbuf_is_failed(b);
-        FUZZ_CHECK(oom ||
-                   (len >= 2 && p[0] == '"' && p[len - 1] == '"' && strlen(p) == len));
+        FUZZ_CHECK(oom || (len >= 2 && p[0] == '"' && p[len - 1] == '"' && strlen(p) == len));
         for (size_t k = 0; !oom && k < len; k++)
             FUZZ_CHECK((unsigned char)p[k] >= 0x20); /* control bytes are escaped */
         strbuf_free(b);

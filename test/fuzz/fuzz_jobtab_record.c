@@ -10,8 +10,6 @@
 
 #include "core/jobtable.h"
 
-
-
 static int str_eq(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);

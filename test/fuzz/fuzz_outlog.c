@@ -11,7 +11,6 @@
 
 #include "core/outlog.h"
 
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static char path[64];

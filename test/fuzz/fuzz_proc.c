@@ -9,8 +9,6 @@
 
 #include "core/proc.h"
 
-
-
 /* proc_parse_cgroup's controllers: v2 (NULL, ""), v1 roles, a named hierarchy. */
 static const char *const controllers[] = {NULL,      "",        "memory", "cpu",         "pids",
                                           "freezer", "cpuacct", "blkio",  "name=systemd"};

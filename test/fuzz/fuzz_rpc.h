@@ -12,8 +12,6 @@
 
 #include "core/rpc.h"
 
-
-
 /* The policy applet_serve_main starts with (applets/serve.c), maxima for a 2-CPU host. */
 static const struct rpc_policy fuzz_policy_base = {
     .defaults = {.cpu_millis = 1000,

@@ -9,8 +9,6 @@
 
 #include "core/rpc.h"
 
-
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     Jobmanager__V1__OutputChunk *ref;

@@ -424,8 +424,8 @@ static bool same_but_zero_device_stats(const char *want, const char *got)
         char name[32], zero[8];
         char line[256];
         snprintf(line, sizeof(line), "%.*s", (int)n, l);
-        bool zero_dev = sscanf(line, "%u:%u %31s %7s", &maj, &min, name, zero) == 4 &&
-                        strcmp(zero, "0") == 0;
+        bool zero_dev =
+            sscanf(line, "%u:%u %31s %7s", &maj, &min, name, zero) == 4 && strcmp(zero, "0") == 0;
         if (!zero_dev) {
             memcpy(kept + len, l, n);
             len += n;

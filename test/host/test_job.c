@@ -96,7 +96,8 @@ Test(job, ps_sees_only_the_job)
 Test(job, proc_is_the_jobs_own)
 {
     struct run run;
-    start(&run, "/bin/sh", (const char *const[]){"-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '", NULL});
+    start(&run, "/bin/sh",
+          (const char *const[]){"-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '", NULL});
     finish(&run);
     char *out = output(&run, OUTLOG_SELECT_ALL);
     cr_expect(strncmp(out, "2\n", 2) == 0, "%s", out);
@@ -151,9 +152,10 @@ Test(job, runs_as_nobody_without_privileges)
 {
     struct run run;
     start(&run, "/bin/sh",
-          (const char *const[]){"-c", "id -u; id -g; id -G; pwd; "
-                                      "grep -E '^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):'"
-                                      " /proc/self/status; env",
+          (const char *const[]){"-c",
+                                "id -u; id -g; id -G; pwd; "
+                                "grep -E '^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):'"
+                                " /proc/self/status; env",
                                 NULL});
     finish(&run);
     char *out = output(&run, OUTLOG_SELECT_ALL);
@@ -241,7 +243,7 @@ Test(job, mount_and_unshare_fail_with_eperm_even_for_root)
 /* ---- concurrency */
 
 #define N_THREADS 4
-#define N_JOBS 50
+#define N_JOBS    50
 
 struct batch {
     int first, count;

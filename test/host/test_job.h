@@ -52,9 +52,8 @@ static inline void need_root(void)
 
 static inline struct job_runner *new_runner(bool allow_root)
 {
-    struct job_runner_config cfg = {.shim_exe = runjob_bin(),
-                                    .allow_root_user = allow_root,
-                                    .prespawn_shims = TEST_PRESPAWN};
+    struct job_runner_config cfg = {
+        .shim_exe = runjob_bin(), .allow_root_user = allow_root, .prespawn_shims = TEST_PRESPAWN};
     struct job_runner *r = NULL;
 
     cr_assert_eq(job_runner_new(&cfg, &r), 0, "job_runner_new failed");

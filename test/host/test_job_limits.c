@@ -51,7 +51,8 @@ Test(job, memory_hog_is_oom_killed_and_reported)
 Test(job, cpu_time_is_reported)
 {
     struct run run;
-    start(&run, "/bin/sh", (const char *const[]){"-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done", NULL});
+    start(&run, "/bin/sh",
+          (const char *const[]){"-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done", NULL});
     finish(&run);
     cr_expect_eq(run.st.exit_code, 0);
     cr_expect(run.st.cpu_usec > 10000, "cpu %llu us", (unsigned long long)run.st.cpu_usec);
@@ -84,10 +85,13 @@ Test(job, cgroup_made_ahead_is_the_jobs_with_its_limits)
  * higher, one lifted (0), one kept. The job's cgroup has its own, as if made at its start. */
 Test(job, cgroup_made_ahead_with_defaults_gets_the_limits_its_start_asked_for)
 {
-    struct job_limits dflt = {.pids = 1024, .memory_bytes = 512000000, .cpu_millis = 1000,
-                              .io_riops = 400000, .io_wiops = 400000};
-    struct job_limits lim = {.pids = 2048, .memory_bytes = 96 << 20, .cpu_millis = 1000,
-                             .io_wiops = 400000};
+    struct job_limits dflt = {.pids = 1024,
+                              .memory_bytes = 512000000,
+                              .cpu_millis = 1000,
+                              .io_riops = 400000,
+                              .io_wiops = 400000};
+    struct job_limits lim = {
+        .pids = 2048, .memory_bytes = 96 << 20, .cpu_millis = 1000, .io_wiops = 400000};
     struct run run, same;
     char buf[64], want[64];
 
@@ -97,9 +101,9 @@ Test(job, cgroup_made_ahead_with_defaults_gets_the_limits_its_start_asked_for)
     cr_expect_str_eq(cgroup_file("memory", run.id, "memory.limit_in_bytes", buf, sizeof(buf)),
                      "100663296");
     cr_expect_str_eq(cgroup_file("cpu", run.id, "cpu.cfs_quota_us", buf, sizeof(buf)), "100000");
-    cr_expect_str_eq(cgroup_file("blkio", run.id, "blkio.throttle.read_iops_device", buf,
-                                 sizeof(buf)),
-                     "", "the read limit the start lifted is still there");
+    cr_expect_str_eq(
+        cgroup_file("blkio", run.id, "blkio.throttle.read_iops_device", buf, sizeof(buf)), "",
+        "the read limit the start lifted is still there");
     cgroup_file("blkio", run.id, "blkio.throttle.write_iops_device", buf, sizeof(buf));
     cr_expect(strstr(buf, " 400000") != NULL, "write iops '%s'", buf);
 

@@ -150,8 +150,13 @@ Test(job, end_is_published_before_the_shim_exits_and_job_wait_waits_for_it)
     make_id(id, sizeof(id));
     snprintf(logpath, sizeof(logpath), "%s/%s.log", tmpdir, id);
     cr_assert_eq(outlog_create(logpath, 0, &log), 0);
-    struct job_spec spec = {.id = id, .path = "/bin/sh", .args = args, .n_args = 2,
-                            .uid = NOBODY, .gid = NOBODY, .log = log};
+    struct job_spec spec = {.id = id,
+                            .path = "/bin/sh",
+                            .args = args,
+                            .n_args = 2,
+                            .uid = NOBODY,
+                            .gid = NOBODY,
+                            .log = log};
     cr_assert_eq(job_start(runner, &spec, on_end_probe, &probe, &j, err, sizeof(err)), 0, "%s",
                  err);
     job_get_state(j, &st);
@@ -255,8 +260,7 @@ Test(job, releasing_a_cgroup_made_ahead_kills_and_reaps_its_shim)
     job_cgroup_release(cg);
     cr_expect_not(cgroup_exists(run.id));
     errno = 0;
-    cr_expect(kill(shim, 0) < 0 && errno == ESRCH, "shim %d still there (or a zombie)",
-              (int)shim);
+    cr_expect(kill(shim, 0) < 0 && errno == ESRCH, "shim %d still there (or a zombie)", (int)shim);
 }
 
 /* A host-network job cannot use the shim in its cgroup (made with a private network): that one
@@ -268,8 +272,7 @@ Test(job, a_host_network_job_in_a_cgroup_made_ahead_gets_its_own_shim)
     pid_t shim = reserve_with_shim(&run, &cg);
 
     start_spec(&run, runner, NULL, JOB_NET_HOST, NOBODY, NULL, "/bin/sh",
-               (const char *const[]){"-c", "ls /sys/class/net | grep -vx lo | head -1", NULL},
-               cg);
+               (const char *const[]){"-c", "ls /sys/class/net | grep -vx lo | head -1", NULL}, cg);
     cr_assert_eq(run.r, 0, "%s", run.err);
     errno = 0;
     cr_expect(kill(shim, 0) < 0 && errno == ESRCH, "the private-network shim %d is still there",

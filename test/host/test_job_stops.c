@@ -123,7 +123,8 @@ Test(job, stop_with_sigterm)
 Test(job, sigterm_ignoring_command_is_killed_after_grace)
 {
     struct run run;
-    start(&run, "/bin/sh", (const char *const[]){"-c", "trap '' TERM; while :; do sleep 0.05; done", NULL});
+    start(&run, "/bin/sh",
+          (const char *const[]){"-c", "trap '' TERM; while :; do sleep 0.05; done", NULL});
     usleep(100 * 1000);
     int64_t t0 = now_ms();
     cr_expect_eq(job_stop(run.j, SIGTERM, 300), 0);
@@ -140,8 +141,9 @@ Test(job, setsid_daemon_leaves_nothing_after_stop)
 {
     struct run run;
     start(&run, "/bin/sh",
-          (const char *const[]){"-c", "(setsid sh -c 'trap \"\" TERM HUP; exec sleep 1000' &); "
-                                      "sleep 1000",
+          (const char *const[]){"-c",
+                                "(setsid sh -c 'trap \"\" TERM HUP; exec sleep 1000' &); "
+                                "sleep 1000",
                                 NULL});
     pid_t pids[16];
     int n = 0;
@@ -189,7 +191,8 @@ Test(job, runner_free_kills_running_jobs)
 {
     struct job_runner *r = new_runner(false);
     struct run run;
-    start_ex(&run, r, NULL, JOB_NET_NONE, NOBODY, "/bin/sleep", (const char *const[]){"1000", NULL});
+    start_ex(&run, r, NULL, JOB_NET_NONE, NOBODY, "/bin/sleep",
+             (const char *const[]){"1000", NULL});
     cr_assert_eq(run.r, 0, "%s", run.err);
     job_runner_free(r);
     job_get_status(run.j, &run.st);

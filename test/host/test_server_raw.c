@@ -92,9 +92,11 @@ static void stop_server(void)
 static grpc_status_code call_raw(grpc_channel *ch, const char *method, const void *req, size_t len)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(10, GPR_TIMESPAN));
-    grpc_call *call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                               grpc_slice_from_static_string(method), NULL, dl, NULL);
+    gpr_timespec dl =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(10, GPR_TIMESPAN));
+    grpc_call *call =
+        grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                 grpc_slice_from_static_string(method), NULL, dl, NULL);
     grpc_slice s = grpc_slice_from_copied_buffer(req, len);
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
     grpc_byte_buffer *resp = NULL;
@@ -177,11 +179,13 @@ Test(server_raw, malformed_protobuf_is_invalid_argument)
         const char *bytes;
         size_t len;
     } junk[] = {
-        {"\x0a\x05" "a", 3},                        /* length past the end */
-        {"\x08\xff\xff\xff\xff\xff\xff\xff", 8},    /* unterminated varint */
-        {"\x0f", 1},                                /* wire type 7 */
-        {"\x00\x01", 2},                            /* field 0 */
-        {"\x0b", 1},                                /* start group */
+        {"\x0a\x05"
+         "a",
+         3},                                     /* length past the end */
+        {"\x08\xff\xff\xff\xff\xff\xff\xff", 8}, /* unterminated varint */
+        {"\x0f", 1},                             /* wire type 7 */
+        {"\x00\x01", 2},                         /* field 0 */
+        {"\x0b", 1},                             /* start group */
     };
     grpc_channel *ch;
 

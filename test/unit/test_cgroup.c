@@ -244,8 +244,10 @@ Test(cg, v1_changed_limits_equal_limits_at_create)
 Test(cg, v1_change_writes_only_what_differs)
 {
     static const char *const marked[] = {
-        "cpu/runjob/j/cpu.cfs_period_us",   "cpu/runjob/j/cpu.cfs_quota_us",
-        "memory/runjob/j/memory.limit_in_bytes", "memory/runjob/j/memory.memsw.limit_in_bytes",
+        "cpu/runjob/j/cpu.cfs_period_us",
+        "cpu/runjob/j/cpu.cfs_quota_us",
+        "memory/runjob/j/memory.limit_in_bytes",
+        "memory/runjob/j/memory.memsw.limit_in_bytes",
         "pids/runjob/j/pids.max",
     };
     static const char *const fifos[] = {
@@ -430,7 +432,6 @@ Test(cg, v1_usage)
     write_file("memory/runjob/job1/memory.oom_control", "oom_kill x\n");
     cr_assert_eq(cg_read_usage(cg, &u), -EINVAL);
 }
-
 
 Test(cg, v1_kill_freezes_kills_thaws)
 {

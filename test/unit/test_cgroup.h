@@ -285,7 +285,6 @@ static const struct cg_limits full_limits = {
     .pids = 32,
 };
 
-
 /* What the kernel would show for the blkio.throttle FIFO rel, from the writes it got:
  * "MAJ:MIN V" sets the device's rule, V 0 removes it; one line per rule, sorted. */
 static inline char *fold_blkio(const char *rel)
@@ -379,9 +378,9 @@ static inline char *fold_io_max(const char *rel)
         for (size_t k = 0; k < 4; k++)
             any |= strcmp(val[best][k], "max") != 0;
         if (any)
-            len += (size_t)snprintf(out + len, 8192 - len, "%u:%u rbps=%s wbps=%s riops=%s wiops=%s\n",
-                                    dev[best][0], dev[best][1], val[best][0], val[best][1],
-                                    val[best][2], val[best][3]);
+            len += (size_t)snprintf(
+                out + len, 8192 - len, "%u:%u rbps=%s wbps=%s riops=%s wiops=%s\n", dev[best][0],
+                dev[best][1], val[best][0], val[best][1], val[best][2], val[best][3]);
     }
 }
 

@@ -105,8 +105,8 @@ Test(client, chunk_parse_final_status)
 Test(client, chunk_parse_skips_unknown_fields)
 {
     /* data "hi", then field 9 varint, field 10 fixed64, field 11 bytes, field 12 fixed32 */
-    const uint8_t buf[] = {0x0a, 2, 'h', 'i', 0x48, 0x96, 0x01, 0x51, 1, 2, 3, 4, 5, 6, 7, 8,
-                           0x5a, 3, 'x', 'y', 'z', 0x65, 1, 2, 3, 4, 0x10, 2};
+    const uint8_t buf[] = {0x0a, 2, 'h',  'i', 0x48, 0x96, 0x01, 0x51, 1, 2, 3, 4, 5,    6,
+                           7,    8, 0x5a, 3,   'x',  'y',  'z',  0x65, 1, 2, 3, 4, 0x10, 2};
     struct rpc_chunk c;
     cr_assert_eq(rpc_chunk_parse(buf, sizeof(buf), &c), 0);
     cr_expect_eq(c.len, 2);
@@ -131,8 +131,12 @@ Test(client, chunk_parse_rejects_malformed)
         {"start group", {0x0b}, 1},
         {"end group", {0x0c}, 1},
         {"wire type 6", {0x0e}, 1},
-        {"eleven-byte varint", {0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 12},
-        {"varint past 64 bits", {0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, 11},
+        {"eleven-byte varint",
+         {0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+         12},
+        {"varint past 64 bits",
+         {0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+         11},
         {"truncated fixed32", {0x65, 1, 2}, 3},
         {"final_status not a JobStatus", {0x2a, 2, 0x08, 0x80}, 4},
     };
@@ -288,7 +292,8 @@ Test(client, parse_values)
     cr_expect_eq(u, 4000);
     cr_expect_eq(fmt_parse_size("100B", &u), 0);
     cr_expect_eq(u, 100);
-    const char *bad_sizes[] = {"", "M", "-1", "1.5G", "12X", "1 G", "1GG", "0x10", " 1", "1KBB", "1iB", "1KiBB", "1BB"};
+    const char *bad_sizes[] = {"",     "M",  "-1",   "1.5G", "12X",   "1 G", "1GG",
+                               "0x10", " 1", "1KBB", "1iB",  "1KiBB", "1BB"};
     for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++)
         cr_expect_eq(fmt_parse_size(bad_sizes[i], &u), -EINVAL, "'%s'", bad_sizes[i]);
     cr_expect_eq(fmt_parse_size("99999999999999999999", &u), -ERANGE);
@@ -390,14 +395,15 @@ Test(client, json_job_status_is_valid_and_uses_proto_names)
 {
     struct strbuf *b = json_of(&sample_status()->base);
     cr_expect(json_valid(strbuf_str(b)), "%s", strbuf_str(b));
-    cr_expect(json_check(strbuf_str(b),
-                         "d[\"id\"]==\"7c9e6679-7425-40de-944b-e07fc1f90ae7\" and "
-                         "d[\"owner\"]==\"alice\" and d[\"state\"]==\"JOB_STATE_EXITED\" and "
-                         "d[\"exit_code\"]==3 and d[\"args\"][1]==\"echo \\\"hi\\\"\\n\\ttab "
-                         "\\\\ back\" and d[\"usage\"][\"output_truncated\"] is True and "
-                         "d[\"limits\"][\"memory_bytes\"]==1073741824 and "
-                         "d[\"start_time_ms\"]==1700000000000 and d[\"network\"]==\"NETWORK_MODE_NONE\""),
-              "%s", strbuf_str(b));
+    cr_expect(
+        json_check(strbuf_str(b),
+                   "d[\"id\"]==\"7c9e6679-7425-40de-944b-e07fc1f90ae7\" and "
+                   "d[\"owner\"]==\"alice\" and d[\"state\"]==\"JOB_STATE_EXITED\" and "
+                   "d[\"exit_code\"]==3 and d[\"args\"][1]==\"echo \\\"hi\\\"\\n\\ttab "
+                   "\\\\ back\" and d[\"usage\"][\"output_truncated\"] is True and "
+                   "d[\"limits\"][\"memory_bytes\"]==1073741824 and "
+                   "d[\"start_time_ms\"]==1700000000000 and d[\"network\"]==\"NETWORK_MODE_NONE\""),
+        "%s", strbuf_str(b));
     strbuf_free(b);
 
     Jobmanager__V1__JobStatus *jobs[] = {sample_status(), sample_status()};
@@ -482,8 +488,10 @@ Test(client, jobs_table_columns)
 static const char *describe(int code, const char *details, int64_t deadline_ms)
 {
     static struct rpc_error err;
-    struct rpc_peer peer = {.where = "127.0.0.1:8080", .host = "127.0.0.1",
-                            .ca_path = "certs/root-ca-cert.pem", .cert_path = "certs/alice-cert.pem"};
+    struct rpc_peer peer = {.where = "127.0.0.1:8080",
+                            .host = "127.0.0.1",
+                            .ca_path = "certs/root-ca-cert.pem",
+                            .cert_path = "certs/alice-cert.pem"};
     memset(&err, 0, sizeof(err));
     rpc_client_describe(&peer, code, details, NULL, deadline_ms, &err);
     cr_expect_eq(err.code, code);
@@ -492,29 +500,40 @@ static const char *describe(int code, const char *details, int64_t deadline_ms)
 
 Test(client, errors_in_plain_words)
 {
-    cr_expect_str_eq(describe(RPC_UNAVAILABLE, "failed to connect to all addresses; last error: "
-                                               "UNKNOWN: ipv4:127.0.0.1:1: Failed to connect to "
-                                               "remote host: Connection refused", 0),
+    cr_expect_str_eq(describe(RPC_UNAVAILABLE,
+                              "failed to connect to all addresses; last error: "
+                              "UNKNOWN: ipv4:127.0.0.1:1: Failed to connect to "
+                              "remote host: Connection refused",
+                              0),
                      "cannot connect to 127.0.0.1:8080: connection refused — is `runjob serve` "
                      "running?");
-    cr_expect_str_eq(describe(RPC_UNAVAILABLE, "failed to connect to all addresses; last error: "
-                                               "UNKNOWN: ipv4:127.0.0.1:18443: Ssl handshake "
-                                               "failed: SSL_ERROR_SSL: error:0A000086:SSL "
-                                               "routines::certificate verify failed", 0),
+    cr_expect_str_eq(describe(RPC_UNAVAILABLE,
+                              "failed to connect to all addresses; last error: "
+                              "UNKNOWN: ipv4:127.0.0.1:18443: Ssl handshake "
+                              "failed: SSL_ERROR_SSL: error:0A000086:SSL "
+                              "routines::certificate verify failed",
+                              0),
                      "rejected the server's certificate: it is not signed by the CA in "
                      "'certs/root-ca-cert.pem'");
-    cr_expect(strstr(describe(RPC_UNAVAILABLE, "failed to connect to all addresses; last error: "
-                                               "UNKNOWN: ipv4:127.0.0.1:58071: Peer name vm is "
-                                               "not in peer certificate", 0),
+    cr_expect(strstr(describe(RPC_UNAVAILABLE,
+                              "failed to connect to all addresses; last error: "
+                              "UNKNOWN: ipv4:127.0.0.1:58071: Peer name vm is "
+                              "not in peer certificate",
+                              0),
                      "server name mismatch"));
-    cr_expect(strstr(describe(RPC_UNAVAILABLE, "failed to connect to all addresses; last error: "
-                                               "UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed", 0),
+    cr_expect(strstr(describe(RPC_UNAVAILABLE,
+                              "failed to connect to all addresses; last error: "
+                              "UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed",
+                              0),
                      "closed the connection (did it reject our certificate "
                      "'certs/alice-cert.pem'?)"));
-    cr_expect(strstr(describe(RPC_UNAVAILABLE, "ssl3_read_bytes: tlsv13 alert certificate required", 0),
-                     "the server rejected our client certificate 'certs/alice-cert.pem'"));
-    cr_expect(strstr(describe(RPC_UNAVAILABLE, "connection attempt timed out before receiving "
-                                               "SETTINGS frame", 0),
+    cr_expect(
+        strstr(describe(RPC_UNAVAILABLE, "ssl3_read_bytes: tlsv13 alert certificate required", 0),
+               "the server rejected our client certificate 'certs/alice-cert.pem'"));
+    cr_expect(strstr(describe(RPC_UNAVAILABLE,
+                              "connection attempt timed out before receiving "
+                              "SETTINGS frame",
+                              0),
                      "does not answer as a runjob server"));
     cr_expect(strstr(describe(RPC_UNAVAILABLE, "DNS resolution failed for nosuch.invalid:8080", 0),
                      "cannot resolve the server host '127.0.0.1'"));

@@ -231,9 +231,9 @@ Test(client, accepted_flags_reach_the_dial, .init = no_certs)
     expect_parsed("ping", NULL);
     expect_parsed("ping", "-H", "127.0.0.1", "-P", "1", "-u", "alice", "-o", "json", NULL);
     expect_parsed("ping", "--server-host=::1", "--server-port=9", "--output=wide", NULL);
-    expect_parsed("start", "-j", "n", "--cpu", "500", "--memory", "1G", "--riops", "10",
-                  "--wiops", "20", "--rbps", "1M", "--wbps", "2M", "--pids", "10", "--network",
-                  "host", "/bin/ls", "-l", NULL);
+    expect_parsed("start", "-j", "n", "--cpu", "500", "--memory", "1G", "--riops", "10", "--wiops",
+                  "20", "--rbps", "1M", "--wbps", "2M", "--pids", "10", "--network", "host",
+                  "/bin/ls", "-l", NULL);
     expect_parsed("start", "-A", "-l", "-c", "/bin/ls", NULL);
     expect_parsed("run", "/bin/sh", "-c", "exit 3", NULL);
     expect_parsed("stop", "--signal", "INT", "--grace", "1m30s", "some-id", NULL);
@@ -247,8 +247,8 @@ Test(client, accepted_flags_reach_the_dial, .init = no_certs)
 
 Test(client, help_for_every_verb, .init = no_certs)
 {
-    const char *verbs[] = {"start", "run", "stop", "status", "query", "list", "stream", "ping",
-                           "completion"};
+    const char *verbs[] = {"start", "run",    "stop", "status",    "query",
+                           "list",  "stream", "ping", "completion"};
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
         char *out;
         cr_expect_eq(run_applet(&out, NULL, verbs[i], "--help", NULL), 0, "%s", verbs[i]);
@@ -276,20 +276,20 @@ Test(client, start_arguments, .init = no_certs)
     cr_expect(json_check(out, "d[\"command\"]==\"/bin/ls\" and d[\"args\"]==[\"-l\"]"), "%s", out);
     free(out);
     cr_assert_eq(run_applet(&out, NULL, "run", "--dry-run", "-j", "n", "-A", "a", "--memory",
-                            "512M", "--cpu", "250", "--network", "host", "--pids", "7",
-                            "--rbps", "1K", "/bin/echo", "b", "--", "c", NULL),
+                            "512M", "--cpu", "250", "--network", "host", "--pids", "7", "--rbps",
+                            "1K", "/bin/echo", "b", "--", "c", NULL),
                  0);
-    cr_expect(json_check(out, "d[\"name\"]==\"n\" and d[\"args\"]==[\"a\",\"b\",\"--\",\"c\"] and "
-                              "d[\"limits\"][\"memory_bytes\"]==536870912 and "
-                              "d[\"limits\"][\"cpu_millis\"]==250 and d[\"limits\"][\"pids\"]==7 and "
-                              "d[\"limits\"][\"io_rbps\"]==1024 and "
-                              "d[\"network\"]==\"NETWORK_MODE_HOST\""),
+    cr_expect(json_check(out,
+                         "d[\"name\"]==\"n\" and d[\"args\"]==[\"a\",\"b\",\"--\",\"c\"] and "
+                         "d[\"limits\"][\"memory_bytes\"]==536870912 and "
+                         "d[\"limits\"][\"cpu_millis\"]==250 and d[\"limits\"][\"pids\"]==7 and "
+                         "d[\"limits\"][\"io_rbps\"]==1024 and "
+                         "d[\"network\"]==\"NETWORK_MODE_HOST\""),
               "%s", out);
     free(out);
     /* -c and -- : everything after -- is an argument, even another -- */
-    cr_assert_eq(run_applet(&out, NULL, "start", "--dry-run", "-c", "/bin/echo", "--", "--", "x",
-                            NULL),
-                 0);
+    cr_assert_eq(
+        run_applet(&out, NULL, "start", "--dry-run", "-c", "/bin/echo", "--", "--", "x", NULL), 0);
     cr_expect(json_check(out, "d[\"args\"]==[\"--\",\"x\"]"), "%s", out);
     free(out);
 }
@@ -368,8 +368,7 @@ Test(client, jobctl_personality, .init = no_certs)
     cr_expect_eq(run_applet(NULL, &err, "jobctl", NULL), 2);
     free(err);
     /* accepted: reaches the dial, as jobctl, with client1's certificate by default */
-    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", "[::1]:9", "query", "id", NULL),
-                 1);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", "[::1]:9", "query", "id", NULL), 1);
     cr_expect(strstr(err, "jobctl: query: cannot read CA certificate"), "%s", err);
     free(err);
 }

@@ -30,8 +30,8 @@ static void teardown(void)
 
 static struct jobtab *table(unsigned cap)
 {
-    struct jobtab_config cfg = {.state_dir = state_dir, .admin_cns = admins,
-                                .max_running_per_user = cap};
+    struct jobtab_config cfg = {
+        .state_dir = state_dir, .admin_cns = admins, .max_running_per_user = cap};
     struct jobtab *t = NULL;
     cr_assert_eq(jobtab_new(&cfg, &t), 0);
     return t;
@@ -80,9 +80,13 @@ Test(jobtab, ids_are_uuid_v4)
 Test(jobtab, record_round_trip)
 {
     char *args[] = {"a b", "line1\nline2", "100%", "", "\x01\x7f\xc3\xa9"};
-    struct jobtab_spec spec = {.owner = "al=ice", .name = "n%ame\t", .command = "/bin/echo",
-                               .args = args, .n_args = 5,
-                               .limits = {1, 2, 3, 4, 5, 6, 7}, .network = JOB_NET_HOST,
+    struct jobtab_spec spec = {.owner = "al=ice",
+                               .name = "n%ame\t",
+                               .command = "/bin/echo",
+                               .args = args,
+                               .n_args = 5,
+                               .limits = {1, 2, 3, 4, 5, 6, 7},
+                               .network = JOB_NET_HOST,
                                .created_ns = 1700000000000123456u};
     struct jobtab_status st = {.output_bytes = 99, .output_truncated = true};
     struct jobtab_spec back;
@@ -132,7 +136,7 @@ Test(jobtab, record_parse_refuses_garbage)
     struct jobtab_status st;
     const char *bad[] = {
         "",
-        "id=01234567-89ab-4def-8123-456789abcdef\nowner=a\ncommand=/x\n",          /* no state */
+        "id=01234567-89ab-4def-8123-456789abcdef\nowner=a\ncommand=/x\n", /* no state */
         "id=01234567-89ab-4def-8123-456789abcdef\nowner=a\ncommand=/x\nstate=RUNNING", /* torn */
         "id=nope\nowner=a\ncommand=/x\nstate=RUNNING\n",
         "id=01234567-89ab-4def-8123-456789abcdef\nowner=a\ncommand=/x\nstate=BOGUS\n",
@@ -146,7 +150,9 @@ Test(jobtab, record_parse_refuses_garbage)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_expect_eq(jobtab_record_parse(bad[i], &s, &st), -EBADMSG, "case %zu", i);
     cr_expect_eq(jobtab_record_parse("id=01234567-89ab-4def-8123-456789abcdef\nowner=a\n"
-                                     "command=/x\nstate=EXITED\nfuture_key=1\n", &s, &st), 0);
+                                     "command=/x\nstate=EXITED\nfuture_key=1\n",
+                                     &s, &st),
+                 0);
     jobtab_spec_clear(&s);
 }
 
@@ -329,11 +335,11 @@ Test(jobtab, name_unique_among_owners_running_jobs)
     struct jobtab_entry *e = add(t, "alice", "build", 0);
 
     add(t, "alice", "build", -EEXIST);
-    add(t, "bob", "build", 0);     /* another owner may use the name */
-    add(t, "alice", "", 0);        /* unnamed jobs never clash */
+    add(t, "bob", "build", 0); /* another owner may use the name */
+    add(t, "alice", "", 0);    /* unnamed jobs never clash */
     add(t, "alice", "", 0);
     finish(t, e, 0);
-    add(t, "alice", "build", 0);   /* free again once the first ended */
+    add(t, "alice", "build", 0); /* free again once the first ended */
     jobtab_free(t);
 }
 

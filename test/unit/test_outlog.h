@@ -85,4 +85,3 @@ static inline int count_fds(void)
     closedir(d);
     return n;
 }
-

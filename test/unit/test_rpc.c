@@ -12,10 +12,16 @@
 #include "core/rpc.h"
 
 static const struct rpc_policy policy = {
-    .defaults = {.cpu_millis = 1000, .memory_bytes = 512000000, .io_riops = 400000,
-                 .io_wiops = 400000, .pids = 1024},
-    .maxima = {.cpu_millis = 4000, .memory_bytes = 1ull << 32, .io_riops = 1000000,
-               .io_wiops = 1000000, .pids = 32768},
+    .defaults = {.cpu_millis = 1000,
+                 .memory_bytes = 512000000,
+                 .io_riops = 400000,
+                 .io_wiops = 400000,
+                 .pids = 1024},
+    .maxima = {.cpu_millis = 4000,
+               .memory_bytes = 1ull << 32,
+               .io_riops = 1000000,
+               .io_wiops = 1000000,
+               .pids = 32768},
     .allow_host_network = false,
     .default_grace_ms = 10000,
 };
@@ -93,9 +99,10 @@ Test(rpc, start_every_invalid_field)
     name[RPC_MAX_NAME_BYTES] = 'n';
     name[RPC_MAX_NAME_BYTES + 1] = '\0';
     cr_expect_eq(start_code(&req), RPC_INVALID_ARGUMENT, "129-byte name");
-    const char *bad_names[] = {"tab\there", "nl\n", "del\x7f", "c1\xc2\x85", "bad\xff",
-                               "trunc\xc3", "overlong\xc0\xaf", "surrogate\xed\xa0\x80",
-                               "ls\xe2\x80\xa8"};
+    const char *bad_names[] = {
+        "tab\there",     "nl\n",      "del\x7f",          "c1\xc2\x85",
+        "bad\xff",       "trunc\xc3", "overlong\xc0\xaf", "surrogate\xed\xa0\x80",
+        "ls\xe2\x80\xa8"};
     for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
         req.name = (char *)bad_names[i];
         cr_expect_eq(start_code(&req), RPC_INVALID_ARGUMENT, "name case %zu", i);
@@ -136,9 +143,14 @@ Test(rpc, start_host_network_when_allowed)
 }
 
 static const char *bad_ids[] = {
-    "", "nope", "3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3D4E5F", "3f2b6c1e8a4d4c2e9b1f0a1b2c3d4e5f",
-    "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5", "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f0",
-    "3f2b6c1e-8a4d-4c2e-9b1f_0a1b2c3d4e5f", "../../../../etc/passwd-0000-0000-00000",
+    "",
+    "nope",
+    "3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3D4E5F",
+    "3f2b6c1e8a4d4c2e9b1f0a1b2c3d4e5f",
+    "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5",
+    "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f0",
+    "3f2b6c1e-8a4d-4c2e-9b1f_0a1b2c3d4e5f",
+    "../../../../etc/passwd-0000-0000-00000",
     "3f2b6c1g-8a4d-4c2e-9b1f-0a1b2c3d4e5f",
 };
 #define GOOD_ID "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f"
@@ -234,18 +246,18 @@ Test(rpc, errno_mapping)
 Test(rpc, malformed_bytes_are_invalid_argument)
 {
     const ProtobufCMessageDescriptor *descs[] = {
-        &jobmanager__v1__start_request__descriptor, &jobmanager__v1__stop_request__descriptor,
+        &jobmanager__v1__start_request__descriptor,  &jobmanager__v1__stop_request__descriptor,
         &jobmanager__v1__status_request__descriptor, &jobmanager__v1__list_request__descriptor,
         &jobmanager__v1__stream_request__descriptor, &jobmanager__v1__ping_request__descriptor,
     };
     static const uint8_t junk[][8] = {
-        {0x0a, 0x05, 'a'},             /* string field claims 5 bytes, has 1 */
+        {0x0a, 0x05, 'a'},                                /* string field claims 5 bytes, has 1 */
         {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, /* unterminated varint */
-        {0x0b},                        /* start group (deprecated wire type 3) */
-        {0x0f},                        /* invalid wire type 7 */
-        {0x00, 0x01},                  /* field number 0 */
-        {0x80, 0x00, 0x2a},            /* field number 0 in a two-byte tag (fuzz tier) */
-        {0x08, 0x00, 0x80, 0x00, 0x5d}, /* the same after a valid field */
+        {0x0b},                                           /* start group (deprecated wire type 3) */
+        {0x0f},                                           /* invalid wire type 7 */
+        {0x00, 0x01},                                     /* field number 0 */
+        {0x80, 0x00, 0x2a},                   /* field number 0 in a two-byte tag (fuzz tier) */
+        {0x08, 0x00, 0x80, 0x00, 0x5d},       /* the same after a valid field */
         {0xf8, 0xff, 0xff, 0xff, 0x7f, 0x01}, /* field number 2^32-1 */
     };
     static const size_t lens[] = {3, 8, 1, 1, 2, 3, 5, 6};
@@ -280,8 +292,8 @@ Test(rpc, bb_round_trip)
     req.name = "n";
     bb = rpc_bb_pack(&req.base);
     cr_assert_not_null(bb);
-    back = (Jobmanager__V1__StartRequest *)rpc_bb_unpack(
-        &jobmanager__v1__start_request__descriptor, bb, &err);
+    back = (Jobmanager__V1__StartRequest *)rpc_bb_unpack(&jobmanager__v1__start_request__descriptor,
+                                                         bb, &err);
     cr_assert_not_null(back);
     cr_expect_str_eq(back->command, "/bin/sh");
     cr_expect_eq(back->n_args, 2);

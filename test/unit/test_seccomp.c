@@ -27,11 +27,38 @@
 #include "core/seccomp.h"
 
 static const char *const required[] = {
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "kexec_load",
-    "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot", "swapon",
-    "swapoff", "bpf", "perf_event_open", "ptrace", "process_vm_readv", "process_vm_writev",
-    "keyctl", "add_key", "request_key", "open_by_handle_at", "userfaultfd", "acct",
-    "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "iopl", "ioperm", "syslog",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "bpf",
+    "perf_event_open",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "open_by_handle_at",
+    "userfaultfd",
+    "acct",
+    "settimeofday",
+    "clock_settime",
+    "adjtimex",
+    "clock_adjtime",
+    "iopl",
+    "ioperm",
+    "syslog",
     "quotactl",
 };
 
@@ -102,8 +129,8 @@ Test(scmp, exported_filter_denies_each_required_syscall_with_eperm)
     char *pfc = pfc_text();
 
     /* The PFC names rules by number; check a few by their SYS_ numbers. */
-    const long nrs[] = {SYS_mount, SYS_umount2, SYS_unshare, SYS_setns, SYS_ptrace, SYS_bpf,
-                        SYS_kexec_load, SYS_init_module, SYS_reboot, SYS_keyctl};
+    const long nrs[] = {SYS_mount, SYS_umount2,    SYS_unshare,     SYS_setns,  SYS_ptrace,
+                        SYS_bpf,   SYS_kexec_load, SYS_init_module, SYS_reboot, SYS_keyctl};
     for (size_t i = 0; i < sizeof(nrs) / sizeof(nrs[0]); i++) {
         char needle[64];
         snprintf(needle, sizeof(needle), "if ($syscall == %ld)", nrs[i]);
@@ -112,8 +139,7 @@ Test(scmp, exported_filter_denies_each_required_syscall_with_eperm)
         if (at) {
             char *act = strstr(at, "action ERRNO(1)");
             char *nextif = strstr(at + 1, "if ($syscall");
-            cr_expect(act && (!nextif || act < nextif), "syscall %ld is not ERRNO(EPERM)",
-                      nrs[i]);
+            cr_expect(act && (!nextif || act < nextif), "syscall %ld is not ERRNO(EPERM)", nrs[i]);
         }
     }
     /* Foreign arch: killed. */

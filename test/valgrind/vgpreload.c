@@ -38,8 +38,7 @@ long syscall(long n, ...)
     if (n == SYS_clone3) {
         const struct clone_args *ca = (const struct clone_args *)a[0];
         if (!(ca->flags & CLONE_INTO_CGROUP) && ca->exit_signal == 0 && ca->stack == 0)
-            return real_syscall(SYS_clone, (long)ca->flags, 0L,
-                                (long)(uintptr_t)ca->pidfd, 0L, 0L);
+            return real_syscall(SYS_clone, (long)ca->flags, 0L, (long)(uintptr_t)ca->pidfd, 0L, 0L);
     }
     if (n == SYS_execve && self_exe[0] && a[0] && strcmp((const char *)a[0], "/proc/self/exe") == 0)
         a[0] = (long)(uintptr_t)self_exe; /* spawn's clone3 child calls execve raw */

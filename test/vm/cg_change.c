@@ -146,7 +146,8 @@ int main(void)
             (r = cg_create(m, "changed", &cg_limit_pairs[k].from, &changed)) < 0) {
             printf("pair %zu: cg_create: %s\n", k, strerror(-r));
             bad++;
-        } else if ((r = cg_change_limits(changed, &cg_limit_pairs[k].from, &cg_limit_pairs[k].to)) < 0) {
+        } else if ((r = cg_change_limits(changed, &cg_limit_pairs[k].from, &cg_limit_pairs[k].to)) <
+                   0) {
             printf("pair %zu: cg_change_limits: %s\n", k, strerror(-r));
             bad++;
         } else {
