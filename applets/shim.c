@@ -248,6 +248,34 @@ __attribute__((noreturn)) static void command_main(const struct spawn_prep_msg *
     die(SHIM_STEP_EXEC, errno);
 }
 
+/* The directories anyone may write to get an empty tmpfs of the job's own: every job runs as the
+ * same user by default, and without this one job read, changed or removed another's files there
+ * (or left them behind, filling the host), and met host processes' sockets. Their pages are
+ * charged to the job's memory cgroup (the writer's) and go with its mount namespace. Without a
+ * network, /run is replaced too: its sockets (the system bus, ...) would be a way out; /run/lock
+ * then lives in the new one. A directory the host does not have is skipped. */
+static void mount_private_dirs(bool host_net)
+{
+    static const char *const dirs[] = {"/tmp", "/var/tmp", "/dev/shm", "/run/lock"};
+    const unsigned long flags = MS_NOSUID | MS_NODEV;
+    struct stat st;
+
+    if (!host_net && stat("/run", &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (mount("tmpfs", "/run", "tmpfs", flags | MS_NOEXEC, "mode=0755") < 0)
+            die(SHIM_STEP_MOUNT_TMP, errno);
+        if (mkdir("/run/lock", 01777) < 0 || chmod("/run/lock", 01777) < 0)
+            die(SHIM_STEP_MOUNT_TMP, errno);
+    }
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        if (!host_net && strcmp(dirs[i], "/run/lock") == 0)
+            continue; /* made in the new /run above */
+        if (stat(dirs[i], &st) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (mount("tmpfs", dirs[i], "tmpfs", flags, "mode=1777") < 0)
+            die(SHIM_STEP_MOUNT_TMP, errno);
+    }
+}
+
 /* Forks the command's process (command_main). Every signal is blocked across the fork so that
  * none is handled in the child before it resets dispositions; the child sets its own mask.
  * Returns the child's pid. */
@@ -334,6 +362,7 @@ int applet_shim_main(int argc, char **argv)
             die(SHIM_STEP_MOUNT_SYS, errno);
         loopback_up();
     }
+    mount_private_dirs(host_net);
 
     wait_prep(&prep);
     /* After the parent placed us in the job cgroup (or clone3 did): that is the root the job

@@ -50,6 +50,7 @@ static const char *const step_names[SHIM_STEP__MAX] = {
     [SHIM_STEP_SECCOMP] = "load seccomp filter",
     [SHIM_STEP_EXEC] = "exec",
     [SHIM_STEP_WAIT_PREP] = "wait for the job",
+    [SHIM_STEP_MOUNT_TMP] = "mount the job's own /tmp",
 };
 
 const char *spawn_step_name(int step)

@@ -47,8 +47,8 @@ enum {
 #define SPAWN_NET_HOST "net=host"
 
 /* The shim's steps. Values travel between processes of one binary. The shim: SIGNALS,
- * SECCOMP_BUILD, MOUNT_PRIVATE, MOUNT_PROC, MOUNT_SYS, LOOPBACK (the last three for a private
- * network), WAIT_PREP, CGROUP_NS, HOSTNAME, FORK; then the command's process: SETPGID,
+ * SECCOMP_BUILD, MOUNT_PRIVATE, MOUNT_PROC, MOUNT_SYS, LOOPBACK (these two for a private
+ * network), MOUNT_TMP, WAIT_PREP, CGROUP_NS, HOSTNAME, FORK; then the command's process: SETPGID,
  * SIGNAL_RESET, FDS, CAPBSET, SETGROUPS, SETGID, SETUID, CAPS, NO_NEW_PRIVS, SECCOMP, WAIT_GO,
  * READ_SPEC, CHDIR, EXEC. */
 enum shim_step {
@@ -79,6 +79,7 @@ enum shim_step {
     SHIM_STEP_SECCOMP,
     SHIM_STEP_EXEC,
     SHIM_STEP_WAIT_PREP, /* wait for the parent's prep (attached to the cgroups): id, uid, gid */
+    SHIM_STEP_MOUNT_TMP, /* the job's own /tmp, /var/tmp, /dev/shm, /run/lock (and /run) */
     SHIM_STEP__MAX,
 };
 

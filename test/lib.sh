@@ -57,6 +57,12 @@ rj_cleanup() {
     [ -n "${RJ_TMP:-}" ] && rm -rf "$RJ_TMP"
 }
 
+# rj_pubdir: a new directory (path on stdout) that jobs can see: not below /tmp, /var/tmp or
+# /dev/shm, which every job gets empty and of its own. The caller removes it.
+rj_pubdir() {
+    mktemp -d /var/lib/runjob-pub.XXXXXX
+}
+
 # rj_setup: temp dir + certificates (users alice, bob, administrator).
 rj_setup() {
     RJ_TMP=$(mktemp -d /tmp/runjob-test.XXXXXX)

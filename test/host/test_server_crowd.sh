@@ -12,7 +12,7 @@ rj_setup
 USERS=(u0 u1 u2 u3 u4 u5 u6 u7 u8 u9)
 "$RUNJOB" certs -q --out "$RJ_CERTS" --clients-only $(printf -- '--user %s ' "${USERS[@]}") ||
     { fail "client certificates for 10 users"; exit 1; }
-PUB=$(mktemp -d /tmp/runjob-pub.XXXXXX)
+PUB=$(rj_pubdir)
 chmod 755 "$PUB"
 mkfifo -m 666 "$PUB/gate"
 trap 'exec 3>&- 4>&- 2>/dev/null; rj_cleanup; rm -rf "$PUB"' EXIT

@@ -10,7 +10,7 @@ rj_setup
 FS=$RJ_TMP/fs
 mkdir -p "$FS"
 mount -t tmpfs -o size=16m,mode=0700 runjob-test "$FS" || { fail "mount a 16 MiB tmpfs"; exit 1; }
-PUB=$(mktemp -d /tmp/runjob-pub.XXXXXX)
+PUB=$(rj_pubdir)
 chmod 755 "$PUB"
 trap 'rj_cleanup 2>/dev/null; umount "$FS"; rm -rf "$RJ_TMP" "$PUB"' EXIT
 RJ_STATE=$FS/state

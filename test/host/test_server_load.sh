@@ -16,7 +16,7 @@ snap() { # threads fds rss_kib hwm_kib
 
 # --- Slow reader. The job waits for a flag file (jobs see the host's /tmp), so that the reader
 # is attached and reading before the first of the GiB is written.
-GO=$(mktemp -d /tmp/runjob-go.XXXXXX)
+GO=$(rj_pubdir)
 chmod 755 "$GO"
 J=$(rj start /bin/sh -c "echo ready; i=0; while [ ! -e $GO/go ] && [ \$i -lt 600 ]; do
     sleep 0.1; i=\$((i+1)); done; head -c $GIB /dev/zero; echo done")

@@ -7,7 +7,7 @@
 rj_setup
 rj_server_start
 # Files the jobs read and the flag that releases them (jobs see the host's /tmp, as nobody).
-PUB=$(mktemp -d /tmp/runjob-pub.XXXXXX)
+PUB=$(rj_pubdir)
 chmod 755 "$PUB"
 trap 'rm -rf "$PUB"; rj_cleanup' EXIT
 
