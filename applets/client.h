@@ -5,7 +5,8 @@
  * its reply; everything else is here.
  *
  * Exit codes: 0 success, 1 the call failed ("<prog>: <verb>: <what went wrong> (<CODE>)"),
- * 2 a usage error (one line, and a pointer to --help). */
+ * 2 a usage error (one line, and a pointer to --help), 141 (128 + SIGPIPE) when whoever read
+ * the output went away. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -13,6 +14,9 @@
 #include "applets/applets.h"
 #include "core/cleanup.h"
 #include "core/rpc.h"
+
+/* The shell's status for a process killed by SIGPIPE; we ignore the signal and see EPIPE. */
+#define CLIENT_EXIT_SIGPIPE 141
 
 enum client_output { CLIENT_OUTPUT_TABLE, CLIENT_OUTPUT_JSON, CLIENT_OUTPUT_WIDE };
 
@@ -181,7 +185,9 @@ struct follow_opts {
  * inherit the mask) for a later client_follow with stop_on_signal. */
 void client_block_signals(void);
 /* Copies a job's output to stdout/stderr until the stream ends. Returns the exit code for the
- * applet: 0 (or the job's exit code with f->exit_code), 1 after a failure (printed). */
+ * applet: 0 (or the job's exit code with f->exit_code), 1 after a failure (printed), or
+ * CLIENT_EXIT_SIGPIPE when stdout or stderr is a pipe nobody reads any more (with
+ * stop_on_signal the job is stopped first, as it would die by SIGPIPE if it ran here). */
 int client_follow(const struct client_opts *o, struct rpc_client *c, const struct follow_opts *f);
 
 /* start and run share everything but the end: run follows the output and exits with the job's
