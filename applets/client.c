@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -666,6 +667,21 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
 
 /* ---- the start and run verbs ------------------------------------------------------------- */
 
+_Static_assert(RPC_MAX_ARGS_BYTES == 128 * 1024, "START_USAGE says 128 KiB");
+
+/* run looks like a local command, but the job's stdin is /dev/null: say so when we were given
+ * input that would be lost (a pipe, or a file with something in it; a terminal or /dev/null
+ * is the usual case and needs no word). */
+static void note_stdin(const struct client_opts *o)
+{
+    struct stat st;
+
+    if (fstat(STDIN_FILENO, &st) < 0)
+        return;
+    if (S_ISFIFO(st.st_mode) || (S_ISREG(st.st_mode) && st.st_size > 0))
+        fprintf(stderr, "%s: note: stdin is not passed to the job (it reads /dev/null)\n", o->prog);
+}
+
 int client_start_main(int argc, char **argv, const char *usage, bool run)
 {
     static const struct option longopts[] = {CLIENT_LONGOPTS, START_LONGOPTS, {NULL, 0, NULL, 0}};
@@ -695,6 +711,8 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
         r = client_print_json(&s.req.base);
         goto out;
     }
+    if (run)
+        note_stdin(&o);
     bool follow = run || s.follow;
     if (follow)
         client_block_signals();

@@ -146,12 +146,18 @@ enum {
         {"dry-run", no_argument, NULL, START_OPT_DRY_RUN}
 /* clang-format on */
 
+/* The server's limits (core/rpc.h), spelled into the help from their constants. */
+#define START_STR_(x) #x
+#define START_STR(x)  START_STR_(x)
+
 /* clang-format off */
 #define START_USAGE                                                                                \
     "Job:\n"                                                                                       \
     "  -j, --name NAME            a name for the job, unique among your running jobs\n"          \
     "  -c, --command PATH         the program (instead of the first argument)\n"                 \
-    "  -A, --command-args ARG     one more argument for the program (repeatable)\n"              \
+    "  -A, --command-args ARG     one more argument for the program (repeatable; with those\n"    \
+    "                             after the command: at most " START_STR(RPC_MAX_ARGS)               \
+    ", 128 KiB in all)\n"                                                                          \
     "      --cpu MILLIS           CPU limit in thousandths of a CPU (1000 = one CPU)\n"          \
     "      --memory BYTES         memory limit: 512M (K, M, G = x1024; KB, MB, GB = x1000)\n"    \
     "      --riops N, --wiops N   disk read / write operations per second\n"                     \

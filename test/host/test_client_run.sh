@@ -23,6 +23,17 @@ expect_eq "run passes flags after the command to it" "-n,x," "$(rj run /usr/bin/
 expect_eq "run: a missing program exits 127 or fails to start" 1 \
     "$( r=$(rc_of rj run /nonexistent/prog); [ "$r" = 127 ] || [ "$r" = 1 ]; echo 1)"
 
+# stdin is not passed (the job reads /dev/null): run says so when it would lose input
+err=$(echo data | rj run /bin/cat 2>&1 >/dev/null)
+expect_eq "run with a pipe on stdin: one note" \
+    "runjob: note: stdin is not passed to the job (it reads /dev/null)" "$err"
+expect_eq "run: the job reads /dev/null" "" "$(echo data | rj run /bin/cat 2>/dev/null)"
+printf 'data\n' >"$RJ_TMP/in.txt"
+expect_match "run with a file on stdin: the note" "stdin is not passed" \
+    "$(rj run /bin/true 2>&1 <"$RJ_TMP/in.txt")"
+expect_eq "run with /dev/null on stdin: no note" "" "$(rj run /bin/true 2>&1 </dev/null)"
+expect_eq "start with a pipe on stdin: no note" "" "$(echo data | rj start /bin/true 2>&1 >/dev/null)"
+
 # start -f: the id on stderr, the output on stdout, the exit code
 out=$(rj start -f /bin/sh -c 'echo followed; exit 4' 2>"$RJ_TMP/f.err")
 rc=$?
