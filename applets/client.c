@@ -95,6 +95,7 @@ int client_option(struct client_opts *o, int c, const char *arg, const char *usa
             o->output = CLIENT_OUTPUT_WIDE;
         else
             return client_usage_error(o, "--output '%s' is not one of table, wide, json", arg);
+        o->output_given = true;
         return CLIENT_OPT_DONE;
     case CLIENT_OPT_CA:
         o->ca_path = arg;

@@ -29,6 +29,7 @@ struct client_opts {
     int port;         /* 0 until set */
     const char *ca_path, *cert_path, *key_path, *user;
     enum client_output output;
+    bool output_given; /* -o was on the command line (for verbs without formats) */
     char cert_buf[1024], key_buf[1024];
 };
 
@@ -55,7 +56,7 @@ enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
 /* clang-format on */
 
 /* clang-format off */
-#define CLIENT_USAGE                                                                               \
+#define CLIENT_USAGE_CONNECTION                                                                    \
     "Connection (flags beat the environment variables in brackets):\n"                             \
     "  -H, --server-host HOST     server name or address (localhost) [RUNJOB_SERVER_HOST]\n"      \
     "  -P, --server-port PORT     server port (8080) [RUNJOB_SERVER_PORT]\n"                      \
@@ -65,9 +66,14 @@ enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
     "      --client-cert-path FILE  your certificate (certs/client-cert.pem)\n"                   \
     "                             [RUNJOB_CLIENT_CERT_PATH]\n"                                    \
     "      --client-key-path FILE   your private key (certs/client-key.pem)\n"                    \
-    "                             [RUNJOB_CLIENT_KEY_PATH]\n"                                     \
+    "                             [RUNJOB_CLIENT_KEY_PATH]\n"
+#define CLIENT_USAGE_HELP "  -h, --help                 this help\n"
+/* The usage of the shared flags; _NO_OUTPUT for verbs without output formats (stream). */
+#define CLIENT_USAGE                                                                               \
+    CLIENT_USAGE_CONNECTION                                                                        \
     "  -o, --output FORMAT        table (default), wide or json\n"                                \
-    "  -h, --help                 this help\n"
+    CLIENT_USAGE_HELP
+#define CLIENT_USAGE_NO_OUTPUT CLIENT_USAGE_CONNECTION CLIENT_USAGE_HELP
 /* clang-format on */
 
 /* Zeroes o, takes prog and verb from argv[0] ("start", or "jobctl query" when called by the
