@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,6 +95,7 @@ int client_option(struct client_opts *o, int c, const char *arg, const char *usa
             o->output = CLIENT_OUTPUT_WIDE;
         else
             return client_usage_error(o, "--output '%s' is not one of table, wide, json", arg);
+        o->output_given = true;
         return CLIENT_OPT_DONE;
     case CLIENT_OPT_CA:
         o->ca_path = arg;
@@ -458,21 +460,30 @@ struct sigwatch {
     int interrupted; /* number of stops asked */
 };
 
-static void *stopper_main(void *arg)
+/* Stop RPC (grace 0: the server's default); waits for the job to end. Errors are printed,
+ * except "not found" (already gone: the stream or the status tells the end). */
+static void stop_job(const struct client_opts *o, struct rpc_client *c, const char *id,
+                     int64_t grace)
 {
-    struct stopper *st = arg;
     Jobmanager__V1__StopRequest req = JOBMANAGER__V1__STOP_REQUEST__INIT;
     Jobmanager__V1__JobStatus *status = NULL;
     struct rpc_error err = {0};
 
-    req.id = (char *)st->id;
-    req.grace_millis = st->grace;
-    if (rpc_client_stop(st->c, &req, &status, &err) < 0) {
-        if (err.code != RPC_NOT_FOUND) /* already gone: the stream tells the end */
-            (void)client_fail(st->o, &err);
-        return NULL;
+    req.id = (char *)id;
+    req.grace_millis = grace;
+    if (rpc_client_stop(c, &req, &status, &err) < 0) {
+        if (err.code != RPC_NOT_FOUND)
+            (void)client_fail(o, &err);
+        return;
     }
     protobuf_c_message_free_unpacked(&status->base, NULL);
+}
+
+static void *stopper_main(void *arg)
+{
+    struct stopper *st = arg;
+
+    stop_job(st->o, st->c, st->id, st->grace);
     return NULL;
 }
 
@@ -531,7 +542,7 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     struct rpc_error err = {0};
     struct sigwatch w = {.o = o, .c = c, .id = f->id, .sfd = -1, .efd = -1};
     pthread_t watcher;
-    bool watching = false, out_ok = true, err_ok = true;
+    bool watching = false, out_ok = true, err_ok = true, piped = false;
     int r, ret = 0;
 
     /* A closed stdout (`| head`) is an EPIPE from write, never a fatal SIGPIPE. */
@@ -583,11 +594,22 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
             continue;
         bool to_err = ch.stream == JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR;
         bool *ok = to_err ? &err_ok : &out_ok;
-        if (*ok && write_all(to_err ? STDERR_FILENO : STDOUT_FILENO, ch.data, ch.len) < 0) {
+        if (!*ok)
+            continue;
+        r = write_all(to_err ? STDERR_FILENO : STDOUT_FILENO, ch.data, ch.len);
+        if (r == -EPIPE) {
+            /* Nobody reads any more (`| head`): end as a local pipeline would, by SIGPIPE. */
+            piped = true;
+            rpc_client_stream_cancel(s);
+            break;
+        }
+        if (r < 0) {
             *ok = false;
-            /* Nobody reads any more: a plain stream is done; run keeps going for the exit
-             * code. */
+            fprintf(stderr, "%s: %s: cannot write the job's %s: %s\n", o->prog, o->verb,
+                    to_err ? "stderr" : "stdout", strerror(-r));
+            /* A plain stream is done; run keeps going for the exit code. */
             if (!f->stop_on_signal) {
+                ret = 1;
                 rpc_client_stream_cancel(s);
                 break;
             }
@@ -608,6 +630,16 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     if (w.efd >= 0)
         close(w.efd);
 
+    if (piped) {
+        /* run and start -f own the job: nobody wants its output, so it goes too (a local
+         * `yes | head` ends the same way). A plain stream only watches: the job goes on.
+         * No final status line: a pipeline's user expects silence. */
+        if (f->stop_on_signal && !w.interrupted)
+            stop_job(o, c, f->id, 0);
+        if (last)
+            protobuf_c_message_free_unpacked(&last->base, NULL);
+        return CLIENT_EXIT_SIGPIPE;
+    }
     if (ret == 0 && f->exit_code && !last) {
         /* The stream ended without the final status (it was not following): ask for it. */
         Jobmanager__V1__StatusRequest sreq = JOBMANAGER__V1__STATUS_REQUEST__INIT;
@@ -635,6 +667,21 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
 }
 
 /* ---- the start and run verbs ------------------------------------------------------------- */
+
+_Static_assert(RPC_MAX_ARGS_BYTES == 128 * 1024, "START_USAGE says 128 KiB");
+
+/* run looks like a local command, but the job's stdin is /dev/null: say so when we were given
+ * input that would be lost (a pipe, or a file with something in it; a terminal or /dev/null
+ * is the usual case and needs no word). */
+static void note_stdin(const struct client_opts *o)
+{
+    struct stat st;
+
+    if (fstat(STDIN_FILENO, &st) < 0)
+        return;
+    if (S_ISFIFO(st.st_mode) || (S_ISREG(st.st_mode) && st.st_size > 0))
+        fprintf(stderr, "%s: note: stdin is not passed to the job (it reads /dev/null)\n", o->prog);
+}
 
 int client_start_main(int argc, char **argv, const char *usage, bool run)
 {
@@ -665,6 +712,8 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
         r = client_print_json(&s.req.base);
         goto out;
     }
+    if (run)
+        note_stdin(&o);
     bool follow = run || s.follow;
     if (follow)
         client_block_signals();

@@ -5,7 +5,8 @@
  * its reply; everything else is here.
  *
  * Exit codes: 0 success, 1 the call failed ("<prog>: <verb>: <what went wrong> (<CODE>)"),
- * 2 a usage error (one line, and a pointer to --help). */
+ * 2 a usage error (one line, and a pointer to --help), 141 (128 + SIGPIPE) when whoever read
+ * the output went away. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -13,6 +14,9 @@
 #include "applets/applets.h"
 #include "core/cleanup.h"
 #include "core/rpc.h"
+
+/* The shell's status for a process killed by SIGPIPE; we ignore the signal and see EPIPE. */
+#define CLIENT_EXIT_SIGPIPE 141
 
 enum client_output { CLIENT_OUTPUT_TABLE, CLIENT_OUTPUT_JSON, CLIENT_OUTPUT_WIDE };
 
@@ -25,6 +29,7 @@ struct client_opts {
     int port;         /* 0 until set */
     const char *ca_path, *cert_path, *key_path, *user;
     enum client_output output;
+    bool output_given; /* -o was on the command line (for verbs without formats) */
     char cert_buf[1024], key_buf[1024];
 };
 
@@ -51,7 +56,7 @@ enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
 /* clang-format on */
 
 /* clang-format off */
-#define CLIENT_USAGE                                                                               \
+#define CLIENT_USAGE_CONNECTION                                                                    \
     "Connection (flags beat the environment variables in brackets):\n"                             \
     "  -H, --server-host HOST     server name or address (localhost) [RUNJOB_SERVER_HOST]\n"      \
     "  -P, --server-port PORT     server port (8080) [RUNJOB_SERVER_PORT]\n"                      \
@@ -61,9 +66,14 @@ enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
     "      --client-cert-path FILE  your certificate (certs/client-cert.pem)\n"                   \
     "                             [RUNJOB_CLIENT_CERT_PATH]\n"                                    \
     "      --client-key-path FILE   your private key (certs/client-key.pem)\n"                    \
-    "                             [RUNJOB_CLIENT_KEY_PATH]\n"                                     \
+    "                             [RUNJOB_CLIENT_KEY_PATH]\n"
+#define CLIENT_USAGE_HELP "  -h, --help                 this help\n"
+/* The usage of the shared flags; _NO_OUTPUT for verbs without output formats (stream). */
+#define CLIENT_USAGE                                                                               \
+    CLIENT_USAGE_CONNECTION                                                                        \
     "  -o, --output FORMAT        table (default), wide or json\n"                                \
-    "  -h, --help                 this help\n"
+    CLIENT_USAGE_HELP
+#define CLIENT_USAGE_NO_OUTPUT CLIENT_USAGE_CONNECTION CLIENT_USAGE_HELP
 /* clang-format on */
 
 /* Zeroes o, takes prog and verb from argv[0] ("start", or "jobctl query" when called by the
@@ -142,12 +152,18 @@ enum {
         {"dry-run", no_argument, NULL, START_OPT_DRY_RUN}
 /* clang-format on */
 
+/* The server's limits (core/rpc.h), spelled into the help from their constants. */
+#define START_STR_(x) #x
+#define START_STR(x)  START_STR_(x)
+
 /* clang-format off */
 #define START_USAGE                                                                                \
     "Job:\n"                                                                                       \
     "  -j, --name NAME            a name for the job, unique among your running jobs\n"          \
     "  -c, --command PATH         the program (instead of the first argument)\n"                 \
-    "  -A, --command-args ARG     one more argument for the program (repeatable)\n"              \
+    "  -A, --command-args ARG     one more argument for the program (repeatable; with those\n"    \
+    "                             after the command: at most " START_STR(RPC_MAX_ARGS)               \
+    ", 128 KiB in all)\n"                                                                          \
     "      --cpu MILLIS           CPU limit in thousandths of a CPU (1000 = one CPU)\n"          \
     "      --memory BYTES         memory limit: 512M (K, M, G = x1024; KB, MB, GB = x1000)\n"    \
     "      --riops N, --wiops N   disk read / write operations per second\n"                     \
@@ -181,7 +197,9 @@ struct follow_opts {
  * inherit the mask) for a later client_follow with stop_on_signal. */
 void client_block_signals(void);
 /* Copies a job's output to stdout/stderr until the stream ends. Returns the exit code for the
- * applet: 0 (or the job's exit code with f->exit_code), 1 after a failure (printed). */
+ * applet: 0 (or the job's exit code with f->exit_code), 1 after a failure (printed), or
+ * CLIENT_EXIT_SIGPIPE when stdout or stderr is a pipe nobody reads any more (with
+ * stop_on_signal the job is stopped first, as it would die by SIGPIPE if it ran here). */
 int client_follow(const struct client_opts *o, struct rpc_client *c, const struct follow_opts *f);
 
 /* start and run share everything but the end: run follows the output and exits with the job's

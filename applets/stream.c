@@ -10,12 +10,17 @@ static const char usage[] =
     "Print a job's output from its first byte: what it wrote to stdout goes to your stdout,\n"
     "what it wrote to stderr to your stderr. While the job runs, keep printing as it writes,\n"
     "until it ends. Any number of people may stream the same job at once, at any time.\n"
+    "Each stream keeps its own order. Between them (--select all) the order is the one in which\n"
+    "the server read them: stdout and stderr are two pipes, so a line the job wrote to stderr\n"
+    "may come before an earlier line it wrote to stdout.\n"
+    "If the reader of the output goes away (`| head`), stream exits 141 (128 + SIGPIPE),\n"
+    "quietly; the job goes on.\n"
     "\n"
     "Stream:\n"
-    "  -s, --select stdout|stderr|all   which output (default all, in the order written)\n"
+    "  -s, --select stdout|stderr|all   which output (default all)\n"
     "      --offset BYTES         start this many bytes into the selected output\n"
     "      --no-follow            print what there is now and stop\n"
-    "\n" CLIENT_USAGE "\n"
+    "\n" CLIENT_USAGE_NO_OUTPUT "\n"
     "Examples:\n"
     "  runjob stream 7c9e6679-7425-40de-944b-e07fc1f90ae7\n"
     "  runjob stream -s stderr --no-follow 7c9e6679-7425-40de-944b-e07fc1f90ae7 | less\n";
@@ -59,6 +64,9 @@ int applet_stream_main(int argc, char **argv)
     if ((r = client_parse_flags(&o, CLIENT_SHORTOPTS "s:", longopts, usage, take_stream_flag,
                                 &f)) != CLIENT_OPT_DONE)
         return r;
+    if (o.output_given) /* accepted and ignored would promise JSON that never comes */
+        return client_usage_error(&o, "--output: stream prints the job's bytes as they are; it "
+                                      "has no output formats");
     if ((r = client_one_arg(&o, argc, argv, "job id", &f.id)) || (r = client_connect(&o, &c)))
         return r;
     return client_follow(&o, c, &f);

@@ -178,6 +178,26 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
         read_pem(cfg->cert_path, "client certificate", &cert, err) < 0 ||
         read_pem(cfg->key_path, "client key", &key, err) < 0)
         return -1;
+    /* A no-op in the runjob binary (applet_run did it); for other users of the client (tests),
+     * before our and gRPC's first OpenSSL call. */
+    (void)tls_process_init();
+    /* gRPC would fail the pair only at the first call, as an empty address list. */
+    int r = tls_check_key_pair(cert, key);
+    if (r < 0) {
+        if (r == -EKEYREJECTED)
+            rpc_error_set(err, RPC_FAILED_PRECONDITION,
+                          "client key '%s' does not belong to client certificate '%s' (use the "
+                          "key made with that certificate, see `runjob certs`)",
+                          cfg->key_path, cfg->cert_path);
+        else if (r == -EBADMSG)
+            rpc_error_set(err, RPC_FAILED_PRECONDITION,
+                          "client certificate '%s' or client key '%s' does not parse as a "
+                          "certificate and a private key",
+                          cfg->cert_path, cfg->key_path);
+        else
+            rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
 
     c = calloc(1, sizeof(*c));
     if (!c) {
@@ -195,9 +215,6 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
 
     if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
         gpr_set_log_function(quiet_log);
-    /* A no-op in the runjob binary (applet_run did it); for other users of the client (tests),
-     * before gRPC's first OpenSSL call. */
-    (void)tls_process_init();
     grpc_init();
     grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
     /* NULL verify options: the default checks the chain against ca and the server's name

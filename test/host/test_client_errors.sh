@@ -21,6 +21,19 @@ expect_match "missing CA file is named, with the fix" "cannot read CA certificat
 (cd "$RJ_TMP" && "$RUNJOB" ping -u nosuchuser -P "$free" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" >/dev/null 2>"$RJ_TMP/u.err")
 expect_match "-u picks certs/NAME-cert.pem" "cannot read client certificate 'certs/nosuchuser-cert.pem'" "$(cat "$RJ_TMP/u.err")"
 
+# A certificate and a key that do not belong together: said before dialing, both files named
+# (gRPC alone reports "empty address list").
+err=$("$RUNJOB" ping -H 127.0.0.1 -P "$free" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" \
+    --client-cert-path "$RJ_CERTS/alice-cert.pem" --client-key-path "$RJ_CERTS/bob-key.pem" 2>&1)
+rc=$?
+expect_eq "cert/key mismatch exits 1" 1 "$rc"
+expect_eq "cert/key mismatch: one clear line naming both files" \
+    "runjob: ping: client key '$RJ_CERTS/bob-key.pem' does not belong to client certificate '$RJ_CERTS/alice-cert.pem' (use the key made with that certificate, see \`runjob certs\`) (FAILED_PRECONDITION)" "$err"
+err=$("$RUNJOB" ping -H 127.0.0.1 -P "$free" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" \
+    --client-cert-path "$RJ_CERTS/alice-cert.pem" --client-key-path "$RJ_CERTS/alice-cert.pem" 2>&1)
+expect_match "a certificate given as the key: does not parse" \
+    "client certificate '.*alice-cert.pem' or client key '.*alice-cert.pem' does not parse" "$err"
+
 rj_server_start
 
 # A second CA: its certificates are strangers to the server, and it does not vouch for it.

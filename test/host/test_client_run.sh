@@ -23,6 +23,17 @@ expect_eq "run passes flags after the command to it" "-n,x," "$(rj run /usr/bin/
 expect_eq "run: a missing program exits 127 or fails to start" 1 \
     "$( r=$(rc_of rj run /nonexistent/prog); [ "$r" = 127 ] || [ "$r" = 1 ]; echo 1)"
 
+# stdin is not passed (the job reads /dev/null): run says so when it would lose input
+err=$(echo data | rj run /bin/cat 2>&1 >/dev/null)
+expect_eq "run with a pipe on stdin: one note" \
+    "runjob: note: stdin is not passed to the job (it reads /dev/null)" "$err"
+expect_eq "run: the job reads /dev/null" "" "$(echo data | rj run /bin/cat 2>/dev/null)"
+printf 'data\n' >"$RJ_TMP/in.txt"
+expect_match "run with a file on stdin: the note" "stdin is not passed" \
+    "$(rj run /bin/true 2>&1 <"$RJ_TMP/in.txt")"
+expect_eq "run with /dev/null on stdin: no note" "" "$(rj run /bin/true 2>&1 </dev/null)"
+expect_eq "start with a pipe on stdin: no note" "" "$(echo data | rj start /bin/true 2>&1 >/dev/null)"
+
 # start -f: the id on stderr, the output on stdout, the exit code
 out=$(rj start -f /bin/sh -c 'echo followed; exit 4' 2>"$RJ_TMP/f.err")
 rc=$?
@@ -68,12 +79,32 @@ check "second Ctrl-C does not wait for the grace period" test $(( (t1 - t0) / 10
 expect_match "second Ctrl-C says it kills" 'killing job' "$(cat "$RJ_TMP/int2.err")"
 expect_match "second Ctrl-C prints the final status" 'killed by SIGKILL' "$(cat "$RJ_TMP/int2.err")"
 
-# A reader that goes away: quiet, no SIGPIPE death
+# A reader that goes away: quiet, exit 141 (128 + SIGPIPE) as a local pipeline's writer
 id=$(rj start /bin/sh -c 'yes | head -c 3000000')
 out=$(rj stream "$id" 2>"$RJ_TMP/pipe.err" | head -c 10; echo " rc=${PIPESTATUS[0]}")
-expect_eq "stream | head: exits 0" "yyyyy rc=0" "$(echo "$out" | tr -d '\n')"
+expect_eq "stream | head: exits 141" "yyyyy rc=141" "$(echo "$out" | tr -d '\n')"
 expect_eq "stream | head: nothing on stderr" "" "$(cat "$RJ_TMP/pipe.err")"
+
+# stream only watches: an endless job goes on after its reader left (`timeout`: a hang fails)
+export -f rj rj_as
+export RUNJOB RJ_PORT RJ_CERTS
+id=$(rj start -j streampipe /usr/bin/yes)
+out=$(timeout 20 bash -c 'rj stream "$1" | head -2; echo "rc=${PIPESTATUS[0]}"' _ "$id" 2>"$RJ_TMP/pipe3.err")
+expect_eq "stream yes | head -2: 2 lines, exits 141" "y y rc=141" "$(echo "$out" | tr '\n' ' ' | sed 's/ $//')"
+expect_eq "stream yes | head -2: nothing on stderr" "" "$(cat "$RJ_TMP/pipe3.err")"
+expect_eq "stream | head leaves the job running" "$id" "$(rj list -q --state running --name streampipe)"
+rj stop --grace 0 "$id" >/dev/null
+
+# run owns its job: when its reader leaves, the job is stopped, and run ends at once
+out=$(timeout 20 bash -c 'rj run -j runpipe /usr/bin/yes | head -2; echo "rc=${PIPESTATUS[0]}"' 2>"$RJ_TMP/pipe4.err")
+expect_eq "run yes | head -2: 2 lines, exits 141 (not hung: timeout gives 124)" "y y rc=141" \
+    "$(echo "$out" | tr '\n' ' ' | sed 's/ $//')"
+expect_eq "run yes | head -2: nothing on stderr" "" "$(cat "$RJ_TMP/pipe4.err")"
+check "run | head: the job was started" test -n "$(rj list -q --name runpipe)"
+for _ in $(seq 50); do [ -z "$(rj list -q --state running --name runpipe)" ] && break; sleep 0.1; done
+expect_eq "run | head: the job is stopped" "" "$(rj list -q --state running --name runpipe)"
+expect_match "run | head: stopped by SIGTERM" 'killed.*SIGTERM' "$(rj list --name runpipe)"
 out=$(rj run /bin/sh -c 'yes | head -c 3000000; exit 5' 2>"$RJ_TMP/pipe2.err" | head -c 4; echo " rc=${PIPESTATUS[0]}")
-expect_eq "run | head: still the job's exit code" "yy rc=5" "$(echo "$out" | tr -d '\n')"
+expect_eq "run | head: exits 141, not the job's code" "yy rc=141" "$(echo "$out" | tr -d '\n')"
 
 t_done

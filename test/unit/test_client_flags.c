@@ -210,6 +210,8 @@ Test(client, usage_errors_exit_2, .init = no_certs)
     expect_usage("stream", "--offset", "-1", "id", NULL);
     expect_usage("stream", "--offset", "1K", "id", NULL);
     expect_usage("stream", "a", "b", NULL);
+    expect_usage("stream", "-o", "json", "id", NULL); /* no formats: not silently ignored */
+    expect_usage("stream", "--output=table", "id", NULL);
     expect_usage("ping", "extra", NULL);
     expect_usage("completion", NULL);
     expect_usage("completion", "fish", NULL);
