@@ -7,6 +7,9 @@
 #include <string.h>
 
 #define MAX_RECV_BYTES (16 << 20)
+/* A TLS rejection comes back within a round trip; gRPC gives up on a handshake nobody answers
+ * only after its 20 s connect timeout. Anything this slow was silence, not a refusal. */
+#define SILENT_AFTER_MS 10000
 
 static bool has(const char *hay1, const char *hay2, const char *needle)
 {
@@ -16,10 +19,20 @@ static bool has(const char *hay1, const char *hay2, const char *needle)
 /* Turns a failed call's status into one line for a person. The transport's own words
  * (details, error_string) are matched for the failures people actually hit. */
 void rpc_client_describe(const struct rpc_peer *c, int code, const char *details,
-                         const char *error_string, int64_t deadline_ms, struct rpc_error *err)
+                         const char *error_string, const struct rpc_call_facts *f,
+                         struct rpc_error *err)
 {
     const char *d = details && *details ? details : NULL;
 
+    if (code == RPC_UNAVAILABLE && f->answered) {
+        /* The server had already answered on this call: the certificates were fine, and the
+         * connection broke under a working call. */
+        rpc_error_set(err, code,
+                      "%s closed the connection in the middle of the call (did the server stop "
+                      "or restart?): %s",
+                      c->where, d ? d : "unavailable");
+        return;
+    }
     if (code == RPC_UNAVAILABLE || code == RPC_UNKNOWN || code == RPC_INTERNAL) {
         if (has(d, error_string, "Connection refused")) {
             rpc_error_set(err, code,
@@ -77,6 +90,14 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
                 c->where);
             return;
         }
+        if (f->elapsed_ms >= SILENT_AFTER_MS && (has(d, error_string, "Handshake read failed") ||
+                                                 has(d, error_string, "Handshake timed out"))) {
+            rpc_error_set(err, code,
+                          "%s did not answer within %lld s (is the server running and "
+                          "responsive?)",
+                          c->where, (long long)(f->elapsed_ms / 1000));
+            return;
+        }
         if (has(d, error_string, "Socket closed") || has(d, error_string, "Connection reset")) {
             rpc_error_set(err, code,
                           "%s closed the connection (did it reject our certificate '%s'?)",
@@ -95,7 +116,7 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
     }
     if (code == RPC_DEADLINE_EXCEEDED) {
         rpc_error_set(err, code, "no answer from %s within %lld ms (deadline exceeded)", c->where,
-                      (long long)deadline_ms);
+                      (long long)f->deadline_ms);
         return;
     }
     if (code == RPC_CANCELLED && !d) {

@@ -1,5 +1,6 @@
 #pragma once
 /* Shared by core/rpc-client*.c and their unit test; not for applets. */
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "rpc.h"
@@ -12,8 +13,16 @@ struct rpc_peer {
     char cert_path[1024];
 };
 
+/* What the client saw of a failed call besides its status: the same words mean different
+ * things early and late in a call. */
+struct rpc_call_facts {
+    int64_t deadline_ms; /* the call's deadline; 0 = none */
+    int64_t elapsed_ms;  /* from the call's start to its failure */
+    bool answered;       /* the server had sent a message on this call: TLS was fine */
+};
+
 /* Fills err with one line for a person for a failed call: code is the gRPC status, details and
- * error_string what gRPC reported (either may be NULL), deadline_ms the call's deadline. Pure,
- * thread-safe. */
+ * error_string what gRPC reported (either may be NULL). Pure, thread-safe. */
 void rpc_client_describe(const struct rpc_peer *c, int code, const char *details,
-                         const char *error_string, int64_t deadline_ms, struct rpc_error *err);
+                         const char *error_string, const struct rpc_call_facts *f,
+                         struct rpc_error *err);

@@ -70,7 +70,9 @@ struct rpc_stream {
     bool initial_done; /* batch 1 plucked */
     bool status_done;  /* RECV_STATUS_ON_CLIENT plucked */
     bool ended;
-    int end_result; /* 0 or -1 once ended */
+    bool answered;    /* a message has come: the connection worked */
+    int64_t start_ms; /* now_ms() at open */
+    int end_result;   /* 0 or -1 once ended */
     struct rpc_error end_err;
     /* Distinct, stable tags: addresses inside this struct. */
     char tag_initial, tag_status, tag_recv;
@@ -278,11 +280,18 @@ void rpc_client_wait_library_idle(int timeout_ms)
         (void)usleep(1000);
 }
 
+static int64_t now_ms(void)
+{
+    gpr_timespec t = gpr_now(GPR_CLOCK_MONOTONIC);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 static void describe_slice(const struct rpc_client *c, grpc_status_code code, grpc_slice details,
-                           const char *error_string, int64_t deadline_ms, struct rpc_error *err)
+                           const char *error_string, const struct rpc_call_facts *f,
+                           struct rpc_error *err)
 {
     char *d = grpc_slice_to_c_string(details);
-    rpc_client_describe(&c->peer, (int)code, d, error_string, deadline_ms, err);
+    rpc_client_describe(&c->peer, (int)code, d, error_string, f, err);
     if (getenv("RUNJOB_RPC_DEBUG"))
         fprintf(stderr, "rpc: status %d details '%s' error_string '%s'\n", (int)code, d ? d : "",
                 error_string ? error_string : "");
@@ -350,6 +359,7 @@ static int unary(struct rpc_client *c, enum method m, int64_t deadline_ms,
     const char *error_string = NULL;
     grpc_op ops[6];
     int tag, r = -1;
+    int64_t t0 = now_ms();
 
     grpc_metadata_array_init(&md_initial);
     grpc_metadata_array_init(&md_trailing);
@@ -376,7 +386,8 @@ static int unary(struct rpc_client *c, enum method m, int64_t deadline_ms,
     /* The batch always reports success; the status says how the call went. */
     (void)grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (status != GRPC_STATUS_OK) {
-        describe_slice(c, status, details, error_string, deadline_ms, err);
+        struct rpc_call_facts f = {.deadline_ms = deadline_ms, .elapsed_ms = now_ms() - t0};
+        describe_slice(c, status, details, error_string, &f, err);
         goto out;
     }
     if (!recv) {
@@ -454,6 +465,7 @@ int rpc_client_stream_open(struct rpc_client *c, const Jobmanager__V1__StreamReq
         return -1;
     }
     s->c = c;
+    s->start_ms = now_ms();
     s->cq = grpc_completion_queue_create_for_pluck(NULL);
     /* No deadline: a followed stream lasts as long as the job. */
     s->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq,
@@ -573,7 +585,8 @@ static int stream_end(struct rpc_stream *s, struct rpc_error *err)
     if (s->status == GRPC_STATUS_OK) {
         s->end_result = 0;
     } else {
-        describe_slice(s->c, s->status, s->details, s->error_string, 0, &s->end_err);
+        struct rpc_call_facts f = {.elapsed_ms = now_ms() - s->start_ms, .answered = s->answered};
+        describe_slice(s->c, s->status, s->details, s->error_string, &f, &s->end_err);
         s->end_result = -1;
     }
     if (s->end_result < 0 && err)
@@ -607,6 +620,7 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
     pluck(s, &s->tag_recv);
     if (!s->recv) /* end of stream, or the call failed: the status tells which */
         return stream_end(s, err);
+    s->answered = true;
 
     r = flatten(s, &p, &len);
     if (r >= 0)

@@ -36,6 +36,47 @@ expect_match "a certificate given as the key: does not parse" \
 
 rj_server_start
 
+# extra_server PORT STATE: another server on 127.0.0.1, up and answering; its pid in XPID.
+extra_server() {
+    "$RUNJOB" serve -H 127.0.0.1 -P "$1" --state-dir "$2" \
+        --client-pem-path "$RJ_CERTS/ca-clients-bundle.pem" \
+        --server-cert-path "$RJ_CERTS/server-cert.pem" \
+        --server-key-path "$RJ_CERTS/server-key.pem" >>"$RJ_TMP/server-extra.log" 2>&1 &
+    XPID=$!
+    RJ_PIDS+=("$XPID")
+    for _ in $(seq 100); do
+        RJ_PORT=$1 rj ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    fail "extra server on port $1 comes up" "$(cat "$RJ_TMP/server-extra.log")"
+}
+
+# A stopped server: the kernel accepts the connection, nothing ever answers. gRPC gives up on
+# the handshake after 20 s; that is silence, not a certificate problem. Runs in the background
+# while the rest of the script goes on; checked at the end.
+port_stopped=$(rj_free_port)
+extra_server "$port_stopped" "$RJ_TMP/state-stopped"
+stopped_pid=$XPID
+kill -STOP "$stopped_pid"
+(RJ_PORT=$port_stopped rj ping >/dev/null 2>"$RJ_TMP/stopped.err"; echo $? >"$RJ_TMP/stopped.rc") &
+stopped_ping=$!
+
+# A server that dies under a stream that has had data: it went away; the certificates had
+# worked.
+port_dies=$(rj_free_port)
+extra_server "$port_dies" "$RJ_TMP/state-dies"
+id=$(RJ_PORT=$port_dies rj start /bin/sh -c 'echo hi; sleep 30')
+RJ_PORT=$port_dies rj stream "$id" >"$RJ_TMP/dies.out" 2>"$RJ_TMP/dies.err" &
+stream_pid=$!
+for _ in $(seq 100); do grep -q hi "$RJ_TMP/dies.out" && break; sleep 0.1; done
+kill -KILL "$XPID"
+wait "$stream_pid"
+rc=$?
+expect_eq "server killed mid-stream: the stream exits 1" 1 "$rc"
+expect_eq "server killed mid-stream: said so, no word of certificates" \
+    "runjob: stream: 127.0.0.1:$port_dies closed the connection in the middle of the call (did the server stop or restart?): Socket closed (UNAVAILABLE)" \
+    "$(cat "$RJ_TMP/dies.err")"
+
 # A second CA: its certificates are strangers to the server, and it does not vouch for it.
 "$RUNJOB" certs -q --out "$RJ_TMP/other" --user alice >/dev/null
 err=$("$RUNJOB" ping -H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path "$RJ_TMP/other/root-ca-cert.pem" \
@@ -169,5 +210,12 @@ bad 1 "offset 4 is past the end of the job's output: it has ended with 0 bytes o
 expect_eq "stream from exactly the end of an ended job: nothing, exit 0" "0:" \
     "$(out=$(rj stream --offset 3 "$ended" 2>&1); echo "$?:$out")"
 if rj ping >/dev/null 2>&1; then ok "the server still answers after all that"; else fail "the server still answers after all that"; fi
+
+wait "$stopped_ping"
+kill -CONT "$stopped_pid"
+expect_eq "stopped server: ping exits 1" 1 "$(cat "$RJ_TMP/stopped.rc")"
+expect_match "stopped server: it did not answer, no word of certificates" \
+    "^runjob: ping: 127.0.0.1:$port_stopped did not answer within [0-9]+ s \\(is the server running and responsive\\?\\) \\(UNAVAILABLE\\)$" \
+    "$(cat "$RJ_TMP/stopped.err")"
 
 t_done

@@ -485,7 +485,7 @@ Test(client, jobs_table_columns)
 
 /* ---- errors in plain words, from the strings gRPC 1.51 really gives --------------------- */
 
-static const char *describe(int code, const char *details, int64_t deadline_ms)
+static const char *describe_facts(int code, const char *details, const struct rpc_call_facts *f)
 {
     static struct rpc_error err;
     struct rpc_peer peer = {.where = "127.0.0.1:8080",
@@ -493,9 +493,40 @@ static const char *describe(int code, const char *details, int64_t deadline_ms)
                             .ca_path = "certs/root-ca-cert.pem",
                             .cert_path = "certs/alice-cert.pem"};
     memset(&err, 0, sizeof(err));
-    rpc_client_describe(&peer, code, details, NULL, deadline_ms, &err);
+    rpc_client_describe(&peer, code, details, NULL, f, &err);
     cr_expect_eq(err.code, code);
     return err.message;
+}
+
+static const char *describe(int code, const char *details, int64_t deadline_ms)
+{
+    struct rpc_call_facts f = {.deadline_ms = deadline_ms};
+    return describe_facts(code, details, &f);
+}
+
+/* The same words early and late: a handshake nobody answers (a stopped server: the kernel
+ * accepts, nothing reads) fails after gRPC's 20 s connect timeout with the words a closed
+ * handshake has; a connection that breaks under a stream that had data is no certificate
+ * problem. */
+Test(client, errors_silence_and_breaks_are_not_certificates)
+{
+    const char *hs = "failed to connect to all addresses; last error: UNKNOWN: "
+                     "ipv4:127.0.0.1:47697: Handshake read failed";
+    struct rpc_call_facts silent = {.deadline_ms = 30000, .elapsed_ms = 20015};
+    cr_expect_str_eq(describe_facts(RPC_UNAVAILABLE, hs, &silent),
+                     "127.0.0.1:8080 did not answer within 20 s (is the server running and "
+                     "responsive?)");
+    struct rpc_call_facts quick = {.deadline_ms = 30000, .elapsed_ms = 40};
+    cr_expect_str_eq(describe_facts(RPC_UNAVAILABLE, hs, &quick),
+                     "TLS handshake with 127.0.0.1:8080 failed (wrong certificates?)");
+
+    struct rpc_call_facts broke = {.elapsed_ms = 1000, .answered = true};
+    cr_expect_str_eq(describe_facts(RPC_UNAVAILABLE, "Socket closed", &broke),
+                     "127.0.0.1:8080 closed the connection in the middle of the call (did the "
+                     "server stop or restart?): Socket closed");
+    struct rpc_call_facts refused = {.elapsed_ms = 1000};
+    cr_expect(strstr(describe_facts(RPC_UNAVAILABLE, "Socket closed", &refused),
+                     "did it reject our certificate"));
 }
 
 Test(client, errors_in_plain_words)
