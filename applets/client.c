@@ -1,5 +1,6 @@
 #include "client.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -199,6 +200,24 @@ int client_one_arg(const struct client_opts *o, int argc, char **argv, const cha
     if (!*argv[optind])
         return client_usage_error(o, "the %s is empty", what);
     *ret = argv[optind];
+    return 0;
+}
+
+int client_job_id_arg(const struct client_opts *o, int argc, char **argv, const char **ret)
+{
+    char low[37];
+    int r = client_one_arg(o, argc, argv, "job id", ret);
+    size_t n;
+
+    if (r)
+        return r;
+    n = strlen(*ret);
+    if (n != 36)
+        return 0;
+    for (size_t i = 0; i <= n; i++)
+        low[i] = (char)tolower((unsigned char)(*ret)[i]);
+    if (rpc_id_is_valid(low))
+        memcpy(argv[optind], low, n);
     return 0;
 }
 

@@ -101,6 +101,9 @@ int client_connect(struct client_opts *o, struct rpc_client **ret);
 /* Exactly one positional argument (what names it in the message): 0 with *ret, or 2. */
 int client_one_arg(const struct client_opts *o, int argc, char **argv, const char *what,
                    const char **ret);
+/* The one positional argument as a job id: a UUID in any case is lower-cased (in argv), as
+ * the server wants it; anything else is passed as typed, for the server to judge. 0 or 2. */
+int client_job_id_arg(const struct client_opts *o, int argc, char **argv, const char **ret);
 /* Opens the mTLS channel: 0, or 1 with the error printed. */
 int client_dial(const struct client_opts *o, struct rpc_client **ret);
 /* Prints "<prog>: <verb>: <message> (<CODE>)" to stderr; returns 1. */

@@ -48,7 +48,7 @@ int applet_stop_main(int argc, char **argv)
     if ((r = client_parse_flags(&o, CLIENT_SHORTOPTS "s:g:", longopts, usage, take_stop_flag,
                                 &req)) != CLIENT_OPT_DONE)
         return r;
-    if ((r = client_one_arg(&o, argc, argv, "job id", &id)) || (r = client_connect(&o, &c)))
+    if ((r = client_job_id_arg(&o, argc, argv, &id)) || (r = client_connect(&o, &c)))
         return r;
     req.id = (char *)id;
     if (rpc_client_stop(c, &req, &st, &err) < 0)

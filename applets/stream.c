@@ -67,7 +67,7 @@ int applet_stream_main(int argc, char **argv)
     if (o.output_given) /* accepted and ignored would promise JSON that never comes */
         return client_usage_error(&o, "--output: stream prints the job's bytes as they are; it "
                                       "has no output formats");
-    if ((r = client_one_arg(&o, argc, argv, "job id", &f.id)) || (r = client_connect(&o, &c)))
+    if ((r = client_job_id_arg(&o, argc, argv, &f.id)) || (r = client_connect(&o, &c)))
         return r;
     return client_follow(&o, c, &f);
 }

@@ -70,6 +70,7 @@ RJ_PORT=$port_dies rj stream "$id" >"$RJ_TMP/dies.out" 2>"$RJ_TMP/dies.err" &
 stream_pid=$!
 for _ in $(seq 100); do grep -q hi "$RJ_TMP/dies.out" && break; sleep 0.1; done
 kill -KILL "$XPID"
+wait "$XPID" 2>/dev/null # reaped here: no "Killed" notice in the log
 wait "$stream_pid"
 rc=$?
 expect_eq "server killed mid-stream: the stream exits 1" 1 "$rc"
@@ -186,7 +187,10 @@ bad 1 "the request is [0-9]+ bytes, more than the server accepts \\(1048576\\): 
     start /bin/echo $(for _ in $(seq 12); do echo "$a100k"; done)
 bad 1 "the job could not start: '/nonexistent/x': no such file or directory \\(FAILED_PRECONDITION\\)$" start /nonexistent/x
 bad 1 "malformed job id 'nope' .*\\(INVALID_ARGUMENT\\)$" stop nope
-bad 1 "malformed job id '3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3D4E5F' \\(expected a lower-case UUID" stop 3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3D4E5F
+# UUIDs are case-insensitive: an upper-case id is the same id (lower-cased before it is sent).
+bad 1 "job $U not found \\(NOT_FOUND\\)$" stop 3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3D4E5F
+bad 1 "job $U not found \\(NOT_FOUND\\)$" status 3F2B6C1E-8a4d-4C2E-9B1F-0A1B2C3D4E5F
+bad 1 "malformed job id 'NOPE'" status NOPE
 bad 1 "job $U not found \\(NOT_FOUND\\)$" stop $U
 bad 1 "grace_millis=7200000 is above the maximum 3600000 \\(INVALID_ARGUMENT\\)$" stop --grace 2h $U
 bad 1 "malformed job id '\\.\\./\\.\\./etc/passwd'" status ../../etc/passwd
@@ -209,6 +213,12 @@ bad 1 "offset 100 is past the end of the job's output: it has ended with 3 bytes
 bad 1 "offset 4 is past the end of the job's output: it has ended with 0 bytes of stderr" stream -s stderr --offset 4 "$ended"
 expect_eq "stream from exactly the end of an ended job: nothing, exit 0" "0:" \
     "$(out=$(rj stream --offset 3 "$ended" 2>&1); echo "$?:$out")"
+UP=$(printf '%s' "$ended" | tr a-f A-F)
+expect_match "status with the id in upper case" "^$ended .*exited" "$(rj status "$UP" 2>&1)"
+expect_eq "stream with the id in upper case" "0:hi" "$(out=$(rj stream "$UP" 2>&1); echo "$?:$out")"
+running=$(rj start /bin/sleep 600)
+expect_eq "stop with the id in upper case" 0 \
+    "$(rj stop -g 0 "$(printf '%s' "$running" | tr a-f A-F)" >/dev/null 2>&1; echo $?)"
 if rj ping >/dev/null 2>&1; then ok "the server still answers after all that"; else fail "the server still answers after all that"; fi
 
 wait "$stopped_ping"
