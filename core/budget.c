@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "clock.h"
 #include "budget.h"
 
 struct budget {
@@ -16,14 +17,6 @@ struct budget {
     size_t reserved;
     struct budget_waiter *head, *tail;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool is_pow2(size_t v)
 {
@@ -126,7 +119,7 @@ static void *run_timer(void *arg)
             continue;
         }
         due = b->head->since_ms + b->cfg.stall_ms;
-        if (now_ms() < due) {
+        if (clock_ms(CLOCK_MONOTONIC) < due) {
             struct timespec ts = {.tv_sec = (time_t)(due / 1000),
                                   .tv_nsec = (long)(due % 1000) * 1000000};
             (void)pthread_cond_timedwait(&b->cv, &b->mu, &ts);
@@ -156,7 +149,7 @@ static bool enqueue_locked(struct budget *b, struct budget_waiter *w)
     }
     w->next = NULL;
     w->queued = true;
-    w->since_ms = now_ms();
+    w->since_ms = clock_ms(CLOCK_MONOTONIC);
     if (b->tail)
         b->tail->next = w;
     else

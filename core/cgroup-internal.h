@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "cgroup.h"
+#include "clock.h"
 
 /* What a v1 hierarchy does for us; a co-mounted "cpu,cpuacct" hierarchy has two roles. */
 enum {
@@ -110,8 +111,6 @@ void cg_set_err(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Sleeps ms milliseconds. */
 void cg_sleep_ms(unsigned ms);
-/* Monotonic milliseconds. */
-int64_t cg_now_ms(void);
 /* cpu_millis -> CFS quota in usec for a 100 ms period (min 1000 us, the kernel's floor). */
 uint64_t cg_cpu_quota_usec(uint64_t cpu_millis);
 #define CG_CPU_PERIOD_USEC 100000u

@@ -207,7 +207,7 @@ static int v1_freeze(int fd, bool freeze)
         return r;
     /* FREEZING until every task stopped; a task in uninterruptible sleep can hold it there.
      * Give up waiting after a while: the kill still goes out and the caller repeats. */
-    int64_t deadline = cg_now_ms() + V1_FREEZE_WAIT_MS;
+    int64_t deadline = clock_ms(CLOCK_MONOTONIC) + V1_FREEZE_WAIT_MS;
     for (unsigned delay = 1;; delay = delay < 20 ? delay * 2 : delay) {
         _cleanup_free_ char *buf = NULL;
         enum proc_freezer_state st;
@@ -217,7 +217,7 @@ static int v1_freeze(int fd, bool freeze)
         r = proc_parse_freezer_state(buf, &st);
         if (r < 0)
             return r;
-        if (st == PROC_FROZEN || cg_now_ms() >= deadline)
+        if (st == PROC_FROZEN || clock_ms(CLOCK_MONOTONIC) >= deadline)
             return 0;
         cg_sleep_ms(delay);
     }

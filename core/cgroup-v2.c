@@ -353,11 +353,11 @@ static int v2_kill_frozen(struct cg *cg)
     if (r < 0)
         log_debug("cgroup: freeze '%s': %s, killing anyway", cg->id, strerror(-r));
     else {
-        int64_t deadline = cg_now_ms() + V2_FREEZE_WAIT_MS;
+        int64_t deadline = clock_ms(CLOCK_MONOTONIC) + V2_FREEZE_WAIT_MS;
         for (unsigned delay = 1;; delay = delay < 20 ? delay * 2 : delay) {
             uint64_t frozen = 0;
             if (proc_read_keyed_u64_at(fd, "cgroup.events", "frozen", &frozen) < 0 || frozen ||
-                cg_now_ms() >= deadline)
+                clock_ms(CLOCK_MONOTONIC) >= deadline)
                 break;
             cg_sleep_ms(delay);
         }

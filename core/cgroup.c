@@ -40,13 +40,6 @@ void cg_sleep_ms(unsigned ms)
         ;
 }
 
-int64_t cg_now_ms(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 uint64_t cg_cpu_quota_usec(uint64_t cpu_millis)
 {
     /* millis/1000 CPUs for a period of CG_CPU_PERIOD_USEC: quota = millis * 100 us. */
@@ -415,7 +408,8 @@ int cg_is_populated(struct cg *cg)
 
 int cg_kill(struct cg *cg, int timeout_ms)
 {
-    int64_t deadline = cg_now_ms() + (timeout_ms < 0 ? CG_DEFAULT_TIMEOUT_MS : timeout_ms);
+    int64_t deadline =
+        clock_ms(CLOCK_MONOTONIC) + (timeout_ms < 0 ? CG_DEFAULT_TIMEOUT_MS : timeout_ms);
     unsigned delay = 1;
 
     for (;;) {
@@ -429,7 +423,7 @@ int cg_kill(struct cg *cg, int timeout_ms)
         r = cg->m->ops->is_populated(cg);
         if (r <= 0)
             return r;
-        if (cg_now_ms() >= deadline)
+        if (clock_ms(CLOCK_MONOTONIC) >= deadline)
             return -ETIMEDOUT;
         cg_sleep_ms(delay);
         if (delay < 50)
@@ -444,7 +438,8 @@ int cg_read_usage(struct cg *cg, struct cg_usage *ret)
 
 int cg_destroy(struct cg *cg, int timeout_ms)
 {
-    int64_t deadline = cg_now_ms() + (timeout_ms < 0 ? CG_DEFAULT_TIMEOUT_MS : timeout_ms);
+    int64_t deadline =
+        clock_ms(CLOCK_MONOTONIC) + (timeout_ms < 0 ? CG_DEFAULT_TIMEOUT_MS : timeout_ms);
     bool any = false;
     int r;
 
@@ -478,7 +473,7 @@ int cg_destroy(struct cg *cg, int timeout_ms)
         if (r != -EBUSY)
             break;
         /* v1 can report a process gone from cgroup.procs a moment before rmdir agrees. */
-        if (cg_now_ms() >= deadline)
+        if (clock_ms(CLOCK_MONOTONIC) >= deadline)
             break;
         cg_sleep_ms(delay);
     }

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "clock.h"
 #include "cgroup.h"
 #include "job.h"
 #include "spawn.h"
@@ -123,8 +124,6 @@ struct job_runner {
     bool quit;
 };
 
-/* CLOCK_REALTIME or CLOCK_MONOTONIC in milliseconds. */
-int64_t job_clock_ms(clockid_t c);
 /* job-start.c: an empty shim (every fd -1). */
 void job_shim_init(struct shim *sh);
 /* job-start.c: kills and reaps a pooled shim that will not be used, closing its fds. */

@@ -436,7 +436,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     j->w_pid = (struct watch){.kind = W_PIDFD, .j = j};
     j->status.state = JOB_RUNNING;
     j->status.pid = sh.pid;
-    j->status.start_ms = job_clock_ms(CLOCK_REALTIME);
+    j->status.start_ms = clock_ms(CLOCK_REALTIME);
 
     pthread_mutex_lock(&r->mu);
     j->next = r->jobs;

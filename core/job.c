@@ -29,14 +29,6 @@
 #include "outlog.h"
 #include "spawn.h"
 
-int64_t job_clock_ms(clockid_t c)
-{
-    struct timespec ts;
-
-    clock_gettime(c, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void job_runner_wake(struct job_runner *r)
 {
     uint64_t one = 1;
@@ -163,7 +155,7 @@ static void reap(struct job_runner *r, struct job *j)
      * cgroup (see handle_deadlines). */
     if (j->out_fd >= 0 || j->err_fd >= 0) {
         pthread_mutex_lock(&j->mu);
-        j->deadline_ms = job_clock_ms(CLOCK_MONOTONIC) + LEFTOVER_KILL_MS;
+        j->deadline_ms = clock_ms(CLOCK_MONOTONIC) + LEFTOVER_KILL_MS;
         pthread_mutex_unlock(&j->mu);
         job_runner_wake(r);
     }
@@ -191,7 +183,7 @@ static void set_final_status(struct job *j, const struct cg_usage *u)
     s->cpu_usec = u->cpu_usec;
     if (u->memory_peak_bytes > s->memory_peak_bytes)
         s->memory_peak_bytes = u->memory_peak_bytes;
-    s->end_ms = job_clock_ms(CLOCK_REALTIME);
+    s->end_ms = clock_ms(CLOCK_REALTIME);
     s->pid = 0;
 }
 
@@ -287,7 +279,7 @@ static void handle_spawn_reqs(struct job_runner *r)
 /* Kills the cgroups whose stop deadline passed and re-arms the timer for the next one. */
 static void handle_deadlines(struct job_runner *r)
 {
-    int64_t now = job_clock_ms(CLOCK_MONOTONIC), next = 0;
+    int64_t now = clock_ms(CLOCK_MONOTONIC), next = 0;
     struct itimerspec its;
 
     pthread_mutex_lock(&r->mu);
@@ -561,7 +553,7 @@ int job_stop_async(struct job *j, int sig, int64_t grace_ms, job_event_fn done, 
     if (sig == SIGKILL || grace_ms < 0) {
         j->kill_now = true;
     } else {
-        int64_t deadline = job_clock_ms(CLOCK_MONOTONIC) + grace_ms;
+        int64_t deadline = clock_ms(CLOCK_MONOTONIC) + grace_ms;
         if (!j->deadline_ms || deadline < j->deadline_ms)
             j->deadline_ms = deadline;
         /* The shim forwards it to the command's process group. ESRCH: already exiting. */

@@ -1,3 +1,4 @@
+#include "clock.h"
 #include "jobtable.h"
 
 #include <dirent.h>
@@ -238,13 +239,6 @@ static int cmp_start(const void *a, const void *b)
     return strcmp(x->spec.id, y->spec.id);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A creation time for a new entry (lock held): the clock, but strictly after the previous one,
  * so that the order of creation survives a restart even within one clock tick. */
 static uint64_t created_ns_locked(struct jobtab *t)
@@ -299,7 +293,7 @@ static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name
         js->state = JOB_LOST;
         (void)snprintf(js->error, sizeof(js->error), "%s", LOST_MESSAGE);
         if (js->end_ms == 0)
-            js->end_ms = now_ms();
+            js->end_ms = clock_ms(CLOCK_REALTIME);
         r = jobtab_rec_write(e, &e->status, false);
         if (r < 0)
             log_warn("state: job %s: rewriting its record as LOST failed: %s, ignoring", name,
@@ -404,7 +398,7 @@ int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner
     e->spec.limits = *limits;
     e->spec.network = network;
     e->status.job.state = JOB_STARTING;
-    e->status.job.start_ms = now_ms();
+    e->status.job.start_ms = clock_ms(CLOCK_REALTIME);
 
     (void)pthread_mutex_lock(&t->lock);
     for (size_t i = 0; i < t->n; i++) {
@@ -464,7 +458,7 @@ int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner
     if (r < 0) {
         struct jobtab_status st = e->status;
         st.job.state = JOB_FAILED_TO_START;
-        st.job.end_ms = now_ms();
+        st.job.end_ms = clock_ms(CLOCK_REALTIME);
         (void)snprintf(st.job.error, sizeof(st.job.error), "the server could not record the job");
         (void)pthread_mutex_lock(&t->lock);
         e->status = st;

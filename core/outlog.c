@@ -1,3 +1,4 @@
+#include "clock.h"
 #include "outlog.h"
 
 #include <errno.h>
@@ -13,13 +14,6 @@
 
 #include "cleanup.h"
 #include "outlog-internal.h"
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_REALTIME, &ts); /* cannot fail with a valid clock id */
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct outlog *log_alloc(const char *path)
 {
@@ -312,8 +306,11 @@ static void dispatch_locked(struct outlog *l)
 static int write_record(struct outlog *l, uint8_t stream, uint8_t flags, const void *buf,
                         uint32_t len, struct rec_hdr *ret_hdr)
 {
-    struct rec_hdr h = {
-        .magic = REC_MAGIC, .stream = stream, .flags = flags, .len = len, .time_ms = now_ms()};
+    struct rec_hdr h = {.magic = REC_MAGIC,
+                        .stream = stream,
+                        .flags = flags,
+                        .len = len,
+                        .time_ms = clock_ms(CLOCK_REALTIME)};
     size_t total = REC_HDR_SIZE + (size_t)len, done = 0;
 
     while (done < total) {

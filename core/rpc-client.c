@@ -2,6 +2,7 @@
  * server-streaming reader, each call on its own pluck completion queue (so every call is
  * thread-safe on one channel: `run` stops a job from its signal thread while the main thread
  * is blocked reading the stream). */
+#include "clock.h"
 #include "rpc.h"
 #include "rpc-client-internal.h"
 
@@ -71,7 +72,7 @@ struct rpc_stream {
     bool status_done;  /* RECV_STATUS_ON_CLIENT plucked */
     bool ended;
     bool answered;    /* a message has come: the connection worked */
-    int64_t start_ms; /* now_ms() at open */
+    int64_t start_ms; /* clock_ms(CLOCK_MONOTONIC) at open */
     int end_result;   /* 0 or -1 once ended */
     struct rpc_error end_err;
     /* Distinct, stable tags: addresses inside this struct. */
@@ -280,12 +281,6 @@ void rpc_client_wait_library_idle(int timeout_ms)
         (void)usleep(1000);
 }
 
-static int64_t now_ms(void)
-{
-    gpr_timespec t = gpr_now(GPR_CLOCK_MONOTONIC);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void describe_slice(const struct rpc_client *c, grpc_status_code code, grpc_slice details,
                            const char *error_string, const struct rpc_call_facts *f,
                            struct rpc_error *err)
@@ -359,7 +354,7 @@ static int unary(struct rpc_client *c, enum method m, int64_t deadline_ms,
     const char *error_string = NULL;
     grpc_op ops[6];
     int tag, r = -1;
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms(CLOCK_MONOTONIC);
 
     grpc_metadata_array_init(&md_initial);
     grpc_metadata_array_init(&md_trailing);
@@ -386,7 +381,8 @@ static int unary(struct rpc_client *c, enum method m, int64_t deadline_ms,
     /* The batch always reports success; the status says how the call went. */
     (void)grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (status != GRPC_STATUS_OK) {
-        struct rpc_call_facts f = {.deadline_ms = deadline_ms, .elapsed_ms = now_ms() - t0};
+        struct rpc_call_facts f = {.deadline_ms = deadline_ms,
+                                   .elapsed_ms = clock_ms(CLOCK_MONOTONIC) - t0};
         describe_slice(c, status, details, error_string, &f, err);
         goto out;
     }
@@ -465,7 +461,7 @@ int rpc_client_stream_open(struct rpc_client *c, const Jobmanager__V1__StreamReq
         return -1;
     }
     s->c = c;
-    s->start_ms = now_ms();
+    s->start_ms = clock_ms(CLOCK_MONOTONIC);
     s->cq = grpc_completion_queue_create_for_pluck(NULL);
     /* No deadline: a followed stream lasts as long as the job. */
     s->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq,
@@ -585,7 +581,8 @@ static int stream_end(struct rpc_stream *s, struct rpc_error *err)
     if (s->status == GRPC_STATUS_OK) {
         s->end_result = 0;
     } else {
-        struct rpc_call_facts f = {.elapsed_ms = now_ms() - s->start_ms, .answered = s->answered};
+        struct rpc_call_facts f = {.elapsed_ms = clock_ms(CLOCK_MONOTONIC) - s->start_ms,
+                                   .answered = s->answered};
         describe_slice(s->c, s->status, s->details, s->error_string, &f, &s->end_err);
         s->end_result = -1;
     }
