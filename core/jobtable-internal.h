@@ -124,7 +124,7 @@ void jobtab_writer_queue(struct jobtab_entry *e);
 int jobtab_rec_reserve(int dfd, const char *name, size_t size);
 /* Reads the record of the job folder dfd into a malloc'd string. 0 or -errno (-EBADMSG for a
  * NUL byte, -EFBIG past 8 MiB). */
-int jobtab_rec_read(int dfd, char **ret_text);
+int jobtab_rec_read(int dfd, const char *name, char **ret_text);
 
 /* Queues e's record, just renamed into place, for the flusher (new_folder: see
  * jobtab_rec_write). */

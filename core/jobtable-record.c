@@ -371,9 +371,48 @@ static void reserve_next_record(int dfd, size_t len)
     (void)jobtab_rec_reserve(dfd, RECORD_TMP, size);
 }
 
-/* Writes the record: status.tmp, then rename over status, so that a crash of the server
- * (whose writes the page cache keeps) leaves either the old or the new record, never a torn
- * one. Durability against a crash of the machine is the flusher's (jobtable-flush.c): it
+/* The same room in the existing status.tmp (the previous record after an exchange): blocks
+ * already there are kept, only what is missing is allocated. */
+static void reserve_next_record_in(int dfd, size_t len)
+{
+    size_t size = (len + 2 * RECORD_RESERVE_MIN - 1) & ~(size_t)(RECORD_RESERVE_MIN - 1);
+    _cleanup_close_ int fd = openat(dfd, RECORD_TMP, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+
+    if (fd >= 0)
+        (void)fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size);
+}
+
+/* Gives back the room past the end of dfd/name (ext4 frees blocks kept past the end even by a
+ * truncation to the same size). Best effort: the room is only disk space. */
+static void trim_record(int dfd, const char *name)
+{
+    _cleanup_close_ int fd = openat(dfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat sb;
+
+    if (fd >= 0 && fstat(fd, &sb) == 0)
+        (void)ftruncate(fd, sb.st_size);
+}
+
+/* Puts status.tmp in place of status. After the first record, the two are exchanged
+ * (RENAME_EXCHANGE): status.tmp then holds the previous record, which is the room for the next
+ * write and what a load falls back to when a machine crash left status torn; no file is freed,
+ * so ext4 without a journal does not skip ever more recently freed inodes at each new file (it
+ * checks each one, one by one, for 1-5 minutes after its deletion). 1 when exchanged, 0 when
+ * renamed (the first record, or a file system without RENAME_EXCHANGE), or -errno. */
+static int replace_record(int dfd)
+{
+    if (renameat2(dfd, RECORD_TMP, dfd, RECORD_FILE, RENAME_EXCHANGE) == 0)
+        return 1;
+    if (errno != ENOENT && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        return -errno;
+    if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Writes the record: status.tmp, then in place of status (replace_record), so that a crash of
+ * the server (whose writes the page cache keeps) leaves either the old or the new record, never
+ * a torn one. Durability against a crash of the machine is the flusher's (jobtable-flush.c): it
  * fsyncs the file and the folder shortly after, for every record written meanwhile at once.
  * status.tmp may hold room reserved by the previous write (past its end): the record is written
  * into it. */
@@ -384,6 +423,7 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     _cleanup_close_ int fd = -1;
     char dir[PATH_MAX];
     struct stat sb;
+    bool running = jobtab_state_is_running(st->job.state);
     size_t len;
     bool spare;
     int r;
@@ -404,21 +444,33 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     if (r < 0)
         return r;
     /* A reserve is empty (its room lies past its end): a running job's record needs cutting
-     * only when it replaces a longer leftover (a write cut short by a crash), which keeps a
-     * truncation (journal work) off the Start path. An ended job's record gives the room past
-     * its end back: nothing follows it. */
+     * only when it replaces a longer leftover (a previous record, or a write cut short by a
+     * crash), which keeps a truncation (journal work) off the Start path. An ended job's record
+     * gives the room past its end back: nothing follows it. */
     if (fstat(fd, &sb) < 0)
         return -errno;
-    if ((sb.st_size > (off_t)len || !jobtab_state_is_running(st->job.state)) &&
-        ftruncate(fd, (off_t)len) < 0)
+    if ((sb.st_size > (off_t)len || !running) && ftruncate(fd, (off_t)len) < 0)
         return -errno;
-    if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) < 0)
-        return -errno;
+    r = replace_record(dfd);
+    if (r < 0)
+        return r;
     jobtab_flusher_queue(e, new_folder);
     spare = e->spare;
     e->spare = false;
+    if (r == 1) {
+        /* status.tmp is the previous record now: the next write's room (a running job's record
+         * hardly grows: reserve_next_record tops it up to the same room as a new reserve), or,
+         * for an ended job, a copy kept without its room. */
+        if (running)
+            reserve_next_record_in(dfd, len);
+        else
+            trim_record(dfd, RECORD_TMP);
+        if (spare)
+            (void)unlinkat(dfd, RECORD_SPARE, 0);
+        return 0;
+    }
     /* A slot's spare is already allocated: a rename instead of a new allocation. */
-    if (jobtab_state_is_running(st->job.state)) {
+    if (running) {
         if (!spare || renameat(dfd, RECORD_SPARE, dfd, RECORD_TMP) < 0)
             reserve_next_record(dfd, len);
     } else if (spare) {
@@ -439,9 +491,9 @@ int jobtab_rec_write_latest(struct jobtab_entry *e)
     return r;
 }
 
-int jobtab_rec_read(int dfd, char **ret_text)
+int jobtab_rec_read(int dfd, const char *name, char **ret_text)
 {
-    _cleanup_close_ int fd = openat(dfd, RECORD_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     _cleanup_free_ char *buf = NULL;
     size_t len;
     int r;

@@ -254,6 +254,16 @@ static uint64_t created_ns_locked(struct jobtab *t)
     return ns;
 }
 
+/* Parses a record of folder name into e: 0, or -EBADMSG (malformed, or another job's). */
+static int parse_record(const char *text, const char *name, struct jobtab_entry *e)
+{
+    if (jobtab_record_parse(text, &e->spec, &e->status) < 0 || strcmp(e->spec.id, name) != 0) {
+        jobtab_spec_clear(&e->spec);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
 /* Loads <state>/<name>; NULL when it is not a loadable job folder. */
 static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name, bool *ret_lost)
 {
@@ -265,24 +275,33 @@ static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name
     dfd = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (dfd < 0)
         return NULL;
-    r = jobtab_rec_read(dfd, &text);
+    r = jobtab_rec_read(dfd, RECORD_FILE, &text);
     if (r == -ENOENT) /* kept even if the folder stays: no job has this id */
         jobtab_remember_unused(t, name);
     if (r == -ENOENT && jobtab_remove_unused_folder(sfd, dfd, name) == 0) {
         log_debug("state: removed the unused job folder '%s'", name);
         return NULL;
     }
-    if (r < 0) {
-        log_warn("state: job folder '%s' has no readable record (%s), ignoring", name,
-                 strerror(-r));
-        return NULL;
-    }
     e = entry_new(t);
     if (!e)
         return NULL;
-    r = jobtab_record_parse(text, &e->spec, &e->status);
-    if (r < 0 || strcmp(e->spec.id, name) != 0) {
-        log_warn("state: job folder '%s' has a malformed record, ignoring", name);
+    if (r == 0)
+        r = parse_record(text, name, e);
+    if (r < 0 && r != -ENOENT) {
+        /* A machine crash can leave the latest record torn (its folder's rename made durable
+         * before its data); status.tmp then still holds the one before it. */
+        _cleanup_free_ char *prev = NULL;
+        int rp = jobtab_rec_read(dfd, RECORD_TMP, &prev);
+        if (rp == 0)
+            rp = parse_record(prev, name, e);
+        if (rp == 0)
+            log_warn("state: job %s: its record is unreadable (%s), using the previous one", name,
+                     strerror(-r));
+        r = rp == 0 ? 0 : r;
+    }
+    if (r < 0) {
+        log_warn("state: job folder '%s' has no readable record (%s), ignoring", name,
+                 strerror(-r));
         entry_free(e);
         return NULL;
     }

@@ -190,7 +190,7 @@ Test(jobtab, persistence_round_trip_and_atomic_rewrite)
     st.job.pid = 1234;
     cr_assert_eq(jobtab_entry_set_status(e2, &st), 0);
     snprintf(dir, sizeof(dir), "%s/%s", state_dir, id1);
-    cr_expect_eq(count_files(dir), 1, "only 'status' is left (no status.tmp)");
+    cr_expect_eq(count_files(dir), 2, "'status' and the previous record, nothing else");
     cr_assert_eq(jobtab_entry_output_path(t, e1, path, sizeof(path)), 0);
     cr_expect(strstr(path, id1) && strstr(path, "/output"));
     jobtab_free(t);
@@ -253,7 +253,10 @@ Test(jobtab, running_job_keeps_room_for_its_next_record)
     cr_assert_eq(stat(rec, &sb), 0);
     cr_expect_lt(sb.st_size, 4096, "the record itself is cut to its length");
     finish(t, e, 5);
-    cr_expect_eq(count_files(dir), 1, "an ended job keeps only 'status'");
+    cr_expect_eq(count_files(dir), 2, "an ended job keeps 'status' and the previous record");
+    cr_assert_eq(stat(tmp, &sb), 0);
+    cr_expect_leq(sb.st_blocks * 512, 4096, "the previous record without its room");
+    cr_expect_gt(sb.st_size, 0, "the previous record itself");
     jobtab_free(t);
 
     t = table(0);
@@ -263,6 +266,48 @@ Test(jobtab, running_job_keeps_room_for_its_next_record)
     jobtab_entry_get_status(e, &st);
     cr_expect_eq(st.job.state, JOB_EXITED);
     cr_expect_eq(st.job.exit_code, 5);
+    jobtab_free(t);
+}
+
+/* A machine crash can make a record's rename durable before its data: a torn 'status' is
+ * replaced by the previous record, which status.tmp keeps; with neither readable the folder is
+ * skipped. */
+Test(jobtab, torn_record_falls_back_to_the_previous_one)
+{
+    struct jobtab *t = table(0);
+    struct jobtab_entry *e = add(t, "alice", "torn", 0);
+    struct jobtab_status st;
+    char id[40], rec[512], tmp[512];
+    FILE *f;
+
+    strcpy(id, jobtab_entry_spec(e)->id);
+    snprintf(rec, sizeof(rec), "%s/%s/status", state_dir, id);
+    snprintf(tmp, sizeof(tmp), "%s/%s/status.tmp", state_dir, id);
+    jobtab_entry_get_status(e, &st);
+    st.job.state = JOB_RUNNING;
+    st.job.start_ms = 1234567;
+    cr_assert_eq(jobtab_entry_set_status(e, &st), 0);
+    finish(t, e, 7);
+    jobtab_free(t);
+
+    f = fopen(rec, "w"); /* the final record, torn mid-line */
+    cr_assert_not_null(f);
+    fputs("version=1\nid=", f);
+    fclose(f);
+    t = table(0);
+    cr_assert_eq(jobtab_load(t, NULL, NULL), 1);
+    e = jobtab_lookup(t, id, "alice");
+    cr_assert_not_null(e);
+    jobtab_entry_get_status(e, &st);
+    cr_expect_eq(st.job.state, JOB_LOST, "the previous record was RUNNING: the job is LOST");
+    cr_expect_eq(st.job.start_ms, 1234567);
+    cr_expect_str_eq(jobtab_entry_spec(e)->name, "torn");
+    jobtab_free(t);
+
+    cr_assert_eq(truncate(rec, 3), 0);
+    cr_assert_eq(truncate(tmp, 5), 0);
+    t = table(0);
+    cr_expect_eq(jobtab_load(t, NULL, NULL), 0, "neither record readable: skipped");
     jobtab_free(t);
 }
 
@@ -446,7 +491,8 @@ Test(jobtab, slot_folder_made_ahead_holds_the_job)
     cr_assert_eq(stat(want, &sb), 0);
     cr_expect_geq(sb.st_blocks * 512, 4096, "allocated, not sparse");
     finish(t, e, 0);
-    cr_expect_eq(count_files(dir), 1, "an ended job keeps only 'status'");
+    cr_expect_eq(count_files(dir), 2, "an ended job keeps 'status' and the previous record");
+    cr_expect_not(exists(dir, "status.spare"));
     jobtab_free(t);
 
     t = table(0);
