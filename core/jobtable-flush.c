@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "jobtable-internal.h"
 #include "log.h"
 
@@ -156,23 +157,58 @@ static void *flusher_main(void *arg)
 
 /* ---- the writer: records handed over by jobtab_entry_set_status_async ------------------- */
 
-void jobtab_writer_queue(struct jobtab_entry *e)
+void jobtab_writer_queue(struct jobtab_entry *e, unsigned linger_ms)
 {
     struct jobtab_flusher *fl = &e->t->fl;
+    uint64_t due = linger_ms ? (uint64_t)clock_ms(CLOCK_MONOTONIC) + linger_ms : 0;
 
     (void)pthread_mutex_lock(&fl->mu);
     if (!e->wq_queued) {
         e->wq_queued = true;
+        e->wq_due_ms = due;
         e->wq_next = NULL;
-        if (!fl->whead)
+        if (!fl->whead || due == 0)
             (void)pthread_cond_signal(&fl->wwake);
         *fl->wtail = e;
         fl->wtail = &e->wq_next;
+    } else if (due < e->wq_due_ms) { /* an end after a running state: no more waiting */
+        e->wq_due_ms = due;
+        (void)pthread_cond_signal(&fl->wwake);
     }
     (void)pthread_mutex_unlock(&fl->mu);
 }
 
-/* One record at a time, oldest request first; each write queues its record for the flusher. */
+/* The first queued entry whose record is due (every one at exit or while someone syncs), with
+ * *ret_pp the link to it. NULL when none is: *ret_due is then the earliest due time, or 0 for an
+ * empty queue. */
+static struct jobtab_entry *writer_pick(struct jobtab_flusher *fl, struct jobtab_entry ***ret_pp,
+                                        uint64_t *ret_due)
+{
+    bool all = fl->wexiting || fl->wsyncing > 0;
+    uint64_t now = 0, first = 0;
+
+    for (struct jobtab_entry **pp = &fl->whead; *pp; pp = &(*pp)->wq_next) {
+        uint64_t due = (*pp)->wq_due_ms;
+        if (!all && due != 0 && now == 0)
+            now = (uint64_t)clock_ms(CLOCK_MONOTONIC);
+        if (all || due <= now) {
+            *ret_pp = pp;
+            return *pp;
+        }
+        if (first == 0 || due < first)
+            first = due;
+    }
+    *ret_due = first;
+    return NULL;
+}
+
+static void deadline_at(struct timespec *ts, uint64_t mono_ms)
+{
+    ts->tv_sec = (time_t)(mono_ms / 1000);
+    ts->tv_nsec = (long)(mono_ms % 1000) * 1000000;
+}
+
+/* One record at a time, the first due first; each write queues its record for the flusher. */
 static void *writer_main(void *arg)
 {
     struct jobtab *t = arg;
@@ -180,17 +216,24 @@ static void *writer_main(void *arg)
 
     (void)pthread_mutex_lock(&fl->mu);
     for (;;) {
-        struct jobtab_entry *e;
+        struct jobtab_entry *e, **pp = NULL;
+        uint64_t due = 0;
         int r;
 
-        while (!fl->whead && !fl->wexiting)
-            (void)pthread_cond_wait(&fl->wwake, &fl->mu);
-        if (!fl->whead)
+        while (!(e = writer_pick(fl, &pp, &due)) && !(fl->wexiting && !fl->whead)) {
+            if (due == 0) {
+                (void)pthread_cond_wait(&fl->wwake, &fl->mu);
+            } else {
+                struct timespec dl;
+                deadline_at(&dl, due);
+                (void)pthread_cond_timedwait(&fl->wwake, &fl->mu, &dl);
+            }
+        }
+        if (!e)
             break;
-        e = fl->whead;
-        fl->whead = e->wq_next;
-        if (!fl->whead)
-            fl->wtail = &fl->whead;
+        *pp = e->wq_next;
+        if (!*pp)
+            fl->wtail = pp;
         e->wq_queued = false;
         fl->wbusy = true;
         (void)pthread_mutex_unlock(&fl->mu);
@@ -216,8 +259,11 @@ int jobtab_sync(struct jobtab *t)
     int r;
 
     (void)pthread_mutex_lock(&fl->mu);
+    fl->wsyncing++; /* lingering records are due now */
+    (void)pthread_cond_signal(&fl->wwake);
     while (fl->whead || fl->wbusy) /* the writer's records first: they join the flusher's queue */
         (void)pthread_cond_wait(&fl->wdone, &fl->mu);
+    fl->wsyncing--;
     target = fl->queued_seq;
     if (fl->synced_seq < target) {
         fl->urgent = true;
@@ -241,9 +287,9 @@ int jobtab_flusher_start(struct jobtab *t, unsigned window_ms)
     (void)pthread_condattr_init(&ca);
     (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     (void)pthread_cond_init(&fl->wake, &ca);
+    (void)pthread_cond_init(&fl->wwake, &ca);
     (void)pthread_condattr_destroy(&ca);
     (void)pthread_cond_init(&fl->done, NULL);
-    (void)pthread_cond_init(&fl->wwake, NULL);
     (void)pthread_cond_init(&fl->wdone, NULL);
     fl->head = NULL;
     fl->tail = &fl->head;

@@ -41,8 +41,9 @@ struct jobtab_entry {
     uint64_t fl_seq;
     struct jobtab_entry *fl_next;
     /* The writer's queue, under t->fl.mu: a status set by jobtab_entry_set_status_async whose
-     * record is not written yet. */
+     * record is not written yet, due at wq_due_ms (CLOCK_MONOTONIC; 0: at once). */
     bool wq_queued;
+    uint64_t wq_due_ms;
     struct jobtab_entry *wq_next;
 };
 
@@ -70,8 +71,9 @@ struct jobtab_flusher {
     pthread_cond_t wdone; /* a write finished */
     pthread_t wthread;
     struct jobtab_entry *whead, **wtail;
-    bool wbusy;    /* a record is being written */
-    bool wexiting; /* jobtab_free: write what is queued, then end (before the flusher ends) */
+    bool wbusy;         /* a record is being written */
+    bool wexiting;      /* jobtab_free: write what is queued, then end (before the flusher ends) */
+    unsigned wsyncing;  /* callers in jobtab_sync: every queued record is due at once */
 };
 
 struct jobtab {
@@ -119,7 +121,7 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
  * status never lands last. 0 or -errno. */
 int jobtab_rec_write_latest(struct jobtab_entry *e);
 /* Hands e's record to the writer thread (once, however often it is called before the write). */
-void jobtab_writer_queue(struct jobtab_entry *e);
+void jobtab_writer_queue(struct jobtab_entry *e, unsigned linger_ms);
 /* Allocates size bytes to a new file name in dfd (the room for a record). 0 or -errno. */
 int jobtab_rec_reserve(int dfd, const char *name, size_t size);
 /* Reads the record of the job folder dfd into a malloc'd string. 0 or -errno (-EBADMSG for a

@@ -590,7 +590,7 @@ int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *
 void jobtab_entry_set_status_async(struct jobtab_entry *e, const struct jobtab_status *st)
 {
     apply_status(e, st);
-    jobtab_writer_queue(e);
+    jobtab_writer_queue(e, jobtab_state_is_running(st->job.state) ? JOBTAB_RUNNING_LINGER_MS : 0);
 }
 
 bool jobtab_entry_is_running(struct jobtab_entry *e)

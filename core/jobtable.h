@@ -155,6 +155,10 @@ int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *
  * kill -9 of the server finds the previous record. Write errors are logged, and reported by
  * jobtab_sync; jobtab_free writes what is still queued. */
 void jobtab_entry_set_status_async(struct jobtab_entry *e, const struct jobtab_status *st);
+/* How long set_status_async holds a running state's record back: a job that ends meanwhile has
+ * only its end written (a restart makes STARTING and RUNNING alike LOST; all the wait can lose
+ * is the start time). An end is written at once, and jobtab_sync writes what waits. */
+#define JOBTAB_RUNNING_LINGER_MS 500
 /* true while state is STARTING or RUNNING. */
 bool jobtab_entry_is_running(struct jobtab_entry *e);
 

@@ -4,7 +4,7 @@
  * jobtab_sync waits for it and jobtab_free flushes what is left; and the record on disk never
  * goes back from an end state to a running one, whatever order concurrent writers run in.
  *
- * This binary defines fsync, fdatasync and renameat itself (they reach the real ones through
+ * This binary defines fsync, fdatasync, renameat and renameat2 itself (they reach the real ones through
  * dlsym(RTLD_NEXT)), so every call libcore makes is logged with the path it was about. */
 #include <criterion/criterion.h>
 #include <dlfcn.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/jobtable.h"
@@ -79,6 +80,24 @@ int renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpat
         (int (*)(int, const char *, int, const char *))dlsym(RTLD_NEXT, "renameat");
     char dir[200], p[256];
     int r = real(olddirfd, oldpath, newdirfd, newpath);
+
+    if (r == 0) {
+        fd_path(newdirfd, dir, sizeof(dir));
+        snprintf(p, sizeof(p), "%s/%s", dir, newpath);
+        log_event(EV_RENAME, p);
+    }
+    return r;
+}
+
+/* An exchange (RENAME_EXCHANGE, every record after a job's first) puts a record in place as a
+ * rename does: logged alike, under the name it lands on. */
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags)
+{
+    int (*real)(int, const char *, int, const char *, unsigned int) =
+        (int (*)(int, const char *, int, const char *, unsigned int))dlsym(RTLD_NEXT, "renameat2");
+    char dir[200], p[256];
+    int r = real(olddirfd, oldpath, newdirfd, newpath, flags);
 
     if (r == 0) {
         fd_path(newdirfd, dir, sizeof(dir));
@@ -175,8 +194,16 @@ static void paths(const char *id, char *dir, char *rec)
     snprintf(rec, 320, "%.200s/%.36s/status", state_real, id);
 }
 
+static enum job_state state_in(const char *id, const char *name);
+
 /* What the folder's record says now, read as a restarted server would. */
 static enum job_state state_on_disk(const char *id)
+{
+    return state_in(id, "status");
+}
+
+/* The state in the folder's file name (status, or status.tmp: the record before it). */
+static enum job_state state_in(const char *id, const char *name)
 {
     char path[320], buf[8192];
     struct jobtab_spec spec;
@@ -184,7 +211,7 @@ static enum job_state state_on_disk(const char *id)
     ssize_t n;
     int fd;
 
-    snprintf(path, sizeof(path), "%s/%s/status", state_dir, id);
+    snprintf(path, sizeof(path), "%s/%s/%s", state_dir, id, name);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
     n = read(fd, buf, sizeof(buf) - 1);
@@ -461,5 +488,51 @@ Test(jobtab_flusher, free_writes_and_flushes_async_records)
         jobtab_entry_get_status(jobtab_lookup(t, ids[i], "alice"), &st);
         cr_expect_eq(st.job.state, JOB_KILLED, "%s: not LOST", ids[i]);
     }
+    jobtab_free(t);
+}
+
+static void set_state_async(struct jobtab_entry *e, enum job_state s, int code)
+{
+    struct jobtab_status st;
+
+    jobtab_entry_get_status(e, &st);
+    st.job.state = s;
+    st.job.exit_code = code;
+    jobtab_entry_set_status_async(e, &st);
+}
+
+/* A running job's record waits in the writer's queue (WRITER_LINGER_MS): a job that ends
+ * meanwhile has only its end written, a job still running has its RUNNING record written when
+ * the wait is over, and jobtab_sync writes a waiting record at once. */
+Test(jobtab_flusher, a_running_record_waits_and_an_end_overtakes_it)
+{
+    struct jobtab *t = table(1);
+    char a[JOBTAB_ID_LEN + 1], b[JOBTAB_ID_LEN + 1], c[JOBTAB_ID_LEN + 1];
+    struct jobtab_entry *ea = add(t, a), *eb = add(t, b), *ec = add(t, c);
+    struct timespec t0, t1;
+    int i;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &t0);
+    set_state_async(ea, JOB_RUNNING, 0);
+    set_state_async(eb, JOB_RUNNING, 0);
+    set_state_async(ec, JOB_RUNNING, 0);
+    cr_expect_eq(state_on_disk(a), JOB_STARTING, "the RUNNING record waits");
+    set_state_async(eb, JOB_EXITED, 5);
+    for (i = 0; i < 3000 && state_on_disk(b) != JOB_EXITED; i++)
+        usleep(1000);
+    cr_expect_eq(state_on_disk(b), JOB_EXITED, "an end is written at once");
+    cr_expect_eq(state_in(b, "status.tmp"), JOB_STARTING, "RUNNING was never written");
+    (void)clock_gettime(CLOCK_MONOTONIC, &t1);
+    if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 <
+        JOBTAB_RUNNING_LINGER_MS - 50) /* else a's wait may be over: nothing to tell */
+        cr_expect_eq(state_on_disk(a), JOB_STARTING, "the end overtook a's waiting record");
+
+    cr_assert_eq(jobtab_sync(t), 0);
+    cr_expect_eq(state_on_disk(a), JOB_RUNNING, "jobtab_sync writes a waiting record");
+    expect_durable(a);
+
+    for (i = 0; i < 3000 && state_on_disk(c) != JOB_RUNNING; i++)
+        usleep(10000);
+    cr_expect_eq(state_on_disk(c), JOB_RUNNING, "written once its wait is over");
     jobtab_free(t);
 }
