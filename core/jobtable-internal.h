@@ -71,9 +71,9 @@ struct jobtab_flusher {
     pthread_cond_t wdone; /* a write finished */
     pthread_t wthread;
     struct jobtab_entry *whead, **wtail;
-    bool wbusy;         /* a record is being written */
-    bool wexiting;      /* jobtab_free: write what is queued, then end (before the flusher ends) */
-    unsigned wsyncing;  /* callers in jobtab_sync: every queued record is due at once */
+    bool wbusy;        /* a record is being written */
+    bool wexiting;     /* jobtab_free: write what is queued, then end (before the flusher ends) */
+    unsigned wsyncing; /* callers in jobtab_sync: every queued record is due at once */
 };
 
 struct jobtab {

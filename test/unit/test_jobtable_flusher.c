@@ -4,8 +4,8 @@
  * jobtab_sync waits for it and jobtab_free flushes what is left; and the record on disk never
  * goes back from an end state to a running one, whatever order concurrent writers run in.
  *
- * This binary defines fsync, fdatasync, renameat and renameat2 itself (they reach the real ones through
- * dlsym(RTLD_NEXT)), so every call libcore makes is logged with the path it was about. */
+ * This binary defines fsync, fdatasync, renameat and renameat2 itself (they reach the real ones
+ * through dlsym(RTLD_NEXT)), so every call libcore makes is logged with the path it was about. */
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <errno.h>
