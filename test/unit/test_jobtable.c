@@ -3,11 +3,16 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "core/jobtable.h"
@@ -308,6 +313,26 @@ Test(jobtab, torn_record_falls_back_to_the_previous_one)
     cr_assert_eq(truncate(tmp, 5), 0);
     t = table(0);
     cr_expect_eq(jobtab_load(t, NULL, NULL), 0, "neither record readable: skipped");
+    jobtab_free(t);
+}
+
+/* On ext4 the state directory is marked as the top of independent hierarchies (chattr +T), so
+ * that job folders are spread over block groups; elsewhere nothing is asked of the file system. */
+Test(jobtab, state_directory_is_a_top_directory_on_ext4)
+{
+    struct jobtab *t;
+    struct statfs sf;
+    int fd, flags = 0;
+
+    cr_assert_eq(statfs(state_dir, &sf), 0);
+    if (sf.f_type != EXT4_SUPER_MAGIC)
+        cr_skip_test("%s is not on ext4", state_dir);
+    t = table(0);
+    fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
+    close(fd);
+    cr_expect(flags & FS_TOPDIR_FL, "chattr +T on the state directory");
     jobtab_free(t);
 }
 
