@@ -126,8 +126,7 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
     if (r->tmpl_sock < 0) {
         e = template_start(r);
         if (e < 0) {
-            log_debug("job runner: starting the shim template: %s; shims are exec'd",
-                      strerror(-e));
+            log_debug("job runner: starting the shim template: %s; shims are exec'd", strerror(-e));
             r->tmpl_off = true;
             return e;
         }
