@@ -170,7 +170,8 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
  * cgroup_fd, if >= 0) from the event thread, or from the calling thread if here (the pool
  * thread: it lives as long as the runner's jobs, so it may be the shim's pdeathsig parent).
  * 0 with *ret filled, or -errno. */
-int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here, struct shim *ret)
+static int shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here,
+                      bool from_template, struct shim *ret)
 {
     char *shim_argv[] = {"runjob", "shim", host_net ? SPAWN_NET_HOST : SPAWN_NET_NONE, NULL};
     int out[2] = {-1, -1}, err[2] = {-1, -1}, stp[2] = {-1, -1}, sync[2] = {-1, -1};
@@ -202,10 +203,9 @@ int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here
     a.ns_flags =
         CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (host_net ? 0 : CLONE_NEWNET);
     a.cgroup_fd = cgroup_fd;
-    e = -EOPNOTSUPP;
-    if (here && !host_net)
+    if (from_template)
         e = template_spawn(r, &a, &sh.pid, &sh.pidfd);
-    if (e < 0)
+    else
         e = here ? spawn_clone(&a, &sh.pid, &sh.pidfd) : run_spawn(r, &a, &sh.pid, &sh.pidfd);
     if (e < 0)
         goto out;
@@ -222,6 +222,16 @@ out:
         close_fd(&sync[i]);
     }
     return e;
+}
+
+int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here, struct shim *ret)
+{
+    /* A template that fails may have cloned a shim it could not tell us about (killed between
+     * its clone and its reply): that one holds the fds it was sent, so the exec'd shim gets
+     * new ones. It exits at the EOF of its sync socket (a zombie of ours: exit signal 0). */
+    if (here && !host_net && shim_spawn(r, host_net, cgroup_fd, here, true, ret) == 0)
+        return 0;
+    return shim_spawn(r, host_net, cgroup_fd, here, false, ret);
 }
 
 /* ---- start */
