@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/sched.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -325,22 +326,15 @@ static int supervise(int sfd, pid_t cmd)
     }
 }
 
-int applet_shim_main(int argc, char **argv)
+/* Everything a shim does once its filter is built: the namespaces' mounts and lo, the prep, the
+ * command's process, then PID 1's supervision until it ends. Never returns. */
+__attribute__((noreturn)) static void run_shim(struct scmp_filter *filter, bool host_net)
 {
     struct spawn_prep_msg prep;
-    struct scmp_filter *filter;
     struct spawn_status status;
-    bool host_net;
     pid_t cmd;
-    int sfd, st, r;
+    int sfd, st;
 
-    /* Started by hand, without the server's fds: say so instead of doing anything. */
-    if (fcntl(SPAWN_FD_SYNC, F_GETFD) < 0 || fcntl(SPAWN_FD_STATUS, F_GETFD) < 0 || argc != 2 ||
-        (strcmp(argv[1], SPAWN_NET_NONE) != 0 && strcmp(argv[1], SPAWN_NET_HOST) != 0)) {
-        fprintf(stderr, "runjob shim: internal command, started by the job server only\n");
-        return 2;
-    }
-    host_net = strcmp(argv[1], SPAWN_NET_HOST) == 0; /* argv[0] is "shim" */
     /* Ours only: the command must not inherit them (the sync socket until its exec). */
     (void)fcntl(SPAWN_FD_SYNC, F_SETFD, FD_CLOEXEC);
     (void)fcntl(SPAWN_FD_STATUS, F_SETFD, FD_CLOEXEC);
@@ -348,9 +342,6 @@ int applet_shim_main(int argc, char **argv)
     /* What does not depend on the job comes before the go: a pooled shim has it done before
      * the job even exists. */
     sfd = setup_signals();
-    r = scmp_filter_new(&filter);
-    if (r < 0)
-        die(SHIM_STEP_SECCOMP_BUILD, -r);
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         die(SHIM_STEP_MOUNT_PRIVATE, errno);
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
@@ -393,4 +384,113 @@ int applet_shim_main(int argc, char **argv)
     (void)!write(SPAWN_FD_STATUS, &status, sizeof(status));
     /* Exiting as PID 1 SIGKILLs whatever the command left running in the namespace. */
     _exit(0);
+}
+
+/* A shim forked by the template, in its new namespaces: fds (0..4 as SPAWN_FD_*) placed, the
+ * template's own (its control socket included) closed, then the shim's path. */
+__attribute__((noreturn)) static void template_child(const int *fds, struct scmp_filter *filter)
+{
+    int tmp[SPAWN_FD_COUNT];
+
+    /* Its parent is the server's pool thread (CLONE_PARENT), as for an exec'd shim. getppid()
+     * cannot check it (0 from a new pid namespace): a server gone before this line closed its
+     * end of the sync socket, and wait_prep() exits on that EOF. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        _exit(127);
+    /* Two passes, so that no source fd is overwritten before it was copied. */
+    for (int i = 0; i < SPAWN_FD_COUNT; i++) {
+        tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, SPAWN_FD_COUNT);
+        if (tmp[i] < 0)
+            _exit(127);
+    }
+    for (int i = 0; i < SPAWN_FD_COUNT; i++)
+        if (dup3(tmp[i], i, 0) < 0)
+            _exit(127);
+    if (close_range(SPAWN_FD_COUNT, ~0U, 0) < 0)
+        die(SHIM_STEP_FDS, errno);
+    run_shim(filter, false);
+}
+
+/* The template's loop (spawn.h): one clone3 per request, until its control socket (fd
+ * SPAWN_FD_SYNC) closes. Single-threaded, so a fork-style clone of it is safe. */
+static int run_template(void)
+{
+    struct scmp_filter *filter;
+    int r;
+
+    r = scmp_filter_new(&filter);
+    if (r < 0)
+        return 1; /* the server sees EOF on its first request and execs its shims */
+    for (;;) {
+        struct spawn_template_req q;
+        struct spawn_template_reply rep = {0};
+        struct clone_args ca;
+        int fds[SPAWN_FD_COUNT + 1], pidfd = -1;
+        size_t n = 0;
+        long pid;
+
+        r = spawn_recv_fds(SPAWN_FD_SYNC, &q, sizeof(q), fds, SPAWN_FD_COUNT + 1, &n);
+        if (r == 0)
+            return 0;
+        if (r < 0) {
+            if (r == -EBADMSG)
+                continue;
+            return 1;
+        }
+        memset(&ca, 0, sizeof(ca));
+        /* CLONE_PARENT: the server's child, reaped and waited by its pidfd as an exec'd shim;
+         * the exit signal is then the template's own (0), whatever exit_signal says. */
+        ca.flags = CLONE_PARENT | CLONE_PIDFD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
+                   CLONE_NEWIPC | CLONE_NEWNET;
+        ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        if (q.flags & SPAWN_TEMPLATE_CGROUP) {
+            ca.flags |= CLONE_INTO_CGROUP;
+            ca.cgroup = (uint64_t)fds[SPAWN_FD_COUNT];
+        }
+        if (n != SPAWN_FD_COUNT + !!(q.flags & SPAWN_TEMPLATE_CGROUP) ||
+            (q.flags & ~SPAWN_TEMPLATE_CGROUP)) {
+            rep.err = EBADMSG;
+        } else {
+            pid = syscall(SYS_clone3, &ca, sizeof(ca));
+            if (pid == 0)
+                template_child(fds, filter);
+            if (pid < 0)
+                rep.err = errno;
+            rep.pid = (int32_t)pid;
+        }
+        for (size_t i = 0; i < n; i++)
+            (void)close(fds[i]);
+        if (rep.err)
+            r = (int)send(SPAWN_FD_SYNC, &rep, sizeof(rep), MSG_NOSIGNAL);
+        else
+            r = spawn_send_fds(SPAWN_FD_SYNC, &rep, sizeof(rep), &pidfd, 1);
+        if (pidfd >= 0)
+            (void)close(pidfd);
+        if (r < 0)
+            return 1; /* the server is gone; the shim, if any, exits on its own EOF */
+    }
+}
+
+int applet_shim_main(int argc, char **argv)
+{
+    struct scmp_filter *filter;
+    bool host_net, tmpl;
+    int r;
+
+    tmpl = argc == 3 && strcmp(argv[2], SPAWN_TEMPLATE_ARG) == 0 &&
+           strcmp(argv[1], SPAWN_NET_NONE) == 0;
+    /* Started by hand, without the server's fds: say so instead of doing anything. */
+    if (fcntl(SPAWN_FD_SYNC, F_GETFD) < 0 || fcntl(SPAWN_FD_STATUS, F_GETFD) < 0 ||
+        (argc != 2 && !tmpl) ||
+        (strcmp(argv[1], SPAWN_NET_NONE) != 0 && strcmp(argv[1], SPAWN_NET_HOST) != 0)) {
+        fprintf(stderr, "runjob shim: internal command, started by the job server only\n");
+        return 2;
+    }
+    if (tmpl)
+        return run_template();
+    host_net = strcmp(argv[1], SPAWN_NET_HOST) == 0; /* argv[0] is "shim" */
+    r = scmp_filter_new(&filter);
+    if (r < 0)
+        die(SHIM_STEP_SECCOMP_BUILD, -r);
+    run_shim(filter, host_net);
 }

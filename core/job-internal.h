@@ -121,6 +121,11 @@ struct job_runner {
     pthread_cond_t pool_cond;
     pthread_t pool_thread;
     bool pool_thread_started;
+    /* The shim template (spawn.h), the pool thread's only: pid, pidfd, control socket (-1:
+     * none); tmpl_off once one ended before it made a shim (it would not make any). */
+    pid_t tmpl_pid;
+    int tmpl_pidfd, tmpl_sock;
+    bool tmpl_served, tmpl_off;
     bool quit;
 };
 
@@ -129,8 +134,11 @@ void job_shim_init(struct shim *sh);
 /* job-start.c: kills and reaps a pooled shim that will not be used, closing its fds. */
 void job_shim_discard(struct shim *sh);
 /* job-start.c: starts a shim in new namespaces (into the cgroup of cgroup_fd if >= 0), from the
- * event thread or, if here, from the calling thread (the pool thread). 0 or -errno. */
+ * event thread or, if here, from the calling thread (the pool thread: a private-network shim is
+ * then forked by the shim template, or exec'd if that fails). 0 or -errno. */
 int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here, struct shim *ret);
+/* job-start.c: ends the pool thread's shim template (if any) and reaps it. Pool thread only. */
+void job_template_stop(struct job_runner *r);
 /* job-start.c: sends the prep (job id, uid, gid). 0 or -errno (-EPIPE, -ECONNRESET: the shim
  * already failed and said why). */
 int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);

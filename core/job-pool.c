@@ -143,6 +143,7 @@ void *job_pool_thread(void *arg)
         r->pool[r->n_pool++] = sh;
     }
     pthread_mutex_unlock(&r->mu);
+    job_template_stop(r);
     return NULL;
 }
 

@@ -64,11 +64,114 @@ static int run_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *re
                      int *ret_pidfd);
 int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);
 
+/* ---- the shim template (spawn.h): pooled shims forked from one process instead of each an
+ * exec of this (static, 16 MB) binary, whose start-up and exit cost ~0.75 ms of CPU, with
+ * the seccomp filter built once. Pool thread only: it is the template's pdeathsig parent,
+ * hence (CLONE_PARENT) every shim's, as for those it execs. */
+
+void job_template_stop(struct job_runner *r)
+{
+    siginfo_t si;
+
+    close_fd(&r->tmpl_sock); /* a template between requests exits on this EOF */
+    if (r->tmpl_pidfd >= 0) {
+        (void)pidfd_send_signal(r->tmpl_pidfd, SIGKILL, NULL, 0); /* nor wait if it is not */
+        (void)waitid((idtype_t)P_PIDFD, (id_t)r->tmpl_pidfd, &si, WEXITED | __WALL);
+    }
+    close_fd(&r->tmpl_pidfd);
+    r->tmpl_pid = 0;
+}
+
+static int template_start(struct job_runner *r)
+{
+    char *argv[] = {"runjob", "shim", SPAWN_NET_NONE, SPAWN_TEMPLATE_ARG, NULL};
+    int sock[2];
+    struct spawn_args a;
+    int e;
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sock) < 0)
+        return -errno;
+    memset(&a, 0, sizeof(a));
+    a.exe = r->shim_exe;
+    a.argv = argv;
+    for (int i = 0; i < SPAWN_FD_COUNT; i++)
+        a.fds[i] = r->devnull;
+    a.fds[SPAWN_FD_SYNC] = sock[1];
+    a.cgroup_fd = -1;
+    e = spawn_clone(&a, &r->tmpl_pid, &r->tmpl_pidfd); /* no new namespaces: its shims get them */
+    (void)close(sock[1]);
+    if (e < 0) {
+        (void)close(sock[0]);
+        return e;
+    }
+    r->tmpl_sock = sock[0];
+    r->tmpl_served = false;
+    return 0;
+}
+
+/* One shim from the template: a's fds (and cgroup) sent, its pid and pidfd back. A template
+ * that fails (gone, or a reply that makes no sense) is reaped, and restarted at the next call,
+ * unless it never made a shim at all. 0 or -errno; the caller then execs the shim itself. */
+static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *ret_pid,
+                          int *ret_pidfd)
+{
+    struct spawn_template_req q = {.flags = a->cgroup_fd >= 0 ? SPAWN_TEMPLATE_CGROUP : 0};
+    struct spawn_template_reply rep;
+    int fds[SPAWN_FD_COUNT + 1], pidfd = -1, e;
+    struct pollfd p;
+    size_t n = 0;
+
+    if (r->tmpl_off)
+        return -EOPNOTSUPP;
+    if (r->tmpl_sock < 0) {
+        e = template_start(r);
+        if (e < 0) {
+            log_debug("job runner: starting the shim template: %s; shims are exec'd", strerror(-e));
+            r->tmpl_off = true;
+            return e;
+        }
+    }
+    memcpy(fds, a->fds, sizeof(a->fds));
+    fds[SPAWN_FD_COUNT] = a->cgroup_fd;
+    e = spawn_send_fds(r->tmpl_sock, &q, sizeof(q), fds, SPAWN_FD_COUNT + (a->cgroup_fd >= 0));
+    if (e == 0) {
+        p = (struct pollfd){.fd = r->tmpl_sock, .events = POLLIN};
+        do
+            e = poll(&p, 1, START_TIMEOUT_MS);
+        while (e < 0 && errno == EINTR);
+        e = e < 0 ? -errno : e == 0 ? -ETIMEDOUT : 0;
+    }
+    if (e == 0) {
+        e = spawn_recv_fds(r->tmpl_sock, &rep, sizeof(rep), &pidfd, 1, &n);
+        if (e == 0)
+            e = -ECONNRESET; /* EOF: the template ended */
+        else if (e > 0)
+            e = rep.err > 0 ? -rep.err : (rep.err < 0 || n != 1 || rep.pid <= 0) ? -EPROTO : 0;
+    }
+    if (e == 0) {
+        r->tmpl_served = true;
+        *ret_pid = rep.pid;
+        *ret_pidfd = pidfd;
+        return 0;
+    }
+    if (n == 1)
+        close_fd(&pidfd); /* a pidfd with an error: the template is not to be trusted */
+    if (e != -EAGAIN && e != -ENOMEM && e != -ENOSPC) { /* not the clone's own, passing error */
+        if (!r->tmpl_served)
+            r->tmpl_off = true;
+        log_debug("job runner: the shim template failed (%s); %s", strerror(-e),
+                  r->tmpl_off ? "not used again" : "restarted at the next shim");
+        job_template_stop(r);
+    }
+    return e;
+}
+
 /* Starts a shim: its pipes, its socket, clone3 into new namespaces (and into the cgroup of
  * cgroup_fd, if >= 0) from the event thread, or from the calling thread if here (the pool
  * thread: it lives as long as the runner's jobs, so it may be the shim's pdeathsig parent).
  * 0 with *ret filled, or -errno. */
-int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here, struct shim *ret)
+static int shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here,
+                      bool from_template, struct shim *ret)
 {
     char *shim_argv[] = {"runjob", "shim", host_net ? SPAWN_NET_HOST : SPAWN_NET_NONE, NULL};
     int out[2] = {-1, -1}, err[2] = {-1, -1}, stp[2] = {-1, -1}, sync[2] = {-1, -1};
@@ -100,7 +203,10 @@ int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here
     a.ns_flags =
         CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (host_net ? 0 : CLONE_NEWNET);
     a.cgroup_fd = cgroup_fd;
-    e = here ? spawn_clone(&a, &sh.pid, &sh.pidfd) : run_spawn(r, &a, &sh.pid, &sh.pidfd);
+    if (from_template)
+        e = template_spawn(r, &a, &sh.pid, &sh.pidfd);
+    else
+        e = here ? spawn_clone(&a, &sh.pid, &sh.pidfd) : run_spawn(r, &a, &sh.pid, &sh.pidfd);
     if (e < 0)
         goto out;
     sh.out = TAKE_FD(out[0]);
@@ -116,6 +222,16 @@ out:
         close_fd(&sync[i]);
     }
     return e;
+}
+
+int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here, struct shim *ret)
+{
+    /* A template that fails may have cloned a shim it could not tell us about (killed between
+     * its clone and its reply): that one holds the fds it was sent, so the exec'd shim gets
+     * new ones. It exits at the EOF of its sync socket (a zombie of ours: exit signal 0). */
+    if (here && !host_net && shim_spawn(r, host_net, cgroup_fd, here, true, ret) == 0)
+        return 0;
+    return shim_spawn(r, host_net, cgroup_fd, here, false, ret);
 }
 
 /* ---- start */

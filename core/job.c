@@ -424,6 +424,7 @@ int job_runner_new(const struct job_runner_config *cfg, struct job_runner **ret)
     if (!r)
         return -ENOMEM;
     r->epfd = r->evfd = r->tfd = r->devnull = -1;
+    r->tmpl_pidfd = r->tmpl_sock = -1;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cond, NULL);
     pthread_cond_init(&r->pool_cond, NULL);

@@ -382,6 +382,82 @@ int spawn_recv_fd(int sock, void *msg, size_t len, int *ret_fd)
     return 1;
 }
 
+/* Room for SPAWN_FDS_MAX fds, and one more so that a sender that attaches too many shows up. */
+union fds_ctl {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int) * (SPAWN_FDS_MAX + 1))];
+};
+
+int spawn_send_fds(int sock, const void *msg, size_t len, const int *fds, size_t n)
+{
+    union fds_ctl ctl;
+    struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf};
+    struct cmsghdr *c;
+    ssize_t r;
+
+    if (n == 0 || n > SPAWN_FDS_MAX)
+        return -EINVAL;
+    memset(&ctl, 0, sizeof(ctl));
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    do
+        r = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+
+int spawn_recv_fds(int sock, void *msg, size_t len, int *fds, size_t max, size_t *ret_n)
+{
+    union fds_ctl ctl;
+    struct iovec iov = {.iov_base = msg, .iov_len = len};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl)};
+    struct cmsghdr *c;
+    size_t got = 0;
+    bool bad = false;
+    ssize_t n;
+
+    if (max == 0 || max > SPAWN_FDS_MAX)
+        return -EINVAL;
+    do
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return 0;
+    for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        size_t k;
+
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int f;
+
+            memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (got < max)
+                fds[got++] = f;
+            else {
+                (void)close(f);
+                bad = true;
+            }
+        }
+    }
+    if ((size_t)n != len || bad || (mh.msg_flags & MSG_CTRUNC)) {
+        for (size_t i = 0; i < got; i++)
+            (void)close(fds[i]);
+        return -EBADMSG;
+    }
+    *ret_n = got;
+    return 1;
+}
+
 /* ---- clone3 */
 
 /* The child's stack when it shares the server's memory: child_exec needs a few hundred bytes. */

@@ -150,6 +150,35 @@ int spawn_send_fd(int sock, const void *msg, size_t len, int fd);
  * Thread-safe. */
 int spawn_recv_fd(int sock, void *msg, size_t len, int *ret_fd);
 
+/* Sends one message of len bytes on sock with the n (1..SPAWN_FDS_MAX) fds attached in one
+ * SCM_RIGHTS. 0 or -errno, as spawn_send_fd. Thread-safe. */
+#define SPAWN_FDS_MAX 8
+int spawn_send_fds(int sock, const void *msg, size_t len, const int *fds, size_t n);
+/* Receives one message of exactly len bytes with up to max (1..SPAWN_FDS_MAX) fds attached into
+ * fds (close-on-exec, the caller's), *ret_n their count (0: none came). 1 for such a message, 0
+ * at EOF, -EBADMSG for another length or more than max fds (whatever came is closed), or -errno.
+ * Thread-safe. */
+int spawn_recv_fds(int sock, void *msg, size_t len, int *fds, size_t max, size_t *ret_n);
+
+/* The shim template (runjob shim net=none --template): a process the pool thread starts once,
+ * with no namespaces of its own, that builds the seccomp filter once and forks each pooled shim
+ * with clone3(CLONE_PARENT) so that it is the server's child, not the template's. Its fds are
+ * those of a shim, SPAWN_FD_SYNC being its control socket (SEQPACKET). Per shim:
+ *   - server -> template: struct spawn_template_req with the shim's fds 0..4 in SPAWN_FD_*
+ *     order, then the cgroup's dir fd if SPAWN_TEMPLATE_CGROUP (CLONE_INTO_CGROUP);
+ *   - template -> server: struct spawn_template_reply, with the shim's pidfd if err == 0.
+ * The shim then runs as an exec'd private-network shim does from its filter on. EOF on the
+ * control socket ends the template. */
+#define SPAWN_TEMPLATE_ARG    "--template"
+#define SPAWN_TEMPLATE_CGROUP 1u
+struct spawn_template_req {
+    uint32_t flags; /* SPAWN_TEMPLATE_* */
+};
+struct spawn_template_reply {
+    int32_t pid;
+    int32_t err; /* positive errno of the clone, or 0 */
+};
+
 struct spawn_args {
     const char *exe;         /* the runjob binary */
     char *const *argv;       /* its argv: {"runjob", "shim", SPAWN_NET_*, NULL} */

@@ -16,7 +16,7 @@ static int count_fds(void)
 }
 
 /* Our children (every thread's: the event thread clones the shims) into pids; their count. */
-static int children(pid_t *pids, int max)
+static int children_all(pid_t *pids, int max)
 {
     DIR *d = opendir("/proc/self/task");
     struct dirent *de;
@@ -42,6 +42,65 @@ static int children(pid_t *pids, int max)
     return n;
 }
 
+/* Whether pid's pid namespace is ours (-1: it has none, a zombie). */
+static int in_our_pid_ns(pid_t pid)
+{
+    char path[64], mine[64] = "", its[64] = "";
+
+    snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
+    if (readlink("/proc/self/ns/pid", mine, sizeof(mine) - 1) < 0 ||
+        readlink(path, its, sizeof(its) - 1) < 0)
+        return -1;
+    return strcmp(mine, its) == 0;
+}
+
+/* Whether pid's argv has the shim template's marker: the template, and the shims it forked
+ * (no exec: they keep its argv), have it; an exec'd shim has not. */
+static bool has_template_arg(pid_t pid)
+{
+    char path[64], buf[512];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
+        buf[n] = '\0';
+        if (strcmp(buf + i, "--template") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Our live children in new namespaces (the shims, not the shim template) into pids; their
+ * count. */
+static int children(pid_t *pids, int max)
+{
+    pid_t all[32];
+    int n = children_all(all, 32), k = 0;
+
+    for (int i = 0; i < n; i++)
+        if (in_our_pid_ns(all[i]) == 0 && k < max)
+            pids[k++] = all[i];
+    return k;
+}
+
+/* The shim template (a live child in our namespaces with its marker), or 0. */
+static pid_t template_pid(void)
+{
+    pid_t all[32];
+    int n = children_all(all, 32);
+
+    for (int i = 0; i < n; i++)
+        if (in_our_pid_ns(all[i]) == 1 && has_template_arg(all[i]))
+            return all[i];
+    return 0;
+}
+
 /* Waits (up to 10 s) until we have want children: the pool has filled. */
 static void wait_children(int want)
 {
@@ -60,9 +119,9 @@ Test(job, pool_fills_after_the_first_start_and_runner_free_reaps_it)
     job_runner_free(runner); /* the fixture's: count without any runner */
     runner = NULL;
     fds0 = count_fds();
-    kids0 = children(pids, 16);
+    kids0 = children_all(pids, 16);
     runner = new_runner(false);
-    cr_expect_eq(children(pids, 16), kids0, "a pool before any job started");
+    cr_expect_eq(children_all(pids, 16), kids0, "a pool before any job started");
     for (int i = 0; i < 3; i++) {
         start(&run, "/bin/true", NULL);
         finish(&run);
@@ -70,10 +129,12 @@ Test(job, pool_fills_after_the_first_start_and_runner_free_reaps_it)
         cr_expect_eq(run.st.exit_code, 0);
         done(&run);
     }
-    wait_children(kids0 + TEST_PRESPAWN);
+    wait_children(TEST_PRESPAWN);
+    cr_expect_neq(template_pid(), 0, "no shim template");
     job_runner_free(runner);
     runner = NULL;
-    cr_expect_eq(children(pids, 16), kids0, "pooled shims left after job_runner_free");
+    cr_expect_eq(children_all(pids, 16), kids0,
+                 "pooled shims or the template left after job_runner_free");
     cr_expect_eq(count_fds(), fds0, "fds left after job_runner_free");
 }
 
@@ -299,4 +360,55 @@ Test(job, a_shim_killed_while_it_waited_in_a_cgroup_made_ahead_is_not_used)
     cr_expect_eq(run.st.state, JOB_EXITED, "%s", job_state_name(run.st.state));
     cr_expect_eq(run.st.exit_code, 7);
     done(&run);
+}
+
+/* Pooled shims are forked by the shim template, yet are the server's children (CLONE_PARENT:
+ * reaped by their pidfd as before) in new namespaces; a template that dies is replaced by an
+ * exec'd shim for the next refill, then restarted, and jobs run throughout. */
+Test(job, pooled_shims_come_from_the_template_and_its_death_falls_back_to_exec)
+{
+    pid_t pids[16], tmpl, tmpl2 = 0;
+    struct run run;
+    int n, execd = 0, forked = 0;
+
+    start(&run, "/bin/true", NULL);
+    finish(&run);
+    done(&run);
+    wait_children(TEST_PRESPAWN);
+    tmpl = template_pid();
+    cr_assert_neq(tmpl, 0, "no shim template among our children");
+    n = children(pids, 16);
+    for (int i = 0; i < n; i++) {
+        cr_expect(has_template_arg(pids[i]), "pooled shim %d was exec'd", (int)pids[i]);
+        cr_expect_eq(proc_status_field(pids[i], "PPid"), (long)getpid(),
+                     "pooled shim %d is not our child", (int)pids[i]);
+    }
+
+    cr_assert_eq(kill(tmpl, SIGKILL), 0);
+    usleep(20 * 1000);
+    start(&run, "/bin/sh", (const char *const[]){"-c", "exit 7", NULL});
+    finish(&run);
+    cr_expect_eq(run.st.state, JOB_EXITED, "%s", job_state_name(run.st.state));
+    cr_expect_eq(run.st.exit_code, 7);
+    done(&run);
+    /* The refill after that start found the template gone: its shim was exec'd. */
+    wait_children(TEST_PRESPAWN);
+    n = children(pids, 16);
+    for (int i = 0; i < n; i++)
+        execd += !has_template_arg(pids[i]);
+    cr_expect_eq(execd, 1, "%d exec'd shims in the pool after the template died", execd);
+
+    /* The next refill starts a new template and forks from it again. */
+    start(&run, "/bin/sh", (const char *const[]){"-c", "exit 8", NULL});
+    finish(&run);
+    cr_expect_eq(run.st.exit_code, 8);
+    done(&run);
+    wait_children(TEST_PRESPAWN);
+    for (int i = 0; i < 1000 && !(tmpl2 = template_pid()); i++)
+        usleep(10 * 1000);
+    cr_expect(tmpl2 != 0 && tmpl2 != tmpl, "the template was not restarted");
+    n = children(pids, 16);
+    for (int i = 0; i < n; i++)
+        forked += has_template_arg(pids[i]);
+    cr_expect_eq(forked, TEST_PRESPAWN, "%d of the pool forked by the template", forked);
 }

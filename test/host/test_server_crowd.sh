@@ -61,7 +61,14 @@ descendants() { # PID: every descendant pid
 # already forked its job's command process (not exec'd yet: a "runjob shim" too, without
 # children, waiting for the go). Up to 4 idle shims are expected, each with at most that one
 # child; any other descendant is a shim or job process left behind.
+# The pool's shims are forked by the shim template (one "runjob shim net=none --template" in the
+# server's own namespaces; its shims keep that argv but are in new ones): it is no idle shim,
+# and one is expected.
 POOL=4
+is_template() { # PID
+    tr '\0' ' ' </proc/"$1"/cmdline 2>/dev/null | grep -q ' --template' &&
+        [ "$(readlink /proc/"$1"/ns/pid)" = "$(readlink /proc/"$RJ_SERVER_PID"/ns/pid)" ]
+}
 is_shim_cmdline() { # PID
     tr '\0' ' ' </proc/"$1"/cmdline 2>/dev/null | grep -q '^[^ ]*runjob shim '
 }
@@ -70,7 +77,7 @@ no_children() { # PID
 }
 is_idle_shim() { # PID: a shim without a job (yet, or any more): no child but a waiting one
     local kids
-    is_shim_cmdline "$1" || return 1
+    is_shim_cmdline "$1" && ! is_template "$1" || return 1
     kids=$(cat /proc/"$1"/task/*/children 2>/dev/null)
     [ -z "$kids" ] && return 0
     [ "$(echo "$kids" | wc -w)" -eq 1 ] && is_shim_cmdline $kids && no_children $kids
@@ -83,10 +90,12 @@ pool_shims() {
     echo "$n"
 }
 left_behind() { # descendants other than the idle shims and their waiting command processes
-    local p k n=0
+    local p k n=0 t=0
     for p in $(cat /proc/"$RJ_SERVER_PID"/task/*/children 2>/dev/null); do
         if is_idle_shim "$p"; then
             n=$((n + 1))
+        elif is_template "$p" && [ "$t" -eq 0 ] && no_children "$p"; then
+            t=1
         else
             echo "$p"
             for k in $(descendants "$p"); do echo "$k"; done

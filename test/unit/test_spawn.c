@@ -322,3 +322,51 @@ Test(spawn, fd_recv_retries_after_a_signal)
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
+
+/* The shim template's requests: several fds in one message, in order, close-on-exec. */
+Test(spawn, fds_round_trip_in_order)
+{
+    struct spawn_template_req in = {.flags = SPAWN_TEMPLATE_CGROUP}, out = {0};
+    int sv[2], p[3][2], sent[3], got[SPAWN_FDS_MAX];
+    size_t n = 0;
+
+    seqpacket_pair(sv);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(pipe2(p[i], O_CLOEXEC), 0);
+        sent[i] = p[i][0];
+    }
+    cr_assert_eq(spawn_send_fds(sv[0], &in, sizeof(in), sent, 3), 0);
+    cr_assert_eq(spawn_recv_fds(sv[1], &out, sizeof(out), got, SPAWN_FDS_MAX, &n), 1);
+    cr_expect_eq(out.flags, SPAWN_TEMPLATE_CGROUP);
+    cr_assert_eq(n, 3);
+    for (int i = 0; i < 3; i++) {
+        char c = 0;
+        cr_expect(fcntl(got[i], F_GETFD) & FD_CLOEXEC);
+        cr_assert_eq(write(p[i][1], &(char){(char)('a' + i)}, 1), 1);
+        cr_expect_eq(read(got[i], &c, 1), 1);
+        cr_expect_eq(c, 'a' + i, "fd %d arrived out of order", i);
+    }
+}
+
+Test(spawn, fds_recv_refuses_more_than_max_or_a_short_message_and_leaks_none)
+{
+    struct spawn_sync_msg m = {0};
+    int sv[2], fds[SPAWN_FDS_MAX], before;
+    size_t n = 99;
+
+    seqpacket_pair(sv);
+    before = count_fds();
+    send_n_fds(sv[0], &m, STDIN_FILENO, 3);
+    cr_expect_eq(spawn_recv_fds(sv[1], &m, sizeof(m), fds, 2, &n), -EBADMSG);
+    cr_expect_eq(count_fds(), before, "3 fds sent, 2 allowed: some leaked");
+    send_n_fds(sv[0], &m, STDIN_FILENO, 2);
+    cr_expect_eq(spawn_recv_fds(sv[1], &m, sizeof(m) + 1, fds, 2, &n), -EBADMSG);
+    cr_expect_eq(count_fds(), before, "a message of another length: its fds leaked");
+    cr_expect_eq(n, 99, "ret_n written on failure");
+    /* none attached is a message with none */
+    cr_assert_eq(send(sv[0], &m, sizeof(m), 0), (ssize_t)sizeof(m));
+    cr_expect_eq(spawn_recv_fds(sv[1], &m, sizeof(m), fds, 2, &n), 1);
+    cr_expect_eq(n, 0);
+    (void)close(sv[0]);
+    cr_expect_eq(spawn_recv_fds(sv[1], &m, sizeof(m), fds, 2, &n), 0);
+}
