@@ -18,8 +18,13 @@
  * record takes the first one, so that the Start path allocates nothing. */
 #define RECORD_SPARE "status.spare"
 #define OUTPUT_FILE  "output"
-/* The room reserved for a record is a multiple of this, at least twice (jobtable-record.c). */
+/* The room reserved for a record is a multiple of this: a slot's two reserves are one each
+ * (a new job's records are well under it), a running job's next record gets its record's
+ * length and one more (jobtable-record.c). */
 #define RECORD_RESERVE_MIN 4096
+/* How much longer a job's later record can be than its first one (the error text escaped, the
+ * end's figures): the first record leaves at least this much room for the next one. */
+#define RECORD_GROWTH_MAX 1024
 
 /* A job folder made ahead of time (jobtab_slot_new). */
 struct jobtab_slot {

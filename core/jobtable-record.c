@@ -382,6 +382,16 @@ static void reserve_next_record_in(int dfd, size_t len)
         (void)fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size);
 }
 
+/* Whether a file of len bytes holds more blocks than len needs (room reserved past its end).
+ * A truncation frees them, but costs a truncation (extent walk, block bitmaps) even when there
+ * is nothing to free. */
+static bool has_room_past(const struct stat *sb, size_t len)
+{
+    size_t need = (len + RECORD_RESERVE_MIN - 1) & ~(size_t)(RECORD_RESERVE_MIN - 1);
+
+    return (uint64_t)sb->st_blocks * 512 > need;
+}
+
 /* Gives back the room past the end of dfd/name (ext4 frees blocks kept past the end even by a
  * truncation to the same size). Best effort: the room is only disk space. */
 static void trim_record(int dfd, const char *name)
@@ -389,7 +399,7 @@ static void trim_record(int dfd, const char *name)
     _cleanup_close_ int fd = openat(dfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
     struct stat sb;
 
-    if (fd >= 0 && fstat(fd, &sb) == 0)
+    if (fd >= 0 && fstat(fd, &sb) == 0 && has_room_past(&sb, (size_t)sb.st_size))
         (void)ftruncate(fd, sb.st_size);
 }
 
@@ -449,7 +459,8 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
      * gives the room past its end back: nothing follows it. */
     if (fstat(fd, &sb) < 0)
         return -errno;
-    if ((sb.st_size > (off_t)len || !running) && ftruncate(fd, (off_t)len) < 0)
+    if ((sb.st_size > (off_t)len || (!running && has_room_past(&sb, len))) &&
+        ftruncate(fd, (off_t)len) < 0)
         return -errno;
     r = replace_record(dfd);
     if (r < 0)
@@ -469,10 +480,13 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
             (void)unlinkat(dfd, RECORD_SPARE, 0);
         return 0;
     }
-    /* A slot's spare is already allocated: a rename instead of a new allocation. */
+    /* A slot's spare is already allocated: a rename instead of a new allocation (grown only
+     * for a first record too long to leave the next one room in it). */
     if (running) {
         if (!spare || renameat(dfd, RECORD_SPARE, dfd, RECORD_TMP) < 0)
             reserve_next_record(dfd, len);
+        else if (len + RECORD_GROWTH_MAX > RECORD_RESERVE_MIN)
+            reserve_next_record_in(dfd, len);
     } else if (spare) {
         (void)unlinkat(dfd, RECORD_SPARE, 0); /* an ended job keeps only its record */
     }

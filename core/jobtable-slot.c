@@ -105,9 +105,9 @@ int jobtab_slot_new(struct jobtab *t, struct jobtab_slot **ret)
     if (dfd < 0)
         r = -errno;
     if (r == 0)
-        r = jobtab_rec_reserve(dfd, RECORD_TMP, 2 * RECORD_RESERVE_MIN);
+        r = jobtab_rec_reserve(dfd, RECORD_TMP, RECORD_RESERVE_MIN);
     if (r == 0)
-        r = jobtab_rec_reserve(dfd, RECORD_SPARE, 2 * RECORD_RESERVE_MIN);
+        r = jobtab_rec_reserve(dfd, RECORD_SPARE, RECORD_RESERVE_MIN);
     if (r < 0) {
         if (dfd >= 0) {
             (void)unlinkat(dfd, RECORD_TMP, 0);

@@ -526,6 +526,39 @@ Test(jobtab, slot_folder_made_ahead_holds_the_job)
     jobtab_free(t);
 }
 
+/* A slot's reserves are one block each; a first record too long to leave its successor room in
+ * the spare (long arguments) grows the spare, so that the final record still needs no new
+ * blocks: it lands on a full disk. */
+Test(jobtab, long_first_record_grows_the_room_for_the_next)
+{
+    static char big[6000];
+    const char *args[] = {"-c", big};
+    struct job_limits lim = {0};
+    struct jobtab *t = table(0);
+    struct jobtab_slot *sl = NULL;
+    struct jobtab_entry *e = NULL;
+    char tmp[512], rec[512];
+    struct stat sr, st;
+
+    memset(big, 'x', sizeof(big) - 1);
+    cr_assert_eq(jobtab_slot_new(t, &sl), 0);
+    snprintf(tmp, sizeof(tmp), "%s/%s/status.tmp", state_dir, jobtab_slot_id(sl));
+    snprintf(rec, sizeof(rec), "%s/%s/status", state_dir, jobtab_slot_id(sl));
+    cr_assert_eq(stat(tmp, &st), 0);
+    cr_expect_eq(st.st_blocks * 512, 4096, "a slot's reserve is one block");
+    cr_assert_eq(jobtab_add_in(t, &sl, "alice", "", "/bin/sh", args, 2, &lim, JOB_NET_NONE, &e), 0);
+    cr_assert_eq(stat(rec, &sr), 0);
+    cr_assert_eq(stat(tmp, &st), 0);
+    cr_expect_gt(sr.st_size, 6000);
+    cr_expect_geq(st.st_blocks * 512, sr.st_size + 1024, "room for a longer final record");
+    finish(t, e, 0);
+    cr_assert_eq(stat(tmp, &st), 0);
+    cr_assert_eq(stat(rec, &sr), 0);
+    cr_expect_leq(sr.st_blocks * 512, (sr.st_size + 4095) / 4096 * 4096, "the end gave room back");
+    cr_expect_leq(st.st_blocks * 512, (st.st_size + 4095) / 4096 * 4096, "so did the previous one");
+    jobtab_free(t);
+}
+
 /* A Start refused for its name (or the cap) leaves the slot with the caller, still usable; a
  * slot nobody took is removed by jobtab_slot_free, or at the next load (a server that died). */
 Test(jobtab, unused_slots_are_removed)

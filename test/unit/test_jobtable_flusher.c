@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -202,20 +203,29 @@ static enum job_state state_on_disk(const char *id)
     return state_in(id, "status");
 }
 
-/* The state in the folder's file name (status, or status.tmp: the record before it). */
+/* The state in the folder's file name (status, or status.tmp: the record before it). A read
+ * counts only if the file still has that name once read: after an exchange the previous
+ * record's file is status.tmp, and the next record is written into it in place, so a reader
+ * that opened it as 'status' just before may see a record that is not status's yet. */
 static enum job_state state_in(const char *id, const char *name)
 {
     char path[320], buf[8192];
     struct jobtab_spec spec;
     struct jobtab_status st;
-    ssize_t n;
-    int fd;
+    struct stat by_fd, by_name;
+    ssize_t n = 0;
 
     snprintf(path, sizeof(path), "%s/%s/%s", state_dir, id, name);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
+    for (int tries = 0; tries < 1000; tries++) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+        n = read(fd, buf, sizeof(buf) - 1);
+        cr_assert_eq(fstat(fd, &by_fd), 0);
+        close(fd);
+        if (stat(path, &by_name) == 0 && by_name.st_ino == by_fd.st_ino)
+            break;
+    }
+    cr_assert_eq(by_name.st_ino, by_fd.st_ino, "%s: renamed under every read", path);
     cr_assert_gt(n, 0);
     buf[n] = '\0';
     cr_assert_eq(jobtab_record_parse(buf, &spec, &st), 0, "a complete record: %s", buf);
