@@ -45,17 +45,10 @@ struct flush_item {
     char id[JOBTAB_ID_LEN + 1];
 };
 
-/* fdatasync of the record, fsync of its folder (the rename). A folder gone meanwhile (a job
- * whose first record failed is removed again) has nothing left to make durable. */
-static int sync_folder(int sfd, const char *id)
+int jobtab_sync_record_dir(int dfd)
 {
-    _cleanup_close_ int dfd = -1;
-    _cleanup_close_ int fd = -1;
+    _cleanup_close_ int fd = openat(dfd, RECORD_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
-    dfd = openat(sfd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (dfd < 0)
-        return errno == ENOENT ? 0 : -errno;
-    fd = openat(dfd, RECORD_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 && errno != ENOENT)
         return -errno;
     if (fd >= 0 && fdatasync(fd) < 0)
@@ -63,6 +56,35 @@ static int sync_folder(int sfd, const char *id)
     if (fsync(dfd) < 0)
         return -errno;
     return 0;
+}
+
+/* fdatasync of the record, fsync of its folder (the rename). A folder gone meanwhile (a job
+ * whose first record failed is removed again) has nothing left to make durable. */
+static int sync_folder(int sfd, const char *id)
+{
+    _cleanup_close_ int dfd = openat(sfd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+
+    if (dfd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    return jobtab_sync_record_dir(dfd);
+}
+
+int jobtab_flusher_settle(struct jobtab_entry *e)
+{
+    struct jobtab_flusher *fl = &e->t->fl;
+    _cleanup_close_ int sfd = -1;
+    bool durable;
+
+    (void)pthread_mutex_lock(&fl->mu);
+    /* Taken out of the queue is not synced yet: synced_seq moves after the batch. */
+    durable = !fl->running || (!e->fl_queued && fl->synced_seq >= e->fl_seq);
+    (void)pthread_mutex_unlock(&fl->mu);
+    if (durable)
+        return 0;
+    sfd = open(e->t->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sfd < 0)
+        return -errno;
+    return sync_folder(sfd, e->spec.id); /* the flusher syncs it again later: rare, harmless */
 }
 
 /* One batch: every folder's record and rename, then the state directory once if a folder in

@@ -40,6 +40,7 @@ struct jobtab_entry {
     uint64_t seq;                /* insertion order */
     pthread_mutex_t wlock;       /* serialises record writes (one status.tmp per folder) */
     bool spare;                  /* under wlock: the folder holds RECORD_SPARE */
+    bool tmp_is_prev;            /* under wlock: RECORD_TMP is the previous RECORD_FILE */
     /* The flusher's queue, under t->fl.mu: queued while the last record written is not yet
      * known durable; new_folder when the state directory's entry for the folder is not. */
     bool fl_queued, fl_new_folder;
@@ -143,3 +144,9 @@ int jobtab_flusher_start(struct jobtab *t, unsigned window_ms);
 void jobtab_flusher_stop(struct jobtab *t);
 /* Takes e off the flusher's and the writer's queues (before e is freed). */
 void jobtab_flusher_forget(struct jobtab_entry *e);
+/* Makes e's last record and its exchange durable now, unless the flusher already has: before
+ * the next record is written in place into the file that was status (RECORD_TMP after an
+ * exchange), which the disk may still call status. 0 or -errno. */
+int jobtab_flusher_settle(struct jobtab_entry *e);
+/* fdatasync of dfd's record, fsync of dfd: its last rename or exchange made durable. */
+int jobtab_sync_record_dir(int dfd);

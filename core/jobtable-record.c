@@ -444,6 +444,12 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     if (r < 0)
         return r;
     len = strlen(text);
+    /* status.tmp was status until the last exchange: until that exchange is durable, a power
+     * loss can bring the old names back, and an overwrite in place would then tear the only
+     * record on the disk. A job's first two records never get here (the second goes into the
+     * slot's spare); a third within the flusher's window waits for one sync. */
+    if (e->tmp_is_prev && (r = jobtab_flusher_settle(e)) < 0)
+        return r;
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
@@ -468,6 +474,7 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     jobtab_flusher_queue(e, new_folder);
     spare = e->spare;
     e->spare = false;
+    e->tmp_is_prev = r == 1;
     if (r == 1) {
         /* status.tmp is the previous record now: the next write's room (a running job's record
          * hardly grows: reserve_next_record tops it up to the same room as a new reserve), or,

@@ -72,8 +72,22 @@ static void mark_top_dir(const char *path)
 {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int flags = 0;
+    DIR *d;
+    struct dirent *de;
+    bool ours = true;
 
     if (fd < 0 || ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0 || (flags & FS_TOPDIR_FL))
+        return;
+    /* Only a directory of job folders: a --state-dir shared with others (/tmp, /var/lib)
+     * keeps its attributes. */
+    d = opendir(path);
+    if (!d)
+        return;
+    while (ours && (de = readdir(d)))
+        ours = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+               jobtab_is_id(de->d_name);
+    closedir(d);
+    if (!ours)
         return;
     flags |= FS_TOPDIR_FL;
     if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)
@@ -316,9 +330,14 @@ static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name
         int rp = jobtab_rec_read(dfd, RECORD_TMP, &prev);
         if (rp == 0)
             rp = parse_record(prev, name, e);
-        if (rp == 0)
+        if (rp == 0) {
             log_warn("state: job %s: its record is unreadable (%s), using the previous one", name,
                      strerror(-r));
+            /* The previous record becomes status again, so that a rewrite (LOST) never
+             * overwrites the only good copy in place. */
+            if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) == 0)
+                (void)jobtab_sync_record_dir(dfd);
+        }
         r = rp == 0 ? 0 : r;
     }
     if (r < 0) {
@@ -329,6 +348,10 @@ static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name
     }
     e->status.job.pid = 0;
     *ret_lost = jobtab_state_is_running(e->status.job.state);
+    /* Whatever status.tmp holds (the previous record after an exchange), a restart cannot tell
+     * whether the disk has that exchange yet: it settles first, then writes in place. */
+    if (*ret_lost)
+        (void)jobtab_sync_record_dir(dfd);
     if (*ret_lost) {
         struct job_status *js = &e->status.job;
         js->state = JOB_LOST;

@@ -308,6 +308,23 @@ Test(jobtab, torn_record_falls_back_to_the_previous_one)
     cr_expect_eq(st.job.start_ms, 1234567);
     cr_expect_str_eq(jobtab_entry_spec(e)->name, "torn");
     jobtab_free(t);
+    {
+        /* The previous record became status again, and the LOST one was written over it: the
+         * torn file is gone, status parses on its own. */
+        char buf[8192];
+        struct jobtab_spec spec;
+        struct jobtab_status rst;
+        ssize_t n;
+        int fd = open(rec, O_RDONLY | O_CLOEXEC);
+        cr_assert_geq(fd, 0);
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        cr_assert_gt(n, 0);
+        buf[n] = '\0';
+        cr_assert_eq(jobtab_record_parse(buf, &spec, &rst), 0, "status is whole: %s", buf);
+        cr_expect_eq(rst.job.state, JOB_LOST);
+        jobtab_spec_clear(&spec);
+    }
 
     cr_assert_eq(truncate(rec, 3), 0);
     cr_assert_eq(truncate(tmp, 5), 0);
@@ -333,6 +350,30 @@ Test(jobtab, state_directory_is_a_top_directory_on_ext4)
     cr_assert_eq(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
     close(fd);
     cr_expect(flags & FS_TOPDIR_FL, "chattr +T on the state directory");
+    jobtab_free(t);
+}
+
+/* A --state-dir that holds anything but job folders is shared: its attributes stay. */
+Test(jobtab, shared_state_directory_is_left_alone)
+{
+    struct jobtab *t;
+    struct statfs sf;
+    char other[128];
+    int fd, flags = 0;
+
+    cr_assert_eq(statfs(state_dir, &sf), 0);
+    if (sf.f_type != EXT4_SUPER_MAGIC)
+        cr_skip_test("%s is not on ext4", state_dir);
+    snprintf(other, sizeof(other), "%s/someone-else.txt", state_dir);
+    fd = open(other, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    t = table(0);
+    fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
+    close(fd);
+    cr_expect_not(flags & FS_TOPDIR_FL, "a shared directory keeps its attributes");
     jobtab_free(t);
 }
 

@@ -546,3 +546,31 @@ Test(jobtab_flusher, a_running_record_waits_and_an_end_overtakes_it)
     cr_expect_eq(state_on_disk(c), JOB_RUNNING, "written once its wait is over");
     jobtab_free(t);
 }
+
+/* After an exchange status.tmp is the previous status, and the next record is written into it in
+ * place: that waits until the exchange is durable (else a power loss could bring the old names
+ * back and tear the only record). The second record needs no such sync (it goes into the spare
+ * room), the third does, once per record while the flusher has not caught up. */
+Test(jobtab_flusher, an_overwrite_in_place_waits_for_the_last_exchange_to_be_durable)
+{
+    struct jobtab *t = table(AN_HOUR_MS);
+    char id[JOBTAB_ID_LEN + 1], dir[300], rec[320];
+    struct jobtab_entry *e = add(t, id);
+    int fsync_at, renamed_at;
+
+    paths(id, dir, rec);
+    set_state(e, JOB_RUNNING, 0);
+    cr_expect_eq(count_events(EV_FSYNC, dir) + count_events(EV_FDATASYNC, rec), 0,
+                 "the second record goes into room of its own");
+    set_state(e, JOB_EXITED, 3);
+    cr_expect_eq(count_events(EV_FSYNC, dir), 1, "the third waited for one sync");
+    fsync_at = last_event(EV_FSYNC, dir);
+    renamed_at = last_event(EV_RENAME, rec);
+    cr_expect_lt(fsync_at, renamed_at, "the sync came before the third record's exchange");
+    cr_expect_lt(last_event(EV_FDATASYNC, rec), renamed_at);
+    cr_expect_eq(state_on_disk(id), JOB_EXITED);
+    cr_expect_eq(state_in(id, "status.tmp"), JOB_RUNNING, "the previous record kept");
+    cr_assert_eq(jobtab_sync(t), 0);
+    expect_durable(id);
+    jobtab_free(t);
+}
