@@ -82,6 +82,19 @@ void job_template_stop(struct job_runner *r)
     r->tmpl_pid = 0;
 }
 
+/* Kills and reaps the shim of a pidfd the template sent that we will not use, then closes the
+ * pidfd: nothing else would reap it (its exit signal is 0), a zombie of ours for good. */
+static void discard_template_shim(int *pidfd)
+{
+    siginfo_t si;
+
+    if (*pidfd < 0)
+        return;
+    (void)pidfd_send_signal(*pidfd, SIGKILL, NULL, 0);
+    (void)waitid((idtype_t)P_PIDFD, (id_t)*pidfd, &si, WEXITED | __WALL);
+    close_fd(pidfd);
+}
+
 static int template_start(struct job_runner *r)
 {
     char *argv[] = {"runjob", "shim", SPAWN_NET_NONE, SPAWN_TEMPLATE_ARG, NULL};
@@ -154,8 +167,8 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
         *ret_pidfd = pidfd;
         return 0;
     }
-    if (n == 1)
-        close_fd(&pidfd); /* a pidfd with an error: the template is not to be trusted */
+    if (n == 1)                        /* (spawn_recv_fds closed what came with -EBADMSG) */
+        discard_template_shim(&pidfd); /* a pidfd with an error: not to be trusted, nor kept */
     if (e != -EAGAIN && e != -ENOMEM && e != -ENOSPC) { /* not the clone's own, passing error */
         if (!r->tmpl_served)
             r->tmpl_off = true;
@@ -228,7 +241,10 @@ int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here
 {
     /* A template that fails may have cloned a shim it could not tell us about (killed between
      * its clone and its reply): that one holds the fds it was sent, so the exec'd shim gets
-     * new ones. It exits at the EOF of its sync socket (a zombie of ours: exit signal 0). */
+     * new ones. It exits at the EOF of its sync socket, and stays a zombie of ours until the
+     * server exits: its exit signal is 0 and no pidfd of it reached us, so nothing waits for
+     * it (a wait for any child would take the exit of shims whose pidfds others wait on).
+     * Rare: the template dies only if killed from outside; one zombie, no fd, per such death. */
     if (here && !host_net && shim_spawn(r, host_net, cgroup_fd, here, true, ret) == 0)
         return 0;
     return shim_spawn(r, host_net, cgroup_fd, here, false, ret);
