@@ -69,19 +69,6 @@ int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);
  * the seccomp filter built once. Pool thread only: it is the template's pdeathsig parent,
  * hence (CLONE_PARENT) every shim's, as for those it execs. */
 
-void job_template_stop(struct job_runner *r)
-{
-    siginfo_t si;
-
-    close_fd(&r->tmpl_sock); /* a template between requests exits on this EOF */
-    if (r->tmpl_pidfd >= 0) {
-        (void)pidfd_send_signal(r->tmpl_pidfd, SIGKILL, NULL, 0); /* nor wait if it is not */
-        (void)waitid((idtype_t)P_PIDFD, (id_t)r->tmpl_pidfd, &si, WEXITED | __WALL);
-    }
-    close_fd(&r->tmpl_pidfd);
-    r->tmpl_pid = 0;
-}
-
 /* Kills and reaps the shim of a pidfd the template sent that we will not use, then closes the
  * pidfd: nothing else would reap it (its exit signal is 0), a zombie of ours for good. */
 static void discard_template_shim(int *pidfd)
@@ -93,6 +80,27 @@ static void discard_template_shim(int *pidfd)
     (void)pidfd_send_signal(*pidfd, SIGKILL, NULL, 0);
     (void)waitid((idtype_t)P_PIDFD, (id_t)*pidfd, &si, WEXITED | __WALL);
     close_fd(pidfd);
+}
+
+void job_template_stop(struct job_runner *r)
+{
+    struct spawn_template_reply rep;
+    siginfo_t si;
+    int pidfd;
+    size_t n;
+
+    if (r->tmpl_pidfd >= 0) {
+        (void)pidfd_send_signal(r->tmpl_pidfd, SIGKILL, NULL, 0);
+        (void)waitid((idtype_t)P_PIDFD, (id_t)r->tmpl_pidfd, &si, WEXITED | __WALL);
+    }
+    close_fd(&r->tmpl_pidfd);
+    r->tmpl_pid = 0;
+    /* Replies it sent that were not read (a request given up on): their shims, ours to reap. */
+    if (r->tmpl_sock >= 0 && fcntl(r->tmpl_sock, F_SETFL, O_NONBLOCK) == 0)
+        while (n = 0, spawn_recv_fds(r->tmpl_sock, &rep, sizeof(rep), &pidfd, 1, &n) == 1)
+            if (n == 1)
+                discard_template_shim(&pidfd);
+    close_fd(&r->tmpl_sock);
 }
 
 static int template_start(struct job_runner *r)
@@ -158,24 +166,28 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
         e = spawn_recv_fds(r->tmpl_sock, &rep, sizeof(rep), &pidfd, 1, &n);
         if (e == 0)
             e = -ECONNRESET; /* EOF: the template ended */
-        else if (e > 0)
-            e = rep.err > 0 ? -rep.err : (rep.err < 0 || n != 1 || rep.pid <= 0) ? -EPROTO : 0;
     }
-    if (e == 0) {
+    /* e == 1: a whole reply, a shim's pid with its pidfd or the clone's error without. */
+    if (e == 1 && rep.err == 0 && n == 1 && rep.pid > 0) {
         r->tmpl_served = true;
         *ret_pid = rep.pid;
         *ret_pidfd = pidfd;
         return 0;
     }
-    if (n == 1)                        /* (spawn_recv_fds closed what came with -EBADMSG) */
+    if (e == 1 && rep.err > 0 && n == 0 &&
+        (rep.err == EAGAIN || rep.err == ENOMEM || rep.err == ENOSPC))
+        return -rep.err; /* the clone's own, passing error: the template stays */
+    if (e == 1)
+        e = rep.err > 0 && n == 0 ? -rep.err : -EPROTO;
+    if (n == 1)
         discard_template_shim(&pidfd); /* a pidfd with an error: not to be trusted, nor kept */
-    if (e != -EAGAIN && e != -ENOMEM && e != -ENOSPC) { /* not the clone's own, passing error */
-        if (!r->tmpl_served)
-            r->tmpl_off = true;
-        log_debug("job runner: the shim template failed (%s); %s", strerror(-e),
-                  r->tmpl_off ? "not used again" : "restarted at the next shim");
-        job_template_stop(r);
-    }
+    /* Anything else, a failed send, poll or recv included, leaves the control socket out of
+     * step (a reply still to come would be read by the next request as its own): stopped. */
+    if (!r->tmpl_served)
+        r->tmpl_off = true;
+    log_debug("job runner: the shim template failed (%s); %s", strerror(-e),
+              r->tmpl_off ? "not used again" : "restarted at the next shim");
+    job_template_stop(r);
     return e;
 }
 
