@@ -126,13 +126,14 @@ static int template_start(struct job_runner *r)
         return e;
     }
     r->tmpl_sock = sock[0];
-    r->tmpl_served = false;
     return 0;
 }
 
-/* One shim from the template: a's fds (and cgroup) sent, its pid and pidfd back. A template
- * that fails (gone, or a reply that makes no sense) is reaped, and restarted at the next call,
- * unless it never made a shim at all. 0 or -errno; the caller then execs the shim itself. */
+/* One shim from the template: a's fds (and cgroup) sent, its pid and pidfd back. A reply with
+ * the clone's error fails this shim only. A template that fails (gone, no reply, or one that
+ * makes no sense) is reaped, and restarted at the next call, unless no template ever made a
+ * shim (the first would not start or work: none would). 0 or -errno; the caller then execs the
+ * shim itself. */
 static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *ret_pid,
                           int *ret_pidfd)
 {
@@ -147,8 +148,9 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
     if (r->tmpl_sock < 0) {
         e = template_start(r);
         if (e < 0) {
-            log_debug("job runner: starting the shim template: %s; shims are exec'd", strerror(-e));
-            r->tmpl_off = true;
+            r->tmpl_off = !r->tmpl_served;
+            log_debug("job runner: starting the shim template: %s; %s", strerror(-e),
+                      r->tmpl_off ? "shims are exec'd" : "tried again at the next shim");
             return e;
         }
     }
@@ -174,11 +176,12 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
         *ret_pidfd = pidfd;
         return 0;
     }
-    if (e == 1 && rep.err > 0 && n == 0 &&
-        (rep.err == EAGAIN || rep.err == ENOMEM || rep.err == ENOSPC))
-        return -rep.err; /* the clone's own, passing error: the template stays */
+    /* The clone's error (EAGAIN, ENOMEM; EBUSY, ENODEV for a cgroup it cannot go into): this
+     * request's, not the template's, which stays. */
+    if (e == 1 && rep.err > 0 && n == 0)
+        return -rep.err;
     if (e == 1)
-        e = rep.err > 0 && n == 0 ? -rep.err : -EPROTO;
+        e = -EPROTO;
     if (n == 1)
         discard_template_shim(&pidfd); /* a pidfd with an error: not to be trusted, nor kept */
     /* Anything else, a failed send, poll or recv included, leaves the control socket out of
@@ -257,7 +260,8 @@ int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here
      * server exits: its exit signal is 0 and no pidfd of it reached us, so nothing waits for
      * it (a wait for any child would take the exit of shims whose pidfds others wait on).
      * Rare: the template dies only if killed from outside; one zombie, no fd, per such death. */
-    if (here && !host_net && shim_spawn(r, host_net, cgroup_fd, here, true, ret) == 0)
+    if (here && !host_net && !r->tmpl_off &&
+        shim_spawn(r, host_net, cgroup_fd, here, true, ret) == 0)
         return 0;
     return shim_spawn(r, host_net, cgroup_fd, here, false, ret);
 }
