@@ -442,7 +442,10 @@ static int run_template(void)
         } else {
             memset(&ca, 0, sizeof(ca));
             /* CLONE_PARENT: the server's child, reaped and waited by its pidfd as an exec'd
-             * shim; the exit signal is then the template's own (0), whatever exit_signal says. */
+             * shim; the exit signal is then the template's own (0), whatever exit_signal says.
+             * A raw clone3 leaves libc's cached TID the template's in the shim: its code calls
+             * no raise(), abort(), assert() nor pthread_* (they would use that TID; fortify's
+             * abort aside), only _exit and die(); its fork() of the command sets the right one. */
             ca.flags = CLONE_PARENT | CLONE_PIDFD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
                        CLONE_NEWIPC | CLONE_NEWNET;
             ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
