@@ -432,25 +432,27 @@ static int run_template(void)
         r = spawn_recv_fds(SPAWN_FD_SYNC, &q, sizeof(q), fds, SPAWN_FD_COUNT + 1, &n);
         if (r == 0)
             return 0;
-        if (r < 0) {
-            if (r == -EBADMSG)
-                continue;
+        if (r < 0 && r != -EBADMSG)
             return 1;
-        }
-        memset(&ca, 0, sizeof(ca));
-        /* CLONE_PARENT: the server's child, reaped and waited by its pidfd as an exec'd shim;
-         * the exit signal is then the template's own (0), whatever exit_signal says. */
-        ca.flags = CLONE_PARENT | CLONE_PIDFD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
-                   CLONE_NEWIPC | CLONE_NEWNET;
-        ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
-        if (q.flags & SPAWN_TEMPLATE_CGROUP) {
-            ca.flags |= CLONE_INTO_CGROUP;
-            ca.cgroup = (uint64_t)fds[SPAWN_FD_COUNT];
-        }
-        if (n != SPAWN_FD_COUNT + !!(q.flags & SPAWN_TEMPLATE_CGROUP) ||
+        /* A request it cannot serve (-EBADMSG: whatever fds came are closed) is answered too:
+         * the server would wait out its timeout otherwise. */
+        if (r < 0 || n != SPAWN_FD_COUNT + !!(q.flags & SPAWN_TEMPLATE_CGROUP) ||
             (q.flags & ~SPAWN_TEMPLATE_CGROUP)) {
             rep.err = EBADMSG;
         } else {
+            memset(&ca, 0, sizeof(ca));
+            /* CLONE_PARENT: the server's child, reaped and waited by its pidfd as an exec'd
+             * shim; the exit signal is then the template's own (0), whatever exit_signal says.
+             * A raw clone3 leaves libc's cached TID the template's in the shim: its code calls
+             * no raise(), abort(), assert() nor pthread_* (they would use that TID; fortify's
+             * abort aside), only _exit and die(); its fork() of the command sets the right one. */
+            ca.flags = CLONE_PARENT | CLONE_PIDFD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
+                       CLONE_NEWIPC | CLONE_NEWNET;
+            ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+            if (q.flags & SPAWN_TEMPLATE_CGROUP) {
+                ca.flags |= CLONE_INTO_CGROUP;
+                ca.cgroup = (uint64_t)fds[SPAWN_FD_COUNT];
+            }
             pid = syscall(SYS_clone3, &ca, sizeof(ca));
             if (pid == 0)
                 template_child(fds, filter);

@@ -122,7 +122,8 @@ struct job_runner {
     pthread_t pool_thread;
     bool pool_thread_started;
     /* The shim template (spawn.h), the pool thread's only: pid, pidfd, control socket (-1:
-     * none); tmpl_off once one ended before it made a shim (it would not make any). */
+     * none); tmpl_served once any template made a shim; tmpl_off if the first failed before
+     * (none would make any). */
     pid_t tmpl_pid;
     int tmpl_pidfd, tmpl_sock;
     bool tmpl_served, tmpl_off;

@@ -69,17 +69,38 @@ int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);
  * the seccomp filter built once. Pool thread only: it is the template's pdeathsig parent,
  * hence (CLONE_PARENT) every shim's, as for those it execs. */
 
-void job_template_stop(struct job_runner *r)
+/* Kills and reaps the shim of a pidfd the template sent that we will not use, then closes the
+ * pidfd: nothing else would reap it (its exit signal is 0), a zombie of ours for good. */
+static void discard_template_shim(int *pidfd)
 {
     siginfo_t si;
 
-    close_fd(&r->tmpl_sock); /* a template between requests exits on this EOF */
+    if (*pidfd < 0)
+        return;
+    (void)pidfd_send_signal(*pidfd, SIGKILL, NULL, 0);
+    (void)waitid((idtype_t)P_PIDFD, (id_t)*pidfd, &si, WEXITED | __WALL);
+    close_fd(pidfd);
+}
+
+void job_template_stop(struct job_runner *r)
+{
+    struct spawn_template_reply rep;
+    siginfo_t si;
+    int pidfd;
+    size_t n;
+
     if (r->tmpl_pidfd >= 0) {
-        (void)pidfd_send_signal(r->tmpl_pidfd, SIGKILL, NULL, 0); /* nor wait if it is not */
+        (void)pidfd_send_signal(r->tmpl_pidfd, SIGKILL, NULL, 0);
         (void)waitid((idtype_t)P_PIDFD, (id_t)r->tmpl_pidfd, &si, WEXITED | __WALL);
     }
     close_fd(&r->tmpl_pidfd);
     r->tmpl_pid = 0;
+    /* Replies it sent that were not read (a request given up on): their shims, ours to reap. */
+    if (r->tmpl_sock >= 0 && fcntl(r->tmpl_sock, F_SETFL, O_NONBLOCK) == 0)
+        while (n = 0, spawn_recv_fds(r->tmpl_sock, &rep, sizeof(rep), &pidfd, 1, &n) == 1)
+            if (n == 1)
+                discard_template_shim(&pidfd);
+    close_fd(&r->tmpl_sock);
 }
 
 static int template_start(struct job_runner *r)
@@ -105,13 +126,14 @@ static int template_start(struct job_runner *r)
         return e;
     }
     r->tmpl_sock = sock[0];
-    r->tmpl_served = false;
     return 0;
 }
 
-/* One shim from the template: a's fds (and cgroup) sent, its pid and pidfd back. A template
- * that fails (gone, or a reply that makes no sense) is reaped, and restarted at the next call,
- * unless it never made a shim at all. 0 or -errno; the caller then execs the shim itself. */
+/* One shim from the template: a's fds (and cgroup) sent, its pid and pidfd back. A reply with
+ * the clone's error fails this shim only. A template that fails (gone, no reply, or one that
+ * makes no sense) is reaped, and restarted at the next call, unless no template ever made a
+ * shim (the first would not start or work: none would). 0 or -errno; the caller then execs the
+ * shim itself. */
 static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *ret_pid,
                           int *ret_pidfd)
 {
@@ -126,8 +148,9 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
     if (r->tmpl_sock < 0) {
         e = template_start(r);
         if (e < 0) {
-            log_debug("job runner: starting the shim template: %s; shims are exec'd", strerror(-e));
-            r->tmpl_off = true;
+            r->tmpl_off = !r->tmpl_served;
+            log_debug("job runner: starting the shim template: %s; %s", strerror(-e),
+                      r->tmpl_off ? "shims are exec'd" : "tried again at the next shim");
             return e;
         }
     }
@@ -145,24 +168,29 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
         e = spawn_recv_fds(r->tmpl_sock, &rep, sizeof(rep), &pidfd, 1, &n);
         if (e == 0)
             e = -ECONNRESET; /* EOF: the template ended */
-        else if (e > 0)
-            e = rep.err > 0 ? -rep.err : (rep.err < 0 || n != 1 || rep.pid <= 0) ? -EPROTO : 0;
     }
-    if (e == 0) {
+    /* e == 1: a whole reply, a shim's pid with its pidfd or the clone's error without. */
+    if (e == 1 && rep.err == 0 && n == 1 && rep.pid > 0) {
         r->tmpl_served = true;
         *ret_pid = rep.pid;
         *ret_pidfd = pidfd;
         return 0;
     }
+    /* The clone's error (EAGAIN, ENOMEM; EBUSY, ENODEV for a cgroup it cannot go into): this
+     * request's, not the template's, which stays. */
+    if (e == 1 && rep.err > 0 && n == 0)
+        return -rep.err;
+    if (e == 1)
+        e = -EPROTO;
     if (n == 1)
-        close_fd(&pidfd); /* a pidfd with an error: the template is not to be trusted */
-    if (e != -EAGAIN && e != -ENOMEM && e != -ENOSPC) { /* not the clone's own, passing error */
-        if (!r->tmpl_served)
-            r->tmpl_off = true;
-        log_debug("job runner: the shim template failed (%s); %s", strerror(-e),
-                  r->tmpl_off ? "not used again" : "restarted at the next shim");
-        job_template_stop(r);
-    }
+        discard_template_shim(&pidfd); /* a pidfd with an error: not to be trusted, nor kept */
+    /* Anything else, a failed send, poll or recv included, leaves the control socket out of
+     * step (a reply still to come would be read by the next request as its own): stopped. */
+    if (!r->tmpl_served)
+        r->tmpl_off = true;
+    log_debug("job runner: the shim template failed (%s); %s", strerror(-e),
+              r->tmpl_off ? "not used again" : "restarted at the next shim");
+    job_template_stop(r);
     return e;
 }
 
@@ -228,8 +256,12 @@ int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here
 {
     /* A template that fails may have cloned a shim it could not tell us about (killed between
      * its clone and its reply): that one holds the fds it was sent, so the exec'd shim gets
-     * new ones. It exits at the EOF of its sync socket (a zombie of ours: exit signal 0). */
-    if (here && !host_net && shim_spawn(r, host_net, cgroup_fd, here, true, ret) == 0)
+     * new ones. It exits at the EOF of its sync socket, and stays a zombie of ours until the
+     * server exits: its exit signal is 0 and no pidfd of it reached us, so nothing waits for
+     * it (a wait for any child would take the exit of shims whose pidfds others wait on).
+     * Rare: the template dies only if killed from outside; one zombie, no fd, per such death. */
+    if (here && !host_net && !r->tmpl_off &&
+        shim_spawn(r, host_net, cgroup_fd, here, true, ret) == 0)
         return 0;
     return shim_spawn(r, host_net, cgroup_fd, here, false, ret);
 }

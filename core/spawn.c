@@ -369,7 +369,7 @@ int spawn_recv_fd(int sock, void *msg, size_t len, int *ret_fd)
                 (void)close(f);
         }
     }
-    if ((size_t)n != len) {
+    if ((size_t)n != len || (mh.msg_flags & MSG_TRUNC)) { /* TRUNC: n is len for a longer one */
         if (fd >= 0)
             (void)close(fd);
         return -EBADMSG;
@@ -449,7 +449,7 @@ int spawn_recv_fds(int sock, void *msg, size_t len, int *fds, size_t max, size_t
             }
         }
     }
-    if ((size_t)n != len || bad || (mh.msg_flags & MSG_CTRUNC)) {
+    if ((size_t)n != len || bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
         for (size_t i = 0; i < got; i++)
             (void)close(fds[i]);
         return -EBADMSG;

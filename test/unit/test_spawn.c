@@ -221,7 +221,7 @@ Test(spawn, fd_send_to_a_closed_peer_is_epipe_not_sigpipe)
     cr_expect_eq(spawn_send_fd(sv[0], &m, sizeof(m), STDIN_FILENO), -EPIPE);
 }
 
-Test(spawn, fd_recv_refuses_a_short_message_and_closes_its_fd)
+Test(spawn, fd_recv_refuses_a_short_or_long_message_and_closes_its_fd)
 {
     struct spawn_sync_msg m = {0};
     int sv[2], p[2], fd = 42, before;
@@ -236,6 +236,11 @@ Test(spawn, fd_recv_refuses_a_short_message_and_closes_its_fd)
     /* without an fd too */
     cr_assert_eq(send(sv[0], "abc", 3, 0), 3);
     cr_expect_eq(spawn_recv_fd(sv[1], &m, sizeof(m), &fd), -EBADMSG);
+    /* a longer one, truncated to sizeof(m) by the recv */
+    cr_assert_eq(spawn_send_fd(sv[0], (char[sizeof(m) + 1]){0}, sizeof(m) + 1, p[0]), 0);
+    cr_expect_eq(spawn_recv_fd(sv[1], &m, sizeof(m), &fd), -EBADMSG);
+    cr_expect_eq(fd, 42);
+    cr_expect_eq(count_fds(), before, "the fd that came with a longer message leaked");
 }
 
 Test(spawn, fd_recv_without_an_fd_gives_minus_one)
@@ -348,7 +353,7 @@ Test(spawn, fds_round_trip_in_order)
     }
 }
 
-Test(spawn, fds_recv_refuses_more_than_max_or_a_short_message_and_leaks_none)
+Test(spawn, fds_recv_refuses_more_than_max_or_a_short_or_long_message_and_leaks_none)
 {
     struct spawn_sync_msg m = {0};
     int sv[2], fds[SPAWN_FDS_MAX], before;
@@ -362,6 +367,12 @@ Test(spawn, fds_recv_refuses_more_than_max_or_a_short_message_and_leaks_none)
     send_n_fds(sv[0], &m, STDIN_FILENO, 2);
     cr_expect_eq(spawn_recv_fds(sv[1], &m, sizeof(m) + 1, fds, 2, &n), -EBADMSG);
     cr_expect_eq(count_fds(), before, "a message of another length: its fds leaked");
+    /* a longer one comes truncated to the length asked for, yet is not that message */
+    cr_assert_eq(
+        spawn_send_fds(sv[0], (char[sizeof(m) + 1]){0}, sizeof(m) + 1, (int[]){STDIN_FILENO}, 1),
+        0);
+    cr_expect_eq(spawn_recv_fds(sv[1], &m, sizeof(m), fds, 2, &n), -EBADMSG);
+    cr_expect_eq(count_fds(), before, "a longer message: its fd leaked");
     cr_expect_eq(n, 99, "ret_n written on failure");
     /* none attached is a message with none */
     cr_assert_eq(send(sv[0], &m, sizeof(m), 0), (ssize_t)sizeof(m));
