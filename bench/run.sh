@@ -334,46 +334,54 @@ row "stream: $((STREAM_SIZE >> 20)) MiB of job output to one reader, best of 3" 
 fi
 
 # ---- 4. fan-out: READERS concurrent readers of one job's FAN_SIZE output -----------------------
+# Two rounds, each one reader then READERS readers together, the best of each kind: the same
+# number of samples on both sides (a best of 3 single readers against one fan-out round made the
+# ratio swing 0.64x-1.35x between runs of one binary). Slowest/fastest come from the best round.
 if part fanout; then
 fid=$("$RUNJOB" start /usr/bin/head -c "$FAN_SIZE" /dev/zero) || die "start failed"
 "$RUNJOB" stream "$fid" >/dev/null
-single=0
-for _ in 1 2 3; do
+single=0 agg=0 PEAK_FAN=0
+for round in 1 2; do
     t0=$(now_us); "$RUNJOB" stream "$fid" >/dev/null; t1=$(now_us)
     single=$(py '"%.0f" % max(a[0], a[1] / a[2])' "$single" "$FAN_SIZE" $((t1 - t0)))
+    [ "$round" = 1 ] && RSS_BEFORE_FAN=$(rss_kb "$SERVER_PID")
+    # Every reader waits for one go (a fifo opened by all), so that they start together.
+    mkfifo "$TMP/go.$round"
+    rpids=()
+    for i in $(seq "$READERS"); do
+        (
+            read -r _ <"$TMP/go.$round"
+            s=$(now_us)
+            "$RUNJOB" stream "$fid" >/dev/null 2>"$TMP/reader.$i.err" || echo failed >"$TMP/reader.$i.failed"
+            e=$(now_us)
+            echo "$s $e" >"$TMP/reader.$round.$i.t"
+        ) &
+        rpids+=($!)
+    done
+    sleep 1 # every reader is blocked on the fifo
+    t0=$(now_us)
+    exec 9>"$TMP/go.$round"
+    for _ in $(seq "$READERS"); do echo go >&9; done
+    exec 9>&-
+    # One sampler while the readers run: done when the last reader has exited.
+    peak=$(peak_rss_while "${rpids[@]}")
+    for p in "${rpids[@]}"; do wait "$p"; done
+    t1=$(now_us)
+    nfailed=$(ls "$TMP"/reader.*.failed 2>/dev/null | wc -l)
+    [ "$nfailed" = 0 ] || { cat "$TMP"/reader.*.err | sort | uniq -c >&2; die "$nfailed fan-out readers failed"; }
+    PEAK_FAN=$(py '"%d" % max(a[0], a[1])' "$PEAK_FAN" "$peak")
+    agg_r=$(py '"%.0f" % (a[0] * a[1] / a[2])' "$FAN_SIZE" "$READERS" $((t1 - t0)))
+    say "fan-out round $round: one reader $single MB/s (best so far), $READERS readers $agg_r MB/s"
+    if [ "$(py '"%d" % (a[0] > a[1])' "$agg_r" "$agg")" = 1 ]; then
+        agg=$agg_r
+        read -r fastest slowest < <(cat "$TMP"/reader.$round.*.t |
+            awk '{d = ($2 - $1) / 1000; if (!n++ || d < lo) lo = d; if (d > hi) hi = d} END {printf "%.0f %.0f\n", lo, hi}')
+    fi
 done
-RSS_BEFORE_FAN=$(rss_kb "$SERVER_PID")
-# Every reader waits for one go (a fifo opened by all), so that they start together.
-mkfifo "$TMP/go"
-rpids=()
-for i in $(seq "$READERS"); do
-    (
-        read -r _ <"$TMP/go"
-        s=$(now_us)
-        "$RUNJOB" stream "$fid" >/dev/null 2>"$TMP/reader.$i.err" || echo failed >"$TMP/reader.$i.failed"
-        e=$(now_us)
-        echo "$s $e" >"$TMP/reader.$i.t"
-    ) &
-    rpids+=($!)
-done
-sleep 1 # every reader is blocked on the fifo
-t0=$(now_us)
-exec 9>"$TMP/go"
-for _ in $(seq "$READERS"); do echo go >&9; done
-exec 9>&-
-# One sampler while the readers run: done when the last reader has exited.
-PEAK_FAN=$(peak_rss_while "${rpids[@]}")
-for p in "${rpids[@]}"; do wait "$p"; done
-t1=$(now_us)
-nfailed=$(ls "$TMP"/reader.*.failed 2>/dev/null | wc -l)
-[ "$nfailed" = 0 ] || { cat "$TMP"/reader.*.err | sort | uniq -c >&2; die "$nfailed fan-out readers failed"; }
-agg=$(py '"%.0f" % (a[0] * a[1] / a[2])' "$FAN_SIZE" "$READERS" $((t1 - t0)))
-read -r fastest slowest < <(cat "$TMP"/reader.*.t |
-    awk '{d = ($2 - $1) / 1000; if (!n++ || d < lo) lo = d; if (d > hi) hi = d} END {printf "%.0f %.0f\n", lo, hi}')
-row "fan-out: $READERS concurrent readers x $((FAN_SIZE >> 20)) MiB, aggregate" "$agg MB/s" \
-    "our own one reader: $single MB/s" "$(py '"%.2fx" % (a[0] / a[1])' "$agg" "$single")" \
+row "fan-out: $READERS concurrent readers x $((FAN_SIZE >> 20)) MiB, aggregate, best of 2" "$agg MB/s" \
+    "our own one reader, best of 2: $single MB/s" "$(py '"%.2fx" % (a[0] / a[1])' "$agg" "$single")" \
     ">= 0.9x" "$(verdict 'a[0] >= 0.9 * a[1]' "$agg" "$single")"
-row "fan-out: slowest vs fastest reader" "slowest $slowest ms" "fastest $fastest ms" \
+row "fan-out: slowest vs fastest reader (in the best round)" "slowest $slowest ms" "fastest $fastest ms" \
     "$(py '"%.2fx" % (a[0] / a[1])' "$slowest" "$fastest")" "<= 2x" \
     "$(verdict 'a[0] <= 2 * a[1]' "$slowest" "$fastest")"
 
