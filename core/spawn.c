@@ -299,89 +299,6 @@ void spawn_format_error(int step, int err, const char *path, const char *cwd, bo
 
 /* ---- fd passing on SPAWN_FD_SYNC */
 
-/* Room for one fd: a sender that attaches more shows up as MSG_CTRUNC or as extra fds. */
-union fd_ctl {
-    struct cmsghdr h;
-    char buf[CMSG_SPACE(sizeof(int))];
-};
-
-/* One message of len bytes at msg, with ctl as its control buffer. */
-static struct msghdr fd_msghdr(struct iovec *iov, void *msg, size_t len, union fd_ctl *ctl)
-{
-    *iov = (struct iovec){.iov_base = msg, .iov_len = len};
-    return (struct msghdr){.msg_iov = iov,
-                           .msg_iovlen = 1,
-                           .msg_control = ctl->buf,
-                           .msg_controllen = sizeof(ctl->buf)};
-}
-
-int spawn_send_fd(int sock, const void *msg, size_t len, int fd)
-{
-    union fd_ctl ctl;
-    struct iovec iov;
-    struct msghdr mh = fd_msghdr(&iov, (void *)msg, len, &ctl);
-    struct cmsghdr *c;
-    ssize_t n;
-
-    memset(&ctl, 0, sizeof(ctl));
-    c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    do
-        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : 0;
-}
-
-int spawn_recv_fd(int sock, void *msg, size_t len, int *ret_fd)
-{
-    union fd_ctl ctl;
-    struct iovec iov;
-    struct msghdr mh = fd_msghdr(&iov, msg, len, &ctl);
-    struct cmsghdr *c;
-    ssize_t n;
-    int fd = -1;
-
-    do
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -errno;
-    if (n == 0)
-        return 0;
-    /* The kernel installed every fd that fit (CMSG_SPACE's padding leaves room for two): keep
-     * one that came alone, close any other, so that a bad message leaks nothing. */
-    for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        size_t k;
-
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < k; i++) {
-            int f;
-
-            memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (k == 1 && fd < 0)
-                fd = f;
-            else
-                (void)close(f);
-        }
-    }
-    if ((size_t)n != len || (mh.msg_flags & MSG_TRUNC)) { /* TRUNC: n is len for a longer one */
-        if (fd >= 0)
-            (void)close(fd);
-        return -EBADMSG;
-    }
-    if (fd >= 0 && (mh.msg_flags & MSG_CTRUNC)) {
-        (void)close(fd);
-        fd = -1;
-    }
-    *ret_fd = fd;
-    return 1;
-}
-
 /* Room for SPAWN_FDS_MAX fds, and one more so that a sender that attaches too many shows up. */
 union fds_ctl {
     struct cmsghdr h;
@@ -396,22 +313,35 @@ int spawn_send_fds(int sock, const void *msg, size_t len, const int *fds, size_t
     struct cmsghdr *c;
     ssize_t r;
 
-    if (n == 0 || n > SPAWN_FDS_MAX)
+    if (n > SPAWN_FDS_MAX)
         return -EINVAL;
-    memset(&ctl, 0, sizeof(ctl));
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-    c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    if (n > 0) {
+        memset(&ctl, 0, sizeof(ctl));
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    } else {
+        mh.msg_control = NULL;
+    }
     do
         r = sendmsg(sock, &mh, MSG_NOSIGNAL);
     while (r < 0 && errno == EINTR);
     return r < 0 ? -errno : 0;
 }
 
-int spawn_recv_fds(int sock, void *msg, size_t len, int *fds, size_t max, size_t *ret_n)
+int spawn_send_fd(int sock, const void *msg, size_t len, int fd)
+{
+    return spawn_send_fds(sock, msg, len, &fd, fd >= 0 ? 1 : 0);
+}
+
+/* One message into msg: the first max fds that came with it into fds (*ret_got of them), any
+ * further one closed (*ret_extra), so that a bad message leaks nothing. The message's length,
+ * 0 at EOF, or -errno; *ret_flags its msg_flags. */
+static ssize_t recv_with_fds(int sock, void *msg, size_t len, int *fds, size_t max, size_t *ret_got,
+                             bool *ret_extra, int *ret_flags)
 {
     union fds_ctl ctl;
     struct iovec iov = {.iov_base = msg, .iov_len = len};
@@ -419,18 +349,14 @@ int spawn_recv_fds(int sock, void *msg, size_t len, int *fds, size_t max, size_t
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl)};
     struct cmsghdr *c;
     size_t got = 0;
-    bool bad = false;
+    bool extra = false;
     ssize_t n;
 
-    if (max == 0 || max > SPAWN_FDS_MAX)
-        return -EINVAL;
     do
         n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -errno;
-    if (n == 0)
-        return 0;
     for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
         size_t k;
 
@@ -441,17 +367,67 @@ int spawn_recv_fds(int sock, void *msg, size_t len, int *fds, size_t max, size_t
             int f;
 
             memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (got < max)
+            if (got < max) {
                 fds[got++] = f;
-            else {
+            } else {
                 (void)close(f);
-                bad = true;
+                extra = true;
             }
         }
     }
-    if ((size_t)n != len || bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-        for (size_t i = 0; i < got; i++)
-            (void)close(fds[i]);
+    *ret_got = got;
+    *ret_extra = extra;
+    *ret_flags = mh.msg_flags;
+    return n;
+}
+
+static void close_all(const int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        (void)close(fds[i]);
+}
+
+int spawn_recv_fd(int sock, void *msg, size_t len, int *ret_fd)
+{
+    int fd = -1, flags;
+    size_t got = 0;
+    bool extra;
+    ssize_t n = recv_with_fds(sock, msg, len, &fd, 1, &got, &extra, &flags);
+
+    if (n <= 0) {
+        close_all(&fd, got);
+        return (int)n;
+    }
+    /* TRUNC: n is len for a longer message. */
+    if ((size_t)n != len || (flags & MSG_TRUNC)) {
+        close_all(&fd, got);
+        return -EBADMSG;
+    }
+    /* Only an fd that came alone is kept: with others (or some cut off), none is. */
+    if (got && (extra || (flags & MSG_CTRUNC))) {
+        (void)close(fd);
+        got = 0;
+    }
+    *ret_fd = got ? fd : -1;
+    return 1;
+}
+
+int spawn_recv_fds(int sock, void *msg, size_t len, int *fds, size_t max, size_t *ret_n)
+{
+    size_t got = 0;
+    bool extra;
+    int flags;
+    ssize_t n;
+
+    if (max == 0 || max > SPAWN_FDS_MAX)
+        return -EINVAL;
+    n = recv_with_fds(sock, msg, len, fds, max, &got, &extra, &flags);
+    if (n <= 0) {
+        close_all(fds, got);
+        return (int)n;
+    }
+    if ((size_t)n != len || extra || (flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        close_all(fds, got);
         return -EBADMSG;
     }
     *ret_n = got;

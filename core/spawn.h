@@ -138,9 +138,9 @@ int spawn_spec_parse(const void *buf, size_t len, struct spawn_spec **ret);
 void spawn_format_error(int step, int err, const char *path, const char *cwd, bool is_dir,
                         bool no_exec_bits, char *buf, size_t len);
 
-/* Sends one message of len bytes on sock (a SEQPACKET socket) with fd attached (SCM_RIGHTS),
- * retrying on EINTR; never raises SIGPIPE. 0 or -errno (-EPIPE, -ECONNRESET: the peer closed).
- * Thread-safe. */
+/* Sends one message of len bytes on sock (a SEQPACKET socket) with fd attached (SCM_RIGHTS;
+ * none for fd < 0), retrying on EINTR; never raises SIGPIPE. 0 or -errno (-EPIPE, -ECONNRESET: the
+ * peer closed). Thread-safe. */
 int spawn_send_fd(int sock, const void *msg, size_t len, int fd);
 /* Receives one message of exactly len (> 0) bytes on sock into msg, with the fd that came with
  * it, retrying on EINTR. Returns 1 for a message, with *ret_fd the fd (close-on-exec, the
@@ -150,7 +150,7 @@ int spawn_send_fd(int sock, const void *msg, size_t len, int fd);
  * Thread-safe. */
 int spawn_recv_fd(int sock, void *msg, size_t len, int *ret_fd);
 
-/* Sends one message of len bytes on sock with the n (1..SPAWN_FDS_MAX) fds attached in one
+/* Sends one message of len bytes on sock with the n (0..SPAWN_FDS_MAX) fds attached in one
  * SCM_RIGHTS. 0 or -errno, as spawn_send_fd. Thread-safe. */
 #define SPAWN_FDS_MAX 8
 int spawn_send_fds(int sock, const void *msg, size_t len, const int *fds, size_t n);

@@ -335,46 +335,47 @@ Test(jobtab, torn_record_falls_back_to_the_previous_one)
 
 /* On ext4 the state directory is marked as the top of independent hierarchies (chattr +T), so
  * that job folders are spread over block groups; elsewhere nothing is asked of the file system. */
-Test(jobtab, state_directory_is_a_top_directory_on_ext4)
+static void skip_unless_ext4(void)
 {
-    struct jobtab *t;
     struct statfs sf;
-    int fd, flags = 0;
 
     cr_assert_eq(statfs(state_dir, &sf), 0);
     if (sf.f_type != EXT4_SUPER_MAGIC)
         cr_skip_test("%s is not on ext4", state_dir);
-    t = table(0);
-    fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* The state directory's inode flags (chattr), once a table has opened it. */
+static int state_dir_flags_after_open(void)
+{
+    struct jobtab *t = table(0);
+    int fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), flags = 0;
+
     cr_assert_geq(fd, 0);
     cr_assert_eq(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
     close(fd);
-    cr_expect(flags & FS_TOPDIR_FL, "chattr +T on the state directory");
     jobtab_free(t);
+    return flags;
+}
+
+Test(jobtab, state_directory_is_a_top_directory_on_ext4)
+{
+    skip_unless_ext4();
+    cr_expect(state_dir_flags_after_open() & FS_TOPDIR_FL, "chattr +T on the state directory");
 }
 
 /* A --state-dir that holds anything but job folders is shared: its attributes stay. */
 Test(jobtab, shared_state_directory_is_left_alone)
 {
-    struct jobtab *t;
-    struct statfs sf;
     char other[128];
-    int fd, flags = 0;
+    int fd;
 
-    cr_assert_eq(statfs(state_dir, &sf), 0);
-    if (sf.f_type != EXT4_SUPER_MAGIC)
-        cr_skip_test("%s is not on ext4", state_dir);
+    skip_unless_ext4();
     snprintf(other, sizeof(other), "%s/someone-else.txt", state_dir);
     fd = open(other, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     cr_assert_geq(fd, 0);
     close(fd);
-    t = table(0);
-    fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
-    close(fd);
-    cr_expect_not(flags & FS_TOPDIR_FL, "a shared directory keeps its attributes");
-    jobtab_free(t);
+    cr_expect_not(state_dir_flags_after_open() & FS_TOPDIR_FL,
+                  "a shared directory keeps its attributes");
 }
 
 static int lost_seen;
