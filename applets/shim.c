@@ -415,7 +415,8 @@ __attribute__((noreturn)) static void template_child(const int *fds, struct scmp
  * SPAWN_FD_SYNC) closes. Single-threaded, so a fork-style clone of it is safe. */
 static int run_template(void)
 {
-    struct scmp_filter *filter;
+    /* Freed when the loop ends (a shim's copy is its own: it never returns here). */
+    _cleanup_(scmp_filter_freep) struct scmp_filter *filter = NULL;
     int r;
 
     r = scmp_filter_new(&filter);
