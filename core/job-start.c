@@ -44,25 +44,27 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-/* SIGKILL to a child of ours through its pidfd, or by its pid where pidfd_send_signal is
- * missing (valgrind 3.19 does not know it): the child is not reaped yet, so its pid names no
- * other process. ESRCH (gone already) is fine. */
-static void kill_child(int pidfd, pid_t pid)
+/* Kills a child of ours (if still there), reaps it and closes its pidfd (-1: nothing to do).
+ * SIGKILL through the pidfd, or by its pid where pidfd_send_signal is missing (valgrind 3.19
+ * does not know it): the child is not reaped yet, so its pid names no other process. ESRCH
+ * (gone already) is fine. */
+static void kill_and_reap(int *pidfd, pid_t pid)
 {
-    if (pidfd_send_signal(pidfd, SIGKILL, NULL, 0) < 0 && errno == ENOSYS && pid > 0)
+    siginfo_t si;
+
+    if (*pidfd < 0)
+        return;
+    if (pidfd_send_signal(*pidfd, SIGKILL, NULL, 0) < 0 && errno == ENOSYS && pid > 0)
         (void)kill(pid, SIGKILL);
+    (void)waitid((idtype_t)P_PIDFD, (id_t)*pidfd, &si, WEXITED | __WALL);
+    close_fd(pidfd);
 }
 
 /* Kills (if still there), reaps and closes a shim that will run no job. */
 void job_shim_discard(struct shim *sh)
 {
     close_fd(&sh->sync); /* a shim still waiting for its go exits on this EOF */
-    if (sh->pidfd >= 0) {
-        siginfo_t si;
-        kill_child(sh->pidfd, sh->pid);
-        (void)waitid((idtype_t)P_PIDFD, (id_t)sh->pidfd, &si, WEXITED | __WALL);
-    }
-    close_fd(&sh->pidfd);
+    kill_and_reap(&sh->pidfd, sh->pid);
     close_fd(&sh->out);
     close_fd(&sh->err);
     close_fd(&sh->stp);
@@ -78,40 +80,23 @@ int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);
  * the seccomp filter built once. Pool thread only: it is the template's pdeathsig parent,
  * hence (CLONE_PARENT) every shim's, as for those it execs. */
 
-/* Kills and reaps the shim of a pidfd the template sent that we will not use, then closes the
- * pidfd: nothing else would reap it (its exit signal is 0), a zombie of ours for good. */
-static void discard_template_shim(int *pidfd, pid_t pid)
-{
-    siginfo_t si;
-
-    if (*pidfd < 0)
-        return;
-    kill_child(*pidfd, pid);
-    (void)waitid((idtype_t)P_PIDFD, (id_t)*pidfd, &si, WEXITED | __WALL);
-    close_fd(pidfd);
-}
-
 void job_template_stop(struct job_runner *r)
 {
     struct spawn_template_reply rep;
-    siginfo_t si;
     int pidfd;
     size_t n;
 
     /* EOF first: the template ends on it by itself, whatever becomes of the kill. */
     if (r->tmpl_sock >= 0)
         (void)shutdown(r->tmpl_sock, SHUT_WR);
-    if (r->tmpl_pidfd >= 0) {
-        kill_child(r->tmpl_pidfd, r->tmpl_pid);
-        (void)waitid((idtype_t)P_PIDFD, (id_t)r->tmpl_pidfd, &si, WEXITED | __WALL);
-    }
-    close_fd(&r->tmpl_pidfd);
+    kill_and_reap(&r->tmpl_pidfd, r->tmpl_pid);
     r->tmpl_pid = 0;
-    /* Replies it sent that were not read (a request given up on): their shims, ours to reap. */
+    /* Replies it sent that were not read (a request given up on): their shims, ours to reap
+     * (their exit signal is 0: nothing else would, a zombie of ours for good). */
     if (r->tmpl_sock >= 0 && fcntl(r->tmpl_sock, F_SETFL, O_NONBLOCK) == 0)
         while (n = 0, spawn_recv_fds(r->tmpl_sock, &rep, sizeof(rep), &pidfd, 1, &n) == 1)
             if (n == 1)
-                discard_template_shim(&pidfd, rep.pid);
+                kill_and_reap(&pidfd, rep.pid);
     close_fd(&r->tmpl_sock);
 }
 
@@ -195,7 +180,7 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
     if (e == 1)
         e = -EPROTO;
     if (n == 1)
-        discard_template_shim(&pidfd, e == 1 ? rep.pid : 0); /* not to be trusted, nor kept */
+        kill_and_reap(&pidfd, e == 1 ? rep.pid : 0); /* not to be trusted, nor kept */
     /* Anything else, a failed send, poll or recv included, leaves the control socket out of
      * step (a reply still to come would be read by the next request as its own): stopped. */
     if (!r->tmpl_served)
