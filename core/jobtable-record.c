@@ -361,25 +361,29 @@ int jobtab_rec_reserve(int dfd, const char *name, size_t size)
     return 0;
 }
 
+/* n bytes rounded up to whole RECORD_RESERVE_MIN units: the room a record of n bytes takes. */
+static size_t record_room(size_t n)
+{
+    return (n + RECORD_RESERVE_MIN - 1) & ~(size_t)(RECORD_RESERVE_MIN - 1);
+}
+
 /* Room kept for the next record of a job that still runs (RECORD_TMP, allocated ahead), so
- * that its final record still lands when the disk fills up meanwhile (by its own output, say).
- * Best effort: without it the next write simply needs free space, as any write does. */
+ * that its final record still lands when the disk fills up meanwhile (by its own output, say):
+ * this record's room and one unit more. Best effort: without it the next write simply needs
+ * free space, as any write does. */
 static void reserve_next_record(int dfd, size_t len)
 {
-    size_t size = (len + 2 * RECORD_RESERVE_MIN - 1) & ~(size_t)(RECORD_RESERVE_MIN - 1);
-
-    (void)jobtab_rec_reserve(dfd, RECORD_TMP, size);
+    (void)jobtab_rec_reserve(dfd, RECORD_TMP, record_room(len + RECORD_RESERVE_MIN));
 }
 
 /* The same room in the existing status.tmp (the previous record after an exchange): blocks
  * already there are kept, only what is missing is allocated. */
 static void reserve_next_record_in(int dfd, size_t len)
 {
-    size_t size = (len + 2 * RECORD_RESERVE_MIN - 1) & ~(size_t)(RECORD_RESERVE_MIN - 1);
     _cleanup_close_ int fd = openat(dfd, RECORD_TMP, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
 
     if (fd >= 0)
-        (void)fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size);
+        (void)fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)record_room(len + RECORD_RESERVE_MIN));
 }
 
 /* Whether a file of len bytes holds more blocks than len needs (room reserved past its end).
@@ -387,9 +391,7 @@ static void reserve_next_record_in(int dfd, size_t len)
  * is nothing to free. */
 static bool has_room_past(const struct stat *sb, size_t len)
 {
-    size_t need = (len + RECORD_RESERVE_MIN - 1) & ~(size_t)(RECORD_RESERVE_MIN - 1);
-
-    return (uint64_t)sb->st_blocks * 512 > need;
+    return (uint64_t)sb->st_blocks * 512 > record_room(len);
 }
 
 /* Gives back the room past the end of dfd/name (ext4 frees blocks kept past the end even by a

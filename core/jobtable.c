@@ -334,9 +334,9 @@ static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name
             log_warn("state: job %s: its record is unreadable (%s), using the previous one", name,
                      strerror(-r));
             /* The previous record becomes status again, so that a rewrite (LOST) never
-             * overwrites the only good copy in place. */
-            if (renameat(dfd, RECORD_TMP, dfd, RECORD_FILE) == 0)
-                (void)jobtab_sync_record_dir(dfd);
+             * overwrites the only good copy in place (the LOST path below syncs the folder
+             * before it writes; an ended job's is not rewritten). */
+            (void)renameat(dfd, RECORD_TMP, dfd, RECORD_FILE);
         }
         r = rp == 0 ? 0 : r;
     }
@@ -348,12 +348,12 @@ static struct jobtab_entry *load_one(struct jobtab *t, int sfd, const char *name
     }
     e->status.job.pid = 0;
     *ret_lost = jobtab_state_is_running(e->status.job.state);
-    /* Whatever status.tmp holds (the previous record after an exchange), a restart cannot tell
-     * whether the disk has that exchange yet: it settles first, then writes in place. */
-    if (*ret_lost)
-        (void)jobtab_sync_record_dir(dfd);
     if (*ret_lost) {
         struct job_status *js = &e->status.job;
+        /* Whatever status.tmp holds (the previous record after an exchange), a restart cannot
+         * tell whether the disk has that exchange (or the fallback's rename) yet: it settles
+         * first, then writes in place. */
+        (void)jobtab_sync_record_dir(dfd);
         js->state = JOB_LOST;
         (void)snprintf(js->error, sizeof(js->error), "%s", LOST_MESSAGE);
         if (js->end_ms == 0)
