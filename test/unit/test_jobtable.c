@@ -234,6 +234,20 @@ Test(jobtab, persistence_round_trip_and_atomic_rewrite)
     jobtab_free(t);
 }
 
+/* A table loaded from the state directory, which holds one job, alice's job id: the table,
+ * with *ret_e that job and *ret_st its status. */
+static struct jobtab *reload_one(const char *id, struct jobtab_entry **ret_e,
+                                 struct jobtab_status *ret_st)
+{
+    struct jobtab *t = table(0);
+
+    cr_assert_eq(jobtab_load(t, NULL, NULL), 1);
+    *ret_e = jobtab_lookup(t, id, "alice");
+    cr_assert_not_null(*ret_e);
+    jobtab_entry_get_status(*ret_e, ret_st);
+    return t;
+}
+
 /* A running job's folder keeps room for its next record (status.tmp, allocated ahead), so that
  * its final record lands even when the disk fills up meanwhile; an ended job's folder holds
  * only its record. */
@@ -264,11 +278,7 @@ Test(jobtab, running_job_keeps_room_for_its_next_record)
     cr_expect_gt(sb.st_size, 0, "the previous record itself");
     jobtab_free(t);
 
-    t = table(0);
-    cr_assert_eq(jobtab_load(t, NULL, NULL), 1);
-    e = jobtab_lookup(t, id, "alice");
-    cr_assert_not_null(e);
-    jobtab_entry_get_status(e, &st);
+    t = reload_one(id, &e, &st);
     cr_expect_eq(st.job.state, JOB_EXITED);
     cr_expect_eq(st.job.exit_code, 5);
     jobtab_free(t);
@@ -299,11 +309,7 @@ Test(jobtab, torn_record_falls_back_to_the_previous_one)
     cr_assert_not_null(f);
     fputs("version=1\nid=", f);
     fclose(f);
-    t = table(0);
-    cr_assert_eq(jobtab_load(t, NULL, NULL), 1);
-    e = jobtab_lookup(t, id, "alice");
-    cr_assert_not_null(e);
-    jobtab_entry_get_status(e, &st);
+    t = reload_one(id, &e, &st);
     cr_expect_eq(st.job.state, JOB_LOST, "the previous record was RUNNING: the job is LOST");
     cr_expect_eq(st.job.start_ms, 1234567);
     cr_expect_str_eq(jobtab_entry_spec(e)->name, "torn");
