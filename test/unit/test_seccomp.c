@@ -339,12 +339,46 @@ Test(scmp, x32_syscall_kills_the_process)
     cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "status %#x, not killed by SIGSYS", st);
 }
 
+/* The kernel's answer to int 0x80 where ia32 emulation is off (ia32_emulation=0, or a kernel
+ * that refuses it) is SIGSEGV. That fault is the probe's answer, so the child takes it itself:
+ * its handler is installed with the raw system call, behind the back of ASan's and TSan's
+ * sigaction interceptors, so no sanitizer sees the fault and writes a report about it. */
+enum { PROBE_FAULTED = 86 };
+
+static void probe_on_fault(int sig)
+{
+    (void)sig;
+    syscall(SYS_exit_group, PROBE_FAULTED);
+}
+
+static void probe_restorer(void)
+{
+    /* Never reached: probe_on_fault does not return. x86-64 needs SA_RESTORER all the same. */
+    syscall(SYS_exit_group, PROBE_FAULTED);
+}
+
+static void i386_getpid_or_exit(void)
+{
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        unsigned long mask;
+    } act = {probe_on_fault, 0x04000000UL /* SA_RESTORER */ | SA_NODEFER, probe_restorer, 0};
+
+    if (syscall(SYS_rt_sigaction, SIGSEGV, &act, NULL, sizeof act.mask) < 0)
+        syscall(SYS_exit_group, 1);
+    i386_getpid();
+}
+
 Test(scmp, i386_syscall_kills_the_process)
 {
-    int st = status_of(i386_getpid, false);
+    int st = status_of(i386_getpid_or_exit, false);
 
+    if (WIFEXITED(st) && WEXITSTATUS(st) == PROBE_FAULTED)
+        cr_skip_test("int 0x80 faults here without the filter: this kernel runs no i386 calls");
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        cr_skip_test("int 0x80 fails without the filter (status %#x): no ia32 emulation", st);
+        cr_skip_test("int 0x80 fails here without the filter (status %#x)", st);
     st = status_of(i386_getpid, true);
     cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "status %#x, not killed by SIGSYS", st);
 }
