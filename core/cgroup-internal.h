@@ -72,7 +72,7 @@ struct cg_backend {
     int (*set_defaults)(struct cg *cg);
     /* Rewrites the fields of to that differ from from (what the cgroup has now) and nothing
      * else; a 0 in to lifts that limit. */
-    int (*change_limits)(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to);
+    int (*change_limits)(struct cg *cg, const struct limits *from, const struct limits *to);
     int (*attach)(struct cg *cg, pid_t pid);
     /* One round of killing: SIGKILL everything in the cgroup now. */
     int (*kill_once)(struct cg *cg);

@@ -102,7 +102,7 @@ static int v1_change_memory(struct cg *cg, uint64_t from, uint64_t to)
     return up ? 0 : v1_write_memsw(fd, v);
 }
 
-static int v1_change_limits(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to)
+static int v1_change_limits(struct cg *cg, const struct limits *from, const struct limits *to)
 {
     int fd, r;
 

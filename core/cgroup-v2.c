@@ -245,7 +245,7 @@ static int v2_set_defaults(struct cg *cg)
 
 /* io.max: one line per device with only the keys that change; key=max lifts one (the kernel
  * drops a device whose keys are all max). */
-static int v2_change_io(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to)
+static int v2_change_io(struct cg *cg, const struct limits *from, const struct limits *to)
 {
     const struct {
         const char *key;
@@ -290,7 +290,7 @@ static int v2_write_max(int fd, const char *file, uint64_t v)
 }
 
 /* memory.swap.max is left as set_defaults wrote it: swap is off for every job. */
-static int v2_change_limits(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to)
+static int v2_change_limits(struct cg *cg, const struct limits *from, const struct limits *to)
 {
     int fd = cg->fd[0], r;
 

@@ -287,7 +287,7 @@ void cg_free(struct cg *cg)
 }
 
 /* What a new cgroup has before any limit is written: the kernel's defaults, no limits. */
-static const struct cg_limits cg_no_limits;
+static const struct limits cg_no_limits;
 
 static int cg_alloc(struct cg_manager *m, const char *id, struct cg **ret)
 {
@@ -327,7 +327,7 @@ static int remove_dirs(struct cg *cg)
     return r;
 }
 
-int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim, struct cg **ret)
+int cg_create(struct cg_manager *m, const char *id, const struct limits *lim, struct cg **ret)
 {
     _cleanup_(cg_freep) struct cg *cg = NULL;
     int r;
@@ -368,7 +368,7 @@ fail:
     return r;
 }
 
-int cg_change_limits(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to)
+int cg_change_limits(struct cg *cg, const struct limits *from, const struct limits *to)
 {
     int r = cg->m->ops->change_limits(cg, from, to);
 
@@ -377,7 +377,7 @@ int cg_change_limits(struct cg *cg, const struct cg_limits *from, const struct c
     return r;
 }
 
-int cg_set_limits(struct cg *cg, const struct cg_limits *lim)
+int cg_set_limits(struct cg *cg, const struct limits *lim)
 {
     return cg_change_limits(cg, &cg_no_limits, lim);
 }

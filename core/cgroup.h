@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "limits.h"
+
 struct cg_manager; /* the probed layout and where job cgroups live; one per server */
 struct cg;         /* one job's cgroup (v2: one directory; v1: one per hierarchy) */
 
@@ -99,13 +101,6 @@ enum cg_mode cg_manager_mode(const struct cg_manager *m);
 /* "v1" or "v2". */
 const char *cg_mode_name(enum cg_mode mode);
 
-/* 0 in any field = no limit. */
-struct cg_limits {
-    uint64_t cpu_millis;                           /* 1000 = one CPU; period 100 ms, min 10 */
-    uint64_t memory_bytes;                         /* swap off: see cg_create() */
-    uint64_t io_riops, io_wiops, io_rbps, io_wbps; /* per device, on the manager's devices */
-    uint64_t pids;                                 /* pids.max */
-};
 
 /* Is id usable as a cgroup directory name: 1..128 bytes of [A-Za-z0-9._-], not "." or "..".
  * Every function taking an id checks it (-EINVAL), since ids come back from the state dir. */
@@ -115,14 +110,14 @@ bool cg_id_is_valid(const char *id);
  * file exists; v1 memory.memsw.limit_in_bytes = memory_bytes where present and a memory limit
  * is set. -EEXIST if a cgroup of that id exists (call cg_cleanup_stale() first). On failure
  * nothing is left behind. *ret owns open directory fds; free with cg_free(). */
-int cg_create(struct cg_manager *m, const char *id, const struct cg_limits *lim, struct cg **ret);
+int cg_create(struct cg_manager *m, const char *id, const struct limits *lim, struct cg **ret);
 
 /* Writes the limits set in lim (its non-zero fields) into a cgroup that cg_create() made with
  * lim NULL, e.g. ahead of its job, off the job's start path. A field left 0 is not written and
  * keeps the kernel's default, no limit, so cg_create(m, id, NULL) then cg_set_limits(cg, lim)
  * leaves every cgroup file as cg_create(m, id, lim) does. Same as cg_change_limits(cg, &zero,
  * lim). 0 or -errno; on failure some limits may be written: cg_destroy(). */
-int cg_set_limits(struct cg *cg, const struct cg_limits *lim);
+int cg_set_limits(struct cg *cg, const struct limits *lim);
 
 /* Rewrites only the limits that differ between from (what cg has now) and to. A field of to
  * that is 0 lifts that limit (back to the kernel's default, no limit). So cg_create(m, id,
@@ -131,7 +126,7 @@ int cg_set_limits(struct cg *cg, const struct cg_limits *lim);
  * needs no write at a start that uses them. v1 orders the memory writes so that
  * memsw.limit_in_bytes is never below limit_in_bytes. 0 or -errno; on failure some limits may
  * be written (the caller destroys the cgroup). Not thread-safe against itself on one cg. */
-int cg_change_limits(struct cg *cg, const struct cg_limits *from, const struct cg_limits *to);
+int cg_change_limits(struct cg *cg, const struct limits *from, const struct limits *to);
 
 /* The id cg was made for (owned by cg). */
 const char *cg_get_id(const struct cg *cg);

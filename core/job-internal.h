@@ -90,7 +90,7 @@ struct job_cgroup {
     struct cg *cg;
     uid_t uid; /* the user the job will run as: its shim is prepped for it */
     gid_t gid;
-    struct cg_limits limits; /* written into cg at the reservation */
+    struct limits limits; /* written into cg at the reservation */
     struct shim sh;          /* pidfd < 0: none (yet) */
     bool attaching;          /* the pool thread is moving a shim into cg; under r->mu */
     bool no_shim;            /* that failed once: the start brings its own */
@@ -148,11 +148,9 @@ int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);
 bool job_shim_alive(struct shim *sh);
 /* job-pool.c: takes a pooled shim, asking for a replacement; false if none. */
 bool job_pool_take(struct job_runner *r, struct shim *ret);
-/* job-pool.c: job_limits as the cgroup layer's cg_limits. */
-struct cg_limits job_cg_limits_of(const struct job_limits *l);
 /* job-pool.c: takes a reservation off the runner and frees it: its cgroup is returned, its
  * shim (or an empty one) and the limits written into it put in *ret_sh and *ret_lim. */
-struct cg *job_ahead_take(struct job_cgroup *jc, struct shim *ret_sh, struct cg_limits *ret_lim);
+struct cg *job_ahead_take(struct job_cgroup *jc, struct shim *ret_sh, struct limits *ret_lim);
 /* job-pool.c: removes a cgroup made ahead that no job ran in (NULL-safe), killing its shim. */
 void job_ahead_drop(struct cg *cg, struct shim *sh);
 /* job-pool.c: the shims of reservations nobody released before job_runner_free; reaped. */

@@ -147,22 +147,9 @@ void *job_pool_thread(void *arg)
     return NULL;
 }
 
-struct cg_limits job_cg_limits_of(const struct job_limits *l)
-{
-    return (struct cg_limits){
-        .cpu_millis = l->cpu_millis,
-        .memory_bytes = l->memory_bytes,
-        .io_riops = l->io_riops,
-        .io_wiops = l->io_wiops,
-        .io_rbps = l->io_rbps,
-        .io_wbps = l->io_wbps,
-        .pids = l->pids,
-    };
-}
-
 /* Takes jc off the runner's list (waiting for the pool thread if it is moving a shim in) and
  * frees it: its cgroup is returned, its shim (if any) put in *ret_sh. */
-struct cg *job_ahead_take(struct job_cgroup *jc, struct shim *ret_sh, struct cg_limits *ret_lim)
+struct cg *job_ahead_take(struct job_cgroup *jc, struct shim *ret_sh, struct limits *ret_lim)
 {
     struct job_runner *r = jc->r;
     struct cg *cg = jc->cg;
@@ -201,7 +188,7 @@ int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct j
     jc = calloc(1, sizeof(*jc));
     if (!jc)
         return -ENOMEM;
-    jc->limits = job_cg_limits_of(&a->limits);
+    jc->limits = a->limits;
     e = cg_create(r->cgm, a->id, &jc->limits, &jc->cg);
     if (e < 0) {
         free(jc);
@@ -239,7 +226,7 @@ void job_cgroup_release(struct job_cgroup *jc)
 
     if (!jc)
         return;
-    struct cg_limits lim;
+    struct limits lim;
     struct cg *cg = job_ahead_take(jc, &sh, &lim);
     job_ahead_drop(cg, &sh);
 }

@@ -451,7 +451,7 @@ static int check_spec(struct job_runner *r, const struct job_spec *spec, char *e
 int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on_end,
               void *userdata, struct job **ret, char *errbuf, size_t errlen)
 {
-    struct cg_limits lim = job_cg_limits_of(&spec->limits), ahead_lim = {0};
+    struct limits lim = spec->limits, ahead_lim = {0};
     bool host_net = spec->network == JOB_NET_HOST, attach = true, peer_gone;
     struct spawn_sync_msg msg = {0};
     struct shim sh;

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "limits.h"
+
 struct outlog;
 struct job;
 struct job_runner;
@@ -33,13 +35,6 @@ enum job_network {
     JOB_NET_HOST = 1, /* the server's netns */
 };
 
-/* 0 in any field = no limit from this struct (the caller applies its defaults first). */
-struct job_limits {
-    uint64_t cpu_millis;                           /* 1000 = one CPU */
-    uint64_t memory_bytes;                         /* swap off */
-    uint64_t io_riops, io_wiops, io_rbps, io_wbps; /* per device */
-    uint64_t pids;
-};
 
 struct job_runner_config {
     const char *shim_exe;    /* the runjob binary to re-exec as "shim"; NULL = /proc/self/exe */
@@ -64,7 +59,7 @@ struct job_spec {
     size_t n_args;
     const char *const *env; /* NULL-terminated "K=V"; NULL = minimal (PATH, HOME=/) */
     const char *cwd;        /* NULL = "/" */
-    struct job_limits limits;
+    struct limits limits;
     enum job_network network;
     uid_t uid; /* job user; default nobody (65534) is the caller's choice */
     gid_t gid;
@@ -113,7 +108,7 @@ struct job_ahead {
     const char *id;
     uid_t uid;
     gid_t gid;
-    struct job_limits limits;
+    struct limits limits;
 };
 int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct job_cgroup **ret);
 /* Removes a reserved cgroup that no job_start took (and the shim waiting in it), and frees it.

@@ -424,7 +424,7 @@ int jobtab_load(struct jobtab *t, jobtab_loaded_fn fn, void *userdata)
 /* ---- adding a job ------------------------------------------------------------------------ */
 
 int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char *command,
-               const char *const *args, size_t n_args, const struct job_limits *limits,
+               const char *const *args, size_t n_args, const struct limits *limits,
                enum job_network network, struct jobtab_entry **ret)
 {
     return jobtab_add_in(t, NULL, owner, name, command, args, n_args, limits, network, ret);
@@ -432,7 +432,7 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
 
 int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner, const char *name,
                   const char *command, const char *const *args, size_t n_args,
-                  const struct job_limits *limits, enum job_network network,
+                  const struct limits *limits, enum job_network network,
                   struct jobtab_entry **ret)
 {
     _cleanup_free_ struct jobtab_slot *sl = NULL;

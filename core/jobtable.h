@@ -40,7 +40,7 @@ struct jobtab_spec {
     char *command; /* absolute path */
     char **args;   /* n_args strings, without argv[0] */
     size_t n_args;
-    struct job_limits limits; /* as applied */
+    struct limits limits; /* as applied */
     enum job_network network;
     uint64_t created_ns; /* when jobtab_add made it (CLOCK_REALTIME); orders the jobs started
                             within one millisecond after a restart (0 in older records) */
@@ -99,7 +99,7 @@ bool jobtab_is_id(const char *s);
  * and writes its record. The spec strings are copied. 0 with *ret set, -EEXIST (name in use),
  * -EUSERS (running cap reached), -errno (I/O). */
 int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char *command,
-               const char *const *args, size_t n_args, const struct job_limits *limits,
+               const char *const *args, size_t n_args, const struct limits *limits,
                enum job_network network, struct jobtab_entry **ret);
 
 /* A job folder made ahead of time, off the path of a Start: a fresh id, <state>/<id>/ made and
@@ -122,7 +122,7 @@ void jobtab_slot_free(struct jobtab *t, struct jobtab_slot *slot);
  * is left to the caller, still usable. */
 int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner, const char *name,
                   const char *command, const char *const *args, size_t n_args,
-                  const struct job_limits *limits, enum job_network network,
+                  const struct limits *limits, enum job_network network,
                   struct jobtab_entry **ret);
 
 /* The entry with that id if cn may see it (its owner, or an admin), else NULL: an unknown id

@@ -259,11 +259,11 @@ static int check_limit(const char *what, uint64_t asked, uint64_t dflt, uint64_t
 }
 
 int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_policy *p,
-                    struct rpc_limits *ret_limits, struct rpc_error *err)
+                    struct limits *ret_limits, struct rpc_error *err)
 {
     static const Jobmanager__V1__Limits no_limits = JOBMANAGER__V1__LIMITS__INIT;
     const Jobmanager__V1__Limits *l = req->limits ? req->limits : &no_limits;
-    struct rpc_limits out;
+    struct limits out;
     size_t total = 0;
     char b[256];
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "jobmanager.pb-c.h"
+#include "limits.h"
 
 /* gRPC status codes, numerically equal to grpc_status_code (so no grpc header is needed). */
 enum rpc_code {
@@ -129,14 +130,11 @@ int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret);
 #define RPC_CHUNK_DATA_MAX    (1024 * 1024) /* payload bytes per OutputChunk the server sends */
 #define RPC_CHUNK_HDR_MAX     40            /* room for an OutputChunk's framing before data */
 
-struct rpc_limits {
-    uint64_t cpu_millis, memory_bytes, io_riops, io_wiops, io_rbps, io_wbps, pids;
-};
 
 /* What the server allows; see rpc_check_start. A maximum of 0 means "no maximum". */
 struct rpc_policy {
-    struct rpc_limits defaults;
-    struct rpc_limits maxima;
+    struct limits defaults;
+    struct limits maxima;
     bool allow_host_network;
     int64_t default_grace_ms;
 };
@@ -160,7 +158,7 @@ bool rpc_id_is_valid(const char *s);
  * above its maximum, or below its minimum (RPC_MIN_*: cpu_millis, memory_bytes, pids), is
  * refused. Pure, thread-safe. */
 int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_policy *p,
-                    struct rpc_limits *ret_limits, struct rpc_error *err);
+                    struct limits *ret_limits, struct rpc_error *err);
 /* *ret_signal: 0 -> SIGTERM resolved; *ret_grace_ms: 0 -> default, negative -> -1 (at once). */
 int rpc_check_stop(const Jobmanager__V1__StopRequest *req, const struct rpc_policy *p,
                    int *ret_signal, int64_t *ret_grace_ms, struct rpc_error *err);
@@ -190,7 +188,7 @@ enum rpc_method {
 struct rpc_request {
     enum rpc_method method;
     ProtobufCMessage *msg;    /* the method's request message; the caller frees it */
-    struct rpc_limits limits; /* Start: the limits to apply (rpc_check_start) */
+    struct limits limits; /* Start: the limits to apply (rpc_check_start) */
     int signal;               /* Stop: the first signal (rpc_check_stop) */
     int64_t grace_ms;         /* Stop: the grace period, -1 = kill at once */
 };

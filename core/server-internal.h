@@ -138,7 +138,7 @@ struct ucall {
     /* Start */
     struct ucall *qnext;
     Jobmanager__V1__StartRequest *start_req;
-    struct rpc_limits limits;
+    struct limits limits;
     struct jobtab_entry *entry;
     struct outlog *log;
     struct job_cgroup

@@ -174,17 +174,6 @@ static void do_start(struct ucall *uc)
 
 /* ---- prepared slots --------------------------------------------------------------------- */
 
-static struct job_limits job_limits_of(const struct rpc_limits *l)
-{
-    return (struct job_limits){.cpu_millis = l->cpu_millis,
-                               .memory_bytes = l->memory_bytes,
-                               .io_riops = l->io_riops,
-                               .io_wiops = l->io_wiops,
-                               .io_rbps = l->io_rbps,
-                               .io_wbps = l->io_wbps,
-                               .pids = l->pids};
-}
-
 static void prepared_free(struct server *s, struct prepared *pr)
 {
     /* The cgroup before the folder: a cgroup made ahead is found at a restart through its
@@ -216,7 +205,7 @@ static int prepared_make(struct server *s, struct prepared *ret)
                            &(struct job_ahead){.id = jobtab_slot_id(pr.slot),
                                                .uid = s->cfg.job_uid,
                                                .gid = s->cfg.job_gid,
-                                               .limits = job_limits_of(&s->cfg.policy.defaults)},
+                                               .limits = s->cfg.policy.defaults},
                            &pr.cg);
     if (r < 0)
         log_debug("job %s: making its cgroup ahead: %s", jobtab_slot_id(pr.slot), strerror(-r));
@@ -332,14 +321,14 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
 {
     struct server *s = uc->s;
     Jobmanager__V1__StartRequest *req = (Jobmanager__V1__StartRequest *)rq->msg;
-    struct job_limits lim;
+    struct limits lim;
     struct prepared pr;
     char path[PATH_MAX];
     int r;
 
     uc->start_req = req; /* freed with the call */
     uc->limits = rq->limits;
-    lim = job_limits_of(&uc->limits);
+    lim = uc->limits;
     pr = prepared_take(s);
     r = jobtab_add_in(s->table, &pr.slot, uc->ci.cn, req->name ? req->name : "", req->command,
                       (const char *const *)req->args, req->n_args, &lim,

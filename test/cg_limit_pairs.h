@@ -21,7 +21,7 @@
     }
 
 static const struct cg_limit_pair {
-    struct cg_limits from, to;
+    struct limits from, to;
 } cg_limit_pairs[] = {
     {{0}, LIMITS_LO},          /* set from 0 */
     {LIMITS_LO, LIMITS_HI},    /* raise */

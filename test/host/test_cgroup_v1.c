@@ -163,7 +163,7 @@ Test(cg_v1, limits_attach_kill_destroy)
 {
     _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
     _cleanup_(cg_freep) struct cg *cg = NULL;
-    struct cg_limits lim = {.cpu_millis = 500,
+    struct limits lim = {.cpu_millis = 500,
                             .memory_bytes = 64 << 20,
                             .io_rbps = 1000000,
                             .io_wiops = 300,
@@ -328,7 +328,7 @@ Test(cg_v1, oom_is_reported)
 {
     _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
     _cleanup_(cg_freep) struct cg *cg = NULL;
-    struct cg_limits lim = {.memory_bytes = 16 << 20};
+    struct limits lim = {.memory_bytes = 16 << 20};
     cr_assert_eq(cg_create(m, "job5", &lim, &cg), 0);
     size_t bytes = 128 << 20;
     pid_t child = fork_attached(cg, burn_and_alloc, &bytes);
@@ -359,7 +359,7 @@ Test(cg_v1, pids_limit_holds)
 {
     _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
     _cleanup_(cg_freep) struct cg *cg = NULL;
-    struct cg_limits lim = {.pids = 5};
+    struct limits lim = {.pids = 5};
     cr_assert_eq(cg_create(m, "job6", &lim, &cg), 0);
     int n = 20;
     pid_t child = fork_attached(cg, fork_many, &n);
@@ -491,7 +491,7 @@ static bool same_files(const char *hier, const char *a_id, const char *b_id, con
 Test(cg_v1, limits_written_later_equal_limits_at_creation)
 {
     _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
-    const struct cg_limits cases[] = {
+    const struct limits cases[] = {
         {0},
         {.pids = 40},
         {.cpu_millis = 250, .memory_bytes = 32 << 20},

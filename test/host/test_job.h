@@ -100,7 +100,7 @@ struct run {
 /* Starts path with args (NULL-terminated) as uid in cwd (NULL: "/"); limits may be NULL.
  * ahead: the job's cgroup (made ahead with job_cgroup_reserve, for run->id, already set) goes
  * in the spec. */
-static inline void start_spec(struct run *run, struct job_runner *r, const struct job_limits *lim,
+static inline void start_spec(struct run *run, struct job_runner *r, const struct limits *lim,
                               enum job_network net, uid_t uid, const char *cwd, const char *path,
                               const char *const *args, struct job_cgroup *ahead)
 {
@@ -128,7 +128,7 @@ static inline void start_spec(struct run *run, struct job_runner *r, const struc
     run->r = job_start(r, &spec, NULL, NULL, &run->j, run->err, sizeof(run->err));
 }
 
-static inline void start_ex(struct run *run, struct job_runner *r, const struct job_limits *lim,
+static inline void start_ex(struct run *run, struct job_runner *r, const struct limits *lim,
                             enum job_network net, uid_t uid, const char *path,
                             const char *const *args)
 {
@@ -138,7 +138,7 @@ static inline void start_ex(struct run *run, struct job_runner *r, const struct 
 }
 
 /* start_ex in cwd. */
-static inline void start_in(struct run *run, struct job_runner *r, const struct job_limits *lim,
+static inline void start_in(struct run *run, struct job_runner *r, const struct limits *lim,
                             enum job_network net, uid_t uid, const char *cwd, const char *path,
                             const char *const *args)
 {
@@ -149,8 +149,8 @@ static inline void start_in(struct run *run, struct job_runner *r, const struct 
 
 /* start_ex with the job's cgroup made ahead (asserted to exist before the start) with the
  * limits ahead_lim (NULL: none), as the server does with its defaults. */
-static inline void start_ahead_with(struct run *run, const struct job_limits *ahead_lim,
-                                    const struct job_limits *lim, const char *path,
+static inline void start_ahead_with(struct run *run, const struct limits *ahead_lim,
+                                    const struct limits *lim, const char *path,
                                     const char *const *args)
 {
     struct job_ahead a = {.uid = NOBODY, .gid = NOBODY};
@@ -167,7 +167,7 @@ static inline void start_ahead_with(struct run *run, const struct job_limits *ah
     start_spec(run, runner, lim, JOB_NET_NONE, NOBODY, NULL, path, args, cg);
 }
 
-static inline void start_ahead(struct run *run, const struct job_limits *lim, const char *path,
+static inline void start_ahead(struct run *run, const struct limits *lim, const char *path,
                                const char *const *args)
 {
     start_ahead_with(run, NULL, lim, path, args);

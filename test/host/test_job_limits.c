@@ -6,7 +6,7 @@
 
 Test(job, fork_bomb_stops_at_pids_max)
 {
-    struct job_limits lim = {.pids = 32};
+    struct limits lim = {.pids = 32};
     struct run run;
     start_ex(&run, runner, &lim, JOB_NET_NONE, NOBODY, "/bin/sh",
              /* The bomb runs in a background subshell: the command itself (sleep) forks once,
@@ -33,7 +33,7 @@ Test(job, fork_bomb_stops_at_pids_max)
 
 Test(job, memory_hog_is_oom_killed_and_reported)
 {
-    struct job_limits lim = {.memory_bytes = 32 << 20};
+    struct limits lim = {.memory_bytes = 32 << 20};
     struct run run;
     start_ex(&run, runner, &lim, JOB_NET_NONE, NOBODY, "/bin/dd",
              (const char *const[]){"if=/dev/zero", "of=/dev/null", "bs=256M", "count=1", NULL});
@@ -63,7 +63,7 @@ Test(job, cpu_time_is_reported)
 
 Test(job, cgroup_made_ahead_is_the_jobs_with_its_limits)
 {
-    struct job_limits lim = {.pids = 48, .memory_bytes = 96 << 20, .cpu_millis = 700};
+    struct limits lim = {.pids = 48, .memory_bytes = 96 << 20, .cpu_millis = 700};
     struct run run;
     char buf[64];
 
@@ -85,12 +85,12 @@ Test(job, cgroup_made_ahead_is_the_jobs_with_its_limits)
  * higher, one lifted (0), one kept. The job's cgroup has its own, as if made at its start. */
 Test(job, cgroup_made_ahead_with_defaults_gets_the_limits_its_start_asked_for)
 {
-    struct job_limits dflt = {.pids = 1024,
+    struct limits dflt = {.pids = 1024,
                               .memory_bytes = 512000000,
                               .cpu_millis = 1000,
                               .io_riops = 400000,
                               .io_wiops = 400000};
-    struct job_limits lim = {
+    struct limits lim = {
         .pids = 2048, .memory_bytes = 96 << 20, .cpu_millis = 1000, .io_wiops = 400000};
     struct run run, same;
     char buf[64], want[64];

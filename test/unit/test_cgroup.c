@@ -145,7 +145,7 @@ Test(cg, v1_zero_limits_write_nothing)
     v1_layout();
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
     _cleanup_(cg_freep) struct cg *cg = NULL;
-    struct cg_limits lim = {0};
+    struct limits lim = {0};
     cr_assert_eq(cg_create(m, "job1", &lim, &cg), 0);
     assert_file("cpu/runjob/job1/cpu.cfs_quota_us", "-1\n");
     assert_file("memory/runjob/job1/memory.limit_in_bytes", "9223372036854771712\n");
@@ -206,7 +206,7 @@ Test(cg, v1_limits_set_later_equal_limits_at_create)
         cr_expect_str_eq(b, a, "%s", pb);
     }
     /* Zero limits write nothing more. */
-    cr_assert_eq(cg_set_limits(ahead, &(struct cg_limits){0}), 0);
+    cr_assert_eq(cg_set_limits(ahead, &(struct limits){0}), 0);
     _cleanup_free_ char *again = drain("blkio/runjob/ahead/blkio.throttle.read_iops_device");
     cr_expect_str_eq(again, "");
 }
@@ -259,7 +259,7 @@ Test(cg, v1_change_writes_only_what_differs)
     v1_layout();
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
     _cleanup_(cg_freep) struct cg *cg = NULL;
-    const struct cg_limits lo = LIMITS_LO;
+    const struct limits lo = LIMITS_LO;
     cr_assert_eq(cg_create(m, "j", &lo, &cg), 0);
     for (size_t i = 0; i < ELEMENTSOF(fifos); i++)
         free(drain(fifos[i]));
@@ -274,7 +274,7 @@ Test(cg, v1_change_writes_only_what_differs)
         cr_expect_str_eq(w, "", "%s", fifos[i]);
     }
 
-    struct cg_limits to = lo;
+    struct limits to = lo;
     to.pids = 0;
     to.io_wbps = 5;
     cr_assert_eq(cg_change_limits(cg, &lo, &to), 0);
@@ -301,7 +301,7 @@ Test(cg, set_limits_failure_is_reported)
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
     _cleanup_(cg_freep) struct cg *cg = NULL;
     cr_assert_eq(cg_create(m, "j", NULL, &cg), 0);
-    cr_assert_lt(cg_set_limits(cg, &(struct cg_limits){.pids = 5}), 0);
+    cr_assert_lt(cg_set_limits(cg, &(struct limits){.pids = 5}), 0);
     cr_assert_eq(cg_destroy(cg, 100), 0);
     cr_assert_not(exists("pids/runjob/j"));
 }
@@ -318,7 +318,7 @@ Test(cg, v1_cpu_quota_floor_and_explicit_devices)
     _cleanup_(cg_manager_freep) struct cg_manager *m = NULL;
     cr_assert_eq(cg_manager_new(&cfg, &m, NULL, 0), 0);
     _cleanup_(cg_freep) struct cg *cg = NULL;
-    struct cg_limits lim = {.cpu_millis = 1, .io_rbps = 5};
+    struct limits lim = {.cpu_millis = 1, .io_rbps = 5};
     cr_assert_eq(cg_create(m, "job1", &lim, &cg), 0);
     assert_file("cpu/runjob/job1/cpu.cfs_quota_us", "1000");
     _cleanup_free_ char *rb = drain("blkio/runjob/job1/blkio.throttle.read_bps_device");
@@ -331,7 +331,7 @@ Test(cg, v1_without_memsw)
     F.no_memsw = true;
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
     _cleanup_(cg_freep) struct cg *cg = NULL;
-    struct cg_limits lim = {.memory_bytes = 4096 * 10};
+    struct limits lim = {.memory_bytes = 4096 * 10};
     cr_assert_eq(cg_create(m, "job1", &lim, &cg), 0);
     assert_file("memory/runjob/job1/memory.limit_in_bytes", "40960");
 }
@@ -355,7 +355,7 @@ Test(cg, failed_create_leaves_nothing)
     F.no_pids_max = true; /* a kernel without pids.max: writing the limit fails */
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
     struct cg *cg = NULL;
-    struct cg_limits lim = {.pids = 10};
+    struct limits lim = {.pids = 10};
     cr_assert_eq(cg_create(m, "job1", &lim, &cg), -ENOENT);
     cr_assert_null(cg);
     const char *h[] = {"cpu", "cpuacct", "memory", "blkio", "pids", "freezer"};
@@ -397,7 +397,7 @@ Test(cg, v1_comounted_cpu_cpuacct_used_once)
     F.comount = true;
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
     _cleanup_(cg_freep) struct cg *cg = NULL;
-    cr_assert_eq(cg_create(m, "job1", &(struct cg_limits){.cpu_millis = 2000}, &cg), 0);
+    cr_assert_eq(cg_create(m, "job1", &(struct limits){.cpu_millis = 2000}, &cg), 0);
     assert_file("cpu,cpuacct/runjob/job1/cpu.cfs_quota_us", "200000");
     write_file("cpu,cpuacct/runjob/job1/cpuacct.usage", "7000\n");
     struct cg_usage u;

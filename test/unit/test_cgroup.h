@@ -275,7 +275,7 @@ static inline struct cg_manager *new_manager(enum cg_mode mode, const char *root
     return m;
 }
 
-static const struct cg_limits full_limits = {
+static const struct limits full_limits = {
     .cpu_millis = 500,
     .memory_bytes = 64 << 20,
     .io_riops = 100,

@@ -190,7 +190,7 @@ Test(cg, v2_change_writes_only_what_differs)
     v2_layout("cpu io memory pids\n");
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V2, "/r", NULL);
     _cleanup_(cg_freep) struct cg *cg = NULL;
-    const struct cg_limits lo = LIMITS_LO;
+    const struct limits lo = LIMITS_LO;
     cr_assert_eq(cg_create(m, "j", &lo, &cg), 0);
     free(drain("r/j/io.max"));
     static const char *const marked[] = {"r/j/cpu.max", "r/j/memory.max", "r/j/memory.swap.max",
@@ -204,7 +204,7 @@ Test(cg, v2_change_writes_only_what_differs)
     _cleanup_free_ char *none = drain("r/j/io.max");
     cr_expect_str_eq(none, "");
 
-    struct cg_limits to = lo;
+    struct limits to = lo;
     to.cpu_millis = 0;
     to.io_riops = 0;
     to.io_wbps = 7;
@@ -223,7 +223,7 @@ Test(cg, v2_partial_limits)
     F.no_swap_max = true; /* no swap accounting */
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V2, "/r", NULL);
     _cleanup_(cg_freep) struct cg *cg = NULL;
-    struct cg_limits lim = {.cpu_millis = 1500, .io_wbps = 42};
+    struct limits lim = {.cpu_millis = 1500, .io_wbps = 42};
     cr_assert_eq(cg_create(m, "job1", &lim, &cg), 0);
     assert_file("r/job1/cpu.max", "150000 100000");
     assert_file("r/job1/memory.max", "max\n");

@@ -45,7 +45,7 @@ static struct jobtab *table(unsigned cap)
 static struct jobtab_entry *add(struct jobtab *t, const char *owner, const char *name, int want)
 {
     static const char *const args[] = {"-c", "echo hi\nthere %41 100%"};
-    struct job_limits lim = {.cpu_millis = 500, .memory_bytes = 1 << 20, .pids = 10};
+    struct limits lim = {.cpu_millis = 500, .memory_bytes = 1 << 20, .pids = 10};
     struct jobtab_entry *e = NULL;
     int r = jobtab_add(t, owner, name, "/bin/sh", args, 2, &lim, JOB_NET_NONE, &e);
     cr_assert_eq(r, want, "jobtab_add(%s, %s) = %d, want %d", owner, name, r, want);
@@ -537,7 +537,7 @@ static bool exists(const char *dir, const char *name)
 Test(jobtab, slot_folder_made_ahead_holds_the_job)
 {
     static const char *const args[] = {"-c", "true"};
-    struct job_limits lim = {0};
+    struct limits lim = {0};
     struct jobtab *t = table(0);
     struct jobtab_slot *sl = NULL;
     struct jobtab_entry *e = NULL;
@@ -581,7 +581,7 @@ Test(jobtab, long_first_record_grows_the_room_for_the_next)
 {
     static char big[6000];
     const char *args[] = {"-c", big};
-    struct job_limits lim = {0};
+    struct limits lim = {0};
     struct jobtab *t = table(0);
     struct jobtab_slot *sl = NULL;
     struct jobtab_entry *e = NULL;
@@ -612,7 +612,7 @@ Test(jobtab, long_first_record_grows_the_room_for_the_next)
 Test(jobtab, unused_slots_are_removed)
 {
     static const char *const args[] = {"-c", "true"};
-    struct job_limits lim = {0};
+    struct limits lim = {0};
     struct jobtab *t = table(0);
     struct jobtab_slot *a = NULL, *b = NULL;
     struct jobtab_entry *e = NULL;

@@ -168,7 +168,7 @@ static struct jobtab *table(unsigned window_ms)
 static struct jobtab_entry *add(struct jobtab *t, char id[JOBTAB_ID_LEN + 1])
 {
     static const char *const args[] = {"-c", "true"};
-    struct job_limits lim = {.pids = 10};
+    struct limits lim = {.pids = 10};
     struct jobtab_entry *e = NULL;
 
     cr_assert_eq(jobtab_add(t, "alice", "", "/bin/sh", args, 2, &lim, JOB_NET_NONE, &e), 0);

@@ -28,7 +28,7 @@ static const struct rpc_policy policy = {
 
 static int start_code(Jobmanager__V1__StartRequest *req)
 {
-    struct rpc_limits l;
+    struct limits l;
     struct rpc_error err = {0};
     int r = rpc_check_start(req, &policy, &l, &err);
     if (r == 0)
@@ -41,7 +41,7 @@ Test(rpc, start_valid_and_defaults)
 {
     Jobmanager__V1__StartRequest req = JOBMANAGER__V1__START_REQUEST__INIT;
     Jobmanager__V1__Limits lim = JOBMANAGER__V1__LIMITS__INIT;
-    struct rpc_limits l;
+    struct limits l;
     struct rpc_error err;
 
     req.command = "/bin/echo";
@@ -133,7 +133,7 @@ Test(rpc, start_host_network_when_allowed)
 {
     Jobmanager__V1__StartRequest req = JOBMANAGER__V1__START_REQUEST__INIT;
     struct rpc_policy p = policy;
-    struct rpc_limits l;
+    struct limits l;
     struct rpc_error err;
 
     p.allow_host_network = true;
@@ -402,7 +402,7 @@ Test(rpc, start_limits_below_minimum)
 {
     Jobmanager__V1__StartRequest req = JOBMANAGER__V1__START_REQUEST__INIT;
     Jobmanager__V1__Limits lim = JOBMANAGER__V1__LIMITS__INIT;
-    struct rpc_limits l;
+    struct limits l;
     struct rpc_error err;
     struct {
         uint64_t *field;
