@@ -101,7 +101,6 @@ enum cg_mode cg_manager_mode(const struct cg_manager *m);
 /* "v1" or "v2". */
 const char *cg_mode_name(enum cg_mode mode);
 
-
 /* Is id usable as a cgroup directory name: 1..128 bytes of [A-Za-z0-9._-], not "." or "..".
  * Every function taking an id checks it (-EINVAL), since ids come back from the state dir. */
 bool cg_id_is_valid(const char *id);

@@ -90,7 +90,7 @@ struct job_cgroup {
     struct cg *cg;
     uid_t uid; /* the user the job will run as: its shim is prepped for it */
     gid_t gid;
-    struct limits limits; /* written into cg at the reservation */
+    struct limits limits;    /* written into cg at the reservation */
     struct shim sh;          /* pidfd < 0: none (yet) */
     bool attaching;          /* the pool thread is moving a shim into cg; under r->mu */
     bool no_shim;            /* that failed once: the start brings its own */

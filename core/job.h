@@ -35,7 +35,6 @@ enum job_network {
     JOB_NET_HOST = 1, /* the server's netns */
 };
 
-
 struct job_runner_config {
     const char *shim_exe;    /* the runjob binary to re-exec as "shim"; NULL = /proc/self/exe */
     const char *cgroup_root; /* NULL = default (v2: child of our cgroup; v1: <hier>/runjob) */

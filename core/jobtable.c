@@ -432,8 +432,7 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
 
 int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner, const char *name,
                   const char *command, const char *const *args, size_t n_args,
-                  const struct limits *limits, enum job_network network,
-                  struct jobtab_entry **ret)
+                  const struct limits *limits, enum job_network network, struct jobtab_entry **ret)
 {
     _cleanup_free_ struct jobtab_slot *sl = NULL;
     struct jobtab_entry *e;

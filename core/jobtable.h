@@ -122,8 +122,7 @@ void jobtab_slot_free(struct jobtab *t, struct jobtab_slot *slot);
  * is left to the caller, still usable. */
 int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner, const char *name,
                   const char *command, const char *const *args, size_t n_args,
-                  const struct limits *limits, enum job_network network,
-                  struct jobtab_entry **ret);
+                  const struct limits *limits, enum job_network network, struct jobtab_entry **ret);
 
 /* The entry with that id if cn may see it (its owner, or an admin), else NULL: an unknown id
  * and another user's job look the same (the caller answers NOT_FOUND to both). */

@@ -130,7 +130,6 @@ int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret);
 #define RPC_CHUNK_DATA_MAX    (1024 * 1024) /* payload bytes per OutputChunk the server sends */
 #define RPC_CHUNK_HDR_MAX     40            /* room for an OutputChunk's framing before data */
 
-
 /* What the server allows; see rpc_check_start. A maximum of 0 means "no maximum". */
 struct rpc_policy {
     struct limits defaults;
@@ -187,10 +186,10 @@ enum rpc_method {
 /* A request as the server acts on it: decoded, checked, its defaults resolved. */
 struct rpc_request {
     enum rpc_method method;
-    ProtobufCMessage *msg;    /* the method's request message; the caller frees it */
-    struct limits limits; /* Start: the limits to apply (rpc_check_start) */
-    int signal;               /* Stop: the first signal (rpc_check_stop) */
-    int64_t grace_ms;         /* Stop: the grace period, -1 = kill at once */
+    ProtobufCMessage *msg; /* the method's request message; the caller frees it */
+    struct limits limits;  /* Start: the limits to apply (rpc_check_start) */
+    int signal;            /* Stop: the first signal (rpc_check_stop) */
+    int64_t grace_ms;      /* Stop: the grace period, -1 = kill at once */
 };
 
 /* The request message type of method m (NULL for an unknown m). Static. */

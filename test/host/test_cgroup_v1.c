@@ -164,10 +164,10 @@ Test(cg_v1, limits_attach_kill_destroy)
     _cleanup_(cg_manager_freep) struct cg_manager *m = manager();
     _cleanup_(cg_freep) struct cg *cg = NULL;
     struct limits lim = {.cpu_millis = 500,
-                            .memory_bytes = 64 << 20,
-                            .io_rbps = 1000000,
-                            .io_wiops = 300,
-                            .pids = 32};
+                         .memory_bytes = 64 << 20,
+                         .io_rbps = 1000000,
+                         .io_wiops = 300,
+                         .pids = 32};
     int r = cg_create(m, "job1", &lim, &cg);
     cr_assert_eq(r, 0, "cg_create: %s", strerror(-r));
     cr_assert_eq(cg_get_dirfd(cg), -EOPNOTSUPP);

@@ -86,10 +86,10 @@ Test(job, cgroup_made_ahead_is_the_jobs_with_its_limits)
 Test(job, cgroup_made_ahead_with_defaults_gets_the_limits_its_start_asked_for)
 {
     struct limits dflt = {.pids = 1024,
-                              .memory_bytes = 512000000,
-                              .cpu_millis = 1000,
-                              .io_riops = 400000,
-                              .io_wiops = 400000};
+                          .memory_bytes = 512000000,
+                          .cpu_millis = 1000,
+                          .io_riops = 400000,
+                          .io_wiops = 400000};
     struct limits lim = {
         .pids = 2048, .memory_bytes = 96 << 20, .cpu_millis = 1000, .io_wiops = 400000};
     struct run run, same;
