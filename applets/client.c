@@ -18,6 +18,7 @@
 
 #include "applets/format.h"
 #include "core/cleanup.h"
+#include "core/id.h"
 
 /* ---- options ----------------------------------------------------------------------------- */
 
@@ -205,18 +206,18 @@ int client_one_arg(const struct client_opts *o, int argc, char **argv, const cha
 
 int client_job_id_arg(const struct client_opts *o, int argc, char **argv, const char **ret)
 {
-    char low[37];
+    char low[ID_LEN + 1];
     int r = client_one_arg(o, argc, argv, "job id", ret);
     size_t n;
 
     if (r)
         return r;
     n = strlen(*ret);
-    if (n != 36)
+    if (n != ID_LEN)
         return 0;
     for (size_t i = 0; i <= n; i++)
         low[i] = (char)tolower((unsigned char)(*ret)[i]);
-    if (rpc_id_is_valid(low))
+    if (id_is_valid(low))
         memcpy(argv[optind], low, n);
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "applets/format.h"
 #include "core/cleanup.h"
 #include "core/log.h"
+#include "core/manager.h"
 #include "core/server.h"
 #include "core/tls.h"
 
@@ -252,6 +253,8 @@ int applet_serve_main(int argc, char **argv)
     _cleanup_close_ int audit_fd = -1;
     _cleanup_close_ int sigfd = -1;
     struct server_config cfg = {0};
+    struct jm_config jc = {0};
+    struct jm *jm = NULL;
     struct server *srv = NULL;
     char errbuf[256] = "";
     uid_t uid = 65534;
@@ -466,28 +469,40 @@ int applet_serve_main(int argc, char **argv)
     }
 
     raise_nofile_limit();
+    jc.state_dir = o.state_dir;
+    jc.admin_cns = o.admins;
+    jc.max_running_per_user = o.max_running;
+    jc.job_uid = uid;
+    jc.job_gid = gid;
+    jc.max_output_bytes = o.max_output_bytes;
+    jc.default_limits = o.policy.defaults;
+    jc.stop_grace_ms = o.policy.default_grace_ms;
+    jc.ahead = JM_AHEAD_DEFAULT;
+    jc.runner.prespawn_shims = JOB_PRESPAWN_DEFAULT;
+    r = jm_new(&jc, &jm, errbuf, sizeof(errbuf));
+    if (r < 0) {
+        log_errno(r, "cannot %s", errbuf[0] ? errbuf : "start the job manager");
+        return 1;
+    }
     cfg.host = o.host;
     cfg.port = o.port;
     cfg.ca_pem = ca;
     cfg.cert_pem = cert;
     cfg.key_pem = key;
     cfg.policy = o.policy;
-    cfg.state_dir = o.state_dir;
-    cfg.admin_cns = o.admins;
-    cfg.job_uid = uid;
-    cfg.job_gid = gid;
-    cfg.max_output_bytes = o.max_output_bytes;
-    cfg.max_running_per_user = o.max_running;
+    cfg.manager = jm;
     cfg.audit_fd = audit_fd >= 0 ? audit_fd : STDERR_FILENO;
     cfg.audit_json = o.log_format == LOG_FORMAT_JSON;
     r = server_new(&cfg, &srv, errbuf, sizeof(errbuf));
     if (r < 0) {
         log_errno(r, "cannot %s", errbuf[0] ? errbuf : "start the server");
+        jm_free(jm);
         return 1;
     }
     log_info("listening on %s:%d (TLS 1.3 only, client certificates required; %s)", o.host,
              server_port(srv), tls_openssl_version());
     r = server_run(srv, sigfd);
     server_free(srv);
+    jm_free(jm);
     return r < 0 ? 1 : 0;
 }

@@ -11,6 +11,7 @@
 #include <grpc/grpc.h>
 #include <grpc/slice.h>
 
+#include "id.h"
 #include "rpc-internal.h"
 
 static const char *const code_names[] = {
@@ -216,24 +217,13 @@ bool rpc_name_is_valid(const char *s, size_t max)
     return true;
 }
 
-bool rpc_id_is_valid(const char *s)
-{
-    for (int i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        char c = s[i];
-        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-    }
-    return s[36] == '\0';
-}
-
 static int check_id(const char *id, struct rpc_error *err)
 {
     char b[256];
 
     if (!id || !*id)
         return fail(err, RPC_INVALID_ARGUMENT, "job id is empty");
-    if (!rpc_id_is_valid(id))
+    if (!id_is_valid(id))
         return fail(err, RPC_INVALID_ARGUMENT,
                     "malformed job id '%s' (expected a lower-case UUID such as "
                     "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f)",

@@ -148,8 +148,6 @@ int rpc_code_for_start_error(int err);
 
 /* true when s is at most max bytes of valid UTF-8 without control characters (C0, DEL, C1). */
 bool rpc_name_is_valid(const char *s, size_t max);
-/* true when s is a canonical lower-case UUID. */
-bool rpc_id_is_valid(const char *s);
 
 /* Request checks. Each returns 0, or -1 with err->code (INVALID_ARGUMENT, PERMISSION_DENIED)
  * and err->message (one line for the client; user strings quoted and shortened) filled.

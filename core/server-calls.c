@@ -15,7 +15,6 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
-#include "job.h"
 #include "log.h"
 #include "rpc-internal.h"
 #include "server-internal.h"
@@ -119,22 +118,11 @@ static Jobmanager__V1__JobState state_to_proto(enum job_state st)
     }
 }
 
-void server_fill_status(struct server *s, struct jobtab_entry *e, struct status_buf *sb)
+void server_fill_status(struct status_buf *sb)
 {
-    const struct jobtab_spec *spec = jobtab_entry_spec(e);
-    struct job *j = jobtab_entry_job(e);
-    struct outlog *log = jobtab_entry_log(e);
-    struct job_status *js = &sb->js.job;
+    const struct jobtab_spec *spec = sb->info.spec;
+    struct job_status *js = &sb->info.status.job;
 
-    (void)s;
-    jobtab_entry_get_status(e, &sb->js);
-    /* A live job knows better than the record: usage, pid, and its end before on_end ran. */
-    if (j)
-        job_get_status(j, js);
-    if (log) {
-        sb->js.output_bytes = outlog_get_bytes(log);
-        sb->js.output_truncated = outlog_is_truncated(log);
-    }
     jobmanager__v1__job_status__init(&sb->st);
     jobmanager__v1__limits__init(&sb->limits);
     jobmanager__v1__usage__init(&sb->usage);
@@ -145,8 +133,8 @@ void server_fill_status(struct server *s, struct jobtab_entry *e, struct status_
     sb->st.args = spec->args;
     sb->st.n_args = spec->n_args;
     sb->st.state = state_to_proto(js->state);
-    sb->st.is_running = js->state == JOB_STARTING || js->state == JOB_RUNNING;
-    sb->st.pid = sb->st.is_running ? js->pid : 0;
+    sb->st.is_running = sb->info.is_running;
+    sb->st.pid = js->pid;
     sb->st.exit_code = js->exit_code;
     sb->st.signal = js->signal;
     sb->st.error = js->error;
@@ -163,8 +151,8 @@ void server_fill_status(struct server *s, struct jobtab_entry *e, struct status_
     sb->st.limits = &sb->limits;
     sb->usage.cpu_usec = js->cpu_usec;
     sb->usage.memory_peak_bytes = js->memory_peak_bytes;
-    sb->usage.output_bytes = sb->js.output_bytes;
-    sb->usage.output_truncated = sb->js.output_truncated;
+    sb->usage.output_bytes = sb->info.status.output_bytes;
+    sb->usage.output_truncated = sb->info.status.output_truncated;
     sb->st.usage = &sb->usage;
     sb->st.network = spec->network == JOB_NET_HOST
                          ? JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST
@@ -229,7 +217,7 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
                        "your client certificate has no usable Common Name (CN): it names the user");
         return;
     }
-    uc->ci.is_admin = jobtab_is_admin(s->table, uc->ci.cn);
+    uc->ci.is_admin = jm_is_admin(s->jm, uc->ci.cn);
     /* Decode and check: the one path the fuzzers drive (test/fuzz/fuzz_rpc_*.c). */
     if (rpc_bb_decode((enum rpc_method)m, payload, &s->cfg.policy, &rq, &err) < 0) {
         server_finish(uc, err.code, err.message, NULL);
@@ -237,8 +225,8 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
     }
     switch (m) {
     case RPC_M_START:
-        server_handle_start(uc, &rq); /* keeps rq.msg */
-        return;
+        server_handle_start(uc, &rq);
+        break;
     case RPC_M_STOP:
         server_handle_stop(uc, &rq);
         break;
@@ -253,19 +241,15 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
         break;
     case RPC_M_STREAM: {
         Jobmanager__V1__StreamRequest *req = (Jobmanager__V1__StreamRequest *)rq.msg;
-        struct jobtab_entry *e;
+        struct jm_job *j;
         (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
-        e = jobtab_lookup(s->table, req->id, uc->ci.cn);
-        if (!e) {
+        j = jm_lookup(s->jm, req->id, uc->ci.cn);
+        if (!j) {
             server_not_found(uc);
             break;
         }
-        if (!jobtab_entry_log(e)) {
-            server_finishf(uc, RPC_DATA_LOSS, "the output of job %s is not available", req->id);
-            break;
-        }
         /* The stream takes the call and its place in live_calls. */
-        server_stream_begin(s, &uc->ci, e, req);
+        server_stream_begin(s, &uc->ci, j, req);
         free(uc);
         break;
     }

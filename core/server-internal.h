@@ -8,8 +8,7 @@
 
 #include <grpc/grpc.h>
 
-#include "jobtable.h"
-#include "outlog.h"
+#include "manager.h"
 #include "rpc.h"
 #include "server.h"
 #include "tsan.h"
@@ -62,18 +61,13 @@ static inline grpc_call_error tag_start_batch(grpc_call *call, const grpc_op *op
 #define CN_MAX   256
 #define PEER_MAX 128
 
-struct job_runner;
-struct start_pool;
-
 struct server {
     struct server_config cfg;
+    struct jm *jm;
     grpc_server *gs;
     grpc_completion_queue *cq;
     void *method_handles[6];
     int port;
-    struct job_runner *runner;
-    struct jobtab *table;
-    struct start_pool *pool;
     pthread_t cq_threads[2];
     unsigned n_cq_threads;
     struct tag shutdown_tag;
@@ -83,7 +77,6 @@ struct server {
     bool shutting_down;  /* no re-arming of request slots */
     bool shutdown_done;  /* the shutdown tag came back */
     unsigned live_calls; /* call contexts not yet freed */
-    unsigned stopping_jobs;
 };
 
 /* Identity and bookkeeping common to every call. */
@@ -92,7 +85,7 @@ struct call_info {
     const char *method;
     char cn[CN_MAX];
     char peer[PEER_MAX];
-    char id[JOBTAB_ID_LEN + 1];
+    char id[JM_ID_LEN + 1];
     bool is_admin;
 };
 
@@ -109,24 +102,22 @@ void server_audit(struct server *s, const struct call_info *ci, int code);
 /* Call contexts count themselves in and out so shutdown can wait for them. */
 void server_call_enter(struct server *s);
 void server_call_leave(struct server *s);
-/* Fills a JobStatus for e (live usage while running); the strings point into e's spec and
- * into *sb, which must outlive the message. */
+/* A JobStatus message made from sb->info (jm_job_info, jm_reader_final_info); its strings
+ * point into the job's spec and into *sb, which must outlive the message. */
 struct status_buf {
     Jobmanager__V1__JobStatus st;
     Jobmanager__V1__Limits limits;
     Jobmanager__V1__Usage usage;
-    struct jobtab_status js;
+    struct jm_info info;
 };
-void server_fill_status(struct server *s, struct jobtab_entry *e, struct status_buf *sb);
+void server_fill_status(struct status_buf *sb);
 
-/* Starts a Stream call (request already decoded and checked, e visible to the caller).
+/* Starts a Stream call (request already decoded and checked, j visible to the caller).
  * Takes over ci->call; the context frees itself when the call is over. */
-void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_entry *e,
+void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *j,
                          const Jobmanager__V1__StreamRequest *req);
 
 /* ---- unary calls (server-unary.c) ---- */
-
-#define START_THREADS 4
 
 /* A unary call's reply context: one final batch. */
 struct ucall {
@@ -135,40 +126,6 @@ struct ucall {
     struct call_info ci;
     int cancelled;
     grpc_byte_buffer *reply;
-    /* Start */
-    struct ucall *qnext;
-    Jobmanager__V1__StartRequest *start_req;
-    struct limits limits;
-    struct jobtab_entry *entry;
-    struct outlog *log;
-    struct job_cgroup
-        *cg; /* made ahead with its slot (and its shim), or NULL; job_start takes it */
-    /* Stop */
-};
-
-/* Job folders with their output logs and cgroups made ahead of time (jobtab_slot_new +
- * outlog_create + job_cgroup_reserve, after which the runner moves a pooled shim into the
- * cgroup), so that a Start's only disk work is its record and its only cgroup work the limits:
- * the start threads top them up after each start, off its path. */
-#define PREPARED_SLOTS 2
-
-struct prepared {
-    struct jobtab_slot *slot;
-    struct outlog *log;
-    struct job_cgroup *cg; /* NULL if it could not be made ahead: job_start then makes it */
-};
-
-struct start_pool {
-    pthread_mutex_t mu;
-    pthread_cond_t cond, idle;
-    struct ucall *head, **tail;
-    bool stopping, exiting;
-    unsigned busy;
-    pthread_t threads[START_THREADS];
-    unsigned n_threads;
-    struct prepared prep[PREPARED_SLOTS]; /* under mu */
-    unsigned n_prep;
-    bool preparing; /* a thread is topping prep up */
 };
 
 /* The unary reply batch completed: frees the context. */
@@ -181,12 +138,6 @@ void server_finishf(struct ucall *uc, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* NOT_FOUND for uc->ci.id: the same words for an unknown job and another user's. */
 void server_not_found(struct ucall *uc);
-/* Tops the prepared slots up (a thread at a time; the others return at once). */
-void server_prepare_slots(struct server *s);
-/* Removes the prepared slots that no Start took (their folders, logs and cgroups). */
-void server_prepared_free(struct server *s);
-/* A thread of the start pool (s->pool): runs queued Start calls off the CQ threads. */
-void *server_start_thread(void *arg);
 /* The handlers of the unary RPCs (server-unary.c); rq is decoded and checked. */
 void server_handle_start(struct ucall *uc, const struct rpc_request *rq);
 void server_handle_stop(struct ucall *uc, const struct rpc_request *rq);

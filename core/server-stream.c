@@ -4,7 +4,7 @@
  * touch the reader or start a batch:
  *   PUMP    a thread is reading the log and will start the next batch
  *   WRITE   a SEND_MESSAGE is in flight (its completion takes the token back)
- *   ARMING  the pump is arming outlog_reader_wait (the wake-up may fire before it returns)
+ *   ARMING  the pump is arming jm_reader_wait (the wake-up may fire before it returns)
  *   WAIT    parked on the log's waiter list; the wake-up callback takes the token
  *   QUEUED  parked on the message budget's queue; the grant callback takes the token
  *   CANCEL  the close handler is disarming the wait
@@ -75,9 +75,7 @@ struct scall {
     struct tag close_tag, write_tag, status_tag, hop_tag;
     struct server *s;
     struct call_info ci;
-    struct jobtab_entry *e;
-    struct outlog *log;
-    struct outlog_reader *rd;
+    struct jm_reader *rd;
     bool follow;
 
     pthread_mutex_t mu;
@@ -113,7 +111,7 @@ static void scall_free(struct scall *sc)
     budget_idle(chunk_budget, &sc->bw);
     drop_message(sc);
     server_audit(sc->s, &sc->ci, sc->cancelled ? RPC_CANCELLED : sc->code);
-    outlog_reader_free(sc->rd);
+    jm_reader_free(sc->rd);
     grpc_call_unref(sc->ci.call);
     (void)pthread_mutex_destroy(&sc->mu);
     server_call_leave(sc->s);
@@ -146,7 +144,7 @@ static void disarm_locked(struct scall *sc)
 {
     sc->tok = TOK_CANCEL;
     (void)pthread_mutex_unlock(&sc->mu);
-    (void)outlog_reader_cancel_wait(sc->rd);
+    (void)jm_reader_cancel_wait(sc->rd);
     (void)pthread_mutex_lock(&sc->mu);
     sc->tok = TOK_NONE;
 }
@@ -348,14 +346,8 @@ static grpc_byte_buffer *final_chunk(struct scall *sc)
     Jobmanager__V1__OutputChunk c = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
     struct status_buf sb;
 
-    /* The log is closed only after the job's final status is set (job.c publish_end) or, for a
-     * failed start, after the server recorded FAILED_TO_START; but the record may lag the
-     * close by the on_end callback when no job is attached yet. Give it a moment. */
-    for (int i = 0; i < 200 && !jobtab_entry_job(sc->e) && jobtab_entry_is_running(sc->e); i++) {
-        struct timespec ts = {0, 1000 * 1000};
-        (void)nanosleep(&ts, NULL);
-    }
-    server_fill_status(sc->s, sc->e, &sb);
+    jm_reader_final_info(sc->rd, &sb.info);
+    server_fill_status(&sb);
     c.final_status = &sb.st;
     return rpc_bb_pack(&c.base);
 }
@@ -365,7 +357,7 @@ static void pump(struct scall *sc)
 {
     for (;;) {
         struct outlog_chunk_info info;
-        uint64_t have = outlog_get_bytes(sc->log);
+        uint64_t have = jm_reader_log_bytes(sc->rd);
         size_t cap;
         grpc_slice sl;
         ssize_t n;
@@ -388,7 +380,7 @@ static void pump(struct scall *sc)
         (void)pthread_mutex_unlock(&sc->mu);
         sl = rpc_chunk_slice_new(cap);
         sc->chunk_bytes = cap; /* until the send completes (drop_message) */
-        n = outlog_reader_read(sc->rd, GRPC_SLICE_START_PTR(sl) + RPC_CHUNK_HDR_MAX, cap, &info);
+        n = jm_reader_read(sc->rd, GRPC_SLICE_START_PTR(sl) + RPC_CHUNK_HDR_MAX, cap, &info);
 
         if (n > 0) {
             int stream = info.stream == OUTLOG_STDERR
@@ -429,7 +421,7 @@ static void pump(struct scall *sc)
         sc->woke_early = false;
         (void)pthread_mutex_unlock(&sc->mu);
 
-        r = outlog_reader_wait(sc->rd, on_wake, sc);
+        r = jm_reader_wait(sc->rd, on_wake, sc);
 
         (void)pthread_mutex_lock(&sc->mu);
         if (r == -EAGAIN || (r == 0 && sc->woke_early)) {
@@ -465,10 +457,9 @@ static void reply_error(struct server *s, struct call_info *ci, int code, const 
     server_call_leave(s);
 }
 
-void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_entry *e,
+void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *j,
                          const Jobmanager__V1__StreamRequest *req)
 {
-    struct outlog *log = jobtab_entry_log(e);
     unsigned mask =
         req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT   ? OUTLOG_SELECT_STDOUT
         : req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR ? OUTLOG_SELECT_STDERR
@@ -476,39 +467,35 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_e
     struct scall *sc;
     grpc_op op;
     grpc_call_error ge;
+    uint64_t end = 0;
+    char msg[200];
     int r, code;
 
     (void)pthread_once(&chunk_budget_once, make_chunk_budget);
-    if (!log) {
-        reply_error(s, ci, RPC_DATA_LOSS, "the output of this job is not available");
+    sc = calloc(1, sizeof(*sc));
+    if (!sc) {
+        reply_error(s, ci, RPC_RESOURCE_EXHAUSTED, "server out of memory");
         return;
     }
-    /* Past the end of output that can no longer grow: nothing there will ever come. (Past the
-     * end of a live job's output is fine: the stream waits there.) Closed first, then the
-     * size: once closed it is final. */
-    if (outlog_is_closed(log)) {
-        uint64_t have = outlog_get_selected_bytes(log, mask);
-        if (req->offset > have) {
-            char msg[200];
+    r = jm_reader_open(s->jm, j, mask, req->offset, &sc->rd, &end);
+    if (r < 0) {
+        free(sc);
+        if (r == -ENODATA) {
+            (void)snprintf(msg, sizeof(msg), "the output of job %s is not available", ci->id);
+            reply_error(s, ci, RPC_DATA_LOSS, msg);
+            return;
+        }
+        if (r == -ERANGE) {
             (void)snprintf(msg, sizeof(msg),
                            "offset %llu is past the end of the job's output: it has ended with "
                            "%llu bytes of %s",
-                           (unsigned long long)req->offset, (unsigned long long)have,
+                           (unsigned long long)req->offset, (unsigned long long)end,
                            mask == OUTLOG_SELECT_STDOUT   ? "stdout"
                            : mask == OUTLOG_SELECT_STDERR ? "stderr"
                                                           : "stdout and stderr");
             reply_error(s, ci, RPC_OUT_OF_RANGE, msg);
             return;
         }
-    }
-    sc = calloc(1, sizeof(*sc));
-    if (!sc) {
-        reply_error(s, ci, RPC_RESOURCE_EXHAUSTED, "server out of memory");
-        return;
-    }
-    r = outlog_reader_new(log, mask, req->offset, &sc->rd); /* may open the file again */
-    if (r < 0) {
-        free(sc);
         log_error("stream %s: opening a reader: %s", ci->id, strerror(-r));
         /* A log kept from before a restart is read only now: gone or not a log is data loss. */
         if (r == -ENOENT || r == -EBADMSG || r == -EIO) {
@@ -526,8 +513,6 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_e
     sc->hop_tag.fn = on_hop;
     sc->s = s;
     sc->ci = *ci;
-    sc->e = e;
-    sc->log = log;
     sc->follow = !req->no_follow;
     sc->next_offset = req->offset;
     sc->bw.on_grant = on_grant;
@@ -541,7 +526,7 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jobtab_e
     if (ge != GRPC_CALL_OK) {
         /* Without a close batch we would never learn of the end: give up on the call. */
         log_error("stream %s: arming RECV_CLOSE_ON_SERVER: %d", ci->id, (int)ge);
-        outlog_reader_free(sc->rd);
+        jm_reader_free(sc->rd);
         (void)pthread_mutex_destroy(&sc->mu);
         free(sc);
         reply_error(s, ci, RPC_INTERNAL, "the server could not start the stream");

@@ -10,6 +10,7 @@
 
 #include "fuzz.h"
 
+#include "core/id.h"
 #include "core/rpc.h"
 
 /* The policy applet_serve_main starts with (applets/serve.c), maxima for a 2-CPU host. */
@@ -61,17 +62,17 @@ static void fuzz_check_ok(const struct rpc_request *rq, const struct rpc_policy 
         break;
     case RPC_M_STOP: {
         const Jobmanager__V1__StopRequest *req = (const Jobmanager__V1__StopRequest *)rq->msg;
-        FUZZ_CHECK(rpc_id_is_valid(req->id));
+        FUZZ_CHECK(id_is_valid(req->id));
         FUZZ_CHECK(rq->signal >= 1 && rq->signal <= SIGRTMAX);
         FUZZ_CHECK(rq->grace_ms == -1 || (rq->grace_ms >= 0 && rq->grace_ms <= RPC_MAX_GRACE_MS));
         break;
     }
     case RPC_M_STATUS:
-        FUZZ_CHECK(rpc_id_is_valid(((const Jobmanager__V1__StatusRequest *)rq->msg)->id));
+        FUZZ_CHECK(id_is_valid(((const Jobmanager__V1__StatusRequest *)rq->msg)->id));
         break;
     case RPC_M_STREAM: {
         const Jobmanager__V1__StreamRequest *req = (const Jobmanager__V1__StreamRequest *)rq->msg;
-        FUZZ_CHECK(rpc_id_is_valid(req->id));
+        FUZZ_CHECK(id_is_valid(req->id));
         FUZZ_CHECK(req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL ||
                    req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT ||
                    req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR);

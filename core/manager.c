@@ -1,0 +1,823 @@
+/* The job manager: the table, the runner and the output logs composed into Start, Stop,
+ * status, list and output readers; the jobs made ahead of their Start; restart recovery. */
+#include "manager.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include "cleanup.h"
+#include "log.h"
+
+#define START_THREADS 4
+#define AHEAD_MAX     8
+/* How long jm_shutdown waits past the grace for the jobs' ends. */
+#define SHUTDOWN_EXTRA_MS 30000
+
+/* A job made ahead of its Start: its folder with an empty output log, and its cgroup with a
+ * shim waiting in it (NULL if that could not be made: the Start then makes it). */
+struct ahead {
+    struct jobtab_slot *slot;
+    struct outlog *log;
+    struct job_cgroup *cg;
+};
+
+/* A Start between its record and its outcome. */
+struct start {
+    STAILQ_ENTRY(start) next;
+    struct jm *m;
+    struct jobtab_entry *e;
+    struct outlog *log;
+    struct job_cgroup *cg; /* made ahead, or NULL; job_start takes it */
+    jm_started_fn done;
+    void *userdata;
+};
+
+struct jm {
+    struct jm_config cfg;
+    struct job_runner *runner;
+    struct jobtab *table;
+
+    pthread_mutex_t mu; /* guards the fields below */
+    pthread_cond_t cond, idle, changed;
+    STAILQ_HEAD(, start) queue;
+    bool refusing; /* Starts not yet begun fail with -ESHUTDOWN */
+    bool exiting;  /* the start threads return */
+    unsigned busy; /* Starts a start thread is running */
+    pthread_t threads[START_THREADS];
+    unsigned n_threads;
+    struct ahead ahead[AHEAD_MAX];
+    unsigned n_ahead;
+    bool making_ahead; /* a thread is topping ahead up */
+    unsigned stopping; /* jobs jm_shutdown waits for */
+    unsigned readers;  /* open jm_readers */
+};
+
+struct jm_reader {
+    struct jm *m;
+    struct jobtab_entry *e;
+    struct outlog *log;
+    struct outlog_reader *rd;
+};
+
+static struct jobtab_entry *entry_of(struct jm_job *j)
+{
+    return (struct jobtab_entry *)j;
+}
+
+static struct jm_job *job_of(struct jobtab_entry *e)
+{
+    return (struct jm_job *)e;
+}
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- restart recovery ------------------------------------------------------------------- */
+
+/* A job a previous server made ahead and never started (its folder removed at load): its
+ * cgroup may be there too. */
+static void remove_unused_cgroup(const char *id, void *userdata)
+{
+    struct jm *m = userdata;
+    int r = job_runner_cleanup_stale(m->runner, id);
+
+    if (r < 0)
+        log_warn("job folder %s: removing the cgroup a previous server made ahead: %s, ignoring",
+                 id, strerror(-r));
+}
+
+static void on_loaded(struct jobtab_entry *e, bool was_running, void *userdata)
+{
+    struct jm *m = userdata;
+    const struct jobtab_spec *spec = jobtab_entry_spec(e);
+    struct outlog *log = NULL;
+    char path[PATH_MAX];
+    int r;
+
+    if (was_running) {
+        r = job_runner_cleanup_stale(m->runner, spec->id);
+        if (r < 0)
+            log_warn("job %s: removing the cgroup a previous server left: %s, ignoring", spec->id,
+                     strerror(-r));
+    }
+    r = jobtab_entry_output_path(m->table, e, path, sizeof(path));
+    if (r == 0)
+        r = outlog_open(path, &log);
+    if (r < 0)
+        log_warn("job %s: its output log is unreadable (%s), ignoring", spec->id, strerror(-r));
+    else
+        jobtab_entry_attach(e, NULL, log);
+}
+
+/* ---- jobs made ahead -------------------------------------------------------------------- */
+
+static void ahead_free(struct jm *m, struct ahead *a)
+{
+    /* The cgroup before the folder: a cgroup made ahead is found at a restart through its
+     * folder (jobtab_drain_unused), so it must never outlive it. */
+    job_cgroup_release(a->cg);
+    outlog_free(a->log); /* closes the file; jobtab_slot_free removes it */
+    jobtab_slot_free(m->table, a->slot);
+    *a = (struct ahead){0};
+}
+
+static int ahead_make(struct jm *m, struct ahead *ret)
+{
+    struct ahead a = {0};
+    char path[PATH_MAX];
+    int r;
+
+    r = jobtab_slot_new(m->table, &a.slot);
+    if (r == 0)
+        r = jobtab_slot_output_path(m->table, a.slot, path, sizeof(path));
+    if (r == 0)
+        r = outlog_create(path, m->cfg.max_output_bytes, &a.log);
+    if (r < 0) {
+        ahead_free(m, &a);
+        return r;
+    }
+    /* After the folder (see ahead_free), with the limits a Start without its own will have. */
+    r = job_cgroup_reserve(m->runner,
+                           &(struct job_ahead){.id = jobtab_slot_id(a.slot),
+                                               .uid = m->cfg.job_uid,
+                                               .gid = m->cfg.job_gid,
+                                               .limits = m->cfg.default_limits},
+                           &a.cg);
+    if (r < 0)
+        log_debug("job %s: making its cgroup ahead: %s", jobtab_slot_id(a.slot), strerror(-r));
+    *ret = a;
+    return 0;
+}
+
+/* Tops the jobs made ahead up (a thread at a time; the others return at once). */
+static void ahead_fill(struct jm *m)
+{
+    (void)pthread_mutex_lock(&m->mu);
+    if (m->making_ahead) {
+        (void)pthread_mutex_unlock(&m->mu);
+        return;
+    }
+    m->making_ahead = true;
+    while (m->n_ahead < m->cfg.ahead && !m->refusing) {
+        struct ahead a;
+        int r;
+
+        (void)pthread_mutex_unlock(&m->mu);
+        r = ahead_make(m, &a);
+        (void)pthread_mutex_lock(&m->mu);
+        if (r < 0) {
+            /* A Start then makes its folder itself, and reports what fails there. */
+            log_debug("making a job folder ahead: %s", strerror(-r));
+            break;
+        }
+        m->ahead[m->n_ahead++] = a;
+    }
+    m->making_ahead = false;
+    (void)pthread_mutex_unlock(&m->mu);
+}
+
+/* A job made ahead, or one with nothing in it when none is left. */
+static struct ahead ahead_take(struct jm *m)
+{
+    struct ahead a = {0};
+
+    (void)pthread_mutex_lock(&m->mu);
+    if (m->n_ahead > 0)
+        a = m->ahead[--m->n_ahead];
+    (void)pthread_mutex_unlock(&m->mu);
+    return a;
+}
+
+/* One a Start did not use (its name was taken, the owner at the cap) goes back. */
+static void ahead_put_back(struct jm *m, struct ahead *a)
+{
+    if (!a->slot)
+        return;
+    (void)pthread_mutex_lock(&m->mu);
+    if (m->n_ahead < m->cfg.ahead && !m->refusing) {
+        m->ahead[m->n_ahead++] = *a;
+        *a = (struct ahead){0};
+    }
+    (void)pthread_mutex_unlock(&m->mu);
+    if (a->slot)
+        ahead_free(m, a);
+}
+
+static void ahead_free_all(struct jm *m)
+{
+    (void)pthread_mutex_lock(&m->mu);
+    while (m->n_ahead > 0)
+        ahead_free(m, &m->ahead[--m->n_ahead]);
+    (void)pthread_mutex_unlock(&m->mu);
+}
+
+/* ---- Start ------------------------------------------------------------------------------ */
+
+/* What a running job's end needs to know: job_start's userdata, freed at the end. */
+struct running {
+    struct jm *m;
+    struct jobtab_entry *e;
+};
+
+/* Event thread, once per job, after its final status is set and its log closed. The record
+ * is written by the table's writer thread (a job's end does not hold up the other jobs' output
+ * on the disk; write errors are logged there). */
+static void on_job_end(struct job *j, void *userdata)
+{
+    struct running *run = userdata;
+    struct jobtab_entry *e = run->e;
+    struct jm *m = run->m;
+    struct outlog *log = jobtab_entry_log(e);
+    struct jobtab_status st = {0};
+
+    job_get_status(j, &st.job);
+    if (log) {
+        st.output_bytes = outlog_get_bytes(log);
+        st.output_truncated = outlog_is_truncated(log);
+    }
+    jobtab_entry_set_status_async(e, &st);
+    free(run);
+    if (m->cfg.on_end)
+        m->cfg.on_end(job_of(e), m->cfg.userdata);
+}
+
+static void started_init(struct jm_started *st, struct jobtab_entry *e)
+{
+    *st = (struct jm_started){0};
+    if (e) {
+        const struct jobtab_spec *spec = jobtab_entry_spec(e);
+        st->recorded = true;
+        (void)snprintf(st->id, sizeof(st->id), "%s", spec->id);
+        st->name = spec->name;
+    } else {
+        st->name = "";
+    }
+}
+
+/* The job is recorded FAILED_TO_START with why, its log closed, and done told. */
+static void start_failed(struct start *s, int err, const char *why)
+{
+    struct jobtab_status st = {0};
+    struct jm_started out;
+
+    job_cgroup_release(TAKE_PTR(s->cg)); /* made ahead, and no job_start took it */
+    jobtab_entry_get_status(s->e, &st);
+    st.job.state = JOB_FAILED_TO_START;
+    st.job.end_ms = st.job.start_ms;
+    (void)snprintf(st.job.error, sizeof(st.job.error), "%s", why);
+    (void)jobtab_entry_set_status(s->e, &st);
+    /* The record first, then the close: a reader that sees the end finds FAILED_TO_START. */
+    if (s->log)
+        outlog_close(s->log);
+    started_init(&out, s->e);
+    out.err = err;
+    (void)snprintf(out.reason, sizeof(out.reason), "%s", why);
+    s->done(&out, s->userdata);
+}
+
+static void run_start(struct start *s)
+{
+    struct jm *m = s->m;
+    struct jobtab_entry *e = s->e;
+    const struct jobtab_spec *spec = jobtab_entry_spec(e);
+    struct job_spec js = {0};
+    struct jobtab_status st = {0};
+    struct jm_started out;
+    struct running *run = malloc(sizeof(*run));
+    struct job *j = NULL;
+    char errbuf[256] = "";
+    int r;
+
+    if (!run) {
+        start_failed(s, -ENOMEM, "the server is out of memory");
+        return;
+    }
+    *run = (struct running){m, e};
+    js.id = spec->id;
+    js.path = spec->command;
+    js.args = (const char *const *)spec->args;
+    js.n_args = spec->n_args;
+    js.limits = spec->limits;
+    js.network = spec->network;
+    js.uid = m->cfg.job_uid;
+    js.gid = m->cfg.job_gid;
+    js.log = s->log;
+    js.cgroup = TAKE_PTR(s->cg); /* job_start's now, whatever it returns */
+    r = job_start(m->runner, &js, on_job_end, run, &j, errbuf, sizeof(errbuf));
+    if (r < 0) {
+        free(run);
+        start_failed(s, r, errbuf[0] ? errbuf : strerror(-r));
+        return;
+    }
+    jobtab_entry_attach(e, j, s->log);
+    jobtab_entry_get_status(e, &st);
+    job_get_state(j, &st.job); /* a job just started has used nothing yet: no cgroup reads */
+    started_init(&out, e);
+    s->done(&out, s->userdata);
+    /* RUNNING is written by the table's writer thread, woken only once the caller has its
+     * answer: a restart treats a STARTING record exactly like a RUNNING one (both become
+     * LOST), and until then every reader of the entry sees the attached job's own status. */
+    jobtab_entry_set_status_async(e, &st);
+}
+
+static void *start_thread(void *arg)
+{
+    struct jm *m = arg;
+
+    (void)pthread_mutex_lock(&m->mu);
+    for (;;) {
+        struct start *s;
+        bool refuse;
+
+        while (STAILQ_EMPTY(&m->queue) && !m->exiting)
+            (void)pthread_cond_wait(&m->cond, &m->mu);
+        s = STAILQ_FIRST(&m->queue);
+        if (!s)
+            break;
+        STAILQ_REMOVE_HEAD(&m->queue, next);
+        refuse = m->refusing;
+        m->busy++;
+        (void)pthread_mutex_unlock(&m->mu);
+        if (refuse)
+            start_failed(s, -ESHUTDOWN, "the server is shutting down");
+        else
+            run_start(s);
+        free(s);
+        ahead_fill(m); /* after the answer: the next Start's folder */
+        (void)pthread_mutex_lock(&m->mu);
+        m->busy--;
+        if (STAILQ_EMPTY(&m->queue) && m->busy == 0)
+            (void)pthread_cond_broadcast(&m->idle);
+    }
+    (void)pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+static void fail_unrecorded(const struct jm_start_request *rq, int err, const char *why,
+                            jm_started_fn done, void *userdata)
+{
+    struct jm_started out;
+
+    started_init(&out, NULL);
+    out.name = rq->name ? rq->name : "";
+    out.err = err;
+    (void)snprintf(out.reason, sizeof(out.reason), "%s", why);
+    done(&out, userdata);
+}
+
+void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_fn done,
+                    void *userdata)
+{
+    struct ahead a = ahead_take(m);
+    struct start *s = calloc(1, sizeof(*s));
+    struct jobtab_entry *e = NULL;
+    char path[PATH_MAX];
+    int r;
+
+    if (!s) {
+        ahead_put_back(m, &a);
+        fail_unrecorded(rq, -ENOMEM, "the server is out of memory", done, userdata);
+        return;
+    }
+    r = jobtab_add_in(m->table, &a.slot, rq->owner, rq->name ? rq->name : "", rq->command, rq->args,
+                      rq->n_args, &rq->limits, rq->network, &e);
+    if (r == -EEXIST || r == -EUSERS) {
+        ahead_put_back(m, &a);
+    } else if (r < 0) { /* its folder went with the failed job */
+        job_cgroup_release(TAKE_PTR(a.cg));
+        outlog_free(TAKE_PTR(a.log));
+    }
+    if (r < 0) {
+        free(s);
+        if (r != -EEXIST && r != -EUSERS)
+            log_errno(r, "Start: recording a new job");
+        fail_unrecorded(rq, r,
+                        r == -EEXIST   ? "the owner has a running job of that name"
+                        : r == -EUSERS ? "the owner has the most running jobs allowed"
+                                       : "the server could not record the job",
+                        done, userdata);
+        return;
+    }
+    s->m = m;
+    s->e = e;
+    s->done = done;
+    s->userdata = userdata;
+    s->cg = TAKE_PTR(a.cg);
+    if (a.log) {
+        s->log = TAKE_PTR(a.log);
+    } else {
+        r = jobtab_entry_output_path(m->table, e, path, sizeof(path));
+        if (r == 0)
+            r = outlog_create(path, m->cfg.max_output_bytes, &s->log);
+        if (r == -ENOSPC || r == -EDQUOT) {
+            start_failed(s, -ENOSPC, "the server's disk is full");
+            free(s);
+            return;
+        }
+        if (r < 0) {
+            log_errno(r, "job %s: creating its output log", jobtab_entry_spec(e)->id);
+            start_failed(s, -EIO, "the server could not create the job's output log");
+            free(s);
+            return;
+        }
+    }
+    /* Readers may open from now on (the job follows once it runs). */
+    jobtab_entry_attach(e, NULL, s->log);
+
+    (void)pthread_mutex_lock(&m->mu);
+    STAILQ_INSERT_TAIL(&m->queue, s, next);
+    (void)pthread_cond_signal(&m->cond);
+    (void)pthread_mutex_unlock(&m->mu);
+}
+
+struct start_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool done;
+    struct jm_started *st;
+};
+
+static void start_waited(const struct jm_started *st, void *userdata)
+{
+    struct start_wait *w = userdata;
+
+    (void)pthread_mutex_lock(&w->mu);
+    *w->st = *st;
+    w->done = true;
+    (void)pthread_cond_signal(&w->cond);
+    (void)pthread_mutex_unlock(&w->mu);
+}
+
+int jm_start(struct jm *m, const struct jm_start_request *rq, struct jm_started *st)
+{
+    struct start_wait w = {
+        .mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .st = st};
+
+    jm_start_async(m, rq, start_waited, &w);
+    (void)pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        (void)pthread_cond_wait(&w.cond, &w.mu);
+    (void)pthread_mutex_unlock(&w.mu);
+    (void)pthread_cond_destroy(&w.cond);
+    (void)pthread_mutex_destroy(&w.mu);
+    return st->err;
+}
+
+/* ---- Stop ------------------------------------------------------------------------------- */
+
+struct stop {
+    jm_stopped_fn done;
+    void *userdata;
+};
+
+static void on_stopped(struct job *j, void *userdata)
+{
+    struct stop *st = userdata;
+
+    (void)j;
+    st->done(st->userdata);
+    free(st);
+}
+
+int jm_stop(struct jm *m, const char *id, const char *caller, int sig, int64_t grace_ms,
+            jm_stopped_fn done, void *userdata)
+{
+    struct jobtab_entry *e = jobtab_lookup(m->table, id, caller);
+    struct stop *st;
+    struct job *j;
+    int r;
+
+    if (!e)
+        return -ENOENT;
+    if (!jobtab_entry_is_running(e)) {
+        done(userdata); /* already ended */
+        return 0;
+    }
+    j = jobtab_entry_job(e);
+    if (!j)
+        return -EAGAIN;
+    st = malloc(sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    *st = (struct stop){done, userdata};
+    r = job_stop_async(j, sig, grace_ms, on_stopped, st);
+    if (r < 0) {
+        free(st);
+        log_errno(r, "job %s: stop", id);
+    }
+    return r;
+}
+
+/* ---- status and list -------------------------------------------------------------------- */
+
+const struct jm_config *jm_get_config(struct jm *m)
+{
+    return &m->cfg;
+}
+
+bool jm_is_admin(struct jm *m, const char *caller)
+{
+    return jobtab_is_admin(m->table, caller);
+}
+
+struct jm_job *jm_lookup(struct jm *m, const char *id, const char *caller)
+{
+    return job_of(jobtab_lookup(m->table, id, caller));
+}
+
+int jm_list(struct jm *m, const char *caller, struct jm_job ***ret, size_t *ret_n)
+{
+    struct jobtab_entry **entries = NULL;
+    int r = jobtab_list(m->table, caller, &entries, ret_n);
+
+    *ret = (struct jm_job **)entries;
+    return r;
+}
+
+const char *jm_job_id(const struct jm_job *j)
+{
+    return jobtab_entry_spec((const struct jobtab_entry *)j)->id;
+}
+
+void jm_job_info(struct jm_job *jj, struct jm_info *ret)
+{
+    struct jobtab_entry *e = entry_of(jj);
+    struct job *j = jobtab_entry_job(e);
+    struct outlog *log = jobtab_entry_log(e);
+
+    ret->spec = jobtab_entry_spec(e);
+    jobtab_entry_get_status(e, &ret->status);
+    /* A live job knows better than the record: usage, pid, and its end before on_end ran. */
+    if (j)
+        job_get_status(j, &ret->status.job);
+    if (log) {
+        ret->status.output_bytes = outlog_get_bytes(log);
+        ret->status.output_truncated = outlog_is_truncated(log);
+    }
+    ret->is_running = ret->status.job.state == JOB_STARTING || ret->status.job.state == JOB_RUNNING;
+    if (!ret->is_running)
+        ret->status.job.pid = 0;
+}
+
+/* ---- output ----------------------------------------------------------------------------- */
+
+int jm_reader_open(struct jm *m, struct jm_job *j, unsigned select_mask, uint64_t offset,
+                   struct jm_reader **ret, uint64_t *ret_end)
+{
+    struct jobtab_entry *e = entry_of(j);
+    struct outlog *log = jobtab_entry_log(e);
+    struct jm_reader *rd;
+    int r;
+
+    if (!log)
+        return -ENODATA;
+    /* Past the end of output that can no longer grow: nothing there will ever come. (Past the
+     * end of a live job's output is fine: the reader waits there.) Closed first, then the
+     * size: once closed it is final. */
+    if (outlog_is_closed(log)) {
+        uint64_t end = outlog_get_selected_bytes(log, select_mask);
+        if (offset > end) {
+            if (ret_end)
+                *ret_end = end;
+            return -ERANGE;
+        }
+    }
+    rd = calloc(1, sizeof(*rd));
+    if (!rd)
+        return -ENOMEM;
+    r = outlog_reader_new(log, select_mask, offset, &rd->rd); /* may open the file again */
+    if (r < 0) {
+        free(rd);
+        return r;
+    }
+    rd->m = m;
+    rd->e = e;
+    rd->log = log;
+    (void)pthread_mutex_lock(&m->mu);
+    m->readers++;
+    (void)pthread_mutex_unlock(&m->mu);
+    *ret = rd;
+    return 0;
+}
+
+ssize_t jm_reader_read(struct jm_reader *rd, void *buf, size_t cap,
+                       struct outlog_chunk_info *ret_info)
+{
+    return outlog_reader_read(rd->rd, buf, cap, ret_info);
+}
+
+int jm_reader_wait(struct jm_reader *rd, outlog_wake_fn fn, void *userdata)
+{
+    return outlog_reader_wait(rd->rd, fn, userdata);
+}
+
+bool jm_reader_cancel_wait(struct jm_reader *rd)
+{
+    return outlog_reader_cancel_wait(rd->rd);
+}
+
+uint64_t jm_reader_log_bytes(struct jm_reader *rd)
+{
+    return outlog_get_bytes(rd->log);
+}
+
+void jm_reader_final_info(struct jm_reader *rd, struct jm_info *ret)
+{
+    /* The log is closed only after the job's final status is set (job.c publish_end) or, for a
+     * failed start, after the manager recorded FAILED_TO_START; but the record may lag the
+     * close by the on_end callback when no job is attached yet. Give it a moment. */
+    for (int i = 0; i < 200 && !jobtab_entry_job(rd->e) && jobtab_entry_is_running(rd->e); i++) {
+        struct timespec ts = {0, 1000 * 1000};
+        (void)nanosleep(&ts, NULL);
+    }
+    jm_job_info(job_of(rd->e), ret);
+}
+
+void jm_reader_free(struct jm_reader *rd)
+{
+    if (!rd)
+        return;
+    outlog_reader_free(rd->rd);
+    (void)pthread_mutex_lock(&rd->m->mu);
+    rd->m->readers--;
+    (void)pthread_mutex_unlock(&rd->m->mu);
+    free(rd);
+}
+
+/* ---- life ------------------------------------------------------------------------------- */
+
+int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t errlen)
+{
+    struct jobtab_config tc = {0};
+    struct jm *m;
+    int r;
+
+    m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->cfg = *cfg;
+    if (m->cfg.ahead > AHEAD_MAX)
+        m->cfg.ahead = AHEAD_MAX;
+    (void)pthread_mutex_init(&m->mu, NULL);
+    (void)pthread_cond_init(&m->cond, NULL);
+    (void)pthread_cond_init(&m->idle, NULL);
+    (void)pthread_cond_init(&m->changed, NULL);
+    STAILQ_INIT(&m->queue);
+
+    r = job_runner_new(&cfg->runner, &m->runner);
+    if (r < 0) {
+        set_err(errbuf, errlen, "set up job isolation (cgroups)");
+        jm_free(m);
+        return r;
+    }
+    tc.state_dir = cfg->state_dir;
+    tc.admin_cns = cfg->admin_cns;
+    tc.max_running_per_user = cfg->max_running_per_user;
+    r = jobtab_new(&tc, &m->table);
+    if (r < 0) {
+        set_err(errbuf, errlen, "open the state directory '%s'", cfg->state_dir);
+        jm_free(m);
+        return r;
+    }
+    r = jobtab_load(m->table, on_loaded, m);
+    if (r < 0) {
+        set_err(errbuf, errlen, "load the jobs in '%s'", cfg->state_dir);
+        jm_free(m);
+        return r;
+    }
+    log_info("loaded %d job(s) from %s", r, cfg->state_dir);
+    jobtab_drain_unused(m->table, remove_unused_cgroup, m); /* before any job is made ahead */
+
+    /* Named for top -H, perf and gdb. Created at [n]: the joins take the first n, so a failed
+     * create leaves no hole. */
+    for (unsigned i = 0; i < START_THREADS; i++) {
+        pthread_t *t = &m->threads[m->n_threads];
+        if (pthread_create(t, NULL, start_thread, m) == 0) {
+            (void)pthread_setname_np(*t, "rj-start");
+            m->n_threads++;
+        }
+    }
+    if (m->n_threads == 0) {
+        set_err(errbuf, errlen, "start the job manager's threads");
+        jm_free(m);
+        return -EAGAIN;
+    }
+    ahead_fill(m); /* the first Starts' folders */
+    *ret = m;
+    return 0;
+}
+
+static void count_stopped(struct job *j, void *userdata)
+{
+    struct jm *m = userdata;
+
+    (void)j;
+    (void)pthread_mutex_lock(&m->mu);
+    m->stopping--;
+    (void)pthread_cond_broadcast(&m->changed);
+    (void)pthread_mutex_unlock(&m->mu);
+}
+
+static void stop_one(struct jobtab_entry *e, void *userdata)
+{
+    struct jm *m = userdata;
+    struct job *j = jobtab_entry_job(e);
+
+    if (!j || !job_is_running(j))
+        return;
+    (void)pthread_mutex_lock(&m->mu);
+    m->stopping++;
+    (void)pthread_mutex_unlock(&m->mu);
+    if (job_stop_async(j, SIGTERM, m->cfg.stop_grace_ms, count_stopped, m) < 0)
+        count_stopped(j, m);
+}
+
+void jm_shutdown(struct jm *m)
+{
+    int64_t timeout_ms = m->cfg.stop_grace_ms + SHUTDOWN_EXTRA_MS;
+    struct timespec dl;
+
+    (void)pthread_mutex_lock(&m->mu);
+    m->refusing = true;
+    while (!STAILQ_EMPTY(&m->queue) || m->busy)
+        (void)pthread_cond_wait(&m->idle, &m->mu);
+    (void)pthread_mutex_unlock(&m->mu);
+
+    jobtab_foreach(m->table, stop_one, m);
+    (void)clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (timeout_ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    (void)pthread_mutex_lock(&m->mu);
+    while (m->stopping > 0)
+        if (pthread_cond_timedwait(&m->changed, &m->mu, &dl) == ETIMEDOUT)
+            break;
+    (void)pthread_mutex_unlock(&m->mu);
+}
+
+static void free_attachments(struct jobtab_entry *e, void *userdata)
+{
+    struct job *j = jobtab_entry_job(e);
+    struct outlog *log = jobtab_entry_log(e);
+    bool readers_left = *(bool *)userdata;
+
+    jobtab_entry_attach(e, NULL, NULL);
+    if (j)
+        job_free(j);
+    /* A reader still open must not see its log freed. */
+    if (log && !readers_left)
+        outlog_free(log);
+}
+
+void jm_free(struct jm *m)
+{
+    bool readers_left;
+
+    if (!m)
+        return;
+    (void)pthread_mutex_lock(&m->mu);
+    m->refusing = true;
+    m->exiting = true;
+    (void)pthread_cond_broadcast(&m->cond);
+    (void)pthread_mutex_unlock(&m->mu);
+    for (unsigned i = 0; i < m->n_threads; i++)
+        (void)pthread_join(m->threads[i], NULL);
+    if (m->table)
+        ahead_free_all(m);
+    /* Kills whatever still runs and waits for it (on_end hands final records to the table's
+     * writer; jobtab_free below writes them and makes every record durable). */
+    job_runner_free(m->runner);
+    (void)pthread_mutex_lock(&m->mu);
+    readers_left = m->readers > 0;
+    (void)pthread_mutex_unlock(&m->mu);
+    if (readers_left)
+        log_warn("%u output reader(s) still open; keeping their logs", m->readers);
+    if (m->table) {
+        jobtab_foreach(m->table, free_attachments, &readers_left);
+        jobtab_free(m->table);
+    }
+    (void)pthread_cond_destroy(&m->changed);
+    (void)pthread_cond_destroy(&m->idle);
+    (void)pthread_cond_destroy(&m->cond);
+    (void)pthread_mutex_destroy(&m->mu);
+    free(m);
+}

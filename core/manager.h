@@ -1,0 +1,154 @@
+#pragma once
+/* The job manager: the library's front. It owns the job table (core/jobtable), the job runner
+ * (core/job), every job's output log (core/outlog) and the jobs made ahead of their Start (a
+ * folder, its empty log, a cgroup with a shim waiting in it), and composes them: Start, Stop,
+ * status, list, output readers, restart recovery. It knows nothing of gRPC: core/server maps
+ * RPCs onto it, and any other program can drive it the same way (test/host/test_manager.c).
+ *
+ * Callers are named by their identity (a certificate's CN for the server): a caller sees its
+ * own jobs; an administrator sees every job. A job another caller may not see is reported
+ * exactly as an unknown one.
+ *
+ * Threads: Starts run on the manager's start threads (a job's shim is tied to the thread that
+ * started it, so those threads live until jm_free); job ends are seen on the runner's event
+ * thread. Every function is thread-safe. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "job.h"
+#include "jobtable.h"
+#include "limits.h"
+#include "outlog.h"
+
+#define JM_ID_LEN JOBTAB_ID_LEN
+
+struct jm;
+struct jm_job;    /* a job the manager knows; valid until jm_free */
+struct jm_reader; /* a cursor over one job's output */
+
+struct jm_config {
+    const char *state_dir;         /* one folder per job; created if missing */
+    const char *const *admin_cns;  /* NULL-terminated; these callers see and stop every job */
+    unsigned max_running_per_user; /* 0 = no cap */
+    uid_t job_uid;                 /* every job runs as job_uid:job_gid */
+    gid_t job_gid;
+    uint64_t max_output_bytes;    /* per job; past it output is dropped (0 = no cap) */
+    struct limits default_limits; /* what a job made ahead is given until its Start */
+    int64_t stop_grace_ms;        /* jm_shutdown's grace between SIGTERM and the kill */
+    unsigned ahead;               /* jobs made ahead of their Start (0 = none) */
+    struct job_runner_config runner;
+    /* Called once per job that ends while the manager runs, after its final status is set, on
+     * the runner's event thread (must not block). NULL = none. */
+    void (*on_end)(struct jm_job *j, void *userdata);
+    void *userdata;
+};
+#define JM_AHEAD_DEFAULT 2 /* back-to-back Starts never wait for a folder or a cgroup */
+
+/* Probes cgroups and starts the job runner, opens the state directory and loads every job in
+ * it: a job that was running when the previous server died becomes LOST, its cgroup is emptied
+ * and removed, and what that server made ahead is removed. 0, or -errno with errbuf saying what
+ * failed ("open the state directory '/x'"). */
+int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t errlen);
+/* Refuses Starts not yet begun, waits for those in progress, then stops every running job
+ * (SIGTERM, the configured grace, the kill) and waits for them to end (at most the grace plus
+ * 30 s). Output logs are closed, so readers reach their end. */
+void jm_shutdown(struct jm *m);
+/* Kills what still runs, writes and syncs every record, frees everything. An output log with a
+ * reader still open is left allocated (its reader may still be used). NULL-safe. */
+void jm_free(struct jm *m);
+
+bool jm_is_admin(struct jm *m, const char *caller);
+/* The configuration the manager runs with (its copy). */
+const struct jm_config *jm_get_config(struct jm *m);
+
+/* ---- Start ------------------------------------------------------------------------------ */
+
+struct jm_start_request {
+    const char *owner; /* the caller */
+    const char *name;  /* unique among the owner's running jobs; NULL or "" = unnamed */
+    const char *command;
+    const char *const *args; /* without argv[0] */
+    size_t n_args;
+    struct limits limits; /* as checked against the server's maxima, defaults applied */
+    enum job_network network;
+};
+
+/* What a Start came to. err: 0, or -errno:
+ *   -EEXIST   the owner has a running job of that name      (nothing recorded)
+ *   -EUSERS   the owner is at max_running_per_user           (nothing recorded)
+ *   -ESHUTDOWN                                               (recorded as failed to start)
+ *   the command's own failure (-ENOENT, -EACCES, -ENOEXEC ...), -ENOSPC (no room for its
+ *   output), -EIO and the like (recorded as failed to start when recorded is true).
+ * reason says it in plain words, for the user ("'/bin/nope': no such file"). */
+struct jm_started {
+    int err;
+    bool recorded;          /* the job is in the table (its id is set) */
+    char id[JM_ID_LEN + 1]; /* "" when nothing was recorded */
+    const char *name;       /* the job's name ("" = unnamed): valid with the job once recorded, else
+                               during the callback */
+    char reason[256];
+};
+
+typedef void (*jm_started_fn)(const struct jm_started *st, void *userdata);
+/* Records the job (its id, folder and output log) on the calling thread, then starts it on a
+ * start thread; done runs once, with the outcome: on the calling thread, before this returns,
+ * when the job could not be recorded, else on a start thread. The request is copied. */
+void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_fn done,
+                    void *userdata);
+/* jm_start_async, waiting for the outcome: returns st->err. */
+int jm_start(struct jm *m, const struct jm_start_request *rq, struct jm_started *st);
+
+/* ---- Stop ------------------------------------------------------------------------------- */
+
+typedef void (*jm_stopped_fn)(void *userdata);
+/* Sends sig to the job's processes, and kills them all after grace_ms (< 0: at once). done runs
+ * once the job has ended: on the runner's event thread, or on the calling thread before this
+ * returns if it had ended already. 0; -ENOENT (unknown, or not the caller's); -EAGAIN (the job
+ * is still starting: done will not run); other -errno (done will not run). */
+int jm_stop(struct jm *m, const char *id, const char *caller, int sig, int64_t grace_ms,
+            jm_stopped_fn done, void *userdata);
+
+/* ---- status and list -------------------------------------------------------------------- */
+
+/* The job with that id if the caller may see it, else NULL. */
+struct jm_job *jm_lookup(struct jm *m, const char *id, const char *caller);
+/* The jobs the caller may see, oldest first, in a malloc'd array (free() it, not the jobs).
+ * 0 or -ENOMEM. */
+int jm_list(struct jm *m, const char *caller, struct jm_job ***ret, size_t *ret_n);
+
+/* A job as a caller sees it: what it was asked to be and what it is now. */
+struct jm_info {
+    const struct jobtab_spec *spec; /* valid with the job */
+    struct jobtab_status status;    /* a snapshot: the live job's own while it runs */
+    bool is_running;                /* STARTING or RUNNING */
+};
+/* The job's status, merged: the record, the live job's state and usage (read from its cgroup),
+ * and its output's size. */
+void jm_job_info(struct jm_job *j, struct jm_info *ret);
+const char *jm_job_id(const struct jm_job *j);
+
+/* ---- output ----------------------------------------------------------------------------- */
+
+/* A reader of the job's output: the streams in select_mask (OUTLOG_SELECT_*) from offset.
+ * 0; -ENODATA (the job has no output log); -ERANGE (the output has ended and offset is past
+ * its end, *ret_end set to that end); -ENOENT, -EBADMSG, -EIO (the log kept from before a
+ * restart is gone or unreadable); -EMFILE and the like. */
+int jm_reader_open(struct jm *m, struct jm_job *j, unsigned select_mask, uint64_t offset,
+                   struct jm_reader **ret, uint64_t *ret_end);
+/* As outlog_reader_read, outlog_reader_wait and outlog_reader_cancel_wait (core/outlog.h). */
+ssize_t jm_reader_read(struct jm_reader *rd, void *buf, size_t cap,
+                       struct outlog_chunk_info *ret_info);
+int jm_reader_wait(struct jm_reader *rd, outlog_wake_fn fn, void *userdata);
+bool jm_reader_cancel_wait(struct jm_reader *rd);
+/* Payload bytes recorded so far, both streams. */
+uint64_t jm_reader_log_bytes(struct jm_reader *rd);
+/* The job's final status, for a reader that reached the end of its output (the record can lag
+ * the log's close by a moment; this waits for it, briefly). */
+void jm_reader_final_info(struct jm_reader *rd, struct jm_info *ret);
+/* NULL-safe; cancels a pending wait first. */
+void jm_reader_free(struct jm_reader *rd);
+
+#include "cleanup.h"
+DEFINE_CLEANUP(struct jm_reader *, jm_reader_free)
