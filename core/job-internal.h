@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "cgroup.h"
 #include "job.h"
+#include "shimproto.h"
 #include "spawn.h"
 
 #define PIPE_SIZE        (1 << 20) /* F_SETPIPE_SZ: a 64 KiB pipe caps output near 1 GB/s */
@@ -46,7 +47,7 @@ struct job {
 
     /* Event thread only. */
     bool reaped, have_status, end_published, finalised;
-    struct spawn_status st;
+    struct shimproto_status st;
     int shim_code, shim_status; /* waitid si_code / si_status of the shim */
 
     /* Under mu. */
@@ -74,7 +75,7 @@ struct spawn_req {
 };
 
 /* A started shim, waiting for its go: the server's ends of its fds. */
-struct shim {
+struct job_shim {
     pid_t pid;
     int pidfd, out, err, stp, sync;
     bool prepped; /* sent its prep: its command's process waits for the go as uid:gid */
@@ -91,7 +92,7 @@ struct job_cgroup {
     uid_t uid; /* the user the job will run as: its shim is prepped for it */
     gid_t gid;
     struct limits limits;    /* written into cg at the reservation */
-    struct shim sh;          /* pidfd < 0: none (yet) */
+    struct job_shim sh;      /* pidfd < 0: none (yet) */
     bool attaching;          /* the pool thread is moving a shim into cg; under r->mu */
     bool no_shim;            /* that failed once: the start brings its own */
     struct job_cgroup *next; /* on r->ahead until taken or released; under r->mu */
@@ -114,14 +115,14 @@ struct job_runner {
     struct job *jobs;
     unsigned starting; /* job_start calls between the quit check and list insertion */
     struct spawn_req *reqs, **reqs_tail;
-    struct shim pool[JOB_PRESPAWN_MAX]; /* shims for private-network jobs, started ahead */
+    struct job_shim pool[JOB_PRESPAWN_MAX]; /* shims for private-network jobs, started ahead */
     unsigned n_pool;
     bool pool_refill;         /* the pool thread tops the pool up */
     struct job_cgroup *ahead; /* reserved and not yet taken: the pool thread fills them first */
     pthread_cond_t pool_cond;
     pthread_t pool_thread;
     bool pool_thread_started;
-    /* The shim template (spawn.h), the pool thread's only: pid, pidfd, control socket (-1:
+    /* The shim template (shimproto.h), the pool thread's only: pid, pidfd, control socket (-1:
      * none); tmpl_served once any template made a shim; tmpl_off if the first failed before
      * (none would make any). */
     pid_t tmpl_pid;
@@ -131,28 +132,29 @@ struct job_runner {
 };
 
 /* job-start.c: an empty shim (every fd -1). */
-void job_shim_init(struct shim *sh);
+void job_shim_init(struct job_shim *sh);
 /* job-start.c: kills and reaps a pooled shim that will not be used, closing its fds. */
-void job_shim_discard(struct shim *sh);
+void job_shim_discard(struct job_shim *sh);
 /* job-start.c: starts a shim in new namespaces (into the cgroup of cgroup_fd if >= 0), from the
  * event thread or, if here, from the calling thread (the pool thread: a private-network shim is
  * then forked by the shim template, or exec'd if that fails). 0 or -errno. */
-int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here, struct shim *ret);
+int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here,
+                   struct job_shim *ret);
 /* job-start.c: ends the pool thread's shim template (if any) and reaps it. Pool thread only. */
 void job_template_stop(struct job_runner *r);
 /* job-start.c: sends the prep (job id, uid, gid). 0 or -errno (-EPIPE, -ECONNRESET: the shim
  * already failed and said why). */
-int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);
+int job_shim_prep(struct job_shim *sh, const char *id, uid_t uid, gid_t gid);
 
 /* job-pool.c: whether a shim that waited is still there (a dead one is reaped). */
-bool job_shim_alive(struct shim *sh);
+bool job_shim_alive(struct job_shim *sh);
 /* job-pool.c: takes a pooled shim, asking for a replacement; false if none. */
-bool job_pool_take(struct job_runner *r, struct shim *ret);
+bool job_pool_take(struct job_runner *r, struct job_shim *ret);
 /* job-pool.c: takes a reservation off the runner and frees it: its cgroup is returned, its
  * shim (or an empty one) and the limits written into it put in *ret_sh and *ret_lim. */
-struct cg *job_ahead_take(struct job_cgroup *jc, struct shim *ret_sh, struct limits *ret_lim);
+struct cg *job_ahead_take(struct job_cgroup *jc, struct job_shim *ret_sh, struct limits *ret_lim);
 /* job-pool.c: removes a cgroup made ahead that no job ran in (NULL-safe), killing its shim. */
-void job_ahead_drop(struct cg *cg, struct shim *sh);
+void job_ahead_drop(struct cg *cg, struct job_shim *sh);
 /* job-pool.c: the shims of reservations nobody released before job_runner_free; reaped. */
 void job_ahead_discard_all(struct job_runner *r);
 /* job-pool.c: the pool thread, keeping r->pool topped up until the runner quits. */

@@ -13,11 +13,11 @@
 
 #include "cgroup.h"
 #include "log.h"
-#include "spawn.h"
+#include "shimproto.h"
 
 /* Whether a shim that waited (in the pool or a reservation) is still there: one killed by
  * someone meanwhile would look like a job that started and was killed. A dead one is reaped. */
-bool job_shim_alive(struct shim *sh)
+bool job_shim_alive(struct job_shim *sh)
 {
     siginfo_t si;
 
@@ -27,10 +27,10 @@ bool job_shim_alive(struct shim *sh)
 }
 
 /* Pops a live pooled shim into *ret, discarding dead ones. Under r->mu. */
-static bool pool_pop(struct job_runner *r, struct shim *ret)
+static bool pool_pop(struct job_runner *r, struct job_shim *ret)
 {
     while (r->n_pool) {
-        struct shim sh = r->pool[--r->n_pool];
+        struct job_shim sh = r->pool[--r->n_pool];
 
         if (job_shim_alive(&sh)) {
             *ret = sh;
@@ -43,7 +43,7 @@ static bool pool_pop(struct job_runner *r, struct shim *ret)
 
 /* Takes a pooled shim (private network) into *ret and asks the pool thread to start a
  * replacement. false when the pool is off or empty. */
-bool job_pool_take(struct job_runner *r, struct shim *ret)
+bool job_pool_take(struct job_runner *r, struct job_shim *ret)
 {
     bool got = false;
 
@@ -73,7 +73,7 @@ static struct job_cgroup *ahead_wanting_shim(struct job_runner *r)
 static void ahead_fill(struct job_runner *r, struct job_cgroup *jc)
 {
     int cgfd = cg_get_dirfd(jc->cg);
-    struct shim sh;
+    struct job_shim sh;
     bool pooled;
     int e = 0;
 
@@ -112,7 +112,7 @@ void *job_pool_thread(void *arg)
     pthread_mutex_lock(&r->mu);
     for (;;) {
         struct job_cgroup *jc = NULL;
-        struct shim sh;
+        struct job_shim sh;
         int e;
 
         while (!r->quit && !(jc = ahead_wanting_shim(r)) &&
@@ -149,7 +149,7 @@ void *job_pool_thread(void *arg)
 
 /* Takes jc off the runner's list (waiting for the pool thread if it is moving a shim in) and
  * frees it: its cgroup is returned, its shim (if any) put in *ret_sh. */
-struct cg *job_ahead_take(struct job_cgroup *jc, struct shim *ret_sh, struct limits *ret_lim)
+struct cg *job_ahead_take(struct job_cgroup *jc, struct job_shim *ret_sh, struct limits *ret_lim)
 {
     struct job_runner *r = jc->r;
     struct cg *cg = jc->cg;
@@ -183,7 +183,7 @@ int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct j
     int e;
 
     *ret = NULL;
-    if (!a->id || strlen(a->id) > SPAWN_ID_MAX)
+    if (!a->id || strlen(a->id) > SHIMPROTO_ID_MAX)
         return -EINVAL;
     jc = calloc(1, sizeof(*jc));
     if (!jc)
@@ -208,7 +208,7 @@ int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct j
 }
 
 /* Removes a cgroup made ahead that no job ran in, and kills the shim that waited in it. */
-void job_ahead_drop(struct cg *cg, struct shim *sh)
+void job_ahead_drop(struct cg *cg, struct job_shim *sh)
 {
     job_shim_discard(sh);
     if (!cg)
@@ -222,7 +222,7 @@ void job_ahead_drop(struct cg *cg, struct shim *sh)
 
 void job_cgroup_release(struct job_cgroup *jc)
 {
-    struct shim sh;
+    struct job_shim sh;
 
     if (!jc)
         return;

@@ -28,13 +28,14 @@
 #include "cleanup.h"
 #include "log.h"
 #include "outlog.h"
+#include "shimproto.h"
 #include "spawn.h"
 
 /* ---- shims */
 
-void job_shim_init(struct shim *sh)
+void job_shim_init(struct job_shim *sh)
 {
-    *sh = (struct shim){.pidfd = -1, .out = -1, .err = -1, .stp = -1, .sync = -1};
+    *sh = (struct job_shim){.pidfd = -1, .out = -1, .err = -1, .stp = -1, .sync = -1};
 }
 
 static void close_fd(int *fd)
@@ -61,7 +62,7 @@ static void kill_and_reap(int *pidfd, pid_t pid)
 }
 
 /* Kills (if still there), reaps and closes a shim that will run no job. */
-void job_shim_discard(struct shim *sh)
+void job_shim_discard(struct job_shim *sh)
 {
     close_fd(&sh->sync); /* a shim still waiting for its go exits on this EOF */
     kill_and_reap(&sh->pidfd, sh->pid);
@@ -73,18 +74,17 @@ void job_shim_discard(struct shim *sh)
 
 static int run_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *ret_pid,
                      int *ret_pidfd);
-int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid);
+int job_shim_prep(struct job_shim *sh, const char *id, uid_t uid, gid_t gid);
 
-/* ---- the shim template (spawn.h): pooled shims forked from one process instead of each an
+/* ---- the shim template (shimproto.h): pooled shims forked from one process instead of each an
  * exec of this (static, 16 MB) binary, whose start-up and exit cost ~0.75 ms of CPU, with
  * the seccomp filter built once. Pool thread only: it is the template's pdeathsig parent,
  * hence (CLONE_PARENT) every shim's, as for those it execs. */
 
 void job_template_stop(struct job_runner *r)
 {
-    struct spawn_template_reply rep;
+    struct shimproto_template_reply rep;
     int pidfd;
-    size_t n;
 
     /* EOF first: the template ends on it by itself, whatever becomes of the kill. */
     if (r->tmpl_sock >= 0)
@@ -94,15 +94,15 @@ void job_template_stop(struct job_runner *r)
     /* Replies it sent that were not read (a request given up on): their shims, ours to reap
      * (their exit signal is 0: nothing else would, a zombie of ours for good). */
     if (r->tmpl_sock >= 0 && fcntl(r->tmpl_sock, F_SETFL, O_NONBLOCK) == 0)
-        while (n = 0, spawn_recv_fds(r->tmpl_sock, &rep, sizeof(rep), &pidfd, 1, &n) == 1)
-            if (n == 1)
+        while (shimproto_recv_template_reply(r->tmpl_sock, &rep, &pidfd) == 1)
+            if (pidfd >= 0)
                 kill_and_reap(&pidfd, rep.pid);
     close_fd(&r->tmpl_sock);
 }
 
 static int template_start(struct job_runner *r)
 {
-    char *argv[] = {"runjob", "shim", SPAWN_NET_NONE, SPAWN_TEMPLATE_ARG, NULL};
+    char *argv[] = {"runjob", "shim", SHIMPROTO_NET_NONE, SHIMPROTO_TEMPLATE_ARG, NULL};
     int sock[2];
     struct spawn_args a;
     int e;
@@ -112,9 +112,9 @@ static int template_start(struct job_runner *r)
     memset(&a, 0, sizeof(a));
     a.exe = r->shim_exe;
     a.argv = argv;
-    for (int i = 0; i < SPAWN_FD_COUNT; i++)
+    for (int i = 0; i < SHIMPROTO_FD_COUNT; i++)
         a.fds[i] = r->devnull;
-    a.fds[SPAWN_FD_SYNC] = sock[1];
+    a.fds[SHIMPROTO_FD_SYNC] = sock[1];
     a.cgroup_fd = -1;
     e = spawn_clone(&a, &r->tmpl_pid, &r->tmpl_pidfd); /* no new namespaces: its shims get them */
     (void)close(sock[1]);
@@ -134,11 +134,9 @@ static int template_start(struct job_runner *r)
 static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *ret_pid,
                           int *ret_pidfd)
 {
-    struct spawn_template_req q = {.flags = a->cgroup_fd >= 0 ? SPAWN_TEMPLATE_CGROUP : 0};
-    struct spawn_template_reply rep;
-    int fds[SPAWN_FD_COUNT + 1], pidfd = -1, e;
+    struct shimproto_template_reply rep;
+    int pidfd = -1, e;
     struct pollfd p;
-    size_t n = 0;
 
     if (r->tmpl_off)
         return -EOPNOTSUPP;
@@ -151,9 +149,7 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
             return e;
         }
     }
-    memcpy(fds, a->fds, sizeof(a->fds));
-    fds[SPAWN_FD_COUNT] = a->cgroup_fd;
-    e = spawn_send_fds(r->tmpl_sock, &q, sizeof(q), fds, SPAWN_FD_COUNT + (a->cgroup_fd >= 0));
+    e = shimproto_send_template_req(r->tmpl_sock, a->fds, a->cgroup_fd);
     if (e == 0) {
         p = (struct pollfd){.fd = r->tmpl_sock, .events = POLLIN};
         do
@@ -162,12 +158,12 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
         e = e < 0 ? -errno : e == 0 ? -ETIMEDOUT : 0;
     }
     if (e == 0) {
-        e = spawn_recv_fds(r->tmpl_sock, &rep, sizeof(rep), &pidfd, 1, &n);
+        e = shimproto_recv_template_reply(r->tmpl_sock, &rep, &pidfd);
         if (e == 0)
             e = -ECONNRESET; /* EOF: the template ended */
     }
     /* e == 1: a whole reply, a shim's pid with its pidfd or the clone's error without. */
-    if (e == 1 && rep.err == 0 && n == 1 && rep.pid > 0) {
+    if (e == 1 && rep.err == 0 && pidfd >= 0 && rep.pid > 0) {
         r->tmpl_served = true;
         *ret_pid = rep.pid;
         *ret_pidfd = pidfd;
@@ -175,11 +171,11 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
     }
     /* The clone's error (EAGAIN, ENOMEM; EBUSY, ENODEV for a cgroup it cannot go into): this
      * request's, not the template's, which stays. */
-    if (e == 1 && rep.err > 0 && n == 0)
+    if (e == 1 && rep.err > 0 && pidfd < 0)
         return -rep.err;
     if (e == 1)
         e = -EPROTO;
-    if (n == 1)
+    if (pidfd >= 0)
         kill_and_reap(&pidfd, e == 1 ? rep.pid : 0); /* not to be trusted, nor kept */
     /* Anything else, a failed send, poll or recv included, leaves the control socket out of
      * step (a reply still to come would be read by the next request as its own): stopped. */
@@ -196,12 +192,13 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
  * thread: it lives as long as the runner's jobs, so it may be the shim's pdeathsig parent).
  * 0 with *ret filled, or -errno. */
 static int shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here,
-                      bool from_template, struct shim *ret)
+                      bool from_template, struct job_shim *ret)
 {
-    char *shim_argv[] = {"runjob", "shim", host_net ? SPAWN_NET_HOST : SPAWN_NET_NONE, NULL};
+    char *shim_argv[] = {"runjob", "shim", host_net ? SHIMPROTO_NET_HOST : SHIMPROTO_NET_NONE,
+                         NULL};
     int out[2] = {-1, -1}, err[2] = {-1, -1}, stp[2] = {-1, -1}, sync[2] = {-1, -1};
     struct spawn_args a;
-    struct shim sh;
+    struct job_shim sh;
     int e = 0;
 
     job_shim_init(&sh);
@@ -220,11 +217,11 @@ static int shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool h
     memset(&a, 0, sizeof(a));
     a.exe = r->shim_exe;
     a.argv = shim_argv;
-    a.fds[SPAWN_FD_STDIN] = r->devnull;
-    a.fds[SPAWN_FD_STDOUT] = out[1];
-    a.fds[SPAWN_FD_STDERR] = err[1];
-    a.fds[SPAWN_FD_SYNC] = sync[1];
-    a.fds[SPAWN_FD_STATUS] = stp[1];
+    a.fds[SHIMPROTO_FD_STDIN] = r->devnull;
+    a.fds[SHIMPROTO_FD_STDOUT] = out[1];
+    a.fds[SHIMPROTO_FD_STDERR] = err[1];
+    a.fds[SHIMPROTO_FD_SYNC] = sync[1];
+    a.fds[SHIMPROTO_FD_STATUS] = stp[1];
     a.ns_flags =
         CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (host_net ? 0 : CLONE_NEWNET);
     a.cgroup_fd = cgroup_fd;
@@ -249,7 +246,8 @@ out:
     return e;
 }
 
-int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here, struct shim *ret)
+int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here,
+                   struct job_shim *ret)
 {
     /* A template that fails may have cloned a shim it could not tell us about (killed between
      * its clone and its reply): that one holds the fds it was sent, so the exec'd shim gets
@@ -292,63 +290,19 @@ static int run_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *re
     return 0;
 }
 
-/* Waits for the shim's verdict: EOF = the command was exec'd; a message = {step, errno}. */
-static int read_verdict(int fd, struct spawn_sync_msg *ret_msg)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    ssize_t n;
-    int e;
-
-    do
-        e = poll(&p, 1, START_TIMEOUT_MS);
-    while (e < 0 && errno == EINTR);
-    if (e < 0)
-        return -errno;
-    if (e == 0)
-        return -ETIMEDOUT;
-    do
-        n = recv(fd, ret_msg, sizeof(*ret_msg), 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -errno;
-    if (n == 0)
-        return 0;
-    if (n != sizeof(*ret_msg) || ret_msg->err <= 0)
-        return -EPROTO;
-    return 1;
-}
-
-/* The prep message: the shim roots its cgroup namespace, takes the job's hostname and makes the
+/* The prep: the shim roots its cgroup namespace, takes the job's hostname and makes the
  * command's process as uid:gid up to its exec. 0 or -errno (-EPIPE, -ECONNRESET: the shim
  * already failed and said why). */
-int job_shim_prep(struct shim *sh, const char *id, uid_t uid, gid_t gid)
+int job_shim_prep(struct job_shim *sh, const char *id, uid_t uid, gid_t gid)
 {
-    struct spawn_prep_msg m;
-    ssize_t n;
+    int e = shimproto_send_prep(sh->sync, id, uid, gid);
 
-    memset(&m, 0, sizeof(m));
-    if (strlen(id) > SPAWN_ID_MAX)
-        return -EINVAL;
-    memcpy(m.id, id, strlen(id));
-    m.uid = uid;
-    m.gid = gid;
-    do
-        n = send(sh->sync, &m, sizeof(m), MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -errno;
+    if (e < 0)
+        return e;
     sh->prepped = true;
     sh->uid = uid;
     sh->gid = gid;
     return 0;
-}
-
-/* The go message, with the spec memfd attached. 0 or -errno. */
-static int send_go(int sync_fd, int spec_fd)
-{
-    struct spawn_sync_msg m = {0};
-
-    return spawn_send_fd(sync_fd, &m, sizeof(m), spec_fd);
 }
 
 static char **build_argv(const struct job_spec *spec)
@@ -370,13 +324,13 @@ static int write_spec_memfd(const struct job_spec *spec, int *ret_fd)
     _cleanup_free_ char **argv = build_argv(spec);
     _cleanup_free_ void *blob = NULL;
     _cleanup_close_ int fd = -1;
-    struct spawn_spec s;
+    struct shimproto_spec s;
     size_t len, off = 0;
     int e;
 
     if (!argv)
         return -ENOMEM;
-    s = (struct spawn_spec){
+    s = (struct shimproto_spec){
         .id = spec->id,
         .path = spec->path,
         .cwd = spec->cwd ? spec->cwd : "/",
@@ -386,7 +340,7 @@ static int write_spec_memfd(const struct job_spec *spec, int *ret_fd)
         .gid = spec->gid,
         .host_net = spec->network == JOB_NET_HOST,
     };
-    e = spawn_spec_pack(&s, &blob, &len);
+    e = shimproto_spec_pack(&s, &blob, &len);
     if (e < 0)
         return e;
     fd = memfd_create("runjob-spec", MFD_CLOEXEC);
@@ -404,22 +358,22 @@ static int write_spec_memfd(const struct job_spec *spec, int *ret_fd)
     return 0;
 }
 
-static void format_start_error(const struct job_spec *spec, const struct spawn_sync_msg *m,
+static void format_start_error(const struct job_spec *spec, const struct shimproto_sync *m,
                                char *errbuf, size_t errlen)
 {
     struct stat st;
     bool is_dir = false, no_x = false;
 
-    if (m->step == SHIM_STEP_EXEC_SHIM) {
+    if (m->step == SHIMPROTO_STEP_EXEC_SHIM) {
         snprintf(errbuf, errlen, "starting the job shim: %s", strerror(m->err));
         return;
     }
-    if (m->step == SHIM_STEP_EXEC && m->err == EACCES && stat(spec->path, &st) == 0) {
+    if (m->step == SHIMPROTO_STEP_EXEC && m->err == EACCES && stat(spec->path, &st) == 0) {
         is_dir = S_ISDIR(st.st_mode);
         no_x = !(st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH));
     }
-    spawn_format_error(m->step, m->err, spec->path, spec->cwd ? spec->cwd : "/", is_dir, no_x,
-                       errbuf, errlen);
+    shimproto_format_error(m->step, m->err, spec->path, spec->cwd ? spec->cwd : "/", is_dir, no_x,
+                           errbuf, errlen);
 }
 
 static int check_spec(struct job_runner *r, const struct job_spec *spec, char *errbuf,
@@ -453,8 +407,8 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
 {
     struct limits lim = spec->limits, ahead_lim = {0};
     bool host_net = spec->network == JOB_NET_HOST, attach = true, peer_gone;
-    struct spawn_sync_msg msg = {0};
-    struct shim sh;
+    struct shimproto_sync msg = {0};
+    struct job_shim sh;
     struct job *j = NULL;
     struct cg *cg = NULL;
     int memfd = -1, e;
@@ -533,14 +487,14 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
      * closed its end: read that below. */
     e = sh.prepped ? 0 : job_shim_prep(&sh, spec->id, spec->uid, spec->gid);
     if (e == 0)
-        e = send_go(sh.sync, memfd);
+        e = shimproto_send_go(sh.sync, memfd);
     if (e < 0 && e != -EPIPE && e != -ECONNRESET) {
         snprintf(errbuf, errlen, "releasing the job shim: %s", strerror(-e));
         goto fail;
     }
     peer_gone = e < 0;
     close_fd(&memfd);
-    e = read_verdict(sh.sync, &msg);
+    e = shimproto_recv_verdict(sh.sync, START_TIMEOUT_MS, &msg);
     if (e == 0 && peer_gone) /* no exec without the go: it ended without a word */
         e = -ECHILD;
     if (e < 0) {

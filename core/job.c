@@ -27,6 +27,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "outlog.h"
+#include "shimproto.h"
 #include "spawn.h"
 
 void job_runner_wake(struct job_runner *r)
@@ -120,13 +121,11 @@ static void pump(struct job_runner *r, struct job *j, enum watch_kind kind)
 
 static void read_status(struct job *j)
 {
-    struct spawn_status st;
-    ssize_t n;
+    struct shimproto_status st;
 
     if (j->status_fd < 0 || j->have_status)
         return;
-    n = read(j->status_fd, &st, sizeof(st));
-    if (n == sizeof(st)) {
+    if (shimproto_recv_status(j->status_fd, &st) == 1) {
         j->st = st;
         j->have_status = true;
     }
@@ -165,7 +164,7 @@ static void set_final_status(struct job *j, const struct cg_usage *u)
 {
     struct job_status *s = &j->status;
 
-    if (j->have_status && j->st.kind == SPAWN_EXITED) {
+    if (j->have_status && j->st.kind == SHIMPROTO_EXITED) {
         s->state = JOB_EXITED;
         s->exit_code = j->st.code;
     } else if (j->have_status) {

@@ -10,7 +10,7 @@
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 
-#include "core/spawn.h"
+#include "core/shimproto.h"
 
 static int count_fds(void)
 {
@@ -419,29 +419,29 @@ Test(job, pooled_shims_come_from_the_template_and_its_death_falls_back_to_exec)
 }
 
 /* One request of len bytes with n fds (none if 0) to a template on sock; its reply (1, 0 at
- * EOF, or -errno as spawn_recv_fds), which must come within 5 s. */
+ * EOF, or -errno as shimproto_recv_fds), which must come within 5 s. */
 static int template_ask(int sock, const void *q, size_t len, const int *fds, size_t n,
-                        struct spawn_template_reply *rep, int *pidfd, size_t *ret_n)
+                        struct shimproto_template_reply *rep, int *pidfd, size_t *ret_n)
 {
     struct pollfd p = {.fd = sock, .events = POLLIN};
 
     if (n)
-        cr_assert_eq(spawn_send_fds(sock, q, len, fds, n), 0);
+        cr_assert_eq(shimproto_send_fds(sock, q, len, fds, n), 0);
     else
         cr_assert_eq(send(sock, q, len, MSG_NOSIGNAL), (ssize_t)len);
     cr_assert_eq(poll(&p, 1, 5000), 1, "no reply from the template within 5 s");
     *ret_n = 0;
-    return spawn_recv_fds(sock, rep, sizeof(*rep), pidfd, 1, ret_n);
+    return shimproto_recv_fds(sock, rep, sizeof(*rep), pidfd, 1, ret_n);
 }
 
 /* The template (run here by hand) answers every request, those it cannot serve with an err and
  * no pidfd (the server would wait out its timeout otherwise), and serves the next one. */
 Test(job, the_template_answers_requests_it_cannot_serve_and_serves_the_next)
 {
-    struct spawn_template_req q = {0};
-    struct spawn_template_reply rep;
+    struct shimproto_template_req q = {0};
+    struct shimproto_template_reply rep;
     char big[sizeof(q) + 1] = {0};
-    int sv[2], sync[2], nul, dir, fds[SPAWN_FDS_MAX], pidfd = -1, st;
+    int sv[2], sync[2], nul, dir, fds[SHIMPROTO_FDS_MAX], pidfd = -1, st;
     siginfo_t si;
     size_t n;
     pid_t pid;
@@ -456,22 +456,24 @@ Test(job, the_template_answers_requests_it_cannot_serve_and_serves_the_next)
     cr_assert(pid >= 0);
     if (pid == 0) {
         if (dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0 ||
-            dup2(sv[1], SPAWN_FD_SYNC) < 0 || dup2(nul, SPAWN_FD_STATUS) < 0)
+            dup2(sv[1], SHIMPROTO_FD_SYNC) < 0 || dup2(nul, SHIMPROTO_FD_STATUS) < 0)
             _exit(126);
-        execl(runjob_bin(), "runjob", "shim", SPAWN_NET_NONE, SPAWN_TEMPLATE_ARG, (char *)NULL);
+        execl(runjob_bin(), "runjob", "shim", SHIMPROTO_NET_NONE, SHIMPROTO_TEMPLATE_ARG,
+              (char *)NULL);
         _exit(127);
     }
     close(sv[1]);
-    for (int i = 0; i < SPAWN_FDS_MAX; i++)
+    for (int i = 0; i < SHIMPROTO_FDS_MAX; i++)
         fds[i] = nul;
-    fds[SPAWN_FD_SYNC] = sync[1];
+    fds[SHIMPROTO_FD_SYNC] = sync[1];
 
     /* A request of the wrong length (-EBADMSG at its recv). */
-    cr_assert_eq(template_ask(sv[0], big, sizeof(big), fds, SPAWN_FD_COUNT, &rep, &pidfd, &n), 1);
+    cr_assert_eq(template_ask(sv[0], big, sizeof(big), fds, SHIMPROTO_FD_COUNT, &rep, &pidfd, &n),
+                 1);
     cr_expect_eq(rep.err, EBADMSG);
     cr_expect_eq(n, 0);
     /* More fds than a request has room for (-EBADMSG too). */
-    cr_assert_eq(template_ask(sv[0], &q, sizeof(q), fds, SPAWN_FDS_MAX, &rep, &pidfd, &n), 1);
+    cr_assert_eq(template_ask(sv[0], &q, sizeof(q), fds, SHIMPROTO_FDS_MAX, &rep, &pidfd, &n), 1);
     cr_expect_eq(rep.err, EBADMSG);
     cr_expect_eq(n, 0);
     /* A whole request with too few fds. */
@@ -479,15 +481,16 @@ Test(job, the_template_answers_requests_it_cannot_serve_and_serves_the_next)
     cr_expect_eq(rep.err, EBADMSG);
     cr_expect_eq(n, 0);
     /* A well-formed request whose clone fails: a "cgroup" that is a plain directory. */
-    q.flags = SPAWN_TEMPLATE_CGROUP;
-    fds[SPAWN_FD_COUNT] = dir;
-    cr_assert_eq(template_ask(sv[0], &q, sizeof(q), fds, SPAWN_FD_COUNT + 1, &rep, &pidfd, &n), 1);
+    q.flags = SHIMPROTO_TEMPLATE_CGROUP;
+    fds[SHIMPROTO_FD_COUNT] = dir;
+    cr_assert_eq(template_ask(sv[0], &q, sizeof(q), fds, SHIMPROTO_FD_COUNT + 1, &rep, &pidfd, &n),
+                 1);
     cr_expect_gt(rep.err, 0, "a clone into a directory that is no cgroup succeeded");
     cr_expect_eq(n, 0);
 
     /* Then a shim: our child (CLONE_PARENT), waited for by its pidfd. */
     q.flags = 0;
-    cr_assert_eq(template_ask(sv[0], &q, sizeof(q), fds, SPAWN_FD_COUNT, &rep, &pidfd, &n), 1);
+    cr_assert_eq(template_ask(sv[0], &q, sizeof(q), fds, SHIMPROTO_FD_COUNT, &rep, &pidfd, &n), 1);
     cr_assert_eq(rep.err, 0, "%s", strerror(rep.err));
     cr_assert_eq(n, 1);
     cr_expect_gt(rep.pid, 0);

@@ -1,0 +1,460 @@
+/* The shim (shim.h): PID 1 of a job's namespaces, and the template that forks pooled shims.
+ *
+ * The steps run top to bottom in the order core/shimproto.h gives (enum shimproto_step): those
+ * that do not depend on the job first, then the prep (the job's id and user: the command's
+ * process is made up to its exec), then the go with the spec, which that process reads itself.
+ * A failed step sends the failure {step, errno} to the server and _exit(127)s: die-on-error is
+ * allowed here, and only here (STYLE.md §10): the process is short-lived and single-threaded. */
+#include "shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "seccomp.h"
+#include "shimproto.h"
+
+/* Signals a stop (or a user) sends to the shim and the shim passes on to the command's group.
+ * Synchronous signals (SEGV, BUS, ...) stay unblocked: they are the shim's own. */
+static const int forwarded[] = {SIGHUP,  SIGINT,  SIGQUIT,  SIGTERM, SIGUSR1,
+                                SIGUSR2, SIGALRM, SIGWINCH, SIGCONT, SIGTSTP};
+
+__attribute__((noreturn)) static void die(int step, int err)
+{
+    (void)shimproto_send_failure(SHIMPROTO_FD_SYNC, step, err);
+    _exit(127);
+}
+
+/* Reads the whole spec memfd (it came with the go message) and closes it. */
+static void *read_spec(int fd, size_t *ret_len)
+{
+    struct stat st;
+    char *buf;
+    size_t off = 0;
+
+    if (fstat(fd, &st) < 0)
+        die(SHIMPROTO_STEP_READ_SPEC, errno);
+    if (st.st_size <= 0 || st.st_size > (64 << 20) + 4096)
+        die(SHIMPROTO_STEP_READ_SPEC, EBADMSG);
+    buf = malloc((size_t)st.st_size);
+    if (!buf)
+        die(SHIMPROTO_STEP_READ_SPEC, ENOMEM);
+    while (off < (size_t)st.st_size) {
+        ssize_t n = pread(fd, buf + off, (size_t)st.st_size - off, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die(SHIMPROTO_STEP_READ_SPEC, n < 0 ? errno : EBADMSG);
+        off += (size_t)n;
+    }
+    (void)close(fd);
+    *ret_len = off;
+    return buf;
+}
+
+/* Every disposition back to SIG_DFL, the realtime signals glibc keeps for itself (32, 33)
+ * included: glibc's signal() and sigaction() refuse those, and SIG_IGN survives exec, so a
+ * server started with one of them ignored passed it on to every job. Raw rt_sigaction: async-
+ * signal-safe, so also usable in the command's child. SIGKILL and SIGSTOP fail: fine. */
+static void reset_signal_dispositions(void)
+{
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        uint64_t mask;
+    } dfl = {.handler = SIG_DFL};
+
+    for (long sig = 1; sig <= 64; sig++)
+        (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
+}
+
+static int setup_signals(void)
+{
+    sigset_t set;
+    int fd;
+
+    /* An inherited SIG_IGN of SIGCHLD would make the kernel reap the command itself. */
+    reset_signal_dispositions();
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+        sigaddset(&set, forwarded[i]);
+    sigaddset(&set, SIGCHLD);
+    /* PID 1 of a namespace only receives signals it handles or blocks: blocked + signalfd. */
+    if (sigprocmask(SIG_SETMASK, &set, NULL) < 0)
+        die(SHIMPROTO_STEP_SIGNALS, errno);
+    fd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (fd < 0)
+        die(SHIMPROTO_STEP_SIGNALS, errno);
+    return fd;
+}
+
+/* Waits for the server's go; returns the spec memfd that came with it. */
+static int wait_go(void)
+{
+    int fd = -1, r;
+
+    r = shimproto_recv_go(SHIMPROTO_FD_SYNC, &fd);
+    if (r == 0)
+        _exit(127); /* the server is gone (or dropped this pooled shim): nobody to run a job for */
+    if (r < 0)
+        die(SHIMPROTO_STEP_WAIT_GO, -r);
+    if (fd < 0)
+        die(SHIMPROTO_STEP_READ_SPEC, EBADMSG);
+    return fd;
+}
+
+static void loopback_up(void)
+{
+    struct ifreq ifr;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        die(SHIMPROTO_STEP_LOOPBACK, errno);
+    memset(&ifr, 0, sizeof(ifr));
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+        die(SHIMPROTO_STEP_LOOPBACK, errno);
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+        die(SHIMPROTO_STEP_LOOPBACK, errno);
+    (void)close(fd);
+}
+
+static void set_hostname(const char *id)
+{
+    size_t n = strcspn(id, "-");
+
+    if (n == 0 || n > 64)
+        n = strlen(id) < 64 ? strlen(id) : 64;
+    if (sethostname(id, n) < 0)
+        die(SHIMPROTO_STEP_HOSTNAME, errno);
+}
+
+/* Waits for the server's prep: the job's id, user and group, sent once the shim is in the job's
+ * cgroups. */
+static void wait_prep(struct shimproto_prep *ret)
+{
+    int r = shimproto_recv_prep(SHIMPROTO_FD_SYNC, ret);
+
+    if (r == 0)
+        _exit(127); /* the server is gone (or dropped this pooled shim): nobody to run a job for */
+    if (r < 0)
+        die(SHIMPROTO_STEP_WAIT_PREP, -r);
+}
+
+/* The command's process, from the fork to its exec: never returns. Everything that does not
+ * depend on the command comes before the go (for a job made ahead, before its Start even
+ * arrives): its group, signals, fds, credentials, no_new_privs and the seccomp filter. Then it
+ * waits for the go itself, reads the spec, enters the working directory and execs. */
+__attribute__((noreturn)) static void command_main(const struct shimproto_prep *prep,
+                                                   struct scmp_filter *filter, bool host_net)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    struct shimproto_spec *spec;
+    sigset_t none;
+    void *blob;
+    size_t len;
+    int r;
+
+    if (setpgid(0, 0) < 0)
+        die(SHIMPROTO_STEP_SETPGID, errno);
+
+    reset_signal_dispositions(); /* the shim did it too; nothing here may have changed them */
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+        die(SHIMPROTO_STEP_SIGNAL_RESET, errno);
+
+    /* 0..2 stay; the sync socket stays until exec closes it (close-on-exec), which is how the
+     * server learns the exec succeeded. The signalfd and the status pipe go. */
+    _Static_assert(SHIMPROTO_FD_SYNC == 3, "fds 3 .. SHIMPROTO_FD_SYNC - 1 would need closing too");
+    if (close_range(SHIMPROTO_FD_SYNC + 1, ~0U, 0) < 0)
+        die(SHIMPROTO_STEP_FDS, errno);
+
+    /* Needs CAP_SETPCAP, so before setuid. An empty bounding set also keeps a root job (or a
+     * setuid-root binary, were no_new_privs ever lifted) from gaining any capability at exec. */
+    for (int cap = 0; cap < 64; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL)
+                break; /* past the last capability this kernel knows */
+            die(SHIMPROTO_STEP_CAPBSET, errno);
+        }
+    /* Raw syscalls: this process's credentials and nothing else, whatever glibc believes. */
+    if (syscall(SYS_setgroups, 0, NULL) < 0)
+        die(SHIMPROTO_STEP_SETGROUPS, errno);
+    if (syscall(SYS_setresgid, (long)prep->gid, (long)prep->gid, (long)prep->gid) < 0)
+        die(SHIMPROTO_STEP_SETGID, errno);
+    if (syscall(SYS_setresuid, (long)prep->uid, (long)prep->uid, (long)prep->uid) < 0)
+        die(SHIMPROTO_STEP_SETUID, errno);
+    /* setuid to non-root already cleared them; a root job needs it done by hand. */
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        die(SHIMPROTO_STEP_CAPS, errno);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        die(SHIMPROTO_STEP_CAPS, errno);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        die(SHIMPROTO_STEP_NO_NEW_PRIVS, errno);
+    /* After the credentials: the filter would bind those syscalls too. What follows (the go,
+     * the spec, chdir, exec) is what any program may do. */
+    r = scmp_filter_load(filter);
+    if (r < 0)
+        die(SHIMPROTO_STEP_SECCOMP, -r);
+
+    blob = read_spec(wait_go(), &len);
+    r = shimproto_spec_parse(blob, len, &spec);
+    if (r < 0)
+        die(SHIMPROTO_STEP_READ_SPEC, -r);
+    /* The go must be for the job this process was made for. */
+    if (spec->host_net != host_net || spec->uid != prep->uid || spec->gid != prep->gid ||
+        strcmp(spec->id, prep->id) != 0)
+        die(SHIMPROTO_STEP_READ_SPEC, EINVAL);
+    if (chdir(spec->cwd) < 0)
+        die(SHIMPROTO_STEP_CHDIR, errno);
+    execve(spec->path, (char *const *)spec->argv, (char *const *)spec->envp);
+    die(SHIMPROTO_STEP_EXEC, errno);
+}
+
+/* The directories anyone may write to get an empty tmpfs of the job's own: every job runs as the
+ * same user by default, and without this one job read, changed or removed another's files there
+ * (or left them behind, filling the host), and met host processes' sockets. Their pages are
+ * charged to the job's memory cgroup (the writer's) and go with its mount namespace. Without a
+ * network, /run is replaced too: its sockets (the system bus, ...) would be a way out; /run/lock
+ * then lives in the new one. A directory the host does not have is skipped. */
+static void mount_private_dirs(bool host_net)
+{
+    static const char *const dirs[] = {"/tmp", "/var/tmp", "/dev/shm", "/run/lock"};
+    const unsigned long flags = MS_NOSUID | MS_NODEV;
+    struct stat st;
+
+    if (!host_net && stat("/run", &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (mount("tmpfs", "/run", "tmpfs", flags | MS_NOEXEC, "mode=0755") < 0)
+            die(SHIMPROTO_STEP_MOUNT_TMP, errno);
+        if (mkdir("/run/lock", 01777) < 0 || chmod("/run/lock", 01777) < 0)
+            die(SHIMPROTO_STEP_MOUNT_TMP, errno);
+    }
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        if (!host_net && strcmp(dirs[i], "/run/lock") == 0)
+            continue; /* made in the new /run above */
+        if (stat(dirs[i], &st) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (mount("tmpfs", dirs[i], "tmpfs", flags, "mode=1777") < 0)
+            die(SHIMPROTO_STEP_MOUNT_TMP, errno);
+    }
+}
+
+/* Forks the command's process (command_main). Every signal is blocked across the fork so that
+ * none is handled in the child before it resets dispositions; the child sets its own mask.
+ * Returns the child's pid. */
+static pid_t start_command(const struct shimproto_prep *prep, struct scmp_filter *filter,
+                           bool host_net)
+{
+    sigset_t all, old;
+    pid_t pid;
+
+    sigfillset(&all);
+    if (sigprocmask(SIG_SETMASK, &all, &old) < 0)
+        die(SHIMPROTO_STEP_FORK, errno);
+    pid = fork();
+    if (pid == 0)
+        command_main(prep, filter, host_net);
+    if (pid < 0)
+        die(SHIMPROTO_STEP_FORK, errno);
+    if (sigprocmask(SIG_SETMASK, &old, NULL) < 0)
+        die(SHIMPROTO_STEP_FORK, errno);
+    return pid;
+}
+
+/* PID 1's loop: forward signals, reap zombies, until the command itself has been reaped. */
+static int supervise(int sfd, pid_t cmd)
+{
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof(si));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != sizeof(si))
+            return -1; /* cannot happen; the server sees the shim exit without a status */
+        if (si.ssi_signo != SIGCHLD) {
+            (void)kill(-cmd, (int)si.ssi_signo); /* ESRCH: the group is gone already */
+            continue;
+        }
+        /* SIGCHLD coalesces: reap everything there is. Orphans reparent to us (PID 1). */
+        for (;;) {
+            int st;
+            pid_t p = waitpid(-1, &st, WNOHANG);
+            if (p <= 0)
+                break;
+            if (p == cmd)
+                return st;
+        }
+    }
+}
+
+/* Everything a shim does once its filter is built: the namespaces' mounts and lo, the prep, the
+ * command's process, then PID 1's supervision until it ends. Never returns. */
+__attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bool host_net)
+{
+    struct shimproto_prep prep;
+    pid_t cmd;
+    int sfd, st;
+
+    /* Ours only: the command must not inherit them (the sync socket until its exec). */
+    (void)fcntl(SHIMPROTO_FD_SYNC, F_SETFD, FD_CLOEXEC);
+    (void)fcntl(SHIMPROTO_FD_STATUS, F_SETFD, FD_CLOEXEC);
+
+    /* What does not depend on the job comes before the go: a pooled shim has it done before
+     * the job even exists. */
+    sfd = setup_signals();
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        die(SHIMPROTO_STEP_MOUNT_PRIVATE, errno);
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        die(SHIMPROTO_STEP_MOUNT_PROC, errno);
+    if (!host_net) {
+        /* sysfs shows the net devices of the namespace that mounts it (and hides the host's
+         * cgroupfs and debugfs below /sys). */
+        if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+            die(SHIMPROTO_STEP_MOUNT_SYS, errno);
+        loopback_up();
+    }
+    mount_private_dirs(host_net);
+
+    wait_prep(&prep);
+    /* After the server placed us in the job cgroup (or clone3 did): that is the root the job
+     * sees in /proc/self/cgroup. */
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        die(SHIMPROTO_STEP_CGROUP_NS, errno);
+    set_hostname(prep.id);
+
+    cmd = start_command(&prep, filter, host_net);
+    /* The child did it itself first thing, unless it failed before: kept so the group exists
+     * whatever the child got to. Stops that come meanwhile wait blocked on the signalfd until
+     * supervise() forwards them to the group. */
+    (void)setpgid(cmd, cmd);
+    /* The command holds the sync socket until its exec (and reads the go on it); the job's
+     * stdio is the command's. */
+    (void)close(SHIMPROTO_FD_SYNC);
+    (void)close(SHIMPROTO_FD_STDIN);
+    (void)close(SHIMPROTO_FD_STDOUT);
+    (void)close(SHIMPROTO_FD_STDERR);
+
+    st = supervise(sfd, cmd);
+    if (st < 0)
+        _exit(126);
+    (void)shimproto_send_status(SHIMPROTO_FD_STATUS, st);
+    /* Exiting as PID 1 SIGKILLs whatever the command left running in the namespace. */
+    _exit(0);
+}
+
+/* A shim forked by the template, in its new namespaces: fds (0..4 as SHIMPROTO_FD_*) placed, the
+ * template's own (its control socket included) closed, then the shim's path. */
+__attribute__((noreturn)) static void template_child(const int *fds, struct scmp_filter *filter)
+{
+    int tmp[SHIMPROTO_FD_COUNT];
+
+    /* Its parent is the server's pool thread (CLONE_PARENT), as for an exec'd shim. getppid()
+     * cannot check it (0 from a new pid namespace): a server gone before this line closed its
+     * end of the sync socket, and wait_prep() exits on that EOF. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        _exit(127);
+    /* Two passes, so that no source fd is overwritten before it was copied. */
+    for (int i = 0; i < SHIMPROTO_FD_COUNT; i++) {
+        tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, SHIMPROTO_FD_COUNT);
+        if (tmp[i] < 0)
+            _exit(127);
+    }
+    for (int i = 0; i < SHIMPROTO_FD_COUNT; i++)
+        if (dup3(tmp[i], i, 0) < 0)
+            _exit(127);
+    if (close_range(SHIMPROTO_FD_COUNT, ~0U, 0) < 0)
+        die(SHIMPROTO_STEP_FDS, errno);
+    run_as_init(filter, false);
+}
+
+/* The template's loop (shimproto.h): one clone3 per request, until its control socket (fd
+ * SHIMPROTO_FD_SYNC) closes. Single-threaded, so a fork-style clone of it is safe. */
+int shim_run_template(void)
+{
+    /* Freed when the loop ends (a shim's copy is its own: it never returns here). */
+    _cleanup_(scmp_filter_freep) struct scmp_filter *filter = NULL;
+    int r;
+
+    r = scmp_filter_new(&filter);
+    if (r < 0)
+        return 1; /* the server sees EOF on its first request and execs its shims */
+    for (;;) {
+        struct clone_args ca;
+        int fds[SHIMPROTO_FD_COUNT], cgroup_fd = -1, pidfd = -1, err = 0;
+        long pid = 0;
+
+        r = shimproto_recv_template_req(SHIMPROTO_FD_SYNC, fds, &cgroup_fd);
+        if (r == 0)
+            return 0;
+        if (r < 0 && r != -EBADMSG)
+            return 1;
+        /* A request it cannot serve (-EBADMSG: whatever fds came are closed) is answered too:
+         * the server would wait out its timeout otherwise. */
+        if (r < 0) {
+            err = EBADMSG;
+        } else {
+            memset(&ca, 0, sizeof(ca));
+            /* CLONE_PARENT: the server's child, reaped and waited by its pidfd as an exec'd
+             * shim; the exit signal is then the template's own (0), whatever exit_signal says.
+             * A raw clone3 leaves libc's cached TID the template's in the shim: its code calls
+             * no raise(), abort(), assert() nor pthread_* (they would use that TID; fortify's
+             * abort aside), only _exit and die(); its fork() of the command sets the right one. */
+            ca.flags = CLONE_PARENT | CLONE_PIDFD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
+                       CLONE_NEWIPC | CLONE_NEWNET;
+            ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+            if (cgroup_fd >= 0) {
+                ca.flags |= CLONE_INTO_CGROUP;
+                ca.cgroup = (uint64_t)cgroup_fd;
+            }
+            pid = syscall(SYS_clone3, &ca, sizeof(ca));
+            if (pid == 0)
+                template_child(fds, filter);
+            if (pid < 0)
+                err = errno;
+            for (int i = 0; i < SHIMPROTO_FD_COUNT; i++)
+                (void)close(fds[i]);
+            if (cgroup_fd >= 0)
+                (void)close(cgroup_fd);
+        }
+        r = shimproto_send_template_reply(SHIMPROTO_FD_SYNC, (pid_t)pid, pidfd, err);
+        if (pidfd >= 0)
+            (void)close(pidfd);
+        if (r < 0)
+            return 1; /* the server is gone; the shim, if any, exits on its own EOF */
+    }
+}
+
+__attribute__((noreturn)) void shim_run(bool host_net)
+{
+    struct scmp_filter *filter;
+    int r;
+
+    r = scmp_filter_new(&filter);
+    if (r < 0)
+        die(SHIMPROTO_STEP_SECCOMP_BUILD, -r);
+    run_as_init(filter, host_net);
+}

@@ -1,0 +1,551 @@
+/* core/shimproto: the spec blob round trip, malformed blobs, step names, messages; the fd
+ * passing under the messages, and each exchange over a socketpair. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/shimproto.h"
+
+static const char *const argv_ok[] = {"/bin/echo", "hello", "", "wörld", NULL};
+static const char *const envp_ok[] = {"PATH=/bin", "HOME=/", NULL};
+
+static struct shimproto_spec sample(void)
+{
+    return (struct shimproto_spec){
+        .id = "0f3c2a1e-aaaa-bbbb-cccc-123456789abc",
+        .path = "/bin/echo",
+        .cwd = "/",
+        .argv = argv_ok,
+        .envp = envp_ok,
+        .uid = 65534,
+        .gid = 65534,
+        .host_net = true,
+    };
+}
+
+Test(shimproto, spec_round_trip)
+{
+    struct shimproto_spec in = sample(), *out = NULL;
+    void *blob = NULL;
+    size_t len = 0;
+
+    cr_assert_eq(shimproto_spec_pack(&in, &blob, &len), 0);
+    cr_assert_eq(shimproto_spec_parse(blob, len, &out), 0);
+    cr_expect_str_eq(out->id, in.id);
+    cr_expect_str_eq(out->path, in.path);
+    cr_expect_str_eq(out->cwd, in.cwd);
+    for (int i = 0; argv_ok[i]; i++)
+        cr_expect_str_eq(out->argv[i], argv_ok[i]);
+    cr_expect_null(out->argv[4]);
+    cr_expect_str_eq(out->envp[0], "PATH=/bin");
+    cr_expect_str_eq(out->envp[1], "HOME=/");
+    cr_expect_null(out->envp[2]);
+    cr_expect_eq(out->uid, 65534);
+    cr_expect_eq(out->gid, 65534);
+    cr_expect(out->host_net);
+    free(out);
+    free(blob);
+}
+
+Test(shimproto, spec_empty_env_round_trips)
+{
+    static const char *const none[] = {NULL};
+    struct shimproto_spec in = sample(), *out = NULL;
+    void *blob = NULL;
+    size_t len = 0;
+
+    in.envp = none;
+    in.host_net = false;
+    cr_assert_eq(shimproto_spec_pack(&in, &blob, &len), 0);
+    cr_assert_eq(shimproto_spec_parse(blob, len, &out), 0);
+    cr_expect_null(out->envp[0]);
+    cr_expect_not(out->host_net);
+    free(out);
+    free(blob);
+}
+
+Test(shimproto, pack_rejects_missing_fields)
+{
+    static const char *const no_argv[] = {NULL};
+    struct shimproto_spec in = sample();
+    void *blob = NULL;
+    size_t len = 0;
+
+    in.path = NULL;
+    cr_expect_eq(shimproto_spec_pack(&in, &blob, &len), -EINVAL);
+    in = sample();
+    in.argv = no_argv;
+    cr_expect_eq(shimproto_spec_pack(&in, &blob, &len), -EINVAL);
+    in = sample();
+    in.envp = NULL;
+    cr_expect_eq(shimproto_spec_pack(&in, &blob, &len), -EINVAL);
+}
+
+Test(shimproto, parse_rejects_every_truncation_and_trailing_bytes)
+{
+    struct shimproto_spec in = sample(), *out = NULL;
+    char *blob = NULL, *big;
+    size_t len = 0;
+
+    cr_assert_eq(shimproto_spec_pack(&in, (void **)&blob, &len), 0);
+    for (size_t n = 0; n < len; n++) {
+        cr_expect_eq(shimproto_spec_parse(blob, n, &out), -EBADMSG, "prefix of %zu bytes parsed",
+                     n);
+    }
+    big = malloc(len + 1);
+    memcpy(big, blob, len);
+    big[len] = 0;
+    cr_expect_eq(shimproto_spec_parse(big, len + 1, &out), -EBADMSG);
+    free(big);
+    free(blob);
+}
+
+Test(shimproto, parse_rejects_corruption)
+{
+    struct shimproto_spec in = sample(), *out = NULL;
+    char *blob = NULL;
+    size_t len = 0;
+
+    cr_assert_eq(shimproto_spec_pack(&in, (void **)&blob, &len), 0);
+    /* Bad magic. */
+    blob[0] ^= 0xff;
+    cr_expect_eq(shimproto_spec_parse(blob, len, &out), -EBADMSG);
+    blob[0] ^= 0xff;
+    /* An embedded NUL inside the id (first string, after 16 bytes of header + 4 of length). */
+    blob[16 + 4 + 2] = '\0';
+    cr_expect_eq(shimproto_spec_parse(blob, len, &out), -EBADMSG);
+    free(blob);
+    /* Every single-byte flip either parses to something self-consistent or is refused: never
+     * a crash (ASan watches). */
+    cr_assert_eq(shimproto_spec_pack(&in, (void **)&blob, &len), 0);
+    for (size_t i = 0; i < len; i++) {
+        blob[i] ^= 0x5a;
+        if (shimproto_spec_parse(blob, len, &out) == 0)
+            free(out);
+        blob[i] ^= 0x5a;
+    }
+    free(blob);
+}
+
+Test(shimproto, step_names_cover_the_enum)
+{
+    for (int s = 0; s < SHIMPROTO_STEP__MAX; s++)
+        cr_expect_str_neq(shimproto_step_name(s), "unknown step", "step %d has no name", s);
+    cr_expect_str_eq(shimproto_step_name(SHIMPROTO_STEP__MAX), "unknown step");
+    cr_expect_str_eq(shimproto_step_name(-1), "unknown step");
+}
+
+Test(shimproto, error_messages_in_plain_words)
+{
+    char buf[256];
+
+    shimproto_format_error(SHIMPROTO_STEP_EXEC, ENOENT, "/bin/nope", "/", false, false, buf,
+                           sizeof(buf));
+    cr_expect_str_eq(buf, "'/bin/nope': no such file or directory");
+    shimproto_format_error(SHIMPROTO_STEP_EXEC, EACCES, "/etc/passwd", "/", false, true, buf,
+                           sizeof(buf));
+    cr_expect_str_eq(buf, "'/etc/passwd': not executable");
+    shimproto_format_error(SHIMPROTO_STEP_EXEC, EACCES, "/etc", "/", true, false, buf, sizeof(buf));
+    cr_expect_str_eq(buf, "'/etc': is a directory");
+    shimproto_format_error(SHIMPROTO_STEP_CHDIR, ENOENT, "/bin/true", "/nope", false, false, buf,
+                           sizeof(buf));
+    cr_expect_str_eq(buf, "working directory '/nope': No such file or directory");
+    shimproto_format_error(SHIMPROTO_STEP_MOUNT_PROC, EPERM, "/bin/true", "/", false, false, buf,
+                           sizeof(buf));
+    cr_expect_str_eq(buf, "job setup failed at step 'mount /proc': Operation not permitted");
+}
+
+/* ---- fd passing ---- */
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    cr_assert_not_null(d);
+    while (readdir(d))
+        n++;
+    (void)closedir(d);
+    return n;
+}
+
+static void seqpacket_pair(int sv[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+Test(shimproto, fd_round_trip_arrives_close_on_exec)
+{
+    struct shimproto_sync in = {.step = 3, .err = 7}, out = {0};
+    int sv[2], p[2], fd = -1;
+    char c = 0;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cr_assert_eq(shimproto_send_fd(sv[0], &in, sizeof(in), p[0]), 0);
+    cr_assert_eq(shimproto_recv_fd(sv[1], &out, sizeof(out), &fd), 1);
+    cr_expect_eq(out.step, 3);
+    cr_expect_eq(out.err, 7);
+    cr_assert_geq(fd, 0);
+    cr_expect_neq(fd, p[0]);
+    cr_expect(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    /* the same pipe: what goes in p[1] comes out of the received fd */
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    cr_expect_eq(read(fd, &c, 1), 1);
+    cr_expect_eq(c, 'x');
+}
+
+Test(shimproto, fd_recv_sees_eof_when_the_peer_closed)
+{
+    struct shimproto_sync m;
+    int sv[2], fd = 42;
+
+    seqpacket_pair(sv);
+    (void)close(sv[0]);
+    cr_expect_eq(shimproto_recv_fd(sv[1], &m, sizeof(m), &fd), 0);
+    cr_expect_eq(fd, 42, "ret_fd written on EOF");
+}
+
+Test(shimproto, fd_send_to_a_closed_peer_is_epipe_not_sigpipe)
+{
+    struct shimproto_sync m = {0};
+    int sv[2];
+
+    seqpacket_pair(sv);
+    (void)close(sv[1]);
+    /* SIGPIPE's default would kill the test process. */
+    cr_expect_eq(shimproto_send_fd(sv[0], &m, sizeof(m), STDIN_FILENO), -EPIPE);
+}
+
+Test(shimproto, fd_recv_refuses_a_short_or_long_message_and_closes_its_fd)
+{
+    struct shimproto_sync m = {0};
+    int sv[2], p[2], fd = 42, before;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    before = count_fds();
+    cr_assert_eq(shimproto_send_fd(sv[0], &m, sizeof(m) - 1, p[0]), 0);
+    cr_expect_eq(shimproto_recv_fd(sv[1], &m, sizeof(m), &fd), -EBADMSG);
+    cr_expect_eq(fd, 42);
+    cr_expect_eq(count_fds(), before, "the fd that came with it leaked");
+    /* without an fd too */
+    cr_assert_eq(send(sv[0], "abc", 3, 0), 3);
+    cr_expect_eq(shimproto_recv_fd(sv[1], &m, sizeof(m), &fd), -EBADMSG);
+    /* a longer one, truncated to sizeof(m) by the recv */
+    cr_assert_eq(shimproto_send_fd(sv[0], (char[sizeof(m) + 1]){0}, sizeof(m) + 1, p[0]), 0);
+    cr_expect_eq(shimproto_recv_fd(sv[1], &m, sizeof(m), &fd), -EBADMSG);
+    cr_expect_eq(fd, 42);
+    cr_expect_eq(count_fds(), before, "the fd that came with a longer message leaked");
+}
+
+Test(shimproto, fd_recv_without_an_fd_gives_minus_one)
+{
+    struct shimproto_sync in = {.step = 1, .err = 2}, out = {0};
+    int sv[2], fd = 42;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(send(sv[0], &in, sizeof(in), 0), (ssize_t)sizeof(in));
+    cr_expect_eq(shimproto_recv_fd(sv[1], &out, sizeof(out), &fd), 1);
+    cr_expect_eq(fd, -1);
+    cr_expect_eq(out.err, 2);
+}
+
+/* Sends msg with n fds (copies of fd) in one SCM_RIGHTS message. */
+static void send_n_fds(int sock, const struct shimproto_sync *m, int fd, int n)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+    } ctl;
+    struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof(*m)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = CMSG_SPACE(n * sizeof(int))};
+    struct cmsghdr *c;
+
+    cr_assert_leq(n, 4);
+    memset(&ctl, 0, sizeof(ctl));
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(n * sizeof(int));
+    for (int i = 0; i < n; i++)
+        memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof(int));
+    cr_assert_eq(sendmsg(sock, &mh, 0), (ssize_t)sizeof(*m));
+}
+
+Test(shimproto, fd_recv_refuses_more_than_one_fd_and_leaks_none)
+{
+    struct shimproto_sync m = {0};
+    int sv[2], fd, before;
+
+    seqpacket_pair(sv);
+    before = count_fds();
+    /* 2 still fit the receiver's (padded) control buffer, 3 do not: MSG_CTRUNC */
+    for (int n = 2; n <= 4; n++) {
+        fd = 42;
+        send_n_fds(sv[0], &m, STDIN_FILENO, n);
+        cr_expect_eq(shimproto_recv_fd(sv[1], &m, sizeof(m), &fd), 1);
+        cr_expect_eq(fd, -1, "%d fds sent: one was taken", n);
+        cr_expect_eq(count_fds(), before, "%d fds sent: some leaked", n);
+    }
+}
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+
+Test(shimproto, fd_recv_retries_after_a_signal)
+{
+    struct sigaction sa = {.sa_handler = on_usr1}; /* no SA_RESTART: recvmsg fails EINTR */
+    struct shimproto_sync in = {.step = 5, .err = 6}, out = {0};
+    int sv[2], p[2], fd = -1, st;
+    pid_t pid;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        /* interrupt the parent's recvmsg first, then send */
+        usleep(100 * 1000);
+        (void)kill(getppid(), SIGUSR1);
+        usleep(200 * 1000);
+        _exit(shimproto_send_fd(sv[0], &in, sizeof(in), p[0]) == 0 ? 0 : 1);
+    }
+    cr_expect_eq(shimproto_recv_fd(sv[1], &out, sizeof(out), &fd), 1);
+    cr_expect_eq(out.step, 5);
+    cr_expect_geq(fd, 0);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* The shim template's requests: several fds in one message, in order, close-on-exec. */
+Test(shimproto, fds_round_trip_in_order)
+{
+    struct shimproto_template_req in = {.flags = SHIMPROTO_TEMPLATE_CGROUP}, out = {0};
+    int sv[2], p[3][2], sent[3], got[SHIMPROTO_FDS_MAX];
+    size_t n = 0;
+
+    seqpacket_pair(sv);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(pipe2(p[i], O_CLOEXEC), 0);
+        sent[i] = p[i][0];
+    }
+    cr_assert_eq(shimproto_send_fds(sv[0], &in, sizeof(in), sent, 3), 0);
+    cr_assert_eq(shimproto_recv_fds(sv[1], &out, sizeof(out), got, SHIMPROTO_FDS_MAX, &n), 1);
+    cr_expect_eq(out.flags, SHIMPROTO_TEMPLATE_CGROUP);
+    cr_assert_eq(n, 3);
+    for (int i = 0; i < 3; i++) {
+        char c = 0;
+        cr_expect(fcntl(got[i], F_GETFD) & FD_CLOEXEC);
+        cr_assert_eq(write(p[i][1], &(char){(char)('a' + i)}, 1), 1);
+        cr_expect_eq(read(got[i], &c, 1), 1);
+        cr_expect_eq(c, 'a' + i, "fd %d arrived out of order", i);
+    }
+}
+
+Test(shimproto, fds_recv_refuses_more_than_max_or_a_short_or_long_message_and_leaks_none)
+{
+    struct shimproto_sync m = {0};
+    int sv[2], fds[SHIMPROTO_FDS_MAX], before;
+    size_t n = 99;
+
+    seqpacket_pair(sv);
+    before = count_fds();
+    send_n_fds(sv[0], &m, STDIN_FILENO, 3);
+    cr_expect_eq(shimproto_recv_fds(sv[1], &m, sizeof(m), fds, 2, &n), -EBADMSG);
+    cr_expect_eq(count_fds(), before, "3 fds sent, 2 allowed: some leaked");
+    send_n_fds(sv[0], &m, STDIN_FILENO, 2);
+    cr_expect_eq(shimproto_recv_fds(sv[1], &m, sizeof(m) + 1, fds, 2, &n), -EBADMSG);
+    cr_expect_eq(count_fds(), before, "a message of another length: its fds leaked");
+    /* a longer one comes truncated to the length asked for, yet is not that message */
+    cr_assert_eq(shimproto_send_fds(sv[0], (char[sizeof(m) + 1]){0}, sizeof(m) + 1,
+                                    (int[]){STDIN_FILENO}, 1),
+                 0);
+    cr_expect_eq(shimproto_recv_fds(sv[1], &m, sizeof(m), fds, 2, &n), -EBADMSG);
+    cr_expect_eq(count_fds(), before, "a longer message: its fd leaked");
+    cr_expect_eq(n, 99, "ret_n written on failure");
+    /* none attached is a message with none */
+    cr_assert_eq(send(sv[0], &m, sizeof(m), 0), (ssize_t)sizeof(m));
+    cr_expect_eq(shimproto_recv_fds(sv[1], &m, sizeof(m), fds, 2, &n), 1);
+    cr_expect_eq(n, 0);
+    (void)close(sv[0]);
+    cr_expect_eq(shimproto_recv_fds(sv[1], &m, sizeof(m), fds, 2, &n), 0);
+}
+
+/* ---- the exchanges ---- */
+
+Test(shimproto, prep_round_trip)
+{
+    struct shimproto_prep p;
+    int sv[2];
+
+    seqpacket_pair(sv);
+    cr_assert_eq(shimproto_send_prep(sv[0], "job-1", 65534, 65533), 0);
+    cr_assert_eq(shimproto_recv_prep(sv[1], &p), 1);
+    cr_expect_str_eq(p.id, "job-1");
+    cr_expect_eq(p.uid, 65534);
+    cr_expect_eq(p.gid, 65533);
+    (void)close(sv[0]);
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p), 0);
+}
+
+Test(shimproto, prep_refuses_a_long_or_empty_id_and_one_with_an_fd)
+{
+    char id[SHIMPROTO_ID_MAX + 2];
+    struct shimproto_prep p = {0};
+    int sv[2], before;
+
+    seqpacket_pair(sv);
+    memset(id, 'a', sizeof(id) - 1);
+    id[sizeof(id) - 1] = '\0';
+    cr_expect_eq(shimproto_send_prep(sv[0], id, 1, 1), -EINVAL);
+    id[SHIMPROTO_ID_MAX] = '\0';
+    cr_expect_eq(shimproto_send_prep(sv[0], id, 1, 1), 0, "an id of SHIMPROTO_ID_MAX refused");
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p), 1);
+    cr_expect_eq(shimproto_send_prep(sv[0], "", 1, 1), 0);
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p), -EBADMSG, "an empty id");
+    memset(&p, 'x', sizeof(p));
+    cr_assert_eq(send(sv[0], &p, sizeof(p), 0), (ssize_t)sizeof(p));
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p), -EBADMSG, "an id without its NUL");
+    memset(&p, 0, sizeof(p));
+    p.id[0] = 'j';
+    before = count_fds();
+    cr_assert_eq(shimproto_send_fd(sv[0], &p, sizeof(p), STDIN_FILENO), 0);
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p), -EBADMSG, "a prep with an fd");
+    cr_expect_eq(count_fds(), before, "the fd that came with the prep leaked");
+}
+
+Test(shimproto, go_carries_the_spec_fd)
+{
+    int sv[2], p[2], fd = -1;
+    char c = 0;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cr_assert_eq(shimproto_send_go(sv[0], p[0]), 0);
+    cr_assert_eq(shimproto_recv_go(sv[1], &fd), 1);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(p[1], "g", 1), 1);
+    cr_expect_eq(read(fd, &c, 1), 1);
+    cr_expect_eq(c, 'g');
+    (void)close(sv[0]);
+    cr_expect_eq(shimproto_recv_go(sv[1], &fd), 0);
+}
+
+Test(shimproto, verdict_is_eof_or_a_failure)
+{
+    struct shimproto_sync m = {0};
+    int sv[2];
+
+    seqpacket_pair(sv);
+    cr_expect_eq(shimproto_recv_verdict(sv[1], 10, &m), -ETIMEDOUT);
+    cr_assert_eq(shimproto_send_failure(sv[0], SHIMPROTO_STEP_CHDIR, ENOENT), 0);
+    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 1);
+    cr_expect_eq(m.step, SHIMPROTO_STEP_CHDIR);
+    cr_expect_eq(m.err, ENOENT);
+    /* an errno of 0 still says "failed" */
+    cr_assert_eq(shimproto_send_failure(sv[0], SHIMPROTO_STEP_EXEC, 0), 0);
+    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 1);
+    cr_expect_eq(m.err, EIO);
+    /* the go's {0, 0} is no failure */
+    cr_assert_eq(shimproto_send_go(sv[0], -1), 0);
+    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), -EPROTO);
+    (void)close(sv[0]);
+    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 0);
+}
+
+Test(shimproto, status_from_a_wait_status)
+{
+    struct shimproto_status st;
+    int p[2];
+
+    cr_assert_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    cr_expect_eq(shimproto_recv_status(p[0], &st), -EAGAIN);
+    cr_assert_eq(shimproto_send_status(p[1], 3 << 8), 0); /* exited 3 */
+    cr_assert_eq(shimproto_recv_status(p[0], &st), 1);
+    cr_expect_eq(st.kind, SHIMPROTO_EXITED);
+    cr_expect_eq(st.code, 3);
+    cr_assert_eq(shimproto_send_status(p[1], SIGKILL), 0); /* killed by SIGKILL */
+    cr_assert_eq(shimproto_recv_status(p[0], &st), 1);
+    cr_expect_eq(st.kind, SHIMPROTO_SIGNALED);
+    cr_expect_eq(st.code, SIGKILL);
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    (void)close(p[1]);
+    cr_expect_eq(shimproto_recv_status(p[0], &st), 0, "a short record");
+}
+
+Test(shimproto, template_request_and_reply_round_trip)
+{
+    struct shimproto_template_reply rep;
+    int sv[2], fds[SHIMPROTO_FD_COUNT], got[SHIMPROTO_FD_COUNT], cg = 42, pidfd = 42;
+
+    seqpacket_pair(sv);
+    for (int i = 0; i < SHIMPROTO_FD_COUNT; i++)
+        fds[i] = STDIN_FILENO;
+    cr_assert_eq(shimproto_send_template_req(sv[0], fds, -1), 0);
+    cr_assert_eq(shimproto_recv_template_req(sv[1], got, &cg), 1);
+    cr_expect_eq(cg, -1);
+    for (int i = 0; i < SHIMPROTO_FD_COUNT; i++)
+        (void)close(got[i]);
+    cr_assert_eq(shimproto_send_template_req(sv[0], fds, STDIN_FILENO), 0);
+    cr_assert_eq(shimproto_recv_template_req(sv[1], got, &cg), 1);
+    cr_expect_geq(cg, 0);
+    cr_expect(fcntl(cg, F_GETFD) & FD_CLOEXEC);
+    for (int i = 0; i < SHIMPROTO_FD_COUNT; i++)
+        (void)close(got[i]);
+    (void)close(cg);
+
+    cr_assert_eq(shimproto_send_template_reply(sv[1], 1234, STDIN_FILENO, 0), 0);
+    cr_assert_eq(shimproto_recv_template_reply(sv[0], &rep, &pidfd), 1);
+    cr_expect_eq(rep.pid, 1234);
+    cr_expect_eq(rep.err, 0);
+    cr_expect_geq(pidfd, 0);
+    (void)close(pidfd);
+    /* an error goes without the fd */
+    cr_assert_eq(shimproto_send_template_reply(sv[1], -1, STDIN_FILENO, EAGAIN), 0);
+    cr_assert_eq(shimproto_recv_template_reply(sv[0], &rep, &pidfd), 1);
+    cr_expect_eq(rep.err, EAGAIN);
+    cr_expect_eq(pidfd, -1);
+    (void)close(sv[1]);
+    cr_expect_eq(shimproto_recv_template_reply(sv[0], &rep, &pidfd), 0);
+}
+
+Test(shimproto, template_request_it_cannot_serve_is_ebadmsg_and_leaks_none)
+{
+    struct shimproto_template_req q = {.flags = SHIMPROTO_TEMPLATE_CGROUP};
+    int sv[2], fds[SHIMPROTO_FDS_MAX], got[SHIMPROTO_FD_COUNT], cg, before;
+
+    seqpacket_pair(sv);
+    for (int i = 0; i < SHIMPROTO_FDS_MAX; i++)
+        fds[i] = STDIN_FILENO;
+    before = count_fds();
+    /* the cgroup flag without the cgroup's fd */
+    cr_assert_eq(shimproto_send_fds(sv[0], &q, sizeof(q), fds, SHIMPROTO_FD_COUNT), 0);
+    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg), -EBADMSG);
+    /* an unknown flag */
+    q.flags = 2;
+    cr_assert_eq(shimproto_send_fds(sv[0], &q, sizeof(q), fds, SHIMPROTO_FD_COUNT), 0);
+    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg), -EBADMSG);
+    /* too few, too many */
+    q.flags = 0;
+    cr_assert_eq(shimproto_send_fds(sv[0], &q, sizeof(q), fds, 2), 0);
+    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg), -EBADMSG);
+    cr_assert_eq(shimproto_send_fds(sv[0], &q, sizeof(q), fds, SHIMPROTO_FDS_MAX), 0);
+    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg), -EBADMSG);
+    cr_expect_eq(count_fds(), before, "the fds of refused requests leaked");
+    (void)close(sv[0]);
+    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg), 0);
+}
