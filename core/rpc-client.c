@@ -38,17 +38,9 @@
 #define KEEPALIVE_TIME_MS    30000
 #define KEEPALIVE_TIMEOUT_MS 10000
 
-enum method { M_START, M_STOP, M_STATUS, M_LIST, M_STREAM, M_PING, M__COUNT };
-
-static const char *const method_paths[M__COUNT] = {
-    [M_START] = "/jobmanager.v1.JobManager/Start",   [M_STOP] = "/jobmanager.v1.JobManager/Stop",
-    [M_STATUS] = "/jobmanager.v1.JobManager/Status", [M_LIST] = "/jobmanager.v1.JobManager/List",
-    [M_STREAM] = "/jobmanager.v1.JobManager/Stream", [M_PING] = "/jobmanager.v1.JobManager/Ping",
-};
-
 struct rpc_client {
     grpc_channel *channel;
-    void *methods[M__COUNT];
+    void *methods[RPC_M_COUNT]; /* registered calls, by enum rpc_method */
     int64_t deadline_ms;
     struct rpc_peer peer; /* for messages */
 };
@@ -259,8 +251,9 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
     grpc_channel_args chargs = {.num_args = nargs, .args = args};
     c->channel = grpc_channel_create(target, creds, &chargs);
     grpc_channel_credentials_release(creds);
-    for (int m = 0; m < M__COUNT; m++)
-        c->methods[m] = grpc_channel_register_call(c->channel, method_paths[m], NULL, NULL);
+    for (int m = 0; m < RPC_M_COUNT; m++)
+        c->methods[m] =
+            grpc_channel_register_call(c->channel, rpc_method_path((enum rpc_method)m), NULL, NULL);
     *ret = c;
     return 0;
 }
@@ -339,7 +332,7 @@ static void cq_drain_destroy(grpc_completion_queue *cq)
 }
 
 /* One unary call: the six-op batch on a private pluck queue. */
-static int unary(struct rpc_client *c, enum method m, int64_t deadline_ms,
+static int unary(struct rpc_client *c, enum rpc_method m, int64_t deadline_ms,
                  const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
                  ProtobufCMessage **ret, struct rpc_error *err)
 {
@@ -412,7 +405,7 @@ out:
 int rpc_client_start(struct rpc_client *c, const Jobmanager__V1__StartRequest *req,
                      Jobmanager__V1__Job **ret, struct rpc_error *err)
 {
-    return unary(c, M_START, c->deadline_ms, &req->base, &jobmanager__v1__job__descriptor,
+    return unary(c, RPC_M_START, c->deadline_ms, &req->base, &jobmanager__v1__job__descriptor,
                  (ProtobufCMessage **)ret, err);
 }
 
@@ -423,29 +416,29 @@ int rpc_client_stop(struct rpc_client *c, const Jobmanager__V1__StopRequest *req
     int64_t grace = req->grace_millis > 0    ? req->grace_millis
                     : req->grace_millis == 0 ? SERVER_DEFAULT_GRACE_MS
                                              : 0;
-    return unary(c, M_STOP, c->deadline_ms + grace, &req->base,
+    return unary(c, RPC_M_STOP, c->deadline_ms + grace, &req->base,
                  &jobmanager__v1__job_status__descriptor, (ProtobufCMessage **)ret, err);
 }
 
 int rpc_client_status(struct rpc_client *c, const Jobmanager__V1__StatusRequest *req,
                       Jobmanager__V1__JobStatus **ret, struct rpc_error *err)
 {
-    return unary(c, M_STATUS, c->deadline_ms, &req->base, &jobmanager__v1__job_status__descriptor,
-                 (ProtobufCMessage **)ret, err);
+    return unary(c, RPC_M_STATUS, c->deadline_ms, &req->base,
+                 &jobmanager__v1__job_status__descriptor, (ProtobufCMessage **)ret, err);
 }
 
 int rpc_client_list(struct rpc_client *c, const Jobmanager__V1__ListRequest *req,
                     Jobmanager__V1__ListResponse **ret, struct rpc_error *err)
 {
-    return unary(c, M_LIST, c->deadline_ms, &req->base, &jobmanager__v1__list_response__descriptor,
-                 (ProtobufCMessage **)ret, err);
+    return unary(c, RPC_M_LIST, c->deadline_ms, &req->base,
+                 &jobmanager__v1__list_response__descriptor, (ProtobufCMessage **)ret, err);
 }
 
 int rpc_client_ping(struct rpc_client *c, const Jobmanager__V1__PingRequest *req,
                     Jobmanager__V1__PingResponse **ret, struct rpc_error *err)
 {
-    return unary(c, M_PING, c->deadline_ms, &req->base, &jobmanager__v1__ping_response__descriptor,
-                 (ProtobufCMessage **)ret, err);
+    return unary(c, RPC_M_PING, c->deadline_ms, &req->base,
+                 &jobmanager__v1__ping_response__descriptor, (ProtobufCMessage **)ret, err);
 }
 
 /* ---- streams ----------------------------------------------------------------------------- */
@@ -465,7 +458,7 @@ int rpc_client_stream_open(struct rpc_client *c, const Jobmanager__V1__StreamReq
     s->cq = grpc_completion_queue_create_for_pluck(NULL);
     /* No deadline: a followed stream lasts as long as the job. */
     s->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq,
-                                                  c->methods[M_STREAM],
+                                                  c->methods[RPC_M_STREAM],
                                                   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     s->details = grpc_empty_slice();
     s->status = GRPC_STATUS_UNKNOWN;

@@ -522,6 +522,28 @@ ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, con
     return m;
 }
 
+/* ---- methods --------------------------------------------------------------------------- */
+
+#define SERVICE_PATH "/jobmanager.v1.JobManager/"
+
+/* In the proto's order; test_rpc checks them against the service descriptor protoc-c makes. */
+static const char *const method_paths[RPC_M_COUNT] = {
+    [RPC_M_START] = SERVICE_PATH "Start",   [RPC_M_STOP] = SERVICE_PATH "Stop",
+    [RPC_M_STATUS] = SERVICE_PATH "Status", [RPC_M_LIST] = SERVICE_PATH "List",
+    [RPC_M_STREAM] = SERVICE_PATH "Stream", [RPC_M_PING] = SERVICE_PATH "Ping",
+};
+
+const char *rpc_method_path(enum rpc_method m)
+{
+    return (unsigned)m < RPC_M_COUNT ? method_paths[m] : NULL;
+}
+
+const char *rpc_method_name(enum rpc_method m)
+{
+    const char *path = rpc_method_path(m);
+    return path ? path + sizeof(SERVICE_PATH) - 1 : NULL;
+}
+
 const ProtobufCMessageDescriptor *rpc_request_descriptor(enum rpc_method m)
 {
     switch (m) {

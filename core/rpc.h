@@ -181,6 +181,13 @@ enum rpc_method {
     RPC_M_COUNT,
 };
 
+/* "/jobmanager.v1.JobManager/Start": the gRPC path of method m, which the client calls and the
+ * server registers. NULL for an unknown m. Static. */
+const char *rpc_method_path(enum rpc_method m);
+/* "Start": the name of method m in the proto (what the audit log writes). NULL for an unknown
+ * m. Static. */
+const char *rpc_method_name(enum rpc_method m);
+
 /* A request as the server acts on it: decoded, checked, its defaults resolved. */
 struct rpc_request {
     enum rpc_method method;

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <grpc/byte_buffer_reader.h>
@@ -499,4 +500,23 @@ Test(rpc, unpack_refuses_what_protobuf_c_lets_through)
         if (m)
             protobuf_c_message_free_unpacked(m, NULL);
     }
+}
+
+/* The method table agrees with the service protoc-c generated: order, names, paths, and each
+ * method's request type. */
+Test(rpc, methods_match_the_proto_service)
+{
+    const ProtobufCServiceDescriptor *svc = &jobmanager__v1__job_manager__descriptor;
+
+    cr_assert_eq(svc->n_methods, RPC_M_COUNT);
+    for (int m = 0; m < RPC_M_COUNT; m++) {
+        char path[128];
+        (void)snprintf(path, sizeof(path), "/%s/%s", svc->name, svc->methods[m].name);
+        cr_expect_str_eq(rpc_method_name((enum rpc_method)m), svc->methods[m].name);
+        cr_expect_str_eq(rpc_method_path((enum rpc_method)m), path);
+        cr_expect_eq(rpc_request_descriptor((enum rpc_method)m), svc->methods[m].input, "%s",
+                     svc->methods[m].name);
+    }
+    cr_expect_null(rpc_method_path(RPC_M_COUNT));
+    cr_expect_null(rpc_method_name((enum rpc_method) - 1));
 }
