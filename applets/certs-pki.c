@@ -18,6 +18,7 @@
 
 #include "applets/certs-internal.h"
 #include "core/log.h"
+#include "core/proc.h"
 
 /* Logs one error line ending in OpenSSL's reason for the last failure; returns -EIO. */
 static int log_ssl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -231,7 +232,6 @@ int certs_write_file_atomic(int dirfd, const char *dir, const char *name, const 
 {
     _cleanup_free_ char *tmp = NULL;
     _cleanup_close_ int fd = -1;
-    const char *p = data;
     int r;
 
     for (int attempt = 0; fd < 0; attempt++) {
@@ -247,17 +247,8 @@ int certs_write_file_atomic(int dirfd, const char *dir, const char *name, const 
         if (fd < 0 && (errno != EEXIST || attempt >= 8))
             return log_errno(-errno, "cannot create '%s/%s'", dir, tmp);
     }
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            r = -errno;
-            goto fail;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
+    if ((r = proc_write_fd(fd, data, len)) < 0)
+        goto fail;
     if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
         r = -errno;
         goto fail;

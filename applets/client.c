@@ -13,12 +13,13 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "applets/format.h"
 #include "core/cleanup.h"
+#include "core/clock.h"
 #include "core/id.h"
+#include "core/proc.h"
 
 /* ---- options ----------------------------------------------------------------------------- */
 
@@ -275,13 +276,6 @@ int client_print_json(const ProtobufCMessage *m)
     return 0;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int client_print_jobs(const struct client_opts *o, Jobmanager__V1__JobStatus *const *jobs, size_t n,
                       bool list, bool owner)
 {
@@ -293,7 +287,8 @@ int client_print_jobs(const struct client_opts *o, Jobmanager__V1__JobStatus *co
         lr.n_jobs = n;
         return client_print_json(&lr.base);
     }
-    struct table *t = fmt_jobs_table(jobs, n, o->output == CLIENT_OUTPUT_WIDE, owner, now_ms());
+    struct table *t =
+        fmt_jobs_table(jobs, n, o->output == CLIENT_OUTPUT_WIDE, owner, clock_ms(CLOCK_REALTIME));
     if (!t) {
         fprintf(stderr, "%s: %s: out of memory\n", o->prog, o->verb);
         return 1;
@@ -445,21 +440,6 @@ void client_block_signals(void)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     (void)pthread_sigmask(SIG_BLOCK, &set, NULL);
-}
-
-/* write(2) until done; -EPIPE when the reader went away. */
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return -errno;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
 }
 
 struct stopper {
@@ -616,7 +596,7 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
         bool *ok = to_err ? &err_ok : &out_ok;
         if (!*ok)
             continue;
-        r = write_all(to_err ? STDERR_FILENO : STDOUT_FILENO, ch.data, ch.len);
+        r = proc_write_fd(to_err ? STDERR_FILENO : STDOUT_FILENO, ch.data, ch.len);
         if (r == -EPIPE) {
             /* Nobody reads any more (`| head`): end as a local pipeline would, by SIGPIPE. */
             piped = true;

@@ -258,6 +258,23 @@ int proc_read_fd(int fd, size_t max, char **ret_buf, size_t *ret_len)
     return 0;
 }
 
+int proc_write_fd(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 int proc_read_file_at(int dirfd, const char *name, char **ret_buf)
 {
     _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);

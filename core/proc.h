@@ -58,6 +58,9 @@ int proc_read_file_at(int dirfd, const char *name, char **ret_buf);
  * ret_len may be NULL). 0, -EFBIG past max bytes (max < SIZE_MAX - 2), -ENOMEM or the read's
  * -errno. */
 int proc_read_fd(int fd, size_t max, char **ret_buf, size_t *ret_len);
+/* Writes all len bytes of buf to fd (a pipe, a socket, a file), again after a short write or
+ * EINTR. 0 or the write's -errno (-EPIPE once the reader is gone, when SIGPIPE is ignored). */
+int proc_write_fd(int fd, const void *buf, size_t len);
 /* Writes s to dirfd/name (an existing file: O_WRONLY|O_TRUNC, no O_CREAT) with one
  * write(2), as cgroupfs wants. 0 or -errno (the kernel's answer to the write). */
 int proc_write_file_at(int dirfd, const char *name, const char *s);

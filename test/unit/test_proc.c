@@ -2,6 +2,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,4 +323,52 @@ Test(proc, read_fd_reads_to_the_end_within_max)
     cr_expect_eq(len, 0);
     free(buf);
     close(fd);
+}
+
+struct pipe_writer {
+    int fd;
+    const char *data;
+    size_t len;
+    int r;
+};
+
+static void *write_and_close(void *arg)
+{
+    struct pipe_writer *w = arg;
+
+    w->r = proc_write_fd(w->fd, w->data, w->len);
+    close(w->fd);
+    return NULL;
+}
+
+/* proc_write_fd: all of it through a pipe many times its capacity; -EPIPE once the reader is
+ * gone (SIGPIPE ignored, as the client does). */
+Test(proc, write_fd_writes_everything_or_says_epipe)
+{
+    static char data[1 << 20];
+    struct pipe_writer w = {.data = data, .len = sizeof(data)};
+    pthread_t t;
+    char *got = NULL;
+    size_t len = 0;
+    int p[2];
+
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (char)(i * 7);
+    cr_assert_eq(pipe(p), 0);
+    w.fd = p[1];
+    cr_assert_eq(pthread_create(&t, NULL, write_and_close, &w), 0);
+    cr_expect_eq(proc_read_fd(p[0], sizeof(data), &got, &len), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_expect_eq(w.r, 0);
+    cr_expect_eq(len, sizeof(data));
+    cr_expect(got && memcmp(got, data, sizeof(data)) == 0);
+    free(got);
+    close(p[0]);
+
+    cr_expect_eq(proc_write_fd(1, "", 0), 0, "nothing to write: no write at all");
+    (void)signal(SIGPIPE, SIG_IGN);
+    cr_assert_eq(pipe(p), 0);
+    close(p[0]);
+    cr_expect_eq(proc_write_fd(p[1], data, 10), -EPIPE);
+    close(p[1]);
 }
