@@ -4,6 +4,7 @@
 
 #include "applets/applets.h"
 #include "applets/client.h"
+#include "applets/format.h"
 
 static const char usage[] =
     "Usage: runjob completion bash|zsh\n"
@@ -46,7 +47,7 @@ static const char bash_script[] =
     "        stream:-s|*:--select) COMPREPLY=($(compgen -W 'stdout stderr all' -- \"$cur\")); return 0 ;;\n"
     "        stop:-s|*:--signal) COMPREPLY=($(compgen -W 'TERM INT HUP QUIT KILL USR1 USR2' -- \"$cur\")); return 0 ;;\n"
     "        *:--network) COMPREPLY=($(compgen -W 'none host' -- \"$cur\")); return 0 ;;\n"
-    "        *:--state) COMPREPLY=($(compgen -W 'starting running exited killed failed lost' -- \"$cur\")); return 0 ;;\n"
+    "        *:--state) COMPREPLY=($(compgen -W '@STATES@' -- \"$cur\")); return 0 ;;\n"
     "        *:--ca-cert-path|*:--client-cert-path|*:--client-key-path) COMPREPLY=($(compgen -f -- \"$cur\")); return 0 ;;\n"
     "        *:-c|*:--command) COMPREPLY=($(compgen -f -- \"$cur\")); return 0 ;;\n"
     "    esac\n"
@@ -85,7 +86,7 @@ static const char zsh_script[] =
     "        stream:-s|*:--select) compadd -- stdout stderr all; return ;;\n"
     "        stop:-s|*:--signal) compadd -- TERM INT HUP QUIT KILL USR1 USR2; return ;;\n"
     "        *:--network) compadd -- none host; return ;;\n"
-    "        *:--state) compadd -- starting running exited killed failed lost; return ;;\n"
+    "        *:--state) compadd -- @STATES@; return ;;\n"
     "        *:--ca-cert-path|*:--client-cert-path|*:--client-key-path|*:-c|*:--command) _files; return ;;\n"
     "    esac\n"
     "    if [[ $cur == -* ]]; then\n"
@@ -101,18 +102,20 @@ static const char zsh_script[] =
     "if (( $+functions[compdef] )); then compdef _@FN@ @PROG@; fi\n";
 /* clang-format on */
 
-static void emit(const char *tmpl, const char *prog, const char *verbs, const char *global)
+/* A template with its @NAME@ words replaced by their values. */
+struct word {
+    const char *name, *value;
+};
+
+static void emit(const char *tmpl, const struct word *words, size_t n)
 {
     for (const char *p = tmpl; *p;) {
-        if (strncmp(p, "@PROG@", 6) == 0 || strncmp(p, "@FN@", 4) == 0) {
-            fputs(prog, stdout);
-            p += p[1] == 'P' ? 6 : 4;
-        } else if (strncmp(p, "@VERBS@", 7) == 0) {
-            fputs(verbs, stdout);
-            p += 7;
-        } else if (strncmp(p, "@GLOBAL@", 8) == 0) {
-            fputs(global, stdout);
-            p += 8;
+        size_t i = 0;
+        while (i < n && strncmp(p, words[i].name, strlen(words[i].name)) != 0)
+            i++;
+        if (i < n) {
+            fputs(words[i].value, stdout);
+            p += strlen(words[i].name);
         } else {
             fputc(*p++, stdout);
         }
@@ -123,7 +126,7 @@ int applet_completion_main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     struct client_opts o;
-    char verbs[512] = "";
+    char verbs[512] = "", states[128] = "";
     const char *shell;
     int r;
 
@@ -146,7 +149,22 @@ int applet_completion_main(int argc, char **argv)
                 len += (size_t)snprintf(verbs + len, sizeof(verbs) - len, "%s%s", len ? " " : "",
                                         t[i].name);
     }
-    emit(strcmp(shell, "bash") == 0 ? bash_script : zsh_script, o.prog, verbs,
-         jobctl ? "--hostPort -u --help" : "--help --version --list");
+    /* --state takes what list prints (format.c), in the proto's order. */
+    for (size_t i = 0, len = 0; i < jobmanager__v1__job_state__descriptor.n_values; i++) {
+        char name[32];
+        fmt_state_name(name, sizeof(name), jobmanager__v1__job_state__descriptor.values[i].value);
+        len += (size_t)snprintf(states + len, sizeof(states) - len, "%s%s", len ? " " : "", name);
+        if (len >= sizeof(states))
+            break;
+    }
+    const struct word words[] = {
+        {"@PROG@", o.prog},
+        {"@FN@", o.prog},
+        {"@VERBS@", verbs},
+        {"@GLOBAL@", jobctl ? "--hostPort -u --help" : "--help --version --list"},
+        {"@STATES@", states},
+    };
+    emit(strcmp(shell, "bash") == 0 ? bash_script : zsh_script, words,
+         sizeof(words) / sizeof(words[0]));
     return 0;
 }

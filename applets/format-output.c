@@ -319,7 +319,7 @@ const char *fmt_state_color(const Jobmanager__V1__JobStatus *st)
 
 const char *fmt_status_word(char *buf, size_t cap, const Jobmanager__V1__JobStatus *st)
 {
-    char sig[32];
+    char sig[32], name[32];
 
     switch (st->state) {
     case JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED:
@@ -331,13 +331,13 @@ const char *fmt_status_word(char *buf, size_t cap, const Jobmanager__V1__JobStat
         break;
     case JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START:
     case JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST:
-        (void)snprintf(buf, cap, "%s%s%s", fmt_state_name(st->state),
+        (void)snprintf(buf, cap, "%s%s%s", fmt_state_name(name, sizeof(name), st->state),
                        st->error && *st->error ? ": " : "", st->error ? st->error : "");
         break;
     case JOBMANAGER__V1__JOB_STATE__JOB_STATE_STARTING:
     case JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING:
     case _JOBMANAGER__V1__JOB_STATE_IS_INT_SIZE:
-        (void)snprintf(buf, cap, "%s", fmt_state_name(st->state));
+        (void)snprintf(buf, cap, "%s", fmt_state_name(name, sizeof(name), st->state));
         break;
     }
     return buf;
@@ -403,7 +403,7 @@ struct table *fmt_jobs_table(Jobmanager__V1__JobStatus *const *jobs, size_t n, b
     for (size_t j = 0; j < n; j++) {
         const Jobmanager__V1__JobStatus *st = jobs[j];
         char exitc[16] = "", sig[32] = "", started[32], dur[32] = "", mem[32] = "", cpu[32] = "",
-             flags[32] = "", pid[16] = "", out[32] = "", limits[160] = "", cmd[512];
+             flags[32] = "", pid[16] = "", out[32] = "", limits[160] = "", cmd[512], state[16];
         const char *cell[NCOLS];
         int color_col = -1;
 
@@ -454,14 +454,15 @@ struct table *fmt_jobs_table(Jobmanager__V1__JobStatus *const *jobs, size_t n, b
         }
         join_command(cmd, sizeof(cmd), st);
 
-        const char *all[NCOLS] = {[ID] = st->id,       [NAME] = st->name,
-                                  [OWNER] = st->owner, [STATE] = fmt_state_name(st->state),
-                                  [EXIT] = exitc,      [SIGNAL] = sig,
-                                  [STARTED] = started, [DURATION] = dur,
-                                  [MEMORY] = mem,      [CPU] = cpu,
-                                  [FLAGS] = flags,     [ERROR] = st->error,
-                                  [PID] = pid,         [OUTPUT] = out,
-                                  [LIMITS] = limits,   [COMMAND] = cmd};
+        const char *all[NCOLS] = {
+            [ID] = st->id,       [NAME] = st->name,
+            [OWNER] = st->owner, [STATE] = fmt_state_name(state, sizeof(state), st->state),
+            [EXIT] = exitc,      [SIGNAL] = sig,
+            [STARTED] = started, [DURATION] = dur,
+            [MEMORY] = mem,      [CPU] = cpu,
+            [FLAGS] = flags,     [ERROR] = st->error,
+            [PID] = pid,         [OUTPUT] = out,
+            [LIMITS] = limits,   [COMMAND] = cmd};
         for (int i = 0; i < nc; i++) {
             cell[i] = all[cols[i]];
             if (cols[i] == STATE)

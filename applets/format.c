@@ -8,6 +8,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include "core/job.h"
 
 /* ---- human units ------------------------------------------------------------------------ */
 
@@ -84,20 +87,30 @@ const char *fmt_signal_name(char *buf, size_t cap, int sig)
     return buf;
 }
 
-static const char *const state_names[] = {
-    [JOBMANAGER__V1__JOB_STATE__JOB_STATE_STARTING] = "starting",
-    [JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING] = "running",
-    [JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED] = "exited",
-    [JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED] = "killed",
-    [JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START] = "failed",
-    [JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST] = "lost",
-};
+/* The wire's JobState numbers are core/job's job_state: the client's names are job_state_name's. */
+#define SAME_NUMBER(s)                                                                             \
+    _Static_assert((int)JOBMANAGER__V1__JOB_STATE__JOB_STATE_##s == (int)JOB_##s, #s)
+SAME_NUMBER(STARTING);
+SAME_NUMBER(RUNNING);
+SAME_NUMBER(EXITED);
+SAME_NUMBER(KILLED);
+SAME_NUMBER(FAILED_TO_START);
+SAME_NUMBER(LOST);
+#undef SAME_NUMBER
 
-const char *fmt_state_name(int state)
+const char *fmt_state_name(char *buf, size_t cap, int state)
 {
-    if (state < 0 || state >= (int)(sizeof(state_names) / sizeof(state_names[0])))
-        return "?";
-    return state_names[state];
+    const char *name = "?";
+    size_t n = 0;
+
+    if (protobuf_c_enum_descriptor_get_value(&jobmanager__v1__job_state__descriptor, state))
+        name = job_state_name((enum job_state)state);
+    /* A word for a column: FAILED_TO_START reads "failed" (its error says the rest). */
+    for (; name[n] && name[n] != '_' && n + 1 < cap; n++)
+        buf[n] = (char)tolower((unsigned char)name[n]);
+    if (cap)
+        buf[n] = '\0';
+    return buf;
 }
 
 /* ---- flag values ------------------------------------------------------------------------ */
@@ -248,16 +261,25 @@ int fmt_parse_cpu(const char *s, uint64_t *ret)
 
 int fmt_parse_state(const char *s, int *ret)
 {
+    const ProtobufCEnumDescriptor *d = &jobmanager__v1__job_state__descriptor;
+
     if (!s)
         return -EINVAL;
-    if (strcasecmp(s, "failed_to_start") == 0 || strcasecmp(s, "failed-to-start") == 0) {
-        *ret = JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START;
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof(state_names) / sizeof(state_names[0]); i++)
-        if (strcasecmp(s, state_names[i]) == 0) {
-            *ret = (int)i;
+    for (unsigned i = 0; i < d->n_values; i++) {
+        int v = d->values[i].value;
+        char word[32], dashed[32];
+        const char *name = job_state_name((enum job_state)v);
+        size_t n = 0;
+
+        /* The column's word, or the whole name with '_' or with '-' (failed-to-start). */
+        for (; name[n] && n + 1 < sizeof(dashed); n++)
+            dashed[n] = name[n] == '_' ? '-' : name[n];
+        dashed[n] = '\0';
+        if (strcasecmp(s, fmt_state_name(word, sizeof(word), v)) == 0 || strcasecmp(s, name) == 0 ||
+            strcasecmp(s, dashed) == 0) {
+            *ret = v;
             return 0;
         }
+    }
     return -EINVAL;
 }

@@ -19,8 +19,9 @@ const char *fmt_ago(char *buf, size_t cap, int64_t now_ms, int64_t t_ms);
 const char *fmt_bytes(char *buf, size_t cap, uint64_t n);
 /* "SIGKILL" for 9, "SIG99" for an unknown number. */
 const char *fmt_signal_name(char *buf, size_t cap, int sig);
-/* "starting", "running", "exited", "killed", "failed", "lost" ("?" otherwise). Static. */
-const char *fmt_state_name(int state);
+/* "starting", "running", "exited", "killed", "failed", "lost" ("?" otherwise): core/job's
+ * job_state_name, lower case, up to its first '_'. */
+const char *fmt_state_name(char *buf, size_t cap, int state);
 
 /* ---- flag values: 0, or -EINVAL (not a value of that kind) / -ERANGE (too large) ---- */
 /* Decimal digits only. */
@@ -35,7 +36,8 @@ int fmt_parse_duration(const char *s, int64_t *ret_ms);
 int fmt_parse_signal(const char *s, int *ret);
 /* CPU millis: 500 or 500m. */
 int fmt_parse_cpu(const char *s, uint64_t *ret);
-/* A state name as printed by fmt_state_name (also "failed_to_start"); sets the JobState. */
+/* A state name as printed by fmt_state_name, or whole (failed_to_start, failed-to-start), in
+ * any case; sets the JobState. */
 int fmt_parse_state(const char *s, int *ret);
 
 /* ---- JSON, appended to a core/strbuf (an allocation failure shows in strbuf_is_failed) ---- */

@@ -78,7 +78,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int back;
             FUZZ_CHECK(i >= 0 && i < 32); /* list keeps a bit per state */
             if (i != JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START) {
-                FUZZ_CHECK(fmt_parse_state(fmt_state_name(i), &back) == 0 && back == i);
+                char name[32];
+                FUZZ_CHECK(fmt_parse_state(fmt_state_name(name, sizeof(name), i), &back) == 0 &&
+                           back == i);
             }
         }
         break;
@@ -163,7 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)fmt_ago(out, sizeof(out), v / 2, v);
         (void)fmt_bytes(out, sizeof(out), (uint64_t)v);
         (void)fmt_signal_name(out, sizeof(out), (int)v);
-        (void)fmt_state_name((int)v);
+        (void)fmt_state_name(out, sizeof(out), (int)v);
         break;
     }
     }

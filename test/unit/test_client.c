@@ -261,9 +261,15 @@ Test(client, sizes_and_signals)
     cr_expect_str_eq(fmt_signal_name(b, sizeof(b), 9), "SIGKILL");
     cr_expect_str_eq(fmt_signal_name(b, sizeof(b), 15), "SIGTERM");
     cr_expect_str_eq(fmt_signal_name(b, sizeof(b), 99), "SIG99");
-    cr_expect_str_eq(fmt_state_name(2), "exited");
-    cr_expect_str_eq(fmt_state_name(4), "failed");
-    cr_expect_str_eq(fmt_state_name(42), "?");
+    cr_expect_str_eq(fmt_state_name(b, sizeof(b), 0), "starting");
+    cr_expect_str_eq(fmt_state_name(b, sizeof(b), 1), "running");
+    cr_expect_str_eq(fmt_state_name(b, sizeof(b), 2), "exited");
+    cr_expect_str_eq(fmt_state_name(b, sizeof(b), 3), "killed");
+    cr_expect_str_eq(fmt_state_name(b, sizeof(b), 4), "failed");
+    cr_expect_str_eq(fmt_state_name(b, sizeof(b), 5), "lost");
+    cr_expect_str_eq(fmt_state_name(b, sizeof(b), 42), "?");
+    cr_expect_str_eq(fmt_state_name(b, sizeof(b), -1), "?");
+    cr_expect_str_eq(fmt_state_name(b, 4, 1), "run");
 }
 
 Test(client, parse_values)
@@ -337,7 +343,14 @@ Test(client, parse_values)
     cr_expect_eq(fmt_parse_state("FAILED", &s), 0);
     cr_expect_eq(s, JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START);
     cr_expect_eq(fmt_parse_state("failed_to_start", &s), 0);
+    cr_expect_eq(fmt_parse_state("Failed-To-Start", &s), 0);
+    cr_expect_eq(s, JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START);
+    cr_expect_eq(fmt_parse_state("LOST", &s), 0);
+    cr_expect_eq(s, JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST);
     cr_expect_eq(fmt_parse_state("done", &s), -EINVAL);
+    cr_expect_eq(fmt_parse_state("failed_to-start", &s), -EINVAL);
+    cr_expect_eq(fmt_parse_state("failed_", &s), -EINVAL);
+    cr_expect_eq(fmt_parse_state("", &s), -EINVAL);
     cr_expect_eq(fmt_parse_uint("12a", &u), -EINVAL);
 }
 
