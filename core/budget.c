@@ -7,6 +7,8 @@
 #include "clock.h"
 #include "budget.h"
 
+TAILQ_HEAD(waiters, budget_waiter);
+
 struct budget {
     struct budget_config cfg;
     pthread_mutex_t mu;
@@ -15,7 +17,7 @@ struct budget {
     bool timer_started, stopping, stalled;
     unsigned readers, queued;
     size_t reserved;
-    struct budget_waiter *head, *tail;
+    struct waiters queue; /* waiting for a turn, oldest first */
 };
 
 static bool is_pow2(size_t v)
@@ -35,6 +37,7 @@ int budget_new(const struct budget_config *cfg, struct budget **ret)
     if (!b)
         return -ENOMEM;
     b->cfg = *cfg;
+    TAILQ_INIT(&b->queue);
     (void)pthread_mutex_init(&b->mu, NULL);
     (void)pthread_condattr_init(&ca);
     (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -73,31 +76,28 @@ static size_t pow2_floor(size_t v)
     return p;
 }
 
-/* With mu held: pops the queue's head into *granted_list with `bytes` reserved for it. */
-static void grant_head_locked(struct budget *b, size_t bytes, struct budget_waiter **granted_list)
+/* With mu held: moves the queue's head to granted with `bytes` reserved for it. */
+static void grant_head_locked(struct budget *b, size_t bytes, struct waiters *granted)
 {
-    struct budget_waiter *w = b->head;
+    struct budget_waiter *w = TAILQ_FIRST(&b->queue);
 
-    b->head = w->next;
-    if (!b->head)
-        b->tail = NULL;
+    TAILQ_REMOVE(&b->queue, w, link);
     b->queued--;
     w->queued = false;
     w->has_grant = true;
     w->granted = bytes;
     b->reserved += bytes;
-    w->next = *granted_list;
-    *granted_list = w;
+    TAILQ_INSERT_HEAD(granted, w, link);
 }
 
 /* Without mu: tells each granted waiter (their order does not matter: each was reserved
  * its own bytes). */
-static void notify(struct budget_waiter *list)
+static void notify(struct waiters *granted)
 {
-    while (list) {
-        struct budget_waiter *w = list;
-        list = w->next;
-        w->next = NULL;
+    struct budget_waiter *w;
+
+    while ((w = TAILQ_FIRST(granted))) {
+        TAILQ_REMOVE(granted, w, link); /* first: on_grant may queue w again */
         w->on_grant(w);
     }
 }
@@ -111,14 +111,14 @@ static void *run_timer(void *arg)
 
     (void)pthread_mutex_lock(&b->mu);
     while (!b->stopping) {
-        struct budget_waiter *granted = NULL;
+        struct waiters granted = TAILQ_HEAD_INITIALIZER(granted);
         int64_t due;
 
-        if (!b->head) {
+        if (TAILQ_EMPTY(&b->queue)) {
             (void)pthread_cond_wait(&b->cv, &b->mu);
             continue;
         }
-        due = b->head->since_ms + b->cfg.stall_ms;
+        due = TAILQ_FIRST(&b->queue)->since_ms + b->cfg.stall_ms;
         if (clock_ms(CLOCK_MONOTONIC) < due) {
             struct timespec ts = {.tv_sec = (time_t)(due / 1000),
                                   .tv_nsec = (long)(due % 1000) * 1000000};
@@ -126,10 +126,10 @@ static void *run_timer(void *arg)
             continue;
         }
         b->stalled = true;
-        while (b->head)
+        while (!TAILQ_EMPTY(&b->queue))
             grant_head_locked(b, b->cfg.min, &granted);
         (void)pthread_mutex_unlock(&b->mu);
-        notify(granted);
+        notify(&granted);
         (void)pthread_mutex_lock(&b->mu);
     }
     (void)pthread_mutex_unlock(&b->mu);
@@ -147,14 +147,9 @@ static bool enqueue_locked(struct budget *b, struct budget_waiter *w)
         (void)pthread_setname_np(b->timer, "rj-budget"); /* names seen in top -H, perf, gdb */
         b->timer_started = true;
     }
-    w->next = NULL;
     w->queued = true;
     w->since_ms = clock_ms(CLOCK_MONOTONIC);
-    if (b->tail)
-        b->tail->next = w;
-    else
-        b->head = w;
-    b->tail = w;
+    TAILQ_INSERT_TAIL(&b->queue, w, link);
     if (b->queued++ == 0)
         (void)pthread_cond_signal(&b->cv); /* the timer sleeps on the new head */
     return true;
@@ -186,11 +181,11 @@ size_t budget_acquire(struct budget *b, struct budget_waiter *w, uint64_t want)
         /* A little live output: a small message costs little, and waiting would only add
          * latency. */
         size = c->min;
-    } else if (!b->head && share >= c->turn) {
+    } else if (TAILQ_EMPTY(&b->queue) && share >= c->turn) {
         /* Few readers: an equal share each, no more than is left (never below min: a share
          * that shrank as readers came may still be out with the earlier readers). */
         size = share <= left ? share : left < c->min ? c->min : pow2_floor(left);
-    } else if (!b->head && left >= c->turn) {
+    } else if (TAILQ_EMPTY(&b->queue) && left >= c->turn) {
         size = c->turn;
     } else if (b->stalled || !enqueue_locked(b, w)) {
         size = c->min;
@@ -206,10 +201,10 @@ size_t budget_acquire(struct budget *b, struct budget_waiter *w, uint64_t want)
 }
 
 /* With mu held: gives bytes back and grants waiters what is now free. */
-static void release_locked(struct budget *b, size_t bytes, struct budget_waiter **granted)
+static void release_locked(struct budget *b, size_t bytes, struct waiters *granted)
 {
     b->reserved = bytes < b->reserved ? b->reserved - bytes : 0;
-    while (b->head && left_locked(b) >= b->cfg.turn)
+    while (!TAILQ_EMPTY(&b->queue) && left_locked(b) >= b->cfg.turn)
         grant_head_locked(b, b->cfg.turn, granted);
     if (left_locked(b) >= b->cfg.turn)
         b->stalled = false; /* room again: readers take turns again */
@@ -217,19 +212,19 @@ static void release_locked(struct budget *b, size_t bytes, struct budget_waiter 
 
 void budget_release(struct budget *b, size_t bytes)
 {
-    struct budget_waiter *granted = NULL;
+    struct waiters granted = TAILQ_HEAD_INITIALIZER(granted);
 
     if (!bytes)
         return;
     (void)pthread_mutex_lock(&b->mu);
     release_locked(b, bytes, &granted);
     (void)pthread_mutex_unlock(&b->mu);
-    notify(granted);
+    notify(&granted);
 }
 
 void budget_idle(struct budget *b, struct budget_waiter *w)
 {
-    struct budget_waiter *granted = NULL;
+    struct waiters granted = TAILQ_HEAD_INITIALIZER(granted);
 
     (void)pthread_mutex_lock(&b->mu);
     if (w->sending) {
@@ -242,7 +237,7 @@ void budget_idle(struct budget *b, struct budget_waiter *w)
         w->granted = 0;
     }
     (void)pthread_mutex_unlock(&b->mu);
-    notify(granted);
+    notify(&granted);
 }
 
 bool budget_cancel(struct budget *b, struct budget_waiter *w)
@@ -251,18 +246,9 @@ bool budget_cancel(struct budget *b, struct budget_waiter *w)
 
     (void)pthread_mutex_lock(&b->mu);
     if (w->queued) {
-        struct budget_waiter **p = &b->head, *prev = NULL;
-
-        while (*p != w) {
-            prev = *p;
-            p = &(*p)->next;
-        }
-        *p = w->next;
-        if (b->tail == w)
-            b->tail = prev;
+        TAILQ_REMOVE(&b->queue, w, link);
         b->queued--;
         w->queued = false;
-        w->next = NULL;
         was_queued = true;
     }
     (void)pthread_mutex_unlock(&b->mu);

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 struct budget;
 
@@ -26,7 +27,7 @@ struct budget_waiter {
     /* Set by the owner before the first budget_acquire; called once per grant. */
     void (*on_grant)(struct budget_waiter *w);
     /* Private to budget.c. */
-    struct budget_waiter *next;
+    TAILQ_ENTRY(budget_waiter) link; /* in the queue, then in the list of grants to tell */
     int64_t since_ms;
     size_t granted;
     bool queued, has_grant, sending;

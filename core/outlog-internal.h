@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "outlog.h"
 
@@ -72,6 +73,8 @@ struct checkpoint {
     uint64_t before[2]; /* payload bytes of stdout, stderr before it */
 };
 
+TAILQ_HEAD(outlog_readers, outlog_reader);
+
 struct outlog {
     int fd;     /* -1 while nobody needs it (see "Open files"); changes only under the lock */
     char *path; /* to open it again */
@@ -99,8 +102,7 @@ struct outlog {
 
     /* Wake-ups. armed: waiting for data. queue: data came, fn not yet called. One thread at a
      * time (dispatching) empties the queue, calling each fn with the mutex released. */
-    struct outlog_reader *armed;
-    struct outlog_reader *queue_head, **queue_tail;
+    struct outlog_readers armed, queue;
     bool dispatching;
     pthread_t dispatcher;
 };
@@ -122,8 +124,7 @@ struct outlog_reader {
     void *userdata;
     uint64_t want; /* target when armed: wake once the selection holds more than this */
     bool is_armed, is_queued, is_running;
-    struct outlog_reader *prev, *next; /* log->armed list */
-    struct outlog_reader *qnext;       /* log->queue */
+    TAILQ_ENTRY(outlog_reader) link; /* in log->armed (is_armed) or log->queue (is_queued) */
 };
 
 static inline uint64_t selected_bytes(const uint64_t before[2], unsigned mask)

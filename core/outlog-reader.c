@@ -245,11 +245,7 @@ int outlog_reader_wait(struct outlog_reader *r, outlog_wake_fn fn, void *userdat
         r->userdata = userdata;
         r->want = r->target;
         r->is_armed = true;
-        r->prev = NULL;
-        r->next = l->armed;
-        if (l->armed)
-            l->armed->prev = r;
-        l->armed = r;
+        TAILQ_INSERT_HEAD(&l->armed, r, link);
     }
     (void)pthread_mutex_unlock(&l->lock);
     return ret;
@@ -261,25 +257,13 @@ static bool disarm_locked(struct outlog_reader *r)
     struct outlog *l = r->log;
 
     if (r->is_armed) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            l->armed = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
-        r->prev = r->next = NULL;
+        TAILQ_REMOVE(&l->armed, r, link);
         r->is_armed = false;
         return true;
     }
     if (r->is_queued) {
         /* Still ahead of the dispatcher: unlink it so fn is never called. */
-        struct outlog_reader **pp = &l->queue_head;
-        while (*pp != r)
-            pp = &(*pp)->qnext;
-        *pp = r->qnext;
-        if (l->queue_tail == &r->qnext)
-            l->queue_tail = pp;
-        r->qnext = NULL;
+        TAILQ_REMOVE(&l->queue, r, link);
         r->is_queued = false;
         return true;
     }

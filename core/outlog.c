@@ -24,7 +24,8 @@ static struct outlog *log_alloc(const char *path)
     l->path = strdup(path);
     l->cp_every_bytes = CP_INIT_BYTES;
     l->cp_every_records = CP_INIT_RECORDS;
-    l->queue_tail = &l->queue_head;
+    TAILQ_INIT(&l->armed);
+    TAILQ_INIT(&l->queue);
     atomic_init(&l->end, FILE_HDR_SIZE);
     l->wpos = FILE_HDR_SIZE;
     l->cap_cps = CP_MAX < 16 ? CP_MAX : 16;
@@ -248,22 +249,14 @@ static void queue_ready(struct outlog *l)
     bool closed = atomic_load_explicit(&l->closed, memory_order_relaxed);
     struct outlog_reader *r, *next;
 
-    for (r = l->armed; r; r = next) {
-        next = r->next;
+    for (r = TAILQ_FIRST(&l->armed); r; r = next) {
+        next = TAILQ_NEXT(r, link);
         if (!closed && selected_bytes(l->bytes, r->mask) <= r->want)
             continue;
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            l->armed = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
-        r->prev = r->next = NULL;
+        TAILQ_REMOVE(&l->armed, r, link);
         r->is_armed = false;
         r->is_queued = true;
-        r->qnext = NULL;
-        *l->queue_tail = r;
-        l->queue_tail = &r->qnext;
+        TAILQ_INSERT_TAIL(&l->queue, r, link);
     }
     if (l->n_sleepers > 0)
         (void)pthread_cond_broadcast(&l->data_cond);
@@ -282,14 +275,11 @@ static void dispatch_locked(struct outlog *l)
         return;
     l->dispatching = true;
     l->dispatcher = pthread_self();
-    while ((r = l->queue_head)) {
+    while ((r = TAILQ_FIRST(&l->queue))) {
         outlog_wake_fn fn = r->fn;
         void *userdata = r->userdata;
 
-        l->queue_head = r->qnext;
-        if (!l->queue_head)
-            l->queue_tail = &l->queue_head;
-        r->qnext = NULL;
+        TAILQ_REMOVE(&l->queue, r, link);
         r->is_queued = false;
         r->is_running = true;
         (void)pthread_mutex_unlock(&l->lock);

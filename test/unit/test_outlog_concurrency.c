@@ -3,6 +3,8 @@
  * that ended logs give up and readers take back. See test_outlog.h. */
 #include "test_outlog.h"
 
+#include <sys/queue.h>
+
 /* ---- concurrency ------------------------------------------------------------------------ */
 
 #define CONC_TOTAL (2u << 20)
@@ -169,7 +171,7 @@ Test(outlog, wait_fires_once_on_relevant_append)
 struct pool {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    struct cb_stream *head, **tail;
+    STAILQ_HEAD(, cb_stream) queue;
     int done, n_streams;
     bool stop;
 };
@@ -177,7 +179,7 @@ struct pool {
 struct cb_stream {
     struct pool *pool;
     struct outlog_reader *r;
-    struct cb_stream *next;
+    STAILQ_ENTRY(cb_stream) link;
     unsigned mask;
     bool inline_read;
     uint64_t st, off, got[3];
@@ -189,9 +191,7 @@ static void pool_push(struct cb_stream *s)
 {
     struct pool *p = s->pool;
     pthread_mutex_lock(&p->lock);
-    s->next = NULL;
-    *p->tail = s;
-    p->tail = &s->next;
+    STAILQ_INSERT_TAIL(&p->queue, s, link);
     pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
 }
@@ -250,16 +250,14 @@ static void *pool_main(void *arg)
     struct pool *p = arg;
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        struct cb_stream *s = p->head;
+        struct cb_stream *s = STAILQ_FIRST(&p->queue);
         if (!s && p->stop)
             break;
         if (!s) {
             pthread_cond_wait(&p->cond, &p->lock);
             continue;
         }
-        p->head = s->next;
-        if (!p->head)
-            p->tail = &p->head;
+        STAILQ_REMOVE_HEAD(&p->queue, link);
         pthread_mutex_unlock(&p->lock);
         stream_step(s);
         pthread_mutex_lock(&p->lock);
@@ -278,7 +276,7 @@ Test(outlog, callbacks_rearm_from_other_threads, .timeout = 60)
     struct cb_stream *s = calloc(N, sizeof(*s));
     pthread_t wt, pt[WORKERS];
 
-    p.tail = &p.head;
+    STAILQ_INIT(&p.queue);
     cr_assert_eq(outlog_create(path, 0, &l), 0);
     w.log = l;
     for (int i = 0; i < WORKERS; i++)
