@@ -6,7 +6,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,17 +74,6 @@ static struct jobtab_entry *entry_of(struct jm_job *j)
 static struct jm_job *job_of(struct jobtab_entry *e)
 {
     return (struct jm_job *)e;
-}
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    (void)vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
 }
 
 /* ---- restart recovery ------------------------------------------------------------------- */
@@ -682,7 +670,7 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
 
     r = job_runner_new(&cfg->runner, &m->runner);
     if (r < 0) {
-        set_err(errbuf, errlen, "set up job isolation (cgroups)");
+        (void)snprintf(errbuf, errlen, "set up job isolation (cgroups)");
         jm_free(m);
         return r;
     }
@@ -691,13 +679,13 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
     tc.max_running_per_user = cfg->max_running_per_user;
     r = jobtab_new(&tc, &m->table);
     if (r < 0) {
-        set_err(errbuf, errlen, "open the state directory '%s'", cfg->state_dir);
+        (void)snprintf(errbuf, errlen, "open the state directory '%s'", cfg->state_dir);
         jm_free(m);
         return r;
     }
     r = jobtab_load(m->table, on_loaded, m);
     if (r < 0) {
-        set_err(errbuf, errlen, "load the jobs in '%s'", cfg->state_dir);
+        (void)snprintf(errbuf, errlen, "load the jobs in '%s'", cfg->state_dir);
         jm_free(m);
         return r;
     }
@@ -714,7 +702,7 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
         }
     }
     if (m->n_threads == 0) {
-        set_err(errbuf, errlen, "start the job manager's threads");
+        (void)snprintf(errbuf, errlen, "start the job manager's threads");
         jm_free(m);
         return -EAGAIN;
     }

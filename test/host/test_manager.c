@@ -1,0 +1,418 @@
+/* core/manager without gRPC, as another program would drive it: Start, Stop, status, list,
+ * names, the running cap, output readers, end events, shutdown and restart recovery. As root,
+ * with real namespaces, the host's cgroups and the real shim (RUNJOB_BIN). */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/manager.h"
+
+#define NOBODY 65534
+
+static char tmpdir[64];
+static char state_dir[128];
+static const char *const admins[] = {"administrator", NULL};
+static atomic_int ends;
+
+static const char *runjob_bin(void)
+{
+    const char *b = getenv("RUNJOB_BIN");
+    return b && *b ? b : "bin/runjob";
+}
+
+static void setup(void)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root (namespaces, cgroups)");
+    if (access(runjob_bin(), X_OK) != 0)
+        cr_skip_test("no runjob binary at '%s' (set RUNJOB_BIN or run make)", runjob_bin());
+    strcpy(tmpdir, "/var/lib/test_manager.XXXXXX");
+    cr_assert(mkdtemp(tmpdir));
+    snprintf(state_dir, sizeof(state_dir), "%s/state", tmpdir);
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+
+    if (tmpdir[0]) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        (void)!system(cmd);
+    }
+}
+
+TestSuite(jm, .init = setup, .fini = teardown, .timeout = 60);
+
+static void count_end(struct jm_job *j, void *userdata)
+{
+    (void)j;
+    (void)userdata;
+    atomic_fetch_add(&ends, 1);
+}
+
+static struct jm *new_manager(unsigned ahead, unsigned cap)
+{
+    struct jm_config cfg = {
+        .state_dir = state_dir,
+        .admin_cns = admins,
+        .max_running_per_user = cap,
+        .job_uid = NOBODY,
+        .job_gid = NOBODY,
+        .stop_grace_ms = 2000,
+        .ahead = ahead,
+        .runner = {.shim_exe = runjob_bin(), .prespawn_shims = ahead ? 2 : 0},
+        .on_end = count_end,
+    };
+    char err[256] = "";
+    struct jm *m = NULL;
+    int r = jm_new(&cfg, &m, err, sizeof(err));
+
+    cr_assert_eq(r, 0, "jm_new: %s (%s)", err, strerror(-r));
+    return m;
+}
+
+/* Starts /bin/sh -c script for owner; returns jm_start's error, st filled. */
+static int start_sh(struct jm *m, const char *owner, const char *name, const char *script,
+                    struct jm_started *st)
+{
+    const char *args[] = {"-c", script};
+    struct jm_start_request rq = {
+        .owner = owner, .name = name, .command = "/bin/sh", .args = args, .n_args = 2};
+
+    return jm_start(m, &rq, st);
+}
+
+static struct jm_job *must_start(struct jm *m, const char *owner, const char *name,
+                                 const char *script)
+{
+    struct jm_started st;
+    int r = start_sh(m, owner, name, script, &st);
+
+    cr_assert_eq(r, 0, "start: %s (%s)", st.reason, strerror(-r));
+    cr_assert(st.recorded);
+    cr_assert_eq(strlen(st.id), JM_ID_LEN);
+    struct jm_job *j = jm_lookup(m, st.id, owner);
+    cr_assert_not_null(j);
+    return j;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    (void)nanosleep(&ts, NULL);
+}
+
+/* Every byte of the selection from offset until the output ends, into buf (NUL-terminated). */
+static size_t read_all(struct jm *m, struct jm_job *j, unsigned mask, uint64_t offset, char *buf,
+                       size_t cap)
+{
+    struct jm_reader *rd = NULL;
+    size_t n = 0;
+
+    cr_assert_eq(jm_reader_open(m, j, mask, offset, &rd, NULL), 0);
+    for (int i = 0; i < 20000; i++) {
+        struct outlog_chunk_info info;
+        ssize_t r = jm_reader_read(rd, buf + n, cap - 1 - n, &info);
+        if (r == 0)
+            break;
+        if (r == -EAGAIN) {
+            sleep_ms(1);
+            continue;
+        }
+        cr_assert_gt(r, 0, "read: %s", strerror((int)-r));
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    jm_reader_free(rd);
+    return n;
+}
+
+static void wait_ended(struct jm_job *j)
+{
+    struct jm_info info;
+
+    for (int i = 0; i < 10000; i++) {
+        jm_job_info(j, &info);
+        if (!info.is_running)
+            return;
+        sleep_ms(1);
+    }
+    cr_assert_fail("job %s did not end", jm_job_id(j));
+}
+
+Test(jm, start_runs_the_job_and_readers_see_its_output)
+{
+    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm_job *j = must_start(m, "alice", NULL, "echo out; echo err >&2; exit 3");
+    struct jm_reader *rd = NULL;
+    struct jm_info info;
+    char buf[256];
+
+    read_all(m, j, OUTLOG_SELECT_STDOUT, 0, buf, sizeof(buf));
+    cr_expect_str_eq(buf, "out\n");
+    read_all(m, j, OUTLOG_SELECT_STDERR, 0, buf, sizeof(buf));
+    cr_expect_str_eq(buf, "err\n");
+    cr_assert_eq(jm_reader_open(m, j, OUTLOG_SELECT_ALL, 0, &rd, NULL), 0);
+    jm_reader_final_info(rd, &info);
+    jm_reader_free(rd);
+    cr_expect_eq(info.status.job.state, JOB_EXITED);
+    cr_expect_eq(info.status.job.exit_code, 3);
+    cr_expect_eq(info.status.output_bytes, 8);
+    cr_expect_not(info.is_running);
+    cr_expect_str_eq(info.spec->owner, "alice");
+    cr_expect_str_eq(info.spec->command, "/bin/sh");
+    jm_free(m);
+}
+
+Test(jm, a_command_that_cannot_run_is_recorded_as_failed)
+{
+    struct jm *m = new_manager(0, 0);
+    struct jm_start_request rq = {.owner = "alice", .command = "/nonexistent/cmd"};
+    struct jm_started st;
+    struct jm_info info;
+    char buf[64];
+
+    cr_assert_eq(jm_start(m, &rq, &st), -ENOENT);
+    cr_assert(st.recorded);
+    cr_expect(strstr(st.reason, "/nonexistent/cmd") != NULL, "reason: %s", st.reason);
+    struct jm_job *j = jm_lookup(m, st.id, "alice");
+    cr_assert_not_null(j);
+    jm_job_info(j, &info);
+    cr_expect_eq(info.status.job.state, JOB_FAILED_TO_START);
+    cr_expect_str_eq(info.status.job.error, st.reason);
+    cr_expect_eq(read_all(m, j, OUTLOG_SELECT_ALL, 0, buf, sizeof(buf)), 0);
+    jm_free(m);
+}
+
+static atomic_int stopped;
+
+static void on_stopped(void *userdata)
+{
+    (void)userdata;
+    atomic_fetch_add(&stopped, 1);
+}
+
+Test(jm, stop_signals_then_reports_the_end)
+{
+    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm_job *j = must_start(m, "alice", NULL, "exec sleep 100");
+    const char *id = jm_job_id(j);
+    struct jm_info info;
+
+    cr_expect_eq(jm_stop(m, id, "bob", SIGTERM, 5000, on_stopped, NULL), -ENOENT);
+    cr_expect_eq(jm_stop(m, "not-an-id", "alice", SIGTERM, 5000, on_stopped, NULL), -ENOENT);
+    cr_assert_eq(jm_stop(m, id, "alice", SIGTERM, 5000, on_stopped, NULL), 0);
+    for (int i = 0; i < 5000 && atomic_load(&stopped) == 0; i++)
+        sleep_ms(1);
+    cr_assert_eq(atomic_load(&stopped), 1);
+    jm_job_info(j, &info);
+    cr_expect_eq(info.status.job.state, JOB_KILLED);
+    cr_expect_eq(info.status.job.signal, SIGTERM);
+    /* An ended job: done runs at once, on this thread. */
+    cr_assert_eq(jm_stop(m, id, "administrator", SIGKILL, -1, on_stopped, NULL), 0);
+    cr_expect_eq(atomic_load(&stopped), 2);
+    jm_free(m);
+}
+
+Test(jm, list_shows_the_callers_jobs_and_every_job_to_an_administrator)
+{
+    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm_job *a1 = must_start(m, "alice", NULL, "true");
+    struct jm_job *b1 = must_start(m, "bob", NULL, "true");
+    struct jm_job *a2 = must_start(m, "alice", NULL, "true");
+    struct jm_job **jobs = NULL;
+    size_t n = 0;
+
+    cr_assert_eq(jm_list(m, "alice", &jobs, &n), 0);
+    cr_assert_eq(n, 2);
+    cr_expect_eq(jobs[0], a1, "oldest first");
+    cr_expect_eq(jobs[1], a2);
+    free(jobs);
+    cr_assert_eq(jm_list(m, "bob", &jobs, &n), 0);
+    cr_assert_eq(n, 1);
+    cr_expect_eq(jobs[0], b1);
+    free(jobs);
+    cr_assert_eq(jm_list(m, "administrator", &jobs, &n), 0);
+    cr_expect_eq(n, 3);
+    free(jobs);
+    cr_assert_eq(jm_list(m, "carol", &jobs, &n), 0);
+    cr_expect_eq(n, 0);
+    free(jobs);
+    cr_expect(jm_is_admin(m, "administrator"));
+    cr_expect_not(jm_is_admin(m, "alice"));
+    cr_expect_null(jm_lookup(m, jm_job_id(a1), "bob"));
+    cr_expect_eq(jm_lookup(m, jm_job_id(a1), "administrator"), a1);
+    jm_free(m);
+}
+
+Test(jm, a_name_is_unique_among_the_owners_running_jobs)
+{
+    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm_job *web = must_start(m, "alice", "web", "exec sleep 100");
+    struct jm_started st;
+
+    cr_expect_eq(start_sh(m, "alice", "web", "true", &st), -EEXIST);
+    cr_expect_not(st.recorded);
+    cr_expect_str_eq(st.name, "web");
+    cr_expect_str_eq(st.id, "");
+    must_start(m, "bob", "web", "true"); /* another owner's names are theirs */
+    cr_assert_eq(jm_stop(m, jm_job_id(web), "alice", SIGKILL, -1, on_stopped, NULL), 0);
+    wait_ended(web);
+    must_start(m, "alice", "web", "true"); /* free again once the job ended */
+    jm_free(m);
+}
+
+Test(jm, the_running_cap_counts_per_owner)
+{
+    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 2);
+    struct jm_started st;
+
+    must_start(m, "alice", NULL, "exec sleep 100");
+    must_start(m, "alice", NULL, "exec sleep 100");
+    cr_expect_eq(start_sh(m, "alice", NULL, "true", &st), -EUSERS);
+    cr_expect_not(st.recorded);
+    must_start(m, "bob", NULL, "exec sleep 100");
+    cr_expect_eq(jm_get_config(m)->max_running_per_user, 2);
+    jm_free(m); /* kills what runs */
+}
+
+Test(jm, a_reader_past_the_end_of_ended_output_is_refused)
+{
+    struct jm *m = new_manager(0, 0);
+    struct jm_job *j = must_start(m, "alice", NULL, "echo hello");
+    struct jm_reader *rd = NULL;
+    uint64_t end = 0;
+    char buf[64];
+
+    wait_ended(j);
+    read_all(m, j, OUTLOG_SELECT_ALL, 0, buf, sizeof(buf)); /* waits for the log's close */
+    cr_expect_str_eq(buf, "hello\n");
+    cr_expect_eq(jm_reader_open(m, j, OUTLOG_SELECT_STDOUT, 7, &rd, &end), -ERANGE);
+    cr_expect_eq(end, 6);
+    cr_expect_eq(read_all(m, j, OUTLOG_SELECT_STDOUT, 6, buf, sizeof(buf)), 0);
+    cr_expect_eq(read_all(m, j, OUTLOG_SELECT_STDOUT, 2, buf, sizeof(buf)), 4);
+    cr_expect_str_eq(buf, "llo\n");
+    jm_free(m);
+}
+
+Test(jm, every_end_is_an_event)
+{
+    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+
+    atomic_store(&ends, 0);
+    for (int i = 0; i < 5; i++)
+        wait_ended(must_start(m, "alice", NULL, "true"));
+    for (int i = 0; i < 5000 && atomic_load(&ends) < 5; i++)
+        sleep_ms(1);
+    cr_expect_eq(atomic_load(&ends), 5);
+    jm_free(m);
+}
+
+Test(jm, shutdown_stops_running_jobs_and_refuses_starts)
+{
+    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm_job *j = must_start(m, "alice", NULL, "exec sleep 100");
+    struct jm_started st;
+    struct jm_info info;
+
+    jm_shutdown(m);
+    jm_job_info(j, &info);
+    cr_expect_eq(info.status.job.state, JOB_KILLED);
+    cr_expect_eq(start_sh(m, "alice", NULL, "true", &st), -ESHUTDOWN);
+    cr_expect(st.recorded);
+    jm_free(m);
+}
+
+static unsigned count_dirs(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+    unsigned n = 0;
+
+    cr_assert_not_null(d);
+    while ((de = readdir(d)))
+        if (de->d_type == DT_DIR && de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+Test(jm, a_restart_finds_a_running_job_lost_and_keeps_its_output)
+{
+    char id[JM_ID_LEN + 1] = "", buf[64], cg[256];
+    int pipefd[2], st;
+    struct jm_job **jobs = NULL;
+    struct jm_info info;
+    size_t n = 0;
+
+    cr_assert_eq(pipe(pipefd), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        /* A server that dies with a job running and jobs made ahead: no jm_free. No cr_*
+         * here (a forked child cannot report to Criterion): any failure is the exit code. */
+        struct jm_config cfg = {
+            .state_dir = state_dir,
+            .admin_cns = admins,
+            .job_uid = NOBODY,
+            .job_gid = NOBODY,
+            .ahead = JM_AHEAD_DEFAULT,
+            .runner = {.shim_exe = runjob_bin(), .prespawn_shims = 2},
+        };
+        const char *args[] = {"-c", "echo hi; exec sleep 100"};
+        struct jm_start_request rq = {
+            .owner = "alice", .name = "kept", .command = "/bin/sh", .args = args, .n_args = 2};
+        struct jm_started started;
+        struct jm_info ji = {0};
+        struct jm *cm = NULL;
+        char err[256];
+
+        if (jm_new(&cfg, &cm, err, sizeof(err)) < 0 || jm_start(cm, &rq, &started) < 0)
+            _exit(2);
+        struct jm_job *j = jm_lookup(cm, started.id, "alice");
+        for (int i = 0; j && i < 5000 && ji.status.output_bytes < 3; i++) {
+            jm_job_info(j, &ji); /* "hi\n" is in the log */
+            sleep_ms(1);
+        }
+        if (!j || ji.status.output_bytes < 3)
+            _exit(3);
+        sleep_ms(JOBTAB_RUNNING_LINGER_MS + 300); /* RUNNING is written */
+        if (write(pipefd[1], started.id, JM_ID_LEN) != JM_ID_LEN)
+            _exit(4);
+        _exit(0);
+    }
+    close(pipefd[1]);
+    cr_assert_eq(read(pipefd[0], id, JM_ID_LEN), JM_ID_LEN);
+    close(pipefd[0]);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+
+    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    cr_assert_eq(jm_list(m, "administrator", &jobs, &n), 0);
+    cr_assert_eq(n, 1, "the folders made ahead are not jobs");
+    cr_expect_str_eq(jm_job_id(jobs[0]), id);
+    jm_job_info(jobs[0], &info);
+    cr_expect_eq(info.status.job.state, JOB_LOST);
+    cr_expect(strstr(info.status.job.error, "restarted") != NULL, "error: %s",
+              info.status.job.error);
+    cr_expect_str_eq(info.spec->name, "kept");
+    read_all(m, jobs[0], OUTLOG_SELECT_ALL, 0, buf, sizeof(buf));
+    cr_expect_str_eq(buf, "hi\n");
+    /* The lost job's cgroup is gone (v1 here: every hierarchy; the pids one checked). */
+    snprintf(cg, sizeof(cg), "/sys/fs/cgroup/pids/runjob/%s", id);
+    cr_expect(access(cg, F_OK) != 0, "%s is still there", cg);
+    free(jobs);
+    jm_free(m);
+    /* One job folder: the dead server's folders made ahead were removed at load, and this
+     * manager's own at its free. */
+    cr_expect_eq(count_dirs(state_dir), 1);
+}
