@@ -477,7 +477,7 @@ int applet_serve_main(int argc, char **argv)
     jc.max_output_bytes = o.max_output_bytes;
     jc.default_limits = o.policy.defaults;
     jc.stop_grace_ms = o.policy.default_grace_ms;
-    jc.ahead = JM_AHEAD_DEFAULT;
+    jc.spares = JM_SPARES_DEFAULT;
     jc.runner.prespawn_shims = JOB_PRESPAWN_DEFAULT;
     r = jm_new(&jc, &jm, errbuf, sizeof(errbuf));
     if (r < 0) {

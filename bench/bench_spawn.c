@@ -2,8 +2,8 @@
  * seccomp, exec, reap, cgroup removal) against the bare isolated spawn floor measured in the
  * same run: clone3 with the same namespaces, / made private, a fresh /proc, exec /bin/true,
  * wait (no shim, no cgroups unless --cgroups). Samples alternate so that machine noise hits
- * both alike. Each job's cgroup is made ahead (job_cgroup_reserve), as the server does with its
- * prepared slots, right after the previous job, outside the measured time. Prints p50/p99 of each
+ * both alike. Each job's cgroup is made ahead (job_spare_new), as the server does with its
+ * spares, right after the previous job, outside the measured time. Prints p50/p99 of each
  * and the ratio (target: job p50 <= 1.5x floor). No assertions. Needs root.
  *
  *   bench_spawn [-n N] [--cgroups] [--floor-only] [--no-net] [--prespawn N] [--gap-ms MS]
@@ -110,20 +110,19 @@ static void job_id(char *buf, size_t len, int seq)
 
 /* What the server does after each Start, off its path: the next job's cgroup made ahead, in
  * which the pool thread (if any) then readies a shim. NULL if that failed. */
-static struct job_cgroup *reserve_next(struct job_runner *r, int seq)
+static struct job_spare *reserve_next(struct job_runner *r, int seq)
 {
-    struct job_cgroup *jc = NULL;
+    struct job_spare *jc = NULL;
     char id[64];
 
     job_id(id, sizeof(id), seq);
-    if (job_cgroup_reserve(r, &(struct job_ahead){.id = id, .uid = 65534, .gid = 65534}, &jc) < 0)
+    if (job_spare_new(r, &(struct job_spare_spec){.id = id, .uid = 65534, .gid = 65534}, &jc) < 0)
         return NULL;
     return jc;
 }
 
 /* One job of id seq, in the cgroup made ahead for it (ahead, taken) if not NULL. */
-static double job_once(struct job_runner *r, const struct opts *o, int seq,
-                       struct job_cgroup *ahead)
+static double job_once(struct job_runner *r, const struct opts *o, int seq, struct job_spare *ahead)
 {
     char id[64], err[256];
     struct job_status s;
@@ -137,7 +136,7 @@ static double job_once(struct job_runner *r, const struct opts *o, int seq,
         .uid = 65534,
         .gid = 65534,
         .network = o->no_net ? JOB_NET_HOST : JOB_NET_NONE,
-        .cgroup = ahead,
+        .spare = ahead,
     };
     if (job_start(r, &spec, NULL, NULL, &j, err, sizeof(err)) < 0) {
         fprintf(stderr, "bench_spawn: job_start: %s\n", err);
@@ -154,7 +153,7 @@ int main(int argc, char **argv)
 {
     struct opts o = {.n = 200};
     struct job_runner *r = NULL;
-    struct job_cgroup *ahead = NULL;
+    struct job_spare *ahead = NULL;
     const char *bin = getenv("RUNJOB_BIN");
     double *fl, *jb;
     int nf = 0, nj = 0;
@@ -217,7 +216,7 @@ int main(int argc, char **argv)
     }
     if (o.floor_only)
         return nf ? 0 : 1;
-    job_cgroup_release(ahead);
+    job_spare_free(ahead);
     job_runner_free(r);
     if (!nf || !nj) {
         fprintf(stderr, "bench_spawn: no samples (floor %d, job %d)\n", nf, nj);

@@ -83,19 +83,19 @@ struct job_shim {
     gid_t gid;
 };
 
-/* A job's cgroup made ahead (job_cgroup_reserve) and, once the pool thread has moved one in,
+/* A job's cgroup made ahead (job_spare_new) and, once the pool thread has moved one in,
  * a pooled shim waiting in it: a start that takes it writes the limits and sends the go, with
  * no write to cgroup.procs on its path. Such a write takes the kernel's threadgroup rwsem for
  * writing, and the first one after a pause waits out an RCU grace period: 5-13 ms here. */
-struct job_cgroup {
+struct job_spare {
     struct cg *cg;
     uid_t uid; /* the user the job will run as: its shim is prepped for it */
     gid_t gid;
-    struct limits limits;    /* written into cg at the reservation */
-    struct job_shim sh;      /* pidfd < 0: none (yet) */
-    bool attaching;          /* the pool thread is moving a shim into cg; under r->mu */
-    bool no_shim;            /* that failed once: the start brings its own */
-    struct job_cgroup *next; /* on r->ahead until taken or released; under r->mu */
+    struct limits limits;   /* written into cg at the spare */
+    struct job_shim sh;     /* pidfd < 0: none (yet) */
+    bool attaching;         /* the pool thread is moving a shim into cg; under r->mu */
+    bool no_shim;           /* that failed once: the start brings its own */
+    struct job_spare *next; /* on r->ahead until taken or released; under r->mu */
     struct job_runner *r;
 };
 
@@ -117,8 +117,8 @@ struct job_runner {
     struct spawn_req *reqs, **reqs_tail;
     struct job_shim pool[JOB_PRESPAWN_MAX]; /* shims for private-network jobs, started ahead */
     unsigned n_pool;
-    bool pool_refill;         /* the pool thread tops the pool up */
-    struct job_cgroup *ahead; /* reserved and not yet taken: the pool thread fills them first */
+    bool pool_refill;        /* the pool thread tops the pool up */
+    struct job_spare *ahead; /* reserved and not yet taken: the pool thread fills them first */
     pthread_cond_t pool_cond;
     pthread_t pool_thread;
     bool pool_thread_started;
@@ -150,13 +150,13 @@ int job_shim_prep(struct job_shim *sh, const char *id, uid_t uid, gid_t gid);
 bool job_shim_alive(struct job_shim *sh);
 /* job-pool.c: takes a pooled shim, asking for a replacement; false if none. */
 bool job_pool_take(struct job_runner *r, struct job_shim *ret);
-/* job-pool.c: takes a reservation off the runner and frees it: its cgroup is returned, its
+/* job-pool.c: takes a spare off the runner and frees it: its cgroup is returned, its
  * shim (or an empty one) and the limits written into it put in *ret_sh and *ret_lim. */
-struct cg *job_ahead_take(struct job_cgroup *jc, struct job_shim *ret_sh, struct limits *ret_lim);
+struct cg *job_spare_take(struct job_spare *jc, struct job_shim *ret_sh, struct limits *ret_lim);
 /* job-pool.c: removes a cgroup made ahead that no job ran in (NULL-safe), killing its shim. */
-void job_ahead_drop(struct cg *cg, struct job_shim *sh);
-/* job-pool.c: the shims of reservations nobody released before job_runner_free; reaped. */
-void job_ahead_discard_all(struct job_runner *r);
+void job_spare_drop(struct cg *cg, struct job_shim *sh);
+/* job-pool.c: the shims of spares nobody released before job_runner_free; reaped. */
+void job_spare_discard_all(struct job_runner *r);
 /* job-pool.c: the pool thread, keeping r->pool topped up until the runner quits. */
 void *job_pool_thread(void *arg);
 /* job.c: wakes the event thread (its eventfd). */

@@ -1,5 +1,5 @@
 /* The shim pool and the jobs made ahead: the pool thread keeps shims started ahead of time
- * and moves one into each cgroup made ahead (job_cgroup_reserve), prepped for its job, so that
+ * and moves one into each cgroup made ahead (job_spare_new), prepped for its job, so that
  * a start takes it with no cgroup move and no command process to make on its path. */
 #include "job-internal.h"
 
@@ -15,7 +15,7 @@
 #include "log.h"
 #include "shimproto.h"
 
-/* Whether a shim that waited (in the pool or a reservation) is still there: one killed by
+/* Whether a shim that waited (in the pool or a spare) is still there: one killed by
  * someone meanwhile would look like a job that started and was killed. A dead one is reaped. */
 bool job_shim_alive(struct job_shim *sh)
 {
@@ -57,20 +57,20 @@ bool job_pool_take(struct job_runner *r, struct job_shim *ret)
     return got;
 }
 
-/* A reservation still without a shim, or NULL. Under r->mu. */
-static struct job_cgroup *ahead_wanting_shim(struct job_runner *r)
+/* A spare still without a shim, or NULL. Under r->mu. */
+static struct job_spare *ahead_wanting_shim(struct job_runner *r)
 {
-    for (struct job_cgroup *jc = r->ahead; jc; jc = jc->next)
+    for (struct job_spare *jc = r->ahead; jc; jc = jc->next)
         if (jc->sh.pidfd < 0 && !jc->attaching && !jc->no_shim)
             return jc;
     return NULL;
 }
 
-/* The pool thread's part of a reservation: a pooled shim (or a new one) moved into its cgroup
+/* The pool thread's part of a spare: a pooled shim (or a new one) moved into its cgroup
  * and prepped for the job (its command's process then waits for the go).
  * Under r->mu, dropped meanwhile: jc->attaching keeps a start or a release waiting, so jc stays
  * valid even once taken off r->ahead. */
-static void ahead_fill(struct job_runner *r, struct job_cgroup *jc)
+static void ahead_fill(struct job_runner *r, struct job_spare *jc)
 {
     int cgfd = cg_get_dirfd(jc->cg);
     struct job_shim sh;
@@ -101,7 +101,7 @@ static void ahead_fill(struct job_runner *r, struct job_cgroup *jc)
     pthread_cond_broadcast(&r->pool_cond);
 }
 
-/* The pool thread: fills reservations, then tops the pool up after each take, off the event
+/* The pool thread: fills spares, then tops the pool up after each take, off the event
  * thread (a clone into a new network namespace takes a millisecond or more; the event thread
  * meanwhile reaps the jobs that end). A failed clone stops it until the next take. Exits when
  * the runner quits. */
@@ -111,7 +111,7 @@ void *job_pool_thread(void *arg)
 
     pthread_mutex_lock(&r->mu);
     for (;;) {
-        struct job_cgroup *jc = NULL;
+        struct job_spare *jc = NULL;
         struct job_shim sh;
         int e;
 
@@ -149,13 +149,13 @@ void *job_pool_thread(void *arg)
 
 /* Takes jc off the runner's list (waiting for the pool thread if it is moving a shim in) and
  * frees it: its cgroup is returned, its shim (if any) put in *ret_sh. */
-struct cg *job_ahead_take(struct job_cgroup *jc, struct job_shim *ret_sh, struct limits *ret_lim)
+struct cg *job_spare_take(struct job_spare *jc, struct job_shim *ret_sh, struct limits *ret_lim)
 {
     struct job_runner *r = jc->r;
     struct cg *cg = jc->cg;
 
     pthread_mutex_lock(&r->mu);
-    for (struct job_cgroup **p = &r->ahead; *p; p = &(*p)->next)
+    for (struct job_spare **p = &r->ahead; *p; p = &(*p)->next)
         if (*p == jc) {
             *p = jc->next;
             break;
@@ -169,17 +169,17 @@ struct cg *job_ahead_take(struct job_cgroup *jc, struct job_shim *ret_sh, struct
     return cg;
 }
 
-void job_ahead_discard_all(struct job_runner *r)
+void job_spare_discard_all(struct job_runner *r)
 {
-    for (struct job_cgroup *jc = r->ahead; jc; jc = jc->next) {
-        log_warn("job %s: its reservation outlived the job runner", cg_get_id(jc->cg));
+    for (struct job_spare *jc = r->ahead; jc; jc = jc->next) {
+        log_warn("job %s: its spare outlived the job runner", cg_get_id(jc->cg));
         job_shim_discard(&jc->sh);
     }
 }
 
-int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct job_cgroup **ret)
+int job_spare_new(struct job_runner *r, const struct job_spare_spec *a, struct job_spare **ret)
 {
-    struct job_cgroup *jc;
+    struct job_spare *jc;
     int e;
 
     *ret = NULL;
@@ -208,7 +208,7 @@ int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct j
 }
 
 /* Removes a cgroup made ahead that no job ran in, and kills the shim that waited in it. */
-void job_ahead_drop(struct cg *cg, struct job_shim *sh)
+void job_spare_drop(struct cg *cg, struct job_shim *sh)
 {
     job_shim_discard(sh);
     if (!cg)
@@ -220,13 +220,13 @@ void job_ahead_drop(struct cg *cg, struct job_shim *sh)
     cg_free(cg);
 }
 
-void job_cgroup_release(struct job_cgroup *jc)
+void job_spare_free(struct job_spare *jc)
 {
     struct job_shim sh;
 
     if (!jc)
         return;
     struct limits lim;
-    struct cg *cg = job_ahead_take(jc, &sh, &lim);
-    job_ahead_drop(cg, &sh);
+    struct cg *cg = job_spare_take(jc, &sh, &lim);
+    job_spare_drop(cg, &sh);
 }

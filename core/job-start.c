@@ -415,8 +415,8 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     char dummy[1];
 
     job_shim_init(&sh);
-    if (spec->cgroup) /* ours from here on, whatever happens; with the shim waiting in it */
-        cg = job_ahead_take(spec->cgroup, &sh, &ahead_lim);
+    if (spec->spare) /* ours from here on, whatever happens; with the shim waiting in it */
+        cg = job_spare_take(spec->spare, &sh, &ahead_lim);
 
     if (!errbuf || errlen == 0) {
         errbuf = dummy;
@@ -429,13 +429,13 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         e = -EINVAL;
     }
     if (e < 0) {
-        job_ahead_drop(cg, &sh);
+        job_spare_drop(cg, &sh);
         return e;
     }
     pthread_mutex_lock(&r->mu);
     if (r->quit) {
         pthread_mutex_unlock(&r->mu);
-        job_ahead_drop(cg, &sh);
+        job_spare_drop(cg, &sh);
         snprintf(errbuf, errlen, "the job runner is shutting down");
         return -ESHUTDOWN;
     }

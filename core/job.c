@@ -508,7 +508,7 @@ void job_runner_free(struct job_runner *r)
     /* The pool thread cloned them: their pdeathsig fired as it exited. Reap them. */
     while (r->n_pool)
         job_shim_discard(&r->pool[--r->n_pool]);
-    job_ahead_discard_all(r); /* none, if the caller released its reservations first */
+    job_spare_discard_all(r); /* none, if the caller released its spares first */
     runner_close(r);
 }
 

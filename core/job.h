@@ -19,7 +19,7 @@
 struct outlog;
 struct job;
 struct job_runner;
-struct job_cgroup; /* a job's cgroup made ahead by job_cgroup_reserve(), with its shim (opaque) */
+struct job_spare; /* a job's cgroup made ahead by job_spare_new(), with its shim (opaque) */
 
 enum job_state {
     JOB_STARTING = 0,
@@ -44,8 +44,8 @@ struct job_runner_config {
      * own new namespaces, /proc, /sys and lo set up and the seccomp filter built, for a job
      * with a private network to take it; the runner starts a replacement off the caller's
      * path. Each holds one process and five fds of the server while it waits. The pool is
-     * filled once the first such job starts or the first cgroup is reserved. Each reservation
-     * (job_cgroup_reserve) holds one more, taken from the pool; 0 turns that off too. */
+     * filled once the first such job starts or the first cgroup is reserved. Each spare
+     * (job_spare_new) holds one more, taken from the pool; 0 turns that off too. */
     unsigned prespawn_shims;
 };
 #define JOB_PRESPAWN_MAX     8
@@ -63,10 +63,10 @@ struct job_spec {
     uid_t uid; /* job user; default nobody (65534) is the caller's choice */
     gid_t gid;
     struct outlog *log; /* output goes here; caller owns, keeps it alive past the job */
-    /* The job's cgroup made ahead by job_cgroup_reserve() for this id, or NULL (job_start makes
+    /* The job's cgroup made ahead by job_spare_new() for this id, or NULL (job_start makes
      * it). job_start takes it whatever it returns: the job's from then on, or removed at once
      * when the start fails. */
-    struct job_cgroup *cgroup;
+    struct job_spare *spare;
 };
 
 struct job_status {
@@ -94,25 +94,25 @@ int job_runner_cleanup_stale(struct job_runner *r, const char *id);
 
 /* Makes the cgroup of the job that will have a->id, with a->limits (job_start rewrites those
  * that differ from its job's), so that its start need not: a caller that knows the id ahead calls
- * it off the start's path and passes the result in job_spec.cgroup. With shims started ahead
+ * it off the start's path and passes the result in job_spec.spare. With shims started ahead
  * (prespawn_shims), the runner's pool thread then moves one into it and has it make the command's
  * process, as a->uid:a->gid, up to its exec: a start with that id, user and group then only writes
  * the limits and sends the go (another user costs that shim). 0 or -errno (-EEXIST: a cgroup of
  * that id exists). Thread-safe. If the process dies before the start,
- * job_runner_cleanup_stale(r, id) of the next one removes it. Release every reservation no
+ * job_runner_cleanup_stale(r, id) of the next one removes it. Release every spare no
  * start took before job_runner_free. */
 /* What a job made ahead will be: its id, the user and group it will run as, and the limits it
  * will most likely have (written at once; a start writes only the ones that differ). */
-struct job_ahead {
+struct job_spare_spec {
     const char *id;
     uid_t uid;
     gid_t gid;
     struct limits limits;
 };
-int job_cgroup_reserve(struct job_runner *r, const struct job_ahead *a, struct job_cgroup **ret);
+int job_spare_new(struct job_runner *r, const struct job_spare_spec *a, struct job_spare **ret);
 /* Removes a reserved cgroup that no job_start took (and the shim waiting in it), and frees it.
  * NULL-safe. Thread-safe. */
-void job_cgroup_release(struct job_cgroup *jc);
+void job_spare_free(struct job_spare *jc);
 
 typedef void (*job_event_fn)(struct job *j, void *userdata);
 
@@ -122,7 +122,7 @@ typedef void (*job_event_fn)(struct job *j, void *userdata);
  * be while the shim (PID 1) is still taking its namespaces down; job_wait() waits for that and
  * for the cgroup's removal. On failure returns -errno and writes a plain-words reason into
  * errbuf ("'/bin/nope': no such file", "'/etc/passwd': not executable", ...) and leaves nothing
- * behind (no cgroup, spec->cgroup included, process or fd). Thread-safe. */
+ * behind (no cgroup, spec->spare included, process or fd). Thread-safe. */
 int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on_end,
               void *userdata, struct job **ret, char *errbuf, size_t errlen);
 

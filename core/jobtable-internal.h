@@ -1,7 +1,7 @@
 #pragma once
 /* core/jobtable's private parts, shared by its four files:
  *   jobtable.c         the table: ids, lookups, authorisation, the job lifecycle, loading
- *   jobtable-slot.c    job folders made ahead (slots), and the ids of unused ones found at load
+ *   jobtable-spare.c    job folders made ahead (spares), and the ids of unused ones found at load
  *   jobtable-record.c  the on-disk record: text format and parser, the atomic write
  *   jobtable-flush.c   the writer thread (records handed over by set_status_async) and the
  *                      flusher thread that makes written records durable (group commit)
@@ -14,11 +14,11 @@
 
 #define RECORD_FILE "status"
 #define RECORD_TMP  "status.tmp"
-/* A second reserve, made with a slot (jobtab_slot_new): becomes RECORD_TMP when the first
+/* A second reserve, made with a spare (jobtab_spare_new): becomes RECORD_TMP when the first
  * record takes the first one, so that the Start path allocates nothing. */
 #define RECORD_SPARE "status.spare"
 #define OUTPUT_FILE  "output"
-/* The room reserved for a record is a multiple of this: a slot's two reserves are one each
+/* The room reserved for a record is a multiple of this: a spare's two reserves are one each
  * (a new job's records are well under it), a running job's next record gets its record's
  * length and one more (jobtable-record.c). */
 #define RECORD_RESERVE_MIN 4096
@@ -26,8 +26,8 @@
  * end's figures): the first record leaves at least this much room for the next one. */
 #define RECORD_GROWTH_MAX 1024
 
-/* A job folder made ahead of time (jobtab_slot_new). */
-struct jobtab_slot {
+/* A job folder made ahead of time (jobtab_spare_new). */
+struct jobtab_spare {
     char id[JOBTAB_ID_LEN + 1];
 };
 
@@ -111,9 +111,9 @@ struct jobtab_entry *jobtab_find_locked(struct jobtab *t, const char *id);
 /* "<state>/<id>" into buf. 0 or -ENAMETOOLONG. */
 int jobtab_state_path(struct jobtab *t, const char *id, char *buf, size_t len);
 /* Removes the folder name (open as dfd, in the state directory open as sfd) that never got a
- * record, with only the files a slot holds. 0 or -errno. */
+ * record, with only the files a spare holds. 0 or -errno. */
 int jobtab_remove_unused_folder(int sfd, int dfd, const char *name);
-/* The same by id, best effort (an unused slot, or a job whose first record failed). */
+/* The same by id, best effort (an unused spare, or a job whose first record failed). */
 void jobtab_remove_folder(struct jobtab *t, const char *id);
 /* Keeps name, a folder without a record, for jobtab_drain_unused (takes t->lock; best effort). */
 void jobtab_remember_unused(struct jobtab *t, const char *name);

@@ -449,7 +449,7 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     /* status.tmp was status until the last exchange: until that exchange is durable, a power
      * loss can bring the old names back, and an overwrite in place would then tear the only
      * record on the disk. A job's first two records never get here (the second goes into the
-     * slot's spare); a third within the flusher's window waits for one sync. */
+     * spare's spare); a third within the flusher's window waits for one sync. */
     if (e->tmp_is_prev && (r = jobtab_flusher_settle(e)) < 0)
         return r;
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -489,7 +489,7 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
             (void)unlinkat(dfd, RECORD_SPARE, 0);
         return 0;
     }
-    /* A slot's spare is already allocated: a rename instead of a new allocation (grown only
+    /* A spare's spare is already allocated: a rename instead of a new allocation (grown only
      * for a first record too long to leave the next one room in it). */
     if (running) {
         if (!spare || renameat(dfd, RECORD_SPARE, dfd, RECORD_TMP) < 0)

@@ -430,11 +430,11 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
     return jobtab_add_in(t, NULL, owner, name, command, args, n_args, limits, network, ret);
 }
 
-int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner, const char *name,
-                  const char *command, const char *const *args, size_t n_args,
+int jobtab_add_in(struct jobtab *t, struct jobtab_spare **spare, const char *owner,
+                  const char *name, const char *command, const char *const *args, size_t n_args,
                   const struct limits *limits, enum job_network network, struct jobtab_entry **ret)
 {
-    _cleanup_free_ struct jobtab_slot *sl = NULL;
+    _cleanup_free_ struct jobtab_spare *sl = NULL;
     struct jobtab_entry *e;
     unsigned running = 0;
     int r;
@@ -480,10 +480,10 @@ int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner
         entry_free(e);
         return -EUSERS;
     }
-    if (slot && *slot) {
-        /* The slot's id was unique in the table when it was made, and every id added since
+    if (spare && *spare) {
+        /* The spare's id was unique in the table when it was made, and every id added since
          * came from a folder of its own (mkdir is exclusive). */
-        sl = TAKE_PTR(*slot);
+        sl = TAKE_PTR(*spare);
         memcpy(e->spec.id, sl->id, sizeof(e->spec.id));
         e->spare = true;
     } else {

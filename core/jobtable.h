@@ -82,7 +82,7 @@ typedef void (*jobtab_loaded_fn)(struct jobtab_entry *e, bool was_running, void 
  * on an empty table, before other threads use it. */
 int jobtab_load(struct jobtab *t, jobtab_loaded_fn fn, void *userdata);
 
-/* Calls fn(id, userdata) for every job folder jobtab_load found without a record (a slot a
+/* Calls fn(id, userdata) for every job folder jobtab_load found without a record (a spare a
  * previous server made ahead and never used; load removed the folder), then forgets them: each
  * id is handed out once, so that the caller can remove what else it made ahead under it (the
  * job's cgroup). fn runs without the table lock. Thread-safe. */
@@ -104,24 +104,24 @@ int jobtab_add(struct jobtab *t, const char *owner, const char *name, const char
 
 /* A job folder made ahead of time, off the path of a Start: a fresh id, <state>/<id>/ made and
  * the room for its first two records allocated, so that jobtab_add_in only writes and renames
- * the record. Until then the folder holds no record; jobtab_load removes such folders (a slot
+ * the record. Until then the folder holds no record; jobtab_load removes such folders (a spare
  * left by a server that stopped or died) and keeps their ids for jobtab_drain_unused. */
-struct jobtab_slot;
-/* Makes a slot. 0 or -errno. Thread-safe. */
-int jobtab_slot_new(struct jobtab *t, struct jobtab_slot **ret);
-/* The slot's id: the job's, once added. */
-const char *jobtab_slot_id(const struct jobtab_slot *slot);
-/* "<state>/<id>/output" of the slot (the caller may make the output log ahead too, there).
+struct jobtab_spare;
+/* Makes a spare. 0 or -errno. Thread-safe. */
+int jobtab_spare_new(struct jobtab *t, struct jobtab_spare **ret);
+/* The spare's id: the job's, once added. */
+const char *jobtab_spare_id(const struct jobtab_spare *spare);
+/* "<state>/<id>/output" of the spare (the caller may make the output log ahead too, there).
  * 0 or -ENAMETOOLONG. */
-int jobtab_slot_output_path(struct jobtab *t, const struct jobtab_slot *slot, char *buf,
-                            size_t len);
-/* Removes an unused slot's folder (and an output file made in it) and frees it. NULL-safe. */
-void jobtab_slot_free(struct jobtab *t, struct jobtab_slot *slot);
-/* jobtab_add in the folder of *slot (NULL or *slot NULL: one is made now). *slot is taken
+int jobtab_spare_output_path(struct jobtab *t, const struct jobtab_spare *spare, char *buf,
+                             size_t len);
+/* Removes an unused spare's folder (and an output file made in it) and frees it. NULL-safe. */
+void jobtab_spare_free(struct jobtab *t, struct jobtab_spare *spare);
+/* jobtab_add in the folder of *spare (NULL or *spare NULL: one is made now). *spare is taken
  * (set to NULL) once the job is in the table, whatever happens next; on -EEXIST and -EUSERS it
  * is left to the caller, still usable. */
-int jobtab_add_in(struct jobtab *t, struct jobtab_slot **slot, const char *owner, const char *name,
-                  const char *command, const char *const *args, size_t n_args,
+int jobtab_add_in(struct jobtab *t, struct jobtab_spare **spare, const char *owner,
+                  const char *name, const char *command, const char *const *args, size_t n_args,
                   const struct limits *limits, enum job_network network, struct jobtab_entry **ret);
 
 /* The entry with that id if cn may see it (its owner, or an admin), else NULL: an unknown id
@@ -145,8 +145,8 @@ const struct jobtab_spec *jobtab_entry_spec(const struct jobtab_entry *e);
 void jobtab_entry_get_status(struct jobtab_entry *e, struct jobtab_status *ret);
 /* Replaces the entry's status and rewrites its record (in place when this returns; durable
  * shortly after, see the top of this file). A state past RUNNING frees the name
- * and the owner's running slot. 0 or -errno (the in-memory status is updated even when the
- * write fails). */
+ * and the owner's place under the running cap. 0 or -errno (the in-memory status is updated even
+ * when the write fails). */
 int jobtab_entry_set_status(struct jobtab_entry *e, const struct jobtab_status *st);
 /* The same, except that the record is written by the table's writer thread right after, so
  * the caller never waits on the disk (the job runner's event thread: a job's end must not hold

@@ -16,16 +16,16 @@
 #include "log.h"
 
 #define START_THREADS 4
-#define AHEAD_MAX     8
+#define SPARES_MAX    8
 /* How long jm_shutdown waits past the grace for the jobs' ends. */
 #define SHUTDOWN_EXTRA_MS 30000
 
 /* A job made ahead of its Start: its folder with an empty output log, and its cgroup with a
  * shim waiting in it (NULL if that could not be made: the Start then makes it). */
-struct ahead {
-    struct jobtab_slot *slot;
+struct spare {
+    struct jobtab_spare *spare;
     struct outlog *log;
-    struct job_cgroup *cg;
+    struct job_spare *cg;
 };
 
 /* A Start between its record and its outcome. */
@@ -34,7 +34,7 @@ struct start {
     struct jm *m;
     struct jobtab_entry *e;
     struct outlog *log;
-    struct job_cgroup *cg; /* made ahead, or NULL; job_start takes it */
+    struct job_spare *cg; /* made ahead, or NULL; job_start takes it */
     jm_started_fn done;
     void *userdata;
 };
@@ -52,11 +52,11 @@ struct jm {
     unsigned busy; /* Starts a start thread is running */
     pthread_t threads[START_THREADS];
     unsigned n_threads;
-    struct ahead ahead[AHEAD_MAX];
-    unsigned n_ahead;
-    bool making_ahead; /* a thread is topping ahead up */
-    unsigned stopping; /* jobs jm_shutdown waits for */
-    unsigned readers;  /* open jm_readers */
+    struct spare spares[SPARES_MAX];
+    unsigned n_spares;
+    bool making_spares; /* a thread is topping the spares up */
+    unsigned stopping;  /* jobs jm_shutdown waits for */
+    unsigned readers;   /* open jm_readers */
 };
 
 struct jm_reader {
@@ -115,103 +115,103 @@ static void on_loaded(struct jobtab_entry *e, bool was_running, void *userdata)
 
 /* ---- jobs made ahead -------------------------------------------------------------------- */
 
-static void ahead_free(struct jm *m, struct ahead *a)
+static void spare_free(struct jm *m, struct spare *a)
 {
     /* The cgroup before the folder: a cgroup made ahead is found at a restart through its
      * folder (jobtab_drain_unused), so it must never outlive it. */
-    job_cgroup_release(a->cg);
-    outlog_free(a->log); /* closes the file; jobtab_slot_free removes it */
-    jobtab_slot_free(m->table, a->slot);
-    *a = (struct ahead){0};
+    job_spare_free(a->cg);
+    outlog_free(a->log); /* closes the file; jobtab_spare_free removes it */
+    jobtab_spare_free(m->table, a->spare);
+    *a = (struct spare){0};
 }
 
-static int ahead_make(struct jm *m, struct ahead *ret)
+static int spare_make(struct jm *m, struct spare *ret)
 {
-    struct ahead a = {0};
+    struct spare a = {0};
     char path[PATH_MAX];
     int r;
 
-    r = jobtab_slot_new(m->table, &a.slot);
+    r = jobtab_spare_new(m->table, &a.spare);
     if (r == 0)
-        r = jobtab_slot_output_path(m->table, a.slot, path, sizeof(path));
+        r = jobtab_spare_output_path(m->table, a.spare, path, sizeof(path));
     if (r == 0)
         r = outlog_create(path, m->cfg.max_output_bytes, &a.log);
     if (r < 0) {
-        ahead_free(m, &a);
+        spare_free(m, &a);
         return r;
     }
-    /* After the folder (see ahead_free), with the limits a Start without its own will have. */
-    r = job_cgroup_reserve(m->runner,
-                           &(struct job_ahead){.id = jobtab_slot_id(a.slot),
+    /* After the folder (see spare_free), with the limits a Start without its own will have. */
+    r = job_spare_new(m->runner,
+                      &(struct job_spare_spec){.id = jobtab_spare_id(a.spare),
                                                .uid = m->cfg.job_uid,
                                                .gid = m->cfg.job_gid,
                                                .limits = m->cfg.default_limits},
-                           &a.cg);
+                      &a.cg);
     if (r < 0)
-        log_debug("job %s: making its cgroup ahead: %s", jobtab_slot_id(a.slot), strerror(-r));
+        log_debug("job %s: making its cgroup ahead: %s", jobtab_spare_id(a.spare), strerror(-r));
     *ret = a;
     return 0;
 }
 
 /* Tops the jobs made ahead up (a thread at a time; the others return at once). */
-static void ahead_fill(struct jm *m)
+static void spare_fill(struct jm *m)
 {
     (void)pthread_mutex_lock(&m->mu);
-    if (m->making_ahead) {
+    if (m->making_spares) {
         (void)pthread_mutex_unlock(&m->mu);
         return;
     }
-    m->making_ahead = true;
-    while (m->n_ahead < m->cfg.ahead && !m->refusing) {
-        struct ahead a;
+    m->making_spares = true;
+    while (m->n_spares < m->cfg.spares && !m->refusing) {
+        struct spare a;
         int r;
 
         (void)pthread_mutex_unlock(&m->mu);
-        r = ahead_make(m, &a);
+        r = spare_make(m, &a);
         (void)pthread_mutex_lock(&m->mu);
         if (r < 0) {
             /* A Start then makes its folder itself, and reports what fails there. */
             log_debug("making a job folder ahead: %s", strerror(-r));
             break;
         }
-        m->ahead[m->n_ahead++] = a;
+        m->spares[m->n_spares++] = a;
     }
-    m->making_ahead = false;
+    m->making_spares = false;
     (void)pthread_mutex_unlock(&m->mu);
 }
 
 /* A job made ahead, or one with nothing in it when none is left. */
-static struct ahead ahead_take(struct jm *m)
+static struct spare spare_take(struct jm *m)
 {
-    struct ahead a = {0};
+    struct spare a = {0};
 
     (void)pthread_mutex_lock(&m->mu);
-    if (m->n_ahead > 0)
-        a = m->ahead[--m->n_ahead];
+    if (m->n_spares > 0)
+        a = m->spares[--m->n_spares];
     (void)pthread_mutex_unlock(&m->mu);
     return a;
 }
 
 /* One a Start did not use (its name was taken, the owner at the cap) goes back. */
-static void ahead_put_back(struct jm *m, struct ahead *a)
+static void spare_put_back(struct jm *m, struct spare *a)
 {
-    if (!a->slot)
+    if (!a->spare)
         return;
     (void)pthread_mutex_lock(&m->mu);
-    if (m->n_ahead < m->cfg.ahead && !m->refusing) {
-        m->ahead[m->n_ahead++] = *a;
-        *a = (struct ahead){0};
+    if (m->n_spares < m->cfg.spares && !m->refusing) {
+        m->spares[m->n_spares++] = *a;
+        *a = (struct spare){0};
     }
     (void)pthread_mutex_unlock(&m->mu);
-    if (a->slot)
-        ahead_free(m, a);
+    if (a->spare)
+        spare_free(m, a);
 }
 
-static void ahead_free_all(struct jm *m)
+static void spare_free_all(struct jm *m)
 {
     (void)pthread_mutex_lock(&m->mu);
-    while (m->n_ahead > 0)
-        ahead_free(m, &m->ahead[--m->n_ahead]);
+    while (m->n_spares > 0)
+        spare_free(m, &m->spares[--m->n_spares]);
     (void)pthread_mutex_unlock(&m->mu);
 }
 
@@ -264,7 +264,7 @@ static void start_failed(struct start *s, int err, const char *why)
     struct jobtab_status st = {0};
     struct jm_started out;
 
-    job_cgroup_release(TAKE_PTR(s->cg)); /* made ahead, and no job_start took it */
+    job_spare_free(TAKE_PTR(s->cg)); /* made ahead, and no job_start took it */
     jobtab_entry_get_status(s->e, &st);
     st.job.state = JOB_FAILED_TO_START;
     st.job.end_ms = st.job.start_ms;
@@ -306,7 +306,7 @@ static void run_start(struct start *s)
     js.uid = m->cfg.job_uid;
     js.gid = m->cfg.job_gid;
     js.log = s->log;
-    js.cgroup = TAKE_PTR(s->cg); /* job_start's now, whatever it returns */
+    js.spare = TAKE_PTR(s->cg); /* job_start's now, whatever it returns */
     r = job_start(m->runner, &js, on_job_end, run, &j, errbuf, sizeof(errbuf));
     if (r < 0) {
         free(run);
@@ -347,7 +347,7 @@ static void *start_thread(void *arg)
         else
             run_start(s);
         free(s);
-        ahead_fill(m); /* after the answer: the next Start's folder */
+        spare_fill(m); /* after the answer: the next Start's folder */
         (void)pthread_mutex_lock(&m->mu);
         m->busy--;
         if (STAILQ_EMPTY(&m->queue) && m->busy == 0)
@@ -372,23 +372,23 @@ static void fail_unrecorded(const struct jm_start_request *rq, int err, const ch
 void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_fn done,
                     void *userdata)
 {
-    struct ahead a = ahead_take(m);
+    struct spare a = spare_take(m);
     struct start *s = calloc(1, sizeof(*s));
     struct jobtab_entry *e = NULL;
     char path[PATH_MAX];
     int r;
 
     if (!s) {
-        ahead_put_back(m, &a);
+        spare_put_back(m, &a);
         fail_unrecorded(rq, -ENOMEM, "the server is out of memory", done, userdata);
         return;
     }
-    r = jobtab_add_in(m->table, &a.slot, rq->owner, rq->name ? rq->name : "", rq->command, rq->args,
-                      rq->n_args, &rq->limits, rq->network, &e);
+    r = jobtab_add_in(m->table, &a.spare, rq->owner, rq->name ? rq->name : "", rq->command,
+                      rq->args, rq->n_args, &rq->limits, rq->network, &e);
     if (r == -EEXIST || r == -EUSERS) {
-        ahead_put_back(m, &a);
+        spare_put_back(m, &a);
     } else if (r < 0) { /* its folder went with the failed job */
-        job_cgroup_release(TAKE_PTR(a.cg));
+        job_spare_free(TAKE_PTR(a.cg));
         outlog_free(TAKE_PTR(a.log));
     }
     if (r < 0) {
@@ -660,8 +660,8 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
     if (!m)
         return -ENOMEM;
     m->cfg = *cfg;
-    if (m->cfg.ahead > AHEAD_MAX)
-        m->cfg.ahead = AHEAD_MAX;
+    if (m->cfg.spares > SPARES_MAX)
+        m->cfg.spares = SPARES_MAX;
     (void)pthread_mutex_init(&m->mu, NULL);
     (void)pthread_cond_init(&m->cond, NULL);
     (void)pthread_cond_init(&m->idle, NULL);
@@ -706,7 +706,7 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
         jm_free(m);
         return -EAGAIN;
     }
-    ahead_fill(m); /* the first Starts' folders */
+    spare_fill(m); /* the first Starts' folders */
     *ret = m;
     return 0;
 }
@@ -790,7 +790,7 @@ void jm_free(struct jm *m)
     for (unsigned i = 0; i < m->n_threads; i++)
         (void)pthread_join(m->threads[i], NULL);
     if (m->table)
-        ahead_free_all(m);
+        spare_free_all(m);
     /* Kills whatever still runs and waits for it (on_end hands final records to the table's
      * writer; jobtab_free below writes them and makes every record durable). */
     job_runner_free(m->runner);

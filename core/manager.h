@@ -37,14 +37,14 @@ struct jm_config {
     uint64_t max_output_bytes;    /* per job; past it output is dropped (0 = no cap) */
     struct limits default_limits; /* what a job made ahead is given until its Start */
     int64_t stop_grace_ms;        /* jm_shutdown's grace between SIGTERM and the kill */
-    unsigned ahead;               /* jobs made ahead of their Start (0 = none) */
+    unsigned spares;              /* jobs made ahead of their Start (0 = none) */
     struct job_runner_config runner;
     /* Called once per job that ends while the manager runs, after its final status is set, on
      * the runner's event thread (must not block). NULL = none. */
     void (*on_end)(struct jm_job *j, void *userdata);
     void *userdata;
 };
-#define JM_AHEAD_DEFAULT 2 /* back-to-back Starts never wait for a folder or a cgroup */
+#define JM_SPARES_DEFAULT 2 /* back-to-back Starts never wait for a folder or a cgroup */
 
 /* Probes cgroups and starts the job runner, opens the state directory and loads every job in
  * it: a job that was running when the previous server died becomes LOST, its cgroup is emptied

@@ -14,7 +14,7 @@
  *     cgroups (unless clone3 put it there), so no job code ever runs outside them. Because
  *     nothing before the prep depends on the job, the server may start shims ahead of time
  *     (job-pool.c), and because the prep holds only what a job made ahead already knows, it may
- *     send it before the Start (job_cgroup_reserve). EOF instead of the prep (the server died,
+ *     send it before the Start (job_spare_new). EOF instead of the prep (the server died,
  *     or dropped a pooled shim) makes it exit;
  *   - on the prep the shim roots its cgroup namespace, sets the hostname and forks the
  *     command's process, which sets its group, signals, fds, credentials, no_new_privs and the

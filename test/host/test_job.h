@@ -25,8 +25,8 @@
 #include "core/outlog.h"
 
 #define NOBODY 65534
-/* A job made ahead for id, to run as nobody (job_cgroup_reserve). */
-#define AHEAD(job_id) (&(struct job_ahead){.id = (job_id), .uid = NOBODY, .gid = NOBODY})
+/* A job made ahead for id, to run as nobody (job_spare_new). */
+#define AHEAD(job_id) (&(struct job_spare_spec){.id = (job_id), .uid = NOBODY, .gid = NOBODY})
 /* test_job_pool*.c include a test_job*.c with 2: every test then runs on pooled shims. */
 #ifndef TEST_PRESPAWN
 #define TEST_PRESPAWN 0
@@ -98,11 +98,11 @@ struct run {
 };
 
 /* Starts path with args (NULL-terminated) as uid in cwd (NULL: "/"); limits may be NULL.
- * ahead: the job's cgroup (made ahead with job_cgroup_reserve, for run->id, already set) goes
+ * ahead: the job's cgroup (made ahead with job_spare_new, for run->id, already set) goes
  * in the spec. */
 static inline void start_spec(struct run *run, struct job_runner *r, const struct limits *lim,
                               enum job_network net, uid_t uid, const char *cwd, const char *path,
-                              const char *const *args, struct job_cgroup *ahead)
+                              const char *const *args, struct job_spare *ahead)
 {
     char logpath[256];
     size_t n = 0;
@@ -121,7 +121,7 @@ static inline void start_spec(struct run *run, struct job_runner *r, const struc
         .uid = uid,
         .gid = uid,
         .log = run->log,
-        .cgroup = ahead,
+        .spare = ahead,
     };
     if (lim)
         spec.limits = *lim;
@@ -153,16 +153,16 @@ static inline void start_ahead_with(struct run *run, const struct limits *ahead_
                                     const struct limits *lim, const char *path,
                                     const char *const *args)
 {
-    struct job_ahead a = {.uid = NOBODY, .gid = NOBODY};
-    struct job_cgroup *cg = NULL;
+    struct job_spare_spec a = {.uid = NOBODY, .gid = NOBODY};
+    struct job_spare *cg = NULL;
 
     memset(run, 0, sizeof(*run));
     make_id(run->id, sizeof(run->id));
     a.id = run->id;
     if (ahead_lim)
         a.limits = *ahead_lim;
-    int r = job_cgroup_reserve(runner, &a, &cg);
-    cr_assert_eq(r, 0, "job_cgroup_reserve: %s", strerror(-r));
+    int r = job_spare_new(runner, &a, &cg);
+    cr_assert_eq(r, 0, "job_spare_new: %s", strerror(-r));
     cr_assert_not_null(cg);
     start_spec(run, runner, lim, JOB_NET_NONE, NOBODY, NULL, path, args, cg);
 }

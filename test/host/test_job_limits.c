@@ -151,12 +151,12 @@ Test(job, cgroup_made_ahead_is_removed_when_the_start_fails)
 
 Test(job, cgroup_made_ahead_for_another_id_is_refused_and_removed)
 {
-    struct job_cgroup *cg = NULL;
+    struct job_spare *cg = NULL;
     struct run run;
     char other[64];
 
     make_id(other, sizeof(other));
-    cr_assert_eq(job_cgroup_reserve(runner, AHEAD(other), &cg), 0);
+    cr_assert_eq(job_spare_new(runner, AHEAD(other), &cg), 0);
     memset(&run, 0, sizeof(run));
     make_id(run.id, sizeof(run.id));
     start_spec(&run, runner, NULL, JOB_NET_NONE, NOBODY, NULL, "/bin/true", NULL, cg);
@@ -168,17 +168,17 @@ Test(job, cgroup_made_ahead_for_another_id_is_refused_and_removed)
 
 Test(job, cgroup_made_ahead_and_unused_is_released)
 {
-    struct job_cgroup *cg = NULL, *dup = NULL;
+    struct job_spare *cg = NULL, *dup = NULL;
     char id[64];
 
     make_id(id, sizeof(id));
-    cr_assert_eq(job_cgroup_reserve(runner, AHEAD(id), &cg), 0);
+    cr_assert_eq(job_spare_new(runner, AHEAD(id), &cg), 0);
     cr_expect(cgroup_exists(id));
-    cr_expect_eq(job_cgroup_reserve(runner, AHEAD(id), &dup), -EEXIST, "never adopted twice");
+    cr_expect_eq(job_spare_new(runner, AHEAD(id), &dup), -EEXIST, "never adopted twice");
     cr_expect_null(dup);
-    job_cgroup_release(cg);
+    job_spare_free(cg);
     cr_expect_not(cgroup_exists(id));
-    job_cgroup_release(NULL);
+    job_spare_free(NULL);
 }
 
 /* Whether pid exists and is not a zombie. */
@@ -197,8 +197,8 @@ static bool still_runs(pid_t pid)
 }
 
 /* A process that made a job's cgroup ahead and died: the next runner's clean-up finds it by id,
- * and empties it too (a reservation's shim, or anything else, may be left in it). The child
- * makes it as job_cgroup_reserve does (cg_create, no limits), puts a process of its own in it
+ * and empties it too (a spare's shim, or anything else, may be left in it). The child
+ * makes it as job_spare_new does (cg_create, no limits), puts a process of its own in it
  * and dies without a word. No runner in the child: its threads would start after a
  * multi-threaded fork, which ThreadSanitizer refuses, and this test runs under TSan too. */
 Test(job, cgroup_made_ahead_by_a_dead_runner_is_cleaned_up)

@@ -239,7 +239,7 @@ Test(job, end_is_published_before_the_shim_exits_and_job_wait_waits_for_it)
     outlog_free(log);
 }
 
-/* ---- cgroups made ahead (job_cgroup_reserve): the pool thread moves a shim into each */
+/* ---- cgroups made ahead (job_spare_new): the pool thread moves a shim into each */
 
 /* A field of /proc/PID/status ("Uid", "Seccomp", ...): its first number (hex for the Cap*
  * masks), or -1. */
@@ -266,14 +266,14 @@ static long proc_status_field(pid_t pid, const char *field)
 /* Reserves a cgroup for run->id (fresh) and waits (up to 10 s) for the pool thread to move a
  * shim into it and for that shim to make the command's process, which waits for the go as the
  * job's user, already without privileges and under the filter. Returns the shim's pid. */
-static pid_t reserve_with_shim(struct run *run, struct job_cgroup **ret)
+static pid_t reserve_with_shim(struct run *run, struct job_spare **ret)
 {
     pid_t pids[4], shim = 0, cmd = 0;
     int n = 0;
 
     memset(run, 0, sizeof(*run));
     make_id(run->id, sizeof(run->id));
-    cr_assert_eq(job_cgroup_reserve(runner, AHEAD(run->id), ret), 0);
+    cr_assert_eq(job_spare_new(runner, AHEAD(run->id), ret), 0);
     for (int i = 0; i < 1000 && (n = cgroup_pids(run->id, pids, 4)) < 2; i++)
         usleep(10 * 1000);
     cr_assert_eq(n, 2, "%d processes in the reserved cgroup, not its shim and command", n);
@@ -298,7 +298,7 @@ static pid_t reserve_with_shim(struct run *run, struct job_cgroup **ret)
  * its path (the first such move after a pause waits out an RCU grace period, 5-13 ms). */
 Test(job, a_cgroup_made_ahead_gets_a_shim_and_its_start_runs_the_job_in_it)
 {
-    struct job_cgroup *cg;
+    struct job_spare *cg;
     struct run run;
     pid_t shim = reserve_with_shim(&run, &cg);
 
@@ -319,11 +319,11 @@ Test(job, a_cgroup_made_ahead_gets_a_shim_and_its_start_runs_the_job_in_it)
 
 Test(job, releasing_a_cgroup_made_ahead_kills_and_reaps_its_shim)
 {
-    struct job_cgroup *cg;
+    struct job_spare *cg;
     struct run run;
     pid_t shim = reserve_with_shim(&run, &cg);
 
-    job_cgroup_release(cg);
+    job_spare_free(cg);
     cr_expect_not(cgroup_exists(run.id));
     errno = 0;
     cr_expect(kill(shim, 0) < 0 && errno == ESRCH, "shim %d still there (or a zombie)", (int)shim);
@@ -333,7 +333,7 @@ Test(job, releasing_a_cgroup_made_ahead_kills_and_reaps_its_shim)
  * goes, and the job gets its own, in the same cgroup. */
 Test(job, a_host_network_job_in_a_cgroup_made_ahead_gets_its_own_shim)
 {
-    struct job_cgroup *cg;
+    struct job_spare *cg;
     struct run run;
     pid_t shim = reserve_with_shim(&run, &cg);
 
@@ -352,7 +352,7 @@ Test(job, a_host_network_job_in_a_cgroup_made_ahead_gets_its_own_shim)
 
 Test(job, a_shim_killed_while_it_waited_in_a_cgroup_made_ahead_is_not_used)
 {
-    struct job_cgroup *cg;
+    struct job_spare *cg;
     struct run run;
     pid_t shim = reserve_with_shim(&run, &cg);
 

@@ -68,7 +68,7 @@ static struct jm *new_manager(unsigned ahead, unsigned cap)
         .job_uid = NOBODY,
         .job_gid = NOBODY,
         .stop_grace_ms = 2000,
-        .ahead = ahead,
+        .spares = ahead,
         .runner = {.shim_exe = runjob_bin(), .prespawn_shims = ahead ? 2 : 0},
         .on_end = count_end,
     };
@@ -151,7 +151,7 @@ static void wait_ended(struct jm_job *j)
 
 Test(jm, start_runs_the_job_and_readers_see_its_output)
 {
-    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm *m = new_manager(JM_SPARES_DEFAULT, 0);
     struct jm_job *j = must_start(m, "alice", NULL, "echo out; echo err >&2; exit 3");
     struct jm_reader *rd = NULL;
     struct jm_info info;
@@ -203,7 +203,7 @@ static void on_stopped(void *userdata)
 
 Test(jm, stop_signals_then_reports_the_end)
 {
-    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm *m = new_manager(JM_SPARES_DEFAULT, 0);
     struct jm_job *j = must_start(m, "alice", NULL, "exec sleep 100");
     const char *id = jm_job_id(j);
     struct jm_info info;
@@ -225,7 +225,7 @@ Test(jm, stop_signals_then_reports_the_end)
 
 Test(jm, list_shows_the_callers_jobs_and_every_job_to_an_administrator)
 {
-    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm *m = new_manager(JM_SPARES_DEFAULT, 0);
     struct jm_job *a1 = must_start(m, "alice", NULL, "true");
     struct jm_job *b1 = must_start(m, "bob", NULL, "true");
     struct jm_job *a2 = must_start(m, "alice", NULL, "true");
@@ -256,7 +256,7 @@ Test(jm, list_shows_the_callers_jobs_and_every_job_to_an_administrator)
 
 Test(jm, a_name_is_unique_among_the_owners_running_jobs)
 {
-    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm *m = new_manager(JM_SPARES_DEFAULT, 0);
     struct jm_job *web = must_start(m, "alice", "web", "exec sleep 100");
     struct jm_started st;
 
@@ -273,7 +273,7 @@ Test(jm, a_name_is_unique_among_the_owners_running_jobs)
 
 Test(jm, the_running_cap_counts_per_owner)
 {
-    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 2);
+    struct jm *m = new_manager(JM_SPARES_DEFAULT, 2);
     struct jm_started st;
 
     must_start(m, "alice", NULL, "exec sleep 100");
@@ -306,7 +306,7 @@ Test(jm, a_reader_past_the_end_of_ended_output_is_refused)
 
 Test(jm, every_end_is_an_event)
 {
-    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm *m = new_manager(JM_SPARES_DEFAULT, 0);
 
     atomic_store(&ends, 0);
     for (int i = 0; i < 5; i++)
@@ -319,7 +319,7 @@ Test(jm, every_end_is_an_event)
 
 Test(jm, shutdown_stops_running_jobs_and_refuses_starts)
 {
-    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm *m = new_manager(JM_SPARES_DEFAULT, 0);
     struct jm_job *j = must_start(m, "alice", NULL, "exec sleep 100");
     struct jm_started st;
     struct jm_info info;
@@ -365,7 +365,7 @@ Test(jm, a_restart_finds_a_running_job_lost_and_keeps_its_output)
             .admin_cns = admins,
             .job_uid = NOBODY,
             .job_gid = NOBODY,
-            .ahead = JM_AHEAD_DEFAULT,
+            .spares = JM_SPARES_DEFAULT,
             .runner = {.shim_exe = runjob_bin(), .prespawn_shims = 2},
         };
         const char *args[] = {"-c", "echo hi; exec sleep 100"};
@@ -396,7 +396,7 @@ Test(jm, a_restart_finds_a_running_job_lost_and_keeps_its_output)
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
 
-    struct jm *m = new_manager(JM_AHEAD_DEFAULT, 0);
+    struct jm *m = new_manager(JM_SPARES_DEFAULT, 0);
     cr_assert_eq(jm_list(m, "administrator", &jobs, &n), 0);
     cr_assert_eq(n, 1, "the folders made ahead are not jobs");
     cr_expect_str_eq(jm_job_id(jobs[0]), id);

@@ -532,31 +532,31 @@ static bool exists(const char *dir, const char *name)
     return stat(p, &sb) == 0;
 }
 
-/* A slot is a folder made ahead with room for two records: adding a job in it writes only its
+/* A spare is a folder made ahead with room for two records: adding a job in it writes only its
  * record; the spare becomes the running job's next reserve; an ended job keeps only 'status'. */
 Test(jobtab, slot_folder_made_ahead_holds_the_job)
 {
     static const char *const args[] = {"-c", "true"};
     struct limits lim = {0};
     struct jobtab *t = table(0);
-    struct jobtab_slot *sl = NULL;
+    struct jobtab_spare *sl = NULL;
     struct jobtab_entry *e = NULL;
     char dir[256], id[40], out[512], want[512];
     struct stat sb;
 
-    cr_assert_eq(jobtab_slot_new(t, &sl), 0);
-    strcpy(id, jobtab_slot_id(sl));
+    cr_assert_eq(jobtab_spare_new(t, &sl), 0);
+    strcpy(id, jobtab_spare_id(sl));
     cr_assert(jobtab_is_id(id));
     snprintf(dir, sizeof(dir), "%s/%s", state_dir, id);
     cr_expect(exists(dir, "status.tmp") && exists(dir, "status.spare"), "two records' room");
     cr_expect_not(exists(dir, "status"), "no record yet");
-    cr_assert_eq(jobtab_slot_output_path(t, sl, out, sizeof(out)), 0);
+    cr_assert_eq(jobtab_spare_output_path(t, sl, out, sizeof(out)), 0);
     snprintf(want, sizeof(want), "%s/output", dir);
     cr_expect_str_eq(out, want);
 
     cr_assert_eq(jobtab_add_in(t, &sl, "alice", "", "/bin/sh", args, 2, &lim, JOB_NET_NONE, &e), 0);
-    cr_expect_null(sl, "the slot was taken");
-    cr_expect_str_eq(jobtab_entry_spec(e)->id, id, "the job has the slot's id");
+    cr_expect_null(sl, "the spare was taken");
+    cr_expect_str_eq(jobtab_entry_spec(e)->id, id, "the job has the spare's id");
     cr_expect(exists(dir, "status"));
     cr_expect(exists(dir, "status.tmp"), "a STARTING job has its reserve");
     cr_expect_not(exists(dir, "status.spare"), "the spare became the reserve");
@@ -574,7 +574,7 @@ Test(jobtab, slot_folder_made_ahead_holds_the_job)
     jobtab_free(t);
 }
 
-/* A slot's reserves are one block each; a first record too long to leave its successor room in
+/* A spare's reserves are one block each; a first record too long to leave its successor room in
  * the spare (long arguments) grows the spare, so that the final record still needs no new
  * blocks: it lands on a full disk. */
 Test(jobtab, long_first_record_grows_the_room_for_the_next)
@@ -583,17 +583,17 @@ Test(jobtab, long_first_record_grows_the_room_for_the_next)
     const char *args[] = {"-c", big};
     struct limits lim = {0};
     struct jobtab *t = table(0);
-    struct jobtab_slot *sl = NULL;
+    struct jobtab_spare *sl = NULL;
     struct jobtab_entry *e = NULL;
     char tmp[512], rec[512];
     struct stat sr, st;
 
     memset(big, 'x', sizeof(big) - 1);
-    cr_assert_eq(jobtab_slot_new(t, &sl), 0);
-    snprintf(tmp, sizeof(tmp), "%s/%s/status.tmp", state_dir, jobtab_slot_id(sl));
-    snprintf(rec, sizeof(rec), "%s/%s/status", state_dir, jobtab_slot_id(sl));
+    cr_assert_eq(jobtab_spare_new(t, &sl), 0);
+    snprintf(tmp, sizeof(tmp), "%s/%s/status.tmp", state_dir, jobtab_spare_id(sl));
+    snprintf(rec, sizeof(rec), "%s/%s/status", state_dir, jobtab_spare_id(sl));
     cr_assert_eq(stat(tmp, &st), 0);
-    cr_expect_eq(st.st_blocks * 512, 4096, "a slot's reserve is one block");
+    cr_expect_eq(st.st_blocks * 512, 4096, "a spare's reserve is one block");
     cr_assert_eq(jobtab_add_in(t, &sl, "alice", "", "/bin/sh", args, 2, &lim, JOB_NET_NONE, &e), 0);
     cr_assert_eq(stat(rec, &sr), 0);
     cr_assert_eq(stat(tmp, &st), 0);
@@ -607,35 +607,35 @@ Test(jobtab, long_first_record_grows_the_room_for_the_next)
     jobtab_free(t);
 }
 
-/* A Start refused for its name (or the cap) leaves the slot with the caller, still usable; a
- * slot nobody took is removed by jobtab_slot_free, or at the next load (a server that died). */
+/* A Start refused for its name (or the cap) leaves the spare with the caller, still usable; a
+ * spare nobody took is removed by jobtab_spare_free, or at the next load (a server that died). */
 Test(jobtab, unused_slots_are_removed)
 {
     static const char *const args[] = {"-c", "true"};
     struct limits lim = {0};
     struct jobtab *t = table(0);
-    struct jobtab_slot *a = NULL, *b = NULL;
+    struct jobtab_spare *a = NULL, *b = NULL;
     struct jobtab_entry *e = NULL;
     char dir_a[256], dir_b[256], out[512];
     FILE *f;
 
     add(t, "alice", "web", 0);
-    cr_assert_eq(jobtab_slot_new(t, &a), 0);
-    cr_assert_eq(jobtab_slot_new(t, &b), 0);
-    cr_expect_str_neq(jobtab_slot_id(a), jobtab_slot_id(b));
-    snprintf(dir_a, sizeof(dir_a), "%s/%s", state_dir, jobtab_slot_id(a));
-    snprintf(dir_b, sizeof(dir_b), "%s/%s", state_dir, jobtab_slot_id(b));
+    cr_assert_eq(jobtab_spare_new(t, &a), 0);
+    cr_assert_eq(jobtab_spare_new(t, &b), 0);
+    cr_expect_str_neq(jobtab_spare_id(a), jobtab_spare_id(b));
+    snprintf(dir_a, sizeof(dir_a), "%s/%s", state_dir, jobtab_spare_id(a));
+    snprintf(dir_b, sizeof(dir_b), "%s/%s", state_dir, jobtab_spare_id(b));
     cr_assert_eq(jobtab_add_in(t, &a, "alice", "web", "/bin/sh", args, 2, &lim, JOB_NET_NONE, &e),
                  -EEXIST);
-    cr_assert_not_null(a, "a refused Start leaves the slot to the caller");
+    cr_assert_not_null(a, "a refused Start leaves the spare to the caller");
     /* The caller may have made the output log in it. */
-    cr_assert_eq(jobtab_slot_output_path(t, a, out, sizeof(out)), 0);
+    cr_assert_eq(jobtab_spare_output_path(t, a, out, sizeof(out)), 0);
     f = fopen(out, "w");
     cr_assert_not_null(f);
     fclose(f);
-    jobtab_slot_free(t, a);
-    cr_expect_eq(access(dir_a, F_OK), -1, "an unused slot's folder is removed");
-    cr_assert_eq(jobtab_slot_output_path(t, b, out, sizeof(out)), 0);
+    jobtab_spare_free(t, a);
+    cr_expect_eq(access(dir_a, F_OK), -1, "an unused spare's folder is removed");
+    cr_assert_eq(jobtab_spare_output_path(t, b, out, sizeof(out)), 0);
     f = fopen(out, "w");
     fclose(f);
     jobtab_free(t); /* b left behind, as by a server killed with -9 */
@@ -643,8 +643,8 @@ Test(jobtab, unused_slots_are_removed)
     cr_expect_eq(access(dir_b, F_OK), 0);
 
     t = table(0);
-    cr_assert_eq(jobtab_load(t, NULL, NULL), 1, "the slot is no job");
-    cr_expect_eq(access(dir_b, F_OK), -1, "a slot left by a dead server is removed at load");
+    cr_assert_eq(jobtab_load(t, NULL, NULL), 1, "the spare is no job");
+    cr_expect_eq(access(dir_b, F_OK), -1, "a spare left by a dead server is removed at load");
     jobtab_free(t);
 }
 
@@ -660,13 +660,13 @@ static void collect(const char *id, void *userdata)
     snprintf(d->ids[d->n++], sizeof(d->ids[0]), "%s", id);
 }
 
-/* The ids of slots a dead server left (folders without a record) are handed out once, after
+/* The ids of spares a dead server left (folders without a record) are handed out once, after
  * load, so that the server can remove what else it made ahead for them (their cgroups); a
  * folder load could not remove (a stray file in it) is no job either. Jobs are never listed. */
 Test(jobtab, unused_slot_ids_are_handed_out_once)
 {
     struct jobtab *t = table(0);
-    struct jobtab_slot *a = NULL, *b = NULL;
+    struct jobtab_spare *a = NULL, *b = NULL;
     char id_a[40], id_b[40], p[512];
     struct drained d = {0};
     FILE *f;
@@ -674,10 +674,10 @@ Test(jobtab, unused_slot_ids_are_handed_out_once)
     struct jobtab_entry *e = add(t, "alice", "", 0);
     char id_job[40];
     snprintf(id_job, sizeof(id_job), "%s", jobtab_entry_spec(e)->id);
-    cr_assert_eq(jobtab_slot_new(t, &a), 0);
-    cr_assert_eq(jobtab_slot_new(t, &b), 0);
-    snprintf(id_a, sizeof(id_a), "%s", jobtab_slot_id(a));
-    snprintf(id_b, sizeof(id_b), "%s", jobtab_slot_id(b));
+    cr_assert_eq(jobtab_spare_new(t, &a), 0);
+    cr_assert_eq(jobtab_spare_new(t, &b), 0);
+    snprintf(id_a, sizeof(id_a), "%s", jobtab_spare_id(a));
+    snprintf(id_b, sizeof(id_b), "%s", jobtab_spare_id(b));
     snprintf(p, sizeof(p), "%s/%s/stray", state_dir, id_b);
     f = fopen(p, "w");
     cr_assert_not_null(f);
@@ -691,7 +691,7 @@ Test(jobtab, unused_slot_ids_are_handed_out_once)
     t = table(0);
     cr_assert_eq(jobtab_load(t, NULL, NULL), 1);
     jobtab_drain_unused(t, collect, &d);
-    cr_assert_eq(d.n, 2, "both slots, the job not");
+    cr_assert_eq(d.n, 2, "both spares, the job not");
     bool got_a = strcmp(d.ids[0], id_a) == 0 || strcmp(d.ids[1], id_a) == 0;
     bool got_b = strcmp(d.ids[0], id_b) == 0 || strcmp(d.ids[1], id_b) == 0;
     cr_expect(got_a && got_b, "got %s %s, want %s %s", d.ids[0], d.ids[1], id_a, id_b);

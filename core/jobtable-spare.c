@@ -15,9 +15,9 @@
 
 /* ---- folders without a record ----------------------------------------------------------- */
 
-/* Removes a job folder that never got a record: a slot made ahead and not used (the server
+/* Removes a job folder that never got a record: a spare made ahead and not used (the server
  * stopped, or died, before a Start took it), or a job whose first record failed. Only the
- * files a slot holds are removed; anything else keeps the folder (rmdir fails). 0 or -errno. */
+ * files a spare holds are removed; anything else keeps the folder (rmdir fails). 0 or -errno. */
 int jobtab_remove_unused_folder(int sfd, int dfd, const char *name)
 {
     static const char *const files[] = {RECORD_TMP, RECORD_SPARE, OUTPUT_FILE};
@@ -63,7 +63,7 @@ void jobtab_drain_unused(struct jobtab *t, void (*fn)(const char *id, void *user
     free(ids);
 }
 
-/* ---- slots: job folders made ahead ------------------------------------------------------ */
+/* ---- spares: job folders made ahead ------------------------------------------------------ */
 
 int jobtab_state_path(struct jobtab *t, const char *id, char *buf, size_t len)
 {
@@ -72,16 +72,16 @@ int jobtab_state_path(struct jobtab *t, const char *id, char *buf, size_t len)
     return 0;
 }
 
-int jobtab_slot_new(struct jobtab *t, struct jobtab_slot **ret)
+int jobtab_spare_new(struct jobtab *t, struct jobtab_spare **ret)
 {
-    _cleanup_free_ struct jobtab_slot *sl = calloc(1, sizeof(*sl));
+    _cleanup_free_ struct jobtab_spare *sl = calloc(1, sizeof(*sl));
     _cleanup_close_ int dfd = -1;
     char dir[PATH_MAX];
     int r;
 
     if (!sl)
         return -ENOMEM;
-    /* Unique among the table's ids and every folder (mkdir is exclusive, so two slots never
+    /* Unique among the table's ids and every folder (mkdir is exclusive, so two spares never
      * share one); a clash of random 122-bit ids is only a matter of principle. */
     for (;;) {
         bool taken;
@@ -120,19 +120,19 @@ int jobtab_slot_new(struct jobtab *t, struct jobtab_slot **ret)
     return 0;
 }
 
-const char *jobtab_slot_id(const struct jobtab_slot *sl)
+const char *jobtab_spare_id(const struct jobtab_spare *sl)
 {
     return sl->id;
 }
 
-int jobtab_slot_output_path(struct jobtab *t, const struct jobtab_slot *sl, char *buf, size_t len)
+int jobtab_spare_output_path(struct jobtab *t, const struct jobtab_spare *sl, char *buf, size_t len)
 {
     if (snprintf(buf, len, "%s/%s/%s", t->state_dir, sl->id, OUTPUT_FILE) >= (int)len)
         return -ENAMETOOLONG;
     return 0;
 }
 
-/* Removes the folder of an unused slot or of a job whose first record failed. */
+/* Removes the folder of an unused spare or of a job whose first record failed. */
 void jobtab_remove_folder(struct jobtab *t, const char *id)
 {
     _cleanup_close_ int sfd = open(t->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -145,7 +145,7 @@ void jobtab_remove_folder(struct jobtab *t, const char *id)
         (void)jobtab_remove_unused_folder(sfd, dfd, id); /* best effort: a restart tries again */
 }
 
-void jobtab_slot_free(struct jobtab *t, struct jobtab_slot *sl)
+void jobtab_spare_free(struct jobtab *t, struct jobtab_spare *sl)
 {
     if (!sl)
         return;
