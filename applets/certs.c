@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,6 +40,7 @@
 #include <openssl/x509v3.h>
 
 #include "applets/certs-internal.h"
+#include "applets/client.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 
@@ -49,7 +49,7 @@ static const char *const default_users[] = {"alice", "bob", "administrator"};
 static const char *const reserved_users[] = {"root-ca", "server", "client"};
 
 enum {
-    OPT_DAYS = 0x100,
+    OPT_DAYS = CLIENT_OPT_APPLET,
     OPT_SERVER_DAYS,
     OPT_CA_DAYS,
     OPT_USER,
@@ -118,20 +118,6 @@ static const char certs_usage[] =
     "  runjob certs --clients-only --user carol --days 7       # add a user\n"
     "  runjob certs -o t --clients-only --user old --expired   # test: an expired client\n";
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    _cleanup_free_ char *msg = NULL;
-
-    va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
-    va_end(ap);
-    fprintf(stderr, "runjob certs: %s (see 'runjob certs --help')\n", msg ? msg : fmt);
-    return -EINVAL;
-}
-
 /* s with control bytes escaped (\\u000a), so that a hostile argument cannot split the one
  * error line; truncated to fit buf. */
 static const char *esc(const char *s, char *buf, int cap)
@@ -140,7 +126,7 @@ static const char *esc(const char *s, char *buf, int cap)
     return buf;
 }
 
-static int parse_days(const char *flag, const char *arg, long *ret)
+static int parse_days(struct client_opts *co, const char *flag, const char *arg, long *ret)
 {
     char *end, e[64];
     long v;
@@ -148,10 +134,10 @@ static int parse_days(const char *flag, const char *arg, long *ret)
     errno = 0;
     v = strtol(arg, &end, 10);
     if (errno || end == arg || *end || v < 1 || v > CERTS_MAX_DAYS)
-        return usage_error("%s: '%s' is not a number of days from 1 to %ld", flag,
-                           esc(arg, e, sizeof(e)), CERTS_MAX_DAYS);
+        return client_usage_error(co, "%s: '%s' is not a number of days from 1 to %ld", flag,
+                                  esc(arg, e, sizeof(e)), CERTS_MAX_DAYS);
     *ret = v;
-    return 0;
+    return CLIENT_OPT_DONE;
 }
 
 /* A user name becomes a file name and a CN: keep it to a portable, unsurprising set. */
@@ -216,100 +202,100 @@ bool certs_host_is_duplicate(const struct certs_opts *o, size_t i)
     return false;
 }
 
-/* 0 to go on, 1 when --help was printed, -EINVAL on a usage error (already reported). */
+static int take_certs_flag(struct client_opts *co, int opt, const char *arg, void *ctx)
+{
+    struct certs_opts *o = ctx;
+
+    switch (opt) {
+    case 'o':
+        if (!*arg)
+            return client_usage_error(co, "--out: empty folder name");
+        o->out = arg;
+        return CLIENT_OPT_DONE;
+    case OPT_USER:
+        if (o->n_users == CERTS_MAX_NAMES)
+            return client_usage_error(co, "--user: at most %d users", CERTS_MAX_NAMES);
+        o->users[o->n_users++] = arg;
+        return CLIENT_OPT_DONE;
+    case OPT_HOST:
+        if (o->n_hosts == CERTS_MAX_NAMES)
+            return client_usage_error(co, "--host: at most %d hosts", CERTS_MAX_NAMES);
+        o->hosts[o->n_hosts++] = arg;
+        return CLIENT_OPT_DONE;
+    case OPT_DAYS:
+        return parse_days(co, "--days", arg, &o->days);
+    case OPT_SERVER_DAYS:
+        return parse_days(co, "--server-days", arg, &o->server_days);
+    case OPT_CA_DAYS:
+        return parse_days(co, "--ca-days", arg, &o->ca_days);
+    case OPT_REUSE_CA:
+        o->reuse_ca = true;
+        return CLIENT_OPT_DONE;
+    case OPT_CLIENTS_ONLY:
+        o->clients_only = o->reuse_ca = true;
+        return CLIENT_OPT_DONE;
+    case 'f':
+        o->force = true;
+        return CLIENT_OPT_DONE;
+    case 'q':
+        o->quiet = true;
+        return CLIENT_OPT_DONE;
+    case OPT_EXPIRED:
+        o->expired = true;
+        return CLIENT_OPT_DONE;
+    case OPT_NO_CN:
+        o->no_cn = true;
+        return CLIENT_OPT_DONE;
+    default:
+        return CLIENT_OPT_OTHER;
+    }
+}
+
+/* CLIENT_OPT_DONE to go on, else the exit code: 0 after --help, 2 after a usage error
+ * (reported). */
 static int certs_parse_args(struct certs_opts *o, int argc, char **argv)
 {
     char e[256]; /* an escaped argument, for error lines */
-    int c, r;
+    struct client_opts co;
+    int r;
 
-    optind = 0; /* full getopt reset: the applet may run more than once in a process (tests) */
-    /* The leading ':' silences getopt's own messages: we print one line of our own. */
-    while ((c = getopt_long(argc, argv, ":o:fqh", certs_longopts, NULL)) != -1) {
-        switch (c) {
-        case 'o':
-            if (!*optarg)
-                return usage_error("--out: empty folder name");
-            o->out = optarg;
-            break;
-        case OPT_USER:
-            if (o->n_users == CERTS_MAX_NAMES)
-                return usage_error("--user: at most %d users", CERTS_MAX_NAMES);
-            o->users[o->n_users++] = optarg;
-            break;
-        case OPT_HOST:
-            if (o->n_hosts == CERTS_MAX_NAMES)
-                return usage_error("--host: at most %d hosts", CERTS_MAX_NAMES);
-            o->hosts[o->n_hosts++] = optarg;
-            break;
-        case OPT_DAYS:
-            if ((r = parse_days("--days", optarg, &o->days)) < 0)
-                return r;
-            break;
-        case OPT_SERVER_DAYS:
-            if ((r = parse_days("--server-days", optarg, &o->server_days)) < 0)
-                return r;
-            break;
-        case OPT_CA_DAYS:
-            if ((r = parse_days("--ca-days", optarg, &o->ca_days)) < 0)
-                return r;
-            break;
-        case OPT_REUSE_CA:
-            o->reuse_ca = true;
-            break;
-        case OPT_CLIENTS_ONLY:
-            o->clients_only = o->reuse_ca = true;
-            break;
-        case 'f':
-            o->force = true;
-            break;
-        case 'q':
-            o->quiet = true;
-            break;
-        case OPT_EXPIRED:
-            o->expired = true;
-            break;
-        case OPT_NO_CN:
-            o->no_cn = true;
-            break;
-        case 'h':
-            fputs(certs_usage, stdout);
-            return 1;
-        case ':':
-            return usage_error("flag '%s' needs a value", esc(argv[optind - 1], e, sizeof(e)));
-        case '?':
-        default:
-            if (optopt)
-                return usage_error("unknown flag '-%s'",
-                                   esc((char[]){(char)optopt, '\0'}, e, sizeof(e)));
-            return usage_error("unknown flag '%s'", esc(argv[optind - 1], e, sizeof(e)));
-        }
-    }
+    client_init(&co, argc, argv);
+    /* Messages read "runjob certs: ...", whatever name we were called by. */
+    (void)snprintf(co.prog, sizeof(co.prog), "runjob certs");
+    co.verb[0] = '\0';
+    co.escape = true; /* a hostile argument cannot split the one error line */
+    if ((r = client_parse_flags(&co, "o:fqh", certs_longopts, certs_usage, take_certs_flag, o)) !=
+        CLIENT_OPT_DONE)
+        return r;
     if (optind < argc)
-        return usage_error("unexpected argument '%s'", esc(argv[optind], e, sizeof(e)));
+        return client_usage_error(&co, "unexpected argument '%s'", esc(argv[optind], e, sizeof(e)));
     if (o->force && o->reuse_ca)
-        return usage_error("--force makes a new CA; it cannot go with --reuse-ca/--clients-only");
+        return client_usage_error(
+            &co, "--force makes a new CA; it cannot go with --reuse-ca/--clients-only");
     if (o->n_users == 0) {
         for (size_t i = 0; i < ELEMENTSOF(default_users); i++)
             o->users[o->n_users++] = default_users[i];
     }
     for (size_t i = 0; i < o->n_users; i++) {
         if (!user_is_valid(o->users[i]))
-            return usage_error("--user '%s': use 1-64 letters, digits, '.', '_', '-', starting "
-                               "with a letter or digit",
-                               esc(o->users[i], e, sizeof(e)));
+            return client_usage_error(
+                &co,
+                "--user '%s': use 1-64 letters, digits, '.', '_', '-', starting "
+                "with a letter or digit",
+                esc(o->users[i], e, sizeof(e)));
         for (size_t j = 0; j < ELEMENTSOF(reserved_users); j++)
             if (strcmp(o->users[i], reserved_users[j]) == 0)
-                return usage_error("--user '%s': reserved, its files would clash with ours",
-                                   o->users[i]);
+                return client_usage_error(
+                    &co, "--user '%s': reserved, its files would clash with ours", o->users[i]);
         for (size_t j = 0; j < i; j++)
             if (strcmp(o->users[i], o->users[j]) == 0)
-                return usage_error("--user '%s' given twice", o->users[i]);
+                return client_usage_error(&co, "--user '%s' given twice", o->users[i]);
     }
     for (size_t i = 0; i < o->n_hosts; i++)
         if (!certs_host_is_ip(o->hosts[i]) && !host_is_dns(o->hosts[i]))
-            return usage_error("--host '%s': neither an IP address nor a DNS name",
-                               esc(o->hosts[i], e, sizeof(e)));
-    return 0;
+            return client_usage_error(&co, "--host '%s': neither an IP address nor a DNS name",
+                                      esc(o->hosts[i], e, sizeof(e)));
+    return CLIENT_OPT_DONE;
 }
 
 static time_t clamp_to_ca(time_t t, time_t ca_not_after)
@@ -433,9 +419,7 @@ int applet_certs_main(int argc, char **argv)
     struct certs_opts o = {.out = "certs", .days = 30, .server_days = 365, .ca_days = 3650};
     int r = certs_parse_args(&o, argc, argv);
 
-    if (r < 0)
-        return 2;
-    if (r > 0)
-        return 0;
+    if (r != CLIENT_OPT_DONE)
+        return r;
     return certs_run(&o) < 0 ? 1 : 0;
 }

@@ -19,6 +19,7 @@
 #include "core/cleanup.h"
 #include "core/clock.h"
 #include "core/id.h"
+#include "core/log.h"
 #include "core/proc.h"
 
 /* ---- options ----------------------------------------------------------------------------- */
@@ -50,7 +51,7 @@ int client_usage_error(const struct client_opts *o, const char *fmt, ...)
     va_start(ap, fmt);
     (void)vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (strcmp(o->prog, o->verb) == 0) /* jobctl's own flags */
+    if (!*o->verb) /* the program's own flags (jobctl's, certs') */
         fprintf(stderr, "%s: %s (see '%s --help')\n", o->prog, msg, o->prog);
     else
         fprintf(stderr, "%s: %s: %s (see '%s %s --help')\n", o->prog, o->verb, msg, o->prog,
@@ -67,11 +68,22 @@ static int parse_port(const char *s, int *ret)
     return 0;
 }
 
+/* A flag as typed, for a message; escaped when o->escape. */
+static const char *quote(const struct client_opts *o, const char *flag, char *buf, int cap)
+{
+    if (!o->escape)
+        return flag;
+    (void)log_json_escape(buf, cap, flag);
+    return buf;
+}
+
 int client_option(struct client_opts *o, int c, const char *arg, const char *usage)
 {
+    char q[256];
+
     switch (c) {
     case 'h':
-        if (strcmp(o->prog, "runjob") != 0 && strcmp(o->verb, o->prog) != 0)
+        if (*o->verb && strcmp(o->prog, "runjob") != 0)
             printf("%s %s takes the flags of runjob's own command:\n\n", o->prog, o->verb);
         fputs(usage, stdout);
         return 0;
@@ -110,11 +122,14 @@ int client_option(struct client_opts *o, int c, const char *arg, const char *usa
         o->key_path = arg;
         return CLIENT_OPT_DONE;
     case ':':
-        return client_usage_error(o, "flag '%s' needs a value", o->argv[optind - 1]);
+        return client_usage_error(o, "flag '%s' needs a value",
+                                  quote(o, o->argv[optind - 1], q, sizeof(q)));
     case '?':
         if (optopt)
-            return client_usage_error(o, "unknown flag '-%c'", optopt);
-        return client_usage_error(o, "unknown flag '%s'", o->argv[optind - 1]);
+            return client_usage_error(o, "unknown flag '-%s'",
+                                      quote(o, (char[]){(char)optopt, '\0'}, q, sizeof(q)));
+        return client_usage_error(o, "unknown flag '%s'",
+                                  quote(o, o->argv[optind - 1], q, sizeof(q)));
     default:
         return CLIENT_OPT_OTHER;
     }
@@ -123,19 +138,20 @@ int client_option(struct client_opts *o, int c, const char *arg, const char *usa
 int client_parse_flags(struct client_opts *o, const char *shortopts, const struct option *longopts,
                        const char *usage, client_flag_fn on_flag, void *ctx)
 {
-    char spec[64];
+    bool in_order = shortopts[0] == '+';
+    char spec[64], q[256];
     int opt, r;
 
-    /* ':' first: a missing value comes back as ':' and gets our own message */
-    (void)snprintf(spec, sizeof(spec), ":%s", shortopts);
+    /* ':' (after a '+') first: a missing value comes back as ':' and gets our own message */
+    (void)snprintf(spec, sizeof(spec), "%s:%s", in_order ? "+" : "", shortopts + in_order);
     while ((opt = getopt_long(o->argc, o->argv, spec, longopts, NULL)) != -1) {
-        if ((r = client_option(o, opt, optarg, usage)) == CLIENT_OPT_DONE)
-            continue;
-        if (r != CLIENT_OPT_OTHER)
-            return r;
-        if (!on_flag)
-            return client_usage_error(o, "unknown flag '%s'", o->argv[optind - 1]);
-        if ((r = on_flag(o, opt, optarg, ctx)) != CLIENT_OPT_DONE)
+        r = on_flag ? on_flag(o, opt, optarg, ctx) : CLIENT_OPT_OTHER;
+        if (r == CLIENT_OPT_OTHER)
+            r = client_option(o, opt, optarg, usage);
+        if (r == CLIENT_OPT_OTHER)
+            r = client_usage_error(o, "unknown flag '%s'",
+                                   quote(o, o->argv[optind - 1], q, sizeof(q)));
+        if (r != CLIENT_OPT_DONE)
             return r;
     }
     return CLIENT_OPT_DONE;
@@ -341,8 +357,9 @@ static int limit_value(struct client_opts *o, const char *flag, const char *arg,
     return CLIENT_OPT_DONE;
 }
 
-int client_start_option(struct client_opts *o, struct start_opts *s, int c, const char *arg)
+int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx)
 {
+    struct start_opts *s = ctx;
     Jobmanager__V1__Limits *l = &s->limits;
 
     switch (c) {
@@ -691,21 +708,14 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
     _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
     Jobmanager__V1__Job *job = NULL;
     struct rpc_error err = {0};
-    int opt, r;
+    int r;
 
     client_init(&o, argc, argv);
     client_start_init(&s);
     /* '+': options end at the command, so its own flags (`/bin/ls -l`) stay its own. */
-    while ((opt = getopt_long(argc, argv, "+:" CLIENT_SHORTOPTS START_SHORTOPTS, longopts, NULL)) !=
-           -1) {
-        r = client_option(&o, opt, optarg, usage);
-        if (r == CLIENT_OPT_OTHER)
-            r = client_start_option(&o, &s, opt, optarg);
-        if (r == CLIENT_OPT_OTHER)
-            r = client_usage_error(&o, "unknown flag '%s'", argv[optind - 1]);
-        if (r != CLIENT_OPT_DONE)
-            goto out;
-    }
+    if ((r = client_parse_flags(&o, "+" CLIENT_SHORTOPTS START_SHORTOPTS, longopts, usage,
+                                client_start_option, &s)) != CLIENT_OPT_DONE)
+        goto out;
     if ((r = client_start_finish(&o, &s, argc, argv)) != 0 || (r = client_opts_finish(&o)) != 0)
         goto out;
     if (s.dry_run) {

@@ -21,10 +21,11 @@
 enum client_output { CLIENT_OUTPUT_TABLE, CLIENT_OUTPUT_JSON, CLIENT_OUTPUT_WIDE };
 
 struct client_opts {
-    char prog[16]; /* "runjob" or "jobctl": the name in messages */
-    char verb[16]; /* "start", "query", ... */
+    char prog[16]; /* "runjob", "jobctl", "runjob certs": the name in messages */
+    char verb[16]; /* "start", "query", ...; "" for a program's own flags (jobctl, certs) */
     char **argv;   /* for messages about unknown flags */
     int argc;
+    bool escape;      /* the parser's messages escape the flags they quote (\u000a), as certs' do */
     const char *host; /* NULL until set by a flag or client_opts_finish */
     int port;         /* 0 until set */
     const char *ca_path, *cert_path, *key_path, *user;
@@ -41,7 +42,7 @@ enum {
     CLIENT_OPT_APPLET = 0x120,
 };
 
-/* client_option() results besides an exit code. */
+/* client_option() and client_flag_fn results besides an exit code. */
 enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
 
 #define CLIENT_SHORTOPTS "hH:P:u:o:"
@@ -80,15 +81,20 @@ enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
  * jobctl personality) and resets getopt (optind = 0, opterr = 0). */
 void client_init(struct client_opts *o, int argc, char **argv);
 /* Handles the shared flags, --help (prints usage, returns 0), unknown flags and missing values
- * (returns 2). CLIENT_OPT_DONE: consumed; CLIENT_OPT_OTHER: the applet's own flag. */
+ * (returns 2). CLIENT_OPT_DONE: consumed; CLIENT_OPT_OTHER: not one of these. */
 int client_option(struct client_opts *o, int c, const char *arg, const char *usage);
-/* Prints "<prog>: <verb>: <message> (see '<prog> <verb> --help')" to stderr; returns 2. */
+/* Prints "<prog>: <verb>: <message> (see '<prog> <verb> --help')" to stderr, or
+ * "<prog>: <message> (see '<prog> --help')" without a verb; returns 2. */
 int client_usage_error(const struct client_opts *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* An applet's own flag: CLIENT_OPT_DONE when taken, else an exit code (client_usage_error). */
+/* An applet's own flags: CLIENT_OPT_DONE when opt was one and is taken, CLIENT_OPT_OTHER when
+ * it is not the applet's, else an exit code (client_usage_error). */
 typedef int (*client_flag_fn)(struct client_opts *o, int opt, const char *arg, void *ctx);
-/* Parses every flag of o->argv: the shared ones, and the applet's own (in shortopts after
- * CLIENT_SHORTOPTS, and in longopts) through on_flag (NULL: the applet has none). Returns
+/* The one flag parser of the client applets, jobctl and certs: getopt_long over o->argv with
+ * shortopts and longopts (with CLIENT_SHORTOPTS and CLIENT_LONGOPTS where the applet takes the
+ * shared flags). Each flag goes first to on_flag (NULL: none), which may so take over a shared
+ * one (jobctl's -u), then to client_option. A leading '+' in shortopts stops at the first
+ * argument that is not a flag (start and run's command, jobctl's verb). Returns
  * CLIENT_OPT_DONE when the applet goes on (optind at the first positional argument), else the
  * exit code: 0 after --help, 2 after a usage error (message printed). */
 int client_parse_flags(struct client_opts *o, const char *shortopts, const struct option *longopts,
@@ -178,8 +184,8 @@ enum {
 
 /* Sets up s (limits attached, no follow). */
 void client_start_init(struct start_opts *s);
-/* Handles one start flag: CLIENT_OPT_DONE, CLIENT_OPT_OTHER, or 2 after a usage error. */
-int client_start_option(struct client_opts *o, struct start_opts *s, int c, const char *arg);
+/* A client_flag_fn for the start flags (ctx: the struct start_opts). */
+int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx);
 /* Takes the command and its arguments from argv[optind..] (a `--` right after the command is
  * dropped): 0, or 2 when there is no command or it is not an absolute path. */
 int client_start_finish(struct client_opts *o, struct start_opts *s, int argc, char **argv);

@@ -25,6 +25,28 @@ static const char usage[] =
     "Example:\n"
     "  jobctl --hostPort 127.0.0.1:8080 -u alice start -j hello -c /bin/echo -- hello world\n";
 
+/* jobctl's own flags, before its verb; passed on to the verb as runjob's. */
+struct jobctl_flags {
+    const char *hostport, *user;
+};
+
+static int take_jobctl_flag(struct client_opts *o, int opt, const char *arg, void *ctx)
+{
+    struct jobctl_flags *f = ctx;
+
+    (void)o;
+    switch (opt) {
+    case 'p':
+        f->hostport = arg;
+        return CLIENT_OPT_DONE;
+    case 'u': /* as typed: the verb judges it (completion takes none) */
+        f->user = arg;
+        return CLIENT_OPT_DONE;
+    default:
+        return CLIENT_OPT_OTHER;
+    }
+}
+
 int applet_jobctl_main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"hostPort", required_argument, NULL, 'p'},
@@ -35,21 +57,18 @@ int applet_jobctl_main(int argc, char **argv)
         {"start", "start"}, {"stop", "stop"},     {"query", "query"},          {"status", "status"},
         {"list", "list"},   {"stream", "stream"}, {"completion", "completion"}};
     struct client_opts o;
-    const char *user = NULL, *hostport = NULL, *applet = NULL;
+    struct jobctl_flags f = {0};
+    const char *applet = NULL;
     char host[256] = "", port[8] = "", name[32];
-    int opt, r;
+    int r;
 
     client_init(&o, argc, argv);
     (void)snprintf(o.prog, sizeof(o.prog), "jobctl");
-    (void)snprintf(o.verb, sizeof(o.verb), "jobctl");
-    while ((opt = getopt_long(argc, argv, "+:u:h", longopts, NULL)) != -1) {
-        if (opt == 'p')
-            hostport = optarg;
-        else if (opt == 'u')
-            user = optarg;
-        else if ((r = client_option(&o, opt, optarg, usage)) != CLIENT_OPT_DONE)
-            return r == CLIENT_OPT_OTHER ? client_usage_error(&o, "unknown flag") : r;
-    }
+    o.verb[0] = '\0'; /* jobctl's own flags, before its verb */
+    /* '+': flags end at the verb; the verb's own are the verb's. */
+    if ((r = client_parse_flags(&o, "+u:h", longopts, usage, take_jobctl_flag, &f)) !=
+        CLIENT_OPT_DONE)
+        return r;
     if (optind >= argc) {
         fputs(usage, stderr);
         return 2;
@@ -57,10 +76,9 @@ int applet_jobctl_main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         if (strcmp(argv[optind], verbs[i][0]) == 0)
             applet = verbs[i][1];
-    if (!applet) {
-        fprintf(stderr, "jobctl: unknown command '%s' (see 'jobctl --help')\n", argv[optind]);
-        return 2;
-    }
+    if (!applet)
+        return client_usage_error(&o, "unknown command '%s'", argv[optind]);
+    const char *hostport = f.hostport, *user = f.user;
     if (hostport) { /* host:port, [v6]:port */
         const char *colon = strrchr(hostport, ':');
         const char *h = hostport;

@@ -34,11 +34,14 @@ static int take_list_flag(struct client_opts *o, int opt, const char *arg, void 
 {
     struct list_filter *lf = ctx;
 
-    if (opt == 'q')
+    switch (opt) {
+    case 'q':
         lf->quiet = true;
-    if (opt == OPT_NAME)
+        return CLIENT_OPT_DONE;
+    case OPT_NAME:
         lf->name = arg;
-    if (opt == OPT_STATE) {
+        return CLIENT_OPT_DONE;
+    case OPT_STATE: {
         _cleanup_free_ char *list = strdup(arg);
         char *save = NULL;
         if (!list)
@@ -51,8 +54,11 @@ static int take_list_flag(struct client_opts *o, int opt, const char *arg, void 
         }
         if (!lf->states)
             return client_usage_error(o, "--state is empty");
+        return CLIENT_OPT_DONE;
     }
-    return CLIENT_OPT_DONE;
+    default:
+        return CLIENT_OPT_OTHER;
+    }
 }
 
 /* A job the filter keeps (a state out of our range never matches a --state filter). */

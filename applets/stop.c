@@ -21,13 +21,20 @@ static int take_stop_flag(struct client_opts *o, int opt, const char *arg, void 
 {
     Jobmanager__V1__StopRequest *req = ctx;
 
-    if (opt == 's' && fmt_parse_signal(arg, &req->signal) < 0)
-        return client_usage_error(o, "--signal '%s' is not a signal (TERM, KILL, 15 ...)", arg);
-    if (opt == 'g' && fmt_parse_duration(arg, &req->grace_millis) < 0)
-        return client_usage_error(o, "--grace '%s' is not a duration (like 10s, 500ms)", arg);
-    if (opt == 'g' && req->grace_millis == 0)
-        req->grace_millis = -1; /* on the wire 0 means "the server's default" */
-    return CLIENT_OPT_DONE;
+    switch (opt) {
+    case 's':
+        if (fmt_parse_signal(arg, &req->signal) < 0)
+            return client_usage_error(o, "--signal '%s' is not a signal (TERM, KILL, 15 ...)", arg);
+        return CLIENT_OPT_DONE;
+    case 'g':
+        if (fmt_parse_duration(arg, &req->grace_millis) < 0)
+            return client_usage_error(o, "--grace '%s' is not a duration (like 10s, 500ms)", arg);
+        if (req->grace_millis == 0)
+            req->grace_millis = -1; /* on the wire 0 means "the server's default" */
+        return CLIENT_OPT_DONE;
+    default:
+        return CLIENT_OPT_OTHER;
+    }
 }
 
 int applet_stop_main(int argc, char **argv)

@@ -31,11 +31,15 @@ static int take_stream_flag(struct client_opts *o, int opt, const char *arg, voi
 {
     struct follow_opts *f = ctx;
 
-    if (opt == OPT_NO_FOLLOW)
+    switch (opt) {
+    case OPT_NO_FOLLOW:
         f->no_follow = true;
-    if (opt == OPT_OFFSET && fmt_parse_uint(arg, &f->offset) < 0)
-        return client_usage_error(o, "--offset '%s' is not a byte offset", arg);
-    if (opt == 's') {
+        return CLIENT_OPT_DONE;
+    case OPT_OFFSET:
+        if (fmt_parse_uint(arg, &f->offset) < 0)
+            return client_usage_error(o, "--offset '%s' is not a byte offset", arg);
+        return CLIENT_OPT_DONE;
+    case 's':
         if (strcmp(arg, "stdout") == 0)
             f->select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT;
         else if (strcmp(arg, "stderr") == 0)
@@ -44,8 +48,10 @@ static int take_stream_flag(struct client_opts *o, int opt, const char *arg, voi
             f->select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL;
         else
             return client_usage_error(o, "--select '%s' is not stdout, stderr or all", arg);
+        return CLIENT_OPT_DONE;
+    default:
+        return CLIENT_OPT_OTHER;
     }
-    return CLIENT_OPT_DONE;
 }
 
 int applet_stream_main(int argc, char **argv)

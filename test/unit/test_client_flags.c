@@ -410,3 +410,92 @@ Test(client, completion_scripts_load, .init = no_certs)
     cr_expect(strstr(out, "complete -F _jobctl jobctl") && strstr(out, "query"), "%s", out);
     free(out);
 }
+
+/* ---- the one flag parser ---------------------------------------------------------------- */
+
+struct seen {
+    int q, u;
+    const char *u_arg;
+};
+
+/* Takes -q and -u; leaves everything else to the shared flags. */
+static int take_q_u(struct client_opts *o, int opt, const char *arg, void *ctx)
+{
+    struct seen *s = ctx;
+
+    (void)o;
+    if (opt == 'q')
+        s->q++;
+    else if (opt == 'u')
+        s->u++, s->u_arg = arg;
+    else
+        return CLIENT_OPT_OTHER;
+    return CLIENT_OPT_DONE;
+}
+
+Test(client, parser_order_and_precedence, .init = no_certs)
+{
+    static const struct option longopts[] = {CLIENT_LONGOPTS, {NULL, 0, NULL, 0}};
+    struct client_opts o;
+    struct seen s = {0};
+
+    /* '+': flags stop at the first argument; what follows is not parsed */
+    char *a1[] = {"x", "-q", "-H", "h1", "cmd", "-q", "-u", "z", NULL};
+    client_init(&o, 8, a1);
+    cr_assert_eq(client_parse_flags(&o, "+" CLIENT_SHORTOPTS "q", longopts, "", take_q_u, &s),
+                 CLIENT_OPT_DONE);
+    cr_expect_eq(s.q, 1);
+    cr_expect_eq(s.u, 0);
+    cr_expect_str_eq(o.host, "h1");
+    cr_expect_str_eq(a1[optind], "cmd");
+
+    /* without '+', flags after arguments count too (getopt moves the arguments last) */
+    char *a2[] = {"x", "cmd", "-q", "-u", "raw/name", NULL};
+    s = (struct seen){0};
+    client_init(&o, 5, a2);
+    cr_assert_eq(client_parse_flags(&o, CLIENT_SHORTOPTS "q", longopts, "", take_q_u, &s),
+                 CLIENT_OPT_DONE);
+    cr_expect_eq(s.q, 1);
+    cr_expect_str_eq(a2[optind], "cmd");
+    /* the applet's own flag goes first: -u is the applet's here, taken as typed */
+    cr_expect_eq(s.u, 1);
+    cr_expect_str_eq(s.u_arg, "raw/name");
+    cr_expect_null(o.user);
+
+    /* no flags of its own: the shared ones still parse */
+    char *a3[] = {"x", "--user", "bob", "-o", "json", NULL};
+    client_init(&o, 5, a3);
+    cr_assert_eq(client_parse_flags(&o, CLIENT_SHORTOPTS, longopts, "", NULL, NULL),
+                 CLIENT_OPT_DONE);
+    cr_expect_str_eq(o.user, "bob");
+    cr_expect_eq(o.output, CLIENT_OUTPUT_JSON);
+    cr_expect_eq(optind, 5);
+}
+
+Test(client, parser_messages, .init = no_certs)
+{
+    char *err;
+
+    /* a program's own flags: no verb in the line */
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--bogus", NULL), 2);
+    cr_expect_str_eq(err, "jobctl: unknown flag '--bogus' (see 'jobctl --help')\n");
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", NULL), 2);
+    cr_expect_str_eq(err, "jobctl: flag '--hostPort' needs a value (see 'jobctl --help')\n");
+    free(err);
+    /* jobctl's -u is passed on as typed: the verb judges it */
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "-u", "a/b", "list", NULL), 2);
+    cr_expect_str_eq(err,
+                     "jobctl: list: --user 'a/b' is not a user name (see 'jobctl list --help')\n");
+    free(err);
+    /* certs escapes what it quotes; the client verbs quote as typed */
+    cr_expect_eq(run_applet(NULL, &err, "certs", "--a\nb", NULL), 2);
+    cr_expect_str_eq(err, "runjob certs: unknown flag '--a\\u000ab' (see 'runjob certs --help')\n");
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "certs", "-o", NULL), 2);
+    cr_expect_str_eq(err, "runjob certs: flag '-o' needs a value (see 'runjob certs --help')\n");
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "list", "--a\"b", NULL), 2);
+    cr_expect_str_eq(err, "runjob: list: unknown flag '--a\"b' (see 'runjob list --help')\n");
+    free(err);
+}
