@@ -469,6 +469,11 @@ int applet_serve_main(int argc, char **argv)
     }
 
     raise_nofile_limit();
+    if (server_port_is_taken(o.host, o.port)) {
+        log_error("cannot listen on %s:%d: the port is taken (by another runjob serve?)", o.host,
+                  o.port);
+        return 1;
+    }
     jc.state_dir = o.state_dir;
     jc.admin_cns = o.admins;
     jc.max_running_per_user = o.max_running;

@@ -85,7 +85,7 @@ static void mark_top_dir(const char *path)
         return;
     while (ours && (de = readdir(d)))
         ours = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-               jobtab_is_id(de->d_name);
+               strcmp(de->d_name, JOBTAB_LOCK_FILE) == 0 || jobtab_is_id(de->d_name);
     closedir(d);
     if (!ours)
         return;

@@ -28,6 +28,8 @@
 #include "job.h"
 
 #define JOBTAB_ID_LEN 36 /* canonical UUID text */
+/* <state>/lock: the file the state directory's one user holds locked (core/manager). */
+#define JOBTAB_LOCK_FILE "lock"
 
 struct jobtab;
 struct jobtab_entry;

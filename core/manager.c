@@ -3,14 +3,17 @@
 #include "manager.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/queue.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "log.h"
@@ -57,6 +60,7 @@ struct jm {
     bool making_spares; /* a thread is topping the spares up */
     unsigned stopping;  /* jobs jm_shutdown waits for */
     unsigned readers;   /* open jm_readers */
+    int lock_fd;        /* <state>/lock, flock'ed for the manager's life */
 };
 
 struct jm_reader {
@@ -74,6 +78,47 @@ static struct jobtab_entry *entry_of(struct jm_job *j)
 static struct jm_job *job_of(struct jobtab_entry *e)
 {
     return (struct jm_job *)e;
+}
+
+/* ---- the state directory's lock -------------------------------------------------------- */
+
+/* One manager per state directory: a second would take the first one's spares for its own
+ * leftovers and remove them. flock (not a pid file's word) so that a dead holder's lock goes
+ * with it; the file keeps the holder's pid for the message. */
+static int lock_state_dir(struct jm *m, char *errbuf, size_t errlen)
+{
+    char path[PATH_MAX], pid[24] = "";
+    int fd, r;
+
+    if (snprintf(path, sizeof(path), "%s/" JOBTAB_LOCK_FILE, m->cfg.state_dir) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    if (fd < 0) {
+        r = -errno;
+        (void)snprintf(errbuf, errlen, "open the state directory's lock file '%s'", path);
+        return r;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        r = -errno;
+        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        (void)close(fd);
+        if (r == -EWOULDBLOCK) {
+            (void)snprintf(errbuf, errlen,
+                           "use the state directory '%s': it is locked by pid %s (another runjob "
+                           "serve)",
+                           m->cfg.state_dir, pid[0] ? pid : "?");
+            return -EBUSY;
+        }
+        (void)snprintf(errbuf, errlen, "lock the state directory's lock file '%s'", path);
+        return r;
+    }
+    (void)snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
+        log_debug("state: writing our pid into %s: %s (ignored)", path, strerror(errno));
+    m->lock_fd = fd;
+    return 0;
 }
 
 /* ---- restart recovery ------------------------------------------------------------------- */
@@ -667,19 +712,25 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
     (void)pthread_cond_init(&m->idle, NULL);
     (void)pthread_cond_init(&m->changed, NULL);
     STAILQ_INIT(&m->queue);
+    m->lock_fd = -1;
 
-    r = job_runner_new(&cfg->runner, &m->runner);
-    if (r < 0) {
-        (void)snprintf(errbuf, errlen, "set up job isolation (cgroups)");
-        jm_free(m);
-        return r;
-    }
     tc.state_dir = cfg->state_dir;
     tc.admin_cns = cfg->admin_cns;
     tc.max_running_per_user = cfg->max_running_per_user;
     r = jobtab_new(&tc, &m->table);
     if (r < 0) {
         (void)snprintf(errbuf, errlen, "open the state directory '%s'", cfg->state_dir);
+        jm_free(m);
+        return r;
+    }
+    r = lock_state_dir(m, errbuf, errlen); /* before anything in it is touched */
+    if (r < 0) {
+        jm_free(m);
+        return r;
+    }
+    r = job_runner_new(&cfg->runner, &m->runner);
+    if (r < 0) {
+        (void)snprintf(errbuf, errlen, "set up job isolation (cgroups)");
         jm_free(m);
         return r;
     }
@@ -803,6 +854,8 @@ void jm_free(struct jm *m)
         jobtab_foreach(m->table, free_attachments, &readers_left);
         jobtab_free(m->table);
     }
+    if (m->lock_fd >= 0)
+        (void)close(m->lock_fd); /* every record written and synced: the next may come */
     (void)pthread_cond_destroy(&m->changed);
     (void)pthread_cond_destroy(&m->idle);
     (void)pthread_cond_destroy(&m->cond);

@@ -46,10 +46,11 @@ struct jm_config {
 };
 #define JM_SPARES_DEFAULT 2 /* back-to-back Starts never wait for a folder or a cgroup */
 
-/* Probes cgroups and starts the job runner, opens the state directory and loads every job in
- * it: a job that was running when the previous server died becomes LOST, its cgroup is emptied
- * and removed, and what that server made ahead is removed. 0, or -errno with errbuf saying what
- * failed ("open the state directory '/x'"). */
+/* Opens the state directory and locks it (-EBUSY when another manager holds it: errbuf names
+ * its pid), probes cgroups and starts the job runner, and loads every job in it: a job that was
+ * running when the previous server died becomes LOST, its cgroup is emptied and removed, and what
+ * that server made ahead is removed. 0, or -errno with errbuf saying what failed ("open the state
+ * directory '/x'"). */
 int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t errlen);
 /* Refuses Starts not yet begun, waits for those in progress, then stops every running job
  * (SIGTERM, the configured grace, the kill) and waits for them to end (at most the grace plus

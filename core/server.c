@@ -4,6 +4,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +38,28 @@ static void on_shutdown(struct tag *t, bool ok)
     s->shutdown_done = true;
     (void)pthread_cond_broadcast(&s->cond);
     (void)pthread_mutex_unlock(&s->mu);
+}
+
+bool server_port_is_taken(const char *host, int port)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res, *ai;
+    char service[16];
+    bool in_use = false;
+
+    if (port <= 0)
+        return false;
+    (void)snprintf(service, sizeof(service), "%d", port);
+    if (getaddrinfo(host, service, &hints, &res) != 0)
+        return false;
+    for (ai = res; ai && !in_use; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        in_use = bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRINUSE;
+        (void)close(fd);
+    }
+    freeaddrinfo(res);
+    return in_use;
 }
 
 int server_new(const struct server_config *cfg, struct server **ret, char *errbuf, size_t errlen)
@@ -93,6 +117,9 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
      * connection: ~55 KiB per reader at 100 readers. 8 KiB slices read any request as well. */
     INT_ARG(GRPC_ARG_TCP_READ_CHUNK_SIZE, 8192);
     INT_ARG(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 8192);
+    /* gRPC binds with SO_REUSEPORT by default: a second server on our port would start, and
+     * the kernel would spread the connections over both. */
+    INT_ARG(GRPC_ARG_ALLOW_REUSEPORT, 0);
 #undef INT_ARG
     cargs.num_args = (size_t)n;
     cargs.args = args;
@@ -107,9 +134,11 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
     s->port = grpc_server_add_http2_port(s->gs, addr, creds);
     grpc_server_credentials_release(creds);
     if (s->port <= 0) {
-        (void)snprintf(errbuf, errlen, "listen on %s", addr);
+        r = server_port_is_taken(cfg->host, cfg->port) ? -EADDRINUSE : -EADDRNOTAVAIL;
+        (void)snprintf(errbuf, errlen, "listen on %s%s", addr,
+                       r == -EADDRINUSE ? ": the port is taken (by another runjob serve?)" : "");
         server_free(s);
-        return -EADDRNOTAVAIL;
+        return r;
     }
     grpc_server_start(s->gs);
 

@@ -32,6 +32,10 @@ struct server_config {
  * 0, or -errno with errbuf holding what failed in plain words ("listen on 127.0.0.1:8080").
  * Blocks SIGTERM, SIGINT and SIGPIPE handling is the caller's (see server_run). */
 int server_new(const struct server_config *cfg, struct server **ret, char *errbuf, size_t errlen);
+/* true when binding host:port (every address it resolves to) fails with EADDRINUSE: asked
+ * before anything else is set up, so that a second server says it in one line. gRPC's own bind
+ * failure says no more than that it failed. */
+bool server_port_is_taken(const char *host, int port);
 /* The port actually bound. */
 int server_port(struct server *s);
 /* Serves until sigfd (a signalfd for SIGTERM/SIGINT) is readable, then shuts down: stops

@@ -416,3 +416,24 @@ Test(jm, a_restart_finds_a_running_job_lost_and_keeps_its_output)
      * manager's own at its free. */
     cr_expect_eq(count_dirs(state_dir), 1);
 }
+
+Test(jm, a_second_manager_on_the_same_state_directory_is_refused)
+{
+    struct jm *m = new_manager(JM_SPARES_DEFAULT, 0);
+    struct jm_config cfg = {.state_dir = state_dir,
+                            .admin_cns = admins,
+                            .job_uid = NOBODY,
+                            .job_gid = NOBODY,
+                            .runner = {.shim_exe = runjob_bin()}};
+    struct jm *second = NULL;
+    char err[256] = "", pid[32];
+
+    cr_expect_eq(jm_new(&cfg, &second, err, sizeof(err)), -EBUSY);
+    cr_expect_null(second);
+    snprintf(pid, sizeof(pid), "pid %d", (int)getpid());
+    cr_expect(strstr(err, pid) != NULL, "error: %s", err);
+    must_start(m, "alice", NULL, "true"); /* the first is unharmed */
+    jm_free(m);
+    cr_assert_eq(jm_new(&cfg, &second, err, sizeof(err)), 0, "after the first: %s", err);
+    jm_free(second);
+}
