@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <stddef.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "serve.h"
@@ -39,6 +42,29 @@ struct serve_opts {
     enum log_level log_level;
     const char *audit_log;
 };
+
+/* Tells systemd (Type=notify) how the server is doing: one datagram to $NOTIFY_SOCKET, as
+ * sd_notify(3) sends it; a path starting with '@' is in the abstract namespace. */
+static void notify_systemd(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len;
+    int fd;
+
+    if (!path || (path[0] != '/' && path[0] != '@') || (len = strlen(path)) >= sizeof(sa.sun_path))
+        return;
+    memcpy(sa.sun_path, path, len);
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0';
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+        log_debug("NOTIFY_SOCKET %s: %s", path, strerror(errno));
+    (void)close(fd);
+}
 
 static const char usage[] =
     "Usage: %s serve [flags]\n"
@@ -71,7 +97,7 @@ static const char usage[] =
     "      --max-running-jobs-per-user N  (default 64; 0 = no cap)\n"
     "      --log-format text|json       (default text)\n"
     "      --log-level error|warn|info|debug  (default info)\n"
-    "      --audit-log PATH             one line per RPC (default: stderr)\n"
+    "      --audit-log PATH             one line per RPC (default: stderr); SIGHUP reopens it\n"
     "  -h, --help                       this text\n"
     "\n"
     "SIZE takes K, M, G, T or KiB, MiB, GiB, TiB (x1024), or KB, MB, GB, TB (x1000), as the\n"
@@ -461,6 +487,7 @@ int applet_serve_main(int argc, char **argv)
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
     (void)sigprocmask(SIG_BLOCK, &mask, NULL);
     sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
     if (sigfd < 0) {
@@ -497,6 +524,7 @@ int applet_serve_main(int argc, char **argv)
     cfg.policy = o.policy;
     cfg.manager = jm;
     cfg.audit_fd = audit_fd >= 0 ? audit_fd : STDERR_FILENO;
+    cfg.audit_path = audit_fd >= 0 ? o.audit_log : NULL;
     cfg.audit_json = o.log_format == LOG_FORMAT_JSON;
     r = server_new(&cfg, &srv, errbuf, sizeof(errbuf));
     if (r < 0) {
@@ -506,7 +534,9 @@ int applet_serve_main(int argc, char **argv)
     }
     log_info("listening on %s:%d (TLS 1.3 only, client certificates required; %s)", o.host,
              server_port(srv), tls_openssl_version());
+    notify_systemd("READY=1");
     r = server_run(srv, sigfd);
+    notify_systemd("STOPPING=1");
     server_free(srv);
     jm_free(jm);
     return r < 0 ? 1 : 0;

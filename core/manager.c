@@ -601,7 +601,8 @@ void jm_job_info(struct jm_job *jj, struct jm_info *ret)
         job_get_status(j, &ret->status.job);
     if (log) {
         ret->status.output_bytes = outlog_get_bytes(log);
-        ret->status.output_truncated = outlog_is_truncated(log);
+        /* A log reopened after a restart cannot tell that its tail was cut: the record can. */
+        ret->status.output_truncated |= outlog_is_truncated(log);
     }
     ret->is_running = ret->status.job.state == JOB_STARTING || ret->status.job.state == JOB_RUNNING;
     if (!ret->is_running)

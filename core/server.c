@@ -4,6 +4,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <limits.h>
 #include <poll.h>
@@ -196,6 +197,24 @@ static bool calls_gone(struct server *s)
     return s->live_calls == 0;
 }
 
+/* dup2 over the same fd number: a call writing its audit line meanwhile writes whole into
+ * either file, never into a closed or reused fd. */
+static void reopen_audit_log(struct server *s)
+{
+    int fd;
+
+    if (!s->cfg.audit_path)
+        return;
+    fd = open(s->cfg.audit_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0 || dup3(fd, s->cfg.audit_fd, O_CLOEXEC) < 0)
+        log_errno(-errno, "SIGHUP: reopening the audit log '%s' (keeping the old one)",
+                  s->cfg.audit_path);
+    else
+        log_info("SIGHUP: audit log '%s' reopened", s->cfg.audit_path);
+    if (fd >= 0)
+        (void)close(fd);
+}
+
 int server_run(struct server *s, int sigfd)
 {
     struct signalfd_siginfo si;
@@ -207,9 +226,12 @@ int server_run(struct server *s, int sigfd)
                 continue;
             return -errno;
         }
-        if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
-            (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT))
+        if (read(sigfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+            continue;
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
             break;
+        if (si.ssi_signo == SIGHUP)
+            reopen_audit_log(s);
     }
     log_info("signal %d: shutting down (stopping running jobs, grace %lld ms)", (int)si.ssi_signo,
              (long long)s->cfg.policy.default_grace_ms);

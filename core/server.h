@@ -23,8 +23,9 @@ struct server_config {
     const char *cert_pem;
     const char *key_pem;
     struct rpc_policy policy;
-    struct jm *manager; /* the jobs served; the caller's, freed after the server */
-    int audit_fd;       /* audit lines go here (one write(2) each) */
+    struct jm *manager;     /* the jobs served; the caller's, freed after the server */
+    int audit_fd;           /* audit lines go here (one write(2) each) */
+    const char *audit_path; /* the file behind audit_fd, reopened on SIGHUP; NULL = none */
     bool audit_json;
 };
 
@@ -38,7 +39,8 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
 bool server_port_is_taken(const char *host, int port);
 /* The port actually bound. */
 int server_port(struct server *s);
-/* Serves until sigfd (a signalfd for SIGTERM/SIGINT) is readable, then shuts down: stops
+/* Serves until sigfd (a signalfd for SIGTERM, SIGINT and SIGHUP) gives SIGTERM or SIGINT; on
+ * SIGHUP reopens cfg->audit_path (logrotate moved it). Then shuts down: stops
  * accepting calls, shuts the manager down (every running job stopped: SIGTERM, then the
  * grace), lets streams end with the final status, and returns 0. */
 int server_run(struct server *s, int sigfd);

@@ -437,3 +437,35 @@ Test(jm, a_second_manager_on_the_same_state_directory_is_refused)
     cr_assert_eq(jm_new(&cfg, &second, err, sizeof(err)), 0, "after the first: %s", err);
     jm_free(second);
 }
+
+Test(jm, a_cut_output_is_still_reported_cut_after_a_restart)
+{
+    struct jm_config cfg = {.state_dir = state_dir,
+                            .admin_cns = admins,
+                            .job_uid = NOBODY,
+                            .job_gid = NOBODY,
+                            .max_output_bytes = 10,
+                            .runner = {.shim_exe = runjob_bin()}};
+    struct jm *m = NULL;
+    struct jm_job **jobs = NULL;
+    struct jm_info info;
+    char err[256], buf[64];
+    size_t n = 0;
+
+    cr_assert_eq(jm_new(&cfg, &m, err, sizeof(err)), 0, "%s", err);
+    struct jm_job *j = must_start(m, "alice", NULL, "echo 0123456789abcdefghij");
+    wait_ended(j);
+    cr_expect_eq(read_all(m, j, OUTLOG_SELECT_ALL, 0, buf, sizeof(buf)), 10);
+    jm_job_info(j, &info);
+    cr_expect(info.status.output_truncated);
+    jm_free(m);
+
+    cr_assert_eq(jm_new(&cfg, &m, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(jm_list(m, "alice", &jobs, &n), 0);
+    cr_assert_eq(n, 1);
+    jm_job_info(jobs[0], &info);
+    cr_expect(info.status.output_truncated, "the record's word survives the restart");
+    cr_expect_eq(info.status.output_bytes, 10);
+    free(jobs);
+    jm_free(m);
+}
