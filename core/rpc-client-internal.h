@@ -21,6 +21,10 @@ struct rpc_call_facts {
     bool answered;       /* the server had sent a message on this call: TLS was fine */
 };
 
+/* The deadline of a Stop call whose request has grace_millis (0: the server's default, below
+ * 0: none), for a client whose calls otherwise have deadline_ms. Pure. */
+int64_t rpc_client_stop_deadline_ms(int64_t deadline_ms, int64_t grace_millis);
+
 /* Fills err with one line for a person for a failed call: code is the gRPC status, details and
  * error_string what gRPC reported (either may be NULL). Pure, thread-safe. */
 void rpc_client_describe(const struct rpc_peer *c, int code, const char *details,

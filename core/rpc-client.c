@@ -27,10 +27,9 @@
 #include "cleanup.h"
 #include "tls.h"
 
-#define MAX_RECV_BYTES          (16 << 20) /* the server may send 1 MiB+ chunks; default is 4 MiB */
-#define MAX_PEM_BYTES           (1 << 20)
-#define DEFAULT_DEADLINE_MS     30000
-#define SERVER_DEFAULT_GRACE_MS 10000
+#define MAX_RECV_BYTES      (16 << 20) /* the server may send 1 MiB+ chunks; default is 4 MiB */
+#define MAX_PEM_BYTES       (1 << 20)
+#define DEFAULT_DEADLINE_MS 30000
 /* Keepalive, matched with core/server.c: the server accepts a ping every 10 s
  * (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS) and a client pinging more often earns a
  * GOAWAY "too_many_pings". Pinging every 30 s, also on a quiet follow stream (no cap on pings
@@ -409,15 +408,22 @@ int rpc_client_start(struct rpc_client *c, const Jobmanager__V1__StartRequest *r
                  (ProtobufCMessage **)ret, err);
 }
 
+int64_t rpc_client_stop_deadline_ms(int64_t deadline_ms, int64_t grace_millis)
+{
+    /* Stop answers once the grace period is over (and the kill done): the usual deadline
+     * counts from there. Grace 0 is the server's default, which a client cannot know (`runjob
+     * serve --stop-grace`, up to RPC_MAX_GRACE_MS): wait out the longest one. A server or a
+     * connection that dies meanwhile is still noticed within 40 s, by keepalive. */
+    int64_t grace = grace_millis > 0 ? grace_millis : grace_millis == 0 ? RPC_MAX_GRACE_MS : 0;
+    return deadline_ms + grace;
+}
+
 int rpc_client_stop(struct rpc_client *c, const Jobmanager__V1__StopRequest *req,
                     Jobmanager__V1__JobStatus **ret, struct rpc_error *err)
 {
-    /* Stop answers after the grace period: wait that long on top of the usual deadline. */
-    int64_t grace = req->grace_millis > 0    ? req->grace_millis
-                    : req->grace_millis == 0 ? SERVER_DEFAULT_GRACE_MS
-                                             : 0;
-    return unary(c, RPC_M_STOP, c->deadline_ms + grace, &req->base,
-                 &jobmanager__v1__job_status__descriptor, (ProtobufCMessage **)ret, err);
+    return unary(c, RPC_M_STOP, rpc_client_stop_deadline_ms(c->deadline_ms, req->grace_millis),
+                 &req->base, &jobmanager__v1__job_status__descriptor, (ProtobufCMessage **)ret,
+                 err);
 }
 
 int rpc_client_status(struct rpc_client *c, const Jobmanager__V1__StatusRequest *req,

@@ -596,3 +596,15 @@ Test(client, errors_in_plain_words)
     cr_expect_str_eq(describe(RPC_PERMISSION_DENIED, "", 0), "PERMISSION_DENIED");
     cr_expect_str_eq(describe(RPC_CANCELLED, NULL, 0), "cancelled");
 }
+
+/* Stop answers after the grace period: the deadline covers it, and without a grace whatever
+ * default the server may have (`serve --stop-grace 1h`), not the usual 10 s. */
+Test(client, stop_deadline_covers_the_grace)
+{
+    cr_expect_eq(rpc_client_stop_deadline_ms(30000, 5000), 35000);
+    cr_expect_eq(rpc_client_stop_deadline_ms(30000, RPC_MAX_GRACE_MS),
+                 30000 + (int64_t)RPC_MAX_GRACE_MS);
+    cr_expect_eq(rpc_client_stop_deadline_ms(30000, -1), 30000, "kill at once: no grace");
+    cr_expect_geq(rpc_client_stop_deadline_ms(30000, 0), 30000 + (int64_t)RPC_MAX_GRACE_MS,
+                  "the server's default grace may be as long as RPC_MAX_GRACE_MS");
+}
