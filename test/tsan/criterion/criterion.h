@@ -13,6 +13,7 @@
 #pragma once
 /* Criterion compares through typed helpers; our plain == meets enum-vs-int in tests. */
 #pragma GCC diagnostic ignored "-Wsign-compare"
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -113,12 +114,27 @@ __attribute__((format(printf, 1, 2))) static inline void crshim_printf(const cha
 #define cr_expect_str_not_empty(a, ...)                                                            \
     crshim_check_(0, (a)[0] != '\0', #a " not empty", " " __VA_ARGS__)
 
-#define cr_skip_test(...)                                                                          \
-    do {                                                                                           \
-        fprintf(stderr, "skipped: " __VA_ARGS__);                                                  \
-        fputc('\n', stderr);                                                                       \
-        _exit(CRSHIM_SKIP_CODE);                                                                   \
-    } while (0)
+/* The reason goes to stderr and, through crshim_skip_fd, to the runner, whose TAP line carries
+ * it as Criterion's does ("ok - suite::name # SKIP reason"). */
+__attribute__((weak)) int crshim_skip_fd = -1;
+
+__attribute__((format(printf, 1, 2), noreturn)) static inline void crshim_skip_(const char *fmt,
+                                                                                ...)
+{
+    char why[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    why[strcspn(why, "\n")] = '\0'; /* one TAP line */
+    fprintf(stderr, "skipped: %s\n", why);
+    if (crshim_skip_fd >= 0)
+        (void)!write(crshim_skip_fd, why, strlen(why));
+    _exit(CRSHIM_SKIP_CODE);
+}
+
+#define cr_skip_test(...) crshim_skip_(__VA_ARGS__)
 
 #define TestSuite(s, ...)                                                                          \
     __attribute__((constructor)) static void crshim_suite_##s(void)                                \
@@ -150,10 +166,13 @@ static inline bool crshim_excluded(const struct crshim_test *t)
     return false;
 }
 
-static inline int crshim_run_one(const struct crshim_test *t)
+/* 0 passed, 1 failed, 2 skipped (the reason in why, "" if none came). */
+static inline int crshim_run_one(const struct crshim_test *t, char *why, size_t len)
 {
     struct criterion_test_extra_data e = t->extra;
     unsigned timeout;
+    int skip[2] = {-1, -1};
+    ssize_t n;
     pid_t pid;
     int st;
 
@@ -168,8 +187,12 @@ static inline int crshim_run_one(const struct crshim_test *t)
         }
     timeout = e.timeout > 0 ? (unsigned)(e.timeout * 3) + 1 : 0; /* TSan is ~5-15x slower */
     fflush(NULL);
+    why[0] = '\0';
+    if (pipe2(skip, O_CLOEXEC | O_NONBLOCK) < 0)
+        skip[0] = skip[1] = -1;
     pid = fork();
     if (pid == 0) {
+        crshim_skip_fd = skip[1];
         if (timeout)
             alarm(timeout);
         if (e.init)
@@ -179,7 +202,16 @@ static inline int crshim_run_one(const struct crshim_test *t)
             e.fini();
         _exit(crshim_failed_expect ? 1 : 0);
     }
+    if (skip[1] >= 0)
+        close(skip[1]);
     if (pid < 0 || waitpid(pid, &st, 0) < 0)
+        st = -1;
+    if (skip[0] >= 0) {
+        n = read(skip[0], why, len - 1);
+        why[n > 0 ? n : 0] = '\0';
+        close(skip[0]);
+    }
+    if (st == -1)
         return 1;
     if (WIFEXITED(st) && WEXITSTATUS(st) == CRSHIM_SKIP_CODE)
         return 2;
@@ -201,10 +233,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < crshim_n; i++) {
         const struct crshim_test *t = &crshim_tests[i];
         bool excluded = crshim_excluded(t);
-        int r = t->extra.disabled || excluded ? 2 : crshim_run_one(t);
+        char why[512] = "";
+        int r = t->extra.disabled || excluded ? 2 : crshim_run_one(t, why, sizeof(why));
         if (r == 2)
-            fprintf(tap, "ok - %s::%s # SKIP%s\n", t->suite, t->name,
-                    excluded ? " excluded under TSan (test/run.sh says why)" : "");
+            fprintf(tap, "ok - %s::%s # SKIP %s\n", t->suite, t->name,
+                    excluded ? "excluded under TSan (test/run.sh says why)" : why);
         else
             fprintf(tap, "%s - %s::%s\n", r ? "not ok" : "ok", t->suite, t->name);
         fflush(tap);
