@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/jobtable.h"
+#include "test/probes.h"
 
 /* ---- the syscall log ------------------------------------------------------------------- */
 
@@ -154,6 +155,19 @@ static void teardown(void)
 }
 
 TestSuite(jobtab_flusher, .init = setup, .fini = teardown);
+
+/* After a job's first record, each is exchanged with the one before (RENAME_EXCHANGE), which
+ * status.tmp then keeps; a file system without the exchange gets plain renames, and the tests of
+ * what status.tmp holds skip there. */
+static void need_rename_exchange(void)
+{
+    const char *why = probe_rename_exchange(state_dir);
+
+    if (why) {
+        teardown(); /* a skip does not run the suite's .fini */
+        cr_skip_test("%s: records are renamed into place there, none is kept", why);
+    }
+}
 
 #define AN_HOUR_MS 3600000u
 
@@ -516,6 +530,8 @@ static void set_state_async(struct jobtab_entry *e, enum job_state s, int code)
  * the wait is over, and jobtab_sync writes a waiting record at once. */
 Test(jobtab_flusher, a_running_record_waits_and_an_end_overtakes_it)
 {
+    need_rename_exchange();
+
     struct jobtab *t = table(1);
     char a[JOBTAB_ID_LEN + 1], b[JOBTAB_ID_LEN + 1], c[JOBTAB_ID_LEN + 1];
     struct jobtab_entry *ea = add(t, a), *eb = add(t, b), *ec = add(t, c);
@@ -553,6 +569,8 @@ Test(jobtab_flusher, a_running_record_waits_and_an_end_overtakes_it)
  * room), the third does, once per record while the flusher has not caught up. */
 Test(jobtab_flusher, an_overwrite_in_place_waits_for_the_last_exchange_to_be_durable)
 {
+    need_rename_exchange();
+
     struct jobtab *t = table(AN_HOUR_MS);
     char id[JOBTAB_ID_LEN + 1], dir[300], rec[320];
     struct jobtab_entry *e = add(t, id);

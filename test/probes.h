@@ -1,0 +1,44 @@
+/* What this host can do, asked without faulting: probes shared by the unit and host tests. Each
+ * returns NULL when the feature is there, else the reason in a few words, which the caller's
+ * cr_skip_test line carries. A missing feature is the host's answer, never a test failure. */
+#pragma once
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Whether the file system of dir exchanges two names (renameat2 RENAME_EXCHANGE; not NFS, nor
+ * ZFS before 2.2, nor a FUSE server without rename2). Two files in a directory of their own next
+ * to dir, removed again. */
+static inline const char *probe_rename_exchange(const char *dir)
+{
+    static char why[160];
+    char d[256], a[300], b[300];
+    int fd, r, err;
+
+    snprintf(d, sizeof(d), "%s.xchg.XXXXXX", dir);
+    if (!mkdtemp(d))
+        return "no directory for the probe";
+    snprintf(a, sizeof(a), "%s/a", d);
+    snprintf(b, sizeof(b), "%s/b", d);
+    if ((fd = open(a, O_CREAT | O_WRONLY | O_CLOEXEC, 0600)) >= 0)
+        close(fd);
+    if ((fd = open(b, O_CREAT | O_WRONLY | O_CLOEXEC, 0600)) >= 0)
+        close(fd);
+    r = renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+    err = errno;
+    (void)unlink(a);
+    (void)unlink(b);
+    (void)rmdir(d);
+    if (r == 0)
+        return NULL;
+    snprintf(why, sizeof(why),
+             "renameat2(RENAME_EXCHANGE) is refused on the file system of %s (%s)", dir,
+             strerror(err));
+    return why;
+}
