@@ -63,6 +63,8 @@ Test(job, cpu_time_is_reported)
 
 Test(job, cgroup_made_ahead_is_the_jobs_with_its_limits)
 {
+    need_cgroup_v1();
+
     struct limits lim = {.pids = 48, .memory_bytes = 96 << 20, .cpu_millis = 700};
     struct run run;
     char buf[64];
@@ -85,6 +87,8 @@ Test(job, cgroup_made_ahead_is_the_jobs_with_its_limits)
  * higher, one lifted (0), one kept. The job's cgroup has its own, as if made at its start. */
 Test(job, cgroup_made_ahead_with_defaults_gets_the_limits_its_start_asked_for)
 {
+    need_cgroup_v1();
+
     struct limits dflt = {.pids = 1024,
                           .memory_bytes = 512000000,
                           .cpu_millis = 1000,
@@ -122,6 +126,8 @@ Test(job, cgroup_made_ahead_with_defaults_gets_the_limits_its_start_asked_for)
 
 Test(job, cgroup_made_ahead_without_limits_stays_unlimited)
 {
+    need_cgroup_v1();
+
     struct run run;
     char buf[64];
 
