@@ -63,6 +63,16 @@ rj_pubdir() {
     mktemp -d /var/lib/runjob-pub.XXXXXX
 }
 
+# rj_swap_escapes_memory_limits: why a job over its memory limit would be paged out to swap
+# here rather than OOM-killed (swap on, and no swap accounting in the cgroups: v1 without
+# memory.memsw.*, v2 without memory.swap.max), on stdout; nothing where memory limits hold.
+rj_swap_escapes_memory_limits() {
+    [ "$(wc -l </proc/swaps 2>/dev/null || echo 0)" -gt 1 ] || return 0
+    [ -e /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes ] && return 0
+    compgen -G '/sys/fs/cgroup/*/memory.swap.max' >/dev/null && return 0
+    echo "swap is on and the cgroups do not account it (no memory.memsw.* or memory.swap.max)"
+}
+
 # rj_setup: temp dir + certificates (users alice, bob, administrator).
 rj_setup() {
     RJ_TMP=$(mktemp -d /tmp/runjob-test.XXXXXX)

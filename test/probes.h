@@ -42,3 +42,31 @@ static inline const char *probe_rename_exchange(const char *dir)
              strerror(err));
     return why;
 }
+
+/* Whether swap is on while the job cgroups cannot limit it (v1 without memory.memsw.*, v2
+ * without memory.swap.max: swap accounting off): a process over its memory limit is then paged
+ * out rather than OOM-killed. NULL when memory limits hold. */
+static inline const char *probe_swap_escapes_memory_limits(void)
+{
+    char line[256];
+    int n = 0;
+    FILE *f = fopen("/proc/swaps", "re");
+    glob_t g;
+
+    if (!f)
+        return NULL;
+    while (fgets(line, sizeof(line), f))
+        n++;
+    fclose(f);
+    if (n <= 1) /* the header alone: no swap */
+        return NULL;
+    if (access("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", F_OK) == 0)
+        return NULL;
+    /* v2: the root cgroup has no memory.swap.max, its children have it with swap accounting. */
+    n = glob("/sys/fs/cgroup/*/memory.swap.max", 0, NULL, &g);
+    globfree(&g);
+    if (n == 0)
+        return NULL;
+    return "swap is on and the cgroups do not account it (no memory.memsw.* or memory.swap.max): "
+           "a process over its memory limit is swapped out, not OOM-killed";
+}

@@ -25,6 +25,7 @@
 #include "core/cgroup.h"
 #include "core/job.h"
 #include "core/outlog.h"
+#include "test/probes.h"
 
 #define NOBODY 65534
 /* A job made ahead for id, to run as nobody (job_spare_new). */
@@ -274,6 +275,17 @@ static inline void need_cgroup_v1(void)
     if (strcmp(mode, "v1") != 0) {
         teardown(); /* a skip does not run the suite's .fini */
         cr_skip_test("reads the job's cgroup v1 files; runjob uses cgroup %s on this host", mode);
+    }
+}
+
+/* A memory hog is OOM-killed only where swap cannot take its excess. */
+static inline void need_memory_limits_without_swap(void)
+{
+    const char *why = probe_swap_escapes_memory_limits();
+
+    if (why) {
+        teardown(); /* a skip does not run the suite's .fini */
+        cr_skip_test("%s", why);
     }
 }
 

@@ -33,6 +33,8 @@ Test(job, fork_bomb_stops_at_pids_max)
 
 Test(job, memory_hog_is_oom_killed_and_reported)
 {
+    need_memory_limits_without_swap();
+
     struct limits lim = {.memory_bytes = 32 << 20};
     struct run run;
     start_ex(&run, runner, &lim, JOB_NET_NONE, NOBODY, "/bin/dd",

@@ -56,9 +56,15 @@ out=$(rj_as bob run /bin/sh -c "ls -A /tmp /dev/shm; echo end")
 expect_eq "a later job of the same user starts empty again" "$(printf '/dev/shm:\n\n/tmp:\nend')" "$out"
 
 # What a job writes to /tmp counts against its memory limit (tmpfs pages are the writer's).
-out=$(rj run --memory 32M /bin/sh -c 'head -c 64M /dev/zero > /tmp/fill; echo survived' 2>&1)
-rc=$?
-[ "$rc" -ne 0 ] && ! printf '%s' "$out" | grep -q survived &&
-    ok "filling /tmp past the memory limit ends the job" ||
-    fail "filling /tmp past the memory limit ends the job" "rc $rc: $out"
+# Where swap can take what is over the limit, nothing ends the job: that host cannot tell.
+swap=$(rj_swap_escapes_memory_limits)
+if [ -n "$swap" ]; then
+    echo "SKIP: filling /tmp past the memory limit ends the job -- $swap"
+else
+    out=$(rj run --memory 32M /bin/sh -c 'head -c 64M /dev/zero > /tmp/fill; echo survived' 2>&1)
+    rc=$?
+    [ "$rc" -ne 0 ] && ! printf '%s' "$out" | grep -q survived &&
+        ok "filling /tmp past the memory limit ends the job" ||
+        fail "filling /tmp past the memory limit ends the job" "rc $rc: $out"
+fi
 t_done
