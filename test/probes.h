@@ -43,6 +43,23 @@ static inline const char *probe_rename_exchange(const char *dir)
     return why;
 }
 
+/* Whether clone3 can be called: its answer to a size of 0 is EINVAL where it exists; ENOSYS
+ * (a kernel before 5.3, or a seccomp filter around the tests) or EPERM (an older container
+ * profile) where it cannot. Nothing is cloned. */
+static inline const char *probe_clone3(void)
+{
+    static char why[96];
+
+#ifdef SYS_clone3
+    if (syscall(SYS_clone3, NULL, 0) < 0 && errno == EINVAL)
+        return NULL;
+    snprintf(why, sizeof(why), "clone3 is refused here (%s)", strerror(errno));
+#else
+    snprintf(why, sizeof(why), "no clone3 in this libc's headers");
+#endif
+    return why;
+}
+
 /* Whether swap is on while the job cgroups cannot limit it (v1 without memory.memsw.*, v2
  * without memory.swap.max: swap accounting off): a process over its memory limit is then paged
  * out rather than OOM-killed. NULL when memory limits hold. */
