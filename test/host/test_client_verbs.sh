@@ -133,6 +133,8 @@ expect_match "completion bash completes flags" "--follow" \
     "$(PATH="$(dirname "$RUNJOB"):$PATH" bash -c "source <('$RUNJOB' completion bash); COMP_WORDS=(runjob start --fo); COMP_CWORD=2; _runjob; echo \${COMPREPLY[*]}")"
 if command -v zsh >/dev/null; then
     check "completion zsh loads" zsh -c "autoload -U compinit; compinit -u; source <('$RUNJOB' completion zsh)"
+else
+    echo "SKIP: completion zsh loads -- zsh is not installed"
 fi
 
 # colour: only on a terminal, never with NO_COLOR

@@ -4,6 +4,11 @@
 # static binary and the ASan (dynamic, interposer) build; no client certificate, a certificate
 # from another CA and a certificate without CN are refused.
 . "$(dirname "$0")/../lib.sh"
+# Every check here goes through the openssl command (s_client, and the test certificates).
+if ! command -v openssl >/dev/null; then
+    echo "SKIP: server TLS checks -- the openssl command is not installed (apt-get install openssl)"
+    exit 0
+fi
 rj_setup
 
 # h2_probe VERSION_FLAG [s_client cert args...]: prints ACCEPTED or REFUSED.
@@ -52,14 +57,16 @@ check_binary() {
 
 check_binary "$(basename "$RUNJOB")${RJ_SANITIZER:+-$RJ_SANITIZER}"
 # Outside the sanitizer tiers, also the ASan build: its TLS 1.3 enforcement is the dynamic
-# interposer, not --wrap, and must hold just the same.
+# interposer, not --wrap, and must hold just the same. Where the tiers build it: $BUILD/asan.
 if [ -z "${RJ_SANITIZER:-}" ]; then
-    if [ -x "$RJ_ROOT/build/asan/runjob" ]; then
-        RUNJOB=$RJ_ROOT/build/asan/runjob
+    asan_bin=${BUILD:-build}/asan/runjob
+    case $asan_bin in /*) ;; *) asan_bin=$RJ_ROOT/$asan_bin ;; esac
+    if [ -x "$asan_bin" ]; then
+        RUNJOB=$asan_bin
         RJ_STATE=$RJ_TMP/state-asan
         check_binary asan
     else
-        echo "SKIP: asan build -- build/asan/runjob missing (make asan)"
+        echo "SKIP: asan build -- $asan_bin missing (make asan)"
     fi
 fi
 t_done
