@@ -16,11 +16,21 @@ if ! command -v valgrind >/dev/null; then
     echo "SKIP: valgrind is not installed"
     exit 0
 fi
+if [ "$(id -u)" != 0 ]; then
+    echo "SKIP: valgrind session needs root (its jobs run on a real server: namespaces, cgroups)"
+    exit 0
+fi
 for f in "$VG_SERVER" "$VG_PRELOAD" "$RUNJOB"; do
     [ -e "$f" ] || { echo "FAIL: valgrind session -- $f missing (make all valgrind)"; exit 1; }
 done
-if [ ! -d /sys/fs/cgroup/memory ] || [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    # vgpreload.c can stand in for clone3 only where jobs are not cloned into their cgroup.
+# vgpreload.c can stand in for clone3 only where jobs are not cloned into their cgroup: where
+# the server uses cgroup v2 (pure v2, or a unified hierarchy with cpu, memory, io and pids).
+v2_ctl=$(cat /sys/fs/cgroup/cgroup.controllers /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)
+v2_all=1
+for c in cpu memory io pids; do
+    grep -qw "$c" <<<"$v2_ctl" || v2_all=0
+done
+if [ ! -d /sys/fs/cgroup/memory ] || [ -f /sys/fs/cgroup/cgroup.controllers ] || [ "$v2_all" = 1 ]; then
     echo "SKIP: valgrind session needs cgroup v1 controllers (clone3 is missing under valgrind)"
     exit 0
 fi
