@@ -1,4 +1,4 @@
-# runjob: one non-recursive Makefile (STYLE.md §13).
+# runjob: one non-recursive Makefile (docs/STYLE.md "Build").
 #   make            bin/runjob (static) + bin/jobmanager, bin/jobctl symlinks
 #   make asan|tsan  build/asan/runjob, build/tsan/runjob (dynamic: sanitizers cannot be static)
 #   make valgrind   build/debug/runjob (dynamic) + the preload the valgrind tier runs it with
@@ -61,10 +61,13 @@ PROTO_CFLAGS := -std=gnu11 $(OPT) $(SAN) -MMD -MP -w
 # The TLS 1.3-only enforcement wraps OpenSSL entry points at link time in the static binary;
 # dynamic builds (tests, sanitizers) interpose them instead (core/tls.c explains).
 TLS_WRAP := -Wl,--wrap=SSL_CTX_new,--wrap=SSL_CTX_ctrl,--wrap=SSL_ctrl
+# The accept guard (core/accept.h) sits under gRPC's listener the same two ways.
+ACCEPT_WRAP := -Wl,--wrap=accept4
 LIBS_STATIC := $(shell pkg-config --static --libs $(PKGS) 2>/dev/null) -lstdc++ -lm
 LIBS_DYN := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 
-CORE_SRC := $(sort $(wildcard core/*.c))
+# core/accept-interpose.c is linked into the dynamic runjob only (see there).
+CORE_SRC := $(filter-out core/accept-interpose.c,$(sort $(wildcard core/*.c)))
 APPLET_SRC := $(sort $(wildcard applets/*.c))
 PROTO_C := $(B)/proto/jobmanager.pb-c.c
 PROTO_H := $(B)/proto/jobmanager.pb-c.h
@@ -132,14 +135,15 @@ $(B)/libapplets.a: $(APPLET_OBJ)
 $(BIN)/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a
 	@mkdir -p $(BIN)
 	$(CC) -static $(CFLAGS) -o $@ $(B)/main.o $(B)/libapplets.a $(B)/libcore.a $(TLS_WRAP) \
-	    $(LIBS_STATIC) 2> $(B)/link.log || { cat $(B)/link.log; exit 1; }
+	    $(ACCEPT_WRAP) $(LIBS_STATIC) 2> $(B)/link.log || { cat $(B)/link.log; exit 1; }
 	@# glibc's NSS warns that getaddrinfo in a static binary needs the same glibc at run time;
 	@# runjob resolves only numeric addresses and localhost, so the warning is expected.
 	@grep -v -e 'statically linked applications requires at runtime' -e 'in function' \
 	    $(B)/link.log || true
 
-$(B)/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a
-	$(CC) $(CFLAGS) -rdynamic -o $@ $(B)/main.o $(B)/libapplets.a $(B)/libcore.a $(LIBS_DYN)
+$(B)/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a $(B)/core/accept-interpose.o
+	$(CC) $(CFLAGS) -rdynamic -o $@ $(B)/main.o $(B)/core/accept-interpose.o $(B)/libapplets.a \
+	    $(B)/libcore.a $(LIBS_DYN)
 
 $(BIN)/jobmanager $(BIN)/jobctl: $(BIN)/runjob
 	ln -sf runjob $@

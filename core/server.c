@@ -22,6 +22,7 @@
 #include <grpc/grpc_security_constants.h>
 #include <grpc/support/time.h>
 
+#include "accept.h"
 #include "log.h"
 #include "server-internal.h"
 #include "tls.h"
@@ -118,6 +119,10 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
      * connection: ~55 KiB per reader at 100 readers. 8 KiB slices read any request as well. */
     INT_ARG(GRPC_ARG_TCP_READ_CHUNK_SIZE, 8192);
     INT_ARG(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 8192);
+    /* A connection that has not finished its TLS handshake within 5 s is closed: a flood of
+     * idle connections gives its fds back (core/accept.h keeps the listener alive meanwhile).
+     * gRPC's default is 120 s. */
+    INT_ARG(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 5000);
     /* gRPC binds with SO_REUSEPORT by default: a second server on our port would start, and
      * the kernel would spread the connections over both. */
     INT_ARG(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -141,6 +146,9 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
         server_free(s);
         return r;
     }
+    r = accept_guard_arm(ACCEPT_GUARD_RESERVE_DEFAULT);
+    if (r < 0)
+        log_errno(r, "arming the accept guard (serving without it)");
     grpc_server_start(s->gs);
 
     /* Named for top -H, perf and gdb; gRPC names its own. Created at [n]: the joins take the
