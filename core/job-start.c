@@ -28,6 +28,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "outlog.h"
+#include "proc.h"
 #include "shimproto.h"
 #include "spawn.h"
 
@@ -325,7 +326,7 @@ static int write_spec_memfd(const struct job_spec *spec, int *ret_fd)
     _cleanup_free_ void *blob = NULL;
     _cleanup_close_ int fd = -1;
     struct shimproto_spec s;
-    size_t len, off = 0;
+    size_t len;
     int e;
 
     if (!argv)
@@ -346,14 +347,9 @@ static int write_spec_memfd(const struct job_spec *spec, int *ret_fd)
     fd = memfd_create("runjob-spec", MFD_CLOEXEC);
     if (fd < 0)
         return -errno;
-    while (off < len) {
-        ssize_t n = write(fd, (char *)blob + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        off += (size_t)n;
-    }
+    e = proc_write_fd(fd, blob, len);
+    if (e < 0)
+        return e;
     *ret_fd = TAKE_FD(fd);
     return 0;
 }

@@ -13,17 +13,9 @@
 
 #include "cleanup.h"
 #include "jobtable-internal.h"
+#include "id.h"
 #include "proc.h"
 #include "strbuf.h"
-
-static const char *const state_names[] = {
-    [JOB_STARTING] = "STARTING",
-    [JOB_RUNNING] = "RUNNING",
-    [JOB_EXITED] = "EXITED",
-    [JOB_KILLED] = "KILLED",
-    [JOB_FAILED_TO_START] = "FAILED_TO_START",
-    [JOB_LOST] = "LOST",
-};
 
 /* ---- record text ----------------------------------------------------------------------- */
 
@@ -68,7 +60,8 @@ int jobtab_record_format(const struct jobtab_spec *spec, const struct jobtab_sta
     (void)strbuf_printf(b, "pids=%" PRIu64 "\n", spec->limits.pids);
     (void)strbuf_printf(b, "network=%s\n", spec->network == JOB_NET_HOST ? "host" : "none");
     (void)strbuf_printf(b, "created_ns=%" PRIu64 "\n", spec->created_ns);
-    (void)strbuf_printf(b, "state=%s\n", s < ELEMENTSOF(state_names) ? state_names[s] : "LOST");
+    (void)strbuf_printf(b, "state=%s\n",
+                        s <= JOB_LOST ? job_state_name((enum job_state)s) : "LOST");
     (void)strbuf_printf(b, "exit_code=%d\n", js->exit_code);
     (void)strbuf_printf(b, "signal=%d\n", js->signal);
     (void)strbuf_printf(b, "oom_killed=%d\n", js->oom_killed ? 1 : 0);
@@ -228,8 +221,8 @@ static int parse_line(const char *k, size_t kn, const char *v, size_t vn, struct
         return 0;
     }
     if (key_is(k, kn, "state")) {
-        for (size_t i = 0; i < ELEMENTSOF(state_names); i++)
-            if (strlen(state_names[i]) == vn && memcmp(v, state_names[i], vn) == 0) {
+        for (enum job_state i = JOB_STARTING; i <= JOB_LOST; i++)
+            if (strlen(job_state_name(i)) == vn && memcmp(v, job_state_name(i), vn) == 0) {
                 js->state = (enum job_state)i;
                 *seen |= 1u << 3;
                 return 0;
@@ -249,7 +242,7 @@ static int parse_line(const char *k, size_t kn, const char *v, size_t vn, struct
             return -EBADMSG;
         memcpy(spec->id, v, vn);
         spec->id[vn] = '\0';
-        if (!jobtab_is_id(spec->id))
+        if (!id_is_valid(spec->id))
             return -EBADMSG;
         *seen |= 1u << 0;
         return 0;
@@ -327,21 +320,6 @@ int jobtab_record_parse(const char *text, struct jobtab_spec *ret_spec,
 }
 
 /* ---- files: the atomic write ----------------------------------------------------------- */
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 int jobtab_rec_reserve(int dfd, const char *name, size_t size)
 {
@@ -458,7 +436,7 @@ int jobtab_rec_write(struct jobtab_entry *e, const struct jobtab_status *st, boo
     fd = openat(dfd, RECORD_TMP, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -errno;
-    r = write_all(fd, text, len);
+    r = proc_write_fd(fd, text, len);
     if (r < 0)
         return r;
     /* A reserve is empty (its room lies past its end): a running job's record needs cutting

@@ -39,7 +39,7 @@ void jobtab_remember_unused(struct jobtab *t, const char *name)
     a = realloc(t->unused, (t->n_unused + 1) * sizeof(*a));
     if (a) {
         t->unused = a;
-        /* name passed jobtab_is_id: exactly JOBTAB_ID_LEN bytes */
+        /* name passed id_is_valid: exactly JOBTAB_ID_LEN bytes */
         memcpy(a[t->n_unused], name, JOBTAB_ID_LEN);
         a[t->n_unused++][JOBTAB_ID_LEN] = '\0';
     }

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "id.h"
 #include "jobtable-internal.h"
 #include "log.h"
 
@@ -49,17 +50,6 @@ int jobtab_new_id(char buf[JOBTAB_ID_LEN + 1])
     return 0;
 }
 
-bool jobtab_is_id(const char *s)
-{
-    for (int i = 0; i < JOBTAB_ID_LEN; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        char c = s[i];
-        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-    }
-    return s[JOBTAB_ID_LEN] == '\0';
-}
-
 /* ---- files ----------------------------------------------------------------------------- */
 
 /* Marks the state directory as the top of independent hierarchies (chattr +T): ext4 then
@@ -85,7 +75,7 @@ static void mark_top_dir(const char *path)
         return;
     while (ours && (de = readdir(d)))
         ours = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-               strcmp(de->d_name, JOBTAB_LOCK_FILE) == 0 || jobtab_is_id(de->d_name);
+               strcmp(de->d_name, JOBTAB_LOCK_FILE) == 0 || id_is_valid(de->d_name);
     closedir(d);
     if (!ours)
         return;
@@ -381,7 +371,7 @@ int jobtab_load(struct jobtab *t, jobtab_loaded_fn fn, void *userdata)
         struct jobtab_entry *e;
         bool was_running = false;
 
-        if (!jobtab_is_id(de->d_name))
+        if (!id_is_valid(de->d_name))
             continue;
         e = load_one(t, dirfd(d), de->d_name, &was_running);
         if (!e)

@@ -17,17 +17,19 @@
  * data=ordered,auto_da_alloc keeps a rename over an existing record atomic even then; a job's first
  * record may be lost, the job then unknown).
  *
- * Knows nothing of gRPC or protobuf, and calls nothing in core/job or core/outlog: the server
- * attaches its struct job / struct outlog pointers to an entry and owns them.
+ * Knows nothing of gRPC or protobuf, and calls nothing in core/job or core/outlog: the job
+ * manager (core/manager) attaches its struct job / struct outlog pointers to an entry and owns
+ * them.
  * Entries are never removed while the table lives, so an entry pointer stays valid until
  * jobtab_free(). Every function is thread-safe unless noted. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "id.h"
 #include "job.h"
 
-#define JOBTAB_ID_LEN 36 /* canonical UUID text */
+#define JOBTAB_ID_LEN ID_LEN /* canonical UUID text */
 /* <state>/lock: the file the state directory's one user holds locked (core/manager). */
 #define JOBTAB_LOCK_FILE "lock"
 
@@ -93,8 +95,6 @@ void jobtab_drain_unused(struct jobtab *t, void (*fn)(const char *id, void *user
 
 /* Makes a fresh UUIDv4 (getrandom) in canonical lower-case form into buf[37]. 0 or -errno. */
 int jobtab_new_id(char buf[JOBTAB_ID_LEN + 1]);
-/* true when s is a canonical UUID (8-4-4-4-12 hex, lower-case). */
-bool jobtab_is_id(const char *s);
 
 /* Adds a STARTING job for owner: picks a new id, checks that name ("" = none) is not used by
  * another of owner's running jobs and that owner is under the running cap, creates its folder
@@ -163,8 +163,9 @@ void jobtab_entry_set_status_async(struct jobtab_entry *e, const struct jobtab_s
 /* true while state is STARTING or RUNNING. */
 bool jobtab_entry_is_running(struct jobtab_entry *e);
 
-/* The server's attachments: the live job (NULL for jobs loaded from disk or failed to start)
- * and its output log (NULL if none could be opened). Set once each; read from any thread. */
+/* The job manager's attachments: the live job (NULL for jobs loaded from disk or failed to
+ * start, and until the job runs) and its output log (NULL if none could be opened). Set by the
+ * manager as the job advances; read from any thread. */
 void jobtab_entry_attach(struct jobtab_entry *e, struct job *j, struct outlog *log);
 struct job *jobtab_entry_job(struct jobtab_entry *e);
 struct outlog *jobtab_entry_log(struct jobtab_entry *e);

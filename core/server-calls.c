@@ -22,18 +22,6 @@
 #define SLOTS_PER_METHOD 8
 #define GENERIC_SLOTS    2
 
-/* Indexed by enum rpc_method; the request types and checks are rpc_request_decode()'s. */
-static const struct {
-    const char *path, *name;
-} methods[RPC_M_COUNT] = {
-    [RPC_M_START] = {"/jobmanager.v1.JobManager/Start", "Start"},
-    [RPC_M_STOP] = {"/jobmanager.v1.JobManager/Stop", "Stop"},
-    [RPC_M_STATUS] = {"/jobmanager.v1.JobManager/Status", "Status"},
-    [RPC_M_LIST] = {"/jobmanager.v1.JobManager/List", "List"},
-    [RPC_M_STREAM] = {"/jobmanager.v1.JobManager/Stream", "Stream"},
-    [RPC_M_PING] = {"/jobmanager.v1.JobManager/Ping", "Ping"},
-};
-
 /* A request slot: one outstanding grpc_server_request_(registered_)call, re-armed as it fires. */
 struct slot {
     struct tag tag;
@@ -205,7 +193,7 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
     uc->done.fn = server_ucall_done;
     uc->s = s;
     uc->ci.call = call;
-    uc->ci.method = methods[m].name;
+    uc->ci.method = rpc_method_name((enum rpc_method)m);
     peer = grpc_call_get_peer(call);
     if (peer) {
         (void)snprintf(uc->ci.peer, sizeof(uc->ci.peer), "%s", peer);
@@ -374,8 +362,9 @@ static int new_slot(struct server *s, int method)
 void server_register_methods(struct server *s)
 {
     for (int m = 0; m < RPC_M_COUNT; m++)
-        s->method_handles[m] = grpc_server_register_method(
-            s->gs, methods[m].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        s->method_handles[m] =
+            grpc_server_register_method(s->gs, rpc_method_path((enum rpc_method)m), NULL,
+                                        GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
 }
 
 void server_arm_slots(struct server *s)

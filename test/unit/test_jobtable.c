@@ -15,6 +15,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "core/id.h"
 #include "core/jobtable.h"
 #include "test/probes.h"
 
@@ -85,15 +86,15 @@ Test(jobtab, ids_are_uuid_v4)
     char a[JOBTAB_ID_LEN + 1], b[JOBTAB_ID_LEN + 1];
     cr_assert_eq(jobtab_new_id(a), 0);
     cr_assert_eq(jobtab_new_id(b), 0);
-    cr_expect(jobtab_is_id(a));
+    cr_expect(id_is_valid(a));
     cr_expect_str_neq(a, b);
     cr_expect_eq(a[14], '4');
     cr_expect(strchr("89ab", a[19]) != NULL);
-    cr_expect_not(jobtab_is_id("not-a-uuid"));
-    cr_expect_not(jobtab_is_id("0123456789abcdef0123456789abcdef0123"));
-    cr_expect_not(jobtab_is_id("01234567-89AB-4def-8123-456789abcdef"));
-    cr_expect_not(jobtab_is_id("01234567-89ab-4def-8123-456789abcdef0"));
-    cr_expect(jobtab_is_id("01234567-89ab-4def-8123-456789abcdef"));
+    cr_expect_not(id_is_valid("not-a-uuid"));
+    cr_expect_not(id_is_valid("0123456789abcdef0123456789abcdef0123"));
+    cr_expect_not(id_is_valid("01234567-89AB-4def-8123-456789abcdef"));
+    cr_expect_not(id_is_valid("01234567-89ab-4def-8123-456789abcdef0"));
+    cr_expect(id_is_valid("01234567-89ab-4def-8123-456789abcdef"));
 }
 
 Test(jobtab, record_round_trip)
@@ -589,7 +590,7 @@ Test(jobtab, slot_folder_made_ahead_holds_the_job)
 
     cr_assert_eq(jobtab_spare_new(t, &sl), 0);
     strcpy(id, jobtab_spare_id(sl));
-    cr_assert(jobtab_is_id(id));
+    cr_assert(id_is_valid(id));
     snprintf(dir, sizeof(dir), "%s/%s", state_dir, id);
     cr_expect(exists(dir, "status.tmp") && exists(dir, "status.spare"), "two records' room");
     cr_expect_not(exists(dir, "status"), "no record yet");
