@@ -1,4 +1,4 @@
-/* runjob completion bash|zsh: a completion script. Verbs come from the applet table now; each
+/* runjob completion bash|zsh: a completion script. Verbs come from the applet table; each
  * verb's flags are read from its --help when you press Tab, so the script cannot drift. */
 #include <string.h>
 

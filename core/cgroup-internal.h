@@ -1,6 +1,6 @@
 #pragma once
 /* Private to core/cgroup*.c: the manager and job structs, the backend ops table, and the
- * helpers the backends share (STYLE.md §1, after crun's cgroup-internal.h). */
+ * helpers the backends share (docs/STYLE.md "Layout", after crun's cgroup-internal.h). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

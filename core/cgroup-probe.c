@@ -256,7 +256,7 @@ int cg_manager_new(const struct cg_config *cfg, struct cg_manager **ret, char *e
     if (cfg->test_hooks)
         m->hooks = *cfg->test_hooks;
 
-    /* v2 first: one statfs decides it (STYLE.md §11). */
+    /* v2 first: one statfs decides it (docs/STYLE.md "Kernel text files"). */
     _cleanup_free_ char *v2_path = NULL;
     unsigned v2_mask = 0;
     bool have_v2 = false;

@@ -10,15 +10,16 @@
  * manager's base directory (default /sys/fs/cgroup), so tests can point the whole module at a
  * fake cgroupfs in a temp dir (cg_config.base + cg_config.mode).
  *
- * How the job engineer uses it:
+ * How the job runner (core/job) uses it:
  *   cg_manager_new()                          once, at server start
  *   cg_cleanup_stale(m, id)                   for each job a previous server left RUNNING
  *   cg_create(m, id, &limits, &cg)            before spawning the shim, or ahead of it:
  *   cg_create(m, id, &defaults, &cg), then cg_change_limits(cg, &defaults, &limits) at its
  *   start (writes only what differs; cg_set_limits() is the same from no limits)
  *   v2: clone3(CLONE_INTO_CGROUP, .cgroup = cg_get_dirfd(cg))
- *   v1: cg_get_dirfd() returns -EOPNOTSUPP; the parent calls cg_attach(cg, shim_pid) while the
- *       shim waits on its sync pipe, then releases it.
+ *   v1: cg_get_dirfd() returns -EOPNOTSUPP; the runner calls cg_attach(cg, shim_pid) while the
+ *       shim waits for its prep (core/shimproto.h), then sends the prep. A pooled shim is
+ *       moved into a spare's cgroup the same way on v2 too.
  *   cg_read_usage(cg, &u)                     any time while it runs, and once after it ended
  *   cg_kill(cg)                               stop after the grace period (whole cgroup)
  *   cg_destroy(cg, timeout_ms); cg_free(cg)   after the shim was reaped
@@ -26,9 +27,7 @@
  * Thread-safety: a struct cg_manager is immutable after cg_manager_new() and may be shared by
  * any number of threads. Calls on one struct cg may run concurrently with each other except
  * cg_destroy() and cg_free(), which the caller must serialise against everything else on
- * that cg. Errors are negative errno; core logs at debug level only.
- *
- * CONTRACT NOTE: core/job codes against this header; extend it, don't break it. */
+ * that cg. Errors are negative errno; this module logs at debug level only. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,7 @@
 #pragma once
-/* Shared by core/job.c (jobs, the event thread, the runner, stop and status) and
- * core/job-start.c (the shim pool and job_start); not for other modules. */
+/* Shared by core/job.c (jobs, the event thread, the runner, stop and status), core/job-start.c
+ * (starting shims, the shim template, job_start) and core/job-pool.c (the pool thread, pooled
+ * shims, spares); not for other modules. */
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>

@@ -7,8 +7,8 @@
  * fds, pidfds, a timerfd for stop grace periods). Output is appended to each job's outlog on
  * that thread; job-end callbacks run on that thread and must not block.
  *
- * CONTRACT NOTE: core/server and core/jobtable code against this header; extend it, don't
- * break it. */
+ * The job manager (core/manager) drives it; core/jobtable keeps its state and status types in
+ * job records. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

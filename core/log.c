@@ -7,7 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Set once by log_setup() before threads start; read-only afterwards (STYLE.md §7). */
+/* Set once by log_setup() before threads start; read-only afterwards (docs/STYLE.md
+ * "Globals"). */
 static struct {
     const char *ident;
     enum log_level level;

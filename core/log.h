@@ -6,7 +6,7 @@
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON = 1 };
 
-/* Set once, before any thread starts (the one mutable global, see STYLE.md §7). */
+/* Set once, before any thread starts: the log settings are a global (docs/STYLE.md "Globals"). */
 void log_setup(const char *ident, enum log_level level, enum log_format format);
 /* Parses "error|warn|info|debug"; 0 or -EINVAL. */
 int log_parse_level(const char *s, enum log_level *ret);

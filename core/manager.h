@@ -9,9 +9,9 @@
  * own jobs; an administrator sees every job. A job another caller may not see is reported
  * exactly as an unknown one.
  *
- * Threads: Starts run on the manager's start threads (a job's shim is tied to the thread that
- * started it, so those threads live until jm_free); job ends are seen on the runner's event
- * thread. Every function is thread-safe. */
+ * Threads: Starts run on the manager's start threads, which live until jm_free (the shims
+ * themselves are cloned by the runner's own threads, see core/spawn.h); job ends are seen on
+ * the runner's event thread. Every function is thread-safe. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -11,7 +11,8 @@
  * Open files: a log holds its file open only while it is being written (create .. close) or
  * read (while a reader exists), so a closed log nobody reads costs memory but no fd.
  *
- * CONTRACT NOTE: core/server codes against this header; extend it, don't break it. */
+ * Used by the job runner (the writer) and the job manager (readers, for core/server's Stream
+ * calls through jm_reader_*). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -1,8 +1,8 @@
 #pragma once
 /* Text files of /proc, /sys and cgroupfs: pure parsers (proc_parse_*: buffer in, value out,
  * no I/O, unit-tested with literal strings) and thin readers/writers (proc_read_* /
- * proc_write_*) relative to directory fds (STYLE.md §11). All thread-safe; output parameters
- * are written only on success. */
+ * proc_write_*) relative to directory fds (docs/STYLE.md "Kernel text files"). All
+ * thread-safe; output parameters are written only on success. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

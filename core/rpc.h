@@ -3,8 +3,8 @@
  * runjob and grpc: it exposes the generated protobuf-c types (never grpc types), the client
  * calls the applets use, and the errno -> gRPC status mapping.
  *
- * CONTRACT NOTE (owned by the service work, issue 4): the client half below is what
- * applets/client.c codes against; extend it, don't break it. */
+ * The client half below is what applets/client.c dials and calls with; the server half is
+ * core/server's. */
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>

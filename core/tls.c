@@ -22,7 +22,7 @@
 
 /* OpenSSL's system default for every SSL_CTX made after this is loaded. "Protocol = -ALL,
  * TLSv1.3" sets SSL_OP_NO_TLSv1_2 (and below), which gRPC never clears; "MinProtocol" would
- * not do, gRPC overrides the minimum (notes/grpc-c-core.md §3). */
+ * not do, gRPC overrides the minimum (see core/tls.h). */
 static const char tls_config[] = "openssl_conf = runjob_openssl\n"
                                  "[runjob_openssl]\n"
                                  "ssl_conf = runjob_ssl\n"

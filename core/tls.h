@@ -1,9 +1,9 @@
 #pragma once
 /* TLS for runjob: credentials, TLS 1.3-only enforcement in the OpenSSL layer, peer identity.
- * The only core module that includes OpenSSL headers. (Owned by the service work, issue 4.)
+ * The only core module that includes OpenSSL headers.
  *
- * TLS 1.3 only, three layers (docs: /work/shared/notes/grpc-c-core.md §3; gRPC 1.51 has no C
- * API for a minimum version and lowers every SSL_CTX to TLS 1.2 itself):
+ * TLS 1.3 only, three layers (gRPC 1.51 has no C API for a minimum version and lowers every
+ * SSL_CTX to TLS 1.2 itself):
  *   1. core/tls-wrap.c: __wrap_SSL_CTX_new/__wrap_SSL_CTX_ctrl/__wrap_SSL_ctrl for the static
  *      binary, linked with -Wl,--wrap=... (Makefile TLS_WRAP). Pulled in only by that link.
  *   2. core/tls-interpose.c: weak SSL_CTX_new/SSL_CTX_ctrl/SSL_ctrl for dynamic links

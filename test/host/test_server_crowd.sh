@@ -1,5 +1,5 @@
 #!/bin/bash
-# A crowd (issue #7 item 5): 300 concurrent short jobs from 10 users, all running at once, then
+# A crowd: 300 concurrent short jobs from 10 users, all running at once, then
 # all released together: every status is right (exit codes differ per job, so a mix-up shows),
 # every output is the job's own, no zombie and no job process or cgroup is left. Then kill -9
 # of the server while 100 jobs of those users run, with streams attached: no job process
@@ -163,7 +163,7 @@ while read -r id _; do [ -d "$CG/$id" ] && left=$((left + 1)); done <"$RJ_TMP/a"
 expect_eq "no job cgroup left" 0 "$left"
 read -r th2 fd2 rss2 <<<"$(snap)"
 echo "# server after the 300 jobs ended (and were each streamed): threads $th2, fds $fd0 idle -> $fd2"
-# No output log stays open for an ended job nobody reads (it used to be one fd per job kept).
+# No output log stays open for an ended job nobody reads (else the fds grow with the jobs).
 FD_SLACK=12 # gRPC's own fds come and go with connections; a log per job would be +300
 [ "$fd2" -le $((fd0 + FD_SLACK)) ] && ok "fds back to idle after 300 jobs ended" ||
     fail "fds back to idle after 300 jobs ended" "$fd0 -> $fd2"

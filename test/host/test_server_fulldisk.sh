@@ -1,5 +1,5 @@
 #!/bin/bash
-# A full disk (issue #7 item 5): the state dir on a 16 MiB tmpfs fills up. The job that fills
+# A full disk: the state dir on a 16 MiB tmpfs fills up. The job that fills
 # it keeps running and ends with its own exit code; its output is marked truncated (status,
 # the final status of a stream, `runjob run`), readers get exactly the bytes that were kept;
 # the server does not crash; a Start on the full disk is refused cleanly; record writes that

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Load (issue #7 item 5): a reader that takes 1 byte per 10 ms stays attached while its job
+# Load: a reader that takes 1 byte per 10 ms stays attached while its job
 # writes 1 GiB: gRPC flow control holds the server back, so the server's peak RSS stays within
 # 32 MiB of its idle figure (the output waits on disk, not in memory). Then 1000 clients
 # connect, start a Stream and vanish with a TCP RST: no fd, thread or memory growth after.

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Awkward output (issue #7 item 5): a job that closes stdout (or both streams) and keeps
+# Awkward output: a job that closes stdout (or both streams) and keeps
 # running, a job making 100 000 one-byte writes, a job writing binary bytes (every byte value,
 # NULs, invalid UTF-8): each stream comes back byte-exact, to a follower attached from the
 # start and to a reader after the end, and the job's status is right.

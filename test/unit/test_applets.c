@@ -197,8 +197,8 @@ Test(applets, version_and_list_exit_0)
     cr_expect_eq((size_t)count_lines(out + 1), visible);
 }
 
-/* STYLE.md §14: every applet has a usage text. Each listed applet's --help exits 0 and prints
- * something (run in a child, so an applet that misbehaves fails only this test). */
+/* docs/STYLE.md "Applets": every applet has a usage text. Each listed applet's --help exits 0
+ * and prints something (run in a child, so an applet that misbehaves fails only this test). */
 Test(applets, every_listed_applet_answers_help_with_exit_0)
 {
     static char out[65536], err[4096];

@@ -393,8 +393,8 @@ t_io() {
 
 # pids.max: a fork bomb (every process forks copies of itself forever; one whose fork fails
 # exits, which lets another fork) never has more than 20 processes, and the kernel reports the
-# refused forks. The command itself is `sleep 60`, stopped once sampled (for at most 3 s: on a
-# busy TCG host ten samples took longer than the 8 s sleep it used to be); --memory keeps the
+# refused forks. The command itself is `sleep 60`, stopped once sampled (for at most 3 s; on a
+# busy TCG host ten samples can take longer than 8 s, so the sleep is long); --memory keeps the
 # guest alive if the pids limit does not hold (then the test fails on pids.current).
 t_pids() {
     need_server pids-limit || return
