@@ -4,7 +4,8 @@
  * that do not depend on the job first, then the prep (the job's id and user: the command's
  * process is made up to its exec), then the go with the spec, which that process reads itself.
  * A failed step sends the failure {step, errno} to the server and _exit(127)s: die-on-error is
- * allowed here, and only here (STYLE.md §10): the process is short-lived and single-threaded. */
+ * allowed here, and only here (docs/STYLE.md "The shim"): the process is short-lived and
+ * single-threaded. */
 #include "shim.h"
 
 #include <errno.h>
