@@ -69,9 +69,11 @@ LIBS_DYN := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 # core/accept-interpose.c is linked into the dynamic runjob only (see there).
 CORE_SRC := $(filter-out core/accept-interpose.c,$(sort $(wildcard core/*.c)))
 APPLET_SRC := $(sort $(wildcard applets/*.c))
-PROTO_C := $(B)/proto/jobmanager.pb-c.c
-PROTO_H := $(B)/proto/jobmanager.pb-c.h
-CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o) $(B)/proto/jobmanager.pb-c.o
+# proto/jobmanager.proto (our service), proto/health.proto (grpc.health.v1, as published).
+PROTOS := $(sort $(basename $(notdir $(wildcard proto/*.proto))))
+PROTO_C := $(PROTOS:%=$(B)/proto/%.pb-c.c)
+PROTO_H := $(PROTOS:%=$(B)/proto/%.pb-c.h)
+CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o) $(PROTOS:%=$(B)/proto/%.pb-c.o)
 APPLET_OBJ := $(APPLET_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(sort $(wildcard test/unit/test_*.c))
 HOST_SRC := $(sort $(wildcard test/host/test_*.c))
@@ -117,11 +119,13 @@ $(B)/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-$(PROTO_C) $(PROTO_H): proto/jobmanager.proto
+# Kept: generated once, read by the objects and by tools (clangd, the fuzz build).
+.SECONDARY: $(PROTO_C) $(PROTO_H)
+$(B)/proto/%.pb-c.c $(B)/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(B)/proto
 	protoc-c --proto_path=proto --c_out=$(B)/proto $<
 
-$(B)/proto/jobmanager.pb-c.o: $(PROTO_C)
+$(B)/proto/%.pb-c.o: $(B)/proto/%.pb-c.c
 	$(CC) $(CPPFLAGS) $(PROTO_CFLAGS) -c $< -o $@
 
 $(B)/libcore.a: $(CORE_OBJ)

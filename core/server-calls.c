@@ -18,6 +18,7 @@
 #include "log.h"
 #include "rpc-internal.h"
 #include "server-internal.h"
+#include "tls.h"
 
 #define SLOTS_PER_METHOD 8
 #define GENERIC_SLOTS    2
@@ -151,20 +152,45 @@ void server_fill_status(struct status_buf *sb)
 
 static void arm(struct slot *sl);
 
-/* The verified client certificate's CN into buf. 0, or -ENOKEY (none, empty, unprintable). */
+/* How many CNs the subject of the call's verified certificate names: the auth context holds
+ * the certificate itself (PEM) besides the CN. >=0, or -ENOKEY when it cannot be read. */
+static int peer_cn_count(const grpc_auth_context *ctx)
+{
+    grpc_auth_property_iterator it =
+        grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+    int n;
+
+    if (!p || !p->value)
+        return -ENOKEY;
+    n = tls_subject_cn_count(p->value, p->value_length);
+    return n < 0 ? -ENOKEY : n;
+}
+
+/* The verified client certificate's CN into buf. 0; -ENOKEY: none, empty or unprintable, or
+ * the certificate unreadable; -ENOTUNIQ: the subject names more than one CN. The user is the
+ * CN, so a certificate with two (CN=alice/CN=administrator) names two users, and which one it
+ * is depends on the reader: gRPC puts the first in the auth context and no second, Go's
+ * crypto/x509 keeps the last. A CA that signed such a request for alice without looking twice
+ * would have issued an administrator's certificate: refuse it rather than pick. The CNs are
+ * counted in the certificate itself; a second CN property is refused as well, should gRPC
+ * ever list them. */
 int server_peer_cn(grpc_call *call, char *buf, size_t len)
 {
     grpc_auth_context *ctx = grpc_call_auth_context(call);
     grpc_auth_property_iterator it;
     const grpc_auth_property *p;
-    int r = -ENOKEY;
+    int r = -ENOKEY, n;
 
     if (!ctx)
         return -ENOKEY;
     if (grpc_auth_context_peer_is_authenticated(ctx)) {
         it = grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME);
         p = grpc_auth_property_iterator_next(&it);
-        if (p && p->value && p->value_length > 0 && p->value_length < len) {
+        n = peer_cn_count(ctx);
+        if (p && (grpc_auth_property_iterator_next(&it) || n > 1)) {
+            r = -ENOTUNIQ;
+        } else if (p && n == 1 && p->value && p->value_length > 0 && p->value_length < len) {
             memcpy(buf, p->value, p->value_length); /* not NUL-terminated */
             buf[p->value_length] = '\0';
             if (strlen(buf) == p->value_length && rpc_name_is_valid(buf, len - 1))
@@ -181,6 +207,7 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
     struct rpc_request rq;
     struct rpc_error err;
     char *peer;
+    int r;
 
     server_call_enter(s);
     if (!uc) {
@@ -193,19 +220,35 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
     uc->done.fn = server_ucall_done;
     uc->s = s;
     uc->ci.call = call;
-    uc->ci.method = rpc_method_name((enum rpc_method)m);
+    uc->ci.method =
+        m < RPC_M_COUNT ? rpc_method_name((enum rpc_method)m) : server_health_name(m - RPC_M_COUNT);
     peer = grpc_call_get_peer(call);
     if (peer) {
         (void)snprintf(uc->ci.peer, sizeof(uc->ci.peer), "%s", peer);
         gpr_free(peer);
     }
-    if (server_peer_cn(call, uc->ci.cn, sizeof(uc->ci.cn)) < 0) {
+    r = server_peer_cn(call, uc->ci.cn, sizeof(uc->ci.cn));
+    if (r == -ENOTUNIQ) {
+        uc->ci.cn[0] = '\0';
+        log_warn("refused a %s call from %s: ambiguous identity, its client certificate names "
+                 "more than one Common Name (CN)",
+                 uc->ci.method, uc->ci.peer[0] ? uc->ci.peer : "an unknown peer");
+        server_finishf(uc, RPC_UNAUTHENTICATED,
+                       "ambiguous identity: your client certificate names more than one Common "
+                       "Name (CN), and the CN names the user; ask for one with a single CN");
+        return;
+    }
+    if (r < 0) {
         uc->ci.cn[0] = '\0';
         server_finishf(uc, RPC_UNAUTHENTICATED,
                        "your client certificate has no usable Common Name (CN): it names the user");
         return;
     }
     uc->ci.is_admin = jm_is_admin(s->jm, uc->ci.cn);
+    if (m >= RPC_M_COUNT) {
+        server_health_dispatch(uc, m - RPC_M_COUNT, payload);
+        return;
+    }
     /* Decode and check: the one path the fuzzers drive (test/fuzz/fuzz_rpc_*.c). */
     if (rpc_bb_decode((enum rpc_method)m, payload, &s->cfg.policy, &rq, &err) < 0) {
         server_finish(uc, err.code, err.message, NULL);
@@ -361,16 +404,18 @@ static int new_slot(struct server *s, int method)
 
 void server_register_methods(struct server *s)
 {
-    for (int m = 0; m < RPC_M_COUNT; m++)
+    for (int m = 0; m < SERVER_METHODS; m++)
         s->method_handles[m] =
-            grpc_server_register_method(s->gs, rpc_method_path((enum rpc_method)m), NULL,
-                                        GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+            grpc_server_register_method(s->gs,
+                                        m < RPC_M_COUNT ? rpc_method_path((enum rpc_method)m)
+                                                        : server_health_path(m - RPC_M_COUNT),
+                                        NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
 }
 
 void server_arm_slots(struct server *s)
 {
-    for (int m = 0; m < RPC_M_COUNT; m++)
-        for (int i = 0; i < SLOTS_PER_METHOD; i++)
+    for (int m = 0; m < SERVER_METHODS; m++)
+        for (int i = 0; i < (m < RPC_M_COUNT ? SLOTS_PER_METHOD : 2); i++)
             (void)new_slot(s, m);
     for (int i = 0; i < GENERIC_SLOTS; i++)
         (void)new_slot(s, -1);

@@ -3,6 +3,7 @@
  * threads, dispatch), core/server-unary.c (the unary calls) and core/server-stream.c (the
  * Stream call). Not a public header. */
 #include <pthread.h>
+#include <sys/queue.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -61,12 +62,18 @@ static inline grpc_call_error tag_start_batch(grpc_call *call, const grpc_op *op
 #define CN_MAX   256
 #define PEER_MAX 128
 
+/* grpc.health.v1.Health's methods, registered after ours (server-health.c). */
+enum { SERVER_HEALTH_CHECK, SERVER_HEALTH_WATCH, SERVER_HEALTH_METHODS };
+#define SERVER_METHODS (RPC_M_COUNT + SERVER_HEALTH_METHODS)
+
+struct hwatch;
+
 struct server {
     struct server_config cfg;
     struct jm *jm;
     grpc_server *gs;
     grpc_completion_queue *cq;
-    void *method_handles[6];
+    void *method_handles[SERVER_METHODS]; /* ours (enum rpc_method), then Health's */
     int port;
     pthread_t cq_threads[2];
     unsigned n_cq_threads;
@@ -74,9 +81,10 @@ struct server {
 
     pthread_mutex_t mu; /* guards the fields below */
     pthread_cond_t cond;
-    bool shutting_down;  /* no re-arming of request slots */
-    bool shutdown_done;  /* the shutdown tag came back */
-    unsigned live_calls; /* call contexts not yet freed */
+    bool shutting_down;           /* no re-arming of request slots */
+    bool shutdown_done;           /* the shutdown tag came back */
+    unsigned live_calls;          /* call contexts not yet freed */
+    LIST_HEAD(, hwatch) watchers; /* Health.Watch calls not yet closed */
 };
 
 /* Identity and bookkeeping common to every call. */
@@ -144,5 +152,16 @@ void server_handle_stop(struct ucall *uc, const struct rpc_request *rq);
 void server_handle_status(struct ucall *uc, const struct rpc_request *rq);
 void server_handle_list(struct ucall *uc);
 void server_handle_ping(struct ucall *uc);
-/* The CN of the call's verified client certificate into buf. 0, or -ENOKEY when there is none. */
+/* ---- grpc.health.v1.Health (server-health.c) ---- */
+
+/* The method path and audit name of Health method h (SERVER_HEALTH_*). */
+const char *server_health_path(int h);
+const char *server_health_name(int h);
+/* Answers Check, or starts a Watch (which takes uc's call; uc is freed). */
+void server_health_dispatch(struct ucall *uc, int h, grpc_byte_buffer *payload);
+/* The server begins to shut down: every Watch gets NOT_SERVING and ends. */
+void server_health_shutdown(struct server *s);
+
+/* The CN of the call's verified client certificate into buf. 0, -ENOKEY when there is none,
+ * -ENOTUNIQ when the certificate names more than one (server-calls.c says why). */
 int server_peer_cn(grpc_call *call, char *buf, size_t len);

@@ -80,6 +80,7 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
     s->cfg = *cfg;
     s->jm = cfg->manager;
     s->shutdown_tag.fn = on_shutdown;
+    LIST_INIT(&s->watchers);
     (void)pthread_mutex_init(&s->mu, NULL);
     (void)pthread_cond_init(&s->cond, NULL);
 
@@ -250,6 +251,7 @@ int server_run(struct server *s, int sigfd)
     (void)pthread_mutex_unlock(&s->mu);
     tag_publish(&s->shutdown_tag);
     grpc_server_shutdown_and_notify(s->gs, s->cq, &s->shutdown_tag);
+    server_health_shutdown(s); /* Health.Watch callers hear NOT_SERVING */
 
     /* 2. Starts still queued are refused, those in progress finish; every running job is
      *    stopped (signal, grace, kill). Their logs close, so following streams send the final

@@ -108,6 +108,16 @@ fi
 
 # The server stops cleanly on SIGTERM (exit 0), and nothing in its log comes from a
 # sanitizer (RUNJOB_BIN may be an ASan/UBSan build).
+# Last: health.js stops the server itself (SIGTERM while a Watch is open).
+RJ_PORT=$RJ_PORT RJ_CERTS=$RJ_CERTS RJ_HEALTH_PROTO=$PWD/proto/health.proto RJ_SERVER_PID=$RJ_SERVER_PID \
+    timeout 60 node "$HERE/health.js" 2>&1 | tee "$RJ_TMP/health.out"
+rc=${PIPESTATUS[0]}
+if [ "$rc" -ne 0 ] && ! grep -q '^FAIL: ' "$RJ_TMP/health.out"; then
+    fail "interop: health.js ran" "exited $rc without a FAIL line"
+elif [ "$rc" -ne 0 ]; then
+    T_FAILED=$((T_FAILED + 1))
+fi
+
 rj_server_stop_clean "$RJ_SERVER_PID" "interop: server"
 if grep -qE 'Sanitizer|runtime error:|LeakSanitizer' "$RJ_SERVER_LOG"; then
     fail "interop: no sanitizer report in the server log"
