@@ -59,23 +59,31 @@ static void count_end(struct jm_job *j, void *userdata)
     atomic_fetch_add(&ends, 1);
 }
 
-static struct jm *new_manager(unsigned ahead, unsigned cap)
+/* The configuration every manager here runs with: spares made ahead (with as many shims
+ * started ahead), cap running jobs per owner (0 = none). */
+static struct jm_config manager_config(unsigned spares, unsigned cap)
 {
-    struct jm_config cfg = {
+    return (struct jm_config){
         .state_dir = state_dir,
         .admin_cns = admins,
         .max_running_per_user = cap,
         .job_uid = NOBODY,
         .job_gid = NOBODY,
         .stop_grace_ms = 2000,
-        .spares = ahead,
-        .runner = {.shim_exe = runjob_bin(), .prespawn_shims = ahead ? 2 : 0},
-        .on_end = count_end,
+        .spares = spares,
+        .runner = {.shim_exe = runjob_bin(), .prespawn_shims = spares ? 2 : 0},
     };
+}
+
+static struct jm *new_manager(unsigned spares, unsigned cap)
+{
+    struct jm_config cfg = manager_config(spares, cap);
     char err[256] = "";
     struct jm *m = NULL;
-    int r = jm_new(&cfg, &m, err, sizeof(err));
+    int r;
 
+    cfg.on_end = count_end;
+    r = jm_new(&cfg, &m, err, sizeof(err));
     cr_assert_eq(r, 0, "jm_new: %s (%s)", err, strerror(-r));
     return m;
 }
@@ -360,14 +368,7 @@ Test(jm, a_restart_finds_a_running_job_lost_and_keeps_its_output)
     if (pid == 0) {
         /* A server that dies with a job running and jobs made ahead: no jm_free. No cr_*
          * here (a forked child cannot report to Criterion): any failure is the exit code. */
-        struct jm_config cfg = {
-            .state_dir = state_dir,
-            .admin_cns = admins,
-            .job_uid = NOBODY,
-            .job_gid = NOBODY,
-            .spares = JM_SPARES_DEFAULT,
-            .runner = {.shim_exe = runjob_bin(), .prespawn_shims = 2},
-        };
+        struct jm_config cfg = manager_config(JM_SPARES_DEFAULT, 0);
         const char *args[] = {"-c", "echo hi; exec sleep 100"};
         struct jm_start_request rq = {
             .owner = "alice", .name = "kept", .command = "/bin/sh", .args = args, .n_args = 2};
@@ -420,11 +421,7 @@ Test(jm, a_restart_finds_a_running_job_lost_and_keeps_its_output)
 Test(jm, a_second_manager_on_the_same_state_directory_is_refused)
 {
     struct jm *m = new_manager(JM_SPARES_DEFAULT, 0);
-    struct jm_config cfg = {.state_dir = state_dir,
-                            .admin_cns = admins,
-                            .job_uid = NOBODY,
-                            .job_gid = NOBODY,
-                            .runner = {.shim_exe = runjob_bin()}};
+    struct jm_config cfg = manager_config(0, 0);
     struct jm *second = NULL;
     char err[256] = "", pid[32];
 
@@ -440,18 +437,14 @@ Test(jm, a_second_manager_on_the_same_state_directory_is_refused)
 
 Test(jm, a_cut_output_is_still_reported_cut_after_a_restart)
 {
-    struct jm_config cfg = {.state_dir = state_dir,
-                            .admin_cns = admins,
-                            .job_uid = NOBODY,
-                            .job_gid = NOBODY,
-                            .max_output_bytes = 10,
-                            .runner = {.shim_exe = runjob_bin()}};
+    struct jm_config cfg = manager_config(0, 0);
     struct jm *m = NULL;
     struct jm_job **jobs = NULL;
     struct jm_info info;
     char err[256], buf[64];
     size_t n = 0;
 
+    cfg.max_output_bytes = 10;
     cr_assert_eq(jm_new(&cfg, &m, err, sizeof(err)), 0, "%s", err);
     struct jm_job *j = must_start(m, "alice", NULL, "echo 0123456789abcdefghij");
     wait_ended(j);
