@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(text);
         return 0;
     }
-    FUZZ_CHECK(jobtab_is_id(spec.id));
+    FUZZ_CHECK(id_is_valid(spec.id));
     FUZZ_CHECK(spec.owner && spec.name && spec.command);
     FUZZ_CHECK(memchr(st.job.error, '\0', sizeof(st.job.error)));
     FUZZ_CHECK(jobtab_record_format(&spec, &st, &again) == 0);
