@@ -185,3 +185,28 @@ int tls_count_certs(const char *bundle_pem)
     ERR_clear_error();
     return n > 0 ? n : -EBADMSG;
 }
+
+int tls_subject_cn_count(const char *pem, size_t len)
+{
+    BIO *b;
+    X509 *x;
+    const X509_NAME *subject;
+    int n = 0, i = -1;
+
+    if (len == 0 || len > PEM_MAX_BYTES)
+        return -EBADMSG;
+    b = BIO_new_mem_buf(pem, (int)len);
+    if (!b)
+        return -ENOMEM;
+    x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    if (!x) {
+        ERR_clear_error();
+        return -EBADMSG;
+    }
+    subject = X509_get_subject_name(x);
+    while ((i = X509_NAME_get_index_by_NID(subject, NID_commonName, i)) >= 0)
+        n++;
+    X509_free(x);
+    return n;
+}

@@ -60,3 +60,7 @@ int tls_read_pem(const char *path, char **ret_pem);
 int tls_check_key_pair(const char *cert_pem, const char *key_pem);
 /* Counts the certificates in a CA bundle (PEM). >0, or -EBADMSG when there is none. */
 int tls_count_certs(const char *bundle_pem);
+/* Counts the Common Names in the subject of the first certificate of pem (len bytes, no NUL
+ * needed), every RDN and every multi-valued one included. >=0, -EBADMSG when pem holds no
+ * certificate, -ENOMEM. Thread-safe. */
+int tls_subject_cn_count(const char *pem, size_t len);

@@ -113,6 +113,43 @@ Test(tls, bundle_and_key_pair)
     (void)!system(cmd);
 }
 
+/* The CNs of a certificate's subject, as many as there are: the server refuses more than one. */
+Test(tls, subject_cn_count)
+{
+    static const struct {
+        const char *subj, *flags;
+        int want;
+    } cases[] = {
+        {"/CN=alice", "", 1},
+        {"/CN=alice/CN=administrator", "", 2},
+        {"/CN=administrator/O=x/CN=alice", "", 2},
+        {"/CN=alice+CN=administrator", "-multivalue-rdn", 2},
+        {"/O=nocn", "", 0},
+    };
+    char dir[] = "/tmp/test_tls_cn.XXXXXX";
+    char cmd[1024], cert[128];
+
+    if (system("command -v openssl >/dev/null 2>&1") != 0)
+        cr_skip_test("the openssl command is not installed");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(cert, sizeof(cert), "%s/c.pem", dir);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *pem = NULL;
+        snprintf(cmd, sizeof(cmd),
+                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes %s "
+                 "-subj '%s' -days 1 -keyout %s/k.pem -out %s >/dev/null 2>&1",
+                 cases[i].flags, cases[i].subj, dir, cert);
+        cr_assert_eq(system(cmd), 0, "the openssl command failed: %s", cmd);
+        cr_assert_eq(tls_read_pem(cert, &pem), 0);
+        cr_expect_eq(tls_subject_cn_count(pem, strlen(pem)), cases[i].want, "%s", cases[i].subj);
+        free(pem);
+    }
+    cr_expect_eq(tls_subject_cn_count("no pem", 6), -EBADMSG);
+    cr_expect_eq(tls_subject_cn_count("", 0), -EBADMSG);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    (void)!system(cmd);
+}
+
 /* ---- exit with a thread still on its way out ------------------------------------------------
  * gRPC's EventEngine threads are detached: one that ran a TLS handshake step may still be
  * exiting when the process exits. If OpenSSL's exit-time cleanup ran first, it deleted OpenSSL's
