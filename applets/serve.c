@@ -41,7 +41,11 @@ struct serve_opts {
     enum log_format log_format;
     enum log_level log_level;
     const char *audit_log;
+    uid_t uid; /* --job-user resolved (check_opts) */
+    gid_t gid;
 };
+
+#define CONTINUE (-1) /* parse_flags and check_opts: go on */
 
 /* Tells systemd (Type=notify) how the server is doing: one datagram to $NOTIFY_SOCKET, as
  * sd_notify(3) sends it; a path starting with '@' is in the abstract namespace. */
@@ -250,6 +254,285 @@ static void raise_nofile_limit(void)
                  (unsigned long long)rl.rlim_max, strerror(errno));
 }
 
+/* The flags into *o: CONTINUE, or the exit code (0 after --help, 2 for a bad flag). */
+static int parse_flags(int argc, char **argv, struct serve_opts *o)
+{
+    int c;
+
+    optind = 1;
+    opterr = 0; /* our own one-line messages below */
+    while ((c = getopt_long(argc, argv, ":H:P:h", long_opts, NULL)) != -1) {
+        uint64_t v = 0;
+        switch (c) {
+        case 'H':
+            if (!*optarg)
+                return bad("--server-host", optarg, "empty");
+            o->host = optarg;
+            break;
+        case 'P':
+            if (fmt_parse_uint(optarg, &v) < 0 || v > 65535)
+                return bad("--server-port", optarg, "want 0..65535");
+            o->port = (int)v;
+            break;
+        case OPT_CLIENT_PEM:
+            o->ca_path = optarg;
+            break;
+        case OPT_SERVER_CERT:
+            o->cert_path = optarg;
+            break;
+        case OPT_SERVER_KEY:
+            o->key_path = optarg;
+            break;
+        case OPT_DEF_CPU:
+        case OPT_MAX_CPU:
+        case OPT_DEF_PIDS:
+        case OPT_MAX_PIDS:
+        case OPT_DEF_IOPS:
+        case OPT_MAX_IOPS:
+            if (fmt_parse_uint(optarg, &v) < 0 || v == 0)
+                return bad(argv[optind - 1][1] == '-' ? argv[optind - 1] : "limit", optarg,
+                           "want a positive integer");
+            if (c == OPT_DEF_CPU)
+                o->policy.defaults.cpu_millis = v;
+            else if (c == OPT_MAX_CPU)
+                o->policy.maxima.cpu_millis = v;
+            else if (c == OPT_DEF_PIDS)
+                o->policy.defaults.pids = v;
+            else if (c == OPT_MAX_PIDS)
+                o->policy.maxima.pids = v;
+            else if (c == OPT_DEF_IOPS)
+                o->policy.defaults.io_riops = o->policy.defaults.io_wiops = v;
+            else
+                o->policy.maxima.io_riops = o->policy.maxima.io_wiops = v;
+            break;
+        case OPT_DEF_BYTES:
+        case OPT_MAX_BYTES:
+            if (fmt_parse_size(optarg, &v) < 0 || v < 4096)
+                return bad(c == OPT_DEF_BYTES ? "--default-limits-bytes" : "--max-limits-bytes",
+                           optarg, "want a size of at least 4096, e.g. 512000000 or 512MiB");
+            if (c == OPT_DEF_BYTES)
+                o->policy.defaults.memory_bytes = v;
+            else
+                o->policy.maxima.memory_bytes = v;
+            break;
+        case OPT_STATE_DIR:
+            if (optarg[0] != '/')
+                return bad("--state-dir", optarg, "want an absolute path");
+            o->state_dir = optarg;
+            break;
+        case OPT_ADMIN_CN:
+            if (!*optarg || strlen(optarg) > 255)
+                return bad("--admin-cn", optarg, "want 1..255 bytes");
+            if (o->n_admins == MAX_ADMINS)
+                return bad("--admin-cn", optarg, "too many (at most 64)");
+            o->admins[o->n_admins++] = optarg;
+            break;
+        case OPT_JOB_USER:
+            o->job_user = optarg;
+            break;
+        case OPT_HOST_NET:
+            o->policy.allow_host_network = true;
+            break;
+        case OPT_MAX_OUTPUT:
+            if (fmt_parse_size(optarg, &v) < 0 || v == 0)
+                return bad("--max-output-bytes", optarg, "want a size, e.g. 1GiB");
+            o->max_output_bytes = v;
+            break;
+        case OPT_STOP_GRACE:
+            if (fmt_parse_duration(optarg, &o->policy.default_grace_ms) < 0 ||
+                o->policy.default_grace_ms > RPC_MAX_GRACE_MS)
+                return bad("--stop-grace", optarg, "want a duration up to 1h, e.g. 500ms, 10s, 1m");
+            break;
+        case OPT_MAX_RUNNING:
+            if (fmt_parse_uint(optarg, &v) < 0 || v > 1000000)
+                return bad("--max-running-jobs-per-user", optarg, "want 0..1000000");
+            o->max_running = (unsigned)v;
+            break;
+        case OPT_LOG_FORMAT:
+            if (log_parse_format(optarg, &o->log_format) < 0)
+                return bad("--log-format", optarg, "want text or json");
+            break;
+        case OPT_LOG_LEVEL:
+            if (log_parse_level(optarg, &o->log_level) < 0)
+                return bad("--log-level", optarg, "want error, warn, info or debug");
+            break;
+        case OPT_AUDIT_LOG:
+            o->audit_log = optarg;
+            break;
+        case 'h':
+            printf(usage, "runjob");
+            return 0;
+        case ':':
+            fprintf(stderr, "runjob serve: flag '%s' needs a value (see 'runjob serve --help')\n",
+                    argv[optind - 1]);
+            return 2;
+        default:
+            if (optopt)
+                fprintf(stderr, "runjob serve: unknown flag '-%c' (see 'runjob serve --help')\n",
+                        optopt);
+            else
+                fprintf(stderr, "runjob serve: unknown flag '%s' (see 'runjob serve --help')\n",
+                        argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "runjob serve: unexpected argument '%s' (see 'runjob serve --help')\n",
+                argv[optind]);
+        return 2;
+    }
+    return CONTINUE;
+}
+
+/* What no single flag can say wrong: defaults above maxima or below the floors, the job user.
+ * CONTINUE with o->admins terminated and o->uid/gid set, or the exit code (2). */
+static int check_opts(struct serve_opts *o)
+{
+#define CHECK_MAX(f, flag)                                                                         \
+    if (o->policy.defaults.f > o->policy.maxima.f) {                                               \
+        fprintf(stderr,                                                                            \
+                "runjob serve: --default-limits-" flag " %" PRIu64 " is above --max-limits-" flag  \
+                " %" PRIu64 "\n",                                                                  \
+                o->policy.defaults.f, o->policy.maxima.f);                                         \
+        return 2;                                                                                  \
+    }
+    CHECK_MAX(cpu_millis, "cpu")
+    CHECK_MAX(memory_bytes, "bytes")
+    CHECK_MAX(io_riops, "iops")
+    CHECK_MAX(pids, "pids")
+#undef CHECK_MAX
+    /* the floors a request is held to (core/rpc.h) hold for the defaults and maxima too: a
+     * default below them would make every job fail at its first fork or page */
+#define CHECK_MIN(f, flag, min, why)                                                               \
+    if (o->policy.defaults.f < (min) || o->policy.maxima.f < (min)) {                              \
+        fprintf(stderr,                                                                            \
+                "runjob serve: --default-limits-" flag " and --max-limits-" flag                   \
+                " must be at least %" PRIu64 " (" why ")\n",                                       \
+                (uint64_t)(min));                                                                  \
+        return 2;                                                                                  \
+    }
+    CHECK_MIN(cpu_millis, "cpu", RPC_MIN_CPU_MILLIS, "the kernel's smallest CPU quota")
+    CHECK_MIN(memory_bytes, "bytes", RPC_MIN_MEMORY_BYTES, "below it no job can start")
+    CHECK_MIN(pids, "pids", RPC_MIN_PIDS, "the job's init and its command")
+#undef CHECK_MIN
+    if (o->n_admins == 0)
+        o->admins[o->n_admins++] = "administrator";
+    o->admins[o->n_admins] = NULL;
+    if (resolve_user(o->job_user, &o->uid, &o->gid) < 0)
+        return bad("--job-user", o->job_user, "no such user (a name in /etc/passwd or UID[:GID])");
+    if (o->uid == 0) {
+        fprintf(stderr, "runjob serve: --job-user '%s' is root; jobs may not run as root\n",
+                o->job_user);
+        return 2;
+    }
+    return CONTINUE;
+}
+
+/* Credentials, the audit log, signals, the job manager and the server; serves until SIGTERM or
+ * SIGINT. The exit code. */
+static int serve(const struct serve_opts *o)
+{
+    _cleanup_free_ char *ca = NULL, *cert = NULL, *key = NULL;
+    _cleanup_close_ int audit_fd = -1;
+    _cleanup_close_ int sigfd = -1;
+    struct server_config cfg = {0};
+    struct jm_config jc = {0};
+    struct jm *jm = NULL;
+    struct server *srv = NULL;
+    char errbuf[256] = "";
+    sigset_t mask;
+    int r;
+
+    if (load_pem("--client-pem-path", o->ca_path, &ca) < 0 ||
+        load_pem("--server-cert-path", o->cert_path, &cert) < 0 ||
+        load_pem("--server-key-path", o->key_path, &key) < 0)
+        return 1;
+    if (tls_count_certs(ca) < 0) {
+        fprintf(stderr,
+                "runjob serve: --client-pem-path '%s' holds no certificate; make "
+                "certificates with 'runjob certs'\n",
+                o->ca_path);
+        return 1;
+    }
+    r = tls_check_key_pair(cert, key);
+    if (r < 0) {
+        fprintf(stderr,
+                "runjob serve: %s: --server-cert-path '%s' and --server-key-path '%s'%s; "
+                "make certificates with 'runjob certs'\n",
+                r == -EKEYREJECTED ? "key mismatch" : "unreadable", o->cert_path, o->key_path,
+                r == -EKEYREJECTED ? " do not belong together" : " do not parse");
+        return 1;
+    }
+    if (o->audit_log) {
+        audit_fd = open(o->audit_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        if (audit_fd < 0) {
+            fprintf(stderr, "runjob serve: cannot open --audit-log '%s': %s\n", o->audit_log,
+                    strerror(errno));
+            return 1;
+        }
+    }
+
+    /* Every thread inherits this mask (they are all created below): SIGTERM/SIGINT arrive only
+     * through the signalfd that server_run watches. */
+    (void)signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    (void)sigprocmask(SIG_BLOCK, &mask, NULL);
+    sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (sigfd < 0) {
+        log_errno(-errno, "signalfd");
+        return 1;
+    }
+
+    raise_nofile_limit();
+    if (server_port_is_taken(o->host, o->port)) {
+        log_error("cannot listen on %s:%d: the port is taken (by another runjob serve?)", o->host,
+                  o->port);
+        return 1;
+    }
+    jc.state_dir = o->state_dir;
+    jc.admin_cns = o->admins;
+    jc.max_running_per_user = o->max_running;
+    jc.job_uid = o->uid;
+    jc.job_gid = o->gid;
+    jc.max_output_bytes = o->max_output_bytes;
+    jc.default_limits = o->policy.defaults;
+    jc.stop_grace_ms = o->policy.default_grace_ms;
+    jc.spares = JM_SPARES_DEFAULT;
+    jc.runner.prespawn_shims = JOB_PRESPAWN_DEFAULT;
+    r = jm_new(&jc, &jm, errbuf, sizeof(errbuf));
+    if (r < 0) {
+        log_errno(r, "cannot %s", errbuf[0] ? errbuf : "start the job manager");
+        return 1;
+    }
+    cfg.host = o->host;
+    cfg.port = o->port;
+    cfg.ca_pem = ca;
+    cfg.cert_pem = cert;
+    cfg.key_pem = key;
+    cfg.policy = o->policy;
+    cfg.manager = jm;
+    cfg.audit_fd = audit_fd >= 0 ? audit_fd : STDERR_FILENO;
+    cfg.audit_path = audit_fd >= 0 ? o->audit_log : NULL;
+    cfg.audit_json = o->log_format == LOG_FORMAT_JSON;
+    r = server_new(&cfg, &srv, errbuf, sizeof(errbuf));
+    if (r < 0) {
+        log_errno(r, "cannot %s", errbuf[0] ? errbuf : "start the server");
+        jm_free(jm);
+        return 1;
+    }
+    log_info("listening on %s:%d (TLS 1.3 only, client certificates required; %s)", o->host,
+             server_port(srv), tls_openssl_version());
+    notify_systemd("READY=1");
+    r = server_run(srv, sigfd);
+    notify_systemd("STOPPING=1");
+    server_free(srv);
+    jm_free(jm);
+    return r < 0 ? 1 : 0;
+}
+
 int applet_serve_main(int argc, char **argv)
 {
     struct serve_opts o = {
@@ -275,269 +558,15 @@ int applet_serve_main(int argc, char **argv)
         .log_format = LOG_FORMAT_TEXT,
         .log_level = LOG_INFO,
     };
-    _cleanup_free_ char *ca = NULL, *cert = NULL, *key = NULL;
-    _cleanup_close_ int audit_fd = -1;
-    _cleanup_close_ int sigfd = -1;
-    struct server_config cfg = {0};
-    struct jm_config jc = {0};
-    struct jm *jm = NULL;
-    struct server *srv = NULL;
-    char errbuf[256] = "";
-    uid_t uid = 65534;
-    gid_t gid = 65534;
-    sigset_t mask;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int c, r;
+    int r;
 
     o.policy.maxima.cpu_millis = (uint64_t)(ncpu > 0 ? ncpu : 1) * 1000;
-    optind = 1;
-    opterr = 0; /* our own one-line messages below */
-    while ((c = getopt_long(argc, argv, ":H:P:h", long_opts, NULL)) != -1) {
-        uint64_t v = 0;
-        switch (c) {
-        case 'H':
-            if (!*optarg)
-                return bad("--server-host", optarg, "empty");
-            o.host = optarg;
-            break;
-        case 'P':
-            if (fmt_parse_uint(optarg, &v) < 0 || v > 65535)
-                return bad("--server-port", optarg, "want 0..65535");
-            o.port = (int)v;
-            break;
-        case OPT_CLIENT_PEM:
-            o.ca_path = optarg;
-            break;
-        case OPT_SERVER_CERT:
-            o.cert_path = optarg;
-            break;
-        case OPT_SERVER_KEY:
-            o.key_path = optarg;
-            break;
-        case OPT_DEF_CPU:
-        case OPT_MAX_CPU:
-        case OPT_DEF_PIDS:
-        case OPT_MAX_PIDS:
-        case OPT_DEF_IOPS:
-        case OPT_MAX_IOPS:
-            if (fmt_parse_uint(optarg, &v) < 0 || v == 0)
-                return bad(argv[optind - 1][1] == '-' ? argv[optind - 1] : "limit", optarg,
-                           "want a positive integer");
-            if (c == OPT_DEF_CPU)
-                o.policy.defaults.cpu_millis = v;
-            else if (c == OPT_MAX_CPU)
-                o.policy.maxima.cpu_millis = v;
-            else if (c == OPT_DEF_PIDS)
-                o.policy.defaults.pids = v;
-            else if (c == OPT_MAX_PIDS)
-                o.policy.maxima.pids = v;
-            else if (c == OPT_DEF_IOPS)
-                o.policy.defaults.io_riops = o.policy.defaults.io_wiops = v;
-            else
-                o.policy.maxima.io_riops = o.policy.maxima.io_wiops = v;
-            break;
-        case OPT_DEF_BYTES:
-        case OPT_MAX_BYTES:
-            if (fmt_parse_size(optarg, &v) < 0 || v < 4096)
-                return bad(c == OPT_DEF_BYTES ? "--default-limits-bytes" : "--max-limits-bytes",
-                           optarg, "want a size of at least 4096, e.g. 512000000 or 512MiB");
-            if (c == OPT_DEF_BYTES)
-                o.policy.defaults.memory_bytes = v;
-            else
-                o.policy.maxima.memory_bytes = v;
-            break;
-        case OPT_STATE_DIR:
-            if (optarg[0] != '/')
-                return bad("--state-dir", optarg, "want an absolute path");
-            o.state_dir = optarg;
-            break;
-        case OPT_ADMIN_CN:
-            if (!*optarg || strlen(optarg) > 255)
-                return bad("--admin-cn", optarg, "want 1..255 bytes");
-            if (o.n_admins == MAX_ADMINS)
-                return bad("--admin-cn", optarg, "too many (at most 64)");
-            o.admins[o.n_admins++] = optarg;
-            break;
-        case OPT_JOB_USER:
-            o.job_user = optarg;
-            break;
-        case OPT_HOST_NET:
-            o.policy.allow_host_network = true;
-            break;
-        case OPT_MAX_OUTPUT:
-            if (fmt_parse_size(optarg, &v) < 0 || v == 0)
-                return bad("--max-output-bytes", optarg, "want a size, e.g. 1GiB");
-            o.max_output_bytes = v;
-            break;
-        case OPT_STOP_GRACE:
-            if (fmt_parse_duration(optarg, &o.policy.default_grace_ms) < 0 ||
-                o.policy.default_grace_ms > RPC_MAX_GRACE_MS)
-                return bad("--stop-grace", optarg, "want a duration up to 1h, e.g. 500ms, 10s, 1m");
-            break;
-        case OPT_MAX_RUNNING:
-            if (fmt_parse_uint(optarg, &v) < 0 || v > 1000000)
-                return bad("--max-running-jobs-per-user", optarg, "want 0..1000000");
-            o.max_running = (unsigned)v;
-            break;
-        case OPT_LOG_FORMAT:
-            if (log_parse_format(optarg, &o.log_format) < 0)
-                return bad("--log-format", optarg, "want text or json");
-            break;
-        case OPT_LOG_LEVEL:
-            if (log_parse_level(optarg, &o.log_level) < 0)
-                return bad("--log-level", optarg, "want error, warn, info or debug");
-            break;
-        case OPT_AUDIT_LOG:
-            o.audit_log = optarg;
-            break;
-        case 'h':
-            printf(usage, "runjob");
-            return 0;
-        case ':':
-            fprintf(stderr, "runjob serve: flag '%s' needs a value (see 'runjob serve --help')\n",
-                    argv[optind - 1]);
-            return 2;
-        default:
-            if (optopt)
-                fprintf(stderr, "runjob serve: unknown flag '-%c' (see 'runjob serve --help')\n",
-                        optopt);
-            else
-                fprintf(stderr, "runjob serve: unknown flag '%s' (see 'runjob serve --help')\n",
-                        argv[optind - 1]);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "runjob serve: unexpected argument '%s' (see 'runjob serve --help')\n",
-                argv[optind]);
-        return 2;
-    }
-#define CHECK_MAX(f, flag)                                                                         \
-    if (o.policy.defaults.f > o.policy.maxima.f) {                                                 \
-        fprintf(stderr,                                                                            \
-                "runjob serve: --default-limits-" flag " %" PRIu64 " is above --max-limits-" flag  \
-                " %" PRIu64 "\n",                                                                  \
-                o.policy.defaults.f, o.policy.maxima.f);                                           \
-        return 2;                                                                                  \
-    }
-    CHECK_MAX(cpu_millis, "cpu")
-    CHECK_MAX(memory_bytes, "bytes")
-    CHECK_MAX(io_riops, "iops")
-    CHECK_MAX(pids, "pids")
-#undef CHECK_MAX
-    /* the floors a request is held to (core/rpc.h) hold for the defaults and maxima too: a
-     * default below them would make every job fail at its first fork or page */
-#define CHECK_MIN(f, flag, min, why)                                                               \
-    if (o.policy.defaults.f < (min) || o.policy.maxima.f < (min)) {                                \
-        fprintf(stderr,                                                                            \
-                "runjob serve: --default-limits-" flag " and --max-limits-" flag                   \
-                " must be at least %" PRIu64 " (" why ")\n",                                       \
-                (uint64_t)(min));                                                                  \
-        return 2;                                                                                  \
-    }
-    CHECK_MIN(cpu_millis, "cpu", RPC_MIN_CPU_MILLIS, "the kernel's smallest CPU quota")
-    CHECK_MIN(memory_bytes, "bytes", RPC_MIN_MEMORY_BYTES, "below it no job can start")
-    CHECK_MIN(pids, "pids", RPC_MIN_PIDS, "the job's init and its command")
-#undef CHECK_MIN
-    if (o.n_admins == 0)
-        o.admins[o.n_admins++] = "administrator";
-    o.admins[o.n_admins] = NULL;
-    r = resolve_user(o.job_user, &uid, &gid);
-    if (r < 0)
-        return bad("--job-user", o.job_user, "no such user (a name in /etc/passwd or UID[:GID])");
-    if (uid == 0) {
-        fprintf(stderr, "runjob serve: --job-user '%s' is root; jobs may not run as root\n",
-                o.job_user);
-        return 2;
-    }
+    r = parse_flags(argc, argv, &o);
+    if (r == CONTINUE)
+        r = check_opts(&o);
+    if (r != CONTINUE)
+        return r;
     log_setup("runjob", o.log_level, o.log_format);
-
-    if (load_pem("--client-pem-path", o.ca_path, &ca) < 0 ||
-        load_pem("--server-cert-path", o.cert_path, &cert) < 0 ||
-        load_pem("--server-key-path", o.key_path, &key) < 0)
-        return 1;
-    if (tls_count_certs(ca) < 0) {
-        fprintf(stderr,
-                "runjob serve: --client-pem-path '%s' holds no certificate; make "
-                "certificates with 'runjob certs'\n",
-                o.ca_path);
-        return 1;
-    }
-    r = tls_check_key_pair(cert, key);
-    if (r < 0) {
-        fprintf(stderr,
-                "runjob serve: %s: --server-cert-path '%s' and --server-key-path '%s'%s; "
-                "make certificates with 'runjob certs'\n",
-                r == -EKEYREJECTED ? "key mismatch" : "unreadable", o.cert_path, o.key_path,
-                r == -EKEYREJECTED ? " do not belong together" : " do not parse");
-        return 1;
-    }
-    if (o.audit_log) {
-        audit_fd = open(o.audit_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-        if (audit_fd < 0) {
-            fprintf(stderr, "runjob serve: cannot open --audit-log '%s': %s\n", o.audit_log,
-                    strerror(errno));
-            return 1;
-        }
-    }
-
-    /* Every thread inherits this mask (they are all created below): SIGTERM/SIGINT arrive only
-     * through the signalfd that server_run watches. */
-    (void)signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGHUP);
-    (void)sigprocmask(SIG_BLOCK, &mask, NULL);
-    sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
-    if (sigfd < 0) {
-        log_errno(-errno, "signalfd");
-        return 1;
-    }
-
-    raise_nofile_limit();
-    if (server_port_is_taken(o.host, o.port)) {
-        log_error("cannot listen on %s:%d: the port is taken (by another runjob serve?)", o.host,
-                  o.port);
-        return 1;
-    }
-    jc.state_dir = o.state_dir;
-    jc.admin_cns = o.admins;
-    jc.max_running_per_user = o.max_running;
-    jc.job_uid = uid;
-    jc.job_gid = gid;
-    jc.max_output_bytes = o.max_output_bytes;
-    jc.default_limits = o.policy.defaults;
-    jc.stop_grace_ms = o.policy.default_grace_ms;
-    jc.spares = JM_SPARES_DEFAULT;
-    jc.runner.prespawn_shims = JOB_PRESPAWN_DEFAULT;
-    r = jm_new(&jc, &jm, errbuf, sizeof(errbuf));
-    if (r < 0) {
-        log_errno(r, "cannot %s", errbuf[0] ? errbuf : "start the job manager");
-        return 1;
-    }
-    cfg.host = o.host;
-    cfg.port = o.port;
-    cfg.ca_pem = ca;
-    cfg.cert_pem = cert;
-    cfg.key_pem = key;
-    cfg.policy = o.policy;
-    cfg.manager = jm;
-    cfg.audit_fd = audit_fd >= 0 ? audit_fd : STDERR_FILENO;
-    cfg.audit_path = audit_fd >= 0 ? o.audit_log : NULL;
-    cfg.audit_json = o.log_format == LOG_FORMAT_JSON;
-    r = server_new(&cfg, &srv, errbuf, sizeof(errbuf));
-    if (r < 0) {
-        log_errno(r, "cannot %s", errbuf[0] ? errbuf : "start the server");
-        jm_free(jm);
-        return 1;
-    }
-    log_info("listening on %s:%d (TLS 1.3 only, client certificates required; %s)", o.host,
-             server_port(srv), tls_openssl_version());
-    notify_systemd("READY=1");
-    r = server_run(srv, sigfd);
-    notify_systemd("STOPPING=1");
-    server_free(srv);
-    jm_free(jm);
-    return r < 0 ? 1 : 0;
+    return serve(&o);
 }
