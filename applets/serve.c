@@ -96,7 +96,10 @@ static const char usage[] =
     "      --job-user USER              user jobs run as: name or UID[:GID] (default nobody)\n"
     "      --allow-host-network         let requests ask for the host's network (default off)\n"
     "      --max-output-bytes SIZE      output recorded per job (default 1GiB)\n"
-    "      --stop-grace DURATION        default wait between SIGTERM and kill: 500ms, 10s, 1m\n"
+    "      --stop-signal SIG            a Stop's first signal when it names none, and the one\n"
+    "                                   jobs get at shutdown: TERM, QUIT, INT, 15 ... (TERM)\n"
+    "      --stop-grace DURATION        default wait between that signal and the kill: 500ms,\n"
+    "                                   10s, 1m (10s)\n"
     "                                   (default 10s)\n"
     "      --max-running-jobs-per-user N  (default 64; 0 = no cap)\n"
     "      --log-format text|json       (default text)\n"
@@ -125,6 +128,7 @@ enum {
     OPT_HOST_NET,
     OPT_MAX_OUTPUT,
     OPT_STOP_GRACE,
+    OPT_STOP_SIGNAL,
     OPT_MAX_RUNNING,
     OPT_LOG_FORMAT,
     OPT_LOG_LEVEL,
@@ -151,6 +155,7 @@ static const struct option long_opts[] = {
     {"allow-host-network", no_argument, NULL, OPT_HOST_NET},
     {"max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT},
     {"stop-grace", required_argument, NULL, OPT_STOP_GRACE},
+    {"stop-signal", required_argument, NULL, OPT_STOP_SIGNAL},
     {"max-running-jobs-per-user", required_argument, NULL, OPT_MAX_RUNNING},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -338,6 +343,10 @@ static int parse_flags(int argc, char **argv, struct serve_opts *o)
                 return bad("--max-output-bytes", optarg, "want a size, e.g. 1GiB");
             o->max_output_bytes = v;
             break;
+        case OPT_STOP_SIGNAL:
+            if (fmt_parse_signal(optarg, &o->policy.default_signal) < 0)
+                return bad("--stop-signal", optarg, "want a signal: TERM, QUIT, INT, 15 ...");
+            break;
         case OPT_STOP_GRACE:
             if (fmt_parse_duration(optarg, &o->policy.default_grace_ms) < 0 ||
                 o->policy.default_grace_ms > RPC_MAX_GRACE_MS)
@@ -500,6 +509,7 @@ static int serve(const struct serve_opts *o)
     jc.max_output_bytes = o->max_output_bytes;
     jc.default_limits = o->policy.defaults;
     jc.stop_grace_ms = o->policy.default_grace_ms;
+    jc.stop_signal = o->policy.default_signal;
     jc.spares = JM_SPARES_DEFAULT;
     jc.runner.prespawn_shims = JOB_PRESPAWN_DEFAULT;
     r = jm_new(&jc, &jm, errbuf, sizeof(errbuf));

@@ -784,7 +784,8 @@ static void stop_one(struct jobtab_entry *e, void *userdata)
     (void)pthread_mutex_lock(&m->mu);
     m->stopping++;
     (void)pthread_mutex_unlock(&m->mu);
-    if (job_stop_async(j, SIGTERM, m->cfg.stop_grace_ms, count_stopped, m) < 0)
+    if (job_stop_async(j, m->cfg.stop_signal ? m->cfg.stop_signal : SIGTERM, m->cfg.stop_grace_ms,
+                       count_stopped, m) < 0)
         count_stopped(j, m);
 }
 

@@ -36,7 +36,8 @@ struct jm_config {
     gid_t job_gid;
     uint64_t max_output_bytes;    /* per job; past it output is dropped (0 = no cap) */
     struct limits default_limits; /* what a job made ahead is given until its Start */
-    int64_t stop_grace_ms;        /* jm_shutdown's grace between SIGTERM and the kill */
+    int64_t stop_grace_ms;        /* jm_shutdown's grace between stop_signal and the kill */
+    int stop_signal;              /* what jm_shutdown sends first; 0 = SIGTERM */
     unsigned spares;              /* jobs made ahead of their Start (0 = none) */
     struct job_runner_config runner;
     /* Called once per job that ends while the manager runs, after its final status is set, on

@@ -310,7 +310,7 @@ int rpc_check_stop(const Jobmanager__V1__StopRequest *req, const struct rpc_poli
     if (req->grace_millis > RPC_MAX_GRACE_MS)
         return fail(err, RPC_INVALID_ARGUMENT, "grace_millis=%lld is above the maximum %d",
                     (long long)req->grace_millis, RPC_MAX_GRACE_MS);
-    *ret_signal = req->signal ? req->signal : SIGTERM;
+    *ret_signal = req->signal ? req->signal : p->default_signal ? p->default_signal : SIGTERM;
     *ret_grace_ms = req->grace_millis == 0  ? p->default_grace_ms
                     : req->grace_millis < 0 ? -1
                                             : req->grace_millis;

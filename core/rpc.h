@@ -136,6 +136,7 @@ struct rpc_policy {
     struct limits maxima;
     bool allow_host_network;
     int64_t default_grace_ms;
+    int default_signal; /* a Stop's first signal when it names none; 0 = SIGTERM */
 };
 
 /* The gRPC code for a negative (or positive) errno from core. The one place that maps. */
@@ -156,7 +157,8 @@ bool rpc_name_is_valid(const char *s, size_t max);
  * refused. Pure, thread-safe. */
 int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_policy *p,
                     struct limits *ret_limits, struct rpc_error *err);
-/* *ret_signal: 0 -> SIGTERM resolved; *ret_grace_ms: 0 -> default, negative -> -1 (at once). */
+/* *ret_signal: 0 -> p->default_signal (or SIGTERM) resolved; *ret_grace_ms: 0 -> default, negative
+ * -> -1 (at once). */
 int rpc_check_stop(const Jobmanager__V1__StopRequest *req, const struct rpc_policy *p,
                    int *ret_signal, int64_t *ret_grace_ms, struct rpc_error *err);
 int rpc_check_status(const Jobmanager__V1__StatusRequest *req, struct rpc_error *err);
