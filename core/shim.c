@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -163,10 +164,45 @@ static void wait_prep(struct shimproto_prep *ret)
         die(SHIMPROTO_STEP_WAIT_PREP, -r);
 }
 
+/* The job's own resource limits, not the server's: it raised its open-files limit to the hard
+ * one for itself (applets/serve.c), which a job would otherwise inherit, hard limit included.
+ * Open files: a login's soft 1024 (select() cannot watch higher fds), and a hard 4096 the job
+ * may raise its soft limit to. Core files: none, neither soft nor hard. Where core_pattern names
+ * a file, a dump lands in the job's working directory, which may be a host folder; where it
+ * names a pipe, the handler (systemd-coredump, apport) runs as root on the host and stores the
+ * dump outside every limit of the job's, and it stores nothing when the dumping process's limit,
+ * which it is given, is 0. Never above the server's own hard limits: those are the admin's
+ * ceiling for everything the server starts, and lowering needs no privilege, so this runs with
+ * the job's credentials already. */
+static void set_rlimits(void)
+{
+    static const struct {
+        int resource;
+        struct rlimit rl;
+    } limits[] = {
+        {RLIMIT_NOFILE, {1024, 4096}},
+        {RLIMIT_CORE, {0, 0}},
+    };
+
+    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+        struct rlimit rl = limits[i].rl, cur;
+
+        if (getrlimit(limits[i].resource, &cur) < 0)
+            die(SHIMPROTO_STEP_RLIMITS, errno);
+        if (rl.rlim_max > cur.rlim_max)
+            rl.rlim_max = cur.rlim_max;
+        if (rl.rlim_cur > rl.rlim_max)
+            rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(limits[i].resource, &rl) < 0)
+            die(SHIMPROTO_STEP_RLIMITS, errno);
+    }
+}
+
 /* The command's process, from the fork to its exec: never returns. Everything that does not
  * depend on the command comes before the go (for a job made ahead, before its Start even
- * arrives): its group, signals, fds, credentials, no_new_privs and the seccomp filter. Then it
- * waits for the go itself, reads the spec, enters the working directory and execs. */
+ * arrives): its group, signals, fds, resource limits, credentials, no_new_privs and the seccomp
+ * filter. Then it waits for the go itself, reads the spec, enters the working directory and
+ * execs. */
 __attribute__((noreturn)) static void command_main(const struct shimproto_prep *prep,
                                                    struct scmp_filter *filter, bool host_net)
 {
@@ -213,6 +249,7 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
         die(SHIMPROTO_STEP_CAPS, errno);
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         die(SHIMPROTO_STEP_CAPS, errno);
+    set_rlimits();
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         die(SHIMPROTO_STEP_NO_NEW_PRIVS, errno);
     /* After the credentials: the filter would bind those syscalls too. What follows (the go,

@@ -51,8 +51,8 @@ enum {
 /* The shim's steps. Values travel between processes of one binary. The shim: SIGNALS,
  * SECCOMP_BUILD, MOUNT_PRIVATE, MOUNT_PROC, MOUNT_SYS, LOOPBACK (these two for a private
  * network), MOUNT_TMP, WAIT_PREP, CGROUP_NS, HOSTNAME, FORK; then the command's process: SETPGID,
- * SIGNAL_RESET, FDS, CAPBSET, SETGROUPS, SETGID, SETUID, CAPS, NO_NEW_PRIVS, SECCOMP, WAIT_GO,
- * READ_SPEC, CHDIR, EXEC. */
+ * SIGNAL_RESET, FDS, CAPBSET, SETGROUPS, SETGID, SETUID, CAPS, RLIMITS, NO_NEW_PRIVS, SECCOMP,
+ * WAIT_GO, READ_SPEC, CHDIR, EXEC. */
 enum shimproto_step {
     SHIMPROTO_STEP_NONE = 0,
     SHIMPROTO_STEP_EXEC_SHIM,     /* server's child: execve of the shim binary */
@@ -83,6 +83,7 @@ enum shimproto_step {
     SHIMPROTO_STEP_WAIT_PREP, /* wait for the server's prep (attached to the cgroups): id, uid, gid
                                */
     SHIMPROTO_STEP_MOUNT_TMP, /* the job's own /tmp, /var/tmp, /dev/shm, /run/lock (and /run) */
+    SHIMPROTO_STEP_RLIMITS,   /* the job's resource limits, not the server's */
     SHIMPROTO_STEP__MAX,
 };
 
