@@ -1,3 +1,36 @@
+/* The job's seccomp filter (seccomp.h). What it refuses, and why it refuses rather than allows:
+ *
+ * A deny list, not an allow list in the manner of Docker's default profile, decided for now:
+ * jobs run whatever the host has, linked against a libc newer or older than this build, and an
+ * allow list written from this build's libseccomp (Debian 12's knows syscalls up to about Linux
+ * 6.7) would answer EPERM to every syscall added since that libc then starts to use: Docker's
+ * profile broke that way on clone3 and faccessat2 and had to be changed each time. What keeps jobs
+ * from the host and from each other is the job user without capabilities, no_new_privs, the
+ * namespaces and the cgroups; the filter shuts the kernel surfaces those leave reachable, and
+ * a second time those they already shut (seccomp.h). The price of a deny list is that a new
+ * surface stays open until it is listed (io_uring was one), so it is reviewed against Docker's
+ * default profile (moby, profiles/seccomp/default.json) when the kernel or libseccomp moves on.
+ * Last review: what Docker refuses a container without capabilities is refused here too, but
+ * for personality (below) and for calls the kernel itself lets act only on the caller's own
+ * processes and memory, or only with a capability the job lacks: fanotify_init (inode marks on
+ * what the job may read, as inotify), the NUMA memory-policy calls, process_madvise,
+ * vhangup, sethostname and setdomainname (the job's own UTS namespace).
+ *
+ * Reviewed and left allowed:
+ *   personality: Docker allows only PER_LINUX, PER_LINUX32, UNAME26 and the query. The other
+ *   flags (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, ADDR_COMPAT_LAYOUT, ...) change the layout and
+ *   permissions of the caller's own later images, and the job's processes are already its own
+ *   to do with as it likes: nothing another job or the host runs is touched. The way they once
+ *   mattered, a set-user-ID exec, is shut twice (no_new_privs; the kernel drops those flags on
+ *   such an exec), and MMAP_PAGE_ZERO still cannot map below vm.mmap_min_addr without
+ *   CAP_SYS_RAWIO. Refusing them would break setarch -R and the programs that use it.
+ * Refused beyond the deny list (scmp_filter_new):
+ *   socket(AF_VSOCK, ...): vsock is not in the network namespace; a job without a network
+ *   would still reach the hypervisor and the other VMs' services. As in Docker's profile.
+ *   memfd_secret: its pages leave the kernel's direct map, splitting the host's huge direct-map
+ *   pages for every process on it, a cost no cgroup limit of the job's counts; batch jobs have
+ *   no use for it. ENOSYS, what a kernel booted without secretmem answers, so that programs
+ *   that try it fall back as they would there. (Docker's profile allows it.) */
 #include "seccomp.h"
 
 #include <errno.h>
@@ -7,6 +40,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 /* libseccomp's header: <...> does not search this file's folder, so it cannot pick up ours. */
@@ -70,6 +104,13 @@ static const char *const denied[] = {
     "open_by_handle_at",
     /* page-fault handling from user space (widens kernel race windows) */
     "userfaultfd",
+    /* io_uring: its operations are syscalls run by the kernel on the ring's behalf, which no
+     * seccomp filter sees (an openat or a connect in a ring is not one of ours to refuse), and
+     * it has been a steady source of kernel bugs. EPERM is also the kernel's own answer when
+     * kernel.io_uring_disabled forbids it, which programs already fall back from. */
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
     /* clocks */
     "settimeofday",
     "clock_settime",
@@ -214,6 +255,15 @@ int scmp_filter_new(struct scmp_filter **ret)
         if (r < 0)
             return r;
     }
+    /* The domain is an int: the kernel ignores the upper 32 bits of the register, so must the
+     * comparison, or AF_VSOCK | 1 << 32 would pass. */
+    r = seccomp_rule_add(f->ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
+                         SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, AF_VSOCK));
+    if (r < 0)
+        return r;
+    r = seccomp_rule_add(f->ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(memfd_secret), 0);
+    if (r < 0 && r != -EDOM && r != -EFAULT)
+        return r;
     /* ENOSYS, not EPERM: glibc (>= 2.34) then falls back to clone(2), which we can inspect. */
     r = seccomp_rule_add(f->ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     if (r < 0)

@@ -2,18 +2,22 @@
 /* The seccomp filter the shim installs in the job's command right before exec (ARCHITECTURE.md
  * "Process tree of one job"). Default allow; EPERM for syscalls that touch the host beyond the
  * job's namespaces (mounts, namespaces, modules, kexec, reboot, clocks, keyrings, tracing, raw
- * I/O ports, eBPF, ...); clone with any CLONE_NEW* flag fails with EPERM and clone3 with ENOSYS
- * (its flags sit behind a pointer a filter cannot read, so libc falls back to clone, which we
- * can inspect: the approach of Docker's and nsjail's default profiles). Any syscall from a
- * foreign architecture (i386 via int 0x80, x32) kills the process.
+ * I/O ports, eBPF, io_uring, ...) and for socket() of AF_VSOCK; clone with any CLONE_NEW* flag
+ * fails with EPERM and clone3 with ENOSYS (its flags sit behind a pointer a filter cannot read,
+ * so libc falls back to clone, which we can inspect: the approach of Docker's and nsjail's
+ * default profiles); memfd_secret fails with ENOSYS. Any syscall from a foreign architecture
+ * (i386 via int 0x80, x32) kills the process. Why a deny list, and why each of the last few:
+ * seccomp.c, at the top.
  *
  * The job runs with no capabilities and no_new_privs, so most of these already fail: the filter
- * is a second wall, for the kernel bug that lets a capability-less process reach them. */
+ * is a second wall, for the kernel bug that lets a capability-less process reach them. io_uring,
+ * AF_VSOCK sockets and memfd_secret need no privilege: for those the filter is the only wall. */
 #include <stddef.h>
 
 struct scmp_filter; /* a built, not yet loaded, filter */
 
-/* The syscall names the filter answers with EPERM, in a fixed order; *ret_n set to their count.
+/* The syscall names the filter answers with EPERM whatever their arguments (the deny list), in a
+ * fixed order; *ret_n set to their count.
  * Static storage; thread-safe. Names this libseccomp cannot resolve on this arch are skipped by
  * scmp_filter_new() but still listed here. */
 const char *const *scmp_denied_syscalls(size_t *ret_n);
