@@ -41,6 +41,8 @@ struct serve_opts {
     enum log_format log_format;
     enum log_level log_level;
     const char *audit_log;
+    const char *metrics_file;
+    int64_t metrics_interval_ms;
     uid_t uid; /* --job-user resolved (check_opts) */
     gid_t gid;
 };
@@ -105,6 +107,10 @@ static const char usage[] =
     "      --log-format text|json       (default text)\n"
     "      --log-level error|warn|info|debug  (default info)\n"
     "      --audit-log PATH             one line per RPC (default: stderr); SIGHUP reopens it\n"
+    "      --metrics-file PATH          Prometheus text metrics, rewritten atomically every\n"
+    "                                   --metrics-interval (for node_exporter's textfile\n"
+    "                                   collector; default: none)\n"
+    "      --metrics-interval DURATION  how often: 1s .. 1h (default 15s)\n"
     "  -h, --help                       this text\n"
     "\n"
     "SIZE takes K, M, G, T or KiB, MiB, GiB, TiB (x1024), or KB, MB, GB, TB (x1000), as the\n"
@@ -133,6 +139,8 @@ enum {
     OPT_LOG_FORMAT,
     OPT_LOG_LEVEL,
     OPT_AUDIT_LOG,
+    OPT_METRICS_FILE,
+    OPT_METRICS_INTERVAL,
 };
 
 static const struct option long_opts[] = {
@@ -160,6 +168,8 @@ static const struct option long_opts[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"audit-log", required_argument, NULL, OPT_AUDIT_LOG},
+    {"metrics-file", required_argument, NULL, OPT_METRICS_FILE},
+    {"metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -365,6 +375,16 @@ static int parse_flags(int argc, char **argv, struct serve_opts *o)
             if (log_parse_level(optarg, &o->log_level) < 0)
                 return bad("--log-level", optarg, "want error, warn, info or debug");
             break;
+        case OPT_METRICS_FILE:
+            if (!*optarg)
+                return bad("--metrics-file", optarg, "want a path");
+            o->metrics_file = optarg;
+            break;
+        case OPT_METRICS_INTERVAL:
+            if (fmt_parse_duration(optarg, &o->metrics_interval_ms) < 0 ||
+                o->metrics_interval_ms < 1000 || o->metrics_interval_ms > 3600 * 1000)
+                return bad("--metrics-interval", optarg, "want a duration from 1s to 1h, e.g. 15s");
+            break;
         case OPT_AUDIT_LOG:
             o->audit_log = optarg;
             break;
@@ -527,6 +547,8 @@ static int serve(const struct serve_opts *o)
     cfg.audit_fd = audit_fd >= 0 ? audit_fd : STDERR_FILENO;
     cfg.audit_path = audit_fd >= 0 ? o->audit_log : NULL;
     cfg.audit_json = o->log_format == LOG_FORMAT_JSON;
+    cfg.metrics_path = o->metrics_file;
+    cfg.metrics_interval_ms = o->metrics_interval_ms;
     r = server_new(&cfg, &srv, errbuf, sizeof(errbuf));
     if (r < 0) {
         log_errno(r, "cannot %s", errbuf[0] ? errbuf : "start the server");
@@ -567,6 +589,7 @@ int applet_serve_main(int argc, char **argv)
         .max_running = 64,
         .log_format = LOG_FORMAT_TEXT,
         .log_level = LOG_INFO,
+        .metrics_interval_ms = SERVER_METRICS_PERIOD_MS,
     };
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int r;

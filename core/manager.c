@@ -16,7 +16,9 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "log.h"
+#include "strbuf.h"
 
 #define START_THREADS 4
 #define SPARES_MAX    8
@@ -40,7 +42,12 @@ struct start {
     struct job_spare *cg; /* made ahead, or NULL; job_start takes it */
     jm_started_fn done;
     void *userdata;
+    int64_t begun_ms; /* CLOCK_MONOTONIC when jm_start_async took it */
 };
+
+/* Upper bounds (ms) of the Start latency histogram's buckets; +Inf follows. */
+static const unsigned start_buckets_ms[] = {5, 10, 25, 50, 100, 250, 500, 1000, 2500};
+#define START_BUCKETS ELEMENTSOF(start_buckets_ms)
 
 struct jm {
     struct jm_config cfg;
@@ -61,6 +68,10 @@ struct jm {
     unsigned stopping;  /* jobs jm_shutdown waits for */
     unsigned readers;   /* open jm_readers */
     int lock_fd;        /* <state>/lock, flock'ed for the manager's life */
+    /* For jm_write_metrics: */
+    uint64_t starts, start_failures;
+    uint64_t start_hist[START_BUCKETS + 1]; /* per bucket, not cumulative; [last] = +Inf */
+    int64_t start_sum_ms;
 };
 
 struct jm_reader {
@@ -324,6 +335,24 @@ static void start_failed(struct start *s, int err, const char *why)
     s->done(&out, s->userdata);
 }
 
+static void count_start(struct jm *m, int64_t begun_ms, int r)
+{
+    int64_t ms = clock_ms(CLOCK_MONOTONIC) - begun_ms;
+    size_t b = 0;
+
+    while (b < START_BUCKETS && ms > (int64_t)start_buckets_ms[b])
+        b++;
+    (void)pthread_mutex_lock(&m->mu);
+    if (r < 0) {
+        m->start_failures++;
+    } else {
+        m->starts++;
+        m->start_hist[b]++;
+        m->start_sum_ms += ms;
+    }
+    (void)pthread_mutex_unlock(&m->mu);
+}
+
 static void run_start(struct start *s)
 {
     struct jm *m = s->m;
@@ -353,6 +382,7 @@ static void run_start(struct start *s)
     js.log = s->log;
     js.spare = TAKE_PTR(s->cg); /* job_start's now, whatever it returns */
     r = job_start(m->runner, &js, on_job_end, run, &j, errbuf, sizeof(errbuf));
+    count_start(m, s->begun_ms, r);
     if (r < 0) {
         free(run);
         start_failed(s, r, errbuf[0] ? errbuf : strerror(-r));
@@ -417,6 +447,7 @@ static void fail_unrecorded(const struct jm_start_request *rq, int err, const ch
 void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_fn done,
                     void *userdata)
 {
+    int64_t begun_ms = clock_ms(CLOCK_MONOTONIC);
     struct spare a = spare_take(m);
     struct start *s = calloc(1, sizeof(*s));
     struct jobtab_entry *e = NULL;
@@ -449,6 +480,7 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
     }
     s->m = m;
     s->e = e;
+    s->begun_ms = begun_ms;
     s->done = done;
     s->userdata = userdata;
     s->cg = TAKE_PTR(a.cg);
@@ -607,6 +639,127 @@ void jm_job_info(struct jm_job *jj, struct jm_info *ret)
     ret->is_running = ret->status.job.state == JOB_STARTING || ret->status.job.state == JOB_RUNNING;
     if (!ret->is_running)
         ret->status.job.pid = 0;
+}
+
+/* ---- metrics ---------------------------------------------------------------------------- */
+
+struct tally {
+    struct jm *m;
+    unsigned by_state[JOB_LOST + 1];
+    uint64_t output_bytes;
+    struct owner_count {
+        const char *owner;
+        unsigned running;
+    } * owners;
+    size_t n_owners, cap_owners;
+    bool failed;
+};
+
+static void tally_one(struct jobtab_entry *e, void *userdata)
+{
+    struct tally *t = userdata;
+    struct jm_info info;
+    size_t i;
+
+    jm_job_info(job_of(e), &info);
+    if ((unsigned)info.status.job.state <= JOB_LOST)
+        t->by_state[info.status.job.state]++;
+    t->output_bytes += info.status.output_bytes;
+    if (!info.is_running)
+        return;
+    for (i = 0; i < t->n_owners && strcmp(t->owners[i].owner, info.spec->owner) != 0; i++)
+        ;
+    if (i == t->n_owners) {
+        if (t->n_owners == t->cap_owners) {
+            size_t cap = t->cap_owners ? t->cap_owners * 2 : 16;
+            struct owner_count *o = realloc(t->owners, cap * sizeof(*o));
+            if (!o) {
+                t->failed = true;
+                return;
+            }
+            t->owners = o;
+            t->cap_owners = cap;
+        }
+        t->owners[t->n_owners++] = (struct owner_count){info.spec->owner, 0};
+    }
+    t->owners[i].running++;
+}
+
+/* A label value as the text format wants it: backslash, quote and newline escaped. */
+static void put_label(struct strbuf *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            (void)strbuf_printf(b, "\\%c", *v);
+        else if (*v == '\n')
+            (void)strbuf_puts(b, "\\n");
+        else
+            (void)strbuf_putn(b, v, 1);
+    }
+}
+
+int jm_write_metrics(struct jm *m, struct strbuf *b)
+{
+    struct tally t = {.m = m};
+    uint64_t hist[START_BUCKETS + 1], starts, failures, cum = 0;
+    int64_t sum_ms;
+    unsigned readers;
+
+    jobtab_foreach(m->table, tally_one, &t);
+    (void)pthread_mutex_lock(&m->mu);
+    memcpy(hist, m->start_hist, sizeof(hist));
+    starts = m->starts;
+    failures = m->start_failures;
+    sum_ms = m->start_sum_ms;
+    readers = m->readers;
+    (void)pthread_mutex_unlock(&m->mu);
+
+    (void)strbuf_puts(b, "# HELP runjob_jobs Jobs the server knows, by state.\n"
+                         "# TYPE runjob_jobs gauge\n");
+    for (enum job_state st = JOB_STARTING; st <= JOB_LOST; st++) {
+        char name[32];
+        size_t i;
+        (void)snprintf(name, sizeof(name), "%s", job_state_name(st));
+        /* The words the CLI shows: running, exited, failed (FAILED_TO_START) ... */
+        for (i = 0; name[i] && name[i] != '_'; i++)
+            name[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+        name[i] = '\0';
+        (void)strbuf_printf(b, "runjob_jobs{state=\"%s\"} %u\n", name, t.by_state[st]);
+    }
+    (void)strbuf_puts(b, "# HELP runjob_running_jobs Running jobs, by owner.\n"
+                         "# TYPE runjob_running_jobs gauge\n");
+    for (size_t i = 0; i < t.n_owners; i++) {
+        (void)strbuf_puts(b, "runjob_running_jobs{user=\"");
+        put_label(b, t.owners[i].owner);
+        (void)strbuf_printf(b, "\"} %u\n", t.owners[i].running);
+    }
+    (void)strbuf_printf(b,
+                        "# HELP runjob_output_bytes Bytes of job output recorded, all jobs.\n"
+                        "# TYPE runjob_output_bytes gauge\n"
+                        "runjob_output_bytes %llu\n"
+                        "# HELP runjob_stream_readers Output readers open (streams).\n"
+                        "# TYPE runjob_stream_readers gauge\n"
+                        "runjob_stream_readers %u\n"
+                        "# HELP runjob_start_failures_total Starts whose command could not run.\n"
+                        "# TYPE runjob_start_failures_total counter\n"
+                        "runjob_start_failures_total %llu\n"
+                        "# HELP runjob_start_seconds Start latency: request recorded to job "
+                        "running.\n"
+                        "# TYPE runjob_start_seconds histogram\n",
+                        (unsigned long long)t.output_bytes, readers, (unsigned long long)failures);
+    for (size_t i = 0; i <= START_BUCKETS; i++) {
+        cum += hist[i];
+        if (i < START_BUCKETS)
+            (void)strbuf_printf(b, "runjob_start_seconds_bucket{le=\"%g\"} %llu\n",
+                                start_buckets_ms[i] / 1000.0, (unsigned long long)cum);
+        else
+            (void)strbuf_printf(b, "runjob_start_seconds_bucket{le=\"+Inf\"} %llu\n",
+                                (unsigned long long)cum);
+    }
+    (void)strbuf_printf(b, "runjob_start_seconds_sum %.3f\nrunjob_start_seconds_count %llu\n",
+                        sum_ms / 1000.0, (unsigned long long)starts);
+    free(t.owners);
+    return t.failed || strbuf_is_failed(b) ? -ENOMEM : 0;
 }
 
 /* ---- output ----------------------------------------------------------------------------- */

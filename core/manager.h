@@ -131,6 +131,13 @@ struct jm_info {
 void jm_job_info(struct jm_job *j, struct jm_info *ret);
 const char *jm_job_id(const struct jm_job *j);
 
+/* ---- metrics ---------------------------------------------------------------------------- */
+
+struct strbuf;
+/* Appends the manager's metrics in the Prometheus text format: jobs by state, running jobs by
+ * owner, output bytes, open readers, Start latency (histogram) and failures. 0 or -ENOMEM. */
+int jm_write_metrics(struct jm *m, struct strbuf *b);
+
 /* ---- output ----------------------------------------------------------------------------- */
 
 /* A reader of the job's output: the streams in select_mask (OUTLOG_SELECT_*) from offset.

@@ -69,6 +69,7 @@ void server_audit(struct server *s, const struct call_info *ci, int code)
     char t[40], line[1024], cn[CN_MAX * 6 + 1], peer[PEER_MAX * 6 + 1];
     int n;
 
+    server_count_call(ci->method, code);
     iso_time(t, sizeof(t));
     (void)log_json_escape(cn, sizeof(cn), ci->cn[0] ? ci->cn : "-");
     (void)log_json_escape(peer, sizeof(peer), ci->peer[0] ? ci->peer : "-");

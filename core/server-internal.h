@@ -162,6 +162,16 @@ void server_health_dispatch(struct ucall *uc, int h, grpc_byte_buffer *payload);
 /* The server begins to shut down: every Watch gets NOT_SERVING and ends. */
 void server_health_shutdown(struct server *s);
 
+/* ---- metrics (server-metrics.c) ---- */
+
+struct strbuf;
+/* Counts an answered call (server_audit does, for every call). */
+void server_count_call(const char *method, int code);
+/* Appends every metric in the Prometheus text format. 0 or -ENOMEM. */
+int server_write_metrics(struct server *s, struct strbuf *b);
+/* Rewrites cfg.metrics_path atomically (a temporary file renamed over it). 0 or -errno. */
+int server_write_metrics_file(struct server *s);
+
 /* The CN of the call's verified client certificate into buf. 0, -ENOKEY when there is none,
  * -ENOTUNIQ when the certificate names more than one (server-calls.c says why). */
 int server_peer_cn(grpc_call *call, char *buf, size_t len);

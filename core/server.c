@@ -224,16 +224,33 @@ static void reopen_audit_log(struct server *s)
         (void)close(fd);
 }
 
+static void write_metrics(struct server *s)
+{
+    int r = server_write_metrics_file(s);
+
+    if (r < 0)
+        log_errno(r, "writing the metrics file '%s'", s->cfg.metrics_path);
+}
+
 int server_run(struct server *s, int sigfd)
 {
     struct signalfd_siginfo si;
     struct pollfd p = {.fd = sigfd, .events = POLLIN};
 
+    write_metrics(s);
     for (;;) {
-        if (poll(&p, 1, -1) < 0) {
+        int n = poll(&p, 1,
+                     !s->cfg.metrics_path             ? -1
+                     : s->cfg.metrics_interval_ms > 0 ? (int)s->cfg.metrics_interval_ms
+                                                      : SERVER_METRICS_PERIOD_MS);
+        if (n < 0) {
             if (errno == EINTR)
                 continue;
             return -errno;
+        }
+        if (n == 0) {
+            write_metrics(s);
+            continue;
         }
         if (read(sigfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
             continue;
@@ -263,6 +280,7 @@ int server_run(struct server *s, int sigfd)
     grpc_server_cancel_all_calls(s->gs);
     wait_until(s, grpc_down, 60000);
     wait_until(s, calls_gone, 10000);
+    write_metrics(s); /* the last figures: every job stopped */
     log_info("shut down");
     return 0;
 }

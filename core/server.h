@@ -16,6 +16,8 @@
 
 struct server;
 
+#define SERVER_METRICS_PERIOD_MS 15000
+
 struct server_config {
     const char *host;   /* "localhost", "127.0.0.1", "::1", "0.0.0.0", a name */
     int port;           /* 0 = the kernel picks one (see server_port) */
@@ -23,9 +25,11 @@ struct server_config {
     const char *cert_pem;
     const char *key_pem;
     struct rpc_policy policy;
-    struct jm *manager;     /* the jobs served; the caller's, freed after the server */
-    int audit_fd;           /* audit lines go here (one write(2) each) */
-    const char *audit_path; /* the file behind audit_fd, reopened on SIGHUP; NULL = none */
+    struct jm *manager;          /* the jobs served; the caller's, freed after the server */
+    int audit_fd;                /* audit lines go here (one write(2) each) */
+    const char *audit_path;      /* the file behind audit_fd, reopened on SIGHUP; NULL = none */
+    const char *metrics_path;    /* rewritten every metrics_interval_ms; NULL = none */
+    int64_t metrics_interval_ms; /* 0 = SERVER_METRICS_PERIOD_MS */
     bool audit_json;
 };
 
