@@ -177,7 +177,8 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
     if (e == 1)
         e = -EPROTO;
     if (pidfd >= 0)
-        kill_and_reap(&pidfd, e == 1 ? rep.pid : 0); /* not to be trusted, nor kept */
+        kill_and_reap(&pidfd, 0); /* not to be trusted, nor kept: by its pidfd only, as a bad
+                                     reply's pid may name another process */
     /* Anything else, a failed send, poll or recv included, leaves the control socket out of
      * step (a reply still to come would be read by the next request as its own): stopped. */
     if (!r->tmpl_served)
