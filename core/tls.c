@@ -186,11 +186,60 @@ int tls_count_certs(const char *bundle_pem)
     return n > 0 ? n : -EBADMSG;
 }
 
+/* The next DER element in [*p, end): *start at its header, *p at its contents, *len their
+ * length (within end: ASN1_get_object checks). 0, or -EBADMSG (not DER: indefinite length). */
+static int der_next(const unsigned char **p, const unsigned char *end, const unsigned char **start,
+                    long *len, int *tag)
+{
+    int xclass, r;
+
+    *start = *p;
+    if (*p >= end)
+        return -EBADMSG;
+    r = ASN1_get_object(p, len, tag, &xclass, end - *p);
+    if (r & 0x80 || r & 0x01)
+        return -EBADMSG;
+    if (xclass == V_ASN1_CONTEXT_SPECIFIC)
+        *tag = -1 - *tag; /* [n] apart from the universal tags: [0] is -1 */
+    return 0;
+}
+
+/* The subject Name of a DER certificate, reached by stepping over the fields before it rather
+ * than by d2i_X509: that one also decodes the public key, ~135 us with OpenSSL 3.0 against ~2
+ * for the Name, and the server asks on every call. NULL when der is not a certificate. */
+static X509_NAME *der_subject(const unsigned char *der, long len)
+{
+    const unsigned char *p = der, *end = der + len, *start;
+    long n;
+    int tag;
+
+    /* Certificate, then tbsCertificate: SEQUENCEs, stepped into. */
+    for (int depth = 0; depth < 2; depth++) {
+        if (der_next(&p, end, &start, &n, &tag) < 0 || tag != V_ASN1_SEQUENCE)
+            return NULL;
+        end = p + n;
+    }
+    /* [0] version (absent in v1), serialNumber, signature, issuer, validity: stepped over. */
+    if (der_next(&p, end, &start, &n, &tag) < 0)
+        return NULL;
+    for (int skip = tag == -1 ? 5 : 4; skip > 0; skip--) {
+        p += n;
+        if (der_next(&p, end, &start, &n, &tag) < 0)
+            return NULL;
+    }
+    if (tag != V_ASN1_SEQUENCE)
+        return NULL;
+    n += (long)(p - start); /* its header too: d2i_X509_NAME reads the whole element */
+    p = start;
+    return d2i_X509_NAME(NULL, &p, n);
+}
+
 int tls_subject_cn_count(const char *pem, size_t len)
 {
     BIO *b;
-    X509 *x;
-    const X509_NAME *subject;
+    unsigned char *der = NULL;
+    long der_len = 0;
+    X509_NAME *subject;
     int n = 0, i = -1;
 
     if (len == 0 || len > PEM_MAX_BYTES)
@@ -198,15 +247,20 @@ int tls_subject_cn_count(const char *pem, size_t len)
     b = BIO_new_mem_buf(pem, (int)len);
     if (!b)
         return -ENOMEM;
-    x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-    BIO_free(b);
-    if (!x) {
+    if (!PEM_bytes_read_bio(&der, &der_len, NULL, PEM_STRING_X509, b, NULL, NULL)) {
+        BIO_free(b);
         ERR_clear_error();
         return -EBADMSG;
     }
-    subject = X509_get_subject_name(x);
+    BIO_free(b);
+    subject = der_subject(der, der_len);
+    OPENSSL_free(der);
+    if (!subject) {
+        ERR_clear_error();
+        return -EBADMSG;
+    }
     while ((i = X509_NAME_get_index_by_NID(subject, NID_commonName, i)) >= 0)
         n++;
-    X509_free(x);
+    X509_NAME_free(subject);
     return n;
 }

@@ -9,9 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include "core/tls.h"
 
@@ -113,7 +116,24 @@ Test(tls, bundle_and_key_pair)
     (void)!system(cmd);
 }
 
-/* The CNs of a certificate's subject, as many as there are: the server refuses more than one. */
+/* The CNs in a certificate's subject by the full parse, for comparison. */
+static int reference_cn_count(const char *pem)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    int n = 0, i = -1;
+
+    cr_assert_not_null(x);
+    while ((i = X509_NAME_get_index_by_NID(X509_get_subject_name(x), NID_commonName, i)) >= 0)
+        n++;
+    X509_free(x);
+    BIO_free(b);
+    return n;
+}
+
+/* The CNs of a certificate's subject, as many as there are: the server refuses more than one.
+ * Self-signed v3 certificates (a [0] version field) and CA-signed v1 ones (none), both as the
+ * full parse counts them. */
 Test(tls, subject_cn_count)
 {
     static const struct {
@@ -127,27 +147,59 @@ Test(tls, subject_cn_count)
         {"/O=nocn", "", 0},
     };
     char dir[] = "/tmp/test_tls_cn.XXXXXX";
-    char cmd[1024], cert[128];
+    char cmd[1024], path[128];
 
     if (system("command -v openssl >/dev/null 2>&1") != 0)
         cr_skip_test("the openssl command is not installed");
     cr_assert_not_null(mkdtemp(dir));
-    snprintf(cert, sizeof(cert), "%s/c.pem", dir);
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *pem = NULL;
-        snprintf(cmd, sizeof(cmd),
-                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes %s "
-                 "-subj '%s' -days 1 -keyout %s/k.pem -out %s >/dev/null 2>&1",
-                 cases[i].flags, cases[i].subj, dir, cert);
-        cr_assert_eq(system(cmd), 0, "the openssl command failed: %s", cmd);
-        cr_assert_eq(tls_read_pem(cert, &pem), 0);
-        cr_expect_eq(tls_subject_cn_count(pem, strlen(pem)), cases[i].want, "%s", cases[i].subj);
-        free(pem);
-    }
-    cr_expect_eq(tls_subject_cn_count("no pem", 6), -EBADMSG);
-    cr_expect_eq(tls_subject_cn_count("", 0), -EBADMSG);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        for (int v1 = 0; v1 < 2; v1++) {
+            char *pem = NULL;
+            if (!v1)
+                snprintf(cmd, sizeof(cmd),
+                         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes %s "
+                         "-subj '%s' -days 1 -keyout %s/k.pem -out %s/c.pem >/dev/null 2>&1",
+                         cases[i].flags, cases[i].subj, dir, dir);
+            else
+                snprintf(cmd, sizeof(cmd),
+                         "cd %s && openssl req -new -key k.pem %s -subj '%s' -out r.csr "
+                         ">/dev/null 2>&1 && openssl x509 -req -in r.csr -signkey k.pem -days 1 "
+                         "-out c.pem >/dev/null 2>&1",
+                         dir, cases[i].flags, cases[i].subj);
+            cr_assert_eq(system(cmd), 0, "the openssl command failed: %s", cmd);
+            snprintf(path, sizeof(path), "%s/c.pem", dir);
+            cr_assert_eq(tls_read_pem(path, &pem), 0);
+            cr_expect_eq(tls_subject_cn_count(pem, strlen(pem)), cases[i].want, "%s (v%d)",
+                         cases[i].subj, v1 ? 1 : 3);
+            cr_expect_eq(reference_cn_count(pem), cases[i].want, "%s (v%d), full parse",
+                         cases[i].subj, v1 ? 1 : 3);
+            free(pem);
+        }
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     (void)!system(cmd);
+}
+
+/* What is not a certificate is refused, never counted: no PEM, another PEM type, DER that is
+ * not a certificate, a certificate cut short. */
+Test(tls, subject_cn_count_refuses_what_is_not_a_certificate)
+{
+    static const char *const bad[] = {
+        "no pem",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        /* SEQUENCE { INTEGER 1 } */
+        "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n",
+        /* SEQUENCE { SEQUENCE { INTEGER 1 } }: a tbsCertificate that ends at its serial */
+        "-----BEGIN CERTIFICATE-----\nMAUwAwIBAQ==\n-----END CERTIFICATE-----\n",
+        /* a length past the end */
+        "-----BEGIN CERTIFICATE-----\nMBAwAwIBAQ==\n-----END CERTIFICATE-----\n",
+        /* an indefinite length: BER, not DER */
+        "-----BEGIN CERTIFICATE-----\nMIAwAwIBAQAA\n-----END CERTIFICATE-----\n",
+        "-----BEGIN PRIVATE KEY-----\nMAMCAQE=\n-----END PRIVATE KEY-----\n",
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_expect_eq(tls_subject_cn_count(bad[i], strlen(bad[i])), -EBADMSG, "case %zu", i);
+    cr_expect_eq(tls_subject_cn_count("", 0), -EBADMSG);
 }
 
 /* ---- exit with a thread still on its way out ------------------------------------------------
