@@ -280,7 +280,7 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
  * then lives in the new one. A directory the host does not have is skipped. */
 static void mount_private_dirs(bool host_net)
 {
-    static const char *const dirs[] = {"/tmp", "/var/tmp", "/dev/shm", "/run/lock"};
+    static const char *const dirs[] = {"/tmp", "/var/tmp", "/run/lock"};
     const unsigned long flags = MS_NOSUID | MS_NODEV;
     struct stat st;
 
@@ -298,6 +298,57 @@ static void mount_private_dirs(bool host_net)
         if (mount("tmpfs", dirs[i], "tmpfs", flags, "mode=1777") < 0)
             die(SHIMPROTO_STEP_MOUNT_TMP, errno);
     }
+}
+
+/* A /dev of the job's own instead of the host's: the harmless nodes (bind mounts of the host's
+ * null, zero, full, random, urandom, tty, those it has), a devpts instance of its own (so its
+ * ptys are not the host's, and cannot use up the host's pty pool), an empty shm and the usual
+ * links. The host's nodes are opened (O_PATH) before the new tmpfs covers /dev, and bound from
+ * those fds through the job's own /proc. */
+static void mount_private_dev(void)
+{
+    static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+    static const char *const links[][2] = {
+        {"pts/ptmx", "/dev/ptmx"},          {"/proc/self/fd", "/dev/fd"},
+        {"/proc/self/fd/0", "/dev/stdin"},  {"/proc/self/fd/1", "/dev/stdout"},
+        {"/proc/self/fd/2", "/dev/stderr"},
+    };
+    int held[sizeof(nodes) / sizeof(nodes[0])];
+    char path[64];
+    int fd;
+
+    for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+        struct stat st;
+        (void)snprintf(path, sizeof(path), "/dev/%s", nodes[i]);
+        held[i] = open(path, O_PATH | O_CLOEXEC);
+        /* A host without it (a container's /dev): the job goes without too. */
+        if (held[i] >= 0 && (fstat(held[i], &st) < 0 || !S_ISCHR(st.st_mode))) {
+            (void)close(held[i]);
+            held[i] = -1;
+        }
+    }
+    if (mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") < 0)
+        die(SHIMPROTO_STEP_MOUNT_DEV, errno);
+    for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+        char from[40];
+        if (held[i] < 0)
+            continue;
+        (void)snprintf(path, sizeof(path), "/dev/%s", nodes[i]);
+        (void)snprintf(from, sizeof(from), "/proc/self/fd/%d", held[i]);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 || close(fd) < 0 || mount(from, path, NULL, MS_BIND, NULL) < 0)
+            die(SHIMPROTO_STEP_MOUNT_DEV, errno);
+        (void)close(held[i]);
+    }
+    if (mkdir("/dev/pts", 0755) < 0 || mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                                             "newinstance,ptmxmode=0666,mode=0620") < 0)
+        die(SHIMPROTO_STEP_MOUNT_DEV, errno);
+    if (mkdir("/dev/shm", 01777) < 0 ||
+        mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
+        die(SHIMPROTO_STEP_MOUNT_DEV, errno);
+    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++)
+        if (symlink(links[i][0], links[i][1]) < 0)
+            die(SHIMPROTO_STEP_MOUNT_DEV, errno);
 }
 
 /* Forks the command's process (command_main). Every signal is blocked across the fork so that
@@ -376,6 +427,7 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
         loopback_up();
     }
     mount_private_dirs(host_net);
+    mount_private_dev();
 
     wait_prep(&prep);
     /* After the server placed us in the job cgroup (or clone3 did): that is the root the job

@@ -43,6 +43,7 @@ static const char *const step_names[SHIMPROTO_STEP__MAX] = {
     [SHIMPROTO_STEP_EXEC] = "exec",
     [SHIMPROTO_STEP_WAIT_PREP] = "wait for the job",
     [SHIMPROTO_STEP_MOUNT_TMP] = "mount the job's own /tmp",
+    [SHIMPROTO_STEP_MOUNT_DEV] = "mount the job's own /dev",
     [SHIMPROTO_STEP_RLIMITS] = "set resource limits",
 };
 

@@ -84,6 +84,7 @@ enum shimproto_step {
                                */
     SHIMPROTO_STEP_MOUNT_TMP, /* the job's own /tmp, /var/tmp, /dev/shm, /run/lock (and /run) */
     SHIMPROTO_STEP_RLIMITS,   /* the job's resource limits, not the server's */
+    SHIMPROTO_STEP_MOUNT_DEV, /* the job's own /dev: a few nodes, its own devpts and shm */
     SHIMPROTO_STEP__MAX,
 };
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# A job's /dev is its own: the harmless nodes, a devpts instance of its own (its ptys are not
+# the host's), an empty shm; none of the host's disks or other devices.
+. "$(dirname "$0")/../lib.sh"
+rj_setup
+rj_server_start
+
+expect_eq "ls /dev in a job is the minimal set" \
+    "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero" \
+    "$(rj_as alice run /bin/ls /dev 2>&1 | tr '\n' ' ' | sed 's/ $//')"
+expect_eq "the nodes work" "0000000000" \
+    "$(rj_as alice run /bin/sh -c 'head -c 5 /dev/zero | od -An -tx1 | tr -d " \n"; echo x >/dev/null' 2>&1 | cut -c1-10)"
+out=$(rj_as alice run /bin/sh -c 'ls /dev/sda /dev/vda /dev/mem /dev/kmsg 2>&1' 2>&1)
+expect_match "no host disks, /dev/mem or /dev/kmsg" '^(ls: cannot access.*No such file or directory.?\s*)+$' "$out"
+
+if command -v python3 >/dev/null; then
+    HOST_PTS=$(ls /dev/pts | wc -l)
+    ID=$(rj_as alice start /usr/bin/python3 -c '
+import os, pty, time
+ptys = [pty.openpty() for _ in range(20)]
+print(os.ttyname(ptys[-1][1]), flush=True)
+time.sleep(3)')
+    sleep 1.5
+    DURING=$(ls /dev/pts | wc -l)
+    expect_eq "20 ptys in a job add none to the host's /dev/pts" "$HOST_PTS" "$DURING"
+    expect_eq "the job's ptys are in its own devpts" "/dev/pts/19" "$(rj_as alice stream "$ID" 2>&1)"
+else
+    echo "SKIP: pty checks -- python3 is not installed (the job's pty opener)"
+fi
+t_done
