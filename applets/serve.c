@@ -43,7 +43,9 @@ struct serve_opts {
     const char *audit_log;
     const char *metrics_file;
     int64_t metrics_interval_ms;
-    uid_t uid; /* --job-user resolved (check_opts) */
+    const char *uid_range;     /* --job-uid-range as given, or NULL */
+    uid_t uid_first, uid_last; /* every job a uid of its own from these (0: one user for all) */
+    uid_t uid;                 /* --job-user resolved (check_opts) */
     gid_t gid;
 };
 
@@ -95,7 +97,11 @@ static const char usage[] =
     "      --state-dir DIR              job records and output (default /var/lib/runjob)\n"
     "      --admin-cn CN                a CN that sees and stops every job; repeatable\n"
     "                                   (default administrator)\n"
-    "      --job-user USER              user jobs run as: name or UID[:GID] (default nobody)\n"
+    "      --job-uid-range FIRST-LAST   each job runs as a uid (and gid) of its own from these,\n"
+    "                                   handed out in turn (default 1879048192-1879113727,\n"
+    "                                   above the uids systemd gives containers)\n"
+    "      --job-user USER              instead, every job runs as this one user: a name or\n"
+    "                                   UID[:GID], e.g. nobody\n"
     "      --allow-host-network         let requests ask for the host's network (default off)\n"
     "      --max-output-bytes SIZE      output recorded per job (default 1GiB)\n"
     "      --stop-signal SIG            a Stop's first signal when it names none, and the one\n"
@@ -131,6 +137,7 @@ enum {
     OPT_STATE_DIR,
     OPT_ADMIN_CN,
     OPT_JOB_USER,
+    OPT_JOB_UID_RANGE,
     OPT_HOST_NET,
     OPT_MAX_OUTPUT,
     OPT_STOP_GRACE,
@@ -160,6 +167,7 @@ static const struct option long_opts[] = {
     {"state-dir", required_argument, NULL, OPT_STATE_DIR},
     {"admin-cn", required_argument, NULL, OPT_ADMIN_CN},
     {"job-user", required_argument, NULL, OPT_JOB_USER},
+    {"job-uid-range", required_argument, NULL, OPT_JOB_UID_RANGE},
     {"allow-host-network", no_argument, NULL, OPT_HOST_NET},
     {"max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT},
     {"stop-grace", required_argument, NULL, OPT_STOP_GRACE},
@@ -342,6 +350,19 @@ static int parse_flags(int argc, char **argv, struct serve_opts *o)
                 return bad("--admin-cn", optarg, "too many (at most 64)");
             o->admins[o->n_admins++] = optarg;
             break;
+        case OPT_JOB_UID_RANGE: {
+            const char *end;
+            uint64_t first, last;
+            if (parse_u64(optarg, &end, &first) < 0 || *end != '-' ||
+                parse_u64(end + 1, &end, &last) < 0 || *end || first == 0 || last < first ||
+                last >= UINT32_MAX || last - first >= (1u << 24))
+                return bad("--job-uid-range", optarg,
+                           "want FIRST-LAST, 1 <= FIRST <= LAST, at most 16777216 uids");
+            o->uid_range = optarg;
+            o->uid_first = (uid_t)first;
+            o->uid_last = (uid_t)last;
+            break;
+        }
         case OPT_JOB_USER:
             o->job_user = optarg;
             break;
@@ -447,6 +468,14 @@ static int check_opts(struct serve_opts *o)
     if (o->n_admins == 0)
         o->admins[o->n_admins++] = "administrator";
     o->admins[o->n_admins] = NULL;
+    if (o->job_user && o->uid_range) {
+        fprintf(stderr, "runjob serve: --job-user and --job-uid-range: choose one (one user for "
+                        "every job, or a uid of its own for each)\n");
+        return 2;
+    }
+    if (!o->job_user)
+        return CONTINUE; /* the uid range */
+    o->uid_first = o->uid_last = 0;
     if (resolve_user(o->job_user, &o->uid, &o->gid) < 0)
         return bad("--job-user", o->job_user, "no such user (a name in /etc/passwd or UID[:GID])");
     if (o->uid == 0) {
@@ -526,6 +555,8 @@ static int serve(const struct serve_opts *o)
     jc.max_running_per_user = o->max_running;
     jc.job_uid = o->uid;
     jc.job_gid = o->gid;
+    jc.uid_first = o->uid_first;
+    jc.uid_last = o->uid_last;
     jc.max_output_bytes = o->max_output_bytes;
     jc.default_limits = o->policy.defaults;
     jc.stop_grace_ms = o->policy.default_grace_ms;
@@ -584,7 +615,8 @@ int applet_serve_main(int argc, char **argv)
                               .pids = 32768},
                    .default_grace_ms = 10000},
         .state_dir = "/var/lib/runjob",
-        .job_user = "nobody",
+        .uid_first = 1879048192, /* 0x70000000: past systemd's container range */
+        .uid_last = 1879048192 + 65535,
         .max_output_bytes = 1ull << 30,
         .max_running = 64,
         .log_format = LOG_FORMAT_TEXT,

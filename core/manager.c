@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@ struct spare {
     struct jobtab_spare *spare;
     struct outlog *log;
     struct job_spare *cg;
+    uid_t uid; /* the job's, taken with uid_take */
 };
 
 /* A Start between its record and its outcome. */
@@ -40,6 +42,7 @@ struct start {
     struct jobtab_entry *e;
     struct outlog *log;
     struct job_spare *cg; /* made ahead, or NULL; job_start takes it */
+    uid_t uid;            /* the job's (uid_take), given back if it does not run */
     jm_started_fn done;
     void *userdata;
     int64_t begun_ms; /* CLOCK_MONOTONIC when jm_start_async took it */
@@ -68,6 +71,8 @@ struct jm {
     unsigned stopping;  /* jobs jm_shutdown waits for */
     unsigned readers;   /* open jm_readers */
     int lock_fd;        /* <state>/lock, flock'ed for the manager's life */
+    uint8_t *uids_used; /* a bit per uid of uid_first..uid_last held by a job or a spare */
+    uint64_t uid_next;  /* where uid_take looks first */
     /* For jm_write_metrics: */
     uint64_t starts, start_failures;
     uint64_t start_hist[START_BUCKETS + 1]; /* per bucket, not cumulative; [last] = +Inf */
@@ -169,6 +174,49 @@ static void on_loaded(struct jobtab_entry *e, bool was_running, void *userdata)
         jobtab_entry_attach(e, NULL, log);
 }
 
+/* ---- job uids ---------------------------------------------------------------------------- */
+
+/* A uid for a job: the configured one, or the next free one of the range. 0 or -EAGAIN (every
+ * uid of the range is held). */
+static int uid_take(struct jm *m, uid_t *ret)
+{
+    uint64_t n = (uint64_t)m->cfg.uid_last - m->cfg.uid_first + 1;
+    int r = -EAGAIN;
+
+    if (!m->uids_used) {
+        *ret = m->cfg.job_uid;
+        return 0;
+    }
+    (void)pthread_mutex_lock(&m->mu);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t k = m->uid_next++ % n;
+        if (!(m->uids_used[k / 8] & (1u << (k % 8)))) {
+            m->uids_used[k / 8] |= (uint8_t)(1u << (k % 8));
+            *ret = (uid_t)(m->cfg.uid_first + k);
+            r = 0;
+            break;
+        }
+    }
+    (void)pthread_mutex_unlock(&m->mu);
+    return r;
+}
+
+static void uid_give_back(struct jm *m, uid_t u)
+{
+    uint64_t k = (uint64_t)u - m->cfg.uid_first;
+
+    if (!m->uids_used || u < m->cfg.uid_first || u > m->cfg.uid_last)
+        return;
+    (void)pthread_mutex_lock(&m->mu);
+    m->uids_used[k / 8] &= (uint8_t) ~(1u << (k % 8));
+    (void)pthread_mutex_unlock(&m->mu);
+}
+
+static gid_t gid_of(struct jm *m, uid_t u)
+{
+    return m->uids_used ? (gid_t)u : m->cfg.job_gid;
+}
+
 /* ---- jobs made ahead -------------------------------------------------------------------- */
 
 static void spare_free(struct jm *m, struct spare *a)
@@ -178,6 +226,8 @@ static void spare_free(struct jm *m, struct spare *a)
     job_spare_free(a->cg);
     outlog_free(a->log); /* closes the file; jobtab_spare_free removes it */
     jobtab_spare_free(m->table, a->spare);
+    if (a->spare)
+        uid_give_back(m, a->uid);
     *a = (struct spare){0};
 }
 
@@ -187,7 +237,12 @@ static int spare_make(struct jm *m, struct spare *ret)
     char path[PATH_MAX];
     int r;
 
+    r = uid_take(m, &a.uid);
+    if (r < 0)
+        return r;
     r = jobtab_spare_new(m->table, &a.spare);
+    if (r < 0)
+        uid_give_back(m, a.uid);
     if (r == 0)
         r = jobtab_spare_output_path(m->table, a.spare, path, sizeof(path));
     if (r == 0)
@@ -199,8 +254,8 @@ static int spare_make(struct jm *m, struct spare *ret)
     /* After the folder (see spare_free), with the limits a Start without its own will have. */
     r = job_spare_new(m->runner,
                       &(struct job_spare_spec){.id = jobtab_spare_id(a.spare),
-                                               .uid = m->cfg.job_uid,
-                                               .gid = m->cfg.job_gid,
+                                               .uid = a.uid,
+                                               .gid = gid_of(m, a.uid),
                                                .limits = m->cfg.default_limits},
                       &a.cg);
     if (r < 0)
@@ -265,10 +320,17 @@ static void spare_put_back(struct jm *m, struct spare *a)
 
 static void spare_free_all(struct jm *m)
 {
+    struct spare all[SPARES_MAX];
+    unsigned n;
+
+    /* Freed outside the lock: a spare gives its uid back under it. */
     (void)pthread_mutex_lock(&m->mu);
-    while (m->n_spares > 0)
-        spare_free(m, &m->spares[--m->n_spares]);
+    n = m->n_spares;
+    memcpy(all, m->spares, n * sizeof(all[0]));
+    m->n_spares = 0;
     (void)pthread_mutex_unlock(&m->mu);
+    while (n > 0)
+        spare_free(m, &all[--n]);
 }
 
 /* ---- Start ------------------------------------------------------------------------------ */
@@ -277,6 +339,7 @@ static void spare_free_all(struct jm *m)
 struct running {
     struct jm *m;
     struct jobtab_entry *e;
+    uid_t uid;
 };
 
 /* Event thread, once per job, after its final status is set and its log closed. The record
@@ -296,6 +359,9 @@ static void on_job_end(struct job *j, void *userdata)
         st.output_truncated = outlog_is_truncated(log);
     }
     jobtab_entry_set_status_async(e, &st);
+    /* Every process of the job is gone (its cgroup killed), its private directories with its
+     * mount namespace: the uid may serve another job, after the rest of the range. */
+    uid_give_back(m, run->uid);
     free(run);
     if (m->cfg.on_end)
         m->cfg.on_end(job_of(e), m->cfg.userdata);
@@ -321,6 +387,7 @@ static void start_failed(struct start *s, int err, const char *why)
     struct jm_started out;
 
     job_spare_free(TAKE_PTR(s->cg)); /* made ahead, and no job_start took it */
+    uid_give_back(s->m, s->uid);
     jobtab_entry_get_status(s->e, &st);
     st.job.state = JOB_FAILED_TO_START;
     st.job.end_ms = st.job.start_ms;
@@ -370,15 +437,15 @@ static void run_start(struct start *s)
         start_failed(s, -ENOMEM, "the server is out of memory");
         return;
     }
-    *run = (struct running){m, e};
+    *run = (struct running){m, e, s->uid};
     js.id = spec->id;
     js.path = spec->command;
     js.args = (const char *const *)spec->args;
     js.n_args = spec->n_args;
     js.limits = spec->limits;
     js.network = spec->network;
-    js.uid = m->cfg.job_uid;
-    js.gid = m->cfg.job_gid;
+    js.uid = s->uid;
+    js.gid = gid_of(m, s->uid);
     js.log = s->log;
     js.spare = TAKE_PTR(s->cg); /* job_start's now, whatever it returns */
     r = job_start(m->runner, &js, on_job_end, run, &j, errbuf, sizeof(errbuf));
@@ -459,13 +526,24 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
         fail_unrecorded(rq, -ENOMEM, "the server is out of memory", done, userdata);
         return;
     }
+    if (!a.spare && uid_take(m, &a.uid) < 0) { /* no spare, with its uid, was left */
+        free(s);
+        fail_unrecorded(rq, -EAGAIN, "every job uid of the server's range is in use", done,
+                        userdata);
+        return;
+    }
+    s->m = m;
     r = jobtab_add_in(m->table, &a.spare, rq->owner, rq->name ? rq->name : "", rq->command,
                       rq->args, rq->n_args, &rq->limits, rq->network, &e);
+    if (r < 0 && !a.spare)
+        uid_give_back(m, a.uid); /* a spare still held gives its own back with it */
     if (r == -EEXIST || r == -EUSERS) {
         spare_put_back(m, &a);
     } else if (r < 0) { /* its folder went with the failed job */
         job_spare_free(TAKE_PTR(a.cg));
         outlog_free(TAKE_PTR(a.log));
+        if (a.spare)
+            uid_give_back(m, a.uid);
     }
     if (r < 0) {
         free(s);
@@ -478,8 +556,8 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
                         done, userdata);
         return;
     }
-    s->m = m;
     s->e = e;
+    s->uid = a.uid;
     s->begun_ms = begun_ms;
     s->done = done;
     s->userdata = userdata;
@@ -867,6 +945,25 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
     (void)pthread_cond_init(&m->changed, NULL);
     STAILQ_INIT(&m->queue);
     m->lock_fd = -1;
+    if (cfg->uid_first) {
+        uint64_t n = (uint64_t)cfg->uid_last - cfg->uid_first + 1;
+        if (cfg->uid_last < cfg->uid_first || n > (1u << 24)) {
+            (void)snprintf(errbuf, errlen, "use the job uid range %u-%u", (unsigned)cfg->uid_first,
+                           (unsigned)cfg->uid_last);
+            jm_free(m);
+            return -EINVAL;
+        }
+        m->uids_used = calloc((size_t)(n + 7) / 8, 1);
+        if (!m->uids_used) {
+            jm_free(m);
+            return -ENOMEM;
+        }
+        /* Where the last server left off is not known: start anywhere, so that a restart
+         * does not hand the range's first uids out again at once. */
+        if (getrandom(&m->uid_next, sizeof(m->uid_next), 0) != sizeof(m->uid_next))
+            m->uid_next = (uint64_t)time(NULL);
+        m->uid_next %= n;
+    }
 
     tc.state_dir = cfg->state_dir;
     tc.admin_cns = cfg->admin_cns;
@@ -1011,6 +1108,7 @@ void jm_free(struct jm *m)
     }
     if (m->lock_fd >= 0)
         (void)close(m->lock_fd); /* every record written and synced: the next may come */
+    free(m->uids_used);
     (void)pthread_cond_destroy(&m->changed);
     (void)pthread_cond_destroy(&m->idle);
     (void)pthread_cond_destroy(&m->cond);

@@ -32,8 +32,12 @@ struct jm_config {
     const char *state_dir;         /* one folder per job; created if missing */
     const char *const *admin_cns;  /* NULL-terminated; these callers see and stop every job */
     unsigned max_running_per_user; /* 0 = no cap */
-    uid_t job_uid;                 /* every job runs as job_uid:job_gid */
+    uid_t job_uid;                 /* every job runs as job_uid:job_gid ... */
     gid_t job_gid;
+    /* ... unless uid_first is set: then each job gets a uid (and the gid of that number) of
+     * its own from uid_first..uid_last, handed out in turn, so that a uid comes back only
+     * after every other in the range was used, and never while its job runs. */
+    uid_t uid_first, uid_last;
     uint64_t max_output_bytes;    /* per job; past it output is dropped (0 = no cap) */
     struct limits default_limits; /* what a job made ahead is given until its Start */
     int64_t stop_grace_ms;        /* jm_shutdown's grace between stop_signal and the kill */

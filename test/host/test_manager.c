@@ -462,3 +462,51 @@ Test(jm, a_cut_output_is_still_reported_cut_after_a_restart)
     free(jobs);
     jm_free(m);
 }
+
+/* The first line of a running job's stdout (it waits for the newline). */
+static void first_line(struct jm *m, struct jm_job *j, char *buf, size_t cap)
+{
+    struct jm_reader *rd = NULL;
+    size_t n = 0;
+
+    cr_assert_eq(jm_reader_open(m, j, OUTLOG_SELECT_STDOUT, 0, &rd, NULL), 0);
+    for (int i = 0; i < 10000 && !memchr(buf, '\n', n) && n + 1 < cap; i++) {
+        struct outlog_chunk_info info;
+        ssize_t r = jm_reader_read(rd, buf + n, cap - 1 - n, &info);
+        if (r > 0)
+            n += (size_t)r;
+        else
+            sleep_ms(1);
+    }
+    buf[n] = '\0';
+    jm_reader_free(rd);
+}
+
+Test(jm, each_job_gets_a_uid_of_its_own_from_the_range)
+{
+    struct jm_config cfg = manager_config(JM_SPARES_DEFAULT, 0);
+    struct jm *m = NULL;
+    char err[256], out[4][32] = {{0}};
+    unsigned uids[4];
+
+    cfg.uid_first = 1879048192;
+    cfg.uid_last = 1879048192 + 15;
+    cr_assert_eq(jm_new(&cfg, &m, err, sizeof(err)), 0, "%s", err);
+    struct jm_job *held = must_start(m, "alice", NULL, "id -u; exec sleep 100");
+    first_line(m, held, out[3], sizeof(out[3]));
+    cr_assert_eq(sscanf(out[3], "%u", &uids[3]), 1, "output: %s", out[3]);
+    for (int i = 0; i < 3; i++) {
+        struct jm_job *j = must_start(m, i == 1 ? "bob" : "alice", NULL, "id -u; id -g");
+        unsigned g = 0;
+        wait_ended(j);
+        read_all(m, j, OUTLOG_SELECT_STDOUT, 0, out[i], sizeof(out[i]));
+        cr_assert_eq(sscanf(out[i], "%u\n%u", &uids[i], &g), 2, "output: %s", out[i]);
+        cr_expect_eq(uids[i], g, "gid %u is not the uid %u", g, uids[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        cr_expect(uids[i] >= cfg.uid_first && uids[i] <= cfg.uid_last, "uid %u", uids[i]);
+        for (int k = 0; k < i; k++)
+            cr_expect_neq(uids[i], uids[k], "jobs %d and %d share uid %u", i, k, uids[i]);
+    }
+    jm_free(m); /* spares holding uids are freed too */
+}
