@@ -134,7 +134,7 @@ static int reference_cn_count(const char *pem)
 /* The CNs of a certificate's subject, as many as there are: the server refuses more than one.
  * Self-signed v3 certificates (a [0] version field) and CA-signed v1 ones (none), both as the
  * full parse counts them. */
-Test(tls, subject_cn_count)
+Test(tls, subject_cns_are_counted)
 {
     static const struct {
         const char *subj, *flags;
