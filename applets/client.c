@@ -140,11 +140,16 @@ int client_parse_flags(struct client_opts *o, const char *shortopts, const struc
 {
     bool in_order = shortopts[0] == '+';
     char spec[64], q[256];
-    int opt, r;
+    int opt, r, before;
 
     /* ':' (after a '+') first: a missing value comes back as ':' and gets our own message */
     (void)snprintf(spec, sizeof(spec), "%s:%s", in_order ? "+" : "", shortopts + in_order);
-    while ((opt = getopt_long(o->argc, o->argv, spec, longopts, NULL)) != -1) {
+    o->dashdash = false;
+    for (;;) {
+        before = optind ? optind : 1; /* 0 asks getopt to start over, at 1 */
+        opt = getopt_long(o->argc, o->argv, spec, longopts, NULL);
+        if (opt == -1)
+            break;
         r = on_flag ? on_flag(o, opt, optarg, ctx) : CLIENT_OPT_OTHER;
         if (r == CLIENT_OPT_OTHER)
             r = client_option(o, opt, optarg, usage);
@@ -154,7 +159,115 @@ int client_parse_flags(struct client_opts *o, const char *shortopts, const struc
         if (r != CLIENT_OPT_DONE)
             return r;
     }
+    /* getopt steps over a `--` that ends the flags and stays on any other word; a `--` that is
+     * a flag's value (`-A --`) was taken by an earlier call. */
+    o->dashdash = optind == before + 1 && strcmp(o->argv[before], "--") == 0;
     return CLIENT_OPT_DONE;
+}
+
+enum after_kind { AFTER_OTHER, AFTER_SHORT, AFTER_LONG };
+
+/* How w[i] reads as a flag of shortopts/longopts other than own's, as getopt_long reads it but
+ * with long names only in full (after a command, `--net` is more likely the command's than an
+ * abbreviation of ours); *ret_words is 2 when the flag's value is the next word of w[..n). A
+ * one-letter flag without its value is the command's (`id -u`); a long one is still ours, so
+ * that its missing value gets the parser's own message. */
+static enum after_kind after_word(const char *shortopts, const struct option *longopts,
+                                  const char *own, char **w, int n, int i, int *ret_words)
+{
+    const char *s = w[i];
+
+    *ret_words = 1;
+    if (s[0] != '-' || !s[1])
+        return AFTER_OTHER;
+    if (s[1] == '-') {
+        const char *name = s + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        for (const struct option *l = longopts; l->name; l++) {
+            if (strlen(l->name) != len || strncmp(l->name, name, len) != 0)
+                continue;
+            if (l->val > 0 && l->val < 256 && strchr(own, l->val))
+                return AFTER_OTHER;
+            if (l->has_arg == required_argument && !eq && i + 1 < n)
+                *ret_words = 2;
+            return AFTER_LONG;
+        }
+        return AFTER_OTHER;
+    }
+    for (const char *c = s + 1; *c; c++) {
+        const char *p = *c == ':' || *c == '+' ? NULL : strchr(shortopts, *c);
+        if (!p || strchr(own, *c))
+            return AFTER_OTHER;
+        if (p[1] != ':')
+            continue;
+        if (c[1]) /* the rest of the word is the value: -j4 */
+            return AFTER_SHORT;
+        if (i + 1 >= n)
+            return AFTER_OTHER;
+        *ret_words = 2;
+        return AFTER_SHORT;
+    }
+    return AFTER_SHORT;
+}
+
+int client_parse_after_command(struct client_opts *o, const char *shortopts,
+                               const struct option *longopts, const char *usage,
+                               client_flag_fn on_flag, void *ctx, const char *own, int first,
+                               int *ret_next)
+{
+    int end = first, other = -1, one_letter = -1, full = -1, words, r;
+    char q[256], q2[256];
+
+    while (end < o->argc && strcmp(o->argv[end], "--") != 0)
+        end++;
+    for (int i = first; i < end; i += words) {
+        enum after_kind k = after_word(shortopts, longopts, own, o->argv, end, i, &words);
+        int *seen = k == AFTER_LONG ? &full : k == AFTER_SHORT ? &one_letter : &other;
+        if (*seen < 0)
+            *seen = i;
+    }
+    if (full < 0 && (other >= 0 || one_letter < 0)) {
+        /* The command's own words (a `--` among them too), or none: `/usr/bin/find -- /var`. */
+        *ret_next = other >= 0 ? first : end + (end < o->argc);
+        return CLIENT_OPT_DONE;
+    }
+    /* Refused rather than guessed: either reading may run something else than was meant. */
+    if (full < 0)
+        return client_usage_error(o,
+                                  "'%s' after the command could be a runjob flag or the "
+                                  "command's own: put runjob's flags before the command, or -- "
+                                  "before the command's arguments",
+                                  quote(o, o->argv[one_letter], q, sizeof(q)));
+    if (other >= 0)
+        return client_usage_error(o,
+                                  "'%s' after the command is a runjob flag but '%s' is not: put "
+                                  "runjob's flags before the command, or -- before the "
+                                  "command's arguments",
+                                  quote(o, o->argv[full], q, sizeof(q)),
+                                  quote(o, o->argv[other], q2, sizeof(q2)));
+
+    /* Every word is ours: the one parser takes them, from a copy of argv that ends there. */
+    char **words_argv = calloc((size_t)(end - first) + 2, sizeof(*words_argv));
+    char **argv = o->argv;
+    int argc = o->argc;
+    if (!words_argv)
+        return client_usage_error(o, "out of memory");
+    words_argv[0] = argv[0];
+    memcpy(words_argv + 1, argv + first, (size_t)(end - first) * sizeof(*words_argv));
+    o->argv = words_argv;
+    o->argc = end - first + 1;
+    optind = 0;
+    r = client_parse_flags(o, shortopts, longopts, usage, on_flag, ctx);
+    if (r == CLIENT_OPT_DONE && optind != o->argc) /* after_word and getopt disagree */
+        r = client_usage_error(o, "cannot tell runjob's flags after the command from the "
+                                  "command's: put them before the command");
+    o->argv = argv;
+    o->argc = argc;
+    o->dashdash = end < argc;
+    free(words_argv);
+    if (r == CLIENT_OPT_DONE)
+        *ret_next = end + (end < argc);
+    return r;
 }
 
 int client_connect(struct client_opts *o, struct rpc_client **ret)
@@ -316,6 +429,10 @@ int client_print_jobs(const struct client_opts *o, Jobmanager__V1__JobStatus *co
 
 /* ---- start and run ----------------------------------------------------------------------- */
 
+/* '+': the flags before the command end at it; the words after it are judged apart. */
+#define START_ALL_SHORTOPTS "+" CLIENT_SHORTOPTS START_SHORTOPTS
+static const struct option start_longopts[] = {CLIENT_LONGOPTS, START_LONGOPTS, {NULL, 0, NULL, 0}};
+
 void client_start_init(struct start_opts *s)
 {
     memset(s, 0, sizeof(*s));
@@ -418,16 +535,21 @@ int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx
 
 int client_start_finish(struct client_opts *o, struct start_opts *s, int argc, char **argv)
 {
-    int i = optind;
+    int i = optind, r;
 
     if (!s->req.command || !*s->req.command) {
         if (i >= argc)
             return client_usage_error(o, "missing the command to run (an absolute path, like "
                                          "/bin/ls)");
         s->req.command = argv[i++];
-        /* `start /usr/bin/find -- /var -name '*.log'`: the -- only separates. */
-        if (i < argc && strcmp(argv[i], "--") == 0)
-            i++;
+    }
+    /* `start /bin/ls -l /tmp` and `start /usr/bin/echo -A hi --server-host=h` both: the rule
+     * is START_USAGE_AFTER's. After a `--` before the command, everything is the command's. */
+    if (!o->dashdash) {
+        r = client_parse_after_command(o, START_ALL_SHORTOPTS, start_longopts, "",
+                                       client_start_option, s, "ch", i, &i);
+        if (r != CLIENT_OPT_DONE)
+            return r;
     }
     for (; i < argc; i++)
         if (add_arg(s, argv[i]) < 0)
@@ -702,7 +824,6 @@ static void note_stdin(const struct client_opts *o)
 
 int client_start_main(int argc, char **argv, const char *usage, bool run)
 {
-    static const struct option longopts[] = {CLIENT_LONGOPTS, START_LONGOPTS, {NULL, 0, NULL, 0}};
     struct client_opts o;
     struct start_opts s;
     _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
@@ -712,9 +833,9 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
 
     client_init(&o, argc, argv);
     client_start_init(&s);
-    /* '+': options end at the command, so its own flags (`/bin/ls -l`) stay its own. */
-    if ((r = client_parse_flags(&o, "+" CLIENT_SHORTOPTS START_SHORTOPTS, longopts, usage,
-                                client_start_option, &s)) != CLIENT_OPT_DONE)
+    /* The flags before the command; client_start_finish judges the words after it. */
+    if ((r = client_parse_flags(&o, START_ALL_SHORTOPTS, start_longopts, usage, client_start_option,
+                                &s)) != CLIENT_OPT_DONE)
         goto out;
     if ((r = client_start_finish(&o, &s, argc, argv)) != 0 || (r = client_opts_finish(&o)) != 0)
         goto out;

@@ -31,6 +31,7 @@ struct client_opts {
     const char *ca_path, *cert_path, *key_path, *user;
     enum client_output output;
     bool output_given; /* -o was on the command line (for verbs without formats) */
+    bool dashdash;     /* with '+', client_parse_flags stopped at a `--`, which it took */
     char cert_buf[1024], key_buf[1024];
 };
 
@@ -99,6 +100,21 @@ typedef int (*client_flag_fn)(struct client_opts *o, int opt, const char *arg, v
  * exit code: 0 after --help, 2 after a usage error (message printed). */
 int client_parse_flags(struct client_opts *o, const char *shortopts, const struct option *longopts,
                        const char *usage, client_flag_fn on_flag, void *ctx);
+/* The words after a command, o->argv[first..] up to the first `--`, for a verb whose flags may
+ * come after its command too (start and run). They are the applet's flags when every one of
+ * them is a flag of shortopts/longopts or a flag's value and at least one is a long flag
+ * written in full; those are then parsed as client_parse_flags parses them. They are the
+ * command's when none is such a flag, or when some are one-letter flags among words that are
+ * not. Anything else is refused with one line that names `--`: a long flag among the
+ * command's words, or only one-letter flags (`-A /tmp`), which the command may take too.
+ * own lists the one-letter flags that after a command are always the command's (and, by
+ * their codes, their long names). Returns CLIENT_OPT_DONE with *ret_next at the command's first
+ * word (past the `--` when it came right after the applet's flags or the command), else the
+ * exit code (0 after --help, 2 after a usage error). */
+int client_parse_after_command(struct client_opts *o, const char *shortopts,
+                               const struct option *longopts, const char *usage,
+                               client_flag_fn on_flag, void *ctx, const char *own, int first,
+                               int *ret_next);
 /* Fills what flags left unset from the environment, then the defaults. 0, or 2 on a bad
  * environment value (message printed). */
 int client_opts_finish(struct client_opts *o);
@@ -182,12 +198,35 @@ enum {
     "      --dry-run              print the request as JSON and send nothing\n"
 /* clang-format on */
 
+/* Where runjob's flags end, as client_parse_after_command decides it, for start's and run's
+ * --help (verb: "start" or "run"). */
+/* clang-format off */
+#define START_USAGE_AFTER(verb)                                                                    \
+    "What follows the command is either its own flags and arguments or runjob's flags, and\n"      \
+    "runjob does not guess between the two:\n"                                                     \
+    "  - the command's:  runjob " verb " /bin/ls -l /tmp\n"                                        \
+    "                    runjob " verb " /usr/bin/make -C /src -j4\n"                              \
+    "  - runjob's, when every word is a runjob flag or a flag's value and one at least is a\n"     \
+    "    flag written in full:\n"                                                                  \
+    "      runjob " verb " /usr/bin/echo -A \"hello world\" --server-host=localhost\n"             \
+    "  - refused: a runjob flag written in full among the command's words, or nothing but\n"       \
+    "    runjob's one-letter flags (`/bin/ls -A /tmp`: ls has a -A too). Put runjob's flags\n"     \
+    "    before the command, or `--` before the command's words.\n"                                \
+    "`--` ends runjob's flags and is not passed on: `runjob " verb " /bin/echo -- -n hi` runs\n"   \
+    "echo -n hi (write `--` twice to pass one); a `--` among the command's words is theirs.\n"     \
+    "-c and -h (--command, --help) after the command are the command's: /bin/sh -c 'exit 3'.\n"
+/* clang-format on */
+#define START_USAGE_AFTER_START START_USAGE_AFTER("start")
+#define START_USAGE_AFTER_RUN   START_USAGE_AFTER("run")
+
 /* Sets up s (limits attached, no follow). */
 void client_start_init(struct start_opts *s);
 /* A client_flag_fn for the start flags (ctx: the struct start_opts). */
 int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx);
-/* Takes the command and its arguments from argv[optind..] (a `--` right after the command is
- * dropped): 0, or 2 when there is no command or it is not an absolute path. */
+/* Takes the command and its arguments from argv[optind..], and the start flags among the words
+ * after the command when they are runjob's (client_parse_after_command; none after a `--` that
+ * ended the flags before the command): 0, or 2 when there is no command, it is not an absolute
+ * path, or the words after it are neither clearly runjob's nor clearly its own. */
 int client_start_finish(struct client_opts *o, struct start_opts *s, int argc, char **argv);
 void client_start_free(struct start_opts *s);
 

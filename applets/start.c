@@ -6,9 +6,7 @@ static const char usage[] =
     "\n"
     "Start a program on the runjob server, isolated from everything else there and held to\n"
     "limits, and print the id of the new job. The command is an absolute path on the server.\n"
-    "Flags stop at the command: what follows it (an optional `--`, then its own flags and\n"
-    "arguments) goes to the command unchanged.\n"
-    "\n" START_USAGE
+    "\n" START_USAGE_AFTER_START "\n" START_USAGE
     "  -f, --follow               also show the output as it comes (like `runjob run`)\n"
     "\n" CLIENT_USAGE "\n"
     "Examples:\n"

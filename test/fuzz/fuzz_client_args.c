@@ -1,6 +1,7 @@
 /* libFuzzer target: the client's whole command line for start/run (client_start_main: getopt_long
  * over the shared and start flags, every flag value parser, the command and its arguments, the
- * environment fallbacks) up to the point where it would dial. The input is argv, NUL-separated;
+ * words after the command judged as runjob's flags or its own, the environment fallbacks) up to
+ * the point where it would dial. The input is argv, NUL-separated;
  * "--dry-run" goes first, so a command line that parses ends in printing the request as JSON
  * (stdout, discarded) instead of a connection. Usage errors print to stderr (run.sh mutes it
  * with -close_fd_mask). */

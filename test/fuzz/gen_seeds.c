@@ -301,6 +301,11 @@ static void client_args(void)
             "--user\0alice\0/usr/bin/env");
     PUT_SEL("client_args", "help", 0, "-h");
     PUT_SEL("client_args", "bad-value", 0, "--memory\0lots\0/bin/true");
+    /* The words after the command: runjob's, then `--` and the command's. */
+    PUT_SEL("client_args", "flags-after-command", 0,
+            "/usr/bin/echo\0-A\0hello world\0--server-host=localhost\0-P\0"
+            "8443\0--ca-cert-path=/tmp/ca.pem\0-j4\0--\0-n\0hi");
+    PUT_SEL("client_args", "refused-after-command", 1, "/bin/ls\0-A\0/tmp\0-fu\0x\0--net");
 }
 
 int main(int argc, char **argv)

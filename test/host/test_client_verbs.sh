@@ -38,6 +38,36 @@ expect_eq "json fields use the proto names" "$id alice /bin/echo hello,world JOB
     "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["id"], d["owner"], d["command"], ",".join(d["args"]), d["state"], d["exit_code"])' "$json")"
 expect_match "status -o wide shows the command" '/bin/echo hello world' "$(rj status -o wide "$id")"
 
+# Flags after the command: runjob's when every word there is one and one is written in full
+# (the first design's example, verbatim but for this server's port and certificates), the
+# command's when none is, refused when it could be either.
+ida=$("$RUNJOB" start "/usr/bin/echo" -A "hello world" --server-host="localhost" \
+    --ca-cert-path="$RJ_CERTS/root-ca-cert.pem" --client-cert-path="$RJ_CERTS/alice-cert.pem" \
+    --client-key-path="$RJ_CERTS/alice-key.pem" -P "$RJ_PORT")
+expect_match "start CMD -A ARG --server-host=... starts the job" "$UUID" "$ida"
+expect_eq "start CMD -A ARG --flags=...: -A is the argument, the flags runjob's" "hello world" \
+    "$(rj stream "$ida")"
+expect_eq "json: one argument, as given" '["hello world"]' \
+    "$(rj status -o json "$ida" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["args"]))')"
+expect_eq "run CMD -A ARG --name=N --memory=M: limits and name from after the command" \
+    "hello world|named-after" \
+    "$(rj run /usr/bin/echo -A "hello world" --name=named-after --memory=64M)|$(rj list -o json --name named-after | python3 -c 'import json,sys; d=json.load(sys.stdin)["jobs"]; print(d[0]["name"] if len(d) == 1 and d[0]["limits"]["memory_bytes"] == 64 << 20 else d)')"
+expect_eq "run /bin/ls -d /tmp: the command's own flags stay its own" "/tmp" "$(rj run /bin/ls -d /tmp)"
+expect_eq "run /bin/echo -- -n hi: -- ends runjob's flags and is not passed" "hi|" \
+    "$(rj run /bin/echo -- -n hi; echo "|")"
+expect_eq "run /bin/echo -- -- hi: a second -- is the command's" "-- hi" "$(rj run /bin/echo -- -- hi)"
+expect_eq "run /bin/echo hi -- x: a -- among the command's words is one of them" "hi -- x" \
+    "$(rj run /bin/echo hi -- x)"
+n_before=$(rj list -q | wc -l)
+err=$(rj run /bin/echo hello --server-host=localhost 2>&1)
+expect_eq "a full runjob flag among the command's words: exit 2" 2 \
+    "$(rj run /bin/echo hello --server-host=localhost >/dev/null 2>&1; echo $?)"
+expect_match "... and the message names --" "^runjob: run: '--server-host=localhost' after the command is a runjob flag but 'hello' is not: .* -- before the command's arguments" "$err"
+err=$(rj start /bin/ls -A /tmp 2>&1)
+expect_match "only one-letter runjob flags after the command: refused, naming --" \
+    "^runjob: start: '-A' after the command could be a runjob flag or the command's own: .* -- " "$err"
+expect_eq "a refused command line starts no job" "$n_before" "$(rj list -q | wc -l)"
+
 id3=$(rj start -j three /bin/sh -c 'exit 3')
 wait_ended "$id3"
 expect_eq "exit code 3 recorded" 3 \

@@ -499,3 +499,292 @@ Test(client, parser_messages, .init = no_certs)
     cr_expect_str_eq(err, "runjob: list: unknown flag '--a\"b' (see 'runjob list --help')\n");
     free(err);
 }
+
+/* ---- flags after the command ------------------------------------------------------------ */
+
+/* start --dry-run with argv: the request's args must be want (a Python list) and its other
+ * fields pass extra (a Python expression over d, or NULL). */
+static void expect_dry_args(const char *want, const char *extra, ...)
+{
+    char *argv[40] = {"start", "--dry-run"};
+    int n = 2;
+    va_list ap;
+    const char *a;
+    char expr[512];
+
+    va_start(ap, extra);
+    while ((a = va_arg(ap, const char *)) && n < 39)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    int out = memfd_create("out", 0), so = dup(1);
+    fflush(stdout);
+    dup2(out, 1);
+    int r = applet_find("start")->main(n, argv);
+    fflush(stdout);
+    dup2(so, 1);
+    close(so);
+    char *o = slurp_fd(out);
+    close(out);
+    cr_expect_eq(r, 0, "start --dry-run %s %s ...: exit %d", argv[2], n > 3 ? argv[3] : "", r);
+    (void)snprintf(expr, sizeof(expr), "d[\"args\"]==%s%s%s", want, extra ? " and " : "",
+                   extra ? extra : "");
+    cr_expect(json_check(o, expr), "%s ... %s: want %s, got %s", argv[2], argv[n - 1], expr, o);
+    free(o);
+}
+
+/* Exit 2 with one line that names `--` and what was refused. */
+static void expect_refused(const char *what, const char *verb, ...)
+{
+    char *argv[40] = {(char *)verb};
+    int n = 1;
+    va_list ap;
+    const char *a;
+
+    va_start(ap, verb);
+    while ((a = va_arg(ap, const char *)) && n < 39)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    int err = memfd_create("err", 0), se = dup(2);
+    fflush(stderr);
+    dup2(err, 2);
+    int r = applet_find(verb)->main(n, argv);
+    fflush(stderr);
+    dup2(se, 2);
+    close(se);
+    char *e = slurp_fd(err);
+    close(err);
+    cr_expect_eq(r, 2, "%s %s ...: exit %d, stderr '%s'", verb, argv[1], r, e);
+    char *nl = strchr(e, '\n');
+    cr_expect(nl && nl[1] == '\0', "want one line, got '%s'", e);
+    cr_expect(strstr(e, " -- "), "the message names --: '%s'", e);
+    cr_expect(strstr(e, what), "the message names '%s': '%s'", what, e);
+    free(e);
+}
+
+Test(client, first_designs_example_verbatim, .init = no_certs)
+{
+    char *err;
+
+    /* As its own documentation writes it: the flags after the command are runjob's. */
+    expect_dry_args("[\"hello world\"]", NULL, "/usr/bin/echo", "-A", "hello world",
+                    "--server-host=localhost", "--ca-cert-path=certs/root-ca-cert.pem",
+                    "--client-cert-path=certs/client-cert.pem",
+                    "--client-key-path=certs/client-key.pem", NULL);
+    /* and they take effect: the CA path named after the command is the one read */
+    cr_expect_eq(run_applet(NULL, &err, "start", "/usr/bin/echo", "-A", "hello world",
+                            "--server-host=localhost", "--ca-cert-path=/nonexistent/after-ca.pem",
+                            "--client-cert-path=certs/client-cert.pem",
+                            "--client-key-path=certs/client-key.pem", NULL),
+                 1);
+    cr_expect(strstr(err, "cannot read CA certificate '/nonexistent/after-ca.pem'"), "%s", err);
+    free(err);
+    /* -A values keep their order, before and after the command; values as separate words */
+    expect_dry_args("[\"a\",\"b c\",\"-l\"]",
+                    "d[\"name\"]==\"n\" and d[\"limits\"][\"memory_bytes\"]==1048576", "-A", "a",
+                    "/bin/echo", "--command-args", "b c", "-A", "-l", "--name", "n", "--memory=1M",
+                    "-P", "9", NULL);
+    /* run takes them too */
+    cr_expect_eq(run_applet(NULL, &err, "run", "/usr/bin/echo", "-A", "x", "--server-port=1",
+                            "--ca-cert-path", "/nonexistent/run-ca.pem", NULL),
+                 1);
+    cr_expect(strstr(err, "runjob: run: cannot read CA certificate '/nonexistent/run-ca.pem'"),
+              "%s", err);
+    free(err);
+}
+
+Test(client, after_the_command_the_commands_own_words, .init = no_certs)
+{
+    expect_dry_args("[\"-l\",\"/tmp\"]", NULL, "/bin/ls", "-l", "/tmp", NULL);
+    expect_dry_args("[\"-c\",\"exit 3\"]", NULL, "/bin/sh", "-c", "exit 3", NULL);
+    /* one-letter runjob flags among the command's words are the command's (-j4 here) */
+    expect_dry_args("[\"-C\",\"/src\",\"-j4\"]", "d[\"name\"]==\"\"", "/usr/bin/make", "-C", "/src",
+                    "-j4", NULL);
+    expect_dry_args("[\"-f\",\"/var/log/syslog\"]", NULL, "/usr/bin/tail", "-f", "/var/log/syslog",
+                    NULL);
+    /* a one-letter flag without its value: `id -u` */
+    expect_dry_args("[\"-u\"]", NULL, "/usr/bin/id", "-u", NULL);
+    /* -c and -h are always the command's after it, long or short */
+    expect_dry_args("[\"--help\"]", NULL, "/bin/echo", "--help", NULL);
+    expect_dry_args("[\"-h\"]", NULL, "/usr/bin/du", "-h", NULL);
+    expect_dry_args("[\"--command=/bin/x\"]", "d[\"command\"]==\"/bin/echo\"", "/bin/echo",
+                    "--command=/bin/x", NULL);
+    /* long flags count only in full: an abbreviation is the command's word */
+    expect_dry_args("[\"--net\",\"host\"]", "d[\"network\"]==\"NETWORK_MODE_NONE\"", "/bin/echo",
+                    "--net", "host", NULL);
+    expect_dry_args("[\"-\"]", NULL, "/bin/cat", "-", NULL);
+    expect_dry_args("[\"\"]", NULL, "/bin/echo", "", NULL);
+}
+
+Test(client, after_the_command_refused_when_ambiguous, .init = no_certs)
+{
+    const char *verbs[] = {"start", "run"};
+
+    for (int i = 0; i < 2; i++) {
+        const char *v = verbs[i];
+        /* a runjob flag in full among the command's words */
+        expect_refused("'--server-host=x' after the command is a runjob flag but 'hello' is not", v,
+                       "/bin/echo", "hello", "--server-host=x", NULL);
+        expect_refused("'--name'", v, "/bin/echo", "--name", "n", "hello", NULL);
+        expect_refused("'--dry-run'", v, "/usr/bin/rsync", "--dry-run", "-a", "/a", "/b", NULL);
+        /* nothing but one-letter runjob flags: the command may have them too */
+        expect_refused("'-A' after the command could be a runjob flag or the command's own", v,
+                       "/bin/ls", "-A", "/tmp", NULL);
+        expect_refused("'-j4'", v, "/usr/bin/make", "-j4", NULL);
+        expect_refused("'-P'", v, "/bin/echo", "-P", "8080", NULL);
+        expect_refused("'-fA'", v, "/bin/echo", "-fA", "x", NULL);
+        expect_refused("'-f'", v, "/usr/bin/tail", "-f", NULL);
+        /* with -c the words after the flags are the command's; a full runjob flag among them */
+        expect_refused("'--server-host=x'", v, "-c", "/bin/echo", "hi", "--server-host=x", NULL);
+    }
+    /* a runjob flag after the command is judged as before it */
+    expect_usage("start", "/bin/echo", "--server-port=http", "--name=x", NULL);
+    expect_usage("start", "/bin/echo", "--memory", "lots", "--name=x", NULL);
+    expect_usage("start", "/bin/echo", "--server-host", NULL); /* needs a value */
+    expect_usage("run", "/bin/echo", "--follow=yes", NULL);
+}
+
+Test(client, after_the_command_dashdash, .init = no_certs)
+{
+    /* right after the command: ends runjob's flags, not passed on */
+    expect_dry_args("[\"hi\"]", NULL, "/bin/echo", "--", "hi", NULL);
+    expect_dry_args("[\"-n\",\"hi\"]", NULL, "/bin/echo", "--", "-n", "hi", NULL);
+    expect_dry_args("[\"--server-host=x\"]", NULL, "/bin/echo", "--", "--server-host=x", NULL);
+    expect_dry_args("[\"-A\",\"/tmp\"]", NULL, "/bin/ls", "--", "-A", "/tmp", NULL);
+    /* twice: the second is the command's */
+    expect_dry_args("[\"--\",\"hi\"]", NULL, "/bin/echo", "--", "--", "hi", NULL);
+    /* after runjob's flags there: the same */
+    expect_dry_args("[\"a\",\"-n\",\"hi\"]", "d[\"name\"]==\"n\"", "/bin/echo", "-A", "a",
+                    "--name=n", "--", "-n", "hi", NULL);
+    /* among the command's words: one of them, and what follows is not judged */
+    expect_dry_args("[\"hi\",\"--\",\"--server-host=x\"]", NULL, "/bin/echo", "hi", "--",
+                    "--server-host=x", NULL);
+    /* before the command: everything after it is the command's, as typed */
+    expect_dry_args("[\"--server-host=x\",\"--\",\"y\"]", "d[\"command\"]==\"/bin/echo\"", "--",
+                    "/bin/echo", "--server-host=x", "--", "y", NULL);
+    expect_dry_args("[\"--\",\"x\"]", NULL, "-c", "/bin/echo", "--", "--", "x", NULL);
+    /* a `--` that is a flag's value ends nothing */
+    expect_dry_args("[\"--\",\"-l\"]", "d[\"command\"]==\"/bin/ls\"", "-A", "--", "/bin/ls", "-l",
+                    NULL);
+    /* after the command, `--` is never a flag's value: -A lacks one, so it is the command's */
+    expect_dry_args("[\"-A\",\"--\",\"x\"]", NULL, "/bin/echo", "-A", "--", "x", NULL);
+}
+
+/* Takes -q, -u, --quiet, --user (and leaves -h to the shared flags). */
+Test(client, parser_after_command, .init = no_certs)
+{
+    static const struct option longopts[] = {{"quiet", no_argument, NULL, 'q'},
+                                             {"user", required_argument, NULL, 'u'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    struct client_opts o;
+    struct seen s;
+    int next;
+
+#define AFTER(argv, own, want_r)                                                                   \
+    do {                                                                                           \
+        s = (struct seen){0};                                                                      \
+        next = -7;                                                                                 \
+        client_init(&o, (int)(sizeof(argv) / sizeof(argv[0])) - 1, argv);                          \
+        cr_assert_eq(                                                                              \
+            client_parse_after_command(&o, "+hqu:", longopts, "", take_q_u, &s, own, 2, &next),    \
+            want_r, "after the command: '%s'...", argv[2] ? argv[2] : "");                         \
+    } while (0)
+
+    /* ours: every word a flag or a value, one written in full; applied in order */
+    char *a1[] = {"x", "cmd", "-q", "--user", "bob", "-qq", NULL};
+    AFTER(a1, "", CLIENT_OPT_DONE);
+    cr_expect_eq(next, 6);
+    cr_expect_eq(s.q, 3);
+    cr_expect_str_eq(s.u_arg, "bob");
+    /* then `--`: the words after it are the command's */
+    char *a2[] = {"x", "cmd", "--user=al", "--", "--user", "z", NULL};
+    AFTER(a2, "", CLIENT_OPT_DONE);
+    cr_expect_eq(next, 4);
+    cr_expect_str_eq(s.u_arg, "al");
+    cr_expect(o.dashdash);
+    cr_expect_eq(o.argv, a2, "argv is given back");
+    /* the command's: no flag of ours, or one-letter ones among words that are not */
+    char *a3[] = {"x", "cmd", "file", "-q", "-u", "v", NULL};
+    AFTER(a3, "", CLIENT_OPT_DONE);
+    cr_expect_eq(next, 2);
+    cr_expect_eq(s.q + s.u, 0, "nothing applied");
+    char *a4[] = {"x", "cmd", "--quie", "--users", "-x", NULL};
+    AFTER(a4, "", CLIENT_OPT_DONE);
+    cr_expect_eq(next, 2);
+    /* own: -h and --help are the command's */
+    char *a5[] = {"x", "cmd", "-h", NULL};
+    AFTER(a5, "h", CLIENT_OPT_DONE);
+    cr_expect_eq(next, 2);
+    char *a6[] = {"x", "cmd", "--help", "--quiet", NULL};
+    AFTER(a6, "h", 2); /* a full flag of ours among the command's words */
+    /* without own, --help is ours: the usage, exit 0 */
+    char *a7[] = {"x", "cmd", "--help", NULL};
+    AFTER(a7, "", 0);
+    /* nothing at all, or only `--` */
+    char *a8[] = {"x", "cmd", NULL};
+    AFTER(a8, "", CLIENT_OPT_DONE);
+    cr_expect_eq(next, 2);
+    char *a9[] = {"x", "cmd", "--", NULL};
+    AFTER(a9, "", CLIENT_OPT_DONE);
+    cr_expect_eq(next, 3);
+    /* refused: one-letter flags only, or a full one among other words */
+    char *a10[] = {"x", "cmd", "-q", "-u", "v", NULL};
+    AFTER(a10, "", 2);
+    cr_expect_eq(s.q + s.u, 0, "nothing applied before the refusal");
+    char *a11[] = {"x", "cmd", "--quiet", "file", NULL};
+    AFTER(a11, "", 2);
+    char *a12[] = {"x", "cmd", "--user", NULL}; /* its value missing: the parser says so */
+    AFTER(a12, "", 2);
+#undef AFTER
+}
+
+Test(client, parser_notes_a_dashdash, .init = no_certs)
+{
+    static const struct option longopts[] = {CLIENT_LONGOPTS, {NULL, 0, NULL, 0}};
+    struct client_opts o;
+    struct seen s = {0};
+
+    char *a1[] = {"x", "-q", "--", "cmd", NULL};
+    client_init(&o, 4, a1);
+    cr_assert_eq(client_parse_flags(&o, "+" CLIENT_SHORTOPTS "q", longopts, "", take_q_u, &s),
+                 CLIENT_OPT_DONE);
+    cr_expect(o.dashdash);
+    cr_expect_eq(optind, 3);
+    /* a `--` that is a value does not end the flags */
+    char *a2[] = {"x", "-u", "--", "cmd", NULL};
+    client_init(&o, 4, a2);
+    cr_assert_eq(client_parse_flags(&o, "+" CLIENT_SHORTOPTS "q", longopts, "", take_q_u, &s),
+                 CLIENT_OPT_DONE);
+    cr_expect_not(o.dashdash);
+    cr_expect_str_eq(s.u_arg, "--");
+    char *a3[] = {"x", "-q", "cmd", "--", NULL};
+    client_init(&o, 4, a3);
+    cr_assert_eq(client_parse_flags(&o, "+" CLIENT_SHORTOPTS "q", longopts, "", take_q_u, &s),
+                 CLIENT_OPT_DONE);
+    cr_expect_not(o.dashdash);
+    char *a4[] = {"x", "--", NULL};
+    client_init(&o, 2, a4);
+    cr_assert_eq(client_parse_flags(&o, "+" CLIENT_SHORTOPTS "q", longopts, "", take_q_u, &s),
+                 CLIENT_OPT_DONE);
+    cr_expect(o.dashdash);
+}
+
+Test(client, help_says_where_runjobs_flags_end, .init = no_certs)
+{
+    const char *verbs[] = {"start", "run"};
+
+    for (int i = 0; i < 2; i++) {
+        char *out, want[128];
+        cr_assert_eq(run_applet(&out, NULL, verbs[i], "--help", NULL), 0);
+        (void)snprintf(want, sizeof(want),
+                       "runjob %s /usr/bin/echo -A \"hello world\" --server-host=localhost",
+                       verbs[i]);
+        cr_expect(strstr(out, want), "%s --help: %s", verbs[i], out);
+        (void)snprintf(want, sizeof(want), "`runjob %s /bin/echo -- -n hi` runs", verbs[i]);
+        cr_expect(strstr(out, want), "%s --help: %s", verbs[i], out);
+        cr_expect(strstr(out, "runjob does not guess"), "%s", out);
+        free(out);
+    }
+}
