@@ -49,7 +49,7 @@ void applet_print_commands(FILE *f, const char *front)
         fprintf(f, "Run commands on a remote Linux host, isolated and limited. Commands:\n");
     for (size_t i = 0; applet_table[i].name; i++) {
         const struct applet *a = &applet_table[i];
-        if ((a->flags & AP_INTERNAL) || !(a->flags & mask))
+        if (!(a->flags & mask))
             continue;
         fprintf(f, "  %-12s %s\n", a->name, a->help);
     }

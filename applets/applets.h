@@ -2,11 +2,13 @@
 /* The applet table: every front door of the one runjob binary. */
 #include <stdio.h>
 
-/* Which front lists an applet in its --help. Internal applets are callable, never listed. */
+/* Which front lists an applet in its --help. Internal applets are callable, but not a user's
+ * commands: never in --list or the completion scripts, and in a front's --help only when they
+ * carry its flag (jobmanager lists run-job: serve and run-job are its documented commands). */
 enum applet_flags {
     AP_RUNJOB = 1 << 0,     /* listed by `runjob --help` */
     AP_JOBMANAGER = 1 << 1, /* listed by `jobmanager --help` */
-    AP_INTERNAL = 1 << 2,   /* never listed (the shim) */
+    AP_INTERNAL = 1 << 2,   /* not in --list or completion (the shim, the jobctl personality) */
 };
 
 typedef int (*applet_main_fn)(int argc, char **argv);

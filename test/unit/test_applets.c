@@ -162,7 +162,8 @@ Test(applets, help_lists_the_commands_of_each_front_and_exits_0)
             char line[256];
             snprintf(line, sizeof(line), "  %-12s %s\n", t[i].name, t[i].help);
             bool listed = strstr(out, line) != NULL;
-            bool want = (t[i].flags & masks[f]) && !(t[i].flags & AP_INTERNAL);
+            /* an internal applet too when it carries the front's flag (jobmanager's run-job) */
+            bool want = t[i].flags & masks[f];
             cr_expect_eq(listed, want, "%s --help: '%s' %s", fronts[f], t[i].name,
                          want ? "missing" : "must not be listed");
         }
@@ -212,6 +213,46 @@ Test(applets, every_listed_applet_answers_help_with_exit_0)
         cr_expect_eq(run_front("runjob", argv, out, sizeof(out), err, sizeof(err)), 0,
                      "runjob %s --help", t[i].name);
         cr_expect_gt(strlen(out), 0, "runjob %s --help printed nothing", t[i].name);
+    }
+}
+
+Test(applets, jobmanager_help_shows_serve_and_run_job)
+{
+    static char out[65536], err[4096];
+    char *jm[] = {"jobmanager", "--help", NULL};
+    char *rj[] = {"runjob", "--help", NULL};
+
+    cr_expect_eq(run_front("jobmanager", jm, out, sizeof(out), err, sizeof(err)), 0);
+    cr_expect(strstr(out, "\n  serve        "), "%s", out);
+    cr_expect(strstr(out, "\n  run-job      internal: "), "%s", out);
+    cr_expect_null(strstr(out, "\n  shim "), "%s", out);
+    cr_expect_eq(run_front("runjob", rj, out, sizeof(out), err, sizeof(err)), 0);
+    cr_expect_null(strstr(out, "run-job"), "runjob --help lists run-job: %s", out);
+}
+
+/* The shim's door says what it is on --help (exit 0, one line), and nothing more without the
+ * server's fds (exit 2). */
+Test(applets, internal_shim_answers_help_and_refuses_a_hand_start)
+{
+    static char out[65536], err[4096];
+    char *jm_help[] = {"jobmanager", "run-job", "--help", NULL};
+    char *shim_h[] = {"runjob", "shim", "-h", NULL};
+    char *shim[] = {"runjob", "shim", NULL};
+    char *shim_none[] = {"runjob", "shim", "none", NULL};
+    char *jm_run_job[] = {"jobmanager", "run-job", NULL};
+
+    cr_expect_eq(run_front("jobmanager", jm_help, out, sizeof(out), err, sizeof(err)), 0);
+    cr_expect_eq(count_lines(out), 1, "%s", out);
+    cr_expect(strncmp(out, "jobmanager run-job: internal command", 36) == 0, "%s", out);
+    cr_expect(strstr(out, "started by the job server"), "%s", out);
+    cr_expect_str_empty(err);
+    cr_expect_eq(run_front("runjob", shim_h, out, sizeof(out), err, sizeof(err)), 0);
+    cr_expect(strncmp(out, "runjob shim: internal command", 29) == 0, "%s", out);
+    char **hand[] = {shim, shim_none, jm_run_job};
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(run_front(hand[i][0], hand[i], out, sizeof(out), err, sizeof(err)), 2);
+        cr_expect_str_eq(err, "runjob shim: internal command, started by the job server only\n");
+        cr_expect_str_empty(out);
     }
 }
 
