@@ -233,6 +233,26 @@ t_list_stream() {
     [ -z "$bad" ] && ok list-stream || fail list-stream "$bad"
 }
 
+# Jobs apart from each other on this kernel too: each its own uid (two at once differ), a /dev
+# of its own (the minimal set, a devpts whose ptys are not the guest's), its own rlimits.
+t_isolation() {
+    need_server job-isolation || return
+    bad=
+    start_job a /bin/sh -c 'id -u; sleep 2' || bad="start failed: $START_OUT"
+    start_job b /bin/sh -c 'id -u; sleep 2' || bad="${bad:+$bad; }start failed: $START_OUT"
+    ua=$(rj stream "$a" 2>/dev/null | head -1)
+    ub=$(rj stream "$b" 2>/dev/null | head -1)
+    case "$ua$ub" in '' | *[!0-9]*) bad="${bad:+$bad; }uids '$ua' '$ub'" ;; esac
+    [ "$ua" != "$ub" ] || bad="${bad:+$bad; }two concurrent jobs share uid $ua"
+    devs=$(rj run /bin/ls /dev 2>&1 | tr '\n' ' ')
+    [ "$devs" = "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero " ] ||
+        bad="${bad:+$bad; }ls /dev in a job: '$devs'"
+    lim=$(rj run /bin/sh -c 'echo $(ulimit -n) $(ulimit -Hn) $(ulimit -c)' 2>&1)
+    case $lim in "1024 "*" 0") ;; *) bad="${bad:+$bad; }rlimits '$lim', want 1024 soft and no core" ;; esac
+    note "isolation: uids $ua $ub; rlimits $lim"
+    [ -z "$bad" ] && ok job-isolation || fail job-isolation "$bad"
+}
+
 # cpu.max: a busy loop limited to 500 millis is throttled and gets about half a CPU.
 t_cpu() {
     need_server cpu-throttle || return
@@ -570,6 +590,7 @@ step server-start && t_server_start
 want cgroup-first && step cgroup-first && t_cgroup_first
 want run-exit-code && step run-exit-code && t_run_exit_code
 want list-stream && step list-stream && t_list_stream
+want job-isolation && step job-isolation && t_isolation
 want no-internal-process && step no-internal-process && t_no_internal
 want cpu-throttle && step cpu-throttle && t_cpu
 want memory-oom && step memory-oom && t_memory
