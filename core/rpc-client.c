@@ -447,6 +447,13 @@ int rpc_client_ping(struct rpc_client *c, const Jobmanager__V1__PingRequest *req
                  &jobmanager__v1__ping_response__descriptor, (ProtobufCMessage **)ret, err);
 }
 
+int rpc_client_metrics(struct rpc_client *c, const Jobmanager__V1__MetricsRequest *req,
+                       Jobmanager__V1__MetricsResponse **ret, struct rpc_error *err)
+{
+    return unary(c, RPC_M_METRICS, c->deadline_ms, &req->base,
+                 &jobmanager__v1__metrics_response__descriptor, (ProtobufCMessage **)ret, err);
+}
+
 /* ---- streams ----------------------------------------------------------------------------- */
 
 int rpc_client_stream_open(struct rpc_client *c, const Jobmanager__V1__StreamRequest *req,

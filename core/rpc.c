@@ -528,9 +528,10 @@ ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, con
 
 /* In the proto's order; test_rpc checks them against the service descriptor protoc-c makes. */
 static const char *const method_paths[RPC_M_COUNT] = {
-    [RPC_M_START] = SERVICE_PATH "Start",   [RPC_M_STOP] = SERVICE_PATH "Stop",
-    [RPC_M_STATUS] = SERVICE_PATH "Status", [RPC_M_LIST] = SERVICE_PATH "List",
-    [RPC_M_STREAM] = SERVICE_PATH "Stream", [RPC_M_PING] = SERVICE_PATH "Ping",
+    [RPC_M_START] = SERVICE_PATH "Start",     [RPC_M_STOP] = SERVICE_PATH "Stop",
+    [RPC_M_STATUS] = SERVICE_PATH "Status",   [RPC_M_LIST] = SERVICE_PATH "List",
+    [RPC_M_STREAM] = SERVICE_PATH "Stream",   [RPC_M_PING] = SERVICE_PATH "Ping",
+    [RPC_M_METRICS] = SERVICE_PATH "Metrics",
 };
 
 const char *rpc_method_path(enum rpc_method m)
@@ -559,6 +560,8 @@ const ProtobufCMessageDescriptor *rpc_request_descriptor(enum rpc_method m)
         return &jobmanager__v1__stream_request__descriptor;
     case RPC_M_PING:
         return &jobmanager__v1__ping_request__descriptor;
+    case RPC_M_METRICS:
+        return &jobmanager__v1__metrics_request__descriptor;
     case RPC_M_COUNT:
     default:
         return NULL;
@@ -593,6 +596,7 @@ int rpc_request_decode(enum rpc_method m, const uint8_t *buf, size_t len,
         break;
     case RPC_M_LIST: /* no fields to check */
     case RPC_M_PING:
+    case RPC_M_METRICS:
     case RPC_M_COUNT:
     default:
         break;

@@ -86,6 +86,8 @@ int rpc_client_list(struct rpc_client *c, const Jobmanager__V1__ListRequest *req
                     Jobmanager__V1__ListResponse **ret, struct rpc_error *err);
 int rpc_client_ping(struct rpc_client *c, const Jobmanager__V1__PingRequest *req,
                     Jobmanager__V1__PingResponse **ret, struct rpc_error *err);
+int rpc_client_metrics(struct rpc_client *c, const Jobmanager__V1__MetricsRequest *req,
+                       Jobmanager__V1__MetricsResponse **ret, struct rpc_error *err);
 
 /* One received stream message, decoded without copying its bytes. */
 struct rpc_chunk {
@@ -180,6 +182,7 @@ enum rpc_method {
     RPC_M_LIST,
     RPC_M_STREAM,
     RPC_M_PING,
+    RPC_M_METRICS,
     RPC_M_COUNT,
 };
 

@@ -271,6 +271,9 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
     case RPC_M_PING:
         server_handle_ping(uc);
         break;
+    case RPC_M_METRICS:
+        server_handle_metrics(uc);
+        break;
     case RPC_M_STREAM: {
         Jobmanager__V1__StreamRequest *req = (Jobmanager__V1__StreamRequest *)rq.msg;
         struct jm_job *j;

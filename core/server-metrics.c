@@ -101,6 +101,23 @@ int server_write_metrics(struct server *s, struct strbuf *b)
     return r < 0 || strbuf_is_failed(b) ? -ENOMEM : 0;
 }
 
+void server_handle_metrics(struct ucall *uc)
+{
+    Jobmanager__V1__MetricsResponse resp = JOBMANAGER__V1__METRICS_RESPONSE__INIT;
+    _cleanup_(strbuf_freep) struct strbuf *b = NULL;
+
+    if (!uc->ci.is_admin) {
+        server_finishf(uc, RPC_PERMISSION_DENIED, "the server's metrics are for administrators");
+        return;
+    }
+    if (strbuf_new(&b) < 0 || server_write_metrics(uc->s, b) < 0) {
+        server_finishf(uc, RPC_RESOURCE_EXHAUSTED, "server out of memory");
+        return;
+    }
+    resp.text = (char *)strbuf_str(b);
+    server_finish(uc, RPC_OK, NULL, &resp.base); /* packs now: the buffer can go */
+}
+
 int server_write_metrics_file(struct server *s)
 {
     _cleanup_(strbuf_freep) struct strbuf *b = NULL;

@@ -29,9 +29,19 @@ bad=$(grep -vE '^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[
 expect_eq "every line is the text format" "" "$bad"
 check "no temporary file is left" test ! -e "$M.tmp"
 
+# runjob metrics: the same text over the API, for administrators only.
+out=$(rj_as administrator metrics 2>&1)
+expect_match "runjob metrics (administrator) prints the jobs by state" '^runjob_jobs\{state="running"\} 2$' "$out"
+expect_match "and the calls" 'runjob_calls_total\{method="Start",code="OK"\} 3' "$out"
+out=$(rj_as alice metrics 2>&1)
+rc=$?
+expect_match "runjob metrics is refused to other users" 'PERMISSION_DENIED' "$out"
+[ "$rc" -ne 0 ] && ok "with a non-zero exit ($rc)" || fail "with a non-zero exit" "exit 0"
+
 rj_as alice stop --grace 0 "$A" >/dev/null
 rj_server_stop
 TEXT=$(cat "$M")
 expect_match "the last rewrite, at shutdown, has no job running" '^runjob_jobs\{state="running"\} 0$' "$TEXT"
 expect_match "and the Stop counted" '^runjob_calls_total\{method="Stop",code="OK"\} 1$' "$TEXT"
+expect_match "and the refused Metrics call" '^runjob_calls_total\{method="Metrics",code="PERMISSION_DENIED"\} 1$' "$TEXT"
 t_done
