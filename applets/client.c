@@ -357,7 +357,7 @@ int client_job_id_arg(const struct client_opts *o, int argc, char **argv, const 
 int client_fail(const struct client_opts *o, const struct rpc_error *err)
 {
     fprintf(stderr, "%s: %s: %s (%s)\n", o->prog, o->verb, err->message, rpc_code_name(err->code));
-    return 1;
+    return CLIENT_EXIT_FAILED;
 }
 
 static void wait_for_grpc(void)
@@ -731,7 +731,10 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
         }
         if (!ch.len)
             continue;
-        bool to_err = ch.stream == JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR;
+        /* One stream asked for by name (stream -s stderr) is what was asked for: it goes to
+         * stdout, so that `| less` shows it. Both (--select all) go where the job wrote them. */
+        bool to_err = ch.stream == JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR &&
+                      f->select != JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR;
         bool *ok = to_err ? &err_ok : &out_ok;
         if (!*ok)
             continue;
@@ -748,7 +751,7 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
                     to_err ? "stderr" : "stdout", strerror(-r));
             /* A plain stream is done; run keeps going for the exit code. */
             if (!f->stop_on_signal) {
-                ret = 1;
+                ret = CLIENT_EXIT_FAILED;
                 rpc_client_stream_cancel(s);
                 break;
             }
@@ -852,6 +855,9 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
         goto out;
     if (rpc_client_start(c, &s.req, &job, &err) < 0) {
         r = client_fail(&o, &err);
+        /* The command itself could not be run: 127 not found, 126 not executable (sh's). */
+        if (err.code == RPC_FAILED_PRECONDITION && strstr(err.message, "could not start: "))
+            r = fmt_start_error_exit_code(err.message);
         goto out;
     }
     if (!follow) {

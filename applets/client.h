@@ -4,9 +4,11 @@
  * following a job's output (start -f, run, stream). An applet builds its request and prints
  * its reply; everything else is here.
  *
- * Exit codes: 0 success, 1 the call failed ("<prog>: <verb>: <what went wrong> (<CODE>)"),
- * 2 a usage error (one line, and a pointer to --help), 141 (128 + SIGPIPE) when whoever read
- * the output went away. */
+ * Exit codes: 0 success, 255 the call failed or the server could not be reached ("<prog>:
+ * <verb>: <what went wrong> (<CODE>)"; ssh's 255, apart from any code a job exits with),
+ * 2 a usage error (one line, and a pointer to --help), 126 / 127 a command the server could
+ * not execute / did not find (start and run, as sh and docker say it), 141 (128 + SIGPIPE)
+ * when whoever read the output went away; run and start -f otherwise exit as the job did. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,6 +19,8 @@
 
 /* The shell's status for a process killed by SIGPIPE; we ignore the signal and see EPIPE. */
 #define CLIENT_EXIT_SIGPIPE 141
+/* A call that failed for a reason that is not the job's (ssh's status for its own errors). */
+#define CLIENT_EXIT_FAILED 255
 
 enum client_output { CLIENT_OUTPUT_TABLE, CLIENT_OUTPUT_JSON, CLIENT_OUTPUT_WIDE };
 
@@ -126,9 +130,9 @@ int client_one_arg(const struct client_opts *o, int argc, char **argv, const cha
 /* The one positional argument as a job id: a UUID in any case is lower-cased (in argv), as
  * the server wants it; anything else is passed as typed, for the server to judge. 0 or 2. */
 int client_job_id_arg(const struct client_opts *o, int argc, char **argv, const char **ret);
-/* Opens the mTLS channel: 0, or 1 with the error printed. */
+/* Opens the mTLS channel: 0, or CLIENT_EXIT_FAILED with the error printed. */
 int client_dial(const struct client_opts *o, struct rpc_client **ret);
-/* Prints "<prog>: <verb>: <message> (<CODE>)" to stderr; returns 1. */
+/* Prints "<prog>: <verb>: <message> (<CODE>)" to stderr; returns CLIENT_EXIT_FAILED. */
 int client_fail(const struct client_opts *o, const struct rpc_error *err);
 /* True when stdout is a terminal and NO_COLOR is unset or empty. */
 bool client_color(void);
@@ -244,8 +248,9 @@ struct follow_opts {
 /* Blocks SIGINT, SIGTERM and SIGHUP in this thread (call before client_dial, so gRPC's threads
  * inherit the mask) for a later client_follow with stop_on_signal. */
 void client_block_signals(void);
-/* Copies a job's output to stdout/stderr until the stream ends. Returns the exit code for the
- * applet: 0 (or the job's exit code with f->exit_code), 1 after a failure (printed), or
+/* Copies a job's output to stdout/stderr until the stream ends (one stream selected by name
+ * goes to stdout). Returns the exit code for the applet: 0 (or the job's exit code with
+ * f->exit_code), CLIENT_EXIT_FAILED after a failure (printed), or
  * CLIENT_EXIT_SIGPIPE when stdout or stderr is a pipe nobody reads any more (with
  * stop_on_signal the job is stopped first, as it would die by SIGPIPE if it ran here). */
 int client_follow(const struct client_opts *o, struct rpc_client *c, const struct follow_opts *f);

@@ -343,6 +343,18 @@ const char *fmt_status_word(char *buf, size_t cap, const Jobmanager__V1__JobStat
     return buf;
 }
 
+int fmt_start_error_exit_code(const char *message)
+{
+    static const char *const not_found[] = {"no such file or directory", "is not a directory",
+                                            "too many levels of symbolic links",
+                                            "file name too long"};
+
+    for (size_t i = 0; message && i < sizeof(not_found) / sizeof(not_found[0]); i++)
+        if (strcasestr(message, not_found[i]))
+            return 127;
+    return 126;
+}
+
 int fmt_job_exit_code(const Jobmanager__V1__JobStatus *st)
 {
     switch (st->state) {
@@ -351,7 +363,7 @@ int fmt_job_exit_code(const Jobmanager__V1__JobStatus *st)
     case JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED:
         return 128 + st->signal;
     case JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START:
-        return 127;
+        return fmt_start_error_exit_code(st->error);
     case JOBMANAGER__V1__JOB_STATE__JOB_STATE_STARTING:
     case JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING:
     case JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST:

@@ -67,6 +67,11 @@ const char *fmt_status_word(char *buf, size_t cap, const Jobmanager__V1__JobStat
  * the OWNER column. now_ms is "now" for the STARTED column. NULL on out of memory. */
 struct table *fmt_jobs_table(Jobmanager__V1__JobStatus *const *jobs, size_t n, bool wide,
                              bool owner, int64_t now_ms);
-/* The exit code a shell would report for the job: exit code, 128+signal, 127 when it could
- * not start, 1 when lost or still running. */
+/* The exit code a shell would report for the job: exit code, 128+signal, 126 or 127 when it
+ * could not start (fmt_start_error_exit_code of its error), 1 when lost or still running. */
 int fmt_job_exit_code(const Jobmanager__V1__JobStatus *st);
+/* What sh (and docker run) exit with for a command that could not be run, from the server's
+ * words for it (core/shimproto.c): 127 when it is not there ("no such file or directory", a
+ * path component that is not a directory, a symbolic link loop, a name too long), else 126
+ * (found, but not executable: permission denied, not an executable format, a directory ...). */
+int fmt_start_error_exit_code(const char *message);

@@ -41,7 +41,9 @@ int applet_ping_main(int argc, char **argv)
     } else {
         double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
         printf("server %s at %s:%d answered in %.1f ms\n", pong->version, o.host, o.port, ms);
-        printf("authenticated as %s%s\n", pong->peer_cn, pong->is_admin ? " (administrator)" : "");
+        /* The administrator's CN is "administrator": say what it may do, not its name twice. */
+        printf("authenticated as %s%s\n", pong->peer_cn,
+               pong->is_admin ? " (sees and stops every user's jobs)" : "");
         r = 0;
     }
     protobuf_c_message_free_unpacked(&pong->base, NULL);

@@ -9,14 +9,14 @@ free=$(rj_free_port)
 CERTS=(--ca-cert-path "$RJ_CERTS/root-ca-cert.pem" --client-cert-path "$RJ_CERTS/alice-cert.pem"
     --client-key-path "$RJ_CERTS/alice-key.pem")
 err=$("$RUNJOB" ping -H 127.0.0.1 -P "$free" "${CERTS[@]}" 2>&1); rc=$?
-expect_eq "connection refused exits 1" 1 "$rc"
+expect_eq "connection refused exits 255" 255 "$rc"
 expect_eq "connection refused message" \
     "runjob: ping: cannot connect to 127.0.0.1:$free: connection refused — is \`runjob serve\` running? (UNAVAILABLE)" "$err"
 err=$("$RUNJOB" ping -H localhost -P "$free" "${CERTS[@]}" 2>&1)
 expect_match "localhost: connection refused" "cannot connect to localhost:$free: connection refused" "$err"
 
 err=$("$RUNJOB" ping -P "$free" --ca-cert-path "$RJ_TMP/nope.pem" 2>&1); rc=$?
-expect_eq "missing CA file exits 1" 1 "$rc"
+expect_eq "missing CA file exits 255" 255 "$rc"
 expect_match "missing CA file is named, with the fix" "cannot read CA certificate '$RJ_TMP/nope.pem'.*runjob certs" "$err"
 (cd "$RJ_TMP" && "$RUNJOB" ping -u nosuchuser -P "$free" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" >/dev/null 2>"$RJ_TMP/u.err")
 expect_match "-u picks certs/NAME-cert.pem" "cannot read client certificate 'certs/nosuchuser-cert.pem'" "$(cat "$RJ_TMP/u.err")"
@@ -26,7 +26,7 @@ expect_match "-u picks certs/NAME-cert.pem" "cannot read client certificate 'cer
 err=$("$RUNJOB" ping -H 127.0.0.1 -P "$free" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" \
     --client-cert-path "$RJ_CERTS/alice-cert.pem" --client-key-path "$RJ_CERTS/bob-key.pem" 2>&1)
 rc=$?
-expect_eq "cert/key mismatch exits 1" 1 "$rc"
+expect_eq "cert/key mismatch exits 255" 255 "$rc"
 expect_eq "cert/key mismatch: one clear line naming both files" \
     "runjob: ping: client key '$RJ_CERTS/bob-key.pem' does not belong to client certificate '$RJ_CERTS/alice-cert.pem' (use the key made with that certificate, see \`runjob certs\`) (FAILED_PRECONDITION)" "$err"
 err=$("$RUNJOB" ping -H 127.0.0.1 -P "$free" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" \
@@ -73,7 +73,7 @@ kill -KILL "$XPID"
 wait "$XPID" 2>/dev/null # reaped here: no "Killed" notice in the log
 wait "$stream_pid"
 rc=$?
-expect_eq "server killed mid-stream: the stream exits 1" 1 "$rc"
+expect_eq "server killed mid-stream: the stream exits 255" 255 "$rc"
 expect_eq "server killed mid-stream: said so, no word of certificates" \
     "runjob: stream: 127.0.0.1:$port_dies closed the connection in the middle of the call (did the server stop or restart?): Socket closed (UNAVAILABLE)" \
     "$(cat "$RJ_TMP/dies.err")"
@@ -87,7 +87,7 @@ expect_match "wrong CA: the server's certificate is rejected" \
 err=$("$RUNJOB" ping -H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" \
     --client-cert-path "$RJ_TMP/other/alice-cert.pem" --client-key-path "$RJ_TMP/other/alice-key.pem" 2>&1)
 rc=$?
-expect_eq "untrusted client certificate exits 1" 1 "$rc"
+expect_eq "untrusted client certificate exits 255" 255 "$rc"
 expect_match "untrusted client certificate: named in the message" "other/alice-cert.pem" "$err"
 expect_eq "only one line" 1 "$(printf '%s\n' "$err" | wc -l)"
 echo "# untrusted client certificate: $err"
@@ -113,7 +113,7 @@ expect_eq "usage error message" "runjob: start: missing the command to run (an a
 expect_eq "bad flag exits 2" 2 "$(rj stop --grace soon x >/dev/null 2>&1; echo $?)"
 
 # Bad input, flag by flag: usage errors exit 2 before any call; what only the server can judge
-# exits 1 with its words and the gRPC code. Each is one line on stderr, nothing on stdout.
+# exits 255 with its words and the gRPC code. Each is one line on stderr, nothing on stdout.
 # bad RC REGEX VERB ARGS...
 bad() {
     local rc_want=$1 re=$2 out err rc label
@@ -168,49 +168,49 @@ bad 2 "unexpected argument 'foo'" list foo
 bad 2 "--output 'yaml' is not one of table, wide, json" list -o yaml
 bad 2 "unexpected argument 'extra'" ping extra
 # The server's judgement, passed through with its code.
-bad 1 "limits.cpu_millis=1 is below the minimum 10 .*\\(INVALID_ARGUMENT\\)$" start --cpu 1 /bin/true
-bad 1 "limits.cpu_millis=99999999 is above the server's maximum [0-9]+ \\(INVALID_ARGUMENT\\)$" start --cpu 99999999 /bin/true
-bad 1 "limits.memory_bytes=1 is below the minimum 1048576 .*\\(INVALID_ARGUMENT\\)$" start --memory 1 /bin/true
-bad 1 "limits.memory_bytes=1099511627776 is above the server's maximum" start --memory 1T /bin/true
-bad 1 "limits.pids=1 is below the minimum 2 .*\\(INVALID_ARGUMENT\\)$" start --pids 1 /bin/true
-bad 1 "limits.pids=99999999 is above the server's maximum 32768" start --pids 99999999 /bin/true
-bad 1 "limits.io_riops=1000001 is above the server's maximum 1000000" start --riops 1000001 /bin/true
-bad 1 "host networking is not allowed on this server .*\\(PERMISSION_DENIED\\)$" start --network host /bin/true
-bad 1 "job name 'a\\\\x0ab' is not valid .*\\(INVALID_ARGUMENT\\)$" start --name $'a\nb' /bin/true
-bad 1 "job name 'n+\\.\\.\\.' is not valid" start --name "$(printf 'n%.0s' $(seq 129))" /bin/true
-bad 1 "args\\[0\\] is not valid UTF-8 .*\\(INVALID_ARGUMENT\\)$" start /bin/echo $'\xff'
-bad 1 "command is not valid UTF-8 .*\\(INVALID_ARGUMENT\\)$" start $'/bin/\xff'
-bad 1 "too many arguments: 1025 \\(at most 1024\\) \\(INVALID_ARGUMENT\\)$" start /bin/echo $(seq 1025)
+bad 255 "limits.cpu_millis=1 is below the minimum 10 .*\\(INVALID_ARGUMENT\\)$" start --cpu 1 /bin/true
+bad 255 "limits.cpu_millis=99999999 is above the server's maximum [0-9]+ \\(INVALID_ARGUMENT\\)$" start --cpu 99999999 /bin/true
+bad 255 "limits.memory_bytes=1 is below the minimum 1048576 .*\\(INVALID_ARGUMENT\\)$" start --memory 1 /bin/true
+bad 255 "limits.memory_bytes=1099511627776 is above the server's maximum" start --memory 1T /bin/true
+bad 255 "limits.pids=1 is below the minimum 2 .*\\(INVALID_ARGUMENT\\)$" start --pids 1 /bin/true
+bad 255 "limits.pids=99999999 is above the server's maximum 32768" start --pids 99999999 /bin/true
+bad 255 "limits.io_riops=1000001 is above the server's maximum 1000000" start --riops 1000001 /bin/true
+bad 255 "host networking is not allowed on this server .*\\(PERMISSION_DENIED\\)$" start --network host /bin/true
+bad 255 "job name 'a\\\\x0ab' is not valid .*\\(INVALID_ARGUMENT\\)$" start --name $'a\nb' /bin/true
+bad 255 "job name 'n+\\.\\.\\.' is not valid" start --name "$(printf 'n%.0s' $(seq 129))" /bin/true
+bad 255 "args\\[0\\] is not valid UTF-8 .*\\(INVALID_ARGUMENT\\)$" start /bin/echo $'\xff'
+bad 255 "command is not valid UTF-8 .*\\(INVALID_ARGUMENT\\)$" start $'/bin/\xff'
+bad 255 "too many arguments: 1025 \\(at most 1024\\) \\(INVALID_ARGUMENT\\)$" start /bin/echo $(seq 1025)
 a100k=$(head -c 100000 /dev/zero | tr '\0' a)
-bad 1 "arguments total 200002 bytes \\(at most 131072\\)" start /bin/echo "$a100k" "$a100k"
-bad 1 "the request is [0-9]+ bytes, more than the server accepts \\(1048576\\): too many or too long arguments \\(RESOURCE_EXHAUSTED\\)$" \
+bad 255 "arguments total 200002 bytes \\(at most 131072\\)" start /bin/echo "$a100k" "$a100k"
+bad 255 "the request is [0-9]+ bytes, more than the server accepts \\(1048576\\): too many or too long arguments \\(RESOURCE_EXHAUSTED\\)$" \
     start /bin/echo $(for _ in $(seq 12); do echo "$a100k"; done)
-bad 1 "the job could not start: '/nonexistent/x': no such file or directory \\(FAILED_PRECONDITION\\)$" start /nonexistent/x
-bad 1 "malformed job id 'nope' .*\\(INVALID_ARGUMENT\\)$" stop nope
+bad 127 "the job could not start: '/nonexistent/x': no such file or directory \\(FAILED_PRECONDITION\\)$" start /nonexistent/x
+bad 255 "malformed job id 'nope' .*\\(INVALID_ARGUMENT\\)$" stop nope
 # UUIDs are case-insensitive: an upper-case id is the same id (lower-cased before it is sent).
-bad 1 "job $U not found \\(NOT_FOUND\\)$" stop 3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3D4E5F
-bad 1 "job $U not found \\(NOT_FOUND\\)$" status 3F2B6C1E-8a4d-4C2E-9B1F-0A1B2C3D4E5F
-bad 1 "malformed job id 'NOPE'" status NOPE
-bad 1 "job $U not found \\(NOT_FOUND\\)$" stop $U
-bad 1 "grace_millis=7200000 is above the maximum 3600000 \\(INVALID_ARGUMENT\\)$" stop --grace 2h $U
-bad 1 "malformed job id '\\.\\./\\.\\./etc/passwd'" status ../../etc/passwd
-bad 1 "job $U not found \\(NOT_FOUND\\)$" status $U
-bad 1 "malformed job id 'nope'" stream nope
-bad 1 "job $U not found \\(NOT_FOUND\\)$" stream $U
+bad 255 "job $U not found \\(NOT_FOUND\\)$" stop 3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3D4E5F
+bad 255 "job $U not found \\(NOT_FOUND\\)$" status 3F2B6C1E-8a4d-4C2E-9B1F-0A1B2C3D4E5F
+bad 255 "malformed job id 'NOPE'" status NOPE
+bad 255 "job $U not found \\(NOT_FOUND\\)$" stop $U
+bad 255 "grace_millis=7200000 is above the maximum 3600000 \\(INVALID_ARGUMENT\\)$" stop --grace 2h $U
+bad 255 "malformed job id '\\.\\./\\.\\./etc/passwd'" status ../../etc/passwd
+bad 255 "job $U not found \\(NOT_FOUND\\)$" status $U
+bad 255 "malformed job id 'nope'" stream nope
+bad 255 "job $U not found \\(NOT_FOUND\\)$" stream $U
 # Another user's job reads exactly like an unknown one; an offset past the end of an ended
 # job's output is OUT_OF_RANGE.
 bobs=$(rj_as bob start /bin/sleep 600)
-bad 1 "job $bobs not found \\(NOT_FOUND\\)$" status "$bobs"
-bad 1 "job $bobs not found \\(NOT_FOUND\\)$" stop "$bobs"
+bad 255 "job $bobs not found \\(NOT_FOUND\\)$" status "$bobs"
+bad 255 "job $bobs not found \\(NOT_FOUND\\)$" stop "$bobs"
 rj_as bob stop -g 0 "$bobs" >/dev/null 2>&1
 ended=$(rj start /bin/echo hi)
 for _ in $(seq 100); do
     rj status -o json "$ended" 2>/dev/null | grep -q '"is_running":false' && break
     sleep 0.1
 done
-bad 1 "offset 100 is past the end of the job's output: it has ended with 3 bytes of stdout and stderr \\(OUT_OF_RANGE\\)$" \
+bad 255 "offset 100 is past the end of the job's output: it has ended with 3 bytes of stdout and stderr \\(OUT_OF_RANGE\\)$" \
     stream --no-follow --offset 100 "$ended"
-bad 1 "offset 4 is past the end of the job's output: it has ended with 0 bytes of stderr" stream -s stderr --offset 4 "$ended"
+bad 255 "offset 4 is past the end of the job's output: it has ended with 0 bytes of stderr" stream -s stderr --offset 4 "$ended"
 expect_eq "stream from exactly the end of an ended job: nothing, exit 0" "0:" \
     "$(out=$(rj stream --offset 3 "$ended" 2>&1); echo "$?:$out")"
 UP=$(printf '%s' "$ended" | tr a-f A-F)
@@ -223,7 +223,7 @@ if rj ping >/dev/null 2>&1; then ok "the server still answers after all that"; e
 
 wait "$stopped_ping"
 kill -CONT "$stopped_pid"
-expect_eq "stopped server: ping exits 1" 1 "$(cat "$RJ_TMP/stopped.rc")"
+expect_eq "stopped server: ping exits 255" 255 "$(cat "$RJ_TMP/stopped.rc")"
 expect_match "stopped server: it did not answer, no word of certificates" \
     "^runjob: ping: 127.0.0.1:$port_stopped did not answer within [0-9]+ s \\(is the server running and responsive\\?\\) \\(UNAVAILABLE\\)$" \
     "$(cat "$RJ_TMP/stopped.err")"

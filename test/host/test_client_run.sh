@@ -20,8 +20,14 @@ expect_match "a killed job's status goes to stderr" 'job .* killed by SIGKILL' \
 expect_eq "run: stdout to stdout" "out" "$(rj run /bin/sh -c 'echo out; echo err >&2' 2>/dev/null)"
 expect_eq "run: stderr to stderr" "err" "$(rj run /bin/sh -c 'echo out; echo err >&2' 2>&1 >/dev/null)"
 expect_eq "run passes flags after the command to it" "-n,x," "$(rj run /usr/bin/printf -- '%s,' -n x)"
-expect_eq "run: a missing program exits 127 or fails to start" 1 \
-    "$( r=$(rc_of rj run /nonexistent/prog); [ "$r" = 127 ] || [ "$r" = 1 ]; echo 1)"
+# exit codes that are not the job's: sh's 127 and 126 for the command, ssh's 255 for runjob's own
+expect_eq "run: a missing program exits 127" 127 "$(rc_of rj run /nonexistent/prog)"
+expect_eq "run: a program that is not executable exits 126" 126 "$(rc_of rj run /etc/passwd)"
+expect_eq "run: a directory exits 126" 126 "$(rc_of rj run /tmp)"
+expect_eq "start: a missing program exits 127" 127 "$(rc_of rj start /nonexistent/prog)"
+expect_eq "run: a server that cannot be reached exits 255" 255 \
+    "$(RJ_PORT=$(rj_free_port) rc_of rj run /bin/true)"
+expect_eq "run: a job's own exit 255 is its own" 255 "$(rc_of rj run /bin/sh -c 'exit 255')"
 
 # stdin is not passed (the job reads /dev/null): run says so when it would lose input
 err=$(echo data | rj run /bin/cat 2>&1 >/dev/null)

@@ -20,8 +20,10 @@ wait_ended() {
 out=$(rj ping)
 expect_match "ping prints the server version" '^server .* answered in' "$out"
 expect_match "ping names the user" 'authenticated as alice$' "$out"
-expect_match "ping says administrator" 'authenticated as administrator \(administrator\)' \
-    "$(rj_as administrator ping)"
+admin_ping=$(rj_as administrator ping)
+expect_match "ping says what the administrator may do" \
+    "authenticated as administrator \\(sees and stops every user's jobs\\)$" "$admin_ping"
+expect_eq "ping does not name the administrator twice" 1 "$(grep -o administrator <<<"$admin_ping" | wc -l)"
 check "ping -o json is JSON" python3 -c 'import json,sys; assert json.loads(sys.argv[1])["peer_cn"] == "alice"' "$(rj ping -o json)"
 
 id=$(rj start /bin/echo hello world)
@@ -77,8 +79,10 @@ expect_eq "exit code 3 recorded" 3 \
 ido=$(rj start /bin/sh -c 'echo out1; echo err1 >&2; echo out2')
 wait_ended "$ido"
 expect_eq "stream -s stdout" "$(printf 'out1\nout2')" "$(rj stream -s stdout "$ido" 2>/dev/null)"
-expect_eq "stream -s stderr goes to stderr" "err1" "$(rj stream -s stderr "$ido" 2>&1 >/dev/null)"
-expect_eq "stream -s stderr writes nothing on stdout" "" "$(rj stream -s stderr "$ido" 2>/dev/null)"
+# one output asked for by name is what was asked for: stdout, so `| less` shows it
+expect_eq "stream -s stderr goes to stdout" "err1" "$(rj stream -s stderr "$ido" 2>/dev/null)"
+expect_eq "stream -s stderr writes nothing on stderr" "" "$(rj stream -s stderr "$ido" 2>&1 >/dev/null)"
+expect_eq "stream -s stdout writes nothing on stderr" "" "$(rj stream -s stdout "$ido" 2>&1 >/dev/null)"
 expect_eq "stream all: stdout part" "$(printf 'out1\nout2')" "$(rj stream "$ido" 2>/dev/null)"
 expect_eq "stream all: stderr part" "err1" "$(rj stream "$ido" 2>&1 >/dev/null)"
 
@@ -88,8 +92,8 @@ wait_ended "$idx"
 expect_eq "stream --offset 3" "def" "$(rj stream --offset 3 -s stdout "$idx")"
 expect_eq "stream --offset past the end of an ended job: nothing on stdout" "" \
     "$(rj stream --no-follow --offset 100 -s stdout "$idx" 2>/dev/null)"
-expect_match "stream --offset past the end of an ended job: OUT_OF_RANGE, exit 1" \
-    "offset 100 is past the end of the job's output: it has ended with 7 bytes of stdout \\(OUT_OF_RANGE\\) rc=1$" \
+expect_match "stream --offset past the end of an ended job: OUT_OF_RANGE, exit 255" \
+    "offset 100 is past the end of the job's output: it has ended with 7 bytes of stdout \\(OUT_OF_RANGE\\) rc=255$" \
     "$(rj stream --no-follow --offset 100 -s stdout "$idx" 2>&1 >/dev/null) rc=$?"
 
 # a running job: --no-follow returns at once; stop ends it
@@ -127,11 +131,17 @@ expect_eq "OWNER column for an administrator" "OWNER" "$(rj_as administrator lis
 expect_match "administrator sees alice's jobs" "$id" "$(rj_as administrator list -q)"
 expect_eq "bob does not see alice's jobs" "" "$(rj_as bob list -q)"
 err=$(rj_as bob status "$id" 2>&1)
-expect_eq "bob's status of alice's job exits 1" 1 "$(rj_as bob status "$id" >/dev/null 2>&1; echo $?)"
+expect_eq "bob's status of alice's job exits 255" 255 "$(rj_as bob status "$id" >/dev/null 2>&1; echo $?)"
 expect_match "another user's job is NOT_FOUND" '^runjob: status: .*\(NOT_FOUND\)$' "$err"
 expect_match "an unknown id is NOT_FOUND" '\(NOT_FOUND\)$' \
     "$(rj stream 00000000-0000-4000-8000-000000000000 2>&1)"
 expect_match "administrator can stop alice's job" "exited" "$(rj_as administrator stop "$id")"
+# a job that had already ended: one line says so, its status still printed, exit 0
+stop_err=$(rj stop "$id" 2>&1 >/dev/null)
+expect_eq "stop of an ended job says so on stderr" \
+    "runjob: stop: job $id had already ended: exited with code 0" "$stop_err"
+expect_match "stop of an ended job prints its status" "exited +0" "$(rj stop "$id" 2>/dev/null)"
+expect_eq "stop of an ended job exits 0" 0 "$(rj stop "$id" >/dev/null 2>&1; echo $?)"
 
 # the jobctl personality, with -u picking certs/<user>-cert.pem from the working directory
 ln -sf "$RUNJOB" "$RJ_TMP/jobctl"
@@ -140,7 +150,7 @@ JC=("$RJ_TMP/jobctl" --hostPort "127.0.0.1:$RJ_PORT" -u alice)
 jid=$("${JC[@]}" start -j hello -c /bin/sh -- -c 'echo hi there; echo oops >&2')
 expect_match "jobctl start prints an id" "$UUID" "$jid"
 expect_eq "jobctl stream: stdout by default" "hi there" "$("${JC[@]}" stream "$jid" 2>/dev/null)"
-expect_eq "jobctl stream -s stderr" "oops" "$("${JC[@]}" stream -s stderr "$jid" 2>&1 >/dev/null)"
+expect_eq "jobctl stream -s stderr (to stdout)" "oops" "$("${JC[@]}" stream -s stderr "$jid" 2>/dev/null)"
 expect_match "jobctl query" "exited +0" "$("${JC[@]}" query "$jid")"
 expect_match "jobctl list" "hello" "$("${JC[@]}" list)"
 expect_match "jobctl stop of an ended job prints its status" "exited" "$("${JC[@]}" stop "$jid")"

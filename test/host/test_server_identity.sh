@@ -31,7 +31,7 @@ for c in twocn twocn-rev twocn-mv apart; do
     subj=$(openssl x509 -in "$RJ_CERTS/$c-cert.pem" -noout -subject -nameopt compat | sed 's/^subject=//')
     out=$(rj_as "$c" ping 2>&1)
     rc=$?
-    expect_eq "$subj: ping fails" 1 "$rc"
+    expect_eq "$subj: ping fails (255, runjob's own failure)" 255 "$rc"
     expect_match "$subj: UNAUTHENTICATED, ambiguous identity" 'ambiguous identity.*UNAUTHENTICATED' "$out"
 done
 out=$(rj_as twocn list 2>&1)

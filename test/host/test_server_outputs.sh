@@ -56,7 +56,7 @@ python3 "$PUB/tiny.py" /dev/null >"$RJ_TMP/tiny.out" 2>"$RJ_TMP/tiny.err"
 J=$(rj start /usr/bin/python3 "$PUB/tiny.py" "$PUB/go2")
 rj stream -s stdout "$J" >"$RJ_TMP/f.out" 2>/dev/null &
 f1=$!
-rj stream -s stderr "$J" 2>"$RJ_TMP/f.err" >/dev/null &
+rj stream -s stderr "$J" >"$RJ_TMP/f.err" 2>"$RJ_TMP/f.msgs" &  # one stream by name: to stdout
 f2=$!
 rj stream "$J" >"$RJ_TMP/f.all1" 2>"$RJ_TMP/f.all2" &
 f3=$!

@@ -496,6 +496,30 @@ Test(client, jobs_table_columns)
     cr_expect_eq(fmt_job_exit_code(jobs[0]), 3);
 }
 
+/* sh's 127 for a command that is not there, 126 for one that cannot be executed, from the
+ * server's words (core/shimproto.c) behind "the job could not start: ". */
+Test(client, start_error_exit_codes)
+{
+    cr_expect_eq(fmt_start_error_exit_code("the job could not start: '/bin/nope': no such file or "
+                                           "directory"),
+                 127);
+    cr_expect_eq(fmt_start_error_exit_code("'/etc/x/y': a path component is not a directory"), 127);
+    cr_expect_eq(fmt_start_error_exit_code("'/l': Too many levels of symbolic links"), 127);
+    cr_expect_eq(fmt_start_error_exit_code("'/aaa': File name too long"), 127);
+    cr_expect_eq(fmt_start_error_exit_code("'/etc/passwd': not executable"), 126);
+    cr_expect_eq(fmt_start_error_exit_code("'/tmp': is a directory"), 126);
+    cr_expect_eq(fmt_start_error_exit_code("'/x': permission denied"), 126);
+    cr_expect_eq(fmt_start_error_exit_code("'/x': not an executable format"), 126);
+    cr_expect_eq(fmt_start_error_exit_code(NULL), 126);
+
+    Jobmanager__V1__JobStatus st = JOBMANAGER__V1__JOB_STATUS__INIT;
+    st.state = JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START;
+    st.error = "'/bin/nope': no such file or directory";
+    cr_expect_eq(fmt_job_exit_code(&st), 127);
+    st.error = "'/etc/passwd': not executable";
+    cr_expect_eq(fmt_job_exit_code(&st), 126);
+}
+
 /* ---- errors in plain words, from the strings gRPC 1.51 really gives --------------------- */
 
 static const char *describe_facts(int code, const char *details, const struct rpc_call_facts *f)

@@ -123,7 +123,7 @@ static void expect_usage(const char *verb, ...)
     free(e);
 }
 
-/* Parses, then stops at the certificates: exit 1 "cannot read CA certificate". */
+/* Parses, then stops at the certificates: exit 255 "cannot read CA certificate". */
 static void expect_parsed(const char *verb, ...)
 {
     char *argv[32] = {(char *)verb};
@@ -146,7 +146,7 @@ static void expect_parsed(const char *verb, ...)
     close(se);
     char *e = slurp_fd(out);
     close(out);
-    cr_expect_eq(r, 1, "%s %s: exit %d, stderr '%s'", verb, n > 1 ? argv[1] : "", r, e);
+    cr_expect_eq(r, 255, "%s %s: exit %d, stderr '%s'", verb, n > 1 ? argv[1] : "", r, e);
     cr_expect(strstr(e, "cannot read CA certificate"), "%s: '%s'", verb, e);
     cr_expect(strstr(e, "(FAILED_PRECONDITION)"), "%s: '%s'", verb, e);
     free(e);
@@ -370,7 +370,8 @@ Test(client, jobctl_personality, .init = no_certs)
     cr_expect_eq(run_applet(NULL, &err, "jobctl", NULL), 2);
     free(err);
     /* accepted: reaches the dial, as jobctl, with client1's certificate by default */
-    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", "[::1]:9", "query", "id", NULL), 1);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", "[::1]:9", "query", "id", NULL),
+                 255);
     cr_expect(strstr(err, "jobctl: query: cannot read CA certificate"), "%s", err);
     free(err);
 }
@@ -577,7 +578,7 @@ Test(client, first_designs_example_verbatim, .init = no_certs)
                             "--server-host=localhost", "--ca-cert-path=/nonexistent/after-ca.pem",
                             "--client-cert-path=certs/client-cert.pem",
                             "--client-key-path=certs/client-key.pem", NULL),
-                 1);
+                 255);
     cr_expect(strstr(err, "cannot read CA certificate '/nonexistent/after-ca.pem'"), "%s", err);
     free(err);
     /* -A values keep their order, before and after the command; values as separate words */
@@ -588,7 +589,7 @@ Test(client, first_designs_example_verbatim, .init = no_certs)
     /* run takes them too */
     cr_expect_eq(run_applet(NULL, &err, "run", "/usr/bin/echo", "-A", "x", "--server-port=1",
                             "--ca-cert-path", "/nonexistent/run-ca.pem", NULL),
-                 1);
+                 255);
     cr_expect(strstr(err, "runjob: run: cannot read CA certificate '/nonexistent/run-ca.pem'"),
               "%s", err);
     free(err);
