@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- JSON ------------------------------------------------------------------------------- */
 
@@ -97,7 +98,11 @@ static void jb_value(struct strbuf *b, const ProtobufCFieldDescriptor *f, const 
         int e = *(const int *)v;
         const ProtobufCEnumValue *ev =
             protobuf_c_enum_descriptor_get_value((const ProtobufCEnumDescriptor *)f->descriptor, e);
-        if (ev)
+        char word[32];
+        /* A job's state in the table's (and --state's) words: "exited", not JOB_STATE_EXITED. */
+        if (ev && f->descriptor == &jobmanager__v1__job_state__descriptor)
+            jb_string(b, fmt_state_name(word, sizeof(word), e));
+        else if (ev)
             jb_string(b, ev->name);
         else
             (void)strbuf_printf(b, "%d", e);
@@ -158,6 +163,34 @@ static size_t field_size(const ProtobufCFieldDescriptor *f)
     return 0;
 }
 
+/* After a "<what>_time_ms" field (milliseconds since the epoch), "<what>_time" as RFC 3339 in
+ * UTC with milliseconds ("2026-12-04T02:30:00.123Z"), for people and for tools that parse
+ * dates; null while it is 0 (not yet: a running job's end). */
+static void jb_time_beside(struct strbuf *b, const ProtobufCFieldDescriptor *f, const void *v)
+{
+    size_t n = strlen(f->name);
+    int64_t ms;
+    char name[64], when[40];
+    struct tm tm;
+
+    if (f->type != PROTOBUF_C_TYPE_INT64 || n < 9 || n - 3 >= sizeof(name) ||
+        strcmp(f->name + n - 8, "_time_ms") != 0)
+        return;
+    memcpy(name, f->name, n - 3);
+    name[n - 3] = '\0';
+    (void)strbuf_putn(b, ",", 1);
+    jb_string(b, name);
+    (void)strbuf_putn(b, ":", 1);
+    ms = *(const int64_t *)v;
+    time_t secs = (time_t)(ms / 1000);
+    if (ms <= 0 || !gmtime_r(&secs, &tm) ||
+        !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm)) {
+        (void)strbuf_puts(b, "null");
+        return;
+    }
+    (void)strbuf_printf(b, "\"%s.%03dZ\"", when, (int)(ms % 1000));
+}
+
 void jb_message(struct strbuf *b, const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -182,6 +215,7 @@ void jb_message(struct strbuf *b, const ProtobufCMessage *m)
             (void)strbuf_putn(b, "]", 1);
         } else {
             jb_value(b, f, base + f->offset);
+            jb_time_beside(b, f, base + f->offset);
         }
     }
     (void)strbuf_putn(b, "}", 1);

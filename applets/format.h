@@ -42,8 +42,10 @@ int fmt_parse_state(const char *s, int *ret);
 
 /* ---- JSON, appended to a core/strbuf (an allocation failure shows in strbuf_is_failed) ---- */
 void jb_string(struct strbuf *b, const char *s); /* quoted and escaped */
-/* The message as one JSON object: proto field names, enums by their proto names, every field
- * (defaults too), 64-bit integers as numbers, absent sub-messages as null. */
+/* The message as one JSON object: proto field names, enums by their proto names (a job's
+ * state by fmt_state_name's word: "exited"), every field (defaults too), 64-bit integers as
+ * numbers, absent sub-messages as null; after each "X_time_ms" an "X_time" in RFC 3339 (UTC,
+ * milliseconds), null while it is 0. */
 void jb_message(struct strbuf *b, const ProtobufCMessage *m);
 
 /* ---- tables ---- */

@@ -10,6 +10,7 @@ static const char usage[] =
     "Usage: runjob list [flags]\n"
     "\n"
     "List your jobs, oldest first (an administrator sees everyone's, with an OWNER column).\n"
+    "-o json prints {\"jobs\": [...]}, each job as `runjob status -o json` prints it.\n"
     "\n"
     "Filters:\n"
     "      --state STATE[,STATE]  only jobs in these states: starting, running, exited,\n"

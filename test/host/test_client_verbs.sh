@@ -36,8 +36,15 @@ expect_match "status shows exited 0" "exited +0 " "$st"
 expect_match "query is status" "exited +0 " "$(rj query "$id")"
 json=$(rj status -o json "$id")
 check "status -o json is valid JSON" python3 -c 'import json,sys; json.loads(sys.argv[1])' "$json"
-expect_eq "json fields use the proto names" "$id alice /bin/echo hello,world JOB_STATE_EXITED 0" \
+expect_eq "json fields use the proto names, the state the table's word" "$id alice /bin/echo hello,world exited 0" \
     "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["id"], d["owner"], d["command"], ",".join(d["args"]), d["state"], d["exit_code"])' "$json")"
+check "json times: RFC 3339 in UTC with milliseconds, beside the milliseconds" python3 -c '
+import json, sys, datetime
+d = json.loads(sys.argv[1])
+for k in ("start_time", "end_time"):
+    t = datetime.datetime.strptime(d[k], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    assert len(d[k]) == 24, d[k]
+    assert round(t.timestamp() * 1000) == d[k + "_ms"], (d[k], d[k + "_ms"])' "$json"
 expect_match "status -o wide shows the command" '/bin/echo hello world' "$(rj status -o wide "$id")"
 
 # Flags after the command: runjob's when every word there is one and one is written in full

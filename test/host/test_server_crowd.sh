@@ -133,7 +133,7 @@ jobs = {j["id"]: j for j in (doc["jobs"] if isinstance(doc, dict) else doc)}
 bad = 0
 for i, (u, code) in want.items():
     j = jobs.get(i)
-    if not j or j["owner"] != u or j["state"] != "JOB_STATE_EXITED" or j["exit_code"] != code:
+    if not j or j["owner"] != u or j["state"] != "exited" or j["exit_code"] != code:
         bad += 1
         if bad <= 3:
             print("job %s: want %s exit %d, got %s" % (i, u, code, j and (j["owner"], j["state"], j["exit_code"])), file=sys.stderr)
@@ -250,14 +250,14 @@ import json, sys
 doc = json.load(open(sys.argv[3]))
 jobs = {j["id"]: j for j in (doc["jobs"] if isinstance(doc, dict) else doc)}
 bad = 0
-for path, state in ((sys.argv[1], "JOB_STATE_EXITED"), (sys.argv[2], "JOB_STATE_LOST")):
+for path, state in ((sys.argv[1], "exited"), (sys.argv[2], "lost")):
     for line in open(path):
         i, u, k, code = line.split()
         j = jobs.get(i)
         ok = j and j["owner"] == u and j["state"] == state
-        if ok and state == "JOB_STATE_EXITED":
+        if ok and state == "exited":
             ok = j["exit_code"] == int(code)
-        if ok and state == "JOB_STATE_LOST":
+        if ok and state == "lost":
             ok = "server restarted" in j["error"] and not j["is_running"]
         bad += not ok
 print(bad)

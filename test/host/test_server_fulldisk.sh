@@ -40,7 +40,7 @@ expect_eq "the job that fills the disk keeps running and exits 7" 7 "$rc"
 F=$(rj list -o json | grep -o '"id":"[^"]*","command":"/bin/sh","args":\["-c","head -c 33554432' |
     cut -d'"' -f4)
 st=$(rj status -o json "$F" 2>&1)
-expect_match "its status: exited 7" '"state":"JOB_STATE_EXITED".*"exit_code":7' "$st"
+expect_match "its status: exited 7" '"state":"exited".*"exit_code":7' "$st"
 expect_match "its status: output truncated" '"output_truncated":true' "$st"
 kept=$(json_num output_bytes <<<"$st")
 echo "# full disk: kept ${kept:-?} of 33554432 bytes on a 16 MiB tmpfs; $(df -k "$FS" | awk 'NR==2{print $4}') KiB left"
@@ -78,7 +78,7 @@ touch "$PUB/go"
 wait_end "$H"
 st=$(rj status -o json "$H" 2>&1)
 expect_match "a job ending on a full disk: status exited 9" \
-    '"state":"JOB_STATE_EXITED".*"exit_code":9' "$st"
+    '"state":"exited".*"exit_code":9' "$st"
 expect_match "its status: output truncated" '"output_truncated":true' "$st"
 kept_h=$(json_num output_bytes <<<"$st")
 [ "${kept_h:-0}" -ge 9 ] && [ "$kept_h" -lt $((MIB + 9)) ] && ok "it kept what fitted (${kept_h:-?} bytes)" ||

@@ -43,7 +43,7 @@ for _ in $(seq 1200); do
     sleep 0.1
 done
 st=$(rj status -o json "$J" 2>&1)
-expect_match "the job wrote its GiB and exited 0" '"state":"JOB_STATE_EXITED".*"exit_code":0' "$st"
+expect_match "the job wrote its GiB and exited 0" '"state":"exited".*"exit_code":0' "$st"
 expect_match "all of it was recorded" "\"output_bytes\":$((GIB + 11))," "$st"
 read -r th1 fd1 rss1 hwm1 <<<"$(snap)"
 got=$(cat "$RJ_TMP/slow.count")

@@ -31,7 +31,7 @@ expect_eq "closed stdout: the follower gets both streams, to the end" "out1err-a
 expect_eq "closed stdout: stdout alone" "out1" "$(rj stream -s stdout "$J")"
 expect_eq "closed stdout: stderr alone" "err-after-close" "$(rj stream -s stderr "$J" 2>&1)"
 out=$(rj status -o json "$J" 2>&1)
-expect_match "closed stdout: exited 4" '"state":"JOB_STATE_EXITED".*"exit_code":4' "$out"
+expect_match "closed stdout: exited 4" '"state":"exited".*"exit_code":4' "$out"
 
 # --- Closes both streams and keeps running: the job is not finished by the EOFs.
 J=$(rj start /bin/sh -c "echo bye; exec >&- 2>&-; while [ ! -e $PUB/go1 ]; do sleep 0.05; done; exit 5")
@@ -41,7 +41,7 @@ expect_match "both closed: the job still runs" ' running ' "$out"
 touch "$PUB/go1"
 wait_end "$J"
 out=$(rj status -o json "$J" 2>&1)
-expect_match "both closed: exited 5 when it ended" '"state":"JOB_STATE_EXITED".*"exit_code":5' "$out"
+expect_match "both closed: exited 5 when it ended" '"state":"exited".*"exit_code":5' "$out"
 expect_eq "both closed: its output" "bye" "$(rj stream "$J" 2>&1)"
 
 # --- 100 000 one-byte writes, alternating streams unevenly, every byte value.
@@ -65,7 +65,7 @@ touch "$PUB/go2"
 wait "$f1" "$f2" "$f3"
 wait_end "$J"
 out=$(rj status -o json "$J" 2>&1)
-expect_match "tiny writes: exited 0" '"state":"JOB_STATE_EXITED".*"exit_code":0' "$out"
+expect_match "tiny writes: exited 0" '"state":"exited".*"exit_code":0' "$out"
 expect_match "tiny writes: 100000 bytes recorded" '"output_bytes":100000,' "$out"
 expect_eq "tiny writes: stdout follower byte-exact" "$(sha <"$RJ_TMP/tiny.out")" "$(sha <"$RJ_TMP/f.out")"
 expect_eq "tiny writes: stderr follower byte-exact" "$(sha <"$RJ_TMP/tiny.err")" "$(sha <"$RJ_TMP/f.err")"

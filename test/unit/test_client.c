@@ -408,15 +408,17 @@ Test(client, json_job_status_is_valid_and_uses_proto_names)
 {
     struct strbuf *b = json_of(&sample_status()->base);
     cr_expect(json_valid(strbuf_str(b)), "%s", strbuf_str(b));
-    cr_expect(
-        json_check(strbuf_str(b),
-                   "d[\"id\"]==\"7c9e6679-7425-40de-944b-e07fc1f90ae7\" and "
-                   "d[\"owner\"]==\"alice\" and d[\"state\"]==\"JOB_STATE_EXITED\" and "
-                   "d[\"exit_code\"]==3 and d[\"args\"][1]==\"echo \\\"hi\\\"\\n\\ttab "
-                   "\\\\ back\" and d[\"usage\"][\"output_truncated\"] is True and "
-                   "d[\"limits\"][\"memory_bytes\"]==1073741824 and "
-                   "d[\"start_time_ms\"]==1700000000000 and d[\"network\"]==\"NETWORK_MODE_NONE\""),
-        "%s", strbuf_str(b));
+    cr_expect(json_check(strbuf_str(b),
+                         "d[\"id\"]==\"7c9e6679-7425-40de-944b-e07fc1f90ae7\" and "
+                         "d[\"owner\"]==\"alice\" and d[\"state\"]==\"exited\" and "
+                         "d[\"exit_code\"]==3 and d[\"args\"][1]==\"echo \\\"hi\\\"\\n\\ttab "
+                         "\\\\ back\" and d[\"usage\"][\"output_truncated\"] is True and "
+                         "d[\"limits\"][\"memory_bytes\"]==1073741824 and "
+                         "d[\"start_time_ms\"]==1700000000000 and "
+                         "d[\"start_time\"]==\"2023-11-14T22:13:20.000Z\" and "
+                         "d[\"end_time\"]==\"2023-11-14T22:13:24.200Z\" and "
+                         "d[\"network\"]==\"NETWORK_MODE_NONE\""),
+              "%s", strbuf_str(b));
     strbuf_free(b);
 
     Jobmanager__V1__JobStatus *jobs[] = {sample_status(), sample_status()};
@@ -431,8 +433,9 @@ Test(client, json_job_status_is_valid_and_uses_proto_names)
 
     Jobmanager__V1__JobStatus empty = JOBMANAGER__V1__JOB_STATUS__INIT;
     b = json_of(&empty.base);
-    cr_expect(json_check(strbuf_str(b), "d[\"usage\"] is None and d[\"args\"]==[]"), "%s",
-              strbuf_str(b));
+    cr_expect(json_check(strbuf_str(b), "d[\"usage\"] is None and d[\"args\"]==[] and "
+                                        "d[\"state\"]==\"starting\" and d[\"end_time\"] is None"),
+              "%s", strbuf_str(b));
     strbuf_free(b);
 }
 

@@ -178,7 +178,7 @@ job_running() {
     false) return 1 ;;
     esac
     case "$_s" in
-    *STARTING* | *RUNNING* | 0 | 1) return 0 ;;
+    *STARTING* | *RUNNING* | starting | running | 0 | 1) return 0 ;;
     "") return 2 ;;
     *) return 1 ;;
     esac
