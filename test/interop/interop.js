@@ -159,7 +159,7 @@ async function main() {
     return;
   }
   const methods = Object.keys(JobManager.service).sort();
-  expectEq('proto: service has the six RPCs', ['List', 'Ping', 'Start', 'Status', 'Stop', 'Stream'], methods);
+  expectEq('proto: service has the seven RPCs', ['List', 'Metrics', 'Ping', 'Start', 'Status', 'Stop', 'Stream'], methods);
   expectTrue(
     'proto: keepCase keeps snake_case fields',
     'peer_cn' in JobManager.service.Ping.responseType.type.field.reduce((o, f) => ((o[f.name] = 1), o), {}),
@@ -183,6 +183,12 @@ async function main() {
     expectEq('Ping as administrator: peer_cn', 'administrator', r.res.peer_cn);
     expectEq('Ping as administrator: is_admin', true, r.res.is_admin);
   }
+  r = await unary(admin, 'Metrics', {});
+  if (expectOk('Metrics as administrator succeeds', r)) {
+    expectTrue('Metrics: the Prometheus text, with the calls so far',
+      /^runjob_calls_total\{method="Ping",code="OK"\} \d+$/m.test(r.res.text), r.res.text.slice(0, 200));
+  }
+  expectCode('Metrics as alice: PERMISSION_DENIED', grpc.status.PERMISSION_DENIED, await unary(alice, 'Metrics', {}));
 
   // Start a job with known, deterministic output.
   const N = '2000000'; // ~15 MB: many messages, so flow control is exercised
