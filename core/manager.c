@@ -698,17 +698,20 @@ const char *jm_job_id(const struct jm_job *j)
     return jobtab_entry_spec((const struct jobtab_entry *)j)->id;
 }
 
-void jm_job_info(struct jm_job *jj, struct jm_info *ret)
+/* jm_job_info, with the live job's usage read from its cgroup only when with_usage: the
+ * metrics need each job's state, not a cgroup read per running job every interval. */
+static void job_info(struct jobtab_entry *e, struct jm_info *ret, bool with_usage)
 {
-    struct jobtab_entry *e = entry_of(jj);
     struct job *j = jobtab_entry_job(e);
     struct outlog *log = jobtab_entry_log(e);
 
     ret->spec = jobtab_entry_spec(e);
     jobtab_entry_get_status(e, &ret->status);
     /* A live job knows better than the record: usage, pid, and its end before on_end ran. */
-    if (j)
+    if (j && with_usage)
         job_get_status(j, &ret->status.job);
+    else if (j)
+        job_get_state(j, &ret->status.job);
     if (log) {
         ret->status.output_bytes = outlog_get_bytes(log);
         /* A log reopened after a restart cannot tell that its tail was cut: the record can. */
@@ -717,6 +720,11 @@ void jm_job_info(struct jm_job *jj, struct jm_info *ret)
     ret->is_running = ret->status.job.state == JOB_STARTING || ret->status.job.state == JOB_RUNNING;
     if (!ret->is_running)
         ret->status.job.pid = 0;
+}
+
+void jm_job_info(struct jm_job *j, struct jm_info *ret)
+{
+    job_info(entry_of(j), ret, true);
 }
 
 /* ---- metrics ---------------------------------------------------------------------------- */
@@ -739,7 +747,7 @@ static void tally_one(struct jobtab_entry *e, void *userdata)
     struct jm_info info;
     size_t i;
 
-    jm_job_info(job_of(e), &info);
+    job_info(e, &info, false);
     if ((unsigned)info.status.job.state <= JOB_LOST)
         t->by_state[info.status.job.state]++;
     t->output_bytes += info.status.output_bytes;
