@@ -69,7 +69,7 @@ LIBS_DYN := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 # core/accept-interpose.c is linked into the dynamic runjob only (see there).
 CORE_SRC := $(filter-out core/accept-interpose.c,$(sort $(wildcard core/*.c)))
 APPLET_SRC := $(sort $(wildcard applets/*.c))
-# proto/jobmanager.proto (our service), proto/health.proto (grpc.health.v1, as published).
+# proto/runjob.proto (our service), proto/health.proto (grpc.health.v1, as published).
 PROTOS := $(sort $(basename $(notdir $(wildcard proto/*.proto))))
 PROTO_C := $(PROTOS:%=$(B)/proto/%.pb-c.c)
 PROTO_H := $(PROTOS:%=$(B)/proto/%.pb-c.h)

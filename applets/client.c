@@ -405,14 +405,14 @@ int client_print_json(const ProtobufCMessage *m)
     return 0;
 }
 
-int client_print_jobs(const struct client_opts *o, Jobmanager__V1__JobStatus *const *jobs, size_t n,
+int client_print_jobs(const struct client_opts *o, Runjob__V1__JobStatus *const *jobs, size_t n,
                       bool list, bool owner)
 {
     if (o->output == CLIENT_OUTPUT_JSON) {
         if (!list)
             return n ? client_print_json(&jobs[0]->base) : 0;
-        Jobmanager__V1__ListResponse lr = JOBMANAGER__V1__LIST_RESPONSE__INIT;
-        lr.jobs = (Jobmanager__V1__JobStatus **)jobs;
+        Runjob__V1__ListResponse lr = RUNJOB__V1__LIST_RESPONSE__INIT;
+        lr.jobs = (Runjob__V1__JobStatus **)jobs;
         lr.n_jobs = n;
         return client_print_json(&lr.base);
     }
@@ -436,8 +436,8 @@ static const struct option start_longopts[] = {CLIENT_LONGOPTS, START_LONGOPTS, 
 void client_start_init(struct start_opts *s)
 {
     memset(s, 0, sizeof(*s));
-    jobmanager__v1__start_request__init(&s->req);
-    jobmanager__v1__limits__init(&s->limits);
+    runjob__v1__start_request__init(&s->req);
+    runjob__v1__limits__init(&s->limits);
     s->req.limits = &s->limits;
 }
 
@@ -477,7 +477,7 @@ static int limit_value(struct client_opts *o, const char *flag, const char *arg,
 int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx)
 {
     struct start_opts *s = ctx;
-    Jobmanager__V1__Limits *l = &s->limits;
+    Runjob__V1__Limits *l = &s->limits;
 
     switch (c) {
     case 'j':
@@ -519,9 +519,9 @@ int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx
         return limit_value(o, "pids", arg, false, &l->pids);
     case START_OPT_NETWORK:
         if (strcmp(arg, "none") == 0)
-            s->req.network = JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE;
+            s->req.network = RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_NONE;
         else if (strcmp(arg, "host") == 0)
-            s->req.network = JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST;
+            s->req.network = RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST;
         else
             return client_usage_error(o, "--network '%s' is not none or host", arg);
         return CLIENT_OPT_DONE;
@@ -604,8 +604,8 @@ struct sigwatch {
 static void stop_job(const struct client_opts *o, struct rpc_client *c, const char *id,
                      int64_t grace)
 {
-    Jobmanager__V1__StopRequest req = JOBMANAGER__V1__STOP_REQUEST__INIT;
-    Jobmanager__V1__JobStatus *status = NULL;
+    Runjob__V1__StopRequest req = RUNJOB__V1__STOP_REQUEST__INIT;
+    Runjob__V1__JobStatus *status = NULL;
     struct rpc_error err = {0};
 
     req.id = (char *)id;
@@ -662,7 +662,7 @@ static void *sigwatch_main(void *arg)
 }
 
 static void print_final(const struct client_opts *o, const char *id,
-                        const Jobmanager__V1__JobStatus *st)
+                        const Runjob__V1__JobStatus *st)
 {
     char word[600], dur[32] = "";
 
@@ -675,8 +675,8 @@ static void print_final(const struct client_opts *o, const char *id,
 
 int client_follow(const struct client_opts *o, struct rpc_client *c, const struct follow_opts *f)
 {
-    Jobmanager__V1__StreamRequest req = JOBMANAGER__V1__STREAM_REQUEST__INIT;
-    Jobmanager__V1__JobStatus *last = NULL;
+    Runjob__V1__StreamRequest req = RUNJOB__V1__STREAM_REQUEST__INIT;
+    Runjob__V1__JobStatus *last = NULL;
     struct rpc_stream *s = NULL;
     struct rpc_error err = {0};
     struct sigwatch w = {.o = o, .c = c, .id = f->id, .sfd = -1, .efd = -1};
@@ -718,14 +718,14 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
             break;
         if (ch.final_status) {
             /* Keep our own copy: the chunk's is freed by the next call. */
-            size_t n = jobmanager__v1__job_status__get_packed_size(ch.final_status);
+            size_t n = runjob__v1__job_status__get_packed_size(ch.final_status);
             uint8_t *buf = malloc(n ? n : 1);
             if (last)
                 protobuf_c_message_free_unpacked(&last->base, NULL);
             last = NULL;
             if (buf) {
-                jobmanager__v1__job_status__pack(ch.final_status, buf);
-                last = jobmanager__v1__job_status__unpack(NULL, n, buf);
+                runjob__v1__job_status__pack(ch.final_status, buf);
+                last = runjob__v1__job_status__unpack(NULL, n, buf);
                 free(buf);
             }
         }
@@ -733,8 +733,8 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
             continue;
         /* One stream asked for by name (stream -s stderr) is what was asked for: it goes to
          * stdout, so that `| less` shows it. Both (--select all) go where the job wrote them. */
-        bool to_err = ch.stream == JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR &&
-                      f->select != JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR;
+        bool to_err = ch.stream == RUNJOB__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR &&
+                      f->select != RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR;
         bool *ok = to_err ? &err_ok : &out_ok;
         if (!*ok)
             continue;
@@ -784,16 +784,16 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     }
     if (ret == 0 && f->exit_code && !last) {
         /* The stream ended without the final status (it was not following): ask for it. */
-        Jobmanager__V1__StatusRequest sreq = JOBMANAGER__V1__STATUS_REQUEST__INIT;
+        Runjob__V1__StatusRequest sreq = RUNJOB__V1__STATUS_REQUEST__INIT;
         sreq.id = (char *)f->id;
         if (rpc_client_status(c, &sreq, &last, &err) < 0)
             ret = client_fail(o, &err);
     }
     /* Only run and start -f speak about the end: a plain stream's stderr is the job's. */
     if (ret == 0 && last && f->exit_code) {
-        if (w.interrupted || last->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED ||
-            last->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
-            last->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST)
+        if (w.interrupted || last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED ||
+            last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
+            last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_LOST)
             print_final(o, f->id, last);
         /* Otherwise the missing tail of the output would go unnoticed. */
         if (last->usage && last->usage->output_truncated)
@@ -830,7 +830,7 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
     struct client_opts o;
     struct start_opts s;
     _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
-    Jobmanager__V1__Job *job = NULL;
+    Runjob__V1__Job *job = NULL;
     struct rpc_error err = {0};
     int r;
 

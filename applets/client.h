@@ -140,14 +140,14 @@ bool client_color(void);
 int client_print_json(const ProtobufCMessage *m);
 /* Prints jobs in o->output form (json prints {"jobs":[...]} when list is true, else the one
  * job's object). owner adds the OWNER column to tables. Returns 0 or 1. */
-int client_print_jobs(const struct client_opts *o, Jobmanager__V1__JobStatus *const *jobs, size_t n,
+int client_print_jobs(const struct client_opts *o, Runjob__V1__JobStatus *const *jobs, size_t n,
                       bool list, bool owner);
 
 /* ---- start and run ---- */
 
 struct start_opts {
-    Jobmanager__V1__StartRequest req;
-    Jobmanager__V1__Limits limits;
+    Runjob__V1__StartRequest req;
+    Runjob__V1__Limits limits;
     char **args; /* -A values, then the positional ones (pointers into argv) */
     size_t n_args;
     bool follow;
@@ -238,7 +238,7 @@ void client_start_free(struct start_opts *s);
 
 struct follow_opts {
     const char *id;
-    int select; /* JOBMANAGER__V1__OUTPUT_SELECT__... */
+    int select; /* RUNJOB__V1__OUTPUT_SELECT__... */
     uint64_t offset;
     bool no_follow;
     bool stop_on_signal; /* run: Ctrl-C stops the job (a second Ctrl-C kills it) */

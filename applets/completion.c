@@ -150,9 +150,9 @@ int applet_completion_main(int argc, char **argv)
                                         t[i].name);
     }
     /* --state takes what list prints (format.c), in the proto's order. */
-    for (size_t i = 0, len = 0; i < jobmanager__v1__job_state__descriptor.n_values; i++) {
+    for (size_t i = 0, len = 0; i < runjob__v1__job_state__descriptor.n_values; i++) {
         char name[32];
-        fmt_state_name(name, sizeof(name), jobmanager__v1__job_state__descriptor.values[i].value);
+        fmt_state_name(name, sizeof(name), runjob__v1__job_state__descriptor.values[i].value);
         len += (size_t)snprintf(states + len, sizeof(states) - len, "%s%s", len ? " " : "", name);
         if (len >= sizeof(states))
             break;

@@ -100,7 +100,7 @@ static void jb_value(struct strbuf *b, const ProtobufCFieldDescriptor *f, const 
             protobuf_c_enum_descriptor_get_value((const ProtobufCEnumDescriptor *)f->descriptor, e);
         char word[32];
         /* A job's state in the table's (and --state's) words: "exited", not JOB_STATE_EXITED. */
-        if (ev && f->descriptor == &jobmanager__v1__job_state__descriptor)
+        if (ev && f->descriptor == &runjob__v1__job_state__descriptor)
             jb_string(b, fmt_state_name(word, sizeof(word), e));
         else if (ev)
             jb_string(b, ev->name);
@@ -331,46 +331,46 @@ void table_print(const struct table *t, FILE *f, bool color)
 
 /* ---- jobs ------------------------------------------------------------------------------- */
 
-const char *fmt_state_color(const Jobmanager__V1__JobStatus *st)
+const char *fmt_state_color(const Runjob__V1__JobStatus *st)
 {
     switch (st->state) {
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_STARTING:
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_STARTING:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_RUNNING:
         return "36"; /* cyan */
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_EXITED:
         return st->exit_code == 0 ? "32" : "31";
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED:
         return "33";
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START:
         return "31";
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_LOST:
         return "35";
-    case _JOBMANAGER__V1__JOB_STATE_IS_INT_SIZE:
+    case _RUNJOB__V1__JOB_STATE_IS_INT_SIZE:
         break;
     }
     return NULL;
 }
 
-const char *fmt_status_word(char *buf, size_t cap, const Jobmanager__V1__JobStatus *st)
+const char *fmt_status_word(char *buf, size_t cap, const Runjob__V1__JobStatus *st)
 {
     char sig[32], name[32];
 
     switch (st->state) {
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_EXITED:
         (void)snprintf(buf, cap, "exited with code %d", st->exit_code);
         break;
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED:
         (void)snprintf(buf, cap, "killed by %s%s", fmt_signal_name(sig, sizeof(sig), st->signal),
                        st->oom_killed ? " (out of memory)" : "");
         break;
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START:
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_LOST:
         (void)snprintf(buf, cap, "%s%s%s", fmt_state_name(name, sizeof(name), st->state),
                        st->error && *st->error ? ": " : "", st->error ? st->error : "");
         break;
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_STARTING:
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING:
-    case _JOBMANAGER__V1__JOB_STATE_IS_INT_SIZE:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_STARTING:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_RUNNING:
+    case _RUNJOB__V1__JOB_STATE_IS_INT_SIZE:
         (void)snprintf(buf, cap, "%s", fmt_state_name(name, sizeof(name), st->state));
         break;
     }
@@ -389,25 +389,25 @@ int fmt_start_error_exit_code(const char *message)
     return 126;
 }
 
-int fmt_job_exit_code(const Jobmanager__V1__JobStatus *st)
+int fmt_job_exit_code(const Runjob__V1__JobStatus *st)
 {
     switch (st->state) {
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_EXITED:
         return st->exit_code & 0xff;
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED:
         return 128 + st->signal;
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START:
         return fmt_start_error_exit_code(st->error);
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_STARTING:
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING:
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST:
-    case _JOBMANAGER__V1__JOB_STATE_IS_INT_SIZE:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_STARTING:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_RUNNING:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_LOST:
+    case _RUNJOB__V1__JOB_STATE_IS_INT_SIZE:
         break;
     }
     return 1;
 }
 
-static void join_command(char *buf, size_t cap, const Jobmanager__V1__JobStatus *st)
+static void join_command(char *buf, size_t cap, const Runjob__V1__JobStatus *st)
 {
     size_t n = 0;
     int k = snprintf(buf, cap, "%s", st->command ? st->command : "");
@@ -420,8 +420,8 @@ static void join_command(char *buf, size_t cap, const Jobmanager__V1__JobStatus 
     }
 }
 
-struct table *fmt_jobs_table(Jobmanager__V1__JobStatus *const *jobs, size_t n, bool wide,
-                             bool owner, int64_t now_ms)
+struct table *fmt_jobs_table(Runjob__V1__JobStatus *const *jobs, size_t n, bool wide, bool owner,
+                             int64_t now_ms)
 {
     /* clang-format off */
     enum { ID, NAME, OWNER, STATE, EXIT, SIGNAL, STARTED, DURATION, MEMORY, CPU, FLAGS, ERROR,
@@ -447,15 +447,15 @@ struct table *fmt_jobs_table(Jobmanager__V1__JobStatus *const *jobs, size_t n, b
         return NULL;
 
     for (size_t j = 0; j < n; j++) {
-        const Jobmanager__V1__JobStatus *st = jobs[j];
+        const Runjob__V1__JobStatus *st = jobs[j];
         char exitc[16] = "", sig[32] = "", started[32], dur[32] = "", mem[32] = "", cpu[32] = "",
              flags[32] = "", pid[16] = "", out[32] = "", limits[160] = "", cmd[512], state[16];
         const char *cell[NCOLS];
         int color_col = -1;
 
-        if (st->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED)
+        if (st->state == RUNJOB__V1__JOB_STATE__JOB_STATE_EXITED)
             (void)snprintf(exitc, sizeof(exitc), "%d", st->exit_code);
-        if (st->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED)
+        if (st->state == RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED)
             fmt_signal_name(sig, sizeof(sig), st->signal);
         fmt_ago(started, sizeof(started), now_ms, st->start_time_ms);
         if (st->start_time_ms > 0)
@@ -472,7 +472,7 @@ struct table *fmt_jobs_table(Jobmanager__V1__JobStatus *const *jobs, size_t n, b
         if (st->pid > 0)
             (void)snprintf(pid, sizeof(pid), "%d", st->pid);
         if (st->limits) { /* only the limits that apply; 0 is "none" */
-            const Jobmanager__V1__Limits *l = st->limits;
+            const Runjob__V1__Limits *l = st->limits;
             char v[32];
             size_t k = 0;
             const struct {

@@ -88,8 +88,7 @@ const char *fmt_signal_name(char *buf, size_t cap, int sig)
 }
 
 /* The wire's JobState numbers are core/job's job_state: the client's names are job_state_name's. */
-#define SAME_NUMBER(s)                                                                             \
-    _Static_assert((int)JOBMANAGER__V1__JOB_STATE__JOB_STATE_##s == (int)JOB_##s, #s)
+#define SAME_NUMBER(s) _Static_assert((int)RUNJOB__V1__JOB_STATE__JOB_STATE_##s == (int)JOB_##s, #s)
 SAME_NUMBER(STARTING);
 SAME_NUMBER(RUNNING);
 SAME_NUMBER(EXITED);
@@ -103,7 +102,7 @@ const char *fmt_state_name(char *buf, size_t cap, int state)
     const char *name = "?";
     size_t n = 0;
 
-    if (protobuf_c_enum_descriptor_get_value(&jobmanager__v1__job_state__descriptor, state))
+    if (protobuf_c_enum_descriptor_get_value(&runjob__v1__job_state__descriptor, state))
         name = job_state_name((enum job_state)state);
     /* A word for a column: FAILED_TO_START reads "failed" (its error says the rest). */
     for (; name[n] && name[n] != '_' && n + 1 < cap; n++)
@@ -261,7 +260,7 @@ int fmt_parse_cpu(const char *s, uint64_t *ret)
 
 int fmt_parse_state(const char *s, int *ret)
 {
-    const ProtobufCEnumDescriptor *d = &jobmanager__v1__job_state__descriptor;
+    const ProtobufCEnumDescriptor *d = &runjob__v1__job_state__descriptor;
 
     if (!s)
         return -EINVAL;

@@ -62,16 +62,16 @@ void table_print(const struct table *t, FILE *f, bool color);
 
 /* ---- jobs ---- */
 /* The ANSI color for a job's state cell ("32" green for exited 0, "31" red ...). */
-const char *fmt_state_color(const Jobmanager__V1__JobStatus *st);
+const char *fmt_state_color(const Runjob__V1__JobStatus *st);
 /* "exited 0", "killed SIGKILL", "running", "failed: <error>" ... one line. */
-const char *fmt_status_word(char *buf, size_t cap, const Jobmanager__V1__JobStatus *st);
+const char *fmt_status_word(char *buf, size_t cap, const Runjob__V1__JobStatus *st);
 /* Builds the status/list table: wide adds command, pid, limits and output size; owner adds
  * the OWNER column. now_ms is "now" for the STARTED column. NULL on out of memory. */
-struct table *fmt_jobs_table(Jobmanager__V1__JobStatus *const *jobs, size_t n, bool wide,
-                             bool owner, int64_t now_ms);
+struct table *fmt_jobs_table(Runjob__V1__JobStatus *const *jobs, size_t n, bool wide, bool owner,
+                             int64_t now_ms);
 /* The exit code a shell would report for the job: exit code, 128+signal, 126 or 127 when it
  * could not start (fmt_start_error_exit_code of its error), 1 when lost or still running. */
-int fmt_job_exit_code(const Jobmanager__V1__JobStatus *st);
+int fmt_job_exit_code(const Runjob__V1__JobStatus *st);
 /* What sh (and docker run) exit with for a command that could not be run, from the server's
  * words for it (core/shimproto.c): 127 when it is not there ("no such file or directory", a
  * path component that is not a directory, a symbolic link loop, a name too long), else 126

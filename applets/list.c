@@ -63,7 +63,7 @@ static int take_list_flag(struct client_opts *o, int opt, const char *arg, void 
 }
 
 /* A job the filter keeps (a state out of our range never matches a --state filter). */
-static bool list_filter_keeps(const struct list_filter *lf, const Jobmanager__V1__JobStatus *j)
+static bool list_filter_keeps(const struct list_filter *lf, const Runjob__V1__JobStatus *j)
 {
     if (lf->states && (j->state < 0 || j->state >= 32 || !(lf->states & (1u << j->state))))
         return false;
@@ -77,8 +77,8 @@ int applet_list_main(int argc, char **argv)
                                              {"name", required_argument, NULL, OPT_NAME},
                                              {"quiet", no_argument, NULL, 'q'},
                                              {NULL, 0, NULL, 0}};
-    Jobmanager__V1__ListRequest req = JOBMANAGER__V1__LIST_REQUEST__INIT;
-    Jobmanager__V1__ListResponse *resp = NULL;
+    Runjob__V1__ListRequest req = RUNJOB__V1__LIST_REQUEST__INIT;
+    Runjob__V1__ListResponse *resp = NULL;
     _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
     struct client_opts o;
     struct rpc_error err = {0};
@@ -99,7 +99,7 @@ int applet_list_main(int argc, char **argv)
 
     size_t n = 0;
     for (size_t i = 0; i < resp->n_jobs; i++) { /* filter in place */
-        Jobmanager__V1__JobStatus *j = resp->jobs[i];
+        Runjob__V1__JobStatus *j = resp->jobs[i];
         if (!list_filter_keeps(&lf, j))
             continue;
         resp->jobs[i] = resp->jobs[n];
@@ -110,8 +110,8 @@ int applet_list_main(int argc, char **argv)
             printf("%s\n", resp->jobs[i]->id);
     } else {
         if (o.output == CLIENT_OUTPUT_TABLE) { /* the OWNER column is for administrators */
-            Jobmanager__V1__PingRequest preq = JOBMANAGER__V1__PING_REQUEST__INIT;
-            Jobmanager__V1__PingResponse *pong = NULL;
+            Runjob__V1__PingRequest preq = RUNJOB__V1__PING_REQUEST__INIT;
+            Runjob__V1__PingResponse *pong = NULL;
             if (rpc_client_ping(c, &preq, &pong, &err) == 0) {
                 admin = pong->is_admin;
                 protobuf_c_message_free_unpacked(&pong->base, NULL);

@@ -18,8 +18,8 @@ static const char usage[] =
 int applet_metrics_main(int argc, char **argv)
 {
     static const struct option longopts[] = {CLIENT_LONGOPTS, {NULL, 0, NULL, 0}};
-    Jobmanager__V1__MetricsRequest req = JOBMANAGER__V1__METRICS_REQUEST__INIT;
-    Jobmanager__V1__MetricsResponse *resp = NULL;
+    Runjob__V1__MetricsRequest req = RUNJOB__V1__METRICS_REQUEST__INIT;
+    Runjob__V1__MetricsResponse *resp = NULL;
     _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
     struct client_opts o;
     struct rpc_error err = {0};

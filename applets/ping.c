@@ -16,8 +16,8 @@ static const char usage[] =
 int applet_ping_main(int argc, char **argv)
 {
     static const struct option longopts[] = {CLIENT_LONGOPTS, {NULL, 0, NULL, 0}};
-    Jobmanager__V1__PingRequest req = JOBMANAGER__V1__PING_REQUEST__INIT;
-    Jobmanager__V1__PingResponse *pong = NULL;
+    Runjob__V1__PingRequest req = RUNJOB__V1__PING_REQUEST__INIT;
+    Runjob__V1__PingResponse *pong = NULL;
     _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
     struct client_opts o;
     struct rpc_error err = {0};

@@ -21,17 +21,17 @@ static const char usage[] =
     "  runjob stop 7c9e6679-7425-40de-944b-e07fc1f90ae7\n"
     "  runjob stop --signal INT --grace 30s 7c9e6679-7425-40de-944b-e07fc1f90ae7\n";
 
-static bool job_ended(const Jobmanager__V1__JobStatus *st)
+static bool job_ended(const Runjob__V1__JobStatus *st)
 {
     switch (st->state) {
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED:
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED:
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START:
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_EXITED:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_LOST:
         return true;
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_STARTING:
-    case JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING:
-    case _JOBMANAGER__V1__JOB_STATE_IS_INT_SIZE:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_STARTING:
+    case RUNJOB__V1__JOB_STATE__JOB_STATE_RUNNING:
+    case _RUNJOB__V1__JOB_STATE_IS_INT_SIZE:
         break;
     }
     return false;
@@ -39,7 +39,7 @@ static bool job_ended(const Jobmanager__V1__JobStatus *st)
 
 static int take_stop_flag(struct client_opts *o, int opt, const char *arg, void *ctx)
 {
-    Jobmanager__V1__StopRequest *req = ctx;
+    Runjob__V1__StopRequest *req = ctx;
 
     switch (opt) {
     case 's':
@@ -63,9 +63,9 @@ int applet_stop_main(int argc, char **argv)
                                              {"signal", required_argument, NULL, 's'},
                                              {"grace", required_argument, NULL, 'g'},
                                              {NULL, 0, NULL, 0}};
-    Jobmanager__V1__StopRequest req = JOBMANAGER__V1__STOP_REQUEST__INIT;
-    Jobmanager__V1__StatusRequest sreq = JOBMANAGER__V1__STATUS_REQUEST__INIT;
-    Jobmanager__V1__JobStatus *st = NULL;
+    Runjob__V1__StopRequest req = RUNJOB__V1__STOP_REQUEST__INIT;
+    Runjob__V1__StatusRequest sreq = RUNJOB__V1__STATUS_REQUEST__INIT;
+    Runjob__V1__JobStatus *st = NULL;
     _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
     struct client_opts o;
     struct rpc_error err = {0};

@@ -43,11 +43,11 @@ static int take_stream_flag(struct client_opts *o, int opt, const char *arg, voi
         return CLIENT_OPT_DONE;
     case 's':
         if (strcmp(arg, "stdout") == 0)
-            f->select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT;
+            f->select = RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT;
         else if (strcmp(arg, "stderr") == 0)
-            f->select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR;
+            f->select = RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR;
         else if (strcmp(arg, "all") == 0)
-            f->select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL;
+            f->select = RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL;
         else
             return client_usage_error(o, "--select '%s' is not stdout, stderr or all", arg);
         return CLIENT_OPT_DONE;
@@ -65,7 +65,7 @@ int applet_stream_main(int argc, char **argv)
                                              {NULL, 0, NULL, 0}};
     _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
     struct client_opts o;
-    struct follow_opts f = {.select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL};
+    struct follow_opts f = {.select = RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL};
     int r;
 
     client_init(&o, argc, argv);

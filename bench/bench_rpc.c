@@ -42,9 +42,9 @@ static int cmp_double(const void *a, const void *b)
 /* One Start + follow to the end; 0 or -1. */
 static int run_once(struct rpc_client *c)
 {
-    Jobmanager__V1__StartRequest req = JOBMANAGER__V1__START_REQUEST__INIT;
-    Jobmanager__V1__StreamRequest sreq = JOBMANAGER__V1__STREAM_REQUEST__INIT;
-    Jobmanager__V1__Job *job = NULL;
+    Runjob__V1__StartRequest req = RUNJOB__V1__START_REQUEST__INIT;
+    Runjob__V1__StreamRequest sreq = RUNJOB__V1__STREAM_REQUEST__INIT;
+    Runjob__V1__Job *job = NULL;
     struct rpc_stream *s = NULL;
     struct rpc_error err;
     struct rpc_chunk chunk;
@@ -105,8 +105,8 @@ static void *scale_thread(void *arg)
     struct scale *s = arg;
 
     while (atomic_fetch_add(&s->next, 1) < s->n) {
-        Jobmanager__V1__StartRequest req = JOBMANAGER__V1__START_REQUEST__INIT;
-        Jobmanager__V1__Job *job = NULL;
+        Runjob__V1__StartRequest req = RUNJOB__V1__START_REQUEST__INIT;
+        Runjob__V1__Job *job = NULL;
         struct rpc_error err;
 
         req.command = "/bin/sleep";
@@ -128,7 +128,7 @@ static void *scale_thread(void *arg)
 
 static int scale(struct rpc_client *c, int n, int threads, int lists)
 {
-    Jobmanager__V1__ListRequest lreq = JOBMANAGER__V1__LIST_REQUEST__INIT;
+    Runjob__V1__ListRequest lreq = RUNJOB__V1__LIST_REQUEST__INIT;
     struct scale s = {.c = c, .n = n};
     pthread_t *tid = calloc((size_t)threads, sizeof(*tid));
     double *lat = calloc((size_t)lists, sizeof(double));
@@ -149,7 +149,7 @@ static int scale(struct rpc_client *c, int n, int threads, int lists)
     printf("started=%d\nfailed=%d\nstart_all_ms=%.0f\n", atomic_load(&s.started),
            atomic_load(&s.failed), now_ms() - t0);
     for (int i = 0; i < lists; i++) {
-        Jobmanager__V1__ListResponse *resp = NULL;
+        Runjob__V1__ListResponse *resp = NULL;
         double t = now_ms();
         if (rpc_client_list(c, &lreq, &resp, &err) < 0) {
             fprintf(stderr, "bench_rpc: list: %s\n", err.message);
@@ -159,7 +159,7 @@ static int scale(struct rpc_client *c, int n, int threads, int lists)
         listed = resp->n_jobs;
         running = 0;
         for (size_t k = 0; k < resp->n_jobs; k++)
-            running += resp->jobs[k]->state == JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING;
+            running += resp->jobs[k]->state == RUNJOB__V1__JOB_STATE__JOB_STATE_RUNNING;
         protobuf_c_message_free_unpacked(&resp->base, NULL);
     }
     qsort(lat, (size_t)lists, sizeof(double), cmp_double);

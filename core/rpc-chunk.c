@@ -87,7 +87,7 @@ int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret)
     }
 
     if (have_status) {
-        c.final_status = jobmanager__v1__job_status__unpack(NULL, status_len, status_bytes);
+        c.final_status = runjob__v1__job_status__unpack(NULL, status_len, status_bytes);
         if (!c.final_status)
             return -EBADMSG; /* protobuf-c does not tell malformed from out of memory */
     }

@@ -58,7 +58,7 @@ struct rpc_stream {
     bool flat_set;
     uint8_t *buf; /* otherwise its bytes, gathered here (one copy) */
     size_t buf_cap;
-    Jobmanager__V1__JobStatus *final_status;
+    Runjob__V1__JobStatus *final_status;
     bool initial_done; /* batch 1 plucked */
     bool status_done;  /* RECV_STATUS_ON_CLIENT plucked */
     bool ended;
@@ -401,10 +401,10 @@ out:
     return r;
 }
 
-int rpc_client_start(struct rpc_client *c, const Jobmanager__V1__StartRequest *req,
-                     Jobmanager__V1__Job **ret, struct rpc_error *err)
+int rpc_client_start(struct rpc_client *c, const Runjob__V1__StartRequest *req,
+                     Runjob__V1__Job **ret, struct rpc_error *err)
 {
-    return unary(c, RPC_M_START, c->deadline_ms, &req->base, &jobmanager__v1__job__descriptor,
+    return unary(c, RPC_M_START, c->deadline_ms, &req->base, &runjob__v1__job__descriptor,
                  (ProtobufCMessage **)ret, err);
 }
 
@@ -418,45 +418,44 @@ int64_t rpc_client_stop_deadline_ms(int64_t deadline_ms, int64_t grace_millis)
     return deadline_ms + grace;
 }
 
-int rpc_client_stop(struct rpc_client *c, const Jobmanager__V1__StopRequest *req,
-                    Jobmanager__V1__JobStatus **ret, struct rpc_error *err)
+int rpc_client_stop(struct rpc_client *c, const Runjob__V1__StopRequest *req,
+                    Runjob__V1__JobStatus **ret, struct rpc_error *err)
 {
     return unary(c, RPC_M_STOP, rpc_client_stop_deadline_ms(c->deadline_ms, req->grace_millis),
-                 &req->base, &jobmanager__v1__job_status__descriptor, (ProtobufCMessage **)ret,
-                 err);
+                 &req->base, &runjob__v1__job_status__descriptor, (ProtobufCMessage **)ret, err);
 }
 
-int rpc_client_status(struct rpc_client *c, const Jobmanager__V1__StatusRequest *req,
-                      Jobmanager__V1__JobStatus **ret, struct rpc_error *err)
+int rpc_client_status(struct rpc_client *c, const Runjob__V1__StatusRequest *req,
+                      Runjob__V1__JobStatus **ret, struct rpc_error *err)
 {
-    return unary(c, RPC_M_STATUS, c->deadline_ms, &req->base,
-                 &jobmanager__v1__job_status__descriptor, (ProtobufCMessage **)ret, err);
+    return unary(c, RPC_M_STATUS, c->deadline_ms, &req->base, &runjob__v1__job_status__descriptor,
+                 (ProtobufCMessage **)ret, err);
 }
 
-int rpc_client_list(struct rpc_client *c, const Jobmanager__V1__ListRequest *req,
-                    Jobmanager__V1__ListResponse **ret, struct rpc_error *err)
+int rpc_client_list(struct rpc_client *c, const Runjob__V1__ListRequest *req,
+                    Runjob__V1__ListResponse **ret, struct rpc_error *err)
 {
-    return unary(c, RPC_M_LIST, c->deadline_ms, &req->base,
-                 &jobmanager__v1__list_response__descriptor, (ProtobufCMessage **)ret, err);
+    return unary(c, RPC_M_LIST, c->deadline_ms, &req->base, &runjob__v1__list_response__descriptor,
+                 (ProtobufCMessage **)ret, err);
 }
 
-int rpc_client_ping(struct rpc_client *c, const Jobmanager__V1__PingRequest *req,
-                    Jobmanager__V1__PingResponse **ret, struct rpc_error *err)
+int rpc_client_ping(struct rpc_client *c, const Runjob__V1__PingRequest *req,
+                    Runjob__V1__PingResponse **ret, struct rpc_error *err)
 {
-    return unary(c, RPC_M_PING, c->deadline_ms, &req->base,
-                 &jobmanager__v1__ping_response__descriptor, (ProtobufCMessage **)ret, err);
+    return unary(c, RPC_M_PING, c->deadline_ms, &req->base, &runjob__v1__ping_response__descriptor,
+                 (ProtobufCMessage **)ret, err);
 }
 
-int rpc_client_metrics(struct rpc_client *c, const Jobmanager__V1__MetricsRequest *req,
-                       Jobmanager__V1__MetricsResponse **ret, struct rpc_error *err)
+int rpc_client_metrics(struct rpc_client *c, const Runjob__V1__MetricsRequest *req,
+                       Runjob__V1__MetricsResponse **ret, struct rpc_error *err)
 {
     return unary(c, RPC_M_METRICS, c->deadline_ms, &req->base,
-                 &jobmanager__v1__metrics_response__descriptor, (ProtobufCMessage **)ret, err);
+                 &runjob__v1__metrics_response__descriptor, (ProtobufCMessage **)ret, err);
 }
 
 /* ---- streams ----------------------------------------------------------------------------- */
 
-int rpc_client_stream_open(struct rpc_client *c, const Jobmanager__V1__StreamRequest *req,
+int rpc_client_stream_open(struct rpc_client *c, const Runjob__V1__StreamRequest *req,
                            struct rpc_stream **ret, struct rpc_error *err)
 {
     struct rpc_stream *s = calloc(1, sizeof(*s));

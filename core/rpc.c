@@ -248,11 +248,11 @@ static int check_limit(const char *what, uint64_t asked, uint64_t dflt, uint64_t
     return 0;
 }
 
-int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_policy *p,
+int rpc_check_start(const Runjob__V1__StartRequest *req, const struct rpc_policy *p,
                     struct limits *ret_limits, struct rpc_error *err)
 {
-    static const Jobmanager__V1__Limits no_limits = JOBMANAGER__V1__LIMITS__INIT;
-    const Jobmanager__V1__Limits *l = req->limits ? req->limits : &no_limits;
+    static const Runjob__V1__Limits no_limits = RUNJOB__V1__LIMITS__INIT;
+    const Runjob__V1__Limits *l = req->limits ? req->limits : &no_limits;
     struct limits out;
     size_t total = 0;
     char b[256];
@@ -278,10 +278,10 @@ int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_po
                     "job name '%s' is not valid (at most %d bytes of UTF-8, no control "
                     "characters)",
                     shorten(req->name, b, sizeof(b)), RPC_MAX_NAME_BYTES);
-    if (req->network != JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE &&
-        req->network != JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST)
+    if (req->network != RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_NONE &&
+        req->network != RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST)
         return fail(err, RPC_INVALID_ARGUMENT, "unknown network mode %d", (int)req->network);
-    if (req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST && !p->allow_host_network)
+    if (req->network == RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST && !p->allow_host_network)
         return fail(err, RPC_PERMISSION_DENIED,
                     "host networking is not allowed on this server (--allow-host-network)");
 #define LIM(f, min, why)                                                                           \
@@ -299,8 +299,8 @@ int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_po
     return 0;
 }
 
-int rpc_check_stop(const Jobmanager__V1__StopRequest *req, const struct rpc_policy *p,
-                   int *ret_signal, int64_t *ret_grace_ms, struct rpc_error *err)
+int rpc_check_stop(const Runjob__V1__StopRequest *req, const struct rpc_policy *p, int *ret_signal,
+                   int64_t *ret_grace_ms, struct rpc_error *err)
 {
     if (check_id(req->id, err) < 0)
         return -1;
@@ -317,21 +317,21 @@ int rpc_check_stop(const Jobmanager__V1__StopRequest *req, const struct rpc_poli
     return 0;
 }
 
-int rpc_check_status(const Jobmanager__V1__StatusRequest *req, struct rpc_error *err)
+int rpc_check_status(const Runjob__V1__StatusRequest *req, struct rpc_error *err)
 {
     return check_id(req->id, err);
 }
 
-int rpc_check_stream(const Jobmanager__V1__StreamRequest *req, struct rpc_error *err)
+int rpc_check_stream(const Runjob__V1__StreamRequest *req, struct rpc_error *err)
 {
     if (check_id(req->id, err) < 0)
         return -1;
     switch (req->select) {
-    case JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL:
-    case JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT:
-    case JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR:
+    case RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL:
+    case RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT:
+    case RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR:
         return 0;
-    case _JOBMANAGER__V1__OUTPUT_SELECT_IS_INT_SIZE:
+    case _RUNJOB__V1__OUTPUT_SELECT_IS_INT_SIZE:
     default:
         return fail(err, RPC_INVALID_ARGUMENT, "unknown output selection %d", (int)req->select);
     }
@@ -524,7 +524,7 @@ ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, con
 
 /* ---- methods --------------------------------------------------------------------------- */
 
-#define SERVICE_PATH "/jobmanager.v1.JobManager/"
+#define SERVICE_PATH "/runjob.v1.JobManager/"
 
 /* In the proto's order; test_rpc checks them against the service descriptor protoc-c makes. */
 static const char *const method_paths[RPC_M_COUNT] = {
@@ -549,19 +549,19 @@ const ProtobufCMessageDescriptor *rpc_request_descriptor(enum rpc_method m)
 {
     switch (m) {
     case RPC_M_START:
-        return &jobmanager__v1__start_request__descriptor;
+        return &runjob__v1__start_request__descriptor;
     case RPC_M_STOP:
-        return &jobmanager__v1__stop_request__descriptor;
+        return &runjob__v1__stop_request__descriptor;
     case RPC_M_STATUS:
-        return &jobmanager__v1__status_request__descriptor;
+        return &runjob__v1__status_request__descriptor;
     case RPC_M_LIST:
-        return &jobmanager__v1__list_request__descriptor;
+        return &runjob__v1__list_request__descriptor;
     case RPC_M_STREAM:
-        return &jobmanager__v1__stream_request__descriptor;
+        return &runjob__v1__stream_request__descriptor;
     case RPC_M_PING:
-        return &jobmanager__v1__ping_request__descriptor;
+        return &runjob__v1__ping_request__descriptor;
     case RPC_M_METRICS:
-        return &jobmanager__v1__metrics_request__descriptor;
+        return &runjob__v1__metrics_request__descriptor;
     case RPC_M_COUNT:
     default:
         return NULL;
@@ -582,17 +582,17 @@ int rpc_request_decode(enum rpc_method m, const uint8_t *buf, size_t len,
         return -1;
     switch (m) {
     case RPC_M_START:
-        r = rpc_check_start((const Jobmanager__V1__StartRequest *)rq.msg, p, &rq.limits, err);
+        r = rpc_check_start((const Runjob__V1__StartRequest *)rq.msg, p, &rq.limits, err);
         break;
     case RPC_M_STOP:
-        r = rpc_check_stop((const Jobmanager__V1__StopRequest *)rq.msg, p, &rq.signal, &rq.grace_ms,
+        r = rpc_check_stop((const Runjob__V1__StopRequest *)rq.msg, p, &rq.signal, &rq.grace_ms,
                            err);
         break;
     case RPC_M_STATUS:
-        r = rpc_check_status((const Jobmanager__V1__StatusRequest *)rq.msg, err);
+        r = rpc_check_status((const Runjob__V1__StatusRequest *)rq.msg, err);
         break;
     case RPC_M_STREAM:
-        r = rpc_check_stream((const Jobmanager__V1__StreamRequest *)rq.msg, err);
+        r = rpc_check_stream((const Runjob__V1__StreamRequest *)rq.msg, err);
         break;
     case RPC_M_LIST: /* no fields to check */
     case RPC_M_PING:

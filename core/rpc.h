@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "jobmanager.pb-c.h"
+#include "runjob.pb-c.h"
 #include "limits.h"
 
 /* gRPC status codes, numerically equal to grpc_status_code (so no grpc header is needed). */
@@ -76,31 +76,31 @@ void rpc_client_wait_library_idle(int timeout_ms);
 
 /* Unary calls: 0 with *ret set (free with protobuf_c_message_free_unpacked(&(*ret)->base, NULL)),
  * or -1 with err filled. */
-int rpc_client_start(struct rpc_client *c, const Jobmanager__V1__StartRequest *req,
-                     Jobmanager__V1__Job **ret, struct rpc_error *err);
-int rpc_client_stop(struct rpc_client *c, const Jobmanager__V1__StopRequest *req,
-                    Jobmanager__V1__JobStatus **ret, struct rpc_error *err);
-int rpc_client_status(struct rpc_client *c, const Jobmanager__V1__StatusRequest *req,
-                      Jobmanager__V1__JobStatus **ret, struct rpc_error *err);
-int rpc_client_list(struct rpc_client *c, const Jobmanager__V1__ListRequest *req,
-                    Jobmanager__V1__ListResponse **ret, struct rpc_error *err);
-int rpc_client_ping(struct rpc_client *c, const Jobmanager__V1__PingRequest *req,
-                    Jobmanager__V1__PingResponse **ret, struct rpc_error *err);
-int rpc_client_metrics(struct rpc_client *c, const Jobmanager__V1__MetricsRequest *req,
-                       Jobmanager__V1__MetricsResponse **ret, struct rpc_error *err);
+int rpc_client_start(struct rpc_client *c, const Runjob__V1__StartRequest *req,
+                     Runjob__V1__Job **ret, struct rpc_error *err);
+int rpc_client_stop(struct rpc_client *c, const Runjob__V1__StopRequest *req,
+                    Runjob__V1__JobStatus **ret, struct rpc_error *err);
+int rpc_client_status(struct rpc_client *c, const Runjob__V1__StatusRequest *req,
+                      Runjob__V1__JobStatus **ret, struct rpc_error *err);
+int rpc_client_list(struct rpc_client *c, const Runjob__V1__ListRequest *req,
+                    Runjob__V1__ListResponse **ret, struct rpc_error *err);
+int rpc_client_ping(struct rpc_client *c, const Runjob__V1__PingRequest *req,
+                    Runjob__V1__PingResponse **ret, struct rpc_error *err);
+int rpc_client_metrics(struct rpc_client *c, const Runjob__V1__MetricsRequest *req,
+                       Runjob__V1__MetricsResponse **ret, struct rpc_error *err);
 
 /* One received stream message, decoded without copying its bytes. */
 struct rpc_chunk {
     const uint8_t *data; /* valid until the next rpc_client_stream_next/free */
     size_t len;
-    int stream; /* JOBMANAGER__V1__OUTPUT_STREAM__STDOUT / __STDERR */
+    int stream; /* RUNJOB__V1__OUTPUT_STREAM__STDOUT / __STDERR */
     uint64_t offset;
     int64_t time_ms;
-    Jobmanager__V1__JobStatus *final_status; /* non-NULL on the last message of a follow */
+    Runjob__V1__JobStatus *final_status; /* non-NULL on the last message of a follow */
 };
 
 struct rpc_stream;
-int rpc_client_stream_open(struct rpc_client *c, const Jobmanager__V1__StreamRequest *req,
+int rpc_client_stream_open(struct rpc_client *c, const Runjob__V1__StreamRequest *req,
                            struct rpc_stream **ret, struct rpc_error *err);
 /* Blocks for the next message: 1 with *ret filled, 0 at the end of a stream that finished OK,
  * -1 with err filled (CANCELLED after rpc_client_stream_cancel). */
@@ -157,14 +157,14 @@ bool rpc_name_is_valid(const char *s, size_t max);
  * rpc_check_start also computes the limits to apply: a zero field takes the default; a field
  * above its maximum, or below its minimum (RPC_MIN_*: cpu_millis, memory_bytes, pids), is
  * refused. Pure, thread-safe. */
-int rpc_check_start(const Jobmanager__V1__StartRequest *req, const struct rpc_policy *p,
+int rpc_check_start(const Runjob__V1__StartRequest *req, const struct rpc_policy *p,
                     struct limits *ret_limits, struct rpc_error *err);
 /* *ret_signal: 0 -> p->default_signal (or SIGTERM) resolved; *ret_grace_ms: 0 -> default, negative
  * -> -1 (at once). */
-int rpc_check_stop(const Jobmanager__V1__StopRequest *req, const struct rpc_policy *p,
-                   int *ret_signal, int64_t *ret_grace_ms, struct rpc_error *err);
-int rpc_check_status(const Jobmanager__V1__StatusRequest *req, struct rpc_error *err);
-int rpc_check_stream(const Jobmanager__V1__StreamRequest *req, struct rpc_error *err);
+int rpc_check_stop(const Runjob__V1__StopRequest *req, const struct rpc_policy *p, int *ret_signal,
+                   int64_t *ret_grace_ms, struct rpc_error *err);
+int rpc_check_status(const Runjob__V1__StatusRequest *req, struct rpc_error *err);
+int rpc_check_stream(const Runjob__V1__StreamRequest *req, struct rpc_error *err);
 
 /* Unpacks a request message; NULL with err INVALID_ARGUMENT when the bytes are not a valid
  * message of that type ("malformed request: ..."), when a known field was sent with another
@@ -174,7 +174,7 @@ int rpc_check_stream(const Jobmanager__V1__StreamRequest *req, struct rpc_error 
 ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
                                      size_t len, struct rpc_error *err);
 
-/* The service's RPCs (proto/jobmanager.proto order). */
+/* The service's RPCs (proto/runjob.proto order). */
 enum rpc_method {
     RPC_M_START,
     RPC_M_STOP,
@@ -186,7 +186,7 @@ enum rpc_method {
     RPC_M_COUNT,
 };
 
-/* "/jobmanager.v1.JobManager/Start": the gRPC path of method m, which the client calls and the
+/* "/runjob.v1.JobManager/Start": the gRPC path of method m, which the client calls and the
  * server registers. NULL for an unknown m. Static. */
 const char *rpc_method_path(enum rpc_method m);
 /* "Start": the name of method m in the proto (what the audit log writes). NULL for an unknown

@@ -89,22 +89,22 @@ void server_audit(struct server *s, const struct call_info *ci, int code)
 
 /* ---- status messages ------------------------------------------------------------------- */
 
-static Jobmanager__V1__JobState state_to_proto(enum job_state st)
+static Runjob__V1__JobState state_to_proto(enum job_state st)
 {
     switch (st) {
     case JOB_STARTING:
-        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_STARTING;
+        return RUNJOB__V1__JOB_STATE__JOB_STATE_STARTING;
     case JOB_RUNNING:
-        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING;
+        return RUNJOB__V1__JOB_STATE__JOB_STATE_RUNNING;
     case JOB_EXITED:
-        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED;
+        return RUNJOB__V1__JOB_STATE__JOB_STATE_EXITED;
     case JOB_KILLED:
-        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED;
+        return RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED;
     case JOB_FAILED_TO_START:
-        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START;
+        return RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START;
     case JOB_LOST:
     default:
-        return JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST;
+        return RUNJOB__V1__JOB_STATE__JOB_STATE_LOST;
     }
 }
 
@@ -113,9 +113,9 @@ void server_fill_status(struct status_buf *sb)
     const struct jobtab_spec *spec = sb->info.spec;
     struct job_status *js = &sb->info.status.job;
 
-    jobmanager__v1__job_status__init(&sb->st);
-    jobmanager__v1__limits__init(&sb->limits);
-    jobmanager__v1__usage__init(&sb->usage);
+    runjob__v1__job_status__init(&sb->st);
+    runjob__v1__limits__init(&sb->limits);
+    runjob__v1__usage__init(&sb->usage);
     sb->st.owner = spec->owner;
     sb->st.name = spec->name;
     sb->st.id = (char *)spec->id;
@@ -144,9 +144,8 @@ void server_fill_status(struct status_buf *sb)
     sb->usage.output_bytes = sb->info.status.output_bytes;
     sb->usage.output_truncated = sb->info.status.output_truncated;
     sb->st.usage = &sb->usage;
-    sb->st.network = spec->network == JOB_NET_HOST
-                         ? JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST
-                         : JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE;
+    sb->st.network = spec->network == JOB_NET_HOST ? RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST
+                                                   : RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_NONE;
 }
 
 /* ---- request slots --------------------------------------------------------------------- */
@@ -275,7 +274,7 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
         server_handle_metrics(uc);
         break;
     case RPC_M_STREAM: {
-        Jobmanager__V1__StreamRequest *req = (Jobmanager__V1__StreamRequest *)rq.msg;
+        Runjob__V1__StreamRequest *req = (Runjob__V1__StreamRequest *)rq.msg;
         struct jm_job *j;
         (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
         j = jm_lookup(s->jm, req->id, uc->ci.cn);

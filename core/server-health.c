@@ -13,7 +13,7 @@
 #include "rpc-internal.h"
 #include "server-internal.h"
 
-#define OUR_SERVICE "jobmanager.v1.JobManager"
+#define OUR_SERVICE "runjob.v1.JobManager"
 
 static const char *const health_paths[SERVER_HEALTH_METHODS] = {
     [SERVER_HEALTH_CHECK] = "/grpc.health.v1.Health/Check",

@@ -113,9 +113,9 @@ void server_call_leave(struct server *s);
 /* A JobStatus message made from sb->info (jm_job_info, jm_reader_final_info); its strings
  * point into the job's spec and into *sb, which must outlive the message. */
 struct status_buf {
-    Jobmanager__V1__JobStatus st;
-    Jobmanager__V1__Limits limits;
-    Jobmanager__V1__Usage usage;
+    Runjob__V1__JobStatus st;
+    Runjob__V1__Limits limits;
+    Runjob__V1__Usage usage;
     struct jm_info info;
 };
 void server_fill_status(struct status_buf *sb);
@@ -123,7 +123,7 @@ void server_fill_status(struct status_buf *sb);
 /* Starts a Stream call (request already decoded and checked, j visible to the caller).
  * Takes over ci->call; the context frees itself when the call is over. */
 void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *j,
-                         const Jobmanager__V1__StreamRequest *req);
+                         const Runjob__V1__StreamRequest *req);
 
 /* ---- unary calls (server-unary.c) ---- */
 

@@ -103,7 +103,7 @@ int server_write_metrics(struct server *s, struct strbuf *b)
 
 void server_handle_metrics(struct ucall *uc)
 {
-    Jobmanager__V1__MetricsResponse resp = JOBMANAGER__V1__METRICS_RESPONSE__INIT;
+    Runjob__V1__MetricsResponse resp = RUNJOB__V1__METRICS_RESPONSE__INIT;
     _cleanup_(strbuf_freep) struct strbuf *b = NULL;
 
     if (!uc->ci.is_admin) {

@@ -343,7 +343,7 @@ static void on_wake(void *userdata)
 
 static grpc_byte_buffer *final_chunk(struct scall *sc)
 {
-    Jobmanager__V1__OutputChunk c = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
+    Runjob__V1__OutputChunk c = RUNJOB__V1__OUTPUT_CHUNK__INIT;
     struct status_buf sb;
 
     jm_reader_final_info(sc->rd, &sb.info);
@@ -384,8 +384,8 @@ static void pump(struct scall *sc)
 
         if (n > 0) {
             int stream = info.stream == OUTLOG_STDERR
-                             ? JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR
-                             : JOBMANAGER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDOUT;
+                             ? RUNJOB__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR
+                             : RUNJOB__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDOUT;
             sc->next_offset = info.offset + (uint64_t)n;
             send_message(sc, rpc_chunk_finish(sl, (size_t)n, stream, info.offset, info.time_ms));
             return;
@@ -458,12 +458,12 @@ static void reply_error(struct server *s, struct call_info *ci, int code, const 
 }
 
 void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *j,
-                         const Jobmanager__V1__StreamRequest *req)
+                         const Runjob__V1__StreamRequest *req)
 {
     unsigned mask =
-        req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT   ? OUTLOG_SELECT_STDOUT
-        : req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR ? OUTLOG_SELECT_STDERR
-                                                                             : OUTLOG_SELECT_ALL;
+        req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT   ? OUTLOG_SELECT_STDOUT
+        : req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR ? OUTLOG_SELECT_STDERR
+                                                                         : OUTLOG_SELECT_ALL;
     struct scall *sc;
     grpc_op op;
     grpc_call_error ge;

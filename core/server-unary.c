@@ -97,7 +97,7 @@ static void on_started(const struct jm_started *st, void *userdata)
     if (st->recorded)
         (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", st->id);
     if (st->err == 0) {
-        Jobmanager__V1__Job reply = JOBMANAGER__V1__JOB__INIT;
+        Runjob__V1__Job reply = RUNJOB__V1__JOB__INIT;
         reply.id = uc->ci.id;
         reply.name = (char *)st->name;
         server_finish(uc, RPC_OK, NULL, &reply.base); /* uc may be freed from here on */
@@ -135,7 +135,7 @@ static void on_started(const struct jm_started *st, void *userdata)
  * what it keeps before jm_start_async returns. */
 void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
 {
-    const Jobmanager__V1__StartRequest *req = (const Jobmanager__V1__StartRequest *)rq->msg;
+    const Runjob__V1__StartRequest *req = (const Runjob__V1__StartRequest *)rq->msg;
     struct jm_start_request sr = {
         .owner = uc->ci.cn,
         .name = req->name,
@@ -143,8 +143,8 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
         .args = (const char *const *)req->args,
         .n_args = req->n_args,
         .limits = rq->limits,
-        .network = req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST ? JOB_NET_HOST
-                                                                                   : JOB_NET_NONE,
+        .network = req->network == RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST ? JOB_NET_HOST
+                                                                               : JOB_NET_NONE,
     };
 
     jm_start_async(uc->s->jm, &sr, on_started, uc);
@@ -167,7 +167,7 @@ static void on_stopped(void *userdata)
 void server_handle_stop(struct ucall *uc, const struct rpc_request *rq)
 {
     struct server *s = uc->s;
-    const Jobmanager__V1__StopRequest *req = (const Jobmanager__V1__StopRequest *)rq->msg;
+    const Runjob__V1__StopRequest *req = (const Runjob__V1__StopRequest *)rq->msg;
     int r;
 
     (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
@@ -188,7 +188,7 @@ void server_handle_stop(struct ucall *uc, const struct rpc_request *rq)
 /* rq was checked by rpc_request_decode (rpc_check_status). */
 void server_handle_status(struct ucall *uc, const struct rpc_request *rq)
 {
-    const Jobmanager__V1__StatusRequest *req = (const Jobmanager__V1__StatusRequest *)rq->msg;
+    const Runjob__V1__StatusRequest *req = (const Runjob__V1__StatusRequest *)rq->msg;
     struct jm_job *j;
 
     (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
@@ -201,10 +201,10 @@ void server_handle_status(struct ucall *uc, const struct rpc_request *rq)
 
 void server_handle_list(struct ucall *uc)
 {
-    Jobmanager__V1__ListResponse resp = JOBMANAGER__V1__LIST_RESPONSE__INIT;
+    Runjob__V1__ListResponse resp = RUNJOB__V1__LIST_RESPONSE__INIT;
     struct jm_job **jobs = NULL;
     struct status_buf *sbs;
-    Jobmanager__V1__JobStatus **ptrs;
+    Runjob__V1__JobStatus **ptrs;
     size_t n = 0;
 
     if (jm_list(uc->s->jm, uc->ci.cn, &jobs, &n) < 0) {
@@ -235,7 +235,7 @@ void server_handle_list(struct ucall *uc)
 
 void server_handle_ping(struct ucall *uc)
 {
-    Jobmanager__V1__PingResponse resp = JOBMANAGER__V1__PING_RESPONSE__INIT;
+    Runjob__V1__PingResponse resp = RUNJOB__V1__PING_RESPONSE__INIT;
 
     resp.version = "runjob " RUNJOB_VERSION;
     resp.peer_cn = uc->ci.cn;

@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (fmt_parse_state(s, &i) == 0) {
             int back;
             FUZZ_CHECK(i >= 0 && i < 32); /* list keeps a bit per state */
-            if (i != JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START) {
+            if (i != RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START) {
                 char name[32];
                 FUZZ_CHECK(fmt_parse_state(fmt_state_name(name, sizeof(name), i), &back) == 0 &&
                            back == i);

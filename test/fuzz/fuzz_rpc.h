@@ -30,7 +30,7 @@ static const struct rpc_policy fuzz_policy_base = {
 
 static void fuzz_check_start(const struct rpc_request *rq, const struct rpc_policy *p)
 {
-    const Jobmanager__V1__StartRequest *req = (const Jobmanager__V1__StartRequest *)rq->msg;
+    const Runjob__V1__StartRequest *req = (const Runjob__V1__StartRequest *)rq->msg;
     const uint64_t got[] = {rq->limits.cpu_millis, rq->limits.memory_bytes, rq->limits.io_riops,
                             rq->limits.io_wiops,   rq->limits.io_rbps,      rq->limits.io_wbps,
                             rq->limits.pids};
@@ -48,8 +48,8 @@ static void fuzz_check_start(const struct rpc_request *rq, const struct rpc_poli
     FUZZ_CHECK(total <= RPC_MAX_ARGS_BYTES);
     FUZZ_CHECK(!req->name || rpc_name_is_valid(req->name, RPC_MAX_NAME_BYTES));
     FUZZ_CHECK(
-        req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE ||
-        (req->network == JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST && p->allow_host_network));
+        req->network == RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_NONE ||
+        (req->network == RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST && p->allow_host_network));
     for (size_t i = 0; i < sizeof(got) / sizeof(got[0]); i++)
         FUZZ_CHECK(!max[i] || got[i] <= max[i]);
 }
@@ -61,21 +61,21 @@ static void fuzz_check_ok(const struct rpc_request *rq, const struct rpc_policy 
         fuzz_check_start(rq, p);
         break;
     case RPC_M_STOP: {
-        const Jobmanager__V1__StopRequest *req = (const Jobmanager__V1__StopRequest *)rq->msg;
+        const Runjob__V1__StopRequest *req = (const Runjob__V1__StopRequest *)rq->msg;
         FUZZ_CHECK(id_is_valid(req->id));
         FUZZ_CHECK(rq->signal >= 1 && rq->signal <= SIGRTMAX);
         FUZZ_CHECK(rq->grace_ms == -1 || (rq->grace_ms >= 0 && rq->grace_ms <= RPC_MAX_GRACE_MS));
         break;
     }
     case RPC_M_STATUS:
-        FUZZ_CHECK(id_is_valid(((const Jobmanager__V1__StatusRequest *)rq->msg)->id));
+        FUZZ_CHECK(id_is_valid(((const Runjob__V1__StatusRequest *)rq->msg)->id));
         break;
     case RPC_M_STREAM: {
-        const Jobmanager__V1__StreamRequest *req = (const Jobmanager__V1__StreamRequest *)rq->msg;
+        const Runjob__V1__StreamRequest *req = (const Runjob__V1__StreamRequest *)rq->msg;
         FUZZ_CHECK(id_is_valid(req->id));
-        FUZZ_CHECK(req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL ||
-                   req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT ||
-                   req->select == JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR);
+        FUZZ_CHECK(req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_ALL ||
+                   req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT ||
+                   req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR);
         break;
     }
     case RPC_M_LIST:

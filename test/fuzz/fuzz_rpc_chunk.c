@@ -11,7 +11,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    Jobmanager__V1__OutputChunk *ref;
+    Runjob__V1__OutputChunk *ref;
     struct rpc_chunk c;
     uint8_t *copy;
 
@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             sum ^= c.data[i];
         (void)sum;
     }
-    ref = jobmanager__v1__output_chunk__unpack(NULL, size, copy);
+    ref = runjob__v1__output_chunk__unpack(NULL, size, copy);
     if (ref) {
         FUZZ_CHECK(ref->data.len == c.len &&
                    (!c.len || memcmp(ref->data.data, c.data, c.len) == 0));
@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(ref->offset == c.offset);
         FUZZ_CHECK(ref->time_ms == c.time_ms);
         FUZZ_CHECK(!ref->final_status == !c.final_status);
-        jobmanager__v1__output_chunk__free_unpacked(ref, NULL);
+        runjob__v1__output_chunk__free_unpacked(ref, NULL);
     }
     if (c.final_status)
         protobuf_c_message_free_unpacked(&c.final_status->base, NULL);

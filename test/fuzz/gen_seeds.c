@@ -65,13 +65,13 @@ static void put_sel(const char *target, const char *name, unsigned char sel, con
 static void requests(void)
 {
     static const char *const id = "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f";
-    Jobmanager__V1__StartRequest start = JOBMANAGER__V1__START_REQUEST__INIT;
-    Jobmanager__V1__Limits lim = JOBMANAGER__V1__LIMITS__INIT;
-    Jobmanager__V1__StopRequest stop = JOBMANAGER__V1__STOP_REQUEST__INIT;
-    Jobmanager__V1__StatusRequest status = JOBMANAGER__V1__STATUS_REQUEST__INIT;
-    Jobmanager__V1__ListRequest list = JOBMANAGER__V1__LIST_REQUEST__INIT;
-    Jobmanager__V1__StreamRequest stream = JOBMANAGER__V1__STREAM_REQUEST__INIT;
-    Jobmanager__V1__PingRequest ping = JOBMANAGER__V1__PING_REQUEST__INIT;
+    Runjob__V1__StartRequest start = RUNJOB__V1__START_REQUEST__INIT;
+    Runjob__V1__Limits lim = RUNJOB__V1__LIMITS__INIT;
+    Runjob__V1__StopRequest stop = RUNJOB__V1__STOP_REQUEST__INIT;
+    Runjob__V1__StatusRequest status = RUNJOB__V1__STATUS_REQUEST__INIT;
+    Runjob__V1__ListRequest list = RUNJOB__V1__LIST_REQUEST__INIT;
+    Runjob__V1__StreamRequest stream = RUNJOB__V1__STREAM_REQUEST__INIT;
+    Runjob__V1__PingRequest ping = RUNJOB__V1__PING_REQUEST__INIT;
     char *args[] = {"-c", "for i in 1 2 3; do echo $i; sleep 1; done", "", "héllo", "--x=%41"};
     char *many[40];
 
@@ -90,9 +90,9 @@ static void requests(void)
     lim.pids = 64;
     start.limits = &lim;
     put_msg("rpc_start", "full", &start.base);
-    start.network = JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST;
+    start.network = RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST;
     put_msg("rpc_start", "host-network", &start.base);
-    start.network = JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE;
+    start.network = RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_NONE;
     start.name = "wörk – 日本語";
     put_msg("rpc_start", "utf8-name", &start.base);
     start.name = "bad\x01name";
@@ -137,11 +137,11 @@ static void requests(void)
 
     stream.id = (char *)id;
     put_msg("rpc_stream", "all", &stream.base);
-    stream.select = JOBMANAGER__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR;
+    stream.select = RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR;
     stream.offset = 4096;
     stream.no_follow = 1;
     put_msg("rpc_stream", "stderr-offset-no-follow", &stream.base);
-    stream.select = (Jobmanager__V1__OutputSelect)7;
+    stream.select = (Runjob__V1__OutputSelect)7;
     put_msg("rpc_stream", "bad-select", &stream.base);
 
     put_msg("rpc_ping", "empty", &ping.base);
@@ -149,7 +149,7 @@ static void requests(void)
 }
 
 static void chunk(const char *name, int stream, uint64_t offset, int64_t time_ms, const char *data,
-                  const Jobmanager__V1__JobStatus *final)
+                  const Runjob__V1__JobStatus *final)
 {
     uint8_t buf[4096];
     size_t n = rpc_chunk_header_encode(buf, stream, offset, time_ms, strlen(data));
@@ -167,14 +167,14 @@ static void chunk(const char *name, int stream, uint64_t offset, int64_t time_ms
 
 static void chunks(void)
 {
-    Jobmanager__V1__JobStatus st = JOBMANAGER__V1__JOB_STATUS__INIT;
-    Jobmanager__V1__Usage usage = JOBMANAGER__V1__USAGE__INIT;
+    Runjob__V1__JobStatus st = RUNJOB__V1__JOB_STATUS__INIT;
+    Runjob__V1__Usage usage = RUNJOB__V1__USAGE__INIT;
 
     chunk("stdout", 1, 0, 1714000000123, "hello\n", NULL);
     chunk("stderr-offset", 2, 123456, 1714000000999, "warning: disk almost full\n", NULL);
     chunk("empty", 1, 0, 0, "", NULL);
     st.id = "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f";
-    st.state = JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED;
+    st.state = RUNJOB__V1__JOB_STATE__JOB_STATE_EXITED;
     st.exit_code = 3;
     usage.cpu_usec = 12345;
     usage.output_bytes = 42;

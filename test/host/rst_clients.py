@@ -105,7 +105,7 @@ class Client(threading.Thread):
         self.sock = self.ctx.wrap_socket(raw, server_hostname=host)
         headers = b"".join(hpack_literal(k, v) for k, v in (
             (":method", "POST"), (":scheme", "https"),
-            (":path", "/jobmanager.v1.JobManager/Stream"),
+            (":path", "/runjob.v1.JobManager/Stream"),
             (":authority", "%s:%d" % (host, port)),
             ("content-type", "application/grpc"), ("te", "trailers")))
         req = b"\x0a" + bytes([len(job)]) + job.encode()  # StreamRequest.id

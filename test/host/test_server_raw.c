@@ -171,9 +171,9 @@ TestSuite(server_raw, .init = start_server, .fini = stop_server, .timeout = 120)
 Test(server_raw, malformed_protobuf_is_invalid_argument)
 {
     static const char *methods[] = {
-        "/jobmanager.v1.JobManager/Start",  "/jobmanager.v1.JobManager/Stop",
-        "/jobmanager.v1.JobManager/Status", "/jobmanager.v1.JobManager/List",
-        "/jobmanager.v1.JobManager/Stream", "/jobmanager.v1.JobManager/Ping",
+        "/runjob.v1.JobManager/Start",  "/runjob.v1.JobManager/Stop",
+        "/runjob.v1.JobManager/Status", "/runjob.v1.JobManager/List",
+        "/runjob.v1.JobManager/Stream", "/runjob.v1.JobManager/Ping",
     };
     static const struct {
         const char *bytes;
@@ -198,11 +198,11 @@ Test(server_raw, malformed_protobuf_is_invalid_argument)
                          (int)st);
         }
     /* Still serving: an empty Ping is valid. */
-    cr_expect_eq(call_raw(ch, "/jobmanager.v1.JobManager/Ping", "", 0), GRPC_STATUS_OK);
+    cr_expect_eq(call_raw(ch, "/runjob.v1.JobManager/Ping", "", 0), GRPC_STATUS_OK);
     /* A valid-looking but semantically bad Status (id field = "x") -> INVALID_ARGUMENT. */
-    cr_expect_eq(call_raw(ch, "/jobmanager.v1.JobManager/Status", "\x0a\x01x", 3),
+    cr_expect_eq(call_raw(ch, "/runjob.v1.JobManager/Status", "\x0a\x01x", 3),
                  GRPC_STATUS_INVALID_ARGUMENT);
-    cr_expect_eq(call_raw(ch, "/jobmanager.v1.JobManager/Nope", "", 0), GRPC_STATUS_UNIMPLEMENTED);
+    cr_expect_eq(call_raw(ch, "/runjob.v1.JobManager/Nope", "", 0), GRPC_STATUS_UNIMPLEMENTED);
     cr_expect_eq(call_raw(ch, "/other.Service/Ping", "", 0), GRPC_STATUS_UNIMPLEMENTED);
     grpc_channel_destroy(ch);
     grpc_shutdown();

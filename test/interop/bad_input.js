@@ -19,7 +19,7 @@ const PORT = process.env.RJ_PORT;
 const CERTS = process.env.RJ_CERTS;
 const MAX_CPU = BigInt(process.env.RJ_MAX_CPU_MILLIS || '0');
 const TARGET = `127.0.0.1:${PORT}`;
-const SVC = '/jobmanager.v1.JobManager/';
+const SVC = '/runjob.v1.JobManager/';
 const RPC_TIMEOUT_MS = 20000;
 
 let passed = 0;
@@ -55,7 +55,7 @@ const fBytes = (field, b) => {
 };
 const msg = (...parts) => Buffer.concat(parts);
 
-// Field numbers, from proto/jobmanager.proto.
+// Field numbers, from proto/runjob.proto.
 const START = { name: 1, command: 2, args: 3, limits: 4, network: 5 };
 const LIMITS = { cpu_millis: 1, memory_bytes: 2, io_riops: 3, io_wiops: 4, io_rbps: 5, io_wbps: 6, pids: 7 };
 const STOP = { id: 1, signal: 2, grace_millis: 3 };

@@ -49,7 +49,7 @@ async function main() {
   const c = client('alice');
   let r = await check(c, '');
   expectEq('health: Check of the server is SERVING', 'SERVING', r.err ? r.err.message : r.res.status);
-  r = await check(c, 'jobmanager.v1.JobManager');
+  r = await check(c, 'runjob.v1.JobManager');
   expectEq('health: Check of its service is SERVING', 'SERVING', r.err ? r.err.message : r.res.status);
   r = await check(c, 'no.such.Service');
   expectEq('health: Check of an unknown service is NOT_FOUND', grpc.status.NOT_FOUND, r.err && r.err.code);

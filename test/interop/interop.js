@@ -6,7 +6,7 @@
 //   RJ_PORT   the server's port on 127.0.0.1
 //   RJ_CERTS  folder of `runjob certs` output (alice, bob, administrator)
 //   RJ_ROGUE  folder of certificates from another CA (user alice)
-//   RJ_PROTO  path of proto/jobmanager.proto
+//   RJ_PROTO  path of proto/runjob.proto
 
 const fs = require('fs');
 const path = require('path');
@@ -54,7 +54,7 @@ const packageDefinition = protoLoader.loadSync(PROTO, {
   oneofs: true,
 });
 const pkg = grpc.loadPackageDefinition(packageDefinition);
-const JobManager = pkg.jobmanager && pkg.jobmanager.v1 && pkg.jobmanager.v1.JobManager;
+const JobManager = pkg.runjob && pkg.runjob.v1 && pkg.runjob.v1.JobManager;
 
 const read = (p) => fs.readFileSync(p);
 const caPem = () => read(path.join(CERTS, 'root-ca-cert.pem'));
@@ -155,7 +155,7 @@ async function pollStatus(c, id, pred, ms = 10000) {
 
 async function main() {
   if (!JobManager) {
-    fail('proto: jobmanager.v1.JobManager loads', `no service in ${PROTO}`);
+    fail('proto: runjob.v1.JobManager loads', `no service in ${PROTO}`);
     return;
   }
   const methods = Object.keys(JobManager.service).sort();
@@ -399,7 +399,7 @@ async function main() {
     new Promise((resolve) => {
       c.makeUnaryRequest(method, (b) => b, (b) => b, Buffer.alloc(0), { deadline: deadline(10000) }, (err, res) => resolve({ err, res }));
     });
-  expectCode('Unknown method: UNIMPLEMENTED', grpc.status.UNIMPLEMENTED, await raw(alice, '/jobmanager.v1.JobManager/Nope'));
+  expectCode('Unknown method: UNIMPLEMENTED', grpc.status.UNIMPLEMENTED, await raw(alice, '/runjob.v1.JobManager/Nope'));
   expectCode('Unknown service: UNIMPLEMENTED', grpc.status.UNIMPLEMENTED, await raw(alice, '/nope.v1.Nope/Ping'));
 
   // TLS: a client capped at TLS 1.2 is refused; so are no certificate and another CA's certificate.

@@ -67,7 +67,7 @@ rj_server_start
 ok "interop: runjob serve up on 127.0.0.1:$RJ_PORT"
 
 start=$SECONDS
-RJ_PORT=$RJ_PORT RJ_CERTS=$RJ_CERTS RJ_ROGUE=$RJ_ROGUE RJ_PROTO=$PWD/proto/jobmanager.proto \
+RJ_PORT=$RJ_PORT RJ_CERTS=$RJ_CERTS RJ_ROGUE=$RJ_ROGUE RJ_PROTO=$PWD/proto/runjob.proto \
     timeout 180 node "$HERE/interop.js" 2>&1 | tee "$RJ_TMP/interop.out"
 rc=${PIPESTATUS[0]}
 echo "# interop.js took $((SECONDS - start)) s"

@@ -20,11 +20,11 @@
 
 /* ---- the OutputChunk decoder ------------------------------------------------------------- */
 
-static uint8_t *pack_chunk(const Jobmanager__V1__OutputChunk *m, size_t *len)
+static uint8_t *pack_chunk(const Runjob__V1__OutputChunk *m, size_t *len)
 {
-    *len = jobmanager__v1__output_chunk__get_packed_size(m);
+    *len = runjob__v1__output_chunk__get_packed_size(m);
     uint8_t *buf = malloc(*len + 1);
-    jobmanager__v1__output_chunk__pack(m, buf);
+    runjob__v1__output_chunk__pack(m, buf);
     return buf;
 }
 
@@ -47,7 +47,7 @@ Test(client, chunk_parse_matches_protobuf_c)
         {sizeof(big), 1, 1ull << 40, INT64_MIN},
     };
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-        Jobmanager__V1__OutputChunk m = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
+        Runjob__V1__OutputChunk m = RUNJOB__V1__OUTPUT_CHUNK__INIT;
         m.data.data = big;
         m.data.len = cases[k].n;
         m.stream = cases[k].stream;
@@ -72,15 +72,15 @@ Test(client, chunk_parse_matches_protobuf_c)
 
 Test(client, chunk_parse_final_status)
 {
-    Jobmanager__V1__OutputChunk m = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
-    Jobmanager__V1__JobStatus st = JOBMANAGER__V1__JOB_STATUS__INIT;
-    Jobmanager__V1__Usage u = JOBMANAGER__V1__USAGE__INIT;
+    Runjob__V1__OutputChunk m = RUNJOB__V1__OUTPUT_CHUNK__INIT;
+    Runjob__V1__JobStatus st = RUNJOB__V1__JOB_STATUS__INIT;
+    Runjob__V1__Usage u = RUNJOB__V1__USAGE__INIT;
     char *args[] = {"-l", "/tmp"};
     st.id = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
     st.command = "/bin/ls";
     st.args = args;
     st.n_args = 2;
-    st.state = JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED;
+    st.state = RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED;
     st.signal = 9;
     u.memory_peak_bytes = 1 << 20;
     st.usage = &u;
@@ -151,8 +151,8 @@ Test(client, chunk_parse_rejects_malformed)
 
 Test(client, chunk_parse_prefixes_agree_with_protobuf_c)
 {
-    Jobmanager__V1__OutputChunk m = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
-    Jobmanager__V1__JobStatus st = JOBMANAGER__V1__JOB_STATUS__INIT;
+    Runjob__V1__OutputChunk m = RUNJOB__V1__OUTPUT_CHUNK__INIT;
+    Runjob__V1__JobStatus st = RUNJOB__V1__JOB_STATUS__INIT;
     st.id = "abc";
     st.error = "an error";
     m.data.data = (uint8_t *)"hello world";
@@ -168,7 +168,7 @@ Test(client, chunk_parse_prefixes_agree_with_protobuf_c)
         memcpy(copy, buf, n);
         struct rpc_chunk c;
         int ours = rpc_chunk_parse(copy, n, &c);
-        Jobmanager__V1__OutputChunk *theirs = jobmanager__v1__output_chunk__unpack(NULL, n, copy);
+        Runjob__V1__OutputChunk *theirs = runjob__v1__output_chunk__unpack(NULL, n, copy);
         cr_expect_eq(ours == 0, theirs != NULL, "prefix %zu: ours %d, protobuf-c %s", n, ours,
                      theirs ? "ok" : "rejects");
         if (ours == 0 && theirs) {
@@ -180,7 +180,7 @@ Test(client, chunk_parse_prefixes_agree_with_protobuf_c)
         if (ours == 0 && c.final_status)
             protobuf_c_message_free_unpacked(&c.final_status->base, NULL);
         if (theirs)
-            jobmanager__v1__output_chunk__free_unpacked(theirs, NULL);
+            runjob__v1__output_chunk__free_unpacked(theirs, NULL);
         free(copy);
     }
     free(buf);
@@ -189,8 +189,8 @@ Test(client, chunk_parse_prefixes_agree_with_protobuf_c)
 Test(client, chunk_parse_random_bytes_never_crash)
 {
     unsigned seed = 12345;
-    Jobmanager__V1__OutputChunk m = JOBMANAGER__V1__OUTPUT_CHUNK__INIT;
-    Jobmanager__V1__JobStatus st = JOBMANAGER__V1__JOB_STATUS__INIT;
+    Runjob__V1__OutputChunk m = RUNJOB__V1__OUTPUT_CHUNK__INIT;
+    Runjob__V1__JobStatus st = RUNJOB__V1__JOB_STATUS__INIT;
     st.id = "x";
     m.data.data = (uint8_t *)"0123456789abcdef";
     m.data.len = 16;
@@ -339,14 +339,14 @@ Test(client, parse_values)
     cr_expect_neq(fmt_parse_cpu("m", &u), 0);
 
     cr_expect_eq(fmt_parse_state("running", &s), 0);
-    cr_expect_eq(s, JOBMANAGER__V1__JOB_STATE__JOB_STATE_RUNNING);
+    cr_expect_eq(s, RUNJOB__V1__JOB_STATE__JOB_STATE_RUNNING);
     cr_expect_eq(fmt_parse_state("FAILED", &s), 0);
-    cr_expect_eq(s, JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START);
+    cr_expect_eq(s, RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START);
     cr_expect_eq(fmt_parse_state("failed_to_start", &s), 0);
     cr_expect_eq(fmt_parse_state("Failed-To-Start", &s), 0);
-    cr_expect_eq(s, JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START);
+    cr_expect_eq(s, RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START);
     cr_expect_eq(fmt_parse_state("LOST", &s), 0);
-    cr_expect_eq(s, JOBMANAGER__V1__JOB_STATE__JOB_STATE_LOST);
+    cr_expect_eq(s, RUNJOB__V1__JOB_STATE__JOB_STATE_LOST);
     cr_expect_eq(fmt_parse_state("done", &s), -EINVAL);
     cr_expect_eq(fmt_parse_state("failed_to-start", &s), -EINVAL);
     cr_expect_eq(fmt_parse_state("failed_", &s), -EINVAL);
@@ -356,11 +356,11 @@ Test(client, parse_values)
 
 /* ---- JSON and tables ----------------------------------------------------------------------- */
 
-static Jobmanager__V1__JobStatus *sample_status(void)
+static Runjob__V1__JobStatus *sample_status(void)
 {
-    static Jobmanager__V1__JobStatus st = JOBMANAGER__V1__JOB_STATUS__INIT;
-    static Jobmanager__V1__Usage u = JOBMANAGER__V1__USAGE__INIT;
-    static Jobmanager__V1__Limits l = JOBMANAGER__V1__LIMITS__INIT;
+    static Runjob__V1__JobStatus st = RUNJOB__V1__JOB_STATUS__INIT;
+    static Runjob__V1__Usage u = RUNJOB__V1__USAGE__INIT;
+    static Runjob__V1__Limits l = RUNJOB__V1__LIMITS__INIT;
     static char *args[] = {"-c", "echo \"hi\"\n\ttab \\ back", "caf\xc3\xa9", "bad\xff\x01"};
     st.id = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
     st.name = "build \xe2\x9c\x93";
@@ -368,7 +368,7 @@ static Jobmanager__V1__JobStatus *sample_status(void)
     st.command = "/bin/sh";
     st.args = args;
     st.n_args = 4;
-    st.state = JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED;
+    st.state = RUNJOB__V1__JOB_STATE__JOB_STATE_EXITED;
     st.exit_code = 3;
     st.start_time_ms = 1700000000000;
     st.end_time_ms = 1700000004200;
@@ -421,8 +421,8 @@ Test(client, json_job_status_is_valid_and_uses_proto_names)
               "%s", strbuf_str(b));
     strbuf_free(b);
 
-    Jobmanager__V1__JobStatus *jobs[] = {sample_status(), sample_status()};
-    Jobmanager__V1__ListResponse lr = JOBMANAGER__V1__LIST_RESPONSE__INIT;
+    Runjob__V1__JobStatus *jobs[] = {sample_status(), sample_status()};
+    Runjob__V1__ListResponse lr = RUNJOB__V1__LIST_RESPONSE__INIT;
     lr.jobs = jobs;
     lr.n_jobs = 2;
     b = json_of(&lr.base);
@@ -431,7 +431,7 @@ Test(client, json_job_status_is_valid_and_uses_proto_names)
               "%s", strbuf_str(b));
     strbuf_free(b);
 
-    Jobmanager__V1__JobStatus empty = JOBMANAGER__V1__JOB_STATUS__INIT;
+    Runjob__V1__JobStatus empty = RUNJOB__V1__JOB_STATUS__INIT;
     b = json_of(&empty.base);
     cr_expect(json_check(strbuf_str(b), "d[\"usage\"] is None and d[\"args\"]==[] and "
                                         "d[\"state\"]==\"starting\" and d[\"end_time\"] is None"),
@@ -470,7 +470,7 @@ Test(client, table_alignment_and_color)
 
 Test(client, jobs_table_columns)
 {
-    Jobmanager__V1__JobStatus *jobs[] = {sample_status()};
+    Runjob__V1__JobStatus *jobs[] = {sample_status()};
     struct table *t = fmt_jobs_table(jobs, 1, false, false, 1700000064200);
     char *s = render(t, false);
     cr_expect(strstr(s, "STATE") && strstr(s, "EXIT") && strstr(s, "SIGNAL"), "%s", s);
@@ -491,11 +491,11 @@ Test(client, jobs_table_columns)
     free(s);
     table_free(t);
     char w[128];
-    jobs[0]->state = JOBMANAGER__V1__JOB_STATE__JOB_STATE_KILLED;
+    jobs[0]->state = RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED;
     jobs[0]->signal = 9;
     cr_expect_str_eq(fmt_status_word(w, sizeof(w), jobs[0]), "killed by SIGKILL");
     cr_expect_eq(fmt_job_exit_code(jobs[0]), 137);
-    jobs[0]->state = JOBMANAGER__V1__JOB_STATE__JOB_STATE_EXITED;
+    jobs[0]->state = RUNJOB__V1__JOB_STATE__JOB_STATE_EXITED;
     cr_expect_eq(fmt_job_exit_code(jobs[0]), 3);
 }
 
@@ -515,8 +515,8 @@ Test(client, start_error_exit_codes)
     cr_expect_eq(fmt_start_error_exit_code("'/x': not an executable format"), 126);
     cr_expect_eq(fmt_start_error_exit_code(NULL), 126);
 
-    Jobmanager__V1__JobStatus st = JOBMANAGER__V1__JOB_STATUS__INIT;
-    st.state = JOBMANAGER__V1__JOB_STATE__JOB_STATE_FAILED_TO_START;
+    Runjob__V1__JobStatus st = RUNJOB__V1__JOB_STATUS__INIT;
+    st.state = RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START;
     st.error = "'/bin/nope': no such file or directory";
     cr_expect_eq(fmt_job_exit_code(&st), 127);
     st.error = "'/etc/passwd': not executable";

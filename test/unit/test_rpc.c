@@ -27,7 +27,7 @@ static const struct rpc_policy policy = {
     .default_grace_ms = 10000,
 };
 
-static int start_code(Jobmanager__V1__StartRequest *req)
+static int start_code(Runjob__V1__StartRequest *req)
 {
     struct limits l;
     struct rpc_error err = {0};
@@ -40,8 +40,8 @@ static int start_code(Jobmanager__V1__StartRequest *req)
 
 Test(rpc, start_valid_and_defaults)
 {
-    Jobmanager__V1__StartRequest req = JOBMANAGER__V1__START_REQUEST__INIT;
-    Jobmanager__V1__Limits lim = JOBMANAGER__V1__LIMITS__INIT;
+    Runjob__V1__StartRequest req = RUNJOB__V1__START_REQUEST__INIT;
+    Runjob__V1__Limits lim = RUNJOB__V1__LIMITS__INIT;
     struct limits l;
     struct rpc_error err;
 
@@ -63,8 +63,8 @@ Test(rpc, start_valid_and_defaults)
 
 Test(rpc, start_every_invalid_field)
 {
-    Jobmanager__V1__StartRequest req = JOBMANAGER__V1__START_REQUEST__INIT;
-    Jobmanager__V1__Limits lim = JOBMANAGER__V1__LIMITS__INIT;
+    Runjob__V1__StartRequest req = RUNJOB__V1__START_REQUEST__INIT;
+    Runjob__V1__Limits lim = RUNJOB__V1__LIMITS__INIT;
     static char big[RPC_MAX_PATH_BYTES + 2];
     static char *args[RPC_MAX_ARGS + 1];
     static char longarg[200 * 1024];
@@ -111,11 +111,11 @@ Test(rpc, start_every_invalid_field)
     req.name = "ok-name_1.2 ✓";
     cr_expect_eq(start_code(&req), RPC_OK);
 
-    req.network = JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST;
+    req.network = RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST;
     cr_expect_eq(start_code(&req), RPC_PERMISSION_DENIED, "host network not allowed");
-    req.network = (Jobmanager__V1__NetworkMode)7;
+    req.network = (Runjob__V1__NetworkMode)7;
     cr_expect_eq(start_code(&req), RPC_INVALID_ARGUMENT, "unknown network mode");
-    req.network = JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_NONE;
+    req.network = RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_NONE;
 
     req.limits = &lim;
     uint64_t *fields[] = {&lim.cpu_millis, &lim.memory_bytes, &lim.io_riops, &lim.io_wiops,
@@ -132,14 +132,14 @@ Test(rpc, start_every_invalid_field)
 
 Test(rpc, start_host_network_when_allowed)
 {
-    Jobmanager__V1__StartRequest req = JOBMANAGER__V1__START_REQUEST__INIT;
+    Runjob__V1__StartRequest req = RUNJOB__V1__START_REQUEST__INIT;
     struct rpc_policy p = policy;
     struct limits l;
     struct rpc_error err;
 
     p.allow_host_network = true;
     req.command = "/bin/true";
-    req.network = JOBMANAGER__V1__NETWORK_MODE__NETWORK_MODE_HOST;
+    req.network = RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST;
     cr_expect_eq(rpc_check_start(&req, &p, &l, &err), 0);
 }
 
@@ -163,9 +163,9 @@ Test(rpc, ids_in_stop_status_stream)
     int64_t grace;
 
     for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
-        Jobmanager__V1__StopRequest stop = JOBMANAGER__V1__STOP_REQUEST__INIT;
-        Jobmanager__V1__StatusRequest st = JOBMANAGER__V1__STATUS_REQUEST__INIT;
-        Jobmanager__V1__StreamRequest sr = JOBMANAGER__V1__STREAM_REQUEST__INIT;
+        Runjob__V1__StopRequest stop = RUNJOB__V1__STOP_REQUEST__INIT;
+        Runjob__V1__StatusRequest st = RUNJOB__V1__STATUS_REQUEST__INIT;
+        Runjob__V1__StreamRequest sr = RUNJOB__V1__STREAM_REQUEST__INIT;
         stop.id = st.id = sr.id = (char *)bad_ids[i];
         err.code = 0;
         cr_expect_eq(rpc_check_stop(&stop, &policy, &sig, &grace, &err), -1, "stop %zu", i);
@@ -181,7 +181,7 @@ Test(rpc, ids_in_stop_status_stream)
 
 Test(rpc, stop_signal_and_grace)
 {
-    Jobmanager__V1__StopRequest req = JOBMANAGER__V1__STOP_REQUEST__INIT;
+    Runjob__V1__StopRequest req = RUNJOB__V1__STOP_REQUEST__INIT;
     struct rpc_error err;
     int sig;
     int64_t grace;
@@ -211,15 +211,15 @@ Test(rpc, stop_signal_and_grace)
 
 Test(rpc, stream_select)
 {
-    Jobmanager__V1__StreamRequest req = JOBMANAGER__V1__STREAM_REQUEST__INIT;
+    Runjob__V1__StreamRequest req = RUNJOB__V1__STREAM_REQUEST__INIT;
     struct rpc_error err;
 
     req.id = GOOD_ID;
     for (int s = 0; s <= 2; s++) {
-        req.select = (Jobmanager__V1__OutputSelect)s;
+        req.select = (Runjob__V1__OutputSelect)s;
         cr_expect_eq(rpc_check_stream(&req, &err), 0);
     }
-    req.select = (Jobmanager__V1__OutputSelect)3;
+    req.select = (Runjob__V1__OutputSelect)3;
     cr_expect_eq(rpc_check_stream(&req, &err), -1);
     cr_expect_eq(err.code, RPC_INVALID_ARGUMENT);
 }
@@ -247,9 +247,9 @@ Test(rpc, errno_mapping)
 Test(rpc, malformed_bytes_are_invalid_argument)
 {
     const ProtobufCMessageDescriptor *descs[] = {
-        &jobmanager__v1__start_request__descriptor,  &jobmanager__v1__stop_request__descriptor,
-        &jobmanager__v1__status_request__descriptor, &jobmanager__v1__list_request__descriptor,
-        &jobmanager__v1__stream_request__descriptor, &jobmanager__v1__ping_request__descriptor,
+        &runjob__v1__start_request__descriptor,  &runjob__v1__stop_request__descriptor,
+        &runjob__v1__status_request__descriptor, &runjob__v1__list_request__descriptor,
+        &runjob__v1__stream_request__descriptor, &runjob__v1__ping_request__descriptor,
     };
     static const uint8_t junk[][8] = {
         {0x0a, 0x05, 'a'},                                /* string field claims 5 bytes, has 1 */
@@ -280,11 +280,11 @@ Test(rpc, malformed_bytes_are_invalid_argument)
 
 Test(rpc, bb_round_trip)
 {
-    Jobmanager__V1__StartRequest req = JOBMANAGER__V1__START_REQUEST__INIT;
+    Runjob__V1__StartRequest req = RUNJOB__V1__START_REQUEST__INIT;
     char *args[] = {"-c", "echo hi"};
     struct rpc_error err;
     grpc_byte_buffer *bb;
-    Jobmanager__V1__StartRequest *back;
+    Runjob__V1__StartRequest *back;
 
     grpc_init();
     req.command = "/bin/sh";
@@ -293,8 +293,8 @@ Test(rpc, bb_round_trip)
     req.name = "n";
     bb = rpc_bb_pack(&req.base);
     cr_assert_not_null(bb);
-    back = (Jobmanager__V1__StartRequest *)rpc_bb_unpack(&jobmanager__v1__start_request__descriptor,
-                                                         bb, &err);
+    back =
+        (Runjob__V1__StartRequest *)rpc_bb_unpack(&runjob__v1__start_request__descriptor, bb, &err);
     cr_assert_not_null(back);
     cr_expect_str_eq(back->command, "/bin/sh");
     cr_expect_eq(back->n_args, 2);
@@ -310,7 +310,7 @@ static void check_chunk(size_t n, int stream, uint64_t offset, int64_t time_ms)
     grpc_byte_buffer *bb;
     grpc_byte_buffer_reader r;
     grpc_slice all;
-    Jobmanager__V1__OutputChunk *c;
+    Runjob__V1__OutputChunk *c;
 
     for (size_t i = 0; i < n; i++)
         GRPC_SLICE_START_PTR(s)[RPC_CHUNK_HDR_MAX + i] = (uint8_t)(i * 7 + 3);
@@ -319,8 +319,7 @@ static void check_chunk(size_t n, int stream, uint64_t offset, int64_t time_ms)
     cr_assert(grpc_byte_buffer_reader_init(&r, bb));
     all = grpc_byte_buffer_reader_readall(&r);
     grpc_byte_buffer_reader_destroy(&r);
-    c = jobmanager__v1__output_chunk__unpack(NULL, GRPC_SLICE_LENGTH(all),
-                                             GRPC_SLICE_START_PTR(all));
+    c = runjob__v1__output_chunk__unpack(NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
     cr_assert_not_null(c, "protobuf-c could not decode the chunk (n=%zu)", n);
     cr_expect_eq(c->stream, stream);
     cr_expect_eq(c->offset, offset);
@@ -333,8 +332,8 @@ static void check_chunk(size_t n, int stream, uint64_t offset, int64_t time_ms)
     /* The same message packed by protobuf-c has the same size (canonical framing; an empty
      * data field is written by us, omitted by protobuf-c). */
     if (n > 0)
-        cr_expect_eq(jobmanager__v1__output_chunk__get_packed_size(c), GRPC_SLICE_LENGTH(all));
-    jobmanager__v1__output_chunk__free_unpacked(c, NULL);
+        cr_expect_eq(runjob__v1__output_chunk__get_packed_size(c), GRPC_SLICE_LENGTH(all));
+    runjob__v1__output_chunk__free_unpacked(c, NULL);
     grpc_slice_unref(all);
     grpc_byte_buffer_destroy(bb);
 }
@@ -361,8 +360,8 @@ Test(rpc, header_bounded)
 /* rpc_request_decode is the server's one path from bytes to a request: unpack, check, resolve. */
 Test(rpc, request_decode_checks_and_resolves)
 {
-    Jobmanager__V1__StartRequest start = JOBMANAGER__V1__START_REQUEST__INIT;
-    Jobmanager__V1__StopRequest stop = JOBMANAGER__V1__STOP_REQUEST__INIT;
+    Runjob__V1__StartRequest start = RUNJOB__V1__START_REQUEST__INIT;
+    Runjob__V1__StopRequest stop = RUNJOB__V1__STOP_REQUEST__INIT;
     uint8_t buf[256];
     struct rpc_request rq;
     struct rpc_error err;
@@ -372,7 +371,7 @@ Test(rpc, request_decode_checks_and_resolves)
     n = protobuf_c_message_pack(&start.base, buf);
     cr_assert_eq(rpc_request_decode(RPC_M_START, buf, n, &policy, &rq, &err), 0);
     cr_expect_eq(rq.method, RPC_M_START);
-    cr_expect_eq(rq.msg->descriptor, &jobmanager__v1__start_request__descriptor);
+    cr_expect_eq(rq.msg->descriptor, &runjob__v1__start_request__descriptor);
     cr_expect_eq(rq.limits.memory_bytes, 512000000, "the default applies");
     protobuf_c_message_free_unpacked(rq.msg, NULL);
 
@@ -401,8 +400,8 @@ Test(rpc, request_decode_checks_and_resolves)
 
 Test(rpc, start_limits_below_minimum)
 {
-    Jobmanager__V1__StartRequest req = JOBMANAGER__V1__START_REQUEST__INIT;
-    Jobmanager__V1__Limits lim = JOBMANAGER__V1__LIMITS__INIT;
+    Runjob__V1__StartRequest req = RUNJOB__V1__START_REQUEST__INIT;
+    Runjob__V1__Limits lim = RUNJOB__V1__LIMITS__INIT;
     struct limits l;
     struct rpc_error err;
     struct {
@@ -443,7 +442,7 @@ struct wire_row {
 };
 #define W(d, s, words)                                                                             \
     {                                                                                              \
-        &jobmanager__v1__##d##__descriptor, s, sizeof(s) - 1, words                                \
+        &runjob__v1__##d##__descriptor, s, sizeof(s) - 1, words                                    \
     }
 
 Test(rpc, unpack_refuses_what_protobuf_c_lets_through)
@@ -506,7 +505,7 @@ Test(rpc, unpack_refuses_what_protobuf_c_lets_through)
  * method's request type. */
 Test(rpc, methods_match_the_proto_service)
 {
-    const ProtobufCServiceDescriptor *svc = &jobmanager__v1__job_manager__descriptor;
+    const ProtobufCServiceDescriptor *svc = &runjob__v1__job_manager__descriptor;
 
     cr_assert_eq(svc->n_methods, RPC_M_COUNT);
     for (int m = 0; m < RPC_M_COUNT; m++) {
