@@ -275,6 +275,16 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
         break;
     case RPC_M_STREAM: {
         Runjob__V1__StreamRequest *req = (Runjob__V1__StreamRequest *)rq.msg;
+        struct server_stream_spec spec = {
+            .select = req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT
+                          ? OUTLOG_SELECT_STDOUT
+                      : req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR
+                          ? OUTLOG_SELECT_STDERR
+                          : OUTLOG_SELECT_ALL,
+            .offset = req->offset,
+            .follow = !req->no_follow,
+            .form = SERVER_STREAM_CHUNKS,
+        };
         struct jm_job *j;
         (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
         j = jm_lookup(s->jm, req->id, uc->ci.cn);
@@ -283,10 +293,17 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
             break;
         }
         /* The stream takes the call and its place in live_calls. */
-        server_stream_begin(s, &uc->ci, j, req);
+        server_stream_begin(s, &uc->ci, j, &spec);
         free(uc);
         break;
     }
+    case RPC_M_JOBMANAGER_START:
+    case RPC_M_JOBMANAGER_STOP:
+    case RPC_M_JOBMANAGER_QUERY:
+    case RPC_M_JOBMANAGER_LIST:
+    case RPC_M_JOBMANAGER_STREAM_OUTPUT:
+        server_jobmanager_dispatch(uc, (enum rpc_method)m, &rq);
+        break;
     default:
         server_finish(uc, RPC_UNIMPLEMENTED, "unknown method", NULL);
         break;

@@ -92,7 +92,6 @@ static void reply_status(struct ucall *uc, struct jm_job *j)
 static void on_started(const struct jm_started *st, void *userdata)
 {
     struct ucall *uc = userdata;
-    int code;
 
     if (st->recorded)
         (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", st->id);
@@ -103,6 +102,13 @@ static void on_started(const struct jm_started *st, void *userdata)
         server_finish(uc, RPC_OK, NULL, &reply.base); /* uc may be freed from here on */
         return;
     }
+    server_finish_start_error(uc, st);
+}
+
+void server_finish_start_error(struct ucall *uc, const struct jm_started *st)
+{
+    int code;
+
     if (st->err == -EEXIST) {
         server_finishf(uc, RPC_ALREADY_EXISTS, "you already have a running job named '%s'",
                        st->name);
