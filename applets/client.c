@@ -83,8 +83,6 @@ int client_option(struct client_opts *o, int c, const char *arg, const char *usa
 
     switch (c) {
     case 'h':
-        if (*o->verb && strcmp(o->prog, "runjob") != 0)
-            printf("%s %s takes the flags of runjob's own command:\n\n", o->prog, o->verb);
         fputs(usage, stdout);
         return 0;
     case 'H':

@@ -263,3 +263,8 @@ static inline void rpc_client_freep(struct rpc_client **c)
 {
     rpc_client_free(*c);
 }
+
+static inline void rpc_client_stream_freep(struct rpc_stream **s)
+{
+    rpc_client_stream_free(*s);
+}

@@ -161,7 +161,7 @@ int applet_completion_main(int argc, char **argv)
         {"@PROG@", o.prog},
         {"@FN@", o.prog},
         {"@VERBS@", verbs},
-        {"@GLOBAL@", jobctl ? "--hostPort -u --help" : "--help --version --list"},
+        {"@GLOBAL@", jobctl ? "--hostPort -u --userID --help" : "--help --version --list"},
         {"@STATES@", states},
     };
     emit(strcmp(shell, "bash") == 0 ? bash_script : zsh_script, words,

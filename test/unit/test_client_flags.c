@@ -350,8 +350,8 @@ Test(client, jobctl_personality, .init = no_certs)
                             "start", "--dry-run", "-j", "hello", "-c", "/bin/echo", "--", "hi",
                             "there", NULL),
                  0, "%s", err);
-    cr_expect(json_check(out, "d[\"name\"]==\"hello\" and d[\"command\"]==\"/bin/echo\" and "
-                              "d[\"args\"]==[\"hi\",\"there\"]"),
+    cr_expect(json_check(out, "d[\"name\"]==\"hello\" and d[\"programPath\"]==\"/bin/echo\" and "
+                              "d[\"arguments\"]==[\"hi\",\"there\"]"),
               "%s", out);
     free(out);
     free(err);
@@ -484,10 +484,9 @@ Test(client, parser_messages, .init = no_certs)
     cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", NULL), 2);
     cr_expect_str_eq(err, "jobctl: flag '--hostPort' needs a value (see 'jobctl --help')\n");
     free(err);
-    /* jobctl's -u is passed on as typed: the verb judges it */
+    /* jobctl's -u, before the verb, is jobctl's */
     cr_expect_eq(run_applet(NULL, &err, "jobctl", "-u", "a/b", "list", NULL), 2);
-    cr_expect_str_eq(err,
-                     "jobctl: list: --user 'a/b' is not a user name (see 'jobctl list --help')\n");
+    cr_expect_str_eq(err, "jobctl: --user 'a/b' is not a user name (see 'jobctl --help')\n");
     free(err);
     /* certs escapes what it quotes; the client verbs quote as typed */
     cr_expect_eq(run_applet(NULL, &err, "certs", "--a\nb", NULL), 2);
