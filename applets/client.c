@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "applets/format.h"
@@ -671,8 +672,36 @@ static void print_final(const struct client_opts *o, const char *id,
             dur);
 }
 
+/* Writes a chunk with each line that begins in it prefixed by the chunk's receive time;
+ * *at_start says whether the stream's previous chunk ended its line. 0 or -errno. */
+static int write_stamped(int fd, const uint8_t *p, size_t len, int64_t time_ms, bool *at_start)
+{
+    char stamp[40];
+    struct tm tm;
+    time_t sec = (time_t)(time_ms / 1000);
+    size_t n;
+    int r;
+
+    (void)gmtime_r(&sec, &tm);
+    n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+    (void)snprintf(stamp + n, sizeof(stamp) - n, ".%03dZ ", (int)(time_ms % 1000));
+    while (len) {
+        const uint8_t *nl = memchr(p, '\n', len);
+        size_t line = nl ? (size_t)(nl - p) + 1 : len;
+        if (*at_start && (r = proc_write_fd(fd, stamp, strlen(stamp))) < 0)
+            return r;
+        if ((r = proc_write_fd(fd, p, line)) < 0)
+            return r;
+        *at_start = nl != NULL;
+        p += line;
+        len -= line;
+    }
+    return 0;
+}
+
 int client_follow(const struct client_opts *o, struct rpc_client *c, const struct follow_opts *f)
 {
+    bool line_start[2] = {true, true}; /* --timestamps: stdout's and stderr's */
     Runjob__V1__StreamRequest req = RUNJOB__V1__STREAM_REQUEST__INIT;
     Runjob__V1__JobStatus *last = NULL;
     struct rpc_stream *s = NULL;
@@ -736,7 +765,14 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
         bool *ok = to_err ? &err_ok : &out_ok;
         if (!*ok)
             continue;
-        r = proc_write_fd(to_err ? STDERR_FILENO : STDOUT_FILENO, ch.data, ch.len);
+        if (f->since_ms > 0 && ch.time_ms && ch.time_ms < f->since_ms)
+            continue;
+        if (f->timestamps)
+            r = write_stamped(
+                to_err ? STDERR_FILENO : STDOUT_FILENO, ch.data, ch.len, ch.time_ms,
+                &line_start[ch.stream == RUNJOB__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR]);
+        else
+            r = proc_write_fd(to_err ? STDERR_FILENO : STDOUT_FILENO, ch.data, ch.len);
         if (r == -EPIPE) {
             /* Nobody reads any more (`| head`): end as a local pipeline would, by SIGPIPE. */
             piped = true;

@@ -15,6 +15,7 @@
 
 #include "applets/applets.h"
 #include "core/cleanup.h"
+#include "core/id.h"
 #include "core/rpc.h"
 
 /* The shell's status for a process killed by SIGPIPE; we ignore the signal and see EPIPE. */
@@ -143,6 +144,28 @@ int client_print_json(const ProtobufCMessage *m);
 int client_print_jobs(const struct client_opts *o, Runjob__V1__JobStatus *const *jobs, size_t n,
                       bool list, bool owner);
 
+/* ---- naming jobs (client-jobs.c) ---- */
+
+/* What the server's List said, fetched once per command when a name or prefix needs it. */
+struct client_jobs;
+void client_jobs_free(struct client_jobs *js); /* NULL-safe */
+/* The job that arg names, its id into ret: a full id (any case; no call to the server), else
+ * the caller's most recent job named arg, else the one job whose id starts with arg (any
+ * case). *jsp caches the List between calls (NULL at first; free with client_jobs_free).
+ * 0, or the exit code with one line printed: 255 when nothing or several jobs match (they are
+ * listed), 2 for an empty arg. */
+int client_jobs_resolve(const struct client_opts *o, struct rpc_client *c, struct client_jobs **jsp,
+                        const char *arg, char ret[ID_LEN + 1]);
+/* The ids of the caller's own jobs (running or starting ones only, with running_only), oldest
+ * first, in a new array (free it). 0, or the exit code with one line printed. */
+int client_jobs_mine(const struct client_opts *o, struct rpc_client *c, struct client_jobs **jsp,
+                     bool running_only, char (**ret)[ID_LEN + 1], size_t *ret_n);
+
+static inline void client_jobs_freep(struct client_jobs **js)
+{
+    client_jobs_free(*js);
+}
+
 /* ---- start and run ---- */
 
 struct start_opts {
@@ -243,7 +266,19 @@ struct follow_opts {
     bool no_follow;
     bool stop_on_signal; /* run: Ctrl-C stops the job (a second Ctrl-C kills it) */
     bool exit_code;      /* return the job's exit code rather than 0 */
+    int64_t since_ms;    /* > 0: skip output received before this time (epoch ms) */
+    bool timestamps;     /* each line with the time the server received it (RFC 3339) */
 };
+
+/* ---- stream --tail (client-tail.c) ---- */
+
+/* Where the last `lines` lines of buf[0..len) begin (a newline that ends buf ends the last
+ * line): 1 with *ret set; 0 when buf holds fewer lines (*ret 0). lines 0: *ret = len. Pure. */
+int client_tail_lines(const uint8_t *buf, size_t len, uint64_t lines, size_t *ret);
+/* The offset at which the last `lines` lines of f's job's selected output begin now (0 lines:
+ * its end, to follow from now): 0 with *ret, or the exit code (message printed). */
+int client_tail_offset(const struct client_opts *o, struct rpc_client *c,
+                       const struct follow_opts *f, uint64_t lines, uint64_t *ret);
 
 /* Blocks SIGINT, SIGTERM and SIGHUP in this thread (call before client_dial, so gRPC's threads
  * inherit the mask) for a later client_follow with stop_on_signal. */

@@ -153,14 +153,14 @@ bad 2 "--name is empty" start --name "" /bin/true
 bad 2 "unknown flag '--bogus'" start --bogus /bin/true
 bad 2 "flag '--cpu' needs a value" start --cpu
 bad 2 "missing the command to run" run
-bad 2 "missing the job id $USAGE" stop
-bad 2 "unexpected argument 'b' after the job id" stop a b
+bad 2 "missing the job: an id, a prefix of it, or a name $USAGE" stop
+bad 2 "--all stops every running job of yours: name no job" stop --all a
 bad 2 "--signal 'FOO' is not a signal" stop --signal FOO $U
 bad 2 "--signal '99' is not a signal" stop --signal 99 $U
 bad 2 "--signal '-1' is not a signal" stop --signal -1 $U
 bad 2 "--grace '-5s' is not a duration" stop --grace -5s $U
-bad 2 "the job id is empty" status ""
-bad 2 "unexpected argument 'b' after the job id" status a b
+bad 2 "the job id or name is empty" status ""
+bad 2 "unexpected argument 'b' after the job id or name" status a b
 bad 2 "--select 'foo' is not stdout, stderr or all" stream --select foo $U
 bad 2 "--offset '-1' is not a byte offset" stream --offset -1 $U
 bad 2 "--offset 'abc' is not a byte offset" stream --offset abc $U
@@ -186,16 +186,17 @@ bad 255 "arguments total 200002 bytes \\(at most 131072\\)" start /bin/echo "$a1
 bad 255 "the request is [0-9]+ bytes, more than the server accepts \\(1048576\\): too many or too long arguments \\(RESOURCE_EXHAUSTED\\)$" \
     start /bin/echo $(for _ in $(seq 12); do echo "$a100k"; done)
 bad 127 "the job could not start: '/nonexistent/x': no such file or directory \\(FAILED_PRECONDITION\\)$" start /nonexistent/x
-bad 255 "malformed job id 'nope' .*\\(INVALID_ARGUMENT\\)$" stop nope
+# Not an id: a name or an id prefix, which names no job.
+bad 255 "no job has the id or name 'nope' \\(see 'runjob list'\\) \\(NOT_FOUND\\)$" stop nope
 # UUIDs are case-insensitive: an upper-case id is the same id (lower-cased before it is sent).
 bad 255 "job $U not found \\(NOT_FOUND\\)$" stop 3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3D4E5F
 bad 255 "job $U not found \\(NOT_FOUND\\)$" status 3F2B6C1E-8a4d-4C2E-9B1F-0A1B2C3D4E5F
-bad 255 "malformed job id 'NOPE'" status NOPE
+bad 255 "no job has the id or name 'NOPE'" status NOPE
 bad 255 "job $U not found \\(NOT_FOUND\\)$" stop $U
 bad 255 "grace_millis=7200000 is above the maximum 3600000 \\(INVALID_ARGUMENT\\)$" stop --grace 2h $U
-bad 255 "malformed job id '\\.\\./\\.\\./etc/passwd'" status ../../etc/passwd
+bad 255 "no job has the id or name '\\.\\./\\.\\./etc/passwd'" status ../../etc/passwd
 bad 255 "job $U not found \\(NOT_FOUND\\)$" status $U
-bad 255 "malformed job id 'nope'" stream nope
+bad 255 "no job has the id or name 'nope'" stream nope
 bad 255 "job $U not found \\(NOT_FOUND\\)$" stream $U
 # Another user's job reads exactly like an unknown one; an offset past the end of an ended
 # job's output is OUT_OF_RANGE.

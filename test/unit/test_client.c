@@ -635,3 +635,27 @@ Test(client, stop_deadline_covers_the_grace)
     cr_expect_geq(rpc_client_stop_deadline_ms(30000, 0), 30000 + (int64_t)RPC_MAX_GRACE_MS,
                   "the server's default grace may be as long as RPC_MAX_GRACE_MS");
 }
+
+/* ---- stream --tail: where the last lines begin ------------------------------------------- */
+
+Test(client, tail_lines)
+{
+    const uint8_t *b = (const uint8_t *)"one\ntwo\nthree\n";
+    size_t at;
+
+    cr_expect_eq(client_tail_lines(b, 14, 1, &at), 1);
+    cr_expect_eq(at, 8, "three\\n starts at 8");
+    cr_expect_eq(client_tail_lines(b, 14, 2, &at), 1);
+    cr_expect_eq(at, 4);
+    cr_expect_eq(client_tail_lines(b, 14, 3, &at), 0, "the first line has no newline before it");
+    cr_expect_eq(at, 0);
+    cr_expect_eq(client_tail_lines(b, 14, 0, &at), 1);
+    cr_expect_eq(at, 14, "0 lines: the end");
+    /* a last line without its newline is a line */
+    cr_expect_eq(client_tail_lines((const uint8_t *)"a\nb", 3, 1, &at), 1);
+    cr_expect_eq(at, 2);
+    cr_expect_eq(client_tail_lines((const uint8_t *)"", 0, 5, &at), 0);
+    cr_expect_eq(at, 0);
+    cr_expect_eq(client_tail_lines((const uint8_t *)"\n\n\n", 3, 2, &at), 1);
+    cr_expect_eq(at, 1, "empty lines count");
+}

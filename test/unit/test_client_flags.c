@@ -192,7 +192,7 @@ Test(client, usage_errors_exit_2, .init = no_certs)
         expect_usage(v, "--", "ls", "-l", NULL);
     }
     expect_usage("stop", NULL);
-    expect_usage("stop", "a", "b", NULL);
+    expect_usage("stop", "--all", "a", NULL);
     expect_usage("stop", "--signal", "FOO", "id", NULL);
     expect_usage("stop", "-s", "0", "id", NULL);
     expect_usage("stop", "--grace", "soon", "id", NULL);
