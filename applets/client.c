@@ -444,6 +444,92 @@ void client_start_free(struct start_opts *s)
 {
     free(s->args);
     s->args = NULL;
+    for (size_t i = 0; i < s->n_env; i++)
+        free(s->env[i]);
+    free(s->env);
+    s->env = NULL;
+    s->n_env = s->n_env_file = 0;
+}
+
+/* One environment entry: KEY=VALUE as it is, or KEY alone with its value from here (as docker
+ * does). 0, or the exit code (message printed). */
+static int add_env(struct client_opts *o, struct start_opts *s, const char *what, const char *kv,
+                   size_t len, bool from_file)
+{
+    size_t klen = 0;
+    char *dup, **n;
+
+    while (klen < len && kv[klen] != '=')
+        klen++;
+    if (klen == 0)
+        return client_usage_error(o, "%s '%.*s' is not KEY=VALUE", what, (int)len, kv);
+    if (klen == len) {
+        char key[256];
+        const char *v;
+        if (len >= sizeof(key))
+            return client_usage_error(o, "%s: the name '%.40s...' is too long", what, kv);
+        memcpy(key, kv, len);
+        key[len] = '\0';
+        if (!(v = getenv(key)))
+            return client_usage_error(o, "%s %s: %s is not set here; give %s=VALUE", what, key, key,
+                                      key);
+        if (asprintf(&dup, "%s=%s", key, v) < 0)
+            dup = NULL;
+    } else {
+        dup = strndup(kv, len);
+    }
+    n = dup ? realloc(s->env, (s->n_env + 1) * sizeof(*n)) : NULL;
+    if (!n) {
+        free(dup);
+        return client_usage_error(o, "out of memory");
+    }
+    s->env = n;
+    if (from_file) { /* after the files' entries, before the flags' */
+        memmove(s->env + s->n_env_file + 1, s->env + s->n_env_file,
+                (s->n_env - s->n_env_file) * sizeof(*n));
+        s->env[s->n_env_file++] = dup;
+        s->n_env++;
+    } else {
+        s->env[s->n_env++] = dup;
+    }
+    return CLIENT_OPT_DONE;
+}
+
+/* --env-file: KEY=VALUE lines; '#' comments and blank lines are skipped, a trailing CR and
+ * leading blanks dropped; nothing is unquoted (as docker's --env-file). */
+static int add_env_file(struct client_opts *o, struct start_opts *s, const char *path)
+{
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    FILE *f = fopen(path, "re");
+    int r = CLIENT_OPT_DONE;
+    unsigned line = 0;
+
+    if (!f)
+        return client_usage_error(o, "--env-file %s: %s", path, strerror(errno));
+    if (getdelim(&text, &len, '\0', f) < 0 && ferror(f)) {
+        int e = errno;
+        fclose(f);
+        return client_usage_error(o, "--env-file %s: %s", path, strerror(e));
+    }
+    fclose(f);
+    for (char *p = text; p && *p && r == CLIENT_OPT_DONE;) {
+        char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char what[64];
+        line++;
+        while (n && (*p == ' ' || *p == '\t')) {
+            p++;
+            n--;
+        }
+        if (n && p[n - 1] == '\r')
+            n--;
+        (void)snprintf(what, sizeof(what), "--env-file line %u:", line);
+        if (n && *p != '#')
+            r = add_env(o, s, what, p, n, true);
+        p = nl ? nl + 1 : NULL;
+    }
+    return r;
 }
 
 static int add_arg(struct start_opts *s, char *a)
@@ -527,6 +613,22 @@ int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx
     case START_OPT_DRY_RUN:
         s->dry_run = true;
         return CLIENT_OPT_DONE;
+    case START_OPT_ENV:
+        return add_env(o, s, "--env", arg, strlen(arg), false);
+    case START_OPT_ENV_FILE:
+        return add_env_file(o, s, arg);
+    case START_OPT_WORKDIR:
+        if (arg[0] != '/')
+            return client_usage_error(o, "--workdir '%s' is not an absolute path", arg);
+        s->req.workdir = (char *)arg;
+        return CLIENT_OPT_DONE;
+    case START_OPT_TIMEOUT: {
+        int64_t ms;
+        if (fmt_parse_duration(arg, &ms) < 0 || ms <= 0)
+            return client_usage_error(o, "--timeout '%s' is not a duration above 0 (30s, 2h)", arg);
+        s->req.timeout_millis = (uint64_t)ms;
+        return CLIENT_OPT_DONE;
+    }
     default:
         return CLIENT_OPT_OTHER;
     }
@@ -565,6 +667,8 @@ int client_start_finish(struct client_opts *o, struct start_opts *s, int argc, c
                                   s->req.command);
     s->req.args = s->args;
     s->req.n_args = s->n_args;
+    s->req.env = s->env;
+    s->req.n_env = s->n_env;
     return 0;
 }
 

@@ -173,6 +173,9 @@ struct start_opts {
     Runjob__V1__Limits limits;
     char **args; /* -A values, then the positional ones (pointers into argv) */
     size_t n_args;
+    char **env; /* KEY=VALUE, owned: --env-file's first, then --env's (the server lets a later
+                   KEY win) */
+    size_t n_env, n_env_file;
     bool follow;
     bool dry_run;
 };
@@ -188,6 +191,10 @@ enum {
     START_OPT_PIDS,
     START_OPT_NETWORK,
     START_OPT_DRY_RUN,
+    START_OPT_ENV,
+    START_OPT_ENV_FILE,
+    START_OPT_WORKDIR,
+    START_OPT_TIMEOUT,
 };
 /* clang-format off */
 #define START_LONGOPTS                                                                             \
@@ -201,7 +208,11 @@ enum {
         {"wbps", required_argument, NULL, START_OPT_WBPS},                                         \
         {"pids", required_argument, NULL, START_OPT_PIDS},                                         \
         {"network", required_argument, NULL, START_OPT_NETWORK},                                   \
-        {"dry-run", no_argument, NULL, START_OPT_DRY_RUN}
+        {"dry-run", no_argument, NULL, START_OPT_DRY_RUN},                                         \
+        {"env", required_argument, NULL, START_OPT_ENV},                                           \
+        {"env-file", required_argument, NULL, START_OPT_ENV_FILE},                                 \
+        {"workdir", required_argument, NULL, START_OPT_WORKDIR},                                   \
+        {"timeout", required_argument, NULL, START_OPT_TIMEOUT}
 /* clang-format on */
 
 /* The server's limits (core/rpc.h), spelled into the help from their constants. */
@@ -222,6 +233,15 @@ enum {
     "      --rbps BYTES, --wbps BYTES  disk read / write bytes per second (10M)\n"               \
     "      --pids N               most processes and threads the job may have\n"                 \
     "      --network none|host    no network but loopback (default), or the host's\n"            \
+    "      --env KEY=VALUE        an environment variable (repeatable; KEY alone takes its\n"    \
+    "                             value from here); the job's default environment is only\n"     \
+    "                             PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:\n"     \
+    "                             /sbin:/bin and HOME=/; --env adds to it or replaces\n"         \
+    "      --env-file FILE        KEY=VALUE lines ('#' comments, blank lines skipped), before\n" \
+    "                             the --env flags, which win\n"                                  \
+    "      --workdir DIR          start the command in DIR (absolute, as the job sees it; /)\n" \
+    "      --timeout DURATION     stop the job that long after it starts (30s, 2h; with the\n"   \
+    "                             server's stop signal and grace); status says timed out\n"     \
     "      --dry-run              print the request as JSON and send nothing\n"
 /* clang-format on */
 

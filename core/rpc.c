@@ -273,6 +273,31 @@ int rpc_check_start(const Runjob__V1__StartRequest *req, const struct rpc_policy
     if (total > RPC_MAX_ARGS_BYTES)
         return fail(err, RPC_INVALID_ARGUMENT, "arguments total %zu bytes (at most %d)", total,
                     RPC_MAX_ARGS_BYTES);
+    if (req->n_env > RPC_MAX_ENV)
+        return fail(err, RPC_INVALID_ARGUMENT, "too many environment variables: %zu (at most %d)",
+                    req->n_env, RPC_MAX_ENV);
+    total = 0;
+    for (size_t i = 0; i < req->n_env; i++) {
+        const char *kv = req->env[i] ? req->env[i] : "";
+        size_t klen = strcspn(kv, "=");
+        total += strlen(kv) + 1;
+        if (klen == 0 || kv[klen] != '=')
+            return fail(err, RPC_INVALID_ARGUMENT, "env[%zu] '%s' is not KEY=VALUE", i,
+                        shorten(kv, b, sizeof(b)));
+    }
+    if (total > RPC_MAX_ENV_BYTES)
+        return fail(err, RPC_INVALID_ARGUMENT, "environment totals %zu bytes (at most %d)", total,
+                    RPC_MAX_ENV_BYTES);
+    if (req->workdir && req->workdir[0] && req->workdir[0] != '/')
+        return fail(err, RPC_INVALID_ARGUMENT, "workdir '%s' is not an absolute path",
+                    shorten(req->workdir, b, sizeof(b)));
+    if (req->workdir && strlen(req->workdir) > RPC_MAX_PATH_BYTES)
+        return fail(err, RPC_INVALID_ARGUMENT, "workdir is longer than %d bytes",
+                    RPC_MAX_PATH_BYTES);
+    if (req->timeout_millis > (uint64_t)RPC_MAX_TIMEOUT_MS)
+        return fail(err, RPC_INVALID_ARGUMENT,
+                    "timeout_millis=%llu is above the maximum %lld (ten years)",
+                    (unsigned long long)req->timeout_millis, (long long)RPC_MAX_TIMEOUT_MS);
     if (req->name && !rpc_name_is_valid(req->name, RPC_MAX_NAME_BYTES))
         return fail(err, RPC_INVALID_ARGUMENT,
                     "job name '%s' is not valid (at most %d bytes of UTF-8, no control "

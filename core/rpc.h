@@ -136,11 +136,14 @@ int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret);
 /* ---- server side: validation, status mapping, chunk framing (no grpc types here; the
  * grpc-typed helpers are in core/rpc-internal.h, for core/rpc*.c and core/server-*.c only) -- */
 
-#define RPC_MAX_ARGS          1024          /* arguments per StartRequest */
-#define RPC_MAX_ARGS_BYTES    (128 * 1024)  /* their total, counting one NUL each */
-#define RPC_MAX_NAME_BYTES    128           /* job name, UTF-8 */
-#define RPC_MAX_PATH_BYTES    4095          /* command path */
-#define RPC_MAX_GRACE_MS      (3600 * 1000) /* StopRequest.grace_millis */
+#define RPC_MAX_ARGS          1024                        /* arguments per StartRequest */
+#define RPC_MAX_ARGS_BYTES    (128 * 1024)                /* their total, counting one NUL each */
+#define RPC_MAX_NAME_BYTES    128                         /* job name, UTF-8 */
+#define RPC_MAX_ENV           1024                        /* environment entries per StartRequest */
+#define RPC_MAX_ENV_BYTES     (128 * 1024)                /* their total, counting one NUL each */
+#define RPC_MAX_TIMEOUT_MS    (3650LL * 24 * 3600 * 1000) /* ten years: a deadline, not never */
+#define RPC_MAX_PATH_BYTES    4095                        /* command path */
+#define RPC_MAX_GRACE_MS      (3600 * 1000)               /* StopRequest.grace_millis */
 #define RPC_MIN_CPU_MILLIS    10            /* the kernel's smallest CFS quota: 1 ms per 100 ms */
 #define RPC_MIN_MEMORY_BYTES  (1024 * 1024) /* below it not even the job's init can run */
 #define RPC_MIN_PIDS          2             /* the job's init (the shim) and the command */

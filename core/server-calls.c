@@ -129,6 +129,9 @@ void server_fill_status(struct status_buf *sb)
     sb->st.signal = js->signal;
     sb->st.error = js->error;
     sb->st.oom_killed = js->oom_killed;
+    sb->st.timed_out = js->timed_out;
+    sb->st.workdir = spec->workdir ? spec->workdir : (char *)"";
+    sb->st.timeout_millis = spec->timeout_ms > 0 ? (uint64_t)spec->timeout_ms : 0;
     sb->st.start_time_ms = js->start_ms;
     sb->st.end_time_ms = js->end_ms;
     sb->limits.cpu_millis = spec->limits.cpu_millis;

@@ -151,6 +151,10 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
         .limits = rq->limits,
         .network = req->network == RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST ? JOB_NET_HOST
                                                                                : JOB_NET_NONE,
+        .env = (const char *const *)req->env,
+        .n_env = req->n_env,
+        .workdir = req->workdir,
+        .timeout_ms = (int64_t)req->timeout_millis,
     };
 
     jm_start_async(uc->s->jm, &sr, on_started, uc);

@@ -567,3 +567,32 @@ Test(rpc, jobmanager_requests_are_checked_like_ours)
     cr_expect_eq(rpc_check_jobmanager_stream(&so, &err), -1);
     cr_expect(strstr(err.message, "unknown outputStream 7"), "%s", err.message);
 }
+
+Test(rpc, start_checks_env_workdir_timeout)
+{
+    Runjob__V1__StartRequest req = RUNJOB__V1__START_REQUEST__INIT;
+    char *good[] = {"A=1", "B=", "C=x=y"}, *nokey[] = {"=1"}, *noeq[] = {"A"};
+    struct limits l;
+    struct rpc_error err;
+
+    req.command = "/bin/true";
+    req.env = good;
+    req.n_env = 3;
+    req.workdir = "/tmp";
+    req.timeout_millis = 1000;
+    cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), 0, "%s", err.message);
+    req.env = nokey;
+    req.n_env = 1;
+    cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), -1);
+    cr_expect(strstr(err.message, "env[0] '=1' is not KEY=VALUE"), "%s", err.message);
+    req.env = noeq;
+    cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), -1);
+    req.n_env = 0;
+    req.workdir = "tmp";
+    cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), -1);
+    cr_expect(strstr(err.message, "workdir 'tmp' is not an absolute path"), "%s", err.message);
+    req.workdir = "";
+    req.timeout_millis = (uint64_t)RPC_MAX_TIMEOUT_MS + 1;
+    cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), -1);
+    cr_expect_eq(err.code, RPC_INVALID_ARGUMENT);
+}
