@@ -28,7 +28,7 @@ static const char bash_script[] =
     "    for ((i = 1; i < COMP_CWORD; i++)); do\n"
     "        w=${COMP_WORDS[i]}\n"
     "        case $w in\n"
-    "            --hostPort|-u|--user|-H|--server-host|-P|--server-port) ((i++)) ;;\n"
+    "            --hostPort|-u|--user|-H|--server-host|-P|--server-port|--context) ((i++)) ;;\n"
     "            -*) ;;\n"
     "            *) verb=$w; break ;;\n"
     "        esac\n"
@@ -50,6 +50,8 @@ static const char bash_script[] =
     "        *:--state) COMPREPLY=($(compgen -W '@STATES@' -- \"$cur\")); return 0 ;;\n"
     "        *:--ca-cert-path|*:--client-cert-path|*:--client-key-path) COMPREPLY=($(compgen -f -- \"$cur\")); return 0 ;;\n"
     "        *:-c|*:--command) COMPREPLY=($(compgen -f -- \"$cur\")); return 0 ;;\n"
+    "        *:--certs-dir) COMPREPLY=($(compgen -d -- \"$cur\")); return 0 ;;\n"
+    "        *:--context) COMPREPLY=($(compgen -W \"$(\"$prog\" context list -q 2>/dev/null)\" -- \"$cur\")); return 0 ;;\n"
     "    esac\n"
     "    if [[ $cur == -* ]]; then\n"
     "        COMPREPLY=($(compgen -W \"$(\"$prog\" \"$verb\" --help 2>/dev/null | grep -oE -- '--[a-zA-Z][a-zA-Z-]*' | sort -u)\" -- \"$cur\"))\n"
@@ -59,6 +61,15 @@ static const char bash_script[] =
     "        stop|status|query|stream) COMPREPLY=($(compgen -W \"$(\"$prog\" list -q 2>/dev/null)\" -- \"$cur\")) ;;\n"
     "        start|run) COMPREPLY=($(compgen -f -- \"$cur\")) ;;\n"
     "        completion) COMPREPLY=($(compgen -W 'bash zsh' -- \"$cur\")) ;;\n"
+    "        context)\n"
+    "            local sub='' j\n"
+    "            for ((j = i + 1; j < COMP_CWORD; j++)); do\n"
+    "                case ${COMP_WORDS[j]} in -*) ;; *) sub=${COMP_WORDS[j]}; break ;; esac\n"
+    "            done\n"
+    "            case $sub in\n"
+    "                '') COMPREPLY=($(compgen -W '@CONTEXT_VERBS@' -- \"$cur\")) ;;\n"
+    "                use|rm|show) COMPREPLY=($(compgen -W \"$(\"$prog\" context list -q 2>/dev/null)\" -- \"$cur\")) ;;\n"
+    "            esac ;;\n"
     "    esac\n"
     "    return 0\n"
     "}\n"
@@ -72,7 +83,7 @@ static const char zsh_script[] =
     "    for ((i = 2; i < CURRENT; i++)); do\n"
     "        w=${words[i]}\n"
     "        case $w in\n"
-    "            --hostPort|-u|--user|-H|--server-host|-P|--server-port) ((i++)) ;;\n"
+    "            --hostPort|-u|--user|-H|--server-host|-P|--server-port|--context) ((i++)) ;;\n"
     "            -*) ;;\n"
     "            *) verb=$w; break ;;\n"
     "        esac\n"
@@ -88,6 +99,8 @@ static const char zsh_script[] =
     "        *:--network) compadd -- none host; return ;;\n"
     "        *:--state) compadd -- @STATES@; return ;;\n"
     "        *:--ca-cert-path|*:--client-cert-path|*:--client-key-path|*:-c|*:--command) _files; return ;;\n"
+    "        *:--certs-dir) _files -/; return ;;\n"
+    "        *:--context) compadd -- ${(f)\"$($prog context list -q 2>/dev/null)\"}; return ;;\n"
     "    esac\n"
     "    if [[ $cur == -* ]]; then\n"
     "        compadd -- ${(f)\"$($prog $verb --help 2>/dev/null | grep -oE -- '--[a-zA-Z][a-zA-Z-]*' | sort -u)\"}\n"
@@ -97,6 +110,15 @@ static const char zsh_script[] =
     "        stop|status|query|stream) compadd -- ${(f)\"$($prog list -q 2>/dev/null)\"} ;;\n"
     "        start|run) _files ;;\n"
     "        completion) compadd -- bash zsh ;;\n"
+    "        context)\n"
+    "            local sub='' j\n"
+    "            for ((j = i + 1; j < CURRENT; j++)); do\n"
+    "                case ${words[j]} in -*) ;; *) sub=${words[j]}; break ;; esac\n"
+    "            done\n"
+    "            case $sub in\n"
+    "                '') compadd -- @CONTEXT_VERBS@ ;;\n"
+    "                use|rm|show) compadd -- ${(f)\"$($prog context list -q 2>/dev/null)\"} ;;\n"
+    "            esac ;;\n"
     "    esac\n"
     "}\n"
     "if (( $+functions[compdef] )); then compdef _@FN@ @PROG@; fi\n";
@@ -163,6 +185,7 @@ int applet_completion_main(int argc, char **argv)
         {"@VERBS@", verbs},
         {"@GLOBAL@", jobctl ? "--hostPort -u --help" : "--help --version --list"},
         {"@STATES@", states},
+        {"@CONTEXT_VERBS@", "add use list rm show"},
     };
     emit(strcmp(shell, "bash") == 0 ? bash_script : zsh_script, words,
          sizeof(words) / sizeof(words[0]));
