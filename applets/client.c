@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "applets/format.h"
@@ -21,6 +22,7 @@
 #include "core/id.h"
 #include "core/log.h"
 #include "core/proc.h"
+#include "core/tls.h"
 
 /* ---- options ----------------------------------------------------------------------------- */
 
@@ -530,6 +532,48 @@ static void wait_for_grpc(void)
     rpc_client_wait_library_idle(1000);
 }
 
+int client_cert_time_check(const char *path, int64_t not_before, int64_t not_after, int64_t now,
+                           char *msg, size_t cap)
+{
+    char day[32] = "?";
+    struct tm tm;
+    time_t t = (time_t)(now > not_after ? not_after : not_before);
+
+    if (now >= not_before && now <= not_after)
+        return 0;
+    if (gmtime_r(&t, &tm))
+        (void)strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    if (now > not_after) {
+        (void)snprintf(msg, cap,
+                       "client certificate %s expired on %s; make a new one with `runjob certs "
+                       "--clients-only`",
+                       path, day);
+        return -EKEYEXPIRED;
+    }
+    (void)snprintf(msg, cap,
+                   "client certificate %s is not valid until %s; is this machine's clock right? "
+                   "(else make a new one with `runjob certs --clients-only`)",
+                   path, day);
+    return -EKEYREJECTED;
+}
+
+/* The client certificate's dates, before any connection: 0, or CLIENT_EXIT_FAILED (printed).
+ * A certificate that cannot be read or parsed is left to rpc_client_open, which says why. */
+static int check_cert_dates(const struct client_opts *o)
+{
+    _cleanup_free_ char *pem = NULL;
+    char msg[PATH_MAX + 256];
+    int64_t not_before, not_after;
+
+    if (tls_read_pem(o->cert_path, &pem) < 0 || tls_cert_dates(pem, &not_before, &not_after) < 0)
+        return 0;
+    if (client_cert_time_check(o->cert_path, not_before, not_after, (int64_t)time(NULL), msg,
+                               sizeof(msg)) == 0)
+        return 0;
+    fprintf(stderr, "%s: %s: %s\n", o->prog, o->verb, msg);
+    return CLIENT_EXIT_FAILED;
+}
+
 int client_dial(const struct client_opts *o, struct rpc_client **ret)
 {
     struct rpc_client_config cfg = {
@@ -541,7 +585,10 @@ int client_dial(const struct client_opts *o, struct rpc_client **ret)
     };
     struct rpc_error err = {0};
     static bool hooked;
+    int r;
 
+    if ((r = check_cert_dates(o)))
+        return r;
     if (rpc_client_open(&cfg, ret, &err) < 0)
         return client_fail(o, &err);
     if (!hooked) /* the applet frees its client on return; exit waits for gRPC to finish */

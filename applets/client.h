@@ -167,7 +167,14 @@ int client_one_arg(const struct client_opts *o, int argc, char **argv, const cha
 /* The one positional argument as a job id: a UUID in any case is lower-cased (in argv), as
  * the server wants it; anything else is passed as typed, for the server to judge. 0 or 2. */
 int client_job_id_arg(const struct client_opts *o, int argc, char **argv, const char **ret);
-/* Opens the mTLS channel: 0, or CLIENT_EXIT_FAILED with the error printed. */
+/* Whether the client certificate at path, valid from not_before to not_after (epoch seconds),
+ * may be used at now: 0, or -EKEYEXPIRED (expired) / -EKEYREJECTED (not valid yet) with the
+ * one line that says so, and what to do, in msg. */
+int client_cert_time_check(const char *path, int64_t not_before, int64_t not_after, int64_t now,
+                           char *msg, size_t cap);
+/* Opens the mTLS channel: 0, or CLIENT_EXIT_FAILED with the error printed. The client's own
+ * certificate's dates are checked first (client_cert_time_check): the server's refusal of an
+ * expired certificate comes back as a bare handshake failure. */
 int client_dial(const struct client_opts *o, struct rpc_client **ret);
 /* Prints "<prog>: <verb>: <message> (<CODE>)" to stderr; returns CLIENT_EXIT_FAILED. */
 int client_fail(const struct client_opts *o, const struct rpc_error *err);

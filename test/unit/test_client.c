@@ -635,3 +635,22 @@ Test(client, stop_deadline_covers_the_grace)
     cr_expect_geq(rpc_client_stop_deadline_ms(30000, 0), 30000 + (int64_t)RPC_MAX_GRACE_MS,
                   "the server's default grace may be as long as RPC_MAX_GRACE_MS");
 }
+
+/* ---- the client certificate's dates ------------------------------------------------------ */
+
+Test(client, cert_time_check)
+{
+    char msg[512];
+    const int64_t nb = 1790000000; /* 2026-09-21 */
+    const int64_t na = 1793577600; /* 2026-11-02 00:00:00 UTC */
+
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, nb, msg, sizeof(msg)), 0);
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, na, msg, sizeof(msg)), 0);
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, na + 1, msg, sizeof(msg)),
+                 -EKEYEXPIRED);
+    cr_expect_str_eq(msg, "client certificate /c/a.pem expired on 2026-11-02; make a new one "
+                          "with `runjob certs --clients-only`");
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, nb - 86400, msg, sizeof(msg)),
+                 -EKEYREJECTED);
+    cr_expect(strstr(msg, "client certificate /c/a.pem is not valid until 2026-09-21"), "%s", msg);
+}
