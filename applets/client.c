@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "applets/format.h"
+#include "applets/suggest.h"
 #include "core/cleanup.h"
 #include "core/clock.h"
 #include "core/id.h"
@@ -77,6 +78,23 @@ static const char *quote(const struct client_opts *o, const char *flag, char *bu
         return flag;
     (void)log_json_escape(buf, cap, flag);
     return buf;
+}
+
+/* "unknown flag '--x'", with the flags of o->longopts it may have meant (a long flag that is
+ * a typo of one, or an abbreviation of several). Returns 2. */
+static int unknown_flag(const struct client_opts *o, const char *typed)
+{
+    const char *names[128];
+    char q[256], word[64], hint[256] = "";
+    size_t n = 0;
+
+    if (typed[0] == '-' && typed[1] == '-' && o->longopts) {
+        (void)snprintf(word, sizeof(word), "%.*s", (int)strcspn(typed + 2, "="), typed + 2);
+        for (const struct option *l = o->longopts; l->name && n < ELEMENTSOF(names); l++)
+            names[n++] = l->name;
+        (void)suggest_text(word, names, n, "--", hint, sizeof(hint));
+    }
+    return client_usage_error(o, "unknown flag '%s'%s", quote(o, typed, q, sizeof(q)), hint);
 }
 
 int client_option(struct client_opts *o, int c, const char *arg, const char *usage)
@@ -143,8 +161,7 @@ int client_option(struct client_opts *o, int c, const char *arg, const char *usa
         if (optopt)
             return client_usage_error(o, "unknown flag '-%s'",
                                       quote(o, (char[]){(char)optopt, '\0'}, q, sizeof(q)));
-        return client_usage_error(o, "unknown flag '%s'",
-                                  quote(o, o->argv[optind - 1], q, sizeof(q)));
+        return unknown_flag(o, o->argv[optind - 1]);
     default:
         return CLIENT_OPT_OTHER;
     }
@@ -154,7 +171,7 @@ int client_parse_flags(struct client_opts *o, const char *shortopts, const struc
                        const char *usage, client_flag_fn on_flag, void *ctx)
 {
     bool in_order = shortopts[0] == '+';
-    char spec[64], q[256];
+    char spec[64];
     int opt, r, before;
 
     /* ':' (after a '+') first: a missing value comes back as ':' and gets our own message */
@@ -170,8 +187,7 @@ int client_parse_flags(struct client_opts *o, const char *shortopts, const struc
         if (r == CLIENT_OPT_OTHER)
             r = client_option(o, opt, optarg, usage);
         if (r == CLIENT_OPT_OTHER)
-            r = client_usage_error(o, "unknown flag '%s'",
-                                   quote(o, o->argv[optind - 1], q, sizeof(q)));
+            r = unknown_flag(o, o->argv[optind - 1]);
         if (r != CLIENT_OPT_DONE)
             return r;
     }

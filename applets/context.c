@@ -10,6 +10,7 @@
 #include "applets/client.h"
 #include "applets/context-store.h"
 #include "applets/format.h"
+#include "applets/suggest.h"
 
 static const char usage[] =
     "Usage: runjob context <command> [flags] [NAME]\n"
@@ -445,8 +446,12 @@ int applet_context_main(int argc, char **argv)
     size_t i = 0;
     while (i < ELEMENTSOF(commands) && strcmp(cmd, commands[i]) != 0)
         i++;
-    if (i == ELEMENTSOF(commands))
-        return client_usage_error(&o, "unknown command '%s' (add, use, list, rm, show)", cmd);
+    if (i == ELEMENTSOF(commands)) {
+        char hint[128];
+        (void)suggest_text(cmd, commands, ELEMENTSOF(commands), "", hint, sizeof(hint));
+        return client_usage_error(&o, "unknown command '%s' (add, use, list, rm, show)%s", cmd,
+                                  hint);
+    }
 
     /* The sub-command's words, with "context <cmd>" in messages. */
     client_init(&o, argc - 1, argv + 1);

@@ -5,6 +5,7 @@
 
 #include "applets/applets.h"
 #include "applets/client.h"
+#include "applets/suggest.h"
 
 static const char usage[] =
     "Usage: jobctl [--hostPort HOST:PORT] [-u USER] <command> [flags] [args...]\n"
@@ -76,8 +77,14 @@ int applet_jobctl_main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         if (strcmp(argv[optind], verbs[i][0]) == 0)
             applet = verbs[i][1];
-    if (!applet)
-        return client_usage_error(&o, "unknown command '%s'", argv[optind]);
+    if (!applet) {
+        const char *names[ELEMENTSOF(verbs)];
+        char hint[128];
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+            names[i] = verbs[i][0];
+        (void)suggest_text(argv[optind], names, ELEMENTSOF(verbs), "", hint, sizeof(hint));
+        return client_usage_error(&o, "unknown command '%s'%s", argv[optind], hint);
+    }
     const char *hostport = f.hostport, *user = f.user;
     if (hostport) { /* host:port, [v6]:port */
         const char *colon = strrchr(hostport, ':');

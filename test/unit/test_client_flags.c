@@ -951,3 +951,31 @@ Test(client, context_precedence, .init = with_context, .fini = drop_context)
     cr_expect(strstr(err, "not a context name"), "%s", err);
     free(err);
 }
+
+Test(client, unknown_flags_and_values_say_what_was_meant, .init = no_certs)
+{
+    char *err = NULL;
+
+    cr_expect_eq(run_applet(NULL, &err, "ping", "--server-hots", "h", NULL), 2);
+    cr_expect_str_eq(err, "runjob: ping: unknown flag '--server-hots'; did you mean "
+                          "'--server-host'? (see 'runjob ping --help')\n");
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "ping", "--server", "h", NULL), 2);
+    cr_expect(strstr(err, "did you mean '--server-host' or '--server-port'?"), "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "start", "--memroy=1G", "/bin/true", NULL), 2);
+    cr_expect(strstr(err, "unknown flag '--memroy=1G'; did you mean '--memory'?"), "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "list", "--state", "runing", NULL), 2);
+    cr_expect_str_eq(err, "runjob: list: --state 'runing' is not a job state (starting, running, "
+                          "exited, killed, failed, lost); did you mean 'running'? (see 'runjob "
+                          "list --help')\n");
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "context", "uze", "x", NULL), 2);
+    cr_expect(strstr(err, "unknown command 'uze' (add, use, list, rm, show); did you mean 'use'?"),
+              "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "qeury", NULL), 2);
+    cr_expect(strstr(err, "unknown command 'qeury'; did you mean 'query'?"), "%s", err);
+    free(err);
+}
