@@ -94,6 +94,16 @@ expect_match "show follows RUNJOB_CONTEXT" "^name: +elsewhere$" "$out"
 out=$("$RUNJOB" context show elsewhere -o json)
 check "show NAME -o json" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["name"]=="elsewhere" and d["server_host"]=="127.0.0.1"' "$out"
 
+# -- completion: context names from `context list -q` -----------------------------------------
+# complete WORDS...: what the bash completion offers for the last word.
+complete() {
+    bash -c 'source <("$0" completion bash); COMP_WORDS=("$0" "$@"); COMP_CWORD=$#; _runjob
+        echo "${COMPREPLY[*]}"' "$RUNJOB" "$@"
+}
+expect_eq "completion: context use NAME" "elsewhere test" "$(complete context use '')"
+expect_eq "completion: --context NAME" "test" "$(complete ping --context t)"
+expect_eq "completion: context's commands" "rm" "$(complete context r)"
+
 # -- rm ---------------------------------------------------------------------------------------
 out=$("$RUNJOB" context rm elsewhere)
 expect_eq "rm of another context" "context 'elsewhere' removed" "$out"
