@@ -5,12 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "applets/client.h"
 #include "applets/context-store.h"
 #include "applets/format.h"
 #include "applets/suggest.h"
+#include "core/tls.h"
 
 static const char usage[] =
     "Usage: runjob context <command> [flags] [NAME]\n"
@@ -38,6 +40,7 @@ static const char usage[] =
     "      --client-key-path FILE   your private key (DIR/NAME-key.pem)\n"
     "  -f, --force                replace a context of that name\n"
     "      --use                  make it the current context too\n"
+    "add reads no RUNJOB_* variable: a context holds what its flags and defaults say.\n"
     "\n"
     "list's and show's flags:\n"
     "  -o, --output FORMAT        table (default) or json\n"
@@ -136,6 +139,20 @@ static int existing_file(const struct client_opts *o, const char *flag, const ch
     return 0;
 }
 
+/* A certificate outside its dates is saved all the same (it may be renewed in place), but
+ * said at once rather than at the first command. */
+static void warn_cert_dates(const struct client_opts *o, const char *path)
+{
+    _cleanup_free_ char *pem = NULL;
+    char msg[PATH_MAX + 256];
+    int64_t not_before, not_after;
+
+    if (tls_read_pem(path, &pem) == 0 && tls_cert_dates(pem, &not_before, &not_after) == 0 &&
+        client_cert_time_check(path, not_before, not_after, (int64_t)time(NULL), msg, sizeof(msg)) <
+            0)
+        fprintf(stderr, "%s: %s: warning: %s\n", o->prog, o->verb, msg);
+}
+
 static int save(const struct client_opts *o, const struct cstore *s, const char *dir)
 {
     int r = cstore_save(s, dir);
@@ -173,7 +190,8 @@ static int do_add(struct client_opts *o, const struct add_flags *f, int argc, ch
 
     /* The same files `-u` and the defaults name today, but of the certs directory. */
     (void)snprintf(file, sizeof(file), "%s/root-ca-cert.pem", certs);
-    if ((r = existing_file(o, "--ca-cert-path", o->ca_path ? o->ca_path : file, ca, sizeof(ca))))
+    if ((r = existing_file(o, o->ca_path ? "--ca-cert-path" : "CA certificate",
+                           o->ca_path ? o->ca_path : file, ca, sizeof(ca))))
         return r;
     (void)snprintf(file, sizeof(file), "%s/%s-cert.pem", certs, user);
     if ((r = existing_file(o, o->cert_path ? "--client-cert-path" : "client certificate",
@@ -195,6 +213,7 @@ static int do_add(struct client_opts *o, const struct add_flags *f, int argc, ch
         .key_path = key,
         .certs_dir = have_dir ? certs : NULL,
     };
+    warn_cert_dates(o, cert);
     if ((r = client_context_load(o, dir, sizeof(dir), &s)))
         return r;
     r = cstore_put(s, &c, f->force);
