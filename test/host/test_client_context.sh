@@ -103,6 +103,10 @@ complete() {
 expect_eq "completion: context use NAME" "elsewhere test" "$(complete context use '')"
 expect_eq "completion: --context NAME" "test" "$(complete ping --context t)"
 expect_eq "completion: context's commands" "rm" "$(complete context r)"
+ids=$(cd / && "$RUNJOB" list -q)
+check "the current context lists alice's jobs" test -n "$ids"
+expect_eq "completion: job ids from the --context on the line" "$(echo $ids)" \
+    "$(RUNJOB_CONTEXT=elsewhere complete status --context test '')"
 
 # -- rm ---------------------------------------------------------------------------------------
 out=$("$RUNJOB" context rm elsewhere)
@@ -157,8 +161,10 @@ else
     check "openssl signs an expired certificate" sign old 20200101000000Z 20201102000000Z
     check "openssl signs a future certificate" sign new 20990101000000Z 20991231000000Z
     cp "$RJ_CERTS/root-ca-cert.pem" "$CA/"
-    check "a context with the expired certificate" "$RUNJOB" context add old \
-        -H "127.0.0.1:$RJ_PORT" --certs-dir "$CA" -u old --use
+    err=$("$RUNJOB" context add old -H "127.0.0.1:$RJ_PORT" --certs-dir "$CA" -u old --use 2>&1 >/dev/null)
+    rc=$?
+    expect_eq "a context with the expired certificate is added" 0 "$rc"
+    expect_match "... with a warning" "^runjob: context add: warning: client certificate $CA/old-cert.pem expired on 2020-11-02" "$err"
     err=$(cd / && "$RUNJOB" ping 2>&1)
     rc=$?
     expect_eq "an expired client certificate: exit 255" 255 "$rc"
