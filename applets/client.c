@@ -381,6 +381,21 @@ const char *client_context_wanted(const struct client_opts *o, const struct csto
     return s ? cstore_current(s) : NULL;
 }
 
+bool client_context_active(const struct client_opts *o)
+{
+    _cleanup_(cstore_freep) struct cstore *s = NULL;
+    char dir[PATH_MAX], msg[256];
+    int line;
+
+    if (o->context || env("RUNJOB_CONTEXT"))
+        return true;
+    if (cstore_dir(dir, sizeof(dir)) < 0)
+        return false;
+    if (cstore_load(dir, &s, &line, msg, sizeof(msg)) < 0)
+        return true;
+    return cstore_current(s) != NULL;
+}
+
 int client_context_unknown(const struct client_opts *o, const struct cstore *s, const char *name,
                            const char *from)
 {

@@ -155,6 +155,10 @@ int client_context_load(const struct client_opts *o, char *dir, size_t cap, stru
  * *ret_from names where it came from, for messages. */
 const char *client_context_wanted(const struct client_opts *o, const struct cstore *s,
                                   const char **ret_from);
+/* Whether client_opts_finish will take settings from a context: one is named (--context,
+ * RUNJOB_CONTEXT) or one is current. True too when the contexts file cannot be read, so that
+ * client_opts_finish gets to say why. Prints nothing. */
+bool client_context_active(const struct client_opts *o);
 /* Prints that context name (asked for by from) does not exist, with the names there are;
  * returns 2. */
 int client_context_unknown(const struct client_opts *o, const struct cstore *s, const char *name,

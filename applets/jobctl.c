@@ -20,7 +20,8 @@ static const char usage[] =
     "\n"
     "Flags:\n"
     "  --hostPort HOST:PORT   the server (localhost:8080)\n"
-    "  -u, --user USER        use certs/USER-cert.pem and certs/USER-key.pem (client1)\n"
+    "  -u, --user USER        use certs/USER-cert.pem and certs/USER-key.pem (client1,\n"
+    "                         unless RUNJOB_USER or a context says otherwise: runjob context)\n"
     "  -h, --help             this help; `jobctl <command> --help` for a command's flags\n"
     "\n"
     "Example:\n"
@@ -100,8 +101,9 @@ int applet_jobctl_main(int argc, char **argv)
         host[hl] = '\0';
         (void)snprintf(port, sizeof(port), "%s", colon + 1);
     }
-    /* jobctl's user defaults to client1, unless the environment names one. */
-    if (!user && !getenv("RUNJOB_USER") && !getenv("RUNJOB_CLIENT_CERT_PATH"))
+    /* jobctl's user defaults to client1, unless the environment or a context names one. */
+    if (!user && !getenv("RUNJOB_USER") && !getenv("RUNJOB_CLIENT_CERT_PATH") &&
+        !client_context_active(&o))
         user = "client1";
 
     /* argv for the verb: "jobctl <verb>", the translated globals, then the verb's own words. */

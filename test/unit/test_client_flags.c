@@ -946,6 +946,19 @@ Test(client, context_precedence, .init = with_context, .fini = drop_context)
     cr_expect_eq(run_applet(NULL, &err, "ping", NULL), 2);
     cr_expect(strstr(err, "no context 'three' (RUNJOB_CONTEXT); there are: one, two"), "%s", err);
     free(err);
+    /* jobctl's client1 default gives way to the context's certificate */
+    unsetenv("RUNJOB_CONTEXT");
+    char ca[300];
+    (void)snprintf(ca, sizeof(ca), "%s/ca.pem", ctx_home);
+    FILE *f = fopen(ca, "w");
+    cr_assert_not_null(f);
+    fputs("-----BEGIN CERTIFICATE-----\n", f);
+    fclose(f);
+    setenv("RUNJOB_CA_CERT_PATH", ca, 1);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "list", NULL), 255);
+    cr_expect(strstr(err, "cannot read client certificate '/ctx/cert.pem'"), "%s", err);
+    unsetenv("RUNJOB_CA_CERT_PATH");
+    free(err);
     unsetenv("RUNJOB_CONTEXT");
     cr_expect_eq(run_applet(NULL, &err, "ping", "--context", "a/b", NULL), 2);
     cr_expect(strstr(err, "not a context name"), "%s", err);
