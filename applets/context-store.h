@@ -16,6 +16,8 @@
  *   client-key-path = /abs/a-key.pem context is in use
  *   certs-dir = /abs/certs
  *
+ * Paths are used as written: `runjob context add` writes them absolute, so that a context works
+ * from any directory; a relative one from a hand edit is relative to the working directory.
  * Contexts are kept sorted by name. Nothing here prints; errors are -errno, and a parse error
  * also a line number and a message. */
 #include <stdbool.h>
