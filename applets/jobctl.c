@@ -11,6 +11,7 @@
 #include "applets/applets.h"
 #include "applets/client.h"
 #include "applets/format.h"
+#include "applets/suggest.h"
 
 #define JOBCTL_DEFAULT_PORT "24482"
 #define JOBCTL_DEFAULT_USER "client1"
@@ -21,7 +22,9 @@
     "      --hostPort HOST:PORT   the server (:" JOBCTL_DEFAULT_PORT ", that is localhost:"           \
     JOBCTL_DEFAULT_PORT "); [::1]:PORT for IPv6\n"                                                 \
     "  -u, --userID USER          use certs/USER-cert.pem and certs/USER-key.pem of the\n"        \
-    "                             working directory (" JOBCTL_DEFAULT_USER ")\n"                  \
+    "                             working directory (" JOBCTL_DEFAULT_USER ", unless RUNJOB_USER\n" \
+    "                             or a context says otherwise: runjob context)\n"                \
+    "      --context NAME         the saved settings to use (runjob context) [RUNJOB_CONTEXT]\n" \
     "      --ca-cert-path FILE, --client-cert-path FILE, --client-key-path FILE\n"                 \
     "                             other certificate files (as runjob's; the RUNJOB_*\n"           \
     "                             variables of `runjob --help` apply too)\n"
@@ -56,7 +59,8 @@ enum { JOBCTL_OPT_HOSTPORT = CLIENT_OPT_APPLET + 0x10, JOBCTL_OPT_DRY_RUN };
         {"help", no_argument, NULL, 'h'},                                                          \
         {"ca-cert-path", required_argument, NULL, CLIENT_OPT_CA},                                  \
         {"client-cert-path", required_argument, NULL, CLIENT_OPT_CERT},                            \
-        {"client-key-path", required_argument, NULL, CLIENT_OPT_KEY}
+        {"client-key-path", required_argument, NULL, CLIENT_OPT_KEY},                              \
+        {"context", required_argument, NULL, CLIENT_OPT_CONTEXT}
 /* clang-format on */
 
 struct jobctl {
@@ -358,8 +362,15 @@ int applet_jobctl_main(int argc, char **argv)
     for (v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++)
         if (strcmp(verb, verbs[v].name) == 0)
             break;
-    if (v == sizeof(verbs) / sizeof(verbs[0]))
-        return client_usage_error(&jc.o, "unknown command '%s'", verb);
+    if (v == sizeof(verbs) / sizeof(verbs[0])) {
+        const char *names[ELEMENTSOF(verbs) + 1];
+        char hint[128];
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+            names[i] = verbs[i].name;
+        names[ELEMENTSOF(verbs)] = "completion";
+        (void)suggest_text(verb, names, ELEMENTSOF(verbs) + 1, "", hint, sizeof(hint));
+        return client_usage_error(&jc.o, "unknown command '%s'%s", verb, hint);
+    }
 
     /* The verb's words, parsed as "jobctl <verb>" with the connection flags allowed again. */
     (void)snprintf(vname, sizeof(vname), "jobctl %s", verb);
@@ -375,6 +386,7 @@ int applet_jobctl_main(int argc, char **argv)
         jc.o.ca_path = keep.ca_path;
         jc.o.cert_path = keep.cert_path;
         jc.o.key_path = keep.key_path;
+        jc.o.context = keep.context;
     }
     (void)snprintf(vusage, sizeof(vusage), "%s\n" JOBCTL_USAGE_CONNECTION, verbs[v].usage);
     (void)snprintf(shortopts, sizeof(shortopts), "%s" JOBCTL_SHORTOPTS, verbs[v].shortopts);
@@ -388,10 +400,11 @@ int applet_jobctl_main(int argc, char **argv)
         return client_usage_error(&jc.o, "unexpected argument '%s'", argv[optind]);
 
     /* jobctl's defaults: localhost:24482 and client1, unless flags or the environment say. */
-    if (!jc.o.port && !getenv("RUNJOB_SERVER_PORT"))
+    bool context = client_context_active(&jc.o);
+    if (!jc.o.port && !getenv("RUNJOB_SERVER_PORT") && !context)
         jc.o.port = atoi(JOBCTL_DEFAULT_PORT);
     if (!jc.user_given && !getenv("RUNJOB_USER") && !getenv("RUNJOB_CLIENT_CERT_PATH") &&
-        !jc.o.cert_path)
+        !jc.o.cert_path && !context)
         jc.o.user = JOBCTL_DEFAULT_USER;
     if (jc.dry_run && strcmp(verb, "start") == 0)
         return do_start(&jc, argc, argv, NULL);

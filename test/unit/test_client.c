@@ -659,3 +659,22 @@ Test(client, tail_lines)
     cr_expect_eq(client_tail_lines((const uint8_t *)"\n\n\n", 3, 2, &at), 1);
     cr_expect_eq(at, 1, "empty lines count");
 }
+
+/* ---- the client certificate's dates ------------------------------------------------------ */
+
+Test(client, cert_time_check)
+{
+    char msg[512];
+    const int64_t nb = 1790000000; /* 2026-09-21 */
+    const int64_t na = 1793577600; /* 2026-11-02 00:00:00 UTC */
+
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, nb, msg, sizeof(msg)), 0);
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, na, msg, sizeof(msg)), 0);
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, na + 1, msg, sizeof(msg)),
+                 -EKEYEXPIRED);
+    cr_expect_str_eq(msg, "client certificate /c/a.pem expired on 2026-11-02; make a new one "
+                          "with `runjob certs --clients-only`");
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, nb - 86400, msg, sizeof(msg)),
+                 -EKEYREJECTED);
+    cr_expect(strstr(msg, "client certificate /c/a.pem is not valid until 2026-09-21"), "%s", msg);
+}
