@@ -1063,6 +1063,7 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     req.select = f->select;
     req.offset = f->offset;
     req.no_follow = f->no_follow;
+    req.stop_on_disconnect = f->tie;
     if (rpc_client_stream_open(c, &req, &s, &err) < 0)
         return client_fail(o, &err);
 
@@ -1246,7 +1247,8 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
     } else {
         if (!run)
             fprintf(stderr, "%s\n", job->id);
-        struct follow_opts f = {.id = job->id, .stop_on_signal = true, .exit_code = true};
+        struct follow_opts f = {
+            .id = job->id, .stop_on_signal = true, .exit_code = true, .tie = run};
         (void)fflush(stdout);
         r = client_follow(&o, c, &f);
     }

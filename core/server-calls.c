@@ -287,6 +287,7 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
             .offset = req->offset,
             .follow = !req->no_follow,
             .form = SERVER_STREAM_CHUNKS,
+            .stop_on_disconnect = req->stop_on_disconnect,
         };
         struct jm_job *j;
         (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);

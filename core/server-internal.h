@@ -129,6 +129,7 @@ struct server_stream_spec {
     uint64_t offset;
     bool follow;
     enum server_stream_form form;
+    bool stop_on_disconnect; /* the stream's caller going away stops the job */
 };
 /* Starts a stream call (request already decoded and checked, j visible to the caller).
  * Takes over ci->call; the context frees itself when the call is over. */

@@ -78,6 +78,7 @@ struct scall {
     struct jm_reader *rd;
     bool follow;
     enum server_stream_form form;
+    bool stop_on_disconnect;
 
     pthread_mutex_t mu;
     enum token tok;
@@ -157,11 +158,27 @@ static void drop_token(struct scall *sc)
     unlock_and_release(sc);
 }
 
+static void stopped_for_disconnect(void *userdata)
+{
+    (void)userdata;
+}
+
 static void on_close(struct tag *t, bool ok)
 {
     struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, close_tag));
 
     (void)ok;
+    /* Cancelled is set only when the call did not end with our status: the client went away
+     * (or cancelled) before the job's end. A tied job goes with it. */
+    if (sc->stop_on_disconnect && sc->cancelled) {
+        const struct rpc_policy *p = &sc->s->cfg.policy;
+        int r = jm_stop(sc->s->jm, sc->ci.id, sc->ci.cn, p->default_signal, p->default_grace_ms,
+                        stopped_for_disconnect, NULL);
+        if (r < 0 && r != -ENOENT)
+            log_warn("job %s: stopping it after its client went away: %s", sc->ci.id, strerror(-r));
+        else if (r == 0)
+            log_info("job %s: its client (%s) went away: stopping it", sc->ci.id, sc->ci.peer);
+    }
     (void)pthread_mutex_lock(&sc->mu);
     sc->close_done = true;
     if (sc->tok == TOK_WAIT)
@@ -519,6 +536,7 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *
     sc->ci = *ci;
     sc->follow = spec->follow;
     sc->form = spec->form;
+    sc->stop_on_disconnect = spec->stop_on_disconnect;
     sc->next_offset = spec->offset;
     sc->bw.on_grant = on_grant;
     sc->tok = TOK_PUMP;
