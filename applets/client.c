@@ -801,11 +801,62 @@ static int limit_value(struct client_opts *o, const char *flag, const char *arg,
     return CLIENT_OPT_DONE;
 }
 
+/* The server judges limits in the wire's words ("limits.memory_bytes=107374182400 is above the
+ * server's maximum 4294967296"); say it in the flag's, with the value as typed and sizes in
+ * the units of the help ("--memory 100G is above the server's maximum 4GiB"). */
+static void limit_in_flag_words(const struct start_opts *s, struct rpc_error *err)
+{
+    static const char *const fields[] = {"cpu_millis", "io_riops", "io_wiops",    "io_rbps",
+                                         "io_wbps",    "pids",     "memory_bytes"};
+    static const int opts[] = {START_OPT_CPU,  START_OPT_RIOPS, START_OPT_WIOPS, START_OPT_RBPS,
+                               START_OPT_WBPS, START_OPT_PIDS,  START_OPT_MEMORY};
+    static const char *const flags[] = {"cpu", "memory", "riops", "wiops", "rbps", "wbps", "pids"};
+    char field[32], rest[256] = "", bound_s[32];
+    unsigned long long asked, bound;
+    const char *typed;
+    bool above;
+    int n = 0, k;
+
+    if (err->code != RPC_INVALID_ARGUMENT ||
+        sscanf(err->message, "limits.%31[a-z_]=%llu is %n", field, &asked, &n) != 2 || !n)
+        return;
+    if (sscanf(err->message + n, "above the server's maximum %llu", &bound) == 1)
+        above = true;
+    else if (sscanf(err->message + n, "below the minimum %llu %255[^\n]", &bound, rest) >= 1)
+        above = false;
+    else
+        return;
+    for (k = 0; k < (int)ELEMENTSOF(fields) && strcmp(fields[k], field) != 0; k++)
+        ;
+    if (k == (int)ELEMENTSOF(fields))
+        return;
+    typed = s->limit_args[opts[k] - START_OPT_CPU];
+    if (strcmp(field, "memory_bytes") == 0 || strcmp(field, "io_rbps") == 0 ||
+        strcmp(field, "io_wbps") == 0)
+        (void)fmt_bytes(bound_s, sizeof(bound_s), bound);
+    else if (strcmp(field, "cpu_millis") == 0)
+        (void)snprintf(bound_s, sizeof(bound_s), "%llum (%.3g CPU%s)", bound, (double)bound / 1000,
+                       bound == 1000 ? "" : "s");
+    else
+        (void)snprintf(bound_s, sizeof(bound_s), "%llu", bound);
+    if (!typed)
+        return;
+    if (above)
+        (void)snprintf(err->message, sizeof(err->message),
+                       "--%s %s is above the server's maximum %s", flags[opts[k] - START_OPT_CPU],
+                       typed, bound_s);
+    else
+        (void)snprintf(err->message, sizeof(err->message), "--%s %s is below the minimum %s%s%s",
+                       flags[opts[k] - START_OPT_CPU], typed, bound_s, rest[0] ? " " : "", rest);
+}
+
 int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx)
 {
     struct start_opts *s = ctx;
     Runjob__V1__Limits *l = &s->limits;
 
+    if (c >= START_OPT_CPU && c <= START_OPT_PIDS)
+        s->limit_args[c - START_OPT_CPU] = arg;
     switch (c) {
     case 'j':
         if (!*arg)
@@ -1235,6 +1286,7 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
     if ((r = client_dial(&o, &c)) != 0)
         goto out;
     if (rpc_client_start(c, &s.req, &job, &err) < 0) {
+        limit_in_flag_words(&s, &err);
         r = client_fail(&o, &err);
         /* The command itself could not be run: 127 not found, 126 not executable (sh's). */
         if (err.code == RPC_FAILED_PRECONDITION && strstr(err.message, "could not start: "))

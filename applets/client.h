@@ -226,6 +226,7 @@ struct start_opts {
     size_t n_env, n_env_file;
     bool follow;
     bool dry_run;
+    const char *limit_args[7]; /* the limit flags' values as typed, START_OPT_CPU order */
 };
 
 #define START_SHORTOPTS "j:A:c:f"

@@ -168,13 +168,13 @@ bad 2 "unexpected argument 'foo'" list foo
 bad 2 "--output 'yaml' is not one of table, wide, json" list -o yaml
 bad 2 "unexpected argument 'extra'" ping extra
 # The server's judgement, passed through with its code.
-bad 255 "limits.cpu_millis=1 is below the minimum 10 .*\\(INVALID_ARGUMENT\\)$" start --cpu 1 /bin/true
-bad 255 "limits.cpu_millis=99999999 is above the server's maximum [0-9]+ \\(INVALID_ARGUMENT\\)$" start --cpu 99999999 /bin/true
-bad 255 "limits.memory_bytes=1 is below the minimum 1048576 .*\\(INVALID_ARGUMENT\\)$" start --memory 1 /bin/true
-bad 255 "limits.memory_bytes=1099511627776 is above the server's maximum" start --memory 1T /bin/true
-bad 255 "limits.pids=1 is below the minimum 2 .*\\(INVALID_ARGUMENT\\)$" start --pids 1 /bin/true
-bad 255 "limits.pids=99999999 is above the server's maximum 32768" start --pids 99999999 /bin/true
-bad 255 "limits.io_riops=1000001 is above the server's maximum 1000000" start --riops 1000001 /bin/true
+bad 255 "--cpu 1 is below the minimum 10m \\(0.01 CPUs\\) \\(the kernel's smallest CPU quota\\) \\(INVALID_ARGUMENT\\)$" start --cpu 1 /bin/true
+bad 255 "--cpu 99999999 is above the server's maximum [0-9]+m \\([0-9.]+ CPUs?\\) \\(INVALID_ARGUMENT\\)$" start --cpu 99999999 /bin/true
+bad 255 "--memory 1 is below the minimum 1.0MiB .*\\(INVALID_ARGUMENT\\)$" start --memory 1 /bin/true
+bad 255 "--memory 1T is above the server's maximum [0-9.]+[KMG]iB \\(INVALID_ARGUMENT\\)$" start --memory 1T /bin/true
+bad 255 "--pids 1 is below the minimum 2 .*\\(INVALID_ARGUMENT\\)$" start --pids 1 /bin/true
+bad 255 "--pids 99999999 is above the server's maximum 32768" start --pids 99999999 /bin/true
+bad 255 "--riops 1000001 is above the server's maximum 1000000" start --riops 1000001 /bin/true
 bad 255 "host networking is not allowed on this server .*\\(PERMISSION_DENIED\\)$" start --network host /bin/true
 bad 255 "job name 'a\\\\x0ab' is not valid .*\\(INVALID_ARGUMENT\\)$" start --name $'a\nb' /bin/true
 bad 255 "job name 'n+\\.\\.\\.' is not valid" start --name "$(printf 'n%.0s' $(seq 129))" /bin/true
