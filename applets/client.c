@@ -1099,6 +1099,7 @@ static int write_stamped(int fd, const uint8_t *p, size_t len, int64_t time_ms, 
 int client_follow(const struct client_opts *o, struct rpc_client *c, const struct follow_opts *f)
 {
     bool line_start[2] = {true, true}; /* --timestamps: stdout's and stderr's */
+    uint64_t next_offset = f->offset;  /* where the next chunk should begin: a jump is a gap */
     Runjob__V1__StreamRequest req = RUNJOB__V1__STREAM_REQUEST__INIT;
     Runjob__V1__JobStatus *last = NULL;
     struct rpc_stream *s = NULL;
@@ -1156,6 +1157,12 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
         }
         if (!ch.len)
             continue;
+        if (ch.offset > next_offset)
+            fprintf(stderr,
+                    "%s: %s: job %s: %" PRIu64 " bytes of its output were dropped here (past its "
+                    "cap the server keeps the first and the newest parts)\n",
+                    o->prog, o->verb, f->id, ch.offset - next_offset);
+        next_offset = ch.offset + ch.len;
         /* One stream asked for by name (stream -s stderr) is what was asked for: it goes to
          * stdout, so that `| less` shows it. Both (--select all) go where the job wrote them. */
         bool to_err = ch.stream == RUNJOB__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR &&

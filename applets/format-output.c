@@ -470,10 +470,12 @@ struct table *fmt_jobs_table(Runjob__V1__JobStatus *const *jobs, size_t n, bool 
         }
         {
             bool trunc = st->usage && st->usage->output_truncated;
-            (void)snprintf(flags, sizeof(flags), "%s%s%s%s%s", st->oom_killed ? "oom" : "",
-                           st->oom_killed && (trunc || st->timed_out) ? "," : "",
-                           st->timed_out ? "timeout" : "", st->timed_out && trunc ? "," : "",
-                           trunc ? "truncated" : "");
+            bool gap = st->usage && st->usage->output_dropped_bytes;
+            (void)snprintf(flags, sizeof(flags), "%s%s%s%s%s%s%s", st->oom_killed ? "oom" : "",
+                           st->oom_killed && (trunc || gap || st->timed_out) ? "," : "",
+                           st->timed_out ? "timeout" : "",
+                           st->timed_out && (trunc || gap) ? "," : "", trunc ? "truncated" : "",
+                           trunc && gap ? "," : "", gap ? "dropped" : "");
         }
         if (st->pid > 0)
             (void)snprintf(pid, sizeof(pid), "%d", st->pid);

@@ -37,6 +37,7 @@ struct serve_opts {
     size_t n_admins;
     const char *job_user;
     uint64_t max_output_bytes;
+    bool keep_output_head;
     unsigned max_running;
     enum log_format log_format;
     enum log_level log_level;
@@ -104,6 +105,9 @@ static const char usage[] =
     "                                   UID[:GID], e.g. nobody\n"
     "      --allow-host-network         let requests ask for the host's network (default off)\n"
     "      --max-output-bytes SIZE      output recorded per job (default 1GiB)\n"
+    "      --keep-output ends|head      past that cap: keep the first and the newest parts,\n"
+    "                                   dropping the middle (ends, the default), or only\n"
+    "                                   the first (head); a stream notes where bytes went\n"
     "      --stop-signal SIG            a Stop's first signal when it names none, and the one\n"
     "                                   jobs get at shutdown: TERM, QUIT, INT, 15 ... (TERM)\n"
     "      --stop-grace DURATION        default wait between that signal and the kill: 500ms,\n"
@@ -140,6 +144,7 @@ enum {
     OPT_JOB_UID_RANGE,
     OPT_HOST_NET,
     OPT_MAX_OUTPUT,
+    OPT_KEEP_OUTPUT,
     OPT_STOP_GRACE,
     OPT_STOP_SIGNAL,
     OPT_MAX_RUNNING,
@@ -170,6 +175,7 @@ static const struct option long_opts[] = {
     {"job-uid-range", required_argument, NULL, OPT_JOB_UID_RANGE},
     {"allow-host-network", no_argument, NULL, OPT_HOST_NET},
     {"max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT},
+    {"keep-output", required_argument, NULL, OPT_KEEP_OUTPUT},
     {"stop-grace", required_argument, NULL, OPT_STOP_GRACE},
     {"stop-signal", required_argument, NULL, OPT_STOP_SIGNAL},
     {"max-running-jobs-per-user", required_argument, NULL, OPT_MAX_RUNNING},
@@ -374,6 +380,14 @@ static int parse_flags(int argc, char **argv, struct serve_opts *o)
                 return bad("--max-output-bytes", optarg, "want a size, e.g. 1GiB");
             o->max_output_bytes = v;
             break;
+        case OPT_KEEP_OUTPUT:
+            if (strcmp(optarg, "ends") == 0)
+                o->keep_output_head = false;
+            else if (strcmp(optarg, "head") == 0)
+                o->keep_output_head = true;
+            else
+                return bad("--keep-output", optarg, "want ends or head");
+            break;
         case OPT_STOP_SIGNAL:
             if (fmt_parse_signal(optarg, &o->policy.default_signal) < 0)
                 return bad("--stop-signal", optarg, "want a signal: TERM, QUIT, INT, 15 ...");
@@ -558,6 +572,7 @@ static int serve(const struct serve_opts *o)
     jc.uid_first = o->uid_first;
     jc.uid_last = o->uid_last;
     jc.max_output_bytes = o->max_output_bytes;
+    jc.keep_output_head = o->keep_output_head;
     jc.default_limits = o->policy.defaults;
     jc.stop_grace_ms = o->policy.default_grace_ms;
     jc.stop_signal = o->policy.default_signal;

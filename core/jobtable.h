@@ -57,6 +57,7 @@ struct jobtab_status {
     struct job_status job; /* pid is never persisted */
     uint64_t output_bytes;
     bool output_truncated;
+    uint64_t output_dropped; /* dropped from the middle (keep both ends); read from the log */
 };
 
 struct jobtab_config {

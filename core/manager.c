@@ -248,6 +248,8 @@ static int spare_make(struct jm *m, struct spare *ret)
         r = jobtab_spare_output_path(m->table, a.spare, path, sizeof(path));
     if (r == 0)
         r = outlog_create(path, m->cfg.max_output_bytes, &a.log);
+    if (r == 0 && !m->cfg.keep_output_head)
+        outlog_keep_ends(a.log);
     if (r < 0) {
         spare_free(m, &a);
         return r;
@@ -650,6 +652,8 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
         r = jobtab_entry_output_path(m->table, e, path, sizeof(path));
         if (r == 0)
             r = outlog_create(path, m->cfg.max_output_bytes, &s->log);
+        if (r == 0 && !m->cfg.keep_output_head)
+            outlog_keep_ends(s->log);
         if (r == -ENOSPC || r == -EDQUOT) {
             start_failed(s, -ENOSPC, "the server's disk is full");
             start_free(s);
@@ -798,6 +802,7 @@ static void job_info(struct jobtab_entry *e, struct jm_info *ret, bool with_usag
         ret->status.output_bytes = outlog_get_bytes(log);
         /* A log reopened after a restart cannot tell that its tail was cut: the record can. */
         ret->status.output_truncated |= outlog_is_truncated(log);
+        ret->status.output_dropped = outlog_get_dropped_bytes(log);
     }
     ret->is_running = ret->status.job.state == JOB_STARTING || ret->status.job.state == JOB_RUNNING;
     if (!ret->is_running)

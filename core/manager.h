@@ -39,6 +39,7 @@ struct jm_config {
      * after every other in the range was used, and never while its job runs. */
     uid_t uid_first, uid_last;
     uint64_t max_output_bytes;    /* per job; past it output is dropped (0 = no cap) */
+    bool keep_output_head;        /* past the cap keep the first part only, not both ends */
     struct limits default_limits; /* what a job made ahead is given until its Start */
     int64_t stop_grace_ms;        /* jm_shutdown's grace between stop_signal and the kill */
     int stop_signal;              /* what jm_shutdown sends first; 0 = SIGTERM */

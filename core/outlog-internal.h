@@ -24,6 +24,14 @@
  * the lock: those bytes never change again. The mutex guards only counters, the checkpoint
  * index and the waiter lists, so a slow reader can never hold the writer back.
  *
+ * Keeping both ends (outlog_keep_ends): past the cap, the records after the first half are
+ * dropped, oldest first, so that the newest output is kept; offsets do not change (a reader
+ * jumps over the gap, and its offset with it). Dropping breaks "those bytes never change
+ * again" for the gap only, so it goes: publish the new gap end (under the lock), then
+ * overwrite or punch. A reader checks after each pread whether what it read meets the gap,
+ * and if so drops it and jumps: what it read before the publish was whole, what it reads
+ * after is in the gap and never used (the pattern of a seqlock, with the gap as the counter).
+ *
  * Seeking: a sparse index of checkpoints (file position of a record + payload bytes of each
  * stream before it) lets a reader jump close to its start offset and walk only record headers
  * from there. The index is bounded (at most CP_MAX entries, 96 KiB, grown on demand): when full,
@@ -48,6 +56,14 @@
 #define REC_MAX_LEN    (1u << 20) /* bigger appends are split; bounds a torn-tail scan */
 #define STREAM_META    3          /* zero-length marker records; selected by no reader */
 #define META_TRUNCATED 0x01
+/* The gap of a log that keeps both ends (outlog_keep_ends): three marker records written over
+ * the first dropped record, their time_ms fields holding where the kept tail resumes (file
+ * position) and the stdout and stderr payload bytes before that point. The rest of the gap
+ * is a hole (FALLOC_FL_PUNCH_HOLE) or zeros. */
+#define META_GAP      0x02
+#define META_GAP_OUT  0x04
+#define META_GAP_ERR  0x08
+#define GAP_MARK_SIZE (3 * REC_HDR_SIZE)
 /* Overridable only so that test/unit/test_outlog.c can exercise index thinning cheaply. */
 #ifndef CP_MAX
 #define CP_MAX 4096
@@ -88,6 +104,14 @@ struct outlog {
     /* Published state. end and closed are atomics so that readers can check them without the
      * lock; they change only under it. */
     _Atomic uint64_t end;
+    /* The dropped middle, [gap_from, gap_to) in the file (both 0: none). gap_from is fixed
+     * once set; gap_to only grows. Changed under the lock, read by readers without it. */
+    _Atomic uint64_t gap_from, gap_to;
+    uint64_t gap_before[2]; /* payload bytes of each stream before gap_to (under the lock) */
+    uint64_t dropped;       /* payload bytes in the gap (under the lock) */
+    bool keep_ends;         /* writer only, set before the first append */
+    struct checkpoint head; /* writer only: where the kept head ends (pos 0: not there yet) */
+    bool punch_failed;      /* writer only: the file system makes no holes (said once) */
     atomic_bool closed;
     atomic_bool truncated;
     atomic_bool loaded;    /* the state below describes the file (false: outlog_open'ed only) */

@@ -85,11 +85,42 @@ static void seek_checkpoint(struct outlog_reader *r)
     }
 }
 
+/* Whether [a, a+len) meets the dropped middle (see "Keeping both ends"). Read after a pread:
+ * a gap published before it ended may have changed what it read. */
+static bool meets_gap(const struct outlog *l, uint64_t a, uint64_t len)
+{
+    uint64_t from = atomic_load(&l->gap_from), to = atomic_load(&l->gap_to);
+
+    return from && a < to && a + len > from;
+}
+
+/* Moves the cursor to where the kept tail resumes, its offset with it. */
+static void jump_gap(struct outlog_reader *r)
+{
+    struct outlog *l = r->log;
+    uint64_t before[2], to;
+
+    (void)pthread_mutex_lock(&l->lock);
+    to = atomic_load(&l->gap_to);
+    before[0] = l->gap_before[0];
+    before[1] = l->gap_before[1];
+    (void)pthread_mutex_unlock(&l->lock);
+    r->pos = to;
+    r->have_hdr = false;
+    r->in_rec = 0;
+    r->cur = selected_bytes(before, r->mask);
+    if (r->target < r->cur)
+        r->target = r->cur;
+}
+
+/* -ESTALE: what it read is in the gap (the caller jumps). */
 static int load_hdr(struct outlog_reader *r)
 {
     ssize_t n = pread(r->log->fd, &r->hdr, sizeof(r->hdr), (off_t)r->pos);
     if (n < 0)
         return -errno;
+    if (meets_gap(r->log, r->pos, sizeof(r->hdr)))
+        return -ESTALE;
     if (n != (ssize_t)sizeof(r->hdr) || !hdr_is_valid(&r->hdr))
         return -EIO; /* below the published end every header is whole and valid */
     r->have_hdr = true;
@@ -123,6 +154,10 @@ static int read_payload(struct outlog_reader *r, char *dst, size_t n, uint64_t e
         return -errno;
     if ((size_t)got != want)
         return -EIO;
+    if (meets_gap(r->log, r->pos, REC_HDR_SIZE + r->in_rec + n))
+        return -ESTALE; /* the record itself is in the gap */
+    if (n_iov == 2 && meets_gap(r->log, at + n, REC_HDR_SIZE))
+        n_iov = 1; /* the payload is whole; the next header is the gap's: load_hdr jumps */
     r->in_rec += (uint32_t)n;
     if (finishes) {
         next_record(r);
@@ -155,10 +190,18 @@ ssize_t outlog_reader_read(struct outlog_reader *r, void *buf, size_t cap,
         uint32_t avail;
         size_t n;
 
+        if (meets_gap(l, r->pos, 1)) {
+            jump_gap(r);
+            if (got > 0)
+                break; /* the offset jumps: the next chunk says where it resumes */
+            continue;
+        }
         if (!r->have_hdr) {
             if (r->pos + REC_HDR_SIZE > end)
                 break;
             k = load_hdr(r);
+            if (k == -ESTALE)
+                continue; /* the check at the top jumps */
             if (k < 0)
                 return k;
         }
@@ -186,6 +229,12 @@ ssize_t outlog_reader_read(struct outlog_reader *r, void *buf, size_t cap,
             break;
         n = cap - got < avail ? cap - got : avail;
         k = read_payload(r, (char *)buf + got, n, end);
+        if (k == -ESTALE) {
+            jump_gap(r);
+            if (got > 0)
+                break;
+            continue;
+        }
         if (k < 0 && got == 0)
             return k; /* the cursor did not move: a retry reads the same bytes */
         if (k < 0)

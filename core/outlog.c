@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "log.h"
 #include "outlog-internal.h"
 
 static struct outlog *log_alloc(const char *path)
@@ -58,6 +60,10 @@ static void index_reset(struct outlog *l)
     l->cp_records = 0;
     atomic_store(&l->truncated, false);
     atomic_store(&l->end, FILE_HDR_SIZE);
+    atomic_store(&l->gap_from, 0);
+    atomic_store(&l->gap_to, 0);
+    l->gap_before[0] = l->gap_before[1] = 0;
+    l->dropped = 0;
     l->wpos = FILE_HDR_SIZE;
 }
 
@@ -140,6 +146,34 @@ int outlog_create(const char *path, uint64_t cap_bytes, struct outlog **ret)
     return 0;
 }
 
+/* A gap's markers at pos (the first one is h): 1 with the gap set up and the index carried
+ * over it, 0 when they are not whole or not sane, -errno. */
+static int read_gap(struct outlog *l, uint64_t pos, const struct rec_hdr *h, uint64_t size)
+{
+    struct rec_hdr m[3];
+    ssize_t n = pread(l->fd, m, sizeof(m), (off_t)pos);
+    uint64_t to;
+
+    if (n < 0)
+        return -errno;
+    if (n != (ssize_t)sizeof(m) || memcmp(&m[0], h, sizeof(*h)) != 0 || !hdr_is_valid(&m[1]) ||
+        !hdr_is_valid(&m[2]) || !(m[1].flags & META_GAP_OUT) || !(m[2].flags & META_GAP_ERR))
+        return 0;
+    to = (uint64_t)m[0].time_ms;
+    if (to < pos + GAP_MARK_SIZE || to > size || (uint64_t)m[1].time_ms < l->bytes[0] ||
+        (uint64_t)m[2].time_ms < l->bytes[1])
+        return 0;
+    l->dropped = ((uint64_t)m[1].time_ms - l->bytes[0]) + ((uint64_t)m[2].time_ms - l->bytes[1]);
+    l->bytes[0] = l->gap_before[0] = (uint64_t)m[1].time_ms;
+    l->bytes[1] = l->gap_before[1] = (uint64_t)m[2].time_ms;
+    atomic_store(&l->gap_from, pos);
+    atomic_store(&l->gap_to, to);
+    /* A checkpoint where the tail resumes, so that seeks land there rather than in the gap. */
+    if (l->n_cps < l->cap_cps)
+        l->cps[l->n_cps++] = (struct checkpoint){.pos = to, .before = {l->bytes[0], l->bytes[1]}};
+    return 1;
+}
+
 /* Walks every record header from the start, reading in blocks so that many small records cost
  * one pread. Stops at the first torn or invalid record: everything after it is ignored. */
 static int scan_existing(struct outlog *l, uint64_t size)
@@ -165,6 +199,15 @@ static int scan_existing(struct outlog *l, uint64_t size)
         memcpy(&h, block + (pos - block_pos), sizeof(h));
         if (!hdr_is_valid(&h) || pos + REC_HDR_SIZE + h.len > size)
             break;
+        if (h.stream == STREAM_META && (h.flags & META_GAP)) {
+            int r = read_gap(l, pos, &h, size);
+            if (r < 0)
+                return r;
+            if (r == 0)
+                break; /* a torn marker: the log ends where the gap began */
+            pos = atomic_load(&l->gap_to);
+            continue;
+        }
         if (h.stream == STREAM_META && (h.flags & META_TRUNCATED))
             atomic_store(&l->truncated, true);
         index_record(l, pos, &h);
@@ -339,6 +382,79 @@ static void fail_writes(struct outlog *l)
     atomic_store(&l->truncated, true);
 }
 
+void outlog_keep_ends(struct outlog *l)
+{
+    if (l->cap_bytes > 0)
+        l->keep_ends = true;
+}
+
+/* Keeping both ends: once the payload kept is over the cap, drops the oldest records after
+ * the head until it is 7/8 of the cap (so that a drop is not a syscall per append), writes the
+ * gap's markers and frees the disk blocks. Writer thread only, after a publish. */
+static void drop_middle(struct outlog *l)
+{
+    uint64_t kept, want, from, pos, end, before[2];
+    struct rec_hdr h, marks[3];
+
+    (void)pthread_mutex_lock(&l->lock);
+    kept = l->bytes[0] + l->bytes[1] - l->dropped;
+    from = atomic_load(&l->gap_from);
+    pos = from ? atomic_load(&l->gap_to) : l->head.pos;
+    before[0] = from ? l->gap_before[0] : l->head.before[0];
+    before[1] = from ? l->gap_before[1] : l->head.before[1];
+    end = atomic_load(&l->end);
+    (void)pthread_mutex_unlock(&l->lock);
+    if (kept <= l->cap_bytes || !l->head.pos)
+        return;
+    if (!from)
+        from = l->head.pos;
+    want = kept - (l->cap_bytes - l->cap_bytes / 8);
+    /* Walk whole records; the gap holds at least its markers, and the newest record stays. */
+    {
+        uint64_t got = 0;
+        while (pos + REC_HDR_SIZE <= end && (got < want || pos < from + GAP_MARK_SIZE)) {
+            if (pread(l->fd, &h, sizeof(h), (off_t)pos) != (ssize_t)sizeof(h) ||
+                !hdr_is_valid(&h) || pos + REC_HDR_SIZE + h.len >= end)
+                break;
+            if (h.stream == OUTLOG_STDOUT || h.stream == OUTLOG_STDERR) {
+                before[h.stream - 1] += h.len;
+                got += h.len;
+            }
+            pos += REC_HDR_SIZE + h.len;
+        }
+        if (pos < from + GAP_MARK_SIZE || got == 0)
+            return;
+        /* Publish first: from here readers treat [from, pos) as gone. */
+        (void)pthread_mutex_lock(&l->lock);
+        l->dropped += got;
+        l->gap_before[0] = before[0];
+        l->gap_before[1] = before[1];
+        atomic_store(&l->gap_from, from);
+        atomic_store(&l->gap_to, pos);
+        (void)pthread_mutex_unlock(&l->lock);
+    }
+    for (int i = 0; i < 3; i++)
+        marks[i] = (struct rec_hdr){.magic = REC_MAGIC,
+                                    .stream = STREAM_META,
+                                    .flags = i == 0   ? META_GAP
+                                             : i == 1 ? META_GAP_OUT
+                                                      : META_GAP_ERR,
+                                    .time_ms = (int64_t)(i == 0 ? pos : before[i - 1])};
+    if (pwrite(l->fd, marks, sizeof(marks), (off_t)from) != (ssize_t)sizeof(marks))
+        return; /* a restart then finds zeros or old records there and ends the log at from */
+    {
+        uint64_t a = (from + GAP_MARK_SIZE + 4095) & ~(uint64_t)4095, b = pos & ~(uint64_t)4095;
+        if (b > a && !l->punch_failed &&
+            fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a, (off_t)(b - a)) <
+                0) {
+            l->punch_failed = true;
+            log_warn("%s: the file system cannot free the middle of a job's output (%s): it "
+                     "keeps its place on disk",
+                     l->path, strerror(errno));
+        }
+    }
+}
+
 int outlog_append(struct outlog *l, enum outlog_stream s, const void *buf, size_t n)
 {
     const char *p = buf;
@@ -351,7 +467,7 @@ int outlog_append(struct outlog *l, enum outlog_stream s, const void *buf, size_
         return -EPIPE;
     if (atomic_load(&l->truncated) || n == 0)
         return 0;
-    if (l->cap_bytes > 0) {
+    if (l->cap_bytes > 0 && !l->keep_ends) {
         /* Only this thread changes bytes[], so reading them without the lock is exact. */
         uint64_t used = l->bytes[0] + l->bytes[1], room;
         room = used < l->cap_bytes ? l->cap_bytes - used : 0;
@@ -365,6 +481,13 @@ int outlog_append(struct outlog *l, enum outlog_stream s, const void *buf, size_
         uint32_t len = n > REC_MAX_LEN ? REC_MAX_LEN : (uint32_t)n;
         struct rec_hdr h;
 
+        if (l->keep_ends && !l->head.pos) {
+            /* The head ends at half the cap exactly: a record crossing it is split there, so
+             * that a few big records cannot make the head the whole cap. */
+            uint64_t total = l->bytes[0] + l->bytes[1], half = l->cap_bytes / 2;
+            if (total < half && total + len > half)
+                len = (uint32_t)(half - total);
+        }
         r = write_record(l, (uint8_t)s, 0, p, len, &h);
         if (r < 0) {
             fail_writes(l);
@@ -376,9 +499,13 @@ int outlog_append(struct outlog *l, enum outlog_stream s, const void *buf, size_
         atomic_store_explicit(&l->end, l->wpos, memory_order_release);
         queue_ready(l);
         dispatch_locked(l);
+        if (l->keep_ends && !l->head.pos && l->bytes[0] + l->bytes[1] >= l->cap_bytes / 2)
+            l->head = (struct checkpoint){.pos = l->wpos, .before = {l->bytes[0], l->bytes[1]}};
         (void)pthread_mutex_unlock(&l->lock);
         p += len;
         n -= len;
+        if (l->keep_ends)
+            drop_middle(l);
     }
     if (hit_cap && r == 0) {
         struct rec_hdr h;
@@ -451,6 +578,16 @@ bool outlog_is_truncated(struct outlog *l)
         (void)pthread_mutex_unlock(&l->lock);
     }
     return atomic_load(&l->truncated);
+}
+
+uint64_t outlog_get_dropped_bytes(struct outlog *l)
+{
+    uint64_t n;
+    (void)pthread_mutex_lock(&l->lock);
+    (void)outlog_load_locked(l); /* as in outlog_get_bytes */
+    n = l->dropped;
+    (void)pthread_mutex_unlock(&l->lock);
+    return n;
 }
 
 bool outlog_is_closed(struct outlog *l)

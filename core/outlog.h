@@ -41,6 +41,12 @@ struct outlog_chunk_info {
 /* Creates a new, writable log at path (O_EXCL: fails -EEXIST if it exists). cap_bytes > 0 caps
  * the payload recorded; past it output is dropped and the log marked truncated. */
 int outlog_create(const char *path, uint64_t cap_bytes, struct outlog **ret);
+/* Past the cap, keep the first and the last parts instead of the first only: the records after
+ * the first half of the cap are dropped, oldest first, so that the newest output is always
+ * there and at most about the cap is kept; readers jump over the gap (their offsets count the
+ * dropped bytes, so a reader sees the gap as a jump in offset). Not truncated: nothing is lost
+ * at the end. Call before the first append; no effect without a cap. */
+void outlog_keep_ends(struct outlog *l);
 /* Opens an existing log (after a restart): read-only, already closed for appends; a torn last
  * record (crash mid-write) is ignored. Lazy: only checks that path exists (-ENOENT); the file
  * is read on first use (a getter, outlog_reader_new or outlog_load), and only then is a
@@ -71,6 +77,8 @@ uint64_t outlog_get_bytes(struct outlog *l); /* payload bytes recorded, both str
  * reader with that selection. */
 uint64_t outlog_get_selected_bytes(struct outlog *l, unsigned select_mask);
 bool outlog_is_truncated(struct outlog *l);
+/* Payload bytes dropped from the middle by outlog_keep_ends (0 otherwise). */
+uint64_t outlog_get_dropped_bytes(struct outlog *l);
 bool outlog_is_closed(struct outlog *l);
 
 /* A cursor over the log's selected streams from offset (beyond the end: waits there).

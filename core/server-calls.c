@@ -146,6 +146,7 @@ void server_fill_status(struct status_buf *sb)
     sb->usage.memory_peak_bytes = js->memory_peak_bytes;
     sb->usage.output_bytes = sb->info.status.output_bytes;
     sb->usage.output_truncated = sb->info.status.output_truncated;
+    sb->usage.output_dropped_bytes = sb->info.status.output_dropped;
     sb->st.usage = &sb->usage;
     sb->st.network = spec->network == JOB_NET_HOST ? RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST
                                                    : RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_NONE;

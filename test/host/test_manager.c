@@ -445,6 +445,7 @@ Test(jm, a_cut_output_is_still_reported_cut_after_a_restart)
     size_t n = 0;
 
     cfg.max_output_bytes = 10;
+    cfg.keep_output_head = true;
     cr_assert_eq(jm_new(&cfg, &m, err, sizeof(err)), 0, "%s", err);
     struct jm_job *j = must_start(m, "alice", NULL, "echo 0123456789abcdefghij");
     wait_ended(j);
@@ -459,6 +460,43 @@ Test(jm, a_cut_output_is_still_reported_cut_after_a_restart)
     jm_job_info(jobs[0], &info);
     cr_expect(info.status.output_truncated, "the record's word survives the restart");
     cr_expect_eq(info.status.output_bytes, 10);
+    free(jobs);
+    jm_free(m);
+}
+
+/* Past the cap the manager keeps both ends by default: the first lines and the last, the
+ * middle dropped (and counted), nothing marked truncated; the same after a restart. */
+Test(jm, past_the_cap_both_ends_are_kept)
+{
+    struct jm_config cfg = manager_config(0, 0);
+    struct jm *m = NULL;
+    struct jm_job **jobs = NULL;
+    struct jm_info info;
+    char err[256];
+    static char buf[1 << 20];
+    size_t n = 0, got;
+
+    cfg.max_output_bytes = 64 * 1024;
+    cr_assert_eq(jm_new(&cfg, &m, err, sizeof(err)), 0, "%s", err);
+    struct jm_job *j = must_start(m, "alice", NULL, "seq 1 200000");
+    wait_ended(j);
+    got = read_all(m, j, OUTLOG_SELECT_ALL, 0, buf, sizeof(buf) - 1);
+    buf[got] = '\0';
+    cr_expect_leq(got, 64 * 1024 + 16384, "about the cap: %zu", got);
+    cr_expect(strncmp(buf, "1\n2\n3\n", 6) == 0, "the head is kept");
+    cr_expect(got > 7 && strcmp(buf + got - 7, "200000\n") == 0, "the newest line is kept");
+    jm_job_info(j, &info);
+    cr_expect_not(info.status.output_truncated);
+    cr_expect_gt(info.status.output_dropped, 0);
+    cr_expect_eq(info.status.output_bytes, 1288895, "offsets count every byte of seq 1 200000");
+    jm_free(m);
+
+    cr_assert_eq(jm_new(&cfg, &m, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(jm_list(m, "alice", &jobs, &n), 0);
+    cr_assert_eq(n, 1);
+    jm_job_info(jobs[0], &info);
+    cr_expect_gt(info.status.output_dropped, 0, "the gap survives a restart");
+    cr_expect_eq(read_all(m, jobs[0], OUTLOG_SELECT_ALL, 0, buf, sizeof(buf) - 1), got);
     free(jobs);
     jm_free(m);
 }

@@ -638,7 +638,7 @@ Test(client, stop_deadline_covers_the_grace)
 
 /* ---- stream --tail: where the last lines begin ------------------------------------------- */
 
-Test(client, tail_lines)
+Test(client, tail_lines_begin_where_asked)
 {
     const uint8_t *b = (const uint8_t *)"one\ntwo\nthree\n";
     size_t at;
@@ -662,7 +662,7 @@ Test(client, tail_lines)
 
 /* ---- the client certificate's dates ------------------------------------------------------ */
 
-Test(client, cert_time_check)
+Test(client, cert_dates_checked_before_dialing)
 {
     char msg[512];
     const int64_t nb = 1790000000; /* 2026-09-21 */

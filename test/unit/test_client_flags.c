@@ -795,7 +795,7 @@ Test(client, help_says_where_runjobs_flags_end, .init = no_certs)
 
 /* ---- contexts and -H HOST:PORT ----------------------------------------------------------- */
 
-Test(client, split_host_port)
+Test(client, split_host_port_forms)
 {
     static const struct {
         const char *in, *host;

@@ -134,7 +134,7 @@ Test(cstore, empty_text_is_an_empty_store)
     cstore_free(s);
 }
 
-Test(cstore, names)
+Test(cstore, names_listed_in_order)
 {
     cr_expect(cstore_name_is_valid("prod"));
     cr_expect(cstore_name_is_valid("lab-2.eu_west"));

@@ -432,3 +432,116 @@ Test(outlog, write_error_marks_truncated)
     cr_assert_eq(outlog_open(path, &l), 0);
     cr_assert_eq(outlog_get_bytes(l), sizeof(big));
 }
+
+/* ---- keeping both ends ------------------------------------------------------------------ */
+
+#define KEEP_CAP   (256u * 1024)
+#define KEEP_TOTAL (4u << 20)
+
+/* Reads the whole stdout of a closed log: the offsets run from 0 without a break up to the
+ * gap, jump once, and run on to the end; every byte is the one written at its offset. */
+static void check_keep_ends(struct outlog *l, uint64_t total)
+{
+    _cleanup_(outlog_reader_freep) struct outlog_reader *r = NULL;
+    _cleanup_free_ char *buf = malloc(65536);
+    struct outlog_chunk_info info;
+    uint64_t off = 0, got = 0;
+    unsigned jumps = 0;
+    ssize_t n;
+
+    cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_STDOUT, 0, &r), 0);
+    while ((n = outlog_reader_read(r, buf, 65536, &info)) > 0) {
+        if (info.offset != off) {
+            cr_assert_gt(info.offset, off, "offsets only jump forwards");
+            cr_assert_geq(off, KEEP_CAP / 2, "the first half of the cap is kept: %" PRIu64, off);
+            jumps++;
+        }
+        cr_assert(check(buf, OUTLOG_STDOUT, info.offset, (size_t)n), "bytes at %" PRIu64,
+                  info.offset);
+        off = info.offset + (uint64_t)n;
+        got += (uint64_t)n;
+    }
+    cr_assert_eq(n, 0);
+    cr_expect_eq(jumps, 1, "one gap");
+    cr_expect_eq(off, total, "the last byte is kept");
+    cr_expect_leq(got, KEEP_CAP + 16384, "about the cap is kept: %" PRIu64, got);
+    cr_expect_geq(got, KEEP_CAP / 2 + KEEP_CAP / 4, "and not much less: %" PRIu64, got);
+    cr_expect_eq(outlog_get_dropped_bytes(l), total - got);
+    cr_expect_not(outlog_is_truncated(l), "nothing is lost at the end");
+}
+
+Test(outlog, keep_ends_keeps_head_and_tail, .timeout = 60)
+{
+    _cleanup_(outlog_freep) struct outlog *l = NULL;
+    _cleanup_free_ char *buf = malloc(16384);
+    uint64_t st = 7, total = 0;
+    struct stat sb;
+
+    cr_assert_eq(outlog_create(path, KEEP_CAP, &l), 0);
+    outlog_keep_ends(l);
+    while (total < KEEP_TOTAL) {
+        size_t n = 1 + rnd(&st) % 16384;
+        fill(buf, OUTLOG_STDOUT, total, n);
+        cr_assert_eq(outlog_append(l, OUTLOG_STDOUT, buf, n), 0);
+        total += n;
+    }
+    cr_expect_eq(outlog_get_bytes(l), total, "offsets count every byte");
+    if (!l->punch_failed) {
+        cr_assert_eq(stat(path, &sb), 0);
+        cr_expect_leq((uint64_t)sb.st_blocks * 512, 2 * KEEP_CAP,
+                      "the gap takes no room on disk: %" PRIu64 " bytes",
+                      (uint64_t)sb.st_blocks * 512);
+    }
+    outlog_close(l);
+    check_keep_ends(l, total);
+    outlog_free(TAKE_PTR(l));
+
+    /* The same after a restart: the gap's markers say where the tail resumes. */
+    cr_assert_eq(outlog_open(path, &l), 0);
+    cr_expect_eq(outlog_get_bytes(l), total);
+    check_keep_ends(l, total);
+}
+
+Test(outlog, keep_ends_under_the_cap_drops_nothing)
+{
+    _cleanup_(outlog_freep) struct outlog *l = NULL;
+
+    cr_assert_eq(outlog_create(path, KEEP_CAP, &l), 0);
+    outlog_keep_ends(l);
+    append_str(l, OUTLOG_STDOUT, "small");
+    outlog_close(l);
+    cr_expect_eq(outlog_get_dropped_bytes(l), 0);
+    cr_expect_eq(outlog_get_bytes(l), 5);
+}
+
+/* Records bigger than the cap: the head still ends at half the cap (the record crossing it
+ * is split there), and what is kept stays near the cap. */
+Test(outlog, keep_ends_with_records_bigger_than_the_cap, .timeout = 60)
+{
+    _cleanup_(outlog_freep) struct outlog *l = NULL;
+    _cleanup_(outlog_reader_freep) struct outlog_reader *r = NULL;
+    _cleanup_free_ char *buf = malloc(1 << 20);
+    struct outlog_chunk_info info;
+    uint64_t total = 0, off = 0, head_end = 0, got = 0;
+    ssize_t n;
+
+    cr_assert_eq(outlog_create(path, KEEP_CAP, &l), 0);
+    outlog_keep_ends(l);
+    for (int i = 0; i < 4; i++) {
+        fill(buf, OUTLOG_STDOUT, total, 1 << 20);
+        cr_assert_eq(outlog_append(l, OUTLOG_STDOUT, buf, 1 << 20), 0);
+        total += 1 << 20;
+    }
+    outlog_close(l);
+    cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_STDOUT, 0, &r), 0);
+    while ((n = outlog_reader_read(r, buf, 1 << 20, &info)) > 0) {
+        if (info.offset != off && !head_end)
+            head_end = off;
+        cr_assert(check(buf, OUTLOG_STDOUT, info.offset, (size_t)n));
+        off = info.offset + (uint64_t)n;
+        got += (uint64_t)n;
+    }
+    cr_expect_eq(head_end, KEEP_CAP / 2, "the head is half the cap");
+    cr_expect_eq(off, total);
+    cr_expect_leq(got, KEEP_CAP / 2 + (1u << 20), "the head and one newest record: %" PRIu64, got);
+}
