@@ -197,6 +197,23 @@ expect_eq "completion bash completes verbs" "start status stop stream" \
     "$(bash -c "source <('$RUNJOB' completion bash); COMP_WORDS=(runjob st); COMP_CWORD=1; _runjob; echo \${COMPREPLY[*]}")"
 expect_match "completion bash completes flags" "--follow" \
     "$(PATH="$(dirname "$RUNJOB"):$PATH" bash -c "source <('$RUNJOB' completion bash); COMP_WORDS=(runjob start --fo); COMP_CWORD=2; _runjob; echo \${COMPREPLY[*]}")"
+# ids: stop offers running jobs only, status every job; -u offers the users of ./certs
+comp_dir=$(mktemp -d "$RJ_TMP/comp.XXXXXX")
+ln -s "$RUNJOB" "$comp_dir/runjob"
+mkdir -p "$comp_dir/certs" && cp "$RJ_CERTS"/*.pem "$comp_dir/certs/"
+running=$(rj start /bin/sleep 30)
+ended=$(rj start /bin/true)
+for _ in $(seq 50); do rj status "$ended" | grep -q exited && break; sleep 0.1; done
+comp() {
+    (cd "$comp_dir" && PATH="$comp_dir:$PATH" RUNJOB_SERVER_HOST=127.0.0.1 RUNJOB_SERVER_PORT=$RJ_PORT \
+        RUNJOB_USER=alice bash -c "source <(runjob completion bash); COMP_WORDS=($*); COMP_CWORD=\$((\${#COMP_WORDS[@]} - 1)); _runjob; echo \${COMPREPLY[*]}")
+}
+out=$(comp runjob stop "''")
+expect_match "completion: stop offers running jobs" "$running" "$out"
+if [[ $out == *"$ended"* ]]; then fail "completion: stop does not offer ended jobs" "$out"; else ok "completion: stop does not offer ended jobs"; fi
+expect_match "completion: status offers ended jobs too" "$ended" "$(comp runjob status "''")"
+expect_eq "completion: -u offers the users of ./certs" "administrator alice bob client" "$(comp runjob ping -u "''")"
+rj stop -g 0 "$running" >/dev/null 2>&1
 if command -v zsh >/dev/null; then
     check "completion zsh loads" zsh -c "autoload -U compinit; compinit -u; source <('$RUNJOB' completion zsh)"
 else
