@@ -457,6 +457,7 @@ static void drop_middle(struct outlog *l)
 
 int outlog_append(struct outlog *l, enum outlog_stream s, const void *buf, size_t n)
 {
+    uint32_t rec_max = REC_MAX_LEN;
     const char *p = buf;
     bool hit_cap = false;
     int r = 0;
@@ -467,6 +468,10 @@ int outlog_append(struct outlog *l, enum outlog_stream s, const void *buf, size_
         return -EPIPE;
     if (atomic_load(&l->truncated) || n == 0)
         return 0;
+    /* Keeping both ends drops whole records: records of at most a sixteenth of the cap keep
+     * the tail near the cap whatever the size of the job's writes. */
+    if (l->keep_ends && l->cap_bytes / 16 < rec_max)
+        rec_max = l->cap_bytes / 16 > 4096 ? (uint32_t)(l->cap_bytes / 16) : 4096;
     if (l->cap_bytes > 0 && !l->keep_ends) {
         /* Only this thread changes bytes[], so reading them without the lock is exact. */
         uint64_t used = l->bytes[0] + l->bytes[1], room;
@@ -478,7 +483,7 @@ int outlog_append(struct outlog *l, enum outlog_stream s, const void *buf, size_
     }
 
     while (n > 0) {
-        uint32_t len = n > REC_MAX_LEN ? REC_MAX_LEN : (uint32_t)n;
+        uint32_t len = n > rec_max ? rec_max : (uint32_t)n;
         struct rec_hdr h;
 
         if (l->keep_ends && !l->head.pos) {

@@ -12,7 +12,7 @@ check "the file is written once the server serves" test -s "$M"
 A=$(rj_as alice start /bin/sleep 30)
 rj_as alice run /bin/true >/dev/null
 rj_as bob start /bin/sleep 30 >/dev/null
-rj_as alice status nope-not-an-id >/dev/null 2>&1
+rj_as alice stop --grace 2h 3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f >/dev/null 2>&1 # above the maximum
 sleep 2.2 # two rewrites
 TEXT=$(cat "$M")
 expect_match "running jobs by state" '^runjob_jobs\{state="running"\} 2$' "$TEXT"
@@ -22,7 +22,7 @@ expect_match "running jobs by owner (bob)" '^runjob_running_jobs\{user="bob"\} 1
 expect_match "Starts counted in the latency histogram" '^runjob_start_seconds_count 3$' "$TEXT"
 expect_match "the histogram's +Inf bucket holds every Start" '^runjob_start_seconds_bucket\{le="\+Inf"\} 3$' "$TEXT"
 expect_match "calls by method and code" '^runjob_calls_total\{method="Start",code="OK"\} 3$' "$TEXT"
-expect_match "refused calls by their code" '^runjob_calls_total\{method="Status",code="INVALID_ARGUMENT"\} 1$' "$TEXT"
+expect_match "refused calls by their code" '^runjob_calls_total\{method="Stop",code="INVALID_ARGUMENT"\} 1$' "$TEXT"
 expect_match "open fds" '^process_open_fds [0-9]+$' "$TEXT"
 expect_match "resident memory" '^process_resident_memory_bytes [1-9][0-9]+$' "$TEXT"
 bad=$(grep -vE '^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+)$' "$M")

@@ -66,53 +66,33 @@ RJ_ROGUE=$RJ_TMP/rogue
 rj_server_start
 ok "interop: runjob serve up on 127.0.0.1:$RJ_PORT"
 
-start=$SECONDS
-RJ_PORT=$RJ_PORT RJ_CERTS=$RJ_CERTS RJ_ROGUE=$RJ_ROGUE RJ_PROTO=$PWD/proto/runjob.proto \
-    timeout 180 node "$HERE/interop.js" 2>&1 | tee "$RJ_TMP/interop.out"
-rc=${PIPESTATUS[0]}
-echo "# interop.js took $((SECONDS - start)) s"
-if [ "$rc" -eq 124 ]; then
-    fail "interop: interop.js finished in time" "killed after 180 s"
-elif [ "$rc" -ne 0 ] && ! grep -q '^FAIL: ' "$RJ_TMP/interop.out"; then
-    fail "interop: interop.js ran" "exited $rc without a FAIL line"
-elif [ "$rc" -ne 0 ]; then
-    T_FAILED=$((T_FAILED + 1)) # its FAIL lines are counted by the tier runner; keep the exit status honest
-elif ! grep -q '^PASS: ' "$RJ_TMP/interop.out"; then
-    fail "interop: interop.js ran" "no PASS line at all"
-fi
+# run_node SCRIPT SECONDS [NAME=VALUE...]: a Node client, with RJ_PORT, RJ_CERTS and the pairs
+# in its environment. Its PASS and FAIL lines are counted by the tier runner; a crash, a
+# timeout or no PASS line at all is one failure more.
+run_node() {
+    local script=$1 secs=$2 start=$SECONDS rc
+    shift 2
+    env RJ_PORT="$RJ_PORT" RJ_CERTS="$RJ_CERTS" "$@" timeout "$secs" node "$HERE/$script" 2>&1 |
+        tee "$RJ_TMP/$script.out"
+    rc=${PIPESTATUS[0]}
+    echo "# $script took $((SECONDS - start)) s"
+    if [ "$rc" -eq 124 ]; then
+        fail "interop: $script finished in time" "killed after $secs s"
+    elif [ "$rc" -ne 0 ] && ! grep -q '^FAIL: ' "$RJ_TMP/$script.out"; then
+        fail "interop: $script ran" "exited $rc without a FAIL line"
+    elif [ "$rc" -ne 0 ]; then
+        T_FAILED=$((T_FAILED + 1)) # its FAIL lines are counted by the tier runner; keep the exit status honest
+    elif ! grep -q '^PASS: ' "$RJ_TMP/$script.out"; then
+        fail "interop: $script ran" "no PASS line at all"
+    fi
+}
 
+run_node interop.js 180 RJ_ROGUE="$RJ_ROGUE" RJ_PROTO="$PWD/proto/runjob.proto"
 # Bad input at the edges: every RPC with every invalid field, hand-encoded (bad_input.js).
 # The server's default --max-cpu is the number of online CPUs, in millis.
-start=$SECONDS
-RJ_PORT=$RJ_PORT RJ_CERTS=$RJ_CERTS RJ_MAX_CPU_MILLIS=$(($(getconf _NPROCESSORS_ONLN) * 1000)) \
-    timeout 300 node "$HERE/bad_input.js" 2>&1 | tee "$RJ_TMP/bad_input.out"
-rc=${PIPESTATUS[0]}
-echo "# bad_input.js took $((SECONDS - start)) s"
-if [ "$rc" -eq 124 ]; then
-    fail "interop: bad_input.js finished in time" "killed after 300 s"
-elif [ "$rc" -ne 0 ] && ! grep -q '^FAIL: ' "$RJ_TMP/bad_input.out"; then
-    fail "interop: bad_input.js ran" "exited $rc without a FAIL line"
-elif [ "$rc" -ne 0 ]; then
-    T_FAILED=$((T_FAILED + 1))
-elif ! grep -q '^PASS: ' "$RJ_TMP/bad_input.out"; then
-    fail "interop: bad_input.js ran" "no PASS line at all"
-fi
-
+run_node bad_input.js 300 RJ_MAX_CPU_MILLIS=$(($(getconf _NPROCESSORS_ONLN) * 1000))
 # The published second design's service, from a client built from its proto alone.
-start=$SECONDS
-RJ_PORT=$RJ_PORT RJ_CERTS=$RJ_CERTS RJ_ROGUE=$RJ_ROGUE RJ_JOBMANAGER_PROTO=$PWD/proto/jobmanager.proto \
-    timeout 120 node "$HERE/jobmanager.js" 2>&1 | tee "$RJ_TMP/jobmanager.out"
-rc=${PIPESTATUS[0]}
-echo "# jobmanager.js took $((SECONDS - start)) s"
-if [ "$rc" -eq 124 ]; then
-    fail "interop: jobmanager.js finished in time" "killed after 120 s"
-elif [ "$rc" -ne 0 ] && ! grep -q '^FAIL: ' "$RJ_TMP/jobmanager.out"; then
-    fail "interop: jobmanager.js ran" "exited $rc without a FAIL line"
-elif [ "$rc" -ne 0 ]; then
-    T_FAILED=$((T_FAILED + 1))
-elif ! grep -q '^PASS: ' "$RJ_TMP/jobmanager.out"; then
-    fail "interop: jobmanager.js ran" "no PASS line at all"
-fi
+run_node jobmanager.js 120 RJ_ROGUE="$RJ_ROGUE" RJ_JOBMANAGER_PROTO="$PWD/proto/jobmanager.proto"
 
 # The server survived the lot and still answers the C client.
 if kill -0 "$RJ_SERVER_PID" 2>/dev/null && rj_as alice ping >/dev/null 2>&1; then
@@ -125,14 +105,7 @@ fi
 # The server stops cleanly on SIGTERM (exit 0), and nothing in its log comes from a
 # sanitizer (RUNJOB_BIN may be an ASan/UBSan build).
 # Last: health.js stops the server itself (SIGTERM while a Watch is open).
-RJ_PORT=$RJ_PORT RJ_CERTS=$RJ_CERTS RJ_HEALTH_PROTO=$PWD/proto/health.proto RJ_SERVER_PID=$RJ_SERVER_PID \
-    timeout 60 node "$HERE/health.js" 2>&1 | tee "$RJ_TMP/health.out"
-rc=${PIPESTATUS[0]}
-if [ "$rc" -ne 0 ] && ! grep -q '^FAIL: ' "$RJ_TMP/health.out"; then
-    fail "interop: health.js ran" "exited $rc without a FAIL line"
-elif [ "$rc" -ne 0 ]; then
-    T_FAILED=$((T_FAILED + 1))
-fi
+run_node health.js 60 RJ_HEALTH_PROTO="$PWD/proto/health.proto" RJ_SERVER_PID="$RJ_SERVER_PID"
 
 rj_server_stop_clean "$RJ_SERVER_PID" "interop: server"
 if grep -qE 'Sanitizer|runtime error:|LeakSanitizer' "$RJ_SERVER_LOG"; then
