@@ -25,6 +25,7 @@ void jobtab_flusher_queue(struct jobtab_entry *e, bool new_folder)
     (void)pthread_mutex_lock(&fl->mu);
     e->fl_new_folder = e->fl_new_folder || new_folder;
     if (!e->fl_queued) {
+        (void)jobtab_entry_get(e); /* the queue's, put once the batch is synced */
         e->fl_queued = true;
         e->fl_seq = ++fl->queued_seq;
         e->fl_next = NULL;
@@ -43,6 +44,7 @@ void jobtab_flusher_queue(struct jobtab_entry *e, bool new_folder)
 
 struct flush_item {
     char id[JOBTAB_ID_LEN + 1];
+    struct jobtab_entry *e; /* the queue's reference */
 };
 
 int jobtab_sync_record_dir(int dfd)
@@ -149,7 +151,8 @@ static void *flusher_main(void *arg)
         while (fl->head && n < FLUSH_BATCH) {
             struct jobtab_entry *e = fl->head;
             fl->head = e->fl_next;
-            memcpy(items[n++].id, e->spec.id, sizeof(items[0].id));
+            memcpy(items[n].id, e->spec.id, sizeof(items[0].id));
+            items[n++].e = e;
             new_folder = new_folder || e->fl_new_folder;
             e->fl_queued = false;
             e->fl_new_folder = false;
@@ -186,6 +189,7 @@ void jobtab_writer_queue(struct jobtab_entry *e, unsigned linger_ms)
 
     (void)pthread_mutex_lock(&fl->mu);
     if (!e->wq_queued) {
+        (void)jobtab_entry_get(e); /* the queue's, put once written */
         e->wq_queued = true;
         e->wq_due_ms = due;
         e->wq_next = NULL;
