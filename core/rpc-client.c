@@ -453,6 +453,13 @@ int rpc_client_metrics(struct rpc_client *c, const Runjob__V1__MetricsRequest *r
                  &runjob__v1__metrics_response__descriptor, (ProtobufCMessage **)ret, err);
 }
 
+int rpc_client_remove(struct rpc_client *c, const Runjob__V1__RemoveRequest *req,
+                      Runjob__V1__RemoveResponse **ret, struct rpc_error *err)
+{
+    return unary(c, RPC_M_REMOVE, c->deadline_ms, &req->base,
+                 &runjob__v1__remove_response__descriptor, (ProtobufCMessage **)ret, err);
+}
+
 /* ---- streams ----------------------------------------------------------------------------- */
 
 int rpc_client_stream_open(struct rpc_client *c, const Runjob__V1__StreamRequest *req,

@@ -88,6 +88,8 @@ int rpc_client_ping(struct rpc_client *c, const Runjob__V1__PingRequest *req,
                     Runjob__V1__PingResponse **ret, struct rpc_error *err);
 int rpc_client_metrics(struct rpc_client *c, const Runjob__V1__MetricsRequest *req,
                        Runjob__V1__MetricsResponse **ret, struct rpc_error *err);
+int rpc_client_remove(struct rpc_client *c, const Runjob__V1__RemoveRequest *req,
+                      Runjob__V1__RemoveResponse **ret, struct rpc_error *err);
 
 /* One received stream message, decoded without copying its bytes. */
 struct rpc_chunk {
@@ -164,6 +166,7 @@ int rpc_check_start(const Runjob__V1__StartRequest *req, const struct rpc_policy
 int rpc_check_stop(const Runjob__V1__StopRequest *req, const struct rpc_policy *p, int *ret_signal,
                    int64_t *ret_grace_ms, struct rpc_error *err);
 int rpc_check_status(const Runjob__V1__StatusRequest *req, struct rpc_error *err);
+int rpc_check_remove(const Runjob__V1__RemoveRequest *req, struct rpc_error *err);
 int rpc_check_stream(const Runjob__V1__StreamRequest *req, struct rpc_error *err);
 
 /* Unpacks a request message; NULL with err INVALID_ARGUMENT when the bytes are not a valid
@@ -183,6 +186,7 @@ enum rpc_method {
     RPC_M_STREAM,
     RPC_M_PING,
     RPC_M_METRICS,
+    RPC_M_REMOVE,
     RPC_M_COUNT,
 };
 

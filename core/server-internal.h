@@ -154,6 +154,7 @@ void server_handle_list(struct ucall *uc);
 void server_handle_ping(struct ucall *uc);
 /* Metrics (server-metrics.c): administrators only. */
 void server_handle_metrics(struct ucall *uc);
+void server_handle_remove(struct ucall *uc, const struct rpc_request *rq);
 /* ---- grpc.health.v1.Health (server-health.c) ---- */
 
 /* The method path and audit name of Health method h (SERVER_HEALTH_*). */
