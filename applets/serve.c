@@ -37,6 +37,8 @@ struct serve_opts {
     size_t n_admins;
     const char *job_user;
     uint64_t max_output_bytes;
+    int64_t retain_ended_ms;
+    uint64_t max_state_bytes;
     unsigned max_running;
     enum log_format log_format;
     enum log_level log_level;
@@ -104,6 +106,10 @@ static const char usage[] =
     "                                   UID[:GID], e.g. nobody\n"
     "      --allow-host-network         let requests ask for the host's network (default off)\n"
     "      --max-output-bytes SIZE      output recorded per job (default 1GiB)\n"
+    "      --retain-ended DURATION      remove ended jobs (record and output) this long after\n"
+    "                                   they end: 1h, 7d ... (default 7d; 0 keeps them)\n"
+    "      --max-state-bytes SIZE       over this much job output in --state-dir, remove the\n"
+    "                                   ended jobs that ended first (default 0: no cap)\n"
     "      --stop-signal SIG            a Stop's first signal when it names none, and the one\n"
     "                                   jobs get at shutdown: TERM, QUIT, INT, 15 ... (TERM)\n"
     "      --stop-grace DURATION        default wait between that signal and the kill: 500ms,\n"
@@ -140,6 +146,8 @@ enum {
     OPT_JOB_UID_RANGE,
     OPT_HOST_NET,
     OPT_MAX_OUTPUT,
+    OPT_RETAIN_ENDED,
+    OPT_MAX_STATE,
     OPT_STOP_GRACE,
     OPT_STOP_SIGNAL,
     OPT_MAX_RUNNING,
@@ -170,6 +178,8 @@ static const struct option long_opts[] = {
     {"job-uid-range", required_argument, NULL, OPT_JOB_UID_RANGE},
     {"allow-host-network", no_argument, NULL, OPT_HOST_NET},
     {"max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT},
+    {"retain-ended", required_argument, NULL, OPT_RETAIN_ENDED},
+    {"max-state-bytes", required_argument, NULL, OPT_MAX_STATE},
     {"stop-grace", required_argument, NULL, OPT_STOP_GRACE},
     {"stop-signal", required_argument, NULL, OPT_STOP_SIGNAL},
     {"max-running-jobs-per-user", required_argument, NULL, OPT_MAX_RUNNING},
@@ -374,6 +384,15 @@ static int parse_flags(int argc, char **argv, struct serve_opts *o)
                 return bad("--max-output-bytes", optarg, "want a size, e.g. 1GiB");
             o->max_output_bytes = v;
             break;
+        case OPT_RETAIN_ENDED:
+            if (fmt_parse_duration(optarg, &o->retain_ended_ms) < 0 || o->retain_ended_ms < 0)
+                return bad("--retain-ended", optarg, "want a duration, e.g. 1h, 7d (0 = forever)");
+            break;
+        case OPT_MAX_STATE:
+            if (fmt_parse_size(optarg, &v) < 0)
+                return bad("--max-state-bytes", optarg, "want a size, e.g. 50GiB (0 = no cap)");
+            o->max_state_bytes = v;
+            break;
         case OPT_STOP_SIGNAL:
             if (fmt_parse_signal(optarg, &o->policy.default_signal) < 0)
                 return bad("--stop-signal", optarg, "want a signal: TERM, QUIT, INT, 15 ...");
@@ -558,6 +577,8 @@ static int serve(const struct serve_opts *o)
     jc.uid_first = o->uid_first;
     jc.uid_last = o->uid_last;
     jc.max_output_bytes = o->max_output_bytes;
+    jc.retain_ended_ms = o->retain_ended_ms;
+    jc.max_state_bytes = o->max_state_bytes;
     jc.default_limits = o->policy.defaults;
     jc.stop_grace_ms = o->policy.default_grace_ms;
     jc.stop_signal = o->policy.default_signal;
@@ -618,6 +639,7 @@ int applet_serve_main(int argc, char **argv)
         .uid_first = 1879048192, /* 0x70000000: past systemd's container range */
         .uid_last = 1879048192 + 65535,
         .max_output_bytes = 1ull << 30,
+        .retain_ended_ms = JM_RETAIN_ENDED_DEFAULT_MS,
         .max_running = 64,
         .log_format = LOG_FORMAT_TEXT,
         .log_level = LOG_INFO,
