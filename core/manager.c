@@ -13,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -187,6 +188,19 @@ static void on_loaded(struct jobtab_entry *e, bool was_running, void *userdata)
         log_warn("job %s: its output log is unreadable (%s), ignoring", spec->id, strerror(-r));
     else
         jobtab_entry_attach(e, NULL, log);
+}
+
+/* A job folder of that id in the state directory: its cgroup is this server's to keep (a job
+ * loaded, or one made ahead). */
+static bool has_folder(const char *id, void *userdata)
+{
+    struct jm *m = userdata;
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (snprintf(path, sizeof(path), "%s/%s", m->cfg.state_dir, id) >= (int)sizeof(path))
+        return true;
+    return stat(path, &st) == 0 || errno != ENOENT;
 }
 
 /* ---- job uids ---------------------------------------------------------------------------- */
@@ -1295,6 +1309,11 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
     }
     log_info("loaded %d job(s) from %s", r, cfg->state_dir);
     jobtab_drain_unused(m->table, remove_unused_cgroup, m); /* before any job is made ahead */
+    r = job_runner_remove_leftovers(m->runner, has_folder, m);
+    if (r > 0)
+        log_info("removed %d leftover job cgroup(s) that no job folder names", r);
+    else if (r < 0)
+        log_warn("looking for leftover job cgroups: %s, ignoring", strerror(-r));
 
     /* Named for top -H, perf and gdb. Created at [n]: the joins take the first n, so a failed
      * create leaves no hole. */
