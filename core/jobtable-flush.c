@@ -166,7 +166,8 @@ static void *flusher_main(void *arg)
         (void)pthread_mutex_unlock(&fl->mu);
 
         r = sync_batch(t, items, n, new_folder);
-
+        for (size_t i = 0; i < n; i++) /* outside fl->mu: a last put frees the entry */
+            jobtab_entry_put(items[i].e);
         (void)pthread_mutex_lock(&fl->mu);
         fl->busy = false;
         if (r < 0 && fl->err == 0)
@@ -267,7 +268,7 @@ static void *writer_main(void *arg)
         r = jobtab_rec_write_latest(e);
         if (r < 0)
             log_warn("job %s: writing its record: %s", e->spec.id, strerror(-r));
-
+        jobtab_entry_put(e); /* the queue's, outside fl->mu: a last put frees the entry */
         (void)pthread_mutex_lock(&fl->mu);
         fl->wbusy = false;
         if (r < 0 && fl->err == 0)
