@@ -83,6 +83,7 @@ static void fuzz_check_ok(const struct rpc_request *rq, const struct rpc_policy 
     }
     case RPC_M_LIST:
     case RPC_M_PING:
+    case RPC_M_METRICS:
     case RPC_M_COUNT:
     default:
         break;
