@@ -1172,13 +1172,13 @@ int jm_reader_open(struct jm *m, struct jm_job *j, unsigned select_mask, uint64_
     rd->m = m;
     rd->e = jobtab_entry_get(e);
     rd->log = log;
-    /* A job removed meanwhile answers as an unknown one: its file may be gone already. (A
-     * reader opened before the removal holds the log's file open: it reads to its end.) */
+    /* A job removed meanwhile is gone: its file may be already. (A reader opened before the
+     * removal holds the log's file open: it reads to its end.) */
     if (jobtab_entry_is_removed(e)) {
         outlog_reader_free(rd->rd);
         jobtab_entry_put(rd->e);
         free(rd);
-        return -ENOENT;
+        return -EIDRM;
     }
     (void)pthread_mutex_lock(&m->mu);
     m->readers++;

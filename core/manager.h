@@ -179,10 +179,12 @@ int jm_write_metrics(struct jm *m, struct strbuf *b);
 
 /* ---- output ----------------------------------------------------------------------------- */
 
-/* A reader of the job's output: the streams in select_mask (OUTLOG_SELECT_*) from offset.
+/* A reader of the job's output: the streams in select_mask (OUTLOG_SELECT_*) from offset. It
+ * holds a reference to the job of its own until jm_reader_free.
  * 0; -ENODATA (the job has no output log); -ERANGE (the output has ended and offset is past
- * its end, *ret_end set to that end); -ENOENT, -EBADMSG, -EIO (the log kept from before a
- * restart is gone or unreadable); -EMFILE and the like. */
+ * its end, *ret_end set to that end); -EIDRM (the job was removed since j was looked up);
+ * -ENOENT, -EBADMSG, -EIO (the log kept from before a restart is gone or unreadable); -EMFILE
+ * and the like. */
 int jm_reader_open(struct jm *m, struct jm_job *j, unsigned select_mask, uint64_t offset,
                    struct jm_reader **ret, uint64_t *ret_end);
 /* As outlog_reader_read, outlog_reader_wait and outlog_reader_cancel_wait (core/outlog.h). */
