@@ -132,4 +132,27 @@ expect_match "--max-state-bytes 300K: the first ended job is removed" "NOT_FOUND
 expect_match "then the second" "NOT_FOUND" "$(rj status "$G2" 2>&1)"
 check "the running job stays, though over the cap alone" quiet rj status "$G3"
 rj stop --grace 0 "$G3" >/dev/null
+rj_server_stop
+
+# A state file system below its reserve (the larger of 1% and 4 MiB): Start is refused with the
+# figures, RESOURCE_EXHAUSTED, and works again once there is room.
+FS=$RJ_TMP/fs
+mkdir -p "$FS"
+if mount -t tmpfs -o size=16m,mode=0700 runjob-test-rm "$FS"; then
+    trap 'rj_cleanup 2>/dev/null; umount "$FS" 2>/dev/null' EXIT
+    RJ_STATE=$FS/state
+    rj_server_start
+    dd if=/dev/zero of="$FS/filler" bs=1M count=13 2>/dev/null
+    out=$(rj start /bin/true 2>&1)
+    rc=$?
+    expect_match "Start below the reserve: RESOURCE_EXHAUSTED, with the figures" \
+        "state file system has [0-9]+ MiB free, below its reserve of 4 MiB.*RESOURCE_EXHAUSTED" "$out"
+    expect_eq "and exits 255" 255 "$rc"
+    rm -f "$FS/filler"
+    check "with room again, Start works" quiet rj start /bin/true
+    rj_server_stop
+    umount "$FS"
+else
+    fail "mount a 16 MiB tmpfs for the state directory"
+fi
 t_done
