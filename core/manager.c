@@ -1167,7 +1167,8 @@ int jm_reader_open(struct jm *m, struct jm_job *j, unsigned select_mask, uint64_
     r = outlog_reader_new(log, select_mask, offset, &rd->rd); /* may open the file again */
     if (r < 0) {
         free(rd);
-        return r;
+        /* A file gone because the job was removed meanwhile is no loss of data. */
+        return r == -ENOENT && jobtab_entry_is_removed(e) ? -EIDRM : r;
     }
     rd->m = m;
     rd->e = jobtab_entry_get(e);
