@@ -1,9 +1,12 @@
 /* core/jobtable: entry lifetime and removal. The table, lookups, lists, foreach and the writer
  * and flusher queues each hold a reference; a removed entry is freed (on_release first) at the
- * last put, not before; a running entry cannot be removed; removal keeps the index whole;
- * trash and purge take the folder away and a reload does not find the job. */
+ * last put, not before, once even when lookups race the removals; a running entry cannot be
+ * removed; removal keeps the index whole; trash and purge take the folder away and a reload
+ * does not find the job. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +17,7 @@
 
 static char state_dir[64];
 static const char *const admins[] = {"administrator", NULL};
-static int released;
+static atomic_int released;
 static char released_id[JOBTAB_ID_LEN + 1];
 
 static void setup(void)
@@ -34,8 +37,13 @@ static void teardown(void)
 static void on_release(struct jobtab_entry *e, void *userdata)
 {
     (void)userdata;
-    released++;
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+    /* The last put may come from any thread (a reader's, the flusher's). */
+    (void)pthread_mutex_lock(&mu);
     snprintf(released_id, sizeof(released_id), "%s", jobtab_entry_spec(e)->id);
+    (void)pthread_mutex_unlock(&mu);
+    released++;
 }
 
 static struct jobtab *table(void)
@@ -185,4 +193,59 @@ Test(jobtab_rm, trash_and_purge_take_the_folder_away)
     cr_expect_not(folder_exists(trash));
     cr_expect_eq(jobtab_purge(t), 0);
     jobtab_free(t);
+}
+
+#define RACE_JOBS 200
+
+struct race {
+    struct jobtab *t;
+    char ids[RACE_JOBS][JOBTAB_ID_LEN + 1];
+    atomic_bool stop;
+};
+
+/* Looks jobs up, reads them and lists them while they are being removed. */
+static void *race_reader(void *arg)
+{
+    struct race *rc = arg;
+    unsigned i = 0;
+
+    while (!atomic_load(&rc->stop)) {
+        struct jobtab_entry *e = jobtab_lookup(rc->t, rc->ids[i++ % RACE_JOBS], "alice");
+        struct jobtab_entry **list = NULL;
+        struct jobtab_status st;
+        size_t n = 0;
+
+        if (e) {
+            jobtab_entry_get_status(e, &st);
+            cr_assert_eq(st.job.state, JOB_EXITED);
+            jobtab_entry_put(e);
+        }
+        if (i % 16 == 0 && jobtab_list(rc->t, "administrator", &list, &n) == 0)
+            jobtab_entries_put(list, n);
+    }
+    return NULL;
+}
+
+Test(jobtab_rm, lookups_racing_removals_free_each_entry_once)
+{
+    struct race rc = {.t = table()};
+    struct jobtab_entry *e[RACE_JOBS];
+    pthread_t th[4];
+
+    for (size_t i = 0; i < RACE_JOBS; i++) {
+        e[i] = ended(rc.t, "alice");
+        snprintf(rc.ids[i], sizeof(rc.ids[i]), "%s", jobtab_entry_spec(e[i])->id);
+    }
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, race_reader, &rc), 0);
+    for (size_t i = 0; i < RACE_JOBS; i++) {
+        cr_assert_eq(jobtab_remove(rc.t, e[i]), 0);
+        jobtab_entry_put(e[i]);
+    }
+    atomic_store(&rc.stop, true);
+    for (size_t i = 0; i < 4; i++)
+        (void)pthread_join(th[i], NULL);
+    cr_assert_eq(jobtab_sync(rc.t), 0);
+    cr_expect_eq(atomic_load(&released), RACE_JOBS, "each removed entry freed once");
+    jobtab_free(rc.t);
 }
