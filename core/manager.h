@@ -17,10 +17,11 @@
  * reader held across the removal stays valid, and a reader still reads what the log had.
  *
  * Removal: ended jobs only. jm_remove takes the job out of the table on the calling thread;
- * its folder is renamed away and deleted by the manager's sweep thread, which also removes,
- * every few seconds, the ended jobs past retain_ended_ms and, over max_state_bytes, the oldest
- * ended jobs first. A job removed and not yet renamed away when the server dies comes back at
- * the next start (and is removed again by the sweep if it has expired).
+ * its folder is renamed away and deleted by the manager's sweep thread, which also removes the
+ * ended jobs past retain_ended_ms and, over max_state_bytes, the oldest ended jobs first: at
+ * start, then every half retention (250 ms to a minute; every second with a cap). A job removed and
+ * not yet renamed away when the server dies comes back at the next start (and is removed again by
+ * the sweep if it has expired).
  *
  * Threads: Starts run on the manager's start threads, which live until jm_free (the shims
  * themselves are cloned by the runner's own threads, see core/spawn.h); job ends are seen on
