@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "applets/suggest.h"
 #include "core/rpc.h"
 #include "core/tls.h"
 
@@ -11,6 +12,9 @@ static const struct applet applet_table[] = {
     {NULL, NULL, 0, NULL}, /* sentinel: the table may be walked without its length */
 };
 #undef APPLET
+
+/* Room for every applet's name in a list of candidates. */
+#define ELEMENTS_MAX (sizeof(applet_table) / sizeof(applet_table[0]))
 
 const struct applet *applet_table_get(size_t *ret_n)
 {
@@ -92,10 +96,25 @@ int applet_run_front(const char *front, int argc, char **argv)
     }
     a = applet_find(argv[1]);
     if (!a) {
-        if (argv[1][0] == '-')
-            fprintf(stderr, "%s: unknown flag '%s' (see '%s --help')\n", front, argv[1], front);
-        else
-            fprintf(stderr, "%s: unknown command '%s' (see '%s --help')\n", front, argv[1], front);
+        /* What it may have meant: a command of this front, or a global flag. */
+        static const char *const flags[] = {"help", "version", "list"};
+        const char *names[ELEMENTS_MAX];
+        char hint[256];
+        size_t n = 0;
+        unsigned mask = front_mask(front);
+        for (size_t i = 0; applet_table[i].name && n < ELEMENTS_MAX; i++)
+            if ((applet_table[i].flags & mask) && !(applet_table[i].flags & AP_INTERNAL))
+                names[n++] = applet_table[i].name;
+        if (argv[1][0] == '-') {
+            (void)suggest_text(argv[1] + strspn(argv[1], "-"), flags,
+                               sizeof(flags) / sizeof(flags[0]), "--", hint, sizeof(hint));
+            fprintf(stderr, "%s: unknown flag '%s'%s (see '%s --help')\n", front, argv[1], hint,
+                    front);
+        } else {
+            (void)suggest_text(argv[1], names, n, "", hint, sizeof(hint));
+            fprintf(stderr, "%s: unknown command '%s'%s (see '%s --help')\n", front, argv[1], hint,
+                    front);
+        }
         return 2;
     }
     return applet_run(a, argc - 1, argv + 1);

@@ -13,14 +13,17 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "applets/format.h"
+#include "applets/suggest.h"
 #include "core/cleanup.h"
 #include "core/clock.h"
 #include "core/id.h"
 #include "core/log.h"
 #include "core/proc.h"
+#include "core/tls.h"
 
 /* ---- options ----------------------------------------------------------------------------- */
 
@@ -77,20 +80,40 @@ static const char *quote(const struct client_opts *o, const char *flag, char *bu
     return buf;
 }
 
+/* "unknown flag '--x'", with the flags of o->longopts it may have meant (a long flag that is
+ * a typo of one, or an abbreviation of several). Returns 2. */
+static int unknown_flag(const struct client_opts *o, const char *typed)
+{
+    const char *names[128];
+    char q[256], word[64], hint[256] = "";
+    size_t n = 0;
+
+    if (typed[0] == '-' && typed[1] == '-' && o->longopts) {
+        (void)snprintf(word, sizeof(word), "%.*s", (int)strcspn(typed + 2, "="), typed + 2);
+        for (const struct option *l = o->longopts; l->name && n < ELEMENTSOF(names); l++)
+            names[n++] = l->name;
+        (void)suggest_text(word, names, n, "--", hint, sizeof(hint));
+    }
+    return client_usage_error(o, "unknown flag '%s'%s", quote(o, typed, q, sizeof(q)), hint);
+}
+
 int client_option(struct client_opts *o, int c, const char *arg, const char *usage)
 {
     char q[256];
 
     switch (c) {
     case 'h':
-        if (*o->verb && strcmp(o->prog, "runjob") != 0)
-            printf("%s %s takes the flags of runjob's own command:\n\n", o->prog, o->verb);
         fputs(usage, stdout);
         return 0;
     case 'H':
         if (!*arg)
             return client_usage_error(o, "--server-host needs a host name or address");
-        o->host = arg;
+        if (client_split_host_port(arg, o->host_buf, sizeof(o->host_buf), &o->host, &o->host_port) <
+            0)
+            return client_usage_error(o,
+                                      "--server-host '%s' is not HOST, HOST:PORT or "
+                                      "[ADDRESS]:PORT (port 1-65535)",
+                                      arg);
         return CLIENT_OPT_DONE;
     case 'P':
         if (parse_port(arg, &o->port) < 0)
@@ -121,6 +144,14 @@ int client_option(struct client_opts *o, int c, const char *arg, const char *usa
     case CLIENT_OPT_KEY:
         o->key_path = arg;
         return CLIENT_OPT_DONE;
+    case CLIENT_OPT_CONTEXT:
+        if (!cstore_name_is_valid(arg))
+            return client_usage_error(o,
+                                      "--context '%s' is not a context name (letters, digits, "
+                                      "'.', '_', '-')",
+                                      arg);
+        o->context = arg;
+        return CLIENT_OPT_DONE;
     case ':':
         return client_usage_error(o, "flag '%s' needs a value",
                                   quote(o, o->argv[optind - 1], q, sizeof(q)));
@@ -128,8 +159,7 @@ int client_option(struct client_opts *o, int c, const char *arg, const char *usa
         if (optopt)
             return client_usage_error(o, "unknown flag '-%s'",
                                       quote(o, (char[]){(char)optopt, '\0'}, q, sizeof(q)));
-        return client_usage_error(o, "unknown flag '%s'",
-                                  quote(o, o->argv[optind - 1], q, sizeof(q)));
+        return unknown_flag(o, o->argv[optind - 1]);
     default:
         return CLIENT_OPT_OTHER;
     }
@@ -139,12 +169,13 @@ int client_parse_flags(struct client_opts *o, const char *shortopts, const struc
                        const char *usage, client_flag_fn on_flag, void *ctx)
 {
     bool in_order = shortopts[0] == '+';
-    char spec[64], q[256];
+    char spec[64];
     int opt, r, before;
 
     /* ':' (after a '+') first: a missing value comes back as ':' and gets our own message */
     (void)snprintf(spec, sizeof(spec), "%s:%s", in_order ? "+" : "", shortopts + in_order);
     o->dashdash = false;
+    o->longopts = longopts;
     for (;;) {
         before = optind ? optind : 1; /* 0 asks getopt to start over, at 1 */
         opt = getopt_long(o->argc, o->argv, spec, longopts, NULL);
@@ -154,8 +185,7 @@ int client_parse_flags(struct client_opts *o, const char *shortopts, const struc
         if (r == CLIENT_OPT_OTHER)
             r = client_option(o, opt, optarg, usage);
         if (r == CLIENT_OPT_OTHER)
-            r = client_usage_error(o, "unknown flag '%s'",
-                                   quote(o, o->argv[optind - 1], q, sizeof(q)));
+            r = unknown_flag(o, o->argv[optind - 1]);
         if (r != CLIENT_OPT_DONE)
             return r;
     }
@@ -282,41 +312,207 @@ static const char *env(const char *name)
     return v && *v ? v : NULL;
 }
 
-int client_opts_finish(struct client_opts *o)
+int client_split_host_port(const char *s, char *buf, size_t cap, const char **ret_host,
+                           int *ret_port)
+{
+    const char *colon = strrchr(s, ':'), *host = s;
+    size_t hl;
+
+    *ret_port = 0;
+    if (s[0] == '[') { /* [::1]:8080, [::1] */
+        const char *close = strchr(s, ']');
+        if (!close || close == s + 1 || (close[1] && (close[1] != ':' || !close[2])))
+            return -EINVAL;
+        if (close[1] && parse_port(close + 2, ret_port) < 0)
+            return -EINVAL;
+        host = s + 1;
+        hl = (size_t)(close - host);
+    } else if (!colon || strchr(s, ':') != colon) { /* a name, or an IPv6 address: ::1 */
+        *ret_host = s;
+        return 0;
+    } else {
+        if (colon == s || parse_port(colon + 1, ret_port) < 0)
+            return -EINVAL;
+        hl = (size_t)(colon - s);
+    }
+    if (hl >= cap)
+        return -ENAMETOOLONG;
+    memcpy(buf, host, hl);
+    buf[hl] = '\0';
+    *ret_host = buf;
+    return 0;
+}
+
+int client_context_load(const struct client_opts *o, char *dir, size_t cap, struct cstore **ret)
+{
+    char msg[256];
+    int line, r;
+
+    if (cstore_dir(dir, cap) < 0) {
+        fprintf(stderr, "%s: %s: no place for contexts: set HOME or XDG_CONFIG_HOME\n", o->prog,
+                o->verb);
+        return 2;
+    }
+    r = cstore_load(dir, ret, &line, msg, sizeof(msg));
+    if (r == -EBADMSG)
+        fprintf(stderr, "%s: %s: %s/%s:%d: %s\n", o->prog, o->verb, dir, CSTORE_FILE, line, msg);
+    else if (r < 0)
+        fprintf(stderr, "%s: %s: cannot read %s/%s: %s\n", o->prog, o->verb, dir, CSTORE_FILE,
+                strerror(-r));
+    return r < 0 ? 2 : 0;
+}
+
+const char *client_context_wanted(const struct client_opts *o, const struct cstore *s,
+                                  const char **ret_from)
 {
     const char *v;
 
-    if (!o->host)
-        o->host = env("RUNJOB_SERVER_HOST");
-    if (!o->host)
-        o->host = "localhost";
-    if (!o->port && (v = env("RUNJOB_SERVER_PORT")) && parse_port(v, &o->port) < 0)
-        return client_usage_error(o, "RUNJOB_SERVER_PORT='%s' is not a port (1-65535)", v);
-    if (!o->port)
-        o->port = 8080;
-    if (!o->ca_path)
-        o->ca_path = env("RUNJOB_CA_CERT_PATH");
-    if (!o->ca_path)
-        o->ca_path = "certs/root-ca-cert.pem";
+    if (o->context) {
+        *ret_from = "--context";
+        return o->context;
+    }
+    if ((v = env("RUNJOB_CONTEXT"))) {
+        *ret_from = "RUNJOB_CONTEXT";
+        return v;
+    }
+    *ret_from = "the current context";
+    return s ? cstore_current(s) : NULL;
+}
 
-    /* Precedence: --client-cert-path, --user, RUNJOB_CLIENT_CERT_PATH, RUNJOB_USER, default. */
+bool client_context_active(const struct client_opts *o)
+{
+    _cleanup_(cstore_freep) struct cstore *s = NULL;
+    char dir[PATH_MAX], msg[256];
+    int line;
+
+    if (o->context || env("RUNJOB_CONTEXT"))
+        return true;
+    if (cstore_dir(dir, sizeof(dir)) < 0)
+        return false;
+    if (cstore_load(dir, &s, &line, msg, sizeof(msg)) < 0)
+        return true;
+    return cstore_current(s) != NULL;
+}
+
+int client_context_unknown(const struct client_opts *o, const struct cstore *s, const char *name,
+                           const char *from)
+{
+    char names[512];
+
+    if (!cstore_count(s))
+        return client_usage_error(o,
+                                  "no context '%s' (%s): there are none yet; add one with "
+                                  "'%s context add'",
+                                  name, from, o->prog);
+    return client_usage_error(o, "no context '%s' (%s); there are: %s", name, from,
+                              cstore_names(s, names, sizeof(names)));
+}
+
+/* Copies what the wanted context sets into o->ctx_*. It is read only when something could
+ * come from it: one was named, or a setting is still unset after the flags and the
+ * environment (or -u needs the context's certs directory). 0, or 2 (message printed). */
+static int take_context(struct client_opts *o, bool need)
+{
+    _cleanup_(cstore_freep) struct cstore *s = NULL;
+    const struct cstore_context *c;
+    const char *name, *from;
+    char dir[PATH_MAX];
+    int r;
+
+    o->ctx_name[0] = '\0';
+    if (!need && !o->context && !env("RUNJOB_CONTEXT"))
+        return 0;
+    if (!o->context && !env("RUNJOB_CONTEXT") && cstore_dir(dir, sizeof(dir)) < 0)
+        return 0; /* nowhere to keep contexts, and none asked for */
+    if ((r = client_context_load(o, dir, sizeof(dir), &s)))
+        return r;
+    if (!(name = client_context_wanted(o, s, &from)))
+        return 0;
+    if (!(c = cstore_find(s, name)))
+        return client_context_unknown(o, s, name, from);
+    (void)snprintf(o->ctx_name, sizeof(o->ctx_name), "%s", c->name);
+    (void)snprintf(o->ctx_host, sizeof(o->ctx_host), "%s", c->host ? c->host : "");
+    o->ctx_port = c->port;
+    (void)snprintf(o->ctx_ca, sizeof(o->ctx_ca), "%s", c->ca_path ? c->ca_path : "");
+    (void)snprintf(o->ctx_cert, sizeof(o->ctx_cert), "%s", c->cert_path ? c->cert_path : "");
+    (void)snprintf(o->ctx_key, sizeof(o->ctx_key), "%s", c->key_path ? c->key_path : "");
+    (void)snprintf(o->ctx_certs_dir, sizeof(o->ctx_certs_dir), "%s",
+                   c->certs_dir ? c->certs_dir : "");
+    return 0;
+}
+
+static const char *or_null(const char *s)
+{
+    return *s ? s : NULL;
+}
+
+int client_opts_finish(struct client_opts *o)
+{
+    const char *v;
+    int env_port = 0, env_host_port = 0, r;
+
+    /* Each setting from its flag, its environment variable, the context, its default. */
+    if (o->host_port && o->port && o->host_port != o->port)
+        return client_usage_error(o, "--server-host gives port %d but --server-port %d",
+                                  o->host_port, o->port);
+    if (!o->port)
+        o->port = o->host_port;
+    if (!o->host && (v = env("RUNJOB_SERVER_HOST")) &&
+        client_split_host_port(v, o->env_host_buf, sizeof(o->env_host_buf), &o->host,
+                               &env_host_port) < 0)
+        return client_usage_error(o,
+                                  "RUNJOB_SERVER_HOST='%s' is not HOST, HOST:PORT or "
+                                  "[ADDRESS]:PORT (port 1-65535)",
+                                  v);
+    if (!o->port && (v = env("RUNJOB_SERVER_PORT")) && parse_port(v, &env_port) < 0)
+        return client_usage_error(o, "RUNJOB_SERVER_PORT='%s' is not a port (1-65535)", v);
+    if (!o->port && env_port && env_host_port && env_port != env_host_port)
+        return client_usage_error(o, "RUNJOB_SERVER_HOST gives port %d but RUNJOB_SERVER_PORT %d",
+                                  env_host_port, env_port);
+    if (!o->port)
+        o->port = env_port ? env_port : env_host_port;
+
     const char *flag_user = o->user;
     const char *env_user = env("RUNJOB_USER");
     if (env_user && strchr(env_user, '/'))
         return client_usage_error(o, "RUNJOB_USER='%s' is not a user name", env_user);
-    if (flag_user || env_user) {
+    const char *env_ca = env("RUNJOB_CA_CERT_PATH");
+    const char *env_cert = env("RUNJOB_CLIENT_CERT_PATH"), *env_key = env("RUNJOB_CLIENT_KEY_PATH");
+    bool user = flag_user || env_user;
+    bool need = !o->host || !o->port || (!o->ca_path && !env_ca) || (!o->cert_path && !env_cert) ||
+                (!o->key_path && !env_key);
+    if ((r = take_context(o, need)))
+        return r;
+
+    if (!o->host)
+        o->host = *o->ctx_host ? o->ctx_host : "localhost";
+    if (!o->port)
+        o->port = o->ctx_port ? o->ctx_port : 8080;
+    if (!o->ca_path)
+        o->ca_path = env_ca;
+    if (!o->ca_path)
+        o->ca_path = *o->ctx_ca ? o->ctx_ca : "certs/root-ca-cert.pem";
+
+    /* Precedence: --client-cert-path, --user, RUNJOB_CLIENT_CERT_PATH, RUNJOB_USER, the
+     * context, default. A user's files are in the context's certs directory if it has one. */
+    if (user) {
         const char *u = flag_user ? flag_user : env_user;
-        (void)snprintf(o->cert_buf, sizeof(o->cert_buf), "certs/%s-cert.pem", u);
-        (void)snprintf(o->key_buf, sizeof(o->key_buf), "certs/%s-key.pem", u);
+        const char *d = *o->ctx_certs_dir ? o->ctx_certs_dir : "certs";
+        (void)snprintf(o->cert_buf, sizeof(o->cert_buf), "%s/%s-cert.pem", d, u);
+        (void)snprintf(o->key_buf, sizeof(o->key_buf), "%s/%s-key.pem", d, u);
     }
     if (!o->cert_path)
-        o->cert_path = flag_user ? o->cert_buf : env("RUNJOB_CLIENT_CERT_PATH");
+        o->cert_path = flag_user ? o->cert_buf : env_cert;
     if (!o->cert_path)
-        o->cert_path = env_user ? o->cert_buf : "certs/client-cert.pem";
+        o->cert_path = env_user ? o->cert_buf : or_null(o->ctx_cert);
+    if (!o->cert_path)
+        o->cert_path = "certs/client-cert.pem";
     if (!o->key_path)
-        o->key_path = flag_user ? o->key_buf : env("RUNJOB_CLIENT_KEY_PATH");
+        o->key_path = flag_user ? o->key_buf : env_key;
     if (!o->key_path)
-        o->key_path = env_user ? o->key_buf : "certs/client-key.pem";
+        o->key_path = env_user ? o->key_buf : or_null(o->ctx_key);
+    if (!o->key_path)
+        o->key_path = "certs/client-key.pem";
     return 0;
 }
 
@@ -365,6 +561,48 @@ static void wait_for_grpc(void)
     rpc_client_wait_library_idle(1000);
 }
 
+int client_cert_time_check(const char *path, int64_t not_before, int64_t not_after, int64_t now,
+                           char *msg, size_t cap)
+{
+    char day[32] = "?";
+    struct tm tm;
+    time_t t = (time_t)(now > not_after ? not_after : not_before);
+
+    if (now >= not_before && now <= not_after)
+        return 0;
+    if (gmtime_r(&t, &tm))
+        (void)strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+    if (now > not_after) {
+        (void)snprintf(msg, cap,
+                       "client certificate %s expired on %s; make a new one with `runjob certs "
+                       "--clients-only`",
+                       path, day);
+        return -EKEYEXPIRED;
+    }
+    (void)snprintf(msg, cap,
+                   "client certificate %s is not valid until %s; is this machine's clock right? "
+                   "(else make a new one with `runjob certs --clients-only`)",
+                   path, day);
+    return -EKEYREJECTED;
+}
+
+/* The client certificate's dates, before any connection: 0, or CLIENT_EXIT_FAILED (printed).
+ * A certificate that cannot be read or parsed is left to rpc_client_open, which says why. */
+static int check_cert_dates(const struct client_opts *o)
+{
+    _cleanup_free_ char *pem = NULL;
+    char msg[PATH_MAX + 256];
+    int64_t not_before, not_after;
+
+    if (tls_read_pem(o->cert_path, &pem) < 0 || tls_cert_dates(pem, &not_before, &not_after) < 0)
+        return 0;
+    if (client_cert_time_check(o->cert_path, not_before, not_after, (int64_t)time(NULL), msg,
+                               sizeof(msg)) == 0)
+        return 0;
+    fprintf(stderr, "%s: %s: %s\n", o->prog, o->verb, msg);
+    return CLIENT_EXIT_FAILED;
+}
+
 int client_dial(const struct client_opts *o, struct rpc_client **ret)
 {
     struct rpc_client_config cfg = {
@@ -376,7 +614,10 @@ int client_dial(const struct client_opts *o, struct rpc_client **ret)
     };
     struct rpc_error err = {0};
     static bool hooked;
+    int r;
 
+    if ((r = check_cert_dates(o)))
+        return r;
     if (rpc_client_open(&cfg, ret, &err) < 0)
         return client_fail(o, &err);
     if (!hooked) /* the applet frees its client on return; exit waits for gRPC to finish */
@@ -445,6 +686,92 @@ void client_start_free(struct start_opts *s)
 {
     free(s->args);
     s->args = NULL;
+    for (size_t i = 0; i < s->n_env; i++)
+        free(s->env[i]);
+    free(s->env);
+    s->env = NULL;
+    s->n_env = s->n_env_file = 0;
+}
+
+/* One environment entry: KEY=VALUE as it is, or KEY alone with its value from here (as docker
+ * does). 0, or the exit code (message printed). */
+static int add_env(struct client_opts *o, struct start_opts *s, const char *what, const char *kv,
+                   size_t len, bool from_file)
+{
+    size_t klen = 0;
+    char *dup, **n;
+
+    while (klen < len && kv[klen] != '=')
+        klen++;
+    if (klen == 0)
+        return client_usage_error(o, "%s '%.*s' is not KEY=VALUE", what, (int)len, kv);
+    if (klen == len) {
+        char key[256];
+        const char *v;
+        if (len >= sizeof(key))
+            return client_usage_error(o, "%s: the name '%.40s...' is too long", what, kv);
+        memcpy(key, kv, len);
+        key[len] = '\0';
+        if (!(v = getenv(key)))
+            return client_usage_error(o, "%s %s: %s is not set here; give %s=VALUE", what, key, key,
+                                      key);
+        if (asprintf(&dup, "%s=%s", key, v) < 0)
+            dup = NULL;
+    } else {
+        dup = strndup(kv, len);
+    }
+    n = dup ? realloc(s->env, (s->n_env + 1) * sizeof(*n)) : NULL;
+    if (!n) {
+        free(dup);
+        return client_usage_error(o, "out of memory");
+    }
+    s->env = n;
+    if (from_file) { /* after the files' entries, before the flags' */
+        memmove(s->env + s->n_env_file + 1, s->env + s->n_env_file,
+                (s->n_env - s->n_env_file) * sizeof(*n));
+        s->env[s->n_env_file++] = dup;
+        s->n_env++;
+    } else {
+        s->env[s->n_env++] = dup;
+    }
+    return CLIENT_OPT_DONE;
+}
+
+/* --env-file: KEY=VALUE lines; '#' comments and blank lines are skipped, a trailing CR and
+ * leading blanks dropped; nothing is unquoted (as docker's --env-file). */
+static int add_env_file(struct client_opts *o, struct start_opts *s, const char *path)
+{
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    FILE *f = fopen(path, "re");
+    int r = CLIENT_OPT_DONE;
+    unsigned line = 0;
+
+    if (!f)
+        return client_usage_error(o, "--env-file %s: %s", path, strerror(errno));
+    if (getdelim(&text, &len, '\0', f) < 0 && ferror(f)) {
+        int e = errno;
+        fclose(f);
+        return client_usage_error(o, "--env-file %s: %s", path, strerror(e));
+    }
+    fclose(f);
+    for (char *p = text; p && *p && r == CLIENT_OPT_DONE;) {
+        char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char what[64];
+        line++;
+        while (n && (*p == ' ' || *p == '\t')) {
+            p++;
+            n--;
+        }
+        if (n && p[n - 1] == '\r')
+            n--;
+        (void)snprintf(what, sizeof(what), "--env-file line %u:", line);
+        if (n && *p != '#')
+            r = add_env(o, s, what, p, n, true);
+        p = nl ? nl + 1 : NULL;
+    }
+    return r;
 }
 
 static int add_arg(struct start_opts *s, char *a)
@@ -474,11 +801,62 @@ static int limit_value(struct client_opts *o, const char *flag, const char *arg,
     return CLIENT_OPT_DONE;
 }
 
+/* The server judges limits in the wire's words ("limits.memory_bytes=107374182400 is above the
+ * server's maximum 4294967296"); say it in the flag's, with the value as typed and sizes in
+ * the units of the help ("--memory 100G is above the server's maximum 4GiB"). */
+static void limit_in_flag_words(const struct start_opts *s, struct rpc_error *err)
+{
+    static const char *const fields[] = {"cpu_millis", "io_riops", "io_wiops",    "io_rbps",
+                                         "io_wbps",    "pids",     "memory_bytes"};
+    static const int opts[] = {START_OPT_CPU,  START_OPT_RIOPS, START_OPT_WIOPS, START_OPT_RBPS,
+                               START_OPT_WBPS, START_OPT_PIDS,  START_OPT_MEMORY};
+    static const char *const flags[] = {"cpu", "memory", "riops", "wiops", "rbps", "wbps", "pids"};
+    char field[32], rest[256] = "", bound_s[32];
+    unsigned long long asked, bound;
+    const char *typed;
+    bool above;
+    int n = 0, k;
+
+    if (err->code != RPC_INVALID_ARGUMENT ||
+        sscanf(err->message, "limits.%31[a-z_]=%llu is %n", field, &asked, &n) != 2 || !n)
+        return;
+    if (sscanf(err->message + n, "above the server's maximum %llu", &bound) == 1)
+        above = true;
+    else if (sscanf(err->message + n, "below the minimum %llu %255[^\n]", &bound, rest) >= 1)
+        above = false;
+    else
+        return;
+    for (k = 0; k < (int)ELEMENTSOF(fields) && strcmp(fields[k], field) != 0; k++)
+        ;
+    if (k == (int)ELEMENTSOF(fields))
+        return;
+    typed = s->limit_args[opts[k] - START_OPT_CPU];
+    if (strcmp(field, "memory_bytes") == 0 || strcmp(field, "io_rbps") == 0 ||
+        strcmp(field, "io_wbps") == 0)
+        (void)fmt_bytes(bound_s, sizeof(bound_s), bound);
+    else if (strcmp(field, "cpu_millis") == 0)
+        (void)snprintf(bound_s, sizeof(bound_s), "%llum (%.3g CPU%s)", bound, (double)bound / 1000,
+                       bound == 1000 ? "" : "s");
+    else
+        (void)snprintf(bound_s, sizeof(bound_s), "%llu", bound);
+    if (!typed)
+        return;
+    if (above)
+        (void)snprintf(err->message, sizeof(err->message),
+                       "--%s %s is above the server's maximum %s", flags[opts[k] - START_OPT_CPU],
+                       typed, bound_s);
+    else
+        (void)snprintf(err->message, sizeof(err->message), "--%s %s is below the minimum %s%s%s",
+                       flags[opts[k] - START_OPT_CPU], typed, bound_s, rest[0] ? " " : "", rest);
+}
+
 int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx)
 {
     struct start_opts *s = ctx;
     Runjob__V1__Limits *l = &s->limits;
 
+    if (c >= START_OPT_CPU && c <= START_OPT_PIDS)
+        s->limit_args[c - START_OPT_CPU] = arg;
     switch (c) {
     case 'j':
         if (!*arg)
@@ -528,6 +906,22 @@ int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx
     case START_OPT_DRY_RUN:
         s->dry_run = true;
         return CLIENT_OPT_DONE;
+    case START_OPT_ENV:
+        return add_env(o, s, "--env", arg, strlen(arg), false);
+    case START_OPT_ENV_FILE:
+        return add_env_file(o, s, arg);
+    case START_OPT_WORKDIR:
+        if (arg[0] != '/')
+            return client_usage_error(o, "--workdir '%s' is not an absolute path", arg);
+        s->req.workdir = (char *)arg;
+        return CLIENT_OPT_DONE;
+    case START_OPT_TIMEOUT: {
+        int64_t ms;
+        if (fmt_parse_duration(arg, &ms) < 0 || ms <= 0)
+            return client_usage_error(o, "--timeout '%s' is not a duration above 0 (30s, 2h)", arg);
+        s->req.timeout_millis = (uint64_t)ms;
+        return CLIENT_OPT_DONE;
+    }
     default:
         return CLIENT_OPT_OTHER;
     }
@@ -566,6 +960,8 @@ int client_start_finish(struct client_opts *o, struct start_opts *s, int argc, c
                                   s->req.command);
     s->req.args = s->args;
     s->req.n_args = s->n_args;
+    s->req.env = s->env;
+    s->req.n_env = s->n_env;
     return 0;
 }
 
@@ -673,8 +1069,36 @@ static void print_final(const struct client_opts *o, const char *id,
             dur);
 }
 
+/* Writes a chunk with each line that begins in it prefixed by the chunk's receive time;
+ * *at_start says whether the stream's previous chunk ended its line. 0 or -errno. */
+static int write_stamped(int fd, const uint8_t *p, size_t len, int64_t time_ms, bool *at_start)
+{
+    char stamp[40];
+    struct tm tm;
+    time_t sec = (time_t)(time_ms / 1000);
+    size_t n;
+    int r;
+
+    (void)gmtime_r(&sec, &tm);
+    n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+    (void)snprintf(stamp + n, sizeof(stamp) - n, ".%03dZ ", (int)(time_ms % 1000));
+    while (len) {
+        const uint8_t *nl = memchr(p, '\n', len);
+        size_t line = nl ? (size_t)(nl - p) + 1 : len;
+        if (*at_start && (r = proc_write_fd(fd, stamp, strlen(stamp))) < 0)
+            return r;
+        if ((r = proc_write_fd(fd, p, line)) < 0)
+            return r;
+        *at_start = nl != NULL;
+        p += line;
+        len -= line;
+    }
+    return 0;
+}
+
 int client_follow(const struct client_opts *o, struct rpc_client *c, const struct follow_opts *f)
 {
+    bool line_start[2] = {true, true}; /* --timestamps: stdout's and stderr's */
     Runjob__V1__StreamRequest req = RUNJOB__V1__STREAM_REQUEST__INIT;
     Runjob__V1__JobStatus *last = NULL;
     struct rpc_stream *s = NULL;
@@ -690,6 +1114,7 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     req.select = f->select;
     req.offset = f->offset;
     req.no_follow = f->no_follow;
+    req.stop_on_disconnect = f->tie;
     if (rpc_client_stream_open(c, &req, &s, &err) < 0)
         return client_fail(o, &err);
 
@@ -738,7 +1163,14 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
         bool *ok = to_err ? &err_ok : &out_ok;
         if (!*ok)
             continue;
-        r = proc_write_fd(to_err ? STDERR_FILENO : STDOUT_FILENO, ch.data, ch.len);
+        if (f->since_ms > 0 && ch.time_ms && ch.time_ms < f->since_ms)
+            continue;
+        if (f->timestamps)
+            r = write_stamped(
+                to_err ? STDERR_FILENO : STDOUT_FILENO, ch.data, ch.len, ch.time_ms,
+                &line_start[ch.stream == RUNJOB__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR]);
+        else
+            r = proc_write_fd(to_err ? STDERR_FILENO : STDOUT_FILENO, ch.data, ch.len);
         if (r == -EPIPE) {
             /* Nobody reads any more (`| head`): end as a local pipeline would, by SIGPIPE. */
             piped = true;
@@ -854,6 +1286,7 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
     if ((r = client_dial(&o, &c)) != 0)
         goto out;
     if (rpc_client_start(c, &s.req, &job, &err) < 0) {
+        limit_in_flag_words(&s, &err);
         r = client_fail(&o, &err);
         /* The command itself could not be run: 127 not found, 126 not executable (sh's). */
         if (err.code == RPC_FAILED_PRECONDITION && strstr(err.message, "could not start: "))
@@ -866,7 +1299,8 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
     } else {
         if (!run)
             fprintf(stderr, "%s\n", job->id);
-        struct follow_opts f = {.id = job->id, .stop_on_signal = true, .exit_code = true};
+        struct follow_opts f = {
+            .id = job->id, .stop_on_signal = true, .exit_code = true, .tie = run};
         (void)fflush(stdout);
         r = client_follow(&o, c, &f);
     }

@@ -10,11 +10,14 @@
  * not execute / did not find (start and run, as sh and docker say it), 141 (128 + SIGPIPE)
  * when whoever read the output went away; run and start -f otherwise exit as the job did. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "applets/applets.h"
+#include "applets/context-store.h"
 #include "core/cleanup.h"
+#include "core/id.h"
 #include "core/rpc.h"
 
 /* The shell's status for a process killed by SIGPIPE; we ignore the signal and see EPIPE. */
@@ -29,14 +32,23 @@ struct client_opts {
     char verb[16]; /* "start", "query", ...; "" for a program's own flags (jobctl, certs) */
     char **argv;   /* for messages about unknown flags */
     int argc;
+    const struct option *longopts; /* client_parse_flags': "did you mean" for unknown flags */
     bool escape;      /* the parser's messages escape the flags they quote (\u000a), as certs' do */
     const char *host; /* NULL until set by a flag or client_opts_finish */
     int port;         /* 0 until set */
+    int host_port;    /* the port of -H HOST:PORT, 0 without one */
     const char *ca_path, *cert_path, *key_path, *user;
+    const char *context; /* --context NAME */
     enum client_output output;
     bool output_given; /* -o was on the command line (for verbs without formats) */
     bool dashdash;     /* with '+', client_parse_flags stopped at a `--`, which it took */
-    char cert_buf[1024], key_buf[1024];
+    /* client_opts_finish: the context in use ("" none) and the values taken from it */
+    char ctx_name[CSTORE_NAME_MAX + 1];
+    char ctx_host[256], ctx_certs_dir[PATH_MAX];
+    char ctx_ca[PATH_MAX], ctx_cert[PATH_MAX], ctx_key[PATH_MAX];
+    int ctx_port;
+    char host_buf[256], env_host_buf[256];
+    char cert_buf[PATH_MAX + 32], key_buf[PATH_MAX + 32];
 };
 
 /* Long-only option codes (shared flags); applets number their own from CLIENT_OPT_APPLET. */
@@ -44,6 +56,7 @@ enum {
     CLIENT_OPT_CA = 0x100,
     CLIENT_OPT_CERT,
     CLIENT_OPT_KEY,
+    CLIENT_OPT_CONTEXT,
     CLIENT_OPT_APPLET = 0x120,
 };
 
@@ -58,21 +71,27 @@ enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
         {"output", required_argument, NULL, 'o'},                                                  \
         {"ca-cert-path", required_argument, NULL, CLIENT_OPT_CA},                                  \
         {"client-cert-path", required_argument, NULL, CLIENT_OPT_CERT},                            \
-        {"client-key-path", required_argument, NULL, CLIENT_OPT_KEY}
+        {"client-key-path", required_argument, NULL, CLIENT_OPT_KEY},                              \
+        {"context", required_argument, NULL, CLIENT_OPT_CONTEXT}
 /* clang-format on */
 
 /* clang-format off */
 #define CLIENT_USAGE_CONNECTION                                                                    \
-    "Connection (flags beat the environment variables in brackets):\n"                             \
-    "  -H, --server-host HOST     server name or address (localhost) [RUNJOB_SERVER_HOST]\n"      \
+    "Connection (each setting from the first of: its flag, its environment variable in\n"           \
+    "brackets, the context, the default in parentheses):\n"                                       \
+    "  -H, --server-host HOST     server name or address, or HOST:PORT, [ADDRESS]:PORT\n"        \
+    "                             (localhost) [RUNJOB_SERVER_HOST]\n"                            \
     "  -P, --server-port PORT     server port (8080) [RUNJOB_SERVER_PORT]\n"                      \
-    "  -u, --user NAME            use certs/NAME-cert.pem and certs/NAME-key.pem [RUNJOB_USER]\n" \
+    "  -u, --user NAME            use NAME-cert.pem and NAME-key.pem of certs/ (or of the\n"     \
+    "                             context's certs directory) [RUNJOB_USER]\n"                    \
     "      --ca-cert-path FILE    CA that signed the server (certs/root-ca-cert.pem)\n"           \
     "                             [RUNJOB_CA_CERT_PATH]\n"                                        \
     "      --client-cert-path FILE  your certificate (certs/client-cert.pem)\n"                   \
     "                             [RUNJOB_CLIENT_CERT_PATH]\n"                                    \
     "      --client-key-path FILE   your private key (certs/client-key.pem)\n"                    \
-    "                             [RUNJOB_CLIENT_KEY_PATH]\n"
+    "                             [RUNJOB_CLIENT_KEY_PATH]\n"                                     \
+    "      --context NAME         the saved settings to use (runjob context) [RUNJOB_CONTEXT];\n" \
+    "                             without either, the current context, if there is one\n"
 #define CLIENT_USAGE_HELP "  -h, --help                 this help\n"
 /* The usage of the shared flags; _NO_OUTPUT for verbs without output formats (stream). */
 #define CLIENT_USAGE                                                                               \
@@ -119,9 +138,32 @@ int client_parse_after_command(struct client_opts *o, const char *shortopts,
                                const struct option *longopts, const char *usage,
                                client_flag_fn on_flag, void *ctx, const char *own, int first,
                                int *ret_next);
-/* Fills what flags left unset from the environment, then the defaults. 0, or 2 on a bad
- * environment value (message printed). */
+/* Fills what flags left unset from the environment, then the context (--context, else
+ * RUNJOB_CONTEXT, else the current one: applets/context-store.h), then the defaults. 0, or 2
+ * on a bad environment value, an unknown context, an unreadable contexts file or a port given
+ * two ways that differ (message printed). */
 int client_opts_finish(struct client_opts *o);
+/* HOST, HOST:PORT, [ADDRESS]:PORT or a bare IPv6 address (more than one ':'): *ret_host (in
+ * buf when a port was split off) and *ret_port (0 without one). -EINVAL for an empty host or
+ * a port not in 1-65535, -ENAMETOOLONG. */
+int client_split_host_port(const char *s, char *buf, size_t cap, const char **ret_host,
+                           int *ret_port);
+/* The contexts: 0 with *ret (an empty store when the file does not exist) and the file's
+ * directory in dir, or 2 with the message printed (no directory for it, unreadable file,
+ * parse error with its line). */
+int client_context_load(const struct client_opts *o, char *dir, size_t cap, struct cstore **ret);
+/* The context asked for: --context, else RUNJOB_CONTEXT, else the current one; NULL for none.
+ * *ret_from names where it came from, for messages. */
+const char *client_context_wanted(const struct client_opts *o, const struct cstore *s,
+                                  const char **ret_from);
+/* Whether client_opts_finish will take settings from a context: one is named (--context,
+ * RUNJOB_CONTEXT) or one is current. True too when the contexts file cannot be read, so that
+ * client_opts_finish gets to say why. Prints nothing. */
+bool client_context_active(const struct client_opts *o);
+/* Prints that context name (asked for by from) does not exist, with the names there are;
+ * returns 2. */
+int client_context_unknown(const struct client_opts *o, const struct cstore *s, const char *name,
+                           const char *from);
 /* client_opts_finish, then client_dial: 0 with *ret, or the exit code (message printed). */
 int client_connect(struct client_opts *o, struct rpc_client **ret);
 /* Exactly one positional argument (what names it in the message): 0 with *ret, or 2. */
@@ -130,7 +172,14 @@ int client_one_arg(const struct client_opts *o, int argc, char **argv, const cha
 /* The one positional argument as a job id: a UUID in any case is lower-cased (in argv), as
  * the server wants it; anything else is passed as typed, for the server to judge. 0 or 2. */
 int client_job_id_arg(const struct client_opts *o, int argc, char **argv, const char **ret);
-/* Opens the mTLS channel: 0, or CLIENT_EXIT_FAILED with the error printed. */
+/* Whether the client certificate at path, valid from not_before to not_after (epoch seconds),
+ * may be used at now: 0, or -EKEYEXPIRED (expired) / -EKEYREJECTED (not valid yet) with the
+ * one line that says so, and what to do, in msg. */
+int client_cert_time_check(const char *path, int64_t not_before, int64_t not_after, int64_t now,
+                           char *msg, size_t cap);
+/* Opens the mTLS channel: 0, or CLIENT_EXIT_FAILED with the error printed. The client's own
+ * certificate's dates are checked first (client_cert_time_check): the server's refusal of an
+ * expired certificate comes back as a bare handshake failure. */
 int client_dial(const struct client_opts *o, struct rpc_client **ret);
 /* Prints "<prog>: <verb>: <message> (<CODE>)" to stderr; returns CLIENT_EXIT_FAILED. */
 int client_fail(const struct client_opts *o, const struct rpc_error *err);
@@ -143,6 +192,28 @@ int client_print_json(const ProtobufCMessage *m);
 int client_print_jobs(const struct client_opts *o, Runjob__V1__JobStatus *const *jobs, size_t n,
                       bool list, bool owner);
 
+/* ---- naming jobs (client-jobs.c) ---- */
+
+/* What the server's List said, fetched once per command when a name or prefix needs it. */
+struct client_jobs;
+void client_jobs_free(struct client_jobs *js); /* NULL-safe */
+/* The job that arg names, its id into ret: a full id (any case; no call to the server), else
+ * the caller's most recent job named arg, else the one job whose id starts with arg (any
+ * case). *jsp caches the List between calls (NULL at first; free with client_jobs_free).
+ * 0, or the exit code with one line printed: 255 when nothing or several jobs match (they are
+ * listed), 2 for an empty arg. */
+int client_jobs_resolve(const struct client_opts *o, struct rpc_client *c, struct client_jobs **jsp,
+                        const char *arg, char ret[ID_LEN + 1]);
+/* The ids of the caller's own jobs (running or starting ones only, with running_only), oldest
+ * first, in a new array (free it). 0, or the exit code with one line printed. */
+int client_jobs_mine(const struct client_opts *o, struct rpc_client *c, struct client_jobs **jsp,
+                     bool running_only, char (**ret)[ID_LEN + 1], size_t *ret_n);
+
+static inline void client_jobs_freep(struct client_jobs **js)
+{
+    client_jobs_free(*js);
+}
+
 /* ---- start and run ---- */
 
 struct start_opts {
@@ -150,8 +221,12 @@ struct start_opts {
     Runjob__V1__Limits limits;
     char **args; /* -A values, then the positional ones (pointers into argv) */
     size_t n_args;
+    char **env; /* KEY=VALUE, owned: --env-file's first, then --env's (the server lets a later
+                   KEY win) */
+    size_t n_env, n_env_file;
     bool follow;
     bool dry_run;
+    const char *limit_args[7]; /* the limit flags' values as typed, START_OPT_CPU order */
 };
 
 #define START_SHORTOPTS "j:A:c:f"
@@ -165,6 +240,10 @@ enum {
     START_OPT_PIDS,
     START_OPT_NETWORK,
     START_OPT_DRY_RUN,
+    START_OPT_ENV,
+    START_OPT_ENV_FILE,
+    START_OPT_WORKDIR,
+    START_OPT_TIMEOUT,
 };
 /* clang-format off */
 #define START_LONGOPTS                                                                             \
@@ -178,7 +257,11 @@ enum {
         {"wbps", required_argument, NULL, START_OPT_WBPS},                                         \
         {"pids", required_argument, NULL, START_OPT_PIDS},                                         \
         {"network", required_argument, NULL, START_OPT_NETWORK},                                   \
-        {"dry-run", no_argument, NULL, START_OPT_DRY_RUN}
+        {"dry-run", no_argument, NULL, START_OPT_DRY_RUN},                                         \
+        {"env", required_argument, NULL, START_OPT_ENV},                                           \
+        {"env-file", required_argument, NULL, START_OPT_ENV_FILE},                                 \
+        {"workdir", required_argument, NULL, START_OPT_WORKDIR},                                   \
+        {"timeout", required_argument, NULL, START_OPT_TIMEOUT}
 /* clang-format on */
 
 /* The server's limits (core/rpc.h), spelled into the help from their constants. */
@@ -199,6 +282,15 @@ enum {
     "      --rbps BYTES, --wbps BYTES  disk read / write bytes per second (10M)\n"               \
     "      --pids N               most processes and threads the job may have\n"                 \
     "      --network none|host    no network but loopback (default), or the host's\n"            \
+    "      --env KEY=VALUE        an environment variable (repeatable; KEY alone takes its\n"    \
+    "                             value from here); the job's default environment is only\n"     \
+    "                             PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:\n"     \
+    "                             /sbin:/bin and HOME=/; --env adds to it or replaces\n"         \
+    "      --env-file FILE        KEY=VALUE lines ('#' comments, blank lines skipped), before\n" \
+    "                             the --env flags, which win\n"                                  \
+    "      --workdir DIR          start the command in DIR (absolute, as the job sees it; /)\n" \
+    "      --timeout DURATION     stop the job that long after it starts (30s, 2h; with the\n"   \
+    "                             server's stop signal and grace); status says timed out\n"     \
     "      --dry-run              print the request as JSON and send nothing\n"
 /* clang-format on */
 
@@ -243,7 +335,20 @@ struct follow_opts {
     bool no_follow;
     bool stop_on_signal; /* run: Ctrl-C stops the job (a second Ctrl-C kills it) */
     bool exit_code;      /* return the job's exit code rather than 0 */
+    bool tie;            /* run: the server stops the job if this client goes away */
+    int64_t since_ms;    /* > 0: skip output received before this time (epoch ms) */
+    bool timestamps;     /* each line with the time the server received it (RFC 3339) */
 };
+
+/* ---- stream --tail (client-tail.c) ---- */
+
+/* Where the last `lines` lines of buf[0..len) begin (a newline that ends buf ends the last
+ * line): 1 with *ret set; 0 when buf holds fewer lines (*ret 0). lines 0: *ret = len. Pure. */
+int client_tail_lines(const uint8_t *buf, size_t len, uint64_t lines, size_t *ret);
+/* The offset at which the last `lines` lines of f's job's selected output begin now (0 lines:
+ * its end, to follow from now): 0 with *ret, or the exit code (message printed). */
+int client_tail_offset(const struct client_opts *o, struct rpc_client *c,
+                       const struct follow_opts *f, uint64_t lines, uint64_t *ret);
 
 /* Blocks SIGINT, SIGTERM and SIGHUP in this thread (call before client_dial, so gRPC's threads
  * inherit the mask) for a later client_follow with stop_on_signal. */
@@ -262,4 +367,9 @@ int client_start_main(int argc, char **argv, const char *usage, bool run);
 static inline void rpc_client_freep(struct rpc_client **c)
 {
     rpc_client_free(*c);
+}
+
+static inline void rpc_client_stream_freep(struct rpc_stream **s)
+{
+    rpc_client_stream_free(*s);
 }

@@ -357,11 +357,13 @@ const char *fmt_status_word(char *buf, size_t cap, const Runjob__V1__JobStatus *
 
     switch (st->state) {
     case RUNJOB__V1__JOB_STATE__JOB_STATE_EXITED:
-        (void)snprintf(buf, cap, "exited with code %d", st->exit_code);
+        (void)snprintf(buf, cap, "exited with code %d%s", st->exit_code,
+                       st->timed_out ? " (timed out)" : "");
         break;
     case RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED:
-        (void)snprintf(buf, cap, "killed by %s%s", fmt_signal_name(sig, sizeof(sig), st->signal),
-                       st->oom_killed ? " (out of memory)" : "");
+        (void)snprintf(buf, cap, "killed by %s%s%s", fmt_signal_name(sig, sizeof(sig), st->signal),
+                       st->oom_killed ? " (out of memory)" : "",
+                       st->timed_out ? " (timed out)" : "");
         break;
     case RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START:
     case RUNJOB__V1__JOB_STATE__JOB_STATE_LOST:
@@ -466,9 +468,13 @@ struct table *fmt_jobs_table(Runjob__V1__JobStatus *const *jobs, size_t n, bool 
             fmt_duration(cpu, sizeof(cpu), (int64_t)(st->usage->cpu_usec / 1000));
             fmt_bytes(out, sizeof(out), st->usage->output_bytes);
         }
-        (void)snprintf(flags, sizeof(flags), "%s%s%s", st->oom_killed ? "oom" : "",
-                       st->oom_killed && st->usage && st->usage->output_truncated ? "," : "",
-                       st->usage && st->usage->output_truncated ? "truncated" : "");
+        {
+            bool trunc = st->usage && st->usage->output_truncated;
+            (void)snprintf(flags, sizeof(flags), "%s%s%s%s%s", st->oom_killed ? "oom" : "",
+                           st->oom_killed && (trunc || st->timed_out) ? "," : "",
+                           st->timed_out ? "timeout" : "", st->timed_out && trunc ? "," : "",
+                           trunc ? "truncated" : "");
+        }
         if (st->pid > 0)
             (void)snprintf(pid, sizeof(pid), "%d", st->pid);
         if (st->limits) { /* only the limits that apply; 0 is "none" */

@@ -5,6 +5,7 @@
 
 #include "applets/client.h"
 #include "applets/format.h"
+#include "applets/suggest.h"
 
 static const char usage[] =
     "Usage: runjob list [flags]\n"
@@ -31,6 +32,29 @@ struct list_filter {
     bool quiet;
 };
 
+/* "--state 'runing' is not a job state (starting, running, ...); did you mean 'running'?" */
+static int bad_state(struct client_opts *o, const char *typed)
+{
+    const ProtobufCEnumDescriptor *d = &runjob__v1__job_state__descriptor;
+    char names[16][32], all[256] = "", hint[128];
+    const char *cands[16];
+    size_t n = 0, len = 0;
+
+    /* The words the table prints, in the proto's order, as completion offers them. */
+    for (unsigned i = 0; i < d->n_values && n < 16; i++) {
+        fmt_state_name(names[n], sizeof(names[n]), d->values[i].value);
+        if (strcmp(names[n], "?") == 0)
+            continue;
+        len += (size_t)snprintf(all + len, sizeof(all) - len, "%s%s", n ? ", " : "", names[n]);
+        if (len >= sizeof(all))
+            break;
+        cands[n] = names[n];
+        n++;
+    }
+    (void)suggest_text(typed, cands, n, "", hint, sizeof(hint));
+    return client_usage_error(o, "--state '%s' is not a job state (%s)%s", typed, all, hint);
+}
+
 static int take_list_flag(struct client_opts *o, int opt, const char *arg, void *ctx)
 {
     struct list_filter *lf = ctx;
@@ -50,7 +74,7 @@ static int take_list_flag(struct client_opts *o, int opt, const char *arg, void 
         for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             int st;
             if (fmt_parse_state(t, &st) < 0)
-                return client_usage_error(o, "--state '%s' is not a job state", t);
+                return bad_state(o, t);
             lf->states |= 1u << st;
         }
         if (!lf->states)

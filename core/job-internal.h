@@ -60,6 +60,9 @@ struct job {
     bool kill_now;       /* event thread: kill the cgroup at once */
     bool force_killed;   /* the cgroup was killed by a stop */
     int64_t deadline_ms; /* CLOCK_MONOTONIC; 0 = none */
+    int64_t timeout_at;  /* CLOCK_MONOTONIC: the stop of job_spec.timeout_ms; 0 = none */
+    int timeout_signal;
+    int64_t timeout_grace_ms;
     struct stop_waiter *waiters;
 
     /* Under r->mu. */

@@ -319,10 +319,11 @@ static char **build_argv(const struct job_spec *spec)
     return v;
 }
 
+const char *const job_default_env[] = {
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", NULL};
+
 static int write_spec_memfd(const struct job_spec *spec, int *ret_fd)
 {
-    static const char *const min_env[] = {
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", NULL};
     _cleanup_free_ char **argv = build_argv(spec);
     _cleanup_free_ void *blob = NULL;
     _cleanup_close_ int fd = -1;
@@ -337,7 +338,7 @@ static int write_spec_memfd(const struct job_spec *spec, int *ret_fd)
         .path = spec->path,
         .cwd = spec->cwd ? spec->cwd : "/",
         .argv = (const char *const *)argv,
-        .envp = spec->env ? spec->env : min_env,
+        .envp = spec->env ? spec->env : job_default_env,
         .uid = spec->uid,
         .gid = spec->gid,
         .host_net = spec->network == JOB_NET_HOST,
@@ -533,6 +534,11 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     j->status.state = JOB_RUNNING;
     j->status.pid = sh.pid;
     j->status.start_ms = clock_ms(CLOCK_REALTIME);
+    if (spec->timeout_ms > 0) {
+        j->timeout_at = clock_ms(CLOCK_MONOTONIC) + spec->timeout_ms;
+        j->timeout_signal = spec->timeout_signal ? spec->timeout_signal : SIGTERM;
+        j->timeout_grace_ms = spec->timeout_grace_ms;
+    }
 
     pthread_mutex_lock(&r->mu);
     j->next = r->jobs;
@@ -549,7 +555,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         log_debug("job %s: epoll_ctl: %s", j->id, strerror(errno));
     if (job_epoll_add(r, j->pidfd, &j->w_pid) < 0)
         log_debug("job %s: epoll_ctl pidfd: %s", j->id, strerror(errno));
-    if (j->kill_now)
+    if (j->kill_now || j->timeout_at) /* the event thread arms the timer */
         job_runner_wake(r);
     *ret = j;
     return 0;

@@ -275,7 +275,29 @@ static void handle_spawn_reqs(struct job_runner *r)
     }
 }
 
-/* Kills the cgroups whose stop deadline passed and re-arms the timer for the next one. */
+/* With j->mu held: a timeout that came stops the job as job_stop_async would (its signal now,
+ * the kill at the end of its grace). Returns the job's next deadline to wait for, or 0. */
+static int64_t handle_timeout_locked(struct job *j, int64_t now)
+{
+    if (!j->timeout_at)
+        return 0;
+    if (j->timeout_at > now)
+        return j->timeout_at;
+    j->timeout_at = 0;
+    j->status.timed_out = true;
+    if (j->timeout_signal == SIGKILL || j->timeout_grace_ms < 0) {
+        j->kill_now = true;
+        return 0;
+    }
+    if (!j->deadline_ms || now + j->timeout_grace_ms < j->deadline_ms)
+        j->deadline_ms = now + j->timeout_grace_ms;
+    /* The shim forwards it to the command's process group. ESRCH: already exiting. */
+    (void)pidfd_send_signal(j->pidfd, j->timeout_signal, NULL, 0);
+    return 0;
+}
+
+/* Stops the jobs whose timeout came, kills the cgroups whose stop deadline passed and re-arms
+ * the timer for the next of either. */
 static void handle_deadlines(struct job_runner *r)
 {
     int64_t now = clock_ms(CLOCK_MONOTONIC), next = 0;
@@ -287,6 +309,9 @@ static void handle_deadlines(struct job_runner *r)
 
         pthread_mutex_lock(&j->mu);
         if (!j->ended) {
+            int64_t t = handle_timeout_locked(j, now);
+            if (t && (!next || t < next))
+                next = t;
             if (j->kill_now || (j->deadline_ms && j->deadline_ms <= now)) {
                 kill_it = true;
                 if (!j->reaped)

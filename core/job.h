@@ -51,16 +51,25 @@ struct job_runner_config {
 #define JOB_PRESPAWN_MAX     8
 #define JOB_PRESPAWN_DEFAULT 2 /* back-to-back starts never wait for a clone */
 
+/* The environment of a job whose spec names none: PATH (the usual directories) and HOME=/.
+ * NULL-terminated "K=V" strings. */
+extern const char *const job_default_env[];
+
 struct job_spec {
     const char *id;          /* unique id (UUID); names the cgroup and the hostname */
     const char *path;        /* absolute path of the command */
     const char *const *args; /* arguments without argv[0]; n_args of them */
     size_t n_args;
-    const char *const *env; /* NULL-terminated "K=V"; NULL = minimal (PATH, HOME=/) */
+    const char *const *env; /* NULL-terminated "K=V"; NULL = job_default_env */
     const char *cwd;        /* NULL = "/" */
     struct limits limits;
     enum job_network network;
-    uid_t uid; /* job user; default nobody (65534) is the caller's choice */
+    /* > 0: that long after its start the job is stopped as job_stop_async(timeout_signal,
+     * timeout_grace_ms) would, and its status says timed_out. */
+    int64_t timeout_ms;
+    int timeout_signal;       /* 0 = SIGTERM */
+    int64_t timeout_grace_ms; /* < 0: kill at once */
+    uid_t uid;                /* job user; default nobody (65534) is the caller's choice */
     gid_t gid;
     struct outlog *log; /* output goes here; caller owns, keeps it alive past the job */
     /* The job's cgroup made ahead by job_spare_new() for this id, or NULL (job_start makes
@@ -75,6 +84,7 @@ struct job_status {
     int exit_code; /* JOB_EXITED */
     int signal;    /* JOB_KILLED: terminating signal (9 when force-killed) */
     bool oom_killed;
+    bool timed_out;           /* stopped because its timeout_ms ran out */
     char error[256];          /* JOB_FAILED_TO_START / JOB_LOST: why, in plain words */
     int64_t start_ms, end_ms; /* Unix epoch ms; end 0 while running */
     uint64_t cpu_usec;        /* live while running, final after */

@@ -60,11 +60,17 @@ int jobtab_record_format(const struct jobtab_spec *spec, const struct jobtab_sta
     (void)strbuf_printf(b, "pids=%" PRIu64 "\n", spec->limits.pids);
     (void)strbuf_printf(b, "network=%s\n", spec->network == JOB_NET_HOST ? "host" : "none");
     (void)strbuf_printf(b, "created_ns=%" PRIu64 "\n", spec->created_ns);
+    if (spec->workdir && spec->workdir[0])
+        put_str(b, "workdir", spec->workdir);
+    if (spec->timeout_ms > 0)
+        (void)strbuf_printf(b, "timeout_ms=%" PRId64 "\n", spec->timeout_ms);
     (void)strbuf_printf(b, "state=%s\n",
                         s <= JOB_LOST ? job_state_name((enum job_state)s) : "LOST");
     (void)strbuf_printf(b, "exit_code=%d\n", js->exit_code);
     (void)strbuf_printf(b, "signal=%d\n", js->signal);
     (void)strbuf_printf(b, "oom_killed=%d\n", js->oom_killed ? 1 : 0);
+    if (js->timed_out)
+        (void)strbuf_printf(b, "timed_out=1\n");
     put_str(b, "error", js->error);
     (void)strbuf_printf(b, "start_ms=%" PRId64 "\n", js->start_ms);
     (void)strbuf_printf(b, "end_ms=%" PRId64 "\n", js->end_ms);
@@ -157,6 +163,7 @@ void jobtab_spec_clear(struct jobtab_spec *spec)
     free(spec->owner);
     free(spec->name);
     free(spec->command);
+    free(spec->workdir);
     for (size_t i = 0; i < spec->n_args; i++)
         free(spec->args[i]);
     free(spec->args);
@@ -202,11 +209,16 @@ static int parse_line(const char *k, size_t kn, const char *v, size_t vn, struct
         return parse_i64(v, vn, &js->start_ms);
     if (key_is(k, kn, "end_ms"))
         return parse_i64(v, vn, &js->end_ms);
-    if (key_is(k, kn, "oom_killed") || key_is(k, kn, "output_truncated")) {
+    if (key_is(k, kn, "timeout_ms"))
+        return parse_i64(v, vn, &spec->timeout_ms);
+    if (key_is(k, kn, "oom_killed") || key_is(k, kn, "output_truncated") ||
+        key_is(k, kn, "timed_out")) {
         if (parse_u64(v, vn, &u) < 0 || u > 1)
             return -EBADMSG;
         if (key_is(k, kn, "oom_killed"))
             js->oom_killed = u;
+        else if (key_is(k, kn, "timed_out"))
+            js->timed_out = u;
         else
             st->output_truncated = u;
         return 0;
@@ -266,6 +278,8 @@ static int parse_line(const char *k, size_t kn, const char *v, size_t vn, struct
         *seen |= 1u << 2;
     } else if (key_is(k, kn, "name")) {
         strp = &spec->name;
+    } else if (key_is(k, kn, "workdir")) {
+        strp = &spec->workdir;
     } else {
         return 0; /* a key from a newer version: ignore */
     }

@@ -450,7 +450,24 @@ int jobtab_add_in(struct jobtab *t, struct jobtab_spare **spare, const char *own
                   const char *name, const char *command, const char *const *args, size_t n_args,
                   const struct limits *limits, enum job_network network, struct jobtab_entry **ret)
 {
+    struct jobtab_spec want = {
+        .owner = (char *)owner,
+        .name = (char *)name,
+        .command = (char *)command,
+        .args = (char **)args,
+        .n_args = n_args,
+        .limits = *limits,
+        .network = network,
+    };
+
+    return jobtab_add_spec(t, spare, &want, ret);
+}
+
+int jobtab_add_spec(struct jobtab *t, struct jobtab_spare **spare, const struct jobtab_spec *want,
+                    struct jobtab_entry **ret)
+{
     _cleanup_free_ struct jobtab_spare *sl = NULL;
+    const char *owner = want->owner;
     struct jobtab_entry *e;
     unsigned running = 0;
     int r;
@@ -459,23 +476,25 @@ int jobtab_add_in(struct jobtab *t, struct jobtab_spare **spare, const char *own
     if (!e)
         return -ENOMEM;
     e->spec.owner = strdup(owner);
-    e->spec.name = strdup(name ? name : "");
-    e->spec.command = strdup(command);
-    e->spec.args = calloc(n_args + 1, sizeof(char *));
-    if (!e->spec.owner || !e->spec.name || !e->spec.command || !e->spec.args) {
+    e->spec.name = strdup(want->name ? want->name : "");
+    e->spec.command = strdup(want->command);
+    e->spec.args = calloc(want->n_args + 1, sizeof(char *));
+    e->spec.workdir = strdup(want->workdir ? want->workdir : "");
+    if (!e->spec.owner || !e->spec.name || !e->spec.command || !e->spec.args || !e->spec.workdir) {
         entry_free(e);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < n_args; i++) {
-        e->spec.args[i] = strdup(args[i]);
+    for (size_t i = 0; i < want->n_args; i++) {
+        e->spec.args[i] = strdup(want->args[i]);
         if (!e->spec.args[i]) {
             entry_free(e);
             return -ENOMEM;
         }
         e->spec.n_args++;
     }
-    e->spec.limits = *limits;
-    e->spec.network = network;
+    e->spec.limits = want->limits;
+    e->spec.network = want->network;
+    e->spec.timeout_ms = want->timeout_ms;
     e->status.job.state = JOB_STARTING;
     e->status.job.start_ms = clock_ms(CLOCK_REALTIME);
 

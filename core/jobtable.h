@@ -57,6 +57,8 @@ struct jobtab_spec {
     enum job_network network;
     uint64_t created_ns; /* when jobtab_add made it (CLOCK_REALTIME); orders the jobs started
                             within one millisecond after a restart (0 in older records) */
+    char *workdir;       /* the directory the command starts in; NULL or "" = "/" */
+    int64_t timeout_ms;  /* > 0: the job is stopped that long after its start */
 };
 
 /* What a job is; changes over its life. */
@@ -138,6 +140,10 @@ void jobtab_spare_free(struct jobtab *t, struct jobtab_spare *spare);
 /* jobtab_add in the folder of *spare (NULL or *spare NULL: one is made now). *spare is taken
  * (set to NULL) once the job is in the table, whatever happens next; on -EEXIST and -EUSERS it
  * is left to the caller, still usable. */
+/* jobtab_add_in with the job described by want: owner, name, command, args, limits, network,
+ * workdir, timeout_ms (its id and created_ns are ignored; the strings are copied). */
+int jobtab_add_spec(struct jobtab *t, struct jobtab_spare **spare, const struct jobtab_spec *want,
+                    struct jobtab_entry **ret);
 int jobtab_add_in(struct jobtab *t, struct jobtab_spare **spare, const char *owner,
                   const char *name, const char *command, const char *const *args, size_t n_args,
                   const struct limits *limits, enum job_network network, struct jobtab_entry **ret);

@@ -50,6 +50,7 @@ struct start {
     struct outlog *log;
     struct job_spare *cg; /* made ahead, or NULL; job_start takes it */
     uid_t uid;            /* the job's (uid_take), given back if it does not run */
+    char **env;           /* the job's whole environment, or NULL for the default */
     jm_started_fn done;
     void *userdata;
     int64_t begun_ms; /* CLOCK_MONOTONIC when jm_start_async took it */
@@ -411,6 +412,63 @@ static void started_init(struct jm_started *st, struct jobtab_entry *e)
 }
 
 /* The job is recorded FAILED_TO_START with why, its log closed, and done told. */
+static void strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* Frees a Start, with its reference to the job. */
+static void start_free(struct start *s)
+{
+    if (s) {
+        strv_free(s->env);
+        jobtab_entry_put(s->e);
+    }
+    free(s);
+}
+
+/* The job's environment: job_default_env, then rq's, a later entry of a key replacing the
+ * earlier one in its place. 0 with *ret (NULL when rq names none: the default as it is), or
+ * -ENOMEM. */
+static int build_env(const struct jm_start_request *rq, char ***ret)
+{
+    size_t n_def = 0, n = 0;
+    char **v;
+
+    *ret = NULL;
+    if (!rq->n_env)
+        return 0;
+    while (job_default_env[n_def])
+        n_def++;
+    v = calloc(n_def + rq->n_env + 1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    for (size_t i = 0; i < n_def + rq->n_env; i++) {
+        const char *kv = i < n_def ? job_default_env[i] : rq->env[i - n_def];
+        size_t klen = strcspn(kv, "="), k;
+        char *dup = strdup(kv);
+
+        if (!dup) {
+            strv_free(v);
+            return -ENOMEM;
+        }
+        for (k = 0; k < n; k++)
+            if (strncmp(v[k], kv, klen) == 0 && v[k][klen] == '=')
+                break;
+        if (k < n)
+            free(v[k]);
+        else
+            n++;
+        v[k] = dup;
+    }
+    *ret = v;
+    return 0;
+}
+
 static void start_failed(struct start *s, int err, const char *why)
 {
     struct jobtab_status st = {0};
@@ -476,6 +534,11 @@ static void run_start(struct start *s)
     js.n_args = spec->n_args;
     js.limits = spec->limits;
     js.network = spec->network;
+    js.env = (const char *const *)s->env;
+    js.cwd = spec->workdir && spec->workdir[0] ? spec->workdir : NULL;
+    js.timeout_ms = spec->timeout_ms;
+    js.timeout_signal = m->cfg.stop_signal;
+    js.timeout_grace_ms = m->cfg.stop_grace_ms;
     js.uid = s->uid;
     js.gid = gid_of(m, s->uid);
     js.log = s->log;
@@ -521,8 +584,7 @@ static void *start_thread(void *arg)
             start_failed(s, -ESHUTDOWN, "the server is shutting down");
         else
             run_start(s);
-        jobtab_entry_put(s->e);
-        free(s);
+        start_free(s);
         spare_fill(m); /* after the answer: the next Start's folder */
         (void)pthread_mutex_lock(&m->mu);
         m->busy--;
@@ -576,6 +638,7 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
                     void *userdata)
 {
     int64_t begun_ms = clock_ms(CLOCK_MONOTONIC);
+    char **env = NULL;
     struct spare a;
     struct start *s;
     struct jobtab_entry *e = NULL;
@@ -586,23 +649,41 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
         fail_unrecorded(rq, -ENOSPC, why, done, userdata);
         return;
     }
+    if (build_env(rq, &env) < 0) {
+        fail_unrecorded(rq, -ENOMEM, "the server is out of memory", done, userdata);
+        return;
+    }
     a = spare_take(m);
     s = calloc(1, sizeof(*s));
-
     if (!s) {
+        strv_free(env);
         spare_put_back(m, &a);
         fail_unrecorded(rq, -ENOMEM, "the server is out of memory", done, userdata);
         return;
     }
     if (!a.spare && uid_take(m, &a.uid) < 0) { /* no spare, with its uid, was left */
-        free(s);
+        strv_free(env);
+        start_free(s);
         fail_unrecorded(rq, -EAGAIN, "every job uid of the server's range is in use", done,
                         userdata);
         return;
     }
     s->m = m;
-    r = jobtab_add_in(m->table, &a.spare, rq->owner, rq->name ? rq->name : "", rq->command,
-                      rq->args, rq->n_args, &rq->limits, rq->network, &e);
+    s->env = TAKE_PTR(env);
+    {
+        struct jobtab_spec want = {
+            .owner = (char *)rq->owner,
+            .name = (char *)(rq->name ? rq->name : ""),
+            .command = (char *)rq->command,
+            .args = (char **)rq->args,
+            .n_args = rq->n_args,
+            .limits = rq->limits,
+            .network = rq->network,
+            .workdir = (char *)rq->workdir,
+            .timeout_ms = rq->timeout_ms,
+        };
+        r = jobtab_add_spec(m->table, &a.spare, &want, &e);
+    }
     if (r < 0 && !a.spare)
         uid_give_back(m, a.uid); /* a spare still held gives its own back with it */
     if (r == -EEXIST || r == -EUSERS) {
@@ -614,7 +695,7 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
             uid_give_back(m, a.uid);
     }
     if (r < 0) {
-        free(s);
+        start_free(s);
         if (r != -EEXIST && r != -EUSERS)
             log_errno(r, "Start: recording a new job");
         fail_unrecorded(rq, r,
@@ -638,15 +719,13 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
             r = outlog_create(path, m->cfg.max_output_bytes, &s->log);
         if (r == -ENOSPC || r == -EDQUOT) {
             start_failed(s, -ENOSPC, "the server's disk is full");
-            jobtab_entry_put(s->e);
-            free(s);
+            start_free(s);
             return;
         }
         if (r < 0) {
             log_errno(r, "job %s: creating its output log", jobtab_entry_spec(e)->id);
             start_failed(s, -EIO, "the server could not create the job's output log");
-            jobtab_entry_put(s->e);
-            free(s);
+            start_free(s);
             return;
         }
     }

@@ -101,6 +101,14 @@ struct jm_start_request {
     size_t n_args;
     struct limits limits; /* as checked against the server's maxima, defaults applied */
     enum job_network network;
+    /* "K=V" strings over the default environment (job_default_env: PATH, HOME=/); a later
+     * one wins over an earlier one of the same K. Not recorded: they may hold secrets. */
+    const char *const *env;
+    size_t n_env;
+    const char *workdir; /* absolute; NULL or "" = "/" */
+    /* > 0: the job is stopped that long after its start, with the stop signal and grace of
+     * jm_config (stop_signal, stop_grace_ms), and its status says timed_out. */
+    int64_t timeout_ms;
 };
 
 /* What a Start came to. err: 0, or -errno:

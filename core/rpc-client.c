@@ -460,10 +460,60 @@ int rpc_client_remove(struct rpc_client *c, const Runjob__V1__RemoveRequest *req
                  &runjob__v1__remove_response__descriptor, (ProtobufCMessage **)ret, err);
 }
 
+int rpc_client_jobmanager_start(struct rpc_client *c, const Jobmanager__V1__JobCreationRequest *req,
+                                Jobmanager__V1__Job **ret, struct rpc_error *err)
+{
+    return unary(c, RPC_M_JOBMANAGER_START, c->deadline_ms, &req->base,
+                 &jobmanager__v1__job__descriptor, (ProtobufCMessage **)ret, err);
+}
+
+int rpc_client_jobmanager_stop(struct rpc_client *c, const Jobmanager__V1__JobId *req,
+                               struct rpc_error *err)
+{
+    Jobmanager__V1__NilMessage *nil = NULL;
+
+    if (unary(c, RPC_M_JOBMANAGER_STOP, c->deadline_ms, &req->base,
+              &jobmanager__v1__nil_message__descriptor, (ProtobufCMessage **)&nil, err) < 0)
+        return -1;
+    protobuf_c_message_free_unpacked(&nil->base, NULL);
+    return 0;
+}
+
+int rpc_client_jobmanager_query(struct rpc_client *c, const Jobmanager__V1__JobId *req,
+                                Jobmanager__V1__JobStatus **ret, struct rpc_error *err)
+{
+    return unary(c, RPC_M_JOBMANAGER_QUERY, c->deadline_ms, &req->base,
+                 &jobmanager__v1__job_status__descriptor, (ProtobufCMessage **)ret, err);
+}
+
+int rpc_client_jobmanager_list(struct rpc_client *c, Jobmanager__V1__JobStatusList **ret,
+                               struct rpc_error *err)
+{
+    Jobmanager__V1__NilMessage nil = JOBMANAGER__V1__NIL_MESSAGE__INIT;
+
+    return unary(c, RPC_M_JOBMANAGER_LIST, c->deadline_ms, &nil.base,
+                 &jobmanager__v1__job_status_list__descriptor, (ProtobufCMessage **)ret, err);
+}
+
 /* ---- streams ----------------------------------------------------------------------------- */
+
+static int stream_open(struct rpc_client *c, enum rpc_method m, const ProtobufCMessage *req,
+                       struct rpc_stream **ret, struct rpc_error *err);
 
 int rpc_client_stream_open(struct rpc_client *c, const Runjob__V1__StreamRequest *req,
                            struct rpc_stream **ret, struct rpc_error *err)
+{
+    return stream_open(c, RPC_M_STREAM, &req->base, ret, err);
+}
+
+int rpc_client_output_open(struct rpc_client *c, const Jobmanager__V1__StreamOutputRequest *req,
+                           struct rpc_stream **ret, struct rpc_error *err)
+{
+    return stream_open(c, RPC_M_JOBMANAGER_STREAM_OUTPUT, &req->base, ret, err);
+}
+
+static int stream_open(struct rpc_client *c, enum rpc_method m, const ProtobufCMessage *req,
+                       struct rpc_stream **ret, struct rpc_error *err)
 {
     struct rpc_stream *s = calloc(1, sizeof(*s));
     grpc_op ops[4];
@@ -477,14 +527,14 @@ int rpc_client_stream_open(struct rpc_client *c, const Runjob__V1__StreamRequest
     s->cq = grpc_completion_queue_create_for_pluck(NULL);
     /* No deadline: a followed stream lasts as long as the job. */
     s->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq,
-                                                  c->methods[RPC_M_STREAM],
-                                                  gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+                                                  c->methods[m], gpr_inf_future(GPR_CLOCK_REALTIME),
+                                                  NULL);
     s->details = grpc_empty_slice();
     s->status = GRPC_STATUS_UNKNOWN;
     grpc_metadata_array_init(&s->md_initial);
     grpc_metadata_array_init(&s->md_trailing);
 
-    grpc_byte_buffer *send = pack(&req->base);
+    grpc_byte_buffer *send = pack(req);
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[1].op = GRPC_OP_SEND_MESSAGE;

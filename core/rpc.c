@@ -273,6 +273,31 @@ int rpc_check_start(const Runjob__V1__StartRequest *req, const struct rpc_policy
     if (total > RPC_MAX_ARGS_BYTES)
         return fail(err, RPC_INVALID_ARGUMENT, "arguments total %zu bytes (at most %d)", total,
                     RPC_MAX_ARGS_BYTES);
+    if (req->n_env > RPC_MAX_ENV)
+        return fail(err, RPC_INVALID_ARGUMENT, "too many environment variables: %zu (at most %d)",
+                    req->n_env, RPC_MAX_ENV);
+    total = 0;
+    for (size_t i = 0; i < req->n_env; i++) {
+        const char *kv = req->env[i] ? req->env[i] : "";
+        size_t klen = strcspn(kv, "=");
+        total += strlen(kv) + 1;
+        if (klen == 0 || kv[klen] != '=')
+            return fail(err, RPC_INVALID_ARGUMENT, "env[%zu] '%s' is not KEY=VALUE", i,
+                        shorten(kv, b, sizeof(b)));
+    }
+    if (total > RPC_MAX_ENV_BYTES)
+        return fail(err, RPC_INVALID_ARGUMENT, "environment totals %zu bytes (at most %d)", total,
+                    RPC_MAX_ENV_BYTES);
+    if (req->workdir && req->workdir[0] && req->workdir[0] != '/')
+        return fail(err, RPC_INVALID_ARGUMENT, "workdir '%s' is not an absolute path",
+                    shorten(req->workdir, b, sizeof(b)));
+    if (req->workdir && strlen(req->workdir) > RPC_MAX_PATH_BYTES)
+        return fail(err, RPC_INVALID_ARGUMENT, "workdir is longer than %d bytes",
+                    RPC_MAX_PATH_BYTES);
+    if (req->timeout_millis > (uint64_t)RPC_MAX_TIMEOUT_MS)
+        return fail(err, RPC_INVALID_ARGUMENT,
+                    "timeout_millis=%llu is above the maximum %lld (ten years)",
+                    (unsigned long long)req->timeout_millis, (long long)RPC_MAX_TIMEOUT_MS);
     if (req->name && !rpc_name_is_valid(req->name, RPC_MAX_NAME_BYTES))
         return fail(err, RPC_INVALID_ARGUMENT,
                     "job name '%s' is not valid (at most %d bytes of UTF-8, no control "
@@ -339,6 +364,51 @@ int rpc_check_stream(const Runjob__V1__StreamRequest *req, struct rpc_error *err
     case _RUNJOB__V1__OUTPUT_SELECT_IS_INT_SIZE:
     default:
         return fail(err, RPC_INVALID_ARGUMENT, "unknown output selection %d", (int)req->select);
+    }
+}
+
+/* ---- the published design's requests (jobmanager.v1) ------------------------------------- */
+
+int rpc_check_jobmanager_start(const Jobmanager__V1__JobCreationRequest *req,
+                               const struct rpc_policy *p, struct limits *ret_limits,
+                               struct rpc_error *err)
+{
+    Runjob__V1__StartRequest ours = RUNJOB__V1__START_REQUEST__INIT;
+    char b[256];
+
+    /* In the message's own words first; the rest reads the same for both. */
+    if (!req->programpath || !*req->programpath)
+        return fail(err, RPC_INVALID_ARGUMENT, "programPath is empty (give an absolute path)");
+    if (req->programpath[0] != '/')
+        return fail(err, RPC_INVALID_ARGUMENT, "programPath '%s' is not an absolute path",
+                    shorten(req->programpath, b, sizeof(b)));
+    ours.name = req->name;
+    ours.command = req->programpath;
+    ours.args = req->arguments;
+    ours.n_args = req->n_arguments;
+    return rpc_check_start(&ours, p, ret_limits, err);
+}
+
+int rpc_check_jobmanager_id(const Jobmanager__V1__JobId *req, struct rpc_error *err)
+{
+    return check_id(req->id, err);
+}
+
+int rpc_check_jobmanager_stream(const Jobmanager__V1__StreamOutputRequest *req,
+                                struct rpc_error *err)
+{
+    if (!req->jobid)
+        return fail(err, RPC_INVALID_ARGUMENT, "jobId is missing");
+    if (check_id(req->jobid->id, err) < 0)
+        return -1;
+    switch (req->outputstream) {
+    case JOBMANAGER__V1__OUTPUT_STREAM__UNSPECIFIED:
+    case JOBMANAGER__V1__OUTPUT_STREAM__STDOUT:
+    case JOBMANAGER__V1__OUTPUT_STREAM__STDERR:
+        return 0;
+    case _JOBMANAGER__V1__OUTPUT_STREAM_IS_INT_SIZE:
+    default:
+        return fail(err, RPC_INVALID_ARGUMENT, "unknown outputStream %d", (int)req->outputstream);
     }
 }
 
@@ -529,14 +599,31 @@ ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, con
 
 /* ---- methods --------------------------------------------------------------------------- */
 
-#define SERVICE_PATH "/runjob.v1.JobManager/"
+#define SERVICE_PATH     "/runjob.v1.JobManager/"
+#define JOBMANAGER_PATH  "/jobmanager.v1.JobManager/"
+#define JOBMANAGER_AUDIT "jobmanager.v1/"
 
-/* In the proto's order; test_rpc checks them against the service descriptor protoc-c makes. */
+/* In the protos' order; test_rpc checks them against the service descriptors protoc-c makes. */
 static const char *const method_paths[RPC_M_COUNT] = {
-    [RPC_M_START] = SERVICE_PATH "Start",     [RPC_M_STOP] = SERVICE_PATH "Stop",
-    [RPC_M_STATUS] = SERVICE_PATH "Status",   [RPC_M_LIST] = SERVICE_PATH "List",
-    [RPC_M_STREAM] = SERVICE_PATH "Stream",   [RPC_M_PING] = SERVICE_PATH "Ping",
-    [RPC_M_METRICS] = SERVICE_PATH "Metrics", [RPC_M_REMOVE] = SERVICE_PATH "Remove",
+    [RPC_M_START] = SERVICE_PATH "Start",
+    [RPC_M_STOP] = SERVICE_PATH "Stop",
+    [RPC_M_STATUS] = SERVICE_PATH "Status",
+    [RPC_M_LIST] = SERVICE_PATH "List",
+    [RPC_M_STREAM] = SERVICE_PATH "Stream",
+    [RPC_M_PING] = SERVICE_PATH "Ping",
+    [RPC_M_METRICS] = SERVICE_PATH "Metrics",
+    [RPC_M_REMOVE] = SERVICE_PATH "Remove",
+    [RPC_M_JOBMANAGER_START] = JOBMANAGER_PATH "Start",
+    [RPC_M_JOBMANAGER_STOP] = JOBMANAGER_PATH "Stop",
+    [RPC_M_JOBMANAGER_QUERY] = JOBMANAGER_PATH "Query",
+    [RPC_M_JOBMANAGER_LIST] = JOBMANAGER_PATH "List",
+    [RPC_M_JOBMANAGER_STREAM_OUTPUT] = JOBMANAGER_PATH "StreamOutput",
+};
+
+/* The published design's names carry their package: its Start is not ours. */
+static const char *const jobmanager_names[RPC_M_COUNT - RPC_M_JOBMANAGER_FIRST] = {
+    JOBMANAGER_AUDIT "Start", JOBMANAGER_AUDIT "Stop",         JOBMANAGER_AUDIT "Query",
+    JOBMANAGER_AUDIT "List",  JOBMANAGER_AUDIT "StreamOutput",
 };
 
 const char *rpc_method_path(enum rpc_method m)
@@ -546,8 +633,11 @@ const char *rpc_method_path(enum rpc_method m)
 
 const char *rpc_method_name(enum rpc_method m)
 {
-    const char *path = rpc_method_path(m);
-    return path ? path + sizeof(SERVICE_PATH) - 1 : NULL;
+    if ((unsigned)m >= RPC_M_COUNT)
+        return NULL;
+    if (m >= RPC_M_JOBMANAGER_FIRST)
+        return jobmanager_names[m - RPC_M_JOBMANAGER_FIRST];
+    return method_paths[m] + sizeof(SERVICE_PATH) - 1;
 }
 
 const ProtobufCMessageDescriptor *rpc_request_descriptor(enum rpc_method m)
@@ -569,6 +659,15 @@ const ProtobufCMessageDescriptor *rpc_request_descriptor(enum rpc_method m)
         return &runjob__v1__metrics_request__descriptor;
     case RPC_M_REMOVE:
         return &runjob__v1__remove_request__descriptor;
+    case RPC_M_JOBMANAGER_START:
+        return &jobmanager__v1__job_creation_request__descriptor;
+    case RPC_M_JOBMANAGER_STOP:
+    case RPC_M_JOBMANAGER_QUERY:
+        return &jobmanager__v1__job_id__descriptor;
+    case RPC_M_JOBMANAGER_LIST:
+        return &jobmanager__v1__nil_message__descriptor;
+    case RPC_M_JOBMANAGER_STREAM_OUTPUT:
+        return &jobmanager__v1__stream_output_request__descriptor;
     case RPC_M_COUNT:
     default:
         return NULL;
@@ -604,9 +703,21 @@ int rpc_request_decode(enum rpc_method m, const uint8_t *buf, size_t len,
     case RPC_M_REMOVE:
         r = rpc_check_remove((const Runjob__V1__RemoveRequest *)rq.msg, err);
         break;
+    case RPC_M_JOBMANAGER_START:
+        r = rpc_check_jobmanager_start((const Jobmanager__V1__JobCreationRequest *)rq.msg, p,
+                                       &rq.limits, err);
+        break;
+    case RPC_M_JOBMANAGER_STOP:
+    case RPC_M_JOBMANAGER_QUERY:
+        r = rpc_check_jobmanager_id((const Jobmanager__V1__JobId *)rq.msg, err);
+        break;
+    case RPC_M_JOBMANAGER_STREAM_OUTPUT:
+        r = rpc_check_jobmanager_stream((const Jobmanager__V1__StreamOutputRequest *)rq.msg, err);
+        break;
     case RPC_M_LIST: /* no fields to check */
     case RPC_M_PING:
     case RPC_M_METRICS:
+    case RPC_M_JOBMANAGER_LIST:
     case RPC_M_COUNT:
     default:
         break;

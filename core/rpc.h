@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jobmanager.pb-c.h"
 #include "runjob.pb-c.h"
 #include "limits.h"
 
@@ -91,6 +92,17 @@ int rpc_client_metrics(struct rpc_client *c, const Runjob__V1__MetricsRequest *r
 int rpc_client_remove(struct rpc_client *c, const Runjob__V1__RemoveRequest *req,
                       Runjob__V1__RemoveResponse **ret, struct rpc_error *err);
 
+/* The published design's service (jobmanager.v1), which jobctl speaks. Same contract as
+ * above; Stop answers with nothing (NilMessage) and so returns only 0 or -1. */
+int rpc_client_jobmanager_start(struct rpc_client *c, const Jobmanager__V1__JobCreationRequest *req,
+                                Jobmanager__V1__Job **ret, struct rpc_error *err);
+int rpc_client_jobmanager_stop(struct rpc_client *c, const Jobmanager__V1__JobId *req,
+                               struct rpc_error *err);
+int rpc_client_jobmanager_query(struct rpc_client *c, const Jobmanager__V1__JobId *req,
+                                Jobmanager__V1__JobStatus **ret, struct rpc_error *err);
+int rpc_client_jobmanager_list(struct rpc_client *c, Jobmanager__V1__JobStatusList **ret,
+                               struct rpc_error *err);
+
 /* One received stream message, decoded without copying its bytes. */
 struct rpc_chunk {
     const uint8_t *data; /* valid until the next rpc_client_stream_next/free */
@@ -103,6 +115,10 @@ struct rpc_chunk {
 
 struct rpc_stream;
 int rpc_client_stream_open(struct rpc_client *c, const Runjob__V1__StreamRequest *req,
+                           struct rpc_stream **ret, struct rpc_error *err);
+/* jobmanager.v1's StreamOutput, read with the same calls: its JobOutput is an OutputChunk
+ * with the data field alone (stream 0, offset 0, no final status). */
+int rpc_client_output_open(struct rpc_client *c, const Jobmanager__V1__StreamOutputRequest *req,
                            struct rpc_stream **ret, struct rpc_error *err);
 /* Blocks for the next message: 1 with *ret filled, 0 at the end of a stream that finished OK,
  * -1 with err filled (CANCELLED after rpc_client_stream_cancel). */
@@ -122,11 +138,14 @@ int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret);
 /* ---- server side: validation, status mapping, chunk framing (no grpc types here; the
  * grpc-typed helpers are in core/rpc-internal.h, for core/rpc*.c and core/server-*.c only) -- */
 
-#define RPC_MAX_ARGS          1024          /* arguments per StartRequest */
-#define RPC_MAX_ARGS_BYTES    (128 * 1024)  /* their total, counting one NUL each */
-#define RPC_MAX_NAME_BYTES    128           /* job name, UTF-8 */
-#define RPC_MAX_PATH_BYTES    4095          /* command path */
-#define RPC_MAX_GRACE_MS      (3600 * 1000) /* StopRequest.grace_millis */
+#define RPC_MAX_ARGS          1024                        /* arguments per StartRequest */
+#define RPC_MAX_ARGS_BYTES    (128 * 1024)                /* their total, counting one NUL each */
+#define RPC_MAX_NAME_BYTES    128                         /* job name, UTF-8 */
+#define RPC_MAX_ENV           1024                        /* environment entries per StartRequest */
+#define RPC_MAX_ENV_BYTES     (128 * 1024)                /* their total, counting one NUL each */
+#define RPC_MAX_TIMEOUT_MS    (3650LL * 24 * 3600 * 1000) /* ten years: a deadline, not never */
+#define RPC_MAX_PATH_BYTES    4095                        /* command path */
+#define RPC_MAX_GRACE_MS      (3600 * 1000)               /* StopRequest.grace_millis */
 #define RPC_MIN_CPU_MILLIS    10            /* the kernel's smallest CFS quota: 1 ms per 100 ms */
 #define RPC_MIN_MEMORY_BYTES  (1024 * 1024) /* below it not even the job's init can run */
 #define RPC_MIN_PIDS          2             /* the job's init (the shim) and the command */
@@ -168,6 +187,14 @@ int rpc_check_stop(const Runjob__V1__StopRequest *req, const struct rpc_policy *
 int rpc_check_status(const Runjob__V1__StatusRequest *req, struct rpc_error *err);
 int rpc_check_remove(const Runjob__V1__RemoveRequest *req, struct rpc_error *err);
 int rpc_check_stream(const Runjob__V1__StreamRequest *req, struct rpc_error *err);
+/* The published design's requests (jobmanager.v1), under the same rules as ours: a Start
+ * gets the server's default limits in *ret_limits. */
+int rpc_check_jobmanager_start(const Jobmanager__V1__JobCreationRequest *req,
+                               const struct rpc_policy *p, struct limits *ret_limits,
+                               struct rpc_error *err);
+int rpc_check_jobmanager_id(const Jobmanager__V1__JobId *req, struct rpc_error *err);
+int rpc_check_jobmanager_stream(const Jobmanager__V1__StreamOutputRequest *req,
+                                struct rpc_error *err);
 
 /* Unpacks a request message; NULL with err INVALID_ARGUMENT when the bytes are not a valid
  * message of that type ("malformed request: ..."), when a known field was sent with another
@@ -177,7 +204,9 @@ int rpc_check_stream(const Runjob__V1__StreamRequest *req, struct rpc_error *err
 ProtobufCMessage *rpc_unpack_request(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
                                      size_t len, struct rpc_error *err);
 
-/* The service's RPCs (proto/runjob.proto order). */
+/* The RPCs of both services, each in its proto's order: runjob.v1.JobManager
+ * (proto/runjob.proto, ours), then jobmanager.v1.JobManager (proto/jobmanager.proto, the
+ * published design's, served as an adapter over the same jobs). */
 enum rpc_method {
     RPC_M_START,
     RPC_M_STOP,
@@ -187,14 +216,20 @@ enum rpc_method {
     RPC_M_PING,
     RPC_M_METRICS,
     RPC_M_REMOVE,
+    RPC_M_JOBMANAGER_START,
+    RPC_M_JOBMANAGER_STOP,
+    RPC_M_JOBMANAGER_QUERY,
+    RPC_M_JOBMANAGER_LIST,
+    RPC_M_JOBMANAGER_STREAM_OUTPUT,
     RPC_M_COUNT,
 };
+#define RPC_M_JOBMANAGER_FIRST RPC_M_JOBMANAGER_START
 
 /* "/runjob.v1.JobManager/Start": the gRPC path of method m, which the client calls and the
  * server registers. NULL for an unknown m. Static. */
 const char *rpc_method_path(enum rpc_method m);
-/* "Start": the name of method m in the proto (what the audit log writes). NULL for an unknown
- * m. Static. */
+/* The name of method m that the audit log and the metrics write: "Start" for ours,
+ * "jobmanager.v1/Start" for the published design's. NULL for an unknown m. Static. */
 const char *rpc_method_name(enum rpc_method m);
 
 /* A request as the server acts on it: decoded, checked, its defaults resolved. */

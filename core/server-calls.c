@@ -129,6 +129,9 @@ void server_fill_status(struct status_buf *sb)
     sb->st.signal = js->signal;
     sb->st.error = js->error;
     sb->st.oom_killed = js->oom_killed;
+    sb->st.timed_out = js->timed_out;
+    sb->st.workdir = spec->workdir ? spec->workdir : (char *)"";
+    sb->st.timeout_millis = spec->timeout_ms > 0 ? (uint64_t)spec->timeout_ms : 0;
     sb->st.start_time_ms = js->start_ms;
     sb->st.end_time_ms = js->end_ms;
     sb->limits.cpu_millis = spec->limits.cpu_millis;
@@ -278,6 +281,17 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
         break;
     case RPC_M_STREAM: {
         Runjob__V1__StreamRequest *req = (Runjob__V1__StreamRequest *)rq.msg;
+        struct server_stream_spec spec = {
+            .select = req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT
+                          ? OUTLOG_SELECT_STDOUT
+                      : req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR
+                          ? OUTLOG_SELECT_STDERR
+                          : OUTLOG_SELECT_ALL,
+            .offset = req->offset,
+            .follow = !req->no_follow,
+            .form = SERVER_STREAM_CHUNKS,
+            .stop_on_disconnect = req->stop_on_disconnect,
+        };
         struct jm_job *j;
         (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
         j = jm_lookup(s->jm, req->id, uc->ci.cn);
@@ -286,11 +300,18 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
             break;
         }
         /* The stream takes the call and its place in live_calls; its reader holds the job. */
-        server_stream_begin(s, &uc->ci, j, req);
+        server_stream_begin(s, &uc->ci, j, &spec);
         jm_job_put(j);
         free(uc);
         break;
     }
+    case RPC_M_JOBMANAGER_START:
+    case RPC_M_JOBMANAGER_STOP:
+    case RPC_M_JOBMANAGER_QUERY:
+    case RPC_M_JOBMANAGER_LIST:
+    case RPC_M_JOBMANAGER_STREAM_OUTPUT:
+        server_jobmanager_dispatch(uc, (enum rpc_method)m, &rq);
+        break;
     default:
         server_finish(uc, RPC_UNIMPLEMENTED, "unknown method", NULL);
         break;

@@ -13,7 +13,9 @@
 #include "rpc-internal.h"
 #include "server-internal.h"
 
-#define OUR_SERVICE "runjob.v1.JobManager"
+/* The services a Check may name (besides "", the server as a whole). */
+#define OUR_SERVICE        "runjob.v1.JobManager"
+#define JOBMANAGER_SERVICE "jobmanager.v1.JobManager"
 
 static const char *const health_paths[SERVER_HEALTH_METHODS] = {
     [SERVER_HEALTH_CHECK] = "/grpc.health.v1.Health/Check",
@@ -51,7 +53,8 @@ const char *server_health_name(int h)
 
 static bool is_known(const char *service)
 {
-    return !service || !service[0] || strcmp(service, OUR_SERVICE) == 0;
+    return !service || !service[0] || strcmp(service, OUR_SERVICE) == 0 ||
+           strcmp(service, JOBMANAGER_SERVICE) == 0;
 }
 
 /* Under s->mu, or with a stale answer being harmless (Check). */

@@ -120,10 +120,21 @@ struct status_buf {
 };
 void server_fill_status(struct status_buf *sb);
 
-/* Starts a Stream call (request already decoded and checked, j visible to the caller).
+/* What a stream call sends: runjob.v1's OutputChunks (stream, offset, receive time, and the
+ * final status when following), or jobmanager.v1's JobOutputs (the bytes alone; the stream
+ * just ends with the job). */
+enum server_stream_form { SERVER_STREAM_CHUNKS, SERVER_STREAM_OUTPUTS };
+struct server_stream_spec {
+    unsigned select; /* OUTLOG_SELECT_* */
+    uint64_t offset;
+    bool follow;
+    enum server_stream_form form;
+    bool stop_on_disconnect; /* the stream's caller going away stops the job */
+};
+/* Starts a stream call (request already decoded and checked, j visible to the caller).
  * Takes over ci->call; the context frees itself when the call is over. */
 void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *j,
-                         const Runjob__V1__StreamRequest *req);
+                         const struct server_stream_spec *spec);
 
 /* ---- unary calls (server-unary.c) ---- */
 
@@ -155,6 +166,15 @@ void server_handle_ping(struct ucall *uc);
 /* Metrics (server-metrics.c): administrators only. */
 void server_handle_metrics(struct ucall *uc);
 void server_handle_remove(struct ucall *uc, const struct rpc_request *rq);
+/* A failed Start's answer, the same for both services (st->err < 0); finishes uc. */
+void server_finish_start_error(struct ucall *uc, const struct jm_started *st);
+
+/* ---- jobmanager.v1, the published design's service (server-jobmanager.c) ---- */
+
+/* Handles a decoded and checked request of method m (RPC_M_JOBMANAGER_*); a StreamOutput
+ * takes uc's call (uc is freed). */
+void server_jobmanager_dispatch(struct ucall *uc, enum rpc_method m, const struct rpc_request *rq);
+
 /* ---- grpc.health.v1.Health (server-health.c) ---- */
 
 /* The method path and audit name of Health method h (SERVER_HEALTH_*). */

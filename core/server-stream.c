@@ -77,6 +77,8 @@ struct scall {
     struct call_info ci;
     struct jm_reader *rd;
     bool follow;
+    enum server_stream_form form;
+    bool stop_on_disconnect;
 
     pthread_mutex_t mu;
     enum token tok;
@@ -156,11 +158,27 @@ static void drop_token(struct scall *sc)
     unlock_and_release(sc);
 }
 
+static void stopped_for_disconnect(void *userdata)
+{
+    (void)userdata;
+}
+
 static void on_close(struct tag *t, bool ok)
 {
     struct scall *sc = (struct scall *)((char *)t - offsetof(struct scall, close_tag));
 
     (void)ok;
+    /* Cancelled is set only when the call did not end with our status: the client went away
+     * (or cancelled) before the job's end. A tied job goes with it. */
+    if (sc->stop_on_disconnect && sc->cancelled) {
+        const struct rpc_policy *p = &sc->s->cfg.policy;
+        int r = jm_stop(sc->s->jm, sc->ci.id, sc->ci.cn, p->default_signal, p->default_grace_ms,
+                        stopped_for_disconnect, NULL);
+        if (r < 0 && r != -ENOENT)
+            log_warn("job %s: stopping it after its client went away: %s", sc->ci.id, strerror(-r));
+        else if (r == 0)
+            log_info("job %s: its client (%s) went away: stopping it", sc->ci.id, sc->ci.peer);
+    }
     (void)pthread_mutex_lock(&sc->mu);
     sc->close_done = true;
     if (sc->tok == TOK_WAIT)
@@ -387,14 +405,20 @@ static void pump(struct scall *sc)
                              ? RUNJOB__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR
                              : RUNJOB__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDOUT;
             sc->next_offset = info.offset + (uint64_t)n;
-            send_message(sc, rpc_chunk_finish(sl, (size_t)n, stream, info.offset, info.time_ms));
+            /* A JobOutput is an OutputChunk with nothing but its data: the same field 1
+             * (bytes), so the same framing without stream, offset and time. */
+            if (sc->form == SERVER_STREAM_OUTPUTS)
+                send_message(sc, rpc_chunk_finish(sl, (size_t)n, 0, 0, 0));
+            else
+                send_message(sc,
+                             rpc_chunk_finish(sl, (size_t)n, stream, info.offset, info.time_ms));
             return;
         }
         grpc_slice_unref(sl);
         drop_message(sc);
         budget_idle(chunk_budget, &sc->bw); /* nothing to send now: our share goes to others */
         if (n == 0) {                       /* the log is closed and everything was read */
-            if (sc->follow && !sc->final_sent) {
+            if (sc->follow && !sc->final_sent && sc->form == SERVER_STREAM_CHUNKS) {
                 sc->final_sent = true;
                 send_final(sc, final_chunk(sc));
             } else {
@@ -458,12 +482,9 @@ static void reply_error(struct server *s, struct call_info *ci, int code, const 
 }
 
 void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *j,
-                         const Runjob__V1__StreamRequest *req)
+                         const struct server_stream_spec *spec)
 {
-    unsigned mask =
-        req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDOUT   ? OUTLOG_SELECT_STDOUT
-        : req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR ? OUTLOG_SELECT_STDERR
-                                                                         : OUTLOG_SELECT_ALL;
+    unsigned mask = spec->select;
     struct scall *sc;
     grpc_op op;
     grpc_call_error ge;
@@ -477,7 +498,7 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *
         reply_error(s, ci, RPC_RESOURCE_EXHAUSTED, "server out of memory");
         return;
     }
-    r = jm_reader_open(s->jm, j, mask, req->offset, &sc->rd, &end);
+    r = jm_reader_open(s->jm, j, mask, spec->offset, &sc->rd, &end);
     if (r < 0) {
         free(sc);
         if (r == -EIDRM) { /* removed since the lookup: as if it had been before */
@@ -494,7 +515,7 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *
             (void)snprintf(msg, sizeof(msg),
                            "offset %llu is past the end of the job's output: it has ended with "
                            "%llu bytes of %s",
-                           (unsigned long long)req->offset, (unsigned long long)end,
+                           (unsigned long long)spec->offset, (unsigned long long)end,
                            mask == OUTLOG_SELECT_STDOUT   ? "stdout"
                            : mask == OUTLOG_SELECT_STDERR ? "stderr"
                                                           : "stdout and stderr");
@@ -518,8 +539,10 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *
     sc->hop_tag.fn = on_hop;
     sc->s = s;
     sc->ci = *ci;
-    sc->follow = !req->no_follow;
-    sc->next_offset = req->offset;
+    sc->follow = spec->follow;
+    sc->form = spec->form;
+    sc->stop_on_disconnect = spec->stop_on_disconnect;
+    sc->next_offset = spec->offset;
     sc->bw.on_grant = on_grant;
     sc->tok = TOK_PUMP;
     (void)pthread_mutex_init(&sc->mu, NULL);

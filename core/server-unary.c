@@ -92,7 +92,6 @@ static void reply_status(struct ucall *uc, struct jm_job *j)
 static void on_started(const struct jm_started *st, void *userdata)
 {
     struct ucall *uc = userdata;
-    int code;
 
     if (st->recorded)
         (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", st->id);
@@ -103,6 +102,13 @@ static void on_started(const struct jm_started *st, void *userdata)
         server_finish(uc, RPC_OK, NULL, &reply.base); /* uc may be freed from here on */
         return;
     }
+    server_finish_start_error(uc, st);
+}
+
+void server_finish_start_error(struct ucall *uc, const struct jm_started *st)
+{
+    int code;
+
     if (st->err == -EEXIST) {
         server_finishf(uc, RPC_ALREADY_EXISTS, "you already have a running job named '%s'",
                        st->name);
@@ -149,6 +155,10 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
         .limits = rq->limits,
         .network = req->network == RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST ? JOB_NET_HOST
                                                                                : JOB_NET_NONE,
+        .env = (const char *const *)req->env,
+        .n_env = req->n_env,
+        .workdir = req->workdir,
+        .timeout_ms = (int64_t)req->timeout_millis,
     };
 
     jm_start_async(uc->s->jm, &sr, on_started, uc);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -165,6 +166,35 @@ int tls_check_key_pair(const char *cert_pem, const char *key_pem)
     EVP_PKEY_free(key);
     BIO_free(cb);
     BIO_free(kb);
+    ERR_clear_error();
+    return r;
+}
+
+/* An ASN1_TIME (UTCTime or GeneralizedTime, always UTC in a certificate) as epoch seconds. */
+static int asn1_time_epoch(const ASN1_TIME *t, int64_t *ret)
+{
+    struct tm tm = {0};
+
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
+        return -EBADMSG;
+    *ret = (int64_t)timegm(&tm);
+    return 0;
+}
+
+int tls_cert_dates(const char *pem, int64_t *ret_not_before, int64_t *ret_not_after)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    int r;
+
+    if (!b)
+        r = -ENOMEM;
+    else if (!x)
+        r = -EBADMSG;
+    else if ((r = asn1_time_epoch(X509_get0_notBefore(x), ret_not_before)) == 0)
+        r = asn1_time_epoch(X509_get0_notAfter(x), ret_not_after);
+    X509_free(x);
+    BIO_free(b);
     ERR_clear_error();
     return r;
 }

@@ -17,6 +17,7 @@
  *      tls_probe() checks, on a fresh SSL_CTX, that TLS 1.2 is really off. */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The TLS 1.3 suites we allow, in preference order (OpenSSL names, ':' separated). */
 #define TLS_CIPHERSUITES                                                                           \
@@ -64,3 +65,7 @@ int tls_count_certs(const char *bundle_pem);
  * needed), every RDN and every multi-valued one included. >=0, -EBADMSG when pem holds no
  * certificate, -ENOMEM. Thread-safe. */
 int tls_subject_cn_count(const char *pem, size_t len);
+/* The validity period of the first certificate in pem (NUL-terminated): notBefore and notAfter
+ * in seconds since the epoch, UTC. 0, -EBADMSG when pem holds no certificate or its dates do
+ * not read, -ENOMEM. Thread-safe. */
+int tls_cert_dates(const char *pem, int64_t *ret_not_before, int64_t *ret_not_after);

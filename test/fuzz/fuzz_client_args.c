@@ -21,6 +21,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    /* No context from the home directory of whoever runs the fuzzer: --context and
+     * RUNJOB_CONTEXT in an input then name one that does not exist. */
+    if (setenv("XDG_CONFIG_HOME", "/nonexistent/runjob-fuzz-config", 1) < 0 ||
+        unsetenv("RUNJOB_CONTEXT") < 0)
+        abort();
     /* The JSON of every request that parses is not worth a terminal. */
     if (!freopen("/dev/null", "w", stdout))
         abort();

@@ -81,6 +81,20 @@ static void fuzz_check_ok(const struct rpc_request *rq, const struct rpc_policy 
                    req->select == RUNJOB__V1__OUTPUT_SELECT__OUTPUT_SELECT_STDERR);
         break;
     }
+    case RPC_M_JOBMANAGER_STOP:
+    case RPC_M_JOBMANAGER_QUERY:
+        FUZZ_CHECK(id_is_valid(((const Jobmanager__V1__JobId *)rq->msg)->id));
+        break;
+    case RPC_M_JOBMANAGER_STREAM_OUTPUT: {
+        const Jobmanager__V1__StreamOutputRequest *req =
+            (const Jobmanager__V1__StreamOutputRequest *)rq->msg;
+        FUZZ_CHECK(req->jobid && id_is_valid(req->jobid->id));
+        FUZZ_CHECK(req->outputstream >= JOBMANAGER__V1__OUTPUT_STREAM__UNSPECIFIED &&
+                   req->outputstream <= JOBMANAGER__V1__OUTPUT_STREAM__STDERR);
+        break;
+    }
+    case RPC_M_JOBMANAGER_START:
+    case RPC_M_JOBMANAGER_LIST:
     case RPC_M_LIST:
     case RPC_M_PING:
     case RPC_M_METRICS:

@@ -314,6 +314,33 @@ static void client_args(void)
     PUT_SEL("client_args", "refused-after-command", 1, "/bin/ls\0-A\0/tmp\0-fu\0x\0--net");
 }
 
+/* The contexts file, as `runjob context` writes it and as hands may leave it. */
+#define PUT_TEXT(t, n, lit) put(t, n, lit, sizeof(lit) - 1)
+static void contexts(void)
+{
+    PUT_TEXT("context_store", "written",
+             "# runjob contexts: `runjob context --help` describes this file\n"
+             "current = prod\n"
+             "\n"
+             "[prod]\n"
+             "server-host = build.example.com\n"
+             "server-port = 8443\n"
+             "ca-cert-path = /home/alice/certs/root-ca-cert.pem\n"
+             "client-cert-path = /home/alice/certs/alice-cert.pem\n"
+             "client-key-path = /home/alice/certs/alice-key.pem\n"
+             "certs-dir = /home/alice/certs\n"
+             "\n"
+             "[lab]\n"
+             "server-host = ::1\n");
+    PUT_TEXT("context_store", "hand-edited",
+             "  # indented comment\r\n"
+             "current=lab\r\n"
+             "[ lab ]\n"
+             "server-port=80\n"
+             "ca-cert-path =  /a b/ca.pem  \n");
+    PUT_TEXT("context_store", "bad-key", "[a]\nserver-hots = x\n");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -327,5 +354,6 @@ int main(int argc, char **argv)
     outlogs();
     flags();
     client_args();
+    contexts();
     return 0;
 }

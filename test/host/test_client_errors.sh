@@ -153,14 +153,14 @@ bad 2 "--name is empty" start --name "" /bin/true
 bad 2 "unknown flag '--bogus'" start --bogus /bin/true
 bad 2 "flag '--cpu' needs a value" start --cpu
 bad 2 "missing the command to run" run
-bad 2 "missing the job id $USAGE" stop
-bad 2 "unexpected argument 'b' after the job id" stop a b
+bad 2 "missing the job: an id, a prefix of it, or a name $USAGE" stop
+bad 2 "--all stops every running job of yours: name no job" stop --all a
 bad 2 "--signal 'FOO' is not a signal" stop --signal FOO $U
 bad 2 "--signal '99' is not a signal" stop --signal 99 $U
 bad 2 "--signal '-1' is not a signal" stop --signal -1 $U
 bad 2 "--grace '-5s' is not a duration" stop --grace -5s $U
-bad 2 "the job id is empty" status ""
-bad 2 "unexpected argument 'b' after the job id" status a b
+bad 2 "the job id or name is empty" status ""
+bad 2 "unexpected argument 'b' after the job id or name" status a b
 bad 2 "--select 'foo' is not stdout, stderr or all" stream --select foo $U
 bad 2 "--offset '-1' is not a byte offset" stream --offset -1 $U
 bad 2 "--offset 'abc' is not a byte offset" stream --offset abc $U
@@ -168,13 +168,13 @@ bad 2 "unexpected argument 'foo'" list foo
 bad 2 "--output 'yaml' is not one of table, wide, json" list -o yaml
 bad 2 "unexpected argument 'extra'" ping extra
 # The server's judgement, passed through with its code.
-bad 255 "limits.cpu_millis=1 is below the minimum 10 .*\\(INVALID_ARGUMENT\\)$" start --cpu 1 /bin/true
-bad 255 "limits.cpu_millis=99999999 is above the server's maximum [0-9]+ \\(INVALID_ARGUMENT\\)$" start --cpu 99999999 /bin/true
-bad 255 "limits.memory_bytes=1 is below the minimum 1048576 .*\\(INVALID_ARGUMENT\\)$" start --memory 1 /bin/true
-bad 255 "limits.memory_bytes=1099511627776 is above the server's maximum" start --memory 1T /bin/true
-bad 255 "limits.pids=1 is below the minimum 2 .*\\(INVALID_ARGUMENT\\)$" start --pids 1 /bin/true
-bad 255 "limits.pids=99999999 is above the server's maximum 32768" start --pids 99999999 /bin/true
-bad 255 "limits.io_riops=1000001 is above the server's maximum 1000000" start --riops 1000001 /bin/true
+bad 255 "--cpu 1 is below the minimum 10m \\(0.01 CPUs\\) \\(the kernel's smallest CPU quota\\) \\(INVALID_ARGUMENT\\)$" start --cpu 1 /bin/true
+bad 255 "--cpu 99999999 is above the server's maximum [0-9]+m \\([0-9.]+ CPUs?\\) \\(INVALID_ARGUMENT\\)$" start --cpu 99999999 /bin/true
+bad 255 "--memory 1 is below the minimum 1.0MiB .*\\(INVALID_ARGUMENT\\)$" start --memory 1 /bin/true
+bad 255 "--memory 1T is above the server's maximum [0-9.]+[KMG]iB \\(INVALID_ARGUMENT\\)$" start --memory 1T /bin/true
+bad 255 "--pids 1 is below the minimum 2 .*\\(INVALID_ARGUMENT\\)$" start --pids 1 /bin/true
+bad 255 "--pids 99999999 is above the server's maximum 32768" start --pids 99999999 /bin/true
+bad 255 "--riops 1000001 is above the server's maximum 1000000" start --riops 1000001 /bin/true
 bad 255 "host networking is not allowed on this server .*\\(PERMISSION_DENIED\\)$" start --network host /bin/true
 bad 255 "job name 'a\\\\x0ab' is not valid .*\\(INVALID_ARGUMENT\\)$" start --name $'a\nb' /bin/true
 bad 255 "job name 'n+\\.\\.\\.' is not valid" start --name "$(printf 'n%.0s' $(seq 129))" /bin/true
@@ -186,16 +186,17 @@ bad 255 "arguments total 200002 bytes \\(at most 131072\\)" start /bin/echo "$a1
 bad 255 "the request is [0-9]+ bytes, more than the server accepts \\(1048576\\): too many or too long arguments \\(RESOURCE_EXHAUSTED\\)$" \
     start /bin/echo $(for _ in $(seq 12); do echo "$a100k"; done)
 bad 127 "the job could not start: '/nonexistent/x': no such file or directory \\(FAILED_PRECONDITION\\)$" start /nonexistent/x
-bad 255 "malformed job id 'nope' .*\\(INVALID_ARGUMENT\\)$" stop nope
+# Not an id: a name or an id prefix, which names no job.
+bad 255 "no job has the id or name 'nope' \\(see 'runjob list'\\) \\(NOT_FOUND\\)$" stop nope
 # UUIDs are case-insensitive: an upper-case id is the same id (lower-cased before it is sent).
 bad 255 "job $U not found \\(NOT_FOUND\\)$" stop 3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3D4E5F
 bad 255 "job $U not found \\(NOT_FOUND\\)$" status 3F2B6C1E-8a4d-4C2E-9B1F-0A1B2C3D4E5F
-bad 255 "malformed job id 'NOPE'" status NOPE
+bad 255 "no job has the id or name 'NOPE'" status NOPE
 bad 255 "job $U not found \\(NOT_FOUND\\)$" stop $U
 bad 255 "grace_millis=7200000 is above the maximum 3600000 \\(INVALID_ARGUMENT\\)$" stop --grace 2h $U
-bad 255 "malformed job id '\\.\\./\\.\\./etc/passwd'" status ../../etc/passwd
+bad 255 "no job has the id or name '\\.\\./\\.\\./etc/passwd'" status ../../etc/passwd
 bad 255 "job $U not found \\(NOT_FOUND\\)$" status $U
-bad 255 "malformed job id 'nope'" stream nope
+bad 255 "no job has the id or name 'nope'" stream nope
 bad 255 "job $U not found \\(NOT_FOUND\\)$" stream $U
 # Another user's job reads exactly like an unknown one; an offset past the end of an ended
 # job's output is OUT_OF_RANGE.

@@ -113,4 +113,24 @@ expect_match "run | head: stopped by SIGTERM" 'killed.*SIGTERM' "$(rj list --nam
 out=$(rj run /bin/sh -c 'yes | head -c 3000000; exit 5' 2>"$RJ_TMP/pipe2.err" | head -c 4; echo " rc=${PIPESTATUS[0]}")
 expect_eq "run | head: exits 141, not the job's code" "yy rc=141" "$(echo "$out" | tr -d '\n')"
 
+# run is tied to its client, start -f is not: kill -9 both clients
+client_flags=(-H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem"
+    --client-cert-path "$RJ_CERTS/alice-cert.pem" --client-key-path "$RJ_CERTS/alice-key.pem")
+"$RUNJOB" run "${client_flags[@]}" -j tied /bin/sleep 60 >/dev/null 2>&1 &
+tied_pid=$!
+"$RUNJOB" start "${client_flags[@]}" -f -j untied /bin/sleep 60 >/dev/null 2>&1 &
+untied_pid=$!
+for _ in $(seq 50); do
+    [ "$(rj list --state running -o json | grep -c '"name": *"\(un\)\?tied"')" = 2 ] && break
+    sleep 0.1
+done
+sleep 0.3 # both streams open
+kill -9 "$tied_pid" "$untied_pid"
+wait "$tied_pid" "$untied_pid" 2>/dev/null
+for _ in $(seq 100); do rj status tied | grep -q killed && break; sleep 0.1; done
+expect_match "run killed with -9: the server stops its job" "tied +killed" "$(rj status tied)"
+expect_match "... and says why in its log" "its client \(.*\) went away: stopping it" "$(cat "$RJ_SERVER_LOG")"
+expect_match "start -f killed with -9: its job goes on" "untied +running" "$(rj status untied)"
+rj stop -g 0 untied >/dev/null 2>&1
+
 t_done

@@ -163,6 +163,25 @@ expect_match "jobctl list" "hello" "$("${JC[@]}" list)"
 expect_match "jobctl stop of an ended job prints its status" "exited" "$("${JC[@]}" stop "$jid")"
 expect_match "jobctl errors name jobctl" '^jobctl: query: .*\(NOT_FOUND\)$' \
     "$("${JC[@]}" query 00000000-0000-4000-8000-000000000000 2>&1)"
+# jobctl speaks jobmanager.v1 (the audit log names its calls), and the table shows it
+expect_match "jobctl calls the jobmanager.v1 service" 'method=jobmanager.v1/Query' "$(cat "$RJ_SERVER_LOG")"
+expect_eq "jobctl stream -s all: both streams as written" "hi there
+oops" "$("${JC[@]}" stream -s all "$jid" 2>/dev/null)"
+sid=$("${JC[@]}" start -j sleeper /bin/sleep 60)
+expect_match "jobctl query of a running job: running, with a pid" "sleeper +$sid +running +- +- +[0-9]+" \
+    "$("${JC[@]}" query "$sid")"
+expect_match "jobctl start: a name in use is ALREADY_EXISTS" '\(ALREADY_EXISTS\)$' \
+    "$("${JC[@]}" start -j sleeper /bin/sleep 60 2>&1)"
+expect_match "jobctl stop kills (SIGKILL) and prints the status" "sleeper +$sid +killed +- +SIGKILL" \
+    "$("${JC[@]}" stop "$sid")"
+expect_match "jobctl list: NAME and ID first, no OWNER column for one's own jobs" '^NAME +ID +STATE' \
+    "$("${JC[@]}" list | head -1)"
+expect_match "jobctl list as administrator: the OWNER column" "hello +$jid +alice +exited" \
+    "$("$RJ_TMP/jobctl" --hostPort "127.0.0.1:$RJ_PORT" -u administrator list)"
+expect_match "jobctl start --dry-run prints the jobmanager.v1 request" '"programPath": ?"/bin/echo"' \
+    "$("${JC[@]}" start --dry-run -j x -c /bin/echo -- hi)"
+expect_eq "jobctl: a bad --hostPort is a usage error" 2 \
+    "$("$RJ_TMP/jobctl" --hostPort 127.0.0.1 list >/dev/null 2>&1; echo $?)"
 mkdir -p "$RJ_TMP/c1/certs"
 cp "$RJ_CERTS/alice-cert.pem" "$RJ_TMP/c1/certs/client1-cert.pem"
 cp "$RJ_CERTS/alice-key.pem" "$RJ_TMP/c1/certs/client1-key.pem"

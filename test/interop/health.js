@@ -51,6 +51,8 @@ async function main() {
   expectEq('health: Check of the server is SERVING', 'SERVING', r.err ? r.err.message : r.res.status);
   r = await check(c, 'runjob.v1.JobManager');
   expectEq('health: Check of its service is SERVING', 'SERVING', r.err ? r.err.message : r.res.status);
+  r = await check(c, 'jobmanager.v1.JobManager');
+  expectEq('health: Check of the published design\'s service is SERVING', 'SERVING', r.err ? r.err.message : r.res.status);
   r = await check(c, 'no.such.Service');
   expectEq('health: Check of an unknown service is NOT_FOUND', grpc.status.NOT_FOUND, r.err && r.err.code);
   r = await check(client('bob'), '');

@@ -98,6 +98,22 @@ elif ! grep -q '^PASS: ' "$RJ_TMP/bad_input.out"; then
     fail "interop: bad_input.js ran" "no PASS line at all"
 fi
 
+# The published second design's service, from a client built from its proto alone.
+start=$SECONDS
+RJ_PORT=$RJ_PORT RJ_CERTS=$RJ_CERTS RJ_ROGUE=$RJ_ROGUE RJ_JOBMANAGER_PROTO=$PWD/proto/jobmanager.proto \
+    timeout 120 node "$HERE/jobmanager.js" 2>&1 | tee "$RJ_TMP/jobmanager.out"
+rc=${PIPESTATUS[0]}
+echo "# jobmanager.js took $((SECONDS - start)) s"
+if [ "$rc" -eq 124 ]; then
+    fail "interop: jobmanager.js finished in time" "killed after 120 s"
+elif [ "$rc" -ne 0 ] && ! grep -q '^FAIL: ' "$RJ_TMP/jobmanager.out"; then
+    fail "interop: jobmanager.js ran" "exited $rc without a FAIL line"
+elif [ "$rc" -ne 0 ]; then
+    T_FAILED=$((T_FAILED + 1))
+elif ! grep -q '^PASS: ' "$RJ_TMP/jobmanager.out"; then
+    fail "interop: jobmanager.js ran" "no PASS line at all"
+fi
+
 # The server survived the lot and still answers the C client.
 if kill -0 "$RJ_SERVER_PID" 2>/dev/null && rj_as alice ping >/dev/null 2>&1; then
     ok "interop: server still alive and answering after the Node client"

@@ -265,3 +265,24 @@ Test(applets, dispatch_passes_the_command_as_argv0)
     cr_expect_eq(run_front("runjob", argv, out, sizeof(out), err, sizeof(err)), 2);
     cr_expect_not_null(strstr(err, "--no-such-flag"), "%s", err);
 }
+
+Test(applets, unknown_command_says_what_was_meant)
+{
+    char out[4096], err[4096];
+    char *typo[] = {"runjob", "stauts", NULL};
+    char *flag[] = {"runjob", "--verison", NULL};
+    char *internal[] = {"runjob", "shmi", NULL};
+    char *far[] = {"runjob", "xyzzy", NULL};
+
+    cr_expect_eq(run_front("runjob", typo, out, sizeof(out), err, sizeof(err)), 2);
+    cr_expect_str_eq(err, "runjob: unknown command 'stauts'; did you mean 'status'? (see "
+                          "'runjob --help')\n");
+    cr_expect_eq(run_front("runjob", flag, out, sizeof(out), err, sizeof(err)), 2);
+    cr_expect_not_null(strstr(err, "unknown flag '--verison'; did you mean '--version'?"), "%s",
+                       err);
+    /* internal applets are never offered */
+    cr_expect_eq(run_front("runjob", internal, out, sizeof(out), err, sizeof(err)), 2);
+    cr_expect_null(strstr(err, "did you mean"), "%s", err);
+    cr_expect_eq(run_front("runjob", far, out, sizeof(out), err, sizeof(err)), 2);
+    cr_expect_null(strstr(err, "did you mean"), "%s", err);
+}

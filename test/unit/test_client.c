@@ -635,3 +635,46 @@ Test(client, stop_deadline_covers_the_grace)
     cr_expect_geq(rpc_client_stop_deadline_ms(30000, 0), 30000 + (int64_t)RPC_MAX_GRACE_MS,
                   "the server's default grace may be as long as RPC_MAX_GRACE_MS");
 }
+
+/* ---- stream --tail: where the last lines begin ------------------------------------------- */
+
+Test(client, tail_lines)
+{
+    const uint8_t *b = (const uint8_t *)"one\ntwo\nthree\n";
+    size_t at;
+
+    cr_expect_eq(client_tail_lines(b, 14, 1, &at), 1);
+    cr_expect_eq(at, 8, "three\\n starts at 8");
+    cr_expect_eq(client_tail_lines(b, 14, 2, &at), 1);
+    cr_expect_eq(at, 4);
+    cr_expect_eq(client_tail_lines(b, 14, 3, &at), 0, "the first line has no newline before it");
+    cr_expect_eq(at, 0);
+    cr_expect_eq(client_tail_lines(b, 14, 0, &at), 1);
+    cr_expect_eq(at, 14, "0 lines: the end");
+    /* a last line without its newline is a line */
+    cr_expect_eq(client_tail_lines((const uint8_t *)"a\nb", 3, 1, &at), 1);
+    cr_expect_eq(at, 2);
+    cr_expect_eq(client_tail_lines((const uint8_t *)"", 0, 5, &at), 0);
+    cr_expect_eq(at, 0);
+    cr_expect_eq(client_tail_lines((const uint8_t *)"\n\n\n", 3, 2, &at), 1);
+    cr_expect_eq(at, 1, "empty lines count");
+}
+
+/* ---- the client certificate's dates ------------------------------------------------------ */
+
+Test(client, cert_time_check)
+{
+    char msg[512];
+    const int64_t nb = 1790000000; /* 2026-09-21 */
+    const int64_t na = 1793577600; /* 2026-11-02 00:00:00 UTC */
+
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, nb, msg, sizeof(msg)), 0);
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, na, msg, sizeof(msg)), 0);
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, na + 1, msg, sizeof(msg)),
+                 -EKEYEXPIRED);
+    cr_expect_str_eq(msg, "client certificate /c/a.pem expired on 2026-11-02; make a new one "
+                          "with `runjob certs --clients-only`");
+    cr_expect_eq(client_cert_time_check("/c/a.pem", nb, na, nb - 86400, msg, sizeof(msg)),
+                 -EKEYREJECTED);
+    cr_expect(strstr(msg, "client certificate /c/a.pem is not valid until 2026-09-21"), "%s", msg);
+}

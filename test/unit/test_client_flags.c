@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "applets/applets.h"
@@ -86,6 +87,9 @@ static void no_certs(void)
     unsetenv("RUNJOB_USER");
     unsetenv("RUNJOB_CLIENT_CERT_PATH");
     unsetenv("RUNJOB_CLIENT_KEY_PATH");
+    /* No context from the real home directory. */
+    unsetenv("RUNJOB_CONTEXT");
+    setenv("XDG_CONFIG_HOME", "/nonexistent/runjob-test-config", 1);
 }
 
 /* Exit code 2 with exactly one line on stderr that names the verb and points to --help. */
@@ -192,7 +196,7 @@ Test(client, usage_errors_exit_2, .init = no_certs)
         expect_usage(v, "--", "ls", "-l", NULL);
     }
     expect_usage("stop", NULL);
-    expect_usage("stop", "a", "b", NULL);
+    expect_usage("stop", "--all", "a", NULL);
     expect_usage("stop", "--signal", "FOO", "id", NULL);
     expect_usage("stop", "-s", "0", "id", NULL);
     expect_usage("stop", "--grace", "soon", "id", NULL);
@@ -350,8 +354,8 @@ Test(client, jobctl_personality, .init = no_certs)
                             "start", "--dry-run", "-j", "hello", "-c", "/bin/echo", "--", "hi",
                             "there", NULL),
                  0, "%s", err);
-    cr_expect(json_check(out, "d[\"name\"]==\"hello\" and d[\"command\"]==\"/bin/echo\" and "
-                              "d[\"args\"]==[\"hi\",\"there\"]"),
+    cr_expect(json_check(out, "d[\"name\"]==\"hello\" and d[\"programPath\"]==\"/bin/echo\" and "
+                              "d[\"arguments\"]==[\"hi\",\"there\"]"),
               "%s", out);
     free(out);
     free(err);
@@ -484,10 +488,9 @@ Test(client, parser_messages, .init = no_certs)
     cr_expect_eq(run_applet(NULL, &err, "jobctl", "--hostPort", NULL), 2);
     cr_expect_str_eq(err, "jobctl: flag '--hostPort' needs a value (see 'jobctl --help')\n");
     free(err);
-    /* jobctl's -u is passed on as typed: the verb judges it */
+    /* jobctl's -u, before the verb, is jobctl's */
     cr_expect_eq(run_applet(NULL, &err, "jobctl", "-u", "a/b", "list", NULL), 2);
-    cr_expect_str_eq(err,
-                     "jobctl: list: --user 'a/b' is not a user name (see 'jobctl list --help')\n");
+    cr_expect_str_eq(err, "jobctl: --user 'a/b' is not a user name (see 'jobctl --help')\n");
     free(err);
     /* certs escapes what it quotes; the client verbs quote as typed */
     cr_expect_eq(run_applet(NULL, &err, "certs", "--a\nb", NULL), 2);
@@ -788,4 +791,203 @@ Test(client, help_says_where_runjobs_flags_end, .init = no_certs)
         cr_expect(strstr(out, "runjob does not guess"), "%s", out);
         free(out);
     }
+}
+
+/* ---- contexts and -H HOST:PORT ----------------------------------------------------------- */
+
+Test(client, split_host_port)
+{
+    static const struct {
+        const char *in, *host;
+        int port, r;
+    } cases[] = {
+        {"example.com", "example.com", 0, 0},
+        {"example.com:8443", "example.com", 8443, 0},
+        {"127.0.0.1:1", "127.0.0.1", 1, 0},
+        {"::1", "::1", 0, 0},
+        {"fe80::1:2", "fe80::1:2", 0, 0},
+        {"[::1]:9000", "::1", 9000, 0},
+        {"[::1]", "::1", 0, 0},
+        {"host:0", NULL, 0, -EINVAL},
+        {"host:65536", NULL, 0, -EINVAL},
+        {"host:", NULL, 0, -EINVAL},
+        {":80", NULL, 0, -EINVAL},
+        {"[::1]:", NULL, 0, -EINVAL},
+        {"[::1]x", NULL, 0, -EINVAL},
+        {"[]:80", NULL, 0, -EINVAL},
+        {"[::1", NULL, 0, -EINVAL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[64];
+        const char *host = NULL;
+        int port = -1;
+        int r = client_split_host_port(cases[i].in, buf, sizeof(buf), &host, &port);
+        cr_expect_eq(r, cases[i].r, "%s: %d", cases[i].in, r);
+        if (r == 0) {
+            cr_expect_str_eq(host, cases[i].host, "%s", cases[i].in);
+            cr_expect_eq(port, cases[i].port, "%s", cases[i].in);
+        }
+    }
+}
+
+Test(client, host_flag_with_port, .init = no_certs)
+{
+    struct client_opts o;
+    char *argv[] = {"ping", NULL};
+
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_option(&o, 'H', "[::1]:9001", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "::1");
+    cr_expect_eq(o.port, 9001);
+
+    client_init(&o, 1, argv); /* the same port both ways is fine */
+    cr_assert_eq(client_option(&o, 'P', "9001", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_option(&o, 'H', "h:9001", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_eq(o.port, 9001);
+
+    expect_usage("ping", "-H", "h:9001", "-P", "9002", NULL);
+    expect_usage("ping", "--server-host", "h:99999", NULL);
+    setenv("RUNJOB_SERVER_HOST", "envhost:7000", 1);
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "envhost");
+    cr_expect_eq(o.port, 7000);
+    setenv("RUNJOB_SERVER_PORT", "7001", 1);
+    client_init(&o, 1, argv);
+    cr_expect_eq(client_opts_finish(&o), 2);
+}
+
+static char ctx_home[] = "/tmp/test_client_ctx.XXXXXX";
+
+static void with_context(void)
+{
+    no_certs();
+    unsetenv("RUNJOB_CA_CERT_PATH");
+    cr_assert_not_null(mkdtemp(ctx_home));
+    setenv("XDG_CONFIG_HOME", ctx_home, 1);
+    char path[256];
+    (void)snprintf(path, sizeof(path), "%s/runjob", ctx_home);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    (void)snprintf(path, sizeof(path), "%s/runjob/contexts", ctx_home);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("current = one\n"
+          "[one]\nserver-host = ctxhost\nserver-port = 6000\nca-cert-path = /ctx/ca.pem\n"
+          "client-cert-path = /ctx/cert.pem\nclient-key-path = /ctx/key.pem\n"
+          "certs-dir = /ctx\n"
+          "[two]\nserver-host = twohost\n",
+          f);
+    fclose(f);
+}
+
+static void drop_context(void)
+{
+    char cmd[300];
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf %s", ctx_home);
+    (void)system(cmd);
+}
+
+Test(client, context_precedence, .init = with_context, .fini = drop_context)
+{
+    struct client_opts o;
+    char *argv[] = {"ping", NULL};
+
+    /* the current context, for everything */
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.ctx_name, "one");
+    cr_expect_str_eq(o.host, "ctxhost");
+    cr_expect_eq(o.port, 6000);
+    cr_expect_str_eq(o.ca_path, "/ctx/ca.pem");
+    cr_expect_str_eq(o.cert_path, "/ctx/cert.pem");
+    cr_expect_str_eq(o.key_path, "/ctx/key.pem");
+
+    /* -u takes the user's files from the context's certs-dir */
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_option(&o, 'u', "bob", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.cert_path, "/ctx/bob-cert.pem");
+    cr_expect_str_eq(o.key_path, "/ctx/bob-key.pem");
+
+    /* the environment beats the context, setting by setting */
+    setenv("RUNJOB_SERVER_HOST", "envhost", 1);
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "envhost");
+    cr_expect_eq(o.port, 6000);
+    cr_expect_str_eq(o.ca_path, "/ctx/ca.pem");
+
+    /* a flag beats the environment */
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_option(&o, 'H', "flaghost", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "flaghost");
+    unsetenv("RUNJOB_SERVER_HOST");
+
+    /* RUNJOB_CONTEXT beats the current one, --context beats RUNJOB_CONTEXT; what a context
+     * leaves out comes from the defaults */
+    setenv("RUNJOB_CONTEXT", "two", 1);
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "twohost");
+    cr_expect_eq(o.port, 8080);
+    cr_expect_str_eq(o.cert_path, "certs/client-cert.pem");
+    client_init(&o, 1, argv);
+    cr_assert_eq(client_option(&o, CLIENT_OPT_CONTEXT, "one", ""), CLIENT_OPT_DONE);
+    cr_assert_eq(client_opts_finish(&o), 0);
+    cr_expect_str_eq(o.host, "ctxhost");
+
+    /* an unknown one is an error that lists the known ones */
+    setenv("RUNJOB_CONTEXT", "three", 1);
+    char *err = NULL;
+    cr_expect_eq(run_applet(NULL, &err, "ping", NULL), 2);
+    cr_expect(strstr(err, "no context 'three' (RUNJOB_CONTEXT); there are: one, two"), "%s", err);
+    free(err);
+    /* jobctl's client1 default gives way to the context's certificate */
+    unsetenv("RUNJOB_CONTEXT");
+    char ca[300];
+    (void)snprintf(ca, sizeof(ca), "%s/ca.pem", ctx_home);
+    FILE *f = fopen(ca, "w");
+    cr_assert_not_null(f);
+    fputs("-----BEGIN CERTIFICATE-----\n", f);
+    fclose(f);
+    setenv("RUNJOB_CA_CERT_PATH", ca, 1);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "list", NULL), 255);
+    cr_expect(strstr(err, "cannot read client certificate '/ctx/cert.pem'"), "%s", err);
+    unsetenv("RUNJOB_CA_CERT_PATH");
+    free(err);
+    unsetenv("RUNJOB_CONTEXT");
+    cr_expect_eq(run_applet(NULL, &err, "ping", "--context", "a/b", NULL), 2);
+    cr_expect(strstr(err, "not a context name"), "%s", err);
+    free(err);
+}
+
+Test(client, unknown_flags_and_values_say_what_was_meant, .init = no_certs)
+{
+    char *err = NULL;
+
+    cr_expect_eq(run_applet(NULL, &err, "ping", "--server-hots", "h", NULL), 2);
+    cr_expect_str_eq(err, "runjob: ping: unknown flag '--server-hots'; did you mean "
+                          "'--server-host'? (see 'runjob ping --help')\n");
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "ping", "--server", "h", NULL), 2);
+    cr_expect(strstr(err, "did you mean '--server-host' or '--server-port'?"), "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "start", "--memroy=1G", "/bin/true", NULL), 2);
+    cr_expect(strstr(err, "unknown flag '--memroy=1G'; did you mean '--memory'?"), "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "list", "--state", "runing", NULL), 2);
+    cr_expect_str_eq(err, "runjob: list: --state 'runing' is not a job state (starting, running, "
+                          "exited, killed, failed, lost); did you mean 'running'? (see 'runjob "
+                          "list --help')\n");
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "context", "uze", "x", NULL), 2);
+    cr_expect(strstr(err, "unknown command 'uze' (add, use, list, rm, show); did you mean 'use'?"),
+              "%s", err);
+    free(err);
+    cr_expect_eq(run_applet(NULL, &err, "jobctl", "qeury", NULL), 2);
+    cr_expect(strstr(err, "unknown command 'qeury'; did you mean 'query'?"), "%s", err);
+    free(err);
 }

@@ -107,7 +107,9 @@ Test(jobtab, record_round_trip)
                                .n_args = 5,
                                .limits = {1, 2, 3, 4, 5, 6, 7},
                                .network = JOB_NET_HOST,
-                               .created_ns = 1700000000000123456u};
+                               .created_ns = 1700000000000123456u,
+                               .workdir = "/srv/w d\n",
+                               .timeout_ms = 90000};
     struct jobtab_status st = {.output_bytes = 99, .output_truncated = true};
     struct jobtab_spec back;
     struct jobtab_status st2;
@@ -118,6 +120,7 @@ Test(jobtab, record_round_trip)
     st.job.signal = 9;
     st.job.exit_code = -1;
     st.job.oom_killed = true;
+    st.job.timed_out = true;
     st.job.start_ms = 1700000000000;
     st.job.end_ms = 1700000000123;
     st.job.cpu_usec = 123456;
@@ -135,6 +138,9 @@ Test(jobtab, record_round_trip)
     cr_expect_eq(memcmp(&back.limits, &spec.limits, sizeof(spec.limits)), 0);
     cr_expect_eq(back.network, JOB_NET_HOST);
     cr_expect_eq(back.created_ns, 1700000000000123456u);
+    cr_expect_str_eq(back.workdir, "/srv/w d\n");
+    cr_expect_eq(back.timeout_ms, 90000);
+    cr_expect(st2.job.timed_out);
     cr_expect_eq(st2.job.state, JOB_KILLED);
     cr_expect_eq(st2.job.signal, 9);
     cr_expect_eq(st2.job.exit_code, -1);

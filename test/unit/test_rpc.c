@@ -501,21 +501,98 @@ Test(rpc, unpack_refuses_what_protobuf_c_lets_through)
     }
 }
 
-/* The method table agrees with the service protoc-c generated: order, names, paths, and each
- * method's request type. */
-Test(rpc, methods_match_the_proto_service)
+/* The method table agrees with the services protoc-c generated: order, names, paths, and each
+ * method's request type; ours first, then the published design's, whose names carry its
+ * package. */
+Test(rpc, methods_match_the_proto_services)
 {
-    const ProtobufCServiceDescriptor *svc = &runjob__v1__job_manager__descriptor;
+    const ProtobufCServiceDescriptor *ours = &runjob__v1__job_manager__descriptor;
+    const ProtobufCServiceDescriptor *theirs = &jobmanager__v1__job_manager__descriptor;
 
-    cr_assert_eq(svc->n_methods, RPC_M_COUNT);
+    cr_assert_eq(ours->n_methods, RPC_M_JOBMANAGER_FIRST);
+    cr_assert_eq(theirs->n_methods, RPC_M_COUNT - RPC_M_JOBMANAGER_FIRST);
     for (int m = 0; m < RPC_M_COUNT; m++) {
-        char path[128];
-        (void)snprintf(path, sizeof(path), "/%s/%s", svc->name, svc->methods[m].name);
-        cr_expect_str_eq(rpc_method_name((enum rpc_method)m), svc->methods[m].name);
+        const ProtobufCServiceDescriptor *svc = m < RPC_M_JOBMANAGER_FIRST ? ours : theirs;
+        const ProtobufCMethodDescriptor *md =
+            &svc->methods[m < RPC_M_JOBMANAGER_FIRST ? m : m - RPC_M_JOBMANAGER_FIRST];
+        char path[128], name[128];
+        (void)snprintf(path, sizeof(path), "/%s/%s", svc->name, md->name);
+        (void)snprintf(name, sizeof(name), "%s%s", svc == ours ? "" : "jobmanager.v1/", md->name);
+        cr_expect_str_eq(rpc_method_name((enum rpc_method)m), name);
         cr_expect_str_eq(rpc_method_path((enum rpc_method)m), path);
-        cr_expect_eq(rpc_request_descriptor((enum rpc_method)m), svc->methods[m].input, "%s",
-                     svc->methods[m].name);
+        cr_expect_eq(rpc_request_descriptor((enum rpc_method)m), md->input, "%s", md->name);
     }
     cr_expect_null(rpc_method_path(RPC_M_COUNT));
     cr_expect_null(rpc_method_name((enum rpc_method) - 1));
+}
+
+/* The published design's requests: the same rules as ours, in its own field names. */
+Test(rpc, jobmanager_requests_are_checked_like_ours)
+{
+    Jobmanager__V1__JobCreationRequest start = JOBMANAGER__V1__JOB_CREATION_REQUEST__INIT;
+    Jobmanager__V1__JobId id = JOBMANAGER__V1__JOB_ID__INIT;
+    Jobmanager__V1__StreamOutputRequest so = JOBMANAGER__V1__STREAM_OUTPUT_REQUEST__INIT;
+    char *args[] = {"-l", "/tmp"};
+    struct limits l;
+    struct rpc_error err;
+
+    start.programpath = "bin/ls";
+    cr_expect_eq(rpc_check_jobmanager_start(&start, &policy, &l, &err), -1);
+    cr_expect_eq(err.code, RPC_INVALID_ARGUMENT);
+    cr_expect(strstr(err.message, "programPath 'bin/ls' is not an absolute path"), "%s",
+              err.message);
+    start.programpath = "";
+    cr_expect_eq(rpc_check_jobmanager_start(&start, &policy, &l, &err), -1);
+    cr_expect(strstr(err.message, "programPath is empty"), "%s", err.message);
+    start.programpath = "/bin/ls";
+    start.name = "a\tb";
+    cr_expect_eq(rpc_check_jobmanager_start(&start, &policy, &l, &err), -1);
+    cr_expect_eq(err.code, RPC_INVALID_ARGUMENT);
+    start.name = "listing";
+    start.arguments = args;
+    start.n_arguments = 2;
+    cr_expect_eq(rpc_check_jobmanager_start(&start, &policy, &l, &err), 0, "%s", err.message);
+    cr_expect_eq(l.memory_bytes, policy.defaults.memory_bytes, "the server's default limits");
+
+    cr_expect_eq(rpc_check_jobmanager_id(&id, &err), -1);
+    cr_expect_eq(err.code, RPC_INVALID_ARGUMENT);
+    id.id = "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f";
+    cr_expect_eq(rpc_check_jobmanager_id(&id, &err), 0);
+
+    cr_expect_eq(rpc_check_jobmanager_stream(&so, &err), -1);
+    cr_expect(strstr(err.message, "jobId is missing"), "%s", err.message);
+    so.jobid = &id;
+    cr_expect_eq(rpc_check_jobmanager_stream(&so, &err), 0);
+    so.outputstream = (Jobmanager__V1__OutputStream)7;
+    cr_expect_eq(rpc_check_jobmanager_stream(&so, &err), -1);
+    cr_expect(strstr(err.message, "unknown outputStream 7"), "%s", err.message);
+}
+
+Test(rpc, start_checks_env_workdir_timeout)
+{
+    Runjob__V1__StartRequest req = RUNJOB__V1__START_REQUEST__INIT;
+    char *good[] = {"A=1", "B=", "C=x=y"}, *nokey[] = {"=1"}, *noeq[] = {"A"};
+    struct limits l;
+    struct rpc_error err;
+
+    req.command = "/bin/true";
+    req.env = good;
+    req.n_env = 3;
+    req.workdir = "/tmp";
+    req.timeout_millis = 1000;
+    cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), 0, "%s", err.message);
+    req.env = nokey;
+    req.n_env = 1;
+    cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), -1);
+    cr_expect(strstr(err.message, "env[0] '=1' is not KEY=VALUE"), "%s", err.message);
+    req.env = noeq;
+    cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), -1);
+    req.n_env = 0;
+    req.workdir = "tmp";
+    cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), -1);
+    cr_expect(strstr(err.message, "workdir 'tmp' is not an absolute path"), "%s", err.message);
+    req.workdir = "";
+    req.timeout_millis = (uint64_t)RPC_MAX_TIMEOUT_MS + 1;
+    cr_expect_eq(rpc_check_start(&req, &policy, &l, &err), -1);
+    cr_expect_eq(err.code, RPC_INVALID_ARGUMENT);
 }

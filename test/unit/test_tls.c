@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -268,4 +269,55 @@ Test(tls, process_init_keeps_openssl_for_threads_still_exiting)
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     /* LeakSanitizer's exit status is 23. */
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child ended with wait status 0x%x", st);
+}
+
+/* A self-signed P-256 certificate valid from not_before to not_after (epoch seconds), as PEM. */
+static char *cert_with_dates(time_t not_before, time_t not_after)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    long n;
+
+    cr_assert(key && x && b);
+    cr_assert_eq(X509_set_version(x, 2), 1);
+    cr_assert_eq(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
+    cr_assert_not_null(ASN1_TIME_set(X509_getm_notBefore(x), not_before));
+    cr_assert_not_null(ASN1_TIME_set(X509_getm_notAfter(x), not_after));
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"dates", -1, -1, 0);
+    cr_assert_eq(X509_set_issuer_name(x, X509_get_subject_name(x)), 1);
+    cr_assert_eq(X509_set_pubkey(x, key), 1);
+    cr_assert_gt(X509_sign(x, key, EVP_sha256()), 0);
+    cr_assert_eq(PEM_write_bio_X509(b, x), 1);
+    n = BIO_get_mem_data(b, &data);
+    pem = strndup(data, (size_t)n);
+    BIO_free(b);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return pem;
+}
+
+Test(tls, cert_dates_read_back)
+{
+    /* UTCTime before 2050, GeneralizedTime from 2050 on: both forms. */
+    static const time_t cases[][2] = {
+        {1790000000, 1795000000},
+        {0, 86400},
+        {2524608000, 2556144000},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *pem = cert_with_dates(cases[i][0], cases[i][1]);
+        int64_t nb = -1, na = -1;
+        cr_assert_eq(tls_cert_dates(pem, &nb, &na), 0, "case %zu", i);
+        cr_expect_eq(nb, (int64_t)cases[i][0], "case %zu", i);
+        cr_expect_eq(na, (int64_t)cases[i][1], "case %zu", i);
+        free(pem);
+    }
+    int64_t nb, na;
+    cr_expect_eq(tls_cert_dates("not a certificate", &nb, &na), -EBADMSG);
+    cr_expect_eq(
+        tls_cert_dates("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", &nb, &na),
+        -EBADMSG);
 }
