@@ -38,6 +38,8 @@ struct serve_opts {
     const char *job_user;
     uint64_t max_output_bytes;
     bool keep_output_head;
+    int64_t retain_ended_ms;
+    uint64_t max_state_bytes;
     unsigned max_running;
     enum log_format log_format;
     enum log_level log_level;
@@ -108,6 +110,10 @@ static const char usage[] =
     "      --keep-output ends|head      past that cap: keep the first and the newest parts,\n"
     "                                   dropping the middle (ends, the default), or only\n"
     "                                   the first (head); a stream notes where bytes went\n"
+    "      --retain-ended DURATION      remove ended jobs (record and output) this long after\n"
+    "                                   they end: 1h, 7d ... (default 7d; 0 keeps them)\n"
+    "      --max-state-bytes SIZE       over this much job output in --state-dir, remove the\n"
+    "                                   ended jobs that ended first (default 0: no cap)\n"
     "      --stop-signal SIG            a Stop's first signal when it names none, and the one\n"
     "                                   jobs get at shutdown: TERM, QUIT, INT, 15 ... (TERM)\n"
     "      --stop-grace DURATION        default wait between that signal and the kill: 500ms,\n"
@@ -145,6 +151,8 @@ enum {
     OPT_HOST_NET,
     OPT_MAX_OUTPUT,
     OPT_KEEP_OUTPUT,
+    OPT_RETAIN_ENDED,
+    OPT_MAX_STATE,
     OPT_STOP_GRACE,
     OPT_STOP_SIGNAL,
     OPT_MAX_RUNNING,
@@ -176,6 +184,8 @@ static const struct option long_opts[] = {
     {"allow-host-network", no_argument, NULL, OPT_HOST_NET},
     {"max-output-bytes", required_argument, NULL, OPT_MAX_OUTPUT},
     {"keep-output", required_argument, NULL, OPT_KEEP_OUTPUT},
+    {"retain-ended", required_argument, NULL, OPT_RETAIN_ENDED},
+    {"max-state-bytes", required_argument, NULL, OPT_MAX_STATE},
     {"stop-grace", required_argument, NULL, OPT_STOP_GRACE},
     {"stop-signal", required_argument, NULL, OPT_STOP_SIGNAL},
     {"max-running-jobs-per-user", required_argument, NULL, OPT_MAX_RUNNING},
@@ -388,6 +398,15 @@ static int parse_flags(int argc, char **argv, struct serve_opts *o)
             else
                 return bad("--keep-output", optarg, "want ends or head");
             break;
+        case OPT_RETAIN_ENDED:
+            if (fmt_parse_duration(optarg, &o->retain_ended_ms) < 0 || o->retain_ended_ms < 0)
+                return bad("--retain-ended", optarg, "want a duration, e.g. 1h, 7d (0 = forever)");
+            break;
+        case OPT_MAX_STATE:
+            if (fmt_parse_size(optarg, &v) < 0)
+                return bad("--max-state-bytes", optarg, "want a size, e.g. 50GiB (0 = no cap)");
+            o->max_state_bytes = v;
+            break;
         case OPT_STOP_SIGNAL:
             if (fmt_parse_signal(optarg, &o->policy.default_signal) < 0)
                 return bad("--stop-signal", optarg, "want a signal: TERM, QUIT, INT, 15 ...");
@@ -573,6 +592,8 @@ static int serve(const struct serve_opts *o)
     jc.uid_last = o->uid_last;
     jc.max_output_bytes = o->max_output_bytes;
     jc.keep_output_head = o->keep_output_head;
+    jc.retain_ended_ms = o->retain_ended_ms;
+    jc.max_state_bytes = o->max_state_bytes;
     jc.default_limits = o->policy.defaults;
     jc.stop_grace_ms = o->policy.default_grace_ms;
     jc.stop_signal = o->policy.default_signal;
@@ -633,6 +654,7 @@ int applet_serve_main(int argc, char **argv)
         .uid_first = 1879048192, /* 0x70000000: past systemd's container range */
         .uid_last = 1879048192 + 65535,
         .max_output_bytes = 1ull << 30,
+        .retain_ended_ms = JM_RETAIN_ENDED_DEFAULT_MS,
         .max_running = 64,
         .log_format = LOG_FORMAT_TEXT,
         .log_level = LOG_INFO,

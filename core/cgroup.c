@@ -14,6 +14,7 @@
 
 #include "cgroup-internal.h"
 #include "cleanup.h"
+#include "id.h"
 #include "log.h"
 #include "proc.h"
 
@@ -507,4 +508,71 @@ int cg_cleanup_stale(struct cg_manager *m, const char *id)
     log_debug("cgroup: removing stale job cgroup '%s'", id);
     r = cg_destroy(cg, -1);
     return r < 0 ? r : 1;
+}
+
+/* Whether the cgroup name of every hierarchy that has it is empty and older than min_age_s: its
+ * processes (none) and its directory's mtime (a cgroup made lately may be another server's,
+ * about to get its shim). A hierarchy that cannot tell keeps the cgroup. */
+static bool is_leftover(struct cg_manager *m, const char *name, unsigned min_age_s)
+{
+    time_t now = time(NULL);
+    bool found = false;
+
+    for (size_t i = 0; i < m->n_hier; i++) {
+        _cleanup_close_ int fd =
+            openat(m->hier[i].rootfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        _cleanup_free_ pid_t *pids = NULL;
+        struct stat st;
+        size_t n = 0;
+
+        if (fd < 0) {
+            if (errno == ENOENT)
+                continue;
+            return false;
+        }
+        /* The directory's mtime: set when the cgroup and its files were made. */
+        if (fstat(fd, &st) < 0 || st.st_mtime > now - (time_t)min_age_s)
+            return false;
+        if (proc_read_pids_at(fd, "cgroup.procs", &pids, &n) < 0 || n > 0)
+            return false;
+        found = true;
+    }
+    return found;
+}
+
+int cg_remove_leftovers(struct cg_manager *m, unsigned min_age_s,
+                        bool (*keep)(const char *id, void *userdata), void *userdata)
+{
+    int removed = 0;
+
+    for (size_t i = 0; i < m->n_hier; i++) {
+        int fd = openat(m->hier[i].rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d;
+        struct dirent *de;
+
+        if (fd < 0)
+            return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+            int r = -errno;
+            (void)close(fd);
+            return r;
+        }
+        while ((de = readdir(d))) {
+            int r;
+            /* A job id only: the root may hold other programs' cgroups (another tool's
+             * process_api, a "server" leaf) that are never ours to remove. */
+            if (!id_is_valid(de->d_name) || keep(de->d_name, userdata) ||
+                !is_leftover(m, de->d_name, min_age_s))
+                continue;
+            r = cg_cleanup_stale(m, de->d_name);
+            if (r < 0)
+                log_debug("cgroup: removing the leftover job cgroup '%s': %s", de->d_name,
+                          strerror(-r));
+            else if (r > 0)
+                removed++;
+        }
+        (void)closedir(d);
+    }
+    return removed;
 }

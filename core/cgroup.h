@@ -170,6 +170,17 @@ void cg_free(struct cg *cg);
 /* A previous server's job id: if its cgroup exists in any hierarchy, kill everything in it and
  * remove it. 1 if something was removed, 0 if there was nothing, -errno. */
 int cg_cleanup_stale(struct cg_manager *m, const char *id);
+/* How old an empty job cgroup must be before cg_remove_leftovers takes it for a leftover: a job
+ * being set up by another server on the same job root has a fresh, empty cgroup for a moment. */
+#define CG_LEFTOVER_MIN_AGE_S 60
+/* Removes the job cgroups under the job root, in every hierarchy, that a server left behind:
+ * named like a job id (core/id.h: nothing else under the root is ever touched), holding no
+ * process in any hierarchy, whose directory has not changed for min_age_s seconds, and for
+ * which keep(id, userdata) is false (the caller knows the job). Several servers with state
+ * directories of their own may share the job root: those rules keep each one's live cgroups
+ * safe from the others. Returns how many were removed, or -errno. Blocks on cgroupfs. */
+int cg_remove_leftovers(struct cg_manager *m, unsigned min_age_s,
+                        bool (*keep)(const char *id, void *userdata), void *userdata);
 
 #include "cleanup.h"
 DEFINE_CLEANUP(struct cg_manager *, cg_manager_free)

@@ -542,6 +542,12 @@ const char *job_runner_cgroup_mode(struct job_runner *r)
     return cg_mode_name(cg_manager_mode(r->cgm));
 }
 
+int job_runner_remove_leftovers(struct job_runner *r, bool (*keep)(const char *id, void *userdata),
+                                void *userdata)
+{
+    return cg_remove_leftovers(r->cgm, CG_LEFTOVER_MIN_AGE_S, keep, userdata);
+}
+
 int job_runner_cleanup_stale(struct job_runner *r, const char *id)
 {
     int e = cg_cleanup_stale(r->cgm, id);

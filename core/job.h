@@ -101,6 +101,10 @@ const char *job_runner_cgroup_mode(struct job_runner *r);
 /* Empties and removes the cgroup a previous server made for id (restart: LOST jobs). 0 if
  * there was none. */
 int job_runner_cleanup_stale(struct job_runner *r, const char *id);
+/* cg_remove_leftovers (core/cgroup.h) with CG_LEFTOVER_MIN_AGE_S: the job cgroups under the
+ * runner's root that no server uses and keep does not claim. Returns how many, or -errno. */
+int job_runner_remove_leftovers(struct job_runner *r, bool (*keep)(const char *id, void *userdata),
+                                void *userdata);
 
 /* Makes the cgroup of the job that will have a->id, with a->limits (job_start rewrites those
  * that differ from its job's), so that its start need not: a caller that knows the id ahead calls

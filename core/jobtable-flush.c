@@ -25,6 +25,7 @@ void jobtab_flusher_queue(struct jobtab_entry *e, bool new_folder)
     (void)pthread_mutex_lock(&fl->mu);
     e->fl_new_folder = e->fl_new_folder || new_folder;
     if (!e->fl_queued) {
+        (void)jobtab_entry_get(e); /* the queue's, put once the batch is synced */
         e->fl_queued = true;
         e->fl_seq = ++fl->queued_seq;
         e->fl_next = NULL;
@@ -43,6 +44,7 @@ void jobtab_flusher_queue(struct jobtab_entry *e, bool new_folder)
 
 struct flush_item {
     char id[JOBTAB_ID_LEN + 1];
+    struct jobtab_entry *e; /* the queue's reference */
 };
 
 int jobtab_sync_record_dir(int dfd)
@@ -149,7 +151,8 @@ static void *flusher_main(void *arg)
         while (fl->head && n < FLUSH_BATCH) {
             struct jobtab_entry *e = fl->head;
             fl->head = e->fl_next;
-            memcpy(items[n++].id, e->spec.id, sizeof(items[0].id));
+            memcpy(items[n].id, e->spec.id, sizeof(items[0].id));
+            items[n++].e = e;
             new_folder = new_folder || e->fl_new_folder;
             e->fl_queued = false;
             e->fl_new_folder = false;
@@ -163,7 +166,8 @@ static void *flusher_main(void *arg)
         (void)pthread_mutex_unlock(&fl->mu);
 
         r = sync_batch(t, items, n, new_folder);
-
+        for (size_t i = 0; i < n; i++) /* outside fl->mu: a last put frees the entry */
+            jobtab_entry_put(items[i].e);
         (void)pthread_mutex_lock(&fl->mu);
         fl->busy = false;
         if (r < 0 && fl->err == 0)
@@ -186,6 +190,7 @@ void jobtab_writer_queue(struct jobtab_entry *e, unsigned linger_ms)
 
     (void)pthread_mutex_lock(&fl->mu);
     if (!e->wq_queued) {
+        (void)jobtab_entry_get(e); /* the queue's, put once written */
         e->wq_queued = true;
         e->wq_due_ms = due;
         e->wq_next = NULL;
@@ -263,7 +268,7 @@ static void *writer_main(void *arg)
         r = jobtab_rec_write_latest(e);
         if (r < 0)
             log_warn("job %s: writing its record: %s", e->spec.id, strerror(-r));
-
+        jobtab_entry_put(e); /* the queue's, outside fl->mu: a last put frees the entry */
         (void)pthread_mutex_lock(&fl->mu);
         fl->wbusy = false;
         if (r < 0 && fl->err == 0)

@@ -7,6 +7,7 @@
  *                      flusher thread that makes written records durable (group commit)
  * Nothing here is for other modules: core/jobtable.h is the one public header. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -18,6 +19,9 @@
  * record takes the first one, so that the Start path allocates nothing. */
 #define RECORD_SPARE "status.spare"
 #define OUTPUT_FILE  "output"
+/* A removed job's folder is renamed to this prefix and its id (a name jobtab_load never takes
+ * for a job) before its files are deleted: a restart never finds half a job. */
+#define TRASH_PREFIX ".rm-"
 /* The room reserved for a record is a multiple of this: a spare's two reserves are one each
  * (a new job's records are well under it), a running job's next record gets its record's
  * length and one more (jobtable-record.c). */
@@ -33,6 +37,11 @@ struct jobtab_spare {
 
 struct jobtab_entry {
     struct jobtab *t;
+    /* The references (see core/jobtable.h "Entry lifetime"): the table's while the entry is in
+     * it, each handle given out, and one per queue (writer, flusher) the entry is on. Taken
+     * only from a reference already held, or under t->lock while the entry is in the table. */
+    atomic_uint refs;
+    bool removed;                /* under t->lock: out of the table (jobtab_remove) */
     struct jobtab_spec spec;     /* immutable after add/load */
     struct jobtab_status status; /* under t->lock */
     struct job *job;             /* under t->lock (set once) */
@@ -88,6 +97,8 @@ struct jobtab {
     char **admins;
     size_t n_admins;
     unsigned max_running;
+    jobtab_release_fn on_release;
+    void *userdata;
     struct jobtab_entry **entries; /* oldest first */
     size_t n, cap;
     struct jobtab_entry **index; /* open addressing on id; cap_index is a power of two */
@@ -142,7 +153,8 @@ int jobtab_flusher_start(struct jobtab *t, unsigned window_ms);
 /* Writes what the writer holds, makes everything durable, then ends both threads. Safe if they
  * never started. */
 void jobtab_flusher_stop(struct jobtab *t);
-/* Takes e off the flusher's and the writer's queues (before e is freed). */
+/* Takes e off the flusher's and the writer's queues (before e is freed without its last put:
+ * an entry that never got into the table, or jobtab_free). */
 void jobtab_flusher_forget(struct jobtab_entry *e);
 /* Makes e's last record and its exchange durable now, unless the flusher already has: before
  * the next record is written in place into the file that was status (RECORD_TMP after an

@@ -500,6 +500,11 @@ int jobtab_rec_write_latest(struct jobtab_entry *e)
     int r;
 
     (void)pthread_mutex_lock(&e->wlock);
+    /* A removed job's folder is about to go (jobtab_entry_trash): no record brings it back. */
+    if (jobtab_entry_is_removed(e)) {
+        (void)pthread_mutex_unlock(&e->wlock);
+        return 0;
+    }
     jobtab_entry_get_status(e, &latest);
     r = jobtab_rec_write(e, &latest, false);
     (void)pthread_mutex_unlock(&e->wlock);

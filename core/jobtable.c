@@ -159,6 +159,29 @@ static int insert_locked(struct jobtab *t, struct jobtab_entry *e)
     return 0;
 }
 
+/* Takes e out of the index (lock held): linear probing's deletion, which moves every later
+ * entry of the same run back into the hole it may have probed past. */
+static void index_remove_locked(struct jobtab *t, struct jobtab_entry *e)
+{
+    size_t mask = t->cap_index - 1, i, j;
+
+    i = (size_t)hash_id(e->spec.id) & mask;
+    while (t->index[i] && t->index[i] != e)
+        i = (i + 1) & mask;
+    if (!t->index[i])
+        return;
+    for (j = (i + 1) & mask; t->index[j]; j = (j + 1) & mask) {
+        size_t k = (size_t)hash_id(t->index[j]->spec.id) & mask;
+        /* index[j] may move to the hole i when its home k is not cyclically in (i, j]. */
+        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (stays)
+            continue;
+        t->index[i] = t->index[j];
+        i = j;
+    }
+    t->index[i] = NULL;
+}
+
 struct jobtab_entry *jobtab_find_locked(struct jobtab *t, const char *id)
 {
     size_t h;
@@ -181,6 +204,7 @@ static struct jobtab_entry *entry_new(struct jobtab *t)
     if (!e)
         return NULL;
     e->t = t;
+    atomic_init(&e->refs, 1);
     (void)pthread_mutex_init(&e->wlock, NULL);
     return e;
 }
@@ -205,6 +229,8 @@ int jobtab_new(const struct jobtab_config *cfg, struct jobtab **ret)
         return -ENOMEM;
     (void)pthread_mutex_init(&t->lock, NULL);
     t->max_running = cfg->max_running_per_user;
+    t->on_release = cfg->on_release;
+    t->userdata = cfg->userdata;
     t->state_dir = strdup(cfg->state_dir);
     while (cfg->admin_cns && cfg->admin_cns[n])
         n++;
@@ -537,7 +563,7 @@ int jobtab_add_spec(struct jobtab *t, struct jobtab_spare **spare, const struct 
         (void)pthread_mutex_unlock(&t->lock);
         return r;
     }
-    *ret = e;
+    *ret = jobtab_entry_get(e); /* the table keeps the reference entry_new made */
     return 0;
 }
 
@@ -560,9 +586,11 @@ struct jobtab_entry *jobtab_lookup(struct jobtab *t, const char *id, const char 
 
     (void)pthread_mutex_lock(&t->lock);
     e = jobtab_find_locked(t, id);
-    (void)pthread_mutex_unlock(&t->lock);
     if (e && !jobtab_may_access(t, e, cn))
-        return NULL;
+        e = NULL;
+    if (e)
+        (void)jobtab_entry_get(e);
+    (void)pthread_mutex_unlock(&t->lock);
     return e;
 }
 
@@ -580,11 +608,20 @@ int jobtab_list(struct jobtab *t, const char *cn, struct jobtab_entry ***ret, si
     }
     for (size_t i = 0; i < t->n; i++)
         if (admin || strcmp(t->entries[i]->spec.owner, cn) == 0)
-            a[n++] = t->entries[i];
+            a[n++] = jobtab_entry_get(t->entries[i]);
     (void)pthread_mutex_unlock(&t->lock);
     *ret = a;
     *ret_n = n;
     return 0;
+}
+
+void jobtab_entries_put(struct jobtab_entry **a, size_t n)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < n; i++)
+        jobtab_entry_put(a[i]);
+    free(a);
 }
 
 void jobtab_foreach(struct jobtab *t, void (*fn)(struct jobtab_entry *e, void *userdata),
@@ -596,14 +633,148 @@ void jobtab_foreach(struct jobtab *t, void (*fn)(struct jobtab_entry *e, void *u
     (void)pthread_mutex_lock(&t->lock);
     n = t->n;
     a = malloc((n + 1) * sizeof(*a));
-    if (a && n > 0) /* entries is NULL in an empty table */
-        memcpy(a, t->entries, n * sizeof(*a));
+    for (size_t i = 0; a && i < n; i++)
+        a[i] = jobtab_entry_get(t->entries[i]);
     (void)pthread_mutex_unlock(&t->lock);
     if (!a)
         return;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         fn(a[i], userdata);
+        jobtab_entry_put(a[i]);
+    }
     free(a);
+}
+
+/* ---- entry lifetime ---------------------------------------------------------------------- */
+
+struct jobtab_entry *jobtab_entry_get(struct jobtab_entry *e)
+{
+    (void)atomic_fetch_add(&e->refs, 1);
+    return e;
+}
+
+void jobtab_entry_put(struct jobtab_entry *e)
+{
+    struct jobtab *t;
+
+    if (!e || atomic_fetch_sub(&e->refs, 1) != 1)
+        return;
+    /* The last reference: only a removed entry gets here (the table holds one otherwise), and
+     * nothing can find it any more. */
+    t = e->t;
+    if (t->on_release)
+        t->on_release(e, t->userdata);
+    entry_free(e);
+}
+
+int jobtab_remove(struct jobtab *t, struct jobtab_entry *e)
+{
+    size_t i;
+
+    (void)pthread_mutex_lock(&t->lock);
+    if (e->removed) {
+        (void)pthread_mutex_unlock(&t->lock);
+        return -ENOENT;
+    }
+    /* Checked under the same lock as the removal: a job cannot start running in between (an
+     * entry never goes back to a running state). */
+    if (jobtab_state_is_running(e->status.job.state)) {
+        (void)pthread_mutex_unlock(&t->lock);
+        return -EBUSY;
+    }
+    e->removed = true;
+    index_remove_locked(t, e);
+    for (i = 0; i < t->n && t->entries[i] != e; i++)
+        ;
+    if (i < t->n) {
+        memmove(&t->entries[i], &t->entries[i + 1], (t->n - i - 1) * sizeof(t->entries[0]));
+        t->n--;
+    }
+    (void)pthread_mutex_unlock(&t->lock);
+    jobtab_entry_put(e); /* the table's: the caller still holds one */
+    return 0;
+}
+
+bool jobtab_entry_is_removed(struct jobtab_entry *e)
+{
+    bool removed;
+
+    (void)pthread_mutex_lock(&e->t->lock);
+    removed = e->removed;
+    (void)pthread_mutex_unlock(&e->t->lock);
+    return removed;
+}
+
+int jobtab_entry_trash(struct jobtab_entry *e)
+{
+    struct jobtab *t = e->t;
+    _cleanup_close_ int sfd = open(t->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char trash[sizeof(TRASH_PREFIX) + JOBTAB_ID_LEN];
+    int r = 0;
+
+    if (sfd < 0)
+        return -errno;
+    (void)snprintf(trash, sizeof(trash), TRASH_PREFIX "%s", e->spec.id);
+    /* Under wlock: a record being written finishes first, and none is written after (a removed
+     * entry's are skipped), so nothing recreates the folder. */
+    (void)pthread_mutex_lock(&e->wlock);
+    if (renameat(sfd, e->spec.id, sfd, trash) < 0 && errno != ENOENT)
+        r = -errno;
+    (void)pthread_mutex_unlock(&e->wlock);
+    return r;
+}
+
+/* Deletes the folder name of sfd and what is in it (files only: a job folder holds no other
+ * folder). 0 or -errno. */
+static int remove_tree(int sfd, const char *name)
+{
+    int dfd = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    DIR *d;
+    struct dirent *de;
+
+    if (dfd < 0)
+        return -errno;
+    d = fdopendir(dfd);
+    if (!d) {
+        int r = -errno;
+        (void)close(dfd);
+        return r;
+    }
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            (void)unlinkat(dfd, de->d_name, 0); /* the rmdir below says what is left */
+    (void)closedir(d);
+    if (unlinkat(sfd, name, AT_REMOVEDIR) < 0)
+        return -errno;
+    return 0;
+}
+
+int jobtab_purge(struct jobtab *t)
+{
+    _cleanup_close_ int sfd = open(t->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d;
+    struct dirent *de;
+    int n = 0;
+
+    if (sfd < 0)
+        return -errno;
+    d = opendir(t->state_dir);
+    if (!d)
+        return -errno;
+    while ((de = readdir(d))) {
+        int r;
+        if (strncmp(de->d_name, TRASH_PREFIX, strlen(TRASH_PREFIX)) != 0 ||
+            !id_is_valid(de->d_name + strlen(TRASH_PREFIX)))
+            continue;
+        r = remove_tree(sfd, de->d_name);
+        if (r < 0)
+            log_warn("state: deleting the removed job folder '%s': %s, ignoring", de->d_name,
+                     strerror(-r));
+        else
+            n++;
+    }
+    (void)closedir(d);
+    return n;
 }
 
 const struct jobtab_spec *jobtab_entry_spec(const struct jobtab_entry *e)

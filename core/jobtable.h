@@ -20,8 +20,17 @@
  * Knows nothing of gRPC or protobuf, and calls nothing in core/job or core/outlog: the job
  * manager (core/manager) attaches its struct job / struct outlog pointers to an entry and owns
  * them.
- * Entries are never removed while the table lives, so an entry pointer stays valid until
- * jobtab_free(). Every function is thread-safe unless noted. */
+ * Entry lifetime: an entry is reference-counted. The table holds a reference while the entry is
+ * in it; jobtab_add, jobtab_add_in, jobtab_lookup and jobtab_list hand the caller a reference
+ * of its own, which it drops with jobtab_entry_put (jobtab_entry_get takes another from one
+ * held); the writer's and the flusher's queues hold one while the entry is on them. An entry
+ * pointer is valid exactly while its holder has a reference. jobtab_remove takes an ended entry
+ * out of the table (lookups and lists no longer find it) and drops the table's reference; at
+ * the last put the table's on_release runs (the owner of the attachments frees them) and the
+ * entry is freed. jobtab_entry_put must not be called with the table's lock held (no callback
+ * of this module runs with it). jobtab_free frees every entry still in the table whatever its
+ * count: no handle may be used after it.
+ * Every function is thread-safe unless noted. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,12 +69,19 @@ struct jobtab_status {
     uint64_t output_dropped; /* dropped from the middle (keep both ends); read from the log */
 };
 
+/* Called once per removed entry, at its last jobtab_entry_put, on the thread of that put and
+ * with no lock of the table held, before the entry is freed: the attachments are the caller's
+ * to free (jobtab_entry_job, jobtab_entry_log still answer). Must not block for long. */
+typedef void (*jobtab_release_fn)(struct jobtab_entry *e, void *userdata);
+
 struct jobtab_config {
     const char *state_dir;         /* created (0700) if missing */
     const char *const *admin_cns;  /* NULL-terminated; these CNs see and stop every job */
     unsigned max_running_per_user; /* 0 = no cap */
     unsigned flush_window_ms;      /* how long a record waits for others to be synced with
                                       it (group commit); 0 = the default, 10 ms */
+    jobtab_release_fn on_release;  /* NULL = none */
+    void *userdata;                /* on_release's */
 };
 
 /* Makes an empty table over cfg->state_dir (mkdir -p). 0 or -errno. */
@@ -141,14 +157,37 @@ bool jobtab_is_admin(struct jobtab *t, const char *cn);
 /* true when cn may see and stop e. */
 bool jobtab_may_access(struct jobtab *t, const struct jobtab_entry *e, const char *cn);
 
-/* The entries cn may see, oldest first, into a malloc'd array (*ret_n of them; free() the
- * array, not the entries). 0 or -ENOMEM. */
+/* The entries cn may see, oldest first, into a malloc'd array (*ret_n of them, a reference
+ * each: jobtab_entries_put puts them and frees the array). 0 or -ENOMEM. */
 int jobtab_list(struct jobtab *t, const char *cn, struct jobtab_entry ***ret, size_t *ret_n);
-/* Calls fn for every entry, oldest first, without the table lock held. */
+/* Puts each of the n entries of a, then frees a. NULL-safe. */
+void jobtab_entries_put(struct jobtab_entry **a, size_t n);
+/* Calls fn for every entry in the table, oldest first, without the table lock held (each
+ * holding a reference during its call: fn may jobtab_remove it). */
 void jobtab_foreach(struct jobtab *t, void (*fn)(struct jobtab_entry *e, void *userdata),
                     void *userdata);
 
-/* The entry's immutable spec (valid while the table lives). */
+/* Another reference to e, from one the caller holds. Returns e. */
+struct jobtab_entry *jobtab_entry_get(struct jobtab_entry *e);
+/* Drops a reference (see "Entry lifetime" above). NULL-safe. Not under the table's lock. */
+void jobtab_entry_put(struct jobtab_entry *e);
+/* Takes an ended entry out of the table: lookups, lists and foreach no longer see it, and its
+ * records are no longer written. Its folder stays until jobtab_entry_trash. The caller's
+ * reference stays the caller's. 0; -EBUSY (STARTING or RUNNING: nothing changed); -ENOENT
+ * (already removed). Does no I/O. */
+int jobtab_remove(struct jobtab *t, struct jobtab_entry *e);
+/* true once jobtab_remove took e out of the table. */
+bool jobtab_entry_is_removed(struct jobtab_entry *e);
+/* Renames a removed entry's folder to a name jobtab_load skips, atomically (waits for a record
+ * write in progress), so that a restart never finds the job again; jobtab_purge deletes it.
+ * 0 (also when the folder was already gone) or -errno. Blocks on the disk: not on a request's
+ * thread. */
+int jobtab_entry_trash(struct jobtab_entry *e);
+/* Deletes every folder jobtab_entry_trash renamed (also those of a previous server), with the
+ * job's output. Returns how many, or -errno. Blocks on the disk. */
+int jobtab_purge(struct jobtab *t);
+
+/* The entry's immutable spec (valid while the caller holds a reference). */
 const struct jobtab_spec *jobtab_entry_spec(const struct jobtab_entry *e);
 /* A snapshot of the entry's status. */
 void jobtab_entry_get_status(struct jobtab_entry *e, struct jobtab_status *ret);

@@ -13,6 +13,8 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +27,11 @@
 #define SPARES_MAX    8
 /* How long jm_shutdown waits past the grace for the jobs' ends. */
 #define SHUTDOWN_EXTRA_MS 30000
+/* The sweep's period bounds: a short retention is honoured within half of it, a long one is
+ * checked every minute; a cap on the state's bytes is checked every second. */
+#define SWEEP_MIN_MS 250
+#define SWEEP_MAX_MS 60000
+#define SWEEP_CAP_MS 1000
 
 /* A job made ahead of its Start: its folder with an empty output log, and its cgroup with a
  * shim waiting in it (NULL if that could not be made: the Start then makes it). */
@@ -39,7 +46,7 @@ struct spare {
 struct start {
     STAILQ_ENTRY(start) next;
     struct jm *m;
-    struct jobtab_entry *e;
+    struct jobtab_entry *e; /* a reference, put with the start */
     struct outlog *log;
     struct job_spare *cg; /* made ahead, or NULL; job_start takes it */
     uid_t uid;            /* the job's (uid_take), given back if it does not run */
@@ -71,6 +78,15 @@ struct jm {
     bool making_spares; /* a thread is topping the spares up */
     unsigned stopping;  /* jobs jm_shutdown waits for */
     unsigned readers;   /* open jm_readers */
+    /* The sweep thread: jobs jm_remove took out of the table (a reference each) whose folders
+     * it renames away, then deletes; retention and the cap on the state's bytes. */
+    pthread_t sweeper;
+    bool sweeper_started;
+    bool sweep_exiting;
+    pthread_cond_t sweep_wake;
+    struct jobtab_entry **removed;
+    size_t n_removed, cap_removed;
+    uint64_t removals;  /* jobs removed, for the metrics */
     int lock_fd;        /* <state>/lock, flock'ed for the manager's life */
     uint8_t *uids_used; /* a bit per uid of uid_first..uid_last held by a job or a spare */
     uint64_t uid_next;  /* where uid_take looks first */
@@ -82,7 +98,7 @@ struct jm {
 
 struct jm_reader {
     struct jm *m;
-    struct jobtab_entry *e;
+    struct jobtab_entry *e; /* a reference, put with the reader */
     struct outlog *log;
     struct outlog_reader *rd;
 };
@@ -173,6 +189,19 @@ static void on_loaded(struct jobtab_entry *e, bool was_running, void *userdata)
         log_warn("job %s: its output log is unreadable (%s), ignoring", spec->id, strerror(-r));
     else
         jobtab_entry_attach(e, NULL, log);
+}
+
+/* A job folder of that id in the state directory: its cgroup is this server's to keep (a job
+ * loaded, or one made ahead). */
+static bool has_folder(const char *id, void *userdata)
+{
+    struct jm *m = userdata;
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (snprintf(path, sizeof(path), "%s/%s", m->cfg.state_dir, id) >= (int)sizeof(path))
+        return true;
+    return stat(path, &st) == 0 || errno != ENOENT;
 }
 
 /* ---- job uids ---------------------------------------------------------------------------- */
@@ -368,6 +397,7 @@ static void on_job_end(struct job *j, void *userdata)
     free(run);
     if (m->cfg.on_end)
         m->cfg.on_end(job_of(e), m->cfg.userdata);
+    jobtab_entry_put(e); /* the running job's: from here it may be removed */
 }
 
 static void started_init(struct jm_started *st, struct jobtab_entry *e)
@@ -393,10 +423,13 @@ static void strv_free(char **v)
     free(v);
 }
 
+/* Frees a Start, with its reference to the job. */
 static void start_free(struct start *s)
 {
-    if (s)
+    if (s) {
         strv_free(s->env);
+        jobtab_entry_put(s->e);
+    }
     free(s);
 }
 
@@ -494,7 +527,9 @@ static void run_start(struct start *s)
         start_failed(s, -ENOMEM, "the server is out of memory");
         return;
     }
-    *run = (struct running){m, e, s->uid};
+    /* A reference of the running job's own: the Start's (s->e) goes at the end of this
+     * function, which may come after the job's end. */
+    *run = (struct running){m, jobtab_entry_get(e), s->uid};
     js.id = spec->id;
     js.path = spec->command;
     js.args = (const char *const *)spec->args;
@@ -513,6 +548,7 @@ static void run_start(struct start *s)
     r = job_start(m->runner, &js, on_job_end, run, &j, errbuf, sizeof(errbuf));
     count_start(m, s->begun_ms, r);
     if (r < 0) {
+        jobtab_entry_put(run->e);
         free(run);
         start_failed(s, r, errbuf[0] ? errbuf : strerror(-r));
         return;
@@ -573,6 +609,33 @@ static void fail_unrecorded(const struct jm_start_request *rq, int err, const ch
     done(&out, userdata);
 }
 
+/* -ENOSPC with why when the state's file system has less free than its reserve: a job there
+ * would find no room for its output (nor its records). A file system that cannot tell passes. */
+static int check_state_room(struct jm *m, char *why, size_t len)
+{
+    struct statvfs sv;
+    uint64_t free_b, reserve, pct;
+
+    if (statvfs(m->cfg.state_dir, &sv) < 0)
+        return 0;
+    free_b = (uint64_t)sv.f_bavail * sv.f_frsize;
+    pct = (uint64_t)sv.f_blocks * sv.f_frsize / 100;
+    reserve = m->cfg.state_reserve_bytes ? m->cfg.state_reserve_bytes : JM_STATE_RESERVE_DEFAULT;
+    if (pct > reserve)
+        reserve = pct;
+    if (free_b >= reserve)
+        return 0;
+    (void)snprintf(why, len,
+                   "the server's state file system has %llu MiB free, below its reserve of %llu "
+                   "MiB (the larger of 1%% and %llu MiB); remove ended jobs (runjob rm) to make "
+                   "room",
+                   (unsigned long long)(free_b >> 20), (unsigned long long)(reserve >> 20),
+                   (unsigned long long)((m->cfg.state_reserve_bytes ? m->cfg.state_reserve_bytes
+                                                                    : JM_STATE_RESERVE_DEFAULT) >>
+                                        20));
+    return -ENOSPC;
+}
+
 void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_fn done,
                     void *userdata)
 {
@@ -581,9 +644,13 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
     struct spare a;
     struct start *s;
     struct jobtab_entry *e = NULL;
-    char path[PATH_MAX];
+    char path[PATH_MAX], why[256];
     int r;
 
+    if (check_state_room(m, why, sizeof(why)) < 0) {
+        fail_unrecorded(rq, -ENOSPC, why, done, userdata);
+        return;
+    }
     if (build_env(rq, &env) < 0) {
         fail_unrecorded(rq, -ENOMEM, "the server is out of memory", done, userdata);
         return;
@@ -735,21 +802,24 @@ int jm_stop(struct jm *m, const char *id, const char *caller, int sig, int64_t g
     if (!e)
         return -ENOENT;
     if (!jobtab_entry_is_running(e)) {
+        jobtab_entry_put(e);
         done(userdata); /* already ended */
         return 0;
     }
+    /* The job runs: it cannot be removed, and its runner keeps j until its end. */
     j = jobtab_entry_job(e);
-    if (!j)
-        return -EAGAIN;
-    st = malloc(sizeof(*st));
-    if (!st)
-        return -ENOMEM;
+    st = j ? malloc(sizeof(*st)) : NULL;
+    if (!st) {
+        jobtab_entry_put(e);
+        return j ? -ENOMEM : -EAGAIN;
+    }
     *st = (struct stop){done, userdata};
     r = job_stop_async(j, sig, grace_ms, on_stopped, st);
     if (r < 0) {
         free(st);
         log_errno(r, "job %s: stop", id);
     }
+    jobtab_entry_put(e);
     return r;
 }
 
@@ -777,6 +847,216 @@ int jm_list(struct jm *m, const char *caller, struct jm_job ***ret, size_t *ret_
 
     *ret = (struct jm_job **)entries;
     return r;
+}
+
+void jm_job_put(struct jm_job *j)
+{
+    jobtab_entry_put(entry_of(j));
+}
+
+void jm_jobs_put(struct jm_job **jobs, size_t n)
+{
+    jobtab_entries_put((struct jobtab_entry **)jobs, n);
+}
+
+/* ---- removal ---------------------------------------------------------------------------- */
+
+static void job_info(struct jobtab_entry *e, struct jm_info *ret, bool with_usage);
+
+/* The last reference to a removed job: its log and its job go with it (no reader is left: each
+ * holds a reference). On whichever thread put it last, with no lock held. */
+static void on_release(struct jobtab_entry *e, void *userdata)
+{
+    struct job *j = jobtab_entry_job(e);
+    struct outlog *log = jobtab_entry_log(e);
+
+    (void)userdata;
+    jobtab_entry_attach(e, NULL, NULL);
+    job_free(j); /* ended: the runner keeps its own reference while it still needs it */
+    outlog_free(log);
+}
+
+/* Takes e (a reference the caller holds) out of the table and hands it to the sweep thread,
+ * which renames its folder away. 0, -EBUSY, -ENOENT (jobtab_remove), -ENOMEM. */
+static int remove_entry(struct jm *m, struct jobtab_entry *e)
+{
+    int r;
+
+    (void)pthread_mutex_lock(&m->mu);
+    /* Room first: once out of the table, the entry must reach the sweep thread. */
+    if (m->n_removed == m->cap_removed) {
+        size_t cap = m->cap_removed ? m->cap_removed * 2 : 16;
+        struct jobtab_entry **a = realloc(m->removed, cap * sizeof(*a));
+        if (!a) {
+            (void)pthread_mutex_unlock(&m->mu);
+            return -ENOMEM;
+        }
+        m->removed = a;
+        m->cap_removed = cap;
+    }
+    r = jobtab_remove(m->table, e);
+    if (r == 0) {
+        m->removed[m->n_removed++] = jobtab_entry_get(e);
+        m->removals++;
+        (void)pthread_cond_signal(&m->sweep_wake);
+    }
+    (void)pthread_mutex_unlock(&m->mu);
+    return r;
+}
+
+int jm_remove(struct jm *m, const char *id, const char *caller)
+{
+    struct jobtab_entry *e = jobtab_lookup(m->table, id, caller);
+    int r;
+
+    if (!e)
+        return -ENOENT;
+    r = remove_entry(m, e);
+    jobtab_entry_put(e);
+    return r;
+}
+
+/* One ended job as the sweep weighs it. */
+struct sweep_item {
+    struct jobtab_entry *e; /* a reference */
+    int64_t end_ms;
+    uint64_t bytes;
+};
+
+struct sweep {
+    struct jm *m;
+    int64_t now_ms;
+    struct sweep_item *ended; /* the ended jobs kept, for the cap */
+    size_t n, cap;
+    uint64_t total; /* every job's output bytes, running ones too */
+    bool failed;
+};
+
+static void sweep_one(struct jobtab_entry *e, void *userdata)
+{
+    struct sweep *sw = userdata;
+    struct jm *m = sw->m;
+    struct jm_info info;
+
+    job_info(e, &info, false);
+    sw->total += info.status.output_bytes;
+    if (info.is_running)
+        return;
+    if (m->cfg.retain_ended_ms > 0 && info.status.job.end_ms > 0 &&
+        info.status.job.end_ms + m->cfg.retain_ended_ms <= sw->now_ms) {
+        if (remove_entry(m, e) == 0)
+            sw->total -= info.status.output_bytes;
+        return;
+    }
+    if (!m->cfg.max_state_bytes)
+        return;
+    if (sw->n == sw->cap) {
+        size_t cap = sw->cap ? sw->cap * 2 : 64;
+        struct sweep_item *a = realloc(sw->ended, cap * sizeof(*a));
+        if (!a) {
+            sw->failed = true;
+            return;
+        }
+        sw->ended = a;
+        sw->cap = cap;
+    }
+    sw->ended[sw->n++] =
+        (struct sweep_item){jobtab_entry_get(e), info.status.job.end_ms, info.status.output_bytes};
+}
+
+static int cmp_end(const void *a, const void *b)
+{
+    const struct sweep_item *x = a, *y = b;
+
+    return x->end_ms < y->end_ms ? -1 : x->end_ms > y->end_ms;
+}
+
+/* Retention, then the cap: the ended jobs that ended first go first, until the output of what
+ * is left fits (running jobs are never removed, so it may not). */
+static void sweep_jobs(struct jm *m)
+{
+    struct sweep sw = {.m = m, .now_ms = clock_ms(CLOCK_REALTIME)};
+    size_t i;
+
+    jobtab_foreach(m->table, sweep_one, &sw);
+    if (sw.n > 1)
+        qsort(sw.ended, sw.n, sizeof(sw.ended[0]), cmp_end);
+    for (i = 0; i < sw.n && sw.total > m->cfg.max_state_bytes; i++)
+        if (remove_entry(m, sw.ended[i].e) == 0)
+            sw.total -= sw.ended[i].bytes;
+    for (i = 0; i < sw.n; i++)
+        jobtab_entry_put(sw.ended[i].e);
+    free(sw.ended);
+}
+
+static int64_t sweep_period_ms(const struct jm *m)
+{
+    int64_t ms = m->cfg.retain_ended_ms > 0 ? m->cfg.retain_ended_ms / 2 : SWEEP_MAX_MS;
+
+    if (ms < SWEEP_MIN_MS)
+        ms = SWEEP_MIN_MS;
+    if (ms > SWEEP_MAX_MS)
+        ms = SWEEP_MAX_MS;
+    if (m->cfg.max_state_bytes && ms > SWEEP_CAP_MS)
+        ms = SWEEP_CAP_MS;
+    return ms;
+}
+
+/* Renames the folders of the jobs removed so far away, then drops their references. */
+static void trash_removed(struct jm *m)
+{
+    struct jobtab_entry **a;
+    size_t n;
+
+    (void)pthread_mutex_lock(&m->mu);
+    a = m->removed;
+    n = m->n_removed;
+    m->removed = NULL;
+    m->n_removed = m->cap_removed = 0;
+    (void)pthread_mutex_unlock(&m->mu);
+    for (size_t i = 0; i < n; i++) {
+        int r = jobtab_entry_trash(a[i]);
+        if (r < 0)
+            log_warn("job %s: removing its folder: %s, ignoring", jobtab_entry_spec(a[i])->id,
+                     strerror(-r));
+    }
+    jobtab_entries_put(a, n);
+}
+
+/* The first sweep runs at once: what expired while the server was down goes first. */
+static void *sweep_thread(void *arg)
+{
+    struct jm *m = arg;
+    bool do_sweep = m->cfg.retain_ended_ms > 0 || m->cfg.max_state_bytes > 0;
+    int64_t period = sweep_period_ms(m), next = 0;
+
+    (void)pthread_mutex_lock(&m->mu);
+    for (;;) {
+        int64_t now = clock_ms(CLOCK_MONOTONIC);
+        bool due = do_sweep && now >= next, removed = m->n_removed > 0;
+        bool exiting = m->sweep_exiting;
+
+        if (!due && !removed && !exiting) {
+            struct timespec dl;
+            int64_t at = do_sweep ? next : now + SWEEP_MAX_MS;
+            dl.tv_sec = (time_t)(at / 1000);
+            dl.tv_nsec = (long)(at % 1000) * 1000000;
+            (void)pthread_cond_timedwait(&m->sweep_wake, &m->mu, &dl);
+            continue;
+        }
+        if (exiting && !removed)
+            break;
+        (void)pthread_mutex_unlock(&m->mu);
+        if (due && !exiting) {
+            sweep_jobs(m);
+            next = clock_ms(CLOCK_MONOTONIC) + period;
+        }
+        trash_removed(m);
+        (void)jobtab_purge(m->table);
+        (void)pthread_mutex_lock(&m->mu);
+    }
+    (void)pthread_mutex_unlock(&m->mu);
+    return NULL;
 }
 
 const char *jm_job_id(const struct jm_job *j)
@@ -877,6 +1157,7 @@ int jm_write_metrics(struct jm *m, struct strbuf *b)
     uint64_t hist[START_BUCKETS + 1], starts, failures, cum = 0;
     int64_t sum_ms;
     unsigned readers;
+    uint64_t removals;
 
     jobtab_foreach(m->table, tally_one, &t);
     (void)pthread_mutex_lock(&m->mu);
@@ -885,6 +1166,7 @@ int jm_write_metrics(struct jm *m, struct strbuf *b)
     failures = m->start_failures;
     sum_ms = m->start_sum_ms;
     readers = m->readers;
+    removals = m->removals;
     (void)pthread_mutex_unlock(&m->mu);
 
     (void)strbuf_puts(b, "# HELP runjob_jobs Jobs the server knows, by state.\n"
@@ -916,10 +1198,15 @@ int jm_write_metrics(struct jm *m, struct strbuf *b)
                         "# HELP runjob_start_failures_total Starts whose command could not run.\n"
                         "# TYPE runjob_start_failures_total counter\n"
                         "runjob_start_failures_total %llu\n"
+                        "# HELP runjob_jobs_removed_total Ended jobs removed (rm, retention, "
+                        "the state cap).\n"
+                        "# TYPE runjob_jobs_removed_total counter\n"
+                        "runjob_jobs_removed_total %llu\n"
                         "# HELP runjob_start_seconds Start latency: request recorded to job "
                         "running.\n"
                         "# TYPE runjob_start_seconds histogram\n",
-                        (unsigned long long)t.output_bytes, readers, (unsigned long long)failures);
+                        (unsigned long long)t.output_bytes, readers, (unsigned long long)failures,
+                        (unsigned long long)removals);
     for (size_t i = 0; i <= START_BUCKETS; i++) {
         cum += hist[i];
         if (i < START_BUCKETS)
@@ -964,11 +1251,20 @@ int jm_reader_open(struct jm *m, struct jm_job *j, unsigned select_mask, uint64_
     r = outlog_reader_new(log, select_mask, offset, &rd->rd); /* may open the file again */
     if (r < 0) {
         free(rd);
-        return r;
+        /* A file gone because the job was removed meanwhile is no loss of data. */
+        return r == -ENOENT && jobtab_entry_is_removed(e) ? -EIDRM : r;
     }
     rd->m = m;
-    rd->e = e;
+    rd->e = jobtab_entry_get(e);
     rd->log = log;
+    /* A job removed meanwhile is gone: its file may be already. (A reader opened before the
+     * removal holds the log's file open: it reads to its end.) */
+    if (jobtab_entry_is_removed(e)) {
+        outlog_reader_free(rd->rd);
+        jobtab_entry_put(rd->e);
+        free(rd);
+        return -EIDRM;
+    }
     (void)pthread_mutex_lock(&m->mu);
     m->readers++;
     (void)pthread_mutex_unlock(&m->mu);
@@ -1017,6 +1313,7 @@ void jm_reader_free(struct jm_reader *rd)
     (void)pthread_mutex_lock(&rd->m->mu);
     rd->m->readers--;
     (void)pthread_mutex_unlock(&rd->m->mu);
+    jobtab_entry_put(rd->e); /* after the reader: the last put may free the log */
     free(rd);
 }
 
@@ -1038,6 +1335,13 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
     (void)pthread_cond_init(&m->cond, NULL);
     (void)pthread_cond_init(&m->idle, NULL);
     (void)pthread_cond_init(&m->changed, NULL);
+    {
+        pthread_condattr_t ca;
+        (void)pthread_condattr_init(&ca);
+        (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        (void)pthread_cond_init(&m->sweep_wake, &ca);
+        (void)pthread_condattr_destroy(&ca);
+    }
     STAILQ_INIT(&m->queue);
     m->lock_fd = -1;
     if (cfg->uid_first) {
@@ -1063,6 +1367,8 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
     tc.state_dir = cfg->state_dir;
     tc.admin_cns = cfg->admin_cns;
     tc.max_running_per_user = cfg->max_running_per_user;
+    tc.on_release = on_release;
+    tc.userdata = m;
     r = jobtab_new(&tc, &m->table);
     if (r < 0) {
         (void)snprintf(errbuf, errlen, "open the state directory '%s'", cfg->state_dir);
@@ -1088,6 +1394,11 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
     }
     log_info("loaded %d job(s) from %s", r, cfg->state_dir);
     jobtab_drain_unused(m->table, remove_unused_cgroup, m); /* before any job is made ahead */
+    r = job_runner_remove_leftovers(m->runner, has_folder, m);
+    if (r > 0)
+        log_info("removed %d leftover job cgroup(s) that no job folder names", r);
+    else if (r < 0)
+        log_warn("looking for leftover job cgroups: %s, ignoring", strerror(-r));
 
     /* Named for top -H, perf and gdb. Created at [n]: the joins take the first n, so a failed
      * create leaves no hole. */
@@ -1103,6 +1414,13 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
         jm_free(m);
         return -EAGAIN;
     }
+    if (pthread_create(&m->sweeper, NULL, sweep_thread, m) != 0) {
+        (void)snprintf(errbuf, errlen, "start the job manager's sweep thread");
+        jm_free(m);
+        return -EAGAIN;
+    }
+    (void)pthread_setname_np(m->sweeper, "rj-sweep");
+    m->sweeper_started = true;
     spare_fill(m); /* the first Starts' folders */
     *ret = m;
     return 0;
@@ -1187,6 +1505,13 @@ void jm_free(struct jm *m)
     (void)pthread_mutex_unlock(&m->mu);
     for (unsigned i = 0; i < m->n_threads; i++)
         (void)pthread_join(m->threads[i], NULL);
+    if (m->sweeper_started) { /* renames what was removed, then ends */
+        (void)pthread_mutex_lock(&m->mu);
+        m->sweep_exiting = true;
+        (void)pthread_cond_signal(&m->sweep_wake);
+        (void)pthread_mutex_unlock(&m->mu);
+        (void)pthread_join(m->sweeper, NULL);
+    }
     if (m->table)
         spare_free_all(m);
     /* Kills whatever still runs and waits for it (on_end hands final records to the table's
@@ -1204,6 +1529,8 @@ void jm_free(struct jm *m)
     if (m->lock_fd >= 0)
         (void)close(m->lock_fd); /* every record written and synced: the next may come */
     free(m->uids_used);
+    free(m->removed);
+    (void)pthread_cond_destroy(&m->sweep_wake);
     (void)pthread_cond_destroy(&m->changed);
     (void)pthread_cond_destroy(&m->idle);
     (void)pthread_cond_destroy(&m->cond);

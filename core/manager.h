@@ -9,9 +9,23 @@
  * own jobs; an administrator sees every job. A job another caller may not see is reported
  * exactly as an unknown one.
  *
+ * Job handles: a struct jm_job * is a reference to the job (core/jobtable.h "Entry lifetime").
+ * jm_lookup and jm_list hand out references, which the caller drops with jm_job_put (jm_jobs_put
+ * for a list); an open jm_reader holds one of its own, and so does the manager while a Start
+ * or a running job needs its job. A job removed (jm_remove, the retention sweep) is gone from
+ * lookups at once; its output log and memory are freed at the last put, so a handle or a
+ * reader held across the removal stays valid, and a reader still reads what the log had.
+ *
+ * Removal: ended jobs only. jm_remove takes the job out of the table on the calling thread;
+ * its folder is renamed away and deleted by the manager's sweep thread, which also removes the
+ * ended jobs past retain_ended_ms and, over max_state_bytes, the oldest ended jobs first: at
+ * start, then every half retention (250 ms to a minute; every second with a cap). A job removed and
+ * not yet renamed away when the server dies comes back at the next start (and is removed again by
+ * the sweep if it has expired).
+ *
  * Threads: Starts run on the manager's start threads, which live until jm_free (the shims
  * themselves are cloned by the runner's own threads, see core/spawn.h); job ends are seen on
- * the runner's event thread. Every function is thread-safe. */
+ * the runner's event thread; removals on the sweep thread. Every function is thread-safe. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,7 +39,7 @@
 #define JM_ID_LEN JOBTAB_ID_LEN
 
 struct jm;
-struct jm_job;    /* a job the manager knows; valid until jm_free */
+struct jm_job;    /* a reference to a job the manager knows (see "Job handles" above) */
 struct jm_reader; /* a cursor over one job's output */
 
 struct jm_config {
@@ -44,13 +58,21 @@ struct jm_config {
     int64_t stop_grace_ms;        /* jm_shutdown's grace between stop_signal and the kill */
     int stop_signal;              /* what jm_shutdown sends first; 0 = SIGTERM */
     unsigned spares;              /* jobs made ahead of their Start (0 = none) */
+    int64_t retain_ended_ms;      /* ended jobs are removed this long after their end (0 = kept) */
+    uint64_t max_state_bytes;     /* over this much output, the oldest ended jobs are removed
+                                     first (0 = no cap) */
+    /* A Start is refused (-ENOSPC) while the state directory's file system has less free than
+     * the larger of this and 1% of its size (0 = JM_STATE_RESERVE_DEFAULT). */
+    uint64_t state_reserve_bytes;
     struct job_runner_config runner;
     /* Called once per job that ends while the manager runs, after its final status is set, on
-     * the runner's event thread (must not block). NULL = none. */
+     * the runner's event thread (must not block); j is valid during the call. NULL = none. */
     void (*on_end)(struct jm_job *j, void *userdata);
     void *userdata;
 };
-#define JM_SPARES_DEFAULT 2 /* back-to-back Starts never wait for a folder or a cgroup */
+#define JM_SPARES_DEFAULT          2 /* back-to-back Starts never wait for a folder or a cgroup */
+#define JM_RETAIN_ENDED_DEFAULT_MS (7 * 24 * 3600 * 1000LL)
+#define JM_STATE_RESERVE_DEFAULT   (4ull << 20)
 
 /* Opens the state directory and locks it (-EBUSY when another manager holds it: errbuf names
  * its pid), probes cgroups and starts the job runner, and loads every job in it: a job that was
@@ -93,6 +115,8 @@ struct jm_start_request {
 /* What a Start came to. err: 0, or -errno:
  *   -EEXIST   the owner has a running job of that name      (nothing recorded)
  *   -EUSERS   the owner is at max_running_per_user           (nothing recorded)
+ *   -ENOSPC   the state file system is below its reserve      (nothing recorded; reason
+ *             says how much is free)
  *   -ESHUTDOWN                                               (recorded as failed to start)
  *   the command's own failure (-ENOENT, -EACCES, -ENOEXEC ...), -ENOSPC (no room for its
  *   output), -EIO and the like (recorded as failed to start when recorded is true).
@@ -127,11 +151,23 @@ int jm_stop(struct jm *m, const char *id, const char *caller, int sig, int64_t g
 
 /* ---- status and list -------------------------------------------------------------------- */
 
-/* The job with that id if the caller may see it, else NULL. */
+/* The job with that id if the caller may see it (a reference: jm_job_put it), else NULL. */
 struct jm_job *jm_lookup(struct jm *m, const char *id, const char *caller);
-/* The jobs the caller may see, oldest first, in a malloc'd array (free() it, not the jobs).
- * 0 or -ENOMEM. */
+/* The jobs the caller may see, oldest first, in a malloc'd array, a reference each (jm_jobs_put
+ * puts them and frees the array). 0 or -ENOMEM. */
 int jm_list(struct jm *m, const char *caller, struct jm_job ***ret, size_t *ret_n);
+/* Drops a reference from jm_lookup (the last one of a removed job frees it). NULL-safe. */
+void jm_job_put(struct jm_job *j);
+/* Puts each of jm_list's jobs and frees the array. NULL-safe. */
+void jm_jobs_put(struct jm_job **jobs, size_t n);
+
+/* ---- removal ---------------------------------------------------------------------------- */
+
+/* Removes an ended job with its record and output: gone from lookups when this returns, its
+ * folder renamed away and deleted shortly after by the sweep thread. Does no I/O. 0; -ENOENT
+ * (unknown, or not the caller's: the owner and administrators may remove a job); -EBUSY (the
+ * job is starting or running). */
+int jm_remove(struct jm *m, const char *id, const char *caller);
 
 /* A job as a caller sees it: what it was asked to be and what it is now. */
 struct jm_info {
@@ -153,10 +189,12 @@ int jm_write_metrics(struct jm *m, struct strbuf *b);
 
 /* ---- output ----------------------------------------------------------------------------- */
 
-/* A reader of the job's output: the streams in select_mask (OUTLOG_SELECT_*) from offset.
+/* A reader of the job's output: the streams in select_mask (OUTLOG_SELECT_*) from offset. It
+ * holds a reference to the job of its own until jm_reader_free.
  * 0; -ENODATA (the job has no output log); -ERANGE (the output has ended and offset is past
- * its end, *ret_end set to that end); -ENOENT, -EBADMSG, -EIO (the log kept from before a
- * restart is gone or unreadable); -EMFILE and the like. */
+ * its end, *ret_end set to that end); -EIDRM (the job was removed since j was looked up);
+ * -ENOENT, -EBADMSG, -EIO (the log kept from before a restart is gone or unreadable); -EMFILE
+ * and the like. */
 int jm_reader_open(struct jm *m, struct jm_job *j, unsigned select_mask, uint64_t offset,
                    struct jm_reader **ret, uint64_t *ret_end);
 /* As outlog_reader_read, outlog_reader_wait and outlog_reader_cancel_wait (core/outlog.h). */

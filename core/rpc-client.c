@@ -453,6 +453,13 @@ int rpc_client_metrics(struct rpc_client *c, const Runjob__V1__MetricsRequest *r
                  &runjob__v1__metrics_response__descriptor, (ProtobufCMessage **)ret, err);
 }
 
+int rpc_client_remove(struct rpc_client *c, const Runjob__V1__RemoveRequest *req,
+                      Runjob__V1__RemoveResponse **ret, struct rpc_error *err)
+{
+    return unary(c, RPC_M_REMOVE, c->deadline_ms, &req->base,
+                 &runjob__v1__remove_response__descriptor, (ProtobufCMessage **)ret, err);
+}
+
 int rpc_client_jobmanager_start(struct rpc_client *c, const Jobmanager__V1__JobCreationRequest *req,
                                 Jobmanager__V1__Job **ret, struct rpc_error *err)
 {

@@ -347,6 +347,11 @@ int rpc_check_status(const Runjob__V1__StatusRequest *req, struct rpc_error *err
     return check_id(req->id, err);
 }
 
+int rpc_check_remove(const Runjob__V1__RemoveRequest *req, struct rpc_error *err)
+{
+    return check_id(req->id, err);
+}
+
 int rpc_check_stream(const Runjob__V1__StreamRequest *req, struct rpc_error *err)
 {
     if (check_id(req->id, err) < 0)
@@ -607,6 +612,7 @@ static const char *const method_paths[RPC_M_COUNT] = {
     [RPC_M_STREAM] = SERVICE_PATH "Stream",
     [RPC_M_PING] = SERVICE_PATH "Ping",
     [RPC_M_METRICS] = SERVICE_PATH "Metrics",
+    [RPC_M_REMOVE] = SERVICE_PATH "Remove",
     [RPC_M_JOBMANAGER_START] = JOBMANAGER_PATH "Start",
     [RPC_M_JOBMANAGER_STOP] = JOBMANAGER_PATH "Stop",
     [RPC_M_JOBMANAGER_QUERY] = JOBMANAGER_PATH "Query",
@@ -651,6 +657,8 @@ const ProtobufCMessageDescriptor *rpc_request_descriptor(enum rpc_method m)
         return &runjob__v1__ping_request__descriptor;
     case RPC_M_METRICS:
         return &runjob__v1__metrics_request__descriptor;
+    case RPC_M_REMOVE:
+        return &runjob__v1__remove_request__descriptor;
     case RPC_M_JOBMANAGER_START:
         return &jobmanager__v1__job_creation_request__descriptor;
     case RPC_M_JOBMANAGER_STOP:
@@ -691,6 +699,9 @@ int rpc_request_decode(enum rpc_method m, const uint8_t *buf, size_t len,
         break;
     case RPC_M_STREAM:
         r = rpc_check_stream((const Runjob__V1__StreamRequest *)rq.msg, err);
+        break;
+    case RPC_M_REMOVE:
+        r = rpc_check_remove((const Runjob__V1__RemoveRequest *)rq.msg, err);
         break;
     case RPC_M_JOBMANAGER_START:
         r = rpc_check_jobmanager_start((const Jobmanager__V1__JobCreationRequest *)rq.msg, p,

@@ -89,6 +89,8 @@ int rpc_client_ping(struct rpc_client *c, const Runjob__V1__PingRequest *req,
                     Runjob__V1__PingResponse **ret, struct rpc_error *err);
 int rpc_client_metrics(struct rpc_client *c, const Runjob__V1__MetricsRequest *req,
                        Runjob__V1__MetricsResponse **ret, struct rpc_error *err);
+int rpc_client_remove(struct rpc_client *c, const Runjob__V1__RemoveRequest *req,
+                      Runjob__V1__RemoveResponse **ret, struct rpc_error *err);
 
 /* The published design's service (jobmanager.v1), which jobctl speaks. Same contract as
  * above; Stop answers with nothing (NilMessage) and so returns only 0 or -1. */
@@ -183,6 +185,7 @@ int rpc_check_start(const Runjob__V1__StartRequest *req, const struct rpc_policy
 int rpc_check_stop(const Runjob__V1__StopRequest *req, const struct rpc_policy *p, int *ret_signal,
                    int64_t *ret_grace_ms, struct rpc_error *err);
 int rpc_check_status(const Runjob__V1__StatusRequest *req, struct rpc_error *err);
+int rpc_check_remove(const Runjob__V1__RemoveRequest *req, struct rpc_error *err);
 int rpc_check_stream(const Runjob__V1__StreamRequest *req, struct rpc_error *err);
 /* The published design's requests (jobmanager.v1), under the same rules as ours: a Start
  * gets the server's default limits in *ret_limits. */
@@ -212,6 +215,7 @@ enum rpc_method {
     RPC_M_STREAM,
     RPC_M_PING,
     RPC_M_METRICS,
+    RPC_M_REMOVE,
     RPC_M_JOBMANAGER_START,
     RPC_M_JOBMANAGER_STOP,
     RPC_M_JOBMANAGER_QUERY,

@@ -277,6 +277,9 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
     case RPC_M_METRICS:
         server_handle_metrics(uc);
         break;
+    case RPC_M_REMOVE:
+        server_handle_remove(uc, &rq);
+        break;
     case RPC_M_STREAM: {
         Runjob__V1__StreamRequest *req = (Runjob__V1__StreamRequest *)rq.msg;
         struct server_stream_spec spec = {
@@ -297,8 +300,9 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
             server_not_found(uc);
             break;
         }
-        /* The stream takes the call and its place in live_calls. */
+        /* The stream takes the call and its place in live_calls; its reader holds the job. */
         server_stream_begin(s, &uc->ci, j, &spec);
+        jm_job_put(j);
         free(uc);
         break;
     }

@@ -165,6 +165,7 @@ void server_handle_list(struct ucall *uc);
 void server_handle_ping(struct ucall *uc);
 /* Metrics (server-metrics.c): administrators only. */
 void server_handle_metrics(struct ucall *uc);
+void server_handle_remove(struct ucall *uc, const struct rpc_request *rq);
 /* A failed Start's answer, the same for both services (st->err < 0); finishes uc. */
 void server_finish_start_error(struct ucall *uc, const struct jm_started *st);
 

@@ -122,7 +122,8 @@ static void handle_query(struct ucall *uc, const Jobmanager__V1__JobId *req)
         return;
     }
     fill_status(&sb, j);
-    server_finish(uc, RPC_OK, NULL, &sb.st.base);
+    server_finish(uc, RPC_OK, NULL, &sb.st.base); /* packs now: the job may go */
+    jm_job_put(j);
 }
 
 static void handle_list(struct ucall *uc)
@@ -135,7 +136,7 @@ static void handle_list(struct ucall *uc)
 
     if (jm_list(uc->s->jm, uc->ci.cn, &jobs, &n) < 0 || !(sbs = calloc(n + 1, sizeof(*sbs))) ||
         !(ptrs = calloc(n + 1, sizeof(*ptrs)))) {
-        free(jobs);
+        jm_jobs_put(jobs, n);
         free(sbs);
         server_finishf(uc, RPC_RESOURCE_EXHAUSTED, "server out of memory");
         return;
@@ -147,7 +148,7 @@ static void handle_list(struct ucall *uc)
     resp.jobstatuslist = ptrs;
     resp.n_jobstatuslist = n;
     server_finish(uc, RPC_OK, NULL, &resp.base); /* packs now; the buffers can go */
-    free(jobs);
+    jm_jobs_put(jobs, n);
     free(sbs);
     free(ptrs);
 }
@@ -171,8 +172,9 @@ static void handle_stream_output(struct ucall *uc, const Jobmanager__V1__StreamO
         server_not_found(uc);
         return;
     }
-    /* The stream takes the call and its place in live_calls. */
+    /* The stream takes the call and its place in live_calls; its reader holds the job. */
     server_stream_begin(uc->s, &uc->ci, j, &spec);
+    jm_job_put(j);
     free(uc);
 }
 
@@ -209,6 +211,7 @@ void server_jobmanager_dispatch(struct ucall *uc, enum rpc_method m, const struc
     case RPC_M_STREAM:
     case RPC_M_PING:
     case RPC_M_METRICS:
+    case RPC_M_REMOVE:
     case RPC_M_COUNT:
     default:
         server_finish(uc, RPC_UNIMPLEMENTED, "unknown method", NULL);

@@ -501,6 +501,11 @@ void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *
     r = jm_reader_open(s->jm, j, mask, spec->offset, &sc->rd, &end);
     if (r < 0) {
         free(sc);
+        if (r == -EIDRM) { /* removed since the lookup: as if it had been before */
+            (void)snprintf(msg, sizeof(msg), "job %s not found", ci->id);
+            reply_error(s, ci, RPC_NOT_FOUND, msg);
+            return;
+        }
         if (r == -ENODATA) {
             (void)snprintf(msg, sizeof(msg), "the output of job %s is not available", ci->id);
             reply_error(s, ci, RPC_DATA_LOSS, msg);

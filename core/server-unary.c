@@ -1,5 +1,5 @@
 /* The unary RPCs of the JobManager service: Start (answered from the manager's start thread
- * once the job runs), Stop, Status, List and Ping, and their one reply batch. */
+ * once the job runs), Stop, Status, List, Remove and Ping, and their one reply batch. */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -120,6 +120,10 @@ void server_finish_start_error(struct ucall *uc, const struct jm_started *st)
                        jm_get_config(uc->s->jm)->max_running_per_user);
         return;
     }
+    if (st->err == -ENOSPC && !st->recorded) { /* the state's reserve: reason says how much */
+        server_finishf(uc, RPC_RESOURCE_EXHAUSTED, "%s", st->reason);
+        return;
+    }
     if (!st->recorded) {
         server_finishf(uc,
                        rpc_code_from_errno(st->err) == RPC_RESOURCE_EXHAUSTED
@@ -171,6 +175,7 @@ static void on_stopped(void *userdata)
         reply_status(uc, j);
     else
         server_not_found(uc);
+    jm_job_put(j);
 }
 
 /* rq was checked by rpc_request_decode (rpc_check_stop: id, signal and grace resolved). */
@@ -207,6 +212,31 @@ void server_handle_status(struct ucall *uc, const struct rpc_request *rq)
         server_not_found(uc);
     else
         reply_status(uc, j);
+    jm_job_put(j);
+}
+
+/* rq was checked by rpc_request_decode (rpc_check_remove). The job leaves the table here; its
+ * files go on the manager's sweep thread. */
+void server_handle_remove(struct ucall *uc, const struct rpc_request *rq)
+{
+    const Runjob__V1__RemoveRequest *req = (const Runjob__V1__RemoveRequest *)rq->msg;
+    Runjob__V1__RemoveResponse resp = RUNJOB__V1__REMOVE_RESPONSE__INIT;
+    int r;
+
+    (void)snprintf(uc->ci.id, sizeof(uc->ci.id), "%s", req->id);
+    r = jm_remove(uc->s->jm, req->id, uc->ci.cn);
+    if (r == 0) {
+        resp.id = uc->ci.id;
+        server_finish(uc, RPC_OK, NULL, &resp.base);
+    } else if (r == -ENOENT) {
+        server_not_found(uc);
+    } else if (r == -EBUSY) {
+        server_finishf(uc, RPC_FAILED_PRECONDITION,
+                       "job %s is still running; stop it first (runjob stop %s)", req->id, req->id);
+    } else {
+        log_errno(r, "job %s: remove", req->id);
+        server_finishf(uc, RPC_INTERNAL, "the server could not remove the job");
+    }
 }
 
 void server_handle_list(struct ucall *uc)
@@ -224,7 +254,7 @@ void server_handle_list(struct ucall *uc)
     sbs = calloc(n + 1, sizeof(*sbs));
     ptrs = calloc(n + 1, sizeof(*ptrs));
     if (!sbs || !ptrs) {
-        free(jobs);
+        jm_jobs_put(jobs, n);
         free(sbs);
         free(ptrs);
         server_finishf(uc, RPC_RESOURCE_EXHAUSTED, "server out of memory");
@@ -238,7 +268,7 @@ void server_handle_list(struct ucall *uc)
     resp.jobs = ptrs;
     resp.n_jobs = n;
     server_finish(uc, RPC_OK, NULL, &resp.base); /* packs now; the buffers can go */
-    free(jobs);
+    jm_jobs_put(jobs, n);
     free(sbs);
     free(ptrs);
 }

@@ -70,6 +70,9 @@ static void fuzz_check_ok(const struct rpc_request *rq, const struct rpc_policy 
     case RPC_M_STATUS:
         FUZZ_CHECK(id_is_valid(((const Runjob__V1__StatusRequest *)rq->msg)->id));
         break;
+    case RPC_M_REMOVE:
+        FUZZ_CHECK(id_is_valid(((const Runjob__V1__RemoveRequest *)rq->msg)->id));
+        break;
     case RPC_M_STREAM: {
         const Runjob__V1__StreamRequest *req = (const Runjob__V1__StreamRequest *)rq->msg;
         FUZZ_CHECK(id_is_valid(req->id));

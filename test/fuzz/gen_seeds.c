@@ -72,6 +72,7 @@ static void requests(void)
     Runjob__V1__ListRequest list = RUNJOB__V1__LIST_REQUEST__INIT;
     Runjob__V1__StreamRequest stream = RUNJOB__V1__STREAM_REQUEST__INIT;
     Runjob__V1__PingRequest ping = RUNJOB__V1__PING_REQUEST__INIT;
+    Runjob__V1__RemoveRequest remove = RUNJOB__V1__REMOVE_REQUEST__INIT;
     char *args[] = {"-c", "for i in 1 2 3; do echo $i; sleep 1; done", "", "héllo", "--x=%41"};
     char *many[40];
 
@@ -128,6 +129,11 @@ static void requests(void)
     put_msg("rpc_status", "valid", &status.base);
     status.id = "3f2b6c1e8a4d4c2e9b1f0a1b2c3d4e5f";
     put_msg("rpc_status", "no-dashes", &status.base);
+
+    remove.id = (char *)id;
+    put_msg("rpc_remove", "valid", &remove.base);
+    remove.id = "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f/../x";
+    put_msg("rpc_remove", "path", &remove.base);
 
     put_msg("rpc_list", "empty", &list.base);
     put("rpc_list", "unknown-field",

@@ -1,5 +1,6 @@
 /* core/manager without gRPC, as another program would drive it: Start, Stop, status, list,
- * names, the running cap, output readers, end events, shutdown and restart recovery. As root,
+ * names, the running cap, output readers, end events, shutdown and restart recovery, removal
+ * (jm_remove, a reader across it, retention and the state cap). As root,
  * with real namespaces, the host's cgroups and the real shim (RUNJOB_BIN). */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -547,4 +548,129 @@ Test(jm, each_job_gets_a_uid_of_its_own_from_the_range)
             cr_expect_neq(uids[i], uids[k], "jobs %d and %d share uid %u", i, k, uids[i]);
     }
     jm_free(m); /* spares holding uids are freed too */
+}
+
+static void stopped_nop(void *userdata)
+{
+    (void)userdata;
+}
+
+static bool folder_exists(const char *name)
+{
+    char path[256];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/%s", state_dir, name);
+    return stat(path, &st) == 0;
+}
+
+Test(jm, remove_takes_ended_jobs_away_for_their_owner_or_an_administrator)
+{
+    struct jm *m = new_manager(1, 0);
+    struct jm_job *a = must_start(m, "alice", NULL, "echo a");
+    struct jm_job *b = must_start(m, "alice", NULL, "echo b");
+    struct jm_job *run = must_start(m, "alice", NULL, "sleep 30");
+    char id_a[JM_ID_LEN + 1], id_b[JM_ID_LEN + 1];
+
+    snprintf(id_a, sizeof(id_a), "%s", jm_job_id(a));
+    snprintf(id_b, sizeof(id_b), "%s", jm_job_id(b));
+    wait_ended(a);
+    wait_ended(b);
+    cr_expect_eq(jm_remove(m, jm_job_id(run), "alice"), -EBUSY, "a running job stays");
+    cr_expect_eq(jm_remove(m, id_a, "bob"), -ENOENT, "another user's job is unknown to bob");
+    cr_expect_eq(jm_remove(m, id_a, "alice"), 0);
+    cr_expect_eq(jm_remove(m, id_a, "alice"), -ENOENT, "removed already");
+    cr_expect_null(jm_lookup(m, id_a, "alice"));
+    cr_expect_eq(jm_remove(m, id_b, "administrator"), 0);
+    /* The handles taken before are still valid: the manager frees them at the last put. */
+    cr_expect_str_eq(jm_job_id(a), id_a);
+    jm_job_put(a);
+    jm_job_put(b);
+    for (int i = 0; i < 500 && (folder_exists(id_a) || folder_exists(id_b)); i++)
+        sleep_ms(10);
+    cr_expect_not(folder_exists(id_a), "the sweep thread deleted its folder");
+    cr_expect_not(folder_exists(id_b));
+    cr_expect_eq(jm_stop(m, jm_job_id(run), "alice", SIGKILL, -1, stopped_nop, NULL), 0);
+    jm_job_put(run);
+    jm_shutdown(m);
+    jm_free(m);
+}
+
+Test(jm, a_reader_open_across_the_removal_reads_to_the_end)
+{
+    struct jm *m = new_manager(1, 0);
+    struct jm_job *j = must_start(m, "alice", NULL, "head -c 300000 /dev/zero; echo end");
+    char id[JM_ID_LEN + 1];
+    struct jm_reader *rd = NULL;
+    static char buf[400000];
+    size_t n = 0;
+    struct jm_info info;
+
+    snprintf(id, sizeof(id), "%s", jm_job_id(j));
+    wait_ended(j);
+    cr_assert_eq(jm_reader_open(m, j, OUTLOG_SELECT_ALL, 0, &rd, NULL), 0);
+    jm_job_put(j); /* only the reader holds the job now */
+    cr_assert_eq(jm_remove(m, id, "alice"), 0);
+    for (int i = 0; i < 500 && folder_exists(id); i++)
+        sleep_ms(10);
+    cr_expect_not(folder_exists(id), "the folder goes while the reader is open");
+    for (;;) {
+        struct outlog_chunk_info ci;
+        ssize_t r = jm_reader_read(rd, buf + n, sizeof(buf) - 1 - n, &ci);
+        cr_assert_geq(r, 0, "read: %s", strerror((int)-r));
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    cr_expect_eq(n, 300004, "every byte the output had");
+    jm_reader_final_info(rd, &info);
+    cr_expect_eq(info.status.job.state, JOB_EXITED);
+    jm_reader_free(rd); /* the last reference: the job and its log are freed here */
+    jm_shutdown(m);
+    jm_free(m);
+}
+
+Test(jm, retention_and_the_state_cap_remove_ended_jobs_oldest_first)
+{
+    struct jm_config cfg = manager_config(1, 0);
+    char err[256] = "", id1[JM_ID_LEN + 1], id2[JM_ID_LEN + 1], id3[JM_ID_LEN + 1];
+    struct jm *m = NULL;
+    struct jm_job *j1, *j2, *j3, *found;
+
+    cfg.max_state_bytes = 150000;
+    cr_assert_eq(jm_new(&cfg, &m, err, sizeof(err)), 0, "%s", err);
+    j1 = must_start(m, "alice", NULL, "head -c 100000 /dev/zero");
+    wait_ended(j1);
+    j2 = must_start(m, "alice", NULL, "head -c 100000 /dev/zero");
+    wait_ended(j2);
+    j3 = must_start(m, "alice", NULL, "head -c 100000 /dev/zero; sleep 30");
+    snprintf(id1, sizeof(id1), "%s", jm_job_id(j1));
+    snprintf(id2, sizeof(id2), "%s", jm_job_id(j2));
+    snprintf(id3, sizeof(id3), "%s", jm_job_id(j3));
+    jm_job_put(j1);
+    jm_job_put(j2);
+    for (int i = 0; i < 500 && (found = jm_lookup(m, id2, "alice")); i++) {
+        jm_job_put(found);
+        sleep_ms(10);
+    }
+    cr_expect_null(jm_lookup(m, id1, "alice"), "the first job to end goes first");
+    cr_expect_null(jm_lookup(m, id2, "alice"), "then the second, while over the cap");
+    found = jm_lookup(m, id3, "alice");
+    cr_expect_not_null(found, "a running job is never removed");
+    jm_job_put(found);
+    cr_expect_eq(jm_stop(m, id3, "alice", SIGKILL, -1, stopped_nop, NULL), 0);
+    jm_job_put(j3);
+    jm_shutdown(m);
+    jm_free(m);
+
+    /* A restart with a retention already past: the sweep at start removes the ended job. */
+    cfg.max_state_bytes = 0;
+    cfg.retain_ended_ms = 1;
+    cr_assert_eq(jm_new(&cfg, &m, err, sizeof(err)), 0, "%s", err);
+    for (int i = 0; i < 500 && (found = jm_lookup(m, id3, "alice")); i++) {
+        jm_job_put(found);
+        sleep_ms(10);
+    }
+    cr_expect_null(jm_lookup(m, id3, "alice"), "expired while the server was down");
+    jm_free(m);
 }

@@ -4,7 +4,7 @@
 # the final status of a stream, `runjob run`), readers get exactly the bytes that were kept;
 # the server does not crash; a Start on the full disk is refused cleanly; record writes that
 # fail for lack of space leave the existing records whole; after a restart everything reads
-# back as it was.
+# back as it was; Starts need the state's reserve free, which runjob rm gives back.
 . "$(dirname "$0")/../lib.sh"
 rj_setup
 FS=$RJ_TMP/fs
@@ -108,5 +108,12 @@ expect_eq "after restart: the first job's output" "a" "$(rj stream "$A")"
 expect_eq "after restart: the kept bytes" "$(head -c "$kept" /dev/zero | sha256sum)" \
     "$(rj stream "$F" 2>/dev/null | sha256sum)"
 rm -f "$FS/filler"
+# Starts keep a reserve (the larger of 1% and 4 MiB) free: the filler's few KiB are not enough,
+# removing the job that filled the disk is.
+out=$(rj start /bin/true 2>&1)
+expect_match "a few KiB free is below the reserve: RESOURCE_EXHAUSTED" \
+    "below its reserve.*RESOURCE_EXHAUSTED" "$out"
+check "runjob rm of the job that filled the disk" rj rm "$F"
+for _ in $(seq 50); do [ -e "$RJ_STATE/$F" ] || [ -e "$RJ_STATE/.rm-$F" ] || break; sleep 0.1; done
 check "with room again, jobs start" rj run /bin/true
 t_done

@@ -110,7 +110,7 @@ read -r th0 fd0 rss0 <<<"$(snap)"
 thr0=$(rj_threads "$RJ_SERVER_PID")
 # Our threads carry their role's name (top -H, perf, gdb); after jobs ran, every kind is there.
 expect_eq "the server's threads are named by role" \
-    "rj-events rj-flusher rj-rpc rj-shims rj-start rj-writer" \
+    "rj-events rj-flusher rj-rpc rj-shims rj-start rj-sweep rj-writer" \
     "$(cat /proc/"$RJ_SERVER_PID"/task/*/comm | grep '^rj-' | grep -v '^rj-budget$' | sort -u | tr '\n' ' ' | sed 's/ $//')"
 for batch in $(seq 5); do
     cancel_streams 100 1 "$batch"

@@ -308,6 +308,11 @@ function table() {
   rows.push(['Status', 'id', 'wrong wire type (fixed32)', () => Buffer.from([0x0d, 1, 2, 3, 4]), S.INVALID_ARGUMENT, MALFORMED]);
   rows.push(...garbageRows('Status'));
 
+  // Remove: the same id checks; no row may remove a job the others use.
+  rows.push(...idRows('Remove', (id) => idOnly(id)));
+  rows.push(['Remove', 'id', 'wrong wire type (fixed32)', () => Buffer.from([0x0d, 1, 2, 3, 4]), S.INVALID_ARGUMENT, MALFORMED]);
+  rows.push(...garbageRows('Remove'));
+
   // Stream.
   rows.push(...idRows('Stream', (id) => msg(idOnly(id), fVarint(STREAM.no_follow, 1))));
   const strm = (id, ...f) => msg(fBytes(STREAM.id, id), fVarint(STREAM.no_follow, 1), ...f);

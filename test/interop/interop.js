@@ -159,7 +159,7 @@ async function main() {
     return;
   }
   const methods = Object.keys(JobManager.service).sort();
-  expectEq('proto: service has the seven RPCs', ['List', 'Metrics', 'Ping', 'Start', 'Status', 'Stop', 'Stream'], methods);
+  expectEq('proto: service has the eight RPCs', ['List', 'Metrics', 'Ping', 'Remove', 'Start', 'Status', 'Stop', 'Stream'], methods);
   expectTrue(
     'proto: keepCase keeps snake_case fields',
     'peer_cn' in JobManager.service.Ping.responseType.type.field.reduce((o, f) => ((o[f.name] = 1), o), {}),
@@ -392,6 +392,14 @@ async function main() {
     r = await unary(admin, 'Stop', { id: d1.res.id, grace_millis: -1 });
     expectTrue('Stop of alice\'s job by the administrator',
       !r.err && r.res.owner === 'alice' && r.res.state === 'JOB_STATE_KILLED', r.err ? errText(r.err) : `owner ${r.res.owner} state ${r.res.state}`);
+  }
+
+  // Remove: an ended job goes for its owner; bob's attempt reads like an unknown id.
+  if (seqId) {
+    expectCode('Remove of alice\'s job as bob: NOT_FOUND', grpc.status.NOT_FOUND, await unary(bob, 'Remove', { id: seqId }));
+    r = await unary(alice, 'Remove', { id: seqId });
+    if (expectOk('Remove of an ended job as alice', r)) expectEq('Remove: the id echoed', seqId, r.res.id);
+    expectCode('Status after Remove: NOT_FOUND', grpc.status.NOT_FOUND, await unary(alice, 'Status', { id: seqId }));
   }
 
   // An unknown method (and an unknown service) on a good channel: UNIMPLEMENTED, not a hang.
