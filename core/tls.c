@@ -40,9 +40,15 @@ const char *tls_openssl_version(void)
 
 int tls_process_init(void)
 {
-    /* The first OPENSSL_init_crypto call decides whether OpenSSL registers its atexit handler;
-     * nothing else is initialized here (no config is read). */
-    return OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL) == 1 ? 0 : -ENOMEM;
+    /* The first OPENSSL_init_crypto call decides whether OpenSSL registers its atexit handler.
+     * It also consumes the run-once config load without reading a file: gRPC's
+     * OPENSSL_init_ssl would otherwise parse the system openssl.cnf (or $OPENSSL_CONF) in every
+     * client process (~6% of its main thread's CPU in perf, bench/RESULTS.md "Cold client"),
+     * and such a file could change what our TLS contexts allow. The server loads its own config
+     * from memory (tls_init). */
+    return OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_NO_LOAD_CONFIG, NULL) == 1
+               ? 0
+               : -ENOMEM;
 }
 
 static int load_config(void)
