@@ -68,10 +68,10 @@ struct cert_spec {
 
 time_t certs_asn1_time_to_time_t(const ASN1_TIME *t);
 void certs_format_day(time_t t, char *buf, size_t cap);
-/* Makes a certificate for key, signed by issuer_key with SHA-384; issuer NULL = self-signed. */
+/* Makes a certificate for key, signed by issuer_key with SHA-256; issuer NULL = self-signed. */
 int certs_make_cert(const struct cert_spec *s, const struct certs_opts *o, EVP_PKEY *key,
                     X509 *issuer, EVP_PKEY *issuer_key, X509 **ret);
-int certs_new_p384_key(EVP_PKEY **ret);
+int certs_new_p256_key(EVP_PKEY **ret);
 void certs_out_list_free(struct out_list *l);
 int certs_out_add_cert(struct out_list *l, X509 *x, const char *name, const char *what);
 int certs_out_add_key(struct out_list *l, EVP_PKEY *k, const char *name, const char *what);

@@ -1,4 +1,4 @@
-/* runjob certs: an ECDSA P-384 root CA, a server certificate and client certificates, as PEM
+/* runjob certs: an ECDSA P-256 root CA, a server certificate and client certificates, as PEM
  * files, made with OpenSSL's C API (ARCHITECTURE.md "Security"). The one applet that includes
  * OpenSSL headers.
  *
@@ -80,8 +80,8 @@ static const struct option certs_longopts[] = {
 static const char certs_usage[] =
     "Usage: runjob certs [flags]\n"
     "\n"
-    "Makes an ECDSA P-384 root CA, a server certificate and one client certificate per user,\n"
-    "as PEM files in DIR (SHA-384 signatures, random 128-bit serials). Keys are mode 0600 and\n"
+    "Makes an ECDSA P-256 root CA, a server certificate and one client certificate per user,\n"
+    "as PEM files in DIR (SHA-256 signatures, random 128-bit serials). Keys are mode 0600 and\n"
     "every file is replaced atomically. An existing CA is never replaced without --force;\n"
     "--reuse-ca signs new certificates with it instead. The result is verified before exit.\n"
     "\n"
@@ -338,14 +338,14 @@ static int certs_run(const struct certs_opts *o)
                               .not_before = now - BACKDATE_SECONDS,
                               .not_after = now + o->ca_days * DAY_SECONDS};
         _cleanup_free_ char *what = NULL;
-        if ((r = certs_new_p384_key(&ca_key)) < 0 ||
+        if ((r = certs_new_p256_key(&ca_key)) < 0 ||
             (r = certs_make_cert(&s, o, ca_key, NULL, NULL, &ca)) < 0)
             return r;
         certs_format_day(s.not_after, until, sizeof(until));
-        if (asprintf(&what, "root CA: CN=runjob root CA, P-384, valid until %s", until) < 0)
+        if (asprintf(&what, "root CA: CN=runjob root CA, P-256, valid until %s", until) < 0)
             return log_errno(-ENOMEM, "cannot list the CA");
         if ((r = certs_out_add_key(&files, ca_key, CA_KEY,
-                                   "private key of " CA_CERT ", P-384, mode 0600")) < 0 ||
+                                   "private key of " CA_CERT ", P-256, mode 0600")) < 0 ||
             (r = certs_out_add_cert(&files, ca, CA_CERT, what)) < 0)
             return r;
     } else if ((r = certs_load_ca(dirfd, o->out, &ca, &ca_key)) < 0) {

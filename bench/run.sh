@@ -11,7 +11,7 @@
 #
 # Environment: BENCH_QUICK=1, RUNJOB_BIN (default bin/runjob), BUILD (default build),
 # BENCH_OUT (where a full run writes its table; default bench/RESULTS.md), BENCH_PARTS (a comma
-# list of start,oneshot,stream,fanout,scale: run only those; such a partial run prints its rows
+# list of start,oneshot,cold,stream,fanout,scale: run only those; such a partial run prints its rows
 # and leaves RESULTS.md alone), BENCH_FAN_READERS / BENCH_FAN_MIB (override the fan-out size).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -107,6 +107,37 @@ print(peak)
 PY
 }
 mbs() { py '"%.0f" % (a[0] / a[1])' "$1" "$2"; } # BYTES MICROSECONDS -> MB/s
+# cold_runs N OUT CMD... [-- CMD...]...: runs the commands in turn, N rounds, each as a new
+# process (posix_spawn, output to /dev/null), and writes per command one line "cpu_p50 wall_p50"
+# in ms: cpu is the process's own user + system time (its rusage from wait4, threads included),
+# wall from spawn to reaped. Interleaved, so that machine noise hits every command alike.
+cold_runs() {
+    python3 - "$@" <<'PY'
+import os, sys, time, statistics
+n, out, cmds = int(sys.argv[1]), sys.argv[2], [[]]
+for a in sys.argv[3:]:
+    if a == "--":
+        cmds.append([])
+    else:
+        cmds[-1].append(a)
+null = os.open("/dev/null", os.O_WRONLY)
+cpu, wall = [[] for _ in cmds], [[] for _ in cmds]
+for _ in range(n):
+    for i, argv in enumerate(cmds):
+        t0 = time.perf_counter()
+        pid = os.posix_spawnp(argv[0], argv, os.environ,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, null, 1)])
+        _, status, ru = os.wait4(pid, 0)
+        t1 = time.perf_counter()
+        if status != 0:
+            sys.exit("%s exited with status %d" % (" ".join(argv), status))
+        cpu[i].append((ru.ru_utime + ru.ru_stime) * 1e3)
+        wall[i].append((t1 - t0) * 1e3)
+with open(out, "w") as f:
+    for c, w in zip(cpu, wall):
+        f.write("%.2f %.2f\n" % (statistics.median(c), statistics.median(w)))
+PY
+}
 
 [ "$(id -u)" -eq 0 ] || die "needs root (namespaces, cgroups, sshd)"
 [ -x "$RUNJOB" ] || die "$RUNJOB not built (make)"
@@ -129,10 +160,10 @@ if ! [ -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
 fi
 
 if [ "$QUICK" = 1 ]; then
-    N_START=60 N_SPACED=20 N_ONESHOT=10 STREAM_SIZE=$((128 << 20)) FAN_SIZE=$((32 << 20)) READERS=20
+    N_START=60 N_SPACED=20 N_ONESHOT=10 N_COLD=20 STREAM_SIZE=$((128 << 20)) FAN_SIZE=$((32 << 20)) READERS=20
     N_JOBS=100 MEM_SMALL=$((32 << 20))
 else
-    N_START=500 N_SPACED=100 N_ONESHOT=40 STREAM_SIZE=$((1 << 30)) FAN_SIZE=$((256 << 20)) READERS=100
+    N_START=500 N_SPACED=100 N_ONESHOT=40 N_COLD=100 STREAM_SIZE=$((1 << 30)) FAN_SIZE=$((256 << 20)) READERS=100
     N_JOBS=1000 MEM_SMALL=$((256 << 20))
 fi
 GAP_MS=50
@@ -172,6 +203,11 @@ SSH=(ssh -q -p "$SSH_PORT" -i "$TMP/ssh/user_key" -F /dev/null -o StrictHostKeyC
 for _ in $(seq 50); do "${SSH[@]}" true 2>/dev/null && break; sleep 0.1; done
 "${SSH[@]}" true || { cat "$TMP/ssh/sshd.log" >&2; die "the sshd baseline did not come up"; }
 SSH_CIPHER=$("${SSH[@]}" -v true 2>&1 | sed -n 's/.*cipher: \([^ ]*\).*/\1/p' | head -1)
+# ssh at its fastest on a CPU with AES instructions: AES-GCM needs no separate MAC, and plain
+# curve25519 key exchange (OpenSSH 9's default, sntrup761x25519, costs its client ~50 ms more
+# CPU here).
+SSH_FAST=("${SSH[@]:0:${#SSH[@]}-1}" -c aes128-gcm@openssh.com -o KexAlgorithms=curve25519-sha256
+    "${SSH[-1]}")
 
 # ---- a runjob server -------------------------------------------------------------------------
 "$RUNJOB" certs -q --out "$TMP/certs" --user alice --user administrator >/dev/null ||
@@ -293,6 +329,23 @@ row "one-shot: \`runjob run /bin/true\` (new process, TLS handshake), p50 / p99 
     "$(py '"%.2fx" % (a[0] / a[1])' "$r50" "$h50")" "faster than ssh (< 1.0x)" \
     "$(verdict 'a[0] < a[1]' "$r50" "$h50")"
 
+fi
+
+# ---- 2b. cold client: CPU and wall time of one `runjob ping` process ---------------------------
+# A client process's cost on the user's machine: exec of the static binary, TLS and gRPC set-up,
+# the mTLS handshake, one unary call, teardown. Against ssh's client over a new connection at
+# its fastest cipher (the sshd's CPU is not counted, nor is runjob's server's), and `runjob
+# --version` (exec and exit alone) as the floor.
+if part cold; then
+cold_runs "$N_COLD" "$TMP/cold.txt" "$RUNJOB" ping -- "${SSH_FAST[@]}" true -- "$RUNJOB" --version ||
+    die "cold client runs failed"
+{ read -r pc pw; read -r sc sw; read -r vc vw; } <"$TMP/cold.txt"
+row "cold client: \`runjob ping\` CPU per process (user + sys, all threads), p50 of $N_COLD" "$pc ms" \
+    "\`ssh -c aes128-gcm@openssh.com -o KexAlgorithms=curve25519-sha256 127.0.0.1 true\` (new connection, the ssh process): $sc ms; \`runjob --version\`: $vc ms" \
+    "$(py '"%.2fx" % (a[0] / a[1])' "$pc" "$sc")" "<= 8 ms" "$(verdict 'a[0] <= 8' "$pc")"
+row "cold client: \`runjob ping\` wall time, p50 of $N_COLD" "$pw ms" \
+    "the same ssh: $sw ms" \
+    "$(py '"%.2fx" % (a[0] / a[1])' "$pw" "$sw")" "<= 0.1x ssh" "$(verdict 'a[0] <= 0.1 * a[1]' "$pw" "$sw")"
 fi
 
 # ---- 3. stream throughput: 1 GiB of job output to one reader vs ssh head -c ------------------

@@ -11,6 +11,7 @@ struct rpc_peer {
     char host[256];
     char ca_path[1024];
     char cert_path[1024];
+    char key_path[1024];
 };
 
 /* What the client saw of a failed call besides its status: the same words mean different

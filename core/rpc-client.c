@@ -175,24 +175,6 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
     /* A no-op in the runjob binary (applet_run did it); for other users of the client (tests),
      * before our and gRPC's first OpenSSL call. */
     (void)tls_process_init();
-    /* gRPC would fail the pair only at the first call, as an empty address list. */
-    int r = tls_check_key_pair(cert, key);
-    if (r < 0) {
-        if (r == -EKEYREJECTED)
-            rpc_error_set(err, RPC_FAILED_PRECONDITION,
-                          "client key '%s' does not belong to client certificate '%s' (use the "
-                          "key made with that certificate, see `runjob certs`)",
-                          cfg->key_path, cfg->cert_path);
-        else if (r == -EBADMSG)
-            rpc_error_set(err, RPC_FAILED_PRECONDITION,
-                          "client certificate '%s' or client key '%s' does not parse as a "
-                          "certificate and a private key",
-                          cfg->cert_path, cfg->key_path);
-        else
-            rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
-        return -1;
-    }
-
     c = calloc(1, sizeof(*c));
     if (!c) {
         rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -206,6 +188,7 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
         (void)snprintf(c->peer.where, sizeof(c->peer.where), "%s:%d", cfg->host, cfg->port);
     (void)snprintf(c->peer.ca_path, sizeof(c->peer.ca_path), "%s", cfg->ca_path);
     (void)snprintf(c->peer.cert_path, sizeof(c->peer.cert_path), "%s", cfg->cert_path);
+    (void)snprintf(c->peer.key_path, sizeof(c->peer.key_path), "%s", cfg->key_path);
 
     if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
         gpr_set_log_function(quiet_log);
@@ -273,12 +256,39 @@ void rpc_client_wait_library_idle(int timeout_ms)
         (void)usleep(1000);
 }
 
+/* A client key that does not belong to its certificate, or a pair that does not parse, fails
+ * the first call as UNAVAILABLE with no words for it (gRPC's security connector is never made:
+ * "empty address list"). The pair is checked here, on that failure, rather than at open: parsing
+ * both costs every client process ~0.7 ms of CPU (OpenSSL 3.0's key decoders), for a mistake
+ * made once. true when err now says what is wrong with the pair. */
+static bool describe_bad_pair(const struct rpc_peer *p, struct rpc_error *err)
+{
+    _cleanup_free_ char *cert = NULL, *key = NULL;
+    int r;
+
+    if (tls_read_pem(p->cert_path, &cert) < 0 || tls_read_pem(p->key_path, &key) < 0)
+        return false;
+    r = tls_check_key_pair(cert, key);
+    if (r == -EKEYREJECTED)
+        rpc_error_set(err, RPC_FAILED_PRECONDITION,
+                      "client key '%s' does not belong to client certificate '%s' (use the "
+                      "key made with that certificate, see `runjob certs`)",
+                      p->key_path, p->cert_path);
+    else if (r == -EBADMSG)
+        rpc_error_set(err, RPC_FAILED_PRECONDITION,
+                      "client certificate '%s' or client key '%s' does not parse as a "
+                      "certificate and a private key",
+                      p->cert_path, p->key_path);
+    return r == -EKEYREJECTED || r == -EBADMSG;
+}
+
 static void describe_slice(const struct rpc_client *c, grpc_status_code code, grpc_slice details,
                            const char *error_string, const struct rpc_call_facts *f,
                            struct rpc_error *err)
 {
     char *d = grpc_slice_to_c_string(details);
-    rpc_client_describe(&c->peer, (int)code, d, error_string, f, err);
+    if (code != GRPC_STATUS_UNAVAILABLE || f->answered || !describe_bad_pair(&c->peer, err))
+        rpc_client_describe(&c->peer, (int)code, d, error_string, f, err);
     if (getenv("RUNJOB_RPC_DEBUG"))
         fprintf(stderr, "rpc: status %d details '%s' error_string '%s'\n", (int)code, d ? d : "",
                 error_string ? error_string : "");

@@ -40,9 +40,15 @@ const char *tls_openssl_version(void)
 
 int tls_process_init(void)
 {
-    /* The first OPENSSL_init_crypto call decides whether OpenSSL registers its atexit handler;
-     * nothing else is initialized here (no config is read). */
-    return OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL) == 1 ? 0 : -ENOMEM;
+    /* The first OPENSSL_init_crypto call decides whether OpenSSL registers its atexit handler.
+     * It also consumes the run-once config load without reading a file: gRPC's
+     * OPENSSL_init_ssl would otherwise parse the system openssl.cnf (or $OPENSSL_CONF) in every
+     * client process (~6% of its main thread's CPU in perf, bench/RESULTS.md "Cold client"),
+     * and such a file could change what our TLS contexts allow. The server loads its own config
+     * from memory (tls_init). */
+    return OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_NO_LOAD_CONFIG, NULL) == 1
+               ? 0
+               : -ENOMEM;
 }
 
 static int load_config(void)
@@ -181,24 +187,6 @@ static int asn1_time_epoch(const ASN1_TIME *t, int64_t *ret)
     return 0;
 }
 
-int tls_cert_dates(const char *pem, int64_t *ret_not_before, int64_t *ret_not_after)
-{
-    BIO *b = BIO_new_mem_buf(pem, -1);
-    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-    int r;
-
-    if (!b)
-        r = -ENOMEM;
-    else if (!x)
-        r = -EBADMSG;
-    else if ((r = asn1_time_epoch(X509_get0_notBefore(x), ret_not_before)) == 0)
-        r = asn1_time_epoch(X509_get0_notAfter(x), ret_not_after);
-    X509_free(x);
-    BIO_free(b);
-    ERR_clear_error();
-    return r;
-}
-
 int tls_count_certs(const char *bundle_pem)
 {
     BIO *b = BIO_new_mem_buf(bundle_pem, -1);
@@ -234,10 +222,14 @@ static int der_next(const unsigned char **p, const unsigned char *end, const uns
     return 0;
 }
 
-/* The subject Name of a DER certificate, reached by stepping over the fields before it rather
- * than by d2i_X509: that one also decodes the public key, ~135 us with OpenSSL 3.0 against ~2
- * for the Name, and the server asks on every call. NULL when der is not a certificate. */
-static X509_NAME *der_subject(const unsigned char *der, long len)
+/* Field k of a DER certificate's tbsCertificate after its optional [0] version (0 serialNumber,
+ * 1 signature, 2 issuer, 3 validity, 4 subject), reached by stepping over the fields before it
+ * rather than by d2i_X509: that one also decodes the public key, through OpenSSL 3.0's decoder
+ * machinery (~135 us a certificate, and the first one in a process ~2.7 ms), where these
+ * callers need ~2 us. *ret_start is the field's header, *ret_len header and contents. -EBADMSG
+ * when der is not a certificate. */
+static int der_tbs_field(const unsigned char *der, long len, int k, const unsigned char **ret_start,
+                         long *ret_len)
 {
     const unsigned char *p = der, *end = der + len, *start;
     long n;
@@ -246,43 +238,95 @@ static X509_NAME *der_subject(const unsigned char *der, long len)
     /* Certificate, then tbsCertificate: SEQUENCEs, stepped into. */
     for (int depth = 0; depth < 2; depth++) {
         if (der_next(&p, end, &start, &n, &tag) < 0 || tag != V_ASN1_SEQUENCE)
-            return NULL;
+            return -EBADMSG;
         end = p + n;
     }
-    /* [0] version (absent in v1), serialNumber, signature, issuer, validity: stepped over. */
     if (der_next(&p, end, &start, &n, &tag) < 0)
-        return NULL;
-    for (int skip = tag == -1 ? 5 : 4; skip > 0; skip--) {
+        return -EBADMSG;
+    for (int skip = tag == -1 ? k + 1 : k; skip > 0; skip--) {
         p += n;
         if (der_next(&p, end, &start, &n, &tag) < 0)
-            return NULL;
+            return -EBADMSG;
     }
-    if (tag != V_ASN1_SEQUENCE)
+    if (tag != V_ASN1_SEQUENCE && k != 0)
+        return -EBADMSG;
+    *ret_start = start;
+    *ret_len = n + (long)(p - start); /* its header too: a d2i reads the whole element */
+    return 0;
+}
+
+/* The subject Name of a DER certificate. NULL when der is not a certificate. */
+static X509_NAME *der_subject(const unsigned char *der, long len)
+{
+    const unsigned char *p;
+    long n;
+
+    if (der_tbs_field(der, len, 4, &p, &n) < 0)
         return NULL;
-    n += (long)(p - start); /* its header too: d2i_X509_NAME reads the whole element */
-    p = start;
     return d2i_X509_NAME(NULL, &p, n);
 }
 
-int tls_subject_cn_count(const char *pem, size_t len)
+/* The first certificate of pem (len bytes) as DER, for OPENSSL_free. -EBADMSG, -ENOMEM. */
+static int pem_first_cert_der(const char *pem, size_t len, unsigned char **ret, long *ret_len)
 {
     BIO *b;
-    unsigned char *der = NULL;
-    long der_len = 0;
-    X509_NAME *subject;
-    int n = 0, i = -1;
+    int ok;
 
     if (len == 0 || len > PEM_MAX_BYTES)
         return -EBADMSG;
     b = BIO_new_mem_buf(pem, (int)len);
     if (!b)
         return -ENOMEM;
-    if (!PEM_bytes_read_bio(&der, &der_len, NULL, PEM_STRING_X509, b, NULL, NULL)) {
-        BIO_free(b);
+    ok = PEM_bytes_read_bio(ret, ret_len, NULL, PEM_STRING_X509, b, NULL, NULL);
+    BIO_free(b);
+    if (!ok) {
         ERR_clear_error();
         return -EBADMSG;
     }
-    BIO_free(b);
+    return 0;
+}
+
+int tls_cert_dates(const char *pem, int64_t *ret_not_before, int64_t *ret_not_after)
+{
+    unsigned char *der = NULL;
+    const unsigned char *p, *end;
+    long der_len = 0, n;
+    ASN1_TIME *nb = NULL, *na = NULL;
+    int r;
+
+    if ((r = pem_first_cert_der(pem, strlen(pem), &der, &der_len)) < 0)
+        return r;
+    /* Validity ::= SEQUENCE { notBefore Time, notAfter Time } */
+    r = der_tbs_field(der, der_len, 3, &p, &n);
+    if (r == 0) {
+        const unsigned char *start;
+        int tag;
+
+        end = p + n;
+        if (der_next(&p, end, &start, &n, &tag) < 0 || tag != V_ASN1_SEQUENCE)
+            r = -EBADMSG;
+        else if (!(nb = d2i_ASN1_TIME(NULL, &p, end - p)) ||
+                 !(na = d2i_ASN1_TIME(NULL, &p, end - p)))
+            r = -EBADMSG;
+        else if ((r = asn1_time_epoch(nb, ret_not_before)) == 0)
+            r = asn1_time_epoch(na, ret_not_after);
+    }
+    ASN1_TIME_free(nb);
+    ASN1_TIME_free(na);
+    OPENSSL_free(der);
+    ERR_clear_error();
+    return r;
+}
+
+int tls_subject_cn_count(const char *pem, size_t len)
+{
+    unsigned char *der = NULL;
+    long der_len = 0;
+    X509_NAME *subject;
+    int n = 0, i = -1, r;
+
+    if ((r = pem_first_cert_der(pem, len, &der, &der_len)) < 0)
+        return r;
     subject = der_subject(der, der_len);
     OPENSSL_free(der);
     if (!subject) {

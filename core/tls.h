@@ -34,8 +34,9 @@ struct tls_probe_result {
     bool ssl_lowering_refused; /* the same on an SSL object (SSL_ctrl) */
 };
 
-/* Turns off OpenSSL's exit-time cleanup (OPENSSL_cleanup from atexit) for this process; call it
- * before any other OpenSSL use (later it changes nothing). gRPC's EventEngine threads are
+/* Turns off OpenSSL's exit-time cleanup (OPENSSL_cleanup from atexit) and its reading of a
+ * config file (openssl.cnf, $OPENSSL_CONF) for this process; call it before any other OpenSSL
+ * use (later it changes nothing). gRPC's EventEngine threads are
  * detached and may still be exiting when the process exits: the cleanup deletes OpenSSL's
  * thread-local keys under them, so such a thread never frees its error queue and DRBG (a leak
  * LeakSanitizer reports), and OpenSSL does not support cleanup while other threads may use it.

@@ -8,9 +8,10 @@
 #     the server answers with an HTTP/2 SETTINGS frame (s_client prints "New, TLSv1.3" even
 #     when the server aborts right after the client's Finished). TLS 1.3 with a good client
 #     certificate is accepted; TLS 1.2 is refused with a protocol_version alert, probed
-#     against a second server that holds a P-256 certificate, with a P-256 client certificate,
-#     so that nothing but the TLS 1.3 enforcement can refuse it (with P-384 certificates TLS 1.2
-#     fails anyway, as gRPC offers only P-256 to TLS 1.2 peers); no client certificate, a
+#     against both servers (the main one's `runjob certs` certificates are P-256 too; the second
+#     one's server certificate is made by openssl), so that nothing but the TLS 1.3 enforcement
+#     can refuse it (with P-384 certificates TLS 1.2 fails anyway, as gRPC offers only P-256 to
+#     TLS 1.2 peers); no client certificate, a
 #     certificate from another CA and an expired one are refused.
 #  3. The runjob client: a good certificate pings; expired, other-CA and CN-less
 #     certificates fail (the CN-less one may pass the TLS handshake: the server must then
@@ -102,14 +103,14 @@ openssl ecparam -name prime256v1 -genkey -noout -out "$C256/server-key.pem" 2>/d
 
 # ---- servers -------------------------------------------------------------------------------
 
-# The second server first (P-256 certificate), then the main one (runjob certs, P-384).
+# The second server first (P-256 certificate made by openssl), then the main one (runjob certs).
 RJ_CERTS=$C256 RJ_STATE=$RJ_TMP/state256 rj_server_start
 PORT256=$RJ_PORT
 SERVER256_PID=$RJ_SERVER_PID
 unset RJ_PORT RJ_STATE
 RJ_CERTS=$C
 rj_server_start
-ok "tls: runjob serve up on 127.0.0.1:$RJ_PORT (P-384) and :$PORT256 (P-256)"
+ok "tls: runjob serve up on 127.0.0.1:$RJ_PORT (runjob certs) and :$PORT256 (openssl, P-256)"
 
 # ---- openssl s_client ----------------------------------------------------------------------
 
@@ -157,7 +158,7 @@ fi
 expect_match "tls: TLS 1.3 session negotiates an allowed suite" \
     'New, TLSv1\.3, Cipher is TLS_(AES_256_GCM_SHA384|AES_128_GCM_SHA256|CHACHA20_POLY1305_SHA256)' "$(txt "$P.ok13")"
 expect_match "tls: ALPN h2 negotiated" 'ALPN protocol: h2' "$(txt "$P.ok13")"
-expect_match "tls: server certificate is ECDSA P-384" 'Server public key is 384 bit' "$(txt "$P.ok13")"
+expect_match "tls: server certificate is ECDSA P-256" 'Server public key is 256 bit' "$(txt "$P.ok13")"
 for s in TLS_AES_256_GCM_SHA384 TLS_AES_128_GCM_SHA256 TLS_CHACHA20_POLY1305_SHA256; do
     if h2_probe "$RJ_PORT" "$P.$s" -tls1_3 -ciphersuites "$s" -cert "$C/alice-cert.pem" -key "$C/alice-key.pem"; then
         ok "tls: s_client -tls1_3 -ciphersuites $s accepted"
@@ -311,7 +312,7 @@ fi
 
 # Both servers stop cleanly on SIGTERM (exit 0), and nothing in their log comes from a
 # sanitizer (RUNJOB_BIN may be an ASan/UBSan build).
-rj_server_stop_clean "$RJ_SERVER_PID" "tls: server (P-384)"
+rj_server_stop_clean "$RJ_SERVER_PID" "tls: server (runjob certs)"
 rj_server_stop_clean "$SERVER256_PID" "tls: server (P-256)"
 if grep -qE 'Sanitizer|runtime error:|LeakSanitizer' "$RJ_SERVER_LOG"; then
     fail "tls: no sanitizer report in the server log"

@@ -42,7 +42,7 @@ Test(certs, keys_are_0600_even_with_umask_0_and_no_temp_files_are_left)
     cr_expect_eq(n, (int)(sizeof(all_files) / sizeof(all_files[0])));
 }
 
-Test(certs, keys_are_p384_and_match_their_certificates)
+Test(certs, keys_are_p256_and_match_their_certificates)
 {
     const char *out = path_in("out");
     const char *stems[] = {"root-ca", "server", "client", "alice", "bob", "administrator"};
@@ -56,9 +56,9 @@ Test(certs, keys_are_p384_and_match_their_certificates)
         EVP_PKEY *k = load_key(out, kn);
         X509 *x = load_cert(out, cn);
         cr_assert(EVP_PKEY_get_group_name(k, group, sizeof(group), &len));
-        cr_expect_str_eq(group, "secp384r1", "%s", kn);
+        cr_expect_str_eq(group, "prime256v1", "%s", kn);
         cr_expect_eq(X509_check_private_key(x, k), 1, "%s does not match %s", kn, cn);
-        cr_expect_eq(X509_get_signature_nid(x), NID_ecdsa_with_SHA384, "%s", cn);
+        cr_expect_eq(X509_get_signature_nid(x), NID_ecdsa_with_SHA256, "%s", cn);
         EVP_PKEY_free(k);
         X509_free(x);
     }
