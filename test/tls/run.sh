@@ -252,7 +252,14 @@ ping_refused() {
 }
 ping_refused "tls: runjob ping with a CN-less certificate fails (UNAUTHENTICATED or handshake)" \
     "$C/nocn-cert.pem" "$C/nocn-key.pem"
-ping_refused "tls: runjob ping with an expired certificate fails" "$C/expired-cert.pem" "$C/expired-key.pem"
+# An expired certificate never reaches the server: the client checks its dates before dialing
+# (the server's own refusal of it is the s_client probe above).
+out=$("$RUNJOB" ping -H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path "$CA" \
+    --client-cert-path "$C/expired-cert.pem" --client-key-path "$C/expired-key.pem" 2>&1)
+rc=$?
+expect_match "tls: runjob ping with an expired certificate is refused before dialing" \
+    "client certificate .*expired-cert.pem expired on [0-9]{4}-[0-9]{2}-[0-9]{2}; make a new one" "$out"
+expect_eq "tls: ... and exits 255" 255 "$rc"
 ping_refused "tls: runjob ping with a certificate from another CA fails" "$ROGUE/alice-cert.pem" "$ROGUE/alice-key.pem"
 
 # ---- testssl.sh ----------------------------------------------------------------------------
