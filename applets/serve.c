@@ -40,6 +40,7 @@ struct serve_opts {
     bool keep_output_head;
     int64_t retain_ended_ms;
     uint64_t max_state_bytes;
+    uint64_t max_user_output_bytes;
     unsigned max_running;
     enum log_format log_format;
     enum log_level log_level;
@@ -112,6 +113,9 @@ static const char usage[] =
     "                                   the first (head); a stream notes where bytes went\n"
     "      --retain-ended DURATION      remove ended jobs (record and output) this long after\n"
     "                                   they end: 1h, 7d ... (default 7d; 0 keeps them)\n"
+    "      --max-user-output-bytes SIZE a user whose jobs keep this much output gets no new\n"
+    "                                   Start (RESOURCE_EXHAUSTED) until some are removed\n"
+    "                                   (default 0: no quota)\n"
     "      --max-state-bytes SIZE       over this much job output in --state-dir, remove the\n"
     "                                   ended jobs that ended first (default 0: no cap)\n"
     "      --stop-signal SIG            a Stop's first signal when it names none, and the one\n"
@@ -153,6 +157,7 @@ enum {
     OPT_KEEP_OUTPUT,
     OPT_RETAIN_ENDED,
     OPT_MAX_STATE,
+    OPT_MAX_USER_OUTPUT,
     OPT_STOP_GRACE,
     OPT_STOP_SIGNAL,
     OPT_MAX_RUNNING,
@@ -186,6 +191,7 @@ static const struct option long_opts[] = {
     {"keep-output", required_argument, NULL, OPT_KEEP_OUTPUT},
     {"retain-ended", required_argument, NULL, OPT_RETAIN_ENDED},
     {"max-state-bytes", required_argument, NULL, OPT_MAX_STATE},
+    {"max-user-output-bytes", required_argument, NULL, OPT_MAX_USER_OUTPUT},
     {"stop-grace", required_argument, NULL, OPT_STOP_GRACE},
     {"stop-signal", required_argument, NULL, OPT_STOP_SIGNAL},
     {"max-running-jobs-per-user", required_argument, NULL, OPT_MAX_RUNNING},
@@ -402,6 +408,12 @@ static int parse_flags(int argc, char **argv, struct serve_opts *o)
             if (fmt_parse_duration(optarg, &o->retain_ended_ms) < 0 || o->retain_ended_ms < 0)
                 return bad("--retain-ended", optarg, "want a duration, e.g. 1h, 7d (0 = forever)");
             break;
+        case OPT_MAX_USER_OUTPUT:
+            if (fmt_parse_size(optarg, &v) < 0)
+                return bad("--max-user-output-bytes", optarg,
+                           "want a size, e.g. 10GiB (0 = no quota)");
+            o->max_user_output_bytes = v;
+            break;
         case OPT_MAX_STATE:
             if (fmt_parse_size(optarg, &v) < 0)
                 return bad("--max-state-bytes", optarg, "want a size, e.g. 50GiB (0 = no cap)");
@@ -594,6 +606,7 @@ static int serve(const struct serve_opts *o)
     jc.keep_output_head = o->keep_output_head;
     jc.retain_ended_ms = o->retain_ended_ms;
     jc.max_state_bytes = o->max_state_bytes;
+    jc.max_user_output_bytes = o->max_user_output_bytes;
     jc.default_limits = o->policy.defaults;
     jc.stop_grace_ms = o->policy.default_grace_ms;
     jc.stop_signal = o->policy.default_signal;

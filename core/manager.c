@@ -636,6 +636,45 @@ static int check_state_room(struct jm *m, char *why, size_t len)
     return -ENOSPC;
 }
 
+static void job_info(struct jobtab_entry *e, struct jm_info *ret, bool with_usage);
+
+struct owner_output {
+    const char *owner;
+    uint64_t bytes;
+};
+
+static void add_owner_output(struct jobtab_entry *e, void *userdata)
+{
+    struct owner_output *oo = userdata;
+    struct jm_info info;
+
+    job_info(e, &info, false);
+    if (strcmp(info.spec->owner, oo->owner) == 0)
+        oo->bytes += info.status.output_bytes - info.status.output_dropped;
+}
+
+/* -EDQUOT with why when owner's jobs already keep max_user_output_bytes of output on the
+ * server (what their logs hold: a gap of keep-both-ends takes no room). */
+static int check_user_quota(struct jm *m, const char *owner, char *why, size_t len)
+{
+    struct owner_output oo = {.owner = owner};
+
+    if (!m->cfg.max_user_output_bytes)
+        return 0;
+    jobtab_foreach(m->table, add_owner_output, &oo);
+    if (oo.bytes < m->cfg.max_user_output_bytes)
+        return 0;
+    (void)snprintf(why, len,
+                   "your jobs keep %llu %s of output on this server, its per-user quota is %llu "
+                   "%s: remove ended jobs (runjob rm) to start more",
+                   (unsigned long long)(oo.bytes >> (oo.bytes >= (1u << 20) ? 20 : 10)),
+                   oo.bytes >= (1u << 20) ? "MiB" : "KiB",
+                   (unsigned long long)(m->cfg.max_user_output_bytes >>
+                                        (m->cfg.max_user_output_bytes >= (1u << 20) ? 20 : 10)),
+                   m->cfg.max_user_output_bytes >= (1u << 20) ? "MiB" : "KiB");
+    return -EDQUOT;
+}
+
 void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_fn done,
                     void *userdata)
 {
@@ -649,6 +688,10 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
 
     if (check_state_room(m, why, sizeof(why)) < 0) {
         fail_unrecorded(rq, -ENOSPC, why, done, userdata);
+        return;
+    }
+    if (check_user_quota(m, rq->owner, why, sizeof(why)) < 0) {
+        fail_unrecorded(rq, -EDQUOT, why, done, userdata);
         return;
     }
     if (build_env(rq, &env) < 0) {
@@ -938,14 +981,18 @@ static void sweep_one(struct jobtab_entry *e, void *userdata)
     struct jm *m = sw->m;
     struct jm_info info;
 
+    uint64_t kept;
+
     job_info(e, &info, false);
-    sw->total += info.status.output_bytes;
+    /* What its log holds: the middle dropped by keep-both-ends takes no room. */
+    kept = info.status.output_bytes - info.status.output_dropped;
+    sw->total += kept;
     if (info.is_running)
         return;
     if (m->cfg.retain_ended_ms > 0 && info.status.job.end_ms > 0 &&
         info.status.job.end_ms + m->cfg.retain_ended_ms <= sw->now_ms) {
         if (remove_entry(m, e) == 0)
-            sw->total -= info.status.output_bytes;
+            sw->total -= kept;
         return;
     }
     if (!m->cfg.max_state_bytes)
@@ -960,8 +1007,7 @@ static void sweep_one(struct jobtab_entry *e, void *userdata)
         sw->ended = a;
         sw->cap = cap;
     }
-    sw->ended[sw->n++] =
-        (struct sweep_item){jobtab_entry_get(e), info.status.job.end_ms, info.status.output_bytes};
+    sw->ended[sw->n++] = (struct sweep_item){jobtab_entry_get(e), info.status.job.end_ms, kept};
 }
 
 static int cmp_end(const void *a, const void *b)

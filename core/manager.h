@@ -52,8 +52,10 @@ struct jm_config {
      * its own from uid_first..uid_last, handed out in turn, so that a uid comes back only
      * after every other in the range was used, and never while its job runs. */
     uid_t uid_first, uid_last;
-    uint64_t max_output_bytes;    /* per job; past it output is dropped (0 = no cap) */
-    bool keep_output_head;        /* past the cap keep the first part only, not both ends */
+    uint64_t max_output_bytes; /* per job; past it output is dropped (0 = no cap) */
+    bool keep_output_head;     /* past the cap keep the first part only, not both ends */
+    /* > 0: a Start is refused (-EDQUOT) while the owner's jobs keep this much output */
+    uint64_t max_user_output_bytes;
     struct limits default_limits; /* what a job made ahead is given until its Start */
     int64_t stop_grace_ms;        /* jm_shutdown's grace between stop_signal and the kill */
     int stop_signal;              /* what jm_shutdown sends first; 0 = SIGTERM */

@@ -120,7 +120,8 @@ void server_finish_start_error(struct ucall *uc, const struct jm_started *st)
                        jm_get_config(uc->s->jm)->max_running_per_user);
         return;
     }
-    if (st->err == -ENOSPC && !st->recorded) { /* the state's reserve: reason says how much */
+    if ((st->err == -ENOSPC || st->err == -EDQUOT) && !st->recorded) {
+        /* the state's reserve, or the user's quota: reason says how much */
         server_finishf(uc, RPC_RESOURCE_EXHAUSTED, "%s", st->reason);
         return;
     }

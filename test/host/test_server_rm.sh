@@ -144,6 +144,20 @@ check "the running job stays, though over the cap alone" quiet rj status "$G3"
 rj stop --grace 0 "$G3" >/dev/null
 rj_server_stop
 
+# --max-user-output-bytes: a user whose jobs keep that much output starts nothing more until
+# some go; other users are not held back.
+RJ_STATE=$RJ_TMP/state-quota rj_server_start --max-user-output-bytes 100K
+Q1=$(rj start /bin/sh -c "head -c $((150 * KB)) /dev/zero")
+wait_end "$Q1"
+out=$(rj start /bin/true 2>&1)
+expect_match "over the per-user quota: Start is RESOURCE_EXHAUSTED, saying why" \
+    "your jobs keep 150 KiB of output on this server, its per-user quota is 100 KiB: remove ended jobs .*\(RESOURCE_EXHAUSTED\)" \
+    "$out"
+check "another user still starts" quiet rj_as bob run /bin/true
+rj rm "$Q1" >/dev/null
+check "after rm the user starts again" quiet rj run /bin/true
+rj_server_stop
+
 # A state file system below its reserve (the larger of 1% and 4 MiB): Start is refused with the
 # figures, RESOURCE_EXHAUSTED, and works again once there is room.
 FS=$RJ_TMP/fs
