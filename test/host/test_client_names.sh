@@ -80,19 +80,24 @@ expect_match "... bob's job still runs" "running" "$(rj_as bob status "$bobs")"
 rj_as bob stop -g 0 "$bobs" >/dev/null 2>&1
 
 # stream --tail, --since, --timestamps
-seqj=$(rj start -j seq /bin/sh -c 'seq 1 200000; echo oops >&2; sleep 1; echo late')
+seqj=$(rj start -j seq /bin/sh -c 'seq 1 200000; echo oops >&2')
 for _ in $(seq 50); do [ "$(rj stream --no-follow -s stderr seq 2>/dev/null)" = oops ] && break; sleep 0.1; done
 expect_eq "stream --tail 3 --no-follow: the last three lines" "199999
 200000" "$(rj stream --no-follow --tail 3 seq 2>/dev/null)"
 expect_eq "... the third being stderr's, on stderr" "oops" "$(rj stream --no-follow --tail 3 seq 2>&1 >/dev/null)"
 expect_eq "stream -s stdout --tail 2" "199999
 200000" "$(rj stream --no-follow -s stdout --tail 2 seq)"
-expect_eq "stream --tail 0 follows from now" "late" "$(rj stream --tail 0 seq 2>/dev/null)"
-expect_eq "stream --tail larger than the output prints all of it" 200002 "$(rj stream --tail 999999 seq 2>&1 | wc -l)"
+# --tail 0: nothing of what was there, then what comes (however slow this client is to start)
+rj start -j later /bin/sh -c 'echo early; i=0; while [ $i -lt 20 ]; do sleep 0.3; echo late; i=$((i+1)); done' >/dev/null
+for _ in $(seq 50); do [ "$(rj stream --no-follow later 2>/dev/null)" ] && break; sleep 0.1; done
+out=$(rj stream --tail 0 later 2>/dev/null)
+expect_match "stream --tail 0 follows from now: what comes" "^late$" "$(printf '%s\n' "$out" | tail -1)"
+expect_eq "... and nothing of what was there" "" "$(printf '%s\n' "$out" | grep -v '^late$')"
+expect_eq "stream --tail larger than the output prints all of it" 200001 "$(rj stream --tail 999999 seq 2>&1 | wc -l)"
 out=$(rj stream --timestamps --tail 1 -s stdout seq)
 expect_match "stream --timestamps: each line with its RFC 3339 receive time" \
-    '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z late$' "$out"
-expect_eq "stream --since 1h: everything of the last hour" 200001 "$(rj stream -s stdout --since 1h seq | wc -l)"
+    '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z 200000$' "$out"
+expect_eq "stream --since 1h: everything of the last hour" 200000 "$(rj stream -s stdout --since 1h seq | wc -l)"
 sleep 1.2
 expect_eq "stream --since 1s: nothing older" 0 "$(rj stream -s stdout --since 1s seq | wc -l)"
 expect_eq "--tail with --offset is a usage error" 2 "$(rj stream --tail 1 --offset 5 seq >/dev/null 2>&1; echo $?)"

@@ -657,7 +657,7 @@ static void *gap_reader_main(void *p)
 /* Readers following a log that drops its middle as they read: each byte they get is the one
  * written at its offset (never a byte of a dropped or overwritten record), offsets only grow,
  * and a reader of both streams ends at the writer's last byte. */
-Test(outlog, keep_ends_readers_follow_a_moving_gap, .timeout = 120)
+Test(outlog, keep_ends_readers_follow_a_moving_gap, .timeout = 60)
 {
     enum { N = 9 };
     _cleanup_(outlog_freep) struct outlog *l = NULL;
