@@ -812,11 +812,14 @@ static int limit_value(struct client_opts *o, const char *flag, const char *arg,
  * the units of the help ("--memory 100G is above the server's maximum 4GiB"). */
 static void limit_in_flag_words(const struct start_opts *s, struct rpc_error *err)
 {
-    static const char *const fields[] = {"cpu_millis", "io_riops", "io_wiops",    "io_rbps",
-                                         "io_wbps",    "pids",     "memory_bytes"};
-    static const int opts[] = {START_OPT_CPU,  START_OPT_RIOPS, START_OPT_WIOPS, START_OPT_RBPS,
-                               START_OPT_WBPS, START_OPT_PIDS,  START_OPT_MEMORY};
-    static const char *const flags[] = {"cpu", "memory", "riops", "wiops", "rbps", "wbps", "pids"};
+    /* In START_OPT_CPU order, the order of start_opts.limit_args. */
+    static const struct {
+        const char *field, *flag;
+        bool size;
+    } limits[] = {{"cpu_millis", "cpu", false}, {"memory_bytes", "memory", true},
+                  {"io_riops", "riops", false}, {"io_wiops", "wiops", false},
+                  {"io_rbps", "rbps", true},    {"io_wbps", "wbps", true},
+                  {"pids", "pids", false}};
     char field[32], rest[256] = "", bound_s[32];
     unsigned long long asked, bound;
     const char *typed;
@@ -832,28 +835,23 @@ static void limit_in_flag_words(const struct start_opts *s, struct rpc_error *er
         above = false;
     else
         return;
-    for (k = 0; k < (int)ELEMENTSOF(fields) && strcmp(fields[k], field) != 0; k++)
+    for (k = 0; k < (int)ELEMENTSOF(limits) && strcmp(limits[k].field, field) != 0; k++)
         ;
-    if (k == (int)ELEMENTSOF(fields))
+    if (k == (int)ELEMENTSOF(limits) || !(typed = s->limit_args[k]))
         return;
-    typed = s->limit_args[opts[k] - START_OPT_CPU];
-    if (strcmp(field, "memory_bytes") == 0 || strcmp(field, "io_rbps") == 0 ||
-        strcmp(field, "io_wbps") == 0)
+    if (limits[k].size)
         (void)fmt_bytes(bound_s, sizeof(bound_s), bound);
-    else if (strcmp(field, "cpu_millis") == 0)
+    else if (k == 0) /* cpu: millis, and in CPUs */
         (void)snprintf(bound_s, sizeof(bound_s), "%llum (%.3g CPU%s)", bound, (double)bound / 1000,
                        bound == 1000 ? "" : "s");
     else
         (void)snprintf(bound_s, sizeof(bound_s), "%llu", bound);
-    if (!typed)
-        return;
     if (above)
         (void)snprintf(err->message, sizeof(err->message),
-                       "--%s %s is above the server's maximum %s", flags[opts[k] - START_OPT_CPU],
-                       typed, bound_s);
+                       "--%s %s is above the server's maximum %s", limits[k].flag, typed, bound_s);
     else
         (void)snprintf(err->message, sizeof(err->message), "--%s %s is below the minimum %s%s%s",
-                       flags[opts[k] - START_OPT_CPU], typed, bound_s, rest[0] ? " " : "", rest);
+                       limits[k].flag, typed, bound_s, rest[0] ? " " : "", rest);
 }
 
 int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx)

@@ -161,6 +161,29 @@ rj_expect_threads_flat() {
     fi
 }
 
+# rj_flood N HOLD: N plain TCP connections to the test server (no TLS), held HOLD seconds, then
+# closed; says "flood: N connections open" once they are.
+rj_flood() {
+    python3 - "$RJ_PORT" "$1" "$2" <<'PY'
+import resource, socket, sys, time
+port, n, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 256, n + 256))
+socks = []
+for _ in range(n):
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    socks.append(s)
+print("flood: %d connections open" % len(socks), flush=True)
+time.sleep(hold)
+for s in socks:
+    s.close()
+PY
+}
+
 # rj_as USER VERB ARGS...: the client as USER against the test server.
 rj_as() {
     local user=$1

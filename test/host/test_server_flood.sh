@@ -17,28 +17,6 @@ RJ_PIDS+=("$RJ_SERVER_PID")
 for _ in $(seq 100); do rj_as alice ping >/dev/null 2>&1 && break; sleep 0.1; done
 check "the server serves with 1024 open files" rj_as alice ping
 
-# flood N HOLD: N connections to the server, held HOLD seconds, then closed.
-flood() {
-    python3 - "$RJ_PORT" "$1" "$2" <<'PY'
-import resource, socket, sys, time
-port, n, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-resource.setrlimit(resource.RLIMIT_NOFILE, (n + 256, n + 256))
-socks = []
-for _ in range(n):
-    s = socket.socket()
-    s.setblocking(False)
-    try:
-        s.connect(("127.0.0.1", port))
-    except BlockingIOError:
-        pass
-    socks.append(s)
-print("flood: %d connections open" % len(socks), flush=True)
-time.sleep(hold)
-for s in socks:
-    s.close()
-PY
-}
-
 # until_ping LIMIT: seconds until alice's ping first succeeds (LIMIT+ if never).
 until_ping() {
     local start=$SECONDS
@@ -53,7 +31,7 @@ until_ping() {
 
 fds() { ls "/proc/$RJ_SERVER_PID/fd" 2>/dev/null | wc -l; }
 IDLE_FDS=$(fds)
-flood 1100 25 >"$RJ_TMP/flood.out" &
+rj_flood 1100 25 >"$RJ_TMP/flood.out" &
 FLOOD=$!
 RJ_PIDS+=("$FLOOD")
 for _ in $(seq 50); do grep -q 'connections open' "$RJ_TMP/flood.out" && break; sleep 0.1; done

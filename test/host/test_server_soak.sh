@@ -48,29 +48,11 @@ one_job() {
 }
 export -f one_job
 export RUNJOB RJ_PORT RJ_CERTS
-flood() { # N HOLD: N plain TCP connections held HOLD seconds
-    python3 - "$RJ_PORT" "$1" "$2" <<'PY'
-import socket, sys, time
-port, n, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-socks = []
-for _ in range(n):
-    s = socket.socket()
-    s.setblocking(False)
-    try:
-        s.connect(("127.0.0.1", port))
-    except BlockingIOError:
-        pass
-    socks.append(s)
-time.sleep(hold)
-for s in socks:
-    s.close()
-PY
-}
 
 # round N: N short jobs, 8 at a time, while two floods of 300 connections come and go.
 round() {
     local fl
-    (sleep 2; flood 300 3; sleep 2; flood 300 3) &
+    (sleep 2; rj_flood 300 3; sleep 2; rj_flood 300 3) >/dev/null &
     fl=$!
     RJ_PIDS+=("$fl")
     seq "$1" | xargs -P 8 -I{} bash -c 'one_job {}' >>"$RJ_TMP/jobs.out" 2>&1
