@@ -679,6 +679,14 @@ int client_print_jobs(const struct client_opts *o, Runjob__V1__JobStatus *const 
 /* '+': the flags before the command end at it; the words after it are judged apart. */
 #define START_ALL_SHORTOPTS "+" CLIENT_SHORTOPTS START_SHORTOPTS
 static const struct option start_longopts[] = {CLIENT_LONGOPTS, START_LONGOPTS, {NULL, 0, NULL, 0}};
+/* Before the command only: -i and -t after it are the command's (ls -t, sort -t). */
+#define START_BEFORE_SHORTOPTS START_ALL_SHORTOPTS "it"
+static const struct option start_before_longopts[] = {
+    CLIENT_LONGOPTS,
+    START_LONGOPTS,
+    {"interactive", no_argument, NULL, 'i'},
+    {"tty", no_argument, NULL, 't'},
+    {NULL, 0, NULL, 0}};
 
 void client_start_init(struct start_opts *s)
 {
@@ -919,6 +927,23 @@ int client_start_option(struct client_opts *o, int c, const char *arg, void *ctx
             return client_usage_error(o, "--workdir '%s' is not an absolute path", arg);
         s->req.workdir = (char *)arg;
         return CLIENT_OPT_DONE;
+    case 'i':
+        s->interactive = true;
+        if (s->req.input != RUNJOB__V1__INPUT_MODE__INPUT_MODE_TTY)
+            s->req.input = RUNJOB__V1__INPUT_MODE__INPUT_MODE_PIPE;
+        return CLIENT_OPT_DONE;
+    case 't': {
+        unsigned rows, cols;
+        s->tty = true;
+        s->req.input = RUNJOB__V1__INPUT_MODE__INPUT_MODE_TTY;
+        if (client_input_terminal_size(&rows, &cols)) {
+            runjob__v1__terminal_size__init(&s->terminal_size);
+            s->terminal_size.rows = rows;
+            s->terminal_size.cols = cols;
+            s->req.terminal_size = &s->terminal_size;
+        }
+        return CLIENT_OPT_DONE;
+    }
     case START_OPT_TIMEOUT: {
         int64_t ms;
         if (fmt_parse_duration(arg, &ms) < 0 || ms <= 0)
@@ -978,6 +1003,7 @@ void client_block_signals(void)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGWINCH); /* a terminal job's size: client-input.c's signalfd */
     (void)pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
@@ -1122,6 +1148,8 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     req.stop_on_disconnect = f->tie;
     if (rpc_client_stream_open(c, &req, &s, &err) < 0)
         return client_fail(o, &err);
+    if (f->input)
+        client_input_follow_hook(f->input, s);
 
     if (f->stop_on_signal) {
         sigset_t set;
@@ -1140,6 +1168,10 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     for (;;) {
         struct rpc_chunk ch;
         r = rpc_client_stream_next(s, &ch, &err);
+        if (r < 0 && f->input && client_input_detached(f->input)) {
+            ret = CLIENT_EXIT_DETACHED;
+            break;
+        }
         if (r < 0) {
             ret = client_fail(o, &err);
             break;
@@ -1200,6 +1232,8 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
             }
         }
     }
+    if (f->input)
+        client_input_follow_hook(f->input, NULL);
     rpc_client_stream_free(s);
 
     if (watching) {
@@ -1280,16 +1314,22 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
     client_init(&o, argc, argv);
     client_start_init(&s);
     /* The flags before the command; client_start_finish judges the words after it. */
-    if ((r = client_parse_flags(&o, START_ALL_SHORTOPTS, start_longopts, usage, client_start_option,
-                                &s)) != CLIENT_OPT_DONE)
+    if ((r = client_parse_flags(&o, START_BEFORE_SHORTOPTS, start_before_longopts, usage,
+                                client_start_option, &s)) != CLIENT_OPT_DONE)
         goto out;
     if ((r = client_start_finish(&o, &s, argc, argv)) != 0 || (r = client_opts_finish(&o)) != 0)
         goto out;
+    /* As ssh refuses a terminal it cannot have, and docker's "the input device is not a TTY". */
+    if (run && s.tty && !isatty(STDIN_FILENO)) {
+        r = client_usage_error(&o, "-t needs a terminal on stdin, and stdin is not one (-i passes a "
+                                   "pipe or a file)");
+        goto out;
+    }
     if (s.dry_run) {
         r = client_print_json(&s.req.base);
         goto out;
     }
-    if (run)
+    if (run && !s.interactive && !s.tty)
         note_stdin(&o);
     bool follow = run || s.follow;
     if (follow)
@@ -1312,9 +1352,24 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
             fprintf(stderr, "%s\n", job->id);
         struct follow_opts f = {
             .id = job->id, .stop_on_signal = true, .exit_code = true, .tie = run};
+        struct client_input *in = NULL;
         (void)fflush(stdout);
+        if (run && (s.interactive || s.tty) &&
+            (r = client_input_start(&o, c, job->id, s.tty, &in)) != 0) {
+            stop_job(&o, c, job->id, 0); /* it would wait for input that never comes */
+            goto done;
+        }
+        f.input = in;
         r = client_follow(&o, c, &f);
+        client_input_stop(in);
+        if (r == CLIENT_EXIT_DETACHED) {
+            /* The job is tied to this client: the server stops it as we go. */
+            fprintf(stderr, "%s: %s: disconnected (~.): the server stops job %s\n", o.prog,
+                    o.verb, job->id);
+            r = CLIENT_EXIT_FAILED;
+        }
     }
+done:
     protobuf_c_message_free_unpacked(&job->base, NULL);
 out:
     client_start_free(&s);

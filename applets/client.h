@@ -24,6 +24,8 @@
 #define CLIENT_EXIT_SIGPIPE 141
 /* A call that failed for a reason that is not the job's (ssh's status for its own errors). */
 #define CLIENT_EXIT_FAILED 255
+/* client_follow: the user typed `~.` (never an exit status: the applet says what it means) */
+#define CLIENT_EXIT_DETACHED (-2)
 
 enum client_output { CLIENT_OUTPUT_TABLE, CLIENT_OUTPUT_JSON, CLIENT_OUTPUT_WIDE };
 
@@ -226,6 +228,8 @@ struct start_opts {
     size_t n_env, n_env_file;
     bool follow;
     bool dry_run;
+    bool interactive, tty; /* run -i / -t: our stdin (and terminal) to the job */
+    Runjob__V1__TerminalSize terminal_size;
     const char *limit_args[7]; /* the limit flags' values as typed, START_OPT_CPU order */
 };
 
@@ -338,6 +342,7 @@ struct follow_opts {
     bool tie;            /* run: the server stops the job if this client goes away */
     int64_t since_ms;    /* > 0: skip output received before this time (epoch ms) */
     bool timestamps;     /* each line with the time the server received it (RFC 3339) */
+    struct client_input *input; /* our stdin goes to the job: `~.` ends the follow, quietly */
 };
 
 /* ---- stream --tail (client-tail.c) ---- */
@@ -349,6 +354,25 @@ int client_tail_lines(const uint8_t *buf, size_t len, uint64_t lines, size_t *re
  * its end, to follow from now): 0 with *ret, or the exit code (message printed). */
 int client_tail_offset(const struct client_opts *o, struct rpc_client *c,
                        const struct follow_opts *f, uint64_t lines, uint64_t *ret);
+
+/* ---- stdin into a job (client-input.c) ---- */
+
+struct client_input;
+/* Starts copying our stdin into job id's (an Input call on a thread of its own); tty: our
+ * terminal goes into raw mode until client_input_stop (or exit, or a fatal signal), its size
+ * goes with every SIGWINCH (blocked by client_block_signals), and `~.` typed at the start of a
+ * line detaches (client_input_detached; the followed output is cancelled). EOF on our stdin
+ * ends the job's. 0, or the exit code with the error printed. */
+int client_input_start(const struct client_opts *o, struct rpc_client *c, const char *id,
+                       bool tty, struct client_input **ret);
+/* Restores the terminal, ends the thread (and the call: the job's stdin stays open unless our
+ * EOF closed it). NULL-safe. */
+void client_input_stop(struct client_input *in);
+/* client_follow tells it the stream it follows (NULL when done), for `~.` to cancel. */
+void client_input_follow_hook(void *arg, struct rpc_stream *s);
+bool client_input_detached(struct client_input *in);
+/* Our terminal's size (stdin's): true with *rows and *cols. */
+bool client_input_terminal_size(unsigned *rows, unsigned *cols);
 
 /* Blocks SIGINT, SIGTERM and SIGHUP in this thread (call before client_dial, so gRPC's threads
  * inherit the mask) for a later client_follow with stop_on_signal. */

@@ -21,7 +21,7 @@
 #define KILL_TIMEOUT_MS  5000
 #define LEFTOVER_KILL_MS 200 /* shim gone, pipes still open: kill the cgroup after this */
 
-enum watch_kind { W_EVENTFD, W_TIMER, W_STDOUT, W_STDERR, W_STATUS, W_PIDFD };
+enum watch_kind { W_EVENTFD, W_TIMER, W_STDOUT, W_STDERR, W_STATUS, W_PIDFD, W_INPUT };
 
 struct job;
 struct watch {
@@ -43,8 +43,9 @@ struct job {
     struct cg *cg;
     job_event_fn on_end;
     void *on_end_userdata;
-    int pidfd, out_fd, err_fd, status_fd;
-    struct watch w_out, w_err, w_status, w_pid;
+    int pidfd, out_fd, err_fd, status_fd; /* a terminal job's out_fd is its terminal */
+    struct watch w_out, w_err, w_status, w_pid, w_in;
+    enum job_input input;
 
     /* Event thread only. */
     bool reaped, have_status, end_published, finalised;
@@ -64,6 +65,12 @@ struct job {
     int timeout_signal;
     int64_t timeout_grace_ms;
     struct stop_waiter *waiters;
+    /* stdin: the pipe's write end or the terminal (a dup of out_fd), non-blocking; -1 once
+     * closed. in_polled: registered on the epoll (one-shot EPOLLOUT). */
+    int in_fd;
+    bool in_claimed, in_polled, in_wait_running;
+    job_input_fn in_wait_fn;
+    void *in_wait_userdata;
 
     /* Under r->mu. */
     struct job *prev, *next;

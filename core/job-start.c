@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/pidfd.h>
@@ -21,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -342,6 +344,9 @@ static int write_spec_memfd(const struct job_spec *spec, int *ret_fd)
         .uid = spec->uid,
         .gid = spec->gid,
         .host_net = spec->network == JOB_NET_HOST,
+        .input = spec->input == JOB_INPUT_PIPE  ? SHIMPROTO_INPUT_PIPE
+                 : spec->input == JOB_INPUT_TTY ? SHIMPROTO_INPUT_TTY
+                                                : SHIMPROTO_INPUT_NONE,
     };
     e = shimproto_spec_pack(&s, &blob, &len);
     if (e < 0)
@@ -353,6 +358,69 @@ static int write_spec_memfd(const struct job_spec *spec, int *ret_fd)
     if (e < 0)
         return e;
     *ret_fd = TAKE_FD(fd);
+    return 0;
+}
+
+/* A pseudo-terminal from the job's own devpts (the shim mounted it; no job code has run in its
+ * namespaces yet), reached through the shim's root: *ret_master, non-blocking, is the server's,
+ * *ret_slave the command's, owned by the job's user as a login's terminal is. */
+static int open_terminal(const struct job_spec *spec, pid_t shim, int *ret_master, int *ret_slave)
+{
+    struct winsize ws = {.ws_row = spec->tty_rows ? spec->tty_rows : 24,
+                         .ws_col = spec->tty_cols ? spec->tty_cols : 80};
+    _cleanup_close_ int master = -1, slave = -1;
+    char path[64];
+    int unlock = 0;
+
+    (void)snprintf(path, sizeof(path), "/proc/%d/root/dev/pts/ptmx", (int)shim);
+    master = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (master < 0)
+        return -errno;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCSWINSZ, &ws) < 0)
+        return -errno;
+    slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0)
+        return -errno;
+    if (fchown(slave, spec->uid, spec->gid) < 0 || fchmod(slave, 0620) < 0)
+        return -errno;
+    *ret_master = TAKE_FD(master);
+    *ret_slave = TAKE_FD(slave);
+    return 0;
+}
+
+/* The job's stdin, made right before its go: *ret_child goes to the command's process with the
+ * go, *ret_in is the server's end (non-blocking); a terminal's master also replaces the stdout
+ * pipe as where the output is read (*ret_out), the command's pipes going unused. */
+static int open_input(const struct job_spec *spec, pid_t shim, int *ret_child, int *ret_in,
+                      int *ret_out)
+{
+    int p[2], master = -1;
+
+    *ret_child = *ret_in = *ret_out = -1;
+    if (spec->input == JOB_INPUT_PIPE) {
+        if (pipe2(p, O_CLOEXEC) < 0)
+            return -errno;
+        if (fcntl(p[1], F_SETFL, O_NONBLOCK) < 0) {
+            int e = -errno;
+            (void)close(p[0]);
+            (void)close(p[1]);
+            return e;
+        }
+        *ret_child = p[0];
+        *ret_in = p[1];
+    } else if (spec->input == JOB_INPUT_TTY) {
+        int e = open_terminal(spec, shim, &master, ret_child);
+        if (e < 0)
+            return e;
+        *ret_in = fcntl(master, F_DUPFD_CLOEXEC, 3);
+        if (*ret_in < 0) {
+            e = -errno;
+            (void)close(master);
+            close_fd(ret_child);
+            return e;
+        }
+        *ret_out = master;
+    }
     return 0;
 }
 
@@ -410,6 +478,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     struct job *j = NULL;
     struct cg *cg = NULL;
     int memfd = -1, e;
+    int child_in = -1, in_fd = -1, tty_fd = -1; /* the job's stdin (open_input) */
     char dummy[1];
 
     job_shim_init(&sh);
@@ -484,14 +553,23 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     /* EPIPE / ECONNRESET: the shim already failed (e.g. its own exec) and said why before it
      * closed its end: read that below. */
     e = sh.prepped ? 0 : job_shim_prep(&sh, spec->id, spec->uid, spec->gid);
-    if (e == 0)
-        e = shimproto_send_go(sh.sync, memfd);
+    if (e == 0) {
+        e = open_input(spec, sh.pid, &child_in, &in_fd, &tty_fd);
+        if (e < 0) {
+            snprintf(errbuf, errlen, "%s the job's stdin: %s",
+                     spec->input == JOB_INPUT_TTY ? "opening a terminal for" : "making",
+                     strerror(-e));
+            goto fail;
+        }
+        e = shimproto_send_go(sh.sync, memfd, child_in);
+    }
     if (e < 0 && e != -EPIPE && e != -ECONNRESET) {
         snprintf(errbuf, errlen, "releasing the job shim: %s", strerror(-e));
         goto fail;
     }
     peer_gone = e < 0;
     close_fd(&memfd);
+    close_fd(&child_in); /* the command's now (or nobody's) */
     e = shimproto_recv_verdict(sh.sync, START_TIMEOUT_MS, &msg);
     if (e == 0 && peer_gone) /* no exec without the go: it ended without a word */
         e = -ECHILD;
@@ -524,8 +602,16 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     j->on_end = on_end;
     j->on_end_userdata = userdata;
     j->pidfd = TAKE_FD(sh.pidfd);
-    j->out_fd = TAKE_FD(sh.out);
+    if (tty_fd >= 0) {
+        j->out_fd = TAKE_FD(tty_fd);
+        close_fd(&sh.out);
+    } else {
+        j->out_fd = TAKE_FD(sh.out);
+    }
     j->err_fd = TAKE_FD(sh.err);
+    j->input = spec->input;
+    j->in_fd = TAKE_FD(in_fd);
+    j->w_in = (struct watch){.kind = W_INPUT, .j = j};
     j->status_fd = TAKE_FD(sh.stp);
     j->w_out = (struct watch){.kind = W_STDOUT, .j = j};
     j->w_err = (struct watch){.kind = W_STDERR, .j = j};
@@ -563,6 +649,9 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
 fail:
     job_shim_discard(&sh);
     close_fd(&memfd);
+    close_fd(&child_in);
+    close_fd(&in_fd);
+    close_fd(&tty_fd);
     if (cg) {
         int d = cg_destroy(cg, KILL_TIMEOUT_MS);
         if (d < 0)

@@ -14,12 +14,14 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -214,11 +216,59 @@ static void publish_end(struct job *j)
         j->on_end(j, j->on_end_userdata);
 }
 
+/* The stdin's end, under j->mu: off the epoll, closed, and the wait (if armed) taken, for the
+ * caller to run outside the lock. */
+static job_input_fn input_close_locked(struct job *j, void **ret_userdata)
+{
+    job_input_fn fn = TAKE_PTR(j->in_wait_fn);
+
+    *ret_userdata = TAKE_PTR(j->in_wait_userdata);
+    if (j->in_fd >= 0) {
+        /* Explicitly: a terminal's in_fd shares its file with out_fd, which keeps the
+         * registration alive past this close. */
+        if (j->in_polled)
+            (void)epoll_ctl(j->r->epfd, EPOLL_CTL_DEL, j->in_fd, NULL);
+        (void)close(j->in_fd);
+        j->in_fd = -1;
+    }
+    j->in_polled = false;
+    return fn;
+}
+
+/* Runs a wait taken off the job (under j->mu, which this drops and takes back), marked as
+ * running so that job_input_cancel_wait can wait for its end. */
+static void input_run_locked(struct job *j, job_input_fn fn, void *userdata)
+{
+    if (!fn)
+        return;
+    j->in_wait_running = true;
+    pthread_mutex_unlock(&j->mu);
+    fn(userdata);
+    pthread_mutex_lock(&j->mu);
+    j->in_wait_running = false;
+    pthread_cond_broadcast(&j->cond);
+}
+
+/* The stdin can take more (or failed): the armed wait runs. Event thread. */
+static void input_ready(struct job *j)
+{
+    job_input_fn fn;
+    void *userdata;
+
+    pthread_mutex_lock(&j->mu);
+    fn = TAKE_PTR(j->in_wait_fn);
+    userdata = TAKE_PTR(j->in_wait_userdata);
+    input_run_locked(j, fn, userdata);
+    pthread_mutex_unlock(&j->mu);
+}
+
 /* Shim reaped and the end published: the cgroup gone, then the stop callbacks and waiters (a
  * stop returns once nothing of the job is left). */
 static void retire(struct job_runner *r, struct job *j)
 {
     struct stop_waiter *w;
+    job_input_fn in_fn;
+    void *in_userdata;
     int e;
 
     j->finalised = true;
@@ -232,6 +282,8 @@ static void retire(struct job_runner *r, struct job *j)
 
     pthread_mutex_lock(&j->mu);
     w = TAKE_PTR(j->waiters);
+    in_fn = input_close_locked(j, &in_userdata);
+    input_run_locked(j, in_fn, in_userdata);
     pthread_mutex_unlock(&j->mu);
     while (w) {
         struct stop_waiter *next = w->next;
@@ -392,6 +444,9 @@ static void *event_thread(void *arg)
             case W_PIDFD:
                 reap(r, j);
                 break;
+            case W_INPUT:
+                input_ready(j);
+                break;
             }
             if (!j || j->out_fd >= 0 || j->err_fd >= 0)
                 continue;
@@ -408,6 +463,138 @@ static void *event_thread(void *arg)
         if (runner_should_exit(r))
             return NULL;
     }
+}
+
+/* ---- stdin */
+
+int job_input_claim(struct job *j)
+{
+    int r = 0;
+
+    pthread_mutex_lock(&j->mu);
+    if (j->input == JOB_INPUT_NONE)
+        r = -ENOTTY;
+    else if (j->in_fd < 0)
+        r = -EPIPE;
+    else if (j->in_claimed)
+        r = -EBUSY;
+    else
+        j->in_claimed = true;
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+void job_input_release(struct job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    j->in_claimed = false;
+    pthread_mutex_unlock(&j->mu);
+}
+
+ssize_t job_input_write(struct job *j, const void *buf, size_t len)
+{
+    ssize_t n;
+
+    pthread_mutex_lock(&j->mu);
+    if (j->input == JOB_INPUT_NONE) {
+        n = -ENOTTY;
+    } else if (j->in_fd < 0) {
+        n = -EPIPE;
+    } else {
+        do
+            n = write(j->in_fd, buf, len);
+        while (n < 0 && errno == EINTR);
+        /* EIO: a terminal whose every slave is closed; the job is as good as gone. */
+        if (n < 0)
+            n = errno == EAGAIN ? -EAGAIN : -EPIPE;
+    }
+    pthread_mutex_unlock(&j->mu);
+    return n;
+}
+
+int job_input_wait(struct job *j, job_input_fn fn, void *userdata)
+{
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLONESHOT, .data.ptr = &j->w_in};
+    int r = 0;
+
+    pthread_mutex_lock(&j->mu);
+    if (j->input == JOB_INPUT_NONE) {
+        r = -ENOTTY;
+    } else if (j->in_fd < 0) {
+        r = -EPIPE;
+    } else if (j->in_wait_fn) {
+        r = -EBUSY;
+    } else {
+        j->in_wait_fn = fn;
+        j->in_wait_userdata = userdata;
+        if (epoll_ctl(j->r->epfd, j->in_polled ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, j->in_fd, &ev) <
+            0) {
+            r = -errno;
+            j->in_wait_fn = NULL;
+            j->in_wait_userdata = NULL;
+        } else {
+            j->in_polled = true;
+        }
+    }
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+bool job_input_cancel_wait(struct job *j)
+{
+    bool had;
+
+    pthread_mutex_lock(&j->mu);
+    had = j->in_wait_fn != NULL;
+    j->in_wait_fn = NULL;
+    j->in_wait_userdata = NULL;
+    while (!had && j->in_wait_running)
+        pthread_cond_wait(&j->cond, &j->mu);
+    pthread_mutex_unlock(&j->mu);
+    return had;
+}
+
+void job_input_close(struct job *j)
+{
+    static const char eof_line[] = {'\025', '\004'}; /* VKILL, then VEOF: a Ctrl-D alone */
+    job_input_fn fn;
+    void *userdata;
+
+    pthread_mutex_lock(&j->mu);
+    if (j->input == JOB_INPUT_TTY) {
+        /* A terminal stays: the job's output is read from it. Its EOF is a character; what
+         * does not fit now is not worth waiting for. */
+        if (j->in_fd >= 0)
+            (void)!write(j->in_fd, eof_line, sizeof(eof_line));
+        pthread_mutex_unlock(&j->mu);
+        return;
+    }
+    fn = input_close_locked(j, &userdata);
+    input_run_locked(j, fn, userdata);
+    pthread_mutex_unlock(&j->mu);
+}
+
+int job_input_resize(struct job *j, unsigned rows, unsigned cols)
+{
+    struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+    int r = 0;
+
+    if (rows == 0 || cols == 0 || rows > 0xffff || cols > 0xffff)
+        return -EINVAL;
+    pthread_mutex_lock(&j->mu);
+    if (j->input != JOB_INPUT_TTY)
+        r = -ENOTTY;
+    else if (j->in_fd < 0)
+        r = -EPIPE;
+    else if (ioctl(j->in_fd, TIOCSWINSZ, &ws) < 0)
+        r = -errno;
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+enum job_input job_input_kind(struct job *j)
+{
+    return j->input;
 }
 
 /* ---- runner */

@@ -55,6 +55,15 @@ struct job_runner_config {
  * NULL-terminated "K=V" strings. */
 extern const char *const job_default_env[];
 
+/* A job's stdin: /dev/null, a pipe the caller writes (job_input_write), or a pseudo-terminal of
+ * the job's own devpts, which is its stdin, stdout and stderr at once (its output is then all
+ * stdout) and its controlling terminal. */
+enum job_input {
+    JOB_INPUT_NONE = 0,
+    JOB_INPUT_PIPE = 1,
+    JOB_INPUT_TTY = 2,
+};
+
 struct job_spec {
     const char *id;          /* unique id (UUID); names the cgroup and the hostname */
     const char *path;        /* absolute path of the command */
@@ -72,6 +81,8 @@ struct job_spec {
     uid_t uid;                /* job user; default nobody (65534) is the caller's choice */
     gid_t gid;
     struct outlog *log; /* output goes here; caller owns, keeps it alive past the job */
+    enum job_input input;
+    unsigned short tty_rows, tty_cols; /* JOB_INPUT_TTY: its size at the start (0: 24x80) */
     /* The job's cgroup made ahead by job_spare_new() for this id, or NULL (job_start makes
      * it). job_start takes it whatever it returns: the job's from then on, or removed at once
      * when the start fails. */
@@ -160,6 +171,34 @@ void job_get_state(struct job *j, struct job_status *ret);
 bool job_is_running(struct job *j);
 /* Frees an ended job's memory (its outlog is the caller's). Must not be running. NULL-safe. */
 void job_free(struct job *j);
+
+/* ---- the stdin of a job started with JOB_INPUT_PIPE or JOB_INPUT_TTY. One writer at a time
+ * (job_input_claim); every call is thread-safe.
+ *
+ * Claims the job's stdin for one writer. 0; -ENOTTY: the job takes no input; -EBUSY: another
+ * writer has it; -EPIPE: it was closed (job_input_close) or the job ended. */
+int job_input_claim(struct job *j);
+/* The writer is done (its stdin stays open for the next one). */
+void job_input_release(struct job *j);
+/* Writes what the job's stdin takes now, never blocking: the bytes written (> 0), -EAGAIN (full:
+ * job_input_wait), -EPIPE (the job closed its end, or ended), -ENOTTY. */
+ssize_t job_input_write(struct job *j, const void *buf, size_t len);
+/* Calls fn(userdata) once, on the runner's event thread, when the stdin takes more or is gone
+ * (the job ended). At most one wait at a time. 0, -EBUSY (one is armed), -EPIPE (gone: fn will
+ * not run), -ENOTTY. fn must not block. */
+typedef void (*job_input_fn)(void *userdata);
+int job_input_wait(struct job *j, job_input_fn fn, void *userdata);
+/* Disarms the wait. true if fn will not run; false if it has run (a running fn is waited
+ * for: call this without a lock that fn takes). */
+bool job_input_cancel_wait(struct job *j);
+/* End of input: a pipe's write end is closed (the job reads EOF); a terminal gets its EOF
+ * character at a line's start, as a typed Ctrl-D. */
+void job_input_close(struct job *j);
+/* A terminal job's window size (the job's foreground process group gets SIGWINCH). 0, -ENOTTY
+ * (no terminal), -EPIPE (the job ended), -EINVAL (0 rows or columns). */
+int job_input_resize(struct job *j, unsigned rows, unsigned cols);
+/* The job's input as started. */
+enum job_input job_input_kind(struct job *j);
 
 /* "STARTING", "RUNNING", ... */
 const char *job_state_name(enum job_state s);

@@ -59,6 +59,8 @@ int jobtab_record_format(const struct jobtab_spec *spec, const struct jobtab_sta
     (void)strbuf_printf(b, "io_wbps=%" PRIu64 "\n", spec->limits.io_wbps);
     (void)strbuf_printf(b, "pids=%" PRIu64 "\n", spec->limits.pids);
     (void)strbuf_printf(b, "network=%s\n", spec->network == JOB_NET_HOST ? "host" : "none");
+    if (spec->input != JOB_INPUT_NONE)
+        (void)strbuf_printf(b, "input=%s\n", spec->input == JOB_INPUT_TTY ? "tty" : "pipe");
     (void)strbuf_printf(b, "created_ns=%" PRIu64 "\n", spec->created_ns);
     if (spec->workdir && spec->workdir[0])
         put_str(b, "workdir", spec->workdir);
@@ -228,6 +230,15 @@ static int parse_line(const char *k, size_t kn, const char *v, size_t vn, struct
             spec->network = JOB_NET_HOST;
         else if (vn == 4 && memcmp(v, "none", 4) == 0)
             spec->network = JOB_NET_NONE;
+        else
+            return -EBADMSG;
+        return 0;
+    }
+    if (key_is(k, kn, "input")) {
+        if (vn == 4 && memcmp(v, "pipe", 4) == 0)
+            spec->input = JOB_INPUT_PIPE;
+        else if (vn == 3 && memcmp(v, "tty", 3) == 0)
+            spec->input = JOB_INPUT_TTY;
         else
             return -EBADMSG;
         return 0;

@@ -495,6 +495,7 @@ int jobtab_add_spec(struct jobtab *t, struct jobtab_spare **spare, const struct 
     e->spec.limits = want->limits;
     e->spec.network = want->network;
     e->spec.timeout_ms = want->timeout_ms;
+    e->spec.input = want->input;
     e->status.job.state = JOB_STARTING;
     e->status.job.start_ms = clock_ms(CLOCK_REALTIME);
 

@@ -59,6 +59,7 @@ struct jobtab_spec {
                             within one millisecond after a restart (0 in older records) */
     char *workdir;       /* the directory the command starts in; NULL or "" = "/" */
     int64_t timeout_ms;  /* > 0: the job is stopped that long after its start */
+    enum job_input input; /* its stdin: none, a pipe or a terminal */
 };
 
 /* What a job is; changes over its life. */

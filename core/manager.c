@@ -51,6 +51,7 @@ struct start {
     struct job_spare *cg; /* made ahead, or NULL; job_start takes it */
     uid_t uid;            /* the job's (uid_take), given back if it does not run */
     char **env;           /* the job's whole environment, or NULL for the default */
+    unsigned short tty_rows, tty_cols;
     jm_started_fn done;
     void *userdata;
     int64_t begun_ms; /* CLOCK_MONOTONIC when jm_start_async took it */
@@ -539,6 +540,9 @@ static void run_start(struct start *s)
     js.env = (const char *const *)s->env;
     js.cwd = spec->workdir && spec->workdir[0] ? spec->workdir : NULL;
     js.timeout_ms = spec->timeout_ms;
+    js.input = spec->input;
+    js.tty_rows = s->tty_rows;
+    js.tty_cols = s->tty_cols;
     js.timeout_signal = m->cfg.stop_signal;
     js.timeout_grace_ms = m->cfg.stop_grace_ms;
     js.uid = s->uid;
@@ -715,6 +719,8 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
     }
     s->m = m;
     s->env = TAKE_PTR(env);
+    s->tty_rows = rq->tty_rows;
+    s->tty_cols = rq->tty_cols;
     {
         struct jobtab_spec want = {
             .owner = (char *)rq->owner,
@@ -726,6 +732,7 @@ void jm_start_async(struct jm *m, const struct jm_start_request *rq, jm_started_
             .network = rq->network,
             .workdir = (char *)rq->workdir,
             .timeout_ms = rq->timeout_ms,
+            .input = rq->input,
         };
         r = jobtab_add_spec(m->table, &a.spare, &want, &e);
     }
@@ -1582,4 +1589,68 @@ void jm_free(struct jm *m)
     (void)pthread_cond_destroy(&m->cond);
     (void)pthread_mutex_destroy(&m->mu);
     free(m);
+}
+
+/* ---- input ------------------------------------------------------------------------------ */
+
+/* The job's runner half once it has started; NULL while it starts, or for a job loaded from a
+ * previous server (its input went with that server). */
+static struct job *input_job(struct jm_job *j)
+{
+    return jobtab_entry_job(entry_of(j));
+}
+
+int jm_input_claim(struct jm_job *j)
+{
+    struct job *job = input_job(j);
+
+    if (jobtab_entry_spec(entry_of(j))->input == JOB_INPUT_NONE)
+        return -ENOTTY;
+    if (!job)
+        return jobtab_entry_is_running(entry_of(j)) ? -EAGAIN : -EPIPE;
+    return job_input_claim(job);
+}
+
+void jm_input_release(struct jm_job *j)
+{
+    struct job *job = input_job(j);
+
+    if (job)
+        job_input_release(job);
+}
+
+ssize_t jm_input_write(struct jm_job *j, const void *buf, size_t len)
+{
+    struct job *job = input_job(j);
+
+    return job ? job_input_write(job, buf, len) : -EPIPE;
+}
+
+int jm_input_wait(struct jm_job *j, job_input_fn fn, void *userdata)
+{
+    struct job *job = input_job(j);
+
+    return job ? job_input_wait(job, fn, userdata) : -EPIPE;
+}
+
+bool jm_input_cancel_wait(struct jm_job *j)
+{
+    struct job *job = input_job(j);
+
+    return job ? job_input_cancel_wait(job) : false;
+}
+
+void jm_input_close(struct jm_job *j)
+{
+    struct job *job = input_job(j);
+
+    if (job)
+        job_input_close(job);
+}
+
+int jm_input_resize(struct jm_job *j, unsigned rows, unsigned cols)
+{
+    struct job *job = input_job(j);
+
+    return job ? job_input_resize(job, rows, cols) : -EPIPE;
 }

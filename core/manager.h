@@ -112,6 +112,10 @@ struct jm_start_request {
     /* > 0: the job is stopped that long after its start, with the stop signal and grace of
      * jm_config (stop_signal, stop_grace_ms), and its status says timed_out. */
     int64_t timeout_ms;
+    /* The job's stdin: none (/dev/null), a pipe, or a terminal of tty_rows x tty_cols (0: 24 x
+     * 80) that is also its stdout and stderr; jm_input_* feed them. */
+    enum job_input input;
+    unsigned short tty_rows, tty_cols;
 };
 
 /* What a Start came to. err: 0, or -errno:
@@ -211,6 +215,22 @@ uint64_t jm_reader_log_bytes(struct jm_reader *rd);
 void jm_reader_final_info(struct jm_reader *rd, struct jm_info *ret);
 /* NULL-safe; cancels a pending wait first. */
 void jm_reader_free(struct jm_reader *rd);
+
+/* ---- input ------------------------------------------------------------------------------ */
+
+/* The stdin of a job started with an input (jm_start_request.input), as job_input_* (core/job.h)
+ * for a job handle. One writer at a time: jm_input_claim, then the rest, then
+ * jm_input_release; the caller keeps its handle meanwhile. Who may write is who may see the job
+ * (jm_lookup): its owner and administrators. jm_input_claim: 0; -ENOTTY (the job takes no
+ * input); -EBUSY (it has a writer); -EAGAIN (still starting); -EPIPE (its input was closed, or
+ * it ended). */
+int jm_input_claim(struct jm_job *j);
+void jm_input_release(struct jm_job *j);
+ssize_t jm_input_write(struct jm_job *j, const void *buf, size_t len);
+int jm_input_wait(struct jm_job *j, job_input_fn fn, void *userdata);
+bool jm_input_cancel_wait(struct jm_job *j);
+void jm_input_close(struct jm_job *j);
+int jm_input_resize(struct jm_job *j, unsigned rows, unsigned cols);
 
 #include "cleanup.h"
 DEFINE_CLEANUP(struct jm_reader *, jm_reader_free)

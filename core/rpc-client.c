@@ -737,3 +737,178 @@ void rpc_client_stream_free(struct rpc_stream *s)
     free(s->buf);
     free(s);
 }
+
+/* ---- Input ------------------------------------------------------------------------------- */
+
+struct rpc_input {
+    struct rpc_client *c;
+    grpc_completion_queue *cq;
+    grpc_call *call;
+    grpc_metadata_array md_initial, md_trailing;
+    grpc_status_code status;
+    grpc_slice details;
+    const char *error_string;
+    grpc_byte_buffer *reply;
+    int tag_send, tag_end;
+    bool end_done, closed, failed;
+    int64_t start_ms;
+};
+
+/* One message of the call; plucked before returning. false when the call has ended. */
+static bool input_message(struct rpc_input *in, const char *id, const void *data, size_t len,
+                          unsigned rows, unsigned cols, bool first)
+{
+    Runjob__V1__InputRequest req = RUNJOB__V1__INPUT_REQUEST__INIT;
+    Runjob__V1__TerminalSize ts = RUNJOB__V1__TERMINAL_SIZE__INIT;
+    grpc_byte_buffer *bb;
+    grpc_op ops[2];
+    size_t n = 0;
+    grpc_event ev;
+
+    if (in->failed)
+        return false;
+    req.id = (char *)(id ? id : "");
+    req.data.data = (uint8_t *)data;
+    req.data.len = len;
+    if (rows && cols) {
+        ts.rows = rows;
+        ts.cols = cols;
+        req.terminal_size = &ts;
+    }
+    bb = pack(&req.base);
+    memset(ops, 0, sizeof(ops));
+    if (first)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = bb;
+    if (grpc_call_start_batch(in->call, ops, n, &in->tag_send, NULL) != GRPC_CALL_OK) {
+        grpc_byte_buffer_destroy(bb);
+        in->failed = true;
+        return false;
+    }
+    ev = grpc_completion_queue_pluck(in->cq, &in->tag_send, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                     NULL);
+    grpc_byte_buffer_destroy(bb);
+    if (!ev.success)
+        in->failed = true;
+    return ev.success;
+}
+
+int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, unsigned cols,
+                          struct rpc_input **ret, struct rpc_error *err)
+{
+    struct rpc_input *in = calloc(1, sizeof(*in));
+    grpc_op ops[3];
+
+    if (!in) {
+        rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    in->c = c;
+    in->start_ms = clock_ms(CLOCK_MONOTONIC);
+    in->cq = grpc_completion_queue_create_for_pluck(NULL);
+    /* No deadline: input lasts as long as the job. */
+    in->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                                   in->cq, c->methods[RPC_M_INPUT],
+                                                   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    in->details = grpc_empty_slice();
+    in->status = GRPC_STATUS_UNKNOWN;
+    grpc_metadata_array_init(&in->md_initial);
+    grpc_metadata_array_init(&in->md_trailing);
+    /* Everything that reports the call's end goes in at once. */
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[0].data.recv_initial_metadata.recv_initial_metadata = &in->md_initial;
+    ops[1].op = GRPC_OP_RECV_MESSAGE;
+    ops[1].data.recv_message.recv_message = &in->reply;
+    ops[2].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[2].data.recv_status_on_client.trailing_metadata = &in->md_trailing;
+    ops[2].data.recv_status_on_client.status = &in->status;
+    ops[2].data.recv_status_on_client.status_details = &in->details;
+    ops[2].data.recv_status_on_client.error_string = &in->error_string;
+    if (grpc_call_start_batch(in->call, ops, 3, &in->tag_end, NULL) != GRPC_CALL_OK) {
+        in->end_done = true;
+        rpc_client_input_free(in);
+        rpc_error_set(err, RPC_INTERNAL, "cannot start the input call");
+        return -1;
+    }
+    if (!input_message(in, id, NULL, 0, rows, cols, true)) {
+        struct rpc_error e2;
+        uint64_t b;
+        if (rpc_client_input_finish(in, &b, &e2) < 0 && err)
+            *err = e2;
+        else
+            rpc_error_set(err, RPC_INTERNAL, "the input call ended at once");
+        rpc_client_input_free(in);
+        return -1;
+    }
+    *ret = in;
+    return 0;
+}
+
+int rpc_client_input_send(struct rpc_input *in, const void *data, size_t len, unsigned rows,
+                          unsigned cols)
+{
+    return input_message(in, NULL, data, len, rows, cols, false) ? 0 : -1;
+}
+
+int rpc_client_input_finish(struct rpc_input *in, uint64_t *ret_bytes, struct rpc_error *err)
+{
+    Runjob__V1__InputResponse *resp;
+
+    if (!in->failed && !in->closed) {
+        grpc_op op;
+        memset(&op, 0, sizeof(op));
+        op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        if (grpc_call_start_batch(in->call, &op, 1, &in->tag_send, NULL) == GRPC_CALL_OK)
+            (void)grpc_completion_queue_pluck(in->cq, &in->tag_send,
+                                              gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        in->closed = true;
+    }
+    if (!in->end_done) {
+        (void)grpc_completion_queue_pluck(in->cq, &in->tag_end, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                          NULL);
+        in->end_done = true;
+    }
+    if (in->status != GRPC_STATUS_OK) {
+        struct rpc_call_facts f = {.elapsed_ms = clock_ms(CLOCK_MONOTONIC) - in->start_ms};
+        describe_slice(in->c, in->status, in->details, in->error_string, &f, err);
+        return -1;
+    }
+    *ret_bytes = 0;
+    if (in->reply && (resp = (Runjob__V1__InputResponse *)unpack(
+                          &runjob__v1__input_response__descriptor, in->reply))) {
+        *ret_bytes = resp->bytes;
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    return 0;
+}
+
+void rpc_client_input_cancel(struct rpc_input *in)
+{
+    if (in && in->call)
+        (void)grpc_call_cancel(in->call, NULL);
+}
+
+void rpc_client_input_free(struct rpc_input *in)
+{
+    if (!in)
+        return;
+    if (in->call) {
+        if (!in->end_done) {
+            (void)grpc_call_cancel(in->call, NULL);
+            (void)grpc_completion_queue_pluck(in->cq, &in->tag_end,
+                                              gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        }
+        grpc_call_unref(in->call);
+    }
+    if (in->reply)
+        grpc_byte_buffer_destroy(in->reply);
+    grpc_metadata_array_destroy(&in->md_initial);
+    grpc_metadata_array_destroy(&in->md_trailing);
+    grpc_slice_unref(in->details);
+    gpr_free((void *)in->error_string);
+    if (in->cq)
+        cq_drain_destroy(in->cq);
+    free(in);
+}

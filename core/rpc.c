@@ -217,6 +217,16 @@ bool rpc_name_is_valid(const char *s, size_t max)
     return true;
 }
 
+static int check_terminal_size(const Runjob__V1__TerminalSize *ts, const char *field,
+                               struct rpc_error *err)
+{
+    if (ts && (ts->rows < 1 || ts->rows > 65535 || ts->cols < 1 || ts->cols > 65535))
+        return fail(err, RPC_INVALID_ARGUMENT,
+                    "%s %ux%u is not a terminal size (rows and columns 1 to 65535)", field,
+                    ts->rows, ts->cols);
+    return 0;
+}
+
 static int check_id(const char *id, struct rpc_error *err)
 {
     char b[256];
@@ -306,6 +316,12 @@ int rpc_check_start(const Runjob__V1__StartRequest *req, const struct rpc_policy
     if (req->network != RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_NONE &&
         req->network != RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST)
         return fail(err, RPC_INVALID_ARGUMENT, "unknown network mode %d", (int)req->network);
+    if (req->input != RUNJOB__V1__INPUT_MODE__INPUT_MODE_NONE &&
+        req->input != RUNJOB__V1__INPUT_MODE__INPUT_MODE_PIPE &&
+        req->input != RUNJOB__V1__INPUT_MODE__INPUT_MODE_TTY)
+        return fail(err, RPC_INVALID_ARGUMENT, "unknown input mode %d", (int)req->input);
+    if (check_terminal_size(req->terminal_size, "terminal_size", err) < 0)
+        return -1;
     if (req->network == RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST && !p->allow_host_network)
         return fail(err, RPC_PERMISSION_DENIED,
                     "host networking is not allowed on this server (--allow-host-network)");
@@ -365,6 +381,18 @@ int rpc_check_stream(const Runjob__V1__StreamRequest *req, struct rpc_error *err
     default:
         return fail(err, RPC_INVALID_ARGUMENT, "unknown output selection %d", (int)req->select);
     }
+}
+
+int rpc_check_input(const Runjob__V1__InputRequest *req, bool first, struct rpc_error *err)
+{
+    if (first && check_id(req->id, err) < 0)
+        return -1;
+    if (!first && req->id && req->id[0])
+        return fail(err, RPC_INVALID_ARGUMENT, "only the first Input message names the job");
+    if (req->data.len > RPC_MAX_INPUT_BYTES)
+        return fail(err, RPC_INVALID_ARGUMENT, "Input data of %zu bytes is over the %d a message",
+                    req->data.len, RPC_MAX_INPUT_BYTES);
+    return check_terminal_size(req->terminal_size, "terminal_size", err);
 }
 
 /* ---- the published design's requests (jobmanager.v1) ------------------------------------- */
@@ -613,6 +641,7 @@ static const char *const method_paths[RPC_M_COUNT] = {
     [RPC_M_PING] = SERVICE_PATH "Ping",
     [RPC_M_METRICS] = SERVICE_PATH "Metrics",
     [RPC_M_REMOVE] = SERVICE_PATH "Remove",
+    [RPC_M_INPUT] = SERVICE_PATH "Input",
     [RPC_M_JOBMANAGER_START] = JOBMANAGER_PATH "Start",
     [RPC_M_JOBMANAGER_STOP] = JOBMANAGER_PATH "Stop",
     [RPC_M_JOBMANAGER_QUERY] = JOBMANAGER_PATH "Query",
@@ -659,6 +688,8 @@ const ProtobufCMessageDescriptor *rpc_request_descriptor(enum rpc_method m)
         return &runjob__v1__metrics_request__descriptor;
     case RPC_M_REMOVE:
         return &runjob__v1__remove_request__descriptor;
+    case RPC_M_INPUT:
+        return &runjob__v1__input_request__descriptor;
     case RPC_M_JOBMANAGER_START:
         return &jobmanager__v1__job_creation_request__descriptor;
     case RPC_M_JOBMANAGER_STOP:
@@ -702,6 +733,9 @@ int rpc_request_decode(enum rpc_method m, const uint8_t *buf, size_t len,
         break;
     case RPC_M_REMOVE:
         r = rpc_check_remove((const Runjob__V1__RemoveRequest *)rq.msg, err);
+        break;
+    case RPC_M_INPUT:
+        r = rpc_check_input((const Runjob__V1__InputRequest *)rq.msg, true, err);
         break;
     case RPC_M_JOBMANAGER_START:
         r = rpc_check_jobmanager_start((const Jobmanager__V1__JobCreationRequest *)rq.msg, p,

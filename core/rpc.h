@@ -127,6 +127,24 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
 void rpc_client_stream_cancel(struct rpc_stream *s);
 void rpc_client_stream_free(struct rpc_stream *s); /* NULL-safe */
 
+/* An Input call: bytes into a job's stdin (runjob.v1 Input). Used by one thread at a time,
+ * except rpc_client_input_cancel, which any thread may call. */
+struct rpc_input;
+/* Opens it for job id, the first message naming the job (and a terminal's size when rows and
+ * cols are not 0). 0, or -1 with err. */
+int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, unsigned cols,
+                          struct rpc_input **ret, struct rpc_error *err);
+/* Sends len (<= RPC_MAX_INPUT_BYTES) bytes and, when rows and cols are not 0, a new terminal
+ * size; returns once gRPC took the message, which its flow control holds back while the job
+ * does not read. 0, or -1 once the call has ended (rpc_client_input_finish says how). */
+int rpc_client_input_send(struct rpc_input *in, const void *data, size_t len, unsigned rows,
+                          unsigned cols);
+/* Closes the sending side (end of input: EOF for the job) unless the call ended, and waits
+ * for the reply. 0 with *ret_bytes what the job's stdin took, or -1 with err. */
+int rpc_client_input_finish(struct rpc_input *in, uint64_t *ret_bytes, struct rpc_error *err);
+void rpc_client_input_cancel(struct rpc_input *in); /* NULL-safe; thread-safe */
+void rpc_client_input_free(struct rpc_input *in);   /* NULL-safe; cancels an unfinished call */
+
 /* Pure decoder of one OutputChunk message (no I/O, no grpc): fills ret with data pointing into
  * buf (never copied), stream, offset, time_ms, and final_status unpacked by protobuf-c when
  * present (the caller frees it with protobuf_c_message_free_unpacked). Unknown fields are
@@ -187,6 +205,10 @@ int rpc_check_stop(const Runjob__V1__StopRequest *req, const struct rpc_policy *
 int rpc_check_status(const Runjob__V1__StatusRequest *req, struct rpc_error *err);
 int rpc_check_remove(const Runjob__V1__RemoveRequest *req, struct rpc_error *err);
 int rpc_check_stream(const Runjob__V1__StreamRequest *req, struct rpc_error *err);
+/* An Input message: the first names a valid job id, later ones none; data at most
+ * RPC_MAX_INPUT_BYTES; a terminal size 1..65535 each way. */
+#define RPC_MAX_INPUT_BYTES (64 * 1024)
+int rpc_check_input(const Runjob__V1__InputRequest *req, bool first, struct rpc_error *err);
 /* The published design's requests (jobmanager.v1), under the same rules as ours: a Start
  * gets the server's default limits in *ret_limits. */
 int rpc_check_jobmanager_start(const Jobmanager__V1__JobCreationRequest *req,
@@ -216,6 +238,7 @@ enum rpc_method {
     RPC_M_PING,
     RPC_M_METRICS,
     RPC_M_REMOVE,
+    RPC_M_INPUT, /* client-streaming: the payload is its first message */
     RPC_M_JOBMANAGER_START,
     RPC_M_JOBMANAGER_STOP,
     RPC_M_JOBMANAGER_QUERY,

@@ -148,6 +148,9 @@ void server_fill_status(struct status_buf *sb)
     sb->usage.output_truncated = sb->info.status.output_truncated;
     sb->usage.output_dropped_bytes = sb->info.status.output_dropped;
     sb->st.usage = &sb->usage;
+    sb->st.input = spec->input == JOB_INPUT_TTY    ? RUNJOB__V1__INPUT_MODE__INPUT_MODE_TTY
+                   : spec->input == JOB_INPUT_PIPE ? RUNJOB__V1__INPUT_MODE__INPUT_MODE_PIPE
+                                                   : RUNJOB__V1__INPUT_MODE__INPUT_MODE_NONE;
     sb->st.network = spec->network == JOB_NET_HOST ? RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_HOST
                                                    : RUNJOB__V1__NETWORK_MODE__NETWORK_MODE_NONE;
 }
@@ -306,6 +309,9 @@ static void dispatch(struct server *s, int m, grpc_call *call, grpc_byte_buffer 
         free(uc);
         break;
     }
+    case RPC_M_INPUT:
+        server_handle_input(uc, &rq);
+        break;
     case RPC_M_JOBMANAGER_START:
     case RPC_M_JOBMANAGER_STOP:
     case RPC_M_JOBMANAGER_QUERY:

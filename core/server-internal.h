@@ -136,6 +136,14 @@ struct server_stream_spec {
 void server_stream_begin(struct server *s, struct call_info *ci, struct jm_job *j,
                          const struct server_stream_spec *spec);
 
+/* ---- Input (server-input.c) ---- */
+
+struct ucall;
+struct rpc_request;
+/* Starts an Input call from its first message (decoded and checked): takes uc's call (uc is
+ * freed) and rq->msg (set to NULL), or answers it. */
+void server_handle_input(struct ucall *uc, struct rpc_request *rq);
+
 /* ---- unary calls (server-unary.c) ---- */
 
 /* A unary call's reply context: one final batch. */

@@ -212,6 +212,7 @@ void server_jobmanager_dispatch(struct ucall *uc, enum rpc_method m, const struc
     case RPC_M_PING:
     case RPC_M_METRICS:
     case RPC_M_REMOVE:
+    case RPC_M_INPUT:
     case RPC_M_COUNT:
     default:
         server_finish(uc, RPC_UNIMPLEMENTED, "unknown method", NULL);

@@ -160,6 +160,11 @@ void server_handle_start(struct ucall *uc, const struct rpc_request *rq)
         .n_env = req->n_env,
         .workdir = req->workdir,
         .timeout_ms = (int64_t)req->timeout_millis,
+        .input = req->input == RUNJOB__V1__INPUT_MODE__INPUT_MODE_TTY    ? JOB_INPUT_TTY
+                 : req->input == RUNJOB__V1__INPUT_MODE__INPUT_MODE_PIPE ? JOB_INPUT_PIPE
+                                                                         : JOB_INPUT_NONE,
+        .tty_rows = req->terminal_size ? (unsigned short)req->terminal_size->rows : 0,
+        .tty_cols = req->terminal_size ? (unsigned short)req->terminal_size->cols : 0,
     };
 
     jm_start_async(uc->s->jm, &sr, on_started, uc);

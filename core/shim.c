@@ -110,12 +110,13 @@ static int setup_signals(void)
     return fd;
 }
 
-/* Waits for the server's go; returns the spec memfd that came with it. */
-static int wait_go(void)
+/* Waits for the server's go; returns the spec memfd that came with it, and the stdin that came
+ * after it in *ret_stdin_fd (-1: none). */
+static int wait_go(int *ret_stdin_fd)
 {
     int fd = -1, r;
 
-    r = shimproto_recv_go(SHIMPROTO_FD_SYNC, &fd);
+    r = shimproto_recv_go(SHIMPROTO_FD_SYNC, &fd, ret_stdin_fd);
     if (r == 0)
         _exit(127); /* the server is gone (or dropped this pooled shim): nobody to run a job for */
     if (r < 0)
@@ -198,6 +199,19 @@ static void set_rlimits(void)
     }
 }
 
+/* The go brought the command's stdin: a pipe's read end, or a terminal's slave, which becomes
+ * the controlling terminal of the command's session and its stdout and stderr too (its output
+ * pipes are then left unused, and the server reads the terminal). */
+static void take_stdin(int fd, bool tty)
+{
+    if (tty && ioctl(fd, TIOCSCTTY, 0) < 0)
+        die(SHIMPROTO_STEP_FDS, errno);
+    for (int i = 0; i <= (tty ? 2 : 0); i++)
+        if (dup2(fd, i) < 0)
+            die(SHIMPROTO_STEP_FDS, errno);
+    (void)close(fd);
+}
+
 /* The command's process, from the fork to its exec: never returns. Everything that does not
  * depend on the command comes before the go (for a job made ahead, before its Start even
  * arrives): its group, signals, fds, resource limits, credentials, no_new_privs and the seccomp
@@ -212,10 +226,13 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
     sigset_t none;
     void *blob;
     size_t len;
-    int r;
+    int r, in = -1;
 
-    if (setpgid(0, 0) < 0)
-        die(SHIMPROTO_STEP_SETPGID, errno);
+    /* A session of its own, not only a process group: a job must not reach the server's
+     * controlling terminal through /dev/tty (the server may run in an admin's terminal), and a
+     * job given a terminal makes it its controlling one, which only a session leader may. */
+    if (setsid() < 0)
+        die(SHIMPROTO_STEP_SETSID, errno);
 
     reset_signal_dispositions(); /* the shim did it too; nothing here may have changed them */
     sigemptyset(&none);
@@ -258,14 +275,16 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
     if (r < 0)
         die(SHIMPROTO_STEP_SECCOMP, -r);
 
-    blob = read_spec(wait_go(), &len);
+    blob = read_spec(wait_go(&in), &len);
     r = shimproto_spec_parse(blob, len, &spec);
     if (r < 0)
         die(SHIMPROTO_STEP_READ_SPEC, -r);
-    /* The go must be for the job this process was made for. */
+    /* The go must be for the job this process was made for, with the stdin its spec says. */
     if (spec->host_net != host_net || spec->uid != prep->uid || spec->gid != prep->gid ||
-        strcmp(spec->id, prep->id) != 0)
+        strcmp(spec->id, prep->id) != 0 || (spec->input == SHIMPROTO_INPUT_NONE) != (in < 0))
         die(SHIMPROTO_STEP_READ_SPEC, EINVAL);
+    if (in >= 0)
+        take_stdin(in, spec->input == SHIMPROTO_INPUT_TTY);
     if (chdir(spec->cwd) < 0)
         die(SHIMPROTO_STEP_CHDIR, errno);
     execve(spec->path, (char *const *)spec->argv, (char *const *)spec->envp);
@@ -385,7 +404,10 @@ static int supervise(int sfd, pid_t cmd)
         if (n != sizeof(si))
             return -1; /* cannot happen; the server sees the shim exit without a status */
         if (si.ssi_signo != SIGCHLD) {
-            (void)kill(-cmd, (int)si.ssi_signo); /* ESRCH: the group is gone already */
+            /* ESRCH: the command has not made its session (and group) yet, so it gets the
+             * signal itself (blocked until it resets its mask), or it is gone already. */
+            if (kill(-cmd, (int)si.ssi_signo) < 0 && errno == ESRCH)
+                (void)kill(cmd, (int)si.ssi_signo);
             continue;
         }
         /* SIGCHLD coalesces: reap everything there is. Orphans reparent to us (PID 1). */
@@ -436,11 +458,10 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
         die(SHIMPROTO_STEP_CGROUP_NS, errno);
     set_hostname(prep.id);
 
+    /* The child makes its own session (and group) first thing; the shim cannot do it for it,
+     * and making its group here would keep it from its session. Stops that come meanwhile wait
+     * blocked on the signalfd until supervise() forwards them. */
     cmd = start_command(&prep, filter, host_net);
-    /* The child did it itself first thing, unless it failed before: kept so the group exists
-     * whatever the child got to. Stops that come meanwhile wait blocked on the signalfd until
-     * supervise() forwards them to the group. */
-    (void)setpgid(cmd, cmd);
     /* The command holds the sync socket until its exec (and reads the go on it); the job's
      * stdio is the command's. */
     (void)close(SHIMPROTO_FD_SYNC);

@@ -14,6 +14,9 @@
 #define SPEC_MAX_TOTAL  (64u << 20)
 #define SPEC_MAX_ITEMS  (1u << 20)
 #define SPEC_F_HOST_NET 1u
+#define SPEC_F_PIPE     2u
+#define SPEC_F_TTY      4u
+#define SPEC_F_ALL      (SPEC_F_HOST_NET | SPEC_F_PIPE | SPEC_F_TTY)
 
 static const char *const step_names[SHIMPROTO_STEP__MAX] = {
     [SHIMPROTO_STEP_NONE] = "none",
@@ -29,7 +32,7 @@ static const char *const step_names[SHIMPROTO_STEP__MAX] = {
     [SHIMPROTO_STEP_HOSTNAME] = "hostname",
     [SHIMPROTO_STEP_SECCOMP_BUILD] = "build seccomp filter",
     [SHIMPROTO_STEP_FORK] = "fork",
-    [SHIMPROTO_STEP_SETPGID] = "setpgid",
+    [SHIMPROTO_STEP_SETSID] = "setsid",
     [SHIMPROTO_STEP_SIGNAL_RESET] = "reset signals",
     [SHIMPROTO_STEP_FDS] = "close fds",
     [SHIMPROTO_STEP_CAPBSET] = "drop capability bounding set",
@@ -137,7 +140,10 @@ int shimproto_spec_pack(const struct shimproto_spec *spec, void **ret_buf, size_
     pack_u32(&p, SPEC_MAGIC);
     pack_u32(&p, (uint32_t)spec->uid);
     pack_u32(&p, (uint32_t)spec->gid);
-    pack_u32(&p, spec->host_net ? SPEC_F_HOST_NET : 0);
+    pack_u32(&p, (spec->host_net ? SPEC_F_HOST_NET : 0) |
+                     (spec->input == SHIMPROTO_INPUT_PIPE  ? SPEC_F_PIPE
+                      : spec->input == SHIMPROTO_INPUT_TTY ? SPEC_F_TTY
+                                                           : 0));
     pack_str(&p, spec->id);
     pack_str(&p, spec->path);
     pack_str(&p, spec->cwd);
@@ -230,7 +236,8 @@ int shimproto_spec_parse(const void *buf, size_t len, struct shimproto_spec **re
     mark = u.off;
     argc = unpack_strv(&u, NULL);
     envc = unpack_strv(&u, NULL);
-    if (u.bad || u.off != len || argc == 0 || (flags & ~SPEC_F_HOST_NET))
+    if (u.bad || u.off != len || argc == 0 || (flags & ~SPEC_F_ALL) ||
+        (flags & (SPEC_F_PIPE | SPEC_F_TTY)) == (SPEC_F_PIPE | SPEC_F_TTY))
         return -EBADMSG;
 
     s = calloc(1, sizeof(*s) + ((size_t)argc + envc + 2) * sizeof(char *));
@@ -248,6 +255,9 @@ int shimproto_spec_parse(const void *buf, size_t len, struct shimproto_spec **re
     s->uid = uid;
     s->gid = gid;
     s->host_net = flags & SPEC_F_HOST_NET;
+    s->input = flags & SPEC_F_PIPE  ? SHIMPROTO_INPUT_PIPE
+               : flags & SPEC_F_TTY ? SHIMPROTO_INPUT_TTY
+                                    : SHIMPROTO_INPUT_NONE;
     *ret = s;
     return 0;
 }
@@ -463,18 +473,24 @@ int shimproto_recv_prep(int sock, struct shimproto_prep *ret)
     return 1;
 }
 
-int shimproto_send_go(int sock, int spec_fd)
+int shimproto_send_go(int sock, int spec_fd, int stdin_fd)
 {
     struct shimproto_sync m = {0};
+    int fds[2] = {spec_fd, stdin_fd};
 
-    return shimproto_send_fd(sock, &m, sizeof(m), spec_fd);
+    return shimproto_send_fds(sock, &m, sizeof(m), fds, stdin_fd >= 0 ? 2 : 1);
 }
 
-int shimproto_recv_go(int sock, int *ret_fd)
+int shimproto_recv_go(int sock, int *ret_fd, int *ret_stdin_fd)
 {
     struct shimproto_sync m;
+    int fds[2] = {-1, -1};
+    size_t n = 0;
+    int r = shimproto_recv_fds(sock, &m, sizeof(m), fds, 2, &n);
 
-    return shimproto_recv_fd(sock, &m, sizeof(m), ret_fd);
+    *ret_fd = n > 0 ? fds[0] : -1;
+    *ret_stdin_fd = n > 1 ? fds[1] : -1;
+    return r;
 }
 
 int shimproto_send_failure(int sock, int step, int err)

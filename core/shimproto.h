@@ -50,7 +50,7 @@ enum {
 
 /* The shim's steps. Values travel between processes of one binary. The shim: SIGNALS,
  * SECCOMP_BUILD, MOUNT_PRIVATE, MOUNT_PROC, MOUNT_SYS, LOOPBACK (these two for a private
- * network), MOUNT_TMP, WAIT_PREP, CGROUP_NS, HOSTNAME, FORK; then the command's process: SETPGID,
+ * network), MOUNT_TMP, WAIT_PREP, CGROUP_NS, HOSTNAME, FORK; then the command's process: SETSID,
  * SIGNAL_RESET, FDS, CAPBSET, SETGROUPS, SETGID, SETUID, CAPS, RLIMITS, NO_NEW_PRIVS, SECCOMP,
  * WAIT_GO, READ_SPEC, CHDIR, EXEC. */
 enum shimproto_step {
@@ -68,7 +68,7 @@ enum shimproto_step {
     SHIMPROTO_STEP_SECCOMP_BUILD, /* build the filter before forking */
     SHIMPROTO_STEP_FORK,          /* fork the command's process */
     /* from here on, in the command's process */
-    SHIMPROTO_STEP_SETPGID,      /* own process group: the shim forwards signals to it */
+    SHIMPROTO_STEP_SETSID,       /* own session and group: the shim forwards signals to it */
     SHIMPROTO_STEP_SIGNAL_RESET, /* default dispositions, empty mask */
     SHIMPROTO_STEP_FDS,          /* close every fd but 0, 1, 2 */
     SHIMPROTO_STEP_CAPBSET,      /* empty the capability bounding set */
@@ -131,12 +131,14 @@ int shimproto_send_prep(int sock, const char *id, uid_t uid, gid_t gid);
  * another size, with an fd (closed) or without a NUL-terminated, non-empty id; or -errno. */
 int shimproto_recv_prep(int sock, struct shimproto_prep *ret);
 
-/* Server: sends the go with the spec memfd attached. 0 or -errno, as shimproto_send_prep. */
-int shimproto_send_go(int sock, int spec_fd);
-/* Command's process: waits for the go on sock. 1 with *ret_fd the spec memfd (close-on-exec,
- * the caller's) or -1 if none came intact; 0 at EOF; -EBADMSG for a message of another size;
- * or -errno. */
-int shimproto_recv_go(int sock, int *ret_fd);
+/* Server: sends the go with the spec memfd attached, and the job's stdin (a pipe's read end, or
+ * a terminal's slave, as the spec's input says) if stdin_fd >= 0. 0 or -errno, as
+ * shimproto_send_prep. */
+int shimproto_send_go(int sock, int spec_fd, int stdin_fd);
+/* Command's process: waits for the go on sock. 1 with *ret_fd the spec memfd and *ret_stdin_fd
+ * the stdin that came after it (close-on-exec, the caller's; -1 each if none came); 0 at EOF;
+ * -EBADMSG for a message of another size or with more fds; or -errno. */
+int shimproto_recv_go(int sock, int *ret_fd, int *ret_stdin_fd);
 
 /* Shim or command's process: sends the failure {step, err} (err <= 0 goes as EIO) with a plain
  * write(2), the one call it makes. Async-signal-safe. 0 or -errno. */
@@ -163,6 +165,10 @@ struct shimproto_spec {
     uid_t uid;
     gid_t gid;
     bool host_net; /* stay in the server's net namespace: no lo setup, no /sys remount */
+    /* What the go brings as the command's stdin: nothing (it keeps /dev/null), a pipe's read
+     * end, or a terminal's slave, which becomes its controlling terminal and stdin, stdout and
+     * stderr at once. */
+    enum shimproto_input { SHIMPROTO_INPUT_NONE, SHIMPROTO_INPUT_PIPE, SHIMPROTO_INPUT_TTY } input;
 };
 
 /* Serialises spec into a malloc'd blob (*ret_buf, *ret_len). 0, -EINVAL (a NULL field or an
