@@ -64,8 +64,8 @@ int applet_attach_main(int argc, char **argv)
                 o.prog, o.verb, id);
         r = CLIENT_EXIT_FAILED;
     } else if (!st->is_running) {
-        fprintf(stderr, "%s: %s: job %s has ended (`runjob stream %s` shows its output)\n",
-                o.prog, o.verb, id, id);
+        fprintf(stderr, "%s: %s: job %s has ended (`runjob stream %s` shows its output)\n", o.prog,
+                o.verb, id, id);
         r = CLIENT_EXIT_FAILED;
     } else if (tty && !isatty(STDIN_FILENO)) {
         r = client_usage_error(&o, "job %s has a terminal, and stdin here is not one", id);

@@ -168,6 +168,10 @@ static void *input_main(void *arg)
             if (n > 0 && rpc_client_input_send(in->call, buf, (size_t)n, 0, 0) < 0)
                 break;
             if (detach) {
+                struct rpc_error err;
+                uint64_t bytes;
+                /* What was typed before goes first; the job's stdin stays open. */
+                (void)rpc_client_input_finish(in->call, false, 2000, &bytes, &err);
                 input_detach(in);
                 return NULL;
             }
@@ -180,15 +184,15 @@ static void *input_main(void *arg)
         struct rpc_error err;
         uint64_t bytes;
         /* EOF for the job: the call's end, answered once the job's stdin took everything. */
-        if (rpc_client_input_finish(in->call, &bytes, &err) < 0 && err.code != RPC_CANCELLED)
-            fprintf(stderr, "%s: %s: the job's stdin: %s\n", in->o->prog, in->o->verb,
-                    err.message);
+        if (rpc_client_input_finish(in->call, true, -1, &bytes, &err) < 0 &&
+            err.code != RPC_CANCELLED)
+            fprintf(stderr, "%s: %s: the job's stdin: %s\n", in->o->prog, in->o->verb, err.message);
     }
     return NULL;
 }
 
-int client_input_start(const struct client_opts *o, struct rpc_client *c, const char *id,
-                       bool tty, struct client_input **ret)
+int client_input_start(const struct client_opts *o, struct rpc_client *c, const char *id, bool tty,
+                       struct client_input **ret)
 {
     struct client_input *in = calloc(1, sizeof(*in));
     struct rpc_error err = {0};

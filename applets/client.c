@@ -681,12 +681,11 @@ int client_print_jobs(const struct client_opts *o, Runjob__V1__JobStatus *const 
 static const struct option start_longopts[] = {CLIENT_LONGOPTS, START_LONGOPTS, {NULL, 0, NULL, 0}};
 /* Before the command only: -i and -t after it are the command's (ls -t, sort -t). */
 #define START_BEFORE_SHORTOPTS START_ALL_SHORTOPTS "it"
-static const struct option start_before_longopts[] = {
-    CLIENT_LONGOPTS,
-    START_LONGOPTS,
-    {"interactive", no_argument, NULL, 'i'},
-    {"tty", no_argument, NULL, 't'},
-    {NULL, 0, NULL, 0}};
+static const struct option start_before_longopts[] = {CLIENT_LONGOPTS,
+                                                      START_LONGOPTS,
+                                                      {"interactive", no_argument, NULL, 'i'},
+                                                      {"tty", no_argument, NULL, 't'},
+                                                      {NULL, 0, NULL, 0}};
 
 void client_start_init(struct start_opts *s)
 {
@@ -1321,8 +1320,9 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
         goto out;
     /* As ssh refuses a terminal it cannot have, and docker's "the input device is not a TTY". */
     if (run && s.tty && !isatty(STDIN_FILENO)) {
-        r = client_usage_error(&o, "-t needs a terminal on stdin, and stdin is not one (-i passes a "
-                                   "pipe or a file)");
+        r = client_usage_error(&o,
+                               "-t needs a terminal on stdin, and stdin is not one (-i passes a "
+                               "pipe or a file)");
         goto out;
     }
     if (s.dry_run) {
@@ -1364,8 +1364,8 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
         client_input_stop(in);
         if (r == CLIENT_EXIT_DETACHED) {
             /* The job is tied to this client: the server stops it as we go. */
-            fprintf(stderr, "%s: %s: disconnected (~.): the server stops job %s\n", o.prog,
-                    o.verb, job->id);
+            fprintf(stderr, "%s: %s: disconnected (~.): the server stops job %s\n", o.prog, o.verb,
+                    job->id);
             r = CLIENT_EXIT_FAILED;
         }
     }

@@ -337,11 +337,11 @@ struct follow_opts {
     int select; /* RUNJOB__V1__OUTPUT_SELECT__... */
     uint64_t offset;
     bool no_follow;
-    bool stop_on_signal; /* run: Ctrl-C stops the job (a second Ctrl-C kills it) */
-    bool exit_code;      /* return the job's exit code rather than 0 */
-    bool tie;            /* run: the server stops the job if this client goes away */
-    int64_t since_ms;    /* > 0: skip output received before this time (epoch ms) */
-    bool timestamps;     /* each line with the time the server received it (RFC 3339) */
+    bool stop_on_signal;        /* run: Ctrl-C stops the job (a second Ctrl-C kills it) */
+    bool exit_code;             /* return the job's exit code rather than 0 */
+    bool tie;                   /* run: the server stops the job if this client goes away */
+    int64_t since_ms;           /* > 0: skip output received before this time (epoch ms) */
+    bool timestamps;            /* each line with the time the server received it (RFC 3339) */
     struct client_input *input; /* our stdin goes to the job: `~.` ends the follow, quietly */
 };
 
@@ -363,8 +363,8 @@ struct client_input;
  * goes with every SIGWINCH (blocked by client_block_signals), and `~.` typed at the start of a
  * line detaches (client_input_detached; the followed output is cancelled). EOF on our stdin
  * ends the job's. 0, or the exit code with the error printed. */
-int client_input_start(const struct client_opts *o, struct rpc_client *c, const char *id,
-                       bool tty, struct client_input **ret);
+int client_input_start(const struct client_opts *o, struct rpc_client *c, const char *id, bool tty,
+                       struct client_input **ret);
 /* Restores the terminal, ends the thread (and the call: the job's stdin stays open unless our
  * EOF closed it). NULL-safe. */
 void client_input_stop(struct client_input *in);

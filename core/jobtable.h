@@ -55,10 +55,10 @@ struct jobtab_spec {
     size_t n_args;
     struct limits limits; /* as applied */
     enum job_network network;
-    uint64_t created_ns; /* when jobtab_add made it (CLOCK_REALTIME); orders the jobs started
-                            within one millisecond after a restart (0 in older records) */
-    char *workdir;       /* the directory the command starts in; NULL or "" = "/" */
-    int64_t timeout_ms;  /* > 0: the job is stopped that long after its start */
+    uint64_t created_ns;  /* when jobtab_add made it (CLOCK_REALTIME); orders the jobs started
+                             within one millisecond after a restart (0 in older records) */
+    char *workdir;        /* the directory the command starts in; NULL or "" = "/" */
+    int64_t timeout_ms;   /* > 0: the job is stopped that long after its start */
     enum job_input input; /* its stdin: none, a pipe or a terminal */
 };
 

@@ -5,6 +5,7 @@
 #include "clock.h"
 #include "rpc.h"
 #include "rpc-client-internal.h"
+#include "rpc-internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -749,14 +750,14 @@ struct rpc_input {
     grpc_slice details;
     const char *error_string;
     grpc_byte_buffer *reply;
-    int tag_send, tag_end;
-    bool end_done, closed, failed;
+    int tag_send, tag_md, tag_end;
+    bool md_done, end_done, closed, failed;
     int64_t start_ms;
 };
 
 /* One message of the call; plucked before returning. false when the call has ended. */
 static bool input_message(struct rpc_input *in, const char *id, const void *data, size_t len,
-                          unsigned rows, unsigned cols, bool first)
+                          unsigned rows, unsigned cols, bool first, bool eof)
 {
     Runjob__V1__InputRequest req = RUNJOB__V1__INPUT_REQUEST__INIT;
     Runjob__V1__TerminalSize ts = RUNJOB__V1__TERMINAL_SIZE__INIT;
@@ -770,6 +771,7 @@ static bool input_message(struct rpc_input *in, const char *id, const void *data
     req.id = (char *)(id ? id : "");
     req.data.data = (uint8_t *)data;
     req.data.len = len;
+    req.eof = eof;
     if (rows && cols) {
         ts.rows = rows;
         ts.cols = cols;
@@ -794,6 +796,18 @@ static bool input_message(struct rpc_input *in, const char *id, const void *data
     return ev.success;
 }
 
+/* Waits for the server's initial metadata: true when they say it took the call. */
+static bool input_taken(struct rpc_input *in)
+{
+    (void)grpc_completion_queue_pluck(in->cq, &in->tag_md, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                      NULL);
+    in->md_done = true;
+    for (size_t i = 0; i < in->md_initial.count; i++)
+        if (grpc_slice_str_cmp(in->md_initial.metadata[i].key, RPC_INPUT_READY_KEY) == 0)
+            return true;
+    return false;
+}
+
 int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, unsigned cols,
                           struct rpc_input **ret, struct rpc_error *err)
 {
@@ -815,27 +829,38 @@ int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, u
     in->status = GRPC_STATUS_UNKNOWN;
     grpc_metadata_array_init(&in->md_initial);
     grpc_metadata_array_init(&in->md_trailing);
-    /* Everything that reports the call's end goes in at once. */
+    /* The server's initial metadata say it took the call (a refusal is a status alone), and
+     * everything that reports the call's end goes in at once. */
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[0].data.recv_initial_metadata.recv_initial_metadata = &in->md_initial;
-    ops[1].op = GRPC_OP_RECV_MESSAGE;
-    ops[1].data.recv_message.recv_message = &in->reply;
-    ops[2].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[2].data.recv_status_on_client.trailing_metadata = &in->md_trailing;
-    ops[2].data.recv_status_on_client.status = &in->status;
-    ops[2].data.recv_status_on_client.status_details = &in->details;
-    ops[2].data.recv_status_on_client.error_string = &in->error_string;
-    if (grpc_call_start_batch(in->call, ops, 3, &in->tag_end, NULL) != GRPC_CALL_OK) {
+    if (grpc_call_start_batch(in->call, ops, 1, &in->tag_md, NULL) != GRPC_CALL_OK) {
         in->end_done = true;
         rpc_client_input_free(in);
         rpc_error_set(err, RPC_INTERNAL, "cannot start the input call");
         return -1;
     }
-    if (!input_message(in, id, NULL, 0, rows, cols, true)) {
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_RECV_MESSAGE;
+    ops[0].data.recv_message.recv_message = &in->reply;
+    ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[1].data.recv_status_on_client.trailing_metadata = &in->md_trailing;
+    ops[1].data.recv_status_on_client.status = &in->status;
+    ops[1].data.recv_status_on_client.status_details = &in->details;
+    ops[1].data.recv_status_on_client.error_string = &in->error_string;
+    if (grpc_call_start_batch(in->call, ops, 2, &in->tag_end, NULL) != GRPC_CALL_OK) {
+        (void)grpc_call_cancel(in->call, NULL);
+        (void)grpc_completion_queue_pluck(in->cq, &in->tag_md, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                          NULL);
+        in->end_done = true;
+        rpc_client_input_free(in);
+        rpc_error_set(err, RPC_INTERNAL, "cannot start the input call");
+        return -1;
+    }
+    if (!input_message(in, id, NULL, 0, rows, cols, true, false) || !input_taken(in)) {
         struct rpc_error e2;
         uint64_t b;
-        if (rpc_client_input_finish(in, &b, &e2) < 0 && err)
+        if (rpc_client_input_finish(in, false, -1, &b, &e2) < 0 && err)
             *err = e2;
         else
             rpc_error_set(err, RPC_INTERNAL, "the input call ended at once");
@@ -849,13 +874,16 @@ int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, u
 int rpc_client_input_send(struct rpc_input *in, const void *data, size_t len, unsigned rows,
                           unsigned cols)
 {
-    return input_message(in, NULL, data, len, rows, cols, false) ? 0 : -1;
+    return input_message(in, NULL, data, len, rows, cols, false, false) ? 0 : -1;
 }
 
-int rpc_client_input_finish(struct rpc_input *in, uint64_t *ret_bytes, struct rpc_error *err)
+int rpc_client_input_finish(struct rpc_input *in, bool eof, int64_t timeout_ms, uint64_t *ret_bytes,
+                            struct rpc_error *err)
 {
     Runjob__V1__InputResponse *resp;
 
+    if (eof && !in->closed)
+        (void)input_message(in, NULL, NULL, 0, 0, 0, false, true);
     if (!in->failed && !in->closed) {
         grpc_op op;
         memset(&op, 0, sizeof(op));
@@ -866,8 +894,14 @@ int rpc_client_input_finish(struct rpc_input *in, uint64_t *ret_bytes, struct rp
         in->closed = true;
     }
     if (!in->end_done) {
-        (void)grpc_completion_queue_pluck(in->cq, &in->tag_end, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                          NULL);
+        gpr_timespec until =
+            timeout_ms < 0 ? gpr_inf_future(GPR_CLOCK_REALTIME) : deadline_in(timeout_ms);
+        grpc_event ev = grpc_completion_queue_pluck(in->cq, &in->tag_end, until, NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT) {
+            (void)grpc_call_cancel(in->call, NULL);
+            (void)grpc_completion_queue_pluck(in->cq, &in->tag_end,
+                                              gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        }
         in->end_done = true;
     }
     if (in->status != GRPC_STATUS_OK) {
@@ -895,11 +929,14 @@ void rpc_client_input_free(struct rpc_input *in)
     if (!in)
         return;
     if (in->call) {
-        if (!in->end_done) {
+        if (!in->end_done || !in->md_done)
             (void)grpc_call_cancel(in->call, NULL);
+        if (!in->md_done)
+            (void)grpc_completion_queue_pluck(in->cq, &in->tag_md,
+                                              gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (!in->end_done)
             (void)grpc_completion_queue_pluck(in->cq, &in->tag_end,
                                               gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        }
         grpc_call_unref(in->call);
     }
     if (in->reply)

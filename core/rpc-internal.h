@@ -7,6 +7,8 @@
 
 /* Packs a message into a new byte buffer (one slice). NULL on allocation failure. */
 grpc_byte_buffer *rpc_bb_pack(const ProtobufCMessage *m);
+/* The Input call's initial metadata key: the server took the call (it has the job's stdin). */
+#define RPC_INPUT_READY_KEY "runjob-input-ready"
 /* Unpacks a received byte buffer as desc (a NULL bb, "no message", is refused). NULL with err
  * filled (INVALID_ARGUMENT) when malformed. Zero-copy when the buffer is one plain slice. */
 ProtobufCMessage *rpc_bb_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,

@@ -139,9 +139,12 @@ int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, u
  * does not read. 0, or -1 once the call has ended (rpc_client_input_finish says how). */
 int rpc_client_input_send(struct rpc_input *in, const void *data, size_t len, unsigned rows,
                           unsigned cols);
-/* Closes the sending side (end of input: EOF for the job) unless the call ended, and waits
- * for the reply. 0 with *ret_bytes what the job's stdin took, or -1 with err. */
-int rpc_client_input_finish(struct rpc_input *in, uint64_t *ret_bytes, struct rpc_error *err);
+/* Ends the call: with eof, the job's stdin is closed after what was sent; without, it stays
+ * open for the next writer. Waits up to timeout_ms (< 0: as long as it takes the job to read
+ * what was sent) for the reply, then cancels. 0 with *ret_bytes what the job's stdin took, or
+ * -1 with err. */
+int rpc_client_input_finish(struct rpc_input *in, bool eof, int64_t timeout_ms, uint64_t *ret_bytes,
+                            struct rpc_error *err);
 void rpc_client_input_cancel(struct rpc_input *in); /* NULL-safe; thread-safe */
 void rpc_client_input_free(struct rpc_input *in);   /* NULL-safe; cancels an unfinished call */
 

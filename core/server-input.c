@@ -16,8 +16,9 @@
  *   NONE    nothing more will happen
  * RECV_CLOSE_ON_SERVER is armed at the start; when it fires (the reply went, or the client
  * cancelled or went away) a parked wait is disarmed and the context is freed once the token is
- * NONE. A client that goes away leaves the job's stdin open for the next writer; only the
- * client's end of its stream closes it. */
+ * NONE. Only a message with eof closes the job's stdin: a client that goes away, or closes its
+ * side without one, leaves it open for the next writer (half-close and cancellation look the
+ * same to a RECV_MESSAGE). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,13 +41,14 @@ struct icall {
 
     pthread_mutex_t mu;
     enum itoken tok;
-    bool close_done, woke_early, freed;
+    bool close_done, woke_early, freed, md_sent;
     int cancelled; /* written by gRPC at RECV_CLOSE_ON_SERVER */
     int code;      /* the status sent, for the audit line */
 
     /* The token holder's. */
     Runjob__V1__InputRequest *msg; /* the message being written */
     size_t off;                    /* of msg->data written so far */
+    bool resized;                  /* msg's terminal size applied */
     grpc_byte_buffer *recv_bb;
     grpc_byte_buffer *reply;
     uint64_t bytes;
@@ -140,7 +142,8 @@ static void finish(struct icall *ic, int code, const char *details)
     ic->tok = ITOK_STATUS;
     ic->code = code;
     (void)pthread_mutex_unlock(&ic->mu);
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (!ic->md_sent)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     if (code == RPC_OK) {
         resp.bytes = ic->bytes;
         resp.closed = ic->closed;
@@ -165,12 +168,16 @@ static void on_status(struct tag *t, bool ok)
     drop_token(ic);
 }
 
-/* The next message, holding the token. */
+/* The next message, holding the token. The first time, the initial metadata go with it and say
+ * the call was taken (RPC_INPUT_READY_KEY): a refused call has a status alone. */
 static void receive(struct icall *ic)
 {
-    grpc_op op;
+    grpc_metadata ready = {.key = grpc_slice_from_static_string(RPC_INPUT_READY_KEY),
+                           .value = grpc_slice_from_static_string("1")};
+    grpc_op ops[2];
+    size_t n = 0;
 
-    memset(&op, 0, sizeof(op));
+    memset(ops, 0, sizeof(ops));
     (void)pthread_mutex_lock(&ic->mu);
     if (ic->close_done) {
         ic->tok = ITOK_NONE;
@@ -179,9 +186,15 @@ static void receive(struct icall *ic)
     }
     ic->tok = ITOK_RECV;
     (void)pthread_mutex_unlock(&ic->mu);
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &ic->recv_bb;
-    start(ic, &op, 1, &ic->recv_tag);
+    if (!ic->md_sent) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].data.send_initial_metadata.count = 1;
+        ops[n++].data.send_initial_metadata.metadata = &ready;
+        ic->md_sent = true;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &ic->recv_bb;
+    start(ic, ops, n, &ic->recv_tag);
 }
 
 /* The bytes of a byte buffer, flattened: a message is at most RPC_MAX_INPUT_BYTES and some
@@ -198,9 +211,9 @@ static Runjob__V1__InputRequest *unpack(grpc_byte_buffer *bb, struct rpc_error *
     }
     flat = grpc_byte_buffer_reader_readall(&rd);
     grpc_byte_buffer_reader_destroy(&rd);
-    m = (Runjob__V1__InputRequest *)rpc_unpack_request(
-        &runjob__v1__input_request__descriptor, GRPC_SLICE_START_PTR(flat),
-        GRPC_SLICE_LENGTH(flat), err);
+    m = (Runjob__V1__InputRequest *)rpc_unpack_request(&runjob__v1__input_request__descriptor,
+                                                       GRPC_SLICE_START_PTR(flat),
+                                                       GRPC_SLICE_LENGTH(flat), err);
     grpc_slice_unref(flat);
     if (m && rpc_check_input(m, false, err) < 0) {
         runjob__v1__input_request__free_unpacked(m, NULL);
@@ -222,8 +235,7 @@ static void on_recv(struct tag *t, bool ok)
         drop_token(ic);
         return;
     }
-    if (!bb) { /* the client closed its side: EOF for the job */
-        jm_input_close(ic->j);
+    if (!bb) { /* the client closed its side (or went away: the status tells): stdin stays */
         finish(ic, RPC_OK, "");
         return;
     }
@@ -234,6 +246,7 @@ static void on_recv(struct tag *t, bool ok)
         return;
     }
     ic->off = 0;
+    ic->resized = false;
     work(ic);
 }
 
@@ -275,13 +288,13 @@ static void work(struct icall *ic)
 {
     Runjob__V1__InputRequest *m = ic->msg;
 
-    if (m && m->terminal_size) {
+    if (m && m->terminal_size && !ic->resized) {
         int r = jm_input_resize(ic->j, m->terminal_size->rows, m->terminal_size->cols);
         if (r == -ENOTTY) {
             finish(ic, RPC_FAILED_PRECONDITION, "the job has no terminal to resize");
             return;
         }
-        m->terminal_size = NULL; /* once (freed with the message: it is part of it) */
+        ic->resized = true; /* once, whatever a park in the write below makes us redo */
     }
     while (m && ic->off < m->data.len) {
         ssize_t n = jm_input_write(ic->j, m->data.data + ic->off, m->data.len - ic->off);
@@ -315,6 +328,11 @@ static void work(struct icall *ic)
             finish(ic, RPC_OK, "");
             return;
         }
+    }
+    if (m && m->eof) {
+        jm_input_close(ic->j);
+        finish(ic, RPC_OK, "");
+        return;
     }
     if (m) {
         runjob__v1__input_request__free_unpacked(m, NULL);
@@ -377,6 +395,7 @@ void server_handle_input(struct ucall *uc, struct rpc_request *rq)
     (void)pthread_mutex_init(&ic->mu, NULL);
     ic->msg = req; /* the first message, taken from dispatch */
     rq->msg = NULL;
+    ic->resized = false;
     free(uc); /* the call and its place in live_calls are the context's now */
 
     memset(&op, 0, sizeof(op));

@@ -127,6 +127,13 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
     /* gRPC binds with SO_REUSEPORT by default: a second server on our port would start, and
      * the kernel would spread the connections over both. */
     INT_ARG(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    /* What a client may push before the server reads it: the stream window. BDP probing grows
+     * it (to ~8 MiB on loopback) for a receiver that reads at speed; the server receives only
+     * requests and a job's stdin, which must wait for the job (server-input.c). A fixed 1 MiB
+     * holds a stalled Input call to that, and still carries 20 MB/s of stdin over a 50 ms
+     * round trip. What the server sends is the client's window: untouched. */
+    INT_ARG(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    INT_ARG(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1 << 20);
 #undef INT_ARG
     cargs.num_args = (size_t)n;
     cargs.args = args;

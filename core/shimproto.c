@@ -478,7 +478,9 @@ int shimproto_send_go(int sock, int spec_fd, int stdin_fd)
     struct shimproto_sync m = {0};
     int fds[2] = {spec_fd, stdin_fd};
 
-    return shimproto_send_fds(sock, &m, sizeof(m), fds, stdin_fd >= 0 ? 2 : 1);
+    if (stdin_fd >= 0 && spec_fd < 0)
+        return -EINVAL;
+    return shimproto_send_fds(sock, &m, sizeof(m), fds, stdin_fd >= 0 ? 2 : spec_fd >= 0 ? 1 : 0);
 }
 
 int shimproto_recv_go(int sock, int *ret_fd, int *ret_stdin_fd)

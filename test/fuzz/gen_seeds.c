@@ -73,6 +73,8 @@ static void requests(void)
     Runjob__V1__StreamRequest stream = RUNJOB__V1__STREAM_REQUEST__INIT;
     Runjob__V1__PingRequest ping = RUNJOB__V1__PING_REQUEST__INIT;
     Runjob__V1__RemoveRequest remove = RUNJOB__V1__REMOVE_REQUEST__INIT;
+    Runjob__V1__InputRequest input = RUNJOB__V1__INPUT_REQUEST__INIT;
+    Runjob__V1__TerminalSize size = RUNJOB__V1__TERMINAL_SIZE__INIT;
     char *args[] = {"-c", "for i in 1 2 3; do echo $i; sleep 1; done", "", "héllo", "--x=%41"};
     char *many[40];
 
@@ -134,6 +136,16 @@ static void requests(void)
     put_msg("rpc_remove", "valid", &remove.base);
     remove.id = "3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f/../x";
     put_msg("rpc_remove", "path", &remove.base);
+    input.id = (char *)id;
+    input.data.data = (uint8_t *)"echo hi\n";
+    input.data.len = 8;
+    put_msg("rpc_input", "data", &input.base);
+    size.rows = 40;
+    size.cols = 120;
+    input.terminal_size = &size;
+    put_msg("rpc_input", "data-and-size", &input.base);
+    size.rows = 0;
+    put_msg("rpc_input", "bad-size", &input.base);
 
     put_msg("rpc_list", "empty", &list.base);
     put("rpc_list", "unknown-field",

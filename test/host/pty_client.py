@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Runs a client command in a pseudo-terminal of a given size, as a user at a terminal would,
-for test_client_input.sh: types what --type says once the output shows --after, resizes the
+for test_client_input.sh: types each --type once the output shows its --after (pairs, in
+order; after the text seen last), resizes the
 terminal once the output shows --resize-after, and reports on stdout, after the command's
 output, its exit status and whether the terminal's modes were left as they were found.
 
@@ -20,8 +21,8 @@ import time
 ap = argparse.ArgumentParser()
 ap.add_argument("rows", type=int)
 ap.add_argument("cols", type=int)
-ap.add_argument("--after", default=None)
-ap.add_argument("--type", default="")
+ap.add_argument("--after", action="append", default=[])
+ap.add_argument("--type", action="append", default=[])
 ap.add_argument("--resize-after", default=None)
 ap.add_argument("--resize", nargs=2, type=int, default=None)
 ap.add_argument("--timeout", type=float, default=60)
@@ -40,7 +41,9 @@ if pid == 0:
 set_size(master, a.rows, a.cols)
 before = termios.tcgetattr(master)  # the slave's modes, as the client finds them
 out = b""
-typed = resized = False
+step = 0  # the next --after/--type pair
+seen = 0  # where in out the next --after is looked for
+resized = False
 deadline = time.monotonic() + a.timeout
 status = None
 while time.monotonic() < deadline:
@@ -53,9 +56,10 @@ while time.monotonic() < deadline:
         if not chunk:
             break
         out += chunk
-    if a.after is not None and not typed and a.after.encode() in out:
-        os.write(master, a.type.encode().decode("unicode_escape").encode("latin-1"))
-        typed = True
+    if step < len(a.after) and a.after[step].encode() in out[seen:]:
+        seen = out.index(a.after[step].encode(), seen) + len(a.after[step])
+        os.write(master, a.type[step].encode().decode("unicode_escape").encode("latin-1"))
+        step += 1
     if a.resize_after is not None and not resized and a.resize_after.encode() in out:
         set_size(master, *a.resize)  # the kernel sends SIGWINCH to the client
         resized = True

@@ -430,19 +430,57 @@ Test(shimproto, prep_refuses_a_long_or_empty_id_and_one_with_an_fd)
 
 Test(shimproto, go_carries_the_spec_fd)
 {
-    int sv[2], p[2], fd = -1;
+    int sv[2], p[2], fd = -1, in = -2;
     char c = 0;
 
     seqpacket_pair(sv);
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-    cr_assert_eq(shimproto_send_go(sv[0], p[0]), 0);
-    cr_assert_eq(shimproto_recv_go(sv[1], &fd), 1);
+    cr_assert_eq(shimproto_send_go(sv[0], p[0], -1), 0);
+    cr_assert_eq(shimproto_recv_go(sv[1], &fd, &in), 1);
     cr_assert_geq(fd, 0);
+    cr_expect_eq(in, -1, "no stdin was sent");
     cr_assert_eq(write(p[1], "g", 1), 1);
     cr_expect_eq(read(fd, &c, 1), 1);
     cr_expect_eq(c, 'g');
     (void)close(sv[0]);
-    cr_expect_eq(shimproto_recv_go(sv[1], &fd), 0);
+    cr_expect_eq(shimproto_recv_go(sv[1], &fd, &in), 0);
+}
+
+Test(shimproto, go_carries_the_stdin_after_the_spec)
+{
+    int sv[2], spec[2], p[2], fd = -1, in = -1;
+    char c = 0;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe2(spec, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cr_expect_eq(shimproto_send_go(sv[0], -1, p[0]), -EINVAL, "a stdin without a spec");
+    cr_assert_eq(shimproto_send_go(sv[0], spec[0], p[0]), 0);
+    cr_assert_eq(shimproto_recv_go(sv[1], &fd, &in), 1);
+    cr_assert_geq(fd, 0);
+    cr_assert_geq(in, 0);
+    cr_assert_eq(write(p[1], "i", 1), 1);
+    cr_expect_eq(read(in, &c, 1), 1);
+    cr_expect_eq(c, 'i', "the second fd is the stdin");
+}
+
+Test(shimproto, spec_input_round_trips)
+{
+    static const enum shimproto_input modes[] = {SHIMPROTO_INPUT_NONE, SHIMPROTO_INPUT_PIPE,
+                                                 SHIMPROTO_INPUT_TTY};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        struct shimproto_spec in = sample(), *out = NULL;
+        void *blob = NULL;
+        size_t len = 0;
+
+        in.input = modes[i];
+        cr_assert_eq(shimproto_spec_pack(&in, &blob, &len), 0);
+        cr_assert_eq(shimproto_spec_parse(blob, len, &out), 0);
+        cr_expect_eq(out->input, modes[i]);
+        cr_expect(out->host_net);
+        free(out);
+        free(blob);
+    }
 }
 
 Test(shimproto, verdict_is_eof_or_a_failure)
@@ -461,7 +499,7 @@ Test(shimproto, verdict_is_eof_or_a_failure)
     cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 1);
     cr_expect_eq(m.err, EIO);
     /* the go's {0, 0} is no failure */
-    cr_assert_eq(shimproto_send_go(sv[0], -1), 0);
+    cr_assert_eq(shimproto_send_go(sv[0], -1, -1), 0);
     cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), -EPROTO);
     (void)close(sv[0]);
     cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 0);
