@@ -214,6 +214,19 @@ t_run_exit_code() {
     fi
 }
 
+# run -i: our stdin reaches the job's (an Input call into its pipe), EOF included.
+t_run_stdin() {
+    need_server run-stdin || return
+    out=$(printf 'a\nb\n' | rj run -i /bin/sh -c 'wc -l' 2>&1)
+    rc=$?
+    out=$(echo "$out" | tr -d ' ')
+    if [ "$rc" = 0 ] && [ "$out" = 2 ]; then
+        ok run-stdin
+    else
+        fail run-stdin "printf 'a\\nb\\n' | runjob run -i sh -c 'wc -l' exited $rc, printed '$out' (want 0 and 2)"
+    fi
+}
+
 t_list_stream() {
     need_server list-stream || return
     if ! start_job id /bin/sh -c 'echo line-one; echo line-two >&2; sleep 1; echo line-three'; then
@@ -589,6 +602,7 @@ step certs && t_certs
 step server-start && t_server_start
 want cgroup-first && step cgroup-first && t_cgroup_first
 want run-exit-code && step run-exit-code && t_run_exit_code
+want run-stdin && step run-stdin && t_run_stdin
 want list-stream && step list-stream && t_list_stream
 want job-isolation && step job-isolation && t_isolation
 want no-internal-process && step no-internal-process && t_no_internal
