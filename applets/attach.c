@@ -8,9 +8,8 @@
 static const char usage[] =
     "Usage: runjob attach [flags] <job>\n"
     "\n"
-    "Join a running job that was started with input (`runjob start -i` or `-t`, or a\n"
-    "`runjob run -i` or `-t` whose client went away... for run the job stops with it): what\n"
-    "you type goes to the job's stdin and its output comes to you from now on (`runjob stream`\n"
+    "Join a running job that was started with input (`runjob start -i` or `-t`): what you\n"
+    "type goes to the job's stdin and its output comes to you from now on (`runjob stream`\n"
     "shows what came before). A terminal job (-t) needs a terminal here: yours goes into raw\n"
     "mode, Ctrl-C and Ctrl-Z go to the job as the characters they are, your window size\n"
     "follows, and `~.` typed at the start of a line detaches, leaving the job running (`~~`\n"

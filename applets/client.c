@@ -986,6 +986,22 @@ int client_start_finish(struct client_opts *o, struct start_opts *s, int argc, c
                                   "the command '%s' is not an absolute path (the server "
                                   "does not know your working directory)",
                                   s->req.command);
+    /* A terminal's programs need its type, as ssh -t sends it: TERM from here, first, so that
+     * --env-file and --env override it. */
+    if (s->tty && getenv("TERM") && *getenv("TERM")) {
+        char **n = realloc(s->env, (s->n_env + 1) * sizeof(*n));
+        char *term = NULL;
+        if (!n || asprintf(&term, "TERM=%s", getenv("TERM")) < 0) {
+            if (n)
+                s->env = n;
+            return client_usage_error(o, "out of memory");
+        }
+        s->env = n;
+        memmove(s->env + 1, s->env, s->n_env * sizeof(*n));
+        s->env[0] = term;
+        s->n_env++;
+        s->n_env_file++;
+    }
     s->req.args = s->args;
     s->req.n_args = s->n_args;
     s->req.env = s->env;

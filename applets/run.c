@@ -7,8 +7,21 @@ static const char usage[] =
     "Run a program on the runjob server almost as if it ran here: its standard output comes to\n"
     "your standard output and its standard error to yours, as it is written, and runjob exits\n"
     "with the program's exit code (128 + the signal number when a signal killed it).\n"
-    "Your standard input is not passed: the program reads /dev/null (runjob says so on stderr\n"
-    "when its stdin is a pipe or a file).\n"
+    "Your standard input is not passed unless -i or -t says so: the program reads /dev/null\n"
+    "(runjob says so on stderr when its stdin is a pipe or a file).\n"
+    "\n"
+    "Input (before the command; after it, -i and -t are the command's own, as in ls -t):\n"
+    "  -i, --interactive          your stdin goes to the job's; your EOF closes it. The server\n"
+    "                             takes it only as fast as the job reads\n"
+    "  -t, --tty                  the job gets a terminal of its own (its stdin, stdout and\n"
+    "                             stderr, all recorded as stdout), as ssh -t and docker run -it:\n"
+    "                             yours goes into raw mode until runjob exits, keystrokes go\n"
+    "                             to the job (Ctrl-C and Ctrl-Z as the characters they are),\n"
+    "                             your window size follows it, and `~.` at the start of a line\n"
+    "                             disconnects (the job is then stopped; `~~` sends one `~`).\n"
+    "                             The job's TERM is yours unless --env says otherwise. Needs a\n"
+    "                             terminal on stdin (else a usage error: use -i)\n"
+    "\n"
     "Ctrl-C stops the job (the server sends SIGTERM, then SIGKILL after its grace period);\n"
     "a second Ctrl-C kills it at once. Either way the final status is printed on stderr.\n"
     "When whoever reads the output goes away (`runjob run ... | head`), the job is stopped\n"
@@ -29,7 +42,9 @@ static const char usage[] =
     "Examples:\n"
     "  runjob run /bin/uname -a\n"
     "  runjob run --memory 1G --cpu 2000 /usr/bin/make -C /src -j4; echo \"exit code $?\"\n"
-    "  runjob run /bin/sh -c 'echo to stdout; echo to stderr >&2; exit 3'\n";
+    "  runjob run /bin/sh -c 'echo to stdout; echo to stderr >&2; exit 3'\n"
+    "  printf 'a\\nb\\n' | runjob run -i /usr/bin/wc -l\n"
+    "  runjob run -t /usr/bin/top\n";
 
 int applet_run_main(int argc, char **argv)
 {

@@ -61,6 +61,10 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 expect_eq "run -t: the disconnected job is stopped (run is tied to its client)" 0 "$st"
+out=$(TERM=vt220 $PTY 30 90 -- "${CLIENT[@]}" -t /bin/sh -c 'echo "term=$TERM"')
+expect_match "run -t: the job's TERM is the client's (as ssh -t sends it)" "term=vt220" "$out"
+out=$(TERM=vt220 $PTY 30 90 -- "${CLIENT[@]}" -t --env TERM=dumb /bin/sh -c 'echo "term=$TERM"')
+expect_match "run -t: ... unless --env says otherwise" "term=dumb" "$out"
 out=$(rj run -t /bin/true </dev/null 2>&1)
 rc=$?
 expect_match "run -t without a terminal is refused, saying why" "needs a terminal on stdin" "$out"
