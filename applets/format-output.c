@@ -102,6 +102,10 @@ static void jb_value(struct strbuf *b, const ProtobufCFieldDescriptor *f, const 
         /* A job's state in the table's (and --state's) words: "exited", not JOB_STATE_EXITED. */
         if (ev && f->descriptor == &runjob__v1__job_state__descriptor)
             jb_string(b, fmt_state_name(word, sizeof(word), e));
+        else if (ev && f->descriptor == &runjob__v1__input_mode__descriptor)
+            jb_string(b, e == RUNJOB__V1__INPUT_MODE__INPUT_MODE_TTY    ? "tty"
+                         : e == RUNJOB__V1__INPUT_MODE__INPUT_MODE_PIPE ? "pipe"
+                                                                        : "none");
         else if (ev)
             jb_string(b, ev->name);
         else

@@ -33,7 +33,7 @@ expect_eq "run -i: a job that stops reading ends normally (yes | head)" "y
 y
 y" "$out"
 id=$(rj start -i /bin/cat)
-expect_match "status -o json says the job's input" '"input": ?"INPUT_MODE_PIPE"' "$(rj status -o json "$id")"
+expect_match "status -o json says the job's input, in words" '"input": ?"pipe"' "$(rj status -o json "$id")"
 rj stop "$id" >/dev/null 2>&1
 
 # ---- -t: a terminal
