@@ -553,6 +553,20 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     /* EPIPE / ECONNRESET: the shim already failed (e.g. its own exec) and said why before it
      * closed its end: read that below. */
     e = sh.prepped ? 0 : job_shim_prep(&sh, spec->id, spec->uid, spec->gid);
+    /* A terminal is opened in the shim's own devpts: once the shim has it mounted. */
+    if (e == 0 && spec->input == JOB_INPUT_TTY) {
+        e = shimproto_recv_ready(sh.sync, START_TIMEOUT_MS, &msg);
+        if (e == 1) {
+            format_start_error(spec, &msg, errbuf, errlen);
+            e = -msg.err;
+            goto fail;
+        }
+        if (e < 0) {
+            snprintf(errbuf, errlen, "waiting for the job shim: %s",
+                     e == -ECHILD ? "it ended without a word" : strerror(-e));
+            goto fail;
+        }
+    }
     if (e == 0) {
         e = open_input(spec, sh.pid, &child_in, &in_fd, &tty_fd);
         if (e < 0) {

@@ -452,6 +452,8 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     mount_private_dev();
 
     wait_prep(&prep);
+    /* EPIPE: the server went away, and the command's wait for the go sees EOF. */
+    (void)shimproto_send_ready(SHIMPROTO_FD_SYNC);
     /* After the server placed us in the job cgroup (or clone3 did): that is the root the job
      * sees in /proc/self/cgroup. */
     if (unshare(CLONE_NEWCGROUP) < 0)

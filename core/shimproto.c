@@ -502,7 +502,20 @@ int shimproto_send_failure(int sock, int step, int err)
     return write(sock, &m, sizeof(m)) < 0 ? -errno : 0;
 }
 
-int shimproto_recv_verdict(int sock, int timeout_ms, struct shimproto_sync *ret)
+int shimproto_send_ready(int sock)
+{
+    struct shimproto_sync m = {0};
+    ssize_t n;
+
+    do
+        n = send(sock, &m, sizeof(m), MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : 0;
+}
+
+/* One message of the shim's side within timeout_ms: 0 at EOF, 1 a failure (in *ret), 2 the
+ * ready, or -errno (-ETIMEDOUT, -EPROTO for anything else). */
+static int recv_sync(int sock, int timeout_ms, struct shimproto_sync *ret)
 {
     struct pollfd p = {.fd = sock, .events = POLLIN};
     ssize_t n;
@@ -522,9 +535,32 @@ int shimproto_recv_verdict(int sock, int timeout_ms, struct shimproto_sync *ret)
         return -errno;
     if (n == 0)
         return 0;
+    if (n == sizeof(*ret) && ret->step == SHIMPROTO_STEP_NONE && ret->err == 0)
+        return 2;
     if (n != sizeof(*ret) || ret->err <= 0)
         return -EPROTO;
     return 1;
+}
+
+int shimproto_recv_ready(int sock, int timeout_ms, struct shimproto_sync *ret)
+{
+    int r = recv_sync(sock, timeout_ms, ret);
+
+    if (r == 2)
+        return 0;
+    return r == 0 ? -ECHILD : r;
+}
+
+int shimproto_recv_verdict(int sock, int timeout_ms, struct shimproto_sync *ret)
+{
+    int r;
+
+    /* A ready nobody waited for (a job without a terminal) is passed over. The wait may then
+     * take up to twice timeout_ms: only a wedged kernel comes near either. */
+    for (int i = 0; i < 2; i++)
+        if ((r = recv_sync(sock, timeout_ms, ret)) != 2)
+            return r;
+    return -EPROTO;
 }
 
 int shimproto_send_status(int fd, int wait_status)

@@ -16,7 +16,9 @@
  *     (job-pool.c), and because the prep holds only what a job made ahead already knows, it may
  *     send it before the Start (job_spare_new). EOF instead of the prep (the server died,
  *     or dropped a pooled shim) makes it exit;
- *   - on the prep the shim roots its cgroup namespace, sets the hostname and forks the
+ *   - on the prep the shim says it is ready (shimproto_send_ready: its /dev and devpts are
+ *     mounted, which the server needs before it opens a job's terminal there), roots its
+ *     cgroup namespace, sets the hostname and forks the
  *     command's process, which sets its group, signals, fds, credentials, no_new_privs and the
  *     seccomp filter, then waits itself for the go (shimproto_send_go / shimproto_recv_go),
  *     which carries the spec as a memfd (shimproto_spec_pack/parse); a spec for another id,
@@ -143,8 +145,16 @@ int shimproto_recv_go(int sock, int *ret_fd, int *ret_stdin_fd);
 /* Shim or command's process: sends the failure {step, err} (err <= 0 goes as EIO) with a plain
  * write(2), the one call it makes. Async-signal-safe. 0 or -errno. */
 int shimproto_send_failure(int sock, int step, int err);
-/* Server: waits up to timeout_ms for the verdict on sock. 0: EOF, the command was exec'd; 1: a
- * failure, in *ret; -ETIMEDOUT; -EPROTO for a message that is no failure; or -errno. */
+/* Shim: the prep is in and the shim's namespaces are set up (its /dev, its devpts): {0, 0} on
+ * sock. The server waits for it where it reaches into those (a job's terminal); otherwise
+ * shimproto_recv_verdict passes over it. 0 or -errno. */
+int shimproto_send_ready(int sock);
+/* Server: waits up to timeout_ms for the shim's ready. 0; 1: a failure came instead, in *ret;
+ * -ECHILD: EOF (the shim ended without a word); -ETIMEDOUT; -EPROTO; or -errno. */
+int shimproto_recv_ready(int sock, int timeout_ms, struct shimproto_sync *ret);
+/* Server: waits up to timeout_ms for the verdict on sock, past a ready. 0: EOF, the command
+ * was exec'd; 1: a failure, in *ret; -ETIMEDOUT; -EPROTO for a message that is no failure nor
+ * one ready; or -errno. */
 int shimproto_recv_verdict(int sock, int timeout_ms, struct shimproto_sync *ret);
 
 /* Shim: writes the status record of the command's end, from its waitpid() status. 0 or -errno. */

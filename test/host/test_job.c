@@ -3,6 +3,7 @@
 #include "test_job.h"
 
 #include <stdint.h>
+#include <semaphore.h>
 #include <sys/syscall.h>
 
 /* ---- basics */
@@ -291,4 +292,200 @@ Test(job, fifty_jobs_from_four_threads)
             cr_expect_not(cgroup_exists(run->id));
             done(run);
         }
+}
+
+/* ---- stdin: a pipe or a terminal */
+
+/* start() with the job's stdin (and a terminal's size). */
+static void start_input(struct run *run, enum job_input input, unsigned short rows,
+                        unsigned short cols, const char *path, const char *const *args)
+{
+    char logpath[256];
+    size_t n = 0;
+
+    memset(run, 0, sizeof(*run));
+    make_id(run->id, sizeof(run->id));
+    snprintf(logpath, sizeof(logpath), "%s/%s.log", tmpdir, run->id);
+    cr_assert_eq(outlog_create(logpath, 0, &run->log), 0);
+    while (args[n])
+        n++;
+    struct job_spec spec = {.id = run->id,
+                            .path = path,
+                            .args = args,
+                            .n_args = n,
+                            .uid = NOBODY,
+                            .gid = NOBODY,
+                            .log = run->log,
+                            .input = input,
+                            .tty_rows = rows,
+                            .tty_cols = cols};
+    run->r = job_start(runner, &spec, NULL, NULL, &run->j, run->err, sizeof(run->err));
+    cr_assert_eq(run->r, 0, "job_start('%s'): %s (%s)", path, strerror(-run->r), run->err);
+}
+
+/* Writes all of buf into the job's stdin, polling while it is full. */
+static void write_all(struct job *j, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = job_input_write(j, buf, len);
+        if (n == -EAGAIN) {
+            usleep(1000);
+            continue;
+        }
+        cr_assert_gt(n, 0, "job_input_write: %s", strerror((int)-n));
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+Test(job, stdin_pipe_reaches_the_command_and_eof_ends_it)
+{
+    struct run run;
+
+    start_input(&run, JOB_INPUT_PIPE, 0, 0, "/bin/sh",
+                (const char *const[]){"-c", "test -t 0 || echo not-a-tty; cat", NULL});
+    cr_expect_eq(job_input_kind(run.j), JOB_INPUT_PIPE);
+    cr_assert_eq(job_input_claim(run.j), 0);
+    write_all(run.j, "hello\n", 6);
+    job_input_close(run.j);
+    finish(&run);
+    cr_expect_eq(run.st.state, JOB_EXITED);
+    char *out = output(&run, OUTLOG_SELECT_STDOUT);
+    cr_expect_str_eq(out, "not-a-tty\nhello\n");
+    free(out);
+    cr_expect_eq(job_input_write(run.j, "x", 1), -EPIPE, "closed: no more input");
+    cr_expect_eq(job_input_resize(run.j, 10, 10), -ENOTTY, "a pipe has no size");
+    job_input_release(run.j);
+    done(&run);
+}
+
+Test(job, stdin_has_one_writer_at_a_time)
+{
+    struct run run;
+
+    start_input(&run, JOB_INPUT_PIPE, 0, 0, "/bin/cat", (const char *const[]){NULL});
+    cr_expect_eq(job_input_claim(run.j), 0);
+    cr_expect_eq(job_input_claim(run.j), -EBUSY);
+    job_input_release(run.j);
+    cr_expect_eq(job_input_claim(run.j), 0, "free again once released");
+    job_input_close(run.j);
+    cr_expect_eq(job_input_claim(run.j), -EPIPE, "closed: nobody may write");
+    job_input_release(run.j);
+    finish(&run);
+    done(&run);
+
+    start(&run, "/bin/true", NULL);
+    cr_expect_eq(job_input_claim(run.j), -ENOTTY, "a job started without input");
+    cr_expect_eq(job_input_write(run.j, "x", 1), -ENOTTY);
+    finish(&run);
+    done(&run);
+}
+
+Test(job, terminal_is_the_commands_stdio_and_controlling_terminal)
+{
+    struct run run;
+
+    start_input(&run, JOB_INPUT_TTY, 30, 100, "/bin/sh",
+                (const char *const[]){"-c",
+                                      "tty; stty size; test -t 1 && test -t 2 && echo all-three; "
+                                      "read line; echo \"read $line\"; stty size",
+                                      NULL});
+    cr_expect_eq(job_input_kind(run.j), JOB_INPUT_TTY);
+    cr_assert_eq(job_input_claim(run.j), 0);
+    cr_expect_eq(job_input_resize(run.j, 0, 5), -EINVAL);
+    /* Echo is on: what is written comes back as output too. The resize lands before the
+     * line, so the second stty sees it. */
+    cr_assert_eq(job_input_resize(run.j, 40, 120), 0);
+    write_all(run.j, "typed\r", 6);
+    finish(&run);
+    cr_expect_eq(run.st.state, JOB_EXITED, "%s", job_state_name(run.st.state));
+    char *out = output(&run, OUTLOG_SELECT_STDOUT), *err = output(&run, OUTLOG_SELECT_STDERR);
+    cr_expect(strstr(out, "/dev/pts/"), "%s", out);
+    cr_expect(strstr(out, "all-three"), "%s", out);
+    cr_expect(strstr(out, "read typed"), "%s", out);
+    cr_expect(strstr(out, "40 120"), "the resize: %s", out);
+    cr_expect_str_eq(err, "", "a terminal's output is all stdout");
+    free(out);
+    free(err);
+    job_input_release(run.j);
+    done(&run);
+}
+
+struct waited {
+    sem_t sem;
+    atomic_int calls;
+};
+
+static void on_writable(void *userdata)
+{
+    struct waited *w = userdata;
+    atomic_fetch_add(&w->calls, 1);
+    sem_post(&w->sem);
+}
+
+static bool sem_wait_ms(sem_t *s, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    while (sem_timedwait(s, &ts) < 0)
+        if (errno != EINTR)
+            return false;
+    return true;
+}
+
+/* Fills the job's stdin until it takes no more. */
+static void fill(struct job *j)
+{
+    static char block[65536];
+    ssize_t n;
+
+    while ((n = job_input_write(j, block, sizeof(block))) > 0)
+        ;
+    cr_assert_eq(n, -EAGAIN, "full, not %s", strerror((int)-n));
+}
+
+Test(job, input_wait_fires_when_the_job_reads_and_when_it_ends)
+{
+    struct waited w = {0};
+    struct run run;
+
+    sem_init(&w.sem, 0, 0);
+    /* Reads 8 KiB once after a while: the wait fires then, and never again. */
+    start_input(
+        &run, JOB_INPUT_PIPE, 0, 0, "/bin/sh",
+        (const char *const[]){
+            "-c", "sleep 0.3; dd bs=8192 count=1 of=/dev/null 2>/dev/null; sleep 30", NULL});
+    fill(run.j);
+    cr_assert_eq(job_input_wait(run.j, on_writable, &w), 0);
+    cr_expect_eq(job_input_wait(run.j, on_writable, &w), -EBUSY, "one wait at a time");
+    cr_expect(sem_wait_ms(&w.sem, 10000), "no wake-up when the job read");
+    cr_expect_gt(job_input_write(run.j, "x", 1), 0, "it takes more now");
+    /* Never reads again: the wait fires at the job's end, and the stdin is gone. */
+    fill(run.j);
+    cr_assert_eq(job_input_wait(run.j, on_writable, &w), 0);
+    cr_expect_not(sem_wait_ms(&w.sem, 200), "a wake-up while the job reads nothing");
+    cr_assert_eq(job_stop(run.j, SIGKILL, -1), 0);
+    cr_expect(sem_wait_ms(&w.sem, 10000), "no wake-up at the job's end");
+    cr_expect_eq(job_input_write(run.j, "x", 1), -EPIPE);
+    cr_expect_eq(job_input_wait(run.j, on_writable, &w), -EPIPE);
+    finish(&run);
+    done(&run);
+
+    /* A wait disarmed never fires. */
+    start_input(&run, JOB_INPUT_PIPE, 0, 0, "/bin/sleep", (const char *const[]){"30", NULL});
+    fill(run.j);
+    cr_assert_eq(job_input_wait(run.j, on_writable, &w), 0);
+    cr_expect(job_input_cancel_wait(run.j), "disarmed before it ran");
+    cr_expect_not(job_input_cancel_wait(run.j), "nothing left to disarm");
+    cr_assert_eq(job_stop(run.j, SIGKILL, -1), 0);
+    finish(&run);
+    cr_expect_eq(atomic_load(&w.calls), 2, "exactly the two wake-ups above");
+    done(&run);
+    sem_destroy(&w.sem);
 }

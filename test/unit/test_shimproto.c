@@ -498,9 +498,20 @@ Test(shimproto, verdict_is_eof_or_a_failure)
     cr_assert_eq(shimproto_send_failure(sv[0], SHIMPROTO_STEP_EXEC, 0), 0);
     cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 1);
     cr_expect_eq(m.err, EIO);
-    /* the go's {0, 0} is no failure */
-    cr_assert_eq(shimproto_send_go(sv[0], -1, -1), 0);
-    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), -EPROTO);
+    /* a ready ({0, 0}) is passed over, once */
+    cr_assert_eq(shimproto_send_ready(sv[0]), 0);
+    cr_assert_eq(shimproto_send_failure(sv[0], SHIMPROTO_STEP_EXEC, ENOENT), 0);
+    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 1);
+    cr_expect_eq(m.err, ENOENT);
+    cr_assert_eq(shimproto_send_ready(sv[0]), 0);
+    cr_assert_eq(shimproto_send_ready(sv[0]), 0);
+    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), -EPROTO, "two readies");
+    /* the ready, waited for */
+    cr_expect_eq(shimproto_recv_ready(sv[1], 10, &m), -ETIMEDOUT);
+    cr_assert_eq(shimproto_send_ready(sv[0]), 0);
+    cr_expect_eq(shimproto_recv_ready(sv[1], 1000, &m), 0);
+    cr_assert_eq(shimproto_send_failure(sv[0], SHIMPROTO_STEP_FORK, EAGAIN), 0);
+    cr_expect_eq(shimproto_recv_ready(sv[1], 1000, &m), 1, "a failure instead");
     (void)close(sv[0]);
     cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 0);
 }
