@@ -58,16 +58,19 @@ CFLAGS := -std=gnu11 $(OPT) $(SAN) $(WARN) -MMD -MP
 # Generated protobuf-c code gets looser flags (it is not ours to fix).
 PROTO_CFLAGS := -std=gnu11 $(OPT) $(SAN) -MMD -MP -w
 
-# The TLS 1.3-only enforcement wraps OpenSSL entry points at link time in the static binary;
-# dynamic builds (tests, sanitizers) interpose them instead (core/tls.c explains).
-TLS_WRAP := -Wl,--wrap=SSL_CTX_new,--wrap=SSL_CTX_ctrl,--wrap=SSL_ctrl
+# The TLS 1.3-only enforcement and the refused handshakes' log wrap OpenSSL entry points (and
+# shutdown) at link time in the static binary; dynamic builds (tests, sanitizers) interpose
+# them instead (core/tls.h explains).
+TLS_WRAP := -Wl,--wrap=SSL_CTX_new,--wrap=SSL_CTX_ctrl,--wrap=SSL_ctrl,--wrap=SSL_do_handshake \
+            -Wl,--wrap=shutdown
 # The accept guard (core/accept.h) sits under gRPC's listener the same two ways.
 ACCEPT_WRAP := -Wl,--wrap=accept4
 LIBS_STATIC := $(shell pkg-config --static --libs $(PKGS) 2>/dev/null) -lstdc++ -lm
 LIBS_DYN := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lm -pthread
 
-# core/accept-interpose.c is linked into the dynamic runjob only (see there).
-CORE_SRC := $(filter-out core/accept-interpose.c,$(sort $(wildcard core/*.c)))
+# Linked into the dynamic runjob only, not libcore.a (see each).
+DYN_ONLY_SRC := core/accept-interpose.c core/tls-peer-interpose.c
+CORE_SRC := $(filter-out $(DYN_ONLY_SRC),$(sort $(wildcard core/*.c)))
 APPLET_SRC := $(sort $(wildcard applets/*.c))
 # proto/runjob.proto (our service), proto/health.proto (grpc.health.v1, as published).
 PROTOS := $(sort $(basename $(notdir $(wildcard proto/*.proto))))
@@ -145,8 +148,8 @@ $(BIN)/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a
 	@grep -v -e 'statically linked applications requires at runtime' -e 'in function' \
 	    $(B)/link.log || true
 
-$(B)/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a $(B)/core/accept-interpose.o
-	$(CC) $(CFLAGS) -rdynamic -o $@ $(B)/main.o $(B)/core/accept-interpose.o $(B)/libapplets.a \
+$(B)/runjob: $(B)/main.o $(B)/libapplets.a $(B)/libcore.a $(DYN_ONLY_SRC:%.c=$(B)/%.o)
+	$(CC) $(CFLAGS) -rdynamic -o $@ $(B)/main.o $(DYN_ONLY_SRC:%.c=$(B)/%.o) $(B)/libapplets.a \
 	    $(B)/libcore.a $(LIBS_DYN)
 
 $(BIN)/jobmanager $(BIN)/jobctl: $(BIN)/runjob
@@ -229,7 +232,7 @@ demo: deps
 	test/demo.sh
 
 # Tests and benchmarks too: they are read as often as the code.
-FMT_SRC = $(CORE_SRC) $(wildcard core/*.h) $(APPLET_SRC) applets/*.h main.c \
+FMT_SRC = $(CORE_SRC) $(DYN_ONLY_SRC) $(wildcard core/*.h) $(APPLET_SRC) applets/*.h main.c \
 	$(wildcard test/*.h test/*/*.c test/*/*.h bench/*.c)
 
 fmt:

@@ -20,6 +20,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/grpc_security_constants.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "accept.h"
@@ -40,6 +41,35 @@ static void on_shutdown(struct tag *t, bool ok)
     s->shutdown_done = true;
     (void)pthread_cond_broadcast(&s->cond);
     (void)pthread_mutex_unlock(&s->mu);
+}
+
+/* gRPC's own log lines go to core/log, in the server's format (text or JSON), as "grpc: ..."
+ * lines, but for the one its TLS layer writes when a handshake fails ("Handshake failed with
+ * fatal error SSL_ERROR_SSL: ... certificate verify failed"): core/tls logs that refusal itself,
+ * with the client's address and the reason in words, and rate-limited (core/tls.h "Refused
+ * handshakes"). gRPC filters by GRPC_VERBOSITY (errors only by default) before calling this. */
+static void grpc_log_line(gpr_log_func_args *a)
+{
+    static const char tsi_refused[] = "Handshake failed with fatal error";
+    const char *file = a->file ? a->file : "?", *base = strrchr(file, '/');
+    enum log_level level = LOG_ERROR;
+
+    base = base ? base + 1 : file;
+    if (strcmp(base, "ssl_transport_security.cc") == 0 &&
+        strncmp(a->message, tsi_refused, sizeof(tsi_refused) - 1) == 0)
+        return;
+    switch (a->severity) {
+    case GPR_LOG_SEVERITY_DEBUG:
+        level = LOG_DEBUG;
+        break;
+    case GPR_LOG_SEVERITY_INFO:
+        level = LOG_INFO;
+        break;
+    case GPR_LOG_SEVERITY_ERROR:
+        level = LOG_ERROR;
+        break;
+    }
+    log_msg(level, "grpc: %s (%s:%d)", a->message, base, a->line);
 }
 
 bool server_port_is_taken(const char *host, int port)
@@ -90,6 +120,9 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
         free(s);
         return r;
     }
+    /* GRPC_VERBOSITY or GRPC_TRACE: someone is debugging gRPC and wants its own lines. */
+    if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
+        gpr_set_log_function(grpc_log_line);
     grpc_init();
     pair.private_key = cfg->key_pem;
     pair.cert_chain = cfg->cert_pem;
@@ -288,6 +321,7 @@ int server_run(struct server *s, int sigfd)
     wait_until(s, grpc_down, 60000);
     wait_until(s, calls_gone, 10000);
     write_metrics(s); /* the last figures: every job stopped */
+    tls_refusals_flush();
     log_info("shut down");
     return 0;
 }

@@ -23,3 +23,22 @@ static inline long tls13_fix_ctrl(int cmd, long larg)
         return TLS1_3_VERSION;
     return larg;
 }
+
+/* ---- refused handshakes (core/tls-refusal.c; core/tls.h "Refused handshakes") ---------- */
+
+typedef int (*tls_handshake_fn)(SSL *ssl);
+typedef int (*tls_shutdown_fn)(int fd, int how);
+
+/* SSL_do_handshake under both layers; real is OpenSSL's. A server-side handshake that fails
+ * leaves its reason pending on the calling thread for tls_refusal_shutdown. Keeps errno and
+ * OpenSSL's error queue as real left them. */
+int tls_refusal_handshake(tls_handshake_fn real, SSL *ssl);
+/* shutdown(2) under the static binary's --wrap and the dynamic runjob's interposer
+ * (core/tls-peer-interpose.c); real is the C library's or the system call. With a refusal
+ * pending on this thread, logs it with fd's peer address first. */
+int tls_refusal_shutdown(tls_shutdown_fn real, int fd, int how);
+/* The reason a failed server-side handshake gives, in words for the log ("no client
+ * certificate", "client certificate expired (CN 'alice', expired 2026-11-02)"), read from ssl
+ * and OpenSSL's error queue right after SSL_do_handshake failed with SSL_ERROR_SSL. Leaves
+ * the error queue as it was. */
+void tls_refusal_reason(SSL *ssl, char *buf, size_t len);

@@ -1,9 +1,11 @@
-/* TLS 1.3-only enforcement for dynamic links (tests, ASan/TSan builds; see core/tls.h).
- * These definitions are weak: in the static link libssl.a's strong ones win (no duplicate
- * definition) and --wrap (core/tls-wrap.c) does the job. In a dynamic executable linked with
- * -rdynamic they are exported, so libgrpc.so's calls bind to them, and we forward to the next
- * definition (libssl.so.3) found with dlvsym(RTLD_NEXT, ..., "OPENSSL_3.0.0").
- * core/tls.c calls SSL_CTX_new, which is what pulls this object out of libcore.a. */
+/* The OpenSSL layers for dynamic links (tests, ASan/TSan builds; see core/tls.h): TLS 1.3-only
+ * enforcement, and SSL_do_handshake for the refused handshakes' log (its other half, shutdown,
+ * is core/tls-peer-interpose.c, in the dynamic runjob only). These definitions are weak: in the
+ * static link libssl.a's strong ones win (no duplicate definition) and --wrap (core/tls-wrap.c)
+ * does the job. In a dynamic executable linked with -rdynamic they are exported, so libgrpc.so's
+ * calls bind to them, and we forward to the next definition (libssl.so.3) found with
+ * dlvsym(RTLD_NEXT, ..., "OPENSSL_3.0.0"). core/tls.c calls SSL_CTX_new, which is what pulls this
+ * object out of libcore.a. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,11 +19,13 @@
 WEAK SSL_CTX *SSL_CTX_new(const SSL_METHOD *meth);
 WEAK long SSL_CTX_ctrl(SSL_CTX *ctx, int cmd, long larg, void *parg);
 WEAK long SSL_ctrl(SSL *s, int cmd, long larg, void *parg);
+WEAK int SSL_do_handshake(SSL *s);
 
 struct real_ssl {
     SSL_CTX *(*ctx_new)(const SSL_METHOD *);
     long (*ctx_ctrl)(SSL_CTX *, int, long, void *);
     long (*ctrl)(SSL *, int, long, void *);
+    int (*do_handshake)(SSL *);
 };
 
 static struct real_ssl real;
@@ -45,6 +49,7 @@ static void resolve_real(void)
     real.ctx_new = (SSL_CTX * (*)(const SSL_METHOD *)) next_symbol("SSL_CTX_new");
     real.ctx_ctrl = (long (*)(SSL_CTX *, int, long, void *))next_symbol("SSL_CTX_ctrl");
     real.ctrl = (long (*)(SSL *, int, long, void *))next_symbol("SSL_ctrl");
+    real.do_handshake = (int (*)(SSL *))next_symbol("SSL_do_handshake");
 }
 
 SSL_CTX *SSL_CTX_new(const SSL_METHOD *meth)
@@ -72,4 +77,10 @@ long SSL_ctrl(SSL *s, int cmd, long larg, void *parg)
 {
     (void)pthread_once(&real_once, resolve_real);
     return real.ctrl(s, cmd, tls13_fix_ctrl(cmd, larg), parg);
+}
+
+int SSL_do_handshake(SSL *s)
+{
+    (void)pthread_once(&real_once, resolve_real);
+    return tls_refusal_handshake(real.do_handshake, s);
 }

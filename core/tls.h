@@ -14,7 +14,22 @@
  *   below 1.3) is raised to TLS 1.3.
  *   3. tls_init(): loads "Protocol = -ALL, TLSv1.3" and the three TLS 1.3 suites as OpenSSL's
  *      system default from code (the system openssl.cnf and $OPENSSL_CONF are not read), then
- *      tls_probe() checks, on a fresh SSL_CTX, that TLS 1.2 is really off. */
+ *      tls_probe() checks, on a fresh SSL_CTX, that TLS 1.2 is really off.
+ *
+ * Refused handshakes (core/tls-refusal.c): the server logs each handshake it refuses, one
+ * warning from core/log with the client's address and the reason, e.g.
+ *   tls: refused handshake from 127.0.0.1:51234: client certificate expired (CN 'alice',
+ *   expired 2026-11-02)
+ * ("certificate signed by an unknown CA (...)", "no client certificate", "protocol version
+ * TLS 1.2 refused", or OpenSSL's reason). Successful handshakes leave no line. The same two
+ * layers put SSL_do_handshake and shutdown(2) under us (the static binary: --wrap in
+ * core/tls-wrap.c; a dynamic runjob: core/tls-interpose.c and core/tls-peer-interpose.c): a
+ * server-side handshake that fails leaves its reason on the thread, and the shutdown of the
+ * connection's socket that gRPC makes next on that thread logs it with the socket's peer
+ * address. At most 10 such lines a second; the rest are counted, and the count is logged with
+ * the next refusal after the second, or by tls_refusals_flush. A dynamic program other than
+ * runjob (a test) has no shutdown hook: its refusals are logged from "an unknown address", at
+ * the thread's next handshake. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +62,10 @@ int tls_process_init(void);
  * before grpc_init() and before any other OpenSSL use, from one thread. 0, or -EPROTO when the
  * probe shows TLS 1.2 still possible (fail closed), -ENOMEM, -EINVAL (config not loaded). */
 int tls_init(void);
+
+/* Logs how many refused handshakes the rate limit kept out of the log since it last said so,
+ * if any (see "Refused handshakes" above). For the server's shutdown. Thread-safe. */
+void tls_refusals_flush(void);
 
 /* Makes a throwaway SSL_CTX and SSL and reports what they allow. 0 or -ENOMEM. Thread-safe. */
 int tls_probe(struct tls_probe_result *ret);
