@@ -178,7 +178,7 @@ fuzzers:
 
 fuzz-bins: $(FUZZ_BIN)
 
-# make fuzz FUZZ_SECONDS=N: every target for N seconds, two at a time (make test: 30 s each).
+# make fuzz FUZZ_SECONDS=N: every target for N seconds, two at a time (make test: 15 s, 30 s for the two slow to saturate).
 fuzz: fuzzers
 	BUILD=$(BUILD) FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) test/fuzz/run.sh
 

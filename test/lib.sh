@@ -161,12 +161,12 @@ rj_expect_threads_flat() {
     fi
 }
 
-# rj_flood N HOLD: N plain TCP connections to the test server (no TLS), held HOLD seconds, then
-# closed; says "flood: N connections open" once they are.
+# rj_flood N HOLD [STOPFILE]: N plain TCP connections to the test server (no TLS), held HOLD
+# seconds (or until STOPFILE exists), then closed; says "flood: N connections open" once they are.
 rj_flood() {
-    python3 - "$RJ_PORT" "$1" "$2" <<'PY'
-import resource, socket, sys, time
-port, n, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    python3 - "$RJ_PORT" "$1" "$2" "${3:-}" <<'PY'
+import os, resource, socket, sys, time
+port, n, hold, stop = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 resource.setrlimit(resource.RLIMIT_NOFILE, (n + 256, n + 256))
 socks = []
 for _ in range(n):
@@ -178,7 +178,9 @@ for _ in range(n):
         pass
     socks.append(s)
 print("flood: %d connections open" % len(socks), flush=True)
-time.sleep(hold)
+end = time.monotonic() + hold
+while time.monotonic() < end and not (stop and os.path.exists(stop)):
+    time.sleep(min(0.1, max(0, end - time.monotonic())))
 for s in socks:
     s.close()
 PY

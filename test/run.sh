@@ -22,13 +22,26 @@ TOTAL_SKIP=0
 SUMMARY=()
 SAN_PREFIX=() # a command the sanitizer tiers run each test under (san_usable)
 SAN_LEAKS=    # detect_leaks=0 where LeakSanitizer cannot run (san_usable)
+TIMES=()      # "SECONDS LABEL" of every test binary and script run (note_time)
+SLOW_SECS=20  # a test that takes longer gets a "# time" line as it ends
+
+# note_time LABEL START: records how long LABEL took since START ($EPOCHREALTIME); a slow one
+# is said at once, and the slowest ten of the run are listed at its end.
+note_time() {
+    local label=$1 start=$2 ms
+    ms=$(( (${EPOCHREALTIME/./} - ${start/./}) / 1000 ))
+    TIMES+=("$((ms / 1000)).$(printf '%03d' $((ms % 1000)) | cut -c1) $label")
+    [ "$ms" -ge $((SLOW_SECS * 1000)) ] && echo "# time $label $((ms / 1000)) s"
+    return 0
+}
 
 # run_criterion BIN LABEL: counts from Criterion's TAP output.
 run_criterion() {
     local bin=$1 label=$2
-    local tap="$LOGDIR/$label.tap" err="$LOGDIR/$label.err" p f s rc
+    local tap="$LOGDIR/$label.tap" err="$LOGDIR/$label.err" p f s rc t0=$EPOCHREALTIME
     timeout 600 "${SAN_PREFIX[@]}" "$bin" --tap="$tap" >"$err" 2>&1
     rc=$?
+    note_time "$label" "$t0"
     p=$(grep -c '^ok - ' "$tap" 2>/dev/null)
     s=$(grep -c '^ok - .*# SKIP' "$tap" 2>/dev/null)
     f=$(grep -c '^not ok - ' "$tap" 2>/dev/null)
@@ -50,11 +63,12 @@ run_criterion() {
 # run_script SCRIPT LABEL: counts the script's PASS:/FAIL:/SKIP: lines.
 run_script() {
     local script=$1 label=$2
-    local out="$LOGDIR/$label.log" rc p f s
+    local out="$LOGDIR/$label.log" rc p f s t0=$EPOCHREALTIME
     # </dev/null: whatever stdin the runner has (a CI pipe) is not the scripts'; `runjob run`
     # notes on stderr a stdin it cannot pass, and scripts compare stderr.
     timeout 900 "${SAN_PREFIX[@]}" bash "$script" >"$out" 2>&1 </dev/null
     rc=$?
+    note_time "$label" "$t0"
     p=$(grep -c '^PASS: ' "$out")
     f=$(grep -c '^FAIL: ' "$out")
     s=$(grep -c '^SKIP: ' "$out")
@@ -238,6 +252,8 @@ for t in "${TIERS[@]}"; do
     tier "$t"
 done
 
+echo "== slowest"
+printf '%s\n' "${TIMES[@]}" | sort -rn | head -10 | sed 's/^\([0-9.]*\) \(.*\)/# time \2 \1 s/'
 echo "== summary"
 printf '%s\n' "${SUMMARY[@]}"
 echo "$TOTAL_PASS passed, $TOTAL_FAIL failed, $TOTAL_SKIP skipped"

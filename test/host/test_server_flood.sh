@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # An unauthenticated connection flood cannot wedge the server. Run with 1024 open files, it
-# takes 1100 plain TCP connections that never start TLS, held for 25 s: a real client gets
+# takes 1100 plain TCP connections that never start TLS, held for up to 25 s: a real client gets
 # through within 15 s while they are held (the handshake deadline gives their fds back; the
-# accept guard keeps the listener alive meanwhile) and within 5 s once they are gone.
+# accept guard keeps the listener alive meanwhile) and within 5 s once they are gone. The flood
+# ends as soon as that first client got through (no need to sit out the rest of the 25 s).
 . "$(dirname "$0")/../lib.sh"
 rj_setup
 RJ_PORT=$(rj_free_port)
@@ -31,7 +32,7 @@ until_ping() {
 
 fds() { ls "/proc/$RJ_SERVER_PID/fd" 2>/dev/null | wc -l; }
 IDLE_FDS=$(fds)
-rj_flood 1100 25 >"$RJ_TMP/flood.out" &
+rj_flood 1100 25 "$RJ_TMP/flood.stop" >"$RJ_TMP/flood.out" &
 FLOOD=$!
 RJ_PIDS+=("$FLOOD")
 for _ in $(seq 50); do grep -q 'connections open' "$RJ_TMP/flood.out" && break; sleep 0.1; done
@@ -39,6 +40,7 @@ sleep 1
 PEAK_FDS=$(fds)
 T1=$(until_ping 15)
 expect_match "while 1100 idle connections are held, a real client gets through within 15 s ($T1 s)" '^[0-9]+$' "$T1"
+touch "$RJ_TMP/flood.stop"
 wait "$FLOOD"
 T2=$(until_ping 5)
 expect_match "after the flood, a real client gets through within 5 s ($T2 s)" '^[0-9]+$' "$T2"

@@ -33,7 +33,7 @@ expect_eq "no-follow of an ended job gives everything" "$want" "$got"
 # message (their flow-control window stays full, so their turns never end: without the
 # budget's stall fallback the readers below hang), then 10 `runjob stream` clients stopped
 # (SIGSTOP) once they have output.
-B=$(rj start /bin/sh -c 'i=0; while [ $i -lt 2048 ]; do head -c 16384 /dev/zero | tr "\\0" x; i=$((i+1)); done')
+B=$(rj start /bin/sh -c 'head -c $((32 << 20)) /dev/zero | tr "\\0" x')
 rj stream "$B" >/dev/null
 want=$(head -c $((32 << 20)) /dev/zero | tr '\0' x | sha256sum | cut -d' ' -f1)
 mkdir -p "$RJ_TMP/t"
