@@ -7,11 +7,13 @@
 #
 # Baselines it sets up itself: an sshd (Debian's openssh-server) on 127.0.0.1 with a throwaway
 # host key and a throwaway authorized key, stopped afterwards; bench/bench_spawn (bare clone3
-# with the job's namespaces + /proc + exec /bin/true + wait, with and without v1 cgroups).
+# with the job's namespaces + /proc + exec /bin/true + wait, with and without v1 cgroups);
+# bench/bench_tls (the TLS ceiling of the stream rate: OpenSSL alone over loopback).
 #
 # Environment: BENCH_QUICK=1, RUNJOB_BIN (default bin/runjob), BUILD (default build),
 # BENCH_OUT (where a full run writes its table; default bench/RESULTS.md), BENCH_PARTS (a comma
-# list of start,oneshot,cold,stream,fanout,scale: run only those; such a partial run prints its rows
+# list of start,oneshot,cold,stream,rate,fanout,scale: run only those (rate: the stream
+# rate rows without stream's memory rows); such a partial run prints its rows
 # and leaves RESULTS.md alone), BENCH_FAN_READERS / BENCH_FAN_MIB (override the fan-out size).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -141,7 +143,7 @@ PY
 
 [ "$(id -u)" -eq 0 ] || die "needs root (namespaces, cgroups, sshd)"
 [ -x "$RUNJOB" ] || die "$RUNJOB not built (make)"
-for b in bench_spawn bench_rpc; do
+for b in bench_spawn bench_rpc bench_tls; do
     [ -x "$BUILD/bench/$b" ] || die "$BUILD/bench/$b not built (make tests)"
 done
 if ! [ -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
@@ -370,19 +372,53 @@ for _ in 1 2 3; do
     RSS_SMALL=$(py '"%d" % max(a[0], a[1])' "$RSS_SMALL" "$(follow_peak "$MEM_SMALL")")
     RSS_BIG=$(py '"%d" % max(a[0], a[1])' "$RSS_BIG" "$(follow_peak "$STREAM_SIZE")")
 done
+fi
+# The rate against three baselines, each a new process timed from spawn to exit like `runjob
+# stream`: ssh at its default cipher, ssh at its fastest (AES-GCM: no separate MAC, AES
+# instructions; aes128 and aes256 both run, the faster counts), and the TLS ceiling
+# (bench/bench_tls: OpenSSL alone, TLS 1.3 AES-128-GCM as gRPC negotiates it, one sender and one
+# reader process over loopback, 16 KiB records, no gRPC). Rounds alternate all five, best of 3.
+# BENCH_PARTS=rate runs these rows alone.
+if part stream || part rate; then
 id=$("$RUNJOB" start /usr/bin/head -c "$STREAM_SIZE" /dev/zero) || die "start failed"
 "$RUNJOB" stream "$id" | cmp -n "$STREAM_SIZE" - /dev/zero >/dev/null || die "stream of $id is not $STREAM_SIZE zero bytes"
-best_rj=0 best_ssh=0
+SSH_G128=("${SSH[@]:0:${#SSH[@]}-1}" -c aes128-gcm@openssh.com "${SSH[-1]}")
+SSH_G256=("${SSH[@]:0:${#SSH[@]}-1}" -c aes256-gcm@openssh.com "${SSH[-1]}")
+TLS_PUMP=("$BUILD/bench/bench_tls" --cert "$TMP/certs/server-cert.pem" --key "$TMP/certs/server-key.pem"
+    --bytes "$STREAM_SIZE")
+"${TLS_PUMP[@]}" --bytes $((1 << 20)) >/dev/null || die "bench_tls failed"
+best_rj=0 best_ssh=0 best_g128=0 best_g256=0 best_tls=0
+# rate BEST CMD...: runs CMD with stdout to /dev/null; prints max(BEST, STREAM_SIZE / its time).
+rate() {
+    local best=$1 t0 t1
+    shift
+    t0=$(now_us); "$@" >/dev/null || die "$* failed"; t1=$(now_us)
+    py '"%.0f" % max(a[0], a[1] / a[2])' "$best" "$STREAM_SIZE" $((t1 - t0))
+}
 for _ in 1 2 3; do
-    t0=$(now_us); "$RUNJOB" stream "$id" >/dev/null; t1=$(now_us)
-    best_rj=$(py '"%.0f" % max(a[0], a[1] / a[2])' "$best_rj" "$STREAM_SIZE" $((t1 - t0)))
-    t0=$(now_us); "${SSH[@]}" "head -c $STREAM_SIZE /dev/zero" >/dev/null; t1=$(now_us)
-    best_ssh=$(py '"%.0f" % max(a[0], a[1] / a[2])' "$best_ssh" "$STREAM_SIZE" $((t1 - t0)))
+    best_rj=$(rate "$best_rj" "$RUNJOB" stream "$id")
+    best_ssh=$(rate "$best_ssh" "${SSH[@]}" "head -c $STREAM_SIZE /dev/zero")
+    best_g128=$(rate "$best_g128" "${SSH_G128[@]}" "head -c $STREAM_SIZE /dev/zero")
+    best_g256=$(rate "$best_g256" "${SSH_G256[@]}" "head -c $STREAM_SIZE /dev/zero")
+    best_tls=$(rate "$best_tls" "${TLS_PUMP[@]}")
 done
+if [ "$best_g128" -ge "$best_g256" ]; then
+    best_fast=$best_g128 fast_name="aes128-gcm@openssh.com" other="aes256-gcm: $best_g256 MB/s"
+else
+    best_fast=$best_g256 fast_name="aes256-gcm@openssh.com" other="aes128-gcm: $best_g128 MB/s"
+fi
 row "stream: $((STREAM_SIZE >> 20)) MiB of job output to one reader, best of 3" "$best_rj MB/s" \
-    "\`ssh 127.0.0.1 'head -c $((STREAM_SIZE >> 20))M /dev/zero'\` ($SSH_CIPHER): $best_ssh MB/s" \
+    "\`ssh 127.0.0.1 'head -c $((STREAM_SIZE >> 20))M /dev/zero'\` ($SSH_CIPHER, the default): $best_ssh MB/s" \
     "$(py '"%.2fx" % (a[0] / a[1])' "$best_rj" "$best_ssh")" ">= 1.0x ssh" \
     "$(verdict 'a[0] >= a[1]' "$best_rj" "$best_ssh")"
+row "stream: the same, against ssh at its fastest cipher" "$best_rj MB/s" \
+    "the same ssh, \`-c $fast_name\`: $best_fast MB/s ($other)" \
+    "$(py '"%.2fx" % (a[0] / a[1])' "$best_rj" "$best_fast")" ">= 1.5x" \
+    "$(verdict 'a[0] >= 1.5 * a[1]' "$best_rj" "$best_fast")"
+row "stream: the same, against the TLS ceiling" "$best_rj MB/s" \
+    "bench_tls: OpenSSL alone, TLS 1.3 AES-128-GCM over loopback, one sender and one reader process: $best_tls MB/s" \
+    "$(py '"%.2fx" % (a[0] / a[1])' "$best_rj" "$best_tls")" ">= 0.7x" \
+    "$(verdict 'a[0] >= 0.7 * a[1]' "$best_rj" "$best_tls")"
 
 fi
 
