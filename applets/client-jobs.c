@@ -28,13 +28,18 @@ void client_jobs_free(struct client_jobs *js)
 }
 
 /* The full id in lower case when s is one (any case): true with ret filled. */
-static bool full_id(const char *s, char ret[ID_LEN + 1])
+bool client_job_id_parse(const char *s, char ret[ID_LEN + 1])
 {
+    char low[ID_LEN + 1];
+
     if (strlen(s) != ID_LEN)
         return false;
     for (size_t i = 0; i <= ID_LEN; i++)
-        ret[i] = (char)tolower((unsigned char)s[i]);
-    return id_is_valid(ret);
+        low[i] = (char)tolower((unsigned char)s[i]);
+    if (!id_is_valid(low))
+        return false;
+    memcpy(ret, low, sizeof(low));
+    return true;
 }
 
 static int load(const struct client_opts *o, struct rpc_client *c, struct client_jobs *js)
@@ -88,7 +93,7 @@ int client_jobs_resolve(const struct client_opts *o, struct rpc_client *c, struc
     const char *me;
     int r;
 
-    if (full_id(arg, ret))
+    if (client_job_id_parse(arg, ret))
         return 0;
     if (!*arg)
         return client_usage_error(o, "the job id is empty");

@@ -1,6 +1,5 @@
 #include "client.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -535,17 +534,11 @@ int client_job_id_arg(const struct client_opts *o, int argc, char **argv, const 
 {
     char low[ID_LEN + 1];
     int r = client_one_arg(o, argc, argv, "job id", ret);
-    size_t n;
 
     if (r)
         return r;
-    n = strlen(*ret);
-    if (n != ID_LEN)
-        return 0;
-    for (size_t i = 0; i <= n; i++)
-        low[i] = (char)tolower((unsigned char)(*ret)[i]);
-    if (id_is_valid(low))
-        memcpy(argv[optind], low, n);
+    if (client_job_id_parse(*ret, low))
+        memcpy(argv[optind], low, ID_LEN);
     return 0;
 }
 

@@ -199,6 +199,9 @@ int client_print_jobs(const struct client_opts *o, Runjob__V1__JobStatus *const 
 /* What the server's List said, fetched once per command when a name or prefix needs it. */
 struct client_jobs;
 void client_jobs_free(struct client_jobs *js); /* NULL-safe */
+/* s as a full job id (a UUID in any case), lower-cased into ret as the server wants it: true,
+ * or false with ret untouched. Pure. */
+bool client_job_id_parse(const char *s, char ret[ID_LEN + 1]);
 /* The job that arg names, its id into ret: a full id (any case; no call to the server), else
  * the caller's most recent job named arg, else the one job whose id starts with arg (any
  * case). *jsp caches the List between calls (NULL at first; free with client_jobs_free).

@@ -230,6 +230,19 @@ Test(client, chunk_parse_random_bytes_never_crash)
 
 /* ---- human formats ----------------------------------------------------------------------- */
 
+Test(client, job_id_parse_lowers_full_ids_only)
+{
+    char id[ID_LEN + 1] = "untouched";
+
+    cr_assert(client_job_id_parse("7C9E6679-7425-40DE-944B-E07FC1F90AE7", id));
+    cr_expect_str_eq(id, "7c9e6679-7425-40de-944b-e07fc1f90ae7");
+    strcpy(id, "untouched");
+    cr_expect_not(client_job_id_parse("7C9E6679-7425-40DE-944B-E07FC1F90AE", id)); /* short */
+    cr_expect_not(client_job_id_parse("7C9E6679x7425-40DE-944B-E07FC1F90AE7", id));
+    cr_expect_not(client_job_id_parse("backup", id));
+    cr_expect_str_eq(id, "untouched");
+}
+
 Test(client, durations)
 {
     char b[32];
