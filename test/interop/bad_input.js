@@ -9,29 +9,13 @@
 // Started by test/interop/run.sh, which sets RJ_PORT, RJ_CERTS (as for interop.js) and
 // RJ_MAX_CPU_MILLIS (the server's --max-cpu, in millis).
 
-const fs = require('fs');
-const path = require('path');
-const tls = require('tls');
 const crypto = require('crypto');
 const grpc = require('@grpc/grpc-js');
+const { ok, fail, codeName, summary, ...common } = require('./common');
 
-const PORT = process.env.RJ_PORT;
-const CERTS = process.env.RJ_CERTS;
 const MAX_CPU = BigInt(process.env.RJ_MAX_CPU_MILLIS || '0');
-const TARGET = `127.0.0.1:${PORT}`;
 const SVC = '/runjob.v1.JobManager/';
 const RPC_TIMEOUT_MS = 20000;
-
-let passed = 0;
-let failed = 0;
-function ok(name) {
-  passed++;
-  console.log(`PASS: ${name}`);
-}
-function fail(name, why) {
-  failed++;
-  console.log(`FAIL: ${name} -- ${String(why).replace(/\s+/g, ' ').slice(0, 600)}`);
-}
 
 // ---- protobuf wire encoding by hand (so that anything at all can be sent) --------------------
 
@@ -106,19 +90,8 @@ const num = (d, f) => (d[f] ? d[f][d[f].length - 1] : 0n);
 
 // ---- raw clients ---------------------------------------------------------------------------
 
-const read = (p) => fs.readFileSync(p);
-function rawClient(user) {
-  const ctx = tls.createSecureContext({
-    ca: read(path.join(CERTS, 'root-ca-cert.pem')),
-    cert: read(path.join(CERTS, `${user}-cert.pem`)),
-    key: read(path.join(CERTS, `${user}-key.pem`)),
-    minVersion: 'TLSv1.3',
-  });
-  return new grpc.Client(TARGET, grpc.credentials.createFromSecureContext(ctx), {
-    'grpc.max_receive_message_length': 16 << 20,
-    'grpc.ssl_target_name_override': 'localhost',
-  });
-}
+const rawClient = (user) =>
+  common.client(grpc.Client, user, { options: { 'grpc.max_receive_message_length': 16 << 20 } });
 const ident = (b) => b;
 const deadline = () => new Date(Date.now() + RPC_TIMEOUT_MS);
 
@@ -145,7 +118,6 @@ function call(c, rpc, body) {
   });
 }
 
-const codeName = (code) => Object.keys(grpc.status).find((k) => grpc.status[k] === code) || String(code);
 const S = grpc.status;
 
 // ---- the table -----------------------------------------------------------------------------
@@ -452,6 +424,5 @@ main()
   .catch((e) => fail('bad_input client', e && e.stack ? e.stack : e))
   .finally(() => {
     for (const c of clients) c.close();
-    console.log(`# bad_input.js: ${passed} passed, ${failed} failed`);
-    process.exitCode = failed > 0 || passed === 0 ? 1 : 0;
+    process.exitCode = summary('bad_input.js');
   });

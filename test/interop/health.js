@@ -4,41 +4,16 @@
 // server, for its service and for an unknown one; Watch, which hears NOT_SERVING when the
 // server is sent SIGTERM, and ends. Started by test/interop/run.sh last (it stops the server):
 //   RJ_PORT, RJ_CERTS (as interop.js), RJ_HEALTH_PROTO, RJ_SERVER_PID
-const fs = require('fs');
-const path = require('path');
-const tls = require('tls');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const { fail, expectEq, summary, ...common } = require('./common');
 
-const CERTS = process.env.RJ_CERTS;
-const TARGET = `127.0.0.1:${process.env.RJ_PORT}`;
 const SERVER_PID = Number(process.env.RJ_SERVER_PID);
-let failed = 0;
-const ok = (name) => console.log(`PASS: ${name}`);
-function fail(name, why) {
-  failed++;
-  console.log(`FAIL: ${name} -- ${String(why).replace(/\s+/g, ' ')}`);
-}
-const expectEq = (name, want, got) =>
-  JSON.stringify(want) === JSON.stringify(got)
-    ? ok(name)
-    : fail(name, `expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
 
 const def = protoLoader.loadSync(process.env.RJ_HEALTH_PROTO, { keepCase: true, enums: String });
 const Health = grpc.loadPackageDefinition(def).grpc.health.v1.Health;
 
-function client(user) {
-  const read = (f) => fs.readFileSync(path.join(CERTS, f));
-  const ctx = tls.createSecureContext({
-    ca: read('root-ca-cert.pem'),
-    cert: read(`${user}-cert.pem`),
-    key: read(`${user}-key.pem`),
-    minVersion: 'TLSv1.3',
-  });
-  return new Health(TARGET, grpc.credentials.createFromSecureContext(ctx), {
-    'grpc.ssl_target_name_override': 'localhost',
-  });
-}
+const client = (user) => common.client(Health, user);
 
 const check = (c, service) =>
   new Promise((resolve) =>
@@ -82,4 +57,4 @@ async function main() {
 
 main()
   .catch((e) => fail('health: ran', e && e.stack))
-  .finally(() => process.exit(failed ? 1 : 0));
+  .finally(() => process.exit(summary('health.js')));

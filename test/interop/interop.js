@@ -8,41 +8,15 @@
 //   RJ_ROGUE  folder of certificates from another CA (user alice)
 //   RJ_PROTO  path of proto/runjob.proto
 
-const fs = require('fs');
-const path = require('path');
-const tls = require('tls');
 const crypto = require('crypto');
 const { execFileSync } = require('child_process');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const { ok, fail, expectEq, expectTrue, expectCode, errText, summary, ...common } = require('./common');
 
-const PORT = process.env.RJ_PORT;
-const CERTS = process.env.RJ_CERTS;
 const ROGUE = process.env.RJ_ROGUE;
 const PROTO = process.env.RJ_PROTO;
-const TARGET = `127.0.0.1:${PORT}`;
 const RPC_TIMEOUT_MS = 20000;
-
-let passed = 0;
-let failed = 0;
-function ok(name) {
-  passed++;
-  console.log(`PASS: ${name}`);
-}
-function fail(name, why) {
-  failed++;
-  console.log(`FAIL: ${name} -- ${String(why).replace(/\s+/g, ' ')}`);
-}
-function expectEq(name, expected, actual) {
-  const e = JSON.stringify(expected);
-  const a = JSON.stringify(actual);
-  if (e === a) ok(name);
-  else fail(name, `expected ${e}, got ${a}`);
-}
-function expectTrue(name, cond, why) {
-  if (cond) ok(name);
-  else fail(name, why);
-}
 
 // ---- proto and clients ----------------------------------------------------------------------
 
@@ -56,28 +30,17 @@ const packageDefinition = protoLoader.loadSync(PROTO, {
 const pkg = grpc.loadPackageDefinition(packageDefinition);
 const JobManager = pkg.runjob && pkg.runjob.v1 && pkg.runjob.v1.JobManager;
 
-const read = (p) => fs.readFileSync(p);
-const caPem = () => read(path.join(CERTS, 'root-ca-cert.pem'));
-
-// credentials(dir, user, tlsOptions): mTLS credentials for USER's certificate from DIR
-// (user null: no client certificate at all).
-function credentials(dir, user, tlsOptions) {
-  const opts = { ca: caPem(), minVersion: 'TLSv1.3', ...tlsOptions };
-  if (user !== null) {
-    opts.cert = read(path.join(dir, `${user}-cert.pem`));
-    opts.key = read(path.join(dir, `${user}-key.pem`));
-  }
-  return grpc.credentials.createFromSecureContext(tls.createSecureContext(opts));
-}
-
+// client(user, {dir, tlsOptions}): a JobManager client for USER (common.js's credentials).
 const clients = [];
-function client(user, { dir = CERTS, tlsOptions = {} } = {}) {
-  const c = new JobManager(TARGET, credentials(dir, user, tlsOptions), {
-    'grpc.max_receive_message_length': 16 << 20,
-    // The server certificate names localhost (and 127.0.0.1); SNI must not be an IP address.
-    'grpc.ssl_target_name_override': 'localhost',
-    // A fresh connection per client: the negative TLS cases must not reuse a good channel.
-    'grpc.use_local_subchannel_pool': 1,
+function client(user, { dir, tlsOptions } = {}) {
+  const c = common.client(JobManager, user, {
+    dir,
+    tlsOptions,
+    options: {
+      'grpc.max_receive_message_length': 16 << 20,
+      // A fresh connection per client: the negative TLS cases must not reuse a good channel.
+      'grpc.use_local_subchannel_pool': 1,
+    },
   });
   clients.push(c);
   return c;
@@ -114,16 +77,6 @@ function stream(c, request, ms = 60000) {
       }
     });
   });
-}
-
-const codeName = (code) =>
-  Object.keys(grpc.status).find((k) => grpc.status[k] === code) || String(code);
-const errText = (err) => (err ? `${codeName(err.code)}: ${err.details || err.message}` : 'no error');
-
-function expectCode(name, expectedCode, r) {
-  if (r.err && r.err.code === expectedCode) ok(name);
-  else if (r.err) fail(name, `expected ${codeName(expectedCode)}, got ${errText(r.err)}`);
-  else fail(name, `expected ${codeName(expectedCode)}, the call succeeded: ${JSON.stringify(r.res || null).slice(0, 200)}`);
 }
 
 function expectOk(name, r) {
@@ -440,6 +393,5 @@ main()
   .catch((e) => fail('interop client', e && e.stack ? e.stack : e))
   .finally(() => {
     for (const c of clients) c.close();
-    console.log(`# interop.js: ${passed} passed, ${failed} failed`);
-    process.exitCode = failed > 0 || passed === 0 ? 1 : 0;
+    process.exitCode = summary('interop.js');
   });

@@ -6,28 +6,9 @@
 // test/interop/run.sh:
 //   RJ_PORT, RJ_CERTS (alice, bob, administrator; root-ca-cert.pem), RJ_ROGUE (another CA's
 //   alice), RJ_JOBMANAGER_PROTO
-const fs = require('fs');
-const path = require('path');
-const tls = require('tls');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
-
-const CERTS = process.env.RJ_CERTS;
-const TARGET = `127.0.0.1:${process.env.RJ_PORT}`;
-let failed = 0;
-const ok = (name) => console.log(`PASS: ${name}`);
-function fail(name, why) {
-  failed++;
-  console.log(`FAIL: ${name} -- ${String(why).replace(/\s+/g, ' ')}`);
-}
-const expectEq = (name, want, got) =>
-  JSON.stringify(want) === JSON.stringify(got)
-    ? ok(name)
-    : fail(name, `expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
-const expectCode = (name, code, r) =>
-  r.err && r.err.code === code
-    ? ok(name)
-    : fail(name, `expected ${grpc.status[code]}, got ${r.err ? `${grpc.status[r.err.code]}: ${r.err.details}` : 'OK'}`);
+const { ok, fail, expectEq, expectCode, summary, ...common } = require('./common');
 
 const def = protoLoader.loadSync(process.env.RJ_JOBMANAGER_PROTO, {
   keepCase: true,
@@ -37,18 +18,8 @@ const def = protoLoader.loadSync(process.env.RJ_JOBMANAGER_PROTO, {
 const pkg = grpc.loadPackageDefinition(def);
 const JobManager = pkg.jobmanager && pkg.jobmanager.v1 && pkg.jobmanager.v1.JobManager;
 
-function client(user, dir = CERTS) {
-  const read = (f) => fs.readFileSync(path.join(dir, f));
-  const ctx = tls.createSecureContext({
-    ca: read('root-ca-cert.pem'),
-    cert: read(`${user}-cert.pem`),
-    key: read(`${user}-key.pem`),
-    minVersion: 'TLSv1.3',
-  });
-  return new JobManager(TARGET, grpc.credentials.createFromSecureContext(ctx), {
-    'grpc.ssl_target_name_override': 'localhost',
-  });
-}
+// The server's CA is trusted whatever dir the user's certificate comes from (common.js).
+const client = (user, dir) => common.client(JobManager, user, { dir });
 
 const deadline = () => ({ deadline: new Date(Date.now() + 20000) });
 const unary = (c, method, req) =>
@@ -221,4 +192,4 @@ async function main() {
 
 main()
   .catch((e) => fail('jobmanager: ran to the end', e.stack || e))
-  .finally(() => process.exit(failed ? 1 : 0));
+  .finally(() => process.exit(summary('jobmanager.js')));
