@@ -112,7 +112,7 @@ async function main() {
     return;
   }
   const methods = Object.keys(JobManager.service).sort();
-  expectEq('proto: service has the eight RPCs', ['List', 'Metrics', 'Ping', 'Remove', 'Start', 'Status', 'Stop', 'Stream'], methods);
+  expectEq('proto: service has the nine RPCs', ['Input', 'List', 'Metrics', 'Ping', 'Remove', 'Start', 'Status', 'Stop', 'Stream'], methods);
   expectTrue(
     'proto: keepCase keeps snake_case fields',
     'peer_cn' in JobManager.service.Ping.responseType.type.field.reduce((o, f) => ((o[f.name] = 1), o), {}),
