@@ -268,10 +268,7 @@ static void on_writable(void *userdata)
     }
     ic->tok = ITOK_WORK;
     (void)pthread_mutex_unlock(&ic->mu);
-    if (tag_start_batch(ic->ci.call, NULL, 0, &ic->hop_tag) != GRPC_CALL_OK) {
-        (void)grpc_call_cancel(ic->ci.call, NULL);
-        drop_token(ic);
-    }
+    start(ic, NULL, 0, &ic->hop_tag); /* an empty batch: on_hop on a CQ thread */
 }
 
 static void on_hop(struct tag *t, bool ok)
