@@ -617,13 +617,15 @@ int client_dial(const struct client_opts *o, struct rpc_client **ret)
      * a process that makes a few calls and exits; ~0.6 ms of CPU per process (bench/RESULTS.md
      * "Cold client"). A client's threads allocate little and seldom at once. */
     (void)mallopt(M_ARENA_MAX, 1);
-    /* A stream's reader allocates as much as the server's HTTP/2 window lets gRPC read ahead
-     * (tens of MiB, BDP-sized), in TCP read slices of up to 4 MiB. glibc's default gives
-     * the top of the heap back at 128 KiB free and mmaps each large slice afresh, so the heap
-     * went up and down with every window (~1000-2500 brk calls and up to 50,000 page faults
-     * for 1 GiB): keep what was used (a reader's peak is the same either way) and take every
-     * read slice from the heap. Client CPU for a 1 GiB stream: 1.6-2.5 s -> 0.7-0.9 s against
-     * a server that keeps up (bench/RESULTS.md "Stream rate"). */
+    /* A stream's reader holds what gRPC reads ahead of it (its BDP-sized window: 60-120 MiB at
+     * the peak on loopback), in read slices of up to 4 MiB. glibc gives the top of the heap
+     * back once 128 KiB lie free there, so the heap went up and down with that window: 1,000-
+     * 3,800 brk calls and 40,000-150,000 page faults per GiB streamed; keeping 64 MiB, ~420 and
+     * ~18,000 (the heap grows to its peak once; the peak is no higher). Setting the trim
+     * threshold also pins glibc's mmap threshold at 128 KiB, so it is raised past the largest
+     * read slice, which would otherwise be mmap'd afresh each time. Client CPU for a 1 GiB
+     * stream from a server that keeps up: 1.6-2.5 s -> 0.7-1.0 s (bench/RESULTS.md "Stream
+     * rate"). */
     (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
     (void)mallopt(M_MMAP_THRESHOLD, 8 << 20);
     if (rpc_client_open(&cfg, ret, &err) < 0)

@@ -596,7 +596,7 @@ static int serve(const struct serve_opts *o)
      * TLS staging slices of a 1 MiB message): each message's memory was faulted in again, page
      * by page, and each madvise shot down TLB entries on the other CPU. 4 MiB covers the
      * messages in flight (core/server-stream.c: a 2 MiB budget) and their encrypted copies.
-     * Measured: server CPU for a 1 GiB stream 1.37-1.50 s -> 0.74-0.82 s (bench/RESULTS.md
+     * Measured: server CPU for a 1 GiB stream 1.4-1.6 s -> 0.7-0.8 s (bench/RESULTS.md
      * "Stream rate"). Setting it also fixes the mmap threshold at 128 KiB (no dynamic growth):
      * the chunk buffers above that are pooled (core/rpc-pool.c). */
     (void)mallopt(M_TRIM_THRESHOLD, 4 << 20);
