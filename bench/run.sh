@@ -376,8 +376,8 @@ fi
 # The rate against three baselines, each a new process timed from spawn to exit like `runjob
 # stream`: ssh at its default cipher, ssh at its fastest (AES-GCM: no separate MAC, AES
 # instructions; aes128 and aes256 both run, the faster counts), and the TLS ceiling
-# (bench/bench_tls: OpenSSL alone, TLS 1.3 AES-128-GCM as gRPC negotiates it, one sender and one
-# reader process over loopback, 16 KiB records, no gRPC). Rounds alternate all five, best of 3.
+# (bench/bench_tls: OpenSSL alone, TLS 1.3 AES-128-GCM, the suite our server picks, one sender
+# and one reader process over loopback, 16 KiB records, no gRPC). Rounds alternate all five, best of 3.
 # BENCH_PARTS=rate runs these rows alone.
 if part stream || part rate; then
 id=$("$RUNJOB" start /usr/bin/head -c "$STREAM_SIZE" /dev/zero) || die "start failed"

@@ -31,6 +31,7 @@ static const char tls_config[] = "openssl_conf = runjob_openssl\n"
                                  "system_default = runjob_tls\n"
                                  "[runjob_tls]\n"
                                  "Protocol = -ALL, TLSv1.3\n"
+                                 "Options = ServerPreference\n"
                                  "Ciphersuites = " TLS_CIPHERSUITES "\n";
 
 const char *tls_openssl_version(void)

@@ -160,6 +160,9 @@ fi
 expect_match "tls: TLS 1.3 session negotiates an allowed suite" \
     'New, TLSv1\.3, Cipher is TLS_(AES_256_GCM_SHA384|AES_128_GCM_SHA256|CHACHA20_POLY1305_SHA256)' "$(txt "$P.ok13")"
 expect_match "tls: ALPN h2 negotiated" 'ALPN protocol: h2' "$(txt "$P.ok13")"
+# s_client lists AES-256-GCM first; the server's order (AES-128-GCM first) decides.
+expect_match "tls: the server's suite order wins: AES-128-GCM" \
+    'New, TLSv1\.3, Cipher is TLS_AES_128_GCM_SHA256' "$(txt "$P.ok13")"
 expect_match "tls: server certificate is ECDSA P-256" 'Server public key is 256 bit' "$(txt "$P.ok13")"
 for s in TLS_AES_256_GCM_SHA384 TLS_AES_128_GCM_SHA256 TLS_CHACHA20_POLY1305_SHA256; do
     if h2_probe "$RJ_PORT" "$P.$s" -tls1_3 -ciphersuites "$s" -cert "$C/alice-cert.pem" -key "$C/alice-key.pem"; then
