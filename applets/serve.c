@@ -48,9 +48,10 @@ struct serve_opts {
     const char *audit_log;
     const char *metrics_file;
     int64_t metrics_interval_ms;
-    const char *uid_range;     /* --job-uid-range as given, or NULL */
-    uid_t uid_first, uid_last; /* every job a uid of its own from these (0: one user for all) */
-    uid_t uid;                 /* --job-user resolved (check_opts) */
+    int64_t heap_trim_interval_ms; /* < 0: never */
+    const char *uid_range;         /* --job-uid-range as given, or NULL */
+    uid_t uid_first, uid_last;     /* every job a uid of its own from these (0: one user for all) */
+    uid_t uid;                     /* --job-user resolved (check_opts) */
     gid_t gid;
 };
 
@@ -122,8 +123,7 @@ static const char usage[] =
     "      --stop-signal SIG            a Stop's first signal when it names none, and the one\n"
     "                                   jobs get at shutdown: TERM, QUIT, INT, 15 ... (TERM)\n"
     "      --stop-grace DURATION        default wait between that signal and the kill: 500ms,\n"
-    "                                   10s, 1m (10s)\n"
-    "                                   (default 10s)\n"
+    "                                   10s, 1m (default 10s)\n"
     "      --max-running-jobs-per-user N  (default 64; 0 = no cap)\n"
     "      --log-format text|json       (default text)\n"
     "      --log-level error|warn|info|debug  (default info)\n"
@@ -132,6 +132,9 @@ static const char usage[] =
     "                                   --metrics-interval (for node_exporter's textfile\n"
     "                                   collector; default: none)\n"
     "      --metrics-interval DURATION  how often: 1s .. 1h (default 15s)\n"
+    "      --heap-trim-interval DURATION  how often memory freed after a burst (connections,\n"
+    "                                   streams) goes back to the system: 1s .. 1h, or 0\n"
+    "                                   for never (default 30s)\n"
     "  -h, --help                       this text\n"
     "\n"
     "SIZE takes K, M, G, T or KiB, MiB, GiB, TiB (x1024), or KB, MB, GB, TB (x1000), as the\n"
@@ -163,6 +166,7 @@ enum {
     OPT_STOP_SIGNAL,
     OPT_MAX_RUNNING,
     OPT_LOG_FORMAT,
+    OPT_HEAP_TRIM_INTERVAL,
     OPT_LOG_LEVEL,
     OPT_AUDIT_LOG,
     OPT_METRICS_FILE,
@@ -201,6 +205,7 @@ static const struct option long_opts[] = {
     {"audit-log", required_argument, NULL, OPT_AUDIT_LOG},
     {"metrics-file", required_argument, NULL, OPT_METRICS_FILE},
     {"metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL},
+    {"heap-trim-interval", required_argument, NULL, OPT_HEAP_TRIM_INTERVAL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -452,6 +457,15 @@ static int parse_flags(int argc, char **argv, struct serve_opts *o)
                 o->metrics_interval_ms < 1000 || o->metrics_interval_ms > 3600 * 1000)
                 return bad("--metrics-interval", optarg, "want a duration from 1s to 1h, e.g. 15s");
             break;
+        case OPT_HEAP_TRIM_INTERVAL:
+            if (fmt_parse_duration(optarg, &o->heap_trim_interval_ms) < 0 ||
+                (o->heap_trim_interval_ms != 0 &&
+                 (o->heap_trim_interval_ms < 1000 || o->heap_trim_interval_ms > 3600 * 1000)))
+                return bad("--heap-trim-interval", optarg,
+                           "want 0 (never) or a duration from 1s to 1h, e.g. 30s");
+            if (o->heap_trim_interval_ms == 0)
+                o->heap_trim_interval_ms = -1;
+            break;
         case OPT_AUDIT_LOG:
             o->audit_log = optarg;
             break;
@@ -639,6 +653,7 @@ static int serve(const struct serve_opts *o)
     cfg.audit_json = o->log_format == LOG_FORMAT_JSON;
     cfg.metrics_path = o->metrics_file;
     cfg.metrics_interval_ms = o->metrics_interval_ms;
+    cfg.heap_trim_interval_ms = o->heap_trim_interval_ms;
     r = server_new(&cfg, &srv, errbuf, sizeof(errbuf));
     if (r < 0) {
         log_errno(r, "cannot %s", errbuf[0] ? errbuf : "start the server");
@@ -682,6 +697,7 @@ int applet_serve_main(int argc, char **argv)
         .log_format = LOG_FORMAT_TEXT,
         .log_level = LOG_INFO,
         .metrics_interval_ms = SERVER_METRICS_PERIOD_MS,
+        .heap_trim_interval_ms = SERVER_HEAP_TRIM_PERIOD_MS,
     };
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int r;

@@ -17,6 +17,8 @@
 struct server;
 
 #define SERVER_METRICS_PERIOD_MS 15000
+/* How often the running server hands malloc's free pages back to the kernel. */
+#define SERVER_HEAP_TRIM_PERIOD_MS 30000
 
 struct server_config {
     const char *host;   /* "localhost", "127.0.0.1", "::1", "0.0.0.0", a name */
@@ -25,11 +27,12 @@ struct server_config {
     const char *cert_pem;
     const char *key_pem;
     struct rpc_policy policy;
-    struct jm *manager;          /* the jobs served; the caller's, freed after the server */
-    int audit_fd;                /* audit lines go here (one write(2) each) */
-    const char *audit_path;      /* the file behind audit_fd, reopened on SIGHUP; NULL = none */
-    const char *metrics_path;    /* rewritten every metrics_interval_ms; NULL = none */
-    int64_t metrics_interval_ms; /* 0 = SERVER_METRICS_PERIOD_MS */
+    struct jm *manager;            /* the jobs served; the caller's, freed after the server */
+    int audit_fd;                  /* audit lines go here (one write(2) each) */
+    const char *audit_path;        /* the file behind audit_fd, reopened on SIGHUP; NULL = none */
+    const char *metrics_path;      /* rewritten every metrics_interval_ms; NULL = none */
+    int64_t metrics_interval_ms;   /* 0 = SERVER_METRICS_PERIOD_MS */
+    int64_t heap_trim_interval_ms; /* 0 = SERVER_HEAP_TRIM_PERIOD_MS; < 0 = never */
     bool audit_json;
 };
 

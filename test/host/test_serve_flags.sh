@@ -32,6 +32,8 @@ serve_refuses "grace above an hour" "--stop-grace" --stop-grace 2h
 serve_refuses "grace not a duration" "--stop-grace" --stop-grace soon
 serve_refuses "stop signal unknown" "--stop-signal" --stop-signal SIGNOPE
 serve_refuses "metrics interval too short" "--metrics-interval" --metrics-interval 100ms
+serve_refuses "heap trim interval too short" "--heap-trim-interval" --heap-trim-interval 100ms
+serve_refuses "heap trim interval too long" "--heap-trim-interval" --heap-trim-interval 2h
 serve_refuses "job user root" "root" --job-user 0
 serve_refuses "job user unknown" "--job-user" --job-user no-such-user-here
 serve_refuses "job user bad gid" "--job-user" --job-user 1000:x
