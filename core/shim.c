@@ -75,8 +75,9 @@ static void *read_spec(int fd, size_t *ret_len)
 
 /* Every disposition back to SIG_DFL, the realtime signals glibc keeps for itself (32, 33)
  * included: glibc's signal() and sigaction() refuse those, and SIG_IGN survives exec, so a
- * server started with one of them ignored passed it on to every job. Raw rt_sigaction: async-
- * signal-safe, so also usable in the command's child. SIGKILL and SIGSTOP fail: fine. */
+ * server started with one of them ignored passed it on to every job. An inherited SIG_IGN of
+ * SIGCHLD would also make the kernel reap the command itself. SIGKILL and SIGSTOP fail: fine.
+ * 64 syscalls: done once per exec'd shim or template, never per forked process. */
 static void reset_signal_dispositions(void)
 {
     struct {
@@ -90,13 +91,13 @@ static void reset_signal_dispositions(void)
         (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
 }
 
+/* The shim's signals: the dispositions were reset before (shim_run, or once in the template,
+ * whose forks inherit them); the forwarded ones and SIGCHLD blocked and read on a signalfd. */
 static int setup_signals(void)
 {
     sigset_t set;
     int fd;
 
-    /* An inherited SIG_IGN of SIGCHLD would make the kernel reap the command itself. */
-    reset_signal_dispositions();
     sigemptyset(&set);
     for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
         sigaddset(&set, forwarded[i]);
@@ -234,7 +235,8 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
     if (setsid() < 0)
         die(SHIMPROTO_STEP_SETSID, errno);
 
-    reset_signal_dispositions(); /* the shim did it too; nothing here may have changed them */
+    /* The dispositions are the shim's: all default (shim_run, shim_run_template), and the shim
+     * sets no handler. Only the mask is to clear. */
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
         die(SHIMPROTO_STEP_SIGNAL_RESET, errno);
@@ -512,6 +514,7 @@ int shim_run_template(void)
     _cleanup_(scmp_filter_freep) struct scmp_filter *filter = NULL;
     int r;
 
+    reset_signal_dispositions();
     r = scmp_filter_new(&filter);
     if (r < 0)
         return 1; /* the server sees EOF on its first request and execs its shims */
@@ -566,6 +569,8 @@ __attribute__((noreturn)) void shim_run(bool host_net)
     struct scmp_filter *filter;
     int r;
 
+    /* Once here, for every shim it forks: they and their commands inherit the defaults. */
+    reset_signal_dispositions();
     r = scmp_filter_new(&filter);
     if (r < 0)
         die(SHIMPROTO_STEP_SECCOMP_BUILD, -r);
