@@ -94,6 +94,23 @@ static void reset_signal_dispositions(void)
 
 /* The shim's signals: the dispositions were reset before (shim_run, or once in the template,
  * whose forks inherit them); the forwarded ones and SIGCHLD blocked and read on a signalfd. */
+/* Empties the capability bounding set, which every process forked from here inherits: it
+ * keeps a root job (or a setuid-root binary, were no_new_privs ever lifted) from gaining any
+ * capability at exec. It limits only what an exec may grant, not the capabilities this process
+ * has, and neither a shim nor the template execs anything; so it is done once per exec'd shim
+ * or template (each PR_CAPBSET_DROP makes new credentials), never per job. Needs CAP_SETPCAP.
+ * Returns 0 or -errno. */
+static int drop_bounding_set(void)
+{
+    for (int cap = 0; cap < 64; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL)
+                return 0; /* past the last capability this kernel knows */
+            return -errno;
+        }
+    return 0;
+}
+
 static int setup_signals(void)
 {
     sigset_t set;
@@ -257,14 +274,7 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
     if (close_range(SHIMPROTO_FD_SYNC + 1, ~0U, 0) < 0)
         die(SHIMPROTO_STEP_FDS, errno);
 
-    /* Needs CAP_SETPCAP, so before setuid. An empty bounding set also keeps a root job (or a
-     * setuid-root binary, were no_new_privs ever lifted) from gaining any capability at exec. */
-    for (int cap = 0; cap < 64; cap++)
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
-            if (errno == EINVAL)
-                break; /* past the last capability this kernel knows */
-            die(SHIMPROTO_STEP_CAPBSET, errno);
-        }
+    /* The bounding set is empty already: the shim's, inherited (drop_bounding_set). */
     /* Raw syscalls: this process's credentials and nothing else, whatever glibc believes. */
     if (syscall(SYS_setgroups, 0, NULL) < 0)
         die(SHIMPROTO_STEP_SETGROUPS, errno);
@@ -571,8 +581,11 @@ int shim_run_template(void)
     _cleanup_(scmp_filter_freep) struct scmp_filter *filter = NULL;
     int r;
 
-    /* Once here, for every shim it forks: they and their commands inherit the defaults. */
+    /* Once here, for every shim it forks: they and their commands inherit the defaults and the
+     * empty bounding set. */
     reset_signal_dispositions();
+    if (drop_bounding_set() < 0)
+        return 1;
     r = scmp_filter_new(&filter);
     if (r < 0)
         return 1; /* the server sees EOF on its first request and execs its shims */
@@ -628,6 +641,9 @@ __attribute__((noreturn)) void shim_run(bool host_net)
     int r;
 
     reset_signal_dispositions();
+    r = drop_bounding_set();
+    if (r < 0)
+        die(SHIMPROTO_STEP_CAPBSET, -r);
     r = scmp_filter_new(&filter);
     if (r < 0)
         die(SHIMPROTO_STEP_SECCOMP_BUILD, -r);
