@@ -78,7 +78,7 @@ int applet_attach_main(int argc, char **argv)
      * has `runjob stream` for the past. */
     if ((r = client_tail_offset(&o, c, &f, 0, &f.offset)) != 0)
         return r;
-    if ((r = client_input_start(&o, c, id, tty, &in)) != 0)
+    if ((r = client_input_start(&o, c, id, tty, false, &in)) != 0)
         return r;
     if (tty)
         fprintf(stderr, "%s: attached to job %s; ~. detaches\r\n", o.prog, id);

@@ -192,7 +192,7 @@ static void *input_main(void *arg)
 }
 
 int client_input_start(const struct client_opts *o, struct rpc_client *c, const char *id, bool tty,
-                       struct client_input **ret)
+                       bool just_started, struct client_input **ret)
 {
     struct client_input *in = calloc(1, sizeof(*in));
     struct rpc_error err = {0};
@@ -217,6 +217,10 @@ int client_input_start(const struct client_opts *o, struct rpc_client *c, const 
     }
     if (rpc_client_input_open(c, id, rows, cols, &in->call, &err) < 0) {
         client_input_stop(in);
+        if (just_started && err.code == RPC_FAILED_PRECONDITION) {
+            *ret = NULL; /* it ended already: its output and exit code are still to follow */
+            return 0;
+        }
         return client_fail(o, &err);
     }
     if (tty && raw_terminal() < 0) {

@@ -1375,7 +1375,7 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
         struct client_input *in = NULL;
         (void)fflush(stdout);
         if (run && (s.interactive || s.tty) &&
-            (r = client_input_start(&o, c, job->id, s.tty, &in)) != 0) {
+            (r = client_input_start(&o, c, job->id, s.tty, true, &in)) != 0) {
             stop_job(&o, c, job->id, 0); /* it would wait for input that never comes */
             goto done;
         }

@@ -365,9 +365,12 @@ struct client_input;
  * terminal goes into raw mode until client_input_stop (or exit, or a fatal signal), its size
  * goes with every SIGWINCH (blocked by client_block_signals), and `~.` typed at the start of a
  * line detaches (client_input_detached; the followed output is cancelled). EOF on our stdin
- * ends the job's. 0, or the exit code with the error printed. */
+ * ends the job's. just_started: the job was started by this client with input, so a stdin
+ * already closed (FAILED_PRECONDITION: a short job can end before the Input call claims it)
+ * is no error: *ret is NULL, nothing is passed, and the caller follows the output as usual.
+ * 0, or the exit code with the error printed. */
 int client_input_start(const struct client_opts *o, struct rpc_client *c, const char *id, bool tty,
-                       struct client_input **ret);
+                       bool just_started, struct client_input **ret);
 /* Restores the terminal, ends the thread (and the call: the job's stdin stays open unless our
  * EOF closed it). NULL-safe. */
 void client_input_stop(struct client_input *in);

@@ -34,6 +34,7 @@
 
 #include "seccomp.h"
 #include "shimproto.h"
+#include "tsan.h"
 
 /* Signals a stop (or a user) sends to the shim and the shim passes on to the command's group.
  * Synchronous signals (SEGV, BUS, ...) stay unblocked: they are the shim's own. */
@@ -75,8 +76,9 @@ static void *read_spec(int fd, size_t *ret_len)
 
 /* Every disposition back to SIG_DFL, the realtime signals glibc keeps for itself (32, 33)
  * included: glibc's signal() and sigaction() refuse those, and SIG_IGN survives exec, so a
- * server started with one of them ignored passed it on to every job. Raw rt_sigaction: async-
- * signal-safe, so also usable in the command's child. SIGKILL and SIGSTOP fail: fine. */
+ * server started with one of them ignored passed it on to every job. An inherited SIG_IGN of
+ * SIGCHLD would also make the kernel reap the command itself. SIGKILL and SIGSTOP fail: fine.
+ * 64 syscalls: done once per exec'd shim or template, never per forked process. */
 static void reset_signal_dispositions(void)
 {
     struct {
@@ -90,13 +92,30 @@ static void reset_signal_dispositions(void)
         (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
 }
 
+/* The shim's signals: the dispositions were reset before (shim_run, or once in the template,
+ * whose forks inherit them); the forwarded ones and SIGCHLD blocked and read on a signalfd. */
+/* Empties the capability bounding set, which every process forked from here inherits: it
+ * keeps a root job (or a setuid-root binary, were no_new_privs ever lifted) from gaining any
+ * capability at exec. It limits only what an exec may grant, not the capabilities this process
+ * has, and neither a shim nor the template execs anything; so it is done once per exec'd shim
+ * or template (each PR_CAPBSET_DROP makes new credentials), never per job. Needs CAP_SETPCAP.
+ * Returns 0 or -errno. */
+static int drop_bounding_set(void)
+{
+    for (int cap = 0; cap < 64; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL)
+                return 0; /* past the last capability this kernel knows */
+            return -errno;
+        }
+    return 0;
+}
+
 static int setup_signals(void)
 {
     sigset_t set;
     int fd;
 
-    /* An inherited SIG_IGN of SIGCHLD would make the kernel reap the command itself. */
-    reset_signal_dispositions();
     sigemptyset(&set);
     for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
         sigaddset(&set, forwarded[i]);
@@ -212,11 +231,20 @@ static void take_stdin(int fd, bool tty)
     (void)close(fd);
 }
 
-/* The command's process, from the fork to its exec: never returns. Everything that does not
+/* The command's process, from the clone to its exec: never returns. Everything that does not
  * depend on the command comes before the go (for a job made ahead, before its Start even
  * arrives): its group, signals, fds, resource limits, credentials, no_new_privs and the seccomp
  * filter. Then it waits for the go itself, reads the spec, enters the working directory and
- * execs. */
+ * execs.
+ *
+ * It runs in the shim's memory (CLONE_VM) while the shim is suspended (CLONE_VFORK), on a stack
+ * of its own, with its own fd table, signal dispositions and credentials (start_command). The
+ * shim is single-threaded and suspended in clone() meanwhile, holding no lock, so this child
+ * alone uses the shared memory: malloc (the spec) is safe, and what it allocates stays behind
+ * in the shim's heap. errno is shared (same TLS): the shim reads it after the clone only when
+ * the clone failed. Credentials change through raw syscalls (this process's, whatever glibc
+ * believes); nothing here calls raise(), abort() or pthread_* (libc's cached TID is the
+ * shim's); a failure is die(): write + _exit of this child alone. */
 __attribute__((noreturn)) static void command_main(const struct shimproto_prep *prep,
                                                    struct scmp_filter *filter, bool host_net)
 {
@@ -234,7 +262,8 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
     if (setsid() < 0)
         die(SHIMPROTO_STEP_SETSID, errno);
 
-    reset_signal_dispositions(); /* the shim did it too; nothing here may have changed them */
+    /* The dispositions are the shim's: all default (shim_run, shim_run_template), and the shim
+     * sets no handler. Only the mask is to clear. */
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
         die(SHIMPROTO_STEP_SIGNAL_RESET, errno);
@@ -245,14 +274,7 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
     if (close_range(SHIMPROTO_FD_SYNC + 1, ~0U, 0) < 0)
         die(SHIMPROTO_STEP_FDS, errno);
 
-    /* Needs CAP_SETPCAP, so before setuid. An empty bounding set also keeps a root job (or a
-     * setuid-root binary, were no_new_privs ever lifted) from gaining any capability at exec. */
-    for (int cap = 0; cap < 64; cap++)
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
-            if (errno == EINVAL)
-                break; /* past the last capability this kernel knows */
-            die(SHIMPROTO_STEP_CAPBSET, errno);
-        }
+    /* The bounding set is empty already: the shim's, inherited (drop_bounding_set). */
     /* Raw syscalls: this process's credentials and nothing else, whatever glibc believes. */
     if (syscall(SYS_setgroups, 0, NULL) < 0)
         die(SHIMPROTO_STEP_SETGROUPS, errno);
@@ -370,23 +392,68 @@ static void mount_private_dev(void)
             die(SHIMPROTO_STEP_MOUNT_DEV, errno);
 }
 
-/* Forks the command's process (command_main). Every signal is blocked across the fork so that
- * none is handled in the child before it resets dispositions; the child sets its own mask.
- * Returns the child's pid. */
-static pid_t start_command(const struct shimproto_prep *prep, struct scmp_filter *filter,
-                           bool host_net)
+/* The command's stack: far more than command_main needs (a few KiB); untouched pages cost
+ * nothing. */
+#define CMD_STACK_SIZE (256u << 10)
+
+/* Maps the command's stack with a guard page below it, before the prep (off the Start's path):
+ * an overflow faults instead of running into the shim's memory. Returns its top. */
+static void *map_command_stack(void)
 {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, page + CMD_STACK_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+
+    if (p == MAP_FAILED)
+        die(SHIMPROTO_STEP_FORK, errno);
+    if (mprotect(p, page, PROT_NONE) < 0)
+        die(SHIMPROTO_STEP_FORK, errno);
+    return p + page + CMD_STACK_SIZE;
+}
+
+struct command_args {
+    const struct shimproto_prep *prep;
+    struct scmp_filter *filter;
+    bool host_net;
+};
+
+static int command_clone_main(void *arg)
+{
+    const struct command_args *a = arg;
+
+    command_main(a->prep, a->filter, a->host_net);
+}
+
+/* Starts the command's process (command_main) the way posix_spawn does: clone(CLONE_VM |
+ * CLONE_VFORK) on its own stack, so that the shim's address space is neither copied (page
+ * tables, then copy-on-write faults in both processes) nor torn down at the command's exec.
+ * The shim stays suspended until the command has exec'd or exited; it has nothing to do before
+ * (signals for the command wait on its signalfd). Every signal is blocked across the clone so
+ * that none is handled in the child before its mask is set. Returns the child's pid. */
+static pid_t start_command(void *stack_top, const struct shimproto_prep *prep,
+                           struct scmp_filter *filter, bool host_net)
+{
+    struct command_args a = {.prep = prep, .filter = filter, .host_net = host_net};
     sigset_t all, old;
     pid_t pid;
+    int err;
 
     sigfillset(&all);
     if (sigprocmask(SIG_SETMASK, &all, &old) < 0)
         die(SHIMPROTO_STEP_FORK, errno);
+#if RUNJOB_TSAN
+    /* TSan's clone interceptor wraps the call in its fork handling (it locks its state, the
+     * child unlocks and resets it), which with shared memory the shim would redo: forked. */
+    (void)stack_top;
     pid = fork();
     if (pid == 0)
-        command_main(prep, filter, host_net);
+        command_clone_main(&a);
+#else
+    pid = clone(command_clone_main, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+#endif
+    err = errno; /* the child shared errno and may have changed it: only a failure's is ours */
     if (pid < 0)
-        die(SHIMPROTO_STEP_FORK, errno);
+        die(SHIMPROTO_STEP_FORK, err);
     if (sigprocmask(SIG_SETMASK, &old, NULL) < 0)
         die(SHIMPROTO_STEP_FORK, errno);
     return pid;
@@ -427,6 +494,7 @@ static int supervise(int sfd, pid_t cmd)
 __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bool host_net)
 {
     struct shimproto_prep prep;
+    void *stack;
     pid_t cmd;
     int sfd, st;
 
@@ -450,6 +518,7 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     }
     mount_private_dirs(host_net);
     mount_private_dev();
+    stack = map_command_stack();
 
     wait_prep(&prep);
     /* EPIPE: the server went away, and the command's wait for the go sees EOF. */
@@ -463,7 +532,7 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     /* The child makes its own session (and group) first thing; the shim cannot do it for it,
      * and making its group here would keep it from its session. Stops that come meanwhile wait
      * blocked on the signalfd until supervise() forwards them. */
-    cmd = start_command(&prep, filter, host_net);
+    cmd = start_command(stack, &prep, filter, host_net);
     /* The command holds the sync socket until its exec (and reads the go on it); the job's
      * stdio is the command's. */
     (void)close(SHIMPROTO_FD_SYNC);
@@ -512,6 +581,11 @@ int shim_run_template(void)
     _cleanup_(scmp_filter_freep) struct scmp_filter *filter = NULL;
     int r;
 
+    /* Once here, for every shim it forks: they and their commands inherit the defaults and the
+     * empty bounding set. */
+    reset_signal_dispositions();
+    if (drop_bounding_set() < 0)
+        return 1;
     r = scmp_filter_new(&filter);
     if (r < 0)
         return 1; /* the server sees EOF on its first request and execs its shims */
@@ -566,6 +640,10 @@ __attribute__((noreturn)) void shim_run(bool host_net)
     struct scmp_filter *filter;
     int r;
 
+    reset_signal_dispositions();
+    r = drop_bounding_set();
+    if (r < 0)
+        die(SHIMPROTO_STEP_CAPBSET, -r);
     r = scmp_filter_new(&filter);
     if (r < 0)
         die(SHIMPROTO_STEP_SECCOMP_BUILD, -r);

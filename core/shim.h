@@ -6,7 +6,7 @@
 #include <stdbool.h>
 
 /* Runs this process as a shim: builds the seccomp filter, sets its namespaces up, waits for the
- * prep, forks the command's process (in its own process group, as the job user with no
+ * prep, starts the command's process (in its own process group, as the job user with no
  * capabilities, no_new_privs and the filter), forwards stop signals to that group, reaps every
  * zombie and reports how the command ended. A failed step is reported to the server and
  * _exit(127)s. Never returns. */

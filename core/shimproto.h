@@ -50,11 +50,11 @@ enum {
 #define SHIMPROTO_NET_NONE "net=none"
 #define SHIMPROTO_NET_HOST "net=host"
 
-/* The shim's steps. Values travel between processes of one binary. The shim: SIGNALS,
- * SECCOMP_BUILD, MOUNT_PRIVATE, MOUNT_PROC, MOUNT_SYS, LOOPBACK (these two for a private
- * network), MOUNT_TMP, WAIT_PREP, CGROUP_NS, HOSTNAME, FORK; then the command's process: SETSID,
- * SIGNAL_RESET, FDS, CAPBSET, SETGROUPS, SETGID, SETUID, CAPS, RLIMITS, NO_NEW_PRIVS, SECCOMP,
- * WAIT_GO, READ_SPEC, CHDIR, EXEC. */
+/* The shim's steps. Values travel between processes of one binary. The shim: CAPBSET (an exec'd
+ * shim; the template does it once for its forks), SIGNALS, SECCOMP_BUILD, MOUNT_PRIVATE,
+ * MOUNT_PROC, MOUNT_SYS, LOOPBACK (these two for a private network), MOUNT_TMP, WAIT_PREP,
+ * CGROUP_NS, HOSTNAME, FORK; then the command's process: SETSID, SIGNAL_RESET, FDS, SETGROUPS,
+ * SETGID, SETUID, CAPS, RLIMITS, NO_NEW_PRIVS, SECCOMP, WAIT_GO, READ_SPEC, CHDIR, EXEC. */
 enum shimproto_step {
     SHIMPROTO_STEP_NONE = 0,
     SHIMPROTO_STEP_EXEC_SHIM,     /* server's child: execve of the shim binary */
