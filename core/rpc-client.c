@@ -851,7 +851,7 @@ int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, u
     ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[0].data.recv_initial_metadata.recv_initial_metadata = &in->cs.md_initial;
     if (grpc_call_start_batch(in->cs.call, ops, 1, &in->cs.tag_first, NULL) != GRPC_CALL_OK) {
-        in->cs.end_done = true;
+        in->cs.first_done = in->cs.end_done = true; /* nothing to pluck */
         rpc_client_input_free(in);
         rpc_error_set(err, RPC_INTERNAL, "cannot start the input call");
         return -1;
@@ -861,9 +861,7 @@ int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, u
     ops[0].data.recv_message.recv_message = &in->reply;
     call_status_op(&in->cs, &ops[1]);
     if (grpc_call_start_batch(in->cs.call, ops, 2, &in->cs.tag_end, NULL) != GRPC_CALL_OK) {
-        (void)grpc_call_cancel(in->cs.call, NULL);
-        call_pluck(&in->cs, &in->cs.tag_first);
-        in->cs.end_done = true;
+        in->cs.end_done = true; /* the free cancels the call and plucks the first batch */
         rpc_client_input_free(in);
         rpc_error_set(err, RPC_INTERNAL, "cannot start the input call");
         return -1;
