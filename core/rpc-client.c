@@ -45,7 +45,10 @@ struct rpc_client {
     struct rpc_peer peer; /* for messages */
 };
 
-struct rpc_stream {
+/* What the Stream and Input calls hold alike: a call of their own on a pluck queue of its own,
+ * where its metadata and status land, and its two standing batches: the first (up to the
+ * server's initial metadata) and the end (the status). */
+struct call_state {
     struct rpc_client *c;
     grpc_completion_queue *cq;
     grpc_call *call;
@@ -54,21 +57,25 @@ struct rpc_stream {
     grpc_status_code status;
     grpc_slice details;
     const char *error_string;
+    int64_t start_ms;          /* clock_ms(CLOCK_MONOTONIC) at open */
+    char tag_first, tag_end;   /* distinct, stable tags */
+    bool first_done, end_done; /* plucked (or never started) */
+};
+
+struct rpc_stream {
+    struct call_state cs;
     grpc_byte_buffer *recv; /* the message the current chunk points into */
     grpc_slice flat;        /* its single slice when it has one (a reference) */
     bool flat_set;
     uint8_t *buf; /* otherwise its bytes, gathered here (one copy) */
     size_t buf_cap;
     Runjob__V1__JobStatus *final_status;
-    bool initial_done; /* batch 1 plucked */
-    bool status_done;  /* RECV_STATUS_ON_CLIENT plucked */
     bool ended;
-    bool answered;    /* a message has come: the connection worked */
-    int64_t start_ms; /* clock_ms(CLOCK_MONOTONIC) at open */
-    int end_result;   /* 0 or -1 once ended */
+    bool answered;  /* a message has come: the connection worked */
+    int end_result; /* 0 or -1 once ended */
     struct rpc_error end_err;
     /* Distinct, stable tags: addresses inside this struct. */
-    char tag_initial, tag_status, tag_recv;
+    char tag_recv;
 };
 
 /* ---- channel ----------------------------------------------------------------------------- */
@@ -506,6 +513,66 @@ int rpc_client_jobmanager_list(struct rpc_client *c, Jobmanager__V1__JobStatusLi
                  &jobmanager__v1__job_status_list__descriptor, (ProtobufCMessage **)ret, err);
 }
 
+/* ---- calls that last as long as the job ------------------------------------------------- */
+
+/* Creates the call of method m, with no deadline: it lasts as long as the job. */
+static void call_open(struct call_state *cs, struct rpc_client *c, enum rpc_method m)
+{
+    cs->c = c;
+    cs->start_ms = clock_ms(CLOCK_MONOTONIC);
+    cs->cq = grpc_completion_queue_create_for_pluck(NULL);
+    cs->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                                   cs->cq, c->methods[m],
+                                                   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    cs->details = grpc_empty_slice();
+    cs->status = GRPC_STATUS_UNKNOWN;
+    grpc_metadata_array_init(&cs->md_initial);
+    grpc_metadata_array_init(&cs->md_trailing);
+}
+
+/* The RECV_STATUS_ON_CLIENT op into cs: what reports every way the call can end. */
+static void call_status_op(struct call_state *cs, grpc_op *op)
+{
+    op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op->data.recv_status_on_client.trailing_metadata = &cs->md_trailing;
+    op->data.recv_status_on_client.status = &cs->status;
+    op->data.recv_status_on_client.status_details = &cs->details;
+    op->data.recv_status_on_client.error_string = &cs->error_string;
+}
+
+static void call_pluck(struct call_state *cs, void *tag)
+{
+    (void)grpc_completion_queue_pluck(cs->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+}
+
+/* The call's failed status in err, with the time since its open. */
+static void call_describe(const struct call_state *cs, struct rpc_call_facts *f,
+                          struct rpc_error *err)
+{
+    f->elapsed_ms = clock_ms(CLOCK_MONOTONIC) - cs->start_ms;
+    describe_slice(cs->c, cs->status, cs->details, cs->error_string, f, err);
+}
+
+/* Frees what call_open made; a call still under way is cancelled and its batches plucked. */
+static void call_close(struct call_state *cs)
+{
+    if (cs->call) {
+        if (!cs->first_done || !cs->end_done)
+            (void)grpc_call_cancel(cs->call, NULL);
+        if (!cs->first_done)
+            call_pluck(cs, &cs->tag_first);
+        if (!cs->end_done)
+            call_pluck(cs, &cs->tag_end);
+        grpc_call_unref(cs->call);
+    }
+    grpc_metadata_array_destroy(&cs->md_initial);
+    grpc_metadata_array_destroy(&cs->md_trailing);
+    grpc_slice_unref(cs->details);
+    gpr_free((void *)cs->error_string);
+    if (cs->cq)
+        cq_drain_destroy(cs->cq);
+}
+
 /* ---- streams ----------------------------------------------------------------------------- */
 
 static int stream_open(struct rpc_client *c, enum rpc_method m, const ProtobufCMessage *req,
@@ -533,17 +600,7 @@ static int stream_open(struct rpc_client *c, enum rpc_method m, const ProtobufCM
         rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
     }
-    s->c = c;
-    s->start_ms = clock_ms(CLOCK_MONOTONIC);
-    s->cq = grpc_completion_queue_create_for_pluck(NULL);
-    /* No deadline: a followed stream lasts as long as the job. */
-    s->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq,
-                                                  c->methods[m], gpr_inf_future(GPR_CLOCK_REALTIME),
-                                                  NULL);
-    s->details = grpc_empty_slice();
-    s->status = GRPC_STATUS_UNKNOWN;
-    grpc_metadata_array_init(&s->md_initial);
-    grpc_metadata_array_init(&s->md_trailing);
+    call_open(&s->cs, c, m);
 
     grpc_byte_buffer *send = pack(req);
     memset(ops, 0, sizeof(ops));
@@ -552,36 +609,27 @@ static int stream_open(struct rpc_client *c, enum rpc_method m, const ProtobufCM
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->md_initial;
-    grpc_call_error ce = grpc_call_start_batch(s->call, ops, 4, &s->tag_initial, NULL);
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->cs.md_initial;
+    grpc_call_error ce = grpc_call_start_batch(s->cs.call, ops, 4, &s->cs.tag_first, NULL);
     grpc_byte_buffer_destroy(send); /* the batch took its own reference */
     if (ce != GRPC_CALL_OK) {
         rpc_error_set(err, RPC_INTERNAL, "cannot start the stream (grpc call error %d)", (int)ce);
-        s->initial_done = s->status_done = true;
+        s->cs.first_done = s->cs.end_done = true;
         rpc_client_stream_free(s);
         return -1;
     }
     /* The status batch goes in at once: it is what reports every way the call can end. */
     memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[0].data.recv_status_on_client.trailing_metadata = &s->md_trailing;
-    ops[0].data.recv_status_on_client.status = &s->status;
-    ops[0].data.recv_status_on_client.status_details = &s->details;
-    ops[0].data.recv_status_on_client.error_string = &s->error_string;
-    ce = grpc_call_start_batch(s->call, ops, 1, &s->tag_status, NULL);
+    call_status_op(&s->cs, &ops[0]);
+    ce = grpc_call_start_batch(s->cs.call, ops, 1, &s->cs.tag_end, NULL);
     if (ce != GRPC_CALL_OK) {
         rpc_error_set(err, RPC_INTERNAL, "cannot start the stream (grpc call error %d)", (int)ce);
-        s->status_done = true;
+        s->cs.end_done = true;
         rpc_client_stream_free(s);
         return -1;
     }
     *ret = s;
     return 0;
-}
-
-static void pluck(struct rpc_stream *s, void *tag)
-{
-    (void)grpc_completion_queue_pluck(s->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 }
 
 /* Drops what the previous chunk pointed into. */
@@ -646,17 +694,16 @@ static int flatten(struct rpc_stream *s, const uint8_t **ret_p, size_t *ret_len)
 
 static int stream_end(struct rpc_stream *s, struct rpc_error *err)
 {
-    if (!s->status_done) {
-        pluck(s, &s->tag_status);
-        s->status_done = true;
+    if (!s->cs.end_done) {
+        call_pluck(&s->cs, &s->cs.tag_end);
+        s->cs.end_done = true;
     }
     s->ended = true;
-    if (s->status == GRPC_STATUS_OK) {
+    if (s->cs.status == GRPC_STATUS_OK) {
         s->end_result = 0;
     } else {
-        struct rpc_call_facts f = {.elapsed_ms = clock_ms(CLOCK_MONOTONIC) - s->start_ms,
-                                   .answered = s->answered};
-        describe_slice(s->c, s->status, s->details, s->error_string, &f, &s->end_err);
+        struct rpc_call_facts f = {.answered = s->answered};
+        call_describe(&s->cs, &f, &s->end_err);
         s->end_result = -1;
     }
     if (s->end_result < 0 && err)
@@ -678,16 +725,16 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
             *err = s->end_err;
         return s->end_result;
     }
-    if (!s->initial_done) {
-        pluck(s, &s->tag_initial);
-        s->initial_done = true;
+    if (!s->cs.first_done) {
+        call_pluck(&s->cs, &s->cs.tag_first);
+        s->cs.first_done = true;
     }
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &s->recv;
-    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_recv, NULL) != GRPC_CALL_OK)
+    if (grpc_call_start_batch(s->cs.call, &op, 1, &s->tag_recv, NULL) != GRPC_CALL_OK)
         return stream_end(s, err);
-    pluck(s, &s->tag_recv);
+    call_pluck(&s->cs, &s->tag_recv);
     if (!s->recv) /* end of stream, or the call failed: the status tells which */
         return stream_end(s, err);
     s->answered = true;
@@ -696,7 +743,8 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
     if (r >= 0)
         r = rpc_chunk_parse(p, len, &chunk);
     if (r < 0) {
-        grpc_call_cancel_with_status(s->call, GRPC_STATUS_DATA_LOSS, "malformed OutputChunk", NULL);
+        grpc_call_cancel_with_status(s->cs.call, GRPC_STATUS_DATA_LOSS, "malformed OutputChunk",
+                                     NULL);
         (void)stream_end(s, NULL);
         s->end_result = -1;
         rpc_error_set(&s->end_err, RPC_DATA_LOSS, "the server sent a malformed output chunk");
@@ -711,8 +759,8 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
 
 void rpc_client_stream_cancel(struct rpc_stream *s)
 {
-    if (s && s->call)
-        (void)grpc_call_cancel(s->call, NULL);
+    if (s && s->cs.call)
+        (void)grpc_call_cancel(s->cs.call, NULL);
 }
 
 void rpc_client_stream_free(struct rpc_stream *s)
@@ -720,21 +768,7 @@ void rpc_client_stream_free(struct rpc_stream *s)
     if (!s)
         return;
     release_current(s);
-    if (s->call) {
-        if (!s->status_done)
-            (void)grpc_call_cancel(s->call, NULL);
-        if (!s->initial_done)
-            pluck(s, &s->tag_initial);
-        if (!s->status_done)
-            pluck(s, &s->tag_status);
-        grpc_call_unref(s->call);
-    }
-    grpc_metadata_array_destroy(&s->md_initial);
-    grpc_metadata_array_destroy(&s->md_trailing);
-    grpc_slice_unref(s->details);
-    gpr_free((void *)s->error_string);
-    if (s->cq)
-        cq_drain_destroy(s->cq);
+    call_close(&s->cs);
     free(s->buf);
     free(s);
 }
@@ -742,17 +776,10 @@ void rpc_client_stream_free(struct rpc_stream *s)
 /* ---- Input ------------------------------------------------------------------------------- */
 
 struct rpc_input {
-    struct rpc_client *c;
-    grpc_completion_queue *cq;
-    grpc_call *call;
-    grpc_metadata_array md_initial, md_trailing;
-    grpc_status_code status;
-    grpc_slice details;
-    const char *error_string;
+    struct call_state cs;
     grpc_byte_buffer *reply;
-    int tag_send, tag_md, tag_end;
-    bool md_done, end_done, closed, failed;
-    int64_t start_ms;
+    int tag_send;
+    bool closed, failed;
 };
 
 /* One message of the call; plucked before returning. false when the call has ended. */
@@ -783,12 +810,12 @@ static bool input_message(struct rpc_input *in, const char *id, const void *data
         ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = bb;
-    if (grpc_call_start_batch(in->call, ops, n, &in->tag_send, NULL) != GRPC_CALL_OK) {
+    if (grpc_call_start_batch(in->cs.call, ops, n, &in->tag_send, NULL) != GRPC_CALL_OK) {
         grpc_byte_buffer_destroy(bb);
         in->failed = true;
         return false;
     }
-    ev = grpc_completion_queue_pluck(in->cq, &in->tag_send, gpr_inf_future(GPR_CLOCK_REALTIME),
+    ev = grpc_completion_queue_pluck(in->cs.cq, &in->tag_send, gpr_inf_future(GPR_CLOCK_REALTIME),
                                      NULL);
     grpc_byte_buffer_destroy(bb);
     if (!ev.success)
@@ -799,11 +826,10 @@ static bool input_message(struct rpc_input *in, const char *id, const void *data
 /* Waits for the server's initial metadata: true when they say it took the call. */
 static bool input_taken(struct rpc_input *in)
 {
-    (void)grpc_completion_queue_pluck(in->cq, &in->tag_md, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                      NULL);
-    in->md_done = true;
-    for (size_t i = 0; i < in->md_initial.count; i++)
-        if (grpc_slice_str_cmp(in->md_initial.metadata[i].key, RPC_INPUT_READY_KEY) == 0)
+    call_pluck(&in->cs, &in->cs.tag_first);
+    in->cs.first_done = true;
+    for (size_t i = 0; i < in->cs.md_initial.count; i++)
+        if (grpc_slice_str_cmp(in->cs.md_initial.metadata[i].key, RPC_INPUT_READY_KEY) == 0)
             return true;
     return false;
 }
@@ -818,24 +844,14 @@ int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, u
         rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
     }
-    in->c = c;
-    in->start_ms = clock_ms(CLOCK_MONOTONIC);
-    in->cq = grpc_completion_queue_create_for_pluck(NULL);
-    /* No deadline: input lasts as long as the job. */
-    in->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                                   in->cq, c->methods[RPC_M_INPUT],
-                                                   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    in->details = grpc_empty_slice();
-    in->status = GRPC_STATUS_UNKNOWN;
-    grpc_metadata_array_init(&in->md_initial);
-    grpc_metadata_array_init(&in->md_trailing);
+    call_open(&in->cs, c, RPC_M_INPUT);
     /* The server's initial metadata say it took the call (a refusal is a status alone), and
      * everything that reports the call's end goes in at once. */
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[0].data.recv_initial_metadata.recv_initial_metadata = &in->md_initial;
-    if (grpc_call_start_batch(in->call, ops, 1, &in->tag_md, NULL) != GRPC_CALL_OK) {
-        in->end_done = true;
+    ops[0].data.recv_initial_metadata.recv_initial_metadata = &in->cs.md_initial;
+    if (grpc_call_start_batch(in->cs.call, ops, 1, &in->cs.tag_first, NULL) != GRPC_CALL_OK) {
+        in->cs.first_done = in->cs.end_done = true; /* nothing to pluck */
         rpc_client_input_free(in);
         rpc_error_set(err, RPC_INTERNAL, "cannot start the input call");
         return -1;
@@ -843,16 +859,9 @@ int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, u
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_RECV_MESSAGE;
     ops[0].data.recv_message.recv_message = &in->reply;
-    ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[1].data.recv_status_on_client.trailing_metadata = &in->md_trailing;
-    ops[1].data.recv_status_on_client.status = &in->status;
-    ops[1].data.recv_status_on_client.status_details = &in->details;
-    ops[1].data.recv_status_on_client.error_string = &in->error_string;
-    if (grpc_call_start_batch(in->call, ops, 2, &in->tag_end, NULL) != GRPC_CALL_OK) {
-        (void)grpc_call_cancel(in->call, NULL);
-        (void)grpc_completion_queue_pluck(in->cq, &in->tag_md, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                          NULL);
-        in->end_done = true;
+    call_status_op(&in->cs, &ops[1]);
+    if (grpc_call_start_batch(in->cs.call, ops, 2, &in->cs.tag_end, NULL) != GRPC_CALL_OK) {
+        in->cs.end_done = true; /* the free cancels the call and plucks the first batch */
         rpc_client_input_free(in);
         rpc_error_set(err, RPC_INTERNAL, "cannot start the input call");
         return -1;
@@ -888,25 +897,23 @@ int rpc_client_input_finish(struct rpc_input *in, bool eof, int64_t timeout_ms, 
         grpc_op op;
         memset(&op, 0, sizeof(op));
         op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-        if (grpc_call_start_batch(in->call, &op, 1, &in->tag_send, NULL) == GRPC_CALL_OK)
-            (void)grpc_completion_queue_pluck(in->cq, &in->tag_send,
-                                              gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (grpc_call_start_batch(in->cs.call, &op, 1, &in->tag_send, NULL) == GRPC_CALL_OK)
+            call_pluck(&in->cs, &in->tag_send);
         in->closed = true;
     }
-    if (!in->end_done) {
+    if (!in->cs.end_done) {
         gpr_timespec until =
             timeout_ms < 0 ? gpr_inf_future(GPR_CLOCK_REALTIME) : deadline_in(timeout_ms);
-        grpc_event ev = grpc_completion_queue_pluck(in->cq, &in->tag_end, until, NULL);
+        grpc_event ev = grpc_completion_queue_pluck(in->cs.cq, &in->cs.tag_end, until, NULL);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
-            (void)grpc_call_cancel(in->call, NULL);
-            (void)grpc_completion_queue_pluck(in->cq, &in->tag_end,
-                                              gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+            (void)grpc_call_cancel(in->cs.call, NULL);
+            call_pluck(&in->cs, &in->cs.tag_end);
         }
-        in->end_done = true;
+        in->cs.end_done = true;
     }
-    if (in->status != GRPC_STATUS_OK) {
-        struct rpc_call_facts f = {.elapsed_ms = clock_ms(CLOCK_MONOTONIC) - in->start_ms};
-        describe_slice(in->c, in->status, in->details, in->error_string, &f, err);
+    if (in->cs.status != GRPC_STATUS_OK) {
+        struct rpc_call_facts f = {0};
+        call_describe(&in->cs, &f, err);
         return -1;
     }
     *ret_bytes = 0;
@@ -920,32 +927,16 @@ int rpc_client_input_finish(struct rpc_input *in, bool eof, int64_t timeout_ms, 
 
 void rpc_client_input_cancel(struct rpc_input *in)
 {
-    if (in && in->call)
-        (void)grpc_call_cancel(in->call, NULL);
+    if (in && in->cs.call)
+        (void)grpc_call_cancel(in->cs.call, NULL);
 }
 
 void rpc_client_input_free(struct rpc_input *in)
 {
     if (!in)
         return;
-    if (in->call) {
-        if (!in->end_done || !in->md_done)
-            (void)grpc_call_cancel(in->call, NULL);
-        if (!in->md_done)
-            (void)grpc_completion_queue_pluck(in->cq, &in->tag_md,
-                                              gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (!in->end_done)
-            (void)grpc_completion_queue_pluck(in->cq, &in->tag_end,
-                                              gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        grpc_call_unref(in->call);
-    }
     if (in->reply)
         grpc_byte_buffer_destroy(in->reply);
-    grpc_metadata_array_destroy(&in->md_initial);
-    grpc_metadata_array_destroy(&in->md_trailing);
-    grpc_slice_unref(in->details);
-    gpr_free((void *)in->error_string);
-    if (in->cq)
-        cq_drain_destroy(in->cq);
+    call_close(&in->cs);
     free(in);
 }

@@ -1,7 +1,8 @@
 /* The calls' way in and what every call shares: the request slots (one outstanding
  * grpc_server_request_(registered_)call each), the completion-queue threads, the caller's
  * identity, decoding and routing to the handlers (server-unary.c, server-stream.c); the
- * live-call count, the audit line and the JobStatus message. */
+ * live-call count, the hop of a woken call to a CQ thread, the audit line and the JobStatus
+ * message. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,17 @@ void server_call_leave(struct server *s)
     s->live_calls--;
     (void)pthread_cond_broadcast(&s->cond);
     (void)pthread_mutex_unlock(&s->mu);
+}
+
+bool server_hop(const struct call_info *ci, struct tag *t)
+{
+    grpc_call_error e = tag_start_batch(ci->call, NULL, 0, t);
+
+    if (e == GRPC_CALL_OK)
+        return true;
+    log_error("%s %s: hop to a CQ thread: %d", ci->method, ci->id, (int)e);
+    (void)grpc_call_cancel(ci->call, NULL);
+    return false;
 }
 
 static void iso_time(char *buf, size_t len)

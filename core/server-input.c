@@ -268,7 +268,8 @@ static void on_writable(void *userdata)
     }
     ic->tok = ITOK_WORK;
     (void)pthread_mutex_unlock(&ic->mu);
-    start(ic, NULL, 0, &ic->hop_tag); /* an empty batch: on_hop on a CQ thread */
+    if (!server_hop(&ic->ci, &ic->hop_tag))
+        drop_token(ic);
 }
 
 static void on_hop(struct tag *t, bool ok)

@@ -110,6 +110,12 @@ void server_audit(struct server *s, const struct call_info *ci, int code);
 /* Call contexts count themselves in and out so shutdown can wait for them. */
 void server_call_enter(struct server *s);
 void server_call_leave(struct server *s);
+/* Hands a parked call to a CQ thread: an empty batch completes at once on the server's queue
+ * and t's fn runs there. A wake-up on another thread (a job's output or stdin, the stream
+ * budget) only passes the call's token on this way, so that the call's work and its freeing
+ * stay on CQ threads. False if the batch did not start (an empty one cannot fail; if it did,
+ * the call is cancelled and its close follows): the caller still holds the token. */
+bool server_hop(const struct call_info *ci, struct tag *t);
 /* A JobStatus message made from sb->info (jm_job_info, jm_reader_final_info); its strings
  * point into the job's spec and into *sb, which must outlive the message. */
 struct status_buf {

@@ -300,21 +300,6 @@ static void on_hop(struct tag *t, bool ok)
     pump(sc);
 }
 
-/* Hands the token (already set to PUMP) to a CQ thread: an empty batch completes at once on
- * our queue and on_hop pumps there. False if the batch could not start (it cannot, for an
- * empty batch; if it did, the call is cancelled and the close handler ends the stream): the
- * caller then gives the token up. */
-static bool hop_to_cq(struct scall *sc)
-{
-    grpc_call_error e = tag_start_batch(sc->ci.call, NULL, 0, &sc->hop_tag);
-
-    if (e == GRPC_CALL_OK)
-        return true;
-    log_error("stream %s: hop to a CQ thread: %d", sc->ci.id, (int)e);
-    (void)grpc_call_cancel(sc->ci.call, NULL);
-    return false;
-}
-
 /* Budget grant: our turn to send came (or turns stalled). Called once per queueing, without
  * the budget's lock, from the thread whose release made room or from the budget's timer; like
  * on_wake it only hands the token to a CQ thread. */
@@ -325,7 +310,7 @@ static void on_grant(struct budget_waiter *w)
     (void)pthread_mutex_lock(&sc->mu); /* waits for the pump that queued us to let go */
     sc->tok = TOK_PUMP;
     (void)pthread_mutex_unlock(&sc->mu);
-    if (!hop_to_cq(sc)) { /* give the grant back, and the token */
+    if (!server_hop(&sc->ci, &sc->hop_tag)) { /* give the grant back, and the token */
         budget_release(chunk_budget, budget_acquire(chunk_budget, &sc->bw, 0));
         (void)pthread_mutex_lock(&sc->mu);
         sc->tok = TOK_NONE;
@@ -352,7 +337,8 @@ static void on_wake(void *userdata)
     }
     sc->tok = TOK_PUMP;
     (void)pthread_mutex_unlock(&sc->mu);
-    if (!hop_to_cq(sc)) { /* freeing is not allowed here: the close handler will */
+    if (!server_hop(&sc->ci, &sc->hop_tag)) {
+        /* Freeing is not allowed here: the close handler will. */
         (void)pthread_mutex_lock(&sc->mu);
         sc->tok = TOK_NONE;
         (void)pthread_mutex_unlock(&sc->mu);

@@ -296,32 +296,8 @@ Test(job, fifty_jobs_from_four_threads)
 
 /* ---- stdin: a pipe or a terminal */
 
-/* start() with the job's stdin (and a terminal's size). */
-static void start_input(struct run *run, enum job_input input, unsigned short rows,
-                        unsigned short cols, const char *path, const char *const *args)
-{
-    char logpath[256];
-    size_t n = 0;
-
-    memset(run, 0, sizeof(*run));
-    make_id(run->id, sizeof(run->id));
-    snprintf(logpath, sizeof(logpath), "%s/%s.log", tmpdir, run->id);
-    cr_assert_eq(outlog_create(logpath, 0, &run->log), 0);
-    while (args[n])
-        n++;
-    struct job_spec spec = {.id = run->id,
-                            .path = path,
-                            .args = args,
-                            .n_args = n,
-                            .uid = NOBODY,
-                            .gid = NOBODY,
-                            .log = run->log,
-                            .input = input,
-                            .tty_rows = rows,
-                            .tty_cols = cols};
-    run->r = job_start(runner, &spec, NULL, NULL, &run->j, run->err, sizeof(run->err));
-    cr_assert_eq(run->r, 0, "job_start('%s'): %s (%s)", path, strerror(-run->r), run->err);
-}
+/* A pipe for the job's stdin (start_stdin). */
+#define PIPE (&(struct stdin_spec){.input = JOB_INPUT_PIPE})
 
 /* Writes all of buf into the job's stdin, polling while it is full. */
 static void write_all(struct job *j, const char *buf, size_t len)
@@ -342,7 +318,7 @@ Test(job, stdin_pipe_reaches_the_command_and_eof_ends_it)
 {
     struct run run;
 
-    start_input(&run, JOB_INPUT_PIPE, 0, 0, "/bin/sh",
+    start_stdin(&run, PIPE, "/bin/sh",
                 (const char *const[]){"-c", "test -t 0 || echo not-a-tty; cat", NULL});
     cr_expect_eq(job_input_kind(run.j), JOB_INPUT_PIPE);
     cr_assert_eq(job_input_claim(run.j), 0);
@@ -363,7 +339,7 @@ Test(job, stdin_has_one_writer_at_a_time)
 {
     struct run run;
 
-    start_input(&run, JOB_INPUT_PIPE, 0, 0, "/bin/cat", (const char *const[]){NULL});
+    start_stdin(&run, PIPE, "/bin/cat", (const char *const[]){NULL});
     cr_expect_eq(job_input_claim(run.j), 0);
     cr_expect_eq(job_input_claim(run.j), -EBUSY);
     job_input_release(run.j);
@@ -385,7 +361,8 @@ Test(job, terminal_is_the_commands_stdio_and_controlling_terminal)
 {
     struct run run;
 
-    start_input(&run, JOB_INPUT_TTY, 30, 100, "/bin/sh",
+    start_stdin(&run, &(struct stdin_spec){.input = JOB_INPUT_TTY, .rows = 30, .cols = 100},
+                "/bin/sh",
                 (const char *const[]){"-c",
                                       "tty; stty size; test -t 1 && test -t 2 && echo all-three; "
                                       "read line; echo \"read $line\"; stty size",
@@ -457,8 +434,8 @@ Test(job, input_wait_fires_when_the_job_reads_and_when_it_ends)
 
     sem_init(&w.sem, 0, 0);
     /* Reads 8 KiB once after a while: the wait fires then, and never again. */
-    start_input(
-        &run, JOB_INPUT_PIPE, 0, 0, "/bin/sh",
+    start_stdin(
+        &run, PIPE, "/bin/sh",
         (const char *const[]){
             "-c", "sleep 0.3; dd bs=8192 count=1 of=/dev/null 2>/dev/null; sleep 30", NULL});
     fill(run.j);
@@ -478,7 +455,7 @@ Test(job, input_wait_fires_when_the_job_reads_and_when_it_ends)
     done(&run);
 
     /* A wait disarmed never fires. */
-    start_input(&run, JOB_INPUT_PIPE, 0, 0, "/bin/sleep", (const char *const[]){"30", NULL});
+    start_stdin(&run, PIPE, "/bin/sleep", (const char *const[]){"30", NULL});
     fill(run.j);
     cr_assert_eq(job_input_wait(run.j, on_writable, &w), 0);
     cr_expect(job_input_cancel_wait(run.j), "disarmed before it ran");

@@ -100,12 +100,19 @@ struct run {
     int r;
 };
 
+/* A job's stdin: a pipe, or a terminal of rows x cols (0: 24x80). */
+struct stdin_spec {
+    enum job_input input;
+    unsigned short rows, cols;
+};
+
 /* Starts path with args (NULL-terminated) as uid in cwd (NULL: "/"); limits may be NULL.
  * ahead: the job's cgroup (made ahead with job_spare_new, for run->id, already set) goes
- * in the spec. */
+ * in the spec. in: the job's stdin (NULL: /dev/null). */
 static inline void start_spec(struct run *run, struct job_runner *r, const struct limits *lim,
                               enum job_network net, uid_t uid, const char *cwd, const char *path,
-                              const char *const *args, struct job_spare *ahead)
+                              const char *const *args, struct job_spare *ahead,
+                              const struct stdin_spec *in)
 {
     char logpath[256];
     size_t n = 0;
@@ -128,6 +135,11 @@ static inline void start_spec(struct run *run, struct job_runner *r, const struc
     };
     if (lim)
         spec.limits = *lim;
+    if (in) {
+        spec.input = in->input;
+        spec.tty_rows = in->rows;
+        spec.tty_cols = in->cols;
+    }
     run->r = job_start(r, &spec, NULL, NULL, &run->j, run->err, sizeof(run->err));
 }
 
@@ -137,7 +149,7 @@ static inline void start_ex(struct run *run, struct job_runner *r, const struct 
 {
     memset(run, 0, sizeof(*run));
     make_id(run->id, sizeof(run->id));
-    start_spec(run, r, lim, net, uid, NULL, path, args, NULL);
+    start_spec(run, r, lim, net, uid, NULL, path, args, NULL, NULL);
 }
 
 /* start_ex in cwd. */
@@ -147,7 +159,7 @@ static inline void start_in(struct run *run, struct job_runner *r, const struct 
 {
     memset(run, 0, sizeof(*run));
     make_id(run->id, sizeof(run->id));
-    start_spec(run, r, lim, net, uid, cwd, path, args, NULL);
+    start_spec(run, r, lim, net, uid, cwd, path, args, NULL, NULL);
 }
 
 /* start_ex with the job's cgroup made ahead (asserted to exist before the start) with the
@@ -167,7 +179,7 @@ static inline void start_ahead_with(struct run *run, const struct limits *ahead_
     int r = job_spare_new(runner, &a, &cg);
     cr_assert_eq(r, 0, "job_spare_new: %s", strerror(-r));
     cr_assert_not_null(cg);
-    start_spec(run, runner, lim, JOB_NET_NONE, NOBODY, NULL, path, args, cg);
+    start_spec(run, runner, lim, JOB_NET_NONE, NOBODY, NULL, path, args, cg, NULL);
 }
 
 static inline void start_ahead(struct run *run, const struct limits *lim, const char *path,
@@ -176,10 +188,19 @@ static inline void start_ahead(struct run *run, const struct limits *lim, const 
     start_ahead_with(run, NULL, lim, path, args);
 }
 
+/* start() with the job's stdin (in: NULL for /dev/null). */
+static inline void start_stdin(struct run *run, const struct stdin_spec *in, const char *path,
+                               const char *const *args)
+{
+    memset(run, 0, sizeof(*run));
+    make_id(run->id, sizeof(run->id));
+    start_spec(run, runner, NULL, JOB_NET_NONE, NOBODY, NULL, path, args, NULL, in);
+    cr_assert_eq(run->r, 0, "job_start('%s'): %s (%s)", path, strerror(-run->r), run->err);
+}
+
 static inline void start(struct run *run, const char *path, const char *const *args)
 {
-    start_ex(run, runner, NULL, JOB_NET_NONE, NOBODY, path, args);
-    cr_assert_eq(run->r, 0, "job_start('%s'): %s (%s)", path, strerror(-run->r), run->err);
+    start_stdin(run, NULL, path, args);
 }
 
 static inline void finish(struct run *run)

@@ -167,7 +167,7 @@ Test(job, cgroup_made_ahead_for_another_id_is_refused_and_removed)
     cr_assert_eq(job_spare_new(runner, AHEAD(other), &cg), 0);
     memset(&run, 0, sizeof(run));
     make_id(run.id, sizeof(run.id));
-    start_spec(&run, runner, NULL, JOB_NET_NONE, NOBODY, NULL, "/bin/true", NULL, cg);
+    start_spec(&run, runner, NULL, JOB_NET_NONE, NOBODY, NULL, "/bin/true", NULL, cg, NULL);
     cr_expect_eq(run.r, -EINVAL);
     cr_expect_not(cgroup_exists(other));
     cr_expect_not(cgroup_exists(run.id));

@@ -318,7 +318,7 @@ Test(job, a_cgroup_made_ahead_gets_a_shim_and_its_start_runs_the_job_in_it)
     pid_t shim = reserve_with_shim(&run, &cg);
 
     start_spec(&run, runner, NULL, JOB_NET_NONE, NOBODY, NULL, "/bin/sh",
-               (const char *const[]){"-c", "echo $$; exit 5", NULL}, cg);
+               (const char *const[]){"-c", "echo $$; exit 5", NULL}, cg, NULL);
     cr_assert_eq(run.r, 0, "%s", run.err);
     job_get_state(run.j, &run.st);
     cr_expect_eq(run.st.pid, shim, "the job runs in shim %d, not in the one in its cgroup (%d)",
@@ -353,7 +353,8 @@ Test(job, a_host_network_job_in_a_cgroup_made_ahead_gets_its_own_shim)
     pid_t shim = reserve_with_shim(&run, &cg);
 
     start_spec(&run, runner, NULL, JOB_NET_HOST, NOBODY, NULL, "/bin/sh",
-               (const char *const[]){"-c", "ls /sys/class/net | grep -vx lo | head -1", NULL}, cg);
+               (const char *const[]){"-c", "ls /sys/class/net | grep -vx lo | head -1", NULL}, cg,
+               NULL);
     cr_assert_eq(run.r, 0, "%s", run.err);
     errno = 0;
     cr_expect(kill(shim, 0) < 0 && errno == ESRCH, "the private-network shim %d is still there",
@@ -374,7 +375,7 @@ Test(job, a_shim_killed_while_it_waited_in_a_cgroup_made_ahead_is_not_used)
     cr_assert_eq(kill(shim, SIGKILL), 0);
     usleep(50 * 1000);
     start_spec(&run, runner, NULL, JOB_NET_NONE, NOBODY, NULL, "/bin/sh",
-               (const char *const[]){"-c", "exit 7", NULL}, cg);
+               (const char *const[]){"-c", "exit 7", NULL}, cg, NULL);
     cr_assert_eq(run.r, 0, "%s", run.err);
     finish(&run);
     cr_expect_eq(run.st.state, JOB_EXITED, "%s", job_state_name(run.st.state));
