@@ -96,6 +96,17 @@ static void drop_token(struct icall *ic)
     unlock_and_release(ic);
 }
 
+/* With mu held and the wait armed: disarms it and lets the token go (mu held again after). */
+static void disarm_locked(struct icall *ic)
+{
+    ic->tok = ITOK_CANCEL;
+    (void)pthread_mutex_unlock(&ic->mu);
+    /* Returns once the wake-up is disarmed or has run (it saw CANCEL and let go). */
+    (void)jm_input_cancel_wait(ic->j);
+    (void)pthread_mutex_lock(&ic->mu);
+    ic->tok = ITOK_NONE;
+}
+
 static void on_close(struct tag *t, bool ok)
 {
     struct icall *ic = (struct icall *)((char *)t - offsetof(struct icall, close_tag));
@@ -103,14 +114,8 @@ static void on_close(struct tag *t, bool ok)
     (void)ok;
     (void)pthread_mutex_lock(&ic->mu);
     ic->close_done = true;
-    if (ic->tok == ITOK_WAIT) {
-        ic->tok = ITOK_CANCEL;
-        (void)pthread_mutex_unlock(&ic->mu);
-        /* Returns once the wake-up is disarmed or has run (it saw CANCEL and let go). */
-        (void)jm_input_cancel_wait(ic->j);
-        (void)pthread_mutex_lock(&ic->mu);
-        ic->tok = ITOK_NONE;
-    }
+    if (ic->tok == ITOK_WAIT)
+        disarm_locked(ic);
     unlock_and_release(ic);
 }
 
@@ -315,6 +320,11 @@ static void work(struct icall *ic)
         r = jm_input_wait(ic->j, on_writable, ic);
         (void)pthread_mutex_lock(&ic->mu);
         if (r == 0 && !ic->woke_early) {
+            if (ic->close_done) { /* closed while we armed: disarm ourselves */
+                disarm_locked(ic);
+                unlock_and_release(ic);
+                return;
+            }
             ic->tok = ITOK_WAIT;
             (void)pthread_mutex_unlock(&ic->mu);
             return;
