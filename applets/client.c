@@ -599,9 +599,10 @@ static int check_cert_dates(const struct client_opts *o)
     return CLIENT_EXIT_FAILED;
 }
 
-#define PAGE_DOWN(a)  ((uintptr_t)(a) & ~(uintptr_t)4095)
-#define PAGE_UP(a)    PAGE_DOWN((uintptr_t)(a) + 4095)
-#define HEAP_PREFAULT (1 << 20)
+#define PAGE_DOWN(a)     ((uintptr_t)(a) & ~(uintptr_t)4095)
+#define PAGE_UP(a)       PAGE_DOWN((uintptr_t)(a) + 4095)
+#define HEAP_PREFAULT    (1 << 20)
+#define CLIENT_STACK_MAX (1 << 20)
 
 /* dl_iterate_phdr callback: maps in the executable's loaded segments at once, text and
  * read-only data readable, .data and .bss (from __data_start, past the RELRO part, which is
@@ -653,6 +654,20 @@ static void prefault(void)
     free(p);
 }
 
+/* Threads made from here on (gRPC's six, ours) get 1 MiB stacks instead of RLIMIT_STACK's
+ * 8 MiB: making a thread with the larger stack costs ~0.1 ms more CPU here (the kernel's work
+ * for the bigger mapping), and none of them needs more: gRPC's threads get 512 KiB on macOS. */
+static void small_thread_stacks(void)
+{
+    pthread_attr_t a;
+
+    if (pthread_attr_init(&a) != 0)
+        return;
+    if (pthread_attr_setstacksize(&a, CLIENT_STACK_MAX) == 0)
+        (void)pthread_setattr_default_np(&a);
+    (void)pthread_attr_destroy(&a);
+}
+
 int client_dial(const struct client_opts *o, struct rpc_client **ret)
 {
     struct rpc_client_config cfg = {
@@ -674,6 +689,7 @@ int client_dial(const struct client_opts *o, struct rpc_client **ret)
      * "Cold client"). A client's threads allocate little and seldom at once. */
     (void)mallopt(M_ARENA_MAX, 1);
     prefault();
+    small_thread_stacks();
     if (rpc_client_open(&cfg, ret, &err) < 0)
         return client_fail(o, &err);
     if (!hooked) /* the applet frees its client on return; exit waits for gRPC to finish */
