@@ -178,11 +178,15 @@ SSH_PORT=$(free_port)
 mkdir -p "$TMP/ssh" /run/sshd
 ssh-keygen -q -t ed25519 -N '' -f "$TMP/ssh/host_key" || die "ssh-keygen failed"
 ssh-keygen -q -t ed25519 -N '' -f "$TMP/ssh/user_key" || die "ssh-keygen failed"
-cp "$TMP/ssh/user_key.pub" "$TMP/ssh/authorized_keys"
-chmod 600 "$TMP/ssh/authorized_keys"
 # A user's ssh runs its command through the login shell, which reads root's start-up files;
-# those add ~100 ms here that have nothing to do with ssh. An empty HOME-less environment
-# keeps the comparison to ssh itself: sshd runs `bash -c CMD` (non-interactive: no rc files).
+# those have nothing to do with ssh (here ~1 s: root's ~/.bashrc runs pyenv's set-up). sshd
+# runs `bash -c CMD`, non-interactive, but Debian's bash reads ~/.bashrc anyway when sshd
+# starts it; the key's session gets an empty HOME instead (PermitUserEnvironment HOME), which
+# keeps the comparison to ssh itself.
+mkdir -p "$TMP/ssh/home"
+printf 'environment="HOME=%s" %s\n' "$TMP/ssh/home" "$(cat "$TMP/ssh/user_key.pub")" \
+    >"$TMP/ssh/authorized_keys"
+chmod 600 "$TMP/ssh/authorized_keys"
 cat >"$TMP/ssh/sshd_config" <<EOF
 Port $SSH_PORT
 ListenAddress 127.0.0.1
@@ -195,6 +199,7 @@ UsePAM no
 StrictModes no
 PrintMotd no
 PrintLastLog no
+PermitUserEnvironment HOME
 PidFile none
 EOF
 /usr/sbin/sshd -D -f "$TMP/ssh/sshd_config" -E "$TMP/ssh/sshd.log" &
@@ -204,6 +209,9 @@ SSH=(ssh -q -p "$SSH_PORT" -i "$TMP/ssh/user_key" -F /dev/null -o StrictHostKeyC
     root@127.0.0.1)
 for _ in $(seq 50); do "${SSH[@]}" true 2>/dev/null && break; sleep 0.1; done
 "${SSH[@]}" true || { cat "$TMP/ssh/sshd.log" >&2; die "the sshd baseline did not come up"; }
+# shellcheck disable=SC2016 # $HOME as the session sees it
+[ "$("${SSH[@]}" 'echo $HOME')" = "$TMP/ssh/home" ] ||
+    say "warning: the ssh session's HOME is not the empty one: its rc files count in ssh's rows"
 SSH_CIPHER=$("${SSH[@]}" -v true 2>&1 | sed -n 's/.*cipher: \([^ ]*\).*/\1/p' | head -1)
 # ssh at its fastest on a CPU with AES instructions: AES-GCM needs no separate MAC, and plain
 # curve25519 key exchange (OpenSSH 9's default, sntrup761x25519, costs its client ~50 ms more
