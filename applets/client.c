@@ -599,8 +599,8 @@ static int check_cert_dates(const struct client_opts *o)
     return CLIENT_EXIT_FAILED;
 }
 
-#define PAGE_DOWN(a)     ((uintptr_t)(a) & ~(uintptr_t)4095)
-#define PAGE_UP(a)       PAGE_DOWN((uintptr_t)(a) + 4095)
+#define PAGE_DOWN(a, pg) ((uintptr_t)(a) & ~((pg)-1))
+#define PAGE_UP(a, pg)   PAGE_DOWN((uintptr_t)(a) + (pg)-1, pg)
 #define HEAP_PREFAULT    (1 << 20)
 #define CLIENT_STACK_MAX (1 << 20)
 
@@ -610,6 +610,7 @@ static int check_cert_dates(const struct client_opts *o)
 static int prefault_segments(struct dl_phdr_info *info, size_t size, void *data)
 {
     extern char __data_start[];
+    uintptr_t pg = (uintptr_t)getpagesize(), d = PAGE_DOWN(__data_start, pg);
     (void)size;
     (void)data;
     for (int i = 0; i < info->dlpi_phnum; i++) {
@@ -618,11 +619,9 @@ static int prefault_segments(struct dl_phdr_info *info, size_t size, void *data)
 
         if (ph->p_type != PT_LOAD)
             continue;
-        a = PAGE_DOWN(info->dlpi_addr + ph->p_vaddr);
-        e = PAGE_UP(info->dlpi_addr + ph->p_vaddr + ph->p_memsz);
-        w = e;
-        if (ph->p_flags & PF_W && PAGE_DOWN(__data_start) > a && PAGE_DOWN(__data_start) < e)
-            w = PAGE_DOWN(__data_start);
+        a = PAGE_DOWN(info->dlpi_addr + ph->p_vaddr, pg);
+        e = PAGE_UP(info->dlpi_addr + ph->p_vaddr + ph->p_memsz, pg);
+        w = ph->p_flags & PF_W && d > a && d < e ? d : e;
         if (w > a)
             (void)madvise((void *)a, w - a, MADV_POPULATE_READ);
         if (w < e)
@@ -631,15 +630,16 @@ static int prefault_segments(struct dl_phdr_info *info, size_t size, void *data)
     return 1; /* the executable only, the first object */
 }
 
-/* A client process takes ~400 page faults, each a trap to the hypervisor on a VM: ~5-10 us of
- * CPU apiece here (bench/RESULTS.md "Cold client"). Most are first touches of the binary's
- * text and data that TLS and gRPC need (fault-around maps only 16 pages per fault) and of the
- * heap as it grows (~160 pages for a ping). madvise(MADV_POPULATE_*) maps them in one call
- * each, without the traps: about half of the faults gone, ~1 ms. Linux >= 5.14; elsewhere
- * the calls fail and nothing changes. The text stays shared page cache; the heap keeps the
- * 1 MiB (malloc's trim threshold is raised so that the free does not give it back). */
+/* A client process took ~400 page faults, ~5-20 us of CPU apiece on the VM measured
+ * (bench/RESULTS.md "Cold client"). Most are first touches of the binary's text and data
+ * that TLS and gRPC need (fault-around maps only 16 pages per fault) and of the heap as it
+ * grows (~160 pages for a ping). madvise(MADV_POPULATE_*) maps them in one call each, without
+ * the faults: ~225 fewer, ~1.5 ms less CPU, the calls included. Linux >= 5.14; elsewhere the
+ * calls fail and nothing changes. The text stays shared page cache; the heap keeps the 1 MiB
+ * (malloc's trim threshold is raised so that the free does not give it back). */
 static void prefault(void)
 {
+    uintptr_t pg = (uintptr_t)getpagesize();
     char *p;
 
     (void)dl_iterate_phdr(prefault_segments, NULL);
@@ -647,16 +647,18 @@ static void prefault(void)
     /* from the heap, not an mmap of its own: later allocations are to reuse these pages */
     (void)mallopt(M_MMAP_THRESHOLD, 2 * HEAP_PREFAULT);
     p = malloc(HEAP_PREFAULT);
-    (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024); /* glibc's default */
+    /* glibc's first value; fixed from now on, as any mallopt of these two makes it */
+    (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     if (p)
-        (void)madvise((void *)PAGE_UP(p), PAGE_DOWN(p + HEAP_PREFAULT) - PAGE_UP(p),
+        (void)madvise((void *)PAGE_UP(p, pg), PAGE_DOWN(p + HEAP_PREFAULT, pg) - PAGE_UP(p, pg),
                       MADV_POPULATE_WRITE);
     free(p);
 }
 
 /* Threads made from here on (gRPC's six, ours) get 1 MiB stacks instead of RLIMIT_STACK's
- * 8 MiB: making a thread with the larger stack costs ~0.1 ms more CPU here (the kernel's work
- * for the bigger mapping), and none of them needs more: gRPC's threads get 512 KiB on macOS. */
+ * 8 MiB: a thread with the larger stack cost ~0.07 ms more CPU to make and end on the VM
+ * measured (bench/RESULTS.md "Cold client"), and none of them needs more: macOS gives
+ * secondary threads 512 KiB, and gRPC's run there with that. */
 static void small_thread_stacks(void)
 {
     pthread_attr_t a;
