@@ -155,13 +155,6 @@ static int make_target(const char *host, int port, char *buf, size_t cap, bool *
     return k < 0 || (size_t)k >= cap ? -EINVAL : 0;
 }
 
-/* absl::SetMutexDeadlockDetectionMode (absl/synchronization/mutex.h) by its symbol in Debian
- * 12's absl (inline namespace debian3): C cannot include the C++ header. Weak: another absl
- * leaves it NULL, and the client works as before. */
-extern void absl_set_mutex_deadlock_detection_mode(int mode) __asm__(
-    "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE") __attribute__((weak));
-#define ABSL_ON_DEADLOCK_CYCLE_IGNORE 0 /* absl::OnDeadlockCycle::kIgnore */
-
 /* gRPC's own log lines ("E1123 ... ssl_transport_security.cc:1501] Handshake failed ...")
  * say again, for a developer, what the client's one error line says for a person. */
 static void quiet_log(gpr_log_func_args *args)
@@ -207,14 +200,7 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
 
     if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
         gpr_set_log_function(quiet_log);
-    /* Debian's absl is built without NDEBUG, so every absl::Mutex lock (gRPC's mutexes) also
-     * feeds a process-wide lock graph for deadlock detection, a debugging aid that absl turns
-     * off in release builds; in a client process it costs the graph's CPU and ~19 page faults
-     * of its arena (bench/RESULTS.md "Cold client"). Off, as in a release build, before gRPC
-     * starts its threads. */
-    if (absl_set_mutex_deadlock_detection_mode)
-        absl_set_mutex_deadlock_detection_mode(ABSL_ON_DEADLOCK_CYCLE_IGNORE);
-    grpc_init();
+    rpc_grpc_init();
     grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
     /* NULL verify options: the default checks the chain against ca and the server's name
      * against the target; TLS 1.3-only is enforced process-wide by core/tls.c. */

@@ -5,6 +5,9 @@
 
 #include "rpc.h"
 
+/* grpc_init(), with absl's debug-build deadlock detection off; every grpc_init of runjob's. */
+void rpc_grpc_init(void);
+
 /* Packs a message into a new byte buffer (one slice). NULL on allocation failure. */
 grpc_byte_buffer *rpc_bb_pack(const ProtobufCMessage *m);
 /* The Input call's initial metadata key: the server took the call (it has the job's stdin). */

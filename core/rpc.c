@@ -877,3 +877,23 @@ void rpc_error_set(struct rpc_error *err, int code, const char *fmt, ...)
     rpc_error_vset(err, code, fmt, ap);
     va_end(ap);
 }
+
+/* absl::SetMutexDeadlockDetectionMode (absl/synchronization/mutex.h) by its symbol in Debian
+ * 12's absl (inline namespace debian3): C cannot include the C++ header. Weak: another absl
+ * leaves it NULL, and nothing changes. */
+extern void absl_set_mutex_deadlock_detection_mode(int mode) __asm__(
+    "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE") __attribute__((weak));
+#define ABSL_ON_DEADLOCK_CYCLE_IGNORE 0 /* absl::OnDeadlockCycle::kIgnore */
+
+void rpc_grpc_init(void)
+{
+    /* Debian's absl is built without NDEBUG, so every absl::Mutex lock (gRPC's mutexes) also
+     * feeds a process-wide lock graph for deadlock detection, a debugging aid that absl turns
+     * off in release builds: in a client process the graph's CPU and ~19 page faults of its
+     * arena (bench/RESULTS.md "Cold client"); in the server a global spin lock beside every
+     * gRPC mutex (one stream showed no difference: 1.0-1.1 s of server CPU per GiB either
+     * way). Off, as in a release build, before gRPC starts its threads. */
+    if (absl_set_mutex_deadlock_detection_mode)
+        absl_set_mutex_deadlock_detection_mode(ABSL_ON_DEADLOCK_CYCLE_IGNORE);
+    grpc_init();
+}

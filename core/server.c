@@ -27,6 +27,7 @@
 #include "accept.h"
 #include "clock.h"
 #include "log.h"
+#include "rpc-internal.h"
 #include "server-internal.h"
 #include "tls.h"
 
@@ -125,7 +126,7 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
     /* GRPC_VERBOSITY or GRPC_TRACE: someone is debugging gRPC and wants its own lines. */
     if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
         gpr_set_log_function(grpc_log_line);
-    grpc_init();
+    rpc_grpc_init();
     pair.private_key = cfg->key_pem;
     pair.cert_chain = cfg->cert_pem;
     creds = grpc_ssl_server_credentials_create_ex(
