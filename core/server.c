@@ -275,38 +275,59 @@ static void write_metrics(struct server *s)
         log_errno(r, "writing the metrics file '%s'", s->cfg.metrics_path);
 }
 
+/* A chore of the main thread, done every period_ms (never when period_ms is 0). */
+struct chore {
+    int64_t period_ms;
+    int64_t next_ms; /* INT64_MAX: never */
+};
+
+static struct chore chore_make(int64_t period_ms, int64_t now)
+{
+    return (struct chore){period_ms, period_ms > 0 ? now + period_ms : INT64_MAX};
+}
+
+/* true when the chore is due at now; its next time is then set. */
+static bool chore_due(struct chore *c, int64_t now)
+{
+    if (now < c->next_ms)
+        return false;
+    c->next_ms = now + c->period_ms;
+    return true;
+}
+
 int server_run(struct server *s, int sigfd)
 {
     struct signalfd_siginfo si;
     struct pollfd p = {.fd = sigfd, .events = POLLIN};
-    const int64_t metrics_period =
-        s->cfg.metrics_interval_ms > 0 ? s->cfg.metrics_interval_ms : SERVER_METRICS_PERIOD_MS;
     int64_t now = clock_ms(CLOCK_MONOTONIC);
-    int64_t next_metrics = s->cfg.metrics_path ? now + metrics_period : INT64_MAX;
-    const int64_t trim_period = s->cfg.heap_trim_interval_ms > 0   ? s->cfg.heap_trim_interval_ms
-                                : s->cfg.heap_trim_interval_ms < 0 ? INT64_MAX / 2
-                                                                   : SERVER_HEAP_TRIM_PERIOD_MS;
-    int64_t next_trim = now + trim_period;
+    struct chore metrics = chore_make(!s->cfg.metrics_path             ? 0
+                                      : s->cfg.metrics_interval_ms > 0 ? s->cfg.metrics_interval_ms
+                                                                       : SERVER_METRICS_PERIOD_MS,
+                                      now);
+    struct chore trim = chore_make(s->cfg.heap_trim_interval_ms > 0   ? s->cfg.heap_trim_interval_ms
+                                   : s->cfg.heap_trim_interval_ms < 0 ? 0
+                                                                      : SERVER_HEAP_TRIM_PERIOD_MS,
+                                   now);
 
     write_metrics(s);
     for (;;) {
         now = clock_ms(CLOCK_MONOTONIC);
-        if (now >= next_trim) {
+        if (chore_due(&trim, now)) {
             /* glibc gives memory back only from the top of each arena; a burst (a flood's
              * handshakes, a crowd of streams) leaves its memory free but pinned under a few
-             * live blocks, and RSS climbed by ~1 MiB with every 600 flood connections.
+             * live blocks, and RSS climbed by 1-7 MiB with every 600 flood connections.
              * malloc_trim also releases the free pages inside the arenas. Every 30 s (the
              * default), a running stream refaults at most the few MiB that applets/serve.c
              * keeps free per arena. */
             (void)malloc_trim(0);
-            next_trim = now + trim_period;
         }
-        if (now >= next_metrics) {
+        if (chore_due(&metrics, now))
             write_metrics(s);
-            next_metrics = now + metrics_period;
-        }
-        int64_t wait = (next_trim < next_metrics ? next_trim : next_metrics) - now;
-        int n = poll(&p, 1, wait > INT_MAX ? INT_MAX : (int)wait);
+        int64_t next = trim.next_ms < metrics.next_ms ? trim.next_ms : metrics.next_ms;
+        int n = poll(&p, 1,
+                     next == INT64_MAX      ? -1
+                     : next - now > INT_MAX ? INT_MAX
+                                            : (int)(next - now));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
