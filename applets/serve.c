@@ -166,11 +166,11 @@ enum {
     OPT_STOP_SIGNAL,
     OPT_MAX_RUNNING,
     OPT_LOG_FORMAT,
-    OPT_HEAP_TRIM_INTERVAL,
     OPT_LOG_LEVEL,
     OPT_AUDIT_LOG,
     OPT_METRICS_FILE,
     OPT_METRICS_INTERVAL,
+    OPT_HEAP_TRIM_INTERVAL,
 };
 
 static const struct option long_opts[] = {
