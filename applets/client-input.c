@@ -43,8 +43,7 @@ static void restore_terminal(void)
 /* A signal that ends the client where it is not blocked (attach): the terminal first. */
 static void restore_and_die(int sig)
 {
-    if (termios_saved)
-        (void)tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_termios);
+    restore_terminal(); /* tcsetattr is async-signal-safe */
     (void)signal(sig, SIG_DFL);
     (void)raise(sig);
 }
@@ -232,7 +231,6 @@ int client_input_start(const struct client_opts *o, struct rpc_client *c, const 
     if (in->efd < 0 || pthread_create(&in->thread, NULL, input_main, in) != 0) {
         restore_terminal();
         fprintf(stderr, "%s: %s: cannot start passing stdin\n", o->prog, o->verb);
-        in->efd = in->efd < 0 ? -1 : in->efd;
         client_input_stop(in);
         return CLIENT_EXIT_FAILED;
     }
