@@ -7,10 +7,12 @@
 #include "rpc-relay-internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -34,6 +36,28 @@ static void pluck(struct relay_call *rc, void *tag, bool *ret_ok)
         grpc_completion_queue_pluck(rc->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ret_ok)
         *ret_ok = ev.success != 0;
+}
+
+/* A send held by the server's flow control (an Input whose job does not read) can last as
+ * long as the job: meanwhile the client hanging up is seen on the socket, and cancels. */
+#define WATCH_MS 200
+/* How long a new connection may take to say what it wants. */
+#define FIRST_FRAME_S 5
+
+static void pluck_send(struct relay_call *rc, bool *ret_ok)
+{
+    for (;;) {
+        gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                          gpr_time_from_millis(WATCH_MS, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_pluck(rc->cq, &rc->tag_send, until, NULL);
+        struct pollfd p = {.fd = rc->fd, .events = POLLRDHUP};
+        if (ev.type != GRPC_QUEUE_TIMEOUT) {
+            *ret_ok = ev.success != 0;
+            return;
+        }
+        if (poll(&p, 1, 0) > 0 && p.revents & (POLLRDHUP | POLLHUP | POLLERR))
+            (void)grpc_call_cancel(rc->call, NULL);
+    }
 }
 
 static int send_headers(struct relay_call *rc)
@@ -136,7 +160,7 @@ static void upstream(struct relay_call *rc)
             op.data.send_message.send_message = bb;
             ok = grpc_call_start_batch(rc->call, &op, 1, &rc->tag_send, NULL) == GRPC_CALL_OK;
             if (ok)
-                pluck(rc, &rc->tag_send, &ok);
+                pluck_send(rc, &ok);
             grpc_byte_buffer_destroy(bb);
             failed = !ok;
         } else if (f.type == RELAY_END && !ended) {
@@ -211,8 +235,13 @@ void rpc_relay_serve(struct rpc_client *c, int fd)
     int method;
     int64_t deadline_ms;
 
+    /* A connection that says nothing would hold one of the agent's few slots for good. */
+    struct timeval tv = {.tv_sec = FIRST_FRAME_S};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (relay_recv(fd, &f) <= 0)
         goto out;
+    tv.tv_sec = 0; /* after it, a call's frames come when its user types */
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (f.type == RELAY_HELLO) { /* a YES keeps the connection for the client's first call */
         mine = rpc_client_settings(c, &len);
         bool same = f.len == len && memcmp(f.data, mine, len) == 0;
