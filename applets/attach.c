@@ -14,7 +14,7 @@ static const char usage[] =
     "mode, Ctrl-C and Ctrl-Z go to the job as the characters they are, your window size\n"
     "follows, and `~.` typed at the start of a line detaches, leaving the job running (`~~`\n"
     "sends one `~`). Without a terminal job, EOF on your stdin (Ctrl-D) closes the job's stdin;\n"
-    "Ctrl-C detaches.\n"
+    "Ctrl-C detaches. SIGINT, SIGTERM and SIGHUP detach with either kind.\n"
     "\n"
     "One writer at a time: attaching to a job whose stdin has a writer fails\n"
     "(FAILED_PRECONDITION); reading its output has no such limit. The job's owner and\n"
@@ -73,7 +73,7 @@ int applet_attach_main(int argc, char **argv)
     if (r)
         return r;
 
-    struct follow_opts f = {.id = id, .exit_code = true};
+    struct follow_opts f = {.id = id, .exit_code = true, .detach_on_signal = true};
     /* From now on: a terminal's screen is redrawn by its program (Ctrl-L), a pipe's reader
      * has `runjob stream` for the past. */
     if ((r = client_tail_offset(&o, c, &f, 0, &f.offset)) != 0)

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1121,7 +1122,10 @@ struct sigwatch {
     const char *id;
     int sfd, efd;
     struct stopper stoppers[2];
-    int interrupted; /* number of stops asked */
+    int interrupted;      /* number of stops asked */
+    struct rpc_stream *s; /* detach: the stream a signal cancels */
+    bool detach;          /* a signal detaches instead of stopping the job */
+    atomic_bool detached; /* it did */
 };
 
 /* Stop RPC (grace 0: the server's default); waits for the job to end. Errors are printed,
@@ -1169,6 +1173,11 @@ static void *sigwatch_main(void *arg)
             return NULL;
         if (read(w->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
             continue;
+        if (w->detach) {
+            atomic_store(&w->detached, true);
+            rpc_client_stream_cancel(w->s);
+            return NULL;
+        }
         if (w->interrupted >= 2)
             continue;
         struct stopper *st = &w->stoppers[w->interrupted];
@@ -1250,8 +1259,10 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     if (f->input)
         client_input_follow_hook(f->input, s);
 
-    if (f->stop_on_signal) {
+    if (f->stop_on_signal || f->detach_on_signal) {
         sigset_t set;
+        w.s = s;
+        w.detach = f->detach_on_signal;
         sigemptyset(&set);
         sigaddset(&set, SIGINT);
         sigaddset(&set, SIGTERM);
@@ -1267,7 +1278,7 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     for (;;) {
         struct rpc_chunk ch;
         r = rpc_client_stream_next(s, &ch, &err);
-        if (r < 0 && f->input && client_input_detached(f->input)) {
+        if (r < 0 && (atomic_load(&w.detached) || (f->input && client_input_detached(f->input)))) {
             ret = CLIENT_EXIT_DETACHED;
             break;
         }
@@ -1333,7 +1344,6 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
     }
     if (f->input)
         client_input_follow_hook(f->input, NULL);
-    rpc_client_stream_free(s);
 
     if (watching) {
         uint64_t one = 1;
@@ -1343,6 +1353,7 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
             if (w.stoppers[i].started)
                 (void)pthread_join(w.stoppers[i].thread, NULL);
     }
+    rpc_client_stream_free(s); /* after the watcher, which may cancel it */
     if (w.sfd >= 0)
         close(w.sfd);
     if (w.efd >= 0)

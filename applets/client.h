@@ -341,6 +341,7 @@ struct follow_opts {
     uint64_t offset;
     bool no_follow;
     bool stop_on_signal;        /* run: Ctrl-C stops the job (a second Ctrl-C kills it) */
+    bool detach_on_signal;      /* attach: SIGINT, SIGTERM or SIGHUP end the follow alone */
     bool exit_code;             /* return the job's exit code rather than 0 */
     bool tie;                   /* run: the server stops the job if this client goes away */
     int64_t since_ms;           /* > 0: skip output received before this time (epoch ms) */
