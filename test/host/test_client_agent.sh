@@ -205,6 +205,29 @@ for _ in $(seq 40); do grep -q 'refused' "$RJ_TMP/fg.err" && break; sleep 0.05; 
 expect_match "... and -D logs it on stderr" "refused a connection from uid 65534 \(pid [0-9]+\)" \
     "$(cat "$RJ_TMP/fg.err")"
 expect_match "... while its own user is served" "^via agent $S$" "$(RUNJOB_AGENT_SOCK=$S rj ping)"
+# A flood of connections that say nothing: past 64 at once each is closed at once.
+out=$(python3 - "$S" <<'PY'
+import select, socket, sys, time
+socks = []
+for _ in range(70):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    socks.append(s)
+closed, end = set(), time.monotonic() + 1.0
+while time.monotonic() < end:
+    r, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.1)
+    for s in r:
+        try:
+            if s.recv(1) == b"":
+                closed.add(s)
+        except ConnectionResetError:
+            closed.add(s)
+print(len(closed))
+PY
+)
+expect_eq "70 connections at once: the 6 past 64 are closed at once" 6 "$out"
+expect_match "... and the agent serves again once they are gone" "^via agent $S$" \
+    "$(RUNJOB_AGENT_SOCK=$S rj ping)"
 kill -TERM "$fg"
 wait "$fg"
 expect_eq "SIGTERM: -D exits 0" 0 "$?"
