@@ -365,7 +365,6 @@ static int watch_sock(const struct agent_sock *s)
 struct agent {
     struct rpc_client *client;
     uid_t uid;
-    bool foreground;
     pthread_mutex_t lock;
     pthread_cond_t idle;       /* signalled when the last relay ends */
     int wake_fd;               /* eventfd: a relay ended (the idle clock restarts) */
@@ -623,7 +622,7 @@ static int agent_connect(struct client_opts *o, struct rpc_client **ret, char *c
 static int agent_run(struct client_opts *o, const struct agent_flags *f, struct agent_sock *s,
                      int ready_fd, bool *ret_ready)
 {
-    struct agent a = {.uid = geteuid(), .foreground = f->foreground};
+    struct agent a = {.uid = geteuid()};
     _cleanup_close_ int sig_fd = -1, wake_fd = -1;
     char cn[256];
     sigset_t mask;
@@ -660,8 +659,14 @@ static int agent_run(struct client_opts *o, const struct agent_flags *f, struct 
             (void)dup2(null, STDERR_FILENO);
             close(null);
         }
-        (void)proc_write_fd(ready_fd, "R", 1); /* the parent prints the exports on it */
+        /* The parent prints the exports on it. Gone (a Ctrl-C while we dialled), nobody
+         * would know of us: clean up and go. */
+        r = proc_write_fd(ready_fd, "R", 1);
         close(ready_fd);
+        if (r < 0) {
+            rpc_client_free(a.client);
+            return CLIENT_EXIT_FAILED;
+        }
     } else {
         print_exports(s->path, getpid());
     }

@@ -84,6 +84,11 @@ stop_direct=$(RUNJOB_AGENT_SOCK= rj stop --grace 1s "$sid" -o json | python3 -c 
 expect_eq "stop: the same through the agent as direct" "$stop_direct" "$stop_agent"
 expect_eq "an empty RUNJOB_AGENT_SOCK is no agent" "" "$(RUNJOB_AGENT_SOCK= rj ping | grep 'via agent')"
 
+# The same files named by relative paths from another directory (certs/ is the default).
+out=$(cd "$RJ_TMP" && "$RUNJOB" ping -H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path certs/root-ca-cert.pem \
+    --client-cert-path certs/alice-cert.pem --client-key-path certs/alice-key.pem)
+expect_match "the agent's files by relative paths: through the agent too" "^via agent $RUNJOB_AGENT_SOCK$" "$out"
+
 # ---- other settings connect by themselves ----
 out=$(rj_as bob ping 2>&1)
 expect_match "another certificate: not through the agent, authenticated as that user" \
