@@ -74,18 +74,6 @@ void rpc_client_free(struct rpc_client *c); /* NULL-safe */
  * to exit calls this to wait for that (at most timeout_ms), so that exit() never races a gRPC
  * thread still freeing (sanitizers report such a race as a leak). */
 void rpc_client_wait_library_idle(int timeout_ms);
-/* Opens a client whose calls go through the `runjob agent` listening at path, when that agent
- * holds a connection with cfg's settings (server host and port, CA, certificate and key files):
- * 1 with *ret, 0 when there is none (nothing listens there, or the agent is for other
- * settings: the caller dials directly). Sets up neither gRPC nor OpenSSL. */
-int rpc_client_open_relay(const struct rpc_client_config *cfg, const char *path,
-                          struct rpc_client **ret);
-/* true when c's calls go through an agent. */
-bool rpc_client_relayed(const struct rpc_client *c);
-/* The agent's side of one accepted connection: serves the calls a client relays, made on c
- * (the agent's own, direct client). Blocks until the client is done (run it on a thread of its
- * own); does not close fd. The caller has already checked who is at the other end. */
-void rpc_relay_serve(struct rpc_client *c, int fd);
 
 /* Unary calls: 0 with *ret set (free with protobuf_c_message_free_unpacked(&(*ret)->base, NULL)),
  * or -1 with err filled. */
