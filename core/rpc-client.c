@@ -6,13 +6,18 @@
 #include "rpc.h"
 #include "rpc-client-internal.h"
 #include "rpc-internal.h"
+#include "rpc-relay-internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,10 +44,14 @@
 #define KEEPALIVE_TIMEOUT_MS 10000
 
 struct rpc_client {
-    grpc_channel *channel;
+    grpc_channel *channel;      /* NULL when the calls go through an agent */
     void *methods[RPC_M_COUNT]; /* registered calls, by enum rpc_method */
     int64_t deadline_ms;
-    struct rpc_peer peer; /* for messages */
+    struct rpc_peer peer;   /* for messages */
+    char relay_path[108];   /* the agent's socket when the calls go through one, else "" */
+    atomic_int relay_spare; /* the HELLO's connection, kept for the first call; -1 */
+    char settings[RELAY_SETTINGS_MAX]; /* what an agent and its clients share */
+    size_t settings_len;
 };
 
 /* What the Stream and Input calls hold alike: a call of their own on a pluck queue of its own,
@@ -64,6 +73,10 @@ struct call_state {
 
 struct rpc_stream {
     struct call_state cs;
+    /* Through an agent: the connection of the call, the frame the current chunk points into. */
+    int relay_fd;
+    struct relay_frame frame;
+    atomic_bool cancelled;
     grpc_byte_buffer *recv; /* the message the current chunk points into */
     grpc_slice flat;        /* its single slice when it has one (a reference) */
     bool flat_set;
@@ -162,6 +175,29 @@ static void quiet_log(gpr_log_func_args *args)
     (void)args;
 }
 
+/* The configuration's words for messages, and its settings for an agent's HELLO (the files by
+ * their real paths; as given when one does not resolve, which at worst is a mismatch). */
+static int client_describe_config(struct rpc_client *c, const struct rpc_client_config *cfg)
+{
+    char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+    int n;
+
+    c->deadline_ms = cfg->deadline_ms > 0 ? cfg->deadline_ms : DEFAULT_DEADLINE_MS;
+    (void)snprintf(c->peer.host, sizeof(c->peer.host), "%s", cfg->host);
+    if (strchr(cfg->host, ':') && cfg->host[0] != '[')
+        (void)snprintf(c->peer.where, sizeof(c->peer.where), "[%s]:%d", cfg->host, cfg->port);
+    else
+        (void)snprintf(c->peer.where, sizeof(c->peer.where), "%s:%d", cfg->host, cfg->port);
+    (void)snprintf(c->peer.ca_path, sizeof(c->peer.ca_path), "%s", cfg->ca_path);
+    (void)snprintf(c->peer.cert_path, sizeof(c->peer.cert_path), "%s", cfg->cert_path);
+    (void)snprintf(c->peer.key_path, sizeof(c->peer.key_path), "%s", cfg->key_path);
+    n = relay_settings(c->peer.where, realpath(cfg->ca_path, ca) ? ca : cfg->ca_path,
+                       realpath(cfg->cert_path, cert) ? cert : cfg->cert_path,
+                       realpath(cfg->key_path, key) ? key : cfg->key_path, c->settings);
+    c->settings_len = n < 0 ? 0 : (size_t)n;
+    return n < 0 ? n : 0;
+}
+
 int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret,
                     struct rpc_error *err)
 {
@@ -188,15 +224,7 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
         rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
     }
-    c->deadline_ms = cfg->deadline_ms > 0 ? cfg->deadline_ms : DEFAULT_DEADLINE_MS;
-    (void)snprintf(c->peer.host, sizeof(c->peer.host), "%s", cfg->host);
-    if (strchr(cfg->host, ':') && cfg->host[0] != '[')
-        (void)snprintf(c->peer.where, sizeof(c->peer.where), "[%s]:%d", cfg->host, cfg->port);
-    else
-        (void)snprintf(c->peer.where, sizeof(c->peer.where), "%s:%d", cfg->host, cfg->port);
-    (void)snprintf(c->peer.ca_path, sizeof(c->peer.ca_path), "%s", cfg->ca_path);
-    (void)snprintf(c->peer.cert_path, sizeof(c->peer.cert_path), "%s", cfg->cert_path);
-    (void)snprintf(c->peer.key_path, sizeof(c->peer.key_path), "%s", cfg->key_path);
+    (void)client_describe_config(c, cfg);
 
     if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
         gpr_set_log_function(quiet_log);
@@ -248,10 +276,78 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
     return 0;
 }
 
+/* How long a client waits for an agent's answer to its HELLO before dialing directly: an agent
+ * that does not answer at once is wedged, and the user's call must not wait on it. */
+#define RELAY_HELLO_TIMEOUT_MS 2000
+
+int rpc_client_open_relay(const struct rpc_client_config *cfg, const char *path,
+                          struct rpc_client **ret)
+{
+    struct relay_frame f = {0};
+    struct timeval tv = {.tv_sec = RELAY_HELLO_TIMEOUT_MS / 1000};
+    struct rpc_client *c = NULL;
+    int fd = -1, r = 0;
+
+    if (!path || !*path || strlen(path) >= sizeof(c->relay_path) || !cfg->host || cfg->port < 1 ||
+        cfg->port > 65535 || !cfg->ca_path || !cfg->cert_path || !cfg->key_path)
+        return 0;
+    c = calloc(1, sizeof(*c));
+    if (!c || client_describe_config(c, cfg) < 0)
+        goto out;
+    fd = relay_connect(path);
+    if (fd < 0)
+        goto out;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (relay_send_bytes(fd, RELAY_HELLO, c->settings, c->settings_len) < 0 ||
+        relay_recv(fd, &f) <= 0 || f.type != RELAY_YES)
+        goto out;
+    (void)snprintf(c->relay_path, sizeof(c->relay_path), "%s", path);
+    tv.tv_sec = 0; /* a call's reads wait as long as the call lasts */
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    atomic_init(&c->relay_spare, TAKE_FD(fd));
+    *ret = TAKE_PTR(c);
+    r = 1;
+out:
+    if (fd >= 0)
+        (void)close(fd);
+    relay_frame_free(&f);
+    free(c);
+    return r;
+}
+
+bool rpc_client_relayed(const struct rpc_client *c)
+{
+    return c && c->relay_path[0];
+}
+
+const char *rpc_client_settings(const struct rpc_client *c, size_t *ret_len)
+{
+    *ret_len = c->settings_len;
+    return c->settings;
+}
+
+grpc_call *rpc_client_call_new(struct rpc_client *c, enum rpc_method m, grpc_completion_queue *cq,
+                               int64_t deadline_ms)
+{
+    gpr_timespec until = deadline_ms > 0
+                             ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                            gpr_time_from_millis(deadline_ms, GPR_TIMESPAN))
+                             : gpr_inf_future(GPR_CLOCK_REALTIME);
+    return grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                               c->methods[m], until, NULL);
+}
+
 void rpc_client_free(struct rpc_client *c)
 {
     if (!c)
         return;
+    if (c->relay_path[0]) { /* gRPC was never set up for it */
+        int fd = atomic_exchange(&c->relay_spare, -1);
+        if (fd >= 0)
+            (void)close(fd);
+        free(c);
+        return;
+    }
     if (c->channel)
         grpc_channel_destroy(c->channel);
     free(c);
@@ -348,11 +444,143 @@ static void cq_drain_destroy(grpc_completion_queue *cq)
     grpc_completion_queue_destroy(cq);
 }
 
+/* ---- calls through an agent -------------------------------------------------------------- */
+
+/* err for a call whose connection to the agent broke (r: relay_recv's 0 or -errno). */
+static void relay_lost(const struct rpc_client *c, int r, struct rpc_error *err)
+{
+    if (r == -EAGAIN)
+        rpc_error_set(err, RPC_DEADLINE_EXCEEDED,
+                      "the runjob agent at %s did not answer within the call's deadline",
+                      c->relay_path);
+    else
+        rpc_error_set(err, RPC_UNAVAILABLE, "lost the runjob agent at %s (%s)", c->relay_path,
+                      r == 0 ? "it closed the connection" : strerror(-r));
+}
+
+static int relay_send_message(int fd, const ProtobufCMessage *m)
+{
+    uint8_t small[4096];
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *p = n <= sizeof(small) ? small : malloc(n);
+    int r;
+
+    if (!p)
+        return -ENOMEM;
+    protobuf_c_message_pack(m, p);
+    r = relay_send_bytes(fd, RELAY_MSG, p, n);
+    if (p != small)
+        free(p);
+    return r;
+}
+
+/* A call's connection to the agent: CALL, then req as the first message when there is one,
+ * then END when end. The fd, or -1 with err filled. */
+static int relay_call_open(struct rpc_client *c, enum rpc_method m, int64_t deadline_ms,
+                           const ProtobufCMessage *req, bool end, struct rpc_error *err)
+{
+    uint8_t call[RELAY_CALL_BYTES];
+    int fd = atomic_exchange(&c->relay_spare, -1), r;
+
+    if (fd < 0) /* the agent serves one exchange per connection after the HELLO's */
+        fd = relay_connect(c->relay_path);
+
+    if (fd < 0) {
+        rpc_error_set(err, RPC_UNAVAILABLE, "cannot reach the runjob agent at %s: %s",
+                      c->relay_path, strerror(-fd));
+        return -1;
+    }
+    relay_call_encode(call, m, deadline_ms);
+    r = relay_send_bytes(fd, RELAY_CALL, call, sizeof(call));
+    if (r >= 0 && req)
+        r = relay_send_message(fd, req);
+    if (r >= 0 && end)
+        r = relay_send_bytes(fd, RELAY_END, NULL, 0);
+    if (r < 0) {
+        relay_lost(c, r, err);
+        (void)close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A STATUS frame: 0 for OK, else -1 with err saying what the direct call would have said. */
+static int relay_status(const struct rpc_client *c, const struct relay_frame *f,
+                        const struct rpc_call_facts *facts, struct rpc_error *err)
+{
+    const char *details, *error;
+    int code;
+
+    if (relay_status_decode(f, &code, &details, &error) < 0) {
+        rpc_error_set(err, RPC_INTERNAL, "the runjob agent at %s sent a malformed status",
+                      c->relay_path);
+        return -1;
+    }
+    if (code == RPC_OK)
+        return 0;
+    rpc_client_describe(&c->peer, code, details, *error ? error : NULL, facts, err);
+    if (getenv("RUNJOB_RPC_DEBUG"))
+        fprintf(stderr, "rpc: status %d details '%s' error_string '%s' (through the agent)\n", code,
+                details, error);
+    return -1;
+}
+
+static int relay_unary(struct rpc_client *c, enum rpc_method m, int64_t deadline_ms,
+                       const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+                       ProtobufCMessage **ret, struct rpc_error *err)
+{
+    struct relay_frame f = {0};
+    struct rpc_call_facts facts = {.deadline_ms = deadline_ms};
+    /* The agent ends the call at its deadline; one that does not answer by then is wedged. */
+    int64_t wait_ms = deadline_ms + 5000;
+    struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+    ProtobufCMessage *reply = NULL;
+    int64_t t0 = clock_ms(CLOCK_MONOTONIC);
+    int fd, r, result = -1;
+
+    fd = relay_call_open(c, m, deadline_ms, req, true, err);
+    if (fd < 0)
+        return -1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    for (;;) {
+        r = relay_recv(fd, &f);
+        if (r <= 0) {
+            relay_lost(c, r, err);
+            break;
+        }
+        if (f.type == RELAY_MSG && !reply) {
+            reply = protobuf_c_message_unpack(reply_desc, NULL, f.len, f.data);
+            if (!reply) {
+                rpc_error_set(err, RPC_INTERNAL, "cannot decode the server's reply");
+                break;
+            }
+        } else if (f.type == RELAY_STATUS) {
+            facts.elapsed_ms = clock_ms(CLOCK_MONOTONIC) - t0;
+            if (relay_status(c, &f, &facts, err) < 0)
+                break;
+            if (!reply) {
+                rpc_error_set(err, RPC_INTERNAL, "the server sent no reply");
+                break;
+            }
+            *ret = TAKE_PTR(reply);
+            result = 0;
+            break;
+        }
+    }
+    (void)close(fd);
+    relay_frame_free(&f);
+    if (reply)
+        protobuf_c_message_free_unpacked(reply, NULL);
+    return result;
+}
+
 /* One unary call: the six-op batch on a private pluck queue. */
 static int unary(struct rpc_client *c, enum rpc_method m, int64_t deadline_ms,
                  const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
                  ProtobufCMessage **ret, struct rpc_error *err)
 {
+    if (c->relay_path[0])
+        return relay_unary(c, m, deadline_ms, req, reply_desc, ret, err);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_call *call =
         grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
@@ -600,6 +828,18 @@ static int stream_open(struct rpc_client *c, enum rpc_method m, const ProtobufCM
         rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
     }
+    s->relay_fd = -1;
+    if (c->relay_path[0]) {
+        s->cs.c = c;
+        s->cs.start_ms = clock_ms(CLOCK_MONOTONIC);
+        s->relay_fd = relay_call_open(c, m, 0, req, true, err);
+        if (s->relay_fd < 0) {
+            free(s);
+            return -1;
+        }
+        *ret = s;
+        return 0;
+    }
     call_open(&s->cs, c, m);
 
     grpc_byte_buffer *send = pack(req);
@@ -711,6 +951,50 @@ static int stream_end(struct rpc_stream *s, struct rpc_error *err)
     return s->end_result;
 }
 
+/* The next message of a stream through an agent, as rpc_client_stream_next. */
+static int relay_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct rpc_error *err)
+{
+    const struct rpc_client *c = s->cs.c;
+    struct rpc_call_facts facts = {0};
+    struct rpc_chunk chunk;
+
+    for (;;) {
+        int r = relay_recv(s->relay_fd, &s->frame);
+        facts.answered = s->answered;
+        facts.elapsed_ms = clock_ms(CLOCK_MONOTONIC) - s->cs.start_ms;
+        if (r <= 0) {
+            if (atomic_load(&s->cancelled))
+                rpc_client_describe(&c->peer, RPC_CANCELLED, "Cancelled", NULL, &facts,
+                                    &s->end_err);
+            else
+                relay_lost(c, r, &s->end_err);
+            s->end_result = -1;
+            break;
+        }
+        if (s->frame.type == RELAY_MSG) {
+            s->answered = true;
+            if (rpc_chunk_parse(s->frame.data, s->frame.len, &chunk) < 0) {
+                (void)shutdown(s->relay_fd, SHUT_RDWR); /* the agent cancels the call */
+                rpc_error_set(&s->end_err, RPC_DATA_LOSS,
+                              "the server sent a malformed output chunk");
+                s->end_result = -1;
+                break;
+            }
+            s->final_status = chunk.final_status;
+            *ret = chunk;
+            return 1;
+        }
+        if (s->frame.type == RELAY_STATUS) {
+            s->end_result = relay_status(c, &s->frame, &facts, &s->end_err);
+            break;
+        }
+    }
+    s->ended = true;
+    if (s->end_result < 0 && err)
+        *err = s->end_err;
+    return s->end_result;
+}
+
 int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct rpc_error *err)
 {
     grpc_op op;
@@ -725,6 +1009,8 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
             *err = s->end_err;
         return s->end_result;
     }
+    if (s->relay_fd >= 0)
+        return relay_stream_next(s, ret, err);
     if (!s->cs.first_done) {
         call_pluck(&s->cs, &s->cs.tag_first);
         s->cs.first_done = true;
@@ -759,8 +1045,12 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
 
 void rpc_client_stream_cancel(struct rpc_stream *s)
 {
-    if (s && s->cs.call)
+    if (s && s->relay_fd >= 0) { /* wakes the reader; the agent cancels the call */
+        atomic_store(&s->cancelled, true);
+        (void)shutdown(s->relay_fd, SHUT_RDWR);
+    } else if (s && s->cs.call) {
         (void)grpc_call_cancel(s->cs.call, NULL);
+    }
 }
 
 void rpc_client_stream_free(struct rpc_stream *s)
@@ -768,7 +1058,11 @@ void rpc_client_stream_free(struct rpc_stream *s)
     if (!s)
         return;
     release_current(s);
-    call_close(&s->cs);
+    if (s->relay_fd >= 0)
+        (void)close(s->relay_fd);
+    else
+        call_close(&s->cs);
+    relay_frame_free(&s->frame);
     free(s->buf);
     free(s);
 }
@@ -780,7 +1074,59 @@ struct rpc_input {
     grpc_byte_buffer *reply;
     int tag_send;
     bool closed, failed;
+    /* Through an agent: the call's connection, what has come back on it. */
+    int relay_fd;
+    struct relay_frame frame;
+    atomic_bool cancelled;
+    bool taken, ended; /* HEADERS with the ready key came; STATUS came (or the agent went) */
+    int end_result;    /* once ended: 0, or -1 with end_err */
+    struct rpc_error end_err;
+    uint64_t bytes; /* the reply's count */
 };
+
+/* Takes one frame (or its absence) from the agent: 1, 0 when none came within timeout_ms (< 0:
+ * waits as long as it takes), -1 when the call has ended here (end_result says how). */
+static int relay_input_read(struct rpc_input *in, int timeout_ms)
+{
+    const struct rpc_client *c = in->cs.c;
+    struct pollfd p = {.fd = in->relay_fd, .events = POLLIN};
+    struct rpc_call_facts facts = {0};
+    int r;
+
+    if (in->ended)
+        return -1;
+    r = poll(&p, 1, timeout_ms);
+    if (r == 0 || (r < 0 && errno == EINTR))
+        return 0;
+    r = r < 0 ? -errno : relay_recv(in->relay_fd, &in->frame);
+    facts.elapsed_ms = clock_ms(CLOCK_MONOTONIC) - in->cs.start_ms;
+    if (r <= 0) {
+        if (atomic_load(&in->cancelled))
+            rpc_client_describe(&c->peer, RPC_CANCELLED, "Cancelled", NULL, &facts, &in->end_err);
+        else
+            relay_lost(c, r, &in->end_err);
+        in->end_result = -1;
+        in->ended = true;
+        return -1;
+    }
+    if (in->frame.type == RELAY_HEADERS) {
+        for (const char *k = (const char *)in->frame.data;
+             k < (const char *)in->frame.data + in->frame.len; k += strlen(k) + 1)
+            in->taken |= strcmp(k, RPC_INPUT_READY_KEY) == 0;
+    } else if (in->frame.type == RELAY_MSG) {
+        Runjob__V1__InputResponse *resp =
+            runjob__v1__input_response__unpack(NULL, in->frame.len, in->frame.data);
+        if (resp) {
+            in->bytes = resp->bytes;
+            protobuf_c_message_free_unpacked(&resp->base, NULL);
+        }
+    } else if (in->frame.type == RELAY_STATUS) {
+        in->end_result = relay_status(c, &in->frame, &facts, &in->end_err);
+        in->ended = true;
+        return -1;
+    }
+    return 1;
+}
 
 /* One message of the call; plucked before returning. false when the call has ended. */
 static bool input_message(struct rpc_input *in, const char *id, const void *data, size_t len,
@@ -804,6 +1150,13 @@ static bool input_message(struct rpc_input *in, const char *id, const void *data
         ts.cols = cols;
         req.terminal_size = &ts;
     }
+    if (in->relay_fd >= 0) {
+        while (relay_input_read(in, 0) > 0) /* a STATUS that came means the call has ended */
+            ;
+        if (in->ended || relay_send_message(in->relay_fd, &req.base) < 0)
+            in->failed = true;
+        return !in->failed;
+    }
     bb = pack(&req.base);
     memset(ops, 0, sizeof(ops));
     if (first)
@@ -826,6 +1179,11 @@ static bool input_message(struct rpc_input *in, const char *id, const void *data
 /* Waits for the server's initial metadata: true when they say it took the call. */
 static bool input_taken(struct rpc_input *in)
 {
+    if (in->relay_fd >= 0) {
+        while (!in->taken && relay_input_read(in, -1) >= 0)
+            ;
+        return in->taken;
+    }
     call_pluck(&in->cs, &in->cs.tag_first);
     in->cs.first_done = true;
     for (size_t i = 0; i < in->cs.md_initial.count; i++)
@@ -843,6 +1201,17 @@ int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, u
     if (!in) {
         rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
+    }
+    in->relay_fd = -1;
+    if (c->relay_path[0]) {
+        in->cs.c = c;
+        in->cs.start_ms = clock_ms(CLOCK_MONOTONIC);
+        in->relay_fd = relay_call_open(c, RPC_M_INPUT, 0, NULL, false, err);
+        if (in->relay_fd < 0) {
+            free(in);
+            return -1;
+        }
+        goto first;
     }
     call_open(&in->cs, c, RPC_M_INPUT);
     /* The server's initial metadata say it took the call (a refusal is a status alone), and
@@ -866,6 +1235,7 @@ int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, u
         rpc_error_set(err, RPC_INTERNAL, "cannot start the input call");
         return -1;
     }
+first:
     if (!input_message(in, id, NULL, 0, rows, cols, true, false) || !input_taken(in)) {
         struct rpc_error e2;
         uint64_t b;
@@ -886,6 +1256,38 @@ int rpc_client_input_send(struct rpc_input *in, const void *data, size_t len, un
     return input_message(in, NULL, data, len, rows, cols, false, false) ? 0 : -1;
 }
 
+/* rpc_client_input_finish through an agent, once the last message is sent. */
+static int relay_input_finish(struct rpc_input *in, int64_t timeout_ms, uint64_t *ret_bytes,
+                              struct rpc_error *err)
+{
+    int64_t until = clock_ms(CLOCK_MONOTONIC) + timeout_ms;
+
+    if (!in->failed && !in->closed)
+        (void)relay_send_bytes(in->relay_fd, RELAY_END, NULL, 0);
+    in->closed = true;
+    while (!in->ended) {
+        int64_t left = timeout_ms < 0 ? -1 : until - clock_ms(CLOCK_MONOTONIC);
+        if (timeout_ms >= 0 && left <= 0) { /* the agent cancels the call when we close */
+            struct rpc_call_facts facts = {.elapsed_ms =
+                                               clock_ms(CLOCK_MONOTONIC) - in->cs.start_ms};
+            (void)shutdown(in->relay_fd, SHUT_RDWR);
+            rpc_client_describe(&in->cs.c->peer, RPC_CANCELLED, "Cancelled", NULL, &facts,
+                                &in->end_err);
+            in->end_result = -1;
+            in->ended = true;
+            break;
+        }
+        (void)relay_input_read(in, left > INT_MAX ? INT_MAX : (int)left);
+    }
+    if (in->end_result < 0) {
+        if (err)
+            *err = in->end_err;
+        return -1;
+    }
+    *ret_bytes = in->bytes;
+    return 0;
+}
+
 int rpc_client_input_finish(struct rpc_input *in, bool eof, int64_t timeout_ms, uint64_t *ret_bytes,
                             struct rpc_error *err)
 {
@@ -893,6 +1295,8 @@ int rpc_client_input_finish(struct rpc_input *in, bool eof, int64_t timeout_ms, 
 
     if (eof && !in->closed)
         (void)input_message(in, NULL, NULL, 0, 0, 0, false, true);
+    if (in->relay_fd >= 0)
+        return relay_input_finish(in, timeout_ms, ret_bytes, err);
     if (!in->failed && !in->closed) {
         grpc_op op;
         memset(&op, 0, sizeof(op));
@@ -927,8 +1331,12 @@ int rpc_client_input_finish(struct rpc_input *in, bool eof, int64_t timeout_ms, 
 
 void rpc_client_input_cancel(struct rpc_input *in)
 {
-    if (in && in->cs.call)
+    if (in && in->relay_fd >= 0) { /* wakes a waiting finish; the agent cancels the call */
+        atomic_store(&in->cancelled, true);
+        (void)shutdown(in->relay_fd, SHUT_RDWR);
+    } else if (in && in->cs.call) {
         (void)grpc_call_cancel(in->cs.call, NULL);
+    }
 }
 
 void rpc_client_input_free(struct rpc_input *in)
@@ -937,6 +1345,10 @@ void rpc_client_input_free(struct rpc_input *in)
         return;
     if (in->reply)
         grpc_byte_buffer_destroy(in->reply);
-    call_close(&in->cs);
+    if (in->relay_fd >= 0)
+        (void)close(in->relay_fd);
+    else
+        call_close(&in->cs);
+    relay_frame_free(&in->frame);
     free(in);
 }

@@ -1,6 +1,7 @@
 #pragma once
 /* grpc-typed helpers shared by core/rpc*.c and the server (core/server-*.c). Not for applets. */
 #include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
 #include <grpc/slice.h>
 
 #include "rpc.h"
@@ -28,3 +29,10 @@ grpc_slice rpc_chunk_slice_new(size_t cap);
  * Takes over the caller's reference to s. NULL on allocation failure. */
 grpc_byte_buffer *rpc_chunk_finish(grpc_slice s, size_t n, int stream, uint64_t offset,
                                    int64_t time_ms);
+
+/* For the agent's relay (core/rpc-relay-agent.c): a call of method m on c's channel, its
+ * events on cq, with a deadline deadline_ms from now (0: none). */
+grpc_call *rpc_client_call_new(struct rpc_client *c, enum rpc_method m, grpc_completion_queue *cq,
+                               int64_t deadline_ms);
+/* The settings a relaying client must share with c (relay_settings of its resolved paths). */
+const char *rpc_client_settings(const struct rpc_client *c, size_t *ret_len);

@@ -70,6 +70,21 @@ struct rpc_client; /* one channel; every call below is thread-safe on it */
 int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret,
                     struct rpc_error *err);
 void rpc_client_free(struct rpc_client *c); /* NULL-safe */
+/* Opens a client whose calls go through the `runjob agent` listening at path, when that agent
+ * holds a connection with cfg's settings (server host and port, CA, certificate and key files,
+ * compared by their real paths): 1 with *ret, 0 when there is none (nothing answers there, or
+ * the agent is for other settings: the caller dials directly). Sets up neither gRPC nor
+ * OpenSSL: an agent's point is a client process that does not pay for them. */
+int rpc_client_open_relay(const struct rpc_client_config *cfg, const char *path,
+                          struct rpc_client **ret);
+/* true when c's calls go through an agent. */
+bool rpc_client_relayed(const struct rpc_client *c);
+/* The agent's side of one connection accepted on its socket: serves the calls a client relays
+ * (core/rpc-relay-internal.h), made on c, the agent's own direct client. Blocks until the
+ * client is done: run it on a thread of its own. Does not close fd. The caller has checked who
+ * is at the other end: whoever it lets through acts with c's certificate. */
+void rpc_relay_serve(struct rpc_client *c, int fd);
+
 /* After the last rpc_client_free, gRPC finishes its clean-up on its own threads. A process about
  * to exit calls this to wait for that (at most timeout_ms), so that exit() never races a gRPC
  * thread still freeing (sanitizers report such a race as a leak). */
