@@ -165,13 +165,14 @@ static int kill_agent(const struct client_opts *o, const struct agent_flags *f)
                 strerror(errno));
         return CLIENT_EXIT_FAILED;
     }
-    /* Until it has removed its socket: whoever runs -k may look for it next. */
+    /* Until it has removed its socket (whoever runs -k may look for it next), and past its own
+     * wait for its relays. */
     p = (struct pollfd){.fd = pidfd, .events = POLLIN};
-    while ((r = poll(&p, 1, AGENT_EXIT_WAIT_MS)) < 0 && errno == EINTR)
+    while ((r = poll(&p, 1, 2 * AGENT_EXIT_WAIT_MS)) < 0 && errno == EINTR)
         ;
     if (r == 0) {
         fprintf(stderr, "%s: %s: pid %d did not exit within %d s of SIGTERM\n", o->prog, o->verb,
-                (int)v, AGENT_EXIT_WAIT_MS / 1000);
+                (int)v, 2 * AGENT_EXIT_WAIT_MS / 1000);
         return CLIENT_EXIT_FAILED;
     }
     print_unset();

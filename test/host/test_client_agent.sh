@@ -100,14 +100,29 @@ expect_match "the administrator's certificate: its own connection" \
 expect_eq "... not via the agent" "" "$(grep 'via agent' <<<"$out")"
 
 # ---- -k ----
+# A stream that follows through the agent as it is stopped: the agent does not wait for it.
+lid=$(rj start /bin/sh -c 'echo begun; sleep 30')
+rj stream "$lid" >"$RJ_TMP/follow.out" 2>"$RJ_TMP/follow.err" &
+follower=$!
+for _ in $(seq 40); do [ -s "$RJ_TMP/follow.out" ] && break; sleep 0.05; done
 dir=$(dirname "$RUNJOB_AGENT_SOCK")
 pid=$RUNJOB_AGENT_PID
+t0=$EPOCHREALTIME
 out=$("$RUNJOB" agent -k 2>"$RJ_TMP/kill.err")
-expect_eq "agent -k exits 0" 0 "$?"
+rc=$?
+ms=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
+expect_eq "agent -k exits 0" 0 "$rc"
 expect_eq "agent -k prints the unset lines" $'unset RUNJOB_AGENT_SOCK;\nunset RUNJOB_AGENT_PID;' "$out"
 expect_eq "... and says what it stopped" "runjob agent pid $pid stopped" "$(cat "$RJ_TMP/kill.err")"
 eval "$out"
 check "the agent has exited" gone "$pid"
+check "... within a second or two, with a stream following through it" test "$ms" -lt 3000
+wait "$follower"
+expect_eq "the stream through it ends with an error (255), its output so far printed" "255 begun" \
+    "$? $(cat "$RJ_TMP/follow.out")"
+expect_match "... saying it lost the agent" "^runjob: stream: lost the runjob agent at " \
+    "$(cat "$RJ_TMP/follow.err")"
+RUNJOB_AGENT_SOCK= rj stop "$lid" >/dev/null
 check "its socket and directory are gone" test ! -e "$dir"
 expect_eq "variables unset by the eval" "" "${RUNJOB_AGENT_SOCK:-}${RUNJOB_AGENT_PID:-}"
 expect_eq "-k without RUNJOB_AGENT_PID: 255" 255 "$("$RUNJOB" agent -k >/dev/null 2>&1; echo $?)"
