@@ -1,4 +1,5 @@
 /* runjob ping: is the server there, which version, and who does it think we are. */
+#include <stdlib.h>
 #include <time.h>
 
 #include "applets/client.h"
@@ -7,7 +8,8 @@ static const char usage[] =
     "Usage: runjob ping [flags]\n"
     "\n"
     "Check that the server answers and that it accepts your certificate: prints the server's\n"
-    "version, the round-trip time, and the name your certificate gives you there.\n"
+    "version, the round-trip time, and the name your certificate gives you there, and the\n"
+    "agent the call went through, if one did (runjob agent).\n"
     "\n" CLIENT_USAGE "\n"
     "Examples:\n"
     "  runjob ping\n"
@@ -44,6 +46,9 @@ int applet_ping_main(int argc, char **argv)
         /* The administrator's CN is "administrator": say what it may do, not its name twice. */
         printf("authenticated as %s%s\n", pong->peer_cn,
                pong->is_admin ? " (sees and stops every user's jobs)" : "");
+        /* The time above is then the relay's too: say so, and which agent. */
+        if (rpc_client_relayed(c))
+            printf("via agent %s\n", getenv("RUNJOB_AGENT_SOCK"));
         r = 0;
     }
     protobuf_c_message_free_unpacked(&pong->base, NULL);

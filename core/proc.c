@@ -203,6 +203,22 @@ int proc_parse_pids(const char *buf, pid_t **ret_pids, size_t *ret_n)
     return 0;
 }
 
+const char *proc_parse_cmdline_arg(const char *buf, size_t len, unsigned i)
+{
+    const char *p = buf, *end = buf + len;
+
+    for (; p < end; i--) {
+        const char *nul = memchr(p, '\0', (size_t)(end - p));
+
+        if (i == 0)
+            return p;
+        if (!nul)
+            return NULL;
+        p = nul + 1;
+    }
+    return NULL;
+}
+
 int proc_parse_freezer_state(const char *buf, enum proc_freezer_state *ret)
 {
     static const struct {

@@ -47,6 +47,11 @@ enum proc_freezer_state {
     PROC_FREEZING = 1,
     PROC_FROZEN = 2,
 };
+/* /proc/<pid>/cmdline, len bytes of NUL-separated arguments and a NUL at buf[len] (as
+ * proc_read_fd leaves it, for a last argument without its own): argument i, or NULL when there
+ * are fewer. Points into buf. */
+const char *proc_parse_cmdline_arg(const char *buf, size_t len, unsigned i);
+
 /* v1 freezer.state: "THAWED\n" | "FREEZING\n" | "FROZEN\n". 0 or -EINVAL. */
 int proc_parse_freezer_state(const char *buf, enum proc_freezer_state *ret);
 

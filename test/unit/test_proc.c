@@ -376,3 +376,17 @@ Test(proc, write_fd_writes_everything_or_says_epipe)
     cr_expect_eq(proc_write_fd(p[1], data, 10), -EPIPE);
     close(p[1]);
 }
+
+Test(proc, cmdline_args)
+{
+    static const char buf[] = "runjob\0agent\0-D\0"; /* sizeof - 1: the file's bytes */
+    static const char cut[] = "runjob\0age";         /* a last argument without its NUL */
+
+    cr_assert_str_eq(proc_parse_cmdline_arg(buf, sizeof(buf) - 1, 0), "runjob");
+    cr_assert_str_eq(proc_parse_cmdline_arg(buf, sizeof(buf) - 1, 1), "agent");
+    cr_assert_str_eq(proc_parse_cmdline_arg(buf, sizeof(buf) - 1, 2), "-D");
+    cr_assert_null(proc_parse_cmdline_arg(buf, sizeof(buf) - 1, 3));
+    cr_assert_str_eq(proc_parse_cmdline_arg(cut, sizeof(cut) - 1, 1), "age");
+    cr_assert_null(proc_parse_cmdline_arg(cut, sizeof(cut) - 1, 2));
+    cr_assert_null(proc_parse_cmdline_arg("", 0, 0));
+}

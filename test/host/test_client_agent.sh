@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# runjob agent: eval "$(runjob agent)" leaves a daemon holding one connection, and the client
+# verbs with the same settings relay their calls through it (one peer in the server's audit
+# log), with the same results as direct; other settings, a dead agent's socket and peers of
+# another uid do not go through it; -k, --idle-timeout, a removed socket and SIGTERM end it and
+# clean up; bad flags, a live or foreign --socket path and an unreachable server are refused
+# with nothing left behind.
+source "$(dirname "$0")/../lib.sh"
+rj_setup
+AUDIT=$RJ_TMP/audit.log
+rj_server_start --audit-log "$AUDIT"
+
+unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID XDG_RUNTIME_DIR RUNJOB_CONTEXT
+export TMPDIR=$RJ_TMP/tmp # default sockets go in a directory made under it
+mkdir -m 0700 "$TMPDIR"
+PUB=$(mktemp -d /tmp/runjob-agent-pub.XXXXXX) # reachable by uid 65534
+chmod 0755 "$PUB"
+conn=(-H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem"
+    --client-cert-path "$RJ_CERTS/alice-cert.pem" --client-key-path "$RJ_CERTS/alice-key.pem")
+cleanup() {
+    rj_cleanup
+    rm -rf "$PUB"
+}
+trap cleanup EXIT
+
+# gone PID: true once the process has exited (2 s at most).
+gone() {
+    for _ in $(seq 40); do
+        [ -e "/proc/$1" ] || return 0
+        [ "$(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null)" = Z ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# ---- start, the eval lines, the socket ----
+t0=$EPOCHREALTIME
+out=$(timeout 10 "$RUNJOB" agent "${conn[@]}" 2>"$RJ_TMP/agent.err")
+rc=$?
+ms=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
+expect_eq "agent exits 0 once the daemon is ready" 0 "$rc"
+check "\$(runjob agent) returns at once: the daemon holds neither stdout nor stderr ($ms ms)" \
+    test "$ms" -lt 5000
+expect_match "it prints sh lines for eval" \
+    "^RUNJOB_AGENT_SOCK=$TMPDIR/runjob-[A-Za-z0-9]{6}/agent\.[0-9]+; export RUNJOB_AGENT_SOCK;
+RUNJOB_AGENT_PID=[0-9]+; export RUNJOB_AGENT_PID;$" "$out"
+eval "$out"
+RJ_PIDS+=("$RUNJOB_AGENT_PID")
+expect_match "stderr names the pid, the server and the user" \
+    "^runjob agent pid $RUNJOB_AGENT_PID: 127\.0\.0\.1:$RJ_PORT as alice, socket $RUNJOB_AGENT_SOCK$" \
+    "$(cat "$RJ_TMP/agent.err")"
+check "the socket is a socket" test -S "$RUNJOB_AGENT_SOCK"
+expect_eq "socket mode 0600, its directory 0700" "600 700" \
+    "$(stat -c %a "$RUNJOB_AGENT_SOCK") $(stat -c %a "$(dirname "$RUNJOB_AGENT_SOCK")")"
+expect_eq "the daemon is in a session of its own" "$RUNJOB_AGENT_PID" \
+    "$(ps -o sid= -p "$RUNJOB_AGENT_PID" | tr -d ' ')"
+expect_eq "the daemon's stdin, stdout and stderr are /dev/null" "/dev/null /dev/null /dev/null" \
+    "$(readlink "/proc/$RUNJOB_AGENT_PID/fd/0") $(readlink "/proc/$RUNJOB_AGENT_PID/fd/1") $(readlink "/proc/$RUNJOB_AGENT_PID/fd/2")"
+agent_peer=$(grep 'method=Ping' "$AUDIT" | tail -1 | sed -E 's/.* peer=([^ ]+) .*/\1/')
+
+# ---- calls through it ----
+out=$(rj ping)
+expect_match "ping says it went through the agent" "^via agent $RUNJOB_AGENT_SOCK$" "$out"
+expect_match "... and who we are" "authenticated as alice$" "$out"
+n0=$(wc -l <"$AUDIT")
+id=$(rj start /bin/echo hello agent)
+expect_eq "stream through the agent" "hello agent" "$(rj stream "$id")"
+run_out=$(rj run /bin/sh -c 'echo out; echo err >&2; exit 3' 2>"$RJ_TMP/run.err")
+expect_eq "run through the agent: output and exit code" "out|err|3" \
+    "$run_out|$(cat "$RJ_TMP/run.err")|$(rj run /bin/sh -c 'exit 3' >/dev/null 2>&1; echo $?)"
+st_agent=$(rj status -o json "$id" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["state"], d["exit_code"], d["owner"])')
+list_agent=$(rj list -q)
+sid=$(rj start /bin/sleep 60)
+stop_agent=$(rj stop --grace 1s "$sid" -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["state"], d["signal"], d["owner"])')
+peers=$(tail -n +"$((n0 + 1))" "$AUDIT" | sed -E 's/.* peer=([^ ]+) .*/\1/' | sort -u)
+expect_eq "every call of those verbs came over the agent's connection" "$agent_peer" "$peers"
+# The same through a direct connection.
+st_direct=$(RUNJOB_AGENT_SOCK= rj status -o json "$id" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["state"], d["exit_code"], d["owner"])')
+expect_eq "status: the same through the agent as direct" "$st_direct" "$st_agent"
+expect_eq "list: the same through the agent as direct" "$(RUNJOB_AGENT_SOCK= rj list -q | grep -v "$sid")" \
+    "$list_agent"
+sid=$(RUNJOB_AGENT_SOCK= rj start /bin/sleep 60)
+stop_direct=$(RUNJOB_AGENT_SOCK= rj stop --grace 1s "$sid" -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["state"], d["signal"], d["owner"])')
+expect_eq "stop: the same through the agent as direct" "$stop_direct" "$stop_agent"
+expect_eq "an empty RUNJOB_AGENT_SOCK is no agent" "" "$(RUNJOB_AGENT_SOCK= rj ping | grep 'via agent')"
+
+# The same files named by relative paths from another directory (certs/ is the default).
+out=$(cd "$RJ_TMP" && "$RUNJOB" ping -H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path certs/root-ca-cert.pem \
+    --client-cert-path certs/alice-cert.pem --client-key-path certs/alice-key.pem)
+expect_match "the agent's files by relative paths: through the agent too" "^via agent $RUNJOB_AGENT_SOCK$" "$out"
+
+# ---- other settings connect by themselves ----
+out=$(rj_as bob ping 2>&1)
+expect_match "another certificate: not through the agent, authenticated as that user" \
+    "authenticated as bob$" "$out"
+expect_eq "... and ping does not say via agent" "" "$(grep 'via agent' <<<"$out")"
+out=$(rj_as administrator ping 2>&1)
+expect_match "the administrator's certificate: its own connection" \
+    "authenticated as administrator " "$out"
+expect_eq "... not via the agent" "" "$(grep 'via agent' <<<"$out")"
+
+# ---- -k ----
+# A stream that follows through the agent as it is stopped: the agent does not wait for it.
+lid=$(rj start /bin/sh -c 'echo begun; sleep 30')
+rj stream "$lid" >"$RJ_TMP/follow.out" 2>"$RJ_TMP/follow.err" &
+follower=$!
+for _ in $(seq 40); do [ -s "$RJ_TMP/follow.out" ] && break; sleep 0.05; done
+dir=$(dirname "$RUNJOB_AGENT_SOCK")
+pid=$RUNJOB_AGENT_PID
+t0=$EPOCHREALTIME
+out=$("$RUNJOB" agent -k 2>"$RJ_TMP/kill.err")
+rc=$?
+ms=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
+expect_eq "agent -k exits 0" 0 "$rc"
+expect_eq "agent -k prints the unset lines" $'unset RUNJOB_AGENT_SOCK;\nunset RUNJOB_AGENT_PID;' "$out"
+expect_eq "... and says what it stopped" "runjob agent pid $pid stopped" "$(cat "$RJ_TMP/kill.err")"
+eval "$out"
+check "the agent has exited" gone "$pid"
+check "... within a second or two, with a stream following through it" test "$ms" -lt 3000
+wait "$follower"
+expect_eq "the stream through it ends with an error (255), its output so far printed" "255 begun" \
+    "$? $(cat "$RJ_TMP/follow.out")"
+expect_match "... saying it lost the agent" "^runjob: stream: lost the runjob agent at " \
+    "$(cat "$RJ_TMP/follow.err")"
+RUNJOB_AGENT_SOCK= rj stop "$lid" >/dev/null
+check "its socket and directory are gone" test ! -e "$dir"
+expect_eq "variables unset by the eval" "" "${RUNJOB_AGENT_SOCK:-}${RUNJOB_AGENT_PID:-}"
+expect_eq "-k without RUNJOB_AGENT_PID: 255" 255 "$("$RUNJOB" agent -k >/dev/null 2>&1; echo $?)"
+out=$(RUNJOB_AGENT_PID=$$ "$RUNJOB" agent -k 2>"$RJ_TMP/kill.err")
+expect_eq "-k with a pid that is no agent's: 255, and the lines that unset the stale variables" \
+    $'255 unset RUNJOB_AGENT_SOCK;\nunset RUNJOB_AGENT_PID;' "$? $out"
+expect_match "... saying so" "no agent runs as pid $$" "$(cat "$RJ_TMP/kill.err")"
+check "... and this shell lives on" kill -0 $$
+
+# ---- a dead agent's socket: direct, without a word ----
+eval "$("$RUNJOB" agent "${conn[@]}" 2>/dev/null)"
+RJ_PIDS+=("$RUNJOB_AGENT_PID")
+kill -KILL "$RUNJOB_AGENT_PID"
+gone "$RUNJOB_AGENT_PID"
+err=$(rj ping 2>&1 >"$RJ_TMP/ping.out")
+expect_eq "ping with a dead agent's socket: exit 0, nothing on stderr" "0 " "$? $err"
+expect_eq "... and not via the agent" "" "$(grep 'via agent' "$RJ_TMP/ping.out")"
+rm -rf "$(dirname "$RUNJOB_AGENT_SOCK")"
+unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID
+
+# ---- XDG_RUNTIME_DIR ----
+mkdir -m 0700 "$RJ_TMP/xdg"
+out=$(XDG_RUNTIME_DIR=$RJ_TMP/xdg "$RUNJOB" agent -q "${conn[@]}" 2>&1)
+expect_match "the default socket goes under XDG_RUNTIME_DIR when set" \
+    "^RUNJOB_AGENT_SOCK=$RJ_TMP/xdg/runjob-" "$out"
+eval "$out"
+RJ_PIDS+=("$RUNJOB_AGENT_PID")
+"$RUNJOB" agent -k -q >/dev/null
+unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID
+
+# ---- --socket: live, foreign and stale paths ----
+S=$RJ_TMP/fixed.sock
+out=$("$RUNJOB" agent -q -a "$S" "${conn[@]}")
+expect_eq "--socket PATH: the socket there" "RUNJOB_AGENT_SOCK=$S; export RUNJOB_AGENT_SOCK;" "$(head -1 <<<"$out")"
+eval "$out"
+RJ_PIDS+=("$RUNJOB_AGENT_PID")
+first=$RUNJOB_AGENT_PID
+err=$("$RUNJOB" agent -a "$S" "${conn[@]}" 2>&1 >/dev/null)
+expect_eq "a second agent at a live socket: 255" 255 "$?"
+expect_match "... saying another agent listens there" "^runjob: agent: '$S': an agent already listens there" "$err"
+kill -KILL "$first"
+gone "$first"
+out=$("$RUNJOB" agent -q -a "$S" "${conn[@]}")
+expect_eq "a stale socket (its agent killed) is replaced" 0 "$?"
+eval "$out"
+RJ_PIDS+=("$RUNJOB_AGENT_PID")
+expect_match "... and the new agent serves there" "^via agent $S$" "$(rj ping)"
+# The socket removed under it: it exits (its directory was not its own: left alone).
+rm -f "$S"
+check "an agent whose socket was removed exits" gone "$RUNJOB_AGENT_PID"
+check "... and leaves --socket's directory" test -d "$RJ_TMP"
+unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID
+: >"$RJ_TMP/plain"
+err=$("$RUNJOB" agent -a "$RJ_TMP/plain" "${conn[@]}" 2>&1 >/dev/null)
+expect_eq "--socket at a file that is not a socket: 255" 255 "$?"
+expect_match "... not replaced" "'$RJ_TMP/plain' exists and is not a socket; not replacing it" "$err"
+check "... and the file is still there" test -f "$RJ_TMP/plain"
+err=$("$RUNJOB" agent -a "$RJ_TMP/no/such/dir/s" "${conn[@]}" 2>&1 >/dev/null)
+expect_eq "--socket in a directory that does not exist: 255" 255 "$?"
+expect_match "... with the reason" "cannot make the socket '$RJ_TMP/no/such/dir/s': No such file or directory" "$err"
+
+# ---- --idle-timeout ----
+out=$("$RUNJOB" agent -q --idle-timeout 1s "${conn[@]}")
+eval "$out"
+RJ_PIDS+=("$RUNJOB_AGENT_PID")
+rj ping >/dev/null
+sleep 1.5
+check "--idle-timeout 1s: gone after a second without a client" gone "$RUNJOB_AGENT_PID"
+check "... its socket and directory removed" test ! -e "$(dirname "$RUNJOB_AGENT_SOCK")"
+unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID
+
+# ---- -D, and a peer of another uid ----
+S=$PUB/agent.sock
+"$RUNJOB" agent -D -a "$S" "${conn[@]}" >"$RJ_TMP/fg.out" 2>"$RJ_TMP/fg.err" &
+fg=$!
+RJ_PIDS+=("$fg")
+for _ in $(seq 100); do [ -s "$RJ_TMP/fg.out" ] && break; sleep 0.05; done
+expect_eq "-D prints the lines with its own pid" "RUNJOB_AGENT_PID=$fg; export RUNJOB_AGENT_PID;" \
+    "$(sed -n 2p "$RJ_TMP/fg.out")"
+chmod 0666 "$S" # past the socket's mode: the agent's own check is what is tested
+out=$(setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 - "$S" <<'PY' 2>&1
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(3)
+s.connect(sys.argv[1])
+try:
+    s.sendall(b"\0" * 64)
+except OSError:
+    pass
+try:
+    print("closed" if s.recv(4096) == b"" else "answered")
+except ConnectionResetError:
+    print("closed")
+except socket.timeout:
+    print("still open")
+PY
+)
+expect_eq "a peer of another uid: the agent closes the connection" "closed" "$out"
+for _ in $(seq 40); do grep -q 'refused' "$RJ_TMP/fg.err" && break; sleep 0.05; done
+expect_match "... and -D logs it on stderr" "refused a connection from uid 65534 \(pid [0-9]+\)" \
+    "$(cat "$RJ_TMP/fg.err")"
+expect_match "... while its own user is served" "^via agent $S$" "$(RUNJOB_AGENT_SOCK=$S rj ping)"
+# A flood of connections that say nothing: past 64 at once each is closed at once.
+out=$(python3 - "$S" <<'PY'
+import select, socket, sys, time
+socks = []
+for _ in range(70):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    socks.append(s)
+closed, end = set(), time.monotonic() + 1.0
+while time.monotonic() < end:
+    r, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.1)
+    for s in r:
+        try:
+            if s.recv(1) == b"":
+                closed.add(s)
+        except ConnectionResetError:
+            closed.add(s)
+print(len(closed))
+PY
+)
+expect_eq "70 connections at once: the 6 past 64 are closed at once" 6 "$out"
+expect_match "... and the agent serves again once they are gone" "^via agent $S$" \
+    "$(RUNJOB_AGENT_SOCK=$S rj ping)"
+kill -TERM "$fg"
+wait "$fg"
+expect_eq "SIGTERM: -D exits 0" 0 "$?"
+check "... and removes its socket" test ! -e "$S"
+
+# ---- refused start-ups leave nothing ----
+expect_eq "an unknown flag: 2" 2 "$("$RUNJOB" agent --bogus >/dev/null 2>&1; echo $?)"
+expect_match "... with a message" "^runjob: agent: unknown flag '--bogus'" "$("$RUNJOB" agent --bogus 2>&1)"
+err=$("$RUNJOB" agent --idle-timeout soon 2>&1)
+expect_eq "a bad duration: exit 2" 2 "$("$RUNJOB" agent --idle-timeout soon >/dev/null 2>&1; echo $?)"
+expect_match "... and the message" "^runjob: agent: --idle-timeout 'soon' is not a duration" "$err"
+expect_eq "-k with other flags: 2" 2 "$(RUNJOB_AGENT_PID=1 "$RUNJOB" agent -k -D >/dev/null 2>&1; echo $?)"
+dead_port=$(rj_free_port)
+out=$("$RUNJOB" agent -H 127.0.0.1 -P "$dead_port" "${conn[@]:4}" 2>"$RJ_TMP/dead.err")
+expect_eq "server not reachable: exit 255 and nothing to eval" "255 " "$? $out"
+expect_match "... with the reason" "^runjob: agent: cannot connect to 127\.0\.0\.1:$dead_port" "$(cat "$RJ_TMP/dead.err")"
+out=$("$RUNJOB" agent "${conn[@]:0:8}" --client-key-path "$RJ_TMP/missing-key.pem" 2>"$RJ_TMP/nokey.err")
+expect_eq "a missing key file: exit 255" "255 " "$? $out"
+expect_match "... naming it" "missing-key\.pem" "$(cat "$RJ_TMP/nokey.err")"
+expect_eq "refused start-ups leave no directory behind" "" "$(ls -A "$TMPDIR")"
+
+t_done
