@@ -80,7 +80,7 @@ Test(job, big_output_arrives_whole)
 Test(job, big_spec_reaches_the_command)
 {
     enum { N = 3000 };
-    static char arg[N][48];
+    static char arg[N][64];
     static const char *args[N + 4];
     struct run run;
 
