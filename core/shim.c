@@ -47,22 +47,53 @@ __attribute__((noreturn)) static void die(int step, int err)
     _exit(127);
 }
 
-/* Reads the whole spec memfd (it came with the go message) and closes it. */
-static void *read_spec(int fd, size_t *ret_len)
+/* The spec's room in the command's memory (struct command_mem), mapped with its stack: a blob
+ * of up to about 24 KiB and its argv and envp pointers (SHIMPROTO_SPEC_VEC_MAX); a larger one
+ * gets a mapping of its own. Untouched pages cost nothing. */
+#define SPEC_AREA_SIZE (64u << 10)
+/* shimproto_spec_pack's 64 MiB, and some slack for the blob's framing. */
+#define SPEC_BLOB_MAX ((64u << 20) + 4096)
+
+/* Memory for the command's process, which runs in the shim's (start_command) and must not use
+ * the shim's heap: killed inside malloc, or anywhere holding a lock of libc's, it would leave
+ * that lock taken in the shim, which would hang at its next malloc. */
+struct command_mem {
+    void *stack_top;
+    char *spec_area; /* SPEC_AREA_SIZE bytes */
+    /* Mapped by the command's process for a spec too large for spec_area (else NULL), and
+     * unmapped by the shim once that process has exec'd: the shim's memory holds it. */
+    void *spec_map;
+    size_t spec_map_len;
+};
+
+/* Reads the whole spec memfd (it came with the go message) into memory mapped without malloc,
+ * closes it, and parses it there. Copied rather than mapped: the parsed strings must not change
+ * under the exec. */
+static void read_spec(int fd, struct command_mem *mem, struct shimproto_spec *ret)
 {
     struct stat st;
-    char *buf;
-    size_t off = 0;
+    size_t len, vec_off, cap, off = 0;
+    char *buf = mem->spec_area;
+    int r;
 
     if (fstat(fd, &st) < 0)
         die(SHIMPROTO_STEP_READ_SPEC, errno);
-    if (st.st_size <= 0 || st.st_size > (64 << 20) + 4096)
+    if (st.st_size <= 0 || st.st_size > SPEC_BLOB_MAX)
         die(SHIMPROTO_STEP_READ_SPEC, EBADMSG);
-    buf = malloc((size_t)st.st_size);
-    if (!buf)
-        die(SHIMPROTO_STEP_READ_SPEC, ENOMEM);
-    while (off < (size_t)st.st_size) {
-        ssize_t n = pread(fd, buf + off, (size_t)st.st_size - off, (off_t)off);
+    len = (size_t)st.st_size;
+    vec_off = (len + sizeof(char *) - 1) & ~(sizeof(char *) - 1);
+    cap = SHIMPROTO_SPEC_VEC_MAX(len);
+    if (vec_off + cap * sizeof(char *) > SPEC_AREA_SIZE) {
+        /* mmap(2) is a bare syscall in libc: no lock taken. */
+        buf = mmap(NULL, vec_off + cap * sizeof(char *), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (buf == MAP_FAILED)
+            die(SHIMPROTO_STEP_READ_SPEC, errno);
+        mem->spec_map = buf;
+        mem->spec_map_len = vec_off + cap * sizeof(char *);
+    }
+    while (off < len) {
+        ssize_t n = pread(fd, buf + off, len - off, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -70,8 +101,9 @@ static void *read_spec(int fd, size_t *ret_len)
         off += (size_t)n;
     }
     (void)close(fd);
-    *ret_len = off;
-    return buf;
+    r = shimproto_spec_parse(buf, len, (const char **)(void *)(buf + vec_off), cap, ret);
+    if (r < 0)
+        die(SHIMPROTO_STEP_READ_SPEC, -r);
 }
 
 /* Every disposition back to SIG_DFL, the realtime signals glibc keeps for itself (32, 33)
@@ -238,22 +270,21 @@ static void take_stdin(int fd, bool tty)
  * execs.
  *
  * It runs in the shim's memory (CLONE_VM) while the shim is suspended (CLONE_VFORK), on a stack
- * of its own, with its own fd table, signal dispositions and credentials (start_command). The
- * shim is single-threaded and suspended in clone() meanwhile, holding no lock, so this child
- * alone uses the shared memory: malloc (the spec) is safe, and what it allocates stays behind
- * in the shim's heap. errno is shared (same TLS): the shim reads it after the clone only when
+ * of its own, with its own fd table, signal dispositions and credentials (start_command). From
+ * the clone to the exec it allocates nothing and takes no lock of libc's (no malloc, no stdio):
+ * were it killed holding one, the shim would find it taken. Its memory is struct command_mem,
+ * mapped beforehand. errno is shared (same TLS): the shim reads it after the clone only when
  * the clone failed. Credentials change through raw syscalls (this process's, whatever glibc
  * believes); nothing here calls raise(), abort() or pthread_* (libc's cached TID is the
  * shim's); a failure is die(): write + _exit of this child alone. */
 __attribute__((noreturn)) static void command_main(const struct shimproto_prep *prep,
-                                                   struct scmp_filter *filter, bool host_net)
+                                                   struct scmp_filter *filter, bool host_net,
+                                                   struct command_mem *mem)
 {
     struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
     struct __user_cap_data_struct data[2];
-    struct shimproto_spec *spec;
+    struct shimproto_spec spec;
     sigset_t none;
-    void *blob;
-    size_t len;
     int r, in = -1;
 
     /* A session of its own, not only a process group: a job must not reach the server's
@@ -297,19 +328,16 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
     if (r < 0)
         die(SHIMPROTO_STEP_SECCOMP, -r);
 
-    blob = read_spec(wait_go(&in), &len);
-    r = shimproto_spec_parse(blob, len, &spec);
-    if (r < 0)
-        die(SHIMPROTO_STEP_READ_SPEC, -r);
+    read_spec(wait_go(&in), mem, &spec);
     /* The go must be for the job this process was made for, with the stdin its spec says. */
-    if (spec->host_net != host_net || spec->uid != prep->uid || spec->gid != prep->gid ||
-        strcmp(spec->id, prep->id) != 0 || (spec->input == SHIMPROTO_INPUT_NONE) != (in < 0))
+    if (spec.host_net != host_net || spec.uid != prep->uid || spec.gid != prep->gid ||
+        strcmp(spec.id, prep->id) != 0 || (spec.input == SHIMPROTO_INPUT_NONE) != (in < 0))
         die(SHIMPROTO_STEP_READ_SPEC, EINVAL);
     if (in >= 0)
-        take_stdin(in, spec->input == SHIMPROTO_INPUT_TTY);
-    if (chdir(spec->cwd) < 0)
+        take_stdin(in, spec.input == SHIMPROTO_INPUT_TTY);
+    if (chdir(spec.cwd) < 0)
         die(SHIMPROTO_STEP_CHDIR, errno);
-    execve(spec->path, (char *const *)spec->argv, (char *const *)spec->envp);
+    execve(spec.path, (char *const *)spec.argv, (char *const *)spec.envp);
     die(SHIMPROTO_STEP_EXEC, errno);
 }
 
@@ -396,32 +424,37 @@ static void mount_private_dev(void)
  * nothing. */
 #define CMD_STACK_SIZE (256u << 10)
 
-/* Maps the command's stack with a guard page below it, before the prep (off the Start's path):
- * an overflow faults instead of running into the shim's memory. Returns its top. */
-static void *map_command_stack(void)
+/* Maps the command's memory before the prep (off the Start's path): a guard page, the stack
+ * above it (an overflow faults instead of running into the shim's memory), then the spec's
+ * area. */
+static void map_command_mem(struct command_mem *ret)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    char *p = mmap(NULL, page + CMD_STACK_SIZE, PROT_READ | PROT_WRITE,
+    char *p = mmap(NULL, page + CMD_STACK_SIZE + SPEC_AREA_SIZE, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
 
     if (p == MAP_FAILED)
         die(SHIMPROTO_STEP_FORK, errno);
     if (mprotect(p, page, PROT_NONE) < 0)
         die(SHIMPROTO_STEP_FORK, errno);
-    return p + page + CMD_STACK_SIZE;
+    *ret = (struct command_mem){
+        .stack_top = p + page + CMD_STACK_SIZE,
+        .spec_area = p + page + CMD_STACK_SIZE,
+    };
 }
 
 struct command_args {
     const struct shimproto_prep *prep;
     struct scmp_filter *filter;
     bool host_net;
+    struct command_mem *mem;
 };
 
 static int command_clone_main(void *arg)
 {
     const struct command_args *a = arg;
 
-    command_main(a->prep, a->filter, a->host_net);
+    command_main(a->prep, a->filter, a->host_net, a->mem);
 }
 
 /* Starts the command's process (command_main) the way posix_spawn does: clone(CLONE_VM |
@@ -430,10 +463,10 @@ static int command_clone_main(void *arg)
  * The shim stays suspended until the command has exec'd or exited; it has nothing to do before
  * (signals for the command wait on its signalfd). Every signal is blocked across the clone so
  * that none is handled in the child before its mask is set. Returns the child's pid. */
-static pid_t start_command(void *stack_top, const struct shimproto_prep *prep,
+static pid_t start_command(struct command_mem *mem, const struct shimproto_prep *prep,
                            struct scmp_filter *filter, bool host_net)
 {
-    struct command_args a = {.prep = prep, .filter = filter, .host_net = host_net};
+    struct command_args a = {.prep = prep, .filter = filter, .host_net = host_net, .mem = mem};
     sigset_t all, old;
     pid_t pid;
     int err;
@@ -443,19 +476,22 @@ static pid_t start_command(void *stack_top, const struct shimproto_prep *prep,
         die(SHIMPROTO_STEP_FORK, errno);
 #if RUNJOB_TSAN
     /* TSan's clone interceptor wraps the call in its fork handling (it locks its state, the
-     * child unlocks and resets it), which with shared memory the shim would redo: forked. */
-    (void)stack_top;
+     * child unlocks and resets it), which with shared memory the shim would redo: forked. The
+     * child's mappings are then its own, and mem->spec_map stays NULL here. */
     pid = fork();
     if (pid == 0)
         command_clone_main(&a);
 #else
-    pid = clone(command_clone_main, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    pid = clone(command_clone_main, mem->stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
 #endif
     err = errno; /* the child shared errno and may have changed it: only a failure's is ours */
     if (pid < 0)
         die(SHIMPROTO_STEP_FORK, err);
     if (sigprocmask(SIG_SETMASK, &old, NULL) < 0)
         die(SHIMPROTO_STEP_FORK, errno);
+    /* A large spec's copy, which the command (exec'd or gone) no longer uses. */
+    if (mem->spec_map)
+        (void)munmap(mem->spec_map, mem->spec_map_len);
     return pid;
 }
 
@@ -494,7 +530,7 @@ static int supervise(int sfd, pid_t cmd)
 __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bool host_net)
 {
     struct shimproto_prep prep;
-    void *stack;
+    struct command_mem mem;
     pid_t cmd;
     int sfd, st;
 
@@ -518,7 +554,7 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     }
     mount_private_dirs(host_net);
     mount_private_dev();
-    stack = map_command_stack();
+    map_command_mem(&mem);
 
     wait_prep(&prep);
     /* EPIPE: the server went away, and the command's wait for the go sees EOF. */
@@ -532,7 +568,7 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     /* The child makes its own session (and group) first thing; the shim cannot do it for it,
      * and making its group here would keep it from its session. Stops that come meanwhile wait
      * blocked on the signalfd until supervise() forwards them. */
-    cmd = start_command(stack, &prep, filter, host_net);
+    cmd = start_command(&mem, &prep, filter, host_net);
     /* The command holds the sync socket until its exec (and reads the go on it); the job's
      * stdio is the command's. */
     (void)close(SHIMPROTO_FD_SYNC);

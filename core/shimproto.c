@@ -216,13 +216,12 @@ static uint32_t unpack_strv(struct unpacker *u, const char **out)
     return n;
 }
 
-int shimproto_spec_parse(const void *buf, size_t len, struct shimproto_spec **ret)
+int shimproto_spec_parse(const void *buf, size_t len, const char **vec, size_t cap,
+                         struct shimproto_spec *ret)
 {
     struct unpacker u = {.buf = buf, .len = len};
-    struct shimproto_spec *s;
     uint32_t uid, gid, flags, argc, envc;
     const char *id, *path, *cwd;
-    const char **vec;
     size_t mark;
 
     if (unpack_u32(&u) != SPEC_MAGIC)
@@ -239,26 +238,25 @@ int shimproto_spec_parse(const void *buf, size_t len, struct shimproto_spec **re
     if (u.bad || u.off != len || argc == 0 || (flags & ~SPEC_F_ALL) ||
         (flags & (SPEC_F_PIPE | SPEC_F_TTY)) == (SPEC_F_PIPE | SPEC_F_TTY))
         return -EBADMSG;
+    if (cap < (size_t)argc + envc + 2)
+        return -ENOBUFS;
 
-    s = calloc(1, sizeof(*s) + ((size_t)argc + envc + 2) * sizeof(char *));
-    if (!s)
-        return -ENOMEM;
-    vec = (const char **)(s + 1);
     u.off = mark;
     (void)unpack_strv(&u, vec);
     (void)unpack_strv(&u, vec + argc + 1);
-    s->id = id;
-    s->path = path;
-    s->cwd = cwd;
-    s->argv = vec;
-    s->envp = vec + argc + 1;
-    s->uid = uid;
-    s->gid = gid;
-    s->host_net = flags & SPEC_F_HOST_NET;
-    s->input = flags & SPEC_F_PIPE  ? SHIMPROTO_INPUT_PIPE
-               : flags & SPEC_F_TTY ? SHIMPROTO_INPUT_TTY
-                                    : SHIMPROTO_INPUT_NONE;
-    *ret = s;
+    *ret = (struct shimproto_spec){
+        .id = id,
+        .path = path,
+        .cwd = cwd,
+        .argv = vec,
+        .envp = vec + argc + 1,
+        .uid = uid,
+        .gid = gid,
+        .host_net = flags & SPEC_F_HOST_NET,
+        .input = flags & SPEC_F_PIPE  ? SHIMPROTO_INPUT_PIPE
+                 : flags & SPEC_F_TTY ? SHIMPROTO_INPUT_TTY
+                                      : SHIMPROTO_INPUT_NONE,
+    };
     return 0;
 }
 

@@ -184,10 +184,16 @@ struct shimproto_spec {
 /* Serialises spec into a malloc'd blob (*ret_buf, *ret_len). 0, -EINVAL (a NULL field or an
  * argument over 1 MiB), -E2BIG (more than 64 MiB in all), -ENOMEM. Pure. */
 int shimproto_spec_pack(const struct shimproto_spec *spec, void **ret_buf, size_t *ret_len);
-/* Parses a blob made by shimproto_spec_pack(). *ret is one malloc'd block whose strings point
- * into buf (keep buf alive; free(*ret) when done). 0, -EBADMSG (malformed, truncated or trailing
- * bytes), -ENOMEM. Pure. */
-int shimproto_spec_parse(const void *buf, size_t len, struct shimproto_spec **ret);
+/* The most slots of vec shimproto_spec_parse() needs for a blob of len bytes: each string of
+ * argv and envp takes at least 5 bytes of it, and each vector one NULL more. */
+#define SHIMPROTO_SPEC_VEC_MAX(len) ((len) / 5 + 2)
+/* Parses a blob made by shimproto_spec_pack() in place: *ret's strings point into buf, its argv
+ * and envp into vec (cap slots); keep both alive. Allocates nothing and takes no lock: the
+ * command's process parses its spec in the shim's memory (core/shim.c). 0, -EBADMSG (malformed,
+ * truncated or trailing bytes), -ENOBUFS (vec has fewer slots than argv and envp need with their
+ * NULLs; never with SHIMPROTO_SPEC_VEC_MAX(len)). Pure. */
+int shimproto_spec_parse(const void *buf, size_t len, const char **vec, size_t cap,
+                         struct shimproto_spec *ret);
 
 /* ---- the shim template (runjob shim net=none --template, core/shim.h): a process the pool
  * thread starts once, with no namespaces of its own, that builds the seccomp filter once and

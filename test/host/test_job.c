@@ -75,6 +75,33 @@ Test(job, big_output_arrives_whole)
     done(&run);
 }
 
+/* A spec far larger than the room the shim maps for one ahead (about 24 KiB): the command's
+ * process maps its own for it. */
+Test(job, big_spec_reaches_the_command)
+{
+    enum { N = 3000 };
+    static char arg[N][64];
+    static const char *args[N + 4];
+    struct run run;
+
+    args[0] = "-c";
+    args[1] = "echo $# \"$1\" \"${3000}\"";
+    args[2] = "sh";
+    for (int i = 0; i < N; i++) {
+        (void)snprintf(arg[i], sizeof(arg[i]), "argument-%04d-padded-to-forty-bytes-.....", i);
+        args[3 + i] = arg[i];
+    }
+    args[N + 3] = NULL;
+    start(&run, "/bin/sh", args);
+    finish(&run);
+    cr_expect_eq(run.st.exit_code, 0);
+    char *out = output(&run, OUTLOG_SELECT_ALL);
+    cr_expect_str_eq(out, "3000 argument-0000-padded-to-forty-bytes-..... "
+                          "argument-2999-padded-to-forty-bytes-.....\n");
+    free(out);
+    done(&run);
+}
+
 /* ---- isolation */
 
 Test(job, ps_sees_only_the_job)

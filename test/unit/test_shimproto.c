@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,6 +13,67 @@
 #include <unistd.h>
 
 #include "core/shimproto.h"
+
+/* Counts the heap allocations this process makes while `counting`: the spec parser must make
+ * none (the shim's command process parses in the shim's memory, core/shim.c). Sanitizer builds
+ * own malloc, and tell through their hook; otherwise this file's malloc stands in front of
+ * libc's. */
+static volatile bool counting;
+static volatile unsigned long allocs;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
+                                              void (*free_hook)(const volatile void *));
+
+static void count_malloc(const volatile void *p, size_t n)
+{
+    (void)p;
+    (void)n;
+    if (counting)
+        allocs++;
+}
+
+static void count_nothing(const volatile void *p)
+{
+    (void)p;
+}
+
+static void start_counting(void)
+{
+    /* Both hooks, or it installs none. */
+    cr_assert_neq(__sanitizer_install_malloc_and_free_hooks(count_malloc, count_nothing), 0);
+    allocs = 0;
+    counting = true;
+}
+#else
+void *__libc_malloc(size_t n);
+void *__libc_calloc(size_t k, size_t n);
+void *__libc_realloc(void *p, size_t n);
+
+void *malloc(size_t n)
+{
+    allocs += counting;
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t k, size_t n)
+{
+    allocs += counting;
+    return __libc_calloc(k, n);
+}
+
+void *realloc(void *p, size_t n)
+{
+    allocs += counting;
+    return __libc_realloc(p, n);
+}
+
+static void start_counting(void)
+{
+    allocs = 0;
+    counting = true;
+}
+#endif
 
 static const char *const argv_ok[] = {"/bin/echo", "hello", "", "wörld", NULL};
 static const char *const envp_ok[] = {"PATH=/bin", "HOME=/", NULL};
@@ -32,42 +94,42 @@ static struct shimproto_spec sample(void)
 
 Test(shimproto, spec_round_trip)
 {
-    struct shimproto_spec in = sample(), *out = NULL;
+    struct shimproto_spec in = sample(), out;
+    const char *vec[16];
     void *blob = NULL;
     size_t len = 0;
 
     cr_assert_eq(shimproto_spec_pack(&in, &blob, &len), 0);
-    cr_assert_eq(shimproto_spec_parse(blob, len, &out), 0);
-    cr_expect_str_eq(out->id, in.id);
-    cr_expect_str_eq(out->path, in.path);
-    cr_expect_str_eq(out->cwd, in.cwd);
+    cr_assert_eq(shimproto_spec_parse(blob, len, vec, 16, &out), 0);
+    cr_expect_str_eq(out.id, in.id);
+    cr_expect_str_eq(out.path, in.path);
+    cr_expect_str_eq(out.cwd, in.cwd);
     for (int i = 0; argv_ok[i]; i++)
-        cr_expect_str_eq(out->argv[i], argv_ok[i]);
-    cr_expect_null(out->argv[4]);
-    cr_expect_str_eq(out->envp[0], "PATH=/bin");
-    cr_expect_str_eq(out->envp[1], "HOME=/");
-    cr_expect_null(out->envp[2]);
-    cr_expect_eq(out->uid, 65534);
-    cr_expect_eq(out->gid, 65534);
-    cr_expect(out->host_net);
-    free(out);
+        cr_expect_str_eq(out.argv[i], argv_ok[i]);
+    cr_expect_null(out.argv[4]);
+    cr_expect_str_eq(out.envp[0], "PATH=/bin");
+    cr_expect_str_eq(out.envp[1], "HOME=/");
+    cr_expect_null(out.envp[2]);
+    cr_expect_eq(out.uid, 65534);
+    cr_expect_eq(out.gid, 65534);
+    cr_expect(out.host_net);
     free(blob);
 }
 
 Test(shimproto, spec_empty_env_round_trips)
 {
     static const char *const none[] = {NULL};
-    struct shimproto_spec in = sample(), *out = NULL;
+    struct shimproto_spec in = sample(), out;
+    const char *vec[16];
     void *blob = NULL;
     size_t len = 0;
 
     in.envp = none;
     in.host_net = false;
     cr_assert_eq(shimproto_spec_pack(&in, &blob, &len), 0);
-    cr_assert_eq(shimproto_spec_parse(blob, len, &out), 0);
-    cr_expect_null(out->envp[0]);
-    cr_expect_not(out->host_net);
-    free(out);
+    cr_assert_eq(shimproto_spec_parse(blob, len, vec, 16, &out), 0);
+    cr_expect_null(out.envp[0]);
+    cr_expect_not(out.host_net);
     free(blob);
 }
 
@@ -90,47 +152,117 @@ Test(shimproto, pack_rejects_missing_fields)
 
 Test(shimproto, parse_rejects_every_truncation_and_trailing_bytes)
 {
-    struct shimproto_spec in = sample(), *out = NULL;
+    struct shimproto_spec in = sample(), out;
+    const char *vec[16];
     char *blob = NULL, *big;
     size_t len = 0;
 
     cr_assert_eq(shimproto_spec_pack(&in, (void **)&blob, &len), 0);
     for (size_t n = 0; n < len; n++) {
-        cr_expect_eq(shimproto_spec_parse(blob, n, &out), -EBADMSG, "prefix of %zu bytes parsed",
-                     n);
+        cr_expect_eq(shimproto_spec_parse(blob, n, vec, 16, &out), -EBADMSG,
+                     "prefix of %zu bytes parsed", n);
     }
     big = malloc(len + 1);
     memcpy(big, blob, len);
     big[len] = 0;
-    cr_expect_eq(shimproto_spec_parse(big, len + 1, &out), -EBADMSG);
+    cr_expect_eq(shimproto_spec_parse(big, len + 1, vec, 16, &out), -EBADMSG);
     free(big);
     free(blob);
 }
 
 Test(shimproto, parse_rejects_corruption)
 {
-    struct shimproto_spec in = sample(), *out = NULL;
+    struct shimproto_spec in = sample(), out;
+    const char *vec[16];
     char *blob = NULL;
     size_t len = 0;
 
     cr_assert_eq(shimproto_spec_pack(&in, (void **)&blob, &len), 0);
     /* Bad magic. */
     blob[0] ^= 0xff;
-    cr_expect_eq(shimproto_spec_parse(blob, len, &out), -EBADMSG);
+    cr_expect_eq(shimproto_spec_parse(blob, len, vec, 16, &out), -EBADMSG);
     blob[0] ^= 0xff;
     /* An embedded NUL inside the id (first string, after 16 bytes of header + 4 of length). */
     blob[16 + 4 + 2] = '\0';
-    cr_expect_eq(shimproto_spec_parse(blob, len, &out), -EBADMSG);
+    cr_expect_eq(shimproto_spec_parse(blob, len, vec, 16, &out), -EBADMSG);
     free(blob);
     /* Every single-byte flip either parses to something self-consistent or is refused: never
      * a crash (ASan watches). */
     cr_assert_eq(shimproto_spec_pack(&in, (void **)&blob, &len), 0);
     for (size_t i = 0; i < len; i++) {
         blob[i] ^= 0x5a;
-        if (shimproto_spec_parse(blob, len, &out) == 0)
-            free(out);
+        (void)shimproto_spec_parse(blob, len, vec, 16, &out);
         blob[i] ^= 0x5a;
     }
+    free(blob);
+}
+
+Test(shimproto, parse_allocates_nothing)
+{
+    struct shimproto_spec in = sample(), out;
+    const char *vec[16];
+    char *blob = NULL;
+    /* Through a pointer: a call the compiler knows as malloc's it may drop or move. */
+    void *(*volatile alloc)(size_t) = malloc;
+    void *volatile probe;
+    size_t len = 0;
+    int r, bad;
+
+    cr_assert_eq(shimproto_spec_pack(&in, (void **)&blob, &len), 0);
+    /* The counter sees an allocation at all (else this test could not fail). */
+    start_counting();
+    probe = alloc(16);
+    counting = false;
+    free(probe);
+    cr_assert_eq(allocs, 1, "the allocation counter does not count");
+
+    start_counting();
+    r = shimproto_spec_parse(blob, len, vec, 16, &out);
+    bad = shimproto_spec_parse(blob, len - 1, vec, 16, &out);
+    counting = false;
+    cr_expect_eq(r, 0);
+    cr_expect_eq(bad, -EBADMSG);
+    cr_expect_eq(allocs, 0, "the parser allocated %lu times", allocs);
+    free(blob);
+}
+
+/* The densest blob there is: every argument and variable empty. SHIMPROTO_SPEC_VEC_MAX is
+ * enough for it, one slot short of what it needs is refused, and nothing is written past the
+ * slots given. */
+Test(shimproto, parse_vec_max_bounds_the_densest_blob)
+{
+    enum { ARGC = 1000, ENVC = 500 };
+    static const char *argv[ARGC + 1], *envp[ENVC + 1];
+    struct shimproto_spec in = sample(), out;
+    const char **vec;
+    size_t len = 0, need = ARGC + ENVC + 2, cap;
+    void *blob = NULL;
+
+    for (int i = 0; i < ARGC; i++)
+        argv[i] = "";
+    for (int i = 0; i < ENVC; i++)
+        envp[i] = "";
+    in.id = in.path = in.cwd = "";
+    in.argv = argv;
+    in.envp = envp;
+    cr_assert_eq(shimproto_spec_pack(&in, &blob, &len), 0);
+    cap = SHIMPROTO_SPEC_VEC_MAX(len);
+    cr_assert_geq(cap, need);
+    vec = malloc((cap + 1) * sizeof(*vec));
+    cr_assert_not_null(vec);
+
+    vec[need - 1] = "canary";
+    cr_expect_eq(shimproto_spec_parse(blob, len, vec, need - 1, &out), -ENOBUFS);
+    cr_expect_str_eq(vec[need - 1], "canary", "a slot past cap was written");
+
+    vec[need] = "canary";
+    cr_assert_eq(shimproto_spec_parse(blob, len, vec, need, &out), 0);
+    cr_expect_str_eq(vec[need], "canary");
+    cr_expect_null(out.argv[ARGC]);
+    cr_expect_null(out.envp[ENVC]);
+    cr_expect_str_eq(out.envp[ENVC - 1], "");
+    cr_expect_eq(shimproto_spec_parse(blob, len, vec, cap, &out), 0);
+    free(vec);
     free(blob);
 }
 
@@ -469,16 +601,16 @@ Test(shimproto, spec_input_round_trips)
     static const enum shimproto_input modes[] = {SHIMPROTO_INPUT_NONE, SHIMPROTO_INPUT_PIPE,
                                                  SHIMPROTO_INPUT_TTY};
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-        struct shimproto_spec in = sample(), *out = NULL;
+        struct shimproto_spec in = sample(), out;
+        const char *vec[16];
         void *blob = NULL;
         size_t len = 0;
 
         in.input = modes[i];
         cr_assert_eq(shimproto_spec_pack(&in, &blob, &len), 0);
-        cr_assert_eq(shimproto_spec_parse(blob, len, &out), 0);
-        cr_expect_eq(out->input, modes[i]);
-        cr_expect(out->host_net);
-        free(out);
+        cr_assert_eq(shimproto_spec_parse(blob, len, vec, 16, &out), 0);
+        cr_expect_eq(out.input, modes[i]);
+        cr_expect(out.host_net);
         free(blob);
     }
 }
