@@ -34,6 +34,8 @@
 #define AGENT_CONN_MAX 64
 /* How long -k waits for the agent to be gone, and the agent for its relays at exit. */
 #define AGENT_EXIT_WAIT_MS 5000
+/* How long a relay thread waits for a next connection before it ends. */
+#define RELAY_WAIT_S 30
 
 static const char usage[] =
     "Usage: runjob agent [flags]\n"
@@ -372,6 +374,11 @@ struct agent {
     int conns[AGENT_CONN_MAX]; /* relays' fds, -1 free; under lock */
     unsigned n_conns;          /* under lock */
     int64_t idle_since_ms;     /* CLOCK_MONOTONIC, when n_conns last became 0; under lock */
+    /* Relay threads done with a connection wait a while for the next one: making a thread
+     * was a third of the agent's CPU per relayed call. Under lock. */
+    pthread_cond_t work;
+    int queued_fd[AGENT_CONN_MAX], queued_slot[AGENT_CONN_MAX];
+    unsigned n_queued, n_waiting;
 };
 
 struct relay {
@@ -394,6 +401,29 @@ static void relay_done(struct agent *a, int fd, int slot)
     pthread_mutex_unlock(&a->lock);
 }
 
+/* A relay thread's wait for its next connection: true with it, false after RELAY_WAIT_S
+ * without one (the thread ends). */
+static bool relay_next(struct agent *a, int *ret_fd, int *ret_slot)
+{
+    int64_t end = clock_ms(CLOCK_REALTIME) + RELAY_WAIT_S * 1000;
+    struct timespec ts = {.tv_sec = end / 1000, .tv_nsec = (end % 1000) * 1000000};
+    bool took;
+
+    pthread_mutex_lock(&a->lock);
+    a->n_waiting++;
+    while (!a->n_queued && pthread_cond_timedwait(&a->work, &a->lock, &ts) == 0)
+        ;
+    took = a->n_queued > 0;
+    if (took) {
+        a->n_queued--;
+        *ret_fd = a->queued_fd[a->n_queued];
+        *ret_slot = a->queued_slot[a->n_queued];
+    }
+    a->n_waiting--;
+    pthread_mutex_unlock(&a->lock);
+    return took;
+}
+
 static void *relay_main(void *arg)
 {
     struct relay *rl = arg;
@@ -401,19 +431,33 @@ static void *relay_main(void *arg)
     int fd = rl->fd, slot = rl->slot;
 
     free(rl);
-    rpc_relay_serve(a->client, fd);
-    relay_done(a, fd, slot);
+    do {
+        rpc_relay_serve(a->client, fd);
+        relay_done(a, fd, slot);
+    } while (relay_next(a, &fd, &slot));
     return NULL;
 }
 
-/* A detached thread for the connection fd in slot: 0, or -errno (the caller closes it). */
+/* The connection fd in slot to a waiting relay thread, or a new detached one: 0, or -errno
+ * (the caller closes it). */
 static int relay_start(struct agent *a, int fd, int slot)
 {
-    _cleanup_free_ struct relay *rl = malloc(sizeof(*rl));
+    _cleanup_free_ struct relay *rl = NULL;
     pthread_attr_t attr;
     pthread_t t;
     int r;
 
+    pthread_mutex_lock(&a->lock);
+    if (a->n_waiting > a->n_queued) { /* each waiting thread takes one */
+        a->queued_fd[a->n_queued] = fd;
+        a->queued_slot[a->n_queued] = slot;
+        a->n_queued++;
+        pthread_cond_signal(&a->work);
+        pthread_mutex_unlock(&a->lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&a->lock);
+    rl = malloc(sizeof(*rl));
     if (!rl)
         return -ENOMEM;
     *rl = (struct relay){.a = a, .fd = fd, .slot = slot};
@@ -680,6 +724,7 @@ static int agent_run(struct client_opts *o, const struct agent_flags *f, struct 
         a.conns[i] = -1;
     pthread_mutex_init(&a.lock, NULL);
     pthread_cond_init(&a.idle, NULL);
+    pthread_cond_init(&a.work, NULL);
     agent_loop(&a, s, sig_fd, f->idle_ms);
     agent_sock_remove(s);
     if (!agent_stop_relays(&a)) {

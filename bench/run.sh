@@ -28,6 +28,7 @@ SSHD_PID=
 SERVER_PID=
 SERVER2_PID=
 SSH_MUX_PATH=
+AGENT_PID=
 ROWS=()
 T_BEGIN=$EPOCHREALTIME
 LOAD_BEGIN=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -50,6 +51,7 @@ stop_pid() { # PID SECONDS
 cleanup() {
     # the ssh ControlMaster (cold part) is stopped through its socket: it runs detached
     [ -n "$SSH_MUX_PATH" ] && ssh -q -o ControlPath="$SSH_MUX_PATH" -O exit root@127.0.0.1 2>/dev/null
+    stop_pid "$AGENT_PID" 10
     stop_pid "$SERVER_PID" 60
     stop_pid "$SERVER2_PID" 30
     rm -rf "/dev/shm/$(basename "$TMP")"
@@ -115,22 +117,30 @@ mbs() { py '"%.0f" % (a[0] / a[1])' "$1" "$2"; } # BYTES MICROSECONDS -> MB/s
 # cold_runs N OUT CMD... [-- CMD...]...: runs the commands in turn, N rounds, each as a new
 # process (posix_spawn, output to /dev/null), and writes per command one line "cpu_p50 wall_p50"
 # in ms: cpu is the process's own user + system time (its rusage from wait4, threads included),
-# wall from spawn to reaped. Interleaved, so that machine noise hits every command alike.
+# wall from spawn to reaped. Interleaved, so that machine noise hits every command alike. A
+# command's leading NAME=VALUE words go into its environment alone.
 cold_runs() {
     python3 - "$@" <<'PY'
-import os, sys, time, statistics
+import os, re, sys, time, statistics
 n, out, cmds = int(sys.argv[1]), sys.argv[2], [[]]
 for a in sys.argv[3:]:
     if a == "--":
         cmds.append([])
     else:
         cmds[-1].append(a)
+envs = []
+for argv in cmds:
+    env = dict(os.environ)
+    while argv and re.match(r"^[A-Z_]+=", argv[0]):
+        k, v = argv.pop(0).split("=", 1)
+        env[k] = v
+    envs.append(env)
 null = os.open("/dev/null", os.O_WRONLY)
 cpu, wall = [[] for _ in cmds], [[] for _ in cmds]
 for _ in range(n):
     for i, argv in enumerate(cmds):
         t0 = time.perf_counter()
-        pid = os.posix_spawnp(argv[0], argv, os.environ,
+        pid = os.posix_spawnp(argv[0], argv, envs[i],
                               file_actions=[(os.POSIX_SPAWN_DUP2, null, 1)])
         _, status, ru = os.wait4(pid, 0)
         t1 = time.perf_counter()
@@ -359,16 +369,36 @@ SSH_MUX=(ssh -q -p "$SSH_PORT" -i "$TMP/ssh/user_key" -F /dev/null -o StrictHost
 # The master detaches and lives on; its output away from the caller's pipes.
 "${SSH_MUX[@]}" true </dev/null >/dev/null 2>&1 && ssh -q -o ControlPath="$SSH_MUX_PATH" -O check \
     root@127.0.0.1 2>/dev/null || die "the ssh ControlMaster did not come up"
+# runjob's own ControlMaster: `runjob agent` holds one connection, and a client process with
+# RUNJOB_AGENT_SOCK relays its calls over the agent's unix socket. The agent's CPU over the
+# rounds (from /proc) is counted per call beside the client process's.
+eval "$("$RUNJOB" agent -q -a "$TMP/agent.sock")" || die "runjob agent did not start"
+AGENT_PID=$RUNJOB_AGENT_PID AGENT_SOCK=$RUNJOB_AGENT_SOCK
+unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID # for the one command below alone
+agent_ticks() { awk '{print $14 + $15}' "/proc/$AGENT_PID/stat"; }
+a0=$(agent_ticks)
 cold_runs "$N_COLD" "$TMP/cold.txt" "$RUNJOB" ping -- "${SSH_FAST[@]}" true -- "$RUNJOB" --version \
-    -- "${SSH_MUX[@]}" true || die "cold client runs failed"
-{ read -r pc pw; read -r sc sw; read -r vc vw; read -r mc mw; } <"$TMP/cold.txt"
-row "cold client: \`runjob ping\` CPU per process (user + sys, all threads), p50 of $N_COLD" "$pc ms" \
+    -- "${SSH_MUX[@]}" true -- "RUNJOB_AGENT_SOCK=$AGENT_SOCK" "$RUNJOB" ping ||
+    die "cold client runs failed"
+a1=$(agent_ticks)
+ac=$(py '"%.2f" % ((a[1] - a[0]) * 1000.0 / a[2] / a[3])' "$a0" "$a1" "$(getconf CLK_TCK)" "$N_COLD")
+{ read -r pc pw; read -r sc sw; read -r vc vw; read -r mc mw; read -r gc gw; } <"$TMP/cold.txt"
+row "cold client through \`runjob agent\`: \`runjob ping\` CPU per process + the agent's CPU per call, p50 of $N_COLD" "$gc + $ac ms" \
+    "\`ssh -c aes128-gcm@openssh.com -o KexAlgorithms=curve25519-sha256 127.0.0.1 true\` (new connection, the ssh process): $sc ms; \`runjob --version\`: $vc ms" \
+    "$(py '"%.2fx" % ((a[0] + a[1]) / a[2])' "$gc" "$ac" "$sc")" "<= 8 ms" "$(verdict 'a[0] + a[1] <= 8' "$gc" "$ac")"
+row "cold client through \`runjob agent\`: \`runjob ping\` wall time, p50 of $N_COLD" "$gw ms" \
+    "the same ssh, new connection: $sw ms" \
+    "$(py '"%.2fx" % (a[0] / a[1])' "$gw" "$sw")" "<= 0.1x ssh" "$(verdict 'a[0] <= 0.1 * a[1]' "$gw" "$sw")"
+row "cold client through \`runjob agent\` (stretch): \`runjob ping\` wall time, p50 of $N_COLD" "$gw ms" \
+    "\`ssh -o ControlMaster=auto -o ControlPath=... 127.0.0.1 true\` over a master connection made beforehand: $mw ms" \
+    "$(py '"%.2fx" % (a[0] / a[1])' "$gw" "$mw")" "below multiplexed ssh (< 1.0x)" "$(verdict 'a[0] < a[1]' "$gw" "$mw")"
+row "cold client without an agent: \`runjob ping\` CPU per process (user + sys, all threads), p50 of $N_COLD" "$pc ms" \
     "\`ssh -c aes128-gcm@openssh.com -o KexAlgorithms=curve25519-sha256 127.0.0.1 true\` (new connection, the ssh process): $sc ms; \`runjob --version\`: $vc ms" \
     "$(py '"%.2fx" % (a[0] / a[1])' "$pc" "$sc")" "<= 8 ms" "$(verdict 'a[0] <= 8' "$pc")"
-row "cold client: \`runjob ping\` wall time, p50 of $N_COLD" "$pw ms" \
+row "cold client without an agent: \`runjob ping\` wall time, p50 of $N_COLD" "$pw ms" \
     "the same ssh: $sw ms" \
     "$(py '"%.2fx" % (a[0] / a[1])' "$pw" "$sw")" "<= 0.1x ssh" "$(verdict 'a[0] <= 0.1 * a[1]' "$pw" "$sw")"
-row "cold client (stretch): \`runjob ping\` wall time, p50 of $N_COLD" "$pw ms" \
+row "cold client without an agent (stretch): \`runjob ping\` wall time, p50 of $N_COLD" "$pw ms" \
     "\`ssh -o ControlMaster=auto -o ControlPath=... 127.0.0.1 true\` over a master connection made beforehand: $mw ms (the ssh process's CPU: $mc ms)" \
     "$(py '"%.2fx" % (a[0] / a[1])' "$pw" "$mw")" "below multiplexed ssh (< 1.0x)" "$(verdict 'a[0] < a[1]' "$pw" "$mw")"
 fi

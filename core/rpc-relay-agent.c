@@ -1,8 +1,9 @@
 /* The agent's side of the relay (core/rpc-relay-internal.h): each accepted connection is one
  * exchange, a HELLO or a call made on the agent's own channel with the client's messages
- * passed through as bytes, never decoded here. Two threads per call: this one takes the
- * client's frames to the call (one message in flight: gRPC's flow control reaches the client
- * through the socket's), the other takes the call's replies and status to the client. */
+ * passed through as bytes, never decoded here. A call whose request comes whole is one thread's
+ * work; an Input call takes two: this one takes the client's frames to the call (one message
+ * in flight: gRPC's flow control reaches the client through the socket's), the other takes the
+ * call's replies and status to the client. */
 #include "rpc-internal.h"
 #include "rpc-relay-internal.h"
 
@@ -38,21 +39,23 @@ static void pluck(struct relay_call *rc, void *tag, bool *ret_ok)
         *ret_ok = ev.success != 0;
 }
 
-/* A send held by the server's flow control (an Input whose job does not read) can last as
- * long as the job: meanwhile the client hanging up is seen on the socket, and cancels. */
-#define WATCH_MS 200
 /* How long a new connection may take to say what it wants. */
 #define FIRST_FRAME_S 5
+/* A wait on the call can last as long as the job (a quiet job's Stream, an Input whose job does
+ * not read): meanwhile the client hanging up is looked for on the socket this often, and
+ * cancels the call. */
+#define WATCH_MS 200
 
-static void pluck_send(struct relay_call *rc, bool *ret_ok)
+static void pluck_watching(struct relay_call *rc, void *tag, bool *ret_ok)
 {
     for (;;) {
         gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                           gpr_time_from_millis(WATCH_MS, GPR_TIMESPAN));
-        grpc_event ev = grpc_completion_queue_pluck(rc->cq, &rc->tag_send, until, NULL);
+        grpc_event ev = grpc_completion_queue_pluck(rc->cq, tag, until, NULL);
         struct pollfd p = {.fd = rc->fd, .events = POLLRDHUP};
         if (ev.type != GRPC_QUEUE_TIMEOUT) {
-            *ret_ok = ev.success != 0;
+            if (ret_ok)
+                *ret_ok = ev.success != 0;
             return;
         }
         if (poll(&p, 1, 0) > 0 && p.revents & (POLLRDHUP | POLLHUP | POLLERR))
@@ -118,7 +121,7 @@ static void *downstream(void *arg)
     struct relay_call *rc = arg;
     bool gone = false;
 
-    pluck(rc, &rc->tag_first, NULL);
+    pluck_watching(rc, &rc->tag_first, NULL);
     gone = send_headers(rc) < 0;
     for (;;) {
         grpc_byte_buffer *bb = NULL;
@@ -126,7 +129,7 @@ static void *downstream(void *arg)
         op.data.recv_message.recv_message = &bb;
         if (grpc_call_start_batch(rc->call, &op, 1, &rc->tag_recv, NULL) != GRPC_CALL_OK)
             break;
-        pluck(rc, &rc->tag_recv, NULL);
+        pluck_watching(rc, &rc->tag_recv, NULL);
         if (!bb)
             break;
         if (!gone && send_message(rc, bb) < 0) {
@@ -135,7 +138,7 @@ static void *downstream(void *arg)
         }
         grpc_byte_buffer_destroy(bb);
     }
-    pluck(rc, &rc->tag_end, NULL);
+    pluck_watching(rc, &rc->tag_end, NULL);
     if (!gone)
         (void)send_status(rc);
     return NULL;
@@ -160,7 +163,7 @@ static void upstream(struct relay_call *rc)
             op.data.send_message.send_message = bb;
             ok = grpc_call_start_batch(rc->call, &op, 1, &rc->tag_send, NULL) == GRPC_CALL_OK;
             if (ok)
-                pluck_send(rc, &ok);
+                pluck_watching(rc, &rc->tag_send, &ok);
             grpc_byte_buffer_destroy(bb);
             failed = !ok;
         } else if (f.type == RELAY_END && !ended) {
@@ -177,9 +180,42 @@ static void upstream(struct relay_call *rc)
     (void)grpc_call_cancel(rc->call, NULL); /* a no-op on a call that has ended */
 }
 
+/* A call whose one request comes whole (every method but Input: the client sends CALL, the
+ * message and END at once): one batch takes it to the server, and this thread then relays the
+ * replies. false when the frames are not that (the exchange ends). */
+static bool start_whole(struct relay_call *rc)
+{
+    struct relay_frame f = {0};
+    grpc_byte_buffer *bb = NULL;
+    grpc_op ops[4];
+    bool ok = false;
+
+    if (relay_recv(rc->fd, &f) <= 0 || f.type != RELAY_MSG)
+        goto out;
+    grpc_slice s = grpc_slice_from_copied_buffer((const char *)f.data, f.len);
+    bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    if (relay_recv(rc->fd, &f) <= 0 || f.type != RELAY_END)
+        goto out;
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &rc->md_initial;
+    ok = grpc_call_start_batch(rc->call, ops, 4, &rc->tag_first, NULL) == GRPC_CALL_OK;
+out:
+    if (bb)
+        grpc_byte_buffer_destroy(bb);
+    relay_frame_free(&f);
+    return ok;
+}
+
 static void serve_call(struct rpc_client *c, int fd, int method, int64_t deadline_ms)
 {
     struct relay_call rc = {.fd = fd, .status = GRPC_STATUS_UNKNOWN};
+    bool streaming = method == RPC_M_INPUT; /* the one method whose client sends a stream */
     pthread_t down;
     grpc_op ops[2];
 
@@ -188,12 +224,16 @@ static void serve_call(struct rpc_client *c, int fd, int method, int64_t deadlin
     rc.details = grpc_empty_slice();
     grpc_metadata_array_init(&rc.md_initial);
     grpc_metadata_array_init(&rc.md_trailing);
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[1].data.recv_initial_metadata.recv_initial_metadata = &rc.md_initial;
-    if (grpc_call_start_batch(rc.call, ops, 2, &rc.tag_first, NULL) != GRPC_CALL_OK)
+    if (streaming) {
+        memset(ops, 0, sizeof(ops));
+        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[1].data.recv_initial_metadata.recv_initial_metadata = &rc.md_initial;
+        if (grpc_call_start_batch(rc.call, ops, 2, &rc.tag_first, NULL) != GRPC_CALL_OK)
+            goto out;
+    } else if (!start_whole(&rc)) {
         goto out;
+    }
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
     ops[0].data.recv_status_on_client.trailing_metadata = &rc.md_trailing;
@@ -203,6 +243,10 @@ static void serve_call(struct rpc_client *c, int fd, int method, int64_t deadlin
     if (grpc_call_start_batch(rc.call, ops, 1, &rc.tag_end, NULL) != GRPC_CALL_OK) {
         (void)grpc_call_cancel(rc.call, NULL);
         pluck(&rc, &rc.tag_first, NULL);
+        goto out;
+    }
+    if (!streaming) {
+        (void)downstream(&rc);
         goto out;
     }
     if (pthread_create(&down, NULL, downstream, &rc) != 0) {
