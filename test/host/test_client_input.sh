@@ -102,6 +102,29 @@ id=$(rj start /bin/sleep 30)
 out=$(echo x | rj attach "$id" 2>&1)
 expect_match "attach: a job without input says how to start one" "takes no input" "$out"
 rj stop "$id" >/dev/null 2>&1
+# A signal detaches (Ctrl-C, a `timeout`, a closed ssh session): the job goes on, and its stdin
+# is free for the next writer.
+id=$(rj start -i /bin/cat)
+for sig in INT TERM HUP; do
+    # A script's background commands ignore SIGINT: this one gets it as from a terminal.
+    python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
+        "${ATTACH[@]}" "$id" < <(sleep 30) >"$RJ_TMP/att-sig.out" 2>&1 &
+    att=$!
+    sleep 1 # attached by then (a signal before that ends it alike)
+    kill -"$sig" "$att"
+    for _ in $(seq 50); do kill -0 "$att" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$att" 2>/dev/null; then
+        kill -KILL "$att"
+        fail "attach: SIG$sig detaches (it did not end)"
+    else
+        wait "$att"
+        expect_eq "attach: SIG$sig detaches, exit 0" "0 detached" \
+            "$? $(grep -o detached "$RJ_TMP/att-sig.out" || cat "$RJ_TMP/att-sig.out")"
+    fi
+done
+expect_eq "attach: ... and the job goes on, its stdin free for the next" "again" \
+    "$(echo again | rj attach "$id" 2>&1)"
+rj stop "$id" >/dev/null 2>&1
 id=$(rj start -t -j shell /bin/sh -i)
 out=$($PTY 30 90 --after 'detaches' --type 'echo attached-$((6*7))\r' --after 'attached-42' \
     --type '~.' -- "${ATTACH[@]}" shell)
