@@ -84,6 +84,26 @@ stop_direct=$(RUNJOB_AGENT_SOCK= rj stop --grace 1s "$sid" -o json | python3 -c 
 expect_eq "stop: the same through the agent as direct" "$stop_direct" "$stop_agent"
 expect_eq "an empty RUNJOB_AGENT_SOCK is no agent" "" "$(RUNJOB_AGENT_SOCK= rj ping | grep 'via agent')"
 
+# Input through the agent: the job's stdin, its flow control, and a writer that vanishes.
+expect_eq "run -i through the agent: our stdin is the job's" 2 "$(printf 'a\nb\n' | rj run -i /usr/bin/wc -l)"
+head -c 3000000 /dev/urandom >"$RJ_TMP/blob"
+expect_eq "run -i through the agent: 3 MB arrive whole" "$(sha256sum <"$RJ_TMP/blob")" \
+    "$(rj run -i /usr/bin/sha256sum <"$RJ_TMP/blob")"
+iid=$(rj start -i /bin/sleep 60) # never reads: the writer's sends wait in flow control
+ATTACH=("$RUNJOB" attach -H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path "$RJ_CERTS/root-ca-cert.pem"
+    --client-cert-path "$RJ_CERTS/alice-cert.pem" --client-key-path "$RJ_CERTS/alice-key.pem")
+"${ATTACH[@]}" "$iid" < <(yes) >/dev/null 2>&1 &
+att=$!
+sleep 1.5
+kill -KILL "$att"
+wait "$att" 2>/dev/null
+sleep 1 # the agent sees the hang-up within its watch period, and cancels the call
+out=$(echo x | timeout 3 "${ATTACH[@]}" "$iid" 2>&1)
+expect_match "... (it attached, then detached at the timeout's signal)" "detached from job $iid" "$out"
+expect_eq "a writer killed while its sends wait: the agent cancels, the next writer is let in" "" \
+    "$(grep -o 'another writer' <<<"$out")"
+rj stop --grace 0 "$iid" >/dev/null 2>&1
+
 # The same files named by relative paths from another directory (certs/ is the default).
 out=$(cd "$RJ_TMP" && "$RUNJOB" ping -H 127.0.0.1 -P "$RJ_PORT" --ca-cert-path certs/root-ca-cert.pem \
     --client-cert-path certs/alice-cert.pem --client-key-path certs/alice-key.pem)
