@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "applets/client.h"
@@ -28,6 +29,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/proc.h"
+#include "core/tls.h"
 
 /* Connections served at once; past it a new one is closed at once, so that a flood from a
  * runaway script costs the agent an accept and a close each, not a thread and its calls. */
@@ -374,6 +376,7 @@ struct agent {
     int conns[AGENT_CONN_MAX]; /* relays' fds, -1 free; under lock */
     unsigned n_conns;          /* under lock */
     int64_t idle_since_ms;     /* CLOCK_MONOTONIC, when n_conns last became 0; under lock */
+    int64_t expires_s;         /* the certificate's notAfter (epoch seconds), 0 unknown */
     /* Relay threads done with a connection wait a while for the next one: making a thread
      * was a third of the agent's CPU per relayed call. Under lock. */
     pthread_cond_t work;
@@ -579,6 +582,19 @@ static void agent_loop(struct agent *a, const struct agent_sock *s, int sig_fd, 
             log_info("idle for %" PRId64 " ms: exiting", idle_ms);
             return;
         }
+        /* The server checks a certificate's dates at the handshake only, and the agent's
+         * connection outlives handshakes: past its certificate's end the agent goes, and the
+         * commands that follow say why on their own. Looked at each minute: the clock may jump. */
+        if (a->expires_s) {
+            int64_t left_ms = (a->expires_s - (int64_t)time(NULL)) * 1000;
+            int wait_ms = left_ms + 1000 > 60000 ? 60000 : (int)left_ms + 1000;
+            if (left_ms < 0) {
+                log_info("the certificate expired: exiting");
+                return;
+            }
+            if (timeout < 0 || wait_ms < timeout)
+                timeout = wait_ms;
+        }
         if (poll(p, ELEMENTSOF(p), timeout) < 0 && errno != EINTR) {
             log_errno(-errno, "poll");
             return;
@@ -661,6 +677,17 @@ static int agent_connect(struct client_opts *o, struct rpc_client **ret, char *c
     return 0;
 }
 
+/* The notAfter of the certificate at path (epoch seconds), or 0 when it cannot be read. */
+static int64_t cert_expiry(const char *path)
+{
+    _cleanup_free_ char *pem = NULL;
+    int64_t not_before, not_after;
+
+    if (tls_read_pem(path, &pem) < 0 || tls_cert_dates(pem, &not_before, &not_after) < 0)
+        return 0;
+    return not_after;
+}
+
 /* Everything after the socket: connect, say so (ready_fd: the parent waiting, else print the
  * exports here), serve until it is time to go. Returns the exit code; *ret_ready says whether
  * the agent got as far as serving (the socket is then its own to remove). */
@@ -720,6 +747,7 @@ static int agent_run(struct client_opts *o, const struct agent_flags *f, struct 
 
     a.wake_fd = wake_fd;
     a.idle_since_ms = clock_ms(CLOCK_MONOTONIC);
+    a.expires_s = cert_expiry(o->cert_path);
     for (int i = 0; i < AGENT_CONN_MAX; i++)
         a.conns[i] = -1;
     pthread_mutex_init(&a.lock, NULL);
