@@ -69,14 +69,15 @@ struct call_state {
     int64_t start_ms;          /* clock_ms(CLOCK_MONOTONIC) at open */
     char tag_first, tag_end;   /* distinct, stable tags */
     bool first_done, end_done; /* plucked (or never started) */
-};
-
-struct rpc_stream {
-    struct call_state cs;
-    /* Through an agent: the connection of the call, the frame the current chunk points into. */
+    /* Through an agent instead: the call's connection (else -1), the frame last read on it,
+     * and whether a cancel shut it down. */
     int relay_fd;
     struct relay_frame frame;
     atomic_bool cancelled;
+};
+
+struct rpc_stream {
+    struct call_state cs;   /* through an agent, the current chunk points into its frame */
     grpc_byte_buffer *recv; /* the message the current chunk points into */
     grpc_slice flat;        /* its single slice when it has one (a reference) */
     bool flat_set;
@@ -747,6 +748,7 @@ int rpc_client_jobmanager_list(struct rpc_client *c, Jobmanager__V1__JobStatusLi
 /* Creates the call of method m, with no deadline: it lasts as long as the job. */
 static void call_open(struct call_state *cs, struct rpc_client *c, enum rpc_method m)
 {
+    cs->relay_fd = -1;
     cs->c = c;
     cs->start_ms = clock_ms(CLOCK_MONOTONIC);
     cs->cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -802,6 +804,48 @@ static void call_close(struct call_state *cs)
         cq_drain_destroy(cs->cq);
 }
 
+/* call_open's counterpart through an agent (c->relay_path): 0, or -1 with err. */
+static int call_relay_open(struct call_state *cs, struct rpc_client *c, enum rpc_method m,
+                           const ProtobufCMessage *req, bool end, struct rpc_error *err)
+{
+    cs->c = c;
+    cs->start_ms = clock_ms(CLOCK_MONOTONIC);
+    cs->relay_fd = relay_call_open(c, m, 0, req, end, err);
+    return cs->relay_fd < 0 ? -1 : 0;
+}
+
+/* Through an agent: the connection's end (r: relay_recv's 0 or -errno) in err, in the words a
+ * cancelled call has when a cancel shut it down. */
+static void call_relay_lost(const struct call_state *cs, int r, const struct rpc_call_facts *f,
+                            struct rpc_error *err)
+{
+    if (atomic_load(&cs->cancelled))
+        rpc_client_describe(&cs->c->peer, RPC_CANCELLED, "Cancelled", NULL, f, err);
+    else
+        relay_lost(cs->c, r, err);
+}
+
+/* Safe from another thread while the call's owner waits on it. */
+static void call_cancel(struct call_state *cs)
+{
+    if (cs->relay_fd >= 0) { /* wakes the owner's read; the agent cancels the call */
+        atomic_store(&cs->cancelled, true);
+        (void)shutdown(cs->relay_fd, SHUT_RDWR);
+    } else if (cs->call) {
+        (void)grpc_call_cancel(cs->call, NULL);
+    }
+}
+
+/* call_close, or its counterpart through an agent. */
+static void call_release(struct call_state *cs)
+{
+    if (cs->relay_fd >= 0)
+        (void)close(cs->relay_fd);
+    else
+        call_close(cs);
+    relay_frame_free(&cs->frame);
+}
+
 /* ---- streams ----------------------------------------------------------------------------- */
 
 static int stream_open(struct rpc_client *c, enum rpc_method m, const ProtobufCMessage *req,
@@ -829,12 +873,8 @@ static int stream_open(struct rpc_client *c, enum rpc_method m, const ProtobufCM
         rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
     }
-    s->relay_fd = -1;
     if (c->relay_path[0]) {
-        s->cs.c = c;
-        s->cs.start_ms = clock_ms(CLOCK_MONOTONIC);
-        s->relay_fd = relay_call_open(c, m, 0, req, true, err);
-        if (s->relay_fd < 0) {
+        if (call_relay_open(&s->cs, c, m, req, true, err) < 0) {
             free(s);
             return -1;
         }
@@ -960,22 +1000,18 @@ static int relay_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct
     struct rpc_chunk chunk;
 
     for (;;) {
-        int r = relay_recv(s->relay_fd, &s->frame);
+        int r = relay_recv(s->cs.relay_fd, &s->cs.frame);
         facts.answered = s->answered;
         facts.elapsed_ms = clock_ms(CLOCK_MONOTONIC) - s->cs.start_ms;
         if (r <= 0) {
-            if (atomic_load(&s->cancelled))
-                rpc_client_describe(&c->peer, RPC_CANCELLED, "Cancelled", NULL, &facts,
-                                    &s->end_err);
-            else
-                relay_lost(c, r, &s->end_err);
+            call_relay_lost(&s->cs, r, &facts, &s->end_err);
             s->end_result = -1;
             break;
         }
-        if (s->frame.type == RELAY_MSG) {
+        if (s->cs.frame.type == RELAY_MSG) {
             s->answered = true;
-            if (rpc_chunk_parse(s->frame.data, s->frame.len, &chunk) < 0) {
-                (void)shutdown(s->relay_fd, SHUT_RDWR); /* the agent cancels the call */
+            if (rpc_chunk_parse(s->cs.frame.data, s->cs.frame.len, &chunk) < 0) {
+                (void)shutdown(s->cs.relay_fd, SHUT_RDWR); /* the agent cancels the call */
                 rpc_error_set(&s->end_err, RPC_DATA_LOSS,
                               "the server sent a malformed output chunk");
                 s->end_result = -1;
@@ -985,8 +1021,8 @@ static int relay_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct
             *ret = chunk;
             return 1;
         }
-        if (s->frame.type == RELAY_STATUS) {
-            s->end_result = relay_status(c, &s->frame, &facts, &s->end_err);
+        if (s->cs.frame.type == RELAY_STATUS) {
+            s->end_result = relay_status(c, &s->cs.frame, &facts, &s->end_err);
             break;
         }
     }
@@ -1010,7 +1046,7 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
             *err = s->end_err;
         return s->end_result;
     }
-    if (s->relay_fd >= 0)
+    if (s->cs.relay_fd >= 0)
         return relay_stream_next(s, ret, err);
     if (!s->cs.first_done) {
         call_pluck(&s->cs, &s->cs.tag_first);
@@ -1046,12 +1082,8 @@ int rpc_client_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct r
 
 void rpc_client_stream_cancel(struct rpc_stream *s)
 {
-    if (s && s->relay_fd >= 0) { /* wakes the reader; the agent cancels the call */
-        atomic_store(&s->cancelled, true);
-        (void)shutdown(s->relay_fd, SHUT_RDWR);
-    } else if (s && s->cs.call) {
-        (void)grpc_call_cancel(s->cs.call, NULL);
-    }
+    if (s)
+        call_cancel(&s->cs);
 }
 
 void rpc_client_stream_free(struct rpc_stream *s)
@@ -1059,11 +1091,7 @@ void rpc_client_stream_free(struct rpc_stream *s)
     if (!s)
         return;
     release_current(s);
-    if (s->relay_fd >= 0)
-        (void)close(s->relay_fd);
-    else
-        call_close(&s->cs);
-    relay_frame_free(&s->frame);
+    call_release(&s->cs);
     free(s->buf);
     free(s);
 }
@@ -1075,10 +1103,7 @@ struct rpc_input {
     grpc_byte_buffer *reply;
     int tag_send;
     bool closed, failed;
-    /* Through an agent: the call's connection, what has come back on it. */
-    int relay_fd;
-    struct relay_frame frame;
-    atomic_bool cancelled;
+    /* Through an agent: what has come back. */
     bool taken, ended; /* HEADERS with the ready key came; STATUS came (or the agent went) */
     int end_result;    /* once ended: 0, or -1 with end_err */
     struct rpc_error end_err;
@@ -1090,7 +1115,7 @@ struct rpc_input {
 static int relay_input_read(struct rpc_input *in, int timeout_ms)
 {
     const struct rpc_client *c = in->cs.c;
-    struct pollfd p = {.fd = in->relay_fd, .events = POLLIN};
+    struct pollfd p = {.fd = in->cs.relay_fd, .events = POLLIN};
     struct rpc_call_facts facts = {0};
     int r;
 
@@ -1099,30 +1124,27 @@ static int relay_input_read(struct rpc_input *in, int timeout_ms)
     r = poll(&p, 1, timeout_ms);
     if (r == 0 || (r < 0 && errno == EINTR))
         return 0;
-    r = r < 0 ? -errno : relay_recv(in->relay_fd, &in->frame);
+    r = r < 0 ? -errno : relay_recv(in->cs.relay_fd, &in->cs.frame);
     facts.elapsed_ms = clock_ms(CLOCK_MONOTONIC) - in->cs.start_ms;
     if (r <= 0) {
-        if (atomic_load(&in->cancelled))
-            rpc_client_describe(&c->peer, RPC_CANCELLED, "Cancelled", NULL, &facts, &in->end_err);
-        else
-            relay_lost(c, r, &in->end_err);
+        call_relay_lost(&in->cs, r, &facts, &in->end_err);
         in->end_result = -1;
         in->ended = true;
         return -1;
     }
-    if (in->frame.type == RELAY_HEADERS) {
-        for (const char *k = (const char *)in->frame.data;
-             k < (const char *)in->frame.data + in->frame.len; k += strlen(k) + 1)
+    if (in->cs.frame.type == RELAY_HEADERS) {
+        for (const char *k = (const char *)in->cs.frame.data;
+             k < (const char *)in->cs.frame.data + in->cs.frame.len; k += strlen(k) + 1)
             in->taken |= strcmp(k, RPC_INPUT_READY_KEY) == 0;
-    } else if (in->frame.type == RELAY_MSG) {
+    } else if (in->cs.frame.type == RELAY_MSG) {
         Runjob__V1__InputResponse *resp =
-            runjob__v1__input_response__unpack(NULL, in->frame.len, in->frame.data);
+            runjob__v1__input_response__unpack(NULL, in->cs.frame.len, in->cs.frame.data);
         if (resp) {
             in->bytes = resp->bytes;
             protobuf_c_message_free_unpacked(&resp->base, NULL);
         }
-    } else if (in->frame.type == RELAY_STATUS) {
-        in->end_result = relay_status(c, &in->frame, &facts, &in->end_err);
+    } else if (in->cs.frame.type == RELAY_STATUS) {
+        in->end_result = relay_status(c, &in->cs.frame, &facts, &in->end_err);
         in->ended = true;
         return -1;
     }
@@ -1151,10 +1173,10 @@ static bool input_message(struct rpc_input *in, const char *id, const void *data
         ts.cols = cols;
         req.terminal_size = &ts;
     }
-    if (in->relay_fd >= 0) {
+    if (in->cs.relay_fd >= 0) {
         while (relay_input_read(in, 0) > 0) /* a STATUS that came means the call has ended */
             ;
-        if (in->ended || relay_send_message(in->relay_fd, &req.base) < 0)
+        if (in->ended || relay_send_message(in->cs.relay_fd, &req.base) < 0)
             in->failed = true;
         return !in->failed;
     }
@@ -1180,7 +1202,7 @@ static bool input_message(struct rpc_input *in, const char *id, const void *data
 /* Waits for the server's initial metadata: true when they say it took the call. */
 static bool input_taken(struct rpc_input *in)
 {
-    if (in->relay_fd >= 0) {
+    if (in->cs.relay_fd >= 0) {
         while (!in->taken && relay_input_read(in, -1) >= 0)
             ;
         return in->taken;
@@ -1203,12 +1225,8 @@ int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, u
         rpc_error_set(err, RPC_RESOURCE_EXHAUSTED, "out of memory");
         return -1;
     }
-    in->relay_fd = -1;
     if (c->relay_path[0]) {
-        in->cs.c = c;
-        in->cs.start_ms = clock_ms(CLOCK_MONOTONIC);
-        in->relay_fd = relay_call_open(c, RPC_M_INPUT, 0, NULL, false, err);
-        if (in->relay_fd < 0) {
+        if (call_relay_open(&in->cs, c, RPC_M_INPUT, NULL, false, err) < 0) {
             free(in);
             return -1;
         }
@@ -1264,14 +1282,14 @@ static int relay_input_finish(struct rpc_input *in, int64_t timeout_ms, uint64_t
     int64_t until = clock_ms(CLOCK_MONOTONIC) + timeout_ms;
 
     if (!in->failed && !in->closed)
-        (void)relay_send_bytes(in->relay_fd, RELAY_END, NULL, 0);
+        (void)relay_send_bytes(in->cs.relay_fd, RELAY_END, NULL, 0);
     in->closed = true;
     while (!in->ended) {
         int64_t left = timeout_ms < 0 ? -1 : until - clock_ms(CLOCK_MONOTONIC);
         if (timeout_ms >= 0 && left <= 0) { /* the agent cancels the call when we close */
             struct rpc_call_facts facts = {.elapsed_ms =
                                                clock_ms(CLOCK_MONOTONIC) - in->cs.start_ms};
-            (void)shutdown(in->relay_fd, SHUT_RDWR);
+            (void)shutdown(in->cs.relay_fd, SHUT_RDWR);
             rpc_client_describe(&in->cs.c->peer, RPC_CANCELLED, "Cancelled", NULL, &facts,
                                 &in->end_err);
             in->end_result = -1;
@@ -1296,7 +1314,7 @@ int rpc_client_input_finish(struct rpc_input *in, bool eof, int64_t timeout_ms, 
 
     if (eof && !in->closed)
         (void)input_message(in, NULL, NULL, 0, 0, 0, false, true);
-    if (in->relay_fd >= 0)
+    if (in->cs.relay_fd >= 0)
         return relay_input_finish(in, timeout_ms, ret_bytes, err);
     if (!in->failed && !in->closed) {
         grpc_op op;
@@ -1332,12 +1350,8 @@ int rpc_client_input_finish(struct rpc_input *in, bool eof, int64_t timeout_ms, 
 
 void rpc_client_input_cancel(struct rpc_input *in)
 {
-    if (in && in->relay_fd >= 0) { /* wakes a waiting finish; the agent cancels the call */
-        atomic_store(&in->cancelled, true);
-        (void)shutdown(in->relay_fd, SHUT_RDWR);
-    } else if (in && in->cs.call) {
-        (void)grpc_call_cancel(in->cs.call, NULL);
-    }
+    if (in)
+        call_cancel(&in->cs);
 }
 
 void rpc_client_input_free(struct rpc_input *in)
@@ -1346,10 +1360,6 @@ void rpc_client_input_free(struct rpc_input *in)
         return;
     if (in->reply)
         grpc_byte_buffer_destroy(in->reply);
-    if (in->relay_fd >= 0)
-        (void)close(in->relay_fd);
-    else
-        call_close(&in->cs);
-    relay_frame_free(&in->frame);
+    call_release(&in->cs);
     free(in);
 }
