@@ -19,12 +19,10 @@
  * Message size. The message in flight is the stream's main cost in memory: gRPC keeps its
  * slice (read straight from the log into it, zero-copy) until the transport has framed it, and
  * the TLS layer holds an encrypted copy of what it writes. All streams of the process share
- * one budget of messages in flight (core/budget.h): up to 8 readers get 256 KiB messages each
- * at once; more readers take turns with 256 KiB messages, as many at once as the budget allows
- * (8), in order, the others parked (TOK_QUEUED) until the budget grants them their turn.
- * Not larger for a lone reader: with 1 MiB messages its client's heap peaked twice as high
- * (each new page a fault, ~18 us of CPU on the VM measured) and the reader was slower, not
- * faster (bench/RESULTS.md "Stream rate: 256 KiB messages"). Turns rather than ever
+ * one budget of messages in flight (core/budget.h): a few readers get an equal share each, up
+ * to 1 MiB messages (the fewest per-message costs, the best single-reader rate); many readers
+ * take turns with 256 KiB messages, as many at once as the budget allows (8), in order, the
+ * others parked (TOK_QUEUED) until the budget grants them their turn. Turns rather than ever
  * smaller messages because each message costs its reader a wake-up (and cold caches): 100
  * readers sharing 4 MiB as 32 KiB messages spent 1.7-2.4x the CPU per byte of one reader;
  * with turns, about the same as one reader, and less memory (a parked reader holds no
@@ -48,7 +46,7 @@
 /* One budget for all servers of the process (what they hold is the process's memory). */
 static const struct budget_config chunk_budget_config = {
     .total = 2 * 1024 * 1024,
-    .max = 256 * 1024,
+    .max = RPC_CHUNK_DATA_MAX,
     .turn = 256 * 1024,
     .min = 16 * 1024,
     .stall_ms = 250,
