@@ -69,8 +69,9 @@ static int send_headers(struct relay_call *rc)
     int n = 0;
 
     for (size_t i = 0; i < rc->md_initial.count && n + 2 <= 64; i++) {
-        grpc_slice k = rc->md_initial.metadata[i].key;
-        v[n++] = (struct iovec){GRPC_SLICE_START_PTR(k), GRPC_SLICE_LENGTH(k)};
+        /* By address: a short slice holds its bytes inline, and a copy's would be ours. */
+        grpc_slice *k = &rc->md_initial.metadata[i].key;
+        v[n++] = (struct iovec){GRPC_SLICE_START_PTR(*k), GRPC_SLICE_LENGTH(*k)};
         v[n++] = (struct iovec){(void *)"", 1};
     }
     return relay_send(rc->fd, RELAY_HEADERS, v, n);
@@ -84,8 +85,8 @@ static int send_message(struct relay_call *rc, grpc_byte_buffer *bb)
         struct iovec v[64];
         size_t n = bb->data.raw.slice_buffer.count;
         for (size_t i = 0; i < n; i++) {
-            grpc_slice s = bb->data.raw.slice_buffer.slices[i];
-            v[i] = (struct iovec){GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s)};
+            grpc_slice *s = &bb->data.raw.slice_buffer.slices[i]; /* inline bytes: by address */
+            v[i] = (struct iovec){GRPC_SLICE_START_PTR(*s), GRPC_SLICE_LENGTH(*s)};
         }
         return relay_send(rc->fd, RELAY_MSG, v, (int)n);
     }
