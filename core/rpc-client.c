@@ -47,9 +47,8 @@ struct rpc_client {
     grpc_channel *channel;      /* NULL when the calls go through an agent */
     void *methods[RPC_M_COUNT]; /* registered calls, by enum rpc_method */
     int64_t deadline_ms;
-    struct rpc_peer peer;   /* for messages */
-    char relay_path[108];   /* the agent's socket when the calls go through one, else "" */
-    atomic_int relay_spare; /* the HELLO's connection, kept for the first call; -1 */
+    struct rpc_peer peer; /* for messages */
+    char relay_path[108]; /* the agent's socket when the calls go through one, else "" */
     char settings[RELAY_SETTINGS_MAX]; /* what an agent and its clients share */
     size_t settings_len;
 };
@@ -303,9 +302,6 @@ int rpc_client_open_relay(const struct rpc_client_config *cfg, const char *path,
         relay_recv(fd, &f) <= 0 || f.type != RELAY_YES)
         goto out;
     (void)snprintf(c->relay_path, sizeof(c->relay_path), "%s", path);
-    tv.tv_sec = 0; /* a call's reads wait as long as the call lasts */
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    atomic_init(&c->relay_spare, TAKE_FD(fd));
     *ret = TAKE_PTR(c);
     r = 1;
 out:
@@ -343,9 +339,6 @@ void rpc_client_free(struct rpc_client *c)
     if (!c)
         return;
     if (c->relay_path[0]) { /* gRPC was never set up for it */
-        int fd = atomic_exchange(&c->relay_spare, -1);
-        if (fd >= 0)
-            (void)close(fd);
         free(c);
         return;
     }
@@ -481,18 +474,19 @@ static int relay_call_open(struct rpc_client *c, enum rpc_method m, int64_t dead
                            const ProtobufCMessage *req, bool end, struct rpc_error *err)
 {
     uint8_t call[RELAY_CALL_BYTES];
-    int fd = atomic_exchange(&c->relay_spare, -1), r;
-
-    if (fd < 0) /* the agent serves one exchange per connection after the HELLO's */
-        fd = relay_connect(c->relay_path);
+    int fd = relay_connect(c->relay_path), r;
 
     if (fd < 0) {
         rpc_error_set(err, RPC_UNAVAILABLE, "cannot reach the runjob agent at %s: %s",
                       c->relay_path, strerror(-fd));
         return -1;
     }
+    /* The settings again, without waiting for the answer: the agent at the path may have been
+     * replaced by one of other settings since the open. */
     relay_call_encode(call, m, deadline_ms);
-    r = relay_send_bytes(fd, RELAY_CALL, call, sizeof(call));
+    r = relay_send_bytes(fd, RELAY_HELLO, c->settings, c->settings_len);
+    if (r >= 0)
+        r = relay_send_bytes(fd, RELAY_CALL, call, sizeof(call));
     if (r >= 0 && req)
         r = relay_send_message(fd, req);
     if (r >= 0 && end)
@@ -504,6 +498,16 @@ static int relay_call_open(struct rpc_client *c, enum rpc_method m, int64_t dead
         return -1;
     }
     return fd;
+}
+
+/* err for a call whose agent said NO: another agent, of other settings, listens there now. */
+static void relay_refused(const struct rpc_client *c, struct rpc_error *err)
+{
+    rpc_error_set(err, RPC_UNAVAILABLE,
+                  "the runjob agent at %s holds a connection with other settings now (another "
+                  "agent, or one from before a certificate was renewed); unset RUNJOB_AGENT_SOCK "
+                  "or start an agent for these settings",
+                  c->relay_path);
 }
 
 /* A STATUS frame: 0 for OK, else -1 with err saying what the direct call would have said. */
@@ -548,6 +552,10 @@ static int relay_unary(struct rpc_client *c, enum rpc_method m, int64_t deadline
         r = relay_recv(fd, &f);
         if (r <= 0) {
             relay_lost(c, r, err);
+            break;
+        }
+        if (f.type == RELAY_NO) {
+            relay_refused(c, err);
             break;
         }
         if (f.type == RELAY_MSG && !reply) {
@@ -1000,11 +1008,17 @@ static int relay_stream_next(struct rpc_stream *s, struct rpc_chunk *ret, struct
     struct rpc_chunk chunk;
 
     for (;;) {
-        int r = relay_recv(s->cs.relay_fd, &s->cs.frame);
+        /* After a cancel, what the socket still holds is not shown. */
+        int r = atomic_load(&s->cs.cancelled) ? 0 : relay_recv(s->cs.relay_fd, &s->cs.frame);
         facts.answered = s->answered;
         facts.elapsed_ms = clock_ms(CLOCK_MONOTONIC) - s->cs.start_ms;
         if (r <= 0) {
             call_relay_lost(&s->cs, r, &facts, &s->end_err);
+            s->end_result = -1;
+            break;
+        }
+        if (s->cs.frame.type == RELAY_NO) {
+            relay_refused(c, &s->end_err);
             s->end_result = -1;
             break;
         }
@@ -1143,8 +1157,13 @@ static int relay_input_read(struct rpc_input *in, int timeout_ms)
             in->bytes = resp->bytes;
             protobuf_c_message_free_unpacked(&resp->base, NULL);
         }
-    } else if (in->cs.frame.type == RELAY_STATUS) {
-        in->end_result = relay_status(c, &in->cs.frame, &facts, &in->end_err);
+    } else if (in->cs.frame.type == RELAY_STATUS || in->cs.frame.type == RELAY_NO) {
+        if (in->cs.frame.type == RELAY_NO) {
+            relay_refused(c, &in->end_err);
+            in->end_result = -1;
+        } else {
+            in->end_result = relay_status(c, &in->cs.frame, &facts, &in->end_err);
+        }
         in->ended = true;
         return -1;
     }

@@ -274,29 +274,29 @@ out:
 
 void rpc_relay_serve(struct rpc_client *c, int fd)
 {
-    struct relay_frame f = {0};
-    size_t len;
-    const char *mine;
-    int method;
-    int64_t deadline_ms;
-
     /* A connection that says nothing would hold one of the agent's few slots for good. */
     struct timeval tv = {.tv_sec = FIRST_FRAME_S};
+    struct relay_frame f = {0};
+    const char *mine;
+    size_t len;
+    int method, r;
+    int64_t deadline_ms;
+    bool same;
+
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (relay_recv(fd, &f) <= 0)
+    if (relay_recv_max(fd, &f, RELAY_SETTINGS_MAX) <= 0 || f.type != RELAY_HELLO)
         goto out;
-    tv.tv_sec = 0; /* after it, a call's frames come when its user types */
+    mine = rpc_client_settings(c, &len);
+    same = f.len == len && memcmp(f.data, mine, len) == 0;
+    if (relay_send_bytes(fd, same ? RELAY_YES : RELAY_NO, NULL, 0) < 0 || !same)
+        goto out;
+    /* The end here: a client's check at its open. Else its call. */
+    r = relay_recv_max(fd, &f, RELAY_CALL_BYTES);
+    if (r <= 0 || relay_call_decode(&f, &method, &deadline_ms) < 0 || method < 0 ||
+        method >= RPC_M_COUNT || deadline_ms < 0)
+        goto out;
+    tv.tv_sec = 0; /* from here, a call's frames come when its user types */
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (f.type == RELAY_HELLO) { /* a YES keeps the connection for the client's first call */
-        mine = rpc_client_settings(c, &len);
-        bool same = f.len == len && memcmp(f.data, mine, len) == 0;
-        if (relay_send_bytes(fd, same ? RELAY_YES : RELAY_NO, NULL, 0) < 0 || !same ||
-            relay_recv(fd, &f) <= 0)
-            goto out;
-    }
-    if (relay_call_decode(&f, &method, &deadline_ms) < 0 || method < 0 || method >= RPC_M_COUNT ||
-        deadline_ms < 0)
-        goto out;
     relay_frame_free(&f);
     serve_call(c, fd, method, deadline_ms);
 out:

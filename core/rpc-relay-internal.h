@@ -4,11 +4,13 @@
  * type byte and the payload. Shared by core/rpc-client.c (the client's side) and
  * core/rpc-relay-agent.c (the agent's); not for applets.
  *
- * A HELLO asks whether the agent's connection has the client's settings: YES (the connection
- * then carries the client's first call) or NO (the agent closes). A call is CALL, the request
- * message(s), END; the agent answers
- * HEADERS when the server's initial metadata come, a MSG per reply message, then STATUS. The
- * client's closing of the connection before STATUS cancels the call. */
+ * Every connection opens with a HELLO: the client's settings, which the agent answers YES (its
+ * connection has them) or NO (it closes). A client checks once when it opens (HELLO alone), and
+ * again with every call, which follows its HELLO without waiting: CALL, the request message(s),
+ * END; the agent answers YES, HEADERS when the server's initial metadata come, a MSG per reply
+ * message, then STATUS. The client's closing of the connection before STATUS cancels the
+ * call. Each side checks the other's uid: the agent serves its own user (and root), a client
+ * talks to an agent of its own user only. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,7 +31,7 @@ enum relay_type {
 #define RELAY_FRAME_MAX  (17 << 20) /* above the client's 16 MiB message limit */
 #define RELAY_CALL_BYTES 9
 /* The settings an agent's connection and a client must share: server, CA, certificate, key. */
-#define RELAY_SETTINGS_MAX 4400
+#define RELAY_SETTINGS_MAX 8192
 
 struct relay_frame {
     int type;
@@ -38,19 +40,24 @@ struct relay_frame {
     size_t cap;
 };
 
-/* A connected socket (close-on-exec) to the agent at path, or -errno. */
+/* A connected socket (close-on-exec) to the agent at path, or -errno: -EPERM when what listens
+ * there runs as another user (it would see the calls, and answer them in the server's place). */
 int relay_connect(const char *path);
 /* Writes one whole frame of type whose payload is the n pieces of iov (n <= 64); 0 or
  * -errno (-EPIPE when the other end has gone; never a SIGPIPE). */
 int relay_send(int fd, int type, const struct iovec *iov, int n);
 int relay_send_bytes(int fd, int type, const void *p, size_t len);
 /* Reads one frame into f: 1, 0 at the end of the stream between frames, or -errno (-EBADMSG
- * for a truncated frame or one over RELAY_FRAME_MAX). */
+ * for a truncated frame or one over max bytes, which is refused before any is read). */
+int relay_recv_max(int fd, struct relay_frame *f, size_t max);
+/* relay_recv_max up to RELAY_FRAME_MAX. */
 int relay_recv(int fd, struct relay_frame *f);
 void relay_frame_free(struct relay_frame *f);
 
-/* The HELLO payload for these settings into buf: the length, or -ENAMETOOLONG. Paths are
- * compared as given: callers pass them through realpath first. Pure. */
+/* The HELLO payload for these settings into buf: the length, or -ENAMETOOLONG. It names this
+ * build (an agent of another version says NO) and each file by its path, as given (callers pass
+ * them through realpath first), and by what stat(2) says of it now (device, inode, size,
+ * mtime), so that a certificate renewed in place is not the agent's any more. */
 int relay_settings(const char *where, const char *ca, const char *cert, const char *key,
                    char buf[RELAY_SETTINGS_MAX]);
 

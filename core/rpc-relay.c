@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <inttypes.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -26,6 +28,12 @@ int relay_connect(const char *path)
     while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
         if (errno != EINTR)
             return -errno;
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return -errno;
+    if (cred.uid != geteuid())
+        return -EPERM;
     return TAKE_FD(fd);
 }
 
@@ -96,6 +104,11 @@ static ssize_t read_full(int fd, uint8_t *p, size_t n)
 
 int relay_recv(int fd, struct relay_frame *f)
 {
+    return relay_recv_max(fd, f, RELAY_FRAME_MAX);
+}
+
+int relay_recv_max(int fd, struct relay_frame *f, size_t max)
+{
     uint8_t hdr[RELAY_HDR_BYTES];
     ssize_t k = read_full(fd, hdr, sizeof(hdr));
     size_t len = 0;
@@ -106,7 +119,7 @@ int relay_recv(int fd, struct relay_frame *f)
         return -EBADMSG;
     for (int i = 0; i < 4; i++)
         len |= (size_t)hdr[i] << (8 * i);
-    if (len > RELAY_FRAME_MAX)
+    if (len > max)
         return -EBADMSG;
     if (len + 1 > f->cap) {
         uint8_t *p = realloc(f->data, len + 1);
@@ -132,11 +145,31 @@ void relay_frame_free(struct relay_frame *f)
     *f = (struct relay_frame){0};
 }
 
+/* "DEV:INO:SIZE:MTIME" of path, or "-" when it cannot be looked at. */
+static void file_identity(const char *path, char *buf, size_t cap)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0)
+        (void)snprintf(buf, cap, "-");
+    else
+        (void)snprintf(buf, cap, "%ju:%ju:%jd:%jd.%09ld", (uintmax_t)st.st_dev,
+                       (uintmax_t)st.st_ino, (intmax_t)st.st_size, (intmax_t)st.st_mtim.tv_sec,
+                       st.st_mtim.tv_nsec);
+}
+
 int relay_settings(const char *where, const char *ca, const char *cert, const char *key,
                    char buf[RELAY_SETTINGS_MAX])
 {
-    int n =
-        snprintf(buf, RELAY_SETTINGS_MAX, "runjob-relay-1\n%s\n%s\n%s\n%s\n", where, ca, cert, key);
+    char ica[96], icert[96], ikey[96];
+    int n;
+
+    file_identity(ca, ica, sizeof(ica));
+    file_identity(cert, icert, sizeof(icert));
+    file_identity(key, ikey, sizeof(ikey));
+    n = snprintf(buf, RELAY_SETTINGS_MAX,
+                 "runjob-relay-2 " RUNJOB_VERSION "\n%s\n%s %s\n%s %s\n%s %s\n", where, ca, ica,
+                 cert, icert, key, ikey);
     return n < 0 || n >= RELAY_SETTINGS_MAX ? -ENAMETOOLONG : n;
 }
 

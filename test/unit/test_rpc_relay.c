@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/rpc-internal.h"
@@ -117,7 +118,7 @@ Test(rpc_relay, payload_codecs)
 {
     struct relay_frame f = {.type = RELAY_CALL};
     uint8_t call[RELAY_CALL_BYTES];
-    char buf[RELAY_SETTINGS_MAX], big[5000];
+    char buf[RELAY_SETTINGS_MAX], big[RELAY_SETTINGS_MAX + 10];
     const char *d, *e;
     int m, code;
     int64_t dl;
@@ -144,6 +145,13 @@ Test(rpc_relay, payload_codecs)
     cr_assert_eq(relay_status_decode(&f, &code, &d, &e), -EBADMSG);
 
     cr_assert_gt(relay_settings("h:1", "/a", "/b", "/c", buf), 0);
+    cr_assert(strstr(buf, "\n/a -\n"), "a file that is not there: '-' for its identity");
+    char same[RELAY_SETTINGS_MAX];
+    int n = relay_settings("h:1", "/proc/self/exe", "/b", "/c", buf);
+    cr_assert_eq(relay_settings("h:1", "/proc/self/exe", "/b", "/c", same), n);
+    cr_assert_eq(memcmp(buf, same, (size_t)n), 0, "the same files: the same settings");
+    cr_assert_neq(relay_settings("h:1", "/dev/null", "/b", "/c", same), -1);
+    cr_assert_neq(strcmp(buf, same), 0, "another file: other settings");
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
     cr_assert_eq(relay_settings("h:1", big, "/b", "/c", buf), -ENAMETOOLONG);
@@ -154,10 +162,11 @@ Test(rpc_relay, payload_codecs)
 struct script {
     char path[108];
     int listen_fd;
-    bool say_no;  /* answer the HELLO with NO */
-    int mode;     /* what to do with the call */
-    int method;   /* the call it got */
-    char got[64]; /* its first message's bytes, as text when it is one */
+    bool say_no;   /* answer the open's HELLO with NO */
+    bool reply_no; /* answer the call's HELLO with NO (another agent since the open) */
+    int mode;      /* what to do with the call */
+    int method;    /* the call it got */
+    char got[64];  /* its first message's bytes, as text when it is one */
     size_t got_len;
 };
 
@@ -184,15 +193,26 @@ static void *agent(void *arg)
     int64_t dl;
     int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
+    /* The client's check at its open: a HELLO alone. */
     cr_assert_geq(fd, 0);
     cr_assert_eq(relay_recv(fd, &f), 1);
     cr_assert_eq(f.type, RELAY_HELLO);
-    cr_assert(strstr((char *)f.data, "runjob-relay-1\nlocalhost:7\n"));
+    cr_assert(strstr((char *)f.data, "runjob-relay-2 " RUNJOB_VERSION "\nlocalhost:7\n"));
     cr_assert_eq(relay_send_bytes(fd, s->say_no ? RELAY_NO : RELAY_YES, NULL, 0), 0);
+    cr_assert_eq(relay_recv(fd, &f), 0, "nothing after the open's HELLO");
+    close(fd);
     if (s->say_no)
-        goto out;
-    cr_assert_eq(relay_recv(fd, &f), 1); /* the first call comes on the HELLO's connection */
+        return NULL;
+    /* The call: its HELLO again, then CALL, without waiting for the YES. */
+    fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(relay_recv(fd, &f), 1);
+    cr_assert_eq(f.type, RELAY_HELLO);
+    cr_assert_eq(relay_recv(fd, &f), 1);
     cr_assert_eq(relay_call_decode(&f, &s->method, &dl), 0);
+    cr_assert_eq(relay_send_bytes(fd, s->reply_no ? RELAY_NO : RELAY_YES, NULL, 0), 0);
+    if (s->reply_no)
+        goto out;
     if (relay_recv(fd, &f) == 1 && f.type == RELAY_MSG) {
         s->got_len = f.len < sizeof(s->got) ? f.len : sizeof(s->got);
         memcpy(s->got, f.data, s->got_len);
@@ -341,6 +361,60 @@ Test(rpc_relay, a_vanished_agent_fails_the_call)
     cr_assert_eq(err.code, RPC_UNAVAILABLE);
     cr_assert(strstr(err.message, "cannot reach the runjob agent"), "%s", err.message);
     rpc_client_free(c);
+}
+
+Test(rpc_relay, an_agent_replaced_since_the_open_refuses_the_call)
+{
+    struct script s = {.mode = ANSWER_PING, .reply_no = true};
+    Runjob__V1__PingRequest req = RUNJOB__V1__PING_REQUEST__INIT;
+    Runjob__V1__PingResponse *pong = NULL;
+    struct rpc_error err = {0};
+    pthread_t t;
+    struct rpc_client *c = open_relayed(&s, &t);
+
+    cr_assert_eq(rpc_client_ping(c, &req, &pong, &err), -1);
+    cr_assert_eq(err.code, RPC_UNAVAILABLE);
+    cr_assert(strstr(err.message, "other settings now"), "%s", err.message);
+    close_agent(&s, t);
+    rpc_client_free(c);
+}
+
+/* A listener of another user's is no agent of ours: its peer's uid is checked at connect. */
+Test(rpc_relay, an_agent_of_another_user_is_refused)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int ready[2], done[2];
+    char dir[] = "/tmp/runjob-relay-uid.XXXXXX";
+    pid_t pid;
+
+    if (geteuid() != 0)
+        cr_skip_test("needs root to listen as another user");
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(chmod(dir, 0777), 0);
+    (void)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s", dir);
+    cr_assert_eq(pipe(ready), 0);
+    cr_assert_eq(pipe(done), 0);
+    pid = fork();
+    if (pid == 0) {
+        int l;
+        if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+            _exit(1);
+        l = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(l, 1) < 0 ||
+            chmod(sa.sun_path, 0666) < 0)
+            _exit(1);
+        (void)!write(ready[1], "r", 1);
+        char b;
+        (void)!read(done[0], &b, 1);
+        _exit(0);
+    }
+    char b;
+    cr_assert_eq(read(ready[0], &b, 1), 1);
+    cr_assert_eq(relay_connect(sa.sun_path), -EPERM);
+    (void)!write(done[1], "d", 1);
+    waitpid(pid, NULL, 0);
+    (void)unlink(sa.sun_path);
+    (void)rmdir(dir);
 }
 
 static void *cancel_later(void *arg)
