@@ -33,7 +33,9 @@
 
 /* Connections served at once; past it a new one is closed at once, so that a flood from a
  * runaway script costs the agent an accept and a close each, not a thread and its calls. */
-#define AGENT_CONN_MAX 64
+#define AGENT_CONN_MAX 512
+#define STRINGIFY_(x)  #x
+#define STRINGIFY(x)   STRINGIFY_(x)
 /* How long -k waits for the agent to be gone, and the agent for its relays at exit. */
 #define AGENT_EXIT_WAIT_MS 5000
 /* How long a relay thread waits for a next connection before it ends. */
@@ -131,7 +133,13 @@ static bool is_agent(pid_t pid)
         return false;
     slash = strrchr(a0, '/');
     a1 = proc_parse_cmdline_arg(buf, len, 1);
-    return strcmp(slash ? slash + 1 : a0, "agent") == 0 || (a1 && strcmp(a1, "agent") == 0);
+    if (strcmp(slash ? slash + 1 : a0, "agent") != 0 && !(a1 && strcmp(a1, "agent") == 0))
+        return false;
+    /* `consul agent`, `vault agent` too: the program must be this one. */
+    struct stat mine, theirs;
+    (void)snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    return stat("/proc/self/exe", &mine) == 0 && stat(path, &theirs) == 0 &&
+           mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
 }
 
 static void print_unset(void)
@@ -521,6 +529,11 @@ static void agent_accept(struct agent *a, int lfd)
         pthread_mutex_unlock(&a->lock);
         if (slot < 0) {
             log_warn("%d connections open already: closed pid %d's", AGENT_CONN_MAX, (int)cred.pid);
+            rpc_relay_refuse(
+                fd,
+                "the runjob agent serves " STRINGIFY(
+                    AGENT_CONN_MAX) " connections at once already; this command can go without it "
+                                    "(RUNJOB_AGENT_SOCK= runjob ...)");
             close(fd);
         } else if ((r = relay_start(a, fd, slot)) < 0) {
             log_warn("no thread for pid %d's connection (%s): closed it", (int)cred.pid,
@@ -694,12 +707,14 @@ static int64_t cert_expiry(const char *path)
 static int agent_run(struct client_opts *o, const struct agent_flags *f, struct agent_sock *s,
                      int ready_fd, bool *ret_ready)
 {
-    struct agent a = {.uid = geteuid()};
+    /* Static: relay threads waiting for work may still look at it while the process exits. */
+    static struct agent a;
     _cleanup_close_ int sig_fd = -1, wake_fd = -1;
     char cn[256];
     sigset_t mask;
     int r;
 
+    a.uid = geteuid();
     /* Blocked before gRPC starts its threads, which inherit the mask: the signals come only
      * through sig_fd. */
     sigemptyset(&mask);
@@ -761,8 +776,7 @@ static int agent_run(struct client_opts *o, const struct agent_flags *f, struct 
         _exit(0);
     }
     rpc_client_free(a.client);
-    pthread_cond_destroy(&a.idle);
-    pthread_mutex_destroy(&a.lock);
+    /* a.lock and its conditions stay: a waiting relay thread may wake before the exit. */
     return 0;
 }
 

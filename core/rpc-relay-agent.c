@@ -302,3 +302,11 @@ void rpc_relay_serve(struct rpc_client *c, int fd)
 out:
     relay_frame_free(&f);
 }
+
+void rpc_relay_refuse(int fd, const char *why)
+{
+    uint8_t code[4] = {RPC_RESOURCE_EXHAUSTED, 0, 0, 0};
+    struct iovec v[4] = {{code, 4}, {(void *)why, strlen(why) + 1}, {(void *)"", 1}};
+
+    (void)relay_send(fd, RELAY_STATUS, v, 3);
+}

@@ -84,6 +84,9 @@ bool rpc_client_relayed(const struct rpc_client *c);
  * client is done: run it on a thread of its own. Does not close fd. The caller has checked who
  * is at the other end: whoever it lets through acts with c's certificate. */
 void rpc_relay_serve(struct rpc_client *c, int fd);
+/* An agent at its limit, to a connection it closes at once: says why (RESOURCE_EXHAUSTED) to
+ * the client, which then dials directly when it was opening, or fails the call with why. */
+void rpc_relay_refuse(int fd, const char *why);
 
 /* After the last rpc_client_free, gRPC finishes its clean-up on its own threads. A process about
  * to exit calls this to wait for that (at most timeout_ms), so that exit() never races a gRPC

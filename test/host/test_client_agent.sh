@@ -245,27 +245,30 @@ for _ in $(seq 40); do grep -q 'refused' "$RJ_TMP/fg.err" && break; sleep 0.05; 
 expect_match "... and -D logs it on stderr" "refused a connection from uid 65534 \(pid [0-9]+\)" \
     "$(cat "$RJ_TMP/fg.err")"
 expect_match "... while its own user is served" "^via agent $S$" "$(RUNJOB_AGENT_SOCK=$S rj ping)"
-# A flood of connections that say nothing: past 64 at once each is closed at once.
+# A flood of connections that say nothing: past 512 at once each is told why and closed.
 out=$(python3 - "$S" <<'PY'
 import select, socket, sys, time
-socks = []
-for _ in range(70):
+socks, got = [], {}
+for _ in range(518):
     s = socket.socket(socket.AF_UNIX)
     s.connect(sys.argv[1])
     socks.append(s)
-closed, end = set(), time.monotonic() + 1.0
-while time.monotonic() < end:
+closed, end = set(), time.monotonic() + 2.0
+while time.monotonic() < end and len(closed) < 6:
     r, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.1)
     for s in r:
         try:
-            if s.recv(1) == b"":
-                closed.add(s)
+            b = s.recv(4096)
         except ConnectionResetError:
+            b = b""
+        got[s] = got.get(s, b"") + b
+        if b == b"":
             closed.add(s)
-print(len(closed))
+said = sum(1 for s in closed if b"serves 512 connections at once" in got.get(s, b""))
+print(len(closed), said)
 PY
 )
-expect_eq "70 connections at once: the 6 past 64 are closed at once" 6 "$out"
+expect_eq "518 connections at once: the 6 past 512 are told why and closed at once" "6 6" "$out"
 expect_match "... and the agent serves again once they are gone" "^via agent $S$" \
     "$(RUNJOB_AGENT_SOCK=$S rj ping)"
 kill -TERM "$fg"
