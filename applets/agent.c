@@ -564,7 +564,11 @@ static bool agent_stop_relays(struct agent *a)
 
 /* The loop: connections, signals, the socket's fate, the idle timeout. Returns when it is time
  * to exit (the socket is removed by the caller if still ours). */
-static void agent_loop(struct agent *a, const struct agent_sock *s, int sig_fd, int64_t idle_ms)
+/* The loop: connections, signals, the socket's fate, the idle timeout, the certificate's end.
+ * Returns when it is time to exit (the socket is removed by the caller if still ours). A lost
+ * socket or an expired certificate ends the accepting at once but not the relays under way: a
+ * `runjob run` through the agent would see its stream cut, and the server would stop its job. */
+static void agent_loop(struct agent *a, struct agent_sock *s, int sig_fd, int64_t idle_ms)
 {
     /* Without inotify, the socket's file is looked at every few seconds instead. */
     _cleanup_close_ int watch_fd = watch_sock(s);
@@ -577,12 +581,15 @@ static void agent_loop(struct agent *a, const struct agent_sock *s, int sig_fd, 
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
     struct signalfd_siginfo si;
     int timeout, idle_left;
+    bool draining = false; /* accepting no more: exit once the relays under way are done */
+    unsigned n_conns;
     eventfd_t ev;
 
     for (;;) {
-        timeout = watch_fd < 0 ? 5000 : -1;
+        timeout = watch_fd < 0 && !draining ? 5000 : -1;
         pthread_mutex_lock(&a->lock);
-        if (idle_ms && a->n_conns == 0) {
+        n_conns = a->n_conns;
+        if (idle_ms && n_conns == 0 && !draining) {
             int64_t left = a->idle_since_ms + idle_ms - clock_ms(CLOCK_MONOTONIC);
             idle_left = left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
             if (timeout < 0 || idle_left < timeout)
@@ -591,19 +598,28 @@ static void agent_loop(struct agent *a, const struct agent_sock *s, int sig_fd, 
             idle_left = -1;
         }
         pthread_mutex_unlock(&a->lock);
+        if (draining && n_conns == 0) {
+            log_info("the last relay is done: exiting");
+            return;
+        }
         if (idle_left == 0) {
             log_info("idle for %" PRId64 " ms: exiting", idle_ms);
             return;
         }
         /* The server checks a certificate's dates at the handshake only, and the agent's
-         * connection outlives handshakes: past its certificate's end the agent goes, and the
-         * commands that follow say why on their own. Looked at each minute: the clock may jump. */
-        if (a->expires_s) {
+         * connection outlives handshakes: past its certificate's end the agent takes no new
+         * command, and those that follow say why on their own. Looked at each minute: the
+         * clock may jump. */
+        if (a->expires_s && !draining) {
             int64_t left_ms = (a->expires_s - (int64_t)time(NULL)) * 1000;
             int wait_ms = left_ms + 1000 > 60000 ? 60000 : (int)left_ms + 1000;
             if (left_ms < 0) {
-                log_info("the certificate expired: exiting");
-                return;
+                log_info("the certificate expired: taking no more commands");
+                draining = true;
+                agent_sock_remove(s);
+                close(s->fd);
+                s->fd = p[0].fd = p[3].fd = -1;
+                continue;
             }
             if (timeout < 0 || wait_ms < timeout)
                 timeout = wait_ms;
@@ -618,12 +634,18 @@ static void agent_loop(struct agent *a, const struct agent_sock *s, int sig_fd, 
         }
         if (p[2].revents)
             (void)eventfd_read(a->wake_fd, &ev); /* the loop recomputes the idle time */
+        if (draining)
+            continue;
         if (p[3].revents)
             while (read(watch_fd, buf, sizeof(buf)) > 0) /* what changed: looked at below */
                 ;
         if (!agent_sock_intact(s)) {
-            log_info("the socket '%s' was removed or replaced: exiting", s->path);
-            return;
+            log_info("the socket '%s' was removed or replaced: taking no more commands", s->path);
+            draining = true;
+            agent_sock_remove(s); /* its directory, and the socket only if still ours */
+            close(s->fd);
+            s->fd = p[0].fd = p[3].fd = -1;
+            continue;
         }
         if (p[0].revents)
             agent_accept(a, s->fd);

@@ -190,9 +190,18 @@ expect_eq "a stale socket (its agent killed) is replaced" 0 "$?"
 eval "$out"
 RJ_PIDS+=("$RUNJOB_AGENT_PID")
 expect_match "... and the new agent serves there" "^via agent $S$" "$(rj ping)"
-# The socket removed under it: it exits (its directory was not its own: left alone).
+# The socket removed under it: it takes no new command, finishes the one under way (a `run`'s
+# stream cut would stop its job), then exits (its directory was not its own: left alone).
+jid=$(rj start /bin/sh -c 'sleep 2; echo drained')
+rj stream "$jid" >"$RJ_TMP/drain.out" 2>&1 &
+sp=$!
+sleep 0.5
 rm -f "$S"
-check "an agent whose socket was removed exits" gone "$RUNJOB_AGENT_PID"
+sleep 0.5
+check "an agent whose socket was removed serves the call under way" test -e "/proc/$RUNJOB_AGENT_PID"
+wait "$sp"
+expect_eq "... whose stream ends as it would have" "0 drained" "$? $(cat "$RJ_TMP/drain.out")"
+check "... then it exits" gone "$RUNJOB_AGENT_PID"
 check "... and leaves --socket's directory" test -d "$RJ_TMP"
 unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID
 : >"$RJ_TMP/plain"
