@@ -40,8 +40,10 @@
  * (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS) and a client pinging more often earns a
  * GOAWAY "too_many_pings". Pinging every 30 s, also on a quiet follow stream (no cap on pings
  * without data), notices a dead server or a dropped NAT entry within 40 s. */
-#define KEEPALIVE_TIME_MS    30000
-#define KEEPALIVE_TIMEOUT_MS 10000
+#define RECONNECT_BACKOFF_INITIAL_MS 250
+#define RECONNECT_BACKOFF_MAX_MS     2000
+#define KEEPALIVE_TIME_MS            30000
+#define KEEPALIVE_TIMEOUT_MS         10000
 
 struct rpc_client {
     grpc_channel *channel;      /* NULL when the calls go through an agent */
@@ -240,7 +242,7 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
         grpc_shutdown();
         return -1;
     }
-    grpc_arg args[8];
+    grpc_arg args[10];
     size_t nargs = 0;
     args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                                .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -257,6 +259,14 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
     args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                                .key = (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
                                .value.integer = 0};
+    /* A channel that lives on (an agent's) retries a server that went away within a second or
+     * two of its return, not gRPC's default of up to 120 s, during which every call fails. */
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                               .value.integer = RECONNECT_BACKOFF_INITIAL_MS};
+    args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                               .value.integer = RECONNECT_BACKOFF_MAX_MS};
     args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
                                .key = (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING,
                                .value.string = (char *)"runjob/" RUNJOB_VERSION};
