@@ -37,13 +37,14 @@
 #define MAX_PEM_BYTES       (1 << 20)
 #define DEFAULT_DEADLINE_MS 30000
 /* Keepalive, matched with core/server.c: the server accepts a ping every 10 s
- * (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS) and a client pinging more often earns a
- * GOAWAY "too_many_pings". Pinging every 30 s, also on a quiet follow stream (no cap on pings
- * without data), notices a dead server or a dropped NAT entry within 40 s. */
-#define RECONNECT_BACKOFF_INITIAL_MS 250
-#define RECONNECT_BACKOFF_MAX_MS     2000
+ * (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS), also without calls, and a client
+ * pinging more often earns a GOAWAY "too_many_pings". Pinging every 30 s, also on a quiet follow
+ * stream (no cap on pings without data) and on an agent's idle channel (without calls),
+ * notices a dead server or a dropped NAT entry within 40 s, before a command waits on it. */
 #define KEEPALIVE_TIME_MS            30000
 #define KEEPALIVE_TIMEOUT_MS         10000
+#define RECONNECT_BACKOFF_INITIAL_MS 250
+#define RECONNECT_BACKOFF_MAX_MS     2000
 
 struct rpc_client {
     grpc_channel *channel;      /* NULL when the calls go through an agent */
@@ -255,7 +256,7 @@ int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret
                                .value.integer = KEEPALIVE_TIMEOUT_MS};
     args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                                .key = (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
-                               .value.integer = 0};
+                               .value.integer = 1};
     args[nargs++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                                .key = (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
                                .value.integer = 0};
