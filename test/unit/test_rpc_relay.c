@@ -201,8 +201,10 @@ static void *agent(void *arg)
     cr_assert_eq(relay_send_bytes(fd, s->say_no ? RELAY_NO : RELAY_YES, NULL, 0), 0);
     cr_assert_eq(relay_recv(fd, &f), 0, "nothing after the open's HELLO");
     close(fd);
-    if (s->say_no)
+    if (s->say_no) {
+        relay_frame_free(&f);
         return NULL;
+    }
     /* The call: its HELLO again, then CALL, without waiting for the YES. */
     fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     cr_assert_geq(fd, 0);
