@@ -538,6 +538,9 @@ static void agent_accept(struct agent *a, int lfd)
         } else if ((r = relay_start(a, fd, slot)) < 0) {
             log_warn("no thread for pid %d's connection (%s): closed it", (int)cred.pid,
                      strerror(-r));
+            rpc_relay_refuse(fd, "the runjob agent cannot take more connections now (no thread "
+                                 "for one); this command can go without it "
+                                 "(RUNJOB_AGENT_SOCK= runjob ...)");
             relay_done(a, fd, slot);
         }
     }
