@@ -391,6 +391,14 @@ static bool describe_bad_pair(const struct rpc_peer *p, struct rpc_error *err)
     return r == -EKEYREJECTED || r == -EBADMSG;
 }
 
+/* A failed call's raw status on stderr, with RUNJOB_RPC_DEBUG set. */
+static void debug_status(int code, const char *details, const char *error, const char *how)
+{
+    if (getenv("RUNJOB_RPC_DEBUG"))
+        fprintf(stderr, "rpc: status %d details '%s' error_string '%s'%s\n", code,
+                details ? details : "", error ? error : "", how);
+}
+
 static void describe_slice(const struct rpc_client *c, grpc_status_code code, grpc_slice details,
                            const char *error_string, const struct rpc_call_facts *f,
                            struct rpc_error *err)
@@ -398,9 +406,7 @@ static void describe_slice(const struct rpc_client *c, grpc_status_code code, gr
     char *d = grpc_slice_to_c_string(details);
     if (code != GRPC_STATUS_UNAVAILABLE || f->answered || !describe_bad_pair(&c->peer, err))
         rpc_client_describe(&c->peer, (int)code, d, error_string, f, err);
-    if (getenv("RUNJOB_RPC_DEBUG"))
-        fprintf(stderr, "rpc: status %d details '%s' error_string '%s'\n", (int)code, d ? d : "",
-                error_string ? error_string : "");
+    debug_status((int)code, d, error_string, "");
     gpr_free(d);
 }
 
@@ -536,9 +542,7 @@ static int relay_status(const struct rpc_client *c, const struct relay_frame *f,
     if (code == RPC_OK)
         return 0;
     rpc_client_describe(&c->peer, code, details, *error ? error : NULL, facts, err);
-    if (getenv("RUNJOB_RPC_DEBUG"))
-        fprintf(stderr, "rpc: status %d details '%s' error_string '%s' (through the agent)\n", code,
-                details, error);
+    debug_status(code, details, error, " (through the agent)");
     return -1;
 }
 

@@ -145,6 +145,16 @@ static void *downstream(void *arg)
     return NULL;
 }
 
+/* A MSG frame's payload as a message for the call (a copy: the frame is reused). */
+static grpc_byte_buffer *frame_message(const struct relay_frame *f)
+{
+    grpc_slice s = grpc_slice_from_copied_buffer((const char *)f->data, f->len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+
+    grpc_slice_unref(s);
+    return bb;
+}
+
 /* The client's frames to the call until the client closes (which cancels what is left). */
 static void upstream(struct relay_call *rc)
 {
@@ -157,9 +167,7 @@ static void upstream(struct relay_call *rc)
         if (f.type == RELAY_MSG && !ended) {
             if (failed)
                 continue; /* the call has ended; its STATUS is on its way to the client */
-            grpc_slice s = grpc_slice_from_copied_buffer((const char *)f.data, f.len);
-            grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-            grpc_slice_unref(s);
+            grpc_byte_buffer *bb = frame_message(&f);
             op.op = GRPC_OP_SEND_MESSAGE;
             op.data.send_message.send_message = bb;
             ok = grpc_call_start_batch(rc->call, &op, 1, &rc->tag_send, NULL) == GRPC_CALL_OK;
@@ -193,9 +201,7 @@ static bool start_whole(struct relay_call *rc)
 
     if (relay_recv(rc->fd, &f) <= 0 || f.type != RELAY_MSG)
         goto out;
-    grpc_slice s = grpc_slice_from_copied_buffer((const char *)f.data, f.len);
-    bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
+    bb = frame_message(&f);
     if (relay_recv(rc->fd, &f) <= 0 || f.type != RELAY_END)
         goto out;
     memset(ops, 0, sizeof(ops));

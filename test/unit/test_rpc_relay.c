@@ -293,6 +293,18 @@ static void close_agent(struct script *s, pthread_t t)
     (void)unlink(s->path);
 }
 
+/* A Ping through c fails as UNAVAILABLE, its message saying words. */
+static void ping_fails(struct rpc_client *c, const char *words)
+{
+    Runjob__V1__PingRequest req = RUNJOB__V1__PING_REQUEST__INIT;
+    Runjob__V1__PingResponse *pong = NULL;
+    struct rpc_error err = {0};
+
+    cr_assert_eq(rpc_client_ping(c, &req, &pong, &err), -1);
+    cr_assert_eq(err.code, RPC_UNAVAILABLE);
+    cr_assert(strstr(err.message, words), "%s", err.message);
+}
+
 Test(rpc_relay, nothing_listening_is_a_direct_dial)
 {
     struct rpc_client_config cfg = {
@@ -348,35 +360,22 @@ Test(rpc_relay, unary_reply_and_error)
 Test(rpc_relay, a_vanished_agent_fails_the_call)
 {
     struct script s = {.mode = VANISH};
-    Runjob__V1__PingRequest req = RUNJOB__V1__PING_REQUEST__INIT;
-    Runjob__V1__PingResponse *pong = NULL;
-    struct rpc_error err = {0};
     pthread_t t;
     struct rpc_client *c = open_relayed(&s, &t);
 
-    cr_assert_eq(rpc_client_ping(c, &req, &pong, &err), -1);
-    cr_assert_eq(err.code, RPC_UNAVAILABLE);
-    cr_assert(strstr(err.message, "lost the runjob agent"), "%s", err.message);
+    ping_fails(c, "lost the runjob agent");
     close_agent(&s, t);
-    /* and the next call finds nobody at the socket */
-    cr_assert_eq(rpc_client_ping(c, &req, &pong, &err), -1);
-    cr_assert_eq(err.code, RPC_UNAVAILABLE);
-    cr_assert(strstr(err.message, "cannot reach the runjob agent"), "%s", err.message);
+    ping_fails(c, "cannot reach the runjob agent"); /* the next call finds nobody there */
     rpc_client_free(c);
 }
 
 Test(rpc_relay, an_agent_replaced_since_the_open_refuses_the_call)
 {
     struct script s = {.mode = ANSWER_PING, .reply_no = true};
-    Runjob__V1__PingRequest req = RUNJOB__V1__PING_REQUEST__INIT;
-    Runjob__V1__PingResponse *pong = NULL;
-    struct rpc_error err = {0};
     pthread_t t;
     struct rpc_client *c = open_relayed(&s, &t);
 
-    cr_assert_eq(rpc_client_ping(c, &req, &pong, &err), -1);
-    cr_assert_eq(err.code, RPC_UNAVAILABLE);
-    cr_assert(strstr(err.message, "other settings now"), "%s", err.message);
+    ping_fails(c, "other settings now");
     close_agent(&s, t);
     rpc_client_free(c);
 }
