@@ -463,6 +463,15 @@ int jobtab_add_in(struct jobtab *t, struct jobtab_spare **spare, const char *own
     return jobtab_add_spec(t, spare, &want, ret);
 }
 
+/* Whether o counts as running for a name or the cap, under t->lock. Its job's end is set
+ * before the manager's end callback brings the record up to date: a client told the job
+ * ended (by its status or its stream's end) may reuse the name at once. The job is not freed
+ * while attached, and detaching takes t->lock. */
+static bool entry_runs_locked(struct jobtab_entry *o)
+{
+    return jobtab_state_is_running(o->status.job.state) && !(o->job && !job_is_running(o->job));
+}
+
 int jobtab_add_spec(struct jobtab *t, struct jobtab_spare **spare, const struct jobtab_spec *want,
                     struct jobtab_entry **ret)
 {
@@ -502,7 +511,7 @@ int jobtab_add_spec(struct jobtab *t, struct jobtab_spare **spare, const struct 
     (void)pthread_mutex_lock(&t->lock);
     for (size_t i = 0; i < t->n; i++) {
         struct jobtab_entry *o = t->entries[i];
-        if (!jobtab_state_is_running(o->status.job.state) || strcmp(o->spec.owner, owner) != 0)
+        if (!entry_runs_locked(o) || strcmp(o->spec.owner, owner) != 0)
             continue;
         running++;
         if (e->spec.name[0] && strcmp(o->spec.name, e->spec.name) == 0) {

@@ -280,6 +280,17 @@ Test(jm, a_name_is_unique_among_the_owners_running_jobs)
     jm_free(m);
 }
 
+/* The job's end is seen (by its status, as here, or its stream's end) before the end callback
+ * updates its record: the name and the cap must follow what the client was told, every time. */
+Test(jm, a_name_and_the_cap_are_free_once_the_end_is_seen)
+{
+    struct jm *m = new_manager(JM_SPARES_DEFAULT, 1);
+
+    for (int i = 0; i < 30; i++)
+        wait_ended(must_start(m, "alice", "web", "true"));
+    jm_free(m);
+}
+
 Test(jm, the_running_cap_counts_per_owner)
 {
     struct jm *m = new_manager(JM_SPARES_DEFAULT, 2);
