@@ -200,13 +200,15 @@ deps:
 
 # Checks the format (clang-format, .clang-format), builds the release, ASan+UBSan, TSan and
 # valgrind (debug) variants, then runs every tier.
+# The builds use every core unless make was given -j itself (its jobserver then rules).
+TEST_JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc))
 test: deps
 	$(MAKE) fmt-check
-	$(MAKE) all tests
-	$(MAKE) V=asan BUILD=$(BUILD) all tests
-	$(MAKE) V=tsan BUILD=$(BUILD) all tests
-	$(MAKE) BUILD=$(BUILD) valgrind
-	$(MAKE) V=fuzz BUILD=$(BUILD) fuzz-bins
+	$(MAKE) $(TEST_JOBS) all tests
+	$(MAKE) $(TEST_JOBS) V=asan BUILD=$(BUILD) all tests
+	$(MAKE) $(TEST_JOBS) V=tsan BUILD=$(BUILD) all tests
+	$(MAKE) $(TEST_JOBS) BUILD=$(BUILD) valgrind
+	$(MAKE) $(TEST_JOBS) V=fuzz BUILD=$(BUILD) fuzz-bins
 	BUILD=$(BUILD) test/run.sh
 
 test-vm: all $(B)/test/vm/cg_change
