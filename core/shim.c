@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -525,6 +526,49 @@ static int supervise(int sfd, pid_t cmd)
     }
 }
 
+/* Set in the template: its shims are forked from a mount namespace already without the mounts
+ * they cover. */
+static bool mounts_detached;
+
+/* Whether mount point p is dir itself or lies below it. */
+static bool path_within(const char *p, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(p, dir, n) == 0 && (!p[n] || p[n] == '/');
+}
+
+/* The host's mounts that the job's own cover (below /dev and /proc; at or below /tmp, /var/tmp
+ * and /run/lock, and without a network /sys and /run) are detached in the shim's mount
+ * namespace: each is otherwise copied into every job's namespace and torn down at its end, for
+ * nothing the job can reach (the host's cgroup v1 hierarchies alone are a dozen), and listed in
+ * its mountinfo. /dev and /proc stay until the job's own cover them: the shim uses them first.
+ * Best effort: a mount left in place is still covered. Needs / private first. */
+static void detach_covered_mounts(bool host_net)
+{
+    static const char *const covered[] = {"/tmp", "/var/tmp", "/run/lock", "/sys", "/run"};
+    const size_t n_covered = host_net ? 3 : 5;
+    char line[4096], point[4096];
+    FILE *f;
+
+    f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return;
+    /* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...": a mount point with a space, tab, newline or
+     * backslash is octal-escaped, and then left alone. */
+    while (fgets(line, sizeof(line), f)) {
+        bool hit;
+        if (sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 || strchr(point, '\\'))
+            continue;
+        hit = (path_within(point, "/dev") && strcmp(point, "/dev") != 0) ||
+              (path_within(point, "/proc") && strcmp(point, "/proc") != 0);
+        for (size_t i = 0; !hit && i < n_covered; i++)
+            hit = path_within(point, covered[i]);
+        if (hit)
+            (void)umount2(point, MNT_DETACH); /* EINVAL once its parent went first */
+    }
+    (void)fclose(f);
+}
+
 /* Everything a shim does once its filter is built: the namespaces' mounts and lo, the prep, the
  * command's process, then PID 1's supervision until it ends. Never returns. */
 __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bool host_net)
@@ -543,6 +587,8 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     sfd = setup_signals();
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         die(SHIMPROTO_STEP_MOUNT_PRIVATE, errno);
+    if (!mounts_detached)
+        detach_covered_mounts(host_net);
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         die(SHIMPROTO_STEP_MOUNT_PROC, errno);
     if (!host_net) {
@@ -622,6 +668,11 @@ int shim_run_template(void)
     reset_signal_dispositions();
     if (drop_bounding_set() < 0)
         return 1;
+    /* Once for every shim (all of them private-network): their namespaces are copies. */
+    if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0) {
+        detach_covered_mounts(false);
+        mounts_detached = true;
+    }
     r = scmp_filter_new(&filter);
     if (r < 0)
         return 1; /* the server sees EOF on its first request and execs its shims */

@@ -147,6 +147,45 @@ Test(job, network_has_only_lo_and_it_is_up)
     done(&run);
 }
 
+/* Lines of out equal to line. */
+static int count_lines(const char *out, const char *line)
+{
+    size_t n = strlen(line);
+    int count = 0;
+
+    for (const char *p = out; (p = strstr(p, line)); p += n)
+        if ((p == out || p[-1] == '\n') && p[n] == '\n')
+            count++;
+    return count;
+}
+
+/* The host's mounts that the job's own cover are not in its namespace: neither copied in (and
+ * torn down) for every job, nor listed to it. */
+static void expect_no_covered_host_mount(enum job_network net)
+{
+    struct run run;
+    start_ex(&run, runner, NULL, net, NOBODY, "/bin/sh",
+             (const char *const[]){"-c", "cut -d' ' -f5 /proc/self/mountinfo", NULL});
+    cr_assert_eq(run.r, 0, "%s", run.err);
+    finish(&run);
+    char *out = output(&run, OUTLOG_SELECT_ALL);
+    cr_expect_eq(count_lines(out, "/dev/pts"), 1, "%s", out);
+    cr_expect_eq(count_lines(out, "/dev/shm"), 1, "%s", out);
+    cr_expect_eq(count_lines(out, "/tmp"), 1, "%s", out);
+    if (net != JOB_NET_HOST) {
+        cr_expect_eq(count_lines(out, "/sys"), 1, "%s", out);
+        cr_expect_null(strstr(out, "\n/sys/"), "a host mount below /sys: %s", out);
+    }
+    free(out);
+    done(&run);
+}
+
+Test(job, the_mount_table_holds_no_covered_host_mount)
+{
+    expect_no_covered_host_mount(JOB_NET_NONE);
+    expect_no_covered_host_mount(JOB_NET_HOST);
+}
+
 Test(job, host_network_sees_the_hosts_interfaces)
 {
     struct run run;
