@@ -93,6 +93,7 @@ struct jobtab_flusher {
 
 struct jobtab {
     pthread_mutex_t lock;
+    pthread_cond_t ended; /* an entry's status left a running state (CLOCK_MONOTONIC) */
     char *state_dir;
     char **admins;
     size_t n_admins;

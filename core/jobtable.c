@@ -228,6 +228,13 @@ int jobtab_new(const struct jobtab_config *cfg, struct jobtab **ret)
     if (!t)
         return -ENOMEM;
     (void)pthread_mutex_init(&t->lock, NULL);
+    {
+        pthread_condattr_t ca;
+        (void)pthread_condattr_init(&ca);
+        (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        (void)pthread_cond_init(&t->ended, &ca);
+        (void)pthread_condattr_destroy(&ca);
+    }
     t->max_running = cfg->max_running_per_user;
     t->on_release = cfg->on_release;
     t->userdata = cfg->userdata;
@@ -275,6 +282,7 @@ void jobtab_free(struct jobtab *t)
     free(t->admins);
     free(t->state_dir);
     free(t->unused);
+    (void)pthread_cond_destroy(&t->ended);
     (void)pthread_mutex_destroy(&t->lock);
     free(t);
 }
@@ -686,6 +694,21 @@ int jobtab_remove(struct jobtab *t, struct jobtab_entry *e)
         (void)pthread_mutex_unlock(&t->lock);
         return -ENOENT;
     }
+    /* A job whose end was seen (entry_runs_locked) but not yet recorded: its end callback is
+     * under way, and the entry is removed once that has set the final status (bounded, should
+     * the callback be held up). */
+    if (jobtab_state_is_running(e->status.job.state) && !entry_runs_locked(e)) {
+        struct timespec until;
+        (void)clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += 5;
+        while (jobtab_state_is_running(e->status.job.state) && !e->removed &&
+               pthread_cond_timedwait(&t->ended, &t->lock, &until) == 0)
+            ;
+        if (e->removed) {
+            (void)pthread_mutex_unlock(&t->lock);
+            return -ENOENT;
+        }
+    }
     /* Checked under the same lock as the removal: a job cannot start running in between (an
      * entry never goes back to a running state). */
     if (jobtab_state_is_running(e->status.job.state)) {
@@ -809,8 +832,10 @@ static void apply_status(struct jobtab_entry *e, const struct jobtab_status *st)
      * never goes back from an end state to a running one. */
     if (jobtab_state_is_running(e->status.job.state) || !jobtab_state_is_running(st->job.state)) {
         e->status = *st;
-        if (!jobtab_state_is_running(e->status.job.state))
+        if (!jobtab_state_is_running(e->status.job.state)) {
             e->status.job.pid = 0;
+            (void)pthread_cond_broadcast(&t->ended);
+        }
     }
     (void)pthread_mutex_unlock(&t->lock);
 }

@@ -607,6 +607,20 @@ Test(jm, remove_takes_ended_jobs_away_for_their_owner_or_an_administrator)
     jm_free(m);
 }
 
+/* Its end seen, a job can be removed at once (the end callback may not have run yet). */
+Test(jm, a_job_seen_ended_can_be_removed_at_once)
+{
+    struct jm *m = new_manager(JM_SPARES_DEFAULT, 0);
+
+    for (int i = 0; i < 30; i++) {
+        struct jm_job *j = must_start(m, "alice", NULL, "true");
+        wait_ended(j);
+        cr_assert_eq(jm_remove(m, jm_job_id(j), "alice"), 0, "round %d", i);
+        jm_job_put(j);
+    }
+    jm_free(m);
+}
+
 Test(jm, a_reader_open_across_the_removal_reads_to_the_end)
 {
     struct jm *m = new_manager(1, 0);
