@@ -163,6 +163,35 @@ expect_eq "... and not via the agent" "" "$(grep 'via agent' "$RJ_TMP/ping.out")
 rm -rf "$(dirname "$RUNJOB_AGENT_SOCK")"
 unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID
 
+# ---- an agent that turns a call away after the open: the call goes directly ----
+# A stand-in that says YES to the open's HELLO, then answers the call as an agent at its cap.
+python3 - "$RJ_TMP/away.sock" <<'PY' &
+import socket, struct, sys
+l = socket.socket(socket.AF_UNIX)
+l.bind(sys.argv[1])
+l.listen(4)
+l.settimeout(10)
+c, _ = l.accept()
+c.recv(65536)
+c.sendall(b"\0\0\0\0Y")
+c.recv(65536) # the open's end
+c.close()
+c, _ = l.accept()
+why = b"the runjob agent serves 512 connections at once already; go without it\0\0"
+c.sendall(struct.pack("<I", 4 + len(why)) + b"S" + struct.pack("<I", 8) + why)
+c.close()
+PY
+away=$!
+for _ in $(seq 100); do [ -S "$RJ_TMP/away.sock" ] && break; sleep 0.02; done
+out=$(RUNJOB_AGENT_SOCK=$RJ_TMP/away.sock RUNJOB_RPC_DEBUG=1 rj ping 2>"$RJ_TMP/away.err")
+expect_eq "a call the agent turns away at its cap: exit 0, the server answers" \
+    "0 authenticated as alice" "$? $(grep -o 'authenticated as alice' <<<"$out")"
+expect_eq "... directly: ping does not say via agent" "" "$(grep 'via agent' <<<"$out")"
+expect_match "... and RUNJOB_RPC_DEBUG says why" \
+    "^rpc: the runjob agent at $RJ_TMP/away.sock turned the call away \(the runjob agent serves 512 connections at once already\): the call goes directly$" \
+    "$(cat "$RJ_TMP/away.err")"
+wait "$away"
+
 # ---- XDG_RUNTIME_DIR ----
 mkdir -m 0700 "$RJ_TMP/xdg"
 out=$(XDG_RUNTIME_DIR=$RJ_TMP/xdg "$RUNJOB" agent -q "${conn[@]}" 2>&1)
@@ -254,9 +283,11 @@ for _ in $(seq 40); do grep -q 'refused' "$RJ_TMP/fg.err" && break; sleep 0.05; 
 expect_match "... and -D logs it on stderr" "refused a connection from uid 65534 \(pid [0-9]+\)" \
     "$(cat "$RJ_TMP/fg.err")"
 expect_match "... while its own user is served" "^via agent $S$" "$(RUNJOB_AGENT_SOCK=$S rj ping)"
-# A flood of connections that say nothing: past 512 at once each is told why and closed.
-out=$(python3 - "$S" <<'PY'
-import select, socket, sys, time
+# A flood of connections that say nothing: past 512 at once each is told why and closed. A
+# command meanwhile goes directly, and works.
+rm -f "$RJ_TMP/flood.out" "$RJ_TMP/flood.done"
+python3 - "$S" "$RJ_TMP/flood.out" "$RJ_TMP/flood.done" <<'PY' &
+import os, select, socket, sys, time
 socks, got = [], {}
 for _ in range(518):
     s = socket.socket(socket.AF_UNIX)
@@ -274,16 +305,30 @@ while time.monotonic() < end and len(closed) < 6:
         if b == b"":
             closed.add(s)
 said = sum(1 for s in closed if b"runjob agent" in got.get(s, b""))
-print(len(closed), said)
+with open(sys.argv[2] + ".tmp", "w") as f:
+    print(len(closed), said, file=f)
+os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+end = time.monotonic() + 4.0 # the rest held until the command is done
+while time.monotonic() < end and not os.path.exists(sys.argv[3]):
+    time.sleep(0.02)
 PY
-)
+flood=$!
+for _ in $(seq 100); do [ -s "$RJ_TMP/flood.out" ] && break; sleep 0.05; done
+out=$(RUNJOB_AGENT_SOCK=$S rj ping)
+rc=$?
+touch "$RJ_TMP/flood.done"
+wait "$flood"
 if [ "${RJ_SANITIZER:-}" = tsan ]; then
     # Under TSan the agent takes its 512 threads so slowly that the first silent connections
     # reach their 5 s limit while the flood is still connecting: no count to check, only that
     # it serves again below.
-    echo "# the flood's count is for builds without TSan (this one closed, told: $out)"
+    echo "# the flood's count is for builds without TSan (this one closed, told: $(cat "$RJ_TMP/flood.out"))"
 else
-    expect_eq "518 connections at once: the 6 past 512 are told why and closed at once" "6 6" "$out"
+    expect_eq "518 connections at once: the 6 past 512 are told why and closed at once" "6 6" \
+        "$(cat "$RJ_TMP/flood.out")"
+    expect_eq "a command while the agent is at its cap: exit 0, the server answers" \
+        "0 authenticated as alice" "$rc $(grep -o 'authenticated as alice' <<<"$out")"
+    expect_eq "... directly: ping does not say via agent" "" "$(grep 'via agent' <<<"$out")"
 fi
 expect_match "... and the agent serves again once they are gone" "^via agent $S$" \
     "$(RUNJOB_AGENT_SOCK=$S rj ping)"
