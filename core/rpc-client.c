@@ -513,7 +513,8 @@ static int relay_send_message(int fd, const ProtobufCMessage *m)
  * wait_ms). The fd once the agent has said YES: it has the call, which from then on must never
  * be made again elsewhere (a Start would run twice). RELAY_TURNED_AWAY with why filled when it
  * refused before its YES (nobody there, another agent's NO, its connection cap, gone before it
- * answered): the call may go directly. Else -EIO with err filled. */
+ * answered), or when req is more than a frame carries: the call may go directly. Else -EIO with
+ * err filled. */
 static int relay_call_open(struct rpc_client *c, enum rpc_method m, int64_t deadline_ms,
                            const ProtobufCMessage *req, bool end, int64_t wait_ms,
                            struct relay_frame *f, char *why, size_t why_cap, struct rpc_error *err)
@@ -521,8 +522,15 @@ static int relay_call_open(struct rpc_client *c, enum rpc_method m, int64_t dead
     uint8_t call[RELAY_CALL_BYTES];
     struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
     const char *details, *error;
+    size_t n = req ? protobuf_c_message_get_packed_size(req) : 0;
     int fd, r, code;
 
+    /* Checked before anything is sent: the agent would take the call, then drop it unread. */
+    if (n > RELAY_FRAME_MAX) {
+        (void)snprintf(why, why_cap, "relays requests of at most %d bytes, this one is %zu",
+                       RELAY_FRAME_MAX, n);
+        return RELAY_TURNED_AWAY;
+    }
     fd = relay_connect(c->relay_path);
     if (fd < 0) {
         (void)snprintf(why, why_cap, "cannot be reached (%s)", strerror(-fd));

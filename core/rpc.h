@@ -79,7 +79,7 @@ int rpc_client_open_relay(const struct rpc_client_config *cfg, const char *path,
                           struct rpc_client **ret);
 /* true when c's calls go through an agent: false once one of them has gone directly (the agent
  * turned it away before taking it: gone, at its connection cap, of other settings since the
- * open). */
+ * open, or the request more than it relays). */
 bool rpc_client_relayed(const struct rpc_client *c);
 /* The agent's side of one connection accepted on its socket: serves the calls a client relays
  * (core/rpc-relay-internal.h), made on c, the agent's own direct client. Blocks until the

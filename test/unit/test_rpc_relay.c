@@ -477,6 +477,35 @@ Test(rpc_relay, an_agent_at_its_cap_the_calls_go_directly)
     rpc_client_free(c);
 }
 
+/* A request larger than a relay frame is never sent to the agent (it would drop the call, after
+ * its YES): it goes directly, where the server says what is wrong with it. */
+Test(rpc_relay, a_request_too_large_to_relay_goes_directly)
+{
+    struct script s = {.mode = NO_CALL};
+    Runjob__V1__StartRequest req = RUNJOB__V1__START_REQUEST__INIT;
+    Runjob__V1__Job *job = NULL;
+    struct rpc_error err = {0};
+    pthread_t t;
+    struct rpc_client *c = open_relayed(&s, &t);
+    size_t n = 18;
+    char *args[18];
+
+    for (size_t i = 0; i < n; i++) {
+        args[i] = malloc(1 << 20);
+        memset(args[i], 'a', (1 << 20) - 1);
+        args[i][(1 << 20) - 1] = '\0';
+    }
+    req.command = (char *)"/bin/true";
+    req.args = args;
+    req.n_args = n;
+    cr_assert_eq(rpc_client_start(c, &req, &job, &err), -1);
+    went_directly(&err, "relays requests of at most 17825792 bytes, this one is 18874");
+    close_agent(&s, t); /* which has had no call */
+    for (size_t i = 0; i < n; i++)
+        free(args[i]);
+    rpc_client_free(c);
+}
+
 /* A listener of another user's is no agent of ours: its peer's uid is checked at connect. */
 Test(rpc_relay, an_agent_of_another_user_is_refused)
 {
