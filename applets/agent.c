@@ -715,6 +715,64 @@ static int agent_connect(struct client_opts *o, struct rpc_client **ret, char *c
     return 0;
 }
 
+/* What the start-up's dial is watched with: a server that does not answer holds the Ping for
+ * as long as its deadline, and the signals are blocked (they come through sig_fd). */
+struct dial_watch {
+    const struct client_opts *o;
+    struct agent_sock *s; /* removed on a signal when ours (in the foreground) */
+    int sig_fd, done_fd;
+};
+
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT    ? "SIGINT"
+           : sig == SIGTERM ? "SIGTERM"
+           : sig == SIGHUP  ? "SIGHUP"
+                            : "a signal";
+}
+
+/* Until done_fd: a SIGINT, SIGTERM or SIGHUP ends the process at once. The dial cannot be
+ * interrupted and holds nothing to clean up but the socket, so the process ends here. */
+static void *watch_dial(void *arg)
+{
+    struct dial_watch *w = arg;
+    struct pollfd p[2] = {{.fd = w->sig_fd, .events = POLLIN},
+                          {.fd = w->done_fd, .events = POLLIN}};
+    struct signalfd_siginfo si;
+
+    for (;;) {
+        if (poll(p, ELEMENTSOF(p), -1) < 0 && errno != EINTR)
+            return NULL;
+        if (p[1].revents)
+            return NULL;
+        if (p[0].revents && read(w->sig_fd, &si, sizeof(si)) == sizeof(si))
+            break;
+    }
+    fprintf(stderr, "%s: %s: %s while connecting to %s:%d: exiting\n", w->o->prog, w->o->verb,
+            signal_name((int)si.ssi_signo), w->o->host, w->o->port);
+    if (w->s)
+        agent_sock_remove(w->s);
+    _exit(CLIENT_EXIT_FAILED);
+}
+
+/* agent_connect, with the signals that end the agent watched meanwhile. */
+static int agent_connect_watched(struct client_opts *o, struct agent_sock *s, bool foreground,
+                                 int sig_fd, struct rpc_client **ret, char *cn, size_t cap)
+{
+    struct dial_watch w = {.o = o, .s = foreground ? s : NULL, .sig_fd = sig_fd};
+    _cleanup_close_ int done_fd = eventfd(0, EFD_CLOEXEC);
+    pthread_t t;
+    int r;
+
+    w.done_fd = done_fd;
+    if (done_fd < 0 || pthread_create(&t, NULL, watch_dial, &w) != 0)
+        return agent_connect(o, ret, cn, cap); /* unwatched: a signal waits for the dial */
+    r = agent_connect(o, ret, cn, cap);
+    (void)eventfd_write(done_fd, 1);
+    (void)pthread_join(t, NULL);
+    return r;
+}
+
 /* The notAfter of the certificate at path (epoch seconds), or 0 when it cannot be read. */
 static int64_t cert_expiry(const char *path)
 {
@@ -757,7 +815,7 @@ static int agent_run(struct client_opts *o, const struct agent_flags *f, struct 
     /* The agent dials directly: through RUNJOB_AGENT_SOCK it would relay to itself, or to the
      * agent it replaces. */
     (void)unsetenv("RUNJOB_AGENT_SOCK");
-    if ((r = agent_connect(o, &a.client, cn, sizeof(cn))))
+    if ((r = agent_connect_watched(o, s, ready_fd < 0, sig_fd, &a.client, cn, sizeof(cn))))
         return r;
     *ret_ready = true;
     if (!f->quiet)

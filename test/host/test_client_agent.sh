@@ -2,9 +2,10 @@
 # runjob agent: eval "$(runjob agent)" leaves a daemon holding one connection, and the client
 # verbs with the same settings relay their calls through it (one peer in the server's audit
 # log), with the same results as direct; other settings, a dead agent's socket and peers of
-# another uid do not go through it; -k, --idle-timeout, a removed socket and SIGTERM end it and
-# clean up; bad flags, a live or foreign --socket path and an unreachable server are refused
-# with nothing left behind.
+# another uid do not go through it; a call an agent turns away goes directly; -k,
+# --idle-timeout, a removed socket and SIGTERM end it and clean up, and SIGINT or SIGTERM while
+# it dials a server that never answers; bad flags, a live or foreign --socket path and an
+# unreachable server are refused with nothing left behind.
 source "$(dirname "$0")/../lib.sh"
 rj_setup
 AUDIT=$RJ_TMP/audit.log
@@ -348,6 +349,55 @@ dead_port=$(rj_free_port)
 out=$("$RUNJOB" agent -H 127.0.0.1 -P "$dead_port" "${conn[@]:4}" 2>"$RJ_TMP/dead.err")
 expect_eq "server not reachable: exit 255 and nothing to eval" "255 " "$? $out"
 expect_match "... with the reason" "^runjob: agent: cannot connect to 127\.0\.0\.1:$dead_port" "$(cat "$RJ_TMP/dead.err")"
+# A server that takes the connection and never answers: the start-up's dial waits on it, and
+# SIGINT (Ctrl-C) or SIGTERM ends the agent at once, leaving nothing behind.
+bh_port=$(rj_free_port)
+python3 - "$bh_port" "$RJ_TMP/bh.n" <<'PY' &
+import socket, sys, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen(8)
+l.settimeout(10)
+with open(sys.argv[2], "a") as f:
+    print("listening", file=f)
+held = []
+try:
+    while len(held) < 2:
+        held.append(l.accept()[0])
+        with open(sys.argv[2], "a") as f:
+            print("accepted", file=f)
+    time.sleep(5)
+except socket.timeout:
+    pass
+PY
+bh=$!
+for _ in $(seq 100); do [ -s "$RJ_TMP/bh.n" ] && break; sleep 0.02; done
+for sig in INT TERM; do
+    n=$(cat "$RJ_TMP/bh.n" 2>/dev/null | wc -l)
+    # Not through bash's &, which starts a command with SIGINT ignored.
+    python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+        "$RUNJOB" agent -D -a "$RJ_TMP/bh.sock" -H 127.0.0.1 -P "$bh_port" "${conn[@]:4}" \
+        >"$RJ_TMP/bh.out" 2>"$RJ_TMP/bh.err" &
+    ag=$!
+    RJ_PIDS+=("$ag")
+    for _ in $(seq 100); do [ "$(cat "$RJ_TMP/bh.n" 2>/dev/null | wc -l)" -gt "$n" ] && break; sleep 0.02; done
+    sleep 0.2 # into the handshake that is never answered
+    check "SIG$sig test: the agent is still dialling" kill -0 "$ag"
+    t0=$EPOCHREALTIME
+    kill -"$sig" "$ag"
+    gone "$ag" || kill -KILL "$ag"
+    ms=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
+    wait "$ag"
+    rc=$?
+    expect_eq "SIG$sig while -D dials a server that never answers: it ends at once with 255" \
+        "255 yes" "$rc $([ "$ms" -lt 2000 ] && echo yes || echo "no ($ms ms)")"
+    expect_match "... saying so" \
+        "^runjob: agent: SIG$sig while connecting to 127\.0\.0\.1:$bh_port: exiting$" "$(cat "$RJ_TMP/bh.err")"
+    check "... with its socket removed" test ! -e "$RJ_TMP/bh.sock"
+done
+kill "$bh" 2>/dev/null
+wait "$bh" 2>/dev/null
 out=$("$RUNJOB" agent "${conn[@]:0:8}" --client-key-path "$RJ_TMP/missing-key.pem" 2>"$RJ_TMP/nokey.err")
 expect_eq "a missing key file: exit 255" "255 " "$? $out"
 expect_match "... naming it" "missing-key\.pem" "$(cat "$RJ_TMP/nokey.err")"
