@@ -84,8 +84,9 @@ bool rpc_client_relayed(const struct rpc_client *c);
 /* The agent's side of one connection accepted on its socket: serves the calls a client relays
  * (core/rpc-relay-internal.h), made on c, the agent's own direct client. Blocks until the
  * client is done: run it on a thread of its own. Does not close fd. The caller has checked who
- * is at the other end: whoever it lets through acts with c's certificate. */
-void rpc_relay_serve(struct rpc_client *c, int fd);
+ * is at the other end: whoever it lets through acts with c's certificate. 0, or -EPERM when the
+ * client's settings were not c's and it was told NO (for the agent's log). */
+int rpc_relay_serve(struct rpc_client *c, int fd);
 /* An agent at its limit, to a connection it closes at once: says why (RESOURCE_EXHAUSTED) to
  * the client, which then dials directly, the call never having reached the server. */
 void rpc_relay_refuse(int fd, const char *why);

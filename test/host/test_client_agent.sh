@@ -5,7 +5,8 @@
 # another uid do not go through it; a call an agent turns away goes directly; -k,
 # --idle-timeout, a removed socket and SIGTERM end it and clean up, and SIGINT or SIGTERM while
 # it dials a server that never answers; bad flags, a live or foreign --socket path and an
-# unreachable server are refused with nothing left behind.
+# unreachable server are refused with nothing left behind; its log has its refusals, with the
+# time and a rate limit.
 source "$(dirname "$0")/../lib.sh"
 rj_setup
 AUDIT=$RJ_TMP/audit.log
@@ -47,8 +48,8 @@ expect_match "it prints sh lines for eval" \
 RUNJOB_AGENT_PID=[0-9]+; export RUNJOB_AGENT_PID;$" "$out"
 eval "$out"
 RJ_PIDS+=("$RUNJOB_AGENT_PID")
-expect_match "stderr names the pid, the server and the user" \
-    "^runjob agent pid $RUNJOB_AGENT_PID: 127\.0\.0\.1:$RJ_PORT as alice, socket $RUNJOB_AGENT_SOCK$" \
+expect_match "stderr names the pid, the server, the user and the log" \
+    "^runjob agent pid $RUNJOB_AGENT_PID: 127\.0\.0\.1:$RJ_PORT as alice, socket $RUNJOB_AGENT_SOCK, log $RUNJOB_AGENT_SOCK\.log$" \
     "$(cat "$RJ_TMP/agent.err")"
 check "the socket is a socket" test -S "$RUNJOB_AGENT_SOCK"
 expect_eq "socket mode 0600, its directory 0700" "600 700" \
@@ -115,6 +116,10 @@ out=$(rj_as bob ping 2>&1)
 expect_match "another certificate: not through the agent, authenticated as that user" \
     "authenticated as bob$" "$out"
 expect_eq "... and ping does not say via agent" "" "$(grep 'via agent' <<<"$out")"
+expect_eq "the agent's log: next to its socket, mode 0600" 600 "$(stat -c %a "$RUNJOB_AGENT_SOCK.log")"
+expect_match "... where the NO to that command is, with the time" \
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z runjob agent\[$RUNJOB_AGENT_PID\] warn: told pid [0-9]+ no: its settings \(server, CA, certificate or key files, version\) are not the agent's$" \
+    "$(grep 'told pid' "$RUNJOB_AGENT_SOCK.log" | head -1)"
 out=$(rj_as administrator ping 2>&1)
 expect_match "the administrator's certificate: its own connection" \
     "authenticated as administrator " "$out"
@@ -244,13 +249,25 @@ expect_eq "--socket in a directory that does not exist: 255" 255 "$?"
 expect_match "... with the reason" "cannot make the socket '$RJ_TMP/no/such/dir/s': No such file or directory" "$err"
 
 # ---- --idle-timeout ----
-out=$("$RUNJOB" agent -q --idle-timeout 1s "${conn[@]}")
+out=$("$RUNJOB" agent -q --idle-timeout 1s --log "$RJ_TMP/idle.log" "${conn[@]}")
 eval "$out"
 RJ_PIDS+=("$RUNJOB_AGENT_PID")
 rj ping >/dev/null
+# 30 HELLOs of other settings: each told NO, 20 of them logged.
+python3 - "$RUNJOB_AGENT_SOCK" <<'PY'
+import socket, struct, sys
+for _ in range(30):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall(struct.pack("<I", 5) + b"Hother")
+    s.recv(16)
+    s.close()
+PY
 sleep 1.5
 check "--idle-timeout 1s: gone after a second without a client" gone "$RUNJOB_AGENT_PID"
 check "... its socket and directory removed" test ! -e "$(dirname "$RUNJOB_AGENT_SOCK")"
+expect_eq "--log FILE: kept; a flood of refusals logged 20 a minute, the rest counted" \
+    "20 1 1" "$(grep -c 'warn: told pid [0-9]* no' "$RJ_TMP/idle.log") $(grep -c 'warn: 10 refusals not logged (at most 20 a minute)$' "$RJ_TMP/idle.log") $(grep -c 'info: idle for 1000 ms: exiting$' "$RJ_TMP/idle.log")"
 unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID
 
 # ---- -D, and a peer of another uid ----
