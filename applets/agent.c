@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,11 @@
 #define AGENT_EXIT_WAIT_MS 5000
 /* How long a relay thread waits for a next connection before it ends. */
 #define RELAY_WAIT_S 30
+/* The log's refusals (another uid, the cap, other settings) and failed accepts: a flood of
+ * them must not fill the disk. At most this many lines a minute, the rest counted; and none
+ * once the file has grown past LOG_MAX_BYTES (a --log FILE that lives on, appended to). */
+#define LOG_REFUSALS_PER_MIN 20
+#define LOG_MAX_BYTES        (1 << 20)
 
 static const char usage[] =
     "Usage: runjob agent [flags]\n"
@@ -59,6 +65,12 @@ static const char usage[] =
     "                             directory under $XDG_RUNTIME_DIR, else $TMPDIR, else /tmp);\n"
     "                             a socket already there is replaced if nothing answers on it\n"
     "  -D, --foreground           stay in the foreground and log to stderr\n"
+    "      --log FILE             log to FILE, appended to: one line with the time for each\n"
+    "                             connection or command refused (another user, other\n"
+    "                             settings, too many at once; at most 20 a minute) and for\n"
+    "                             the agent's end (default: in the background, the socket's\n"
+    "                             path with .log added, removed with the socket at exit;\n"
+    "                             with -D, stderr)\n"
     "  -k, --kill                 stop the agent that RUNJOB_AGENT_PID names and print the\n"
     "                             commands that unset the variables\n"
     "      --idle-timeout DURATION  exit once no command has used the agent for DURATION\n"
@@ -72,10 +84,11 @@ static const char usage[] =
     "  eval \"$(runjob agent -k)\"              # stop it and unset the variables\n"
     "  runjob agent -D -a ~/.runjob-agent     # in the foreground, at a fixed path\n";
 
-enum { AGENT_OPT_IDLE = CLIENT_OPT_APPLET };
+enum { AGENT_OPT_IDLE = CLIENT_OPT_APPLET, AGENT_OPT_LOG };
 
 struct agent_flags {
     const char *socket;
+    const char *log;
     bool foreground, kill, quiet, others; /* others: a flag -k has no use for */
     int64_t idle_ms;                      /* 0: never */
 };
@@ -99,6 +112,11 @@ static int take_flag(struct client_opts *o, int opt, const char *arg, void *ctx)
     case 'q':
         f->quiet = true;
         return CLIENT_OPT_DONE;
+    case AGENT_OPT_LOG:
+        if (!*arg)
+            return client_usage_error(o, "--log needs a file");
+        f->log = arg;
+        break;
     case AGENT_OPT_IDLE:
         if (fmt_parse_duration(arg, &f->idle_ms) < 0 || f->idle_ms <= 0)
             return client_usage_error(o, "--idle-timeout '%s' is not a duration (30m, 2h)", arg);
@@ -201,6 +219,9 @@ struct agent_sock {
     dev_t dev;          /* the socket file's, to see it removed or replaced */
     ino_t ino;
     int fd;
+    char log[PATH_MAX]; /* the default log, ours to remove with the socket ("" for none) */
+    dev_t log_dev;
+    ino_t log_ino;
 };
 
 /* Removes what agent_sock_open made; the socket only while it is still ours. */
@@ -210,6 +231,9 @@ static void agent_sock_remove(struct agent_sock *s)
 
     if (*s->path && lstat(s->path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino)
         (void)unlink(s->path);
+    if (*s->log && lstat(s->log, &st) == 0 && st.st_dev == s->log_dev && st.st_ino == s->log_ino)
+        (void)unlink(s->log);
+    *s->log = '\0';
     if (*s->dir)
         (void)rmdir(s->dir); /* fails, rightly, if someone put files there */
     *s->path = *s->dir = '\0';
@@ -378,6 +402,10 @@ static int watch_sock(const struct agent_sock *s)
 struct agent {
     struct rpc_client *client;
     uid_t uid;
+    int log_fd;             /* the log file, or -1: stderr through core/log */
+    pthread_mutex_t log_mu; /* guards the fields below */
+    int64_t log_window_ms;  /* CLOCK_MONOTONIC, the start of the refusals' minute */
+    unsigned log_in_window, log_dropped;
     pthread_mutex_t lock;
     pthread_cond_t idle;       /* signalled when the last relay ends */
     int wake_fd;               /* eventfd: a relay ended (the idle clock restarts) */
@@ -396,6 +424,81 @@ struct relay {
     struct agent *a;
     int fd, slot;
 };
+
+/* One line of the agent's log: to the log file with the time (UTC) when it has one, else to
+ * stderr through core/log. A refusal (refusal: true) is subject to LOG_REFUSALS_PER_MIN and
+ * LOG_MAX_BYTES; one that is not written is counted, and the next written says how many. */
+__attribute__((format(printf, 4, 5))) static void agent_log(struct agent *a, enum log_level level,
+                                                            bool refusal, const char *fmt, ...)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    char msg[1024], line[1200], when[32];
+    unsigned dropped = 0;
+    struct timespec ts;
+    struct stat st;
+    struct tm tm;
+    va_list ap;
+    int n;
+
+    pthread_mutex_lock(&a->log_mu);
+    if (refusal) {
+        int64_t now = clock_ms(CLOCK_MONOTONIC);
+        if (now - a->log_window_ms >= 60000) {
+            a->log_window_ms = now;
+            a->log_in_window = 0;
+        }
+        if (a->log_in_window >= LOG_REFUSALS_PER_MIN ||
+            (a->log_fd >= 0 && fstat(a->log_fd, &st) == 0 && st.st_size > LOG_MAX_BYTES)) {
+            a->log_dropped++;
+            pthread_mutex_unlock(&a->log_mu);
+            return;
+        }
+        a->log_in_window++;
+        dropped = a->log_dropped;
+        a->log_dropped = 0;
+    }
+    pthread_mutex_unlock(&a->log_mu);
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (a->log_fd < 0) {
+        if (dropped)
+            log_warn("%u refusals not logged (at most %d a minute)", dropped, LOG_REFUSALS_PER_MIN);
+        log_msg(level, "%s", msg);
+        return;
+    }
+    (void)clock_gettime(CLOCK_REALTIME, &ts);
+    (void)gmtime_r(&ts.tv_sec, &tm);
+    (void)strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (dropped) {
+        n = snprintf(line, sizeof(line),
+                     "%s.%03ldZ runjob agent[%d] warn: %u refusals not logged (at most %d a "
+                     "minute)\n",
+                     when, ts.tv_nsec / 1000000, (int)getpid(), dropped, LOG_REFUSALS_PER_MIN);
+        (void)!write(a->log_fd, line, (size_t)n);
+    }
+    n = snprintf(line, sizeof(line), "%s.%03ldZ runjob agent[%d] %s: %s\n", when,
+                 ts.tv_nsec / 1000000, (int)getpid(), names[level], msg);
+    if (n >= (int)sizeof(line)) {
+        n = (int)sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
+    (void)!write(a->log_fd, line, (size_t)n); /* one write: O_APPEND keeps lines whole */
+}
+
+/* At exit: how many refusals the rate limit kept out of the log, if any. */
+static void agent_log_flush(struct agent *a)
+{
+    unsigned dropped;
+
+    pthread_mutex_lock(&a->log_mu);
+    dropped = a->log_dropped;
+    a->log_dropped = 0;
+    pthread_mutex_unlock(&a->log_mu);
+    if (dropped)
+        agent_log(a, LOG_WARN, false, "%u refusals not logged (at most %d a minute)", dropped,
+                  LOG_REFUSALS_PER_MIN);
+}
 
 /* A relay is over: its slot is free and its fd closed, both under the lock, so that
  * agent_stop_relays never shuts down a number reused by then for one of gRPC's sockets. */
@@ -443,7 +546,15 @@ static void *relay_main(void *arg)
 
     free(rl);
     do {
-        rpc_relay_serve(a->client, fd);
+        if (rpc_relay_serve(a->client, fd) == -EPERM) {
+            struct ucred cred = {.pid = -1};
+            socklen_t len = sizeof(cred);
+            (void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+            agent_log(a, LOG_WARN, true,
+                      "told pid %d no: its settings (server, CA, certificate or key files, "
+                      "version) are not the agent's",
+                      (int)cred.pid);
+        }
         relay_done(a, fd, slot);
     } while (relay_next(a, &fd, &slot));
     return NULL;
@@ -509,12 +620,13 @@ static void agent_accept(struct agent *a, int lfd)
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (errno != EAGAIN) /* EMFILE and the like: the next poll tries again */
-                log_warn("accept: %s, ignoring", strerror(errno));
+                agent_log(a, LOG_WARN, true, "accept: %s, ignoring", strerror(errno));
             return;
         }
         if (!peer_allowed(a, fd, &cred)) {
-            log_warn("refused a connection from uid %d (pid %d): not the agent's user",
-                     (int)cred.uid, (int)cred.pid);
+            agent_log(a, LOG_WARN, true,
+                      "refused a connection from uid %d (pid %d): not the agent's user",
+                      (int)cred.uid, (int)cred.pid);
             close(fd);
             continue;
         }
@@ -528,7 +640,8 @@ static void agent_accept(struct agent *a, int lfd)
         }
         pthread_mutex_unlock(&a->lock);
         if (slot < 0) {
-            log_warn("%d connections open already: closed pid %d's", AGENT_CONN_MAX, (int)cred.pid);
+            agent_log(a, LOG_WARN, true, "%d connections open already: closed pid %d's",
+                      AGENT_CONN_MAX, (int)cred.pid);
             rpc_relay_refuse(
                 fd,
                 "the runjob agent serves " STRINGIFY(
@@ -536,8 +649,8 @@ static void agent_accept(struct agent *a, int lfd)
                                     "(RUNJOB_AGENT_SOCK= runjob ...)");
             close(fd);
         } else if ((r = relay_start(a, fd, slot)) < 0) {
-            log_warn("no thread for pid %d's connection (%s): closed it", (int)cred.pid,
-                     strerror(-r));
+            agent_log(a, LOG_WARN, true, "no thread for pid %d's connection (%s): closed it",
+                      (int)cred.pid, strerror(-r));
             rpc_relay_refuse(fd, "the runjob agent cannot take more connections now (no thread "
                                  "for one); this command can go without it "
                                  "(RUNJOB_AGENT_SOCK= runjob ...)");
@@ -602,11 +715,11 @@ static void agent_loop(struct agent *a, struct agent_sock *s, int sig_fd, int64_
         }
         pthread_mutex_unlock(&a->lock);
         if (draining && n_conns == 0) {
-            log_info("the last relay is done: exiting");
+            agent_log(a, LOG_INFO, false, "the last relay is done: exiting");
             return;
         }
         if (idle_left == 0) {
-            log_info("idle for %" PRId64 " ms: exiting", idle_ms);
+            agent_log(a, LOG_INFO, false, "idle for %" PRId64 " ms: exiting", idle_ms);
             return;
         }
         /* The server checks a certificate's dates at the handshake only, and the agent's
@@ -617,7 +730,7 @@ static void agent_loop(struct agent *a, struct agent_sock *s, int sig_fd, int64_
             int64_t left_ms = (a->expires_s - (int64_t)time(NULL)) * 1000;
             int wait_ms = left_ms + 1000 > 60000 ? 60000 : (int)left_ms + 1000;
             if (left_ms < 0) {
-                log_info("the certificate expired: taking no more commands");
+                agent_log(a, LOG_INFO, false, "the certificate expired: taking no more commands");
                 draining = true;
                 agent_sock_remove(s);
                 close(s->fd);
@@ -628,11 +741,11 @@ static void agent_loop(struct agent *a, struct agent_sock *s, int sig_fd, int64_
                 timeout = wait_ms;
         }
         if (poll(p, ELEMENTSOF(p), timeout) < 0 && errno != EINTR) {
-            log_errno(-errno, "poll");
+            agent_log(a, LOG_ERROR, false, "poll: %s", strerror(errno));
             return;
         }
         if (p[1].revents && read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
-            log_info("%s: exiting", strsignal((int)si.ssi_signo));
+            agent_log(a, LOG_INFO, false, "%s: exiting", strsignal((int)si.ssi_signo));
             return;
         }
         if (p[2].revents)
@@ -643,7 +756,8 @@ static void agent_loop(struct agent *a, struct agent_sock *s, int sig_fd, int64_
             while (read(watch_fd, buf, sizeof(buf)) > 0) /* what changed: looked at below */
                 ;
         if (!agent_sock_intact(s)) {
-            log_info("the socket '%s' was removed or replaced: taking no more commands", s->path);
+            agent_log(a, LOG_INFO, false,
+                      "the socket '%s' was removed or replaced: taking no more commands", s->path);
             draining = true;
             agent_sock_remove(s); /* its directory, and the socket only if still ours */
             close(s->fd);
@@ -715,6 +829,64 @@ static int agent_connect(struct client_opts *o, struct rpc_client **ret, char *c
     return 0;
 }
 
+/* What the start-up's dial is watched with: a server that does not answer holds the Ping for
+ * as long as its deadline, and the signals are blocked (they come through sig_fd). */
+struct dial_watch {
+    const struct client_opts *o;
+    struct agent_sock *s; /* removed on a signal when ours (in the foreground) */
+    int sig_fd, done_fd;
+};
+
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT    ? "SIGINT"
+           : sig == SIGTERM ? "SIGTERM"
+           : sig == SIGHUP  ? "SIGHUP"
+                            : "a signal";
+}
+
+/* Until done_fd: a SIGINT, SIGTERM or SIGHUP ends the process at once. The dial cannot be
+ * interrupted and holds nothing to clean up but the socket, so the process ends here. */
+static void *watch_dial(void *arg)
+{
+    struct dial_watch *w = arg;
+    struct pollfd p[2] = {{.fd = w->sig_fd, .events = POLLIN},
+                          {.fd = w->done_fd, .events = POLLIN}};
+    struct signalfd_siginfo si;
+
+    for (;;) {
+        if (poll(p, ELEMENTSOF(p), -1) < 0 && errno != EINTR)
+            return NULL;
+        if (p[1].revents)
+            return NULL;
+        if (p[0].revents && read(w->sig_fd, &si, sizeof(si)) == sizeof(si))
+            break;
+    }
+    fprintf(stderr, "%s: %s: %s while connecting to %s:%d: exiting\n", w->o->prog, w->o->verb,
+            signal_name((int)si.ssi_signo), w->o->host, w->o->port);
+    if (w->s)
+        agent_sock_remove(w->s);
+    _exit(CLIENT_EXIT_FAILED);
+}
+
+/* agent_connect, with the signals that end the agent watched meanwhile. */
+static int agent_connect_watched(struct client_opts *o, struct agent_sock *s, bool foreground,
+                                 int sig_fd, struct rpc_client **ret, char *cn, size_t cap)
+{
+    struct dial_watch w = {.o = o, .s = foreground ? s : NULL, .sig_fd = sig_fd};
+    _cleanup_close_ int done_fd = eventfd(0, EFD_CLOEXEC);
+    pthread_t t;
+    int r;
+
+    w.done_fd = done_fd;
+    if (done_fd < 0 || pthread_create(&t, NULL, watch_dial, &w) != 0)
+        return agent_connect(o, ret, cn, cap); /* unwatched: a signal waits for the dial */
+    r = agent_connect(o, ret, cn, cap);
+    (void)eventfd_write(done_fd, 1);
+    (void)pthread_join(t, NULL);
+    return r;
+}
+
 /* The notAfter of the certificate at path (epoch seconds), or 0 when it cannot be read. */
 static int64_t cert_expiry(const char *path)
 {
@@ -726,6 +898,43 @@ static int64_t cert_expiry(const char *path)
     return not_after;
 }
 
+/* Opens the agent's log: --log's file, else in the background the socket's path with ".log"
+ * added (remembered in s, to be removed with the socket). The file is appended to, made 0600,
+ * and must be a regular file of ours: a --socket in a shared directory must not have the agent
+ * write into a file another user put there, or through a link. The fd, -1 for stderr (-D
+ * without --log), or -errno with the message in msg. */
+static int agent_log_open(const struct agent_flags *f, struct agent_sock *s, char *path, size_t cap,
+                          char *msg, size_t msg_cap)
+{
+    struct stat st;
+    int fd, n;
+
+    if (!f->log && f->foreground)
+        return -1;
+    n = snprintf(path, cap, f->log ? "%s" : "%s.log", f->log ? f->log : s->path);
+    if (n < 0 || (size_t)n >= cap) {
+        (void)snprintf(msg, msg_cap, "the log's path is too long");
+        return -ENAMETOOLONG;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    if (fd < 0) {
+        n = -errno;
+        (void)snprintf(msg, msg_cap, "cannot open the log '%s': %s", path, strerror(-n));
+        return n;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        close(fd);
+        (void)snprintf(msg, msg_cap, "the log '%s' is not a file of this user's", path);
+        return -EPERM;
+    }
+    if (!f->log) {
+        (void)snprintf(s->log, sizeof(s->log), "%s", path);
+        s->log_dev = st.st_dev;
+        s->log_ino = st.st_ino;
+    }
+    return fd;
+}
+
 /* Everything after the socket: connect, say so (ready_fd: the parent waiting, else print the
  * exports here), serve until it is time to go. Returns the exit code; *ret_ready says whether
  * the agent got as far as serving (the socket is then its own to remove). */
@@ -735,11 +944,13 @@ static int agent_run(struct client_opts *o, const struct agent_flags *f, struct 
     /* Static: relay threads waiting for work may still look at it while the process exits. */
     static struct agent a;
     _cleanup_close_ int sig_fd = -1, wake_fd = -1;
-    char cn[256];
+    char cn[256], log_path[PATH_MAX], msg[PATH_MAX + 64];
     sigset_t mask;
     int r;
 
     a.uid = geteuid();
+    a.log_fd = -1;
+    pthread_mutex_init(&a.log_mu, NULL);
     /* Blocked before gRPC starts its threads, which inherit the mask: the signals come only
      * through sig_fd. */
     sigemptyset(&mask);
@@ -757,12 +968,20 @@ static int agent_run(struct client_opts *o, const struct agent_flags *f, struct 
     /* The agent dials directly: through RUNJOB_AGENT_SOCK it would relay to itself, or to the
      * agent it replaces. */
     (void)unsetenv("RUNJOB_AGENT_SOCK");
-    if ((r = agent_connect(o, &a.client, cn, sizeof(cn))))
+    if ((r = agent_connect_watched(o, s, ready_fd < 0, sig_fd, &a.client, cn, sizeof(cn))))
         return r;
+    /* Opened once the dial has worked (a refused start-up leaves no log) and before the daemon
+     * drops its stderr (the error is still seen). Left open at exit, like the socket's fd. */
+    a.log_fd = agent_log_open(f, s, log_path, sizeof(log_path), msg, sizeof(msg));
+    if (a.log_fd < -1) {
+        fprintf(stderr, "%s: %s: %s\n", o->prog, o->verb, msg);
+        rpc_client_free(a.client);
+        return CLIENT_EXIT_FAILED;
+    }
     *ret_ready = true;
     if (!f->quiet)
-        fprintf(stderr, "runjob agent pid %d: %s:%d as %s, socket %s\n", (int)getpid(), o->host,
-                o->port, cn, s->path);
+        fprintf(stderr, "runjob agent pid %d: %s:%d as %s, socket %s%s%s\n", (int)getpid(), o->host,
+                o->port, cn, s->path, a.log_fd >= 0 ? ", log " : "", a.log_fd >= 0 ? log_path : "");
     if (ready_fd >= 0) {
         int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
@@ -783,7 +1002,7 @@ static int agent_run(struct client_opts *o, const struct agent_flags *f, struct 
         print_exports(s->path, getpid());
     }
     if (chdir("/") < 0) /* a daemon holds no directory busy; the paths are absolute */
-        log_warn("chdir /: %s, ignoring", strerror(errno));
+        agent_log(&a, LOG_WARN, false, "chdir /: %s, ignoring", strerror(errno));
 
     a.wake_fd = wake_fd;
     a.idle_since_ms = clock_ms(CLOCK_MONOTONIC);
@@ -794,10 +1013,12 @@ static int agent_run(struct client_opts *o, const struct agent_flags *f, struct 
     pthread_cond_init(&a.idle, NULL);
     pthread_cond_init(&a.work, NULL);
     agent_loop(&a, s, sig_fd, f->idle_ms);
+    agent_log_flush(&a);
     agent_sock_remove(s);
     if (!agent_stop_relays(&a)) {
         /* A relay stuck in a call still uses the client: leave it to the exit. */
-        log_warn("relays still busy after %d s: exiting anyway", AGENT_EXIT_WAIT_MS / 1000);
+        agent_log(&a, LOG_WARN, false, "relays still busy after %d s: exiting anyway",
+                  AGENT_EXIT_WAIT_MS / 1000);
         _exit(0);
     }
     rpc_client_free(a.client);
@@ -877,6 +1098,7 @@ int applet_agent_main(int argc, char **argv)
         {"kill", no_argument, NULL, 'k'},
         {"quiet", no_argument, NULL, 'q'},
         {"idle-timeout", required_argument, NULL, AGENT_OPT_IDLE},
+        {"log", required_argument, NULL, AGENT_OPT_LOG},
         {NULL, 0, NULL, 0},
     };
     _cleanup_(agent_sock_removep) struct agent_sock s = {.fd = -1};

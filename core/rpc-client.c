@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,12 @@ struct rpc_client {
     char relay_path[108]; /* the agent's socket when the calls go through one, else "" */
     char settings[RELAY_SETTINGS_MAX]; /* what an agent and its clients share */
     size_t settings_len;
+    int port;
+    /* Through an agent: the direct client for the calls the agent turns away before taking
+     * them, opened on first need (calls come from several threads); under direct_mu. */
+    pthread_mutex_t direct_mu;
+    struct rpc_client *direct;
+    atomic_bool went_direct; /* a call has gone the direct way */
 };
 
 /* What the Stream and Input calls hold alike: a call of their own on a pluck queue of its own,
@@ -186,6 +193,7 @@ static int client_describe_config(struct rpc_client *c, const struct rpc_client_
     int n;
 
     c->deadline_ms = cfg->deadline_ms > 0 ? cfg->deadline_ms : DEFAULT_DEADLINE_MS;
+    c->port = cfg->port;
     (void)snprintf(c->peer.host, sizeof(c->peer.host), "%s", cfg->host);
     if (strchr(cfg->host, ':') && cfg->host[0] != '[')
         (void)snprintf(c->peer.where, sizeof(c->peer.where), "[%s]:%d", cfg->host, cfg->port);
@@ -313,6 +321,7 @@ int rpc_client_open_relay(const struct rpc_client_config *cfg, const char *path,
         relay_recv(fd, &f) <= 0 || f.type != RELAY_YES)
         goto out;
     (void)snprintf(c->relay_path, sizeof(c->relay_path), "%s", path);
+    pthread_mutex_init(&c->direct_mu, NULL);
     *ret = TAKE_PTR(c);
     r = 1;
 out:
@@ -325,7 +334,7 @@ out:
 
 bool rpc_client_relayed(const struct rpc_client *c)
 {
-    return c && c->relay_path[0];
+    return c && c->relay_path[0] && !atomic_load(&c->went_direct);
 }
 
 const char *rpc_client_settings(const struct rpc_client *c, size_t *ret_len)
@@ -349,7 +358,13 @@ void rpc_client_free(struct rpc_client *c)
 {
     if (!c)
         return;
-    if (c->relay_path[0]) { /* gRPC was never set up for it */
+    if (c->relay_path[0]) { /* gRPC was set up only if a call went directly */
+        pthread_mutex_destroy(&c->direct_mu);
+        if (c->direct) {
+            rpc_client_free(c->direct);
+            /* The direct path's applets wait for gRPC's clean-up at exit; nothing does here. */
+            rpc_client_wait_library_idle(1000);
+        }
         free(c);
         return;
     }
@@ -485,21 +500,45 @@ static int relay_send_message(int fd, const ProtobufCMessage *m)
     return r;
 }
 
-/* A call's connection to the agent: CALL, then req as the first message when there is one,
- * then END when end. The fd, or -1 with err filled. */
+/* How long a call waits for the agent's YES when the call itself has no deadline (a Stream,
+ * an Input): the agent answers a HELLO before it does anything else, so one that takes longer
+ * is wedged. */
+#define RELAY_YES_WAIT_MS 10000
+
+/* relay_call_open's answer when the agent turned the call away before taking it. */
+#define RELAY_TURNED_AWAY (-EAGAIN)
+
+/* A call's connection to the agent: HELLO, CALL, then req as the first message when there is
+ * one, then END when end; then the agent's answer to the HELLO, read into f (waiting at most
+ * wait_ms). The fd once the agent has said YES: it has the call, which from then on must never
+ * be made again elsewhere (a Start would run twice). RELAY_TURNED_AWAY with why filled when it
+ * refused before its YES (nobody there, another agent's NO, its connection cap, gone before it
+ * answered), or when req is more than a frame carries: the call may go directly. Else -EIO with
+ * err filled. */
 static int relay_call_open(struct rpc_client *c, enum rpc_method m, int64_t deadline_ms,
-                           const ProtobufCMessage *req, bool end, struct rpc_error *err)
+                           const ProtobufCMessage *req, bool end, int64_t wait_ms,
+                           struct relay_frame *f, char *why, size_t why_cap, struct rpc_error *err)
 {
     uint8_t call[RELAY_CALL_BYTES];
-    int fd = relay_connect(c->relay_path), r;
+    struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+    const char *details, *error;
+    size_t n = req ? protobuf_c_message_get_packed_size(req) : 0;
+    int fd, r, code;
 
+    /* Checked before anything is sent: the agent would take the call, then drop it unread. */
+    if (n > RELAY_FRAME_MAX) {
+        (void)snprintf(why, why_cap, "relays requests of at most %d bytes, this one is %zu",
+                       RELAY_FRAME_MAX, n);
+        return RELAY_TURNED_AWAY;
+    }
+    fd = relay_connect(c->relay_path);
     if (fd < 0) {
-        rpc_error_set(err, RPC_UNAVAILABLE, "cannot reach the runjob agent at %s: %s",
-                      c->relay_path, strerror(-fd));
-        return -1;
+        (void)snprintf(why, why_cap, "cannot be reached (%s)", strerror(-fd));
+        return RELAY_TURNED_AWAY;
     }
     /* The settings again, without waiting for the answer: the agent at the path may have been
-     * replaced by one of other settings since the open. */
+     * replaced by one of other settings since the open. The agent reads the CALL only once it
+     * has said YES. */
     relay_call_encode(call, m, deadline_ms);
     r = relay_send_bytes(fd, RELAY_HELLO, c->settings, c->settings_len);
     if (r >= 0)
@@ -508,13 +547,78 @@ static int relay_call_open(struct rpc_client *c, enum rpc_method m, int64_t dead
         r = relay_send_message(fd, req);
     if (r >= 0 && end)
         r = relay_send_bytes(fd, RELAY_END, NULL, 0);
-    /* An agent that has hung up may have answered first (a STATUS): the reads tell. */
+    /* An agent that has hung up may have answered first (a STATUS): the read tells. */
     if (r < 0 && r != -EPIPE && r != -ECONNRESET) {
         relay_lost(c, r, err);
         (void)close(fd);
-        return -1;
+        return -EIO;
     }
-    return fd;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    r = relay_recv(fd, f);
+    if (r == 1 && f->type == RELAY_YES)
+        return fd;
+    (void)close(fd);
+    if (r == 1 && f->type == RELAY_NO) {
+        (void)snprintf(why, why_cap, "holds a connection with other settings now");
+        return RELAY_TURNED_AWAY;
+    }
+    if (r == 1 && f->type == RELAY_STATUS && relay_status_decode(f, &code, &details, &error) == 0) {
+        /* The agent's words up to its hint, which is about the agent path only. */
+        (void)snprintf(why, why_cap, "turned the call away (%.*s)", (int)strcspn(details, ";"),
+                       details);
+        return RELAY_TURNED_AWAY;
+    }
+    if (r == 0 || r == -ECONNRESET) {
+        (void)snprintf(why, why_cap, "closed the connection before it answered");
+        return RELAY_TURNED_AWAY;
+    }
+    if (r == -EAGAIN)
+        rpc_error_set(err, RPC_UNAVAILABLE, "the runjob agent at %s did not answer within %lld ms",
+                      c->relay_path, (long long)wait_ms);
+    else if (r == 1)
+        rpc_error_set(err, RPC_INTERNAL, "the runjob agent at %s answered out of turn",
+                      c->relay_path);
+    else
+        relay_lost(c, r, err);
+    return -EIO;
+}
+
+/* The direct client for a call the agent turned away (why): NULL with err filled when it cannot
+ * be opened. */
+static struct rpc_client *go_direct(struct rpc_client *c, const char *why, struct rpc_error *err)
+{
+    struct rpc_client *d;
+
+    if (getenv("RUNJOB_RPC_DEBUG"))
+        fprintf(stderr, "rpc: the runjob agent at %s %s: the call goes directly\n", c->relay_path,
+                why);
+    atomic_store(&c->went_direct, true);
+    pthread_mutex_lock(&c->direct_mu);
+    if (!c->direct) {
+        struct rpc_client_config cfg = {.host = c->peer.host,
+                                        .port = c->port,
+                                        .ca_path = c->peer.ca_path,
+                                        .cert_path = c->peer.cert_path,
+                                        .key_path = c->peer.key_path,
+                                        .deadline_ms = c->deadline_ms};
+        (void)rpc_client_open(&cfg, &c->direct, err);
+    }
+    d = c->direct;
+    pthread_mutex_unlock(&c->direct_mu);
+    return d;
+}
+
+/* A call that went directly failed: where it could not get through, err says too why it did not
+ * go through the agent, which the user expected it to. */
+static void note_turned_away(const struct rpc_client *c, const char *why, struct rpc_error *err)
+{
+    char msg[sizeof(err->message)];
+
+    if (err->code != RPC_UNAVAILABLE && err->code != RPC_FAILED_PRECONDITION)
+        return;
+    (void)snprintf(msg, sizeof(msg), "%s", err->message);
+    rpc_error_set(err, err->code, "%s (directly: the runjob agent at %s %s)", msg, c->relay_path,
+                  why);
 }
 
 /* err for a call whose agent said NO: another agent, of other settings, listens there now. */
@@ -546,6 +650,10 @@ static int relay_status(const struct rpc_client *c, const struct relay_frame *f,
     return -1;
 }
 
+static int unary(struct rpc_client *c, enum rpc_method m, int64_t deadline_ms,
+                 const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+                 ProtobufCMessage **ret, struct rpc_error *err);
+
 static int relay_unary(struct rpc_client *c, enum rpc_method m, int64_t deadline_ms,
                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
                        ProtobufCMessage **ret, struct rpc_error *err)
@@ -554,15 +662,25 @@ static int relay_unary(struct rpc_client *c, enum rpc_method m, int64_t deadline
     struct rpc_call_facts facts = {.deadline_ms = deadline_ms};
     /* The agent ends the call at its deadline; one that does not answer by then is wedged. */
     int64_t wait_ms = deadline_ms + 5000;
-    struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
     ProtobufCMessage *reply = NULL;
     int64_t t0 = clock_ms(CLOCK_MONOTONIC);
+    char why[200];
     int fd, r, result = -1;
 
-    fd = relay_call_open(c, m, deadline_ms, req, true, err);
-    if (fd < 0)
+    fd = relay_call_open(c, m, deadline_ms, req, true, wait_ms, &f, why, sizeof(why), err);
+    if (fd == RELAY_TURNED_AWAY) {
+        struct rpc_client *d = go_direct(c, why, err);
+        relay_frame_free(&f);
+        if (!d || unary(d, m, deadline_ms, req, reply_desc, ret, err) < 0) {
+            note_turned_away(c, why, err);
+            return -1;
+        }
+        return 0;
+    }
+    if (fd < 0) {
+        relay_frame_free(&f);
         return -1;
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    }
     for (;;) {
         r = relay_recv(fd, &f);
         if (r <= 0) {
@@ -827,14 +945,27 @@ static void call_close(struct call_state *cs)
         cq_drain_destroy(cs->cq);
 }
 
-/* call_open's counterpart through an agent (c->relay_path): 0, or -1 with err. */
+/* call_open's counterpart through an agent (c->relay_path): 0, RELAY_TURNED_AWAY with why
+ * (the call may go directly), or -1 with err. */
 static int call_relay_open(struct call_state *cs, struct rpc_client *c, enum rpc_method m,
-                           const ProtobufCMessage *req, bool end, struct rpc_error *err)
+                           const ProtobufCMessage *req, bool end, char *why, size_t why_cap,
+                           struct rpc_error *err)
 {
+    struct timeval none = {0};
+    int fd;
+
     cs->c = c;
     cs->start_ms = clock_ms(CLOCK_MONOTONIC);
-    cs->relay_fd = relay_call_open(c, m, 0, req, end, err);
-    return cs->relay_fd < 0 ? -1 : 0;
+    cs->relay_fd = -1;
+    fd = relay_call_open(c, m, 0, req, end, RELAY_YES_WAIT_MS, &cs->frame, why, why_cap, err);
+    if (fd < 0) {
+        relay_frame_free(&cs->frame);
+        return fd == RELAY_TURNED_AWAY ? fd : -1;
+    }
+    /* From here the call lasts as long as the job. */
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+    cs->relay_fd = fd;
+    return 0;
 }
 
 /* Through an agent: the connection's end (r: relay_recv's 0 or -errno) in err, in the words a
@@ -897,7 +1028,18 @@ static int stream_open(struct rpc_client *c, enum rpc_method m, const ProtobufCM
         return -1;
     }
     if (c->relay_path[0]) {
-        if (call_relay_open(&s->cs, c, m, req, true, err) < 0) {
+        char why[200];
+        int r = call_relay_open(&s->cs, c, m, req, true, why, sizeof(why), err);
+        if (r == RELAY_TURNED_AWAY) {
+            struct rpc_client *d = go_direct(c, why, err);
+            free(s);
+            if (!d || stream_open(d, m, req, ret, err) < 0) {
+                note_turned_away(c, why, err);
+                return -1;
+            }
+            return 0;
+        }
+        if (r < 0) {
             free(s);
             return -1;
         }
@@ -1260,7 +1402,18 @@ int rpc_client_input_open(struct rpc_client *c, const char *id, unsigned rows, u
         return -1;
     }
     if (c->relay_path[0]) {
-        if (call_relay_open(&in->cs, c, RPC_M_INPUT, NULL, false, err) < 0) {
+        char why[200];
+        int r = call_relay_open(&in->cs, c, RPC_M_INPUT, NULL, false, why, sizeof(why), err);
+        if (r == RELAY_TURNED_AWAY) {
+            struct rpc_client *d = go_direct(c, why, err);
+            free(in);
+            if (!d || rpc_client_input_open(d, id, rows, cols, ret, err) < 0) {
+                note_turned_away(c, why, err);
+                return -1;
+            }
+            return 0;
+        }
+        if (r < 0) {
             free(in);
             return -1;
         }

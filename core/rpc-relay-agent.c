@@ -278,7 +278,7 @@ out:
     grpc_completion_queue_destroy(rc.cq);
 }
 
-void rpc_relay_serve(struct rpc_client *c, int fd)
+int rpc_relay_serve(struct rpc_client *c, int fd)
 {
     /* A connection that says nothing would hold one of the agent's few slots for good. */
     struct timeval tv = {.tv_sec = FIRST_FRAME_S};
@@ -294,7 +294,12 @@ void rpc_relay_serve(struct rpc_client *c, int fd)
         goto out;
     mine = rpc_client_settings(c, &len);
     same = f.len == len && memcmp(f.data, mine, len) == 0;
-    if (relay_send_bytes(fd, same ? RELAY_YES : RELAY_NO, NULL, 0) < 0 || !same)
+    if (!same) {
+        (void)relay_send_bytes(fd, RELAY_NO, NULL, 0);
+        relay_frame_free(&f);
+        return -EPERM;
+    }
+    if (relay_send_bytes(fd, RELAY_YES, NULL, 0) < 0)
         goto out;
     /* The end here: a client's check at its open. Else its call. */
     r = relay_recv_max(fd, &f, RELAY_CALL_BYTES);
@@ -307,6 +312,7 @@ void rpc_relay_serve(struct rpc_client *c, int fd)
     serve_call(c, fd, method, deadline_ms);
 out:
     relay_frame_free(&f);
+    return 0;
 }
 
 void rpc_relay_refuse(int fd, const char *why)

@@ -77,15 +77,18 @@ void rpc_client_free(struct rpc_client *c); /* NULL-safe */
  * OpenSSL: an agent's point is a client process that does not pay for them. */
 int rpc_client_open_relay(const struct rpc_client_config *cfg, const char *path,
                           struct rpc_client **ret);
-/* true when c's calls go through an agent. */
+/* true when c's calls go through an agent: false once one of them has gone directly (the agent
+ * turned it away before taking it: gone, at its connection cap, of other settings since the
+ * open, or the request more than it relays). */
 bool rpc_client_relayed(const struct rpc_client *c);
 /* The agent's side of one connection accepted on its socket: serves the calls a client relays
  * (core/rpc-relay-internal.h), made on c, the agent's own direct client. Blocks until the
  * client is done: run it on a thread of its own. Does not close fd. The caller has checked who
- * is at the other end: whoever it lets through acts with c's certificate. */
-void rpc_relay_serve(struct rpc_client *c, int fd);
+ * is at the other end: whoever it lets through acts with c's certificate. 0, or -EPERM when the
+ * client's settings were not c's and it was told NO (for the agent's log). */
+int rpc_relay_serve(struct rpc_client *c, int fd);
 /* An agent at its limit, to a connection it closes at once: says why (RESOURCE_EXHAUSTED) to
- * the client, which then dials directly when it was opening, or fails the call with why. */
+ * the client, which then dials directly, the call never having reached the server. */
 void rpc_relay_refuse(int fd, const char *why);
 
 /* After the last rpc_client_free, gRPC finishes its clean-up on its own threads. A process about

@@ -2,9 +2,11 @@
 # runjob agent: eval "$(runjob agent)" leaves a daemon holding one connection, and the client
 # verbs with the same settings relay their calls through it (one peer in the server's audit
 # log), with the same results as direct; other settings, a dead agent's socket and peers of
-# another uid do not go through it; -k, --idle-timeout, a removed socket and SIGTERM end it and
-# clean up; bad flags, a live or foreign --socket path and an unreachable server are refused
-# with nothing left behind.
+# another uid do not go through it; a call an agent turns away goes directly; -k,
+# --idle-timeout, a removed socket and SIGTERM end it and clean up, and SIGINT or SIGTERM while
+# it dials a server that never answers; bad flags, a live or foreign --socket path and an
+# unreachable server are refused with nothing left behind; its log has its refusals, with the
+# time and a rate limit.
 source "$(dirname "$0")/../lib.sh"
 rj_setup
 AUDIT=$RJ_TMP/audit.log
@@ -46,8 +48,8 @@ expect_match "it prints sh lines for eval" \
 RUNJOB_AGENT_PID=[0-9]+; export RUNJOB_AGENT_PID;$" "$out"
 eval "$out"
 RJ_PIDS+=("$RUNJOB_AGENT_PID")
-expect_match "stderr names the pid, the server and the user" \
-    "^runjob agent pid $RUNJOB_AGENT_PID: 127\.0\.0\.1:$RJ_PORT as alice, socket $RUNJOB_AGENT_SOCK$" \
+expect_match "stderr names the pid, the server, the user and the log" \
+    "^runjob agent pid $RUNJOB_AGENT_PID: 127\.0\.0\.1:$RJ_PORT as alice, socket $RUNJOB_AGENT_SOCK, log $RUNJOB_AGENT_SOCK\.log$" \
     "$(cat "$RJ_TMP/agent.err")"
 check "the socket is a socket" test -S "$RUNJOB_AGENT_SOCK"
 expect_eq "socket mode 0600, its directory 0700" "600 700" \
@@ -114,6 +116,10 @@ out=$(rj_as bob ping 2>&1)
 expect_match "another certificate: not through the agent, authenticated as that user" \
     "authenticated as bob$" "$out"
 expect_eq "... and ping does not say via agent" "" "$(grep 'via agent' <<<"$out")"
+expect_eq "the agent's log: next to its socket, mode 0600" 600 "$(stat -c %a "$RUNJOB_AGENT_SOCK.log")"
+expect_match "... where the NO to that command is, with the time" \
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z runjob agent\[$RUNJOB_AGENT_PID\] warn: told pid [0-9]+ no: its settings \(server, CA, certificate or key files, version\) are not the agent's$" \
+    "$(grep 'told pid' "$RUNJOB_AGENT_SOCK.log" | head -1)"
 out=$(rj_as administrator ping 2>&1)
 expect_match "the administrator's certificate: its own connection" \
     "authenticated as administrator " "$out"
@@ -162,6 +168,35 @@ expect_eq "ping with a dead agent's socket: exit 0, nothing on stderr" "0 " "$? 
 expect_eq "... and not via the agent" "" "$(grep 'via agent' "$RJ_TMP/ping.out")"
 rm -rf "$(dirname "$RUNJOB_AGENT_SOCK")"
 unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID
+
+# ---- an agent that turns a call away after the open: the call goes directly ----
+# A stand-in that says YES to the open's HELLO, then answers the call as an agent at its cap.
+python3 - "$RJ_TMP/away.sock" <<'PY' &
+import socket, struct, sys
+l = socket.socket(socket.AF_UNIX)
+l.bind(sys.argv[1])
+l.listen(4)
+l.settimeout(10)
+c, _ = l.accept()
+c.recv(65536)
+c.sendall(b"\0\0\0\0Y")
+c.recv(65536) # the open's end
+c.close()
+c, _ = l.accept()
+why = b"the runjob agent serves 512 connections at once already; go without it\0\0"
+c.sendall(struct.pack("<I", 4 + len(why)) + b"S" + struct.pack("<I", 8) + why)
+c.close()
+PY
+away=$!
+for _ in $(seq 100); do [ -S "$RJ_TMP/away.sock" ] && break; sleep 0.02; done
+out=$(RUNJOB_AGENT_SOCK=$RJ_TMP/away.sock RUNJOB_RPC_DEBUG=1 rj ping 2>"$RJ_TMP/away.err")
+expect_eq "a call the agent turns away at its cap: exit 0, the server answers" \
+    "0 authenticated as alice" "$? $(grep -o 'authenticated as alice' <<<"$out")"
+expect_eq "... directly: ping does not say via agent" "" "$(grep 'via agent' <<<"$out")"
+expect_match "... and RUNJOB_RPC_DEBUG says why" \
+    "^rpc: the runjob agent at $RJ_TMP/away.sock turned the call away \(the runjob agent serves 512 connections at once already\): the call goes directly$" \
+    "$(cat "$RJ_TMP/away.err")"
+wait "$away"
 
 # ---- XDG_RUNTIME_DIR ----
 mkdir -m 0700 "$RJ_TMP/xdg"
@@ -214,13 +249,25 @@ expect_eq "--socket in a directory that does not exist: 255" 255 "$?"
 expect_match "... with the reason" "cannot make the socket '$RJ_TMP/no/such/dir/s': No such file or directory" "$err"
 
 # ---- --idle-timeout ----
-out=$("$RUNJOB" agent -q --idle-timeout 1s "${conn[@]}")
+out=$("$RUNJOB" agent -q --idle-timeout 1s --log "$RJ_TMP/idle.log" "${conn[@]}")
 eval "$out"
 RJ_PIDS+=("$RUNJOB_AGENT_PID")
 rj ping >/dev/null
+# 30 HELLOs of other settings: each told NO, 20 of them logged.
+python3 - "$RUNJOB_AGENT_SOCK" <<'PY'
+import socket, struct, sys
+for _ in range(30):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall(struct.pack("<I", 5) + b"Hother")
+    s.recv(16)
+    s.close()
+PY
 sleep 1.5
 check "--idle-timeout 1s: gone after a second without a client" gone "$RUNJOB_AGENT_PID"
 check "... its socket and directory removed" test ! -e "$(dirname "$RUNJOB_AGENT_SOCK")"
+expect_eq "--log FILE: kept; a flood of refusals logged 20 a minute, the rest counted" \
+    "20 1 1" "$(grep -c 'warn: told pid [0-9]* no' "$RJ_TMP/idle.log") $(grep -c 'warn: 10 refusals not logged (at most 20 a minute)$' "$RJ_TMP/idle.log") $(grep -c 'info: idle for 1000 ms: exiting$' "$RJ_TMP/idle.log")"
 unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID
 
 # ---- -D, and a peer of another uid ----
@@ -254,9 +301,11 @@ for _ in $(seq 40); do grep -q 'refused' "$RJ_TMP/fg.err" && break; sleep 0.05; 
 expect_match "... and -D logs it on stderr" "refused a connection from uid 65534 \(pid [0-9]+\)" \
     "$(cat "$RJ_TMP/fg.err")"
 expect_match "... while its own user is served" "^via agent $S$" "$(RUNJOB_AGENT_SOCK=$S rj ping)"
-# A flood of connections that say nothing: past 512 at once each is told why and closed.
-out=$(python3 - "$S" <<'PY'
-import select, socket, sys, time
+# A flood of connections that say nothing: past 512 at once each is told why and closed. A
+# command meanwhile goes directly, and works.
+rm -f "$RJ_TMP/flood.out" "$RJ_TMP/flood.done"
+python3 - "$S" "$RJ_TMP/flood.out" "$RJ_TMP/flood.done" <<'PY' &
+import os, select, socket, sys, time
 socks, got = [], {}
 for _ in range(518):
     s = socket.socket(socket.AF_UNIX)
@@ -274,16 +323,30 @@ while time.monotonic() < end and len(closed) < 6:
         if b == b"":
             closed.add(s)
 said = sum(1 for s in closed if b"runjob agent" in got.get(s, b""))
-print(len(closed), said)
+with open(sys.argv[2] + ".tmp", "w") as f:
+    print(len(closed), said, file=f)
+os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+end = time.monotonic() + 4.0 # the rest held until the command is done
+while time.monotonic() < end and not os.path.exists(sys.argv[3]):
+    time.sleep(0.02)
 PY
-)
+flood=$!
+for _ in $(seq 100); do [ -s "$RJ_TMP/flood.out" ] && break; sleep 0.05; done
+out=$(RUNJOB_AGENT_SOCK=$S rj ping)
+rc=$?
+touch "$RJ_TMP/flood.done"
+wait "$flood"
 if [ "${RJ_SANITIZER:-}" = tsan ]; then
     # Under TSan the agent takes its 512 threads so slowly that the first silent connections
     # reach their 5 s limit while the flood is still connecting: no count to check, only that
     # it serves again below.
-    echo "# the flood's count is for builds without TSan (this one closed, told: $out)"
+    echo "# the flood's count is for builds without TSan (this one closed, told: $(cat "$RJ_TMP/flood.out"))"
 else
-    expect_eq "518 connections at once: the 6 past 512 are told why and closed at once" "6 6" "$out"
+    expect_eq "518 connections at once: the 6 past 512 are told why and closed at once" "6 6" \
+        "$(cat "$RJ_TMP/flood.out")"
+    expect_eq "a command while the agent is at its cap: exit 0, the server answers" \
+        "0 authenticated as alice" "$rc $(grep -o 'authenticated as alice' <<<"$out")"
+    expect_eq "... directly: ping does not say via agent" "" "$(grep 'via agent' <<<"$out")"
 fi
 expect_match "... and the agent serves again once they are gone" "^via agent $S$" \
     "$(RUNJOB_AGENT_SOCK=$S rj ping)"
@@ -303,6 +366,55 @@ dead_port=$(rj_free_port)
 out=$("$RUNJOB" agent -H 127.0.0.1 -P "$dead_port" "${conn[@]:4}" 2>"$RJ_TMP/dead.err")
 expect_eq "server not reachable: exit 255 and nothing to eval" "255 " "$? $out"
 expect_match "... with the reason" "^runjob: agent: cannot connect to 127\.0\.0\.1:$dead_port" "$(cat "$RJ_TMP/dead.err")"
+# A server that takes the connection and never answers: the start-up's dial waits on it, and
+# SIGINT (Ctrl-C) or SIGTERM ends the agent at once, leaving nothing behind.
+bh_port=$(rj_free_port)
+python3 - "$bh_port" "$RJ_TMP/bh.n" <<'PY' &
+import socket, sys, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen(8)
+l.settimeout(10)
+with open(sys.argv[2], "a") as f:
+    print("listening", file=f)
+held = []
+try:
+    while len(held) < 2:
+        held.append(l.accept()[0])
+        with open(sys.argv[2], "a") as f:
+            print("accepted", file=f)
+    time.sleep(5)
+except socket.timeout:
+    pass
+PY
+bh=$!
+for _ in $(seq 100); do [ -s "$RJ_TMP/bh.n" ] && break; sleep 0.02; done
+for sig in INT TERM; do
+    n=$(cat "$RJ_TMP/bh.n" 2>/dev/null | wc -l)
+    # Not through bash's &, which starts a command with SIGINT ignored.
+    python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+        "$RUNJOB" agent -D -a "$RJ_TMP/bh.sock" -H 127.0.0.1 -P "$bh_port" "${conn[@]:4}" \
+        >"$RJ_TMP/bh.out" 2>"$RJ_TMP/bh.err" &
+    ag=$!
+    RJ_PIDS+=("$ag")
+    for _ in $(seq 100); do [ "$(cat "$RJ_TMP/bh.n" 2>/dev/null | wc -l)" -gt "$n" ] && break; sleep 0.02; done
+    sleep 0.2 # into the handshake that is never answered
+    check "SIG$sig test: the agent is still dialling" kill -0 "$ag"
+    t0=$EPOCHREALTIME
+    kill -"$sig" "$ag"
+    gone "$ag" || kill -KILL "$ag"
+    ms=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
+    wait "$ag"
+    rc=$?
+    expect_eq "SIG$sig while -D dials a server that never answers: it ends at once with 255" \
+        "255 yes" "$rc $([ "$ms" -lt 2000 ] && echo yes || echo "no ($ms ms)")"
+    expect_match "... saying so" \
+        "^runjob: agent: SIG$sig while connecting to 127\.0\.0\.1:$bh_port: exiting$" "$(cat "$RJ_TMP/bh.err")"
+    check "... with its socket removed" test ! -e "$RJ_TMP/bh.sock"
+done
+kill "$bh" 2>/dev/null
+wait "$bh" 2>/dev/null
 out=$("$RUNJOB" agent "${conn[@]:0:8}" --client-key-path "$RJ_TMP/missing-key.pem" 2>"$RJ_TMP/nokey.err")
 expect_eq "a missing key file: exit 255" "255 " "$? $out"
 expect_match "... naming it" "missing-key\.pem" "$(cat "$RJ_TMP/nokey.err")"

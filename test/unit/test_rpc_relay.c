@@ -1,6 +1,7 @@
 /* The relay protocol (core/rpc-relay.c) and a client's calls through an agent (core/rpc-client.c),
  * against a scripted agent on a thread: frames, the HELLO's answer, replies, statuses, a vanished
- * agent, a cancelled stream, an Input call's ready key and its end. */
+ * agent, a cancelled stream, an Input call's ready key and its end; the calls an agent turns away
+ * before its YES going directly, and those it took never again. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -165,12 +166,22 @@ struct script {
     bool say_no;   /* answer the open's HELLO with NO */
     bool reply_no; /* answer the call's HELLO with NO (another agent since the open) */
     int mode;      /* what to do with the call */
+    int calls;     /* TURN_AWAY: how many calls' connections to turn away */
     int method;    /* the call it got */
     char got[64];  /* its first message's bytes, as text when it is one */
     size_t got_len;
 };
 
-enum { ANSWER_PING, ANSWER_ERROR, VANISH, STREAM_THEN_WAIT, INPUT_READY };
+enum {
+    ANSWER_PING,
+    ANSWER_ERROR,
+    VANISH,
+    STREAM_THEN_WAIT,
+    INPUT_READY,
+    TURN_AWAY, /* the agent at its cap: a STATUS at once, and closed */
+    HANG_UP,   /* the call's HELLO read, then closed without an answer */
+    NO_CALL,   /* no call comes */
+};
 
 static void send_status(int fd, int code, const char *details)
 {
@@ -201,7 +212,18 @@ static void *agent(void *arg)
     cr_assert_eq(relay_send_bytes(fd, s->say_no ? RELAY_NO : RELAY_YES, NULL, 0), 0);
     cr_assert_eq(relay_recv(fd, &f), 0, "nothing after the open's HELLO");
     close(fd);
-    if (s->say_no) {
+    if (s->say_no || s->mode == NO_CALL) {
+        relay_frame_free(&f);
+        return NULL;
+    }
+    if (s->mode == TURN_AWAY) {
+        for (int i = 0; i < s->calls; i++) {
+            fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            cr_assert_geq(fd, 0);
+            rpc_relay_refuse(fd, "the runjob agent serves 512 connections at once already; this "
+                                 "command can go without it");
+            close(fd);
+        }
         relay_frame_free(&f);
         return NULL;
     }
@@ -210,6 +232,8 @@ static void *agent(void *arg)
     cr_assert_geq(fd, 0);
     cr_assert_eq(relay_recv(fd, &f), 1);
     cr_assert_eq(f.type, RELAY_HELLO);
+    if (s->mode == HANG_UP)
+        goto out;
     cr_assert_eq(relay_recv(fd, &f), 1);
     cr_assert_eq(relay_call_decode(&f, &s->method, &dl), 0);
     cr_assert_eq(relay_send_bytes(fd, s->reply_no ? RELAY_NO : RELAY_YES, NULL, 0), 0);
@@ -233,6 +257,9 @@ static void *agent(void *arg)
         send_status(fd, RPC_NOT_FOUND, "no job has the id 'x'");
         break;
     case VANISH:
+    case TURN_AWAY:
+    case HANG_UP:
+    case NO_CALL:
         break;
     case STREAM_THEN_WAIT: {
         Runjob__V1__OutputChunk c = RUNJOB__V1__OUTPUT_CHUNK__INIT;
@@ -357,7 +384,30 @@ Test(rpc_relay, unary_reply_and_error)
     rpc_client_free(c);
 }
 
-Test(rpc_relay, a_vanished_agent_fails_the_call)
+/* A call that went directly, the agent having turned it away (why): the direct dial's own error
+ * (the test's certificate files do not exist), saying why it did not go through the agent. */
+static void went_directly(const struct rpc_error *err, const char *why)
+{
+    cr_assert_eq(err->code, RPC_FAILED_PRECONDITION, "%s", err->message);
+    cr_assert(strstr(err->message, "cannot read CA certificate '/nonexistent/ca.pem'"), "%s",
+              err->message);
+    cr_assert(strstr(err->message, "(directly: the runjob agent at /tmp/runjob-relay-test."), "%s",
+              err->message);
+    cr_assert(strstr(err->message, why), "%s", err->message);
+}
+
+static void ping_goes_directly(struct rpc_client *c, const char *why)
+{
+    Runjob__V1__PingRequest req = RUNJOB__V1__PING_REQUEST__INIT;
+    Runjob__V1__PingResponse *pong = NULL;
+    struct rpc_error err = {0};
+
+    cr_assert_eq(rpc_client_ping(c, &req, &pong, &err), -1);
+    went_directly(&err, why);
+}
+
+/* Once the agent has said YES it may have passed the call on: a Start would run twice. */
+Test(rpc_relay, a_call_the_agent_took_is_never_made_again)
 {
     struct script s = {.mode = VANISH};
     pthread_t t;
@@ -365,18 +415,94 @@ Test(rpc_relay, a_vanished_agent_fails_the_call)
 
     ping_fails(c, "lost the runjob agent");
     close_agent(&s, t);
-    ping_fails(c, "cannot reach the runjob agent"); /* the next call finds nobody there */
+    cr_assert(rpc_client_relayed(c), "the call did not go directly");
     rpc_client_free(c);
 }
 
-Test(rpc_relay, an_agent_replaced_since_the_open_refuses_the_call)
+Test(rpc_relay, an_agent_gone_since_the_open_the_call_goes_directly)
+{
+    struct script s = {.mode = NO_CALL};
+    pthread_t t;
+    struct rpc_client *c = open_relayed(&s, &t);
+
+    close_agent(&s, t); /* the socket removed */
+    ping_goes_directly(c, "cannot be reached (No such file or directory)");
+    cr_assert_not(rpc_client_relayed(c), "ping's \"via agent\" would not be true");
+    rpc_client_free(c);
+}
+
+Test(rpc_relay, an_agent_replaced_since_the_open_the_call_goes_directly)
 {
     struct script s = {.mode = ANSWER_PING, .reply_no = true};
     pthread_t t;
     struct rpc_client *c = open_relayed(&s, &t);
 
-    ping_fails(c, "other settings now");
+    ping_goes_directly(c, "holds a connection with other settings now");
     close_agent(&s, t);
+    rpc_client_free(c);
+}
+
+Test(rpc_relay, an_agent_gone_before_its_answer_the_call_goes_directly)
+{
+    struct script s = {.mode = HANG_UP};
+    pthread_t t;
+    struct rpc_client *c = open_relayed(&s, &t);
+
+    ping_goes_directly(c, "closed the connection before it answered");
+    close_agent(&s, t);
+    rpc_client_free(c);
+}
+
+/* The agent at its cap: unary, stream and Input calls all go directly. */
+Test(rpc_relay, an_agent_at_its_cap_the_calls_go_directly)
+{
+    struct script s = {.mode = TURN_AWAY, .calls = 3};
+    Runjob__V1__StreamRequest sreq = RUNJOB__V1__STREAM_REQUEST__INIT;
+    struct rpc_stream *st = NULL;
+    struct rpc_input *in = NULL;
+    struct rpc_error err = {0};
+    pthread_t t;
+    struct rpc_client *c = open_relayed(&s, &t);
+    const char *why = "turned the call away (the runjob agent serves 512 connections at once "
+                      "already)";
+
+    ping_goes_directly(c, why);
+    sreq.id = (char *)"00000000-0000-0000-0000-000000000000";
+    cr_assert_eq(rpc_client_stream_open(c, &sreq, &st, &err), -1);
+    went_directly(&err, why);
+    cr_assert_eq(rpc_client_input_open(c, "00000000-0000-0000-0000-000000000000", 0, 0, &in, &err),
+                 -1);
+    went_directly(&err, why);
+    close_agent(&s, t);
+    rpc_client_free(c);
+}
+
+/* A request larger than a relay frame is never sent to the agent (it would drop the call, after
+ * its YES): it goes directly, where the server says what is wrong with it. */
+Test(rpc_relay, a_request_too_large_to_relay_goes_directly)
+{
+    struct script s = {.mode = NO_CALL};
+    Runjob__V1__StartRequest req = RUNJOB__V1__START_REQUEST__INIT;
+    Runjob__V1__Job *job = NULL;
+    struct rpc_error err = {0};
+    pthread_t t;
+    struct rpc_client *c = open_relayed(&s, &t);
+    size_t n = 18;
+    char *args[18];
+
+    for (size_t i = 0; i < n; i++) {
+        args[i] = malloc(1 << 20);
+        memset(args[i], 'a', (1 << 20) - 1);
+        args[i][(1 << 20) - 1] = '\0';
+    }
+    req.command = (char *)"/bin/true";
+    req.args = args;
+    req.n_args = n;
+    cr_assert_eq(rpc_client_start(c, &req, &job, &err), -1);
+    went_directly(&err, "relays requests of at most 17825792 bytes, this one is 18874");
+    close_agent(&s, t); /* which has had no call */
+    for (size_t i = 0; i < n; i++)
+        free(args[i]);
     rpc_client_free(c);
 }
 
