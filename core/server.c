@@ -87,9 +87,12 @@ bool server_port_is_taken(const char *host, int port)
     if (getaddrinfo(host, service, &hints, &res) != 0)
         return false;
     for (ai = res; ai && !in_use; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol), one = 1;
         if (fd < 0)
             continue;
+        /* As gRPC's listener does: only a listening socket makes the port taken, not the
+         * TIME-WAIT connections a server that just stopped leaves on it. */
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         in_use = bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRINUSE;
         (void)close(fd);
     }

@@ -45,4 +45,41 @@ RJ_SERVER_PID=
 rj_server_start
 out=$(rj_as alice status "$ID" 2>&1)
 expect_match "after the first server exits, a new one takes the directory" "$ID" "$out"
+
+# A server that stops closes its clients' connections first, which leaves them in TIME-WAIT on
+# its port for a minute: that is no other server, and a restart on the port starts at once.
+# (Made here by a listener on the port that closes an accepted connection first.)
+rj_server_stop
+python3 - "$RJ_PORT" <<'PY' 2>/dev/null
+import socket, sys, time
+port = int(sys.argv[1])
+l = socket.socket(socket.AF_INET6)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("::ffff:127.0.0.1", port))
+l.listen(1)
+c = socket.create_connection(("127.0.0.1", port))
+a, _ = l.accept()
+a.close()
+time.sleep(0.1)
+c.close()
+l.close()
+PY
+if [ -z "$(ss -Htan state time-wait "( sport = :$RJ_PORT )" 2>/dev/null)" ]; then
+    echo "SKIP: restart beside TIME-WAIT connections -- none was left on the port here"
+else
+    "$RUNJOB" serve -H 127.0.0.1 -P "$RJ_PORT" --state-dir "$RJ_STATE" \
+        --client-pem-path "$RJ_CERTS/ca-clients-bundle.pem" \
+        --server-cert-path "$RJ_CERTS/server-cert.pem" \
+        --server-key-path "$RJ_CERTS/server-key.pem" >"$RJ_TMP/restart.log" 2>&1 &
+    RJ_SERVER_PID=$!
+    RJ_PIDS+=("$RJ_SERVER_PID")
+    up=no
+    for _ in $(seq 100); do
+        rj_as alice ping >/dev/null 2>&1 && up=yes && break
+        kill -0 "$RJ_SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    expect_eq "a restart beside TIME-WAIT connections on its port starts" yes "$up"
+    [ "$up" = yes ] || sed 's/^/#   /' "$RJ_TMP/restart.log"
+fi
 t_done
