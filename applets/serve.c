@@ -543,6 +543,15 @@ static int check_opts(struct serve_opts *o)
                 o->job_user);
         return 2;
     }
+    /* The job runner refuses group 0 as well (root's files writable by the group): say so now,
+     * not at every Start. */
+    if (o->gid == 0) {
+        fprintf(stderr,
+                "runjob serve: --job-user '%s' has group 0 (root's); give another group: "
+                "USER:GID or UID:GID\n",
+                o->job_user);
+        return 2;
+    }
     return CONTINUE;
 }
 

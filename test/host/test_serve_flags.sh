@@ -35,6 +35,7 @@ serve_refuses "metrics interval too short" "--metrics-interval" --metrics-interv
 serve_refuses "heap trim interval too short" "--heap-trim-interval" --heap-trim-interval 100ms
 serve_refuses "heap trim interval too long" "--heap-trim-interval" --heap-trim-interval 2h
 serve_refuses "job user root" "root" --job-user 0
+serve_refuses "job user of group root" "group 0" --job-user 65534:0
 serve_refuses "job user unknown" "--job-user" --job-user no-such-user-here
 serve_refuses "job user bad gid" "--job-user" --job-user 1000:x
 serve_refuses "log level" "--log-level" --log-level loud
