@@ -195,6 +195,21 @@ static void jb_time_beside(struct strbuf *b, const ProtobufCFieldDescriptor *f, 
     (void)strbuf_printf(b, "\"%s.%03dZ\"", when, (int)(ms % 1000));
 }
 
+/* A job's exit_code means something only once it exited, its signal once it was killed: null
+ * otherwise, so that a script reading 0 is not told a running, killed or lost job succeeded. */
+static bool jb_is_unset(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    const Runjob__V1__JobStatus *st = (const Runjob__V1__JobStatus *)m;
+
+    if (m->descriptor != &runjob__v1__job_status__descriptor)
+        return false;
+    if (strcmp(f->name, "exit_code") == 0)
+        return st->state != RUNJOB__V1__JOB_STATE__JOB_STATE_EXITED;
+    if (strcmp(f->name, "signal") == 0)
+        return st->state != RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED;
+    return false;
+}
+
 void jb_message(struct strbuf *b, const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -217,6 +232,8 @@ void jb_message(struct strbuf *b, const ProtobufCMessage *m)
                 jb_value(b, f, arr + k * field_size(f));
             }
             (void)strbuf_putn(b, "]", 1);
+        } else if (jb_is_unset(m, f)) {
+            (void)strbuf_puts(b, "null");
         } else {
             jb_value(b, f, base + f->offset);
             jb_time_beside(b, f, base + f->offset);

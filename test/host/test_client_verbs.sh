@@ -81,6 +81,14 @@ id3=$(rj start -j three /bin/sh -c 'exit 3')
 wait_ended "$id3"
 expect_eq "exit code 3 recorded" 3 \
     "$(rj status -o json "$id3" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exit_code"])')"
+# exit_code and signal are null where they mean nothing: a script reading 0 would take it for
+# success.
+exit_and_signal() { rj status -o json "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["state"], d["exit_code"], d["signal"])'; }
+idr=$(rj start /bin/sleep 30)
+expect_eq "json of a running job: exit_code and signal null" "running None None" "$(exit_and_signal "$idr")"
+rj stop "$idr" >/dev/null
+expect_eq "json of a killed job: exit_code null, its signal" "killed None 15" "$(exit_and_signal "$idr")"
+expect_eq "json of an exited job: its exit_code, signal null" "exited 3 None" "$(exit_and_signal "$id3")"
 
 # stdout and stderr stay apart
 ido=$(rj start /bin/sh -c 'echo out1; echo err1 >&2; echo out2')
