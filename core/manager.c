@@ -89,6 +89,7 @@ struct jm {
     size_t n_removed, cap_removed;
     uint64_t removals;  /* jobs removed, for the metrics */
     int lock_fd;        /* <state>/lock, flock'ed for the manager's life */
+    int lock_dir_fd;    /* <state> itself, flock'ed too: the file can be removed, it cannot */
     uint8_t *uids_used; /* a bit per uid of uid_first..uid_last held by a job or a spare */
     uint64_t uid_next;  /* where uid_take looks first */
     /* For jm_write_metrics: */
@@ -118,7 +119,9 @@ static struct jm_job *job_of(struct jobtab_entry *e)
 
 /* One manager per state directory: a second would take the first one's spares for its own
  * leftovers and remove them. flock (not a pid file's word) so that a dead holder's lock goes
- * with it; the file keeps the holder's pid for the message. */
+ * with it, on the directory (which cannot be removed from under its holder as a file can) and
+ * on the lock file (which older servers lock, and which keeps the holder's pid for the
+ * message). */
 static int lock_state_dir(struct jm *m, char *errbuf, size_t errlen)
 {
     char path[PATH_MAX], pid[24] = "";
@@ -126,18 +129,29 @@ static int lock_state_dir(struct jm *m, char *errbuf, size_t errlen)
 
     if (snprintf(path, sizeof(path), "%s/" JOBTAB_LOCK_FILE, m->cfg.state_dir) >= (int)sizeof(path))
         return -ENAMETOOLONG;
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-    if (fd < 0) {
+    m->lock_dir_fd = open(m->cfg.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (m->lock_dir_fd < 0) {
+        r = -errno;
+        (void)snprintf(errbuf, errlen, "open the state directory '%s'", m->cfg.state_dir);
+        return r;
+    }
+    r = flock(m->lock_dir_fd, LOCK_EX | LOCK_NB) < 0 ? -errno : 0;
+    /* Held: the file is only read, for the holder's pid (it may have been removed). */
+    fd = open(path, (r == 0 ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
+              0600);
+    if (r == 0 && fd < 0) {
         r = -errno;
         (void)snprintf(errbuf, errlen, "open the state directory's lock file '%s'", path);
         return r;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    if (r == 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
         r = -errno;
-        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+    if (r < 0) {
+        ssize_t n = fd >= 0 ? pread(fd, pid, sizeof(pid) - 1, 0) : -1;
         pid[n > 0 ? n : 0] = '\0';
         pid[strcspn(pid, "\n")] = '\0';
-        (void)close(fd);
+        if (fd >= 0)
+            (void)close(fd);
         if (r == -EWOULDBLOCK) {
             (void)snprintf(errbuf, errlen,
                            "use the state directory '%s': it is locked by pid %s (another runjob "
@@ -145,7 +159,7 @@ static int lock_state_dir(struct jm *m, char *errbuf, size_t errlen)
                            m->cfg.state_dir, pid[0] ? pid : "?");
             return -EBUSY;
         }
-        (void)snprintf(errbuf, errlen, "lock the state directory's lock file '%s'", path);
+        (void)snprintf(errbuf, errlen, "lock the state directory '%s'", m->cfg.state_dir);
         return r;
     }
     (void)snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
@@ -1397,6 +1411,7 @@ int jm_new(const struct jm_config *cfg, struct jm **ret, char *errbuf, size_t er
     }
     STAILQ_INIT(&m->queue);
     m->lock_fd = -1;
+    m->lock_dir_fd = -1;
     if (cfg->uid_first) {
         uint64_t n = (uint64_t)cfg->uid_last - cfg->uid_first + 1;
         if (cfg->uid_last < cfg->uid_first || n > (1u << 24)) {
@@ -1581,6 +1596,8 @@ void jm_free(struct jm *m)
     }
     if (m->lock_fd >= 0)
         (void)close(m->lock_fd); /* every record written and synced: the next may come */
+    if (m->lock_dir_fd >= 0)
+        (void)close(m->lock_dir_fd);
     free(m->uids_used);
     free(m->removed);
     (void)pthread_cond_destroy(&m->sweep_wake);

@@ -34,6 +34,13 @@ else
     ok "same state directory: nothing listens on its port afterwards"
 fi
 
+# The lock file removed (by hand, by a clean-up script) does not open the directory to another.
+rm -f "$RJ_STATE/lock"
+second_serve "$(rj_free_port)" "$RJ_STATE"
+expect_eq "same state directory, its lock file removed: the second server exits 1" 1 "$RC"
+expect_match "same state directory, its lock file removed: it says the directory is locked" \
+    "it is locked by pid" "$ERR"
+
 expect_eq "the first server's spares are untouched" "$BEFORE" "$(spares)"
 ID=$(rj_as alice start /bin/echo still here)
 expect_match "the first server still starts jobs" '^[0-9a-f-]{36}$' "$ID"
