@@ -405,6 +405,22 @@ int rpc_client_keep_connected(struct rpc_client *c)
     return 0;
 }
 
+void rpc_client_await_ready(struct rpc_client *c, grpc_completion_queue *cq, int64_t max_ms)
+{
+    char tag;
+
+    if (!c->channel || max_ms <= 0 ||
+        grpc_channel_check_connectivity_state(c->channel, 0) != GRPC_CHANNEL_TRANSIENT_FAILURE)
+        return;
+    grpc_channel_reset_connect_backoff(c->channel);
+    /* The state stays TRANSIENT_FAILURE until READY: the watch ends there or at max_ms. */
+    grpc_channel_watch_connectivity_state(
+        c->channel, GRPC_CHANNEL_TRANSIENT_FAILURE,
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(max_ms, GPR_TIMESPAN)), cq,
+        &tag);
+    (void)grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+}
+
 void rpc_client_free(struct rpc_client *c)
 {
     if (!c)
