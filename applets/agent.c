@@ -970,6 +970,13 @@ static int agent_run(struct client_opts *o, const struct agent_flags *f, struct 
     (void)unsetenv("RUNJOB_AGENT_SOCK");
     if ((r = agent_connect_watched(o, s, ready_fd < 0, sig_fd, &a.client, cn, sizeof(cn))))
         return r;
+    /* Without it, the connection would come back after a server's restart only slowly, or
+     * never (rpc_client_keep_connected). */
+    if ((r = rpc_client_keep_connected(a.client)) < 0) {
+        fprintf(stderr, "%s: %s: cannot start a thread: %s\n", o->prog, o->verb, strerror(-r));
+        rpc_client_free(a.client);
+        return CLIENT_EXIT_FAILED;
+    }
     /* Opened once the dial has worked (a refused start-up leaves no log) and before the daemon
      * drops its stderr (the error is still seen). Left open at exit, like the socket's fd. */
     a.log_fd = agent_log_open(f, s, log_path, sizeof(log_path), msg, sizeof(msg));

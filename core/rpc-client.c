@@ -61,6 +61,10 @@ struct rpc_client {
     pthread_mutex_t direct_mu;
     struct rpc_client *direct;
     atomic_bool went_direct; /* a call has gone the direct way */
+    /* rpc_client_keep_connected's thread, and its signal to end. */
+    pthread_t keeper;
+    bool keeper_started;
+    atomic_bool keeper_stop;
 };
 
 /* What the Stream and Input calls hold alike: a call of their own on a pluck queue of its own,
@@ -354,10 +358,77 @@ grpc_call *rpc_client_call_new(struct rpc_client *c, enum rpc_method m, grpc_com
                                                c->methods[m], until, NULL);
 }
 
+/* How long the keeper's watch on the channel lasts at most: the longest rpc_client_free waits
+ * for it. */
+#define KEEPER_WATCH_MS 200
+
+/* gRPC moves a channel's connection along (TCP connect, TLS handshake, reads) only while some
+ * thread polls: a call waiting on its queue, or otherwise the library's backup poller, every
+ * 5 s. A channel with no call under way (an agent's between commands), or one in
+ * TRANSIENT_FAILURE, where calls fail at once without polling, would connect at those ticks
+ * only: slower than the server's 5 s handshake timeout, so it would never get through. This
+ * thread polls the whole time, watching the channel's state, and asks an idle channel to
+ * connect, so that the connection is there when a call comes. */
+static void *keeper_main(void *arg)
+{
+    struct rpc_client *c = arg;
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+
+    while (!atomic_load(&c->keeper_stop)) {
+        grpc_connectivity_state st = grpc_channel_check_connectivity_state(c->channel, 1);
+        grpc_channel_watch_connectivity_state(
+            c->channel, st,
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                         gpr_time_from_millis(KEEPER_WATCH_MS, GPR_TIMESPAN)),
+            cq, NULL);
+        (void)grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(cq);
+    return NULL;
+}
+
+int rpc_client_keep_connected(struct rpc_client *c)
+{
+    int r;
+
+    if (!c->channel || c->keeper_started)
+        return c->channel ? 0 : -EINVAL;
+    atomic_store(&c->keeper_stop, false);
+    r = pthread_create(&c->keeper, NULL, keeper_main, c);
+    if (r != 0)
+        return -r;
+    c->keeper_started = true;
+    return 0;
+}
+
+void rpc_client_await_ready(struct rpc_client *c, grpc_completion_queue *cq, int64_t max_ms)
+{
+    char tag;
+
+    if (!c->channel || max_ms <= 0 ||
+        grpc_channel_check_connectivity_state(c->channel, 0) != GRPC_CHANNEL_TRANSIENT_FAILURE)
+        return;
+    grpc_channel_reset_connect_backoff(c->channel);
+    /* The state stays TRANSIENT_FAILURE until READY: the watch ends there or at max_ms. */
+    grpc_channel_watch_connectivity_state(
+        c->channel, GRPC_CHANNEL_TRANSIENT_FAILURE,
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(max_ms, GPR_TIMESPAN)), cq,
+        &tag);
+    (void)grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+}
+
 void rpc_client_free(struct rpc_client *c)
 {
     if (!c)
         return;
+    if (c->keeper_started) {
+        atomic_store(&c->keeper_stop, true);
+        (void)pthread_join(c->keeper, NULL);
+    }
     if (c->relay_path[0]) { /* gRPC was set up only if a call went directly */
         pthread_mutex_destroy(&c->direct_mu);
         if (c->direct) {

@@ -34,5 +34,10 @@ grpc_byte_buffer *rpc_chunk_finish(grpc_slice s, size_t n, int stream, uint64_t 
  * events on cq, with a deadline deadline_ms from now (0: none). */
 grpc_call *rpc_client_call_new(struct rpc_client *c, enum rpc_method m, grpc_completion_queue *cq,
                                int64_t deadline_ms);
+/* For the relay, before a call: when c's channel is in TRANSIENT_FAILURE (where a call fails at
+ * once with the last attempt's error), has it try again now rather than at the end of its
+ * backoff, and waits for it to be READY at most max_ms, plucking cq. A server just back is
+ * then reached by the first call, as a direct client's would be. */
+void rpc_client_await_ready(struct rpc_client *c, grpc_completion_queue *cq, int64_t max_ms);
 /* The settings a relaying client must share with c (relay_settings of its resolved paths). */
 const char *rpc_client_settings(const struct rpc_client *c, size_t *ret_len);

@@ -46,6 +46,11 @@ static void pluck(struct relay_call *rc, void *tag, bool *ret_ok)
  * cancels the call. */
 #define WATCH_MS 200
 
+/* How long a call waits for the agent's channel to reconnect when it finds it failed: a TLS
+ * connection's few round trips to a server that is back; to one still down, this is the delay
+ * added to the failure. */
+#define RETRY_WAIT_MS 500
+
 static void pluck_watching(struct relay_call *rc, void *tag, bool *ret_ok)
 {
     for (;;) {
@@ -227,6 +232,8 @@ static void serve_call(struct rpc_client *c, int fd, int method, int64_t deadlin
     grpc_op ops[2];
 
     rc.cq = grpc_completion_queue_create_for_pluck(NULL);
+    rpc_client_await_ready(
+        c, rc.cq, deadline_ms > 0 && deadline_ms < RETRY_WAIT_MS ? deadline_ms / 2 : RETRY_WAIT_MS);
     rc.call = rpc_client_call_new(c, (enum rpc_method)method, rc.cq, deadline_ms);
     rc.details = grpc_empty_slice();
     grpc_metadata_array_init(&rc.md_initial);

@@ -70,6 +70,10 @@ struct rpc_client; /* one channel; every call below is thread-safe on it */
 int rpc_client_open(const struct rpc_client_config *cfg, struct rpc_client **ret,
                     struct rpc_error *err);
 void rpc_client_free(struct rpc_client *c); /* NULL-safe */
+/* For a client that lives on between calls (an agent's): a thread of its own keeps c's channel
+ * connected, reconnecting as soon as the server is back rather than when a call comes, until
+ * rpc_client_free. 0 or -errno; -EINVAL for a client through an agent. */
+int rpc_client_keep_connected(struct rpc_client *c);
 /* Opens a client whose calls go through the `runjob agent` listening at path, when that agent
  * holds a connection with cfg's settings (server host and port, CA, certificate and key files,
  * compared by their real paths): 1 with *ret, 0 when there is none (nothing answers there, or

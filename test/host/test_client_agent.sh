@@ -6,7 +6,7 @@
 # --idle-timeout, a removed socket and SIGTERM end it and clean up, and SIGINT or SIGTERM while
 # it dials a server that never answers; bad flags, a live or foreign --socket path and an
 # unreachable server are refused with nothing left behind; its log has its refusals, with the
-# time and a rate limit.
+# time and a rate limit; a server stopped and started again is reached again at once.
 source "$(dirname "$0")/../lib.sh"
 rj_setup
 AUDIT=$RJ_TMP/audit.log
@@ -419,5 +419,43 @@ out=$("$RUNJOB" agent "${conn[@]:0:8}" --client-key-path "$RJ_TMP/missing-key.pe
 expect_eq "a missing key file: exit 255" "255 " "$? $out"
 expect_match "... naming it" "missing-key\.pem" "$(cat "$RJ_TMP/nokey.err")"
 expect_eq "refused start-ups leave no directory behind" "" "$(ls -A "$TMPDIR")"
+
+
+# ---- the server stopped and started again: the agent's calls work again at once ----
+# A call while the server is down leaves the agent's channel in TRANSIENT_FAILURE, where calls
+# fail at once without polling: its reconnects must still get through once the server is back.
+B=$RJ_TMP/back.sock
+"$RUNJOB" agent -D -a "$B" "${conn[@]}" >"$RJ_TMP/back.out" 2>"$RJ_TMP/back.err" &
+bag=$!
+RJ_PIDS+=("$bag")
+for _ in $(seq 100); do [ -s "$RJ_TMP/back.out" ] && break; sleep 0.05; done
+expect_match "an agent before the server's restart" "^via agent $B$" "$(RUNJOB_AGENT_SOCK=$B rj ping)"
+rj_server_stop
+for _ in 1 2 3; do
+    err=$(RUNJOB_AGENT_SOCK=$B rj ping 2>&1)
+    sleep 0.3
+done
+expect_match "server down: the agent relays that the connection is refused" \
+    "^runjob: ping: cannot connect to 127\.0\.0\.1:$RJ_PORT: connection refused" "$err"
+# The stopped server's side of the agent's connection is in TIME_WAIT, which serve's port check
+# takes for a port in use: dropped (ss -K), or else waited out.
+for _ in $(seq 130); do
+    ss -K -tan state time-wait "sport = :$RJ_PORT" >/dev/null 2>&1
+    python3 -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' \
+        "$RJ_PORT" 2>/dev/null && break
+    sleep 0.5
+done
+rj_server_start --audit-log "$AUDIT"
+t0=$EPOCHREALTIME
+for _ in $(seq 50); do
+    out=$(RUNJOB_AGENT_SOCK=$B rj ping 2>&1) && break
+    sleep 0.1
+done
+ms=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
+expect_match "the server back on its port: calls through the agent work again" "^via agent $B$" "$out"
+check "... within 3 s ($ms ms)" test "$ms" -lt 3000
+kill -TERM "$bag"
+wait "$bag"
+expect_eq "... and the agent still exits 0 on SIGTERM" 0 "$?"
 
 t_done
