@@ -249,7 +249,7 @@ expect_eq "--socket in a directory that does not exist: 255" 255 "$?"
 expect_match "... with the reason" "cannot make the socket '$RJ_TMP/no/such/dir/s': No such file or directory" "$err"
 
 # ---- --idle-timeout ----
-out=$("$RUNJOB" agent -q --idle-timeout 1s --log "$RJ_TMP/idle.log" "${conn[@]}")
+out=$("$RUNJOB" agent -q --idle-timeout 2s --log "$RJ_TMP/idle.log" "${conn[@]}")
 eval "$out"
 RJ_PIDS+=("$RUNJOB_AGENT_PID")
 rj ping >/dev/null
@@ -263,11 +263,11 @@ for _ in range(30):
     s.recv(16)
     s.close()
 PY
-sleep 1.5
-check "--idle-timeout 1s: gone after a second without a client" gone "$RUNJOB_AGENT_PID"
+sleep 2.5
+check "--idle-timeout 2s: gone after two seconds without a client" gone "$RUNJOB_AGENT_PID"
 check "... its socket and directory removed" test ! -e "$(dirname "$RUNJOB_AGENT_SOCK")"
 expect_eq "--log FILE: kept; a flood of refusals logged 20 a minute, the rest counted" \
-    "20 1 1" "$(grep -c 'warn: told pid [0-9]* no' "$RJ_TMP/idle.log") $(grep -c 'warn: 10 refusals not logged (at most 20 a minute)$' "$RJ_TMP/idle.log") $(grep -c 'info: idle for 1000 ms: exiting$' "$RJ_TMP/idle.log")"
+    "20 1 1" "$(grep -c 'warn: told pid [0-9]* no' "$RJ_TMP/idle.log") $(grep -c 'warn: 10 refusals not logged (at most 20 a minute)$' "$RJ_TMP/idle.log") $(grep -c 'info: idle for 2000 ms: exiting$' "$RJ_TMP/idle.log")"
 unset RUNJOB_AGENT_SOCK RUNJOB_AGENT_PID
 
 # ---- -D, and a peer of another uid ----
@@ -437,14 +437,6 @@ for _ in 1 2 3; do
 done
 expect_match "server down: the agent relays that the connection is refused" \
     "^runjob: ping: cannot connect to 127\.0\.0\.1:$RJ_PORT: connection refused" "$err"
-# The stopped server's side of the agent's connection is in TIME_WAIT, which serve's port check
-# takes for a port in use: dropped (ss -K), or else waited out.
-for _ in $(seq 130); do
-    ss -K -tan state time-wait "sport = :$RJ_PORT" >/dev/null 2>&1
-    python3 -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' \
-        "$RJ_PORT" 2>/dev/null && break
-    sleep 0.5
-done
 rj_server_start --audit-log "$AUDIT"
 t0=$EPOCHREALTIME
 for _ in $(seq 50); do
