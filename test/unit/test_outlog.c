@@ -188,6 +188,8 @@ Test(outlog, every_record_keeps_its_time)
         cr_expect_str_eq(got[i].data, want[i].data, "line %d", i);
     }
 
+    outlog_reader_free(TAKE_PTR(live));
+    outlog_reader_free(TAKE_PTR(after));
     outlog_free(TAKE_PTR(l));
     cr_assert_eq(outlog_open(path, &l), 0);
     cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_STDOUT, 0, &reopened), 0);
