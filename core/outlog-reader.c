@@ -222,11 +222,14 @@ ssize_t outlog_reader_read(struct outlog_reader *r, void *buf, size_t cap,
             next_record(r);
             continue;
         }
+        /* A chunk is of one stream and one time, which clients give each of its bytes
+         * (--timestamps, --since). Records of one ms still merge: a fast writer writes many,
+         * and its chunks stay as large as the reader asks. */
+        if (got > 0 && (r->hdr.stream != info.stream || r->hdr.time_ms != info.time_ms))
+            break;
         if (got == 0)
             info = (struct outlog_chunk_info){
                 .stream = r->hdr.stream, .offset = r->cur, .time_ms = r->hdr.time_ms};
-        else if (r->hdr.stream != info.stream)
-            break;
         n = cap - got < avail ? cap - got : avail;
         k = read_payload(r, (char *)buf + got, n, end);
         if (k == -ESTALE) {

@@ -31,11 +31,12 @@ enum outlog_stream {
 struct outlog;
 struct outlog_reader;
 
-/* Metadata of the bytes one read returned: they all come from one stream. */
+/* Metadata of the bytes one read returned: they all come from one stream and arrived in the
+ * same millisecond, so one time describes each of them. */
 struct outlog_chunk_info {
     enum outlog_stream stream;
     uint64_t offset; /* offset of the first byte, in the reader's selection (see above) */
-    int64_t time_ms; /* arrival time of the first byte, Unix epoch ms */
+    int64_t time_ms; /* arrival time of every byte, Unix epoch ms */
 };
 
 /* Creates a new, writable log at path (O_EXCL: fails -EEXIST if it exists). cap_bytes > 0 caps
@@ -89,7 +90,8 @@ int outlog_reader_new(struct outlog *l, unsigned select_mask, uint64_t offset,
 /* NULL-safe; cancels a pending wait first. The last reader of a closed log closes its file. */
 void outlog_reader_free(struct outlog_reader *r);
 
-/* Non-blocking: copies up to cap bytes of the next record(s) of one stream into buf.
+/* Non-blocking: copies up to cap bytes of the next record(s) of one stream and one arrival
+ * time (ms) into buf.
  * Returns >0 bytes (info filled), 0 at the end of a closed log, -EAGAIN when nothing is there
  * yet, other -errno on I/O error. One reader is used by one thread at a time. */
 ssize_t outlog_reader_read(struct outlog_reader *r, void *buf, size_t cap,

@@ -100,6 +100,29 @@ expect_match "stream --timestamps: each line with its RFC 3339 receive time" \
 expect_eq "stream --since 1h: everything of the last hour" 200000 "$(rj stream -s stdout --since 1h seq | wc -l)"
 sleep 1.2
 expect_eq "stream --since 1s: nothing older" 0 "$(rj stream -s stdout --since 1s seq | wc -l)"
+# lines written apart in time keep their own times, streamed live or replayed after the end,
+# and --since keeps those after its cut-off
+rj start -j paced /bin/sh -c 'echo one; sleep 0.5; echo two; sleep 0.5; echo three' >/dev/null
+rj stream -t paced >"$RJ_TMP/paced.live" 2>&1 &
+live=$!
+for _ in $(seq 50); do rj status paced 2>/dev/null | grep -q exited && break; sleep 0.1; done
+wait "$live"
+out=$(rj stream -t paced 2>&1)
+expect_eq "stream -t after the end: the lines" "one two three" "$(printf '%s\n' "$out" | cut -d' ' -f2 | tr '\n' ' ' | sed 's/ $//')"
+expect_eq "... with the same times as streamed live" "$(cat "$RJ_TMP/paced.live")" "$out"
+# ms since the epoch of each line's stamp
+stamps_ms() { while read -r stamp _; do date -u -d "$stamp" +%s%3N; done; }
+ms=($(printf '%s\n' "$out" | stamps_ms))
+if [ "${#ms[@]}" = 3 ] && [ $((ms[1] - ms[0])) -ge 400 ] && [ $((ms[2] - ms[1])) -ge 400 ]; then
+    ok "... each line its own time, half a second apart"
+else fail "... each line its own time, half a second apart" "$out"; fi
+ms=($(stamps_ms <"$RJ_TMP/paced.live"))
+if [ "${#ms[@]}" = 3 ]; then
+    # the cut-off a quarter second before "three" came, after "two"
+    since=$(($(date +%s%3N) - ms[2] + 250))
+    expect_eq "stream --since after the end: what came after the cut-off" "three" \
+        "$(rj stream --since "${since}ms" paced 2>&1)"
+fi
 expect_eq "--tail with --offset is a usage error" 2 "$(rj stream --tail 1 --offset 5 seq >/dev/null 2>&1; echo $?)"
 expect_eq "--tail of a word is a usage error" 2 "$(rj stream --tail many seq >/dev/null 2>&1; echo $?)"
 big=$(rj start -j big /bin/sh -c 'head -c 30000000 /dev/zero | tr "\0" x; echo; echo end')

@@ -18,6 +18,7 @@ Test(outlog, append_and_read)
     struct outlog_chunk_info info;
     char buf[64];
 
+    test_now_ms = (clock_ms)(CLOCK_REALTIME); /* every record in the same ms */
     cr_assert_eq(outlog_create(path, 0, &l), 0);
     cr_assert_eq(outlog_create(path, 0, &(struct outlog *){NULL}), -EEXIST);
     cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_ALL, 0, &r), 0);
@@ -32,12 +33,12 @@ Test(outlog, append_and_read)
     cr_expect_eq(outlog_get_selected_bytes(l, OUTLOG_SELECT_STDERR), 5);
     cr_expect_eq(outlog_get_selected_bytes(l, OUTLOG_SELECT_ALL), 21);
 
-    /* Consecutive records of one stream coalesce; a stream change ends the chunk. */
+    /* Consecutive records of one stream and one time coalesce; a stream change ends the chunk. */
     cr_assert_eq(read_str(r, buf, sizeof(buf), &info), 12);
     cr_assert_str_eq(buf, "hello world\n");
     cr_assert_eq(info.stream, OUTLOG_STDOUT);
     cr_assert_eq(info.offset, 0);
-    int64_t now = clock_ms(CLOCK_REALTIME);
+    int64_t now = (clock_ms)(CLOCK_REALTIME);
     cr_assert(info.time_ms <= now && info.time_ms > now - 60000);
     cr_assert_eq(read_str(r, buf, sizeof(buf), &info), 5);
     cr_assert_str_eq(buf, "oops\n");
@@ -63,6 +64,7 @@ Test(outlog, small_cap_splits_reads)
     struct outlog_chunk_info info;
     char buf[8];
 
+    test_now_ms = (clock_ms)(CLOCK_REALTIME);
     cr_assert_eq(outlog_create(path, 0, &l), 0);
     append_str(l, OUTLOG_STDOUT, "abcde");
     append_str(l, OUTLOG_STDOUT, "fgh");
@@ -85,6 +87,7 @@ Test(outlog, stream_selection_and_offsets)
     struct outlog_chunk_info info;
     char buf[64];
 
+    test_now_ms = (clock_ms)(CLOCK_REALTIME); /* records of one stream read as one chunk */
     cr_assert_eq(outlog_create(path, 0, &l), 0);
     append_str(l, OUTLOG_STDOUT, "o1");
     append_str(l, OUTLOG_STDERR, "E1");
@@ -128,6 +131,140 @@ Test(outlog, stream_selection_and_offsets)
     outlog_reader_free(err);
     outlog_reader_free(all);
     outlog_reader_free(mid);
+}
+
+/* ---- arrival times ---------------------------------------------------------------------- */
+
+struct chunk {
+    enum outlog_stream stream;
+    uint64_t offset;
+    int64_t time_ms;
+    char data[16];
+};
+
+/* Reads chunks until the reader has nothing more; returns how many. */
+static size_t read_chunks(struct outlog_reader *r, struct chunk *ret, size_t max)
+{
+    struct outlog_chunk_info info;
+    size_t n = 0;
+    ssize_t k;
+
+    while (n < max && (k = read_str(r, ret[n].data, sizeof(ret[n].data), &info)) > 0) {
+        ret[n].stream = info.stream;
+        ret[n].offset = info.offset;
+        ret[n].time_ms = info.time_ms;
+        n++;
+    }
+    return n;
+}
+
+/* Lines written a second apart: read live (one record at a time), read after the end, and
+ * read after a restart, each line comes with its own time. */
+Test(outlog, every_record_keeps_its_time)
+{
+    _cleanup_(outlog_freep) struct outlog *l = NULL;
+    _cleanup_(outlog_reader_freep) struct outlog_reader *live = NULL, *after = NULL,
+                                                        *reopened = NULL;
+    const char *lines[] = {"one\n", "two\n", "three\n"};
+    const int64_t t0 = 1700000000000;
+    struct chunk want[3], got[8];
+
+    cr_assert_eq(outlog_create(path, 0, &l), 0);
+    cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_ALL, 0, &live), 0);
+    for (int i = 0; i < 3; i++) {
+        test_now_ms = t0 + i * 1000;
+        append_str(l, OUTLOG_STDOUT, lines[i]);
+        cr_assert_eq(read_chunks(live, &want[i], 1), 1);
+        cr_assert_eq(want[i].time_ms, t0 + i * 1000);
+        cr_assert_str_eq(want[i].data, lines[i]);
+    }
+    outlog_close(l);
+
+    cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_ALL, 0, &after), 0);
+    cr_assert_eq(read_chunks(after, got, 8), 3, "a chunk per time");
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(got[i].time_ms, want[i].time_ms, "line %d", i);
+        cr_expect_eq(got[i].offset, want[i].offset, "line %d", i);
+        cr_expect_str_eq(got[i].data, want[i].data, "line %d", i);
+    }
+
+    outlog_reader_free(TAKE_PTR(live));
+    outlog_reader_free(TAKE_PTR(after));
+    outlog_free(TAKE_PTR(l));
+    cr_assert_eq(outlog_open(path, &l), 0);
+    cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_STDOUT, 0, &reopened), 0);
+    cr_assert_eq(read_chunks(reopened, got, 8), 3, "a chunk per time after a restart");
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(got[i].time_ms, want[i].time_ms, "line %d", i);
+        cr_expect_str_eq(got[i].data, want[i].data, "line %d", i);
+    }
+}
+
+/* A reader that starts inside a record gets that record's time, and the next record's own. */
+Test(outlog, seek_keeps_the_record_time)
+{
+    _cleanup_(outlog_freep) struct outlog *l = NULL;
+    _cleanup_(outlog_reader_freep) struct outlog_reader *r = NULL;
+    struct chunk got[4];
+
+    cr_assert_eq(outlog_create(path, 0, &l), 0);
+    test_now_ms = 5000;
+    append_str(l, OUTLOG_STDOUT, "aaaa");
+    test_now_ms = 6000;
+    append_str(l, OUTLOG_STDOUT, "bbbb");
+    test_now_ms = 7000;
+    append_str(l, OUTLOG_STDOUT, "cccc");
+    cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_STDOUT, 6, &r), 0);
+    cr_assert_eq(read_chunks(r, got, 4), 2);
+    cr_expect_str_eq(got[0].data, "bb");
+    cr_expect_eq(got[0].offset, 6);
+    cr_expect_eq(got[0].time_ms, 6000);
+    cr_expect_str_eq(got[1].data, "cccc");
+    cr_expect_eq(got[1].offset, 8);
+    cr_expect_eq(got[1].time_ms, 7000);
+}
+
+/* A fast writer's records share their millisecond: they still read as chunks as large as the
+ * reader asks for, and a new millisecond starts a new chunk. */
+Test(outlog, records_of_one_time_merge, .timeout = 60)
+{
+    _cleanup_(outlog_freep) struct outlog *l = NULL;
+    _cleanup_(outlog_reader_freep) struct outlog_reader *r = NULL;
+    _cleanup_free_ char *buf = malloc(1 << 20);
+    struct outlog_chunk_info info;
+    uint64_t off = 0;
+    ssize_t n;
+
+    cr_assert_eq(outlog_create(path, 0, &l), 0);
+    /* 64 records of 64 KiB: 16 in ms 1000 (1 MiB), then 48 in ms 1001 (3 MiB). */
+    for (int i = 0; i < 64; i++) {
+        test_now_ms = i < 16 ? 1000 : 1001;
+        fill(buf, OUTLOG_STDOUT, off, 65536);
+        cr_assert_eq(outlog_append(l, OUTLOG_STDOUT, buf, 65536), 0);
+        off += 65536;
+    }
+    outlog_close(l);
+    cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_ALL, 0, &r), 0);
+    off = 0;
+    for (int i = 0; i < 4; i++) {
+        n = outlog_reader_read(r, buf, 1 << 20, &info);
+        cr_assert_eq(n, 1 << 20, "chunk %d: %zd bytes", i, n);
+        cr_assert_eq(info.offset, off);
+        cr_assert_eq(info.time_ms, i == 0 ? 1000 : 1001, "chunk %d", i);
+        cr_assert(check(buf, OUTLOG_STDOUT, off, (size_t)n));
+        off += (uint64_t)n;
+    }
+    cr_assert_eq(outlog_reader_read(r, buf, 1 << 20, &info), 0);
+
+    /* Less than a record's worth of cap still splits at the time change. */
+    outlog_reader_free(TAKE_PTR(r));
+    cr_assert_eq(outlog_reader_new(l, OUTLOG_SELECT_ALL, 15 * 65536 + 100, &r), 0);
+    n = outlog_reader_read(r, buf, 1 << 20, &info);
+    cr_assert_eq(n, 65536 - 100);
+    cr_assert_eq(info.time_ms, 1000);
+    n = outlog_reader_read(r, buf, 1 << 20, &info);
+    cr_assert_eq(n, 1 << 20);
+    cr_assert_eq(info.time_ms, 1001);
 }
 
 /* Writes a few MiB in random-size records of both streams, then opens readers at random
