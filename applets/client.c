@@ -1429,8 +1429,12 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
         goto out;
     if ((r = client_start_finish(&o, &s, argc, argv)) != 0 || (r = client_opts_finish(&o)) != 0)
         goto out;
+    bool follow = run || s.follow;
+    /* Followed, a job with input takes ours, as run -i's does: there is nobody else to give
+     * it any while we wait for its end (without -f, `runjob attach` does later). */
+    bool pass_input = follow && (s.interactive || s.tty);
     /* As ssh refuses a terminal it cannot have, and docker's "the input device is not a TTY". */
-    if (run && s.tty && !isatty(STDIN_FILENO)) {
+    if (follow && s.tty && !isatty(STDIN_FILENO)) {
         r = client_usage_error(&o,
                                "-t needs a terminal on stdin, and stdin is not one (-i passes a "
                                "pipe or a file)");
@@ -1440,9 +1444,8 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
         r = client_print_json(&s.req.base);
         goto out;
     }
-    if (run && !s.interactive && !s.tty)
+    if (follow && !pass_input)
         note_stdin(&o);
-    bool follow = run || s.follow;
     if (follow)
         client_block_signals();
     if ((r = client_dial(&o, &c)) != 0)
@@ -1465,19 +1468,22 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
             .id = job->id, .stop_on_signal = true, .exit_code = true, .tie = run};
         struct client_input *in = NULL;
         (void)fflush(stdout);
-        if (run && (s.interactive || s.tty) &&
-            (r = client_input_start(&o, c, job->id, s.tty, true, &in)) != 0) {
+        if (pass_input && (r = client_input_start(&o, c, job->id, s.tty, true, &in)) != 0) {
             stop_job(&o, c, job->id, 0); /* it would wait for input that never comes */
             goto done;
         }
         f.input = in;
         r = client_follow(&o, c, &f);
         client_input_stop(in);
-        if (r == CLIENT_EXIT_DETACHED) {
+        if (r == CLIENT_EXIT_DETACHED && run) {
             /* The job is tied to this client: the server stops it as we go. */
             fprintf(stderr, "%s: %s: disconnected (~.): the server stops job %s\n", o.prog, o.verb,
                     job->id);
             r = CLIENT_EXIT_FAILED;
+        } else if (r == CLIENT_EXIT_DETACHED) {
+            /* start -f does not tie the job: it goes on, as after attach's `~.`. */
+            fprintf(stderr, "%s: %s: detached from job %s (it goes on)\n", o.prog, o.verb, job->id);
+            r = 0;
         }
     }
 done:
