@@ -346,7 +346,36 @@ int client_split_host_port(const char *s, char *buf, size_t cap, const char **re
     return 0;
 }
 
-int client_context_load(const struct client_opts *o, char *dir, size_t cap, struct cstore **ret)
+/* ssh's check of ~/.ssh: a directory others may write to lets them swap the contexts file
+ * for one that points this user's commands at their server. */
+static void check_dir_mode(const struct client_opts *o, const char *dir)
+{
+    struct stat st;
+
+    if (stat(dir, &st) == 0 && (st.st_mode & 022))
+        fprintf(stderr,
+                "%s: %s: warning: %s is writable by others (mode %04o), who could change your "
+                "contexts: chmod 700 %s\n",
+                o->prog, o->verb, dir, (unsigned)(st.st_mode & 07777), dir);
+}
+
+struct salvage {
+    const struct client_opts *o;
+    const char *dir;
+    int dropped;
+};
+
+static void report_dropped(void *ctx, int line, const char *msg)
+{
+    struct salvage *sv = ctx;
+
+    fprintf(stderr, "%s: %s: %s/%s:%d: %s: dropped\n", sv->o->prog, sv->o->verb, sv->dir,
+            CSTORE_FILE, line, msg);
+    sv->dropped++;
+}
+
+int client_context_load(const struct client_opts *o, char *dir, size_t cap,
+                        enum client_ctx_load mode, struct cstore **ret)
 {
     char msg[256];
     int line, r;
@@ -356,9 +385,27 @@ int client_context_load(const struct client_opts *o, char *dir, size_t cap, stru
                 o->verb);
         return 2;
     }
-    r = cstore_load(dir, ret, &line, msg, sizeof(msg));
+    check_dir_mode(o, dir);
+    if (mode == CLIENT_CTX_SALVAGE) {
+        struct salvage sv = {.o = o, .dir = dir};
+        r = cstore_load_salvage(dir, ret, report_dropped, &sv);
+        if (r == 0 && sv.dropped)
+            fprintf(stderr, "%s: %s: %s/%s is rewritten without %s\n", o->prog, o->verb, dir,
+                    CSTORE_FILE, sv.dropped == 1 ? "that line" : "those lines");
+    } else {
+        r = cstore_load(dir, ret, &line, msg, sizeof(msg));
+    }
+    if (r == -EBADMSG && mode == CLIENT_CTX_WARN) {
+        fprintf(stderr, "%s: %s: warning: %s/%s:%d: %s; no context is used\n", o->prog, o->verb,
+                dir, CSTORE_FILE, line, msg);
+        *ret = NULL;
+        return 0;
+    }
     if (r == -EBADMSG)
-        fprintf(stderr, "%s: %s: %s/%s:%d: %s\n", o->prog, o->verb, dir, CSTORE_FILE, line, msg);
+        fprintf(stderr,
+                "%s: %s: %s/%s:%d: %s ('%s context add|use|rm --force' rewrites the file "
+                "without its bad lines)\n",
+                o->prog, o->verb, dir, CSTORE_FILE, line, msg, o->prog);
     else if (r < 0)
         fprintf(stderr, "%s: %s: cannot read %s/%s: %s\n", o->prog, o->verb, dir, CSTORE_FILE,
                 strerror(-r));
@@ -427,9 +474,13 @@ static int take_context(struct client_opts *o, bool need)
         return 0;
     if (!o->context && !env("RUNJOB_CONTEXT") && cstore_dir(dir, sizeof(dir)) < 0)
         return 0; /* nowhere to keep contexts, and none asked for */
-    if ((r = client_context_load(o, dir, sizeof(dir), &s)))
+    /* A damaged file stops only a command that depends on it: one that names a context, or
+     * has no server but the context's. The others go on without it, warned. */
+    bool named = o->context || env("RUNJOB_CONTEXT");
+    if ((r = client_context_load(o, dir, sizeof(dir),
+                                 named || !o->host ? CLIENT_CTX_STRICT : CLIENT_CTX_WARN, &s)))
         return r;
-    if (!(name = client_context_wanted(o, s, &from)))
+    if (!s || !(name = client_context_wanted(o, s, &from)))
         return 0;
     if (!(c = cstore_find(s, name)))
         return client_context_unknown(o, s, name, from);

@@ -150,10 +150,14 @@ int client_opts_finish(struct client_opts *o);
  * a port not in 1-65535, -ENAMETOOLONG. */
 int client_split_host_port(const char *s, char *buf, size_t cap, const char **ret_host,
                            int *ret_port);
+/* How client_context_load takes a file with a bad line: STRICT fails, WARN warns and gives
+ * no store (*ret NULL), SALVAGE reports each bad line as dropped and keeps the rest. */
+enum client_ctx_load { CLIENT_CTX_STRICT, CLIENT_CTX_WARN, CLIENT_CTX_SALVAGE };
 /* The contexts: 0 with *ret (an empty store when the file does not exist) and the file's
  * directory in dir, or 2 with the message printed (no directory for it, unreadable file,
- * parse error with its line). */
-int client_context_load(const struct client_opts *o, char *dir, size_t cap, struct cstore **ret);
+ * parse error with its line, as mode says). Warns when the directory is writable by others. */
+int client_context_load(const struct client_opts *o, char *dir, size_t cap,
+                        enum client_ctx_load mode, struct cstore **ret);
 /* The context asked for: --context, else RUNJOB_CONTEXT, else the current one; NULL for none.
  * *ret_from names where it came from, for messages. */
 const char *client_context_wanted(const struct client_opts *o, const struct cstore *s,
