@@ -70,7 +70,7 @@ static const char usage[] =
     "  runjob context add lab --server-host 10.0.0.5 --ca-cert-path ca.pem \\\n"
     "      --client-cert-path me-cert.pem --client-key-path me-key.pem\n"
     "  runjob context use lab\n"
-    "  runjob --context prod list        # or: RUNJOB_CONTEXT=prod runjob list\n"
+    "  runjob list --context prod        # or: RUNJOB_CONTEXT=prod runjob list\n"
     "  runjob context list\n";
 
 enum { OPT_CERTS_DIR = CLIENT_OPT_APPLET, OPT_USE };

@@ -229,4 +229,14 @@ expect_match "stopped server: it did not answer, no word of certificates" \
     "^runjob: ping: 127.0.0.1:$port_stopped did not answer within [0-9]+ s \\(is the server running and responsive\\?\\) \\(UNAVAILABLE\\)$" \
     "$(cat "$RJ_TMP/stopped.err")"
 
+# The help texts' examples parse: runjob takes no flag before the verb but --help and
+# --version, and serve's examples take --help after their flags (serve has no arguments).
+for v in agent attach certs completion context jobctl list metrics ping rm run serve start \
+    status stop stream; do "$RUNJOB" $v --help 2>&1; done >"$RJ_TMP/helps.txt"
+expect_eq "help examples: no flag before the verb" "" \
+    "$(grep -oE '(^|[ `(])runjob --[a-z-]+' "$RJ_TMP/helps.txt" | grep -vE -- '--(help|version)$')"
+bad=$(grep -oE '(^ +|`)runjob serve [^`#]*' "$RJ_TMP/helps.txt" | sed -E 's/^ *`?//' |
+    while read -r ex; do "$RUNJOB" ${ex#runjob } --help >/dev/null 2>&1 || echo "$ex"; done)
+expect_eq "help examples: serve's flags exist" "" "$bad"
+
 t_done
