@@ -1,5 +1,6 @@
 #include "client.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <link.h>
@@ -886,8 +887,21 @@ static int add_env(struct client_opts *o, struct start_opts *s, const char *what
     return CLIENT_OPT_DONE;
 }
 
+/* A name a shell can give a variable: letters, digits and '_', not starting with a digit. */
+static bool is_env_name(const char *p, size_t n)
+{
+    if (!n || isdigit((unsigned char)p[0]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)p[i]) && p[i] != '_')
+            return false;
+    return true;
+}
+
 /* --env-file: KEY=VALUE lines; '#' comments and blank lines are skipped, a trailing CR and
- * leading blanks dropped; nothing is unquoted (as docker's --env-file). */
+ * leading blanks dropped; nothing is unquoted (as docker's --env-file). KEY alone takes its
+ * value from here, as docker's does. A KEY no shell could name (`export C`, `D `) is refused:
+ * taken as written it would set a variable nobody can read. */
 static int add_env_file(struct client_opts *o, struct start_opts *s, const char *path)
 {
     _cleanup_free_ char *text = NULL;
@@ -916,8 +930,31 @@ static int add_env_file(struct client_opts *o, struct start_opts *s, const char 
         if (n && p[n - 1] == '\r')
             n--;
         (void)snprintf(what, sizeof(what), "--env-file line %u:", line);
-        if (n && *p != '#')
-            r = add_env(o, s, what, p, n, true);
+        if (!n || *p == '#') {
+            p = nl ? nl + 1 : NULL;
+            continue;
+        }
+        const char *eq = memchr(p, '=', n);
+        size_t klen = eq ? (size_t)(eq - p) : n;
+        if (!is_env_name(p, klen)) {
+            r = client_usage_error(o,
+                                   "--env-file %s line %u: '%.*s' is not a variable name "
+                                   "(letters, digits and '_'; no blanks around '=')",
+                                   path, line, (int)(klen > 64 ? 64 : klen), p);
+            break;
+        }
+        if (!eq) {
+            char key[256];
+            (void)snprintf(key, sizeof(key), "%.*s", (int)klen, p);
+            if (!getenv(key)) {
+                r = client_usage_error(o,
+                                       "--env-file %s line %u: %s has no '=VALUE' and is not "
+                                       "set here to take its value from",
+                                       path, line, key);
+                break;
+            }
+        }
+        r = add_env(o, s, what, p, n, true);
         p = nl ? nl + 1 : NULL;
     }
     return r;

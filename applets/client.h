@@ -297,8 +297,10 @@ enum {
     "                             value from here); the job's default environment is only\n"     \
     "                             PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:\n"     \
     "                             /sbin:/bin and HOME=/; --env adds to it or replaces\n"         \
-    "      --env-file FILE        KEY=VALUE lines ('#' comments, blank lines skipped), before\n" \
-    "                             the --env flags, which win\n"                                  \
+    "      --env-file FILE        KEY=VALUE lines, before the --env flags, which win: '#'\n"     \
+    "                             comments and blank lines skipped, leading blanks dropped,\n" \
+    "                             VALUE as written (no quotes removed), KEY alone takes its\n"  \
+    "                             value from here, as docker's --env-file does\n"               \
     "      --workdir DIR          start the command in DIR (absolute, as the job sees it; /)\n" \
     "      --timeout DURATION     stop the job that long after it starts (30s, 2h; with the\n"   \
     "                             server's stop signal and grace); status says timed out\n"     \
