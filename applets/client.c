@@ -1457,27 +1457,29 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
             protobuf_c_message_free_unpacked(&last->base, NULL);
         return CLIENT_EXIT_SIGPIPE;
     }
-    if (ret == 0 && f->exit_code && !last) {
+    /* A plain stream (not attach, whose stdin is the job's) asks too, for the note below. */
+    bool plain = !f->exit_code && !f->input;
+    if (ret == 0 && (f->exit_code || plain) && !last) {
         /* The stream ended without the final status (it was not following): ask for it. */
         Runjob__V1__StatusRequest sreq = RUNJOB__V1__STATUS_REQUEST__INIT;
         sreq.id = (char *)f->id;
-        if (rpc_client_status(c, &sreq, &last, &err) < 0)
+        if (rpc_client_status(c, &sreq, &last, &err) < 0 && f->exit_code)
             ret = client_fail(o, &err);
     }
     /* Only run and start -f speak about the end: a plain stream's stderr is the job's. */
-    if (ret == 0 && last && f->exit_code) {
-        if (w.interrupted || last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED ||
-            last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
-            last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_LOST)
-            print_final(o, f->id, last);
-        /* Otherwise the missing tail of the output would go unnoticed. */
-        if (last->usage && last->usage->output_truncated)
-            fprintf(stderr,
-                    "%s: %s: job %s: output truncated: the server kept only the first %" PRIu64
-                    " bytes (its cap, or its disk is full)\n",
-                    o->prog, o->verb, f->id, (uint64_t)last->usage->output_bytes);
+    if (ret == 0 && last && f->exit_code &&
+        (w.interrupted || last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED ||
+         last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
+         last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_LOST))
+        print_final(o, f->id, last);
+    /* Otherwise the missing tail of the output would go unnoticed, by a stream's reader too. */
+    if (ret == 0 && last && (f->exit_code || plain) && last->usage && last->usage->output_truncated)
+        fprintf(stderr,
+                "%s: %s: job %s: output truncated: the server kept only the first %" PRIu64
+                " bytes (its cap, or its disk is full)\n",
+                o->prog, o->verb, f->id, (uint64_t)last->usage->output_bytes);
+    if (ret == 0 && last && f->exit_code)
         ret = fmt_job_exit_code(last);
-    }
     if (last)
         protobuf_c_message_free_unpacked(&last->base, NULL);
     return ret;
