@@ -66,15 +66,17 @@ enum {
 enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
 
 #define CLIENT_SHORTOPTS "hH:P:u:o:"
+/* For verbs without output formats (CLIENT_USAGE_NO_OUTPUT): -o is then an unknown flag. */
+#define CLIENT_SHORTOPTS_NO_OUTPUT "hH:P:u:"
 /* clang-format off */
-#define CLIENT_LONGOPTS                                                                            \
+#define CLIENT_LONGOPTS_NO_OUTPUT                                                                  \
     {"help", no_argument, NULL, 'h'}, {"server-host", required_argument, NULL, 'H'},              \
         {"server-port", required_argument, NULL, 'P'}, {"user", required_argument, NULL, 'u'},     \
-        {"output", required_argument, NULL, 'o'},                                                  \
         {"ca-cert-path", required_argument, NULL, CLIENT_OPT_CA},                                  \
         {"client-cert-path", required_argument, NULL, CLIENT_OPT_CERT},                            \
         {"client-key-path", required_argument, NULL, CLIENT_OPT_KEY},                              \
         {"context", required_argument, NULL, CLIENT_OPT_CONTEXT}
+#define CLIENT_LONGOPTS CLIENT_LONGOPTS_NO_OUTPUT, {"output", required_argument, NULL, 'o'}
 /* clang-format on */
 
 /* clang-format off */

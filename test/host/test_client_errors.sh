@@ -135,6 +135,9 @@ bad() {
 U=3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f # well-formed, unknown
 USAGE="\\(see 'runjob [a-z]+ --help'\\)$"
 bad 2 "^runjob: start: the command is empty .*$USAGE" start ""
+# Verbs without output formats refuse -o, as stream does, rather than print text for json.
+bad 2 "^runjob: rm: unknown flag '-o' $USAGE" rm -o json $U
+bad 2 "^runjob: attach: unknown flag '--output' $USAGE" attach --output json $U
 bad 2 "the command 'bin/true' is not an absolute path \\(the server does not know your working directory\\)" start bin/true
 bad 2 "the command 'true' is not an absolute path \\(try /bin/true\\)" start true
 bad 2 "--cpu 'abc' is not a number of millis" start --cpu abc /bin/true
