@@ -196,7 +196,7 @@ bad 255 "job $U not found \\(NOT_FOUND\\)$" stop 3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3
 bad 255 "job $U not found \\(NOT_FOUND\\)$" status 3F2B6C1E-8a4d-4C2E-9B1F-0A1B2C3D4E5F
 bad 255 "no job has the id or name 'NOPE'" status NOPE
 bad 255 "job $U not found \\(NOT_FOUND\\)$" stop $U
-bad 255 "grace_millis=7200000 is above the maximum 3600000 \\(INVALID_ARGUMENT\\)$" stop --grace 2h $U
+bad 255 "^runjob: stop: --grace 2h is above the maximum 1h[0m]* \\(INVALID_ARGUMENT\\)$" stop --grace 2h $U
 bad 255 "no job has the id or name '\\.\\./\\.\\./etc/passwd'" status ../../etc/passwd
 bad 255 "job $U not found \\(NOT_FOUND\\)$" status $U
 bad 255 "no job has the id or name 'nope'" stream nope
