@@ -84,6 +84,13 @@ int applet_run_front(const char *front, int argc, char **argv)
         applet_print_commands(stdout, front);
         return 0;
     }
+    /* They take no argument: one given was meant for something else. */
+    if (argc > 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0 ||
+                     strcmp(argv[1], "--list") == 0)) {
+        fprintf(stderr, "%s: unexpected argument '%s' after %s (see '%s --help')\n", front, argv[2],
+                argv[1], front);
+        return 2;
+    }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
         applet_print_version(stdout);
         return 0;

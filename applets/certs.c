@@ -421,5 +421,14 @@ int applet_certs_main(int argc, char **argv)
 
     if (r != CLIENT_OPT_DONE)
         return r;
-    return certs_run(&o) < 0 ? 1 : 0;
+    /* A run that fails leaves no folder of its own making behind (the files are written only
+     * once all is made, so such a folder is empty: rmdir removes nothing else). */
+    struct stat st;
+    bool existed = lstat(o.out, &st) == 0;
+    if (certs_run(&o) < 0) {
+        if (!existed)
+            (void)rmdir(o.out);
+        return 1;
+    }
+    return 0;
 }

@@ -1,5 +1,6 @@
 #include "client.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <link.h>
@@ -346,7 +347,36 @@ int client_split_host_port(const char *s, char *buf, size_t cap, const char **re
     return 0;
 }
 
-int client_context_load(const struct client_opts *o, char *dir, size_t cap, struct cstore **ret)
+/* ssh's check of ~/.ssh: a directory others may write to lets them swap the contexts file
+ * for one that points this user's commands at their server. */
+static void check_dir_mode(const struct client_opts *o, const char *dir)
+{
+    struct stat st;
+
+    if (stat(dir, &st) == 0 && (st.st_mode & 022))
+        fprintf(stderr,
+                "%s: %s: warning: %s is writable by others (mode %04o), who could change your "
+                "contexts: chmod 700 %s\n",
+                o->prog, o->verb, dir, (unsigned)(st.st_mode & 07777), dir);
+}
+
+struct salvage {
+    const struct client_opts *o;
+    const char *dir;
+    int dropped;
+};
+
+static void report_dropped(void *ctx, int line, const char *msg)
+{
+    struct salvage *sv = ctx;
+
+    fprintf(stderr, "%s: %s: %s/%s:%d: %s: dropped\n", sv->o->prog, sv->o->verb, sv->dir,
+            CSTORE_FILE, line, msg);
+    sv->dropped++;
+}
+
+int client_context_load(const struct client_opts *o, char *dir, size_t cap,
+                        enum client_ctx_load mode, struct cstore **ret)
 {
     char msg[256];
     int line, r;
@@ -356,9 +386,27 @@ int client_context_load(const struct client_opts *o, char *dir, size_t cap, stru
                 o->verb);
         return 2;
     }
-    r = cstore_load(dir, ret, &line, msg, sizeof(msg));
+    check_dir_mode(o, dir);
+    if (mode == CLIENT_CTX_SALVAGE) {
+        struct salvage sv = {.o = o, .dir = dir};
+        r = cstore_load_salvage(dir, ret, report_dropped, &sv);
+        if (r == 0 && sv.dropped)
+            fprintf(stderr, "%s: %s: %s/%s is rewritten without %s\n", o->prog, o->verb, dir,
+                    CSTORE_FILE, sv.dropped == 1 ? "that line" : "those lines");
+    } else {
+        r = cstore_load(dir, ret, &line, msg, sizeof(msg));
+    }
+    if (r == -EBADMSG && mode == CLIENT_CTX_WARN) {
+        fprintf(stderr, "%s: %s: warning: %s/%s:%d: %s; no context is used\n", o->prog, o->verb,
+                dir, CSTORE_FILE, line, msg);
+        *ret = NULL;
+        return 0;
+    }
     if (r == -EBADMSG)
-        fprintf(stderr, "%s: %s: %s/%s:%d: %s\n", o->prog, o->verb, dir, CSTORE_FILE, line, msg);
+        fprintf(stderr,
+                "%s: %s: %s/%s:%d: %s ('%s context add|use|rm --force' rewrites the file "
+                "without its bad lines)\n",
+                o->prog, o->verb, dir, CSTORE_FILE, line, msg, o->prog);
     else if (r < 0)
         fprintf(stderr, "%s: %s: cannot read %s/%s: %s\n", o->prog, o->verb, dir, CSTORE_FILE,
                 strerror(-r));
@@ -427,9 +475,13 @@ static int take_context(struct client_opts *o, bool need)
         return 0;
     if (!o->context && !env("RUNJOB_CONTEXT") && cstore_dir(dir, sizeof(dir)) < 0)
         return 0; /* nowhere to keep contexts, and none asked for */
-    if ((r = client_context_load(o, dir, sizeof(dir), &s)))
+    /* A damaged file stops only a command that depends on it: one that names a context, or
+     * has no server but the context's. The others go on without it, warned. */
+    bool named = o->context || env("RUNJOB_CONTEXT");
+    if ((r = client_context_load(o, dir, sizeof(dir),
+                                 named || !o->host ? CLIENT_CTX_STRICT : CLIENT_CTX_WARN, &s)))
         return r;
-    if (!(name = client_context_wanted(o, s, &from)))
+    if (!s || !(name = client_context_wanted(o, s, &from)))
         return 0;
     if (!(c = cstore_find(s, name)))
         return client_context_unknown(o, s, name, from);
@@ -835,8 +887,21 @@ static int add_env(struct client_opts *o, struct start_opts *s, const char *what
     return CLIENT_OPT_DONE;
 }
 
+/* A name a shell can give a variable: letters, digits and '_', not starting with a digit. */
+static bool is_env_name(const char *p, size_t n)
+{
+    if (!n || isdigit((unsigned char)p[0]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)p[i]) && p[i] != '_')
+            return false;
+    return true;
+}
+
 /* --env-file: KEY=VALUE lines; '#' comments and blank lines are skipped, a trailing CR and
- * leading blanks dropped; nothing is unquoted (as docker's --env-file). */
+ * leading blanks dropped; nothing is unquoted (as docker's --env-file). KEY alone takes its
+ * value from here, as docker's does. A KEY no shell could name (`export C`, `D `) is refused:
+ * taken as written it would set a variable nobody can read. */
 static int add_env_file(struct client_opts *o, struct start_opts *s, const char *path)
 {
     _cleanup_free_ char *text = NULL;
@@ -865,8 +930,31 @@ static int add_env_file(struct client_opts *o, struct start_opts *s, const char 
         if (n && p[n - 1] == '\r')
             n--;
         (void)snprintf(what, sizeof(what), "--env-file line %u:", line);
-        if (n && *p != '#')
-            r = add_env(o, s, what, p, n, true);
+        if (!n || *p == '#') {
+            p = nl ? nl + 1 : NULL;
+            continue;
+        }
+        const char *eq = memchr(p, '=', n);
+        size_t klen = eq ? (size_t)(eq - p) : n;
+        if (!is_env_name(p, klen)) {
+            r = client_usage_error(o,
+                                   "--env-file %s line %u: '%.*s' is not a variable name "
+                                   "(letters, digits and '_'; no blanks around '=')",
+                                   path, line, (int)(klen > 64 ? 64 : klen), p);
+            break;
+        }
+        if (!eq) {
+            char key[256];
+            (void)snprintf(key, sizeof(key), "%.*s", (int)klen, p);
+            if (!getenv(key)) {
+                r = client_usage_error(o,
+                                       "--env-file %s line %u: %s has no '=VALUE' and is not "
+                                       "set here to take its value from",
+                                       path, line, key);
+                break;
+            }
+        }
+        r = add_env(o, s, what, p, n, true);
         p = nl ? nl + 1 : NULL;
     }
     return r;
@@ -1369,27 +1457,29 @@ int client_follow(const struct client_opts *o, struct rpc_client *c, const struc
             protobuf_c_message_free_unpacked(&last->base, NULL);
         return CLIENT_EXIT_SIGPIPE;
     }
-    if (ret == 0 && f->exit_code && !last) {
+    /* A plain stream (not attach, whose stdin is the job's) asks too, for the note below. */
+    bool plain = !f->exit_code && !f->input;
+    if (ret == 0 && (f->exit_code || plain) && !last) {
         /* The stream ended without the final status (it was not following): ask for it. */
         Runjob__V1__StatusRequest sreq = RUNJOB__V1__STATUS_REQUEST__INIT;
         sreq.id = (char *)f->id;
-        if (rpc_client_status(c, &sreq, &last, &err) < 0)
+        if (rpc_client_status(c, &sreq, &last, &err) < 0 && f->exit_code)
             ret = client_fail(o, &err);
     }
     /* Only run and start -f speak about the end: a plain stream's stderr is the job's. */
-    if (ret == 0 && last && f->exit_code) {
-        if (w.interrupted || last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED ||
-            last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
-            last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_LOST)
-            print_final(o, f->id, last);
-        /* Otherwise the missing tail of the output would go unnoticed. */
-        if (last->usage && last->usage->output_truncated)
-            fprintf(stderr,
-                    "%s: %s: job %s: output truncated: the server kept only the first %" PRIu64
-                    " bytes (its cap, or its disk is full)\n",
-                    o->prog, o->verb, f->id, (uint64_t)last->usage->output_bytes);
+    if (ret == 0 && last && f->exit_code &&
+        (w.interrupted || last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_KILLED ||
+         last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_FAILED_TO_START ||
+         last->state == RUNJOB__V1__JOB_STATE__JOB_STATE_LOST))
+        print_final(o, f->id, last);
+    /* Otherwise the missing tail of the output would go unnoticed, by a stream's reader too. */
+    if (ret == 0 && last && (f->exit_code || plain) && last->usage && last->usage->output_truncated)
+        fprintf(stderr,
+                "%s: %s: job %s: output truncated: the server kept only the first %" PRIu64
+                " bytes (its cap, or its disk is full)\n",
+                o->prog, o->verb, f->id, (uint64_t)last->usage->output_bytes);
+    if (ret == 0 && last && f->exit_code)
         ret = fmt_job_exit_code(last);
-    }
     if (last)
         protobuf_c_message_free_unpacked(&last->base, NULL);
     return ret;
@@ -1429,8 +1519,12 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
         goto out;
     if ((r = client_start_finish(&o, &s, argc, argv)) != 0 || (r = client_opts_finish(&o)) != 0)
         goto out;
+    bool follow = run || s.follow;
+    /* Followed, a job with input takes ours, as run -i's does: there is nobody else to give
+     * it any while we wait for its end (without -f, `runjob attach` does later). */
+    bool pass_input = follow && (s.interactive || s.tty);
     /* As ssh refuses a terminal it cannot have, and docker's "the input device is not a TTY". */
-    if (run && s.tty && !isatty(STDIN_FILENO)) {
+    if (follow && s.tty && !isatty(STDIN_FILENO)) {
         r = client_usage_error(&o,
                                "-t needs a terminal on stdin, and stdin is not one (-i passes a "
                                "pipe or a file)");
@@ -1440,9 +1534,8 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
         r = client_print_json(&s.req.base);
         goto out;
     }
-    if (run && !s.interactive && !s.tty)
+    if (follow && !pass_input)
         note_stdin(&o);
-    bool follow = run || s.follow;
     if (follow)
         client_block_signals();
     if ((r = client_dial(&o, &c)) != 0)
@@ -1465,19 +1558,22 @@ int client_start_main(int argc, char **argv, const char *usage, bool run)
             .id = job->id, .stop_on_signal = true, .exit_code = true, .tie = run};
         struct client_input *in = NULL;
         (void)fflush(stdout);
-        if (run && (s.interactive || s.tty) &&
-            (r = client_input_start(&o, c, job->id, s.tty, true, &in)) != 0) {
+        if (pass_input && (r = client_input_start(&o, c, job->id, s.tty, true, &in)) != 0) {
             stop_job(&o, c, job->id, 0); /* it would wait for input that never comes */
             goto done;
         }
         f.input = in;
         r = client_follow(&o, c, &f);
         client_input_stop(in);
-        if (r == CLIENT_EXIT_DETACHED) {
+        if (r == CLIENT_EXIT_DETACHED && run) {
             /* The job is tied to this client: the server stops it as we go. */
             fprintf(stderr, "%s: %s: disconnected (~.): the server stops job %s\n", o.prog, o.verb,
                     job->id);
             r = CLIENT_EXIT_FAILED;
+        } else if (r == CLIENT_EXIT_DETACHED) {
+            /* start -f does not tie the job: it goes on, as after attach's `~.`. */
+            fprintf(stderr, "%s: %s: detached from job %s (it goes on)\n", o.prog, o.verb, job->id);
+            r = 0;
         }
     }
 done:

@@ -66,15 +66,17 @@ enum {
 enum { CLIENT_OPT_DONE = -1, CLIENT_OPT_OTHER = -2 };
 
 #define CLIENT_SHORTOPTS "hH:P:u:o:"
+/* For verbs without output formats (CLIENT_USAGE_NO_OUTPUT): -o is then an unknown flag. */
+#define CLIENT_SHORTOPTS_NO_OUTPUT "hH:P:u:"
 /* clang-format off */
-#define CLIENT_LONGOPTS                                                                            \
+#define CLIENT_LONGOPTS_NO_OUTPUT                                                                  \
     {"help", no_argument, NULL, 'h'}, {"server-host", required_argument, NULL, 'H'},              \
         {"server-port", required_argument, NULL, 'P'}, {"user", required_argument, NULL, 'u'},     \
-        {"output", required_argument, NULL, 'o'},                                                  \
         {"ca-cert-path", required_argument, NULL, CLIENT_OPT_CA},                                  \
         {"client-cert-path", required_argument, NULL, CLIENT_OPT_CERT},                            \
         {"client-key-path", required_argument, NULL, CLIENT_OPT_KEY},                              \
         {"context", required_argument, NULL, CLIENT_OPT_CONTEXT}
+#define CLIENT_LONGOPTS CLIENT_LONGOPTS_NO_OUTPUT, {"output", required_argument, NULL, 'o'}
 /* clang-format on */
 
 /* clang-format off */
@@ -150,10 +152,14 @@ int client_opts_finish(struct client_opts *o);
  * a port not in 1-65535, -ENAMETOOLONG. */
 int client_split_host_port(const char *s, char *buf, size_t cap, const char **ret_host,
                            int *ret_port);
+/* How client_context_load takes a file with a bad line: STRICT fails, WARN warns and gives
+ * no store (*ret NULL), SALVAGE reports each bad line as dropped and keeps the rest. */
+enum client_ctx_load { CLIENT_CTX_STRICT, CLIENT_CTX_WARN, CLIENT_CTX_SALVAGE };
 /* The contexts: 0 with *ret (an empty store when the file does not exist) and the file's
  * directory in dir, or 2 with the message printed (no directory for it, unreadable file,
- * parse error with its line). */
-int client_context_load(const struct client_opts *o, char *dir, size_t cap, struct cstore **ret);
+ * parse error with its line, as mode says). Warns when the directory is writable by others. */
+int client_context_load(const struct client_opts *o, char *dir, size_t cap,
+                        enum client_ctx_load mode, struct cstore **ret);
 /* The context asked for: --context, else RUNJOB_CONTEXT, else the current one; NULL for none.
  * *ret_from names where it came from, for messages. */
 const char *client_context_wanted(const struct client_opts *o, const struct cstore *s,
@@ -293,8 +299,10 @@ enum {
     "                             value from here); the job's default environment is only\n"     \
     "                             PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:\n"     \
     "                             /sbin:/bin and HOME=/; --env adds to it or replaces\n"         \
-    "      --env-file FILE        KEY=VALUE lines ('#' comments, blank lines skipped), before\n" \
-    "                             the --env flags, which win\n"                                  \
+    "      --env-file FILE        KEY=VALUE lines, before the --env flags, which win: '#'\n"     \
+    "                             comments and blank lines skipped, leading blanks dropped,\n" \
+    "                             VALUE as written (no quotes removed), KEY alone takes its\n"  \
+    "                             value from here, as docker's --env-file does\n"               \
     "      --workdir DIR          start the command in DIR (absolute, as the job sees it; /)\n" \
     "      --timeout DURATION     stop the job that long after it starts (30s, 2h; with the\n"   \
     "                             server's stop signal and grace); status says timed out\n"     \

@@ -256,14 +256,25 @@ static char **field(struct cstore_context *c, const char *key)
     return NULL;
 }
 
-int cstore_parse(const char *text, struct cstore **ret, int *ret_line, char *msg, size_t cap)
+/* Strict (bad NULL): the first bad line is the error. Salvaging: each bad line goes to bad and
+ * is dropped, with the settings under a bad [NAME] line, and the rest is kept. */
+static int parse(const char *text, struct cstore **ret, int *ret_line, char *msg, size_t cap,
+                 cstore_bad_line_fn bad, void *ctx)
 {
     _cleanup_(cstore_freep) struct cstore *s = NULL;
     _cleanup_free_ char *copy = strdup(text);
     _cleanup_(context_clearp) struct cstore_context cur = {0};
-    bool in_section = false;
+    bool in_section = false, skipping = false;
     char *next = copy;
     int line = 0, r;
+
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        r = parse_error(line, ret_line, msg, cap, __VA_ARGS__);                                    \
+        if (!bad)                                                                                  \
+            return r;                                                                              \
+        bad(ctx, line, msg);                                                                       \
+    } while (0)
 
     if (!copy || cstore_new(&s) < 0)
         return -ENOMEM;
@@ -279,58 +290,77 @@ int cstore_parse(const char *text, struct cstore **ret, int *ret_line, char *msg
             continue;
         if (*t == '[') {
             size_t n = strlen(t);
-            if (t[n - 1] != ']')
-                return parse_error(line, ret_line, msg, cap, "a section is [NAME]");
-            t[n - 1] = '\0';
-            char *name = trim(t + 1);
-            if (!cstore_name_is_valid(name))
-                return parse_error(line, ret_line, msg, cap,
-                                   "'%s' is not a context name (letters, digits, '.', '_', '-')",
-                                   name);
             if (in_section && (r = cstore_put(s, &cur, false)) < 0)
                 return r == -ENOMEM ? r : parse_error(line, ret_line, msg, cap, "bad context");
             context_clear(&cur);
-            if (cstore_find(s, name))
-                return parse_error(line, ret_line, msg, cap, "context '%s' is defined twice", name);
+            in_section = false;
+            skipping = true; /* until this line proves a good [NAME] */
+            if (t[n - 1] != ']') {
+                BAD("a section is [NAME]");
+                continue;
+            }
+            t[n - 1] = '\0';
+            char *name = trim(t + 1);
+            if (!cstore_name_is_valid(name)) {
+                BAD("'%s' is not a context name (letters, digits, '.', '_', '-')", name);
+                continue;
+            }
+            if (cstore_find(s, name)) {
+                BAD("context '%s' is defined twice", name);
+                continue;
+            }
             if (!(cur.name = strdup(name)))
                 return -ENOMEM;
             in_section = true;
+            skipping = false;
             continue;
         }
+        if (skipping)
+            continue; /* a setting of a dropped section: reported with its [NAME] */
         char *eq = strchr(t, '=');
-        if (!eq)
-            return parse_error(line, ret_line, msg, cap, "expected KEY = VALUE or [NAME]");
+        if (!eq) {
+            BAD("expected KEY = VALUE or [NAME]");
+            continue;
+        }
         *eq = '\0';
         char *key = trim(t), *val = trim(eq + 1);
-        if (!*val)
-            return parse_error(line, ret_line, msg, cap, "'%s' has no value", key);
+        if (!*val) {
+            BAD("'%s' has no value", key);
+            continue;
+        }
         if (!in_section) {
-            if (strcmp(key, "current") != 0)
-                return parse_error(line, ret_line, msg, cap,
-                                   "'%s' before any [NAME] section (only 'current' goes there)",
-                                   key);
-            if (s->current)
-                return parse_error(line, ret_line, msg, cap, "'current' is set twice");
+            if (strcmp(key, "current") != 0) {
+                BAD("'%s' before any [NAME] section (only 'current' goes there)", key);
+                continue;
+            }
+            if (s->current) {
+                BAD("'current' is set twice");
+                continue;
+            }
             if (set_current(s, val) < 0)
                 return -ENOMEM;
             continue;
         }
         char **f = field(&cur, key);
         bool dup = f ? *f != NULL : strcmp(key, "server-port") == 0 && cur.port;
-        if (!f && strcmp(key, "server-port") != 0)
-            return parse_error(line, ret_line, msg, cap,
-                               "unknown key '%s' (server-host, server-port, ca-cert-path, "
-                               "client-cert-path, client-key-path, certs-dir)",
-                               key);
-        if (dup)
-            return parse_error(line, ret_line, msg, cap, "'%s' is set twice", key);
+        if (!f && strcmp(key, "server-port") != 0) {
+            BAD("unknown key '%s' (server-host, server-port, ca-cert-path, client-cert-path, "
+                "client-key-path, certs-dir)",
+                key);
+            continue;
+        }
+        if (dup) {
+            BAD("'%s' is set twice", key);
+            continue;
+        }
         if (!f) {
             char *end;
             errno = 0;
             long p = strtol(val, &end, 10);
-            if (errno || *end || p < 1 || p > 65535 || !isdigit((unsigned char)*val))
-                return parse_error(line, ret_line, msg, cap,
-                                   "server-port '%s' is not a port (1-65535)", val);
+            if (errno || *end || p < 1 || p > 65535 || !isdigit((unsigned char)*val)) {
+                BAD("server-port '%s' is not a port (1-65535)", val);
+                continue;
+            }
             cur.port = (int)p;
         } else if (!(*f = strdup(val))) {
             return -ENOMEM;
@@ -344,6 +374,20 @@ int cstore_parse(const char *text, struct cstore **ret, int *ret_line, char *msg
     }
     *ret = TAKE_PTR(s);
     return 0;
+#undef BAD
+}
+
+int cstore_parse(const char *text, struct cstore **ret, int *ret_line, char *msg, size_t cap)
+{
+    return parse(text, ret, ret_line, msg, cap, NULL, NULL);
+}
+
+int cstore_parse_salvage(const char *text, struct cstore **ret, cstore_bad_line_fn bad, void *ctx)
+{
+    char msg[256];
+    int line;
+
+    return parse(text, ret, &line, msg, sizeof(msg), bad, ctx);
 }
 
 int cstore_format(const struct cstore *s, char **ret)
@@ -376,7 +420,9 @@ int cstore_format(const struct cstore *s, char **ret)
     return strbuf_detach(b, ret);
 }
 
-int cstore_load(const char *dir, struct cstore **ret, int *ret_line, char *msg, size_t cap)
+/* cstore_load's reading, for a parse of either kind. */
+static int load(const char *dir, struct cstore **ret, int *ret_line, char *msg, size_t cap,
+                cstore_bad_line_fn bad, void *ctx)
 {
     _cleanup_close_ int dfd = -1, fd = -1;
     _cleanup_free_ char *text = NULL;
@@ -395,7 +441,20 @@ int cstore_load(const char *dir, struct cstore **ret, int *ret_line, char *msg, 
         return -errno;
     if ((r = proc_read_fd(fd, CSTORE_MAX_BYTES, &text, NULL)) < 0)
         return r;
-    return cstore_parse(text, ret, ret_line, msg, cap);
+    return parse(text, ret, ret_line, msg, cap, bad, ctx);
+}
+
+int cstore_load(const char *dir, struct cstore **ret, int *ret_line, char *msg, size_t cap)
+{
+    return load(dir, ret, ret_line, msg, cap, NULL, NULL);
+}
+
+int cstore_load_salvage(const char *dir, struct cstore **ret, cstore_bad_line_fn bad, void *ctx)
+{
+    char msg[256];
+    int line;
+
+    return load(dir, ret, &line, msg, sizeof(msg), bad, ctx);
 }
 
 /* mkdir -p with mode 0700 for what it makes. */

@@ -52,11 +52,19 @@ DEFINE_CLEANUP(struct cstore *, cstore_free)
 
 /* Parses the file's text: 0, -ENOMEM, or -EBADMSG with *ret_line (1-based) and msg set. */
 int cstore_parse(const char *text, struct cstore **ret, int *ret_line, char *msg, size_t cap);
+/* A line cstore_parse_salvage drops: its number (1-based) and what is wrong with it. */
+typedef void (*cstore_bad_line_fn)(void *ctx, int line, const char *msg);
+/* As cstore_parse, but a bad line is reported to bad and dropped (a bad [NAME] line with the
+ * settings under it), so that a damaged file can be rewritten with what is good in it. 0 or
+ * -ENOMEM. */
+int cstore_parse_salvage(const char *text, struct cstore **ret, cstore_bad_line_fn bad, void *ctx);
 /* The file's text for s (malloc'd). 0 or -ENOMEM. */
 int cstore_format(const struct cstore *s, char **ret);
 /* Reads and parses <dir>/contexts; a missing file (or directory) is an empty store. 0,
  * -errno from reading, or cstore_parse's errors. */
 int cstore_load(const char *dir, struct cstore **ret, int *ret_line, char *msg, size_t cap);
+/* cstore_load with cstore_parse_salvage's parse. */
+int cstore_load_salvage(const char *dir, struct cstore **ret, cstore_bad_line_fn bad, void *ctx);
 /* Writes <dir>/contexts atomically: the directory made (0700, parents too) when missing, a
  * temporary file of mode 0600 in it written, synced and renamed over the old one. 0 or
  * -errno. */

@@ -38,9 +38,14 @@ static const char usage[] =
     "      --ca-cert-path FILE    CA that signed the server (DIR/root-ca-cert.pem)\n"
     "      --client-cert-path FILE  your certificate (DIR/NAME-cert.pem)\n"
     "      --client-key-path FILE   your private key (DIR/NAME-key.pem)\n"
-    "  -f, --force                replace a context of that name\n"
     "      --use                  make it the current context too\n"
     "add reads no RUNJOB_* variable: a context holds what its flags and defaults say.\n"
+    "\n"
+    "add's, use's and rm's flag:\n"
+    "  -f, --force                add: replace a context of that name. All three: rewrite a\n"
+    "                             contexts file that has bad lines without them (each named\n"
+    "                             on stderr). Other commands warn of such a file and go on\n"
+    "                             without a context, unless they need one\n"
     "\n"
     "list's and show's flags:\n"
     "  -o, --output FORMAT        table (default) or json\n"
@@ -65,7 +70,7 @@ static const char usage[] =
     "  runjob context add lab --server-host 10.0.0.5 --ca-cert-path ca.pem \\\n"
     "      --client-cert-path me-cert.pem --client-key-path me-key.pem\n"
     "  runjob context use lab\n"
-    "  runjob --context prod list        # or: RUNJOB_CONTEXT=prod runjob list\n"
+    "  runjob list --context prod        # or: RUNJOB_CONTEXT=prod runjob list\n"
     "  runjob context list\n";
 
 enum { OPT_CERTS_DIR = CLIENT_OPT_APPLET, OPT_USE };
@@ -214,7 +219,8 @@ static int do_add(struct client_opts *o, const struct add_flags *f, int argc, ch
         .certs_dir = have_dir ? certs : NULL,
     };
     warn_cert_dates(o, cert);
-    if ((r = client_context_load(o, dir, sizeof(dir), &s)))
+    if ((r = client_context_load(o, dir, sizeof(dir),
+                                 f->force ? CLIENT_CTX_SALVAGE : CLIENT_CTX_STRICT, &s)))
         return r;
     r = cstore_put(s, &c, f->force);
     if (r == -EEXIST)
@@ -236,7 +242,7 @@ static int do_add(struct client_opts *o, const struct add_flags *f, int argc, ch
     return 0;
 }
 
-static int do_use(struct client_opts *o, int argc, char **argv)
+static int do_use(struct client_opts *o, const struct add_flags *f, int argc, char **argv)
 {
     _cleanup_(cstore_freep) struct cstore *s = NULL;
     const struct cstore_context *c;
@@ -245,7 +251,8 @@ static int do_use(struct client_opts *o, int argc, char **argv)
     int r;
 
     if ((r = client_one_arg(o, argc, argv, "context name", &name)) ||
-        (r = client_context_load(o, dir, sizeof(dir), &s)))
+        (r = client_context_load(o, dir, sizeof(dir),
+                                 f->force ? CLIENT_CTX_SALVAGE : CLIENT_CTX_STRICT, &s)))
         return r;
     if (!(c = cstore_find(s, name)))
         return client_context_unknown(o, s, name, "the name given");
@@ -258,7 +265,7 @@ static int do_use(struct client_opts *o, int argc, char **argv)
     return 0;
 }
 
-static int do_rm(struct client_opts *o, int argc, char **argv)
+static int do_rm(struct client_opts *o, const struct add_flags *f, int argc, char **argv)
 {
     _cleanup_(cstore_freep) struct cstore *s = NULL;
     char dir[PATH_MAX];
@@ -266,7 +273,8 @@ static int do_rm(struct client_opts *o, int argc, char **argv)
     int r;
 
     if ((r = client_one_arg(o, argc, argv, "context name", &name)) ||
-        (r = client_context_load(o, dir, sizeof(dir), &s)))
+        (r = client_context_load(o, dir, sizeof(dir),
+                                 f->force ? CLIENT_CTX_SALVAGE : CLIENT_CTX_STRICT, &s)))
         return r;
     if (!cstore_find(s, name))
         return client_context_unknown(o, s, name, "the name given");
@@ -330,7 +338,7 @@ static int do_list(struct client_opts *o, const struct add_flags *f, int argc, c
 
     if (optind < argc)
         return client_usage_error(o, "unexpected argument '%s'", argv[optind]);
-    if ((r = client_context_load(o, dir, sizeof(dir), &s)))
+    if ((r = client_context_load(o, dir, sizeof(dir), CLIENT_CTX_STRICT, &s)))
         return r;
     size_t n = cstore_count(s);
     if (f->quiet) {
@@ -391,7 +399,7 @@ static int do_show(struct client_opts *o, int argc, char **argv)
     if (optind + 1 < argc)
         return client_usage_error(o, "unexpected argument '%s' after the context name",
                                   argv[optind + 1]);
-    if ((r = client_context_load(o, dir, sizeof(dir), &s)))
+    if ((r = client_context_load(o, dir, sizeof(dir), CLIENT_CTX_STRICT, &s)))
         return r;
     if (optind < argc)
         name = argv[optind];
@@ -445,6 +453,7 @@ int applet_context_main(int argc, char **argv)
     };
     static const struct option plain_longopts[] = {
         {"help", no_argument, NULL, 'h'},
+        {"force", no_argument, NULL, 'f'},
         {NULL, 0, NULL, 0},
     };
     struct client_opts o;
@@ -480,7 +489,7 @@ int applet_context_main(int argc, char **argv)
     if ((r = client_parse_flags(&o,
                                 add     ? "hH:P:u:f"
                                 : shows ? "ho:q"
-                                        : "h",
+                                        : "hf",
                                 add     ? add_longopts
                                 : shows ? show_longopts
                                         : plain_longopts,
@@ -495,9 +504,9 @@ int applet_context_main(int argc, char **argv)
     if (add)
         return do_add(&o, &f, argc, argv);
     if (strcmp(cmd, "use") == 0)
-        return do_use(&o, argc, argv);
+        return do_use(&o, &f, argc, argv);
     if (strcmp(cmd, "rm") == 0)
-        return do_rm(&o, argc, argv);
+        return do_rm(&o, &f, argc, argv);
     if (strcmp(cmd, "list") == 0)
         return do_list(&o, &f, argc, argv);
     return do_show(&o, argc, argv);

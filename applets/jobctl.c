@@ -34,7 +34,7 @@ static const char usage[] =
     "Usage: jobctl [--hostPort HOST:PORT] [-u USER] <command> [flags] [args...]\n"
     "\n"
     "The command-line client of the jobmanager.v1.JobManager service, which `runjob serve`\n"
-    "serves beside its own (start a server for jobctl with `runjob serve --port 24482`).\n"
+    "serves beside its own (start a server for jobctl with `runjob serve -P 24482`).\n"
     "\n"
     "Commands:\n"
     "  start -j NAME -c /path -- args...   start a job, print its id\n"

@@ -29,14 +29,14 @@ static const char usage[] =
 
 int applet_rm_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {CLIENT_LONGOPTS, {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {CLIENT_LONGOPTS_NO_OUTPUT, {NULL, 0, NULL, 0}};
     _cleanup_(rpc_client_freep) struct rpc_client *c = NULL;
     _cleanup_(client_jobs_freep) struct client_jobs *js = NULL;
     struct client_opts o;
     int r, failed = 0;
 
     client_init(&o, argc, argv);
-    if ((r = client_parse_flags(&o, CLIENT_SHORTOPTS, longopts, usage, NULL, NULL)) !=
+    if ((r = client_parse_flags(&o, CLIENT_SHORTOPTS_NO_OUTPUT, longopts, usage, NULL, NULL)) !=
         CLIENT_OPT_DONE)
         return r;
     if (optind >= argc)

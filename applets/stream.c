@@ -18,6 +18,8 @@ static const char usage[] =
     "may come before an earlier line it wrote to stdout.\n"
     "If the reader of the output goes away (`| head`), stream exits 141 (128 + SIGPIPE),\n"
     "quietly; the job goes on.\n"
+    "Where the server dropped output past its cap, a note on stderr says so: where bytes were\n"
+    "left out, and at the end when it kept only the first part (\"output truncated\").\n"
     "The job is its id, a unique prefix of the id, or a name: your most recent job of that\n"
     "name.\n"
     "\n"

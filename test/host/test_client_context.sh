@@ -178,4 +178,27 @@ else
     check "the server never heard of them" bash -c "! grep -q 'old-cert\|CN=alice.*expired' '$RJ_SERVER_LOG'"
 fi
 
+# -- a damaged contexts file ------------------------------------------------------------------
+# It stops only the commands that need a context; context use/add/rm --force rewrite it.
+printf '%s\n' 'garbage line' '[good]' 'server-host = 127.0.0.1' "server-port = $RJ_PORT" \
+    "ca-cert-path = $RJ_CERTS/root-ca-cert.pem" "client-cert-path = $RJ_CERTS/alice-cert.pem" \
+    "client-key-path = $RJ_CERTS/alice-key.pem" >"$FILE"
+err=$(cd "$RJ_TMP" && "$RUNJOB" ping -H 127.0.0.1 -P "$RJ_PORT" -u alice 2>&1 >/dev/null)
+rc=$?
+expect_eq "a damaged contexts file: a command with its server given goes on" 0 "$rc"
+expect_match "... warned, with the file and line" "warning: $FILE:1: expected KEY = VALUE" "$err"
+err=$(cd / && "$RUNJOB" ping 2>&1)
+rc=$?
+expect_eq "a damaged contexts file: a command that needs a context fails (2)" 2 "$rc"
+expect_match "... naming the line and the way out" "$FILE:1: .*--force" "$err"
+err=$("$RUNJOB" context use good --force 2>&1 >/dev/null)
+rc=$?
+expect_eq "context use --force rewrites a damaged file" 0 "$rc"
+expect_match "... saying which line it dropped" "$FILE:1: expected KEY = VALUE or \[NAME\]: dropped" "$err"
+expect_eq "... keeping the good contexts" 0 "$(cd / && "$RUNJOB" ping >/dev/null 2>&1; echo $?)"
+chmod 775 "$(dirname "$FILE")"
+err=$("$RUNJOB" context list 2>&1 >/dev/null)
+expect_match "a contexts directory others may write to is warned of" "warning: .* is writable by others" "$err"
+chmod 700 "$(dirname "$FILE")"
+
 t_done

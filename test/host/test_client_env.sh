@@ -60,6 +60,22 @@ expect_match "timed_out survives a restart" '"timed_out": ?true' "$(rj status -o
 expect_eq "--env =x is a usage error" 2 "$(rj run --env =x /bin/true >/dev/null 2>&1; echo $?)"
 expect_eq "--env of an unset name is a usage error" 2 "$(env -u NOPE_X "$RUNJOB" run --env NOPE_X /bin/true >/dev/null 2>&1; echo $?)"
 expect_eq "--env-file that does not exist is a usage error" 2 "$(rj run --env-file /nonexistent /bin/true >/dev/null 2>&1; echo $?)"
+# A name no shell could give (docker refuses blanks in one too), with the file and line.
+printf 'A=1\nexport C=3\n' >"$RJ_TMP/envbad1"
+printf '# c\n D = 4\n' >"$RJ_TMP/envbad2"
+printf 'A=1\nBAD LINE\n' >"$RJ_TMP/envbad3"
+printf 'NOPE_X\n' >"$RJ_TMP/envbad4"
+for f in 1 2 3 4; do
+    out[f]=$(env -u NOPE_X "$RUNJOB" run --dry-run --env-file "$RJ_TMP/envbad$f" /bin/true 2>&1)
+    rc[f]=$?
+done
+expect_eq "--env-file: bad names are usage errors" "2 2 2 2" "${rc[1]} ${rc[2]} ${rc[3]} ${rc[4]}"
+expect_match "--env-file: 'export C' is named, with its file and line" \
+    "--env-file $RJ_TMP/envbad1 line 2: 'export C' is not a variable name" "${out[1]}"
+expect_match "--env-file: blanks around '=' are refused" "envbad2 line 2: 'D ' is not a variable name" "${out[2]}"
+expect_match "--env-file: a line of words is refused as a name" "envbad3 line 2: 'BAD LINE' is not a variable name" "${out[3]}"
+expect_match "--env-file: KEY alone that is not set here, with its file and line" \
+    "envbad4 line 1: NOPE_X has no '=VALUE' and is not set here" "${out[4]}"
 expect_eq "--workdir relative is a usage error" 2 "$(rj run --workdir tmp /bin/true >/dev/null 2>&1; echo $?)"
 expect_eq "--timeout 0 is a usage error" 2 "$(rj run --timeout 0 /bin/true >/dev/null 2>&1; echo $?)"
 expect_eq "--timeout soon is a usage error" 2 "$(rj run --timeout soon /bin/true >/dev/null 2>&1; echo $?)"

@@ -135,6 +135,9 @@ bad() {
 U=3f2b6c1e-8a4d-4c2e-9b1f-0a1b2c3d4e5f # well-formed, unknown
 USAGE="\\(see 'runjob [a-z]+ --help'\\)$"
 bad 2 "^runjob: start: the command is empty .*$USAGE" start ""
+# Verbs without output formats refuse -o, as stream does, rather than print text for json.
+bad 2 "^runjob: rm: unknown flag '-o' $USAGE" rm -o json $U
+bad 2 "^runjob: attach: unknown flag '--output' $USAGE" attach --output json $U
 bad 2 "the command 'bin/true' is not an absolute path \\(the server does not know your working directory\\)" start bin/true
 bad 2 "the command 'true' is not an absolute path \\(try /bin/true\\)" start true
 bad 2 "--cpu 'abc' is not a number of millis" start --cpu abc /bin/true
@@ -193,7 +196,7 @@ bad 255 "job $U not found \\(NOT_FOUND\\)$" stop 3F2B6C1E-8A4D-4C2E-9B1F-0A1B2C3
 bad 255 "job $U not found \\(NOT_FOUND\\)$" status 3F2B6C1E-8a4d-4C2E-9B1F-0A1B2C3D4E5F
 bad 255 "no job has the id or name 'NOPE'" status NOPE
 bad 255 "job $U not found \\(NOT_FOUND\\)$" stop $U
-bad 255 "grace_millis=7200000 is above the maximum 3600000 \\(INVALID_ARGUMENT\\)$" stop --grace 2h $U
+bad 255 "^runjob: stop: --grace 2h is above the maximum 1h[0m]* \\(INVALID_ARGUMENT\\)$" stop --grace 2h $U
 bad 255 "no job has the id or name '\\.\\./\\.\\./etc/passwd'" status ../../etc/passwd
 bad 255 "job $U not found \\(NOT_FOUND\\)$" status $U
 bad 255 "no job has the id or name 'nope'" stream nope
@@ -228,5 +231,15 @@ expect_eq "stopped server: ping exits 255" 255 "$(cat "$RJ_TMP/stopped.rc")"
 expect_match "stopped server: it did not answer, no word of certificates" \
     "^runjob: ping: 127.0.0.1:$port_stopped did not answer within [0-9]+ s \\(is the server running and responsive\\?\\) \\(UNAVAILABLE\\)$" \
     "$(cat "$RJ_TMP/stopped.err")"
+
+# The help texts' examples parse: runjob takes no flag before the verb but --help and
+# --version, and serve's examples take --help after their flags (serve has no arguments).
+for v in agent attach certs completion context jobctl list metrics ping rm run serve start \
+    status stop stream; do "$RUNJOB" $v --help 2>&1; done >"$RJ_TMP/helps.txt"
+expect_eq "help examples: no flag before the verb" "" \
+    "$(grep -oE '(^|[ `(])runjob --[a-z-]+' "$RJ_TMP/helps.txt" | grep -vE -- '--(help|version)$')"
+bad=$(grep -oE '(^ +|`)runjob serve [^`#]*' "$RJ_TMP/helps.txt" | sed -E 's/^ *`?//' |
+    while read -r ex; do "$RUNJOB" ${ex#runjob } --help >/dev/null 2>&1 || echo "$ex"; done)
+expect_eq "help examples: serve's flags exist" "" "$bad"
 
 t_done

@@ -35,6 +35,11 @@ y" "$out"
 id=$(rj start -i /bin/cat)
 expect_match "status -o json says the job's input, in words" '"input": ?"pipe"' "$(rj status -o json "$id")"
 rj stop "$id" >/dev/null 2>&1
+# start -i -f follows a job that reads: our stdin is its, as run -i's (not a wait forever).
+out=$(printf 'zz\n' | timeout 20 "$RUNJOB" start -H 127.0.0.1 -P "$RJ_PORT" \
+    --ca-cert-path "$RJ_CERTS/root-ca-cert.pem" --client-cert-path "$RJ_CERTS/alice-cert.pem" \
+    --client-key-path "$RJ_CERTS/alice-key.pem" -i -f /bin/cat 2>/dev/null)
+expect_eq "start -i -f: our stdin is the job's, EOF included" "zz/0" "$out/$?"
 
 # ---- -t: a terminal
 out=$($PTY 33 101 --resize-after READY --resize 40 120 -- "${CLIENT[@]}" -t /bin/sh -c \

@@ -36,8 +36,12 @@ rj_server_stop
 rj_server_start --max-output-bytes 256K --keep-output head
 rj start -j head /bin/sh -c 'seq 1 300000' >/dev/null
 for _ in $(seq 100); do rj status head | grep -q exited && break; sleep 0.1; done
-out=$(rj stream --no-follow head)
+out=$(rj stream --no-follow head 2>"$RJ_TMP/note")
 expect_eq "--keep-output head: the first line" "1" "$(printf '%s\n' "$out" | head -1)"
+expect_match "--keep-output head: stream says the output is truncated, on stderr" \
+    "output truncated: the server kept only the first 262144 bytes" "$(cat "$RJ_TMP/note")"
+rj stream head >/dev/null 2>"$RJ_TMP/note"
+expect_match "... followed too" "output truncated: the server kept only the first" "$(cat "$RJ_TMP/note")"
 expect_match "--keep-output head: the output is truncated" '"output_truncated": ?true' "$(rj status -o json head)"
 expect_eq "--keep-output head: 256 KiB kept" 262144 "$(printf '%s' "$out" | wc -c)"
 expect_eq "serve refuses --keep-output middle" 2 \

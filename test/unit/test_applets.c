@@ -170,6 +170,16 @@ Test(applets, help_lists_the_commands_of_each_front_and_exits_0)
     }
 }
 
+Test(applets, version_with_an_argument_is_a_usage_error)
+{
+    static char out[4096], err[4096];
+    char *version[] = {"runjob", "--version", "extra", NULL};
+
+    cr_expect_eq(run_front("runjob", version, out, sizeof(out), err, sizeof(err)), 2);
+    cr_expect_str_eq(out, "");
+    cr_expect_not_null(strstr(err, "unexpected argument 'extra' after --version"), "%s", err);
+}
+
 Test(applets, version_and_list_exit_0)
 {
     static char out[65536], err[4096];

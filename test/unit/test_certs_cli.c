@@ -120,6 +120,8 @@ Test(certs, reuse_ca_without_a_ca_fails)
     cr_expect_eq(run("-q", "-o", out, "--reuse-ca", NULL), 1);
     cr_expect_eq(run("-q", "-o", out, "--clients-only", "--user", "x", NULL), 1);
     cr_expect(!exists(out, "root-ca-cert.pem"));
+    /* The folder it made for nothing is gone again. */
+    cr_expect_eq(access(out, F_OK), -1, "'%s' is left behind", out);
 }
 
 /* Runs certs in a child with stdout to a file; returns the exit code, fills buf. */

@@ -134,6 +134,37 @@ Test(cstore, empty_text_is_an_empty_store)
     cstore_free(s);
 }
 
+static void note_bad(void *ctx, int line, const char *msg)
+{
+    char *seen = ctx;
+    (void)msg;
+    (void)snprintf(seen + strlen(seen), 64 - strlen(seen), "%d,", line);
+}
+
+Test(cstore, salvage_drops_bad_lines_and_keeps_the_rest)
+{
+    static const char text[] = "garbage\n"           /* 1 */
+                               "current = b\n"       /* 2 */
+                               "[a]\n"               /* 3 */
+                               "server-port = 0\n"   /* 4: dropped alone */
+                               "server-host = ha\n"  /* 5 */
+                               "[bad name]\n"        /* 6: dropped with what follows */
+                               "server-host = x\n"   /* 7 */
+                               "[b]\n"               /* 8 */
+                               "server-host = hb\n"; /* 9 */
+    struct cstore *s = NULL;
+    char seen[64] = "";
+
+    cr_assert_eq(cstore_parse_salvage(text, &s, note_bad, seen), 0);
+    cr_expect_str_eq(seen, "1,4,6,");
+    cr_assert_eq(cstore_count(s), 2);
+    cr_expect_str_eq(cstore_find(s, "a")->host, "ha");
+    cr_expect_eq(cstore_find(s, "a")->port, 0);
+    cr_expect_str_eq(cstore_find(s, "b")->host, "hb");
+    cr_expect_str_eq(cstore_current(s), "b");
+    cstore_free(s);
+}
+
 Test(cstore, names_listed_in_order)
 {
     cr_expect(cstore_name_is_valid("prod"));
