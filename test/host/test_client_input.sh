@@ -115,7 +115,14 @@ for sig in INT TERM HUP; do
     python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
         "${ATTACH[@]}" "$id" < <(sleep 30) >"$RJ_TMP/att-sig.out" 2>&1 &
     att=$!
-    sleep 1 # attached by then (a signal before that ends it alike)
+    # Sent once attach holds SIGHUP, SIGINT and SIGTERM blocked (a signal before that ends it
+    # as it would any program: a slow start under a sanitizer took over a second).
+    for _ in $(seq 200); do
+        m=$(awk '/^SigBlk/{print $2}' "/proc/$att/status" 2>/dev/null)
+        [ -n "$m" ] && (((16#$m & 0x4003) == 0x4003)) && break
+        sleep 0.05
+    done
+    sleep 0.2
     kill -"$sig" "$att"
     for _ in $(seq 50); do kill -0 "$att" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$att" 2>/dev/null; then
