@@ -580,6 +580,10 @@ Test(client, errors_silence_and_breaks_are_not_certificates)
     struct rpc_call_facts refused = {.elapsed_ms = 1000};
     cr_expect(strstr(describe_facts(RPC_UNAVAILABLE, "Socket closed", &refused),
                      "did it reject our certificate"));
+    struct rpc_call_facts cut = {.deadline_ms = 30000, .elapsed_ms = 5100};
+    cr_expect_str_eq(describe_facts(RPC_UNAVAILABLE, "Socket closed", &cut),
+                     "127.0.0.1:8080 closed the connection after 5 s without finishing the TLS "
+                     "handshake (a server gives a handshake 5 s: is it overloaded?)");
 }
 
 Test(client, errors_in_plain_words)
