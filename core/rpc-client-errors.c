@@ -10,9 +10,9 @@
 /* A TLS rejection comes back within a round trip; gRPC gives up on a handshake nobody answers
  * only after its 20 s connect timeout. Anything this slow was silence, not a refusal. */
 #define SILENT_AFTER_MS 10000
-/* A server closes a connection whose TLS handshake it has not finished within 5 s (core/server.c):
- * a close that slow was a busy server, not a rejected certificate. */
-#define HANDSHAKE_CUT_MS 4500
+/* A server closes a connection whose TLS handshake it has not finished within
+ * RPC_HANDSHAKE_MAX_MS: a close near that long was a busy server, not a rejected certificate. */
+#define HANDSHAKE_CUT_MS (RPC_HANDSHAKE_MAX_MS * 9 / 10)
 
 static bool has(const char *hay1, const char *hay2, const char *needle)
 {
@@ -105,8 +105,8 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
             (has(d, error_string, "Socket closed") || has(d, error_string, "Connection reset"))) {
             rpc_error_set(err, code,
                           "%s closed the connection after %lld s without finishing the TLS "
-                          "handshake (a server gives a handshake 5 s: is it overloaded?)",
-                          c->where, (long long)(f->elapsed_ms / 1000));
+                          "handshake (a server gives a handshake %d s: is it overloaded?)",
+                          c->where, (long long)(f->elapsed_ms / 1000), RPC_HANDSHAKE_MAX_MS / 1000);
             return;
         }
         if (has(d, error_string, "Socket closed") || has(d, error_string, "Connection reset")) {

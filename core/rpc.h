@@ -196,6 +196,7 @@ int rpc_chunk_parse(const uint8_t *buf, size_t len, struct rpc_chunk *ret);
 #define RPC_MIN_MEMORY_BYTES  (1024 * 1024) /* below it not even the job's init can run */
 #define RPC_MIN_PIDS          2             /* the job's init (the shim) and the command */
 #define RPC_MAX_REQUEST_BYTES (1024 * 1024) /* GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH (server) */
+#define RPC_HANDSHAKE_MAX_MS  5000          /* GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS (server) */
 #define RPC_CHUNK_DATA_MAX    (1024 * 1024) /* payload bytes per OutputChunk the server sends */
 #define RPC_CHUNK_HDR_MAX     40            /* room for an OutputChunk's framing before data */
 

@@ -162,7 +162,7 @@ int server_new(const struct server_config *cfg, struct server **ret, char *errbu
     /* A connection that has not finished its TLS handshake within 5 s is closed: a flood of
      * idle connections gives its fds back (core/accept.h keeps the listener alive meanwhile).
      * gRPC's default is 120 s. */
-    INT_ARG(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 5000);
+    INT_ARG(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, RPC_HANDSHAKE_MAX_MS);
     /* gRPC binds with SO_REUSEPORT by default: a second server on our port would start, and
      * the kernel would spread the connections over both. */
     INT_ARG(GRPC_ARG_ALLOW_REUSEPORT, 0);
