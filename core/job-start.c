@@ -477,7 +477,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     struct job_shim sh;
     struct job *j = NULL;
     struct cg *cg = NULL;
-    int memfd = -1, e;
+    int memfd = -1, verdict = -1, e;
     int child_in = -1, in_fd = -1, tty_fd = -1; /* the job's stdin (open_input) */
     char dummy[1];
 
@@ -575,7 +575,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
                      strerror(-e));
             goto fail;
         }
-        e = shimproto_send_go(sh.sync, memfd, child_in);
+        e = shimproto_send_go(sh.sync, memfd, child_in, &verdict);
     }
     if (e < 0 && e != -EPIPE && e != -ECONNRESET) {
         snprintf(errbuf, errlen, "releasing the job shim: %s", strerror(-e));
@@ -584,7 +584,8 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     peer_gone = e < 0;
     close_fd(&memfd);
     close_fd(&child_in); /* the command's now (or nobody's) */
-    e = shimproto_recv_verdict(sh.sync, START_TIMEOUT_MS, &msg);
+    e = shimproto_recv_verdict(verdict, sh.sync, START_TIMEOUT_MS, &msg);
+    close_fd(&verdict);
     if (e == 0 && peer_gone) /* no exec without the go: it ended without a word */
         e = -ECHILD;
     if (e < 0) {

@@ -163,18 +163,20 @@ static int setup_signals(void)
 }
 
 /* Waits for the server's go; returns the spec memfd that came with it, and the stdin that came
- * after it in *ret_stdin_fd (-1: none). */
+ * after it in *ret_stdin_fd (-1: none). The verdict socket that came with them takes the place
+ * of SHIMPROTO_FD_SYNC (close-on-exec), so that what follows reports there. */
 static int wait_go(int *ret_stdin_fd)
 {
-    int fd = -1, r;
+    int fd = -1, verdict = -1, r;
 
-    r = shimproto_recv_go(SHIMPROTO_FD_SYNC, &fd, ret_stdin_fd);
+    r = shimproto_recv_go(SHIMPROTO_FD_SYNC, &fd, &verdict, ret_stdin_fd);
     if (r == 0)
         _exit(127); /* the server is gone (or dropped this pooled shim): nobody to run a job for */
     if (r < 0)
         die(SHIMPROTO_STEP_WAIT_GO, -r);
-    if (fd < 0)
-        die(SHIMPROTO_STEP_READ_SPEC, EBADMSG);
+    if (dup3(verdict, SHIMPROTO_FD_SYNC, O_CLOEXEC) < 0)
+        die(SHIMPROTO_STEP_WAIT_GO, errno);
+    (void)close(verdict);
     return fd;
 }
 
@@ -300,8 +302,9 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
     if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
         die(SHIMPROTO_STEP_SIGNAL_RESET, errno);
 
-    /* 0..2 stay; the sync socket stays until exec closes it (close-on-exec), which is how the
-     * server learns the exec succeeded. The signalfd and the status pipe go. */
+    /* 0..2 stay; the sync socket stays for the go, which replaces it with the verdict socket
+     * that exec closes (close-on-exec): how the server learns the exec succeeded. The signalfd
+     * and the status pipe go. */
     _Static_assert(SHIMPROTO_FD_SYNC == 3, "fds 3 .. SHIMPROTO_FD_SYNC - 1 would need closing too");
     if (close_range(SHIMPROTO_FD_SYNC + 1, ~0U, 0) < 0)
         die(SHIMPROTO_STEP_FDS, errno);

@@ -471,26 +471,45 @@ int shimproto_recv_prep(int sock, struct shimproto_prep *ret)
     return 1;
 }
 
-int shimproto_send_go(int sock, int spec_fd, int stdin_fd)
+int shimproto_send_go(int sock, int spec_fd, int stdin_fd, int *ret_verdict)
 {
     struct shimproto_sync m = {0};
-    int fds[2] = {spec_fd, stdin_fd};
+    int v[2], e;
 
-    if (stdin_fd >= 0 && spec_fd < 0)
+    *ret_verdict = -1;
+    if (spec_fd < 0)
         return -EINVAL;
-    return shimproto_send_fds(sock, &m, sizeof(m), fds, stdin_fd >= 0 ? 2 : spec_fd >= 0 ? 1 : 0);
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, v) < 0)
+        return -errno;
+    e = shimproto_send_fds(sock, &m, sizeof(m), (int[]){spec_fd, v[1], stdin_fd},
+                           stdin_fd >= 0 ? 3 : 2);
+    (void)close(v[1]); /* the command's alone from here: its exec closes the last copy */
+    if (e < 0) {
+        (void)close(v[0]);
+        return e;
+    }
+    *ret_verdict = v[0];
+    return 0;
 }
 
-int shimproto_recv_go(int sock, int *ret_fd, int *ret_stdin_fd)
+int shimproto_recv_go(int sock, int *ret_fd, int *ret_verdict_fd, int *ret_stdin_fd)
 {
     struct shimproto_sync m;
-    int fds[2] = {-1, -1};
+    int fds[3] = {-1, -1, -1};
     size_t n = 0;
-    int r = shimproto_recv_fds(sock, &m, sizeof(m), fds, 2, &n);
+    int r = shimproto_recv_fds(sock, &m, sizeof(m), fds, 3, &n);
 
-    *ret_fd = n > 0 ? fds[0] : -1;
-    *ret_stdin_fd = n > 1 ? fds[1] : -1;
-    return r;
+    *ret_fd = *ret_verdict_fd = *ret_stdin_fd = -1;
+    if (r <= 0)
+        return r;
+    if (n < 2) {
+        close_all(fds, n);
+        return -EBADMSG;
+    }
+    *ret_fd = fds[0];
+    *ret_verdict_fd = fds[1];
+    *ret_stdin_fd = n > 2 ? fds[2] : -1;
+    return 1;
 }
 
 int shimproto_send_failure(int sock, int step, int err)
@@ -549,15 +568,34 @@ int shimproto_recv_ready(int sock, int timeout_ms, struct shimproto_sync *ret)
     return r == 0 ? -ECHILD : r;
 }
 
-int shimproto_recv_verdict(int sock, int timeout_ms, struct shimproto_sync *ret)
+int shimproto_recv_verdict(int verdict, int sock, int timeout_ms, struct shimproto_sync *ret)
 {
     int r;
 
+    if (verdict >= 0) {
+        r = recv_sync(verdict, timeout_ms, ret);
+        if (r != 0)
+            return r == 2 ? -EPROTO : r;
+        /* EOF: the exec closed it, or the go never reached the command's process, which then
+         * said why on sock before it ended (and with it the last hold on this socket). */
+        timeout_ms = 0;
+    }
     /* A ready nobody waited for (a job without a terminal) is passed over. The wait may then
      * take up to twice timeout_ms: only a wedged kernel comes near either. */
-    for (int i = 0; i < 2; i++)
-        if ((r = recv_sync(sock, timeout_ms, ret)) != 2)
+    for (int readies = 0, reset = 0; readies < 2;) {
+        r = recv_sync(sock, timeout_ms, ret);
+        /* The shim's end went with the go unread in it: the command never got it. What it said
+         * before, if anything, comes next. */
+        if (r == -ECONNRESET && !reset++)
+            continue;
+        if (reset && (r == 0 || r == -ETIMEDOUT))
+            return -ECHILD;
+        if (verdict >= 0 && (r == 0 || r == -ETIMEDOUT))
+            return 0;
+        if (r != 2)
             return r;
+        readies++;
+    }
     return -EPROTO;
 }
 

@@ -25,8 +25,11 @@
  *     user or network is refused. EOF instead of the go makes it exit;
  *   - on a failed step the shim (or the command's process before exec) sends the failure
  *     {step, errno} on SHIMPROTO_FD_SYNC (shimproto_send_failure) and _exit(127)s;
- *   - the command inherits SHIMPROTO_FD_SYNC close-on-exec: the server reads EOF once the
- *     command has been exec'd. That EOF or a failure is the verdict (shimproto_recv_verdict);
+ *   - the go also brings the command's process a verdict socket, which replaces its
+ *     SHIMPROTO_FD_SYNC (close-on-exec): the server reads EOF on its end once the command has
+ *     been exec'd. That EOF or a failure is the verdict (shimproto_recv_verdict). Only the
+ *     command's process holds it, so the verdict waits for nobody else (the shim, suspended
+ *     until that exec, still holds its own SHIMPROTO_FD_SYNC);
  *   - when the command ends, the shim writes one status record on SHIMPROTO_FD_STATUS
  *     (shimproto_send_status / shimproto_recv_status) and exits (as PID 1 of the job's pid
  *     namespace, taking every other job process with it). */
@@ -133,14 +136,17 @@ int shimproto_send_prep(int sock, const char *id, uid_t uid, gid_t gid);
  * another size, with an fd (closed) or without a NUL-terminated, non-empty id; or -errno. */
 int shimproto_recv_prep(int sock, struct shimproto_prep *ret);
 
-/* Server: sends the go with the spec memfd attached, and the job's stdin (a pipe's read end, or
- * a terminal's slave, as the spec's input says) if stdin_fd >= 0. 0 or -errno, as
- * shimproto_send_prep. */
-int shimproto_send_go(int sock, int spec_fd, int stdin_fd);
-/* Command's process: waits for the go on sock. 1 with *ret_fd the spec memfd and *ret_stdin_fd
- * the stdin that came after it (close-on-exec, the caller's; -1 each if none came); 0 at EOF;
- * -EBADMSG for a message of another size or with more fds; or -errno. */
-int shimproto_recv_go(int sock, int *ret_fd, int *ret_stdin_fd);
+/* Server: sends the go with the spec memfd attached, then the command's end of a new verdict
+ * socket, then the job's stdin (a pipe's read end, or a terminal's slave, as the spec's input
+ * says) if stdin_fd >= 0. *ret_verdict is the server's end of the verdict socket, for
+ * shimproto_recv_verdict (-1 on failure). 0 or -errno (-EINVAL without a spec; else as
+ * shimproto_send_prep). */
+int shimproto_send_go(int sock, int spec_fd, int stdin_fd, int *ret_verdict);
+/* Command's process: waits for the go on sock. 1 with *ret_fd the spec memfd, *ret_verdict_fd
+ * the verdict socket and *ret_stdin_fd the stdin that came after them (all close-on-exec, the
+ * caller's; -1 if none came); 0 at EOF; -EBADMSG for a message of another size, with fewer than
+ * two fds or more than three; or -errno. */
+int shimproto_recv_go(int sock, int *ret_fd, int *ret_verdict_fd, int *ret_stdin_fd);
 
 /* Shim or command's process: sends the failure {step, err} (err <= 0 goes as EIO) with a plain
  * write(2), the one call it makes. Async-signal-safe. 0 or -errno. */
@@ -152,10 +158,13 @@ int shimproto_send_ready(int sock);
 /* Server: waits up to timeout_ms for the shim's ready. 0; 1: a failure came instead, in *ret;
  * -ECHILD: EOF (the shim ended without a word); -ETIMEDOUT; -EPROTO; or -errno. */
 int shimproto_recv_ready(int sock, int timeout_ms, struct shimproto_sync *ret);
-/* Server: waits up to timeout_ms for the verdict on sock, past a ready. 0: EOF, the command
- * was exec'd; 1: a failure, in *ret; -ETIMEDOUT; -EPROTO for a message that is no failure nor
- * one ready; or -errno. */
-int shimproto_recv_verdict(int sock, int timeout_ms, struct shimproto_sync *ret);
+/* Server: waits up to timeout_ms for the verdict on the verdict socket (shimproto_send_go): its
+ * EOF, the command was exec'd, unless a failure from before the go waits on sock (the go then
+ * never arrived); with verdict < 0 (the go was not sent), on sock alone, past a ready. 0: the
+ * command was exec'd (on sock alone: EOF); 1: a failure, in *ret; -ECHILD: the shim's end
+ * closed with the go unread and no failure; -ETIMEDOUT; -EPROTO for a message that is no
+ * failure nor one ready on sock; or -errno. */
+int shimproto_recv_verdict(int verdict, int sock, int timeout_ms, struct shimproto_sync *ret);
 
 /* Shim: writes the status record of the command's end, from its waitpid() status. 0 or -errno. */
 int shimproto_send_status(int fd, int wait_status);

@@ -560,40 +560,76 @@ Test(shimproto, prep_refuses_a_long_or_empty_id_and_one_with_an_fd)
     cr_expect_eq(count_fds(), before, "the fd that came with the prep leaked");
 }
 
-Test(shimproto, go_carries_the_spec_fd)
+Test(shimproto, go_carries_the_spec_fd_and_a_verdict_socket)
 {
-    int sv[2], p[2], fd = -1, in = -2;
+    int sv[2], p[2], fd = -1, vfd = -1, in = -2, verdict = -1;
     char c = 0;
 
     seqpacket_pair(sv);
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-    cr_assert_eq(shimproto_send_go(sv[0], p[0], -1), 0);
-    cr_assert_eq(shimproto_recv_go(sv[1], &fd, &in), 1);
+    cr_assert_eq(shimproto_send_go(sv[0], p[0], -1, &verdict), 0);
+    cr_assert_geq(verdict, 0);
+    cr_assert_eq(shimproto_recv_go(sv[1], &fd, &vfd, &in), 1);
     cr_assert_geq(fd, 0);
+    cr_assert_geq(vfd, 0);
     cr_expect_eq(in, -1, "no stdin was sent");
+    cr_expect_eq(fcntl(vfd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC, "the exec must close it");
     cr_assert_eq(write(p[1], "g", 1), 1);
     cr_expect_eq(read(fd, &c, 1), 1);
     cr_expect_eq(c, 'g');
+    /* the command's process holds the only other end: its close is the server's EOF */
+    cr_assert_eq(write(vfd, "v", 1), 1);
+    cr_expect_eq(read(verdict, &c, 1), 1);
+    cr_expect_eq(c, 'v');
+    (void)close(vfd);
+    cr_expect_eq(read(verdict, &c, 1), 0, "the verdict socket has one holder on that side");
     (void)close(sv[0]);
-    cr_expect_eq(shimproto_recv_go(sv[1], &fd, &in), 0);
+    cr_expect_eq(shimproto_recv_go(sv[1], &fd, &vfd, &in), 0);
 }
 
-Test(shimproto, go_carries_the_stdin_after_the_spec)
+Test(shimproto, go_carries_the_stdin_after_the_verdict_socket)
 {
-    int sv[2], spec[2], p[2], fd = -1, in = -1;
+    int sv[2], spec[2], p[2], fd = -1, vfd = -1, in = -1, verdict = -2;
     char c = 0;
 
     seqpacket_pair(sv);
     cr_assert_eq(pipe2(spec, O_CLOEXEC), 0);
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-    cr_expect_eq(shimproto_send_go(sv[0], -1, p[0]), -EINVAL, "a stdin without a spec");
-    cr_assert_eq(shimproto_send_go(sv[0], spec[0], p[0]), 0);
-    cr_assert_eq(shimproto_recv_go(sv[1], &fd, &in), 1);
+    cr_expect_eq(shimproto_send_go(sv[0], -1, p[0], &verdict), -EINVAL, "a stdin without a spec");
+    cr_expect_eq(verdict, -1);
+    cr_assert_eq(shimproto_send_go(sv[0], spec[0], p[0], &verdict), 0);
+    cr_assert_eq(shimproto_recv_go(sv[1], &fd, &vfd, &in), 1);
     cr_assert_geq(fd, 0);
+    cr_assert_geq(vfd, 0);
     cr_assert_geq(in, 0);
     cr_assert_eq(write(p[1], "i", 1), 1);
     cr_expect_eq(read(in, &c, 1), 1);
-    cr_expect_eq(c, 'i', "the second fd is the stdin");
+    cr_expect_eq(c, 'i', "the third fd is the stdin");
+}
+
+Test(shimproto, a_go_without_a_verdict_socket_is_refused)
+{
+    int sv[2], p[2], fd = -2, vfd = -2, in = -2, before;
+    struct shimproto_sync m = {0};
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    before = count_fds();
+    cr_assert_eq(shimproto_send_fd(sv[0], &m, sizeof(m), p[0]), 0);
+    cr_expect_eq(shimproto_recv_go(sv[1], &fd, &vfd, &in), -EBADMSG);
+    cr_expect(fd == -1 && vfd == -1 && in == -1);
+    cr_expect_eq(count_fds(), before, "the fd that came with the go leaked");
+}
+
+Test(shimproto, a_go_sent_to_a_gone_shim_leaves_no_verdict_socket)
+{
+    int sv[2], p[2], verdict = -2;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    (void)close(sv[1]);
+    cr_expect_eq(shimproto_send_go(sv[0], p[0], -1, &verdict), -EPIPE);
+    cr_expect_eq(verdict, -1);
 }
 
 Test(shimproto, spec_input_round_trips)
@@ -615,29 +651,29 @@ Test(shimproto, spec_input_round_trips)
     }
 }
 
-Test(shimproto, verdict_is_eof_or_a_failure)
+Test(shimproto, verdict_without_a_go_is_eof_or_a_failure_on_sync)
 {
     struct shimproto_sync m = {0};
     int sv[2];
 
     seqpacket_pair(sv);
-    cr_expect_eq(shimproto_recv_verdict(sv[1], 10, &m), -ETIMEDOUT);
+    cr_expect_eq(shimproto_recv_verdict(-1, sv[1], 10, &m), -ETIMEDOUT);
     cr_assert_eq(shimproto_send_failure(sv[0], SHIMPROTO_STEP_CHDIR, ENOENT), 0);
-    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 1);
+    cr_expect_eq(shimproto_recv_verdict(-1, sv[1], 1000, &m), 1);
     cr_expect_eq(m.step, SHIMPROTO_STEP_CHDIR);
     cr_expect_eq(m.err, ENOENT);
     /* an errno of 0 still says "failed" */
     cr_assert_eq(shimproto_send_failure(sv[0], SHIMPROTO_STEP_EXEC, 0), 0);
-    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 1);
+    cr_expect_eq(shimproto_recv_verdict(-1, sv[1], 1000, &m), 1);
     cr_expect_eq(m.err, EIO);
     /* a ready ({0, 0}) is passed over, once */
     cr_assert_eq(shimproto_send_ready(sv[0]), 0);
     cr_assert_eq(shimproto_send_failure(sv[0], SHIMPROTO_STEP_EXEC, ENOENT), 0);
-    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 1);
+    cr_expect_eq(shimproto_recv_verdict(-1, sv[1], 1000, &m), 1);
     cr_expect_eq(m.err, ENOENT);
     cr_assert_eq(shimproto_send_ready(sv[0]), 0);
     cr_assert_eq(shimproto_send_ready(sv[0]), 0);
-    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), -EPROTO, "two readies");
+    cr_expect_eq(shimproto_recv_verdict(-1, sv[1], 1000, &m), -EPROTO, "two readies");
     /* the ready, waited for */
     cr_expect_eq(shimproto_recv_ready(sv[1], 10, &m), -ETIMEDOUT);
     cr_assert_eq(shimproto_send_ready(sv[0]), 0);
@@ -645,7 +681,69 @@ Test(shimproto, verdict_is_eof_or_a_failure)
     cr_assert_eq(shimproto_send_failure(sv[0], SHIMPROTO_STEP_FORK, EAGAIN), 0);
     cr_expect_eq(shimproto_recv_ready(sv[1], 1000, &m), 1, "a failure instead");
     (void)close(sv[0]);
-    cr_expect_eq(shimproto_recv_verdict(sv[1], 1000, &m), 0);
+    cr_expect_eq(shimproto_recv_verdict(-1, sv[1], 1000, &m), 0);
+}
+
+/* The verdict socket: a failure after the go on it; its EOF is the exec, unless a failure from
+ * before the go waits on the sync socket (the go then died with the shim's end). */
+Test(shimproto, verdict_is_the_verdict_sockets_eof_or_a_failure)
+{
+    struct shimproto_sync m = {0};
+    int sv[2], v[2];
+
+    seqpacket_pair(sv);
+    seqpacket_pair(v);
+    cr_expect_eq(shimproto_recv_verdict(v[0], sv[1], 10, &m), -ETIMEDOUT);
+    cr_assert_eq(shimproto_send_failure(v[1], SHIMPROTO_STEP_CHDIR, ENOENT), 0);
+    cr_expect_eq(shimproto_recv_verdict(v[0], sv[1], 1000, &m), 1);
+    cr_expect_eq(m.step, SHIMPROTO_STEP_CHDIR);
+    cr_expect_eq(m.err, ENOENT);
+    /* a ready left on the sync socket does not hold the verdict up */
+    cr_assert_eq(shimproto_send_ready(sv[0]), 0);
+    (void)close(v[1]);
+    cr_expect_eq(shimproto_recv_verdict(v[0], sv[1], 1000, &m), 0, "EOF: exec'd");
+
+    /* nothing on either socket but the EOF, the sync socket still open: exec'd */
+    seqpacket_pair(v);
+    (void)close(v[1]);
+    cr_expect_eq(shimproto_recv_verdict(v[0], sv[1], 1000, &m), 0);
+
+    /* a failure from before the go, then the EOF */
+    seqpacket_pair(v);
+    cr_assert_eq(shimproto_send_failure(sv[0], SHIMPROTO_STEP_SETUID, EPERM), 0);
+    (void)close(v[1]);
+    cr_expect_eq(shimproto_recv_verdict(v[0], sv[1], 1000, &m), 1);
+    cr_expect_eq(m.step, SHIMPROTO_STEP_SETUID);
+    cr_expect_eq(m.err, EPERM);
+
+    /* a ready on the verdict socket is no verdict */
+    seqpacket_pair(v);
+    cr_assert_eq(shimproto_send_ready(v[1]), 0);
+    cr_expect_eq(shimproto_recv_verdict(v[0], sv[1], 1000, &m), -EPROTO);
+}
+
+/* The go reached the shim's socket but nobody read it: the verdict socket it carried goes with
+ * that socket's last holder, and the failure sent before decides. */
+Test(shimproto, a_go_left_unread_gives_the_failure_before_it)
+{
+    struct shimproto_sync m = {0};
+    int sv[2], p[2], verdict = -1;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cr_assert_eq(shimproto_send_failure(sv[1], SHIMPROTO_STEP_SECCOMP, EINVAL), 0);
+    cr_assert_eq(shimproto_send_go(sv[0], p[0], -1, &verdict), 0);
+    (void)close(sv[1]);
+    cr_expect_eq(shimproto_recv_verdict(verdict, sv[0], 1000, &m), 1);
+    cr_expect_eq(m.step, SHIMPROTO_STEP_SECCOMP);
+    cr_expect_eq(m.err, EINVAL);
+    (void)close(verdict);
+
+    /* the same without a word: no exec, and the verdict says so */
+    seqpacket_pair(sv);
+    cr_assert_eq(shimproto_send_go(sv[0], p[0], -1, &verdict), 0);
+    (void)close(sv[1]);
+    cr_expect_eq(shimproto_recv_verdict(verdict, sv[0], 1000, &m), -ECHILD);
 }
 
 Test(shimproto, status_from_a_wait_status)
