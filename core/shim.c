@@ -373,12 +373,17 @@ static void mount_private_dirs(bool host_net)
     }
 }
 
-/* A /dev of the job's own instead of the host's: the harmless nodes (bind mounts of the host's
- * null, zero, full, random, urandom, tty, those it has), a devpts instance of its own (so its
- * ptys are not the host's, and cannot use up the host's pty pool), an empty shm and the usual
- * links. The host's nodes are opened (O_PATH) before the new tmpfs covers /dev, and bound from
- * those fds through the job's own /proc. */
-static void mount_private_dev(void)
+/* Set in the template: its shims are forked from a mount namespace already without the mounts
+ * they cover (mounts_detached), and with /dev built (dev_built). */
+static bool mounts_detached, dev_built;
+
+/* A /dev instead of the host's: the harmless nodes (bind mounts of the host's null, zero, full,
+ * random, urandom, tty, those it has), the mount points of a job's devpts and shm and the usual
+ * links, on a tmpfs made read-only once built. The host's nodes are opened (O_PATH) before the
+ * new tmpfs covers /dev, and bound from those fds through /proc. Nothing in it is a job's, so
+ * the template builds it once and its shims get copies of its mounts; each job then mounts its
+ * own devpts and shm on it (mount_job_dev). 0 or -errno, with /dev as it was. */
+static int build_dev(void)
 {
     static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
     static const char *const links[][2] = {
@@ -386,9 +391,10 @@ static void mount_private_dev(void)
         {"/proc/self/fd/0", "/dev/stdin"},  {"/proc/self/fd/1", "/dev/stdout"},
         {"/proc/self/fd/2", "/dev/stderr"},
     };
+    const unsigned long flags = MS_NOSUID | MS_NOEXEC;
     int held[sizeof(nodes) / sizeof(nodes[0])];
     char path[64];
-    int fd;
+    int fd, e = 0;
 
     for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
         struct stat st;
@@ -400,9 +406,11 @@ static void mount_private_dev(void)
             held[i] = -1;
         }
     }
-    if (mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") < 0)
-        die(SHIMPROTO_STEP_MOUNT_DEV, errno);
-    for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+    if (mount("tmpfs", "/dev", "tmpfs", flags, "mode=0755,size=64k") < 0) {
+        e = -errno;
+        goto out;
+    }
+    for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]) && !e; i++) {
         char from[40];
         if (held[i] < 0)
             continue;
@@ -410,18 +418,53 @@ static void mount_private_dev(void)
         (void)snprintf(from, sizeof(from), "/proc/self/fd/%d", held[i]);
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0 || close(fd) < 0 || mount(from, path, NULL, MS_BIND, NULL) < 0)
-            die(SHIMPROTO_STEP_MOUNT_DEV, errno);
-        (void)close(held[i]);
+            e = -errno;
     }
-    if (mkdir("/dev/pts", 0755) < 0 || mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-                                             "newinstance,ptmxmode=0666,mode=0620") < 0)
-        die(SHIMPROTO_STEP_MOUNT_DEV, errno);
-    if (mkdir("/dev/shm", 01777) < 0 ||
+    if (!e && (mkdir("/dev/pts", 0755) < 0 || mkdir("/dev/shm", 01777) < 0))
+        e = -errno;
+    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]) && !e; i++)
+        if (symlink(links[i][0], links[i][1]) < 0)
+            e = -errno;
+    /* Shared by every job of the template: none may leave anything in it (a job run as root
+     * owns it). The nodes are other mounts, and stay writable. */
+    if (!e && mount(NULL, "/dev", NULL, MS_REMOUNT | MS_RDONLY | flags, "mode=0755,size=64k") < 0)
+        e = -errno;
+    if (e)
+        (void)umount2("/dev", MNT_DETACH);
+out:
+    for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++)
+        if (held[i] >= 0)
+            (void)close(held[i]);
+    return e;
+}
+
+/* The built /dev covers the host's, which would still be copied into every job's namespace (and
+ * listed in its mountinfo): the built tree is cloned, both are detached, and the clone takes
+ * their place. Any failure before the detach leaves the stack as it was. */
+static void lift_dev(void)
+{
+    int tree = open_tree(AT_FDCWD, "/dev", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+
+    if (tree < 0)
+        return;
+    /* Each MNT_DETACH of /dev takes its top mount (with those on it): the built one, then the
+     * host's (if /dev is a mount at all). */
+    if (umount2("/dev", MNT_DETACH) == 0) {
+        (void)umount2("/dev", MNT_DETACH);
+        if (move_mount(tree, "", AT_FDCWD, "/dev", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            dev_built = false; /* /dev is the host's again: each shim builds its own */
+    }
+    (void)close(tree);
+}
+
+/* A job's own part of /dev: a devpts instance (so its ptys are not the host's, and cannot use up
+ * the host's pty pool) and an empty shm. */
+static void mount_job_dev(void)
+{
+    if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620") < 0 ||
         mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
         die(SHIMPROTO_STEP_MOUNT_DEV, errno);
-    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++)
-        if (symlink(links[i][0], links[i][1]) < 0)
-            die(SHIMPROTO_STEP_MOUNT_DEV, errno);
 }
 
 /* The command's stack: far more than command_main needs (a few KiB); untouched pages cost
@@ -529,10 +572,6 @@ static int supervise(int sfd, pid_t cmd)
     }
 }
 
-/* Set in the template: its shims are forked from a mount namespace already without the mounts
- * they cover. */
-static bool mounts_detached;
-
 /* Whether mount point p is dir itself or lies below it. */
 static bool path_within(const char *p, const char *dir)
 {
@@ -579,7 +618,7 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     struct shimproto_prep prep;
     struct command_mem mem;
     pid_t cmd;
-    int sfd, st;
+    int sfd, st, e;
 
     /* Ours only: the command must not inherit them (the sync socket until its exec). */
     (void)fcntl(SHIMPROTO_FD_SYNC, F_SETFD, FD_CLOEXEC);
@@ -602,7 +641,9 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
         loopback_up();
     }
     mount_private_dirs(host_net);
-    mount_private_dev();
+    if (!dev_built && (e = build_dev()) < 0)
+        die(SHIMPROTO_STEP_MOUNT_DEV, -e);
+    mount_job_dev();
     map_command_mem(&mem);
 
     wait_prep(&prep);
@@ -675,6 +716,10 @@ int shim_run_template(void)
     if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0) {
         detach_covered_mounts(false);
         mounts_detached = true;
+        /* A failure leaves the template's /dev as it was, and each shim builds its own. */
+        dev_built = build_dev() == 0;
+        if (dev_built)
+            lift_dev();
     }
     r = scmp_filter_new(&filter);
     if (r < 0)

@@ -13,6 +13,17 @@ expect_eq "the nodes work" "0000000000" \
 out=$(rj_as alice run /bin/sh -c 'ls /dev/sda /dev/vda /dev/mem /dev/kmsg 2>&1' 2>&1)
 expect_match "no host disks, /dev/mem or /dev/kmsg" '^(ls: cannot access.*No such file or directory.?\s*)+$' "$out"
 
+# Every job's /dev (but its pts and shm) is one tree, built once: nobody may change it.
+expect_eq "/dev is read-only, its pts and shm are not" "ro rw rw" \
+    "$(rj_as alice run /bin/sh -c 'for m in /dev /dev/pts /dev/shm; do
+        awk -v m=$m '"'"'$5 == m { split($6, o, ","); print o[1] }'"'"' /proc/self/mountinfo; done' 2>&1 |
+        tr '\n' ' ' | sed 's/ $//')"
+expect_match "nothing can be made in /dev" "Read-only file system" \
+    "$(rj_as alice run /bin/sh -c 'mkdir /dev/x; : > /dev/x' 2>&1)"
+expect_eq "shm takes a file, null a write" "ok" \
+    "$(rj_as alice run /bin/sh -c 'echo a > /dev/shm/f && echo b > /dev/null && echo ok' 2>&1)"
+expect_eq "one job's shm is not the next one's" "" \
+    "$(rj_as alice run /bin/ls /dev/shm 2>&1)"
 if command -v python3 >/dev/null; then
     HOST_PTS=$(ls /dev/pts | wc -l)
     ID=$(rj_as alice start /usr/bin/python3 -c '
