@@ -14,8 +14,10 @@
 #include <linux/capability.h>
 #include <linux/sched.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -471,19 +473,25 @@ static void mount_job_dev(void)
  * nothing. */
 #define CMD_STACK_SIZE (256u << 10)
 
-/* Maps the command's memory before the prep (off the Start's path): a guard page, the stack
- * above it (an overflow faults instead of running into the shim's memory), then the spec's
- * area. */
-static void map_command_mem(struct command_mem *ret)
+/* The command's memory: a guard page, the stack above it (an overflow faults instead of running
+ * into the shim's memory), then the spec's area. */
+#define CMD_MEM_SIZE(page) ((page) + CMD_STACK_SIZE + SPEC_AREA_SIZE)
+
+/* Maps the command's memory before the prep (off the Start's path), unless the template did
+ * (premapped: CMD_MEM_SIZE bytes, the guard page set). */
+static void map_command_mem(struct command_mem *ret, void *premapped)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    char *p = mmap(NULL, page + CMD_STACK_SIZE + SPEC_AREA_SIZE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    char *p = premapped;
 
-    if (p == MAP_FAILED)
-        die(SHIMPROTO_STEP_FORK, errno);
-    if (mprotect(p, page, PROT_NONE) < 0)
-        die(SHIMPROTO_STEP_FORK, errno);
+    if (!p) {
+        p = mmap(NULL, CMD_MEM_SIZE(page), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (p == MAP_FAILED)
+            die(SHIMPROTO_STEP_FORK, errno);
+        if (mprotect(p, page, PROT_NONE) < 0)
+            die(SHIMPROTO_STEP_FORK, errno);
+    }
     *ret = (struct command_mem){
         .stack_top = p + page + CMD_STACK_SIZE,
         .spec_area = p + page + CMD_STACK_SIZE,
@@ -613,7 +621,8 @@ static void detach_covered_mounts(bool host_net)
 
 /* Everything a shim does once its filter is built: the namespaces' mounts and lo, the prep, the
  * command's process, then PID 1's supervision until it ends. Never returns. */
-__attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bool host_net)
+__attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bool host_net,
+                                                  void *cmd_mem)
 {
     struct shimproto_prep prep;
     struct command_mem mem;
@@ -644,7 +653,7 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     if (!dev_built && (e = build_dev()) < 0)
         die(SHIMPROTO_STEP_MOUNT_DEV, -e);
     mount_job_dev();
-    map_command_mem(&mem);
+    map_command_mem(&mem, cmd_mem);
 
     wait_prep(&prep);
     /* EPIPE: the server went away, and the command's wait for the go sees EOF. */
@@ -674,9 +683,18 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     _exit(0);
 }
 
-/* A shim forked by the template, in its new namespaces: fds (0..4 as SHIMPROTO_FD_*) placed, the
+/* What a shim cloned by the template starts with, at the top of its stack: the fds it was sent
+ * (the template's numbers), the filter, and the command's memory (CMD_MEM_SIZE, guard set) or
+ * NULL. */
+struct template_child_args {
+    int fds[SHIMPROTO_FD_COUNT];
+    struct scmp_filter *filter;
+    void *cmd_mem;
+};
+
+/* A shim cloned by the template, in its new namespaces: fds (0..4 as SHIMPROTO_FD_*) placed, the
  * template's own (its control socket included) closed, then the shim's path. */
-__attribute__((noreturn)) static void template_child(const int *fds, struct scmp_filter *filter)
+__attribute__((noreturn)) static void template_child(const struct template_child_args *a)
 {
     int tmp[SHIMPROTO_FD_COUNT];
 
@@ -687,7 +705,7 @@ __attribute__((noreturn)) static void template_child(const int *fds, struct scmp
         _exit(127);
     /* Two passes, so that no source fd is overwritten before it was copied. */
     for (int i = 0; i < SHIMPROTO_FD_COUNT; i++) {
-        tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, SHIMPROTO_FD_COUNT);
+        tmp[i] = fcntl(a->fds[i], F_DUPFD_CLOEXEC, SHIMPROTO_FD_COUNT);
         if (tmp[i] < 0)
             _exit(127);
     }
@@ -696,15 +714,171 @@ __attribute__((noreturn)) static void template_child(const int *fds, struct scmp
             _exit(127);
     if (close_range(SHIMPROTO_FD_COUNT, ~0U, 0) < 0)
         die(SHIMPROTO_STEP_FDS, errno);
-    run_as_init(filter, false);
+    run_as_init(a->filter, false, a->cmd_mem);
 }
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SHIM_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(SHIM_ASAN)
+#define SHIM_ASAN 1
+#endif
+
+#if defined(__x86_64__) && !RUNJOB_TSAN && !defined(SHIM_ASAN)
+/* Shims share the template's memory (CLONE_VM): no copy of its address space for each job, no
+ * teardown at each shim's exit, no copy-on-write faults; each runs on a stack the template maps
+ * for it and unmaps once the kernel cleared its tid word (CLONE_CHILD_CLEARTID), however it
+ * ended. Like the command's process before its exec, a shim allocates nothing and takes no lock
+ * of libc's; the template only reads and writes its own state between clones, and never frees
+ * what the shims read (the filter). They share libc's thread state, errno included: a failing
+ * call's errno may be another's by the time it is read, which only an error message would show.
+ * Sanitizer builds fork them: TSan's fork handling wants a fork, and ASan, which takes a shim
+ * for the template's thread, warns on its stack (into the job's output). */
+#define TEMPLATE_SHARES_MEMORY 1
+#else
+#define TEMPLATE_SHARES_MEMORY 0
+#endif
+
+/* The memory of a shim the template started: [guard | shim stack | command memory]; the args at
+ * the stack's top. tid is cleared by the kernel as the shim's exit begins; its pidfd is readable
+ * once the exit is over, which for the init of a pid namespace is after every other process of
+ * it, the command's process included, has gone. */
+struct shim_mem {
+    char *base;
+    size_t len;
+    _Atomic pid_t tid;
+    int pidfd;
+};
+
+struct shim_mems {
+    struct shim_mem **v;
+    size_t n, cap;
+};
+
+#if TEMPLATE_SHARES_MEMORY
+/* A shim's own stack: far more than its path needs (a few KiB); untouched pages cost nothing. */
+#define SHIM_STACK_SIZE (256u << 10)
+
+/* Unmaps the memory of every shim that has ended: its tid word cleared (a load, for the many
+ * still running), then its pidfd readable (a poll, for those that are ending). */
+static void reclaim_shim_mems(struct shim_mems *m)
+{
+    for (size_t i = 0; i < m->n;) {
+        struct shim_mem *sm = m->v[i];
+        struct pollfd pfd = {.fd = sm->pidfd, .events = POLLIN};
+        if (atomic_load_explicit(&sm->tid, memory_order_acquire) != 0 || poll(&pfd, 1, 0) != 1) {
+            i++;
+            continue;
+        }
+        (void)munmap(sm->base, sm->len);
+        (void)close(sm->pidfd);
+        free(sm);
+        m->v[i] = m->v[--m->n];
+    }
+}
+
+/* Starts fn(arg) on the stack below stack_top (16-byte aligned) with clone3(ca); in the parent,
+ * the pid or -errno. The child never returns here: it has no frame to return to. */
+static long clone3_on_stack(struct clone_args *ca, void (*fn)(void *), void *arg)
+{
+    register long ret __asm__("rax") = SYS_clone3;
+    register void *r12 __asm__("r12") = (void *)fn;
+    register void *r13 __asm__("r13") = arg;
+
+    __asm__ volatile("syscall\n\t"
+                     "test %%rax, %%rax\n\t"
+                     "jnz 1f\n\t"
+                     "xor %%ebp, %%ebp\n\t"
+                     "mov %%r13, %%rdi\n\t"
+                     "and $-16, %%rsp\n\t"
+                     "call *%%r12\n\t"
+                     "ud2\n"
+                     "1:"
+                     : "+r"(ret)
+                     : "D"(ca), "S"(sizeof(*ca)), "r"(r12), "r"(r13)
+                     : "rcx", "r11", "memory", "cc");
+    return ret;
+}
+
+static void template_vm_child(void *arg)
+{
+    template_child(arg);
+}
+
+/* Clones a shim (ca's namespaces and flags set, with CLONE_PIDFD) on memory of its own; its pid,
+ * or -errno. The pidfd is the template's to keep until the shim's memory is reclaimed. */
+static long clone_shim(struct shim_mems *m, struct clone_args *ca, const int *fds,
+                       struct scmp_filter *filter)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t len = page + SHIM_STACK_SIZE + CMD_MEM_SIZE(page);
+    struct template_child_args *a;
+    struct shim_mem *sm;
+    char *p;
+    long pid;
+
+    reclaim_shim_mems(m);
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        struct shim_mem **v = realloc(m->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        m->v = v;
+        m->cap = cap;
+    }
+    sm = calloc(1, sizeof(*sm));
+    if (!sm)
+        return -ENOMEM;
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED) {
+        free(sm);
+        return -errno;
+    }
+    /* Guard pages below the shim's stack and below the command's. */
+    if (mprotect(p, page, PROT_NONE) < 0 ||
+        mprotect(p + page + SHIM_STACK_SIZE, page, PROT_NONE) < 0) {
+        pid = -errno;
+        goto fail;
+    }
+    a = (struct template_child_args *)(p + page + SHIM_STACK_SIZE) - 1;
+    memcpy(a->fds, fds, sizeof(a->fds));
+    a->filter = filter;
+    a->cmd_mem = p + page + SHIM_STACK_SIZE;
+    *sm = (struct shim_mem){.base = p, .len = len, .tid = -1, .pidfd = -1};
+    ca->flags |= CLONE_VM | CLONE_CHILD_CLEARTID;
+    ca->child_tid = (uint64_t)(uintptr_t)&sm->tid;
+    ca->stack = (uint64_t)(uintptr_t)(p + page);
+    ca->stack_size = (uint64_t)((char *)a - (p + page));
+    pid = clone3_on_stack(ca, template_vm_child, a);
+    if (pid < 0)
+        goto fail;
+    sm->pidfd = *(int *)(uintptr_t)ca->pidfd;
+    m->v[m->n++] = sm;
+    return pid;
+fail:
+    (void)munmap(p, len);
+    free(sm);
+    return pid;
+}
+#else
+static long clone_shim(struct shim_mems *m, struct clone_args *ca, const int *fds,
+                       struct scmp_filter *filter)
+{
+    (void)m, (void)ca, (void)fds, (void)filter;
+    return -ENOSYS;
+}
+#endif
 
 /* The template's loop (shimproto.h): one clone3 per request, until its control socket (fd
  * SHIMPROTO_FD_SYNC) closes. Single-threaded, so a fork-style clone of it is safe. */
 int shim_run_template(void)
 {
-    /* Freed when the loop ends (a shim's copy is its own: it never returns here). */
-    _cleanup_(scmp_filter_freep) struct scmp_filter *filter = NULL;
+    /* Never freed: shims read it until their commands have loaded it, and the template's end
+     * (_exit) need not wait for them. */
+    struct scmp_filter *filter = NULL;
+    struct shim_mems mems = {0};
     int r;
 
     /* Once here, for every shim it forks: they and their commands inherit the defaults and the
@@ -727,13 +901,14 @@ int shim_run_template(void)
     for (;;) {
         struct clone_args ca;
         int fds[SHIMPROTO_FD_COUNT], cgroup_fd = -1, pidfd = -1, err = 0;
+        bool keep_pidfd = false;
         long pid = 0;
 
         r = shimproto_recv_template_req(SHIMPROTO_FD_SYNC, fds, &cgroup_fd);
         if (r == 0)
-            return 0;
+            _exit(0);
         if (r < 0 && r != -EBADMSG)
-            return 1;
+            _exit(1);
         /* A request it cannot serve (-EBADMSG: whatever fds came are closed) is answered too:
          * the server would wait out its timeout otherwise. */
         if (r < 0) {
@@ -752,21 +927,33 @@ int shim_run_template(void)
                 ca.flags |= CLONE_INTO_CGROUP;
                 ca.cgroup = (uint64_t)cgroup_fd;
             }
-            pid = syscall(SYS_clone3, &ca, sizeof(ca));
-            if (pid == 0)
-                template_child(fds, filter);
-            if (pid < 0)
-                err = errno;
+            /* Sharing its memory needs the mount namespace set up here: a shim would otherwise
+             * read the host's mount table with stdio (malloc) itself. */
+            if (TEMPLATE_SHARES_MEMORY && mounts_detached) {
+                pid = clone_shim(&mems, &ca, fds, filter);
+                if (pid < 0) {
+                    err = (int)-pid;
+                    pid = 0;
+                }
+                keep_pidfd = pid > 0;
+            } else {
+                pid = syscall(SYS_clone3, &ca, sizeof(ca));
+                if (pid == 0)
+                    template_child(&(struct template_child_args){
+                        .fds = {fds[0], fds[1], fds[2], fds[3], fds[4]}, .filter = filter});
+                if (pid < 0)
+                    err = errno;
+            }
             for (int i = 0; i < SHIMPROTO_FD_COUNT; i++)
                 (void)close(fds[i]);
             if (cgroup_fd >= 0)
                 (void)close(cgroup_fd);
         }
         r = shimproto_send_template_reply(SHIMPROTO_FD_SYNC, (pid_t)pid, pidfd, err);
-        if (pidfd >= 0)
+        if (pidfd >= 0 && !keep_pidfd)
             (void)close(pidfd);
         if (r < 0)
-            return 1; /* the server is gone; the shim, if any, exits on its own EOF */
+            _exit(1); /* the server is gone; the shim, if any, exits on its own EOF */
     }
 }
 
@@ -782,5 +969,5 @@ __attribute__((noreturn)) void shim_run(bool host_net)
     r = scmp_filter_new(&filter);
     if (r < 0)
         die(SHIMPROTO_STEP_SECCOMP_BUILD, -r);
-    run_as_init(filter, host_net);
+    run_as_init(filter, host_net, NULL);
 }
