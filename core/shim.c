@@ -1,4 +1,4 @@
-/* The shim (shim.h): PID 1 of a job's namespaces, and the template that forks pooled shims.
+/* The shim (shim.h): PID 1 of a job's namespaces, and the template that starts pooled shims.
  *
  * The steps run top to bottom in the order core/shimproto.h gives (enum shimproto_step): those
  * that do not depend on the job first, then the prep (the job's id and user: the command's
@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,9 +52,10 @@ __attribute__((noreturn)) static void die(int step, int err)
 }
 
 /* The spec's room in the command's memory (struct command_mem), mapped with its stack: a blob
- * of up to about 24 KiB and its argv and envp pointers (SHIMPROTO_SPEC_VEC_MAX); a larger one
- * gets a mapping of its own. Untouched pages cost nothing. */
-#define SPEC_AREA_SIZE (64u << 10)
+ * and its argv and envp pointers (SHIMPROTO_SPEC_VEC_MAX), up to about 1.4 MiB, which holds the
+ * largest spec a request may make (RPC_MAX_ARGS_BYTES and RPC_MAX_ENV_BYTES: ~270 KiB of blob,
+ * ~430 KiB of pointers); a larger one gets a mapping of its own. Untouched pages cost nothing. */
+#define SPEC_AREA_SIZE (2u << 20)
 /* shimproto_spec_pack's 64 MiB, and some slack for the blob's framing. */
 #define SPEC_BLOB_MAX ((64u << 20) + 4096)
 
@@ -64,7 +66,8 @@ struct command_mem {
     void *stack_top;
     char *spec_area; /* SPEC_AREA_SIZE bytes */
     /* Mapped by the command's process for a spec too large for spec_area (else NULL), and
-     * unmapped by the shim once that process has exec'd: the shim's memory holds it. */
+     * unmapped by the shim once that process has exec'd. In memory shared with the template, a
+     * shim killed before that leaves it mapped there: no request makes a spec that large. */
     void *spec_map;
     size_t spec_map_len;
 };
@@ -107,6 +110,20 @@ static void read_spec(int fd, struct command_mem *mem, struct shimproto_spec *re
     r = shimproto_spec_parse(buf, len, (const char **)(void *)(buf + vec_off), cap, ret);
     if (r < 0)
         die(SHIMPROTO_STEP_READ_SPEC, -r);
+}
+
+/* Writes value to /proc/self/oom_score_adj. 0 or -errno. */
+static int write_oom_score_adj(const char *value)
+{
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0)
+        return -errno;
+    n = write(fd, value, strlen(value));
+    n = n < 0 ? -errno : 0;
+    (void)close(fd);
+    return (int)n;
 }
 
 /* Every disposition back to SIG_DFL, the realtime signals glibc keeps for itself (32, 33)
@@ -174,11 +191,13 @@ static int wait_go(int *ret_stdin_fd)
     r = shimproto_recv_go(SHIMPROTO_FD_SYNC, &fd, &verdict, ret_stdin_fd);
     if (r == 0)
         _exit(127); /* the server is gone (or dropped this pooled shim): nobody to run a job for */
+    if (verdict >= 0) {
+        if (dup3(verdict, SHIMPROTO_FD_SYNC, O_CLOEXEC) < 0)
+            die(SHIMPROTO_STEP_WAIT_GO, errno);
+        (void)close(verdict);
+    }
     if (r < 0)
-        die(SHIMPROTO_STEP_WAIT_GO, -r);
-    if (dup3(verdict, SHIMPROTO_FD_SYNC, O_CLOEXEC) < 0)
-        die(SHIMPROTO_STEP_WAIT_GO, errno);
-    (void)close(verdict);
+        die(SHIMPROTO_STEP_WAIT_GO, -r); /* on the verdict socket, if one came */
     return fd;
 }
 
@@ -311,6 +330,11 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
     if (close_range(SHIMPROTO_FD_SYNC + 1, ~0U, 0) < 0)
         die(SHIMPROTO_STEP_FDS, errno);
 
+    /* The shim's -1000 (the template's, inherited) would keep the job's processes from the OOM
+     * killer, and let them ask for it back. Written while root, the floor goes to 0 as well; a
+     * write from a vfork child is its own, not its memory's sharers'. */
+    if ((r = write_oom_score_adj("0")) < 0)
+        die(SHIMPROTO_STEP_OOM_SCORE, -r);
     /* The bounding set is empty already: the shim's, inherited (drop_bounding_set). */
     /* Raw syscalls: this process's credentials and nothing else, whatever glibc believes. */
     if (syscall(SYS_setgroups, 0, NULL) < 0)
@@ -378,6 +402,8 @@ static void mount_private_dirs(bool host_net)
 /* Set in the template: its shims are forked from a mount namespace already without the mounts
  * they cover (mounts_detached), and with /dev built (dev_built). */
 static bool mounts_detached, dev_built;
+/* Set in the template: its oom_score_adj is -1000, and its shims' with it. */
+static bool oom_protected;
 
 /* A /dev instead of the host's: the harmless nodes (bind mounts of the host's null, zero, full,
  * random, urandom, tty, those it has), the mount points of a job's devpts and shm and the usual
@@ -442,21 +468,24 @@ out:
 
 /* The built /dev covers the host's, which would still be copied into every job's namespace (and
  * listed in its mountinfo): the built tree is cloned, both are detached, and the clone takes
- * their place. Any failure before the detach leaves the stack as it was. */
-static void lift_dev(void)
+ * their place. A failure before the detach leaves the stack as it was (0); one after it leaves
+ * no /dev at all (-errno): the template cannot serve. */
+static int lift_dev(void)
 {
     int tree = open_tree(AT_FDCWD, "/dev", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    int e = 0;
 
     if (tree < 0)
-        return;
+        return 0;
     /* Each MNT_DETACH of /dev takes its top mount (with those on it): the built one, then the
      * host's (if /dev is a mount at all). */
     if (umount2("/dev", MNT_DETACH) == 0) {
         (void)umount2("/dev", MNT_DETACH);
         if (move_mount(tree, "", AT_FDCWD, "/dev", MOVE_MOUNT_F_EMPTY_PATH) < 0)
-            dev_built = false; /* /dev is the host's again: each shim builds its own */
+            e = -errno;
     }
     (void)close(tree);
+    return e;
 }
 
 /* A job's own part of /dev: a devpts instance (so its ptys are not the host's, and cannot use up
@@ -728,14 +757,17 @@ __attribute__((noreturn)) static void template_child(const struct template_child
 
 #if defined(__x86_64__) && !RUNJOB_TSAN && !defined(SHIM_ASAN)
 /* Shims share the template's memory (CLONE_VM): no copy of its address space for each job, no
- * teardown at each shim's exit, no copy-on-write faults; each runs on a stack the template maps
- * for it and unmaps once the kernel cleared its tid word (CLONE_CHILD_CLEARTID), however it
- * ended. Like the command's process before its exec, a shim allocates nothing and takes no lock
- * of libc's; the template only reads and writes its own state between clones, and never frees
- * what the shims read (the filter). They share libc's thread state, errno included: a failing
- * call's errno may be another's by the time it is read, which only an error message would show.
- * Sanitizer builds fork them: TSan's fork handling wants a fork, and ASan, which takes a shim
- * for the template's thread, warns on its stack (into the job's output). */
+ * teardown at each shim's exit, no copy-on-write faults; each runs on memory the template maps
+ * for it and unmaps once the shim's exit is over (its tid word cleared, then its pidfd readable:
+ * as PID 1 of its namespace, after every other process of the job), however it ended. Only
+ * where the template could make its shims' OOM score -1000: the OOM killer kills every process
+ * sharing its victim's memory, so a shim must never be one. Like the command's process before its
+ * exec, a shim allocates nothing and takes no lock of libc's; the template only reads and writes
+ * its own state between clones, and never frees what the shims read (the filter). They share libc's
+ * thread state, errno included: a failing call's errno may be another's by the time it is read,
+ * which only an error message would show. Sanitizer builds fork them: TSan's fork handling wants a
+ * fork, and ASan, which takes a shim for the template's thread, warns on its stack (into the job's
+ * output). */
 #define TEMPLATE_SHARES_MEMORY 1
 #else
 #define TEMPLATE_SHARES_MEMORY 0
@@ -760,6 +792,17 @@ struct shim_mems {
 #if TEMPLATE_SHARES_MEMORY
 /* A shim's own stack: far more than its path needs (a few KiB); untouched pages cost nothing. */
 #define SHIM_STACK_SIZE (256u << 10)
+
+/* Before 5.16 a core dump took down every process sharing the dumper's memory, not only its own
+ * threads. */
+static bool kernel_dumps_alone(void)
+{
+    struct utsname u;
+    int major = 0, minor = 0;
+
+    return uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+           (major > 5 || (major == 5 && minor >= 16));
+}
 
 /* Unmaps the memory of every shim that has ended: its tid word cleared (a load, for the many
  * still running), then its pidfd readable (a poll, for those that are ending). */
@@ -863,6 +906,11 @@ fail:
     return pid;
 }
 #else
+static bool kernel_dumps_alone(void)
+{
+    return false;
+}
+
 static long clone_shim(struct shim_mems *m, struct clone_args *ca, const int *fds,
                        struct scmp_filter *filter)
 {
@@ -872,13 +920,15 @@ static long clone_shim(struct shim_mems *m, struct clone_args *ca, const int *fd
 #endif
 
 /* The template's loop (shimproto.h): one clone3 per request, until its control socket (fd
- * SHIMPROTO_FD_SYNC) closes. Single-threaded, so a fork-style clone of it is safe. */
+ * SHIMPROTO_FD_SYNC) closes. Single-threaded, so a clone of it, sharing its memory or not, finds
+ * no lock held. */
 int shim_run_template(void)
 {
     /* Never freed: shims read it until their commands have loaded it, and the template's end
      * (_exit) need not wait for them. */
     struct scmp_filter *filter = NULL;
     struct shim_mems mems = {0};
+    bool share;
     int r;
 
     /* Once here, for every shim it forks: they and their commands inherit the defaults and the
@@ -886,18 +936,26 @@ int shim_run_template(void)
     reset_signal_dispositions();
     if (drop_bounding_set() < 0)
         return 1;
+    /* Its shims inherit it: PID 1 of a job is never the OOM killer's choice, its command is
+     * (which goes back to 0). One that shares the template's memory must not be: the OOM killer
+     * kills every process that shares its victim's memory, every job's shim with it. */
+    oom_protected = write_oom_score_adj("-1000") == 0;
     /* Once for every shim (all of them private-network): their namespaces are copies. */
     if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0) {
         detach_covered_mounts(false);
         mounts_detached = true;
         /* A failure leaves the template's /dev as it was, and each shim builds its own. */
         dev_built = build_dev() == 0;
-        if (dev_built)
-            lift_dev();
+        if (dev_built && lift_dev() < 0)
+            return 1; /* the server sees EOF and execs its shims */
     }
     r = scmp_filter_new(&filter);
     if (r < 0)
         return 1; /* the server sees EOF on its first request and execs its shims */
+    /* Sharing its memory needs the mount namespace set up here (a shim would otherwise read the
+     * host's mount table with stdio, which allocates), the OOM killer kept off the shims, and a
+     * kernel on which one process's core dump is its own. */
+    share = TEMPLATE_SHARES_MEMORY && mounts_detached && oom_protected && kernel_dumps_alone();
     for (;;) {
         struct clone_args ca;
         int fds[SHIMPROTO_FD_COUNT], cgroup_fd = -1, pidfd = -1, err = 0;
@@ -917,9 +975,9 @@ int shim_run_template(void)
             memset(&ca, 0, sizeof(ca));
             /* CLONE_PARENT: the server's child, reaped and waited by its pidfd as an exec'd
              * shim; the exit signal is then the template's own (0), whatever exit_signal says.
-             * A raw clone3 leaves libc's cached TID the template's in the shim: its code calls
-             * no raise(), abort(), assert() nor pthread_* (they would use that TID; fortify's
-             * abort aside), only _exit and die(); its fork() of the command sets the right one. */
+             * A raw clone3 leaves libc's cached TID the template's in the shim, and in the
+             * command's process it clones: their code calls no raise(), abort(), assert() nor
+             * pthread_* (they would use that TID; fortify's abort aside), only _exit and die(). */
             ca.flags = CLONE_PARENT | CLONE_PIDFD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
                        CLONE_NEWIPC | CLONE_NEWNET;
             ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
@@ -927,9 +985,7 @@ int shim_run_template(void)
                 ca.flags |= CLONE_INTO_CGROUP;
                 ca.cgroup = (uint64_t)cgroup_fd;
             }
-            /* Sharing its memory needs the mount namespace set up here: a shim would otherwise
-             * read the host's mount table with stdio (malloc) itself. */
-            if (TEMPLATE_SHARES_MEMORY && mounts_detached) {
+            if (share) {
                 pid = clone_shim(&mems, &ca, fds, filter);
                 if (pid < 0) {
                     err = (int)-pid;

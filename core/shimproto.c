@@ -1,6 +1,7 @@
 #include "shimproto.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@ static const char *const step_names[SHIMPROTO_STEP__MAX] = {
     [SHIMPROTO_STEP_MOUNT_TMP] = "mount the job's own /tmp",
     [SHIMPROTO_STEP_MOUNT_DEV] = "mount the job's own /dev",
     [SHIMPROTO_STEP_RLIMITS] = "set resource limits",
+    [SHIMPROTO_STEP_OOM_SCORE] = "reset the OOM score adjustment",
 };
 
 const char *shimproto_step_name(int step)
@@ -495,20 +497,31 @@ int shimproto_send_go(int sock, int spec_fd, int stdin_fd, int *ret_verdict)
 int shimproto_recv_go(int sock, int *ret_fd, int *ret_verdict_fd, int *ret_stdin_fd)
 {
     struct shimproto_sync m;
-    int fds[3] = {-1, -1, -1};
-    size_t n = 0;
-    int r = shimproto_recv_fds(sock, &m, sizeof(m), fds, 3, &n);
+    int fds[3] = {-1, -1, -1}, flags;
+    size_t got = 0;
+    bool extra;
+    ssize_t n = recv_with_fds(sock, &m, sizeof(m), fds, 3, &got, &extra, &flags);
 
     *ret_fd = *ret_verdict_fd = *ret_stdin_fd = -1;
-    if (r <= 0)
-        return r;
-    if (n < 2) {
-        close_all(fds, n);
+    if (n <= 0) {
+        close_all(fds, got);
+        return (int)n;
+    }
+    if ((size_t)n != sizeof(m) || extra || (flags & (MSG_TRUNC | MSG_CTRUNC)) || got < 2) {
+        /* The verdict socket, if it came, is the caller's to say so on before it closes it:
+         * closed first, its EOF would read as the exec. */
+        if (got >= 2) {
+            *ret_verdict_fd = fds[1];
+            fds[1] = -1;
+        }
+        for (size_t i = 0; i < got; i++)
+            if (fds[i] >= 0)
+                (void)close(fds[i]);
         return -EBADMSG;
     }
     *ret_fd = fds[0];
     *ret_verdict_fd = fds[1];
-    *ret_stdin_fd = n > 2 ? fds[2] : -1;
+    *ret_stdin_fd = got > 2 ? fds[2] : -1;
     return 1;
 }
 

@@ -56,8 +56,9 @@ enum {
 /* The shim's steps. Values travel between processes of one binary. The shim: CAPBSET (an exec'd
  * shim; the template does it once for its forks), SIGNALS, SECCOMP_BUILD, MOUNT_PRIVATE,
  * MOUNT_PROC, MOUNT_SYS, LOOPBACK (these two for a private network), MOUNT_TMP, WAIT_PREP,
- * CGROUP_NS, HOSTNAME, FORK; then the command's process: SETSID, SIGNAL_RESET, FDS, SETGROUPS,
- * SETGID, SETUID, CAPS, RLIMITS, NO_NEW_PRIVS, SECCOMP, WAIT_GO, READ_SPEC, CHDIR, EXEC. */
+ * CGROUP_NS, HOSTNAME, FORK; then the command's process: SETSID, SIGNAL_RESET, FDS, OOM_SCORE,
+ * SETGROUPS, SETGID, SETUID, CAPS, RLIMITS, NO_NEW_PRIVS, SECCOMP, WAIT_GO, READ_SPEC, CHDIR,
+ * EXEC. */
 enum shimproto_step {
     SHIMPROTO_STEP_NONE = 0,
     SHIMPROTO_STEP_EXEC_SHIM,     /* server's child: execve of the shim binary */
@@ -90,6 +91,7 @@ enum shimproto_step {
     SHIMPROTO_STEP_MOUNT_TMP, /* the job's own /tmp, /var/tmp, /dev/shm, /run/lock (and /run) */
     SHIMPROTO_STEP_RLIMITS,   /* the job's resource limits, not the server's */
     SHIMPROTO_STEP_MOUNT_DEV, /* the job's own /dev: a few nodes, its own devpts and shm */
+    SHIMPROTO_STEP_OOM_SCORE, /* the command's OOM score adjustment back to 0 (the shim's: -1000) */
     SHIMPROTO_STEP__MAX,
 };
 
@@ -145,7 +147,8 @@ int shimproto_send_go(int sock, int spec_fd, int stdin_fd, int *ret_verdict);
 /* Command's process: waits for the go on sock. 1 with *ret_fd the spec memfd, *ret_verdict_fd
  * the verdict socket and *ret_stdin_fd the stdin that came after them (all close-on-exec, the
  * caller's; -1 if none came); 0 at EOF; -EBADMSG for a message of another size, with fewer than
- * two fds or more than three; or -errno. */
+ * two fds or more than three (the verdict socket, if one came, still in *ret_verdict_fd, for
+ * the failure); or -errno. */
 int shimproto_recv_go(int sock, int *ret_fd, int *ret_verdict_fd, int *ret_stdin_fd);
 
 /* Shim or command's process: sends the failure {step, err} (err <= 0 goes as EIO) with a plain
@@ -206,9 +209,9 @@ int shimproto_spec_parse(const void *buf, size_t len, const char **vec, size_t c
 
 /* ---- the shim template (runjob shim net=none --template, core/shim.h): a process the pool
  * thread starts once, with no namespaces of its own, that builds the seccomp filter once and
- * forks each pooled shim with clone3(CLONE_PARENT) so that it is the server's child, not the
- * template's. Its fds are those of a shim, SHIMPROTO_FD_SYNC being its control socket
- * (SEQPACKET). Per shim:
+ * starts each pooled shim with clone3(CLONE_PARENT) so that it is the server's child, not the
+ * template's (sharing the template's memory where that is safe: core/shim.c). Its fds are those of
+ * a shim, SHIMPROTO_FD_SYNC being its control socket (SEQPACKET). Per shim:
  *   - server -> template: a request, struct shimproto_template_req with the shim's fds 0..4 in
  *     SHIMPROTO_FD_* order, then the cgroup's dir fd if SHIMPROTO_TEMPLATE_CGROUP
  *     (CLONE_INTO_CGROUP);

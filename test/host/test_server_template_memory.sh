@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The shim template and the shims it starts share one address space, each shim on memory the
-# template maps for it: that memory must go once the shim ends, however it ends (its command
-# exited, the job stopped, the exec failed, the shim killed), or a server left running for
-# months grows with every job.
+# Where the shim template's shims share its address space, each runs on memory the template
+# maps for it: that memory must go once the shim ends, however it ends (its command exited, the
+# job stopped, the exec failed, the shim killed), or a server left running for months grows with
+# every job. Where they are forked, the template must not grow either.
 . "$(dirname "$0")/../lib.sh"
 rj_setup
 rj_server_start
@@ -21,6 +21,14 @@ T=$(template_pid)
 if [ -z "$T" ]; then
     echo "SKIP: template checks -- no shim template (exec'd shims only on this host)"
     exit 0
+fi
+shim=$(for c in $(cat /proc/"$RJ_SERVER_PID"/task/*/children); do
+    [ "$c" != "$T" ] && grep -q -- '--template' /proc/"$c"/cmdline 2>/dev/null && echo "$c"
+done | head -n 1)
+if [ -n "$shim" ] && [ "$(cut -d' ' -f23 /proc/"$shim"/stat)" = "$(cut -d' ' -f23 /proc/"$T"/stat)" ]; then
+    echo "# the template's shims share its memory"
+else
+    echo "# the template's shims are forked (its OOM score: $(cat /proc/"$T"/oom_score_adj))"
 fi
 maps_before=$(wc -l </proc/"$T"/maps)
 rss_before=$(awk '/^VmRSS:/ { print $2 }' /proc/"$T"/status)

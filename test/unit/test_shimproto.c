@@ -621,6 +621,30 @@ Test(shimproto, a_go_without_a_verdict_socket_is_refused)
     cr_expect_eq(count_fds(), before, "the fd that came with the go leaked");
 }
 
+/* A go of another size with both fds: refused, but the verdict socket is handed back, so that
+ * the failure goes out on it before its EOF could read as an exec. */
+Test(shimproto, a_bad_go_hands_back_its_verdict_socket)
+{
+    int sv[2], p[2], v[2], fd = -2, vfd = -2, in = -2, before;
+    char bad[3] = {0};
+    struct shimproto_sync m = {0};
+
+    seqpacket_pair(sv);
+    seqpacket_pair(v);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    before = count_fds();
+    cr_assert_eq(shimproto_send_fds(sv[0], bad, sizeof(bad), (int[]){p[0], v[1]}, 2), 0);
+    cr_expect_eq(shimproto_recv_go(sv[1], &fd, &vfd, &in), -EBADMSG);
+    cr_expect(fd == -1 && in == -1);
+    cr_assert_geq(vfd, 0);
+    cr_expect_eq(count_fds(), before + 1, "only the verdict socket is kept");
+    cr_assert_eq(shimproto_send_failure(vfd, SHIMPROTO_STEP_WAIT_GO, EBADMSG), 0);
+    (void)close(vfd);
+    (void)close(v[1]);
+    cr_expect_eq(shimproto_recv_verdict(v[0], sv[0], 1000, &m), 1);
+    cr_expect_eq(m.step, SHIMPROTO_STEP_WAIT_GO);
+}
+
 Test(shimproto, a_go_sent_to_a_gone_shim_leaves_no_verdict_socket)
 {
     int sv[2], p[2], verdict = -2;

@@ -341,6 +341,47 @@ t_memory() {
         fail memory-limit-reported "status limits.memory_bytes='$lim', want 33554432"
 }
 
+# The shim template's shims share its memory here (root with every capability: their OOM score
+# can be -1000), and one job's OOM kill must stay that job's: the kernel kills every process
+# that shares its victim's memory, so a shim picked by the OOM killer would take every job down.
+# Job B fills its /dev/shm (charged to it, in nobody's RSS) past its limit next to job A.
+t_oom_isolation() {
+    need_server oom-isolation || return
+    tmpl="" shim=""
+    for c in $(cat /proc/"$RJ_SERVER_PID"/task/*/children 2>/dev/null); do
+        tr '\0' ' ' <"/proc/$c/cmdline" 2>/dev/null | grep -q -- --template || continue
+        if [ "$(awk '/^NSpid:/ { print NF - 1 }' "/proc/$c/status")" = 1 ]; then tmpl=$c; else shim=$c; fi
+    done
+    vs_t=$(awk '{ print $23 }' "/proc/$tmpl/stat" 2>/dev/null)
+    vs_s=$(awk '{ print $23 }' "/proc/$shim/stat" 2>/dev/null)
+    adj=$(cat "/proc/$shim/oom_score_adj" 2>/dev/null)
+    if [ -n "$vs_t" ] && [ "$vs_t" = "$vs_s" ] && [ "$adj" = -1000 ]; then
+        ok shims-share-memory
+    else
+        fail shims-share-memory "template $tmpl vsize '$vs_t', shim $shim vsize '$vs_s' oom_score_adj '$adj'"
+    fi
+    out=$(rj run /bin/sh -c 'cat /proc/self/oom_score_adj; (echo -1 >/proc/self/oom_score_adj) 2>/dev/null && echo lowered' 2>&1)
+    [ "$out" = 0 ] && ok oom-score-of-a-job || fail oom-score-of-a-job "'$out' (want 0, and no way lower)"
+    if ! start_job a /bin/sleep 60; then
+        fail oom-isolation "start failed: $START_OUT"
+        return
+    fi
+    if ! start_job b --memory 32M /bin/sh -c 'dd if=/dev/zero of=/dev/shm/x bs=1M count=64 2>/dev/null; sleep 1'; then
+        fail oom-isolation "start failed: $START_OUT"
+        rj stop "$a" >/dev/null 2>&1
+        return
+    fi
+    job_wait "$b" 30
+    bad=""
+    [ "$(job_field "$b" oom_killed)" = true ] || bad="job b was not OOM-killed: $(status_json "$b" 2>&1 | tr -d '\n')"
+    job_running "$a" || bad="${bad:+$bad; }job a ended with job b's OOM: $(status_json "$a" 2>&1 | tr -d '\n')"
+    alive "$tmpl" || bad="${bad:+$bad; }the template ($tmpl) died"
+    out=$(rj run /bin/echo after 2>&1)
+    [ "$out" = after ] || bad="${bad:+$bad; }a job after: '$out'"
+    rj stop "$a" >/dev/null 2>&1
+    [ -z "$bad" ] && ok oom-isolation || fail oom-isolation "$bad"
+}
+
 # Usage: CPU time and peak memory of a finished job come back in status.
 t_usage() {
     need_server usage || return
@@ -608,6 +649,7 @@ want job-isolation && step job-isolation && t_isolation
 want no-internal-process && step no-internal-process && t_no_internal
 want cpu-throttle && step cpu-throttle && t_cpu
 want memory-oom && step memory-oom && t_memory
+want oom-isolation && step oom-isolation && t_oom_isolation
 want usage && step usage && t_usage
 want io-limit && step io-limit && t_io
 want stop-kills-daemon && step stop-kills-daemon && t_stop
