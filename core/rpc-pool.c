@@ -17,10 +17,13 @@
  * allocation (a page fault per 4 KiB of every message), until glibc's dynamic threshold moves
  * them into the arena of whichever thread frees them. Pooled, a buffer is reused warm, its
  * data page-aligned for the log's pread, and what the pool keeps is bounded (CHUNK_POOL_KEEP
- * bytes, about what the stream budget lets be in flight; more is unmapped). */
+ * bytes; more is unmapped). The bound is four times the stream budget (core/server-stream.c):
+ * gRPC holds a buffer past its turn, until the transport has framed and encrypted it, and with
+ * the budget's own 2 MiB, 100 readers fell at times into mapping, faulting and unmapping a buffer
+ * per message (a quarter of the aggregate rate, bench/RESULTS.md). */
 #define CHUNK_POOL_MIN     (64 * 1024)
 #define CHUNK_POOL_CLASSES 5 /* 64 KiB .. 1 MiB */
-#define CHUNK_POOL_KEEP    (2 * 1024 * 1024)
+#define CHUNK_POOL_KEEP    (8 * 1024 * 1024)
 
 struct pool_buf {
     struct pool_buf *next;
