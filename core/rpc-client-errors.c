@@ -26,6 +26,7 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
                          struct rpc_error *err)
 {
     const char *d = details && *details ? details : NULL;
+    bool closed;
 
     if (code == RPC_UNAVAILABLE && f->answered) {
         /* The server had already answered on this call: the certificates were fine, and the
@@ -101,15 +102,15 @@ void rpc_client_describe(const struct rpc_peer *c, int code, const char *details
                           c->where, (long long)(f->elapsed_ms / 1000));
             return;
         }
-        if (f->elapsed_ms >= HANDSHAKE_CUT_MS &&
-            (has(d, error_string, "Socket closed") || has(d, error_string, "Connection reset"))) {
+        closed = has(d, error_string, "Socket closed") || has(d, error_string, "Connection reset");
+        if (closed && f->elapsed_ms >= HANDSHAKE_CUT_MS) {
             rpc_error_set(err, code,
                           "%s closed the connection after %lld s without finishing the TLS "
                           "handshake (a server gives a handshake %d s: is it overloaded?)",
                           c->where, (long long)(f->elapsed_ms / 1000), RPC_HANDSHAKE_MAX_MS / 1000);
             return;
         }
-        if (has(d, error_string, "Socket closed") || has(d, error_string, "Connection reset")) {
+        if (closed) {
             rpc_error_set(err, code,
                           "%s closed the connection (did it reject our certificate '%s'?)",
                           c->where, c->cert_path);

@@ -399,8 +399,8 @@ static void mount_private_dirs(bool host_net)
     }
 }
 
-/* Set in the template: its shims are forked from a mount namespace already without the mounts
- * they cover (mounts_detached), and with /dev built (dev_built). */
+/* Set in the template: its shims start in a mount namespace already without the mounts they
+ * cover (mounts_detached), and with /dev built (dev_built). */
 static bool mounts_detached, dev_built;
 /* Set in the template: its oom_score_adj is -1000, and its shims' with it. */
 static bool oom_protected;
@@ -746,16 +746,7 @@ __attribute__((noreturn)) static void template_child(const struct template_child
     run_as_init(a->filter, false, a->cmd_mem);
 }
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SHIM_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) && !defined(SHIM_ASAN)
-#define SHIM_ASAN 1
-#endif
-
-#if defined(__x86_64__) && !RUNJOB_TSAN && !defined(SHIM_ASAN)
+#if defined(__x86_64__) && !RUNJOB_TSAN && !RUNJOB_ASAN
 /* Shims share the template's memory (CLONE_VM): no copy of its address space for each job, no
  * teardown at each shim's exit, no copy-on-write faults; each runs on memory the template maps
  * for it and unmaps once the shim's exit is over (its tid word cleared, then its pidfd readable:
@@ -822,7 +813,7 @@ static void reclaim_shim_mems(struct shim_mems *m)
     }
 }
 
-/* Starts fn(arg) on the stack below stack_top (16-byte aligned) with clone3(ca); in the parent,
+/* Starts fn(arg) with clone3(ca) on the stack ca gives (its top 16-byte aligned); in the parent,
  * the pid or -errno. The child never returns here: it has no frame to return to. */
 static long clone3_on_stack(struct clone_args *ca, void (*fn)(void *), void *arg)
 {
@@ -959,7 +950,6 @@ int shim_run_template(void)
     for (;;) {
         struct clone_args ca;
         int fds[SHIMPROTO_FD_COUNT], cgroup_fd = -1, pidfd = -1, err = 0;
-        bool keep_pidfd = false;
         long pid = 0;
 
         r = shimproto_recv_template_req(SHIMPROTO_FD_SYNC, fds, &cgroup_fd);
@@ -991,7 +981,6 @@ int shim_run_template(void)
                     err = (int)-pid;
                     pid = 0;
                 }
-                keep_pidfd = pid > 0;
             } else {
                 pid = syscall(SYS_clone3, &ca, sizeof(ca));
                 if (pid == 0)
@@ -1006,7 +995,7 @@ int shim_run_template(void)
                 (void)close(cgroup_fd);
         }
         r = shimproto_send_template_reply(SHIMPROTO_FD_SYNC, (pid_t)pid, pidfd, err);
-        if (pidfd >= 0 && !keep_pidfd)
+        if (pidfd >= 0 && !(share && pid > 0)) /* a shared shim's: kept (clone_shim) */
             (void)close(pidfd);
         if (r < 0)
             _exit(1); /* the server is gone; the shim, if any, exits on its own EOF */

@@ -385,6 +385,13 @@ static ssize_t recv_with_fds(int sock, void *msg, size_t len, int *fds, size_t m
     return n;
 }
 
+/* Whether a message of n bytes (len wanted) came other than whole: longer, shorter, or with
+ * more fds than asked for or some cut off. */
+static bool bad_message(ssize_t n, size_t len, bool extra, int flags)
+{
+    return (size_t)n != len || extra || (flags & (MSG_TRUNC | MSG_CTRUNC));
+}
+
 static void close_all(const int *fds, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -430,7 +437,7 @@ int shimproto_recv_fds(int sock, void *msg, size_t len, int *fds, size_t max, si
         close_all(fds, got);
         return (int)n;
     }
-    if ((size_t)n != len || extra || (flags & (MSG_TRUNC | MSG_CTRUNC))) {
+    if (bad_message(n, len, extra, flags)) {
         close_all(fds, got);
         return -EBADMSG;
     }
@@ -507,16 +514,14 @@ int shimproto_recv_go(int sock, int *ret_fd, int *ret_verdict_fd, int *ret_stdin
         close_all(fds, got);
         return (int)n;
     }
-    if ((size_t)n != sizeof(m) || extra || (flags & (MSG_TRUNC | MSG_CTRUNC)) || got < 2) {
+    if (bad_message(n, sizeof(m), extra, flags) || got < 2) {
         /* The verdict socket, if it came, is the caller's to say so on before it closes it:
          * closed first, its EOF would read as the exec. */
         if (got >= 2) {
             *ret_verdict_fd = fds[1];
-            fds[1] = -1;
+            fds[1] = fds[--got];
         }
-        for (size_t i = 0; i < got; i++)
-            if (fds[i] >= 0)
-                (void)close(fds[i]);
+        close_all(fds, got);
         return -EBADMSG;
     }
     *ret_fd = fds[0];
