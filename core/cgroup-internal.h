@@ -73,7 +73,11 @@ struct cg_backend {
     /* Rewrites the fields of to that differ from from (what the cgroup has now) and nothing
      * else; a 0 in to lifts that limit. */
     int (*change_limits)(struct cg *cg, const struct limits *from, const struct limits *to);
-    int (*attach)(struct cg *cg, pid_t pid);
+    /* Into the job's cgroup of every hierarchy, but of those with a role in parent_roles into
+     * the job root, the parent of every job's (v1; 0 on v2). */
+    int (*attach)(struct cg *cg, pid_t pid, unsigned parent_roles);
+    /* v1: an O_WRONLY fd of the memory hierarchy's cgroup.procs; NULL on v2. */
+    int (*open_memory_procs)(struct cg *cg);
     /* One round of killing: SIGKILL everything in the cgroup now. */
     int (*kill_once)(struct cg *cg);
     /* 1, 0 or -errno. */

@@ -155,12 +155,14 @@ static int v1_change_limits(struct cg *cg, const struct limits *from, const stru
     return 0;
 }
 
-static int v1_attach(struct cg *cg, pid_t pid)
+static int v1_attach(struct cg *cg, pid_t pid, unsigned parent_roles)
 {
     for (size_t i = 0; i < cg->m->n_hier; i++) {
-        if (cg->fd[i] < 0)
+        bool parent = cg->m->hier[i].roles & parent_roles;
+        int fd = parent ? cg->m->hier[i].rootfd : cg->fd[i];
+        if (fd < 0)
             return -EBADF;
-        int r = proc_writef_at(cg->fd[i], "cgroup.procs", "%d", (int)pid);
+        int r = proc_writef_at(fd, "cgroup.procs", "%d", (int)pid);
         if (r < 0) {
             log_debug("cgroup: attach %d to %s/%s: %s", (int)pid, cg->m->hier[i].name, cg->id,
                       strerror(-r));
@@ -168,6 +170,16 @@ static int v1_attach(struct cg *cg, pid_t pid)
         }
     }
     return 0;
+}
+
+static int v1_open_memory_procs(struct cg *cg)
+{
+    int fd = role_fd(cg, CG_ROLE_MEMORY);
+
+    if (fd < 0)
+        return -EBADF;
+    fd = openat(fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
 }
 
 static void count_pid(pid_t pid, void *userdata)
@@ -285,6 +297,7 @@ const struct cg_backend cg_backend_v1 = {
     .set_defaults = NULL, /* the kernel's defaults are no limits: nothing to write */
     .change_limits = v1_change_limits,
     .attach = v1_attach,
+    .open_memory_procs = v1_open_memory_procs,
     .kill_once = v1_kill_once,
     .is_populated = v1_is_populated,
     .read_usage = v1_read_usage,

@@ -317,8 +317,10 @@ static int v2_change_limits(struct cg *cg, const struct limits *from, const stru
     return 0;
 }
 
-static int v2_attach(struct cg *cg, pid_t pid)
+static int v2_attach(struct cg *cg, pid_t pid, unsigned parent_roles)
 {
+    if (parent_roles)
+        return -EOPNOTSUPP; /* one hierarchy for every controller */
     if (cg->fd[0] < 0)
         return -EBADF;
     return proc_writef_at(cg->fd[0], "cgroup.procs", "%d", (int)pid);

@@ -399,7 +399,28 @@ int cg_attach(struct cg *cg, pid_t pid)
 {
     if (pid <= 0)
         return -EINVAL;
-    return cg->m->ops->attach(cg, pid);
+    return cg->m->ops->attach(cg, pid, 0);
+}
+
+bool cg_memory_apart(const struct cg_manager *m)
+{
+    return m->ops->open_memory_procs != NULL;
+}
+
+int cg_attach_apart(struct cg *cg, pid_t pid)
+{
+    if (pid <= 0)
+        return -EINVAL;
+    if (!cg_memory_apart(cg->m))
+        return -EOPNOTSUPP;
+    return cg->m->ops->attach(cg, pid, CG_ROLE_MEMORY);
+}
+
+int cg_open_memory_procs(struct cg *cg)
+{
+    if (!cg_memory_apart(cg->m))
+        return -EOPNOTSUPP;
+    return cg->m->ops->open_memory_procs(cg);
 }
 
 int cg_is_populated(struct cg *cg)

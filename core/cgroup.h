@@ -17,9 +17,10 @@
  *   cg_create(m, id, &defaults, &cg), then cg_change_limits(cg, &defaults, &limits) at its
  *   start (writes only what differs; cg_set_limits() is the same from no limits)
  *   v2: clone3(CLONE_INTO_CGROUP, .cgroup = cg_get_dirfd(cg))
- *   v1: cg_get_dirfd() returns -EOPNOTSUPP; the runner calls cg_attach(cg, shim_pid) while the
- *       shim waits for its prep (core/shimproto.h), then sends the prep. A pooled shim is
- *       moved into a spare's cgroup the same way on v2 too.
+ *   v1: cg_get_dirfd() returns -EOPNOTSUPP; the runner calls cg_attach_apart(cg, shim_pid)
+ *       while the shim waits for its prep (core/shimproto.h), then sends the prep with
+ *       cg_open_memory_procs(cg), through which the command's process joins the memory
+ *       hierarchy. A pooled shim is moved into a spare's cgroup with cg_attach() on v2.
  *   cg_read_usage(cg, &u)                     any time while it runs, and once after it ended
  *   cg_kill(cg)                               stop after the grace period (whole cgroup)
  *   cg_destroy(cg, timeout_ms); cg_free(cg)   after the shim was reaped
@@ -138,6 +139,21 @@ int cg_get_dirfd(const struct cg *cg);
  * 0 or -errno (-ESRCH if pid is gone). On failure pid may already sit in some hierarchies:
  * kill it and cg_destroy() (which kills whatever is in any of them). */
 int cg_attach(struct cg *cg, pid_t pid);
+
+/* Whether a job's memory cgroup can hold its command's processes and not its shim (v1: memory is
+ * a hierarchy of its own; v2: false, one hierarchy for every controller). A shim that shares
+ * the template's memory must never be the OOM killer's choice, which in the job's memory
+ * cgroup it could be (core/shim.c); kept out of it, it never is, whatever its OOM score. */
+bool cg_memory_apart(const struct cg_manager *m);
+/* v1: cg_attach(), but in the memory hierarchy into the job root (the parent of every job's
+ * cgroup, with no limit and no job's OOM killer), for a job's shim. Its command's process joins
+ * the job's memory cgroup itself, by writing "0" to the fd cg_open_memory_procs() gives. The job
+ * sees its shim's memory cgroup as "/.." (nothing of the host's layout). v2: -EOPNOTSUPP. */
+int cg_attach_apart(struct cg *cg, pid_t pid);
+/* v1: an O_WRONLY|O_CLOEXEC fd of the job's cgroup.procs in the memory hierarchy, the caller's.
+ * The kernel checks a write against the credentials of whoever opened it (root: the server),
+ * so the process that writes "0" to it joins whatever it runs as. v2: -EOPNOTSUPP. */
+int cg_open_memory_procs(struct cg *cg);
 
 /* SIGKILLs every process in the job cgroup and its descendants, repeating until none is left
  * or timeout_ms (< 0: 5000) passes. v2: cgroup.kill (kernel >= 5.14), else freeze + kill every

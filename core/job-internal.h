@@ -153,9 +153,13 @@ int job_shim_spawn(struct job_runner *r, bool host_net, int cgroup_fd, bool here
                    struct job_shim *ret);
 /* job-start.c: ends the pool thread's shim template (if any) and reaps it. Pool thread only. */
 void job_template_stop(struct job_runner *r);
-/* job-start.c: sends the prep (job id, uid, gid). 0 or -errno (-EPIPE, -ECONNRESET: the shim
- * already failed and said why). */
-int job_shim_prep(struct job_shim *sh, const char *id, uid_t uid, gid_t gid);
+/* job-start.c: moves the shim into cg: every cgroup of the job's but, on v1, the memory one
+ * (cg_memory_apart), which its command's process joins. 0 or -errno. */
+int job_shim_attach(struct job_runner *r, struct job_shim *sh, struct cg *cg);
+/* job-start.c: sends the prep (cg's id, uid, gid; on v1 the memory cgroup's cgroup.procs for
+ * the command's process). 0 or -errno (-EPIPE, -ECONNRESET: the shim already failed and said
+ * why). */
+int job_shim_prep(struct job_runner *r, struct job_shim *sh, struct cg *cg, uid_t uid, gid_t gid);
 
 /* job-pool.c: whether a shim that waited is still there (a dead one is reaped). */
 bool job_shim_alive(struct job_shim *sh);

@@ -84,9 +84,9 @@ static void ahead_fill(struct job_runner *r, struct job_spare *jc)
     if (!pooled)
         e = job_shim_spawn(r, false, cgfd, true, &sh); /* v2: straight into the cgroup */
     if (e == 0 && (pooled || cgfd < 0))
-        e = cg_attach(jc->cg, sh.pid);
+        e = job_shim_attach(r, &sh, jc->cg);
     if (e == 0)
-        e = job_shim_prep(&sh, cg_get_id(jc->cg), jc->uid, jc->gid);
+        e = job_shim_prep(r, &sh, jc->cg, jc->uid, jc->gid);
     if (e < 0) {
         log_debug("job %s: a shim ahead in its cgroup: %s", cg_get_id(jc->cg), strerror(-e));
         job_shim_discard(&sh);

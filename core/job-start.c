@@ -77,8 +77,6 @@ void job_shim_discard(struct job_shim *sh)
 
 static int run_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *ret_pid,
                      int *ret_pidfd);
-int job_shim_prep(struct job_shim *sh, const char *id, uid_t uid, gid_t gid);
-
 /* ---- the shim template (shimproto.h): pooled shims forked from one process instead of each an
  * exec of this (static, 16 MB) binary, whose start-up and exit cost ~0.75 ms of CPU, with
  * the seccomp filter built once. Pool thread only: it is the template's pdeathsig parent,
@@ -152,7 +150,7 @@ static int template_spawn(struct job_runner *r, const struct spawn_args *a, pid_
             return e;
         }
     }
-    e = shimproto_send_template_req(r->tmpl_sock, a->fds, a->cgroup_fd);
+    e = shimproto_send_template_req(r->tmpl_sock, a->fds, a->cgroup_fd, cg_memory_apart(r->cgm));
     if (e == 0) {
         p = (struct pollfd){.fd = r->tmpl_sock, .events = POLLIN};
         do
@@ -294,13 +292,25 @@ static int run_spawn(struct job_runner *r, const struct spawn_args *a, pid_t *re
     return 0;
 }
 
-/* The prep: the shim roots its cgroup namespace, takes the job's hostname and makes the
- * command's process as uid:gid up to its exec. 0 or -errno (-EPIPE, -ECONNRESET: the shim
- * already failed and said why). */
-int job_shim_prep(struct job_shim *sh, const char *id, uid_t uid, gid_t gid)
+int job_shim_attach(struct job_runner *r, struct job_shim *sh, struct cg *cg)
 {
-    int e = shimproto_send_prep(sh->sync, id, uid, gid);
+    return cg_memory_apart(r->cgm) ? cg_attach_apart(cg, sh->pid) : cg_attach(cg, sh->pid);
+}
 
+/* The prep: the shim roots its cgroup namespace, takes the job's hostname and makes the
+ * command's process as uid:gid up to its exec (which on cgroup v1 joins the job's memory cgroup
+ * first). 0 or -errno (-EPIPE, -ECONNRESET: the shim already failed and said why). */
+int job_shim_prep(struct job_runner *r, struct job_shim *sh, struct cg *cg, uid_t uid, gid_t gid)
+{
+    _cleanup_close_ int memory_fd = -1;
+    int e;
+
+    if (cg_memory_apart(r->cgm)) {
+        memory_fd = cg_open_memory_procs(cg);
+        if (memory_fd < 0)
+            return memory_fd;
+    }
+    e = shimproto_send_prep(sh->sync, cg_get_id(cg), uid, gid, memory_fd);
     if (e < 0)
         return e;
     sh->prepped = true;
@@ -544,7 +554,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
         }
     }
     if (attach) {
-        e = cg_attach(cg, sh.pid);
+        e = job_shim_attach(r, &sh, cg);
         if (e < 0) {
             snprintf(errbuf, errlen, "moving the job into its cgroup: %s", strerror(-e));
             goto fail;
@@ -552,7 +562,7 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     }
     /* EPIPE / ECONNRESET: the shim already failed (e.g. its own exec) and said why before it
      * closed its end: read that below. */
-    e = sh.prepped ? 0 : job_shim_prep(&sh, spec->id, spec->uid, spec->gid);
+    e = sh.prepped ? 0 : job_shim_prep(r, &sh, cg, spec->uid, spec->gid);
     /* A terminal is opened in the shim's own devpts: once the shim has it mounted. */
     if (e == 0 && spec->input == JOB_INPUT_TTY) {
         e = shimproto_recv_ready(sh.sync, START_TIMEOUT_MS, &msg);

@@ -229,10 +229,10 @@ static void set_hostname(const char *id)
 }
 
 /* Waits for the server's prep: the job's id, user and group, sent once the shim is in the job's
- * cgroups. */
-static void wait_prep(struct shimproto_prep *ret)
+ * cgroups (on v1 all but the memory one, whose cgroup.procs comes with it: *ret_memory_fd). */
+static void wait_prep(struct shimproto_prep *ret, int *ret_memory_fd)
 {
-    int r = shimproto_recv_prep(SHIMPROTO_FD_SYNC, ret);
+    int r = shimproto_recv_prep(SHIMPROTO_FD_SYNC, ret, ret_memory_fd);
 
     if (r == 0)
         _exit(127); /* the server is gone (or dropped this pooled shim): nobody to run a job for */
@@ -301,7 +301,7 @@ static void take_stdin(int fd, bool tty)
  * the clone failed. Credentials change through raw syscalls (this process's, whatever glibc
  * believes); nothing here calls raise(), abort() or pthread_* (libc's cached TID is the
  * shim's); a failure is die(): write + _exit of this child alone. */
-__attribute__((noreturn)) static void command_main(const struct shimproto_prep *prep,
+__attribute__((noreturn)) static void command_main(const struct shimproto_prep *prep, int memory_fd,
                                                    struct scmp_filter *filter, bool host_net,
                                                    struct command_mem *mem)
 {
@@ -310,6 +310,17 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
     struct shimproto_spec spec;
     sigset_t none;
     int r, in = -1;
+
+    /* A shim kept out of the job's memory cgroup (cg_memory_apart): the command's process joins
+     * it, then roots a cgroup namespace of its own there, so that the job sees "/" in every
+     * hierarchy. Until its exec it shares the shim's memory, whose pages stay charged to their
+     * owner's cgroup, not the job's; the OOM killer passes over a vfork child. */
+    if (memory_fd >= 0) {
+        if (write(memory_fd, "0", 1) != 1)
+            die(SHIMPROTO_STEP_MEMORY_CGROUP, errno);
+        if (unshare(CLONE_NEWCGROUP) < 0)
+            die(SHIMPROTO_STEP_CGROUP_NS, errno);
+    }
 
     /* A session of its own, not only a process group: a job must not reach the server's
      * controlling terminal through /dev/tty (the server may run in an admin's terminal), and a
@@ -529,6 +540,7 @@ static void map_command_mem(struct command_mem *ret, void *premapped)
 
 struct command_args {
     const struct shimproto_prep *prep;
+    int memory_fd;
     struct scmp_filter *filter;
     bool host_net;
     struct command_mem *mem;
@@ -538,7 +550,7 @@ static int command_clone_main(void *arg)
 {
     const struct command_args *a = arg;
 
-    command_main(a->prep, a->filter, a->host_net, a->mem);
+    command_main(a->prep, a->memory_fd, a->filter, a->host_net, a->mem);
 }
 
 /* Starts the command's process (command_main) the way posix_spawn does: clone(CLONE_VM |
@@ -548,9 +560,10 @@ static int command_clone_main(void *arg)
  * (signals for the command wait on its signalfd). Every signal is blocked across the clone so
  * that none is handled in the child before its mask is set. Returns the child's pid. */
 static pid_t start_command(struct command_mem *mem, const struct shimproto_prep *prep,
-                           struct scmp_filter *filter, bool host_net)
+                           int memory_fd, struct scmp_filter *filter, bool host_net)
 {
-    struct command_args a = {.prep = prep, .filter = filter, .host_net = host_net, .mem = mem};
+    struct command_args a = {
+        .prep = prep, .memory_fd = memory_fd, .filter = filter, .host_net = host_net, .mem = mem};
     sigset_t all, old;
     pid_t pid;
     int err;
@@ -656,7 +669,7 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     struct shimproto_prep prep;
     struct command_mem mem;
     pid_t cmd;
-    int sfd, st, e;
+    int sfd, st, e, memory_fd;
 
     /* Ours only: the command must not inherit them (the sync socket until its exec). */
     (void)fcntl(SHIMPROTO_FD_SYNC, F_SETFD, FD_CLOEXEC);
@@ -684,11 +697,12 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     mount_job_dev();
     map_command_mem(&mem, cmd_mem);
 
-    wait_prep(&prep);
+    wait_prep(&prep, &memory_fd);
     /* EPIPE: the server went away, and the command's wait for the go sees EOF. */
     (void)shimproto_send_ready(SHIMPROTO_FD_SYNC);
     /* After the server placed us in the job cgroup (or clone3 did): that is the root the job
-     * sees in /proc/self/cgroup. */
+     * sees in /proc/self/cgroup (on v1 but for memory, which the command's process joins and
+     * roots anew). */
     if (unshare(CLONE_NEWCGROUP) < 0)
         die(SHIMPROTO_STEP_CGROUP_NS, errno);
     set_hostname(prep.id);
@@ -696,7 +710,9 @@ __attribute__((noreturn)) static void run_as_init(struct scmp_filter *filter, bo
     /* The child makes its own session (and group) first thing; the shim cannot do it for it,
      * and making its group here would keep it from its session. Stops that come meanwhile wait
      * blocked on the signalfd until supervise() forwards them. */
-    cmd = start_command(&mem, &prep, filter, host_net);
+    cmd = start_command(&mem, &prep, memory_fd, filter, host_net);
+    if (memory_fd >= 0)
+        (void)close(memory_fd);
     /* The command holds the sync socket until its exec (and reads the go on it); the job's
      * stdio is the command's. */
     (void)close(SHIMPROTO_FD_SYNC);
@@ -750,9 +766,12 @@ __attribute__((noreturn)) static void template_child(const struct template_child
 /* Shims share the template's memory (CLONE_VM): no copy of its address space for each job, no
  * teardown at each shim's exit, no copy-on-write faults; each runs on memory the template maps
  * for it and unmaps once the shim's exit is over (its tid word cleared, then its pidfd readable:
- * as PID 1 of its namespace, after every other process of the job), however it ended. Only
- * where the template could make its shims' OOM score -1000: the OOM killer kills every process
- * sharing its victim's memory, so a shim must never be one. Like the command's process before its
+ * as PID 1 of its namespace, after every other process of the job), however it ended. The OOM
+ * killer kills every process sharing its victim's memory, so a shim must never be the victim of
+ * a job's memory cgroup: either the template could make its shims' OOM score -1000, or the shim
+ * stays out of that cgroup (cgroup v1: its command's process joins it alone). Outside it, a shim
+ * weighs what the template does (its RSS is theirs), less than the server, whose end ends every
+ * job anyway (their pdeathsig). Like the command's process before its
  * exec, a shim allocates nothing and takes no lock of libc's; the template only reads and writes
  * its own state between clones, and never frees what the shims read (the filter). They share libc's
  * thread state, errno included: a failing call's errno may be another's by the time it is read,
@@ -919,7 +938,7 @@ int shim_run_template(void)
      * (_exit) need not wait for them. */
     struct scmp_filter *filter = NULL;
     struct shim_mems mems = {0};
-    bool share;
+    bool can_share;
     int r;
 
     /* Once here, for every shim it forks: they and their commands inherit the defaults and the
@@ -944,15 +963,17 @@ int shim_run_template(void)
     if (r < 0)
         return 1; /* the server sees EOF on its first request and execs its shims */
     /* Sharing its memory needs the mount namespace set up here (a shim would otherwise read the
-     * host's mount table with stdio, which allocates), the OOM killer kept off the shims, and a
-     * kernel on which one process's core dump is its own. */
-    share = TEMPLATE_SHARES_MEMORY && mounts_detached && oom_protected && kernel_dumps_alone();
+     * host's mount table with stdio, which allocates) and a kernel on which one process's core
+     * dump is its own; then, for each shim, the OOM killer kept off it: by its -1000, or by its
+     * staying out of its job's memory cgroup (the request says). */
+    can_share = TEMPLATE_SHARES_MEMORY && mounts_detached && kernel_dumps_alone();
     for (;;) {
         struct clone_args ca;
         int fds[SHIMPROTO_FD_COUNT], cgroup_fd = -1, pidfd = -1, err = 0;
+        bool memory_apart = false, share = false;
         long pid = 0;
 
-        r = shimproto_recv_template_req(SHIMPROTO_FD_SYNC, fds, &cgroup_fd);
+        r = shimproto_recv_template_req(SHIMPROTO_FD_SYNC, fds, &cgroup_fd, &memory_apart);
         if (r == 0)
             _exit(0);
         if (r < 0 && r != -EBADMSG)
@@ -971,6 +992,7 @@ int shim_run_template(void)
             ca.flags = CLONE_PARENT | CLONE_PIDFD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
                        CLONE_NEWIPC | CLONE_NEWNET;
             ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+            share = can_share && (oom_protected || memory_apart);
             if (cgroup_fd >= 0) {
                 ca.flags |= CLONE_INTO_CGROUP;
                 ca.cgroup = (uint64_t)cgroup_fd;

@@ -50,6 +50,7 @@ static const char *const step_names[SHIMPROTO_STEP__MAX] = {
     [SHIMPROTO_STEP_MOUNT_DEV] = "mount the job's own /dev",
     [SHIMPROTO_STEP_RLIMITS] = "set resource limits",
     [SHIMPROTO_STEP_OOM_SCORE] = "reset the OOM score adjustment",
+    [SHIMPROTO_STEP_MEMORY_CGROUP] = "join the job's memory cgroup",
 };
 
 const char *shimproto_step_name(int step)
@@ -447,10 +448,9 @@ int shimproto_recv_fds(int sock, void *msg, size_t len, int *fds, size_t max, si
 
 /* ---- the exchanges */
 
-int shimproto_send_prep(int sock, const char *id, uid_t uid, gid_t gid)
+int shimproto_send_prep(int sock, const char *id, uid_t uid, gid_t gid, int memory_fd)
 {
     struct shimproto_prep m;
-    ssize_t n;
 
     memset(&m, 0, sizeof(m));
     if (strlen(id) > SHIMPROTO_ID_MAX)
@@ -458,25 +458,23 @@ int shimproto_send_prep(int sock, const char *id, uid_t uid, gid_t gid)
     memcpy(m.id, id, strlen(id));
     m.uid = uid;
     m.gid = gid;
-    do
-        n = send(sock, &m, sizeof(m), MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : 0;
+    return shimproto_send_fd(sock, &m, sizeof(m), memory_fd);
 }
 
-int shimproto_recv_prep(int sock, struct shimproto_prep *ret)
+int shimproto_recv_prep(int sock, struct shimproto_prep *ret, int *ret_memory_fd)
 {
     int fd = -1, r;
 
+    *ret_memory_fd = -1;
     r = shimproto_recv_fd(sock, ret, sizeof(*ret), &fd);
     if (r <= 0)
         return r;
-    if (fd >= 0) {
-        (void)close(fd);
+    if (memchr(ret->id, '\0', sizeof(ret->id)) == NULL || ret->id[0] == '\0') {
+        if (fd >= 0)
+            (void)close(fd);
         return -EBADMSG;
     }
-    if (memchr(ret->id, '\0', sizeof(ret->id)) == NULL || ret->id[0] == '\0')
-        return -EBADMSG;
+    *ret_memory_fd = fd;
     return 1;
 }
 
@@ -637,9 +635,12 @@ int shimproto_recv_status(int fd, struct shimproto_status *ret)
     return n == sizeof(*ret);
 }
 
-int shimproto_send_template_req(int sock, const int fds[SHIMPROTO_FD_COUNT], int cgroup_fd)
+int shimproto_send_template_req(int sock, const int fds[SHIMPROTO_FD_COUNT], int cgroup_fd,
+                                bool memory_apart)
 {
-    struct shimproto_template_req q = {.flags = cgroup_fd >= 0 ? SHIMPROTO_TEMPLATE_CGROUP : 0};
+    struct shimproto_template_req q = {.flags =
+                                           (cgroup_fd >= 0 ? SHIMPROTO_TEMPLATE_CGROUP : 0) |
+                                           (memory_apart ? SHIMPROTO_TEMPLATE_MEMORY_APART : 0)};
     int all[SHIMPROTO_FD_COUNT + 1];
 
     memcpy(all, fds, sizeof(int) * SHIMPROTO_FD_COUNT);
@@ -647,8 +648,10 @@ int shimproto_send_template_req(int sock, const int fds[SHIMPROTO_FD_COUNT], int
     return shimproto_send_fds(sock, &q, sizeof(q), all, SHIMPROTO_FD_COUNT + (cgroup_fd >= 0));
 }
 
-int shimproto_recv_template_req(int sock, int fds[SHIMPROTO_FD_COUNT], int *ret_cgroup_fd)
+int shimproto_recv_template_req(int sock, int fds[SHIMPROTO_FD_COUNT], int *ret_cgroup_fd,
+                                bool *ret_memory_apart)
 {
+    const uint32_t known = SHIMPROTO_TEMPLATE_CGROUP | SHIMPROTO_TEMPLATE_MEMORY_APART;
     struct shimproto_template_req q;
     int all[SHIMPROTO_FD_COUNT + 1];
     size_t n = 0;
@@ -657,13 +660,13 @@ int shimproto_recv_template_req(int sock, int fds[SHIMPROTO_FD_COUNT], int *ret_
     r = shimproto_recv_fds(sock, &q, sizeof(q), all, SHIMPROTO_FD_COUNT + 1, &n);
     if (r <= 0)
         return r;
-    if (n != SHIMPROTO_FD_COUNT + !!(q.flags & SHIMPROTO_TEMPLATE_CGROUP) ||
-        (q.flags & ~SHIMPROTO_TEMPLATE_CGROUP)) {
+    if (n != SHIMPROTO_FD_COUNT + !!(q.flags & SHIMPROTO_TEMPLATE_CGROUP) || (q.flags & ~known)) {
         close_all(all, n);
         return -EBADMSG;
     }
     memcpy(fds, all, sizeof(int) * SHIMPROTO_FD_COUNT);
     *ret_cgroup_fd = n > SHIMPROTO_FD_COUNT ? all[SHIMPROTO_FD_COUNT] : -1;
+    *ret_memory_apart = q.flags & SHIMPROTO_TEMPLATE_MEMORY_APART;
     return 1;
 }
 

@@ -11,16 +11,19 @@
  *     network / private, a fresh /proc and /sys, lo up), then waits for the prep
  *     (shimproto_send_prep / shimproto_recv_prep) on SHIMPROTO_FD_SYNC (a SEQPACKET socket):
  *     the job's id, uid and gid. Before sending it the server attaches the shim to the job's
- *     cgroups (unless clone3 put it there), so no job code ever runs outside them. Because
+ *     cgroups (unless clone3 put it there), so no job code ever runs outside them; on cgroup v1
+ *     all but the memory one, whose cgroup.procs comes with the prep for the command's process
+ *     to join (core/cgroup.h cg_memory_apart). Because
  *     nothing before the prep depends on the job, the server may start shims ahead of time
  *     (job-pool.c), and because the prep holds only what a job made ahead already knows, it may
  *     send it before the Start (job_spare_new). EOF instead of the prep (the server died,
  *     or dropped a pooled shim) makes it exit;
  *   - on the prep the shim says it is ready (shimproto_send_ready: its /dev and devpts are
  *     mounted, which the server needs before it opens a job's terminal there), roots its
- *     cgroup namespace, sets the hostname and forks the
- *     command's process, which sets its group, signals, fds, credentials, no_new_privs and the
- *     seccomp filter, then waits itself for the go (shimproto_send_go / shimproto_recv_go),
+ *     cgroup namespace, sets the hostname and forks the command's process, which joins the
+ *     job's memory cgroup if the prep brought its cgroup.procs (and roots a cgroup namespace
+ *     there), sets its group, signals, fds, credentials, no_new_privs and the seccomp
+ *     filter, then waits itself for the go (shimproto_send_go / shimproto_recv_go),
  *     which carries the spec as a memfd (shimproto_spec_pack/parse); a spec for another id,
  *     user or network is refused. EOF instead of the go makes it exit;
  *   - on a failed step the shim (or the command's process before exec) sends the failure
@@ -56,7 +59,8 @@ enum {
 /* The shim's steps. Values travel between processes of one binary. The shim: CAPBSET (an exec'd
  * shim; the template does it once for its forks), SIGNALS, SECCOMP_BUILD, MOUNT_PRIVATE,
  * MOUNT_PROC, MOUNT_SYS, LOOPBACK (these two for a private network), MOUNT_TMP, WAIT_PREP,
- * CGROUP_NS, HOSTNAME, FORK; then the command's process: SETSID, SIGNAL_RESET, FDS, OOM_SCORE,
+ * CGROUP_NS, HOSTNAME, FORK; then the command's process: MEMORY_CGROUP and CGROUP_NS (v1),
+ * SETSID, SIGNAL_RESET, FDS, OOM_SCORE,
  * SETGROUPS, SETGID, SETUID, CAPS, RLIMITS, NO_NEW_PRIVS, SECCOMP, WAIT_GO, READ_SPEC, CHDIR,
  * EXEC. */
 enum shimproto_step {
@@ -92,6 +96,7 @@ enum shimproto_step {
     SHIMPROTO_STEP_RLIMITS,   /* the job's resource limits, not the server's */
     SHIMPROTO_STEP_MOUNT_DEV, /* the job's own /dev: a few nodes, its own devpts and shm */
     SHIMPROTO_STEP_OOM_SCORE, /* the command's OOM score adjustment back to 0 (the shim's: -1000) */
+    SHIMPROTO_STEP_MEMORY_CGROUP, /* the command's process joins the job's memory cgroup (v1) */
     SHIMPROTO_STEP__MAX,
 };
 
@@ -131,12 +136,15 @@ struct shimproto_status {
     int32_t code; /* exit code or signal number */
 };
 
-/* Server: sends the prep (id at most SHIMPROTO_ID_MAX bytes, else -EINVAL) on sock. 0 or -errno
- * (-EPIPE, -ECONNRESET: the shim already failed and said why). Never raises SIGPIPE. */
-int shimproto_send_prep(int sock, const char *id, uid_t uid, gid_t gid);
-/* Shim: waits for the prep on sock. 1 with *ret filled, 0 at EOF, -EBADMSG for a message of
- * another size, with an fd (closed) or without a NUL-terminated, non-empty id; or -errno. */
-int shimproto_recv_prep(int sock, struct shimproto_prep *ret);
+/* Server: sends the prep (id at most SHIMPROTO_ID_MAX bytes, else -EINVAL) on sock, with
+ * memory_fd attached if >= 0: the job's memory cgroup.procs (cg_open_memory_procs), for a shim
+ * kept out of that cgroup; its command's process joins it. 0 or -errno (-EPIPE, -ECONNRESET: the
+ * shim already failed and said why). Never raises SIGPIPE. */
+int shimproto_send_prep(int sock, const char *id, uid_t uid, gid_t gid, int memory_fd);
+/* Shim: waits for the prep on sock. 1 with *ret filled and *ret_memory_fd the fd that came with
+ * it (close-on-exec, the caller's) or -1; 0 at EOF; -EBADMSG for a message of another size or
+ * without a NUL-terminated, non-empty id (its fd closed); or -errno. */
+int shimproto_recv_prep(int sock, struct shimproto_prep *ret, int *ret_memory_fd);
 
 /* Server: sends the go with the spec memfd attached, then the command's end of a new verdict
  * socket, then the job's stdin (a pipe's read end, or a terminal's slave, as the spec's input
@@ -222,6 +230,9 @@ int shimproto_spec_parse(const void *buf, size_t len, const char **vec, size_t c
  * control socket ends the template. */
 #define SHIMPROTO_TEMPLATE_ARG    "--template"
 #define SHIMPROTO_TEMPLATE_CGROUP 1u
+/* The shim will be kept out of its job's memory cgroup (cg_memory_apart), so it may share the
+ * template's memory even where the template could not make its OOM score -1000. */
+#define SHIMPROTO_TEMPLATE_MEMORY_APART 2u
 struct shimproto_template_req {
     uint32_t flags; /* SHIMPROTO_TEMPLATE_* */
 };
@@ -231,13 +242,17 @@ struct shimproto_template_reply {
 };
 
 /* Server: sends a request for one shim with fds (its 0..4) and, if cgroup_fd >= 0, the cgroup
- * to clone it into. 0 or -errno, as shimproto_send_prep. */
-int shimproto_send_template_req(int sock, const int fds[SHIMPROTO_FD_COUNT], int cgroup_fd);
-/* Template: waits for a request on sock. 1 with fds (close-on-exec, the caller's) and
- * *ret_cgroup_fd (-1 without SHIMPROTO_TEMPLATE_CGROUP); 0 at EOF; -EBADMSG for a request it
+ * to clone it into; memory_apart: SHIMPROTO_TEMPLATE_MEMORY_APART. 0 or -errno, as
+ * shimproto_send_prep. */
+int shimproto_send_template_req(int sock, const int fds[SHIMPROTO_FD_COUNT], int cgroup_fd,
+                                bool memory_apart);
+/* Template: waits for a request on sock. 1 with fds (close-on-exec, the caller's),
+ * *ret_cgroup_fd (-1 without SHIMPROTO_TEMPLATE_CGROUP) and *ret_memory_apart (the flag); 0 at
+ * EOF; -EBADMSG for a request it
  * cannot serve, to be answered EBADMSG (another size, unknown flags, too many or too few fds
  * for them: whatever came is closed); or -errno. */
-int shimproto_recv_template_req(int sock, int fds[SHIMPROTO_FD_COUNT], int *ret_cgroup_fd);
+int shimproto_recv_template_req(int sock, int fds[SHIMPROTO_FD_COUNT], int *ret_cgroup_fd,
+                                bool *ret_memory_apart);
 /* Template: replies {pid, err}, with pidfd attached if err == 0. 0 or -errno. */
 int shimproto_send_template_reply(int sock, pid_t pid, int pidfd, int err);
 /* Server: receives a reply. 1 with *ret filled and *ret_pidfd the pidfd (close-on-exec, the

@@ -382,6 +382,34 @@ Test(cg, v1_attach_every_hierarchy)
     }
 }
 
+Test(cg, v1_attach_apart_leaves_memory_to_the_command)
+{
+    v1_layout();
+    _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    cr_assert(cg_memory_apart(m));
+    cr_assert_eq(cg_create(m, "job1", NULL, &cg), 0);
+    cr_assert_eq(cg_attach_apart(cg, 4242), 0);
+    cr_assert_eq(cg_attach_apart(cg, 0), -EINVAL);
+    const char *h[] = {"cpu", "cpuacct", "blkio", "pids", "freezer"};
+    for (size_t i = 0; i < ELEMENTSOF(h); i++) {
+        char rel[64];
+        snprintf(rel, sizeof(rel), "%s/runjob/job1/cgroup.procs", h[i]);
+        assert_file(rel, "4242");
+    }
+    assert_file("memory/runjob/job1/cgroup.procs", "");
+    assert_file("memory/runjob/cgroup.procs", "4242");
+    assert_file("cpu/runjob/cgroup.procs", "");
+    /* The command's process writes "0" through the fd the prep carries. */
+    int fd = cg_open_memory_procs(cg);
+    cr_assert_geq(fd, 0);
+    cr_expect(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    cr_expect_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_WRONLY);
+    cr_assert_eq(write(fd, "0", 1), 1);
+    (void)close(fd);
+    assert_file("memory/runjob/job1/cgroup.procs", "0");
+}
+
 Test(cg, v1_comounted_cpu_cpuacct_used_once)
 {
     mkdirs("cpu,cpuacct");

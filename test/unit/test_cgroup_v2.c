@@ -249,6 +249,10 @@ Test(cg, v2_dirfd_and_attach)
     cr_assert(S_ISDIR(a.st_mode) && a.st_ino == b.st_ino && a.st_dev == b.st_dev);
     cr_assert_eq(cg_attach(cg, 777), 0);
     assert_file("r/job1/cgroup.procs", "777");
+    /* One hierarchy: a shim cannot stay out of the memory controller alone. */
+    cr_expect_not(cg_memory_apart(m));
+    cr_expect_eq(cg_attach_apart(cg, 777), -EOPNOTSUPP);
+    cr_expect_eq(cg_open_memory_procs(cg), -EOPNOTSUPP);
 }
 
 Test(cg, v2_kill_writes_cgroup_kill)

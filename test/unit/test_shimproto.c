@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -522,42 +523,64 @@ Test(shimproto, fds_recv_refuses_more_than_max_or_a_short_or_long_message_and_le
 Test(shimproto, prep_round_trip)
 {
     struct shimproto_prep p;
-    int sv[2];
+    int sv[2], fd = 42;
 
     seqpacket_pair(sv);
-    cr_assert_eq(shimproto_send_prep(sv[0], "job-1", 65534, 65533), 0);
-    cr_assert_eq(shimproto_recv_prep(sv[1], &p), 1);
+    cr_assert_eq(shimproto_send_prep(sv[0], "job-1", 65534, 65533, -1), 0);
+    cr_assert_eq(shimproto_recv_prep(sv[1], &p, &fd), 1);
     cr_expect_str_eq(p.id, "job-1");
     cr_expect_eq(p.uid, 65534);
     cr_expect_eq(p.gid, 65533);
+    cr_expect_eq(fd, -1, "no memory cgroup's fd was sent");
     (void)close(sv[0]);
-    cr_expect_eq(shimproto_recv_prep(sv[1], &p), 0);
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p, &fd), 0);
 }
 
-Test(shimproto, prep_refuses_a_long_or_empty_id_and_one_with_an_fd)
+Test(shimproto, prep_carries_the_memory_cgroups_fd)
+{
+    struct shimproto_prep p;
+    struct stat a, b;
+    int sv[2], pipefd[2], fd = -1;
+
+    seqpacket_pair(sv);
+    cr_assert_eq(pipe(pipefd), 0);
+    cr_assert_eq(shimproto_send_prep(sv[0], "job-2", 1000, 1000, pipefd[1]), 0);
+    cr_assert_eq(shimproto_recv_prep(sv[1], &p, &fd), 1);
+    cr_expect_str_eq(p.id, "job-2");
+    cr_assert_geq(fd, 0);
+    cr_expect(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    cr_assert_eq(fstat(fd, &a), 0);
+    cr_assert_eq(fstat(pipefd[1], &b), 0);
+    cr_expect(a.st_ino == b.st_ino && a.st_dev == b.st_dev, "another file came");
+    (void)close(fd);
+    (void)close(pipefd[0]);
+    (void)close(pipefd[1]);
+}
+
+Test(shimproto, prep_refuses_a_long_or_empty_id)
 {
     char id[SHIMPROTO_ID_MAX + 2];
     struct shimproto_prep p = {0};
-    int sv[2], before;
+    int sv[2], before, fd;
 
     seqpacket_pair(sv);
     memset(id, 'a', sizeof(id) - 1);
     id[sizeof(id) - 1] = '\0';
-    cr_expect_eq(shimproto_send_prep(sv[0], id, 1, 1), -EINVAL);
+    cr_expect_eq(shimproto_send_prep(sv[0], id, 1, 1, -1), -EINVAL);
     id[SHIMPROTO_ID_MAX] = '\0';
-    cr_expect_eq(shimproto_send_prep(sv[0], id, 1, 1), 0, "an id of SHIMPROTO_ID_MAX refused");
-    cr_expect_eq(shimproto_recv_prep(sv[1], &p), 1);
-    cr_expect_eq(shimproto_send_prep(sv[0], "", 1, 1), 0);
-    cr_expect_eq(shimproto_recv_prep(sv[1], &p), -EBADMSG, "an empty id");
+    cr_expect_eq(shimproto_send_prep(sv[0], id, 1, 1, -1), 0, "an id of SHIMPROTO_ID_MAX refused");
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p, &fd), 1);
+    cr_expect_eq(shimproto_send_prep(sv[0], "", 1, 1, -1), 0);
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p, &fd), -EBADMSG, "an empty id");
     memset(&p, 'x', sizeof(p));
     cr_assert_eq(send(sv[0], &p, sizeof(p), 0), (ssize_t)sizeof(p));
-    cr_expect_eq(shimproto_recv_prep(sv[1], &p), -EBADMSG, "an id without its NUL");
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p, &fd), -EBADMSG, "an id without its NUL");
     memset(&p, 0, sizeof(p));
-    p.id[0] = 'j';
     before = count_fds();
     cr_assert_eq(shimproto_send_fd(sv[0], &p, sizeof(p), STDIN_FILENO), 0);
-    cr_expect_eq(shimproto_recv_prep(sv[1], &p), -EBADMSG, "a prep with an fd");
-    cr_expect_eq(count_fds(), before, "the fd that came with the prep leaked");
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p, &fd), -EBADMSG, "an empty id with an fd");
+    cr_expect_eq(fd, -1);
+    cr_expect_eq(count_fds(), before, "the fd that came with a refused prep leaked");
 }
 
 Test(shimproto, go_carries_the_spec_fd_and_a_verdict_socket)
@@ -794,18 +817,27 @@ Test(shimproto, template_request_and_reply_round_trip)
 {
     struct shimproto_template_reply rep;
     int sv[2], fds[SHIMPROTO_FD_COUNT], got[SHIMPROTO_FD_COUNT], cg = 42, pidfd = 42;
+    bool apart = true;
 
     seqpacket_pair(sv);
     for (int i = 0; i < SHIMPROTO_FD_COUNT; i++)
         fds[i] = STDIN_FILENO;
-    cr_assert_eq(shimproto_send_template_req(sv[0], fds, -1), 0);
-    cr_assert_eq(shimproto_recv_template_req(sv[1], got, &cg), 1);
+    cr_assert_eq(shimproto_send_template_req(sv[0], fds, -1, false), 0);
+    cr_assert_eq(shimproto_recv_template_req(sv[1], got, &cg, &apart), 1);
     cr_expect_eq(cg, -1);
+    cr_expect_not(apart);
     for (int i = 0; i < SHIMPROTO_FD_COUNT; i++)
         (void)close(got[i]);
-    cr_assert_eq(shimproto_send_template_req(sv[0], fds, STDIN_FILENO), 0);
-    cr_assert_eq(shimproto_recv_template_req(sv[1], got, &cg), 1);
+    cr_assert_eq(shimproto_send_template_req(sv[0], fds, -1, true), 0);
+    cr_assert_eq(shimproto_recv_template_req(sv[1], got, &cg, &apart), 1);
+    cr_expect_eq(cg, -1);
+    cr_expect(apart, "the memory-apart flag was lost");
+    for (int i = 0; i < SHIMPROTO_FD_COUNT; i++)
+        (void)close(got[i]);
+    cr_assert_eq(shimproto_send_template_req(sv[0], fds, STDIN_FILENO, false), 0);
+    cr_assert_eq(shimproto_recv_template_req(sv[1], got, &cg, &apart), 1);
     cr_expect_geq(cg, 0);
+    cr_expect_not(apart);
     cr_expect(fcntl(cg, F_GETFD) & FD_CLOEXEC);
     for (int i = 0; i < SHIMPROTO_FD_COUNT; i++)
         (void)close(got[i]);
@@ -830,6 +862,7 @@ Test(shimproto, template_request_it_cannot_serve_is_ebadmsg_and_leaks_none)
 {
     struct shimproto_template_req q = {.flags = SHIMPROTO_TEMPLATE_CGROUP};
     int sv[2], fds[SHIMPROTO_FDS_MAX], got[SHIMPROTO_FD_COUNT], cg, before;
+    bool apart;
 
     seqpacket_pair(sv);
     for (int i = 0; i < SHIMPROTO_FDS_MAX; i++)
@@ -837,18 +870,18 @@ Test(shimproto, template_request_it_cannot_serve_is_ebadmsg_and_leaks_none)
     before = count_fds();
     /* the cgroup flag without the cgroup's fd */
     cr_assert_eq(shimproto_send_fds(sv[0], &q, sizeof(q), fds, SHIMPROTO_FD_COUNT), 0);
-    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg), -EBADMSG);
+    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg, &apart), -EBADMSG);
     /* an unknown flag */
-    q.flags = 2;
+    q.flags = 4;
     cr_assert_eq(shimproto_send_fds(sv[0], &q, sizeof(q), fds, SHIMPROTO_FD_COUNT), 0);
-    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg), -EBADMSG);
+    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg, &apart), -EBADMSG);
     /* too few, too many */
     q.flags = 0;
     cr_assert_eq(shimproto_send_fds(sv[0], &q, sizeof(q), fds, 2), 0);
-    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg), -EBADMSG);
+    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg, &apart), -EBADMSG);
     cr_assert_eq(shimproto_send_fds(sv[0], &q, sizeof(q), fds, SHIMPROTO_FDS_MAX), 0);
-    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg), -EBADMSG);
+    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg, &apart), -EBADMSG);
     cr_expect_eq(count_fds(), before, "the fds of refused requests leaked");
     (void)close(sv[0]);
-    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg), 0);
+    cr_expect_eq(shimproto_recv_template_req(sv[1], got, &cg, &apart), 0);
 }
