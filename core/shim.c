@@ -770,8 +770,8 @@ __attribute__((noreturn)) static void template_child(const struct template_child
  * killer kills every process sharing its victim's memory, so a shim must never be the victim of
  * a job's memory cgroup: either the template could make its shims' OOM score -1000, or the shim
  * stays out of that cgroup (cgroup v1: its command's process joins it alone). Outside it, a shim
- * weighs what the template does (its RSS is theirs), less than the server, whose end ends every
- * job anyway (their pdeathsig). Like the command's process before its
+ * weighs what the template does (its RSS is theirs), about half of the server, whose end ends
+ * every job anyway (their pdeathsig). Like the command's process before its
  * exec, a shim allocates nothing and takes no lock of libc's; the template only reads and writes
  * its own state between clones, and never frees what the shims read (the filter). They share libc's
  * thread state, errno included: a failing call's errno may be another's by the time it is read,
