@@ -41,6 +41,7 @@ struct cg_manager {
     char *root; /* job root relative to each hierarchy root, no leading '/', may be "" */
     struct cg_hier hier[CG_MAX_HIER];
     size_t n_hier;
+    bool memory_apart; /* cg_memory_apart(): v1_init's finding */
     struct cg_dev *devs;
     size_t n_devs;
     struct cg_test_hooks hooks; /* zeroed in production */

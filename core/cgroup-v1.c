@@ -16,6 +16,8 @@
 
 #define V1_DEFAULT_ROOT   "runjob"
 #define V1_FREEZE_WAIT_MS 1000
+/* "No limit" in memory.limit_in_bytes is LONG_MAX rounded down to a page; far above any memory. */
+#define V1_MEMORY_UNLIMITED (1ull << 62)
 
 /* The job directory fd of the hierarchy with role, or -1. */
 static int role_fd(const struct cg *cg, unsigned role)
@@ -24,6 +26,24 @@ static int role_fd(const struct cg *cg, unsigned role)
         if (cg->m->hier[i].roles & role)
             return cg->fd[i];
     return -1;
+}
+
+/* Whether shims may wait in the job root of the memory hierarchy (cg_memory_apart): memory must
+ * be a hierarchy of its own (a co-mounted one would take the shim out of the job's freezer or
+ * pids cgroup too), and the job root under no memory limit, which would make an OOM killer of its
+ * own that sees every shim. */
+static bool v1_memory_apart(const struct cg_manager *m)
+{
+    for (size_t i = 0; i < m->n_hier; i++) {
+        uint64_t limit;
+        if (!(m->hier[i].roles & CG_ROLE_MEMORY))
+            continue;
+        return m->hier[i].roles == CG_ROLE_MEMORY &&
+               proc_read_keyed_u64_at(m->hier[i].rootfd, "memory.stat", "hierarchical_memory_limit",
+                                      &limit) == 0 &&
+               limit >= V1_MEMORY_UNLIMITED;
+    }
+    return false;
 }
 
 static int v1_init(struct cg_manager *m, const struct cg_config *cfg, char *errbuf, size_t errlen)
@@ -56,6 +76,7 @@ static int v1_init(struct cg_manager *m, const struct cg_config *cfg, char *errb
             return r;
         }
     }
+    m->memory_apart = v1_memory_apart(m);
     return 0;
 }
 

@@ -404,7 +404,7 @@ int cg_attach(struct cg *cg, pid_t pid)
 
 bool cg_memory_apart(const struct cg_manager *m)
 {
-    return m->ops->open_memory_procs != NULL;
+    return m->memory_apart;
 }
 
 int cg_attach_apart(struct cg *cg, pid_t pid)

@@ -131,7 +131,8 @@ int cg_change_limits(struct cg *cg, const struct limits *from, const struct limi
 const char *cg_get_id(const struct cg *cg);
 
 /* v2: an O_DIRECTORY|O_CLOEXEC fd of the job cgroup for clone3's CLONE_INTO_CGROUP; owned by
- * cg (do not close), valid until cg_free(). v1: -EOPNOTSUPP (use cg_attach()). */
+ * cg (do not close), valid until cg_free(). v1: -EOPNOTSUPP (use cg_attach(), or
+ * cg_attach_apart() for a shim). */
 int cg_get_dirfd(const struct cg *cg);
 
 /* Moves pid (a whole process) into the job cgroup: v1 writes it to cgroup.procs of every
@@ -140,19 +141,22 @@ int cg_get_dirfd(const struct cg *cg);
  * kill it and cg_destroy() (which kills whatever is in any of them). */
 int cg_attach(struct cg *cg, pid_t pid);
 
-/* Whether a job's memory cgroup can hold its command's processes and not its shim (v1: memory is
- * a hierarchy of its own; v2: false, one hierarchy for every controller). A shim that shares
- * the template's memory must never be the OOM killer's choice, which in the job's memory
- * cgroup it could be (core/shim.c); kept out of it, it never is, whatever its OOM score. */
+/* Whether a job's memory cgroup can hold its command's processes and not its shim: v1, with
+ * memory a hierarchy of its own and the job root under no memory limit (read once, at
+ * cg_manager_new); v2: false, one hierarchy for every controller. A shim that shares the
+ * template's memory must never be the OOM killer's choice, which in the job's memory cgroup it
+ * could be (core/shim.c); kept out of it, it never is, whatever its OOM score. */
 bool cg_memory_apart(const struct cg_manager *m);
-/* v1: cg_attach(), but in the memory hierarchy into the job root (the parent of every job's
- * cgroup, with no limit and no job's OOM killer), for a job's shim. Its command's process joins
- * the job's memory cgroup itself, by writing "0" to the fd cg_open_memory_procs() gives. The job
- * sees its shim's memory cgroup as "/.." (nothing of the host's layout). v2: -EOPNOTSUPP. */
+/* cg_memory_apart(): cg_attach(), but in the memory hierarchy into the job root (the parent of
+ * every job's cgroup, with no limit and no job's OOM killer), for a job's shim. Its command's
+ * process joins the job's memory cgroup itself, by writing "0" to the fd cg_open_memory_procs()
+ * gives. The job sees its shim's memory cgroup as "/.." (nothing of the host's layout). Otherwise
+ * -EOPNOTSUPP. */
 int cg_attach_apart(struct cg *cg, pid_t pid);
-/* v1: an O_WRONLY|O_CLOEXEC fd of the job's cgroup.procs in the memory hierarchy, the caller's.
- * The kernel checks a write against the credentials of whoever opened it (root: the server),
- * so the process that writes "0" to it joins whatever it runs as. v2: -EOPNOTSUPP. */
+/* cg_memory_apart(): an O_WRONLY|O_CLOEXEC fd of the job's cgroup.procs in the memory hierarchy,
+ * the caller's. Kernels from 5.16 check a write against the credentials of whoever opened it
+ * (root: the server), older ones against the writer's: the command's process writes while still
+ * root. Otherwise -EOPNOTSUPP. */
 int cg_open_memory_procs(struct cg *cg);
 
 /* SIGKILLs every process in the job cgroup and its descendants, repeating until none is left

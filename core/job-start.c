@@ -563,6 +563,10 @@ int job_start(struct job_runner *r, const struct job_spec *spec, job_event_fn on
     /* EPIPE / ECONNRESET: the shim already failed (e.g. its own exec) and said why before it
      * closed its end: read that below. */
     e = sh.prepped ? 0 : job_shim_prep(r, &sh, cg, spec->uid, spec->gid);
+    if (e < 0 && e != -EPIPE && e != -ECONNRESET) {
+        snprintf(errbuf, errlen, "preparing the job shim: %s", strerror(-e));
+        goto fail;
+    }
     /* A terminal is opened in the shim's own devpts: once the shim has it mounted. */
     if (e == 0 && spec->input == JOB_INPUT_TTY) {
         e = shimproto_recv_ready(sh.sync, START_TIMEOUT_MS, &msg);

@@ -319,7 +319,7 @@ __attribute__((noreturn)) static void command_main(const struct shimproto_prep *
         if (write(memory_fd, "0", 1) != 1)
             die(SHIMPROTO_STEP_MEMORY_CGROUP, errno);
         if (unshare(CLONE_NEWCGROUP) < 0)
-            die(SHIMPROTO_STEP_CGROUP_NS, errno);
+            die(SHIMPROTO_STEP_COMMAND_CGROUP_NS, errno);
     }
 
     /* A session of its own, not only a process group: a job must not reach the server's

@@ -51,6 +51,7 @@ static const char *const step_names[SHIMPROTO_STEP__MAX] = {
     [SHIMPROTO_STEP_RLIMITS] = "set resource limits",
     [SHIMPROTO_STEP_OOM_SCORE] = "reset the OOM score adjustment",
     [SHIMPROTO_STEP_MEMORY_CGROUP] = "join the job's memory cgroup",
+    [SHIMPROTO_STEP_COMMAND_CGROUP_NS] = "the command's cgroup namespace",
 };
 
 const char *shimproto_step_name(int step)
@@ -456,6 +457,7 @@ int shimproto_send_prep(int sock, const char *id, uid_t uid, gid_t gid, int memo
     if (strlen(id) > SHIMPROTO_ID_MAX)
         return -EINVAL;
     memcpy(m.id, id, strlen(id));
+    m.flags = memory_fd >= 0 ? SHIMPROTO_PREP_MEMORY_FD : 0;
     m.uid = uid;
     m.gid = gid;
     return shimproto_send_fd(sock, &m, sizeof(m), memory_fd);
@@ -469,7 +471,9 @@ int shimproto_recv_prep(int sock, struct shimproto_prep *ret, int *ret_memory_fd
     r = shimproto_recv_fd(sock, ret, sizeof(*ret), &fd);
     if (r <= 0)
         return r;
-    if (memchr(ret->id, '\0', sizeof(ret->id)) == NULL || ret->id[0] == '\0') {
+    if (memchr(ret->id, '\0', sizeof(ret->id)) == NULL || ret->id[0] == '\0' ||
+        (ret->flags & ~SHIMPROTO_PREP_MEMORY_FD) ||
+        !(ret->flags & SHIMPROTO_PREP_MEMORY_FD) != (fd < 0)) {
         if (fd >= 0)
             (void)close(fd);
         return -EBADMSG;

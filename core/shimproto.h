@@ -59,7 +59,7 @@ enum {
 /* The shim's steps. Values travel between processes of one binary. The shim: CAPBSET (an exec'd
  * shim; the template does it once for its forks), SIGNALS, SECCOMP_BUILD, MOUNT_PRIVATE,
  * MOUNT_PROC, MOUNT_SYS, LOOPBACK (these two for a private network), MOUNT_TMP, WAIT_PREP,
- * CGROUP_NS, HOSTNAME, FORK; then the command's process: MEMORY_CGROUP and CGROUP_NS (v1),
+ * CGROUP_NS, HOSTNAME, FORK; then the command's process: MEMORY_CGROUP, COMMAND_CGROUP_NS (v1),
  * SETSID, SIGNAL_RESET, FDS, OOM_SCORE,
  * SETGROUPS, SETGID, SETUID, CAPS, RLIMITS, NO_NEW_PRIVS, SECCOMP, WAIT_GO, READ_SPEC, CHDIR,
  * EXEC. */
@@ -96,7 +96,8 @@ enum shimproto_step {
     SHIMPROTO_STEP_RLIMITS,   /* the job's resource limits, not the server's */
     SHIMPROTO_STEP_MOUNT_DEV, /* the job's own /dev: a few nodes, its own devpts and shm */
     SHIMPROTO_STEP_OOM_SCORE, /* the command's OOM score adjustment back to 0 (the shim's: -1000) */
-    SHIMPROTO_STEP_MEMORY_CGROUP, /* the command's process joins the job's memory cgroup (v1) */
+    SHIMPROTO_STEP_MEMORY_CGROUP,     /* the command's process joins the job's memory cgroup (v1) */
+    SHIMPROTO_STEP_COMMAND_CGROUP_NS, /* ... and roots a cgroup namespace of its own there */
     SHIMPROTO_STEP__MAX,
 };
 
@@ -112,8 +113,10 @@ void shimproto_format_error(int step, int err, const char *path, const char *cwd
 /* ---- the messages on SHIMPROTO_FD_SYNC and SHIMPROTO_FD_STATUS */
 
 /* The prep, server -> shim, first: the job the shim is for (no fd attached). */
-#define SHIMPROTO_ID_MAX 128 /* cg_id_is_valid's bound */
+#define SHIMPROTO_ID_MAX         128 /* cg_id_is_valid's bound */
+#define SHIMPROTO_PREP_MEMORY_FD 1u  /* the job's memory cgroup.procs comes with it */
 struct shimproto_prep {
+    uint32_t flags; /* SHIMPROTO_PREP_* */
     uint32_t uid;
     uint32_t gid;
     char id[SHIMPROTO_ID_MAX + 1]; /* NUL-terminated */
@@ -142,8 +145,10 @@ struct shimproto_status {
  * shim already failed and said why). Never raises SIGPIPE. */
 int shimproto_send_prep(int sock, const char *id, uid_t uid, gid_t gid, int memory_fd);
 /* Shim: waits for the prep on sock. 1 with *ret filled and *ret_memory_fd the fd that came with
- * it (close-on-exec, the caller's) or -1; 0 at EOF; -EBADMSG for a message of another size or
- * without a NUL-terminated, non-empty id (its fd closed); or -errno. */
+ * it (close-on-exec, the caller's) or -1; 0 at EOF; -EBADMSG for a message of another size,
+ * without a NUL-terminated, non-empty id, with an unknown flag, or whose fd is not there as
+ * SHIMPROTO_PREP_MEMORY_FD says (one the kernel dropped: a job must not run outside its memory
+ * cgroup); whatever fd came is closed; or -errno. */
 int shimproto_recv_prep(int sock, struct shimproto_prep *ret, int *ret_memory_fd);
 
 /* Server: sends the go with the spec memfd attached, then the command's end of a new verdict

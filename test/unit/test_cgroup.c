@@ -410,6 +410,18 @@ Test(cg, v1_attach_apart_leaves_memory_to_the_command)
     assert_file("memory/runjob/job1/cgroup.procs", "0");
 }
 
+Test(cg, v1_memory_apart_only_without_a_limit_above_the_job_root)
+{
+    v1_layout();
+    F.memory_stat_limit = "17179869184"; /* a slice of 16 GiB: an OOM killer that sees every shim */
+    _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
+    _cleanup_(cg_freep) struct cg *cg = NULL;
+    cr_expect_not(cg_memory_apart(m));
+    cr_assert_eq(cg_create(m, "job1", NULL, &cg), 0);
+    cr_expect_eq(cg_attach_apart(cg, 4242), -EOPNOTSUPP);
+    cr_expect_eq(cg_open_memory_procs(cg), -EOPNOTSUPP);
+}
+
 Test(cg, v1_comounted_cpu_cpuacct_used_once)
 {
     mkdirs("cpu,cpuacct");
@@ -426,6 +438,7 @@ Test(cg, v1_comounted_cpu_cpuacct_used_once)
     _cleanup_(cg_manager_freep) struct cg_manager *m = new_manager(CG_V1, NULL, NULL);
     _cleanup_(cg_freep) struct cg *cg = NULL;
     cr_assert_eq(cg_create(m, "job1", &(struct limits){.cpu_millis = 2000}, &cg), 0);
+    cr_expect(cg_memory_apart(m), "memory is a hierarchy of its own here");
     assert_file("cpu,cpuacct/runjob/job1/cpu.cfs_quota_us", "200000");
     write_file("cpu,cpuacct/runjob/job1/cpuacct.usage", "7000\n");
     struct cg_usage u;

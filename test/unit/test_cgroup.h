@@ -29,7 +29,8 @@ struct fake {
     char block[96];
     bool v2;
     bool no_memsw, no_swap_max, no_kill, no_peak, no_pids_max, comount;
-    const char *events; /* cgroup.events content on v2 */
+    const char *memory_stat_limit; /* v1 memory.stat hierarchical_memory_limit; NULL: none */
+    const char *events;            /* cgroup.events content on v2 */
     struct {
         char path[256];
         int fd;
@@ -133,6 +134,10 @@ static inline void v1_files(int dfd, const char *hier)
         if (!F.no_memsw)
             put(dfd, "memory.memsw.limit_in_bytes", "9223372036854771712\n");
         put(dfd, "memory.max_usage_in_bytes", "0\n");
+        char stat[128];
+        snprintf(stat, sizeof(stat), "cache 0\nrss 0\nhierarchical_memory_limit %s\n",
+                 F.memory_stat_limit ? F.memory_stat_limit : "9223372036854771712");
+        put(dfd, "memory.stat", stat);
         put(dfd, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n");
     }
     if (strcmp(hier, "blkio") == 0) {

@@ -580,6 +580,20 @@ Test(shimproto, prep_refuses_a_long_or_empty_id)
     cr_assert_eq(shimproto_send_fd(sv[0], &p, sizeof(p), STDIN_FILENO), 0);
     cr_expect_eq(shimproto_recv_prep(sv[1], &p, &fd), -EBADMSG, "an empty id with an fd");
     cr_expect_eq(fd, -1);
+    strcpy(p.id, "j");
+    cr_assert_eq(shimproto_send_fd(sv[0], &p, sizeof(p), STDIN_FILENO), 0);
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p, &fd), -EBADMSG, "an fd the flags do not announce");
+    memset(&p, 0, sizeof(p));
+    strcpy(p.id, "j");
+    p.flags = SHIMPROTO_PREP_MEMORY_FD;
+    cr_assert_eq(send(sv[0], &p, sizeof(p), 0), (ssize_t)sizeof(p));
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p, &fd), -EBADMSG,
+                 "the memory cgroup's fd announced, none came: the job would escape its limit");
+    memset(&p, 0, sizeof(p));
+    strcpy(p.id, "j");
+    p.flags = 2;
+    cr_assert_eq(send(sv[0], &p, sizeof(p), 0), (ssize_t)sizeof(p));
+    cr_expect_eq(shimproto_recv_prep(sv[1], &p, &fd), -EBADMSG, "an unknown flag");
     cr_expect_eq(count_fds(), before, "the fd that came with a refused prep leaked");
 }
 
