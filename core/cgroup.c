@@ -395,11 +395,20 @@ int cg_get_dirfd(const struct cg *cg)
     return cg->fd[0] >= 0 ? cg->fd[0] : -EBADF;
 }
 
-int cg_attach(struct cg *cg, pid_t pid)
+/* pid into the job's cgroup of every hierarchy, or the job root of those in parent_roles (only
+ * where cg_memory_apart). */
+static int attach(struct cg *cg, pid_t pid, unsigned parent_roles)
 {
     if (pid <= 0)
         return -EINVAL;
-    return cg->m->ops->attach(cg, pid, 0);
+    if (parent_roles && !cg->m->memory_apart)
+        return -EOPNOTSUPP;
+    return cg->m->ops->attach(cg, pid, parent_roles);
+}
+
+int cg_attach(struct cg *cg, pid_t pid)
+{
+    return attach(cg, pid, 0);
 }
 
 bool cg_memory_apart(const struct cg_manager *m)
@@ -409,11 +418,7 @@ bool cg_memory_apart(const struct cg_manager *m)
 
 int cg_attach_apart(struct cg *cg, pid_t pid)
 {
-    if (pid <= 0)
-        return -EINVAL;
-    if (!cg_memory_apart(cg->m))
-        return -EOPNOTSUPP;
-    return cg->m->ops->attach(cg, pid, CG_ROLE_MEMORY);
+    return attach(cg, pid, CG_ROLE_MEMORY);
 }
 
 int cg_open_memory_procs(struct cg *cg)
